@@ -3,7 +3,7 @@
 /* The OpenSSL headers the package binds. Deprecation attributes are suppressed for the Swift
    import only: the generated wrappers carry their own @available(deprecated) markers, taken from
    the headers by codegen, so users still see them without a flood of warnings from our own code. */
-#ifndef OPENSSL_SUPPRESS_DEPRECATED
+#if !defined(OPENSSL_SUPPRESS_DEPRECATED) && !defined(FLI_CODEGEN_KEEP_DEPRECATED)
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #endif
 #include <openssl/ssl.h>

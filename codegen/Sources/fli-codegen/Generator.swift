@@ -1,0 +1,385 @@
+import Foundation
+
+/// Builds every wrapper from the spec, the AST, the macro table and the Swift interface.
+struct Generator {
+    let spec: Spec
+    let ast: ClangAST
+    let swift: SwiftInterface
+    let macros: MacroTable
+    /// Macros that disappear with OPENSSL_NO_DEPRECATED: deprecated ones.
+    let deprecatedMacros: Set<String>
+    /// Header of each `#define`d name in the wholesale headers.
+    let macroHeader: [String: String]
+
+    var wrappers: [Wrapper] = []
+    var byName: [String: Wrapper] = [:]
+    var skipped: [(name: String, header: String, reason: String)] = []
+    var unknownOpaque: [String: Set<String>] = [:]
+    var missingReplacement: [String] = []
+    /// Generated constants: name → (header, Swift type, literal, macro body).
+    var constants: [(name: String, header: String, type: String, literal: String, body: String, cValue: String)] = []
+
+    init(spec: Spec, ast: ClangAST, swift: SwiftInterface, macros: MacroTable,
+         deprecatedMacros: Set<String>, macroHeader: [String: String]) {
+        self.spec = spec; self.ast = ast; self.swift = swift; self.macros = macros
+        self.deprecatedMacros = deprecatedMacros; self.macroHeader = macroHeader
+    }
+
+    func deprecationMessage(_ name: String, cMessage: String?) -> String? {
+        if let r = spec.replacements[name] { return r }
+        guard let m = cMessage else { return nil }
+        return m.isEmpty ? "deprecated in OpenSSL 3.0" : "\(m)"
+    }
+
+    mutating func add(_ w: Wrapper) {
+        guard byName[w.name] == nil else { return }
+        wrappers.append(w); byName[w.name] = w
+    }
+
+    // MARK: functions
+
+    mutating func wrapFunction(_ f: CFunction) {
+        if let reason = spec.skip[f.name] { skipped.append((f.name, f.header, reason)); return }
+        if f.variadic { skipped.append((f.name, f.header, "variadic: Swift cannot call C variadic functions")); return }
+        guard let sf = swift.functions[f.name] else {
+            skipped.append((f.name, f.header, "not imported by Swift")); return
+        }
+        guard sf.params.count == f.params.count else {
+            skipped.append((f.name, f.header, "parameter count differs between clang and the Swift importer")); return
+        }
+        let outs = spec.outParams[f.name]
+        var params: [WParam] = []
+        var args: [String] = []
+        var prelude: [String] = []
+        var outResults: [(label: String, type: String, expr: String)] = []
+        for (i, p) in f.params.enumerated() {
+            let name = safeName(p.name, index: i)
+            let raw = cleanSwiftType(sf.params[i].type)
+            if let outs, outs.params.contains(p.name) {
+                guard raw.hasPrefix("UnsafeMutablePointer<"), raw.hasSuffix(">?") else {
+                    skipped.append((f.name, f.header, "spec marks \(p.name) as out-parameter but it is \(raw)")); return
+                }
+                let inner = String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))
+                let innerC = String(p.type.trimmingCharacters(in: .whitespaces).dropLast()).trimmingCharacters(in: .whitespaces)
+                if inner == "OpaquePointer?", let pt = pointee(innerC), let h = spec.handle(forC: pt) {
+                    prelude.append("var \(name): OpaquePointer? = nil")
+                    outResults.append((camelCase(p.name), "\(h)?", "\(h)(\(name))"))
+                } else if inner.hasSuffix("?") {
+                    prelude.append("var \(name): \(inner) = nil")
+                    outResults.append((camelCase(p.name), inner, name))
+                } else {
+                    prelude.append("var \(name) = \(inner)()")
+                    outResults.append((camelCase(p.name), inner, name))
+                }
+                args.append("&\(name)")
+                continue
+            }
+            if raw == "OpaquePointer?" {
+                guard let pt = pointee(p.type), let h = spec.handle(forC: pt) else {
+                    unknownOpaque[pointee(p.type) ?? p.type, default: []].insert(f.name); return
+                }
+                let first = i == 0
+                params.append(WParam(name: name, swiftType: first ? h : "\(h)?", cType: p.type))
+                args.append(first ? "\(name).rawValue" : "\(name)?.rawValue")
+            } else if p.type == "const char *" && raw == "UnsafePointer<CChar>?" {
+                params.append(WParam(name: name, swiftType: "String?", cType: p.type))
+                args.append(name)
+            } else {
+                params.append(WParam(name: name, swiftType: raw, cType: p.type))
+                args.append(name)
+            }
+        }
+        if let outs, outs.params.count != outResults.count {
+            skipped.append((f.name, f.header, "spec names out-parameters \(outs.params) not all found")); return
+        }
+        // The result.
+        let rawResult = cleanSwiftType(sf.result)
+        var resultType = rawResult
+        var convert: (String) -> String = { $0 }
+        if rawResult == "OpaquePointer?" {
+            guard let pt = pointee(f.returnType), let h = spec.handle(forC: pt) else {
+                unknownOpaque[pointee(f.returnType) ?? f.returnType, default: []].insert(f.name); return
+            }
+            resultType = "\(h)?"
+            convert = { "\(h)(\($0) as OpaquePointer?)" }
+        } else if f.returnType == "const char *" && rawResult == "UnsafePointer<CChar>?" {
+            resultType = "String?"
+            convert = { "\($0).map { String(cString: $0) }" }
+        }
+        let call = "COpenSSL.\(f.name)(\(args.joined(separator: ", ")))"
+        var body: [String] = prelude
+        if outResults.isEmpty {
+            body.append((rawResult == "Void" ? "" : "return ") + convert(call))
+        } else {
+            var elements = outResults.map { "\($0.label): \($0.expr)" }
+            var types = outResults.map { "\($0.label): \($0.type)" }
+            if rawResult != "Void" {
+                body.append("let __result = \(convert(call))")
+                elements.insert("\(outs!.resultLabel): __result", at: 0)
+                types.insert("\(outs!.resultLabel): \(resultType)", at: 0)
+            } else {
+                body.append(call)
+            }
+            if elements.count == 1 {
+                body.append("return \(outResults[0].expr)")
+                resultType = outResults[0].type
+            } else {
+                body.append("return (\(elements.joined(separator: ", ")))")
+                resultType = "(\(types.joined(separator: ", ")))"
+            }
+        }
+        var doc = ["`\(cPrototype(f))`", "",
+                   "Direct call to the C function of this name, declared in `<openssl/\(f.header)>`; see `man \(f.name)`."]
+        if !outResults.isEmpty {
+            doc.append("The out-parameter\(outResults.count > 1 ? "s" : "") \(outResults.map { "`\($0.label)`" }.joined(separator: ", ")) \(outResults.count > 1 ? "are" : "is") returned in the result.")
+        }
+        var attrs = "@inlinable\n"
+        let dep = deprecationMessage(f.name, cMessage: f.deprecated)
+        if f.deprecated != nil, spec.replacements[f.name] == nil { missingReplacement.append(f.name) }
+        if let dep { attrs += "@available(*, deprecated, message: \"\(dep)\")\n" }
+        let resultDecl = resultType == "Void" ? "" : " -> \(resultType)"
+        let code = docLines(doc) + attrs +
+            "public func \(f.name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" +
+            body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type)), \"\(f.name)\");\n"
+        add(Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
+                    code: code, deprecated: dep != nil, check: check))
+    }
+
+    // MARK: function-like macros
+
+    /// Conversion of a macro parameter of Swift type `from` to a callee parameter of type `to`.
+    func convertArgument(_ name: String, from: String, to: String) -> (expr: String, wrap: ((String) -> String)?)? {
+        if from == to { return (name, nil) }
+        if to == "UnsafeMutableRawPointer?" {
+            if from == "String" {
+                return ("UnsafeMutableRawPointer(mutating: __\(name))", { "\(name).withCString { __\(name) in \($0) }" })
+            }
+            if isHandle(from) {
+                return ("\(name).map { UnsafeMutableRawPointer($0.rawValue) }", nil)
+            }
+            if isHandle(from + "?") || from.hasSuffix("Pointer") && isHandle(from) {
+                return ("UnsafeMutableRawPointer(\(name).rawValue)", nil)
+            }
+            if from.hasPrefix("UnsafePointer<") || from.hasPrefix("UnsafeRawPointer") {
+                return ("UnsafeMutableRawPointer(mutating: \(name))", nil)
+            }
+            if from.hasPrefix("UnsafeMutablePointer<") || from.hasPrefix("UnsafeMutableRawPointer") {
+                return (name, nil)
+            }
+        }
+        if to.contains("@convention(c) () -> Void") && from.contains("@convention(c)") {
+            return ("unsafeBitCast(\(name), to: \(to).self)", nil)
+        }
+        if isIntegerType(to) && isIntegerType(from) { return ("\(to)(\(name))", nil) }
+        return nil
+    }
+
+    func isHandle(_ t: String) -> Bool {
+        let base = t.hasSuffix("?") ? String(t.dropLast()) : t
+        return spec.handles.contains { $0.swiftName == base } || spec.stacks.contains { $0.swiftName == base }
+    }
+
+    func constantExpression(_ c: String, to: String) -> String? {
+        if let t = swift.constants[c] {
+            let type = cleanSwiftType(t)
+            return type == to ? c : (isIntegerType(to) && isIntegerType(type) ? "\(to)(\(c))" : nil)
+        }
+        if let k = constants.first(where: { $0.name == c }) {
+            return k.type == to ? c : (isIntegerType(to) ? "\(to)(\(c))" : nil)
+        }
+        return nil
+    }
+
+    mutating func wrapMacro(_ m: MacroTable.Macro, header: String) {
+        if let reason = spec.skip[m.name] { skipped.append((m.name, header, reason)); return }
+        let params = m.params ?? []
+        let dep = deprecatedMacros.contains(m.name) ? (spec.replacements[m.name] ?? "deprecated in OpenSSL 3.0") : nil
+        if deprecatedMacros.contains(m.name), spec.replacements[m.name] == nil { missingReplacement.append(m.name) }
+        let define = "#define \(m.name)\(m.params.map { "(" + $0.joined(separator: ", ") + ")" } ?? "") \(m.body)"
+        var attrs = "@inlinable\n"
+        if let dep { attrs += "@available(*, deprecated, message: \"\(dep)\")\n" }
+
+        // Constant stubs (macros OpenSSL 3 keeps only for source compatibility).
+        if let stub = spec.stubs[m.name] {
+            let ps = stub.params.map { WParam(name: $0.name, swiftType: $0.type, cType: "") }
+            let isVoid = m.body.hasPrefix("while")
+            let value = m.body.trimmingCharacters(in: .whitespaces)
+            let result = isVoid ? "Void" : "Int32"
+            let doc = ["`\(define)`", "",
+                       "A macro in `<openssl/\(header)>` that OpenSSL 3 keeps only as a stub: it does nothing" +
+                       (isVoid ? "." : " and evaluates to \(value).") + " Generated as the header defines it."]
+            let code = docLines(doc) + attrs +
+                "public func \(m.name)(\(ps.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(isVoid ? "" : " -> Int32") {\n" +
+                (isVoid ? "" : "    \(value)\n") + "}\n"
+            var check = "#ifndef \(m.name)\n#error \"\(m.name) is no longer a macro\"\n#endif\n"
+            if !isVoid {
+                check += "_Static_assert(\(m.name)(\(ps.map { _ in "0" }.joined(separator: ", "))) == \(value), \"\(m.name)\");\n"
+            }
+            add(Wrapper(name: m.name, header: header, kind: .stub, params: ps, result: result, code: code, deprecated: dep != nil, check: check))
+            return
+        }
+
+        // The macro must expand to one call of a wrapped function.
+        var tokens = macros.expand(m.tokens)
+        while tokens.first == .punct("("), let (_, end) = MacroTable.collectArgs(tokens, from: 0), end == tokens.count - 1 {
+            tokens = Array(tokens[1..<end])
+        }
+        // An object-like alias: `#define A B` where B is a wrapped function.
+        if m.params == nil {
+            guard tokens.count == 1, case .ident(let target) = tokens[0], let t = byName[target] else { return }
+            let code = docLines(["`\(define)`", "", "An alias macro in `<openssl/\(header)>`: calls ``\(target)``."]) + attrs +
+                "public func \(m.name)\(t.signature.replacingOccurrences(of: "-> ", with: "-> ")) {\n    OpenSSLFLI.\(target)(\(t.params.map(\.name).joined(separator: ", ")))\n}\n"
+            let check = "#ifndef \(m.name)\n#error \"\(m.name) is no longer a macro\"\n#endif\n"
+            add(Wrapper(name: m.name, header: header, kind: .alias, params: t.params, result: t.result, code: code, deprecated: dep != nil, check: check))
+            return
+        }
+        // `(CALL) > 0` and the like: the call's result compared with a number gives a Bool.
+        var comparison: String?
+        if tokens.count > 2, case .number(let n) = tokens[tokens.count - 1],
+           case .punct(let op) = tokens[tokens.count - 2], [">", "<", "==", "!=", ">=", "<="].contains(op) {
+            comparison = "\(op) \(n)"
+            tokens = Array(tokens.dropLast(2))
+            while tokens.first == .punct("("), let (_, end) = MacroTable.collectArgs(tokens, from: 0), end == tokens.count - 1 {
+                tokens = Array(tokens[1..<end])
+            }
+        }
+        guard case .ident(let callee)? = tokens.first, tokens.count >= 3, tokens[1] == .punct("("),
+              let (callArgs, end) = MacroTable.collectArgs(tokens, from: 1), end == tokens.count - 1 else {
+            skipped.append((m.name, header, "expands to an expression, not a single call (`\(m.body.prefix(60))`)")); return
+        }
+        guard let target = byName[callee], let cTarget = ast.functions[callee] else {
+            skipped.append((m.name, header, "expands to a call of \(callee), which is not wrapped")); return
+        }
+        guard callArgs.count == target.params.count else {
+            skipped.append((m.name, header, "passes \(callArgs.count) arguments to \(callee)")); return
+        }
+        let overrides = spec.macroArgs[m.name] ?? [:]
+        var paramTypes: [String: (swift: String, c: String)] = [:]
+        var exprs: [String] = []
+        var wraps: [(String) -> String] = []
+        var prelude: [String] = []
+        var outs: [(label: String, type: String, expr: String)] = []
+        for (k, argTokens) in callArgs.enumerated() {
+            let to = target.params[k].swiftType
+            switch classifyArgument(argTokens, params: params) {
+            case .param(let p):
+                if let o = overrides[p], o.isOut {
+                    let h = o.swiftType
+                    if isHandle(h) {
+                        prelude.append("var __\(p): OpaquePointer? = nil")
+                        outs.append((camelCase(p), "\(h)?", "\(h)(__\(p))"))
+                    } else {
+                        prelude.append("var __\(p) = \(o.swiftType)()")
+                        outs.append((camelCase(p), o.swiftType, "__\(p)"))
+                    }
+                    exprs.append("&__\(p)")
+                    paramTypes[p] = ("", o.cType)
+                    continue
+                }
+                // The first handle argument of the call is the object the macro works on: non-optional.
+                var from = overrides[p]?.swiftType ?? to
+                if k == 0, from.hasSuffix("?"), isHandle(from) { from = String(from.dropLast()) }
+                let cType = overrides[p]?.cType ?? cTarget.params[k].type
+                if let existing = paramTypes[p], existing.swift != from {
+                    skipped.append((m.name, header, "parameter \(p) is used with two types")); return
+                }
+                paramTypes[p] = (from, cType)
+                let name = safeName(p, index: k)
+                var conv: (expr: String, wrap: ((String) -> String)?)?
+                if k == 0 && from + "?" == to { conv = (name, nil) } else { conv = convertArgument(name, from: from, to: to) }
+                guard let conv else {
+                    skipped.append((m.name, header, "no conversion from \(from) to \(callee)'s \(to)")); return
+                }
+                exprs.append(conv.expr)
+                if let w = conv.wrap { wraps.append(w) }
+            case .constant(let c):
+                guard let e = constantExpression(c, to: to) else {
+                    skipped.append((m.name, header, "constant \(c) is not available to Swift as \(to)")); return
+                }
+                exprs.append(e)
+            case .number(let n):
+                exprs.append(isIntegerType(to) ? n.trimmingCharacters(in: CharacterSet(charactersIn: "uUlL")) : "\(to)(\(n))")
+            case .null:
+                // Typed, so that a call with only literals is not ambiguous with the C import.
+                exprs.append(isHandle(to) ? "nil as \(to)" : "nil")
+            case .complex(let text):
+                // `A | B | …` of constants.
+                let parts = text.components(separatedBy: " | ")
+                let converted = parts.map { constantExpression($0, to: to) }
+                if parts.count > 1, converted.allSatisfy({ $0 != nil }) {
+                    exprs.append(converted.map { $0! }.joined(separator: " | "))
+                    continue
+                }
+                skipped.append((m.name, header, "argument `\(text)` of \(callee) is not a parameter or a constant")); return
+            }
+        }
+        let unused = params.filter { paramTypes[$0] == nil }
+        if !unused.isEmpty { skipped.append((m.name, header, "parameters \(unused) are not passed to \(callee)")); return }
+        let wParams = params.enumerated().compactMap { (i, p) -> WParam? in
+            guard let t = paramTypes[p], !t.swift.isEmpty else { return nil }
+            return WParam(name: safeName(p, index: i), swiftType: t.swift, cType: t.c)
+        }
+        var call = "OpenSSLFLI.\(callee)(\(exprs.joined(separator: ", ")))"
+        for w in wraps.reversed() { call = w(call) }
+        var resultType = target.result
+        if let comparison {
+            call = "(\(call) \(comparison))"
+            resultType = "Bool"
+        }
+        var body = prelude
+        if outs.isEmpty {
+            body.append((resultType == "Void" ? "" : "return ") + call)
+        } else {
+            body.append("let __result = \(call)")
+            body.append("return (result: __result, \(outs.map { "\($0.label): \($0.expr)" }.joined(separator: ", ")))")
+            resultType = "(result: \(resultType), \(outs.map { "\($0.label): \($0.type)" }.joined(separator: ", ")))"
+        }
+        let doc = ["`\(define)`", "",
+                   "A function-like macro in `<openssl/\(header)>`, generated as a function that makes the same " +
+                   "``\(callee)`` call; see `man \(m.name)`." + (outs.isEmpty ? "" : " Out-parameters are returned in the result.")]
+        let code = docLines(doc) + attrs +
+            "public func \(m.name)(\(wParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultType == "Void" ? "" : " -> \(resultType)") {\n" +
+            body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        // The header check: the macro exists and accepts arguments of the C types the wrapper stands for.
+        let cParams = params.enumerated().map { (i, p) in cDeclaration(paramTypes[p]!.c, "a\(i)") }
+        let check = "#ifndef \(m.name)\n#error \"\(m.name) is no longer a macro\"\n#endif\n" +
+            "static void fli_check_\(m.name)(\(cParams.isEmpty ? "void" : cParams.joined(separator: ", "))) { (void)\(m.name)(\(params.indices.map { "a\($0)" }.joined(separator: ", "))); }\n"
+        add(Wrapper(name: m.name, header: header, kind: .macro, params: wParams, result: resultType, code: code, deprecated: dep != nil, check: check))
+    }
+
+    // MARK: stacks
+
+    mutating func wrapStacks() {
+        for s in spec.stacks {
+            let e = s.element, h = s.swiftName
+            let elem = s.elementHandle
+            var ops: [(String, [WParam], String, String)] = [
+                ("num", [WParam(name: "sk", swiftType: "\(h)?", cType: "")], "Int32", "COpenSSL.OPENSSL_sk_num(sk?.rawValue)"),
+                ("new_null", [], "\(h)?", "\(h)(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)"),
+                ("free", [WParam(name: "sk", swiftType: "\(h)?", cType: "")], "Void", "COpenSSL.OPENSSL_sk_free(sk?.rawValue)"),
+            ]
+            if let elem {
+                ops += [
+                    ("value", [WParam(name: "sk", swiftType: "\(h)?", cType: ""), WParam(name: "idx", swiftType: "Int32", cType: "")],
+                     "\(elem)?", "\(elem)(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))"),
+                    ("push", [WParam(name: "sk", swiftType: "\(h)?", cType: ""), WParam(name: "ptr", swiftType: "\(elem)?", cType: "")],
+                     "Int32", "COpenSSL.OPENSSL_sk_push(sk?.rawValue, ptr.map { UnsafeRawPointer($0.rawValue) })"),
+                    ("pop", [WParam(name: "sk", swiftType: "\(h)?", cType: "")], "\(elem)?", "\(elem)(raw: COpenSSL.OPENSSL_sk_pop(sk?.rawValue))"),
+                    ("shift", [WParam(name: "sk", swiftType: "\(h)?", cType: "")], "\(elem)?", "\(elem)(raw: COpenSSL.OPENSSL_sk_shift(sk?.rawValue))"),
+                ]
+            }
+            for (op, params, result, expr) in ops {
+                let name = "sk_\(e)_\(op)"
+                guard let m = macros.macros[name] else { continue }
+                let define = "#define \(name)(\((m.params ?? []).joined(separator: ", "))) \(m.body)"
+                let doc = ["`\(define)`", "",
+                           "The typed stack macro of `STACK_OF(\(e))`, generated as a function over `OPENSSL_sk_\(op)`; see `man DEFINE_STACK_OF`."]
+                let code = docLines(doc) + "@inlinable\n" +
+                    "public func \(name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(result == "Void" ? "" : " -> \(result)") {\n    \(expr)\n}\n"
+                let check = "#ifndef \(name)\n#error \"\(name) is no longer a macro\"\n#endif\n"
+                add(Wrapper(name: name, header: "stack", kind: .stack, params: params, result: result, code: code, deprecated: false, check: check))
+            }
+        }
+    }
+}
