@@ -5,14 +5,25 @@ let package = Package(
     name: "swift-openssl-fli",
     products: [
         .library(name: "OpenSSLFLI", targets: ["OpenSSLFLI"]),
+        .executable(name: "sslcat", targets: ["sslcat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
+        // The system OpenSSL 3 (Debian: libssl-dev), found with pkg-config.
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        // Layer 1: generated direct calls, handles, ensureSSL, errors, contexts and helpers.
         .target(name: "OpenSSLFLI", dependencies: ["COpenSSL"]),
+        // The command-line tool: demo, bench.
+        .executableTarget(
+            name: "sslcat",
+            dependencies: ["OpenSSLFLI", "COpenSSL", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(name: "OpenSSLFLITests", dependencies: ["OpenSSLFLI"]),
     ],
     swiftLanguageModes: [.v5]

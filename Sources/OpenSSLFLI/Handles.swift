@@ -1,4 +1,4 @@
-@_exported import COpenSSL
+import COpenSSL
 
 /// A typed, non-owning handle to an OpenSSL object (`SSL*`, `SSL_CTX*`, `X509*` …).
 ///

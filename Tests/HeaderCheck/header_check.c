@@ -3,6 +3,8 @@
 #define FLI_CODEGEN_KEEP_DEPRECATED 1
 #include "shim.h"
 
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_set), int (ASN1_INTEGER *, long)), "ASN1_INTEGER_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_print), int (BIO *, const ASN1_TIME *)), "ASN1_TIME_print");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_clear_flags), void (BIO *, int)), "BIO_clear_flags");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl), long (BIO *, int, long, void *)), "BIO_ctrl");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_get_read_request), size_t (BIO *)), "BIO_ctrl_get_read_request");
@@ -127,6 +129,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_free), void (EVP_M
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get_size), int (const EVP_MD *)), "EVP_MD_get_size");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_free), void (EVP_PKEY_CTX *)), "EVP_PKEY_CTX_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_name), EVP_PKEY_CTX *(OSSL_LIB_CTX *, const char *, const char *)), "EVP_PKEY_CTX_new_from_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_group_name), int (EVP_PKEY_CTX *, const char *)), "EVP_PKEY_CTX_set_group_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_eq), int (const EVP_PKEY *, const EVP_PKEY *)), "EVP_PKEY_eq");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_free), void (EVP_PKEY *)), "EVP_PKEY_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_generate), int (EVP_PKEY_CTX *, EVP_PKEY **)), "EVP_PKEY_generate");
@@ -1367,10 +1370,12 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_2_server_method), c
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_client_method), const SSL_METHOD *(void)), "TLSv1_client_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_method), const SSL_METHOD *(void)), "TLSv1_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_server_method), const SSL_METHOD *(void)), "TLSv1_server_method");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_txt), int (X509_NAME *, const char *, int, const unsigned char *, int, int, int)), "X509_NAME_add_entry_by_txt");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_dup), X509_NAME *(const X509_NAME *)), "X509_NAME_dup");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_entry_count), int (const X509_NAME *)), "X509_NAME_entry_count");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_free), void (X509_NAME *)), "X509_NAME_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_get_text_by_NID), int (const X509_NAME *, int, char *, int)), "X509_NAME_get_text_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_new), X509_NAME *(void)), "X509_NAME_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_oneline), char *(const X509_NAME *, char *, int)), "X509_NAME_oneline");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_print_ex), int (BIO *, const X509_NAME *, int, unsigned long)), "X509_NAME_print_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_cert), X509 *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_cert");
@@ -1404,16 +1409,27 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(X509_cmp_current_time), i
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_digest), int (const X509 *, const EVP_MD *, unsigned char *, unsigned int *)), "X509_digest");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_dup), X509 *(const X509 *)), "X509_dup");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_free), void (X509 *)), "X509_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_notAfter), const ASN1_TIME *(const X509 *)), "X509_get0_notAfter");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_notBefore), const ASN1_TIME *(const X509 *)), "X509_get0_notBefore");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_pubkey), EVP_PKEY *(const X509 *)), "X509_get0_pubkey");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ext_d2i), void *(const X509 *, int, int *, int *)), "X509_get_ext_d2i");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_issuer_name), X509_NAME *(const X509 *)), "X509_get_issuer_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_pubkey), EVP_PKEY *(X509 *)), "X509_get_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_serialNumber), ASN1_INTEGER *(X509 *)), "X509_get_serialNumber");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_signature_nid), int (const X509 *)), "X509_get_signature_nid");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_subject_name), X509_NAME *(const X509 *)), "X509_get_subject_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_version), long (const X509 *)), "X509_get_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_getm_notAfter), ASN1_TIME *(const X509 *)), "X509_getm_notAfter");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_getm_notBefore), ASN1_TIME *(const X509 *)), "X509_getm_notBefore");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_gmtime_adj), ASN1_TIME *(ASN1_TIME *, long)), "X509_gmtime_adj");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_new), X509 *(void)), "X509_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_print_ex), int (BIO *, X509 *, unsigned long, unsigned long)), "X509_print_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_pubkey_digest), int (const X509 *, const EVP_MD *, unsigned char *, unsigned int *)), "X509_pubkey_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_issuer_name), int (X509 *, const X509_NAME *)), "X509_set_issuer_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_pubkey), int (X509 *, EVP_PKEY *)), "X509_set_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_subject_name), int (X509 *, const X509_NAME *)), "X509_set_subject_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_version), int (X509 *, long)), "X509_set_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_sign), int (X509 *, EVP_PKEY *, const EVP_MD *)), "X509_sign");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_up_ref), int (X509 *)), "X509_up_ref");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert), int (X509_STORE_CTX *)), "X509_verify_cert");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert_error_string), const char *(long)), "X509_verify_cert_error_string");
@@ -1599,6 +1615,8370 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X50
 #error "sk_X509_value is no longer a macro"
 #endif
 
+#ifndef CERT_PKEY_CA_PARAM
+#error "CERT_PKEY_CA_PARAM is no longer defined"
+#endif
+#ifndef CERT_PKEY_CA_SIGNATURE
+#error "CERT_PKEY_CA_SIGNATURE is no longer defined"
+#endif
+#ifndef CERT_PKEY_CERT_TYPE
+#error "CERT_PKEY_CERT_TYPE is no longer defined"
+#endif
+#ifndef CERT_PKEY_EE_PARAM
+#error "CERT_PKEY_EE_PARAM is no longer defined"
+#endif
+#ifndef CERT_PKEY_EE_SIGNATURE
+#error "CERT_PKEY_EE_SIGNATURE is no longer defined"
+#endif
+#ifndef CERT_PKEY_EXPLICIT_SIGN
+#error "CERT_PKEY_EXPLICIT_SIGN is no longer defined"
+#endif
+#ifndef CERT_PKEY_ISSUER_NAME
+#error "CERT_PKEY_ISSUER_NAME is no longer defined"
+#endif
+#ifndef CERT_PKEY_SIGN
+#error "CERT_PKEY_SIGN is no longer defined"
+#endif
+#ifndef CERT_PKEY_SUITEB
+#error "CERT_PKEY_SUITEB is no longer defined"
+#endif
+#ifndef CERT_PKEY_VALID
+#error "CERT_PKEY_VALID is no longer defined"
+#endif
+#ifndef DTLS_CTRL_GET_LINK_MIN_MTU
+#error "DTLS_CTRL_GET_LINK_MIN_MTU is no longer defined"
+#endif
+#ifndef DTLS_CTRL_GET_TIMEOUT
+#error "DTLS_CTRL_GET_TIMEOUT is no longer defined"
+#endif
+#ifndef DTLS_CTRL_HANDLE_TIMEOUT
+#error "DTLS_CTRL_HANDLE_TIMEOUT is no longer defined"
+#endif
+#ifndef DTLS_CTRL_SET_LINK_MTU
+#error "DTLS_CTRL_SET_LINK_MTU is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_LOAD_SSL_STRINGS
+#error "OPENSSL_INIT_LOAD_SSL_STRINGS is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_NO_LOAD_SSL_STRINGS
+#error "OPENSSL_INIT_NO_LOAD_SSL_STRINGS is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_SSL_DEFAULT
+#error "OPENSSL_INIT_SSL_DEFAULT is no longer defined"
+#endif
+#ifndef OPENSSL_NPN_NEGOTIATED
+#error "OPENSSL_NPN_NEGOTIATED is no longer defined"
+#endif
+#ifndef OPENSSL_NPN_NO_OVERLAP
+#error "OPENSSL_NPN_NO_OVERLAP is no longer defined"
+#endif
+#ifndef OPENSSL_NPN_UNSUPPORTED
+#error "OPENSSL_NPN_UNSUPPORTED is no longer defined"
+#endif
+#ifndef PSK_MAX_IDENTITY_LEN
+#error "PSK_MAX_IDENTITY_LEN is no longer defined"
+#endif
+#ifndef PSK_MAX_PSK_LEN
+#error "PSK_MAX_PSK_LEN is no longer defined"
+#endif
+#ifndef SSL_AD_ACCESS_DENIED
+#error "SSL_AD_ACCESS_DENIED is no longer defined"
+#endif
+#ifndef SSL_AD_BAD_CERTIFICATE
+#error "SSL_AD_BAD_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_AD_BAD_CERTIFICATE_HASH_VALUE
+#error "SSL_AD_BAD_CERTIFICATE_HASH_VALUE is no longer defined"
+#endif
+#ifndef SSL_AD_BAD_CERTIFICATE_STATUS_RESPONSE
+#error "SSL_AD_BAD_CERTIFICATE_STATUS_RESPONSE is no longer defined"
+#endif
+#ifndef SSL_AD_BAD_RECORD_MAC
+#error "SSL_AD_BAD_RECORD_MAC is no longer defined"
+#endif
+#ifndef SSL_AD_CERTIFICATE_EXPIRED
+#error "SSL_AD_CERTIFICATE_EXPIRED is no longer defined"
+#endif
+#ifndef SSL_AD_CERTIFICATE_REQUIRED
+#error "SSL_AD_CERTIFICATE_REQUIRED is no longer defined"
+#endif
+#ifndef SSL_AD_CERTIFICATE_REVOKED
+#error "SSL_AD_CERTIFICATE_REVOKED is no longer defined"
+#endif
+#ifndef SSL_AD_CERTIFICATE_UNKNOWN
+#error "SSL_AD_CERTIFICATE_UNKNOWN is no longer defined"
+#endif
+#ifndef SSL_AD_CERTIFICATE_UNOBTAINABLE
+#error "SSL_AD_CERTIFICATE_UNOBTAINABLE is no longer defined"
+#endif
+#ifndef SSL_AD_CLOSE_NOTIFY
+#error "SSL_AD_CLOSE_NOTIFY is no longer defined"
+#endif
+#ifndef SSL_AD_DECODE_ERROR
+#error "SSL_AD_DECODE_ERROR is no longer defined"
+#endif
+#ifndef SSL_AD_DECOMPRESSION_FAILURE
+#error "SSL_AD_DECOMPRESSION_FAILURE is no longer defined"
+#endif
+#ifndef SSL_AD_DECRYPTION_FAILED
+#error "SSL_AD_DECRYPTION_FAILED is no longer defined"
+#endif
+#ifndef SSL_AD_DECRYPT_ERROR
+#error "SSL_AD_DECRYPT_ERROR is no longer defined"
+#endif
+#ifndef SSL_AD_EXPORT_RESTRICTION
+#error "SSL_AD_EXPORT_RESTRICTION is no longer defined"
+#endif
+#ifndef SSL_AD_HANDSHAKE_FAILURE
+#error "SSL_AD_HANDSHAKE_FAILURE is no longer defined"
+#endif
+#ifndef SSL_AD_ILLEGAL_PARAMETER
+#error "SSL_AD_ILLEGAL_PARAMETER is no longer defined"
+#endif
+#ifndef SSL_AD_INAPPROPRIATE_FALLBACK
+#error "SSL_AD_INAPPROPRIATE_FALLBACK is no longer defined"
+#endif
+#ifndef SSL_AD_INSUFFICIENT_SECURITY
+#error "SSL_AD_INSUFFICIENT_SECURITY is no longer defined"
+#endif
+#ifndef SSL_AD_INTERNAL_ERROR
+#error "SSL_AD_INTERNAL_ERROR is no longer defined"
+#endif
+#ifndef SSL_AD_MISSING_EXTENSION
+#error "SSL_AD_MISSING_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_AD_NO_APPLICATION_PROTOCOL
+#error "SSL_AD_NO_APPLICATION_PROTOCOL is no longer defined"
+#endif
+#ifndef SSL_AD_NO_CERTIFICATE
+#error "SSL_AD_NO_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_AD_NO_RENEGOTIATION
+#error "SSL_AD_NO_RENEGOTIATION is no longer defined"
+#endif
+#ifndef SSL_AD_PROTOCOL_VERSION
+#error "SSL_AD_PROTOCOL_VERSION is no longer defined"
+#endif
+#ifndef SSL_AD_REASON_OFFSET
+#error "SSL_AD_REASON_OFFSET is no longer defined"
+#endif
+#ifndef SSL_AD_RECORD_OVERFLOW
+#error "SSL_AD_RECORD_OVERFLOW is no longer defined"
+#endif
+#ifndef SSL_AD_UNEXPECTED_MESSAGE
+#error "SSL_AD_UNEXPECTED_MESSAGE is no longer defined"
+#endif
+#ifndef SSL_AD_UNKNOWN_CA
+#error "SSL_AD_UNKNOWN_CA is no longer defined"
+#endif
+#ifndef SSL_AD_UNKNOWN_PSK_IDENTITY
+#error "SSL_AD_UNKNOWN_PSK_IDENTITY is no longer defined"
+#endif
+#ifndef SSL_AD_UNRECOGNIZED_NAME
+#error "SSL_AD_UNRECOGNIZED_NAME is no longer defined"
+#endif
+#ifndef SSL_AD_UNSUPPORTED_CERTIFICATE
+#error "SSL_AD_UNSUPPORTED_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_AD_UNSUPPORTED_EXTENSION
+#error "SSL_AD_UNSUPPORTED_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_AD_USER_CANCELLED
+#error "SSL_AD_USER_CANCELLED is no longer defined"
+#endif
+#ifndef SSL_ASYNC_NO_JOBS
+#error "SSL_ASYNC_NO_JOBS is no longer defined"
+#endif
+#ifndef SSL_ASYNC_PAUSED
+#error "SSL_ASYNC_PAUSED is no longer defined"
+#endif
+#ifndef SSL_BUILD_CHAIN_FLAG_CHECK
+#error "SSL_BUILD_CHAIN_FLAG_CHECK is no longer defined"
+#endif
+#ifndef SSL_BUILD_CHAIN_FLAG_CLEAR_ERROR
+#error "SSL_BUILD_CHAIN_FLAG_CLEAR_ERROR is no longer defined"
+#endif
+#ifndef SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR
+#error "SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR is no longer defined"
+#endif
+#ifndef SSL_BUILD_CHAIN_FLAG_NO_ROOT
+#error "SSL_BUILD_CHAIN_FLAG_NO_ROOT is no longer defined"
+#endif
+#ifndef SSL_BUILD_CHAIN_FLAG_UNTRUSTED
+#error "SSL_BUILD_CHAIN_FLAG_UNTRUSTED is no longer defined"
+#endif
+#ifndef SSL_CB_ACCEPT_EXIT
+#error "SSL_CB_ACCEPT_EXIT is no longer defined"
+#endif
+#ifndef SSL_CB_ACCEPT_LOOP
+#error "SSL_CB_ACCEPT_LOOP is no longer defined"
+#endif
+#ifndef SSL_CB_ALERT
+#error "SSL_CB_ALERT is no longer defined"
+#endif
+#ifndef SSL_CB_CONNECT_EXIT
+#error "SSL_CB_CONNECT_EXIT is no longer defined"
+#endif
+#ifndef SSL_CB_CONNECT_LOOP
+#error "SSL_CB_CONNECT_LOOP is no longer defined"
+#endif
+#ifndef SSL_CB_EXIT
+#error "SSL_CB_EXIT is no longer defined"
+#endif
+#ifndef SSL_CB_HANDSHAKE_DONE
+#error "SSL_CB_HANDSHAKE_DONE is no longer defined"
+#endif
+#ifndef SSL_CB_HANDSHAKE_START
+#error "SSL_CB_HANDSHAKE_START is no longer defined"
+#endif
+#ifndef SSL_CB_LOOP
+#error "SSL_CB_LOOP is no longer defined"
+#endif
+#ifndef SSL_CB_READ
+#error "SSL_CB_READ is no longer defined"
+#endif
+#ifndef SSL_CB_READ_ALERT
+#error "SSL_CB_READ_ALERT is no longer defined"
+#endif
+#ifndef SSL_CB_WRITE
+#error "SSL_CB_WRITE is no longer defined"
+#endif
+#ifndef SSL_CB_WRITE_ALERT
+#error "SSL_CB_WRITE_ALERT is no longer defined"
+#endif
+#ifndef SSL_CERT_FLAG_BROKEN_PROTOCOL
+#error "SSL_CERT_FLAG_BROKEN_PROTOCOL is no longer defined"
+#endif
+#ifndef SSL_CERT_FLAG_SUITEB_128_LOS
+#error "SSL_CERT_FLAG_SUITEB_128_LOS is no longer defined"
+#endif
+#ifndef SSL_CERT_FLAG_SUITEB_128_LOS_ONLY
+#error "SSL_CERT_FLAG_SUITEB_128_LOS_ONLY is no longer defined"
+#endif
+#ifndef SSL_CERT_FLAG_SUITEB_192_LOS
+#error "SSL_CERT_FLAG_SUITEB_192_LOS is no longer defined"
+#endif
+#ifndef SSL_CERT_FLAG_TLS_STRICT
+#error "SSL_CERT_FLAG_TLS_STRICT is no longer defined"
+#endif
+#ifndef SSL_CERT_SET_FIRST
+#error "SSL_CERT_SET_FIRST is no longer defined"
+#endif
+#ifndef SSL_CERT_SET_NEXT
+#error "SSL_CERT_SET_NEXT is no longer defined"
+#endif
+#ifndef SSL_CERT_SET_SERVER
+#error "SSL_CERT_SET_SERVER is no longer defined"
+#endif
+#ifndef SSL_CLIENT_HELLO_CB
+#error "SSL_CLIENT_HELLO_CB is no longer defined"
+#endif
+#ifndef SSL_CLIENT_HELLO_ERROR
+#error "SSL_CLIENT_HELLO_ERROR is no longer defined"
+#endif
+#ifndef SSL_CLIENT_HELLO_RETRY
+#error "SSL_CLIENT_HELLO_RETRY is no longer defined"
+#endif
+#ifndef SSL_CLIENT_HELLO_SUCCESS
+#error "SSL_CLIENT_HELLO_SUCCESS is no longer defined"
+#endif
+#ifndef SSL_CONF_FLAG_CERTIFICATE
+#error "SSL_CONF_FLAG_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_CONF_FLAG_CLIENT
+#error "SSL_CONF_FLAG_CLIENT is no longer defined"
+#endif
+#ifndef SSL_CONF_FLAG_CMDLINE
+#error "SSL_CONF_FLAG_CMDLINE is no longer defined"
+#endif
+#ifndef SSL_CONF_FLAG_FILE
+#error "SSL_CONF_FLAG_FILE is no longer defined"
+#endif
+#ifndef SSL_CONF_FLAG_REQUIRE_PRIVATE
+#error "SSL_CONF_FLAG_REQUIRE_PRIVATE is no longer defined"
+#endif
+#ifndef SSL_CONF_FLAG_SERVER
+#error "SSL_CONF_FLAG_SERVER is no longer defined"
+#endif
+#ifndef SSL_CONF_FLAG_SHOW_ERRORS
+#error "SSL_CONF_FLAG_SHOW_ERRORS is no longer defined"
+#endif
+#ifndef SSL_CONF_TYPE_DIR
+#error "SSL_CONF_TYPE_DIR is no longer defined"
+#endif
+#ifndef SSL_CONF_TYPE_FILE
+#error "SSL_CONF_TYPE_FILE is no longer defined"
+#endif
+#ifndef SSL_CONF_TYPE_NONE
+#error "SSL_CONF_TYPE_NONE is no longer defined"
+#endif
+#ifndef SSL_CONF_TYPE_STORE
+#error "SSL_CONF_TYPE_STORE is no longer defined"
+#endif
+#ifndef SSL_CONF_TYPE_STRING
+#error "SSL_CONF_TYPE_STRING is no longer defined"
+#endif
+#ifndef SSL_CONF_TYPE_UNKNOWN
+#error "SSL_CONF_TYPE_UNKNOWN is no longer defined"
+#endif
+#ifndef SSL_COOKIE_LENGTH
+#error "SSL_COOKIE_LENGTH is no longer defined"
+#endif
+#ifndef SSL_CTRL_BUILD_CERT_CHAIN
+#error "SSL_CTRL_BUILD_CERT_CHAIN is no longer defined"
+#endif
+#ifndef SSL_CTRL_CERT_FLAGS
+#error "SSL_CTRL_CERT_FLAGS is no longer defined"
+#endif
+#ifndef SSL_CTRL_CHAIN
+#error "SSL_CTRL_CHAIN is no longer defined"
+#endif
+#ifndef SSL_CTRL_CHAIN_CERT
+#error "SSL_CTRL_CHAIN_CERT is no longer defined"
+#endif
+#ifndef SSL_CTRL_CLEAR_CERT_FLAGS
+#error "SSL_CTRL_CLEAR_CERT_FLAGS is no longer defined"
+#endif
+#ifndef SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS
+#error "SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS is no longer defined"
+#endif
+#ifndef SSL_CTRL_CLEAR_MODE
+#error "SSL_CTRL_CLEAR_MODE is no longer defined"
+#endif
+#ifndef SSL_CTRL_CLEAR_NUM_RENEGOTIATIONS
+#error "SSL_CTRL_CLEAR_NUM_RENEGOTIATIONS is no longer defined"
+#endif
+#ifndef SSL_CTRL_EXTRA_CHAIN_CERT
+#error "SSL_CTRL_EXTRA_CHAIN_CERT is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_CHAIN_CERTS
+#error "SSL_CTRL_GET_CHAIN_CERTS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_CHAIN_CERT_STORE
+#error "SSL_CTRL_GET_CHAIN_CERT_STORE is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_CLIENT_CERT_REQUEST
+#error "SSL_CTRL_GET_CLIENT_CERT_REQUEST is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_CLIENT_CERT_TYPES
+#error "SSL_CTRL_GET_CLIENT_CERT_TYPES is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_CURVES
+#error "SSL_CTRL_GET_CURVES is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_EC_POINT_FORMATS
+#error "SSL_CTRL_GET_EC_POINT_FORMATS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_EXTMS_SUPPORT
+#error "SSL_CTRL_GET_EXTMS_SUPPORT is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_EXTRA_CHAIN_CERTS
+#error "SSL_CTRL_GET_EXTRA_CHAIN_CERTS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_FLAGS
+#error "SSL_CTRL_GET_FLAGS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_GROUPS
+#error "SSL_CTRL_GET_GROUPS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_MAX_CERT_LIST
+#error "SSL_CTRL_GET_MAX_CERT_LIST is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_MAX_PROTO_VERSION
+#error "SSL_CTRL_GET_MAX_PROTO_VERSION is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_MIN_PROTO_VERSION
+#error "SSL_CTRL_GET_MIN_PROTO_VERSION is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_NEGOTIATED_GROUP
+#error "SSL_CTRL_GET_NEGOTIATED_GROUP is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_NUM_RENEGOTIATIONS
+#error "SSL_CTRL_GET_NUM_RENEGOTIATIONS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_PEER_SIGNATURE_NID
+#error "SSL_CTRL_GET_PEER_SIGNATURE_NID is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_PEER_TMP_KEY
+#error "SSL_CTRL_GET_PEER_TMP_KEY is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_RAW_CIPHERLIST
+#error "SSL_CTRL_GET_RAW_CIPHERLIST is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_READ_AHEAD
+#error "SSL_CTRL_GET_READ_AHEAD is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_RI_SUPPORT
+#error "SSL_CTRL_GET_RI_SUPPORT is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_SERVER_TMP_KEY
+#error "SSL_CTRL_GET_SERVER_TMP_KEY is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_SESS_CACHE_MODE
+#error "SSL_CTRL_GET_SESS_CACHE_MODE is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_SESS_CACHE_SIZE
+#error "SSL_CTRL_GET_SESS_CACHE_SIZE is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_SHARED_CURVE
+#error "SSL_CTRL_GET_SHARED_CURVE is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_SHARED_GROUP
+#error "SSL_CTRL_GET_SHARED_GROUP is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_SIGNATURE_NID
+#error "SSL_CTRL_GET_SIGNATURE_NID is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB
+#error "SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG
+#error "SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TLSEXT_STATUS_REQ_EXTS
+#error "SSL_CTRL_GET_TLSEXT_STATUS_REQ_EXTS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TLSEXT_STATUS_REQ_IDS
+#error "SSL_CTRL_GET_TLSEXT_STATUS_REQ_IDS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP
+#error "SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TLSEXT_STATUS_REQ_TYPE
+#error "SSL_CTRL_GET_TLSEXT_STATUS_REQ_TYPE is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TLSEXT_TICKET_KEYS
+#error "SSL_CTRL_GET_TLSEXT_TICKET_KEYS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TMP_KEY
+#error "SSL_CTRL_GET_TMP_KEY is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_TOTAL_RENEGOTIATIONS
+#error "SSL_CTRL_GET_TOTAL_RENEGOTIATIONS is no longer defined"
+#endif
+#ifndef SSL_CTRL_GET_VERIFY_CERT_STORE
+#error "SSL_CTRL_GET_VERIFY_CERT_STORE is no longer defined"
+#endif
+#ifndef SSL_CTRL_MODE
+#error "SSL_CTRL_MODE is no longer defined"
+#endif
+#ifndef SSL_CTRL_SELECT_CURRENT_CERT
+#error "SSL_CTRL_SELECT_CURRENT_CERT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_ACCEPT
+#error "SSL_CTRL_SESS_ACCEPT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_ACCEPT_GOOD
+#error "SSL_CTRL_SESS_ACCEPT_GOOD is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_ACCEPT_RENEGOTIATE
+#error "SSL_CTRL_SESS_ACCEPT_RENEGOTIATE is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_CACHE_FULL
+#error "SSL_CTRL_SESS_CACHE_FULL is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_CB_HIT
+#error "SSL_CTRL_SESS_CB_HIT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_CONNECT
+#error "SSL_CTRL_SESS_CONNECT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_CONNECT_GOOD
+#error "SSL_CTRL_SESS_CONNECT_GOOD is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_CONNECT_RENEGOTIATE
+#error "SSL_CTRL_SESS_CONNECT_RENEGOTIATE is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_HIT
+#error "SSL_CTRL_SESS_HIT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_MISSES
+#error "SSL_CTRL_SESS_MISSES is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_NUMBER
+#error "SSL_CTRL_SESS_NUMBER is no longer defined"
+#endif
+#ifndef SSL_CTRL_SESS_TIMEOUTS
+#error "SSL_CTRL_SESS_TIMEOUTS is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_CHAIN_CERT_STORE
+#error "SSL_CTRL_SET_CHAIN_CERT_STORE is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_CLIENT_CERT_TYPES
+#error "SSL_CTRL_SET_CLIENT_CERT_TYPES is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_CLIENT_SIGALGS
+#error "SSL_CTRL_SET_CLIENT_SIGALGS is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_CLIENT_SIGALGS_LIST
+#error "SSL_CTRL_SET_CLIENT_SIGALGS_LIST is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_CURRENT_CERT
+#error "SSL_CTRL_SET_CURRENT_CERT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_CURVES
+#error "SSL_CTRL_SET_CURVES is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_CURVES_LIST
+#error "SSL_CTRL_SET_CURVES_LIST is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_DH_AUTO
+#error "SSL_CTRL_SET_DH_AUTO is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_GROUPS
+#error "SSL_CTRL_SET_GROUPS is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_GROUPS_LIST
+#error "SSL_CTRL_SET_GROUPS_LIST is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MAX_CERT_LIST
+#error "SSL_CTRL_SET_MAX_CERT_LIST is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MAX_PIPELINES
+#error "SSL_CTRL_SET_MAX_PIPELINES is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MAX_PROTO_VERSION
+#error "SSL_CTRL_SET_MAX_PROTO_VERSION is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MAX_SEND_FRAGMENT
+#error "SSL_CTRL_SET_MAX_SEND_FRAGMENT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MIN_PROTO_VERSION
+#error "SSL_CTRL_SET_MIN_PROTO_VERSION is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MSG_CALLBACK
+#error "SSL_CTRL_SET_MSG_CALLBACK is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MSG_CALLBACK_ARG
+#error "SSL_CTRL_SET_MSG_CALLBACK_ARG is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_MTU
+#error "SSL_CTRL_SET_MTU is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_NOT_RESUMABLE_SESS_CB
+#error "SSL_CTRL_SET_NOT_RESUMABLE_SESS_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_READ_AHEAD
+#error "SSL_CTRL_SET_READ_AHEAD is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_RETRY_VERIFY
+#error "SSL_CTRL_SET_RETRY_VERIFY is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SESS_CACHE_MODE
+#error "SSL_CTRL_SET_SESS_CACHE_MODE is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SESS_CACHE_SIZE
+#error "SSL_CTRL_SET_SESS_CACHE_SIZE is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SIGALGS
+#error "SSL_CTRL_SET_SIGALGS is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SIGALGS_LIST
+#error "SSL_CTRL_SET_SIGALGS_LIST is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SPLIT_SEND_FRAGMENT
+#error "SSL_CTRL_SET_SPLIT_SEND_FRAGMENT is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SRP_ARG
+#error "SSL_CTRL_SET_SRP_ARG is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SRP_GIVE_CLIENT_PWD_CB
+#error "SSL_CTRL_SET_SRP_GIVE_CLIENT_PWD_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_SRP_VERIFY_PARAM_CB
+#error "SSL_CTRL_SET_SRP_VERIFY_PARAM_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_DEBUG_ARG
+#error "SSL_CTRL_SET_TLSEXT_DEBUG_ARG is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_DEBUG_CB
+#error "SSL_CTRL_SET_TLSEXT_DEBUG_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_HOSTNAME
+#error "SSL_CTRL_SET_TLSEXT_HOSTNAME is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG
+#error "SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_SERVERNAME_CB
+#error "SSL_CTRL_SET_TLSEXT_SERVERNAME_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB
+#error "SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB_ARG
+#error "SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB_ARG is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_STATUS_REQ_EXTS
+#error "SSL_CTRL_SET_TLSEXT_STATUS_REQ_EXTS is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_STATUS_REQ_IDS
+#error "SSL_CTRL_SET_TLSEXT_STATUS_REQ_IDS is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_STATUS_REQ_OCSP_RESP
+#error "SSL_CTRL_SET_TLSEXT_STATUS_REQ_OCSP_RESP is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE
+#error "SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_TICKET_KEYS
+#error "SSL_CTRL_SET_TLSEXT_TICKET_KEYS is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB
+#error "SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLS_EXT_SRP_PASSWORD
+#error "SSL_CTRL_SET_TLS_EXT_SRP_PASSWORD is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLS_EXT_SRP_STRENGTH
+#error "SSL_CTRL_SET_TLS_EXT_SRP_STRENGTH is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLS_EXT_SRP_USERNAME
+#error "SSL_CTRL_SET_TLS_EXT_SRP_USERNAME is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TLS_EXT_SRP_USERNAME_CB
+#error "SSL_CTRL_SET_TLS_EXT_SRP_USERNAME_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TMP_DH
+#error "SSL_CTRL_SET_TMP_DH is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TMP_DH_CB
+#error "SSL_CTRL_SET_TMP_DH_CB is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_TMP_ECDH
+#error "SSL_CTRL_SET_TMP_ECDH is no longer defined"
+#endif
+#ifndef SSL_CTRL_SET_VERIFY_CERT_STORE
+#error "SSL_CTRL_SET_VERIFY_CERT_STORE is no longer defined"
+#endif
+#ifndef SSL_DEFAULT_CIPHER_LIST
+#error "SSL_DEFAULT_CIPHER_LIST is no longer defined"
+#endif
+#ifndef SSL_EARLY_DATA_ACCEPTED
+#error "SSL_EARLY_DATA_ACCEPTED is no longer defined"
+#endif
+#ifndef SSL_EARLY_DATA_NOT_SENT
+#error "SSL_EARLY_DATA_NOT_SENT is no longer defined"
+#endif
+#ifndef SSL_EARLY_DATA_REJECTED
+#error "SSL_EARLY_DATA_REJECTED is no longer defined"
+#endif
+#ifndef SSL_ERROR_NONE
+#error "SSL_ERROR_NONE is no longer defined"
+#endif
+#ifndef SSL_ERROR_SSL
+#error "SSL_ERROR_SSL is no longer defined"
+#endif
+#ifndef SSL_ERROR_SYSCALL
+#error "SSL_ERROR_SYSCALL is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_ACCEPT
+#error "SSL_ERROR_WANT_ACCEPT is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_ASYNC
+#error "SSL_ERROR_WANT_ASYNC is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_ASYNC_JOB
+#error "SSL_ERROR_WANT_ASYNC_JOB is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_CLIENT_HELLO_CB
+#error "SSL_ERROR_WANT_CLIENT_HELLO_CB is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_CONNECT
+#error "SSL_ERROR_WANT_CONNECT is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_READ
+#error "SSL_ERROR_WANT_READ is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_RETRY_VERIFY
+#error "SSL_ERROR_WANT_RETRY_VERIFY is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_WRITE
+#error "SSL_ERROR_WANT_WRITE is no longer defined"
+#endif
+#ifndef SSL_ERROR_WANT_X509_LOOKUP
+#error "SSL_ERROR_WANT_X509_LOOKUP is no longer defined"
+#endif
+#ifndef SSL_ERROR_ZERO_RETURN
+#error "SSL_ERROR_ZERO_RETURN is no longer defined"
+#endif
+#ifndef SSL_EXT_CLIENT_HELLO
+#error "SSL_EXT_CLIENT_HELLO is no longer defined"
+#endif
+#ifndef SSL_EXT_DTLS_ONLY
+#error "SSL_EXT_DTLS_ONLY is no longer defined"
+#endif
+#ifndef SSL_EXT_IGNORE_ON_RESUMPTION
+#error "SSL_EXT_IGNORE_ON_RESUMPTION is no longer defined"
+#endif
+#ifndef SSL_EXT_SSL3_ALLOWED
+#error "SSL_EXT_SSL3_ALLOWED is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_2_AND_BELOW_ONLY
+#error "SSL_EXT_TLS1_2_AND_BELOW_ONLY is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_2_SERVER_HELLO
+#error "SSL_EXT_TLS1_2_SERVER_HELLO is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_3_CERTIFICATE
+#error "SSL_EXT_TLS1_3_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_3_CERTIFICATE_REQUEST
+#error "SSL_EXT_TLS1_3_CERTIFICATE_REQUEST is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_3_ENCRYPTED_EXTENSIONS
+#error "SSL_EXT_TLS1_3_ENCRYPTED_EXTENSIONS is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_3_HELLO_RETRY_REQUEST
+#error "SSL_EXT_TLS1_3_HELLO_RETRY_REQUEST is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_3_NEW_SESSION_TICKET
+#error "SSL_EXT_TLS1_3_NEW_SESSION_TICKET is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_3_ONLY
+#error "SSL_EXT_TLS1_3_ONLY is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS1_3_SERVER_HELLO
+#error "SSL_EXT_TLS1_3_SERVER_HELLO is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS_IMPLEMENTATION_ONLY
+#error "SSL_EXT_TLS_IMPLEMENTATION_ONLY is no longer defined"
+#endif
+#ifndef SSL_EXT_TLS_ONLY
+#error "SSL_EXT_TLS_ONLY is no longer defined"
+#endif
+#ifndef SSL_FILETYPE_ASN1
+#error "SSL_FILETYPE_ASN1 is no longer defined"
+#endif
+#ifndef SSL_FILETYPE_PEM
+#error "SSL_FILETYPE_PEM is no longer defined"
+#endif
+#ifndef SSL_KEY_UPDATE_NONE
+#error "SSL_KEY_UPDATE_NONE is no longer defined"
+#endif
+#ifndef SSL_KEY_UPDATE_NOT_REQUESTED
+#error "SSL_KEY_UPDATE_NOT_REQUESTED is no longer defined"
+#endif
+#ifndef SSL_KEY_UPDATE_REQUESTED
+#error "SSL_KEY_UPDATE_REQUESTED is no longer defined"
+#endif
+#ifndef SSL_MAC_FLAG_READ_MAC_STREAM
+#error "SSL_MAC_FLAG_READ_MAC_STREAM is no longer defined"
+#endif
+#ifndef SSL_MAC_FLAG_READ_MAC_TLSTREE
+#error "SSL_MAC_FLAG_READ_MAC_TLSTREE is no longer defined"
+#endif
+#ifndef SSL_MAC_FLAG_WRITE_MAC_STREAM
+#error "SSL_MAC_FLAG_WRITE_MAC_STREAM is no longer defined"
+#endif
+#ifndef SSL_MAC_FLAG_WRITE_MAC_TLSTREE
+#error "SSL_MAC_FLAG_WRITE_MAC_TLSTREE is no longer defined"
+#endif
+#ifndef SSL_MAX_CERT_LIST_DEFAULT
+#error "SSL_MAX_CERT_LIST_DEFAULT is no longer defined"
+#endif
+#ifndef SSL_MAX_KEY_ARG_LENGTH
+#error "SSL_MAX_KEY_ARG_LENGTH is no longer defined"
+#endif
+#ifndef SSL_MAX_PIPELINES
+#error "SSL_MAX_PIPELINES is no longer defined"
+#endif
+#ifndef SSL_MAX_SID_CTX_LENGTH
+#error "SSL_MAX_SID_CTX_LENGTH is no longer defined"
+#endif
+#ifndef SSL_MAX_SSL_SESSION_ID_LENGTH
+#error "SSL_MAX_SSL_SESSION_ID_LENGTH is no longer defined"
+#endif
+#ifndef SSL_MIN_RSA_MODULUS_LENGTH_IN_BYTES
+#error "SSL_MIN_RSA_MODULUS_LENGTH_IN_BYTES is no longer defined"
+#endif
+#ifndef SSL_NOTHING
+#error "SSL_NOTHING is no longer defined"
+#endif
+#ifndef SSL_READING
+#error "SSL_READING is no longer defined"
+#endif
+#ifndef SSL_READ_EARLY_DATA_ERROR
+#error "SSL_READ_EARLY_DATA_ERROR is no longer defined"
+#endif
+#ifndef SSL_READ_EARLY_DATA_FINISH
+#error "SSL_READ_EARLY_DATA_FINISH is no longer defined"
+#endif
+#ifndef SSL_READ_EARLY_DATA_SUCCESS
+#error "SSL_READ_EARLY_DATA_SUCCESS is no longer defined"
+#endif
+#ifndef SSL_RECEIVED_SHUTDOWN
+#error "SSL_RECEIVED_SHUTDOWN is no longer defined"
+#endif
+#ifndef SSL_RETRY_VERIFY
+#error "SSL_RETRY_VERIFY is no longer defined"
+#endif
+#ifndef SSL_SECOP_CA_KEY
+#error "SSL_SECOP_CA_KEY is no longer defined"
+#endif
+#ifndef SSL_SECOP_CA_MD
+#error "SSL_SECOP_CA_MD is no longer defined"
+#endif
+#ifndef SSL_SECOP_CIPHER_CHECK
+#error "SSL_SECOP_CIPHER_CHECK is no longer defined"
+#endif
+#ifndef SSL_SECOP_CIPHER_SHARED
+#error "SSL_SECOP_CIPHER_SHARED is no longer defined"
+#endif
+#ifndef SSL_SECOP_CIPHER_SUPPORTED
+#error "SSL_SECOP_CIPHER_SUPPORTED is no longer defined"
+#endif
+#ifndef SSL_SECOP_COMPRESSION
+#error "SSL_SECOP_COMPRESSION is no longer defined"
+#endif
+#ifndef SSL_SECOP_CURVE_CHECK
+#error "SSL_SECOP_CURVE_CHECK is no longer defined"
+#endif
+#ifndef SSL_SECOP_CURVE_SHARED
+#error "SSL_SECOP_CURVE_SHARED is no longer defined"
+#endif
+#ifndef SSL_SECOP_CURVE_SUPPORTED
+#error "SSL_SECOP_CURVE_SUPPORTED is no longer defined"
+#endif
+#ifndef SSL_SECOP_EE_KEY
+#error "SSL_SECOP_EE_KEY is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_CERT
+#error "SSL_SECOP_OTHER_CERT is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_CIPHER
+#error "SSL_SECOP_OTHER_CIPHER is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_CURVE
+#error "SSL_SECOP_OTHER_CURVE is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_DH
+#error "SSL_SECOP_OTHER_DH is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_NONE
+#error "SSL_SECOP_OTHER_NONE is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_PKEY
+#error "SSL_SECOP_OTHER_PKEY is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_SIGALG
+#error "SSL_SECOP_OTHER_SIGALG is no longer defined"
+#endif
+#ifndef SSL_SECOP_OTHER_TYPE
+#error "SSL_SECOP_OTHER_TYPE is no longer defined"
+#endif
+#ifndef SSL_SECOP_PEER
+#error "SSL_SECOP_PEER is no longer defined"
+#endif
+#ifndef SSL_SECOP_PEER_CA_KEY
+#error "SSL_SECOP_PEER_CA_KEY is no longer defined"
+#endif
+#ifndef SSL_SECOP_PEER_CA_MD
+#error "SSL_SECOP_PEER_CA_MD is no longer defined"
+#endif
+#ifndef SSL_SECOP_PEER_EE_KEY
+#error "SSL_SECOP_PEER_EE_KEY is no longer defined"
+#endif
+#ifndef SSL_SECOP_SIGALG_CHECK
+#error "SSL_SECOP_SIGALG_CHECK is no longer defined"
+#endif
+#ifndef SSL_SECOP_SIGALG_MASK
+#error "SSL_SECOP_SIGALG_MASK is no longer defined"
+#endif
+#ifndef SSL_SECOP_SIGALG_SHARED
+#error "SSL_SECOP_SIGALG_SHARED is no longer defined"
+#endif
+#ifndef SSL_SECOP_SIGALG_SUPPORTED
+#error "SSL_SECOP_SIGALG_SUPPORTED is no longer defined"
+#endif
+#ifndef SSL_SECOP_TICKET
+#error "SSL_SECOP_TICKET is no longer defined"
+#endif
+#ifndef SSL_SECOP_TMP_DH
+#error "SSL_SECOP_TMP_DH is no longer defined"
+#endif
+#ifndef SSL_SECOP_VERSION
+#error "SSL_SECOP_VERSION is no longer defined"
+#endif
+#ifndef SSL_SENT_SHUTDOWN
+#error "SSL_SENT_SHUTDOWN is no longer defined"
+#endif
+#ifndef SSL_SERVERINFOV1
+#error "SSL_SERVERINFOV1 is no longer defined"
+#endif
+#ifndef SSL_SERVERINFOV2
+#error "SSL_SERVERINFOV2 is no longer defined"
+#endif
+#ifndef SSL_SESSION_ASN1_VERSION
+#error "SSL_SESSION_ASN1_VERSION is no longer defined"
+#endif
+#ifndef SSL_SESSION_CACHE_MAX_SIZE_DEFAULT
+#error "SSL_SESSION_CACHE_MAX_SIZE_DEFAULT is no longer defined"
+#endif
+#ifndef SSL_ST_ACCEPT
+#error "SSL_ST_ACCEPT is no longer defined"
+#endif
+#ifndef SSL_ST_CONNECT
+#error "SSL_ST_CONNECT is no longer defined"
+#endif
+#ifndef SSL_ST_MASK
+#error "SSL_ST_MASK is no longer defined"
+#endif
+#ifndef SSL_ST_READ_BODY
+#error "SSL_ST_READ_BODY is no longer defined"
+#endif
+#ifndef SSL_ST_READ_DONE
+#error "SSL_ST_READ_DONE is no longer defined"
+#endif
+#ifndef SSL_ST_READ_HEADER
+#error "SSL_ST_READ_HEADER is no longer defined"
+#endif
+#ifndef SSL_TICKET_EMPTY
+#error "SSL_TICKET_EMPTY is no longer defined"
+#endif
+#ifndef SSL_TICKET_FATAL_ERR_MALLOC
+#error "SSL_TICKET_FATAL_ERR_MALLOC is no longer defined"
+#endif
+#ifndef SSL_TICKET_FATAL_ERR_OTHER
+#error "SSL_TICKET_FATAL_ERR_OTHER is no longer defined"
+#endif
+#ifndef SSL_TICKET_NONE
+#error "SSL_TICKET_NONE is no longer defined"
+#endif
+#ifndef SSL_TICKET_NO_DECRYPT
+#error "SSL_TICKET_NO_DECRYPT is no longer defined"
+#endif
+#ifndef SSL_TICKET_RETURN_ABORT
+#error "SSL_TICKET_RETURN_ABORT is no longer defined"
+#endif
+#ifndef SSL_TICKET_RETURN_IGNORE
+#error "SSL_TICKET_RETURN_IGNORE is no longer defined"
+#endif
+#ifndef SSL_TICKET_RETURN_IGNORE_RENEW
+#error "SSL_TICKET_RETURN_IGNORE_RENEW is no longer defined"
+#endif
+#ifndef SSL_TICKET_RETURN_USE
+#error "SSL_TICKET_RETURN_USE is no longer defined"
+#endif
+#ifndef SSL_TICKET_RETURN_USE_RENEW
+#error "SSL_TICKET_RETURN_USE_RENEW is no longer defined"
+#endif
+#ifndef SSL_TICKET_SUCCESS
+#error "SSL_TICKET_SUCCESS is no longer defined"
+#endif
+#ifndef SSL_TICKET_SUCCESS_RENEW
+#error "SSL_TICKET_SUCCESS_RENEW is no longer defined"
+#endif
+#ifndef SSL_TXT_3DES
+#error "SSL_TXT_3DES is no longer defined"
+#endif
+#ifndef SSL_TXT_ADH
+#error "SSL_TXT_ADH is no longer defined"
+#endif
+#ifndef SSL_TXT_AECDH
+#error "SSL_TXT_AECDH is no longer defined"
+#endif
+#ifndef SSL_TXT_AES
+#error "SSL_TXT_AES is no longer defined"
+#endif
+#ifndef SSL_TXT_AES128
+#error "SSL_TXT_AES128 is no longer defined"
+#endif
+#ifndef SSL_TXT_AES256
+#error "SSL_TXT_AES256 is no longer defined"
+#endif
+#ifndef SSL_TXT_AES_CCM
+#error "SSL_TXT_AES_CCM is no longer defined"
+#endif
+#ifndef SSL_TXT_AES_CCM_8
+#error "SSL_TXT_AES_CCM_8 is no longer defined"
+#endif
+#ifndef SSL_TXT_AES_GCM
+#error "SSL_TXT_AES_GCM is no longer defined"
+#endif
+#ifndef SSL_TXT_ALL
+#error "SSL_TXT_ALL is no longer defined"
+#endif
+#ifndef SSL_TXT_ARIA
+#error "SSL_TXT_ARIA is no longer defined"
+#endif
+#ifndef SSL_TXT_ARIA128
+#error "SSL_TXT_ARIA128 is no longer defined"
+#endif
+#ifndef SSL_TXT_ARIA256
+#error "SSL_TXT_ARIA256 is no longer defined"
+#endif
+#ifndef SSL_TXT_ARIA_GCM
+#error "SSL_TXT_ARIA_GCM is no longer defined"
+#endif
+#ifndef SSL_TXT_CAMELLIA
+#error "SSL_TXT_CAMELLIA is no longer defined"
+#endif
+#ifndef SSL_TXT_CAMELLIA128
+#error "SSL_TXT_CAMELLIA128 is no longer defined"
+#endif
+#ifndef SSL_TXT_CAMELLIA256
+#error "SSL_TXT_CAMELLIA256 is no longer defined"
+#endif
+#ifndef SSL_TXT_CBC
+#error "SSL_TXT_CBC is no longer defined"
+#endif
+#ifndef SSL_TXT_CHACHA20
+#error "SSL_TXT_CHACHA20 is no longer defined"
+#endif
+#ifndef SSL_TXT_CMPALL
+#error "SSL_TXT_CMPALL is no longer defined"
+#endif
+#ifndef SSL_TXT_CMPDEF
+#error "SSL_TXT_CMPDEF is no longer defined"
+#endif
+#ifndef SSL_TXT_DES
+#error "SSL_TXT_DES is no longer defined"
+#endif
+#ifndef SSL_TXT_DH
+#error "SSL_TXT_DH is no longer defined"
+#endif
+#ifndef SSL_TXT_DHE
+#error "SSL_TXT_DHE is no longer defined"
+#endif
+#ifndef SSL_TXT_DSS
+#error "SSL_TXT_DSS is no longer defined"
+#endif
+#ifndef SSL_TXT_ECDH
+#error "SSL_TXT_ECDH is no longer defined"
+#endif
+#ifndef SSL_TXT_ECDHE
+#error "SSL_TXT_ECDHE is no longer defined"
+#endif
+#ifndef SSL_TXT_ECDSA
+#error "SSL_TXT_ECDSA is no longer defined"
+#endif
+#ifndef SSL_TXT_EDH
+#error "SSL_TXT_EDH is no longer defined"
+#endif
+#ifndef SSL_TXT_EECDH
+#error "SSL_TXT_EECDH is no longer defined"
+#endif
+#ifndef SSL_TXT_FIPS
+#error "SSL_TXT_FIPS is no longer defined"
+#endif
+#ifndef SSL_TXT_GOST
+#error "SSL_TXT_GOST is no longer defined"
+#endif
+#ifndef SSL_TXT_GOST12
+#error "SSL_TXT_GOST12 is no longer defined"
+#endif
+#ifndef SSL_TXT_GOST2012_GOST8912_GOST8912
+#error "SSL_TXT_GOST2012_GOST8912_GOST8912 is no longer defined"
+#endif
+#ifndef SSL_TXT_GOST89MAC
+#error "SSL_TXT_GOST89MAC is no longer defined"
+#endif
+#ifndef SSL_TXT_GOST89MAC12
+#error "SSL_TXT_GOST89MAC12 is no longer defined"
+#endif
+#ifndef SSL_TXT_GOST94
+#error "SSL_TXT_GOST94 is no longer defined"
+#endif
+#ifndef SSL_TXT_HIGH
+#error "SSL_TXT_HIGH is no longer defined"
+#endif
+#ifndef SSL_TXT_IDEA
+#error "SSL_TXT_IDEA is no longer defined"
+#endif
+#ifndef SSL_TXT_LOW
+#error "SSL_TXT_LOW is no longer defined"
+#endif
+#ifndef SSL_TXT_MD5
+#error "SSL_TXT_MD5 is no longer defined"
+#endif
+#ifndef SSL_TXT_MEDIUM
+#error "SSL_TXT_MEDIUM is no longer defined"
+#endif
+#ifndef SSL_TXT_NULL
+#error "SSL_TXT_NULL is no longer defined"
+#endif
+#ifndef SSL_TXT_PSK
+#error "SSL_TXT_PSK is no longer defined"
+#endif
+#ifndef SSL_TXT_RC2
+#error "SSL_TXT_RC2 is no longer defined"
+#endif
+#ifndef SSL_TXT_RC4
+#error "SSL_TXT_RC4 is no longer defined"
+#endif
+#ifndef SSL_TXT_RSA
+#error "SSL_TXT_RSA is no longer defined"
+#endif
+#ifndef SSL_TXT_SEED
+#error "SSL_TXT_SEED is no longer defined"
+#endif
+#ifndef SSL_TXT_SHA
+#error "SSL_TXT_SHA is no longer defined"
+#endif
+#ifndef SSL_TXT_SHA1
+#error "SSL_TXT_SHA1 is no longer defined"
+#endif
+#ifndef SSL_TXT_SHA256
+#error "SSL_TXT_SHA256 is no longer defined"
+#endif
+#ifndef SSL_TXT_SHA384
+#error "SSL_TXT_SHA384 is no longer defined"
+#endif
+#ifndef SSL_TXT_SRP
+#error "SSL_TXT_SRP is no longer defined"
+#endif
+#ifndef SSL_TXT_SSLV3
+#error "SSL_TXT_SSLV3 is no longer defined"
+#endif
+#ifndef SSL_TXT_TLSV1
+#error "SSL_TXT_TLSV1 is no longer defined"
+#endif
+#ifndef SSL_TXT_TLSV1_1
+#error "SSL_TXT_TLSV1_1 is no longer defined"
+#endif
+#ifndef SSL_TXT_TLSV1_2
+#error "SSL_TXT_TLSV1_2 is no longer defined"
+#endif
+#ifndef SSL_TXT_aDH
+#error "SSL_TXT_aDH is no longer defined"
+#endif
+#ifndef SSL_TXT_aDSS
+#error "SSL_TXT_aDSS is no longer defined"
+#endif
+#ifndef SSL_TXT_aECDH
+#error "SSL_TXT_aECDH is no longer defined"
+#endif
+#ifndef SSL_TXT_aECDSA
+#error "SSL_TXT_aECDSA is no longer defined"
+#endif
+#ifndef SSL_TXT_aGOST
+#error "SSL_TXT_aGOST is no longer defined"
+#endif
+#ifndef SSL_TXT_aGOST01
+#error "SSL_TXT_aGOST01 is no longer defined"
+#endif
+#ifndef SSL_TXT_aGOST12
+#error "SSL_TXT_aGOST12 is no longer defined"
+#endif
+#ifndef SSL_TXT_aGOST94
+#error "SSL_TXT_aGOST94 is no longer defined"
+#endif
+#ifndef SSL_TXT_aNULL
+#error "SSL_TXT_aNULL is no longer defined"
+#endif
+#ifndef SSL_TXT_aPSK
+#error "SSL_TXT_aPSK is no longer defined"
+#endif
+#ifndef SSL_TXT_aRSA
+#error "SSL_TXT_aRSA is no longer defined"
+#endif
+#ifndef SSL_TXT_aSRP
+#error "SSL_TXT_aSRP is no longer defined"
+#endif
+#ifndef SSL_TXT_eNULL
+#error "SSL_TXT_eNULL is no longer defined"
+#endif
+#ifndef SSL_TXT_kDH
+#error "SSL_TXT_kDH is no longer defined"
+#endif
+#ifndef SSL_TXT_kDHE
+#error "SSL_TXT_kDHE is no longer defined"
+#endif
+#ifndef SSL_TXT_kDHEPSK
+#error "SSL_TXT_kDHEPSK is no longer defined"
+#endif
+#ifndef SSL_TXT_kDHd
+#error "SSL_TXT_kDHd is no longer defined"
+#endif
+#ifndef SSL_TXT_kDHr
+#error "SSL_TXT_kDHr is no longer defined"
+#endif
+#ifndef SSL_TXT_kECDH
+#error "SSL_TXT_kECDH is no longer defined"
+#endif
+#ifndef SSL_TXT_kECDHE
+#error "SSL_TXT_kECDHE is no longer defined"
+#endif
+#ifndef SSL_TXT_kECDHEPSK
+#error "SSL_TXT_kECDHEPSK is no longer defined"
+#endif
+#ifndef SSL_TXT_kECDHe
+#error "SSL_TXT_kECDHe is no longer defined"
+#endif
+#ifndef SSL_TXT_kECDHr
+#error "SSL_TXT_kECDHr is no longer defined"
+#endif
+#ifndef SSL_TXT_kEDH
+#error "SSL_TXT_kEDH is no longer defined"
+#endif
+#ifndef SSL_TXT_kEECDH
+#error "SSL_TXT_kEECDH is no longer defined"
+#endif
+#ifndef SSL_TXT_kGOST
+#error "SSL_TXT_kGOST is no longer defined"
+#endif
+#ifndef SSL_TXT_kGOST18
+#error "SSL_TXT_kGOST18 is no longer defined"
+#endif
+#ifndef SSL_TXT_kPSK
+#error "SSL_TXT_kPSK is no longer defined"
+#endif
+#ifndef SSL_TXT_kRSA
+#error "SSL_TXT_kRSA is no longer defined"
+#endif
+#ifndef SSL_TXT_kRSAPSK
+#error "SSL_TXT_kRSAPSK is no longer defined"
+#endif
+#ifndef SSL_TXT_kSRP
+#error "SSL_TXT_kSRP is no longer defined"
+#endif
+#ifndef SSL_VERIFY_CLIENT_ONCE
+#error "SSL_VERIFY_CLIENT_ONCE is no longer defined"
+#endif
+#ifndef SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+#error "SSL_VERIFY_FAIL_IF_NO_PEER_CERT is no longer defined"
+#endif
+#ifndef SSL_VERIFY_NONE
+#error "SSL_VERIFY_NONE is no longer defined"
+#endif
+#ifndef SSL_VERIFY_PEER
+#error "SSL_VERIFY_PEER is no longer defined"
+#endif
+#ifndef SSL_VERIFY_POST_HANDSHAKE
+#error "SSL_VERIFY_POST_HANDSHAKE is no longer defined"
+#endif
+#ifndef SSL_WRITING
+#error "SSL_WRITING is no longer defined"
+#endif
+#ifndef SSL_X509_LOOKUP
+#error "SSL_X509_LOOKUP is no longer defined"
+#endif
+#ifndef OPENSSL_TLS_SECURITY_LEVEL
+#error "OPENSSL_TLS_SECURITY_LEVEL is no longer defined"
+#endif
+#ifndef SSL_TLSEXT_ERR_ALERT_FATAL
+#error "SSL_TLSEXT_ERR_ALERT_FATAL is no longer defined"
+#endif
+#ifndef SSL_TLSEXT_ERR_ALERT_WARNING
+#error "SSL_TLSEXT_ERR_ALERT_WARNING is no longer defined"
+#endif
+#ifndef SSL_TLSEXT_ERR_NOACK
+#error "SSL_TLSEXT_ERR_NOACK is no longer defined"
+#endif
+#ifndef SSL_TLSEXT_ERR_OK
+#error "SSL_TLSEXT_ERR_OK is no longer defined"
+#endif
+#ifndef TLS13_AD_CERTIFICATE_REQUIRED
+#error "TLS13_AD_CERTIFICATE_REQUIRED is no longer defined"
+#endif
+#ifndef TLS13_AD_MISSING_EXTENSION
+#error "TLS13_AD_MISSING_EXTENSION is no longer defined"
+#endif
+#ifndef TLS1_1_VERSION_MAJOR
+#error "TLS1_1_VERSION_MAJOR is no longer defined"
+#endif
+#ifndef TLS1_1_VERSION_MINOR
+#error "TLS1_1_VERSION_MINOR is no longer defined"
+#endif
+#ifndef TLS1_2_VERSION_MAJOR
+#error "TLS1_2_VERSION_MAJOR is no longer defined"
+#endif
+#ifndef TLS1_2_VERSION_MINOR
+#error "TLS1_2_VERSION_MINOR is no longer defined"
+#endif
+#ifndef TLS1_3_CK_AES_128_CCM_8_SHA256
+#error "TLS1_3_CK_AES_128_CCM_8_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_3_CK_AES_128_CCM_SHA256
+#error "TLS1_3_CK_AES_128_CCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_3_CK_AES_128_GCM_SHA256
+#error "TLS1_3_CK_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_3_CK_AES_256_GCM_SHA384
+#error "TLS1_3_CK_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_3_CK_CHACHA20_POLY1305_SHA256
+#error "TLS1_3_CK_CHACHA20_POLY1305_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_3_RFC_AES_128_CCM_8_SHA256
+#error "TLS1_3_RFC_AES_128_CCM_8_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_3_RFC_AES_128_CCM_SHA256
+#error "TLS1_3_RFC_AES_128_CCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_3_RFC_AES_128_GCM_SHA256
+#error "TLS1_3_RFC_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_3_RFC_AES_256_GCM_SHA384
+#error "TLS1_3_RFC_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_3_RFC_CHACHA20_POLY1305_SHA256
+#error "TLS1_3_RFC_CHACHA20_POLY1305_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_AD_ACCESS_DENIED
+#error "TLS1_AD_ACCESS_DENIED is no longer defined"
+#endif
+#ifndef TLS1_AD_BAD_CERTIFICATE_HASH_VALUE
+#error "TLS1_AD_BAD_CERTIFICATE_HASH_VALUE is no longer defined"
+#endif
+#ifndef TLS1_AD_BAD_CERTIFICATE_STATUS_RESPONSE
+#error "TLS1_AD_BAD_CERTIFICATE_STATUS_RESPONSE is no longer defined"
+#endif
+#ifndef TLS1_AD_CERTIFICATE_UNOBTAINABLE
+#error "TLS1_AD_CERTIFICATE_UNOBTAINABLE is no longer defined"
+#endif
+#ifndef TLS1_AD_DECODE_ERROR
+#error "TLS1_AD_DECODE_ERROR is no longer defined"
+#endif
+#ifndef TLS1_AD_DECRYPTION_FAILED
+#error "TLS1_AD_DECRYPTION_FAILED is no longer defined"
+#endif
+#ifndef TLS1_AD_DECRYPT_ERROR
+#error "TLS1_AD_DECRYPT_ERROR is no longer defined"
+#endif
+#ifndef TLS1_AD_EXPORT_RESTRICTION
+#error "TLS1_AD_EXPORT_RESTRICTION is no longer defined"
+#endif
+#ifndef TLS1_AD_INAPPROPRIATE_FALLBACK
+#error "TLS1_AD_INAPPROPRIATE_FALLBACK is no longer defined"
+#endif
+#ifndef TLS1_AD_INSUFFICIENT_SECURITY
+#error "TLS1_AD_INSUFFICIENT_SECURITY is no longer defined"
+#endif
+#ifndef TLS1_AD_INTERNAL_ERROR
+#error "TLS1_AD_INTERNAL_ERROR is no longer defined"
+#endif
+#ifndef TLS1_AD_NO_APPLICATION_PROTOCOL
+#error "TLS1_AD_NO_APPLICATION_PROTOCOL is no longer defined"
+#endif
+#ifndef TLS1_AD_NO_RENEGOTIATION
+#error "TLS1_AD_NO_RENEGOTIATION is no longer defined"
+#endif
+#ifndef TLS1_AD_PROTOCOL_VERSION
+#error "TLS1_AD_PROTOCOL_VERSION is no longer defined"
+#endif
+#ifndef TLS1_AD_RECORD_OVERFLOW
+#error "TLS1_AD_RECORD_OVERFLOW is no longer defined"
+#endif
+#ifndef TLS1_AD_UNKNOWN_CA
+#error "TLS1_AD_UNKNOWN_CA is no longer defined"
+#endif
+#ifndef TLS1_AD_UNKNOWN_PSK_IDENTITY
+#error "TLS1_AD_UNKNOWN_PSK_IDENTITY is no longer defined"
+#endif
+#ifndef TLS1_AD_UNRECOGNIZED_NAME
+#error "TLS1_AD_UNRECOGNIZED_NAME is no longer defined"
+#endif
+#ifndef TLS1_AD_UNSUPPORTED_EXTENSION
+#error "TLS1_AD_UNSUPPORTED_EXTENSION is no longer defined"
+#endif
+#ifndef TLS1_AD_USER_CANCELLED
+#error "TLS1_AD_USER_CANCELLED is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_ADH_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_AES_128_SHA
+#error "TLS1_CK_ADH_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_AES_128_SHA256
+#error "TLS1_CK_ADH_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_ADH_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_AES_256_SHA
+#error "TLS1_CK_ADH_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_AES_256_SHA256
+#error "TLS1_CK_ADH_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_CK_ADH_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_ADH_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_CK_ADH_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_CK_ADH_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ADH_WITH_SEED_SHA
+#error "TLS1_CK_ADH_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_DHE_DSS_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_AES_128_SHA
+#error "TLS1_CK_DHE_DSS_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_AES_128_SHA256
+#error "TLS1_CK_DHE_DSS_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_DHE_DSS_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_AES_256_SHA
+#error "TLS1_CK_DHE_DSS_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_AES_256_SHA256
+#error "TLS1_CK_DHE_DSS_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_DHE_DSS_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_DHE_DSS_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_CK_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_CK_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_CK_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_DSS_WITH_SEED_SHA
+#error "TLS1_CK_DHE_DSS_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_CK_DHE_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_DHE_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_CK_DHE_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_128_CCM
+#error "TLS1_CK_DHE_PSK_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_128_CCM_8
+#error "TLS1_CK_DHE_PSK_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_DHE_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_DHE_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_CK_DHE_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_256_CCM
+#error "TLS1_CK_DHE_PSK_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_256_CCM_8
+#error "TLS1_CK_DHE_PSK_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_DHE_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_DHE_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_DHE_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_DHE_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_DHE_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_CK_DHE_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_NULL_SHA
+#error "TLS1_CK_DHE_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_NULL_SHA256
+#error "TLS1_CK_DHE_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_NULL_SHA384
+#error "TLS1_CK_DHE_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_PSK_WITH_RC4_128_SHA
+#error "TLS1_CK_DHE_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_128_CCM
+#error "TLS1_CK_DHE_RSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_128_CCM_8
+#error "TLS1_CK_DHE_RSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_DHE_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_128_SHA
+#error "TLS1_CK_DHE_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_128_SHA256
+#error "TLS1_CK_DHE_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_256_CCM
+#error "TLS1_CK_DHE_RSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_256_CCM_8
+#error "TLS1_CK_DHE_RSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_DHE_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_256_SHA
+#error "TLS1_CK_DHE_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_AES_256_SHA256
+#error "TLS1_CK_DHE_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_DHE_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_DHE_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_CK_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_CK_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_CK_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_CHACHA20_POLY1305
+#error "TLS1_CK_DHE_RSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_CK_DHE_RSA_WITH_SEED_SHA
+#error "TLS1_CK_DHE_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_DH_DSS_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_AES_128_SHA
+#error "TLS1_CK_DH_DSS_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_AES_128_SHA256
+#error "TLS1_CK_DH_DSS_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_DH_DSS_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_AES_256_SHA
+#error "TLS1_CK_DH_DSS_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_AES_256_SHA256
+#error "TLS1_CK_DH_DSS_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_DH_DSS_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_DH_DSS_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_CK_DH_DSS_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_DH_DSS_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_CK_DH_DSS_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_CK_DH_DSS_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_DSS_WITH_SEED_SHA
+#error "TLS1_CK_DH_DSS_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_DH_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_AES_128_SHA
+#error "TLS1_CK_DH_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_AES_128_SHA256
+#error "TLS1_CK_DH_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_DH_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_AES_256_SHA
+#error "TLS1_CK_DH_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_AES_256_SHA256
+#error "TLS1_CK_DH_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_DH_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_DH_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_CK_DH_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_DH_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_CK_DH_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_CK_DH_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_RSA_WITH_SEED_SHA
+#error "TLS1_CK_DH_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_anon_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_DH_anon_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_DH_anon_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_DH_anon_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_128_CCM
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_128_CCM_8
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_128_SHA256
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_256_CCM
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_256_CCM_8
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_AES_256_SHA384
+#error "TLS1_CK_ECDHE_ECDSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_CHACHA20_POLY1305
+#error "TLS1_CK_ECDHE_ECDSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_CK_ECDHE_ECDSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_NULL_SHA
+#error "TLS1_CK_ECDHE_ECDSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_ECDSA_WITH_RC4_128_SHA
+#error "TLS1_CK_ECDHE_ECDSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_CK_ECDHE_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_ECDHE_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_CK_ECDHE_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_ECDHE_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_CK_ECDHE_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_ECDHE_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_ECDHE_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_CK_ECDHE_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_NULL_SHA
+#error "TLS1_CK_ECDHE_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_NULL_SHA256
+#error "TLS1_CK_ECDHE_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_NULL_SHA384
+#error "TLS1_CK_ECDHE_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_PSK_WITH_RC4_128_SHA
+#error "TLS1_CK_ECDHE_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_ECDHE_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_ECDHE_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_AES_128_SHA256
+#error "TLS1_CK_ECDHE_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_ECDHE_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_ECDHE_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_AES_256_SHA384
+#error "TLS1_CK_ECDHE_RSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_CHACHA20_POLY1305
+#error "TLS1_CK_ECDHE_RSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_CK_ECDHE_RSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_NULL_SHA
+#error "TLS1_CK_ECDHE_RSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDHE_RSA_WITH_RC4_128_SHA
+#error "TLS1_CK_ECDHE_RSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_ECDH_ECDSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_ECDH_ECDSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_AES_128_SHA256
+#error "TLS1_CK_ECDH_ECDSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_ECDH_ECDSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_ECDH_ECDSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_AES_256_SHA384
+#error "TLS1_CK_ECDH_ECDSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_ECDH_ECDSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_ECDH_ECDSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_ECDH_ECDSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_ECDH_ECDSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_CK_ECDH_ECDSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_NULL_SHA
+#error "TLS1_CK_ECDH_ECDSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_ECDSA_WITH_RC4_128_SHA
+#error "TLS1_CK_ECDH_ECDSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_ECDH_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_ECDH_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_AES_128_SHA256
+#error "TLS1_CK_ECDH_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_ECDH_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_ECDH_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_AES_256_SHA384
+#error "TLS1_CK_ECDH_RSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_ECDH_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_ECDH_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_ECDH_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_ECDH_RSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_CK_ECDH_RSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_NULL_SHA
+#error "TLS1_CK_ECDH_RSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_RSA_WITH_RC4_128_SHA
+#error "TLS1_CK_ECDH_RSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_anon_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_ECDH_anon_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_anon_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_ECDH_anon_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_anon_WITH_DES_192_CBC3_SHA
+#error "TLS1_CK_ECDH_anon_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_anon_WITH_NULL_SHA
+#error "TLS1_CK_ECDH_anon_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_ECDH_anon_WITH_RC4_128_SHA
+#error "TLS1_CK_ECDH_anon_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_CK_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_CK_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_128_CCM
+#error "TLS1_CK_PSK_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_128_CCM_8
+#error "TLS1_CK_PSK_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_CK_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_256_CCM
+#error "TLS1_CK_PSK_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_256_CCM_8
+#error "TLS1_CK_PSK_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_CK_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_NULL_SHA
+#error "TLS1_CK_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_NULL_SHA256
+#error "TLS1_CK_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_NULL_SHA384
+#error "TLS1_CK_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_PSK_WITH_RC4_128_SHA
+#error "TLS1_CK_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_CK_RSA_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_RSA_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_CK_RSA_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_RSA_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_RSA_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_CK_RSA_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_RSA_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_RSA_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_RSA_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_RSA_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_CK_RSA_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_CK_RSA_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_NULL_SHA
+#error "TLS1_CK_RSA_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_NULL_SHA256
+#error "TLS1_CK_RSA_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_NULL_SHA384
+#error "TLS1_CK_RSA_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_PSK_WITH_RC4_128_SHA
+#error "TLS1_CK_RSA_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_128_CCM
+#error "TLS1_CK_RSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_128_CCM_8
+#error "TLS1_CK_RSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_CK_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_128_SHA
+#error "TLS1_CK_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_128_SHA256
+#error "TLS1_CK_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_256_CCM
+#error "TLS1_CK_RSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_256_CCM_8
+#error "TLS1_CK_RSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_CK_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_256_SHA
+#error "TLS1_CK_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_AES_256_SHA256
+#error "TLS1_CK_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_CK_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_CK_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_CK_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_CK_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_CK_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_CK_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_NULL_SHA256
+#error "TLS1_CK_RSA_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_CK_RSA_WITH_SEED_SHA
+#error "TLS1_CK_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_DSS_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_CK_SRP_SHA_DSS_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_DSS_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_SRP_SHA_DSS_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_DSS_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_SRP_SHA_DSS_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_RSA_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_CK_SRP_SHA_RSA_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_SRP_SHA_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_SRP_SHA_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_CK_SRP_SHA_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_WITH_AES_128_CBC_SHA
+#error "TLS1_CK_SRP_SHA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_CK_SRP_SHA_WITH_AES_256_CBC_SHA
+#error "TLS1_CK_SRP_SHA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_FINISH_MAC_LENGTH
+#error "TLS1_FINISH_MAC_LENGTH is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_ADH_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_AES_128_SHA
+#error "TLS1_RFC_ADH_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_AES_128_SHA256
+#error "TLS1_RFC_ADH_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_ADH_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_AES_256_SHA
+#error "TLS1_RFC_ADH_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_AES_256_SHA256
+#error "TLS1_RFC_ADH_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_RFC_ADH_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_ADH_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_RFC_ADH_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_RFC_ADH_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ADH_WITH_SEED_SHA
+#error "TLS1_RFC_ADH_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_DHE_DSS_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_AES_128_SHA
+#error "TLS1_RFC_DHE_DSS_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_AES_128_SHA256
+#error "TLS1_RFC_DHE_DSS_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_DHE_DSS_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_AES_256_SHA
+#error "TLS1_RFC_DHE_DSS_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_AES_256_SHA256
+#error "TLS1_RFC_DHE_DSS_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_DHE_DSS_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_DHE_DSS_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_RFC_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_RFC_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_RFC_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_DSS_WITH_SEED_SHA
+#error "TLS1_RFC_DHE_DSS_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_RFC_DHE_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_DHE_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_RFC_DHE_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_128_CCM
+#error "TLS1_RFC_DHE_PSK_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_128_CCM_8
+#error "TLS1_RFC_DHE_PSK_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_DHE_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_DHE_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_RFC_DHE_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_256_CCM
+#error "TLS1_RFC_DHE_PSK_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_256_CCM_8
+#error "TLS1_RFC_DHE_PSK_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_DHE_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_DHE_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_DHE_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_DHE_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_RFC_DHE_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_RFC_DHE_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_NULL_SHA
+#error "TLS1_RFC_DHE_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_NULL_SHA256
+#error "TLS1_RFC_DHE_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_NULL_SHA384
+#error "TLS1_RFC_DHE_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_PSK_WITH_RC4_128_SHA
+#error "TLS1_RFC_DHE_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_128_CCM
+#error "TLS1_RFC_DHE_RSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_128_CCM_8
+#error "TLS1_RFC_DHE_RSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_DHE_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_128_SHA
+#error "TLS1_RFC_DHE_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_128_SHA256
+#error "TLS1_RFC_DHE_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_256_CCM
+#error "TLS1_RFC_DHE_RSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_256_CCM_8
+#error "TLS1_RFC_DHE_RSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_DHE_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_256_SHA
+#error "TLS1_RFC_DHE_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_AES_256_SHA256
+#error "TLS1_RFC_DHE_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_DHE_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_DHE_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_RFC_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_RFC_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_RFC_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_CHACHA20_POLY1305
+#error "TLS1_RFC_DHE_RSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DHE_RSA_WITH_SEED_SHA
+#error "TLS1_RFC_DHE_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_DH_DSS_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_DH_DSS_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DH_DSS_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_DH_DSS_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DH_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_DH_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DH_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_DH_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DH_anon_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_DH_anon_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_DH_anon_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_DH_anon_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_CCM
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_CCM_8
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_SHA256
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_CCM
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_CCM_8
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_SHA384
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_CHACHA20_POLY1305
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_NULL_SHA
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_ECDSA_WITH_RC4_128_SHA
+#error "TLS1_RFC_ECDHE_ECDSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_RFC_ECDHE_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_ECDHE_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_RFC_ECDHE_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_ECDHE_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_RFC_ECDHE_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_ECDHE_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_RFC_ECDHE_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_RFC_ECDHE_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_NULL_SHA
+#error "TLS1_RFC_ECDHE_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_NULL_SHA256
+#error "TLS1_RFC_ECDHE_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_NULL_SHA384
+#error "TLS1_RFC_ECDHE_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_PSK_WITH_RC4_128_SHA
+#error "TLS1_RFC_ECDHE_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_ECDHE_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_ECDHE_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_AES_128_SHA256
+#error "TLS1_RFC_ECDHE_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_ECDHE_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_ECDHE_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_AES_256_SHA384
+#error "TLS1_RFC_ECDHE_RSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_RFC_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_CHACHA20_POLY1305
+#error "TLS1_RFC_ECDHE_RSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_RFC_ECDHE_RSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_NULL_SHA
+#error "TLS1_RFC_ECDHE_RSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDHE_RSA_WITH_RC4_128_SHA
+#error "TLS1_RFC_ECDHE_RSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_ECDSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_ECDH_ECDSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_ECDSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_ECDH_ECDSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_ECDH_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_ECDH_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_anon_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_ECDH_anon_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_anon_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_ECDH_anon_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_anon_WITH_DES_192_CBC3_SHA
+#error "TLS1_RFC_ECDH_anon_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_anon_WITH_NULL_SHA
+#error "TLS1_RFC_ECDH_anon_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_ECDH_anon_WITH_RC4_128_SHA
+#error "TLS1_RFC_ECDH_anon_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_RFC_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_RFC_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_128_CCM
+#error "TLS1_RFC_PSK_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_128_CCM_8
+#error "TLS1_RFC_PSK_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_RFC_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_256_CCM
+#error "TLS1_RFC_PSK_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_256_CCM_8
+#error "TLS1_RFC_PSK_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_RFC_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_RFC_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_NULL_SHA
+#error "TLS1_RFC_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_NULL_SHA256
+#error "TLS1_RFC_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_NULL_SHA384
+#error "TLS1_RFC_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_PSK_WITH_RC4_128_SHA
+#error "TLS1_RFC_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_RFC_RSA_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_RSA_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_RFC_RSA_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_RSA_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_RSA_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_RFC_RSA_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_RSA_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_RSA_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_RSA_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_RSA_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_RFC_RSA_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_RFC_RSA_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_NULL_SHA
+#error "TLS1_RFC_RSA_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_NULL_SHA256
+#error "TLS1_RFC_RSA_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_NULL_SHA384
+#error "TLS1_RFC_RSA_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_PSK_WITH_RC4_128_SHA
+#error "TLS1_RFC_RSA_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_128_CCM
+#error "TLS1_RFC_RSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_128_CCM_8
+#error "TLS1_RFC_RSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_RFC_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_128_SHA
+#error "TLS1_RFC_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_128_SHA256
+#error "TLS1_RFC_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_256_CCM
+#error "TLS1_RFC_RSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_256_CCM_8
+#error "TLS1_RFC_RSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_RFC_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_256_SHA
+#error "TLS1_RFC_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_AES_256_SHA256
+#error "TLS1_RFC_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_RFC_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_RFC_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_RFC_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_RFC_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_RFC_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_RFC_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_NULL_SHA256
+#error "TLS1_RFC_RSA_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_RFC_RSA_WITH_SEED_SHA
+#error "TLS1_RFC_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_DSS_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_DSS_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_DSS_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_DSS_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_DSS_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_DSS_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_RSA_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_RSA_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_WITH_AES_128_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_RFC_SRP_SHA_WITH_AES_256_CBC_SHA
+#error "TLS1_RFC_SRP_SHA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_ADH_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_AES_128_SHA
+#error "TLS1_TXT_ADH_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_AES_128_SHA256
+#error "TLS1_TXT_ADH_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_ADH_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_AES_256_SHA
+#error "TLS1_TXT_ADH_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_AES_256_SHA256
+#error "TLS1_TXT_ADH_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_TXT_ADH_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_ADH_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_TXT_ADH_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_TXT_ADH_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ADH_WITH_SEED_SHA
+#error "TLS1_TXT_ADH_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_DHE_DSS_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_AES_128_SHA
+#error "TLS1_TXT_DHE_DSS_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_AES_128_SHA256
+#error "TLS1_TXT_DHE_DSS_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_DHE_DSS_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_AES_256_SHA
+#error "TLS1_TXT_DHE_DSS_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_AES_256_SHA256
+#error "TLS1_TXT_DHE_DSS_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_DHE_DSS_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_DHE_DSS_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_TXT_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_DHE_DSS_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_TXT_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_TXT_DHE_DSS_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_RC4_128_SHA
+#error "TLS1_TXT_DHE_DSS_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_DSS_WITH_SEED_SHA
+#error "TLS1_TXT_DHE_DSS_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_TXT_DHE_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_DHE_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_TXT_DHE_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_128_CCM
+#error "TLS1_TXT_DHE_PSK_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_128_CCM_8
+#error "TLS1_TXT_DHE_PSK_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_DHE_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_DHE_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_TXT_DHE_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_256_CCM
+#error "TLS1_TXT_DHE_PSK_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_256_CCM_8
+#error "TLS1_TXT_DHE_PSK_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_DHE_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_DHE_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_DHE_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_DHE_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_DHE_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_TXT_DHE_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_NULL_SHA
+#error "TLS1_TXT_DHE_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_NULL_SHA256
+#error "TLS1_TXT_DHE_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_NULL_SHA384
+#error "TLS1_TXT_DHE_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_PSK_WITH_RC4_128_SHA
+#error "TLS1_TXT_DHE_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_128_CCM
+#error "TLS1_TXT_DHE_RSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_128_CCM_8
+#error "TLS1_TXT_DHE_RSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_DHE_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_128_SHA
+#error "TLS1_TXT_DHE_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_128_SHA256
+#error "TLS1_TXT_DHE_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_256_CCM
+#error "TLS1_TXT_DHE_RSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_256_CCM_8
+#error "TLS1_TXT_DHE_RSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_DHE_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_256_SHA
+#error "TLS1_TXT_DHE_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_AES_256_SHA256
+#error "TLS1_TXT_DHE_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_DHE_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_DHE_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_TXT_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_TXT_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_TXT_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_CHACHA20_POLY1305
+#error "TLS1_TXT_DHE_RSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DHE_RSA_WITH_SEED_SHA
+#error "TLS1_TXT_DHE_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_DH_DSS_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_AES_128_SHA
+#error "TLS1_TXT_DH_DSS_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_AES_128_SHA256
+#error "TLS1_TXT_DH_DSS_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_DH_DSS_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_AES_256_SHA
+#error "TLS1_TXT_DH_DSS_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_AES_256_SHA256
+#error "TLS1_TXT_DH_DSS_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_DH_DSS_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_DH_DSS_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_TXT_DH_DSS_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_DH_DSS_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_TXT_DH_DSS_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_TXT_DH_DSS_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_DSS_WITH_SEED_SHA
+#error "TLS1_TXT_DH_DSS_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_DH_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_AES_128_SHA
+#error "TLS1_TXT_DH_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_AES_128_SHA256
+#error "TLS1_TXT_DH_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_DH_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_AES_256_SHA
+#error "TLS1_TXT_DH_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_AES_256_SHA256
+#error "TLS1_TXT_DH_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_DH_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_DH_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_TXT_DH_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_DH_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_TXT_DH_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_TXT_DH_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_RSA_WITH_SEED_SHA
+#error "TLS1_TXT_DH_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_anon_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_DH_anon_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_DH_anon_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_DH_anon_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_CCM
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_CCM_8
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_SHA256
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_CCM
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_CCM_8
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_SHA384
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_CHACHA20_POLY1305
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_NULL_SHA
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_ECDSA_WITH_RC4_128_SHA
+#error "TLS1_TXT_ECDHE_ECDSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_TXT_ECDHE_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_ECDHE_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_TXT_ECDHE_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_ECDHE_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_TXT_ECDHE_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_ECDHE_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_ECDHE_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_TXT_ECDHE_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_NULL_SHA
+#error "TLS1_TXT_ECDHE_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_NULL_SHA256
+#error "TLS1_TXT_ECDHE_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_NULL_SHA384
+#error "TLS1_TXT_ECDHE_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_PSK_WITH_RC4_128_SHA
+#error "TLS1_TXT_ECDHE_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_ECDHE_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_ECDHE_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_AES_128_SHA256
+#error "TLS1_TXT_ECDHE_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_ECDHE_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_ECDHE_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_AES_256_SHA384
+#error "TLS1_TXT_ECDHE_RSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_CHACHA20_POLY1305
+#error "TLS1_TXT_ECDHE_RSA_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_TXT_ECDHE_RSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_NULL_SHA
+#error "TLS1_TXT_ECDHE_RSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDHE_RSA_WITH_RC4_128_SHA
+#error "TLS1_TXT_ECDHE_RSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_ECDH_ECDSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_ECDH_ECDSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_AES_128_SHA256
+#error "TLS1_TXT_ECDH_ECDSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_ECDH_ECDSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_ECDH_ECDSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_AES_256_SHA384
+#error "TLS1_TXT_ECDH_ECDSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_ECDH_ECDSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_ECDH_ECDSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_ECDH_ECDSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_ECDH_ECDSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_TXT_ECDH_ECDSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_NULL_SHA
+#error "TLS1_TXT_ECDH_ECDSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_ECDSA_WITH_RC4_128_SHA
+#error "TLS1_TXT_ECDH_ECDSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_ECDH_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_ECDH_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_AES_128_SHA256
+#error "TLS1_TXT_ECDH_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_ECDH_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_ECDH_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_AES_256_SHA384
+#error "TLS1_TXT_ECDH_RSA_WITH_AES_256_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_ECDH_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_ECDH_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_ECDH_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_ECDH_RSA_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_DES_192_CBC3_SHA
+#error "TLS1_TXT_ECDH_RSA_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_NULL_SHA
+#error "TLS1_TXT_ECDH_RSA_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_RSA_WITH_RC4_128_SHA
+#error "TLS1_TXT_ECDH_RSA_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_anon_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_ECDH_anon_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_anon_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_ECDH_anon_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_anon_WITH_DES_192_CBC3_SHA
+#error "TLS1_TXT_ECDH_anon_WITH_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_anon_WITH_NULL_SHA
+#error "TLS1_TXT_ECDH_anon_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_ECDH_anon_WITH_RC4_128_SHA
+#error "TLS1_TXT_ECDH_anon_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_TXT_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_TXT_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_128_CCM
+#error "TLS1_TXT_PSK_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_128_CCM_8
+#error "TLS1_TXT_PSK_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_TXT_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_256_CCM
+#error "TLS1_TXT_PSK_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_256_CCM_8
+#error "TLS1_TXT_PSK_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_TXT_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_NULL_SHA
+#error "TLS1_TXT_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_NULL_SHA256
+#error "TLS1_TXT_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_NULL_SHA384
+#error "TLS1_TXT_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_PSK_WITH_RC4_128_SHA
+#error "TLS1_TXT_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_TXT_RSA_PSK_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_RSA_PSK_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_AES_128_CBC_SHA256
+#error "TLS1_TXT_RSA_PSK_WITH_AES_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_RSA_PSK_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_RSA_PSK_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_AES_256_CBC_SHA384
+#error "TLS1_TXT_RSA_PSK_WITH_AES_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_RSA_PSK_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_RSA_PSK_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_RSA_PSK_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_RSA_PSK_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_CAMELLIA_256_CBC_SHA384
+#error "TLS1_TXT_RSA_PSK_WITH_CAMELLIA_256_CBC_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_CHACHA20_POLY1305
+#error "TLS1_TXT_RSA_PSK_WITH_CHACHA20_POLY1305 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_NULL_SHA
+#error "TLS1_TXT_RSA_PSK_WITH_NULL_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_NULL_SHA256
+#error "TLS1_TXT_RSA_PSK_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_NULL_SHA384
+#error "TLS1_TXT_RSA_PSK_WITH_NULL_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_PSK_WITH_RC4_128_SHA
+#error "TLS1_TXT_RSA_PSK_WITH_RC4_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_128_CCM
+#error "TLS1_TXT_RSA_WITH_AES_128_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_128_CCM_8
+#error "TLS1_TXT_RSA_WITH_AES_128_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_128_GCM_SHA256
+#error "TLS1_TXT_RSA_WITH_AES_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_128_SHA
+#error "TLS1_TXT_RSA_WITH_AES_128_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_128_SHA256
+#error "TLS1_TXT_RSA_WITH_AES_128_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_256_CCM
+#error "TLS1_TXT_RSA_WITH_AES_256_CCM is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_256_CCM_8
+#error "TLS1_TXT_RSA_WITH_AES_256_CCM_8 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_256_GCM_SHA384
+#error "TLS1_TXT_RSA_WITH_AES_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_256_SHA
+#error "TLS1_TXT_RSA_WITH_AES_256_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_AES_256_SHA256
+#error "TLS1_TXT_RSA_WITH_AES_256_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_ARIA_128_GCM_SHA256
+#error "TLS1_TXT_RSA_WITH_ARIA_128_GCM_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_ARIA_256_GCM_SHA384
+#error "TLS1_TXT_RSA_WITH_ARIA_256_GCM_SHA384 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_CAMELLIA_128_CBC_SHA
+#error "TLS1_TXT_RSA_WITH_CAMELLIA_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_CAMELLIA_128_CBC_SHA256
+#error "TLS1_TXT_RSA_WITH_CAMELLIA_128_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_CAMELLIA_256_CBC_SHA
+#error "TLS1_TXT_RSA_WITH_CAMELLIA_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_CAMELLIA_256_CBC_SHA256
+#error "TLS1_TXT_RSA_WITH_CAMELLIA_256_CBC_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_NULL_SHA256
+#error "TLS1_TXT_RSA_WITH_NULL_SHA256 is no longer defined"
+#endif
+#ifndef TLS1_TXT_RSA_WITH_SEED_SHA
+#error "TLS1_TXT_RSA_WITH_SEED_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_DSS_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_DSS_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_DSS_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_DSS_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_DSS_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_DSS_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_RSA_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_RSA_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_RSA_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_RSA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_RSA_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_RSA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_WITH_3DES_EDE_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_WITH_3DES_EDE_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_WITH_AES_128_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_WITH_AES_128_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_TXT_SRP_SHA_WITH_AES_256_CBC_SHA
+#error "TLS1_TXT_SRP_SHA_WITH_AES_256_CBC_SHA is no longer defined"
+#endif
+#ifndef TLS1_VERSION_MAJOR
+#error "TLS1_VERSION_MAJOR is no longer defined"
+#endif
+#ifndef TLS1_VERSION_MINOR
+#error "TLS1_VERSION_MINOR is no longer defined"
+#endif
+#ifndef TLSEXT_ECPOINTFORMAT_ansiX962_compressed_char2
+#error "TLSEXT_ECPOINTFORMAT_ansiX962_compressed_char2 is no longer defined"
+#endif
+#ifndef TLSEXT_ECPOINTFORMAT_ansiX962_compressed_prime
+#error "TLSEXT_ECPOINTFORMAT_ansiX962_compressed_prime is no longer defined"
+#endif
+#ifndef TLSEXT_ECPOINTFORMAT_first
+#error "TLSEXT_ECPOINTFORMAT_first is no longer defined"
+#endif
+#ifndef TLSEXT_ECPOINTFORMAT_last
+#error "TLSEXT_ECPOINTFORMAT_last is no longer defined"
+#endif
+#ifndef TLSEXT_ECPOINTFORMAT_uncompressed
+#error "TLSEXT_ECPOINTFORMAT_uncompressed is no longer defined"
+#endif
+#ifndef TLSEXT_MAXLEN_host_name
+#error "TLSEXT_MAXLEN_host_name is no longer defined"
+#endif
+#ifndef TLSEXT_NAMETYPE_host_name
+#error "TLSEXT_NAMETYPE_host_name is no longer defined"
+#endif
+#ifndef TLSEXT_STATUSTYPE_ocsp
+#error "TLSEXT_STATUSTYPE_ocsp is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_application_layer_protocol_negotiation
+#error "TLSEXT_TYPE_application_layer_protocol_negotiation is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_cert_type
+#error "TLSEXT_TYPE_cert_type is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_certificate_authorities
+#error "TLSEXT_TYPE_certificate_authorities is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_client_authz
+#error "TLSEXT_TYPE_client_authz is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_client_certificate_url
+#error "TLSEXT_TYPE_client_certificate_url is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_cookie
+#error "TLSEXT_TYPE_cookie is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_early_data
+#error "TLSEXT_TYPE_early_data is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_ec_point_formats
+#error "TLSEXT_TYPE_ec_point_formats is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_elliptic_curves
+#error "TLSEXT_TYPE_elliptic_curves is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_encrypt_then_mac
+#error "TLSEXT_TYPE_encrypt_then_mac is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_extended_master_secret
+#error "TLSEXT_TYPE_extended_master_secret is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_key_share
+#error "TLSEXT_TYPE_key_share is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_max_fragment_length
+#error "TLSEXT_TYPE_max_fragment_length is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_next_proto_neg
+#error "TLSEXT_TYPE_next_proto_neg is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_padding
+#error "TLSEXT_TYPE_padding is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_post_handshake_auth
+#error "TLSEXT_TYPE_post_handshake_auth is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_psk
+#error "TLSEXT_TYPE_psk is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_psk_kex_modes
+#error "TLSEXT_TYPE_psk_kex_modes is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_renegotiate
+#error "TLSEXT_TYPE_renegotiate is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_server_authz
+#error "TLSEXT_TYPE_server_authz is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_server_name
+#error "TLSEXT_TYPE_server_name is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_session_ticket
+#error "TLSEXT_TYPE_session_ticket is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_signature_algorithms
+#error "TLSEXT_TYPE_signature_algorithms is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_signature_algorithms_cert
+#error "TLSEXT_TYPE_signature_algorithms_cert is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_signed_certificate_timestamp
+#error "TLSEXT_TYPE_signed_certificate_timestamp is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_srp
+#error "TLSEXT_TYPE_srp is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_status_request
+#error "TLSEXT_TYPE_status_request is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_supported_groups
+#error "TLSEXT_TYPE_supported_groups is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_supported_versions
+#error "TLSEXT_TYPE_supported_versions is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_truncated_hmac
+#error "TLSEXT_TYPE_truncated_hmac is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_trusted_ca_keys
+#error "TLSEXT_TYPE_trusted_ca_keys is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_use_srtp
+#error "TLSEXT_TYPE_use_srtp is no longer defined"
+#endif
+#ifndef TLSEXT_TYPE_user_mapping
+#error "TLSEXT_TYPE_user_mapping is no longer defined"
+#endif
+#ifndef TLSEXT_curve_P_256
+#error "TLSEXT_curve_P_256 is no longer defined"
+#endif
+#ifndef TLSEXT_curve_P_384
+#error "TLSEXT_curve_P_384 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_gostr3411
+#error "TLSEXT_hash_gostr3411 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_gostr34112012_256
+#error "TLSEXT_hash_gostr34112012_256 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_gostr34112012_512
+#error "TLSEXT_hash_gostr34112012_512 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_md5
+#error "TLSEXT_hash_md5 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_none
+#error "TLSEXT_hash_none is no longer defined"
+#endif
+#ifndef TLSEXT_hash_num
+#error "TLSEXT_hash_num is no longer defined"
+#endif
+#ifndef TLSEXT_hash_sha1
+#error "TLSEXT_hash_sha1 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_sha224
+#error "TLSEXT_hash_sha224 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_sha256
+#error "TLSEXT_hash_sha256 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_sha384
+#error "TLSEXT_hash_sha384 is no longer defined"
+#endif
+#ifndef TLSEXT_hash_sha512
+#error "TLSEXT_hash_sha512 is no longer defined"
+#endif
+#ifndef TLSEXT_max_fragment_length_1024
+#error "TLSEXT_max_fragment_length_1024 is no longer defined"
+#endif
+#ifndef TLSEXT_max_fragment_length_2048
+#error "TLSEXT_max_fragment_length_2048 is no longer defined"
+#endif
+#ifndef TLSEXT_max_fragment_length_4096
+#error "TLSEXT_max_fragment_length_4096 is no longer defined"
+#endif
+#ifndef TLSEXT_max_fragment_length_512
+#error "TLSEXT_max_fragment_length_512 is no longer defined"
+#endif
+#ifndef TLSEXT_max_fragment_length_DISABLED
+#error "TLSEXT_max_fragment_length_DISABLED is no longer defined"
+#endif
+#ifndef TLSEXT_max_fragment_length_UNSPECIFIED
+#error "TLSEXT_max_fragment_length_UNSPECIFIED is no longer defined"
+#endif
+#ifndef TLSEXT_nid_unknown
+#error "TLSEXT_nid_unknown is no longer defined"
+#endif
+#ifndef TLSEXT_signature_anonymous
+#error "TLSEXT_signature_anonymous is no longer defined"
+#endif
+#ifndef TLSEXT_signature_dsa
+#error "TLSEXT_signature_dsa is no longer defined"
+#endif
+#ifndef TLSEXT_signature_ecdsa
+#error "TLSEXT_signature_ecdsa is no longer defined"
+#endif
+#ifndef TLSEXT_signature_gostr34102001
+#error "TLSEXT_signature_gostr34102001 is no longer defined"
+#endif
+#ifndef TLSEXT_signature_gostr34102012_256
+#error "TLSEXT_signature_gostr34102012_256 is no longer defined"
+#endif
+#ifndef TLSEXT_signature_gostr34102012_512
+#error "TLSEXT_signature_gostr34102012_512 is no longer defined"
+#endif
+#ifndef TLSEXT_signature_num
+#error "TLSEXT_signature_num is no longer defined"
+#endif
+#ifndef TLSEXT_signature_rsa
+#error "TLSEXT_signature_rsa is no longer defined"
+#endif
+#ifndef TLS_ANY_VERSION
+#error "TLS_ANY_VERSION is no longer defined"
+#endif
+#ifndef TLS_CT_DSS_FIXED_DH
+#error "TLS_CT_DSS_FIXED_DH is no longer defined"
+#endif
+#ifndef TLS_CT_DSS_SIGN
+#error "TLS_CT_DSS_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_ECDSA_FIXED_ECDH
+#error "TLS_CT_ECDSA_FIXED_ECDH is no longer defined"
+#endif
+#ifndef TLS_CT_ECDSA_SIGN
+#error "TLS_CT_ECDSA_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_GOST01_SIGN
+#error "TLS_CT_GOST01_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_GOST12_512_SIGN
+#error "TLS_CT_GOST12_512_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_GOST12_IANA_512_SIGN
+#error "TLS_CT_GOST12_IANA_512_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_GOST12_IANA_SIGN
+#error "TLS_CT_GOST12_IANA_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_GOST12_LEGACY_512_SIGN
+#error "TLS_CT_GOST12_LEGACY_512_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_GOST12_LEGACY_SIGN
+#error "TLS_CT_GOST12_LEGACY_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_GOST12_SIGN
+#error "TLS_CT_GOST12_SIGN is no longer defined"
+#endif
+#ifndef TLS_CT_NUMBER
+#error "TLS_CT_NUMBER is no longer defined"
+#endif
+#ifndef TLS_CT_RSA_FIXED_DH
+#error "TLS_CT_RSA_FIXED_DH is no longer defined"
+#endif
+#ifndef TLS_CT_RSA_FIXED_ECDH
+#error "TLS_CT_RSA_FIXED_ECDH is no longer defined"
+#endif
+#ifndef TLS_CT_RSA_SIGN
+#error "TLS_CT_RSA_SIGN is no longer defined"
+#endif
+#ifndef TLS_MAX_VERSION
+#error "TLS_MAX_VERSION is no longer defined"
+#endif
+#ifndef TLS_MD_CLIENT_FINISH_CONST
+#error "TLS_MD_CLIENT_FINISH_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_CLIENT_FINISH_CONST_SIZE
+#error "TLS_MD_CLIENT_FINISH_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_CLIENT_WRITE_KEY_CONST
+#error "TLS_MD_CLIENT_WRITE_KEY_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_CLIENT_WRITE_KEY_CONST_SIZE
+#error "TLS_MD_CLIENT_WRITE_KEY_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_EXTENDED_MASTER_SECRET_CONST
+#error "TLS_MD_EXTENDED_MASTER_SECRET_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_EXTENDED_MASTER_SECRET_CONST_SIZE
+#error "TLS_MD_EXTENDED_MASTER_SECRET_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_IV_BLOCK_CONST
+#error "TLS_MD_IV_BLOCK_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_IV_BLOCK_CONST_SIZE
+#error "TLS_MD_IV_BLOCK_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_KEY_EXPANSION_CONST
+#error "TLS_MD_KEY_EXPANSION_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_KEY_EXPANSION_CONST_SIZE
+#error "TLS_MD_KEY_EXPANSION_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_MASTER_SECRET_CONST
+#error "TLS_MD_MASTER_SECRET_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_MASTER_SECRET_CONST_SIZE
+#error "TLS_MD_MASTER_SECRET_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_MAX_CONST_SIZE
+#error "TLS_MD_MAX_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_SERVER_FINISH_CONST
+#error "TLS_MD_SERVER_FINISH_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_SERVER_FINISH_CONST_SIZE
+#error "TLS_MD_SERVER_FINISH_CONST_SIZE is no longer defined"
+#endif
+#ifndef TLS_MD_SERVER_WRITE_KEY_CONST
+#error "TLS_MD_SERVER_WRITE_KEY_CONST is no longer defined"
+#endif
+#ifndef TLS_MD_SERVER_WRITE_KEY_CONST_SIZE
+#error "TLS_MD_SERVER_WRITE_KEY_CONST_SIZE is no longer defined"
+#endif
+#ifndef DTLS1_2_VERSION
+#error "DTLS1_2_VERSION is no longer defined"
+#endif
+#ifndef DTLS1_BAD_VER
+#error "DTLS1_BAD_VER is no longer defined"
+#endif
+#ifndef DTLS1_VERSION
+#error "DTLS1_VERSION is no longer defined"
+#endif
+#ifndef SSL3_VERSION
+#error "SSL3_VERSION is no longer defined"
+#endif
+#ifndef SSL_MAX_MASTER_KEY_LENGTH
+#error "SSL_MAX_MASTER_KEY_LENGTH is no longer defined"
+#endif
+#ifndef TLS1_1_VERSION
+#error "TLS1_1_VERSION is no longer defined"
+#endif
+#ifndef TLS1_2_VERSION
+#error "TLS1_2_VERSION is no longer defined"
+#endif
+#ifndef TLS1_3_VERSION
+#error "TLS1_3_VERSION is no longer defined"
+#endif
+#ifndef TLS1_VERSION
+#error "TLS1_VERSION is no longer defined"
+#endif
+#ifndef DTLS1_MT_HELLO_VERIFY_REQUEST
+#error "DTLS1_MT_HELLO_VERIFY_REQUEST is no longer defined"
+#endif
+#ifndef SSL3_AD_BAD_CERTIFICATE
+#error "SSL3_AD_BAD_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL3_AD_BAD_RECORD_MAC
+#error "SSL3_AD_BAD_RECORD_MAC is no longer defined"
+#endif
+#ifndef SSL3_AD_CERTIFICATE_EXPIRED
+#error "SSL3_AD_CERTIFICATE_EXPIRED is no longer defined"
+#endif
+#ifndef SSL3_AD_CERTIFICATE_REVOKED
+#error "SSL3_AD_CERTIFICATE_REVOKED is no longer defined"
+#endif
+#ifndef SSL3_AD_CERTIFICATE_UNKNOWN
+#error "SSL3_AD_CERTIFICATE_UNKNOWN is no longer defined"
+#endif
+#ifndef SSL3_AD_CLOSE_NOTIFY
+#error "SSL3_AD_CLOSE_NOTIFY is no longer defined"
+#endif
+#ifndef SSL3_AD_DECOMPRESSION_FAILURE
+#error "SSL3_AD_DECOMPRESSION_FAILURE is no longer defined"
+#endif
+#ifndef SSL3_AD_HANDSHAKE_FAILURE
+#error "SSL3_AD_HANDSHAKE_FAILURE is no longer defined"
+#endif
+#ifndef SSL3_AD_ILLEGAL_PARAMETER
+#error "SSL3_AD_ILLEGAL_PARAMETER is no longer defined"
+#endif
+#ifndef SSL3_AD_NO_CERTIFICATE
+#error "SSL3_AD_NO_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL3_AD_UNEXPECTED_MESSAGE
+#error "SSL3_AD_UNEXPECTED_MESSAGE is no longer defined"
+#endif
+#ifndef SSL3_AD_UNSUPPORTED_CERTIFICATE
+#error "SSL3_AD_UNSUPPORTED_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL3_ALIGN_PAYLOAD
+#error "SSL3_ALIGN_PAYLOAD is no longer defined"
+#endif
+#ifndef SSL3_AL_FATAL
+#error "SSL3_AL_FATAL is no longer defined"
+#endif
+#ifndef SSL3_AL_WARNING
+#error "SSL3_AL_WARNING is no longer defined"
+#endif
+#ifndef SSL3_CC_APPLICATION
+#error "SSL3_CC_APPLICATION is no longer defined"
+#endif
+#ifndef SSL3_CC_CLIENT
+#error "SSL3_CC_CLIENT is no longer defined"
+#endif
+#ifndef SSL3_CC_EARLY
+#error "SSL3_CC_EARLY is no longer defined"
+#endif
+#ifndef SSL3_CC_HANDSHAKE
+#error "SSL3_CC_HANDSHAKE is no longer defined"
+#endif
+#ifndef SSL3_CC_READ
+#error "SSL3_CC_READ is no longer defined"
+#endif
+#ifndef SSL3_CC_SERVER
+#error "SSL3_CC_SERVER is no longer defined"
+#endif
+#ifndef SSL3_CC_WRITE
+#error "SSL3_CC_WRITE is no longer defined"
+#endif
+#ifndef SSL3_CHANGE_CIPHER_CLIENT_READ
+#error "SSL3_CHANGE_CIPHER_CLIENT_READ is no longer defined"
+#endif
+#ifndef SSL3_CHANGE_CIPHER_CLIENT_WRITE
+#error "SSL3_CHANGE_CIPHER_CLIENT_WRITE is no longer defined"
+#endif
+#ifndef SSL3_CHANGE_CIPHER_SERVER_READ
+#error "SSL3_CHANGE_CIPHER_SERVER_READ is no longer defined"
+#endif
+#ifndef SSL3_CHANGE_CIPHER_SERVER_WRITE
+#error "SSL3_CHANGE_CIPHER_SERVER_WRITE is no longer defined"
+#endif
+#ifndef SSL3_CK_ADH_DES_192_CBC_SHA
+#error "SSL3_CK_ADH_DES_192_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_ADH_DES_40_CBC_SHA
+#error "SSL3_CK_ADH_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_ADH_DES_64_CBC_SHA
+#error "SSL3_CK_ADH_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_ADH_RC4_128_MD5
+#error "SSL3_CK_ADH_RC4_128_MD5 is no longer defined"
+#endif
+#ifndef SSL3_CK_ADH_RC4_40_MD5
+#error "SSL3_CK_ADH_RC4_40_MD5 is no longer defined"
+#endif
+#ifndef SSL3_CK_DHE_DSS_DES_192_CBC3_SHA
+#error "SSL3_CK_DHE_DSS_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DHE_DSS_DES_40_CBC_SHA
+#error "SSL3_CK_DHE_DSS_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DHE_DSS_DES_64_CBC_SHA
+#error "SSL3_CK_DHE_DSS_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DHE_RSA_DES_192_CBC3_SHA
+#error "SSL3_CK_DHE_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DHE_RSA_DES_40_CBC_SHA
+#error "SSL3_CK_DHE_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DHE_RSA_DES_64_CBC_SHA
+#error "SSL3_CK_DHE_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DH_DSS_DES_192_CBC3_SHA
+#error "SSL3_CK_DH_DSS_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DH_DSS_DES_40_CBC_SHA
+#error "SSL3_CK_DH_DSS_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DH_DSS_DES_64_CBC_SHA
+#error "SSL3_CK_DH_DSS_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DH_RSA_DES_192_CBC3_SHA
+#error "SSL3_CK_DH_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DH_RSA_DES_40_CBC_SHA
+#error "SSL3_CK_DH_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_DH_RSA_DES_64_CBC_SHA
+#error "SSL3_CK_DH_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_EDH_DSS_DES_192_CBC3_SHA
+#error "SSL3_CK_EDH_DSS_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_EDH_DSS_DES_40_CBC_SHA
+#error "SSL3_CK_EDH_DSS_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_EDH_DSS_DES_64_CBC_SHA
+#error "SSL3_CK_EDH_DSS_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_EDH_RSA_DES_192_CBC3_SHA
+#error "SSL3_CK_EDH_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_EDH_RSA_DES_40_CBC_SHA
+#error "SSL3_CK_EDH_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_EDH_RSA_DES_64_CBC_SHA
+#error "SSL3_CK_EDH_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_FALLBACK_SCSV
+#error "SSL3_CK_FALLBACK_SCSV is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_DES_192_CBC3_SHA
+#error "SSL3_CK_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_DES_40_CBC_SHA
+#error "SSL3_CK_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_DES_64_CBC_SHA
+#error "SSL3_CK_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_IDEA_128_SHA
+#error "SSL3_CK_RSA_IDEA_128_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_NULL_MD5
+#error "SSL3_CK_RSA_NULL_MD5 is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_NULL_SHA
+#error "SSL3_CK_RSA_NULL_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_RC2_40_MD5
+#error "SSL3_CK_RSA_RC2_40_MD5 is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_RC4_128_MD5
+#error "SSL3_CK_RSA_RC4_128_MD5 is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_RC4_128_SHA
+#error "SSL3_CK_RSA_RC4_128_SHA is no longer defined"
+#endif
+#ifndef SSL3_CK_RSA_RC4_40_MD5
+#error "SSL3_CK_RSA_RC4_40_MD5 is no longer defined"
+#endif
+#ifndef SSL3_CK_SCSV
+#error "SSL3_CK_SCSV is no longer defined"
+#endif
+#ifndef SSL3_CT_DSS_EPHEMERAL_DH
+#error "SSL3_CT_DSS_EPHEMERAL_DH is no longer defined"
+#endif
+#ifndef SSL3_CT_DSS_FIXED_DH
+#error "SSL3_CT_DSS_FIXED_DH is no longer defined"
+#endif
+#ifndef SSL3_CT_DSS_SIGN
+#error "SSL3_CT_DSS_SIGN is no longer defined"
+#endif
+#ifndef SSL3_CT_FORTEZZA_DMS
+#error "SSL3_CT_FORTEZZA_DMS is no longer defined"
+#endif
+#ifndef SSL3_CT_NUMBER
+#error "SSL3_CT_NUMBER is no longer defined"
+#endif
+#ifndef SSL3_CT_RSA_EPHEMERAL_DH
+#error "SSL3_CT_RSA_EPHEMERAL_DH is no longer defined"
+#endif
+#ifndef SSL3_CT_RSA_FIXED_DH
+#error "SSL3_CT_RSA_FIXED_DH is no longer defined"
+#endif
+#ifndef SSL3_CT_RSA_SIGN
+#error "SSL3_CT_RSA_SIGN is no longer defined"
+#endif
+#ifndef SSL3_FLAGS_NO_RENEGOTIATE_CIPHERS
+#error "SSL3_FLAGS_NO_RENEGOTIATE_CIPHERS is no longer defined"
+#endif
+#ifndef SSL3_HM_HEADER_LENGTH
+#error "SSL3_HM_HEADER_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_MASTER_SECRET_SIZE
+#error "SSL3_MASTER_SECRET_SIZE is no longer defined"
+#endif
+#ifndef SSL3_MAX_SSL_SESSION_ID_LENGTH
+#error "SSL3_MAX_SSL_SESSION_ID_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_MD_CLIENT_FINISHED_CONST
+#error "SSL3_MD_CLIENT_FINISHED_CONST is no longer defined"
+#endif
+#ifndef SSL3_MD_SERVER_FINISHED_CONST
+#error "SSL3_MD_SERVER_FINISHED_CONST is no longer defined"
+#endif
+#ifndef SSL3_MT_CCS
+#error "SSL3_MT_CCS is no longer defined"
+#endif
+#ifndef SSL3_MT_CERTIFICATE
+#error "SSL3_MT_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL3_MT_CERTIFICATE_REQUEST
+#error "SSL3_MT_CERTIFICATE_REQUEST is no longer defined"
+#endif
+#ifndef SSL3_MT_CERTIFICATE_STATUS
+#error "SSL3_MT_CERTIFICATE_STATUS is no longer defined"
+#endif
+#ifndef SSL3_MT_CERTIFICATE_URL
+#error "SSL3_MT_CERTIFICATE_URL is no longer defined"
+#endif
+#ifndef SSL3_MT_CERTIFICATE_VERIFY
+#error "SSL3_MT_CERTIFICATE_VERIFY is no longer defined"
+#endif
+#ifndef SSL3_MT_CHANGE_CIPHER_SPEC
+#error "SSL3_MT_CHANGE_CIPHER_SPEC is no longer defined"
+#endif
+#ifndef SSL3_MT_CLIENT_HELLO
+#error "SSL3_MT_CLIENT_HELLO is no longer defined"
+#endif
+#ifndef SSL3_MT_CLIENT_KEY_EXCHANGE
+#error "SSL3_MT_CLIENT_KEY_EXCHANGE is no longer defined"
+#endif
+#ifndef SSL3_MT_ENCRYPTED_EXTENSIONS
+#error "SSL3_MT_ENCRYPTED_EXTENSIONS is no longer defined"
+#endif
+#ifndef SSL3_MT_END_OF_EARLY_DATA
+#error "SSL3_MT_END_OF_EARLY_DATA is no longer defined"
+#endif
+#ifndef SSL3_MT_FINISHED
+#error "SSL3_MT_FINISHED is no longer defined"
+#endif
+#ifndef SSL3_MT_HELLO_REQUEST
+#error "SSL3_MT_HELLO_REQUEST is no longer defined"
+#endif
+#ifndef SSL3_MT_KEY_UPDATE
+#error "SSL3_MT_KEY_UPDATE is no longer defined"
+#endif
+#ifndef SSL3_MT_MESSAGE_HASH
+#error "SSL3_MT_MESSAGE_HASH is no longer defined"
+#endif
+#ifndef SSL3_MT_NEWSESSION_TICKET
+#error "SSL3_MT_NEWSESSION_TICKET is no longer defined"
+#endif
+#ifndef SSL3_MT_NEXT_PROTO
+#error "SSL3_MT_NEXT_PROTO is no longer defined"
+#endif
+#ifndef SSL3_MT_SERVER_DONE
+#error "SSL3_MT_SERVER_DONE is no longer defined"
+#endif
+#ifndef SSL3_MT_SERVER_HELLO
+#error "SSL3_MT_SERVER_HELLO is no longer defined"
+#endif
+#ifndef SSL3_MT_SERVER_KEY_EXCHANGE
+#error "SSL3_MT_SERVER_KEY_EXCHANGE is no longer defined"
+#endif
+#ifndef SSL3_MT_SUPPLEMENTAL_DATA
+#error "SSL3_MT_SUPPLEMENTAL_DATA is no longer defined"
+#endif
+#ifndef SSL3_RANDOM_SIZE
+#error "SSL3_RANDOM_SIZE is no longer defined"
+#endif
+#ifndef SSL3_RFC_ADH_DES_192_CBC_SHA
+#error "SSL3_RFC_ADH_DES_192_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_RFC_ADH_RC4_128_MD5
+#error "SSL3_RFC_ADH_RC4_128_MD5 is no longer defined"
+#endif
+#ifndef SSL3_RFC_DHE_DSS_DES_192_CBC3_SHA
+#error "SSL3_RFC_DHE_DSS_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_RFC_DHE_RSA_DES_192_CBC3_SHA
+#error "SSL3_RFC_DHE_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_RFC_RSA_DES_192_CBC3_SHA
+#error "SSL3_RFC_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_RFC_RSA_IDEA_128_SHA
+#error "SSL3_RFC_RSA_IDEA_128_SHA is no longer defined"
+#endif
+#ifndef SSL3_RFC_RSA_NULL_MD5
+#error "SSL3_RFC_RSA_NULL_MD5 is no longer defined"
+#endif
+#ifndef SSL3_RFC_RSA_NULL_SHA
+#error "SSL3_RFC_RSA_NULL_SHA is no longer defined"
+#endif
+#ifndef SSL3_RFC_RSA_RC4_128_MD5
+#error "SSL3_RFC_RSA_RC4_128_MD5 is no longer defined"
+#endif
+#ifndef SSL3_RFC_RSA_RC4_128_SHA
+#error "SSL3_RFC_RSA_RC4_128_SHA is no longer defined"
+#endif
+#ifndef SSL3_RT_ALERT
+#error "SSL3_RT_ALERT is no longer defined"
+#endif
+#ifndef SSL3_RT_APPLICATION_DATA
+#error "SSL3_RT_APPLICATION_DATA is no longer defined"
+#endif
+#ifndef SSL3_RT_CHANGE_CIPHER_SPEC
+#error "SSL3_RT_CHANGE_CIPHER_SPEC is no longer defined"
+#endif
+#ifndef SSL3_RT_HANDSHAKE
+#error "SSL3_RT_HANDSHAKE is no longer defined"
+#endif
+#ifndef SSL3_RT_HEADER
+#error "SSL3_RT_HEADER is no longer defined"
+#endif
+#ifndef SSL3_RT_HEADER_LENGTH
+#error "SSL3_RT_HEADER_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_RT_INNER_CONTENT_TYPE
+#error "SSL3_RT_INNER_CONTENT_TYPE is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_COMPRESSED_LENGTH
+#error "SSL3_RT_MAX_COMPRESSED_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_COMPRESSED_OVERHEAD
+#error "SSL3_RT_MAX_COMPRESSED_OVERHEAD is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_ENCRYPTED_LENGTH
+#error "SSL3_RT_MAX_ENCRYPTED_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_ENCRYPTED_OVERHEAD
+#error "SSL3_RT_MAX_ENCRYPTED_OVERHEAD is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_EXTRA
+#error "SSL3_RT_MAX_EXTRA is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_MD_SIZE
+#error "SSL3_RT_MAX_MD_SIZE is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_PACKET_SIZE
+#error "SSL3_RT_MAX_PACKET_SIZE is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_PLAIN_LENGTH
+#error "SSL3_RT_MAX_PLAIN_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_TLS13_ENCRYPTED_LENGTH
+#error "SSL3_RT_MAX_TLS13_ENCRYPTED_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_RT_MAX_TLS13_ENCRYPTED_OVERHEAD
+#error "SSL3_RT_MAX_TLS13_ENCRYPTED_OVERHEAD is no longer defined"
+#endif
+#ifndef SSL3_RT_SEND_MAX_ENCRYPTED_OVERHEAD
+#error "SSL3_RT_SEND_MAX_ENCRYPTED_OVERHEAD is no longer defined"
+#endif
+#ifndef SSL3_SESSION_ID_SIZE
+#error "SSL3_SESSION_ID_SIZE is no longer defined"
+#endif
+#ifndef SSL3_SSL_SESSION_ID_LENGTH
+#error "SSL3_SSL_SESSION_ID_LENGTH is no longer defined"
+#endif
+#ifndef SSL3_TXT_ADH_DES_192_CBC_SHA
+#error "SSL3_TXT_ADH_DES_192_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_ADH_DES_40_CBC_SHA
+#error "SSL3_TXT_ADH_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_ADH_DES_64_CBC_SHA
+#error "SSL3_TXT_ADH_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_ADH_RC4_128_MD5
+#error "SSL3_TXT_ADH_RC4_128_MD5 is no longer defined"
+#endif
+#ifndef SSL3_TXT_ADH_RC4_40_MD5
+#error "SSL3_TXT_ADH_RC4_40_MD5 is no longer defined"
+#endif
+#ifndef SSL3_TXT_DHE_DSS_DES_192_CBC3_SHA
+#error "SSL3_TXT_DHE_DSS_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DHE_DSS_DES_40_CBC_SHA
+#error "SSL3_TXT_DHE_DSS_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DHE_DSS_DES_64_CBC_SHA
+#error "SSL3_TXT_DHE_DSS_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DHE_RSA_DES_192_CBC3_SHA
+#error "SSL3_TXT_DHE_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DHE_RSA_DES_40_CBC_SHA
+#error "SSL3_TXT_DHE_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DHE_RSA_DES_64_CBC_SHA
+#error "SSL3_TXT_DHE_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DH_DSS_DES_192_CBC3_SHA
+#error "SSL3_TXT_DH_DSS_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DH_DSS_DES_40_CBC_SHA
+#error "SSL3_TXT_DH_DSS_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DH_DSS_DES_64_CBC_SHA
+#error "SSL3_TXT_DH_DSS_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DH_RSA_DES_192_CBC3_SHA
+#error "SSL3_TXT_DH_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DH_RSA_DES_40_CBC_SHA
+#error "SSL3_TXT_DH_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_DH_RSA_DES_64_CBC_SHA
+#error "SSL3_TXT_DH_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_EDH_DSS_DES_192_CBC3_SHA
+#error "SSL3_TXT_EDH_DSS_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_EDH_DSS_DES_40_CBC_SHA
+#error "SSL3_TXT_EDH_DSS_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_EDH_DSS_DES_64_CBC_SHA
+#error "SSL3_TXT_EDH_DSS_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_EDH_RSA_DES_192_CBC3_SHA
+#error "SSL3_TXT_EDH_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_EDH_RSA_DES_40_CBC_SHA
+#error "SSL3_TXT_EDH_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_EDH_RSA_DES_64_CBC_SHA
+#error "SSL3_TXT_EDH_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_DES_192_CBC3_SHA
+#error "SSL3_TXT_RSA_DES_192_CBC3_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_DES_40_CBC_SHA
+#error "SSL3_TXT_RSA_DES_40_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_DES_64_CBC_SHA
+#error "SSL3_TXT_RSA_DES_64_CBC_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_IDEA_128_SHA
+#error "SSL3_TXT_RSA_IDEA_128_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_NULL_MD5
+#error "SSL3_TXT_RSA_NULL_MD5 is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_NULL_SHA
+#error "SSL3_TXT_RSA_NULL_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_RC2_40_MD5
+#error "SSL3_TXT_RSA_RC2_40_MD5 is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_RC4_128_MD5
+#error "SSL3_TXT_RSA_RC4_128_MD5 is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_RC4_128_SHA
+#error "SSL3_TXT_RSA_RC4_128_SHA is no longer defined"
+#endif
+#ifndef SSL3_TXT_RSA_RC4_40_MD5
+#error "SSL3_TXT_RSA_RC4_40_MD5 is no longer defined"
+#endif
+#ifndef SSL3_VERSION_MAJOR
+#error "SSL3_VERSION_MAJOR is no longer defined"
+#endif
+#ifndef SSL3_VERSION_MINOR
+#error "SSL3_VERSION_MINOR is no longer defined"
+#endif
+#ifndef SSL_RT_MAX_CIPHER_BLOCK_SIZE
+#error "SSL_RT_MAX_CIPHER_BLOCK_SIZE is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_ENCRYPT_THEN_MAC
+#error "TLS1_FLAGS_ENCRYPT_THEN_MAC is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_ENCRYPT_THEN_MAC_READ
+#error "TLS1_FLAGS_ENCRYPT_THEN_MAC_READ is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_ENCRYPT_THEN_MAC_WRITE
+#error "TLS1_FLAGS_ENCRYPT_THEN_MAC_WRITE is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_RECEIVED_EXTMS
+#error "TLS1_FLAGS_RECEIVED_EXTMS is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_REQUIRED_EXTMS
+#error "TLS1_FLAGS_REQUIRED_EXTMS is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_SKIP_CERT_VERIFY
+#error "TLS1_FLAGS_SKIP_CERT_VERIFY is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_STATELESS
+#error "TLS1_FLAGS_STATELESS is no longer defined"
+#endif
+#ifndef TLS1_FLAGS_TLS_PADDING_BUG
+#error "TLS1_FLAGS_TLS_PADDING_BUG is no longer defined"
+#endif
+#ifndef TLS1_HB_REQUEST
+#error "TLS1_HB_REQUEST is no longer defined"
+#endif
+#ifndef TLS1_HB_RESPONSE
+#error "TLS1_HB_RESPONSE is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO
+#error "TLS1_RT_CRYPTO is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_CLIENT_RANDOM
+#error "TLS1_RT_CRYPTO_CLIENT_RANDOM is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_FIXED_IV
+#error "TLS1_RT_CRYPTO_FIXED_IV is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_IV
+#error "TLS1_RT_CRYPTO_IV is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_KEY
+#error "TLS1_RT_CRYPTO_KEY is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_MAC
+#error "TLS1_RT_CRYPTO_MAC is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_MASTER
+#error "TLS1_RT_CRYPTO_MASTER is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_PREMASTER
+#error "TLS1_RT_CRYPTO_PREMASTER is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_READ
+#error "TLS1_RT_CRYPTO_READ is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_SERVER_RANDOM
+#error "TLS1_RT_CRYPTO_SERVER_RANDOM is no longer defined"
+#endif
+#ifndef TLS1_RT_CRYPTO_WRITE
+#error "TLS1_RT_CRYPTO_WRITE is no longer defined"
+#endif
+#ifndef DTLS1_AL_HEADER_LENGTH
+#error "DTLS1_AL_HEADER_LENGTH is no longer defined"
+#endif
+#ifndef DTLS1_CCS_HEADER_LENGTH
+#error "DTLS1_CCS_HEADER_LENGTH is no longer defined"
+#endif
+#ifndef DTLS1_COOKIE_LENGTH
+#error "DTLS1_COOKIE_LENGTH is no longer defined"
+#endif
+#ifndef DTLS1_HM_BAD_FRAGMENT
+#error "DTLS1_HM_BAD_FRAGMENT is no longer defined"
+#endif
+#ifndef DTLS1_HM_FRAGMENT_RETRY
+#error "DTLS1_HM_FRAGMENT_RETRY is no longer defined"
+#endif
+#ifndef DTLS1_HM_HEADER_LENGTH
+#error "DTLS1_HM_HEADER_LENGTH is no longer defined"
+#endif
+#ifndef DTLS1_RT_HEADER_LENGTH
+#error "DTLS1_RT_HEADER_LENGTH is no longer defined"
+#endif
+#ifndef DTLS1_TMO_ALERT_COUNT
+#error "DTLS1_TMO_ALERT_COUNT is no longer defined"
+#endif
+#ifndef DTLS1_VERSION_MAJOR
+#error "DTLS1_VERSION_MAJOR is no longer defined"
+#endif
+#ifndef DTLS_ANY_VERSION
+#error "DTLS_ANY_VERSION is no longer defined"
+#endif
+#ifndef DTLS_MAX_VERSION
+#error "DTLS_MAX_VERSION is no longer defined"
+#endif
+#ifndef DTLS_MIN_VERSION
+#error "DTLS_MIN_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_APPLICATION_DATA_AFTER_CLOSE_NOTIFY
+#error "SSL_R_APPLICATION_DATA_AFTER_CLOSE_NOTIFY is no longer defined"
+#endif
+#ifndef SSL_R_APP_DATA_IN_HANDSHAKE
+#error "SSL_R_APP_DATA_IN_HANDSHAKE is no longer defined"
+#endif
+#ifndef SSL_R_ATTEMPT_TO_REUSE_SESSION_IN_DIFFERENT_CONTEXT
+#error "SSL_R_ATTEMPT_TO_REUSE_SESSION_IN_DIFFERENT_CONTEXT is no longer defined"
+#endif
+#ifndef SSL_R_AT_LEAST_TLS_1_2_NEEDED_IN_SUITEB_MODE
+#error "SSL_R_AT_LEAST_TLS_1_2_NEEDED_IN_SUITEB_MODE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_CHANGE_CIPHER_SPEC
+#error "SSL_R_BAD_CHANGE_CIPHER_SPEC is no longer defined"
+#endif
+#ifndef SSL_R_BAD_CIPHER
+#error "SSL_R_BAD_CIPHER is no longer defined"
+#endif
+#ifndef SSL_R_BAD_DATA
+#error "SSL_R_BAD_DATA is no longer defined"
+#endif
+#ifndef SSL_R_BAD_DATA_RETURNED_BY_CALLBACK
+#error "SSL_R_BAD_DATA_RETURNED_BY_CALLBACK is no longer defined"
+#endif
+#ifndef SSL_R_BAD_DECOMPRESSION
+#error "SSL_R_BAD_DECOMPRESSION is no longer defined"
+#endif
+#ifndef SSL_R_BAD_DH_VALUE
+#error "SSL_R_BAD_DH_VALUE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_DIGEST_LENGTH
+#error "SSL_R_BAD_DIGEST_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_BAD_EARLY_DATA
+#error "SSL_R_BAD_EARLY_DATA is no longer defined"
+#endif
+#ifndef SSL_R_BAD_ECC_CERT
+#error "SSL_R_BAD_ECC_CERT is no longer defined"
+#endif
+#ifndef SSL_R_BAD_ECPOINT
+#error "SSL_R_BAD_ECPOINT is no longer defined"
+#endif
+#ifndef SSL_R_BAD_EXTENSION
+#error "SSL_R_BAD_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_R_BAD_HANDSHAKE_LENGTH
+#error "SSL_R_BAD_HANDSHAKE_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_BAD_HANDSHAKE_STATE
+#error "SSL_R_BAD_HANDSHAKE_STATE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_HELLO_REQUEST
+#error "SSL_R_BAD_HELLO_REQUEST is no longer defined"
+#endif
+#ifndef SSL_R_BAD_HRR_VERSION
+#error "SSL_R_BAD_HRR_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_BAD_KEY_SHARE
+#error "SSL_R_BAD_KEY_SHARE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_KEY_UPDATE
+#error "SSL_R_BAD_KEY_UPDATE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_LEGACY_VERSION
+#error "SSL_R_BAD_LEGACY_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_BAD_LENGTH
+#error "SSL_R_BAD_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_BAD_PACKET
+#error "SSL_R_BAD_PACKET is no longer defined"
+#endif
+#ifndef SSL_R_BAD_PACKET_LENGTH
+#error "SSL_R_BAD_PACKET_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_BAD_PROTOCOL_VERSION_NUMBER
+#error "SSL_R_BAD_PROTOCOL_VERSION_NUMBER is no longer defined"
+#endif
+#ifndef SSL_R_BAD_PSK
+#error "SSL_R_BAD_PSK is no longer defined"
+#endif
+#ifndef SSL_R_BAD_PSK_IDENTITY
+#error "SSL_R_BAD_PSK_IDENTITY is no longer defined"
+#endif
+#ifndef SSL_R_BAD_RECORD_TYPE
+#error "SSL_R_BAD_RECORD_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_RSA_ENCRYPT
+#error "SSL_R_BAD_RSA_ENCRYPT is no longer defined"
+#endif
+#ifndef SSL_R_BAD_SIGNATURE
+#error "SSL_R_BAD_SIGNATURE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_SRP_A_LENGTH
+#error "SSL_R_BAD_SRP_A_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_BAD_SRP_PARAMETERS
+#error "SSL_R_BAD_SRP_PARAMETERS is no longer defined"
+#endif
+#ifndef SSL_R_BAD_SRTP_MKI_VALUE
+#error "SSL_R_BAD_SRTP_MKI_VALUE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_SRTP_PROTECTION_PROFILE_LIST
+#error "SSL_R_BAD_SRTP_PROTECTION_PROFILE_LIST is no longer defined"
+#endif
+#ifndef SSL_R_BAD_SSL_FILETYPE
+#error "SSL_R_BAD_SSL_FILETYPE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_VALUE
+#error "SSL_R_BAD_VALUE is no longer defined"
+#endif
+#ifndef SSL_R_BAD_WRITE_RETRY
+#error "SSL_R_BAD_WRITE_RETRY is no longer defined"
+#endif
+#ifndef SSL_R_BINDER_DOES_NOT_VERIFY
+#error "SSL_R_BINDER_DOES_NOT_VERIFY is no longer defined"
+#endif
+#ifndef SSL_R_BIO_NOT_SET
+#error "SSL_R_BIO_NOT_SET is no longer defined"
+#endif
+#ifndef SSL_R_BLOCK_CIPHER_PAD_IS_WRONG
+#error "SSL_R_BLOCK_CIPHER_PAD_IS_WRONG is no longer defined"
+#endif
+#ifndef SSL_R_BN_LIB
+#error "SSL_R_BN_LIB is no longer defined"
+#endif
+#ifndef SSL_R_CALLBACK_FAILED
+#error "SSL_R_CALLBACK_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_CANNOT_CHANGE_CIPHER
+#error "SSL_R_CANNOT_CHANGE_CIPHER is no longer defined"
+#endif
+#ifndef SSL_R_CANNOT_GET_GROUP_NAME
+#error "SSL_R_CANNOT_GET_GROUP_NAME is no longer defined"
+#endif
+#ifndef SSL_R_CA_DN_LENGTH_MISMATCH
+#error "SSL_R_CA_DN_LENGTH_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_CA_KEY_TOO_SMALL
+#error "SSL_R_CA_KEY_TOO_SMALL is no longer defined"
+#endif
+#ifndef SSL_R_CA_MD_TOO_WEAK
+#error "SSL_R_CA_MD_TOO_WEAK is no longer defined"
+#endif
+#ifndef SSL_R_CCS_RECEIVED_EARLY
+#error "SSL_R_CCS_RECEIVED_EARLY is no longer defined"
+#endif
+#ifndef SSL_R_CERTIFICATE_VERIFY_FAILED
+#error "SSL_R_CERTIFICATE_VERIFY_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_CERT_CB_ERROR
+#error "SSL_R_CERT_CB_ERROR is no longer defined"
+#endif
+#ifndef SSL_R_CERT_LENGTH_MISMATCH
+#error "SSL_R_CERT_LENGTH_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_CIPHERSUITE_DIGEST_HAS_CHANGED
+#error "SSL_R_CIPHERSUITE_DIGEST_HAS_CHANGED is no longer defined"
+#endif
+#ifndef SSL_R_CIPHER_CODE_WRONG_LENGTH
+#error "SSL_R_CIPHER_CODE_WRONG_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_CLIENTHELLO_TLSEXT
+#error "SSL_R_CLIENTHELLO_TLSEXT is no longer defined"
+#endif
+#ifndef SSL_R_COMPRESSED_LENGTH_TOO_LONG
+#error "SSL_R_COMPRESSED_LENGTH_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_COMPRESSION_DISABLED
+#error "SSL_R_COMPRESSION_DISABLED is no longer defined"
+#endif
+#ifndef SSL_R_COMPRESSION_FAILURE
+#error "SSL_R_COMPRESSION_FAILURE is no longer defined"
+#endif
+#ifndef SSL_R_COMPRESSION_ID_NOT_WITHIN_PRIVATE_RANGE
+#error "SSL_R_COMPRESSION_ID_NOT_WITHIN_PRIVATE_RANGE is no longer defined"
+#endif
+#ifndef SSL_R_COMPRESSION_LIBRARY_ERROR
+#error "SSL_R_COMPRESSION_LIBRARY_ERROR is no longer defined"
+#endif
+#ifndef SSL_R_CONNECTION_TYPE_NOT_SET
+#error "SSL_R_CONNECTION_TYPE_NOT_SET is no longer defined"
+#endif
+#ifndef SSL_R_CONTEXT_NOT_DANE_ENABLED
+#error "SSL_R_CONTEXT_NOT_DANE_ENABLED is no longer defined"
+#endif
+#ifndef SSL_R_COOKIE_GEN_CALLBACK_FAILURE
+#error "SSL_R_COOKIE_GEN_CALLBACK_FAILURE is no longer defined"
+#endif
+#ifndef SSL_R_COOKIE_MISMATCH
+#error "SSL_R_COOKIE_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_COPY_PARAMETERS_FAILED
+#error "SSL_R_COPY_PARAMETERS_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_CUSTOM_EXT_HANDLER_ALREADY_INSTALLED
+#error "SSL_R_CUSTOM_EXT_HANDLER_ALREADY_INSTALLED is no longer defined"
+#endif
+#ifndef SSL_R_DANE_ALREADY_ENABLED
+#error "SSL_R_DANE_ALREADY_ENABLED is no longer defined"
+#endif
+#ifndef SSL_R_DANE_CANNOT_OVERRIDE_MTYPE_FULL
+#error "SSL_R_DANE_CANNOT_OVERRIDE_MTYPE_FULL is no longer defined"
+#endif
+#ifndef SSL_R_DANE_NOT_ENABLED
+#error "SSL_R_DANE_NOT_ENABLED is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_BAD_CERTIFICATE
+#error "SSL_R_DANE_TLSA_BAD_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_BAD_CERTIFICATE_USAGE
+#error "SSL_R_DANE_TLSA_BAD_CERTIFICATE_USAGE is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_BAD_DATA_LENGTH
+#error "SSL_R_DANE_TLSA_BAD_DATA_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_BAD_DIGEST_LENGTH
+#error "SSL_R_DANE_TLSA_BAD_DIGEST_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_BAD_MATCHING_TYPE
+#error "SSL_R_DANE_TLSA_BAD_MATCHING_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_BAD_PUBLIC_KEY
+#error "SSL_R_DANE_TLSA_BAD_PUBLIC_KEY is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_BAD_SELECTOR
+#error "SSL_R_DANE_TLSA_BAD_SELECTOR is no longer defined"
+#endif
+#ifndef SSL_R_DANE_TLSA_NULL_DATA
+#error "SSL_R_DANE_TLSA_NULL_DATA is no longer defined"
+#endif
+#ifndef SSL_R_DATA_BETWEEN_CCS_AND_FINISHED
+#error "SSL_R_DATA_BETWEEN_CCS_AND_FINISHED is no longer defined"
+#endif
+#ifndef SSL_R_DATA_LENGTH_TOO_LONG
+#error "SSL_R_DATA_LENGTH_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_DECRYPTION_FAILED
+#error "SSL_R_DECRYPTION_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC
+#error "SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC is no longer defined"
+#endif
+#ifndef SSL_R_DH_KEY_TOO_SMALL
+#error "SSL_R_DH_KEY_TOO_SMALL is no longer defined"
+#endif
+#ifndef SSL_R_DH_PUBLIC_VALUE_LENGTH_IS_WRONG
+#error "SSL_R_DH_PUBLIC_VALUE_LENGTH_IS_WRONG is no longer defined"
+#endif
+#ifndef SSL_R_DIGEST_CHECK_FAILED
+#error "SSL_R_DIGEST_CHECK_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_DTLS_MESSAGE_TOO_BIG
+#error "SSL_R_DTLS_MESSAGE_TOO_BIG is no longer defined"
+#endif
+#ifndef SSL_R_DUPLICATE_COMPRESSION_ID
+#error "SSL_R_DUPLICATE_COMPRESSION_ID is no longer defined"
+#endif
+#ifndef SSL_R_ECC_CERT_NOT_FOR_SIGNING
+#error "SSL_R_ECC_CERT_NOT_FOR_SIGNING is no longer defined"
+#endif
+#ifndef SSL_R_ECDH_REQUIRED_FOR_SUITEB_MODE
+#error "SSL_R_ECDH_REQUIRED_FOR_SUITEB_MODE is no longer defined"
+#endif
+#ifndef SSL_R_EE_KEY_TOO_SMALL
+#error "SSL_R_EE_KEY_TOO_SMALL is no longer defined"
+#endif
+#ifndef SSL_R_EMPTY_SRTP_PROTECTION_PROFILE_LIST
+#error "SSL_R_EMPTY_SRTP_PROTECTION_PROFILE_LIST is no longer defined"
+#endif
+#ifndef SSL_R_ENCRYPTED_LENGTH_TOO_LONG
+#error "SSL_R_ENCRYPTED_LENGTH_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_ERROR_IN_RECEIVED_CIPHER_LIST
+#error "SSL_R_ERROR_IN_RECEIVED_CIPHER_LIST is no longer defined"
+#endif
+#ifndef SSL_R_ERROR_SETTING_TLSA_BASE_DOMAIN
+#error "SSL_R_ERROR_SETTING_TLSA_BASE_DOMAIN is no longer defined"
+#endif
+#ifndef SSL_R_EXCEEDS_MAX_FRAGMENT_SIZE
+#error "SSL_R_EXCEEDS_MAX_FRAGMENT_SIZE is no longer defined"
+#endif
+#ifndef SSL_R_EXCESSIVE_MESSAGE_SIZE
+#error "SSL_R_EXCESSIVE_MESSAGE_SIZE is no longer defined"
+#endif
+#ifndef SSL_R_EXTENSION_NOT_RECEIVED
+#error "SSL_R_EXTENSION_NOT_RECEIVED is no longer defined"
+#endif
+#ifndef SSL_R_EXTRA_DATA_IN_MESSAGE
+#error "SSL_R_EXTRA_DATA_IN_MESSAGE is no longer defined"
+#endif
+#ifndef SSL_R_EXT_LENGTH_MISMATCH
+#error "SSL_R_EXT_LENGTH_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_FAILED_TO_INIT_ASYNC
+#error "SSL_R_FAILED_TO_INIT_ASYNC is no longer defined"
+#endif
+#ifndef SSL_R_FRAGMENTED_CLIENT_HELLO
+#error "SSL_R_FRAGMENTED_CLIENT_HELLO is no longer defined"
+#endif
+#ifndef SSL_R_GOT_A_FIN_BEFORE_A_CCS
+#error "SSL_R_GOT_A_FIN_BEFORE_A_CCS is no longer defined"
+#endif
+#ifndef SSL_R_HTTPS_PROXY_REQUEST
+#error "SSL_R_HTTPS_PROXY_REQUEST is no longer defined"
+#endif
+#ifndef SSL_R_HTTP_REQUEST
+#error "SSL_R_HTTP_REQUEST is no longer defined"
+#endif
+#ifndef SSL_R_ILLEGAL_POINT_COMPRESSION
+#error "SSL_R_ILLEGAL_POINT_COMPRESSION is no longer defined"
+#endif
+#ifndef SSL_R_ILLEGAL_SUITEB_DIGEST
+#error "SSL_R_ILLEGAL_SUITEB_DIGEST is no longer defined"
+#endif
+#ifndef SSL_R_INAPPROPRIATE_FALLBACK
+#error "SSL_R_INAPPROPRIATE_FALLBACK is no longer defined"
+#endif
+#ifndef SSL_R_INCONSISTENT_COMPRESSION
+#error "SSL_R_INCONSISTENT_COMPRESSION is no longer defined"
+#endif
+#ifndef SSL_R_INCONSISTENT_EARLY_DATA_ALPN
+#error "SSL_R_INCONSISTENT_EARLY_DATA_ALPN is no longer defined"
+#endif
+#ifndef SSL_R_INCONSISTENT_EARLY_DATA_SNI
+#error "SSL_R_INCONSISTENT_EARLY_DATA_SNI is no longer defined"
+#endif
+#ifndef SSL_R_INCONSISTENT_EXTMS
+#error "SSL_R_INCONSISTENT_EXTMS is no longer defined"
+#endif
+#ifndef SSL_R_INSUFFICIENT_SECURITY
+#error "SSL_R_INSUFFICIENT_SECURITY is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_ALERT
+#error "SSL_R_INVALID_ALERT is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_CCS_MESSAGE
+#error "SSL_R_INVALID_CCS_MESSAGE is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_CERTIFICATE_OR_ALG
+#error "SSL_R_INVALID_CERTIFICATE_OR_ALG is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_COMMAND
+#error "SSL_R_INVALID_COMMAND is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_COMPRESSION_ALGORITHM
+#error "SSL_R_INVALID_COMPRESSION_ALGORITHM is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_CONFIG
+#error "SSL_R_INVALID_CONFIG is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_CONFIGURATION_NAME
+#error "SSL_R_INVALID_CONFIGURATION_NAME is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_CONTEXT
+#error "SSL_R_INVALID_CONTEXT is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_CT_VALIDATION_TYPE
+#error "SSL_R_INVALID_CT_VALIDATION_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_KEY_UPDATE_TYPE
+#error "SSL_R_INVALID_KEY_UPDATE_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_MAX_EARLY_DATA
+#error "SSL_R_INVALID_MAX_EARLY_DATA is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_NULL_CMD_NAME
+#error "SSL_R_INVALID_NULL_CMD_NAME is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_SEQUENCE_NUMBER
+#error "SSL_R_INVALID_SEQUENCE_NUMBER is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_SERVERINFO_DATA
+#error "SSL_R_INVALID_SERVERINFO_DATA is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_SESSION_ID
+#error "SSL_R_INVALID_SESSION_ID is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_SRP_USERNAME
+#error "SSL_R_INVALID_SRP_USERNAME is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_STATUS_RESPONSE
+#error "SSL_R_INVALID_STATUS_RESPONSE is no longer defined"
+#endif
+#ifndef SSL_R_INVALID_TICKET_KEYS_LENGTH
+#error "SSL_R_INVALID_TICKET_KEYS_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_LEGACY_SIGALG_DISALLOWED_OR_UNSUPPORTED
+#error "SSL_R_LEGACY_SIGALG_DISALLOWED_OR_UNSUPPORTED is no longer defined"
+#endif
+#ifndef SSL_R_LENGTH_MISMATCH
+#error "SSL_R_LENGTH_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_LENGTH_TOO_LONG
+#error "SSL_R_LENGTH_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_LENGTH_TOO_SHORT
+#error "SSL_R_LENGTH_TOO_SHORT is no longer defined"
+#endif
+#ifndef SSL_R_LIBRARY_BUG
+#error "SSL_R_LIBRARY_BUG is no longer defined"
+#endif
+#ifndef SSL_R_LIBRARY_HAS_NO_CIPHERS
+#error "SSL_R_LIBRARY_HAS_NO_CIPHERS is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_DSA_SIGNING_CERT
+#error "SSL_R_MISSING_DSA_SIGNING_CERT is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_ECDSA_SIGNING_CERT
+#error "SSL_R_MISSING_ECDSA_SIGNING_CERT is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_FATAL
+#error "SSL_R_MISSING_FATAL is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_PARAMETERS
+#error "SSL_R_MISSING_PARAMETERS is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_PSK_KEX_MODES_EXTENSION
+#error "SSL_R_MISSING_PSK_KEX_MODES_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_RSA_CERTIFICATE
+#error "SSL_R_MISSING_RSA_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_RSA_ENCRYPTING_CERT
+#error "SSL_R_MISSING_RSA_ENCRYPTING_CERT is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_RSA_SIGNING_CERT
+#error "SSL_R_MISSING_RSA_SIGNING_CERT is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_SIGALGS_EXTENSION
+#error "SSL_R_MISSING_SIGALGS_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_SIGNING_CERT
+#error "SSL_R_MISSING_SIGNING_CERT is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_SRP_PARAM
+#error "SSL_R_MISSING_SRP_PARAM is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_SUPPORTED_GROUPS_EXTENSION
+#error "SSL_R_MISSING_SUPPORTED_GROUPS_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_TMP_DH_KEY
+#error "SSL_R_MISSING_TMP_DH_KEY is no longer defined"
+#endif
+#ifndef SSL_R_MISSING_TMP_ECDH_KEY
+#error "SSL_R_MISSING_TMP_ECDH_KEY is no longer defined"
+#endif
+#ifndef SSL_R_MIXED_HANDSHAKE_AND_NON_HANDSHAKE_DATA
+#error "SSL_R_MIXED_HANDSHAKE_AND_NON_HANDSHAKE_DATA is no longer defined"
+#endif
+#ifndef SSL_R_NOT_ON_RECORD_BOUNDARY
+#error "SSL_R_NOT_ON_RECORD_BOUNDARY is no longer defined"
+#endif
+#ifndef SSL_R_NOT_REPLACING_CERTIFICATE
+#error "SSL_R_NOT_REPLACING_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_NOT_SERVER
+#error "SSL_R_NOT_SERVER is no longer defined"
+#endif
+#ifndef SSL_R_NO_APPLICATION_PROTOCOL
+#error "SSL_R_NO_APPLICATION_PROTOCOL is no longer defined"
+#endif
+#ifndef SSL_R_NO_CERTIFICATES_RETURNED
+#error "SSL_R_NO_CERTIFICATES_RETURNED is no longer defined"
+#endif
+#ifndef SSL_R_NO_CERTIFICATE_ASSIGNED
+#error "SSL_R_NO_CERTIFICATE_ASSIGNED is no longer defined"
+#endif
+#ifndef SSL_R_NO_CERTIFICATE_SET
+#error "SSL_R_NO_CERTIFICATE_SET is no longer defined"
+#endif
+#ifndef SSL_R_NO_CHANGE_FOLLOWING_HRR
+#error "SSL_R_NO_CHANGE_FOLLOWING_HRR is no longer defined"
+#endif
+#ifndef SSL_R_NO_CIPHERS_AVAILABLE
+#error "SSL_R_NO_CIPHERS_AVAILABLE is no longer defined"
+#endif
+#ifndef SSL_R_NO_CIPHERS_SPECIFIED
+#error "SSL_R_NO_CIPHERS_SPECIFIED is no longer defined"
+#endif
+#ifndef SSL_R_NO_CIPHER_MATCH
+#error "SSL_R_NO_CIPHER_MATCH is no longer defined"
+#endif
+#ifndef SSL_R_NO_CLIENT_CERT_METHOD
+#error "SSL_R_NO_CLIENT_CERT_METHOD is no longer defined"
+#endif
+#ifndef SSL_R_NO_COMPRESSION_SPECIFIED
+#error "SSL_R_NO_COMPRESSION_SPECIFIED is no longer defined"
+#endif
+#ifndef SSL_R_NO_COOKIE_CALLBACK_SET
+#error "SSL_R_NO_COOKIE_CALLBACK_SET is no longer defined"
+#endif
+#ifndef SSL_R_NO_GOST_CERTIFICATE_SENT_BY_PEER
+#error "SSL_R_NO_GOST_CERTIFICATE_SENT_BY_PEER is no longer defined"
+#endif
+#ifndef SSL_R_NO_METHOD_SPECIFIED
+#error "SSL_R_NO_METHOD_SPECIFIED is no longer defined"
+#endif
+#ifndef SSL_R_NO_PEM_EXTENSIONS
+#error "SSL_R_NO_PEM_EXTENSIONS is no longer defined"
+#endif
+#ifndef SSL_R_NO_PRIVATE_KEY_ASSIGNED
+#error "SSL_R_NO_PRIVATE_KEY_ASSIGNED is no longer defined"
+#endif
+#ifndef SSL_R_NO_PROTOCOLS_AVAILABLE
+#error "SSL_R_NO_PROTOCOLS_AVAILABLE is no longer defined"
+#endif
+#ifndef SSL_R_NO_RENEGOTIATION
+#error "SSL_R_NO_RENEGOTIATION is no longer defined"
+#endif
+#ifndef SSL_R_NO_REQUIRED_DIGEST
+#error "SSL_R_NO_REQUIRED_DIGEST is no longer defined"
+#endif
+#ifndef SSL_R_NO_SHARED_CIPHER
+#error "SSL_R_NO_SHARED_CIPHER is no longer defined"
+#endif
+#ifndef SSL_R_NO_SHARED_GROUPS
+#error "SSL_R_NO_SHARED_GROUPS is no longer defined"
+#endif
+#ifndef SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS
+#error "SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS is no longer defined"
+#endif
+#ifndef SSL_R_NO_SRTP_PROFILES
+#error "SSL_R_NO_SRTP_PROFILES is no longer defined"
+#endif
+#ifndef SSL_R_NO_SUITABLE_DIGEST_ALGORITHM
+#error "SSL_R_NO_SUITABLE_DIGEST_ALGORITHM is no longer defined"
+#endif
+#ifndef SSL_R_NO_SUITABLE_GROUPS
+#error "SSL_R_NO_SUITABLE_GROUPS is no longer defined"
+#endif
+#ifndef SSL_R_NO_SUITABLE_KEY_SHARE
+#error "SSL_R_NO_SUITABLE_KEY_SHARE is no longer defined"
+#endif
+#ifndef SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM
+#error "SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM is no longer defined"
+#endif
+#ifndef SSL_R_NO_VALID_SCTS
+#error "SSL_R_NO_VALID_SCTS is no longer defined"
+#endif
+#ifndef SSL_R_NO_VERIFY_COOKIE_CALLBACK
+#error "SSL_R_NO_VERIFY_COOKIE_CALLBACK is no longer defined"
+#endif
+#ifndef SSL_R_NULL_SSL_CTX
+#error "SSL_R_NULL_SSL_CTX is no longer defined"
+#endif
+#ifndef SSL_R_NULL_SSL_METHOD_PASSED
+#error "SSL_R_NULL_SSL_METHOD_PASSED is no longer defined"
+#endif
+#ifndef SSL_R_OCSP_CALLBACK_FAILURE
+#error "SSL_R_OCSP_CALLBACK_FAILURE is no longer defined"
+#endif
+#ifndef SSL_R_OLD_SESSION_CIPHER_NOT_RETURNED
+#error "SSL_R_OLD_SESSION_CIPHER_NOT_RETURNED is no longer defined"
+#endif
+#ifndef SSL_R_OLD_SESSION_COMPRESSION_ALGORITHM_NOT_RETURNED
+#error "SSL_R_OLD_SESSION_COMPRESSION_ALGORITHM_NOT_RETURNED is no longer defined"
+#endif
+#ifndef SSL_R_OVERFLOW_ERROR
+#error "SSL_R_OVERFLOW_ERROR is no longer defined"
+#endif
+#ifndef SSL_R_PACKET_LENGTH_TOO_LONG
+#error "SSL_R_PACKET_LENGTH_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_PARSE_TLSEXT
+#error "SSL_R_PARSE_TLSEXT is no longer defined"
+#endif
+#ifndef SSL_R_PATH_TOO_LONG
+#error "SSL_R_PATH_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
+#error "SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_PEM_NAME_BAD_PREFIX
+#error "SSL_R_PEM_NAME_BAD_PREFIX is no longer defined"
+#endif
+#ifndef SSL_R_PEM_NAME_TOO_SHORT
+#error "SSL_R_PEM_NAME_TOO_SHORT is no longer defined"
+#endif
+#ifndef SSL_R_PIPELINE_FAILURE
+#error "SSL_R_PIPELINE_FAILURE is no longer defined"
+#endif
+#ifndef SSL_R_POST_HANDSHAKE_AUTH_ENCODING_ERR
+#error "SSL_R_POST_HANDSHAKE_AUTH_ENCODING_ERR is no longer defined"
+#endif
+#ifndef SSL_R_PRIVATE_KEY_MISMATCH
+#error "SSL_R_PRIVATE_KEY_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_PROTOCOL_IS_SHUTDOWN
+#error "SSL_R_PROTOCOL_IS_SHUTDOWN is no longer defined"
+#endif
+#ifndef SSL_R_PSK_IDENTITY_NOT_FOUND
+#error "SSL_R_PSK_IDENTITY_NOT_FOUND is no longer defined"
+#endif
+#ifndef SSL_R_PSK_NO_CLIENT_CB
+#error "SSL_R_PSK_NO_CLIENT_CB is no longer defined"
+#endif
+#ifndef SSL_R_PSK_NO_SERVER_CB
+#error "SSL_R_PSK_NO_SERVER_CB is no longer defined"
+#endif
+#ifndef SSL_R_READ_BIO_NOT_SET
+#error "SSL_R_READ_BIO_NOT_SET is no longer defined"
+#endif
+#ifndef SSL_R_READ_TIMEOUT_EXPIRED
+#error "SSL_R_READ_TIMEOUT_EXPIRED is no longer defined"
+#endif
+#ifndef SSL_R_RECORD_LENGTH_MISMATCH
+#error "SSL_R_RECORD_LENGTH_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_RECORD_TOO_SMALL
+#error "SSL_R_RECORD_TOO_SMALL is no longer defined"
+#endif
+#ifndef SSL_R_RENEGOTIATE_EXT_TOO_LONG
+#error "SSL_R_RENEGOTIATE_EXT_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_RENEGOTIATION_ENCODING_ERR
+#error "SSL_R_RENEGOTIATION_ENCODING_ERR is no longer defined"
+#endif
+#ifndef SSL_R_RENEGOTIATION_MISMATCH
+#error "SSL_R_RENEGOTIATION_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_REQUEST_PENDING
+#error "SSL_R_REQUEST_PENDING is no longer defined"
+#endif
+#ifndef SSL_R_REQUEST_SENT
+#error "SSL_R_REQUEST_SENT is no longer defined"
+#endif
+#ifndef SSL_R_REQUIRED_CIPHER_MISSING
+#error "SSL_R_REQUIRED_CIPHER_MISSING is no longer defined"
+#endif
+#ifndef SSL_R_REQUIRED_COMPRESSION_ALGORITHM_MISSING
+#error "SSL_R_REQUIRED_COMPRESSION_ALGORITHM_MISSING is no longer defined"
+#endif
+#ifndef SSL_R_SCSV_RECEIVED_WHEN_RENEGOTIATING
+#error "SSL_R_SCSV_RECEIVED_WHEN_RENEGOTIATING is no longer defined"
+#endif
+#ifndef SSL_R_SCT_VERIFICATION_FAILED
+#error "SSL_R_SCT_VERIFICATION_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_SERVERHELLO_TLSEXT
+#error "SSL_R_SERVERHELLO_TLSEXT is no longer defined"
+#endif
+#ifndef SSL_R_SESSION_ID_CONTEXT_UNINITIALIZED
+#error "SSL_R_SESSION_ID_CONTEXT_UNINITIALIZED is no longer defined"
+#endif
+#ifndef SSL_R_SHUTDOWN_WHILE_IN_INIT
+#error "SSL_R_SHUTDOWN_WHILE_IN_INIT is no longer defined"
+#endif
+#ifndef SSL_R_SIGNATURE_ALGORITHMS_ERROR
+#error "SSL_R_SIGNATURE_ALGORITHMS_ERROR is no longer defined"
+#endif
+#ifndef SSL_R_SIGNATURE_FOR_NON_SIGNING_CERTIFICATE
+#error "SSL_R_SIGNATURE_FOR_NON_SIGNING_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_SRP_A_CALC
+#error "SSL_R_SRP_A_CALC is no longer defined"
+#endif
+#ifndef SSL_R_SRTP_COULD_NOT_ALLOCATE_PROFILES
+#error "SSL_R_SRTP_COULD_NOT_ALLOCATE_PROFILES is no longer defined"
+#endif
+#ifndef SSL_R_SRTP_PROTECTION_PROFILE_LIST_TOO_LONG
+#error "SSL_R_SRTP_PROTECTION_PROFILE_LIST_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_SRTP_UNKNOWN_PROTECTION_PROFILE
+#error "SSL_R_SRTP_UNKNOWN_PROTECTION_PROFILE is no longer defined"
+#endif
+#ifndef SSL_R_SSL3_EXT_INVALID_MAX_FRAGMENT_LENGTH
+#error "SSL_R_SSL3_EXT_INVALID_MAX_FRAGMENT_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_SSL3_EXT_INVALID_SERVERNAME
+#error "SSL_R_SSL3_EXT_INVALID_SERVERNAME is no longer defined"
+#endif
+#ifndef SSL_R_SSL3_EXT_INVALID_SERVERNAME_TYPE
+#error "SSL_R_SSL3_EXT_INVALID_SERVERNAME_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_SSL3_SESSION_ID_TOO_LONG
+#error "SSL_R_SSL3_SESSION_ID_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_BAD_CERTIFICATE
+#error "SSL_R_SSLV3_ALERT_BAD_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_BAD_RECORD_MAC
+#error "SSL_R_SSLV3_ALERT_BAD_RECORD_MAC is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED
+#error "SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED
+#error "SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN
+#error "SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_DECOMPRESSION_FAILURE
+#error "SSL_R_SSLV3_ALERT_DECOMPRESSION_FAILURE is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE
+#error "SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER
+#error "SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_NO_CERTIFICATE
+#error "SSL_R_SSLV3_ALERT_NO_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE
+#error "SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE is no longer defined"
+#endif
+#ifndef SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE
+#error "SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE is no longer defined"
+#endif
+#ifndef SSL_R_SSL_COMMAND_SECTION_EMPTY
+#error "SSL_R_SSL_COMMAND_SECTION_EMPTY is no longer defined"
+#endif
+#ifndef SSL_R_SSL_COMMAND_SECTION_NOT_FOUND
+#error "SSL_R_SSL_COMMAND_SECTION_NOT_FOUND is no longer defined"
+#endif
+#ifndef SSL_R_SSL_CTX_HAS_NO_DEFAULT_SSL_VERSION
+#error "SSL_R_SSL_CTX_HAS_NO_DEFAULT_SSL_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_SSL_HANDSHAKE_FAILURE
+#error "SSL_R_SSL_HANDSHAKE_FAILURE is no longer defined"
+#endif
+#ifndef SSL_R_SSL_LIBRARY_HAS_NO_CIPHERS
+#error "SSL_R_SSL_LIBRARY_HAS_NO_CIPHERS is no longer defined"
+#endif
+#ifndef SSL_R_SSL_NEGATIVE_LENGTH
+#error "SSL_R_SSL_NEGATIVE_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SECTION_EMPTY
+#error "SSL_R_SSL_SECTION_EMPTY is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SECTION_NOT_FOUND
+#error "SSL_R_SSL_SECTION_NOT_FOUND is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SESSION_ID_CALLBACK_FAILED
+#error "SSL_R_SSL_SESSION_ID_CALLBACK_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SESSION_ID_CONFLICT
+#error "SSL_R_SSL_SESSION_ID_CONFLICT is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SESSION_ID_CONTEXT_TOO_LONG
+#error "SSL_R_SSL_SESSION_ID_CONTEXT_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SESSION_ID_HAS_BAD_LENGTH
+#error "SSL_R_SSL_SESSION_ID_HAS_BAD_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SESSION_ID_TOO_LONG
+#error "SSL_R_SSL_SESSION_ID_TOO_LONG is no longer defined"
+#endif
+#ifndef SSL_R_SSL_SESSION_VERSION_MISMATCH
+#error "SSL_R_SSL_SESSION_VERSION_MISMATCH is no longer defined"
+#endif
+#ifndef SSL_R_STILL_IN_INIT
+#error "SSL_R_STILL_IN_INIT is no longer defined"
+#endif
+#ifndef SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED
+#error "SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED is no longer defined"
+#endif
+#ifndef SSL_R_TLSV13_ALERT_MISSING_EXTENSION
+#error "SSL_R_TLSV13_ALERT_MISSING_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_ACCESS_DENIED
+#error "SSL_R_TLSV1_ALERT_ACCESS_DENIED is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_DECODE_ERROR
+#error "SSL_R_TLSV1_ALERT_DECODE_ERROR is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_DECRYPTION_FAILED
+#error "SSL_R_TLSV1_ALERT_DECRYPTION_FAILED is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_DECRYPT_ERROR
+#error "SSL_R_TLSV1_ALERT_DECRYPT_ERROR is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_EXPORT_RESTRICTION
+#error "SSL_R_TLSV1_ALERT_EXPORT_RESTRICTION is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_INAPPROPRIATE_FALLBACK
+#error "SSL_R_TLSV1_ALERT_INAPPROPRIATE_FALLBACK is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY
+#error "SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_INTERNAL_ERROR
+#error "SSL_R_TLSV1_ALERT_INTERNAL_ERROR is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL
+#error "SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_NO_RENEGOTIATION
+#error "SSL_R_TLSV1_ALERT_NO_RENEGOTIATION is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_PROTOCOL_VERSION
+#error "SSL_R_TLSV1_ALERT_PROTOCOL_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_RECORD_OVERFLOW
+#error "SSL_R_TLSV1_ALERT_RECORD_OVERFLOW is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_UNKNOWN_CA
+#error "SSL_R_TLSV1_ALERT_UNKNOWN_CA is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_UNKNOWN_PSK_IDENTITY
+#error "SSL_R_TLSV1_ALERT_UNKNOWN_PSK_IDENTITY is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_ALERT_USER_CANCELLED
+#error "SSL_R_TLSV1_ALERT_USER_CANCELLED is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_BAD_CERTIFICATE_HASH_VALUE
+#error "SSL_R_TLSV1_BAD_CERTIFICATE_HASH_VALUE is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE
+#error "SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_CERTIFICATE_UNOBTAINABLE
+#error "SSL_R_TLSV1_CERTIFICATE_UNOBTAINABLE is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_UNRECOGNIZED_NAME
+#error "SSL_R_TLSV1_UNRECOGNIZED_NAME is no longer defined"
+#endif
+#ifndef SSL_R_TLSV1_UNSUPPORTED_EXTENSION
+#error "SSL_R_TLSV1_UNSUPPORTED_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_R_TLS_ILLEGAL_EXPORTER_LABEL
+#error "SSL_R_TLS_ILLEGAL_EXPORTER_LABEL is no longer defined"
+#endif
+#ifndef SSL_R_TLS_INVALID_ECPOINTFORMAT_LIST
+#error "SSL_R_TLS_INVALID_ECPOINTFORMAT_LIST is no longer defined"
+#endif
+#ifndef SSL_R_TOO_MANY_KEY_UPDATES
+#error "SSL_R_TOO_MANY_KEY_UPDATES is no longer defined"
+#endif
+#ifndef SSL_R_TOO_MANY_WARN_ALERTS
+#error "SSL_R_TOO_MANY_WARN_ALERTS is no longer defined"
+#endif
+#ifndef SSL_R_TOO_MUCH_EARLY_DATA
+#error "SSL_R_TOO_MUCH_EARLY_DATA is no longer defined"
+#endif
+#ifndef SSL_R_UNABLE_TO_FIND_ECDH_PARAMETERS
+#error "SSL_R_UNABLE_TO_FIND_ECDH_PARAMETERS is no longer defined"
+#endif
+#ifndef SSL_R_UNABLE_TO_FIND_PUBLIC_KEY_PARAMETERS
+#error "SSL_R_UNABLE_TO_FIND_PUBLIC_KEY_PARAMETERS is no longer defined"
+#endif
+#ifndef SSL_R_UNABLE_TO_LOAD_SSL3_MD5_ROUTINES
+#error "SSL_R_UNABLE_TO_LOAD_SSL3_MD5_ROUTINES is no longer defined"
+#endif
+#ifndef SSL_R_UNABLE_TO_LOAD_SSL3_SHA1_ROUTINES
+#error "SSL_R_UNABLE_TO_LOAD_SSL3_SHA1_ROUTINES is no longer defined"
+#endif
+#ifndef SSL_R_UNEXPECTED_CCS_MESSAGE
+#error "SSL_R_UNEXPECTED_CCS_MESSAGE is no longer defined"
+#endif
+#ifndef SSL_R_UNEXPECTED_END_OF_EARLY_DATA
+#error "SSL_R_UNEXPECTED_END_OF_EARLY_DATA is no longer defined"
+#endif
+#ifndef SSL_R_UNEXPECTED_EOF_WHILE_READING
+#error "SSL_R_UNEXPECTED_EOF_WHILE_READING is no longer defined"
+#endif
+#ifndef SSL_R_UNEXPECTED_MESSAGE
+#error "SSL_R_UNEXPECTED_MESSAGE is no longer defined"
+#endif
+#ifndef SSL_R_UNEXPECTED_RECORD
+#error "SSL_R_UNEXPECTED_RECORD is no longer defined"
+#endif
+#ifndef SSL_R_UNINITIALIZED
+#error "SSL_R_UNINITIALIZED is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_ALERT_TYPE
+#error "SSL_R_UNKNOWN_ALERT_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_CERTIFICATE_TYPE
+#error "SSL_R_UNKNOWN_CERTIFICATE_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_CIPHER_RETURNED
+#error "SSL_R_UNKNOWN_CIPHER_RETURNED is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_CIPHER_TYPE
+#error "SSL_R_UNKNOWN_CIPHER_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_CMD_NAME
+#error "SSL_R_UNKNOWN_CMD_NAME is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_COMMAND
+#error "SSL_R_UNKNOWN_COMMAND is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_DIGEST
+#error "SSL_R_UNKNOWN_DIGEST is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_KEY_EXCHANGE_TYPE
+#error "SSL_R_UNKNOWN_KEY_EXCHANGE_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_PKEY_TYPE
+#error "SSL_R_UNKNOWN_PKEY_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_PROTOCOL
+#error "SSL_R_UNKNOWN_PROTOCOL is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_SSL_VERSION
+#error "SSL_R_UNKNOWN_SSL_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_UNKNOWN_STATE
+#error "SSL_R_UNKNOWN_STATE is no longer defined"
+#endif
+#ifndef SSL_R_UNSAFE_LEGACY_RENEGOTIATION_DISABLED
+#error "SSL_R_UNSAFE_LEGACY_RENEGOTIATION_DISABLED is no longer defined"
+#endif
+#ifndef SSL_R_UNSOLICITED_EXTENSION
+#error "SSL_R_UNSOLICITED_EXTENSION is no longer defined"
+#endif
+#ifndef SSL_R_UNSUPPORTED_COMPRESSION_ALGORITHM
+#error "SSL_R_UNSUPPORTED_COMPRESSION_ALGORITHM is no longer defined"
+#endif
+#ifndef SSL_R_UNSUPPORTED_ELLIPTIC_CURVE
+#error "SSL_R_UNSUPPORTED_ELLIPTIC_CURVE is no longer defined"
+#endif
+#ifndef SSL_R_UNSUPPORTED_PROTOCOL
+#error "SSL_R_UNSUPPORTED_PROTOCOL is no longer defined"
+#endif
+#ifndef SSL_R_UNSUPPORTED_SSL_VERSION
+#error "SSL_R_UNSUPPORTED_SSL_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_UNSUPPORTED_STATUS_TYPE
+#error "SSL_R_UNSUPPORTED_STATUS_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_USE_SRTP_NOT_NEGOTIATED
+#error "SSL_R_USE_SRTP_NOT_NEGOTIATED is no longer defined"
+#endif
+#ifndef SSL_R_VERSION_TOO_HIGH
+#error "SSL_R_VERSION_TOO_HIGH is no longer defined"
+#endif
+#ifndef SSL_R_VERSION_TOO_LOW
+#error "SSL_R_VERSION_TOO_LOW is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_CERTIFICATE_TYPE
+#error "SSL_R_WRONG_CERTIFICATE_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_CIPHER_RETURNED
+#error "SSL_R_WRONG_CIPHER_RETURNED is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_CURVE
+#error "SSL_R_WRONG_CURVE is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_SIGNATURE_LENGTH
+#error "SSL_R_WRONG_SIGNATURE_LENGTH is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_SIGNATURE_SIZE
+#error "SSL_R_WRONG_SIGNATURE_SIZE is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_SIGNATURE_TYPE
+#error "SSL_R_WRONG_SIGNATURE_TYPE is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_SSL_VERSION
+#error "SSL_R_WRONG_SSL_VERSION is no longer defined"
+#endif
+#ifndef SSL_R_WRONG_VERSION_NUMBER
+#error "SSL_R_WRONG_VERSION_NUMBER is no longer defined"
+#endif
+#ifndef SSL_R_X509_LIB
+#error "SSL_R_X509_LIB is no longer defined"
+#endif
+#ifndef SSL_R_X509_VERIFICATION_SETUP_PROBLEMS
+#error "SSL_R_X509_VERIFICATION_SETUP_PROBLEMS is no longer defined"
+#endif
+#ifndef DANE_FLAG_NO_DANE_EE_NAMECHECKS
+#error "DANE_FLAG_NO_DANE_EE_NAMECHECKS is no longer defined"
+#endif
+#ifndef X509_LU_FAIL
+#error "X509_LU_FAIL is no longer defined"
+#endif
+#ifndef X509_LU_RETRY
+#error "X509_LU_RETRY is no longer defined"
+#endif
+#ifndef X509_L_ADD_DIR
+#error "X509_L_ADD_DIR is no longer defined"
+#endif
+#ifndef X509_L_ADD_STORE
+#error "X509_L_ADD_STORE is no longer defined"
+#endif
+#ifndef X509_L_FILE_LOAD
+#error "X509_L_FILE_LOAD is no longer defined"
+#endif
+#ifndef X509_L_LOAD_STORE
+#error "X509_L_LOAD_STORE is no longer defined"
+#endif
+#ifndef X509_PCY_TREE_EMPTY
+#error "X509_PCY_TREE_EMPTY is no longer defined"
+#endif
+#ifndef X509_PCY_TREE_EXPLICIT
+#error "X509_PCY_TREE_EXPLICIT is no longer defined"
+#endif
+#ifndef X509_PCY_TREE_FAILURE
+#error "X509_PCY_TREE_FAILURE is no longer defined"
+#endif
+#ifndef X509_PCY_TREE_INTERNAL
+#error "X509_PCY_TREE_INTERNAL is no longer defined"
+#endif
+#ifndef X509_PCY_TREE_INVALID
+#error "X509_PCY_TREE_INVALID is no longer defined"
+#endif
+#ifndef X509_PCY_TREE_VALID
+#error "X509_PCY_TREE_VALID is no longer defined"
+#endif
+#ifndef X509_TRUST_COMPAT
+#error "X509_TRUST_COMPAT is no longer defined"
+#endif
+#ifndef X509_TRUST_DEFAULT
+#error "X509_TRUST_DEFAULT is no longer defined"
+#endif
+#ifndef X509_TRUST_DO_SS_COMPAT
+#error "X509_TRUST_DO_SS_COMPAT is no longer defined"
+#endif
+#ifndef X509_TRUST_DYNAMIC
+#error "X509_TRUST_DYNAMIC is no longer defined"
+#endif
+#ifndef X509_TRUST_DYNAMIC_NAME
+#error "X509_TRUST_DYNAMIC_NAME is no longer defined"
+#endif
+#ifndef X509_TRUST_EMAIL
+#error "X509_TRUST_EMAIL is no longer defined"
+#endif
+#ifndef X509_TRUST_MAX
+#error "X509_TRUST_MAX is no longer defined"
+#endif
+#ifndef X509_TRUST_MIN
+#error "X509_TRUST_MIN is no longer defined"
+#endif
+#ifndef X509_TRUST_NO_SS_COMPAT
+#error "X509_TRUST_NO_SS_COMPAT is no longer defined"
+#endif
+#ifndef X509_TRUST_OBJECT_SIGN
+#error "X509_TRUST_OBJECT_SIGN is no longer defined"
+#endif
+#ifndef X509_TRUST_OCSP_REQUEST
+#error "X509_TRUST_OCSP_REQUEST is no longer defined"
+#endif
+#ifndef X509_TRUST_OCSP_SIGN
+#error "X509_TRUST_OCSP_SIGN is no longer defined"
+#endif
+#ifndef X509_TRUST_OK_ANY_EKU
+#error "X509_TRUST_OK_ANY_EKU is no longer defined"
+#endif
+#ifndef X509_TRUST_REJECTED
+#error "X509_TRUST_REJECTED is no longer defined"
+#endif
+#ifndef X509_TRUST_SSL_CLIENT
+#error "X509_TRUST_SSL_CLIENT is no longer defined"
+#endif
+#ifndef X509_TRUST_SSL_SERVER
+#error "X509_TRUST_SSL_SERVER is no longer defined"
+#endif
+#ifndef X509_TRUST_TRUSTED
+#error "X509_TRUST_TRUSTED is no longer defined"
+#endif
+#ifndef X509_TRUST_TSA
+#error "X509_TRUST_TSA is no longer defined"
+#endif
+#ifndef X509_TRUST_UNTRUSTED
+#error "X509_TRUST_UNTRUSTED is no longer defined"
+#endif
+#ifndef X509_VP_FLAG_DEFAULT
+#error "X509_VP_FLAG_DEFAULT is no longer defined"
+#endif
+#ifndef X509_VP_FLAG_LOCKED
+#error "X509_VP_FLAG_LOCKED is no longer defined"
+#endif
+#ifndef X509_VP_FLAG_ONCE
+#error "X509_VP_FLAG_ONCE is no longer defined"
+#endif
+#ifndef X509_VP_FLAG_OVERWRITE
+#error "X509_VP_FLAG_OVERWRITE is no longer defined"
+#endif
+#ifndef X509_VP_FLAG_RESET_FLAGS
+#error "X509_VP_FLAG_RESET_FLAGS is no longer defined"
+#endif
+#ifndef X509_V_ERR_AKID_ISSUER_SERIAL_MISMATCH
+#error "X509_V_ERR_AKID_ISSUER_SERIAL_MISMATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_AKID_SKID_MISMATCH
+#error "X509_V_ERR_AKID_SKID_MISMATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_APPLICATION_VERIFICATION
+#error "X509_V_ERR_APPLICATION_VERIFICATION is no longer defined"
+#endif
+#ifndef X509_V_ERR_AUTHORITY_KEY_IDENTIFIER_CRITICAL
+#error "X509_V_ERR_AUTHORITY_KEY_IDENTIFIER_CRITICAL is no longer defined"
+#endif
+#ifndef X509_V_ERR_CA_BCONS_NOT_CRITICAL
+#error "X509_V_ERR_CA_BCONS_NOT_CRITICAL is no longer defined"
+#endif
+#ifndef X509_V_ERR_CA_CERT_MISSING_KEY_USAGE
+#error "X509_V_ERR_CA_CERT_MISSING_KEY_USAGE is no longer defined"
+#endif
+#ifndef X509_V_ERR_CA_KEY_TOO_SMALL
+#error "X509_V_ERR_CA_KEY_TOO_SMALL is no longer defined"
+#endif
+#ifndef X509_V_ERR_CA_MD_TOO_WEAK
+#error "X509_V_ERR_CA_MD_TOO_WEAK is no longer defined"
+#endif
+#ifndef X509_V_ERR_CERT_CHAIN_TOO_LONG
+#error "X509_V_ERR_CERT_CHAIN_TOO_LONG is no longer defined"
+#endif
+#ifndef X509_V_ERR_CERT_HAS_EXPIRED
+#error "X509_V_ERR_CERT_HAS_EXPIRED is no longer defined"
+#endif
+#ifndef X509_V_ERR_CERT_NOT_YET_VALID
+#error "X509_V_ERR_CERT_NOT_YET_VALID is no longer defined"
+#endif
+#ifndef X509_V_ERR_CERT_REJECTED
+#error "X509_V_ERR_CERT_REJECTED is no longer defined"
+#endif
+#ifndef X509_V_ERR_CERT_REVOKED
+#error "X509_V_ERR_CERT_REVOKED is no longer defined"
+#endif
+#ifndef X509_V_ERR_CERT_SIGNATURE_FAILURE
+#error "X509_V_ERR_CERT_SIGNATURE_FAILURE is no longer defined"
+#endif
+#ifndef X509_V_ERR_CERT_UNTRUSTED
+#error "X509_V_ERR_CERT_UNTRUSTED is no longer defined"
+#endif
+#ifndef X509_V_ERR_CRL_HAS_EXPIRED
+#error "X509_V_ERR_CRL_HAS_EXPIRED is no longer defined"
+#endif
+#ifndef X509_V_ERR_CRL_NOT_YET_VALID
+#error "X509_V_ERR_CRL_NOT_YET_VALID is no longer defined"
+#endif
+#ifndef X509_V_ERR_CRL_PATH_VALIDATION_ERROR
+#error "X509_V_ERR_CRL_PATH_VALIDATION_ERROR is no longer defined"
+#endif
+#ifndef X509_V_ERR_CRL_SIGNATURE_FAILURE
+#error "X509_V_ERR_CRL_SIGNATURE_FAILURE is no longer defined"
+#endif
+#ifndef X509_V_ERR_DANE_NO_MATCH
+#error "X509_V_ERR_DANE_NO_MATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+#error "X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT is no longer defined"
+#endif
+#ifndef X509_V_ERR_DIFFERENT_CRL_SCOPE
+#error "X509_V_ERR_DIFFERENT_CRL_SCOPE is no longer defined"
+#endif
+#ifndef X509_V_ERR_EC_KEY_EXPLICIT_PARAMS
+#error "X509_V_ERR_EC_KEY_EXPLICIT_PARAMS is no longer defined"
+#endif
+#ifndef X509_V_ERR_EE_KEY_TOO_SMALL
+#error "X509_V_ERR_EE_KEY_TOO_SMALL is no longer defined"
+#endif
+#ifndef X509_V_ERR_EMAIL_MISMATCH
+#error "X509_V_ERR_EMAIL_MISMATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_EMPTY_SUBJECT_ALT_NAME
+#error "X509_V_ERR_EMPTY_SUBJECT_ALT_NAME is no longer defined"
+#endif
+#ifndef X509_V_ERR_EMPTY_SUBJECT_SAN_NOT_CRITICAL
+#error "X509_V_ERR_EMPTY_SUBJECT_SAN_NOT_CRITICAL is no longer defined"
+#endif
+#ifndef X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD
+#error "X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD is no longer defined"
+#endif
+#ifndef X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD
+#error "X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD is no longer defined"
+#endif
+#ifndef X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD
+#error "X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD is no longer defined"
+#endif
+#ifndef X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD
+#error "X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD is no longer defined"
+#endif
+#ifndef X509_V_ERR_EXCLUDED_VIOLATION
+#error "X509_V_ERR_EXCLUDED_VIOLATION is no longer defined"
+#endif
+#ifndef X509_V_ERR_EXTENSIONS_REQUIRE_VERSION_3
+#error "X509_V_ERR_EXTENSIONS_REQUIRE_VERSION_3 is no longer defined"
+#endif
+#ifndef X509_V_ERR_HOSTNAME_MISMATCH
+#error "X509_V_ERR_HOSTNAME_MISMATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_INVALID_CA
+#error "X509_V_ERR_INVALID_CA is no longer defined"
+#endif
+#ifndef X509_V_ERR_INVALID_CALL
+#error "X509_V_ERR_INVALID_CALL is no longer defined"
+#endif
+#ifndef X509_V_ERR_INVALID_EXTENSION
+#error "X509_V_ERR_INVALID_EXTENSION is no longer defined"
+#endif
+#ifndef X509_V_ERR_INVALID_NON_CA
+#error "X509_V_ERR_INVALID_NON_CA is no longer defined"
+#endif
+#ifndef X509_V_ERR_INVALID_POLICY_EXTENSION
+#error "X509_V_ERR_INVALID_POLICY_EXTENSION is no longer defined"
+#endif
+#ifndef X509_V_ERR_INVALID_PURPOSE
+#error "X509_V_ERR_INVALID_PURPOSE is no longer defined"
+#endif
+#ifndef X509_V_ERR_IP_ADDRESS_MISMATCH
+#error "X509_V_ERR_IP_ADDRESS_MISMATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_ISSUER_NAME_EMPTY
+#error "X509_V_ERR_ISSUER_NAME_EMPTY is no longer defined"
+#endif
+#ifndef X509_V_ERR_KEYUSAGE_NO_CERTSIGN
+#error "X509_V_ERR_KEYUSAGE_NO_CERTSIGN is no longer defined"
+#endif
+#ifndef X509_V_ERR_KEYUSAGE_NO_CRL_SIGN
+#error "X509_V_ERR_KEYUSAGE_NO_CRL_SIGN is no longer defined"
+#endif
+#ifndef X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE
+#error "X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE is no longer defined"
+#endif
+#ifndef X509_V_ERR_KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA
+#error "X509_V_ERR_KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA is no longer defined"
+#endif
+#ifndef X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER
+#error "X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER is no longer defined"
+#endif
+#ifndef X509_V_ERR_MISSING_SUBJECT_KEY_IDENTIFIER
+#error "X509_V_ERR_MISSING_SUBJECT_KEY_IDENTIFIER is no longer defined"
+#endif
+#ifndef X509_V_ERR_NO_EXPLICIT_POLICY
+#error "X509_V_ERR_NO_EXPLICIT_POLICY is no longer defined"
+#endif
+#ifndef X509_V_ERR_NO_ISSUER_PUBLIC_KEY
+#error "X509_V_ERR_NO_ISSUER_PUBLIC_KEY is no longer defined"
+#endif
+#ifndef X509_V_ERR_NO_VALID_SCTS
+#error "X509_V_ERR_NO_VALID_SCTS is no longer defined"
+#endif
+#ifndef X509_V_ERR_OCSP_CERT_UNKNOWN
+#error "X509_V_ERR_OCSP_CERT_UNKNOWN is no longer defined"
+#endif
+#ifndef X509_V_ERR_OCSP_VERIFY_FAILED
+#error "X509_V_ERR_OCSP_VERIFY_FAILED is no longer defined"
+#endif
+#ifndef X509_V_ERR_OCSP_VERIFY_NEEDED
+#error "X509_V_ERR_OCSP_VERIFY_NEEDED is no longer defined"
+#endif
+#ifndef X509_V_ERR_OUT_OF_MEM
+#error "X509_V_ERR_OUT_OF_MEM is no longer defined"
+#endif
+#ifndef X509_V_ERR_PATHLEN_INVALID_FOR_NON_CA
+#error "X509_V_ERR_PATHLEN_INVALID_FOR_NON_CA is no longer defined"
+#endif
+#ifndef X509_V_ERR_PATHLEN_WITHOUT_KU_KEY_CERT_SIGN
+#error "X509_V_ERR_PATHLEN_WITHOUT_KU_KEY_CERT_SIGN is no longer defined"
+#endif
+#ifndef X509_V_ERR_PATH_LENGTH_EXCEEDED
+#error "X509_V_ERR_PATH_LENGTH_EXCEEDED is no longer defined"
+#endif
+#ifndef X509_V_ERR_PATH_LOOP
+#error "X509_V_ERR_PATH_LOOP is no longer defined"
+#endif
+#ifndef X509_V_ERR_PERMITTED_VIOLATION
+#error "X509_V_ERR_PERMITTED_VIOLATION is no longer defined"
+#endif
+#ifndef X509_V_ERR_PROXY_CERTIFICATES_NOT_ALLOWED
+#error "X509_V_ERR_PROXY_CERTIFICATES_NOT_ALLOWED is no longer defined"
+#endif
+#ifndef X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED
+#error "X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED is no longer defined"
+#endif
+#ifndef X509_V_ERR_PROXY_SUBJECT_NAME_VIOLATION
+#error "X509_V_ERR_PROXY_SUBJECT_NAME_VIOLATION is no longer defined"
+#endif
+#ifndef X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+#error "X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN is no longer defined"
+#endif
+#ifndef X509_V_ERR_SIGNATURE_ALGORITHM_INCONSISTENCY
+#error "X509_V_ERR_SIGNATURE_ALGORITHM_INCONSISTENCY is no longer defined"
+#endif
+#ifndef X509_V_ERR_SIGNATURE_ALGORITHM_MISMATCH
+#error "X509_V_ERR_SIGNATURE_ALGORITHM_MISMATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_STORE_LOOKUP
+#error "X509_V_ERR_STORE_LOOKUP is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUBJECT_ISSUER_MISMATCH
+#error "X509_V_ERR_SUBJECT_ISSUER_MISMATCH is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUBJECT_KEY_IDENTIFIER_CRITICAL
+#error "X509_V_ERR_SUBJECT_KEY_IDENTIFIER_CRITICAL is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUBJECT_NAME_EMPTY
+#error "X509_V_ERR_SUBJECT_NAME_EMPTY is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUBTREE_MINMAX
+#error "X509_V_ERR_SUBTREE_MINMAX is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUITE_B_CANNOT_SIGN_P_384_WITH_P_256
+#error "X509_V_ERR_SUITE_B_CANNOT_SIGN_P_384_WITH_P_256 is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUITE_B_INVALID_ALGORITHM
+#error "X509_V_ERR_SUITE_B_INVALID_ALGORITHM is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUITE_B_INVALID_CURVE
+#error "X509_V_ERR_SUITE_B_INVALID_CURVE is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUITE_B_INVALID_SIGNATURE_ALGORITHM
+#error "X509_V_ERR_SUITE_B_INVALID_SIGNATURE_ALGORITHM is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUITE_B_INVALID_VERSION
+#error "X509_V_ERR_SUITE_B_INVALID_VERSION is no longer defined"
+#endif
+#ifndef X509_V_ERR_SUITE_B_LOS_NOT_ALLOWED
+#error "X509_V_ERR_SUITE_B_LOS_NOT_ALLOWED is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY
+#error "X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE
+#error "X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE
+#error "X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_GET_CRL
+#error "X509_V_ERR_UNABLE_TO_GET_CRL is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER
+#error "X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+#error "X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+#error "X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+#error "X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION
+#error "X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION
+#error "X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNNESTED_RESOURCE
+#error "X509_V_ERR_UNNESTED_RESOURCE is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNSPECIFIED
+#error "X509_V_ERR_UNSPECIFIED is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNSUPPORTED_CONSTRAINT_SYNTAX
+#error "X509_V_ERR_UNSUPPORTED_CONSTRAINT_SYNTAX is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE
+#error "X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNSUPPORTED_EXTENSION_FEATURE
+#error "X509_V_ERR_UNSUPPORTED_EXTENSION_FEATURE is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNSUPPORTED_NAME_SYNTAX
+#error "X509_V_ERR_UNSUPPORTED_NAME_SYNTAX is no longer defined"
+#endif
+#ifndef X509_V_ERR_UNSUPPORTED_SIGNATURE_ALGORITHM
+#error "X509_V_ERR_UNSUPPORTED_SIGNATURE_ALGORITHM is no longer defined"
+#endif
+#ifndef X509_V_FLAG_ALLOW_PROXY_CERTS
+#error "X509_V_FLAG_ALLOW_PROXY_CERTS is no longer defined"
+#endif
+#ifndef X509_V_FLAG_CB_ISSUER_CHECK
+#error "X509_V_FLAG_CB_ISSUER_CHECK is no longer defined"
+#endif
+#ifndef X509_V_FLAG_CHECK_SS_SIGNATURE
+#error "X509_V_FLAG_CHECK_SS_SIGNATURE is no longer defined"
+#endif
+#ifndef X509_V_FLAG_CRL_CHECK
+#error "X509_V_FLAG_CRL_CHECK is no longer defined"
+#endif
+#ifndef X509_V_FLAG_CRL_CHECK_ALL
+#error "X509_V_FLAG_CRL_CHECK_ALL is no longer defined"
+#endif
+#ifndef X509_V_FLAG_EXPLICIT_POLICY
+#error "X509_V_FLAG_EXPLICIT_POLICY is no longer defined"
+#endif
+#ifndef X509_V_FLAG_EXTENDED_CRL_SUPPORT
+#error "X509_V_FLAG_EXTENDED_CRL_SUPPORT is no longer defined"
+#endif
+#ifndef X509_V_FLAG_IGNORE_CRITICAL
+#error "X509_V_FLAG_IGNORE_CRITICAL is no longer defined"
+#endif
+#ifndef X509_V_FLAG_INHIBIT_ANY
+#error "X509_V_FLAG_INHIBIT_ANY is no longer defined"
+#endif
+#ifndef X509_V_FLAG_INHIBIT_MAP
+#error "X509_V_FLAG_INHIBIT_MAP is no longer defined"
+#endif
+#ifndef X509_V_FLAG_NOTIFY_POLICY
+#error "X509_V_FLAG_NOTIFY_POLICY is no longer defined"
+#endif
+#ifndef X509_V_FLAG_NO_ALT_CHAINS
+#error "X509_V_FLAG_NO_ALT_CHAINS is no longer defined"
+#endif
+#ifndef X509_V_FLAG_NO_CHECK_TIME
+#error "X509_V_FLAG_NO_CHECK_TIME is no longer defined"
+#endif
+#ifndef X509_V_FLAG_PARTIAL_CHAIN
+#error "X509_V_FLAG_PARTIAL_CHAIN is no longer defined"
+#endif
+#ifndef X509_V_FLAG_POLICY_CHECK
+#error "X509_V_FLAG_POLICY_CHECK is no longer defined"
+#endif
+#ifndef X509_V_FLAG_SUITEB_128_LOS
+#error "X509_V_FLAG_SUITEB_128_LOS is no longer defined"
+#endif
+#ifndef X509_V_FLAG_SUITEB_128_LOS_ONLY
+#error "X509_V_FLAG_SUITEB_128_LOS_ONLY is no longer defined"
+#endif
+#ifndef X509_V_FLAG_SUITEB_192_LOS
+#error "X509_V_FLAG_SUITEB_192_LOS is no longer defined"
+#endif
+#ifndef X509_V_FLAG_TRUSTED_FIRST
+#error "X509_V_FLAG_TRUSTED_FIRST is no longer defined"
+#endif
+#ifndef X509_V_FLAG_USE_CHECK_TIME
+#error "X509_V_FLAG_USE_CHECK_TIME is no longer defined"
+#endif
+#ifndef X509_V_FLAG_USE_DELTAS
+#error "X509_V_FLAG_USE_DELTAS is no longer defined"
+#endif
+#ifndef X509_V_FLAG_X509_STRICT
+#error "X509_V_FLAG_X509_STRICT is no longer defined"
+#endif
+#ifndef X509_V_OK
+#error "X509_V_OK is no longer defined"
+#endif
+#ifndef X509_ADD_FLAG_DEFAULT
+#error "X509_ADD_FLAG_DEFAULT is no longer defined"
+#endif
+#ifndef X509_ADD_FLAG_NO_DUP
+#error "X509_ADD_FLAG_NO_DUP is no longer defined"
+#endif
+#ifndef X509_ADD_FLAG_NO_SS
+#error "X509_ADD_FLAG_NO_SS is no longer defined"
+#endif
+#ifndef X509_ADD_FLAG_PREPEND
+#error "X509_ADD_FLAG_PREPEND is no longer defined"
+#endif
+#ifndef X509_ADD_FLAG_UP_REF
+#error "X509_ADD_FLAG_UP_REF is no longer defined"
+#endif
+#ifndef X509_CRL_VERSION_1
+#error "X509_CRL_VERSION_1 is no longer defined"
+#endif
+#ifndef X509_CRL_VERSION_2
+#error "X509_CRL_VERSION_2 is no longer defined"
+#endif
+#ifndef X509_EXT_PACK_STRING
+#error "X509_EXT_PACK_STRING is no longer defined"
+#endif
+#ifndef X509_EXT_PACK_UNKNOWN
+#error "X509_EXT_PACK_UNKNOWN is no longer defined"
+#endif
+#ifndef X509_EX_V_INIT
+#error "X509_EX_V_INIT is no longer defined"
+#endif
+#ifndef X509_EX_V_NETSCAPE_HACK
+#error "X509_EX_V_NETSCAPE_HACK is no longer defined"
+#endif
+#ifndef X509_FILETYPE_ASN1
+#error "X509_FILETYPE_ASN1 is no longer defined"
+#endif
+#ifndef X509_FILETYPE_DEFAULT
+#error "X509_FILETYPE_DEFAULT is no longer defined"
+#endif
+#ifndef X509_FILETYPE_PEM
+#error "X509_FILETYPE_PEM is no longer defined"
+#endif
+#ifndef X509_FLAG_COMPAT
+#error "X509_FLAG_COMPAT is no longer defined"
+#endif
+#ifndef X509_FLAG_EXTENSIONS_ONLY_KID
+#error "X509_FLAG_EXTENSIONS_ONLY_KID is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_ATTRIBUTES
+#error "X509_FLAG_NO_ATTRIBUTES is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_AUX
+#error "X509_FLAG_NO_AUX is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_EXTENSIONS
+#error "X509_FLAG_NO_EXTENSIONS is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_HEADER
+#error "X509_FLAG_NO_HEADER is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_IDS
+#error "X509_FLAG_NO_IDS is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_ISSUER
+#error "X509_FLAG_NO_ISSUER is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_PUBKEY
+#error "X509_FLAG_NO_PUBKEY is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_SERIAL
+#error "X509_FLAG_NO_SERIAL is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_SIGDUMP
+#error "X509_FLAG_NO_SIGDUMP is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_SIGNAME
+#error "X509_FLAG_NO_SIGNAME is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_SUBJECT
+#error "X509_FLAG_NO_SUBJECT is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_VALIDITY
+#error "X509_FLAG_NO_VALIDITY is no longer defined"
+#endif
+#ifndef X509_FLAG_NO_VERSION
+#error "X509_FLAG_NO_VERSION is no longer defined"
+#endif
+#ifndef X509_REQ_VERSION_1
+#error "X509_REQ_VERSION_1 is no longer defined"
+#endif
+#ifndef X509_SIG_INFO_TLS
+#error "X509_SIG_INFO_TLS is no longer defined"
+#endif
+#ifndef X509_SIG_INFO_VALID
+#error "X509_SIG_INFO_VALID is no longer defined"
+#endif
+#ifndef X509_VERSION_1
+#error "X509_VERSION_1 is no longer defined"
+#endif
+#ifndef X509_VERSION_2
+#error "X509_VERSION_2 is no longer defined"
+#endif
+#ifndef X509_VERSION_3
+#error "X509_VERSION_3 is no longer defined"
+#endif
+#ifndef X509v3_KU_CRL_SIGN
+#error "X509v3_KU_CRL_SIGN is no longer defined"
+#endif
+#ifndef X509v3_KU_DATA_ENCIPHERMENT
+#error "X509v3_KU_DATA_ENCIPHERMENT is no longer defined"
+#endif
+#ifndef X509v3_KU_DECIPHER_ONLY
+#error "X509v3_KU_DECIPHER_ONLY is no longer defined"
+#endif
+#ifndef X509v3_KU_DIGITAL_SIGNATURE
+#error "X509v3_KU_DIGITAL_SIGNATURE is no longer defined"
+#endif
+#ifndef X509v3_KU_ENCIPHER_ONLY
+#error "X509v3_KU_ENCIPHER_ONLY is no longer defined"
+#endif
+#ifndef X509v3_KU_KEY_AGREEMENT
+#error "X509v3_KU_KEY_AGREEMENT is no longer defined"
+#endif
+#ifndef X509v3_KU_KEY_CERT_SIGN
+#error "X509v3_KU_KEY_CERT_SIGN is no longer defined"
+#endif
+#ifndef X509v3_KU_KEY_ENCIPHERMENT
+#error "X509v3_KU_KEY_ENCIPHERMENT is no longer defined"
+#endif
+#ifndef X509v3_KU_NON_REPUDIATION
+#error "X509v3_KU_NON_REPUDIATION is no longer defined"
+#endif
+#ifndef X509v3_KU_UNDEF
+#error "X509v3_KU_UNDEF is no longer defined"
+#endif
+#ifndef XN_FLAG_COMPAT
+#error "XN_FLAG_COMPAT is no longer defined"
+#endif
+#ifndef XN_FLAG_DN_REV
+#error "XN_FLAG_DN_REV is no longer defined"
+#endif
+#ifndef XN_FLAG_DUMP_UNKNOWN_FIELDS
+#error "XN_FLAG_DUMP_UNKNOWN_FIELDS is no longer defined"
+#endif
+#ifndef XN_FLAG_FN_ALIGN
+#error "XN_FLAG_FN_ALIGN is no longer defined"
+#endif
+#ifndef XN_FLAG_FN_LN
+#error "XN_FLAG_FN_LN is no longer defined"
+#endif
+#ifndef XN_FLAG_FN_MASK
+#error "XN_FLAG_FN_MASK is no longer defined"
+#endif
+#ifndef XN_FLAG_FN_NONE
+#error "XN_FLAG_FN_NONE is no longer defined"
+#endif
+#ifndef XN_FLAG_FN_OID
+#error "XN_FLAG_FN_OID is no longer defined"
+#endif
+#ifndef XN_FLAG_FN_SN
+#error "XN_FLAG_FN_SN is no longer defined"
+#endif
+#ifndef XN_FLAG_SEP_COMMA_PLUS
+#error "XN_FLAG_SEP_COMMA_PLUS is no longer defined"
+#endif
+#ifndef XN_FLAG_SEP_CPLUS_SPC
+#error "XN_FLAG_SEP_CPLUS_SPC is no longer defined"
+#endif
+#ifndef XN_FLAG_SEP_MASK
+#error "XN_FLAG_SEP_MASK is no longer defined"
+#endif
+#ifndef XN_FLAG_SEP_MULTILINE
+#error "XN_FLAG_SEP_MULTILINE is no longer defined"
+#endif
+#ifndef XN_FLAG_SEP_SPLUS_SPC
+#error "XN_FLAG_SEP_SPLUS_SPC is no longer defined"
+#endif
+#ifndef XN_FLAG_SPC_EQ
+#error "XN_FLAG_SPC_EQ is no longer defined"
+#endif
+#ifndef ASIdOrRange_id
+#error "ASIdOrRange_id is no longer defined"
+#endif
+#ifndef ASIdOrRange_range
+#error "ASIdOrRange_range is no longer defined"
+#endif
+#ifndef ASIdentifierChoice_asIdsOrRanges
+#error "ASIdentifierChoice_asIdsOrRanges is no longer defined"
+#endif
+#ifndef ASIdentifierChoice_inherit
+#error "ASIdentifierChoice_inherit is no longer defined"
+#endif
+#ifndef CRLDP_ALL_REASONS
+#error "CRLDP_ALL_REASONS is no longer defined"
+#endif
+#ifndef CRL_REASON_AA_COMPROMISE
+#error "CRL_REASON_AA_COMPROMISE is no longer defined"
+#endif
+#ifndef CRL_REASON_AFFILIATION_CHANGED
+#error "CRL_REASON_AFFILIATION_CHANGED is no longer defined"
+#endif
+#ifndef CRL_REASON_CA_COMPROMISE
+#error "CRL_REASON_CA_COMPROMISE is no longer defined"
+#endif
+#ifndef CRL_REASON_CERTIFICATE_HOLD
+#error "CRL_REASON_CERTIFICATE_HOLD is no longer defined"
+#endif
+#ifndef CRL_REASON_CESSATION_OF_OPERATION
+#error "CRL_REASON_CESSATION_OF_OPERATION is no longer defined"
+#endif
+#ifndef CRL_REASON_KEY_COMPROMISE
+#error "CRL_REASON_KEY_COMPROMISE is no longer defined"
+#endif
+#ifndef CRL_REASON_NONE
+#error "CRL_REASON_NONE is no longer defined"
+#endif
+#ifndef CRL_REASON_PRIVILEGE_WITHDRAWN
+#error "CRL_REASON_PRIVILEGE_WITHDRAWN is no longer defined"
+#endif
+#ifndef CRL_REASON_REMOVE_FROM_CRL
+#error "CRL_REASON_REMOVE_FROM_CRL is no longer defined"
+#endif
+#ifndef CRL_REASON_SUPERSEDED
+#error "CRL_REASON_SUPERSEDED is no longer defined"
+#endif
+#ifndef CRL_REASON_UNSPECIFIED
+#error "CRL_REASON_UNSPECIFIED is no longer defined"
+#endif
+#ifndef CTX_TEST
+#error "CTX_TEST is no longer defined"
+#endif
+#ifndef EXFLAG_AKID_CRITICAL
+#error "EXFLAG_AKID_CRITICAL is no longer defined"
+#endif
+#ifndef EXFLAG_BCONS
+#error "EXFLAG_BCONS is no longer defined"
+#endif
+#ifndef EXFLAG_BCONS_CRITICAL
+#error "EXFLAG_BCONS_CRITICAL is no longer defined"
+#endif
+#ifndef EXFLAG_CA
+#error "EXFLAG_CA is no longer defined"
+#endif
+#ifndef EXFLAG_CRITICAL
+#error "EXFLAG_CRITICAL is no longer defined"
+#endif
+#ifndef EXFLAG_FRESHEST
+#error "EXFLAG_FRESHEST is no longer defined"
+#endif
+#ifndef EXFLAG_INVALID
+#error "EXFLAG_INVALID is no longer defined"
+#endif
+#ifndef EXFLAG_INVALID_POLICY
+#error "EXFLAG_INVALID_POLICY is no longer defined"
+#endif
+#ifndef EXFLAG_KUSAGE
+#error "EXFLAG_KUSAGE is no longer defined"
+#endif
+#ifndef EXFLAG_NO_FINGERPRINT
+#error "EXFLAG_NO_FINGERPRINT is no longer defined"
+#endif
+#ifndef EXFLAG_NSCERT
+#error "EXFLAG_NSCERT is no longer defined"
+#endif
+#ifndef EXFLAG_PROXY
+#error "EXFLAG_PROXY is no longer defined"
+#endif
+#ifndef EXFLAG_SAN_CRITICAL
+#error "EXFLAG_SAN_CRITICAL is no longer defined"
+#endif
+#ifndef EXFLAG_SET
+#error "EXFLAG_SET is no longer defined"
+#endif
+#ifndef EXFLAG_SI
+#error "EXFLAG_SI is no longer defined"
+#endif
+#ifndef EXFLAG_SKID_CRITICAL
+#error "EXFLAG_SKID_CRITICAL is no longer defined"
+#endif
+#ifndef EXFLAG_SS
+#error "EXFLAG_SS is no longer defined"
+#endif
+#ifndef EXFLAG_V1
+#error "EXFLAG_V1 is no longer defined"
+#endif
+#ifndef EXFLAG_XKUSAGE
+#error "EXFLAG_XKUSAGE is no longer defined"
+#endif
+#ifndef GEN_DIRNAME
+#error "GEN_DIRNAME is no longer defined"
+#endif
+#ifndef GEN_DNS
+#error "GEN_DNS is no longer defined"
+#endif
+#ifndef GEN_EDIPARTY
+#error "GEN_EDIPARTY is no longer defined"
+#endif
+#ifndef GEN_EMAIL
+#error "GEN_EMAIL is no longer defined"
+#endif
+#ifndef GEN_IPADD
+#error "GEN_IPADD is no longer defined"
+#endif
+#ifndef GEN_OTHERNAME
+#error "GEN_OTHERNAME is no longer defined"
+#endif
+#ifndef GEN_RID
+#error "GEN_RID is no longer defined"
+#endif
+#ifndef GEN_URI
+#error "GEN_URI is no longer defined"
+#endif
+#ifndef GEN_X400
+#error "GEN_X400 is no longer defined"
+#endif
+#ifndef IANA_AFI_IPV4
+#error "IANA_AFI_IPV4 is no longer defined"
+#endif
+#ifndef IANA_AFI_IPV6
+#error "IANA_AFI_IPV6 is no longer defined"
+#endif
+#ifndef IDP_INDIRECT
+#error "IDP_INDIRECT is no longer defined"
+#endif
+#ifndef IDP_INVALID
+#error "IDP_INVALID is no longer defined"
+#endif
+#ifndef IDP_ONLYATTR
+#error "IDP_ONLYATTR is no longer defined"
+#endif
+#ifndef IDP_ONLYCA
+#error "IDP_ONLYCA is no longer defined"
+#endif
+#ifndef IDP_ONLYUSER
+#error "IDP_ONLYUSER is no longer defined"
+#endif
+#ifndef IDP_PRESENT
+#error "IDP_PRESENT is no longer defined"
+#endif
+#ifndef IDP_REASONS
+#error "IDP_REASONS is no longer defined"
+#endif
+#ifndef IPAddressChoice_addressesOrRanges
+#error "IPAddressChoice_addressesOrRanges is no longer defined"
+#endif
+#ifndef IPAddressChoice_inherit
+#error "IPAddressChoice_inherit is no longer defined"
+#endif
+#ifndef IPAddressOrRange_addressPrefix
+#error "IPAddressOrRange_addressPrefix is no longer defined"
+#endif
+#ifndef IPAddressOrRange_addressRange
+#error "IPAddressOrRange_addressRange is no longer defined"
+#endif
+#ifndef KU_CRL_SIGN
+#error "KU_CRL_SIGN is no longer defined"
+#endif
+#ifndef KU_DATA_ENCIPHERMENT
+#error "KU_DATA_ENCIPHERMENT is no longer defined"
+#endif
+#ifndef KU_DECIPHER_ONLY
+#error "KU_DECIPHER_ONLY is no longer defined"
+#endif
+#ifndef KU_DIGITAL_SIGNATURE
+#error "KU_DIGITAL_SIGNATURE is no longer defined"
+#endif
+#ifndef KU_ENCIPHER_ONLY
+#error "KU_ENCIPHER_ONLY is no longer defined"
+#endif
+#ifndef KU_KEY_AGREEMENT
+#error "KU_KEY_AGREEMENT is no longer defined"
+#endif
+#ifndef KU_KEY_CERT_SIGN
+#error "KU_KEY_CERT_SIGN is no longer defined"
+#endif
+#ifndef KU_KEY_ENCIPHERMENT
+#error "KU_KEY_ENCIPHERMENT is no longer defined"
+#endif
+#ifndef KU_NON_REPUDIATION
+#error "KU_NON_REPUDIATION is no longer defined"
+#endif
+#ifndef NS_OBJSIGN
+#error "NS_OBJSIGN is no longer defined"
+#endif
+#ifndef NS_OBJSIGN_CA
+#error "NS_OBJSIGN_CA is no longer defined"
+#endif
+#ifndef NS_SMIME
+#error "NS_SMIME is no longer defined"
+#endif
+#ifndef NS_SMIME_CA
+#error "NS_SMIME_CA is no longer defined"
+#endif
+#ifndef NS_SSL_CA
+#error "NS_SSL_CA is no longer defined"
+#endif
+#ifndef NS_SSL_CLIENT
+#error "NS_SSL_CLIENT is no longer defined"
+#endif
+#ifndef NS_SSL_SERVER
+#error "NS_SSL_SERVER is no longer defined"
+#endif
+#ifndef V3_ASID_ASNUM
+#error "V3_ASID_ASNUM is no longer defined"
+#endif
+#ifndef V3_ASID_RDI
+#error "V3_ASID_RDI is no longer defined"
+#endif
+#ifndef X509V3_ADD_APPEND
+#error "X509V3_ADD_APPEND is no longer defined"
+#endif
+#ifndef X509V3_ADD_DEFAULT
+#error "X509V3_ADD_DEFAULT is no longer defined"
+#endif
+#ifndef X509V3_ADD_DELETE
+#error "X509V3_ADD_DELETE is no longer defined"
+#endif
+#ifndef X509V3_ADD_KEEP_EXISTING
+#error "X509V3_ADD_KEEP_EXISTING is no longer defined"
+#endif
+#ifndef X509V3_ADD_OP_MASK
+#error "X509V3_ADD_OP_MASK is no longer defined"
+#endif
+#ifndef X509V3_ADD_REPLACE
+#error "X509V3_ADD_REPLACE is no longer defined"
+#endif
+#ifndef X509V3_ADD_REPLACE_EXISTING
+#error "X509V3_ADD_REPLACE_EXISTING is no longer defined"
+#endif
+#ifndef X509V3_ADD_SILENT
+#error "X509V3_ADD_SILENT is no longer defined"
+#endif
+#ifndef X509V3_CTX_REPLACE
+#error "X509V3_CTX_REPLACE is no longer defined"
+#endif
+#ifndef X509V3_CTX_TEST
+#error "X509V3_CTX_TEST is no longer defined"
+#endif
+#ifndef X509V3_EXT_CTX_DEP
+#error "X509V3_EXT_CTX_DEP is no longer defined"
+#endif
+#ifndef X509V3_EXT_DEFAULT
+#error "X509V3_EXT_DEFAULT is no longer defined"
+#endif
+#ifndef X509V3_EXT_DUMP_UNKNOWN
+#error "X509V3_EXT_DUMP_UNKNOWN is no longer defined"
+#endif
+#ifndef X509V3_EXT_DYNAMIC
+#error "X509V3_EXT_DYNAMIC is no longer defined"
+#endif
+#ifndef X509V3_EXT_ERROR_UNKNOWN
+#error "X509V3_EXT_ERROR_UNKNOWN is no longer defined"
+#endif
+#ifndef X509V3_EXT_MULTILINE
+#error "X509V3_EXT_MULTILINE is no longer defined"
+#endif
+#ifndef X509V3_EXT_PARSE_UNKNOWN
+#error "X509V3_EXT_PARSE_UNKNOWN is no longer defined"
+#endif
+#ifndef X509V3_EXT_UNKNOWN_MASK
+#error "X509V3_EXT_UNKNOWN_MASK is no longer defined"
+#endif
+#ifndef X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT
+#error "X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT is no longer defined"
+#endif
+#ifndef X509_CHECK_FLAG_MULTI_LABEL_WILDCARDS
+#error "X509_CHECK_FLAG_MULTI_LABEL_WILDCARDS is no longer defined"
+#endif
+#ifndef X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
+#error "X509_CHECK_FLAG_NEVER_CHECK_SUBJECT is no longer defined"
+#endif
+#ifndef X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS
+#error "X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS is no longer defined"
+#endif
+#ifndef X509_CHECK_FLAG_NO_WILDCARDS
+#error "X509_CHECK_FLAG_NO_WILDCARDS is no longer defined"
+#endif
+#ifndef X509_CHECK_FLAG_SINGLE_LABEL_SUBDOMAINS
+#error "X509_CHECK_FLAG_SINGLE_LABEL_SUBDOMAINS is no longer defined"
+#endif
+#ifndef X509_PURPOSE_ANY
+#error "X509_PURPOSE_ANY is no longer defined"
+#endif
+#ifndef X509_PURPOSE_CRL_SIGN
+#error "X509_PURPOSE_CRL_SIGN is no longer defined"
+#endif
+#ifndef X509_PURPOSE_DYNAMIC
+#error "X509_PURPOSE_DYNAMIC is no longer defined"
+#endif
+#ifndef X509_PURPOSE_DYNAMIC_NAME
+#error "X509_PURPOSE_DYNAMIC_NAME is no longer defined"
+#endif
+#ifndef X509_PURPOSE_MAX
+#error "X509_PURPOSE_MAX is no longer defined"
+#endif
+#ifndef X509_PURPOSE_MIN
+#error "X509_PURPOSE_MIN is no longer defined"
+#endif
+#ifndef X509_PURPOSE_NS_SSL_SERVER
+#error "X509_PURPOSE_NS_SSL_SERVER is no longer defined"
+#endif
+#ifndef X509_PURPOSE_OCSP_HELPER
+#error "X509_PURPOSE_OCSP_HELPER is no longer defined"
+#endif
+#ifndef X509_PURPOSE_SMIME_ENCRYPT
+#error "X509_PURPOSE_SMIME_ENCRYPT is no longer defined"
+#endif
+#ifndef X509_PURPOSE_SMIME_SIGN
+#error "X509_PURPOSE_SMIME_SIGN is no longer defined"
+#endif
+#ifndef X509_PURPOSE_SSL_CLIENT
+#error "X509_PURPOSE_SSL_CLIENT is no longer defined"
+#endif
+#ifndef X509_PURPOSE_SSL_SERVER
+#error "X509_PURPOSE_SSL_SERVER is no longer defined"
+#endif
+#ifndef X509_PURPOSE_TIMESTAMP_SIGN
+#error "X509_PURPOSE_TIMESTAMP_SIGN is no longer defined"
+#endif
+#ifndef XKU_ANYEKU
+#error "XKU_ANYEKU is no longer defined"
+#endif
+#ifndef XKU_CODE_SIGN
+#error "XKU_CODE_SIGN is no longer defined"
+#endif
+#ifndef XKU_DVCS
+#error "XKU_DVCS is no longer defined"
+#endif
+#ifndef XKU_OCSP_SIGN
+#error "XKU_OCSP_SIGN is no longer defined"
+#endif
+#ifndef XKU_SGC
+#error "XKU_SGC is no longer defined"
+#endif
+#ifndef XKU_SMIME
+#error "XKU_SMIME is no longer defined"
+#endif
+#ifndef XKU_SSL_CLIENT
+#error "XKU_SSL_CLIENT is no longer defined"
+#endif
+#ifndef XKU_SSL_SERVER
+#error "XKU_SSL_SERVER is no longer defined"
+#endif
+#ifndef XKU_TIMESTAMP
+#error "XKU_TIMESTAMP is no longer defined"
+#endif
+#ifndef _X509_CHECK_FLAG_DOT_SUBDOMAINS
+#error "_X509_CHECK_FLAG_DOT_SUBDOMAINS is no longer defined"
+#endif
+#ifndef ERR_FLAG_CLEAR
+#error "ERR_FLAG_CLEAR is no longer defined"
+#endif
+#ifndef ERR_FLAG_MARK
+#error "ERR_FLAG_MARK is no longer defined"
+#endif
+#ifndef ERR_LIB_ASN1
+#error "ERR_LIB_ASN1 is no longer defined"
+#endif
+#ifndef ERR_LIB_ASYNC
+#error "ERR_LIB_ASYNC is no longer defined"
+#endif
+#ifndef ERR_LIB_BIO
+#error "ERR_LIB_BIO is no longer defined"
+#endif
+#ifndef ERR_LIB_BN
+#error "ERR_LIB_BN is no longer defined"
+#endif
+#ifndef ERR_LIB_BUF
+#error "ERR_LIB_BUF is no longer defined"
+#endif
+#ifndef ERR_LIB_CMP
+#error "ERR_LIB_CMP is no longer defined"
+#endif
+#ifndef ERR_LIB_CMS
+#error "ERR_LIB_CMS is no longer defined"
+#endif
+#ifndef ERR_LIB_COMP
+#error "ERR_LIB_COMP is no longer defined"
+#endif
+#ifndef ERR_LIB_CONF
+#error "ERR_LIB_CONF is no longer defined"
+#endif
+#ifndef ERR_LIB_CRMF
+#error "ERR_LIB_CRMF is no longer defined"
+#endif
+#ifndef ERR_LIB_CRYPTO
+#error "ERR_LIB_CRYPTO is no longer defined"
+#endif
+#ifndef ERR_LIB_CT
+#error "ERR_LIB_CT is no longer defined"
+#endif
+#ifndef ERR_LIB_DH
+#error "ERR_LIB_DH is no longer defined"
+#endif
+#ifndef ERR_LIB_DSA
+#error "ERR_LIB_DSA is no longer defined"
+#endif
+#ifndef ERR_LIB_DSO
+#error "ERR_LIB_DSO is no longer defined"
+#endif
+#ifndef ERR_LIB_EC
+#error "ERR_LIB_EC is no longer defined"
+#endif
+#ifndef ERR_LIB_ECDH
+#error "ERR_LIB_ECDH is no longer defined"
+#endif
+#ifndef ERR_LIB_ECDSA
+#error "ERR_LIB_ECDSA is no longer defined"
+#endif
+#ifndef ERR_LIB_ENGINE
+#error "ERR_LIB_ENGINE is no longer defined"
+#endif
+#ifndef ERR_LIB_ESS
+#error "ERR_LIB_ESS is no longer defined"
+#endif
+#ifndef ERR_LIB_EVP
+#error "ERR_LIB_EVP is no longer defined"
+#endif
+#ifndef ERR_LIB_FIPS
+#error "ERR_LIB_FIPS is no longer defined"
+#endif
+#ifndef ERR_LIB_HMAC
+#error "ERR_LIB_HMAC is no longer defined"
+#endif
+#ifndef ERR_LIB_HTTP
+#error "ERR_LIB_HTTP is no longer defined"
+#endif
+#ifndef ERR_LIB_KDF
+#error "ERR_LIB_KDF is no longer defined"
+#endif
+#ifndef ERR_LIB_MASK
+#error "ERR_LIB_MASK is no longer defined"
+#endif
+#ifndef ERR_LIB_NONE
+#error "ERR_LIB_NONE is no longer defined"
+#endif
+#ifndef ERR_LIB_OBJ
+#error "ERR_LIB_OBJ is no longer defined"
+#endif
+#ifndef ERR_LIB_OCSP
+#error "ERR_LIB_OCSP is no longer defined"
+#endif
+#ifndef ERR_LIB_OFFSET
+#error "ERR_LIB_OFFSET is no longer defined"
+#endif
+#ifndef ERR_LIB_OSSL_DECODER
+#error "ERR_LIB_OSSL_DECODER is no longer defined"
+#endif
+#ifndef ERR_LIB_OSSL_ENCODER
+#error "ERR_LIB_OSSL_ENCODER is no longer defined"
+#endif
+#ifndef ERR_LIB_OSSL_STORE
+#error "ERR_LIB_OSSL_STORE is no longer defined"
+#endif
+#ifndef ERR_LIB_PEM
+#error "ERR_LIB_PEM is no longer defined"
+#endif
+#ifndef ERR_LIB_PKCS12
+#error "ERR_LIB_PKCS12 is no longer defined"
+#endif
+#ifndef ERR_LIB_PKCS7
+#error "ERR_LIB_PKCS7 is no longer defined"
+#endif
+#ifndef ERR_LIB_PROP
+#error "ERR_LIB_PROP is no longer defined"
+#endif
+#ifndef ERR_LIB_PROV
+#error "ERR_LIB_PROV is no longer defined"
+#endif
+#ifndef ERR_LIB_RAND
+#error "ERR_LIB_RAND is no longer defined"
+#endif
+#ifndef ERR_LIB_RSA
+#error "ERR_LIB_RSA is no longer defined"
+#endif
+#ifndef ERR_LIB_SM2
+#error "ERR_LIB_SM2 is no longer defined"
+#endif
+#ifndef ERR_LIB_SSL
+#error "ERR_LIB_SSL is no longer defined"
+#endif
+#ifndef ERR_LIB_SYS
+#error "ERR_LIB_SYS is no longer defined"
+#endif
+#ifndef ERR_LIB_TS
+#error "ERR_LIB_TS is no longer defined"
+#endif
+#ifndef ERR_LIB_UI
+#error "ERR_LIB_UI is no longer defined"
+#endif
+#ifndef ERR_LIB_USER
+#error "ERR_LIB_USER is no longer defined"
+#endif
+#ifndef ERR_LIB_X509
+#error "ERR_LIB_X509 is no longer defined"
+#endif
+#ifndef ERR_LIB_X509V3
+#error "ERR_LIB_X509V3 is no longer defined"
+#endif
+#ifndef ERR_MAX_DATA_SIZE
+#error "ERR_MAX_DATA_SIZE is no longer defined"
+#endif
+#ifndef ERR_NUM_ERRORS
+#error "ERR_NUM_ERRORS is no longer defined"
+#endif
+#ifndef ERR_REASON_MASK
+#error "ERR_REASON_MASK is no longer defined"
+#endif
+#ifndef ERR_RFLAGS_MASK
+#error "ERR_RFLAGS_MASK is no longer defined"
+#endif
+#ifndef ERR_RFLAGS_OFFSET
+#error "ERR_RFLAGS_OFFSET is no longer defined"
+#endif
+#ifndef ERR_RFLAG_COMMON
+#error "ERR_RFLAG_COMMON is no longer defined"
+#endif
+#ifndef ERR_RFLAG_FATAL
+#error "ERR_RFLAG_FATAL is no longer defined"
+#endif
+#ifndef ERR_R_ASN1_LIB
+#error "ERR_R_ASN1_LIB is no longer defined"
+#endif
+#ifndef ERR_R_BIO_LIB
+#error "ERR_R_BIO_LIB is no longer defined"
+#endif
+#ifndef ERR_R_BN_LIB
+#error "ERR_R_BN_LIB is no longer defined"
+#endif
+#ifndef ERR_R_BUF_LIB
+#error "ERR_R_BUF_LIB is no longer defined"
+#endif
+#ifndef ERR_R_CMP_LIB
+#error "ERR_R_CMP_LIB is no longer defined"
+#endif
+#ifndef ERR_R_CMS_LIB
+#error "ERR_R_CMS_LIB is no longer defined"
+#endif
+#ifndef ERR_R_CONF_LIB
+#error "ERR_R_CONF_LIB is no longer defined"
+#endif
+#ifndef ERR_R_CRYPTO_LIB
+#error "ERR_R_CRYPTO_LIB is no longer defined"
+#endif
+#ifndef ERR_R_CT_LIB
+#error "ERR_R_CT_LIB is no longer defined"
+#endif
+#ifndef ERR_R_DH_LIB
+#error "ERR_R_DH_LIB is no longer defined"
+#endif
+#ifndef ERR_R_DISABLED
+#error "ERR_R_DISABLED is no longer defined"
+#endif
+#ifndef ERR_R_DSA_LIB
+#error "ERR_R_DSA_LIB is no longer defined"
+#endif
+#ifndef ERR_R_DSO_LIB
+#error "ERR_R_DSO_LIB is no longer defined"
+#endif
+#ifndef ERR_R_ECDSA_LIB
+#error "ERR_R_ECDSA_LIB is no longer defined"
+#endif
+#ifndef ERR_R_EC_LIB
+#error "ERR_R_EC_LIB is no longer defined"
+#endif
+#ifndef ERR_R_ENGINE_LIB
+#error "ERR_R_ENGINE_LIB is no longer defined"
+#endif
+#ifndef ERR_R_ESS_LIB
+#error "ERR_R_ESS_LIB is no longer defined"
+#endif
+#ifndef ERR_R_EVP_LIB
+#error "ERR_R_EVP_LIB is no longer defined"
+#endif
+#ifndef ERR_R_FATAL
+#error "ERR_R_FATAL is no longer defined"
+#endif
+#ifndef ERR_R_FETCH_FAILED
+#error "ERR_R_FETCH_FAILED is no longer defined"
+#endif
+#ifndef ERR_R_INIT_FAIL
+#error "ERR_R_INIT_FAIL is no longer defined"
+#endif
+#ifndef ERR_R_INTERNAL_ERROR
+#error "ERR_R_INTERNAL_ERROR is no longer defined"
+#endif
+#ifndef ERR_R_INTERRUPTED_OR_CANCELLED
+#error "ERR_R_INTERRUPTED_OR_CANCELLED is no longer defined"
+#endif
+#ifndef ERR_R_INVALID_PROPERTY_DEFINITION
+#error "ERR_R_INVALID_PROPERTY_DEFINITION is no longer defined"
+#endif
+#ifndef ERR_R_INVALID_PROVIDER_FUNCTIONS
+#error "ERR_R_INVALID_PROVIDER_FUNCTIONS is no longer defined"
+#endif
+#ifndef ERR_R_MALLOC_FAILURE
+#error "ERR_R_MALLOC_FAILURE is no longer defined"
+#endif
+#ifndef ERR_R_MISSING_ASN1_EOS
+#error "ERR_R_MISSING_ASN1_EOS is no longer defined"
+#endif
+#ifndef ERR_R_NESTED_ASN1_ERROR
+#error "ERR_R_NESTED_ASN1_ERROR is no longer defined"
+#endif
+#ifndef ERR_R_OBJ_LIB
+#error "ERR_R_OBJ_LIB is no longer defined"
+#endif
+#ifndef ERR_R_OPERATION_FAIL
+#error "ERR_R_OPERATION_FAIL is no longer defined"
+#endif
+#ifndef ERR_R_OSSL_DECODER_LIB
+#error "ERR_R_OSSL_DECODER_LIB is no longer defined"
+#endif
+#ifndef ERR_R_OSSL_ENCODER_LIB
+#error "ERR_R_OSSL_ENCODER_LIB is no longer defined"
+#endif
+#ifndef ERR_R_OSSL_STORE_LIB
+#error "ERR_R_OSSL_STORE_LIB is no longer defined"
+#endif
+#ifndef ERR_R_PASSED_INVALID_ARGUMENT
+#error "ERR_R_PASSED_INVALID_ARGUMENT is no longer defined"
+#endif
+#ifndef ERR_R_PASSED_NULL_PARAMETER
+#error "ERR_R_PASSED_NULL_PARAMETER is no longer defined"
+#endif
+#ifndef ERR_R_PEM_LIB
+#error "ERR_R_PEM_LIB is no longer defined"
+#endif
+#ifndef ERR_R_PKCS12_LIB
+#error "ERR_R_PKCS12_LIB is no longer defined"
+#endif
+#ifndef ERR_R_PKCS7_LIB
+#error "ERR_R_PKCS7_LIB is no longer defined"
+#endif
+#ifndef ERR_R_PROV_LIB
+#error "ERR_R_PROV_LIB is no longer defined"
+#endif
+#ifndef ERR_R_RAND_LIB
+#error "ERR_R_RAND_LIB is no longer defined"
+#endif
+#ifndef ERR_R_RSA_LIB
+#error "ERR_R_RSA_LIB is no longer defined"
+#endif
+#ifndef ERR_R_SHOULD_NOT_HAVE_BEEN_CALLED
+#error "ERR_R_SHOULD_NOT_HAVE_BEEN_CALLED is no longer defined"
+#endif
+#ifndef ERR_R_SSL_LIB
+#error "ERR_R_SSL_LIB is no longer defined"
+#endif
+#ifndef ERR_R_SYS_LIB
+#error "ERR_R_SYS_LIB is no longer defined"
+#endif
+#ifndef ERR_R_TS_LIB
+#error "ERR_R_TS_LIB is no longer defined"
+#endif
+#ifndef ERR_R_UI_LIB
+#error "ERR_R_UI_LIB is no longer defined"
+#endif
+#ifndef ERR_R_UNABLE_TO_GET_READ_LOCK
+#error "ERR_R_UNABLE_TO_GET_READ_LOCK is no longer defined"
+#endif
+#ifndef ERR_R_UNABLE_TO_GET_WRITE_LOCK
+#error "ERR_R_UNABLE_TO_GET_WRITE_LOCK is no longer defined"
+#endif
+#ifndef ERR_R_UNSUPPORTED
+#error "ERR_R_UNSUPPORTED is no longer defined"
+#endif
+#ifndef ERR_R_X509V3_LIB
+#error "ERR_R_X509V3_LIB is no longer defined"
+#endif
+#ifndef ERR_R_X509_LIB
+#error "ERR_R_X509_LIB is no longer defined"
+#endif
+#ifndef ERR_TXT_MALLOCED
+#error "ERR_TXT_MALLOCED is no longer defined"
+#endif
+#ifndef ERR_TXT_STRING
+#error "ERR_TXT_STRING is no longer defined"
+#endif
+#ifndef SYS_F_ACCEPT
+#error "SYS_F_ACCEPT is no longer defined"
+#endif
+#ifndef SYS_F_BIND
+#error "SYS_F_BIND is no longer defined"
+#endif
+#ifndef SYS_F_CLOSE
+#error "SYS_F_CLOSE is no longer defined"
+#endif
+#ifndef SYS_F_CONNECT
+#error "SYS_F_CONNECT is no longer defined"
+#endif
+#ifndef SYS_F_FCNTL
+#error "SYS_F_FCNTL is no longer defined"
+#endif
+#ifndef SYS_F_FFLUSH
+#error "SYS_F_FFLUSH is no longer defined"
+#endif
+#ifndef SYS_F_FOPEN
+#error "SYS_F_FOPEN is no longer defined"
+#endif
+#ifndef SYS_F_FREAD
+#error "SYS_F_FREAD is no longer defined"
+#endif
+#ifndef SYS_F_FSTAT
+#error "SYS_F_FSTAT is no longer defined"
+#endif
+#ifndef SYS_F_GETADDRINFO
+#error "SYS_F_GETADDRINFO is no longer defined"
+#endif
+#ifndef SYS_F_GETHOSTBYNAME
+#error "SYS_F_GETHOSTBYNAME is no longer defined"
+#endif
+#ifndef SYS_F_GETNAMEINFO
+#error "SYS_F_GETNAMEINFO is no longer defined"
+#endif
+#ifndef SYS_F_GETSERVBYNAME
+#error "SYS_F_GETSERVBYNAME is no longer defined"
+#endif
+#ifndef SYS_F_GETSOCKNAME
+#error "SYS_F_GETSOCKNAME is no longer defined"
+#endif
+#ifndef SYS_F_GETSOCKOPT
+#error "SYS_F_GETSOCKOPT is no longer defined"
+#endif
+#ifndef SYS_F_IOCTL
+#error "SYS_F_IOCTL is no longer defined"
+#endif
+#ifndef SYS_F_IOCTLSOCKET
+#error "SYS_F_IOCTLSOCKET is no longer defined"
+#endif
+#ifndef SYS_F_LISTEN
+#error "SYS_F_LISTEN is no longer defined"
+#endif
+#ifndef SYS_F_OPEN
+#error "SYS_F_OPEN is no longer defined"
+#endif
+#ifndef SYS_F_OPENDIR
+#error "SYS_F_OPENDIR is no longer defined"
+#endif
+#ifndef SYS_F_SENDFILE
+#error "SYS_F_SENDFILE is no longer defined"
+#endif
+#ifndef SYS_F_SETSOCKOPT
+#error "SYS_F_SETSOCKOPT is no longer defined"
+#endif
+#ifndef SYS_F_SOCKET
+#error "SYS_F_SOCKET is no longer defined"
+#endif
+#ifndef SYS_F_STAT
+#error "SYS_F_STAT is no longer defined"
+#endif
+#ifndef SYS_F_WSASTARTUP
+#error "SYS_F_WSASTARTUP is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_APP
+#error "CRYPTO_EX_INDEX_APP is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_BIO
+#error "CRYPTO_EX_INDEX_BIO is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_DH
+#error "CRYPTO_EX_INDEX_DH is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_DRBG
+#error "CRYPTO_EX_INDEX_DRBG is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_DSA
+#error "CRYPTO_EX_INDEX_DSA is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_EC_KEY
+#error "CRYPTO_EX_INDEX_EC_KEY is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_ENGINE
+#error "CRYPTO_EX_INDEX_ENGINE is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_EVP_PKEY
+#error "CRYPTO_EX_INDEX_EVP_PKEY is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_OSSL_LIB_CTX
+#error "CRYPTO_EX_INDEX_OSSL_LIB_CTX is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_RAND_DRBG
+#error "CRYPTO_EX_INDEX_RAND_DRBG is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_RSA
+#error "CRYPTO_EX_INDEX_RSA is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_SSL
+#error "CRYPTO_EX_INDEX_SSL is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_SSL_CTX
+#error "CRYPTO_EX_INDEX_SSL_CTX is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_SSL_SESSION
+#error "CRYPTO_EX_INDEX_SSL_SESSION is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_UI
+#error "CRYPTO_EX_INDEX_UI is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_UI_METHOD
+#error "CRYPTO_EX_INDEX_UI_METHOD is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_X509
+#error "CRYPTO_EX_INDEX_X509 is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_X509_STORE
+#error "CRYPTO_EX_INDEX_X509_STORE is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX_X509_STORE_CTX
+#error "CRYPTO_EX_INDEX_X509_STORE_CTX is no longer defined"
+#endif
+#ifndef CRYPTO_EX_INDEX__COUNT
+#error "CRYPTO_EX_INDEX__COUNT is no longer defined"
+#endif
+#ifndef CRYPTO_LOCK
+#error "CRYPTO_LOCK is no longer defined"
+#endif
+#ifndef CRYPTO_ONCE_STATIC_INIT
+#error "CRYPTO_ONCE_STATIC_INIT is no longer defined"
+#endif
+#ifndef CRYPTO_READ
+#error "CRYPTO_READ is no longer defined"
+#endif
+#ifndef CRYPTO_UNLOCK
+#error "CRYPTO_UNLOCK is no longer defined"
+#endif
+#ifndef CRYPTO_WRITE
+#error "CRYPTO_WRITE is no longer defined"
+#endif
+#ifndef OPENSSL_BUILT_ON
+#error "OPENSSL_BUILT_ON is no longer defined"
+#endif
+#ifndef OPENSSL_CFLAGS
+#error "OPENSSL_CFLAGS is no longer defined"
+#endif
+#ifndef OPENSSL_CPU_INFO
+#error "OPENSSL_CPU_INFO is no longer defined"
+#endif
+#ifndef OPENSSL_DIR
+#error "OPENSSL_DIR is no longer defined"
+#endif
+#ifndef OPENSSL_ENGINES_DIR
+#error "OPENSSL_ENGINES_DIR is no longer defined"
+#endif
+#ifndef OPENSSL_FULL_VERSION_STRING
+#error "OPENSSL_FULL_VERSION_STRING is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_CONFIG_DIR
+#error "OPENSSL_INFO_CONFIG_DIR is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_CPU_SETTINGS
+#error "OPENSSL_INFO_CPU_SETTINGS is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_DIR_FILENAME_SEPARATOR
+#error "OPENSSL_INFO_DIR_FILENAME_SEPARATOR is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_DSO_EXTENSION
+#error "OPENSSL_INFO_DSO_EXTENSION is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_ENGINES_DIR
+#error "OPENSSL_INFO_ENGINES_DIR is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_LIST_SEPARATOR
+#error "OPENSSL_INFO_LIST_SEPARATOR is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_MODULES_DIR
+#error "OPENSSL_INFO_MODULES_DIR is no longer defined"
+#endif
+#ifndef OPENSSL_INFO_SEED_SOURCE
+#error "OPENSSL_INFO_SEED_SOURCE is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ADD_ALL_CIPHERS
+#error "OPENSSL_INIT_ADD_ALL_CIPHERS is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ADD_ALL_DIGESTS
+#error "OPENSSL_INIT_ADD_ALL_DIGESTS is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ASYNC
+#error "OPENSSL_INIT_ASYNC is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ATFORK
+#error "OPENSSL_INIT_ATFORK is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ENGINE_AFALG
+#error "OPENSSL_INIT_ENGINE_AFALG is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ENGINE_CAPI
+#error "OPENSSL_INIT_ENGINE_CAPI is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ENGINE_CRYPTODEV
+#error "OPENSSL_INIT_ENGINE_CRYPTODEV is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ENGINE_DYNAMIC
+#error "OPENSSL_INIT_ENGINE_DYNAMIC is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ENGINE_OPENSSL
+#error "OPENSSL_INIT_ENGINE_OPENSSL is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ENGINE_PADLOCK
+#error "OPENSSL_INIT_ENGINE_PADLOCK is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_ENGINE_RDRAND
+#error "OPENSSL_INIT_ENGINE_RDRAND is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_LOAD_CONFIG
+#error "OPENSSL_INIT_LOAD_CONFIG is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_LOAD_CRYPTO_STRINGS
+#error "OPENSSL_INIT_LOAD_CRYPTO_STRINGS is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_NO_ADD_ALL_CIPHERS
+#error "OPENSSL_INIT_NO_ADD_ALL_CIPHERS is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_NO_ADD_ALL_DIGESTS
+#error "OPENSSL_INIT_NO_ADD_ALL_DIGESTS is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_NO_ATEXIT
+#error "OPENSSL_INIT_NO_ATEXIT is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_NO_LOAD_CONFIG
+#error "OPENSSL_INIT_NO_LOAD_CONFIG is no longer defined"
+#endif
+#ifndef OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS
+#error "OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS is no longer defined"
+#endif
+#ifndef OPENSSL_MODULES_DIR
+#error "OPENSSL_MODULES_DIR is no longer defined"
+#endif
+#ifndef OPENSSL_PLATFORM
+#error "OPENSSL_PLATFORM is no longer defined"
+#endif
+#ifndef OPENSSL_VERSION
+#error "OPENSSL_VERSION is no longer defined"
+#endif
+#ifndef OPENSSL_VERSION_STRING
+#error "OPENSSL_VERSION_STRING is no longer defined"
+#endif
+#ifndef SSLEAY_BUILT_ON
+#error "SSLEAY_BUILT_ON is no longer defined"
+#endif
+#ifndef SSLEAY_CFLAGS
+#error "SSLEAY_CFLAGS is no longer defined"
+#endif
+#ifndef SSLEAY_DIR
+#error "SSLEAY_DIR is no longer defined"
+#endif
+#ifndef SSLEAY_PLATFORM
+#error "SSLEAY_PLATFORM is no longer defined"
+#endif
+#ifndef SSLEAY_VERSION
+#error "SSLEAY_VERSION is no longer defined"
+#endif
+#ifndef ASN1_DTFLGS_ISO8601
+#error "ASN1_DTFLGS_ISO8601 is no longer defined"
+#endif
+#ifndef ASN1_DTFLGS_RFC822
+#error "ASN1_DTFLGS_RFC822 is no longer defined"
+#endif
+#ifndef ASN1_DTFLGS_TYPE_MASK
+#error "ASN1_DTFLGS_TYPE_MASK is no longer defined"
+#endif
+#ifndef ASN1_LONG_UNDEF
+#error "ASN1_LONG_UNDEF is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_NO_ANY_TYPE
+#error "ASN1_PCTX_FLAGS_NO_ANY_TYPE is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_NO_FIELD_NAME
+#error "ASN1_PCTX_FLAGS_NO_FIELD_NAME is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_NO_MSTRING_TYPE
+#error "ASN1_PCTX_FLAGS_NO_MSTRING_TYPE is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_NO_STRUCT_NAME
+#error "ASN1_PCTX_FLAGS_NO_STRUCT_NAME is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_SHOW_ABSENT
+#error "ASN1_PCTX_FLAGS_SHOW_ABSENT is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_SHOW_FIELD_STRUCT_NAME
+#error "ASN1_PCTX_FLAGS_SHOW_FIELD_STRUCT_NAME is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_SHOW_SEQUENCE
+#error "ASN1_PCTX_FLAGS_SHOW_SEQUENCE is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_SHOW_SSOF
+#error "ASN1_PCTX_FLAGS_SHOW_SSOF is no longer defined"
+#endif
+#ifndef ASN1_PCTX_FLAGS_SHOW_TYPE
+#error "ASN1_PCTX_FLAGS_SHOW_TYPE is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_DUMP_ALL
+#error "ASN1_STRFLGS_DUMP_ALL is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_DUMP_DER
+#error "ASN1_STRFLGS_DUMP_DER is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_DUMP_UNKNOWN
+#error "ASN1_STRFLGS_DUMP_UNKNOWN is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_ESC_2253
+#error "ASN1_STRFLGS_ESC_2253 is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_ESC_2254
+#error "ASN1_STRFLGS_ESC_2254 is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_ESC_CTRL
+#error "ASN1_STRFLGS_ESC_CTRL is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_ESC_MSB
+#error "ASN1_STRFLGS_ESC_MSB is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_ESC_QUOTE
+#error "ASN1_STRFLGS_ESC_QUOTE is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_IGNORE_TYPE
+#error "ASN1_STRFLGS_IGNORE_TYPE is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_SHOW_TYPE
+#error "ASN1_STRFLGS_SHOW_TYPE is no longer defined"
+#endif
+#ifndef ASN1_STRFLGS_UTF8_CONVERT
+#error "ASN1_STRFLGS_UTF8_CONVERT is no longer defined"
+#endif
+#ifndef ASN1_STRING_FLAG_BITS_LEFT
+#error "ASN1_STRING_FLAG_BITS_LEFT is no longer defined"
+#endif
+#ifndef ASN1_STRING_FLAG_CONT
+#error "ASN1_STRING_FLAG_CONT is no longer defined"
+#endif
+#ifndef ASN1_STRING_FLAG_EMBED
+#error "ASN1_STRING_FLAG_EMBED is no longer defined"
+#endif
+#ifndef ASN1_STRING_FLAG_MSTRING
+#error "ASN1_STRING_FLAG_MSTRING is no longer defined"
+#endif
+#ifndef ASN1_STRING_FLAG_NDEF
+#error "ASN1_STRING_FLAG_NDEF is no longer defined"
+#endif
+#ifndef ASN1_STRING_FLAG_X509_TIME
+#error "ASN1_STRING_FLAG_X509_TIME is no longer defined"
+#endif
+#ifndef B_ASN1_BIT_STRING
+#error "B_ASN1_BIT_STRING is no longer defined"
+#endif
+#ifndef B_ASN1_BMPSTRING
+#error "B_ASN1_BMPSTRING is no longer defined"
+#endif
+#ifndef B_ASN1_GENERALIZEDTIME
+#error "B_ASN1_GENERALIZEDTIME is no longer defined"
+#endif
+#ifndef B_ASN1_GENERALSTRING
+#error "B_ASN1_GENERALSTRING is no longer defined"
+#endif
+#ifndef B_ASN1_GRAPHICSTRING
+#error "B_ASN1_GRAPHICSTRING is no longer defined"
+#endif
+#ifndef B_ASN1_IA5STRING
+#error "B_ASN1_IA5STRING is no longer defined"
+#endif
+#ifndef B_ASN1_ISO64STRING
+#error "B_ASN1_ISO64STRING is no longer defined"
+#endif
+#ifndef B_ASN1_NUMERICSTRING
+#error "B_ASN1_NUMERICSTRING is no longer defined"
+#endif
+#ifndef B_ASN1_OCTET_STRING
+#error "B_ASN1_OCTET_STRING is no longer defined"
+#endif
+#ifndef B_ASN1_PRINTABLESTRING
+#error "B_ASN1_PRINTABLESTRING is no longer defined"
+#endif
+#ifndef B_ASN1_SEQUENCE
+#error "B_ASN1_SEQUENCE is no longer defined"
+#endif
+#ifndef B_ASN1_T61STRING
+#error "B_ASN1_T61STRING is no longer defined"
+#endif
+#ifndef B_ASN1_TELETEXSTRING
+#error "B_ASN1_TELETEXSTRING is no longer defined"
+#endif
+#ifndef B_ASN1_TIME
+#error "B_ASN1_TIME is no longer defined"
+#endif
+#ifndef B_ASN1_UNIVERSALSTRING
+#error "B_ASN1_UNIVERSALSTRING is no longer defined"
+#endif
+#ifndef B_ASN1_UNKNOWN
+#error "B_ASN1_UNKNOWN is no longer defined"
+#endif
+#ifndef B_ASN1_UTCTIME
+#error "B_ASN1_UTCTIME is no longer defined"
+#endif
+#ifndef B_ASN1_UTF8STRING
+#error "B_ASN1_UTF8STRING is no longer defined"
+#endif
+#ifndef B_ASN1_VIDEOTEXSTRING
+#error "B_ASN1_VIDEOTEXSTRING is no longer defined"
+#endif
+#ifndef B_ASN1_VISIBLESTRING
+#error "B_ASN1_VISIBLESTRING is no longer defined"
+#endif
+#ifndef CHARTYPE_FIRST_ESC_2253
+#error "CHARTYPE_FIRST_ESC_2253 is no longer defined"
+#endif
+#ifndef CHARTYPE_LAST_ESC_2253
+#error "CHARTYPE_LAST_ESC_2253 is no longer defined"
+#endif
+#ifndef CHARTYPE_PRINTABLESTRING
+#error "CHARTYPE_PRINTABLESTRING is no longer defined"
+#endif
+#ifndef MBSTRING_ASC
+#error "MBSTRING_ASC is no longer defined"
+#endif
+#ifndef MBSTRING_BMP
+#error "MBSTRING_BMP is no longer defined"
+#endif
+#ifndef MBSTRING_FLAG
+#error "MBSTRING_FLAG is no longer defined"
+#endif
+#ifndef MBSTRING_UNIV
+#error "MBSTRING_UNIV is no longer defined"
+#endif
+#ifndef MBSTRING_UTF8
+#error "MBSTRING_UTF8 is no longer defined"
+#endif
+#ifndef SMIME_CRLFEOL
+#error "SMIME_CRLFEOL is no longer defined"
+#endif
+#ifndef SMIME_OLDMIME
+#error "SMIME_OLDMIME is no longer defined"
+#endif
+#ifndef SMIME_STREAM
+#error "SMIME_STREAM is no longer defined"
+#endif
+#ifndef STABLE_FLAGS_CLEAR
+#error "STABLE_FLAGS_CLEAR is no longer defined"
+#endif
+#ifndef STABLE_FLAGS_MALLOC
+#error "STABLE_FLAGS_MALLOC is no longer defined"
+#endif
+#ifndef STABLE_NO_MASK
+#error "STABLE_NO_MASK is no longer defined"
+#endif
+#ifndef V_ASN1_ANY
+#error "V_ASN1_ANY is no longer defined"
+#endif
+#ifndef V_ASN1_APPLICATION
+#error "V_ASN1_APPLICATION is no longer defined"
+#endif
+#ifndef V_ASN1_APP_CHOOSE
+#error "V_ASN1_APP_CHOOSE is no longer defined"
+#endif
+#ifndef V_ASN1_BIT_STRING
+#error "V_ASN1_BIT_STRING is no longer defined"
+#endif
+#ifndef V_ASN1_BMPSTRING
+#error "V_ASN1_BMPSTRING is no longer defined"
+#endif
+#ifndef V_ASN1_BOOLEAN
+#error "V_ASN1_BOOLEAN is no longer defined"
+#endif
+#ifndef V_ASN1_CONSTRUCTED
+#error "V_ASN1_CONSTRUCTED is no longer defined"
+#endif
+#ifndef V_ASN1_CONTEXT_SPECIFIC
+#error "V_ASN1_CONTEXT_SPECIFIC is no longer defined"
+#endif
+#ifndef V_ASN1_ENUMERATED
+#error "V_ASN1_ENUMERATED is no longer defined"
+#endif
+#ifndef V_ASN1_EOC
+#error "V_ASN1_EOC is no longer defined"
+#endif
+#ifndef V_ASN1_EXTERNAL
+#error "V_ASN1_EXTERNAL is no longer defined"
+#endif
+#ifndef V_ASN1_GENERALIZEDTIME
+#error "V_ASN1_GENERALIZEDTIME is no longer defined"
+#endif
+#ifndef V_ASN1_GENERALSTRING
+#error "V_ASN1_GENERALSTRING is no longer defined"
+#endif
+#ifndef V_ASN1_GRAPHICSTRING
+#error "V_ASN1_GRAPHICSTRING is no longer defined"
+#endif
+#ifndef V_ASN1_IA5STRING
+#error "V_ASN1_IA5STRING is no longer defined"
+#endif
+#ifndef V_ASN1_INTEGER
+#error "V_ASN1_INTEGER is no longer defined"
+#endif
+#ifndef V_ASN1_ISO64STRING
+#error "V_ASN1_ISO64STRING is no longer defined"
+#endif
+#ifndef V_ASN1_NEG
+#error "V_ASN1_NEG is no longer defined"
+#endif
+#ifndef V_ASN1_NEG_ENUMERATED
+#error "V_ASN1_NEG_ENUMERATED is no longer defined"
+#endif
+#ifndef V_ASN1_NEG_INTEGER
+#error "V_ASN1_NEG_INTEGER is no longer defined"
+#endif
+#ifndef V_ASN1_NULL
+#error "V_ASN1_NULL is no longer defined"
+#endif
+#ifndef V_ASN1_NUMERICSTRING
+#error "V_ASN1_NUMERICSTRING is no longer defined"
+#endif
+#ifndef V_ASN1_OBJECT
+#error "V_ASN1_OBJECT is no longer defined"
+#endif
+#ifndef V_ASN1_OBJECT_DESCRIPTOR
+#error "V_ASN1_OBJECT_DESCRIPTOR is no longer defined"
+#endif
+#ifndef V_ASN1_OCTET_STRING
+#error "V_ASN1_OCTET_STRING is no longer defined"
+#endif
+#ifndef V_ASN1_OTHER
+#error "V_ASN1_OTHER is no longer defined"
+#endif
+#ifndef V_ASN1_PRIMATIVE_TAG
+#error "V_ASN1_PRIMATIVE_TAG is no longer defined"
+#endif
+#ifndef V_ASN1_PRIMITIVE_TAG
+#error "V_ASN1_PRIMITIVE_TAG is no longer defined"
+#endif
+#ifndef V_ASN1_PRINTABLESTRING
+#error "V_ASN1_PRINTABLESTRING is no longer defined"
+#endif
+#ifndef V_ASN1_PRIVATE
+#error "V_ASN1_PRIVATE is no longer defined"
+#endif
+#ifndef V_ASN1_REAL
+#error "V_ASN1_REAL is no longer defined"
+#endif
+#ifndef V_ASN1_SEQUENCE
+#error "V_ASN1_SEQUENCE is no longer defined"
+#endif
+#ifndef V_ASN1_SET
+#error "V_ASN1_SET is no longer defined"
+#endif
+#ifndef V_ASN1_T61STRING
+#error "V_ASN1_T61STRING is no longer defined"
+#endif
+#ifndef V_ASN1_TELETEXSTRING
+#error "V_ASN1_TELETEXSTRING is no longer defined"
+#endif
+#ifndef V_ASN1_UNDEF
+#error "V_ASN1_UNDEF is no longer defined"
+#endif
+#ifndef V_ASN1_UNIVERSAL
+#error "V_ASN1_UNIVERSAL is no longer defined"
+#endif
+#ifndef V_ASN1_UNIVERSALSTRING
+#error "V_ASN1_UNIVERSALSTRING is no longer defined"
+#endif
+#ifndef V_ASN1_UTCTIME
+#error "V_ASN1_UTCTIME is no longer defined"
+#endif
+#ifndef V_ASN1_UTF8STRING
+#error "V_ASN1_UTF8STRING is no longer defined"
+#endif
+#ifndef V_ASN1_VIDEOTEXSTRING
+#error "V_ASN1_VIDEOTEXSTRING is no longer defined"
+#endif
+#ifndef V_ASN1_VISIBLESTRING
+#error "V_ASN1_VISIBLESTRING is no longer defined"
+#endif
+#ifndef ub_common_name
+#error "ub_common_name is no longer defined"
+#endif
+#ifndef ub_email_address
+#error "ub_email_address is no longer defined"
+#endif
+#ifndef ub_locality_name
+#error "ub_locality_name is no longer defined"
+#endif
+#ifndef ub_name
+#error "ub_name is no longer defined"
+#endif
+#ifndef ub_organization_name
+#error "ub_organization_name is no longer defined"
+#endif
+#ifndef ub_organization_unit_name
+#error "ub_organization_unit_name is no longer defined"
+#endif
+#ifndef ub_state_name
+#error "ub_state_name is no longer defined"
+#endif
+#ifndef ub_title
+#error "ub_title is no longer defined"
+#endif
+#ifndef BIO_BIND_NORMAL
+#error "BIO_BIND_NORMAL is no longer defined"
+#endif
+#ifndef BIO_BIND_REUSEADDR
+#error "BIO_BIND_REUSEADDR is no longer defined"
+#endif
+#ifndef BIO_BIND_REUSEADDR_IF_UNUSED
+#error "BIO_BIND_REUSEADDR_IF_UNUSED is no longer defined"
+#endif
+#ifndef BIO_CB_CTRL
+#error "BIO_CB_CTRL is no longer defined"
+#endif
+#ifndef BIO_CB_FREE
+#error "BIO_CB_FREE is no longer defined"
+#endif
+#ifndef BIO_CB_GETS
+#error "BIO_CB_GETS is no longer defined"
+#endif
+#ifndef BIO_CB_PUTS
+#error "BIO_CB_PUTS is no longer defined"
+#endif
+#ifndef BIO_CB_READ
+#error "BIO_CB_READ is no longer defined"
+#endif
+#ifndef BIO_CB_RETURN
+#error "BIO_CB_RETURN is no longer defined"
+#endif
+#ifndef BIO_CB_WRITE
+#error "BIO_CB_WRITE is no longer defined"
+#endif
+#ifndef BIO_CLOSE
+#error "BIO_CLOSE is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_CONNECT
+#error "BIO_CTRL_DGRAM_CONNECT is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_FALLBACK_MTU
+#error "BIO_CTRL_DGRAM_GET_FALLBACK_MTU is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_MTU
+#error "BIO_CTRL_DGRAM_GET_MTU is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_MTU_OVERHEAD
+#error "BIO_CTRL_DGRAM_GET_MTU_OVERHEAD is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_PEER
+#error "BIO_CTRL_DGRAM_GET_PEER is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_RECV_TIMEOUT
+#error "BIO_CTRL_DGRAM_GET_RECV_TIMEOUT is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_RECV_TIMER_EXP
+#error "BIO_CTRL_DGRAM_GET_RECV_TIMER_EXP is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_SEND_TIMEOUT
+#error "BIO_CTRL_DGRAM_GET_SEND_TIMEOUT is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_GET_SEND_TIMER_EXP
+#error "BIO_CTRL_DGRAM_GET_SEND_TIMER_EXP is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_MTU_DISCOVER
+#error "BIO_CTRL_DGRAM_MTU_DISCOVER is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_MTU_EXCEEDED
+#error "BIO_CTRL_DGRAM_MTU_EXCEEDED is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_QUERY_MTU
+#error "BIO_CTRL_DGRAM_QUERY_MTU is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SCTP_MSG_WAITING
+#error "BIO_CTRL_DGRAM_SCTP_MSG_WAITING is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SCTP_SET_IN_HANDSHAKE
+#error "BIO_CTRL_DGRAM_SCTP_SET_IN_HANDSHAKE is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SCTP_WAIT_FOR_DRY
+#error "BIO_CTRL_DGRAM_SCTP_WAIT_FOR_DRY is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_CONNECTED
+#error "BIO_CTRL_DGRAM_SET_CONNECTED is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_DONT_FRAG
+#error "BIO_CTRL_DGRAM_SET_DONT_FRAG is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_MTU
+#error "BIO_CTRL_DGRAM_SET_MTU is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_NEXT_TIMEOUT
+#error "BIO_CTRL_DGRAM_SET_NEXT_TIMEOUT is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_PEEK_MODE
+#error "BIO_CTRL_DGRAM_SET_PEEK_MODE is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_PEER
+#error "BIO_CTRL_DGRAM_SET_PEER is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_RECV_TIMEOUT
+#error "BIO_CTRL_DGRAM_SET_RECV_TIMEOUT is no longer defined"
+#endif
+#ifndef BIO_CTRL_DGRAM_SET_SEND_TIMEOUT
+#error "BIO_CTRL_DGRAM_SET_SEND_TIMEOUT is no longer defined"
+#endif
+#ifndef BIO_CTRL_DUP
+#error "BIO_CTRL_DUP is no longer defined"
+#endif
+#ifndef BIO_CTRL_EOF
+#error "BIO_CTRL_EOF is no longer defined"
+#endif
+#ifndef BIO_CTRL_FLUSH
+#error "BIO_CTRL_FLUSH is no longer defined"
+#endif
+#ifndef BIO_CTRL_GET
+#error "BIO_CTRL_GET is no longer defined"
+#endif
+#ifndef BIO_CTRL_GET_CALLBACK
+#error "BIO_CTRL_GET_CALLBACK is no longer defined"
+#endif
+#ifndef BIO_CTRL_GET_CLOSE
+#error "BIO_CTRL_GET_CLOSE is no longer defined"
+#endif
+#ifndef BIO_CTRL_GET_INDENT
+#error "BIO_CTRL_GET_INDENT is no longer defined"
+#endif
+#ifndef BIO_CTRL_GET_KTLS_RECV
+#error "BIO_CTRL_GET_KTLS_RECV is no longer defined"
+#endif
+#ifndef BIO_CTRL_GET_KTLS_SEND
+#error "BIO_CTRL_GET_KTLS_SEND is no longer defined"
+#endif
+#ifndef BIO_CTRL_INFO
+#error "BIO_CTRL_INFO is no longer defined"
+#endif
+#ifndef BIO_CTRL_PEEK
+#error "BIO_CTRL_PEEK is no longer defined"
+#endif
+#ifndef BIO_CTRL_PENDING
+#error "BIO_CTRL_PENDING is no longer defined"
+#endif
+#ifndef BIO_CTRL_POP
+#error "BIO_CTRL_POP is no longer defined"
+#endif
+#ifndef BIO_CTRL_PUSH
+#error "BIO_CTRL_PUSH is no longer defined"
+#endif
+#ifndef BIO_CTRL_RESET
+#error "BIO_CTRL_RESET is no longer defined"
+#endif
+#ifndef BIO_CTRL_SET
+#error "BIO_CTRL_SET is no longer defined"
+#endif
+#ifndef BIO_CTRL_SET_CALLBACK
+#error "BIO_CTRL_SET_CALLBACK is no longer defined"
+#endif
+#ifndef BIO_CTRL_SET_CLOSE
+#error "BIO_CTRL_SET_CLOSE is no longer defined"
+#endif
+#ifndef BIO_CTRL_SET_FILENAME
+#error "BIO_CTRL_SET_FILENAME is no longer defined"
+#endif
+#ifndef BIO_CTRL_SET_INDENT
+#error "BIO_CTRL_SET_INDENT is no longer defined"
+#endif
+#ifndef BIO_CTRL_SET_PREFIX
+#error "BIO_CTRL_SET_PREFIX is no longer defined"
+#endif
+#ifndef BIO_CTRL_WPENDING
+#error "BIO_CTRL_WPENDING is no longer defined"
+#endif
+#ifndef BIO_C_DESTROY_BIO_PAIR
+#error "BIO_C_DESTROY_BIO_PAIR is no longer defined"
+#endif
+#ifndef BIO_C_DO_STATE_MACHINE
+#error "BIO_C_DO_STATE_MACHINE is no longer defined"
+#endif
+#ifndef BIO_C_FILE_SEEK
+#error "BIO_C_FILE_SEEK is no longer defined"
+#endif
+#ifndef BIO_C_FILE_TELL
+#error "BIO_C_FILE_TELL is no longer defined"
+#endif
+#ifndef BIO_C_GET_ACCEPT
+#error "BIO_C_GET_ACCEPT is no longer defined"
+#endif
+#ifndef BIO_C_GET_BIND_MODE
+#error "BIO_C_GET_BIND_MODE is no longer defined"
+#endif
+#ifndef BIO_C_GET_BUFF_NUM_LINES
+#error "BIO_C_GET_BUFF_NUM_LINES is no longer defined"
+#endif
+#ifndef BIO_C_GET_BUF_MEM_PTR
+#error "BIO_C_GET_BUF_MEM_PTR is no longer defined"
+#endif
+#ifndef BIO_C_GET_CIPHER_CTX
+#error "BIO_C_GET_CIPHER_CTX is no longer defined"
+#endif
+#ifndef BIO_C_GET_CIPHER_STATUS
+#error "BIO_C_GET_CIPHER_STATUS is no longer defined"
+#endif
+#ifndef BIO_C_GET_CONNECT
+#error "BIO_C_GET_CONNECT is no longer defined"
+#endif
+#ifndef BIO_C_GET_EX_ARG
+#error "BIO_C_GET_EX_ARG is no longer defined"
+#endif
+#ifndef BIO_C_GET_FD
+#error "BIO_C_GET_FD is no longer defined"
+#endif
+#ifndef BIO_C_GET_FILE_PTR
+#error "BIO_C_GET_FILE_PTR is no longer defined"
+#endif
+#ifndef BIO_C_GET_MD
+#error "BIO_C_GET_MD is no longer defined"
+#endif
+#ifndef BIO_C_GET_MD_CTX
+#error "BIO_C_GET_MD_CTX is no longer defined"
+#endif
+#ifndef BIO_C_GET_PREFIX
+#error "BIO_C_GET_PREFIX is no longer defined"
+#endif
+#ifndef BIO_C_GET_READ_REQUEST
+#error "BIO_C_GET_READ_REQUEST is no longer defined"
+#endif
+#ifndef BIO_C_GET_SOCKS
+#error "BIO_C_GET_SOCKS is no longer defined"
+#endif
+#ifndef BIO_C_GET_SSL
+#error "BIO_C_GET_SSL is no longer defined"
+#endif
+#ifndef BIO_C_GET_SSL_NUM_RENEGOTIATES
+#error "BIO_C_GET_SSL_NUM_RENEGOTIATES is no longer defined"
+#endif
+#ifndef BIO_C_GET_SUFFIX
+#error "BIO_C_GET_SUFFIX is no longer defined"
+#endif
+#ifndef BIO_C_GET_WRITE_BUF_SIZE
+#error "BIO_C_GET_WRITE_BUF_SIZE is no longer defined"
+#endif
+#ifndef BIO_C_GET_WRITE_GUARANTEE
+#error "BIO_C_GET_WRITE_GUARANTEE is no longer defined"
+#endif
+#ifndef BIO_C_MAKE_BIO_PAIR
+#error "BIO_C_MAKE_BIO_PAIR is no longer defined"
+#endif
+#ifndef BIO_C_NREAD
+#error "BIO_C_NREAD is no longer defined"
+#endif
+#ifndef BIO_C_NREAD0
+#error "BIO_C_NREAD0 is no longer defined"
+#endif
+#ifndef BIO_C_NWRITE
+#error "BIO_C_NWRITE is no longer defined"
+#endif
+#ifndef BIO_C_NWRITE0
+#error "BIO_C_NWRITE0 is no longer defined"
+#endif
+#ifndef BIO_C_RESET_READ_REQUEST
+#error "BIO_C_RESET_READ_REQUEST is no longer defined"
+#endif
+#ifndef BIO_C_SET_ACCEPT
+#error "BIO_C_SET_ACCEPT is no longer defined"
+#endif
+#ifndef BIO_C_SET_BIND_MODE
+#error "BIO_C_SET_BIND_MODE is no longer defined"
+#endif
+#ifndef BIO_C_SET_BUFF_READ_DATA
+#error "BIO_C_SET_BUFF_READ_DATA is no longer defined"
+#endif
+#ifndef BIO_C_SET_BUFF_SIZE
+#error "BIO_C_SET_BUFF_SIZE is no longer defined"
+#endif
+#ifndef BIO_C_SET_BUF_MEM
+#error "BIO_C_SET_BUF_MEM is no longer defined"
+#endif
+#ifndef BIO_C_SET_BUF_MEM_EOF_RETURN
+#error "BIO_C_SET_BUF_MEM_EOF_RETURN is no longer defined"
+#endif
+#ifndef BIO_C_SET_CONNECT
+#error "BIO_C_SET_CONNECT is no longer defined"
+#endif
+#ifndef BIO_C_SET_CONNECT_MODE
+#error "BIO_C_SET_CONNECT_MODE is no longer defined"
+#endif
+#ifndef BIO_C_SET_EX_ARG
+#error "BIO_C_SET_EX_ARG is no longer defined"
+#endif
+#ifndef BIO_C_SET_FD
+#error "BIO_C_SET_FD is no longer defined"
+#endif
+#ifndef BIO_C_SET_FILENAME
+#error "BIO_C_SET_FILENAME is no longer defined"
+#endif
+#ifndef BIO_C_SET_FILE_PTR
+#error "BIO_C_SET_FILE_PTR is no longer defined"
+#endif
+#ifndef BIO_C_SET_MD
+#error "BIO_C_SET_MD is no longer defined"
+#endif
+#ifndef BIO_C_SET_MD_CTX
+#error "BIO_C_SET_MD_CTX is no longer defined"
+#endif
+#ifndef BIO_C_SET_NBIO
+#error "BIO_C_SET_NBIO is no longer defined"
+#endif
+#ifndef BIO_C_SET_PREFIX
+#error "BIO_C_SET_PREFIX is no longer defined"
+#endif
+#ifndef BIO_C_SET_SOCKS
+#error "BIO_C_SET_SOCKS is no longer defined"
+#endif
+#ifndef BIO_C_SET_SSL
+#error "BIO_C_SET_SSL is no longer defined"
+#endif
+#ifndef BIO_C_SET_SSL_RENEGOTIATE_BYTES
+#error "BIO_C_SET_SSL_RENEGOTIATE_BYTES is no longer defined"
+#endif
+#ifndef BIO_C_SET_SSL_RENEGOTIATE_TIMEOUT
+#error "BIO_C_SET_SSL_RENEGOTIATE_TIMEOUT is no longer defined"
+#endif
+#ifndef BIO_C_SET_SUFFIX
+#error "BIO_C_SET_SUFFIX is no longer defined"
+#endif
+#ifndef BIO_C_SET_WRITE_BUF_SIZE
+#error "BIO_C_SET_WRITE_BUF_SIZE is no longer defined"
+#endif
+#ifndef BIO_C_SHUTDOWN_WR
+#error "BIO_C_SHUTDOWN_WR is no longer defined"
+#endif
+#ifndef BIO_C_SSL_MODE
+#error "BIO_C_SSL_MODE is no longer defined"
+#endif
+#ifndef BIO_FAMILY_IPANY
+#error "BIO_FAMILY_IPANY is no longer defined"
+#endif
+#ifndef BIO_FAMILY_IPV4
+#error "BIO_FAMILY_IPV4 is no longer defined"
+#endif
+#ifndef BIO_FAMILY_IPV6
+#error "BIO_FAMILY_IPV6 is no longer defined"
+#endif
+#ifndef BIO_FLAGS_BASE64_NO_NL
+#error "BIO_FLAGS_BASE64_NO_NL is no longer defined"
+#endif
+#ifndef BIO_FLAGS_IN_EOF
+#error "BIO_FLAGS_IN_EOF is no longer defined"
+#endif
+#ifndef BIO_FLAGS_IO_SPECIAL
+#error "BIO_FLAGS_IO_SPECIAL is no longer defined"
+#endif
+#ifndef BIO_FLAGS_MEM_RDONLY
+#error "BIO_FLAGS_MEM_RDONLY is no longer defined"
+#endif
+#ifndef BIO_FLAGS_NONCLEAR_RST
+#error "BIO_FLAGS_NONCLEAR_RST is no longer defined"
+#endif
+#ifndef BIO_FLAGS_READ
+#error "BIO_FLAGS_READ is no longer defined"
+#endif
+#ifndef BIO_FLAGS_SHOULD_RETRY
+#error "BIO_FLAGS_SHOULD_RETRY is no longer defined"
+#endif
+#ifndef BIO_FLAGS_UPLINK
+#error "BIO_FLAGS_UPLINK is no longer defined"
+#endif
+#ifndef BIO_FLAGS_WRITE
+#error "BIO_FLAGS_WRITE is no longer defined"
+#endif
+#ifndef BIO_FP_APPEND
+#error "BIO_FP_APPEND is no longer defined"
+#endif
+#ifndef BIO_FP_READ
+#error "BIO_FP_READ is no longer defined"
+#endif
+#ifndef BIO_FP_TEXT
+#error "BIO_FP_TEXT is no longer defined"
+#endif
+#ifndef BIO_FP_WRITE
+#error "BIO_FP_WRITE is no longer defined"
+#endif
+#ifndef BIO_NOCLOSE
+#error "BIO_NOCLOSE is no longer defined"
+#endif
+#ifndef BIO_RR_ACCEPT
+#error "BIO_RR_ACCEPT is no longer defined"
+#endif
+#ifndef BIO_RR_CONNECT
+#error "BIO_RR_CONNECT is no longer defined"
+#endif
+#ifndef BIO_RR_SSL_X509_LOOKUP
+#error "BIO_RR_SSL_X509_LOOKUP is no longer defined"
+#endif
+#ifndef BIO_SOCK_KEEPALIVE
+#error "BIO_SOCK_KEEPALIVE is no longer defined"
+#endif
+#ifndef BIO_SOCK_NODELAY
+#error "BIO_SOCK_NODELAY is no longer defined"
+#endif
+#ifndef BIO_SOCK_NONBLOCK
+#error "BIO_SOCK_NONBLOCK is no longer defined"
+#endif
+#ifndef BIO_SOCK_REUSEADDR
+#error "BIO_SOCK_REUSEADDR is no longer defined"
+#endif
+#ifndef BIO_SOCK_V6_ONLY
+#error "BIO_SOCK_V6_ONLY is no longer defined"
+#endif
+#ifndef BIO_TYPE_ASN1
+#error "BIO_TYPE_ASN1 is no longer defined"
+#endif
+#ifndef BIO_TYPE_BASE64
+#error "BIO_TYPE_BASE64 is no longer defined"
+#endif
+#ifndef BIO_TYPE_BIO
+#error "BIO_TYPE_BIO is no longer defined"
+#endif
+#ifndef BIO_TYPE_BUFFER
+#error "BIO_TYPE_BUFFER is no longer defined"
+#endif
+#ifndef BIO_TYPE_CIPHER
+#error "BIO_TYPE_CIPHER is no longer defined"
+#endif
+#ifndef BIO_TYPE_COMP
+#error "BIO_TYPE_COMP is no longer defined"
+#endif
+#ifndef BIO_TYPE_CORE_TO_PROV
+#error "BIO_TYPE_CORE_TO_PROV is no longer defined"
+#endif
+#ifndef BIO_TYPE_DESCRIPTOR
+#error "BIO_TYPE_DESCRIPTOR is no longer defined"
+#endif
+#ifndef BIO_TYPE_FILE
+#error "BIO_TYPE_FILE is no longer defined"
+#endif
+#ifndef BIO_TYPE_FILTER
+#error "BIO_TYPE_FILTER is no longer defined"
+#endif
+#ifndef BIO_TYPE_LINEBUFFER
+#error "BIO_TYPE_LINEBUFFER is no longer defined"
+#endif
+#ifndef BIO_TYPE_MD
+#error "BIO_TYPE_MD is no longer defined"
+#endif
+#ifndef BIO_TYPE_MEM
+#error "BIO_TYPE_MEM is no longer defined"
+#endif
+#ifndef BIO_TYPE_NBIO_TEST
+#error "BIO_TYPE_NBIO_TEST is no longer defined"
+#endif
+#ifndef BIO_TYPE_NONE
+#error "BIO_TYPE_NONE is no longer defined"
+#endif
+#ifndef BIO_TYPE_NULL
+#error "BIO_TYPE_NULL is no longer defined"
+#endif
+#ifndef BIO_TYPE_NULL_FILTER
+#error "BIO_TYPE_NULL_FILTER is no longer defined"
+#endif
+#ifndef BIO_TYPE_SOURCE_SINK
+#error "BIO_TYPE_SOURCE_SINK is no longer defined"
+#endif
+#ifndef BIO_TYPE_SSL
+#error "BIO_TYPE_SSL is no longer defined"
+#endif
+#ifndef BIO_TYPE_START
+#error "BIO_TYPE_START is no longer defined"
+#endif
+#ifndef ASN1_PKEY_ALIAS
+#error "ASN1_PKEY_ALIAS is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_CMS_ENVELOPE
+#error "ASN1_PKEY_CTRL_CMS_ENVELOPE is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_CMS_IS_RI_TYPE_SUPPORTED
+#error "ASN1_PKEY_CTRL_CMS_IS_RI_TYPE_SUPPORTED is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_CMS_RI_TYPE
+#error "ASN1_PKEY_CTRL_CMS_RI_TYPE is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_CMS_SIGN
+#error "ASN1_PKEY_CTRL_CMS_SIGN is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_DEFAULT_MD_NID
+#error "ASN1_PKEY_CTRL_DEFAULT_MD_NID is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_GET1_TLS_ENCPT
+#error "ASN1_PKEY_CTRL_GET1_TLS_ENCPT is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_PKCS7_ENCRYPT
+#error "ASN1_PKEY_CTRL_PKCS7_ENCRYPT is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_PKCS7_SIGN
+#error "ASN1_PKEY_CTRL_PKCS7_SIGN is no longer defined"
+#endif
+#ifndef ASN1_PKEY_CTRL_SET1_TLS_ENCPT
+#error "ASN1_PKEY_CTRL_SET1_TLS_ENCPT is no longer defined"
+#endif
+#ifndef ASN1_PKEY_DYNAMIC
+#error "ASN1_PKEY_DYNAMIC is no longer defined"
+#endif
+#ifndef ASN1_PKEY_SIGPARAM_NULL
+#error "ASN1_PKEY_SIGPARAM_NULL is no longer defined"
+#endif
+#ifndef EVP_AEAD_TLS1_AAD_LEN
+#error "EVP_AEAD_TLS1_AAD_LEN is no longer defined"
+#endif
+#ifndef EVP_CCM8_TLS_TAG_LEN
+#error "EVP_CCM8_TLS_TAG_LEN is no longer defined"
+#endif
+#ifndef EVP_CCM_TLS_EXPLICIT_IV_LEN
+#error "EVP_CCM_TLS_EXPLICIT_IV_LEN is no longer defined"
+#endif
+#ifndef EVP_CCM_TLS_FIXED_IV_LEN
+#error "EVP_CCM_TLS_FIXED_IV_LEN is no longer defined"
+#endif
+#ifndef EVP_CCM_TLS_IV_LEN
+#error "EVP_CCM_TLS_IV_LEN is no longer defined"
+#endif
+#ifndef EVP_CCM_TLS_TAG_LEN
+#error "EVP_CCM_TLS_TAG_LEN is no longer defined"
+#endif
+#ifndef EVP_CHACHAPOLY_TLS_TAG_LEN
+#error "EVP_CHACHAPOLY_TLS_TAG_LEN is no longer defined"
+#endif
+#ifndef EVP_CIPHER_CTX_FLAG_WRAP_ALLOW
+#error "EVP_CIPHER_CTX_FLAG_WRAP_ALLOW is no longer defined"
+#endif
+#ifndef EVP_CIPH_ALWAYS_CALL_INIT
+#error "EVP_CIPH_ALWAYS_CALL_INIT is no longer defined"
+#endif
+#ifndef EVP_CIPH_CBC_MODE
+#error "EVP_CIPH_CBC_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_CCM_MODE
+#error "EVP_CIPH_CCM_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_CFB_MODE
+#error "EVP_CIPH_CFB_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_CTRL_INIT
+#error "EVP_CIPH_CTRL_INIT is no longer defined"
+#endif
+#ifndef EVP_CIPH_CTR_MODE
+#error "EVP_CIPH_CTR_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_CUSTOM_COPY
+#error "EVP_CIPH_CUSTOM_COPY is no longer defined"
+#endif
+#ifndef EVP_CIPH_CUSTOM_IV
+#error "EVP_CIPH_CUSTOM_IV is no longer defined"
+#endif
+#ifndef EVP_CIPH_CUSTOM_IV_LENGTH
+#error "EVP_CIPH_CUSTOM_IV_LENGTH is no longer defined"
+#endif
+#ifndef EVP_CIPH_CUSTOM_KEY_LENGTH
+#error "EVP_CIPH_CUSTOM_KEY_LENGTH is no longer defined"
+#endif
+#ifndef EVP_CIPH_ECB_MODE
+#error "EVP_CIPH_ECB_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_AEAD_CIPHER
+#error "EVP_CIPH_FLAG_AEAD_CIPHER is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_CIPHER_WITH_MAC
+#error "EVP_CIPH_FLAG_CIPHER_WITH_MAC is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_CTS
+#error "EVP_CIPH_FLAG_CTS is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_CUSTOM_ASN1
+#error "EVP_CIPH_FLAG_CUSTOM_ASN1 is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_CUSTOM_CIPHER
+#error "EVP_CIPH_FLAG_CUSTOM_CIPHER is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_DEFAULT_ASN1
+#error "EVP_CIPH_FLAG_DEFAULT_ASN1 is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_FIPS
+#error "EVP_CIPH_FLAG_FIPS is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_GET_WRAP_CIPHER
+#error "EVP_CIPH_FLAG_GET_WRAP_CIPHER is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_INVERSE_CIPHER
+#error "EVP_CIPH_FLAG_INVERSE_CIPHER is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_LENGTH_BITS
+#error "EVP_CIPH_FLAG_LENGTH_BITS is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_NON_FIPS_ALLOW
+#error "EVP_CIPH_FLAG_NON_FIPS_ALLOW is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_PIPELINE
+#error "EVP_CIPH_FLAG_PIPELINE is no longer defined"
+#endif
+#ifndef EVP_CIPH_FLAG_TLS1_1_MULTIBLOCK
+#error "EVP_CIPH_FLAG_TLS1_1_MULTIBLOCK is no longer defined"
+#endif
+#ifndef EVP_CIPH_GCM_MODE
+#error "EVP_CIPH_GCM_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_MODE
+#error "EVP_CIPH_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_NO_PADDING
+#error "EVP_CIPH_NO_PADDING is no longer defined"
+#endif
+#ifndef EVP_CIPH_OCB_MODE
+#error "EVP_CIPH_OCB_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_OFB_MODE
+#error "EVP_CIPH_OFB_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_RAND_KEY
+#error "EVP_CIPH_RAND_KEY is no longer defined"
+#endif
+#ifndef EVP_CIPH_SIV_MODE
+#error "EVP_CIPH_SIV_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_STREAM_CIPHER
+#error "EVP_CIPH_STREAM_CIPHER is no longer defined"
+#endif
+#ifndef EVP_CIPH_VARIABLE_LENGTH
+#error "EVP_CIPH_VARIABLE_LENGTH is no longer defined"
+#endif
+#ifndef EVP_CIPH_WRAP_MODE
+#error "EVP_CIPH_WRAP_MODE is no longer defined"
+#endif
+#ifndef EVP_CIPH_XTS_MODE
+#error "EVP_CIPH_XTS_MODE is no longer defined"
+#endif
+#ifndef EVP_CTRL_AEAD_GET_TAG
+#error "EVP_CTRL_AEAD_GET_TAG is no longer defined"
+#endif
+#ifndef EVP_CTRL_AEAD_SET_IVLEN
+#error "EVP_CTRL_AEAD_SET_IVLEN is no longer defined"
+#endif
+#ifndef EVP_CTRL_AEAD_SET_IV_FIXED
+#error "EVP_CTRL_AEAD_SET_IV_FIXED is no longer defined"
+#endif
+#ifndef EVP_CTRL_AEAD_SET_MAC_KEY
+#error "EVP_CTRL_AEAD_SET_MAC_KEY is no longer defined"
+#endif
+#ifndef EVP_CTRL_AEAD_SET_TAG
+#error "EVP_CTRL_AEAD_SET_TAG is no longer defined"
+#endif
+#ifndef EVP_CTRL_AEAD_TLS1_AAD
+#error "EVP_CTRL_AEAD_TLS1_AAD is no longer defined"
+#endif
+#ifndef EVP_CTRL_BLOCK_PADDING_MODE
+#error "EVP_CTRL_BLOCK_PADDING_MODE is no longer defined"
+#endif
+#ifndef EVP_CTRL_CCM_GET_TAG
+#error "EVP_CTRL_CCM_GET_TAG is no longer defined"
+#endif
+#ifndef EVP_CTRL_CCM_SET_IVLEN
+#error "EVP_CTRL_CCM_SET_IVLEN is no longer defined"
+#endif
+#ifndef EVP_CTRL_CCM_SET_IV_FIXED
+#error "EVP_CTRL_CCM_SET_IV_FIXED is no longer defined"
+#endif
+#ifndef EVP_CTRL_CCM_SET_L
+#error "EVP_CTRL_CCM_SET_L is no longer defined"
+#endif
+#ifndef EVP_CTRL_CCM_SET_MSGLEN
+#error "EVP_CTRL_CCM_SET_MSGLEN is no longer defined"
+#endif
+#ifndef EVP_CTRL_CCM_SET_TAG
+#error "EVP_CTRL_CCM_SET_TAG is no longer defined"
+#endif
+#ifndef EVP_CTRL_COPY
+#error "EVP_CTRL_COPY is no longer defined"
+#endif
+#ifndef EVP_CTRL_GCM_GET_TAG
+#error "EVP_CTRL_GCM_GET_TAG is no longer defined"
+#endif
+#ifndef EVP_CTRL_GCM_IV_GEN
+#error "EVP_CTRL_GCM_IV_GEN is no longer defined"
+#endif
+#ifndef EVP_CTRL_GCM_SET_IVLEN
+#error "EVP_CTRL_GCM_SET_IVLEN is no longer defined"
+#endif
+#ifndef EVP_CTRL_GCM_SET_IV_FIXED
+#error "EVP_CTRL_GCM_SET_IV_FIXED is no longer defined"
+#endif
+#ifndef EVP_CTRL_GCM_SET_IV_INV
+#error "EVP_CTRL_GCM_SET_IV_INV is no longer defined"
+#endif
+#ifndef EVP_CTRL_GCM_SET_TAG
+#error "EVP_CTRL_GCM_SET_TAG is no longer defined"
+#endif
+#ifndef EVP_CTRL_GET_IVLEN
+#error "EVP_CTRL_GET_IVLEN is no longer defined"
+#endif
+#ifndef EVP_CTRL_GET_RC2_KEY_BITS
+#error "EVP_CTRL_GET_RC2_KEY_BITS is no longer defined"
+#endif
+#ifndef EVP_CTRL_GET_RC5_ROUNDS
+#error "EVP_CTRL_GET_RC5_ROUNDS is no longer defined"
+#endif
+#ifndef EVP_CTRL_GET_WRAP_CIPHER
+#error "EVP_CTRL_GET_WRAP_CIPHER is no longer defined"
+#endif
+#ifndef EVP_CTRL_INIT
+#error "EVP_CTRL_INIT is no longer defined"
+#endif
+#ifndef EVP_CTRL_KEY_MESH
+#error "EVP_CTRL_KEY_MESH is no longer defined"
+#endif
+#ifndef EVP_CTRL_PBE_PRF_NID
+#error "EVP_CTRL_PBE_PRF_NID is no longer defined"
+#endif
+#ifndef EVP_CTRL_PROCESS_UNPROTECTED
+#error "EVP_CTRL_PROCESS_UNPROTECTED is no longer defined"
+#endif
+#ifndef EVP_CTRL_RAND_KEY
+#error "EVP_CTRL_RAND_KEY is no longer defined"
+#endif
+#ifndef EVP_CTRL_SBOX_USED
+#error "EVP_CTRL_SBOX_USED is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_KEY_LENGTH
+#error "EVP_CTRL_SET_KEY_LENGTH is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_PIPELINE_INPUT_BUFS
+#error "EVP_CTRL_SET_PIPELINE_INPUT_BUFS is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_PIPELINE_INPUT_LENS
+#error "EVP_CTRL_SET_PIPELINE_INPUT_LENS is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_PIPELINE_OUTPUT_BUFS
+#error "EVP_CTRL_SET_PIPELINE_OUTPUT_BUFS is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_RC2_KEY_BITS
+#error "EVP_CTRL_SET_RC2_KEY_BITS is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_RC5_ROUNDS
+#error "EVP_CTRL_SET_RC5_ROUNDS is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_SBOX
+#error "EVP_CTRL_SET_SBOX is no longer defined"
+#endif
+#ifndef EVP_CTRL_SET_SPEED
+#error "EVP_CTRL_SET_SPEED is no longer defined"
+#endif
+#ifndef EVP_CTRL_SSL3_MASTER_SECRET
+#error "EVP_CTRL_SSL3_MASTER_SECRET is no longer defined"
+#endif
+#ifndef EVP_CTRL_TLS1_1_MULTIBLOCK_AAD
+#error "EVP_CTRL_TLS1_1_MULTIBLOCK_AAD is no longer defined"
+#endif
+#ifndef EVP_CTRL_TLS1_1_MULTIBLOCK_DECRYPT
+#error "EVP_CTRL_TLS1_1_MULTIBLOCK_DECRYPT is no longer defined"
+#endif
+#ifndef EVP_CTRL_TLS1_1_MULTIBLOCK_ENCRYPT
+#error "EVP_CTRL_TLS1_1_MULTIBLOCK_ENCRYPT is no longer defined"
+#endif
+#ifndef EVP_CTRL_TLS1_1_MULTIBLOCK_MAX_BUFSIZE
+#error "EVP_CTRL_TLS1_1_MULTIBLOCK_MAX_BUFSIZE is no longer defined"
+#endif
+#ifndef EVP_CTRL_TLSTREE
+#error "EVP_CTRL_TLSTREE is no longer defined"
+#endif
+#ifndef EVP_GCM_TLS_EXPLICIT_IV_LEN
+#error "EVP_GCM_TLS_EXPLICIT_IV_LEN is no longer defined"
+#endif
+#ifndef EVP_GCM_TLS_FIXED_IV_LEN
+#error "EVP_GCM_TLS_FIXED_IV_LEN is no longer defined"
+#endif
+#ifndef EVP_GCM_TLS_TAG_LEN
+#error "EVP_GCM_TLS_TAG_LEN is no longer defined"
+#endif
+#ifndef EVP_MAX_BLOCK_LENGTH
+#error "EVP_MAX_BLOCK_LENGTH is no longer defined"
+#endif
+#ifndef EVP_MAX_IV_LENGTH
+#error "EVP_MAX_IV_LENGTH is no longer defined"
+#endif
+#ifndef EVP_MAX_KEY_LENGTH
+#error "EVP_MAX_KEY_LENGTH is no longer defined"
+#endif
+#ifndef EVP_MAX_MD_SIZE
+#error "EVP_MAX_MD_SIZE is no longer defined"
+#endif
+#ifndef EVP_MD_CTRL_ALG_CTRL
+#error "EVP_MD_CTRL_ALG_CTRL is no longer defined"
+#endif
+#ifndef EVP_MD_CTRL_DIGALGID
+#error "EVP_MD_CTRL_DIGALGID is no longer defined"
+#endif
+#ifndef EVP_MD_CTRL_MICALG
+#error "EVP_MD_CTRL_MICALG is no longer defined"
+#endif
+#ifndef EVP_MD_CTRL_TLSTREE
+#error "EVP_MD_CTRL_TLSTREE is no longer defined"
+#endif
+#ifndef EVP_MD_CTRL_XOF_LEN
+#error "EVP_MD_CTRL_XOF_LEN is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_CLEANED
+#error "EVP_MD_CTX_FLAG_CLEANED is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_FINALISE
+#error "EVP_MD_CTX_FLAG_FINALISE is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_NON_FIPS_ALLOW
+#error "EVP_MD_CTX_FLAG_NON_FIPS_ALLOW is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_NO_INIT
+#error "EVP_MD_CTX_FLAG_NO_INIT is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_ONESHOT
+#error "EVP_MD_CTX_FLAG_ONESHOT is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_PAD_MASK
+#error "EVP_MD_CTX_FLAG_PAD_MASK is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_PAD_PKCS1
+#error "EVP_MD_CTX_FLAG_PAD_PKCS1 is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_PAD_PSS
+#error "EVP_MD_CTX_FLAG_PAD_PSS is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_PAD_X931
+#error "EVP_MD_CTX_FLAG_PAD_X931 is no longer defined"
+#endif
+#ifndef EVP_MD_CTX_FLAG_REUSE
+#error "EVP_MD_CTX_FLAG_REUSE is no longer defined"
+#endif
+#ifndef EVP_MD_FLAG_DIGALGID_ABSENT
+#error "EVP_MD_FLAG_DIGALGID_ABSENT is no longer defined"
+#endif
+#ifndef EVP_MD_FLAG_DIGALGID_CUSTOM
+#error "EVP_MD_FLAG_DIGALGID_CUSTOM is no longer defined"
+#endif
+#ifndef EVP_MD_FLAG_DIGALGID_MASK
+#error "EVP_MD_FLAG_DIGALGID_MASK is no longer defined"
+#endif
+#ifndef EVP_MD_FLAG_DIGALGID_NULL
+#error "EVP_MD_FLAG_DIGALGID_NULL is no longer defined"
+#endif
+#ifndef EVP_MD_FLAG_FIPS
+#error "EVP_MD_FLAG_FIPS is no longer defined"
+#endif
+#ifndef EVP_MD_FLAG_ONESHOT
+#error "EVP_MD_FLAG_ONESHOT is no longer defined"
+#endif
+#ifndef EVP_MD_FLAG_XOF
+#error "EVP_MD_FLAG_XOF is no longer defined"
+#endif
+#ifndef EVP_PADDING_ANSI923
+#error "EVP_PADDING_ANSI923 is no longer defined"
+#endif
+#ifndef EVP_PADDING_ISO10126
+#error "EVP_PADDING_ISO10126 is no longer defined"
+#endif
+#ifndef EVP_PADDING_ISO7816_4
+#error "EVP_PADDING_ISO7816_4 is no longer defined"
+#endif
+#ifndef EVP_PADDING_PKCS7
+#error "EVP_PADDING_PKCS7 is no longer defined"
+#endif
+#ifndef EVP_PADDING_ZERO
+#error "EVP_PADDING_ZERO is no longer defined"
+#endif
+#ifndef EVP_PBE_TYPE_KDF
+#error "EVP_PBE_TYPE_KDF is no longer defined"
+#endif
+#ifndef EVP_PBE_TYPE_OUTER
+#error "EVP_PBE_TYPE_OUTER is no longer defined"
+#endif
+#ifndef EVP_PBE_TYPE_PRF
+#error "EVP_PBE_TYPE_PRF is no longer defined"
+#endif
+#ifndef EVP_PKEY_ALG_CTRL
+#error "EVP_PKEY_ALG_CTRL is no longer defined"
+#endif
+#ifndef EVP_PKEY_CMAC
+#error "EVP_PKEY_CMAC is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_CIPHER
+#error "EVP_PKEY_CTRL_CIPHER is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_CMS_DECRYPT
+#error "EVP_PKEY_CTRL_CMS_DECRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_CMS_ENCRYPT
+#error "EVP_PKEY_CTRL_CMS_ENCRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_CMS_SIGN
+#error "EVP_PKEY_CTRL_CMS_SIGN is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_DIGESTINIT
+#error "EVP_PKEY_CTRL_DIGESTINIT is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_GET1_ID
+#error "EVP_PKEY_CTRL_GET1_ID is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_GET1_ID_LEN
+#error "EVP_PKEY_CTRL_GET1_ID_LEN is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_GET_MD
+#error "EVP_PKEY_CTRL_GET_MD is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_MD
+#error "EVP_PKEY_CTRL_MD is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_PEER_KEY
+#error "EVP_PKEY_CTRL_PEER_KEY is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_PKCS7_DECRYPT
+#error "EVP_PKEY_CTRL_PKCS7_DECRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_PKCS7_ENCRYPT
+#error "EVP_PKEY_CTRL_PKCS7_ENCRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_PKCS7_SIGN
+#error "EVP_PKEY_CTRL_PKCS7_SIGN is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_SET1_ID
+#error "EVP_PKEY_CTRL_SET1_ID is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_SET_DIGEST_SIZE
+#error "EVP_PKEY_CTRL_SET_DIGEST_SIZE is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_SET_IV
+#error "EVP_PKEY_CTRL_SET_IV is no longer defined"
+#endif
+#ifndef EVP_PKEY_CTRL_SET_MAC_KEY
+#error "EVP_PKEY_CTRL_SET_MAC_KEY is no longer defined"
+#endif
+#ifndef EVP_PKEY_DH
+#error "EVP_PKEY_DH is no longer defined"
+#endif
+#ifndef EVP_PKEY_DHX
+#error "EVP_PKEY_DHX is no longer defined"
+#endif
+#ifndef EVP_PKEY_DSA
+#error "EVP_PKEY_DSA is no longer defined"
+#endif
+#ifndef EVP_PKEY_DSA1
+#error "EVP_PKEY_DSA1 is no longer defined"
+#endif
+#ifndef EVP_PKEY_DSA2
+#error "EVP_PKEY_DSA2 is no longer defined"
+#endif
+#ifndef EVP_PKEY_DSA3
+#error "EVP_PKEY_DSA3 is no longer defined"
+#endif
+#ifndef EVP_PKEY_DSA4
+#error "EVP_PKEY_DSA4 is no longer defined"
+#endif
+#ifndef EVP_PKEY_EC
+#error "EVP_PKEY_EC is no longer defined"
+#endif
+#ifndef EVP_PKEY_ED25519
+#error "EVP_PKEY_ED25519 is no longer defined"
+#endif
+#ifndef EVP_PKEY_ED448
+#error "EVP_PKEY_ED448 is no longer defined"
+#endif
+#ifndef EVP_PKEY_FLAG_AUTOARGLEN
+#error "EVP_PKEY_FLAG_AUTOARGLEN is no longer defined"
+#endif
+#ifndef EVP_PKEY_FLAG_SIGCTX_CUSTOM
+#error "EVP_PKEY_FLAG_SIGCTX_CUSTOM is no longer defined"
+#endif
+#ifndef EVP_PKEY_HKDF
+#error "EVP_PKEY_HKDF is no longer defined"
+#endif
+#ifndef EVP_PKEY_HMAC
+#error "EVP_PKEY_HMAC is no longer defined"
+#endif
+#ifndef EVP_PKEY_KEYMGMT
+#error "EVP_PKEY_KEYMGMT is no longer defined"
+#endif
+#ifndef EVP_PKEY_KEY_PARAMETERS
+#error "EVP_PKEY_KEY_PARAMETERS is no longer defined"
+#endif
+#ifndef EVP_PKEY_MO_DECRYPT
+#error "EVP_PKEY_MO_DECRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_MO_ENCRYPT
+#error "EVP_PKEY_MO_ENCRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_MO_SIGN
+#error "EVP_PKEY_MO_SIGN is no longer defined"
+#endif
+#ifndef EVP_PKEY_MO_VERIFY
+#error "EVP_PKEY_MO_VERIFY is no longer defined"
+#endif
+#ifndef EVP_PKEY_NONE
+#error "EVP_PKEY_NONE is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_DECAPSULATE
+#error "EVP_PKEY_OP_DECAPSULATE is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_DECRYPT
+#error "EVP_PKEY_OP_DECRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_DERIVE
+#error "EVP_PKEY_OP_DERIVE is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_ENCAPSULATE
+#error "EVP_PKEY_OP_ENCAPSULATE is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_ENCRYPT
+#error "EVP_PKEY_OP_ENCRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_FROMDATA
+#error "EVP_PKEY_OP_FROMDATA is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_KEYGEN
+#error "EVP_PKEY_OP_KEYGEN is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_PARAMGEN
+#error "EVP_PKEY_OP_PARAMGEN is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_SIGN
+#error "EVP_PKEY_OP_SIGN is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_SIGNCTX
+#error "EVP_PKEY_OP_SIGNCTX is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_TYPE_CRYPT
+#error "EVP_PKEY_OP_TYPE_CRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_TYPE_GEN
+#error "EVP_PKEY_OP_TYPE_GEN is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_UNDEFINED
+#error "EVP_PKEY_OP_UNDEFINED is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_VERIFY
+#error "EVP_PKEY_OP_VERIFY is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_VERIFYCTX
+#error "EVP_PKEY_OP_VERIFYCTX is no longer defined"
+#endif
+#ifndef EVP_PKEY_OP_VERIFYRECOVER
+#error "EVP_PKEY_OP_VERIFYRECOVER is no longer defined"
+#endif
+#ifndef EVP_PKEY_POLY1305
+#error "EVP_PKEY_POLY1305 is no longer defined"
+#endif
+#ifndef EVP_PKEY_RSA
+#error "EVP_PKEY_RSA is no longer defined"
+#endif
+#ifndef EVP_PKEY_RSA2
+#error "EVP_PKEY_RSA2 is no longer defined"
+#endif
+#ifndef EVP_PKEY_RSA_PSS
+#error "EVP_PKEY_RSA_PSS is no longer defined"
+#endif
+#ifndef EVP_PKEY_SCRYPT
+#error "EVP_PKEY_SCRYPT is no longer defined"
+#endif
+#ifndef EVP_PKEY_SIPHASH
+#error "EVP_PKEY_SIPHASH is no longer defined"
+#endif
+#ifndef EVP_PKEY_SM2
+#error "EVP_PKEY_SM2 is no longer defined"
+#endif
+#ifndef EVP_PKEY_TLS1_PRF
+#error "EVP_PKEY_TLS1_PRF is no longer defined"
+#endif
+#ifndef EVP_PKEY_X25519
+#error "EVP_PKEY_X25519 is no longer defined"
+#endif
+#ifndef EVP_PKEY_X448
+#error "EVP_PKEY_X448 is no longer defined"
+#endif
+#ifndef EVP_PKS_DSA
+#error "EVP_PKS_DSA is no longer defined"
+#endif
+#ifndef EVP_PKS_EC
+#error "EVP_PKS_EC is no longer defined"
+#endif
+#ifndef EVP_PKS_RSA
+#error "EVP_PKS_RSA is no longer defined"
+#endif
+#ifndef EVP_PKT_ENC
+#error "EVP_PKT_ENC is no longer defined"
+#endif
+#ifndef EVP_PKT_EXCH
+#error "EVP_PKT_EXCH is no longer defined"
+#endif
+#ifndef EVP_PKT_SIGN
+#error "EVP_PKT_SIGN is no longer defined"
+#endif
+#ifndef EVP_PK_DH
+#error "EVP_PK_DH is no longer defined"
+#endif
+#ifndef EVP_PK_DSA
+#error "EVP_PK_DSA is no longer defined"
+#endif
+#ifndef EVP_PK_EC
+#error "EVP_PK_EC is no longer defined"
+#endif
+#ifndef EVP_PK_RSA
+#error "EVP_PK_RSA is no longer defined"
+#endif
+#ifndef EVP_RAND_STATE_ERROR
+#error "EVP_RAND_STATE_ERROR is no longer defined"
+#endif
+#ifndef EVP_RAND_STATE_READY
+#error "EVP_RAND_STATE_READY is no longer defined"
+#endif
+#ifndef EVP_RAND_STATE_UNINITIALISED
+#error "EVP_RAND_STATE_UNINITIALISED is no longer defined"
+#endif
+#ifndef PKCS5_DEFAULT_ITER
+#error "PKCS5_DEFAULT_ITER is no longer defined"
+#endif
+#ifndef PKCS5_SALT_LEN
+#error "PKCS5_SALT_LEN is no longer defined"
+#endif
+#ifndef PEM_BUFSIZE
+#error "PEM_BUFSIZE is no longer defined"
+#endif
+#ifndef PEM_FLAG_EAY_COMPATIBLE
+#error "PEM_FLAG_EAY_COMPATIBLE is no longer defined"
+#endif
+#ifndef PEM_FLAG_ONLY_B64
+#error "PEM_FLAG_ONLY_B64 is no longer defined"
+#endif
+#ifndef PEM_FLAG_SECURE
+#error "PEM_FLAG_SECURE is no longer defined"
+#endif
+#ifndef PEM_STRING_CMS
+#error "PEM_STRING_CMS is no longer defined"
+#endif
+#ifndef PEM_STRING_DHPARAMS
+#error "PEM_STRING_DHPARAMS is no longer defined"
+#endif
+#ifndef PEM_STRING_DHXPARAMS
+#error "PEM_STRING_DHXPARAMS is no longer defined"
+#endif
+#ifndef PEM_STRING_DSA
+#error "PEM_STRING_DSA is no longer defined"
+#endif
+#ifndef PEM_STRING_DSAPARAMS
+#error "PEM_STRING_DSAPARAMS is no longer defined"
+#endif
+#ifndef PEM_STRING_DSA_PUBLIC
+#error "PEM_STRING_DSA_PUBLIC is no longer defined"
+#endif
+#ifndef PEM_STRING_ECDSA_PUBLIC
+#error "PEM_STRING_ECDSA_PUBLIC is no longer defined"
+#endif
+#ifndef PEM_STRING_ECPARAMETERS
+#error "PEM_STRING_ECPARAMETERS is no longer defined"
+#endif
+#ifndef PEM_STRING_ECPRIVATEKEY
+#error "PEM_STRING_ECPRIVATEKEY is no longer defined"
+#endif
+#ifndef PEM_STRING_EVP_PKEY
+#error "PEM_STRING_EVP_PKEY is no longer defined"
+#endif
+#ifndef PEM_STRING_PARAMETERS
+#error "PEM_STRING_PARAMETERS is no longer defined"
+#endif
+#ifndef PEM_STRING_PKCS7
+#error "PEM_STRING_PKCS7 is no longer defined"
+#endif
+#ifndef PEM_STRING_PKCS7_SIGNED
+#error "PEM_STRING_PKCS7_SIGNED is no longer defined"
+#endif
+#ifndef PEM_STRING_PKCS8
+#error "PEM_STRING_PKCS8 is no longer defined"
+#endif
+#ifndef PEM_STRING_PKCS8INF
+#error "PEM_STRING_PKCS8INF is no longer defined"
+#endif
+#ifndef PEM_STRING_PUBLIC
+#error "PEM_STRING_PUBLIC is no longer defined"
+#endif
+#ifndef PEM_STRING_RSA
+#error "PEM_STRING_RSA is no longer defined"
+#endif
+#ifndef PEM_STRING_RSA_PUBLIC
+#error "PEM_STRING_RSA_PUBLIC is no longer defined"
+#endif
+#ifndef PEM_STRING_SM2PARAMETERS
+#error "PEM_STRING_SM2PARAMETERS is no longer defined"
+#endif
+#ifndef PEM_STRING_SM2PRIVATEKEY
+#error "PEM_STRING_SM2PRIVATEKEY is no longer defined"
+#endif
+#ifndef PEM_STRING_SSL_SESSION
+#error "PEM_STRING_SSL_SESSION is no longer defined"
+#endif
+#ifndef PEM_STRING_X509
+#error "PEM_STRING_X509 is no longer defined"
+#endif
+#ifndef PEM_STRING_X509_CRL
+#error "PEM_STRING_X509_CRL is no longer defined"
+#endif
+#ifndef PEM_STRING_X509_OLD
+#error "PEM_STRING_X509_OLD is no longer defined"
+#endif
+#ifndef PEM_STRING_X509_REQ
+#error "PEM_STRING_X509_REQ is no longer defined"
+#endif
+#ifndef PEM_STRING_X509_REQ_OLD
+#error "PEM_STRING_X509_REQ_OLD is no longer defined"
+#endif
+#ifndef PEM_STRING_X509_TRUSTED
+#error "PEM_STRING_X509_TRUSTED is no longer defined"
+#endif
+#ifndef PEM_TYPE_CLEAR
+#error "PEM_TYPE_CLEAR is no longer defined"
+#endif
+#ifndef PEM_TYPE_ENCRYPTED
+#error "PEM_TYPE_ENCRYPTED is no longer defined"
+#endif
+#ifndef PEM_TYPE_MIC_CLEAR
+#error "PEM_TYPE_MIC_CLEAR is no longer defined"
+#endif
+#ifndef PEM_TYPE_MIC_ONLY
+#error "PEM_TYPE_MIC_ONLY is no longer defined"
+#endif
+#ifndef RAND_DRBG_STRENGTH
+#error "RAND_DRBG_STRENGTH is no longer defined"
+#endif
 _Static_assert((unsigned long long)(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER) == (2ULL), "SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER");
 _Static_assert((unsigned long long)(SSL_MODE_ASYNC) == (256ULL), "SSL_MODE_ASYNC");
 _Static_assert((unsigned long long)(SSL_MODE_AUTO_RETRY) == (4ULL), "SSL_MODE_AUTO_RETRY");

@@ -10,6 +10,8 @@ struct Generator {
     let deprecatedMacros: Set<String>
     /// Header of each `#define`d name in the wholesale headers.
     let macroHeader: [String: String]
+    /// `#define`d names of each header whose constants are re-exported.
+    var constantHeaderNames: [String: [String]] = [:]
 
     var wrappers: [Wrapper] = []
     var byName: [String: Wrapper] = [:]
@@ -78,9 +80,10 @@ struct Generator {
                 guard let pt = pointee(p.type), let h = spec.handle(forC: pt) else {
                     unknownOpaque[pointee(p.type) ?? p.type, default: []].insert(f.name); return
                 }
-                let first = i == 0
-                params.append(WParam(name: name, swiftType: first ? h : "\(h)?", cType: p.type))
-                args.append(first ? "\(name).rawValue" : "\(name)?.rawValue")
+                // Optional, as in C: NULL goes through, and a result handle (always optional) chains
+                // into the next call without unwrapping. A non-optional handle converts implicitly.
+                params.append(WParam(name: name, swiftType: "\(h)?", cType: p.type))
+                args.append("\(name)?.rawValue")
             } else if p.type == "const char *" && raw == "UnsafePointer<CChar>?" {
                 params.append(WParam(name: name, swiftType: "String?", cType: p.type))
                 args.append(name)
@@ -183,7 +186,7 @@ struct Generator {
     func constantExpression(_ c: String, to: String) -> String? {
         if let t = swift.constants[c] {
             let type = cleanSwiftType(t)
-            return type == to ? c : (isIntegerType(to) && isIntegerType(type) ? "\(to)(\(c))" : nil)
+            return type == to ? "COpenSSL.\(c)" : (isIntegerType(to) && isIntegerType(type) ? "\(to)(COpenSSL.\(c))" : nil)
         }
         if let k = constants.first(where: { $0.name == c }) {
             return k.type == to ? c : (isIntegerType(to) ? "\(to)(\(c))" : nil)
@@ -278,8 +281,7 @@ struct Generator {
                     continue
                 }
                 // The first handle argument of the call is the object the macro works on: non-optional.
-                var from = overrides[p]?.swiftType ?? to
-                if k == 0, from.hasSuffix("?"), isHandle(from) { from = String(from.dropLast()) }
+                let from = overrides[p]?.swiftType ?? to
                 let cType = overrides[p]?.cType ?? cTarget.params[k].type
                 if let existing = paramTypes[p], existing.swift != from {
                     skipped.append((m.name, header, "parameter \(p) is used with two types")); return

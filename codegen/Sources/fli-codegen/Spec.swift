@@ -17,6 +17,8 @@ struct Spec {
     struct LispName { var lisp: String; var explicit: String?; var note: String? }
 
     var headers: [String] = []
+    /// Headers whose importable constants are re-exported (clients need not import COpenSSL).
+    var constantHeaders: [String] = []
     var functions: [(name: String, header: String)] = []
     var handles: [Handle] = []
     var stacks: [Stack] = []
@@ -44,6 +46,9 @@ struct Spec {
             case "header":
                 guard words.count == 2 else { throw fail("expected: header NAME.h") }
                 spec.headers.append(words[1])
+            case "constants":
+                guard words.count >= 2 else { throw fail("expected: constants HEADER.h…") }
+                spec.constantHeaders += words.dropFirst()
             case "function":
                 guard words.count >= 3 else { throw fail("expected: function HEADER.h NAME…") }
                 for name in words.dropFirst(2) { spec.functions.append((name, words[1])) }

@@ -59,6 +59,10 @@ do {
     var gen = Generator(spec: spec, ast: ast, swift: swiftInterface, macros: macros,
                         deprecatedMacros: deprecatedMacros, macroHeader: macroHeader)
 
+    for header in spec.headers + spec.constantHeaders {
+        gen.constantHeaderNames[header] = try macroNames(inHeader: includeDir + "/openssl/" + header)
+    }
+
     // Functions: every one declared in a wholesale header, then the named extras.
     let wholesale = ast.functions.values.filter { spec.headers.contains($0.header) }.sorted { $0.name < $1.name }
     var declared = 0
