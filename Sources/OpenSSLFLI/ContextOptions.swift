@@ -1,0 +1,81 @@
+import COpenSSL
+
+/// LispWorks' `set-ssl-ctx-options` keywords as an option set over `SSL_OP_*`.
+///
+/// Flags marked "no effect in OpenSSL 3" are 0 in OpenSSL 3's headers: the bug work-arounds and
+/// SSLv2/SSLv3 switches they stood for are gone. They are kept so that code written against the older
+/// API still compiles, and they set nothing.
+public struct SSLContextOptions: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// No effect in OpenSSL 3 (`SSL_OP_MICROSOFT_SESS_ID_BUG` is 0).
+    public static let microsoftSessIDBug = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_NETSCAPE_CHALLENGE_BUG` is 0).
+    public static let netscapeChallengeBug = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_NETSCAPE_REUSE_CIPHER_CHANGE_BUG` is 0).
+    public static let netscapeReuseCipherChangeBug = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_SSLREF2_REUSE_CERT_TYPE_BUG` is 0).
+    public static let sslref2ReuseCertTypeBug = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_MICROSOFT_BIG_SSLV3_BUFFER` is 0).
+    public static let microsoftBigSSLv3Buffer = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_MSIE_SSLV2_RSA_PADDING` is 0).
+    public static let msieSSLv2RSAPadding = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_SSLEAY_080_CLIENT_DH_BUG` is 0).
+    public static let ssleay080ClientDHBug = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_TLS_D5_BUG` is 0).
+    public static let tlsD5Bug = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_TLS_BLOCK_PADDING_BUG` is 0).
+    public static let tlsBlockPaddingBug = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_SINGLE_DH_USE` is 0: DH keys are always single-use).
+    public static let singleDHUse = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_EPHEMERAL_RSA` is 0: temporary RSA keys are gone).
+    public static let ephemeralRSA = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_NO_SSLv2` is 0: SSLv2 is gone).
+    public static let noSSLv2 = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_PKCS1_CHECK_1` is 0).
+    public static let pkcs1Check1 = SSLContextOptions([])
+    /// No effect in OpenSSL 3 (`SSL_OP_PKCS1_CHECK_2` is 0).
+    public static let pkcs1Check2 = SSLContextOptions([])
+
+    /// `SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS`.
+    public static let dontInsertEmptyFragments = SSLContextOptions(rawValue: SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS)
+    /// `SSL_OP_ALL`: all the harmless bug work-arounds OpenSSL 3 still has.
+    public static let all = SSLContextOptions(rawValue: SSL_OP_ALL)
+    /// `SSL_OP_NO_QUERY_MTU` (DTLS).
+    public static let noQueryMTU = SSLContextOptions(rawValue: SSL_OP_NO_QUERY_MTU)
+    /// `SSL_OP_COOKIE_EXCHANGE` (DTLS).
+    public static let cookieExchange = SSLContextOptions(rawValue: SSL_OP_COOKIE_EXCHANGE)
+    /// `SSL_OP_NO_TICKET`: no stateless session tickets.
+    public static let noTicket = SSLContextOptions(rawValue: SSL_OP_NO_TICKET)
+    /// `SSL_OP_CIPHER_SERVER_PREFERENCE`.
+    public static let cipherServerPreference = SSLContextOptions(rawValue: SSL_OP_CIPHER_SERVER_PREFERENCE)
+    /// `SSL_OP_TLS_ROLLBACK_BUG`.
+    public static let tlsRollbackBug = SSLContextOptions(rawValue: SSL_OP_TLS_ROLLBACK_BUG)
+    /// `SSL_OP_NO_SSLv3`.
+    public static let noSSLv3 = SSLContextOptions(rawValue: SSL_OP_NO_SSLv3)
+    /// `SSL_OP_NO_TLSv1`.
+    public static let noTLSv1 = SSLContextOptions(rawValue: SSL_OP_NO_TLSv1)
+    /// `SSL_OP_NO_TLSv1_1`.
+    public static let noTLSv1_1 = SSLContextOptions(rawValue: SSL_OP_NO_TLSv1_1)
+    /// `SSL_OP_NO_TLSv1_2`.
+    public static let noTLSv1_2 = SSLContextOptions(rawValue: SSL_OP_NO_TLSv1_2)
+    /// `SSL_OP_NO_TLSv1_3`.
+    public static let noTLSv1_3 = SSLContextOptions(rawValue: SSL_OP_NO_TLSv1_3)
+    /// `SSL_OP_NO_COMPRESSION`.
+    public static let noCompression = SSLContextOptions(rawValue: SSL_OP_NO_COMPRESSION)
+    /// `SSL_OP_NO_RENEGOTIATION`.
+    public static let noRenegotiation = SSLContextOptions(rawValue: SSL_OP_NO_RENEGOTIATION)
+    /// `SSL_OP_IGNORE_UNEXPECTED_EOF`: treat EOF without close_notify as a normal close.
+    public static let ignoreUnexpectedEOF = SSLContextOptions(rawValue: SSL_OP_IGNORE_UNEXPECTED_EOF)
+    /// `SSL_OP_ENABLE_KTLS`.
+    public static let enableKTLS = SSLContextOptions(rawValue: SSL_OP_ENABLE_KTLS)
+}
+
+/// Sets (and clears) options of a context (LispWorks' `set-ssl-ctx-options`) and returns the options in
+/// force afterwards.
+@discardableResult
+public func setSSLCtxOptions(_ ctx: SSLContextPointer, options: SSLContextOptions, clear: SSLContextOptions = []) -> SSLContextOptions {
+    if !clear.isEmpty { _ = SSL_CTX_clear_options(ctx, clear.rawValue) }
+    return SSLContextOptions(rawValue: SSL_CTX_set_options(ctx, options.rawValue))
+}
