@@ -38,7 +38,7 @@ struct DirectCallBench {
         defer { SSL_free(ssl) }
         let raw = ctx.rawValue, rawSSL = ssl.rawValue
         print("direct_call: \(iterations) calls per batch, best of \(rounds) batches, interleaved")
-        print(String(format: "%-38@ %12@ %12@ %8@", "call" as NSString, "wrapper ns" as NSString, "raw C ns" as NSString, "ratio" as NSString))
+        print("call".padding(toLength: 40, withPad: " ", startingAt: 0) + "wrapper ns    raw C ns     ratio")
         var worst = 0.0
         let cases: [(String, () -> UInt64, () -> UInt64)] = [
             ("SSL_CTX_get_options (function)", { wrapperGetOptions(ctx, iterations) }, { rawGetOptions(raw, iterations) }),
@@ -53,7 +53,7 @@ struct DirectCallBench {
             }
             let ratio = best.wrapper / best.raw
             worst = max(worst, ratio)
-            print(String(format: "%-38@ %12.3f %12.3f %8.3f", name as NSString,
+            print(name.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%10.3f  %10.3f  %8.3f",
                          best.wrapper / Double(iterations) * 1e9, best.raw / Double(iterations) * 1e9, ratio))
         }
         print(String(format: "direct_call: worst ratio wrapper/raw = %.3f (target <= 1.02)", worst))
