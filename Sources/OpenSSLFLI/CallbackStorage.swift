@@ -8,12 +8,23 @@ public typealias SSLPasswordCallback = (_ maxLength: Int, _ encrypting: Bool) th
 
 /// The Swift closures kept for one `SSL_CTX` (or `SSL`). It lives in the object's ex_data; OpenSSL's
 /// free callback releases it when the object is freed, and replacing a closure releases the old one.
+///
+/// An error thrown by a closure while OpenSSL runs it cannot cross C: the trampoline keeps it with
+/// ``storeError(_:)`` and the Swift helper that made the C call rethrows it afterwards
+/// (``rethrowingCallbackErrors(_:)``). Kept errors belong to the thread that made the C call (OpenSSL
+/// runs callbacks on the calling thread), so one context shared by many threads does not mix them up.
+///
+/// `SSL_dup` gives the copy a registry of its own holding the same closures; the two are released
+/// independently.
 public final class CallbackRegistry: @unchecked Sendable {
     private let lock = NSLock()
     private var closures: [String: Any] = [:]
-    private var pendingError: Error?
+    /// Errors kept by callbacks, per thread (`pthread_self`).
+    private var pendingErrors: [UInt: Error] = [:]
 
     init() {}
+
+    private static var currentThread: UInt { UInt(pthread_self()) }
 
     /// The closure stored under `key`, if any.
     public func closure<T>(_ key: String, as type: T.Type = T.self) -> T? {
@@ -27,56 +38,97 @@ public final class CallbackRegistry: @unchecked Sendable {
         let old = closures[key]
         closures[key] = closure
         lock.unlock()
-        _ = old  // released here, outside the lock
+        _ = old  // released here, outside the lock (its deinit may run arbitrary code)
     }
 
-    /// Keeps an error thrown inside a callback, to be rethrown after the C call returns.
+    /// Keeps an error thrown inside a callback on this thread, to be rethrown after the C call returns.
+    /// The first error wins when a C call runs several callbacks.
     public func storeError(_ error: Error) {
         lock.lock(); defer { lock.unlock() }
-        if pendingError == nil { pendingError = error }
+        let thread = Self.currentThread
+        if pendingErrors[thread] == nil { pendingErrors[thread] = error }
     }
 
-    /// Takes the kept error, if any.
+    /// Takes the error kept on this thread, if any.
     public func takeError() -> Error? {
         lock.lock(); defer { lock.unlock() }
-        let e = pendingError
-        pendingError = nil
-        return e
+        return pendingErrors.removeValue(forKey: Self.currentThread)
     }
 
-    // The ex_data indexes, made once per process, with a free callback that releases the registry.
-    static let contextIndex: Int32 = COpenSSL.CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, nil, nil, nil) { _, pointer, _, _, _, _ in
+    /// A registry holding the same closures (no kept errors), for `SSL_dup`.
+    private func copy() -> CallbackRegistry {
+        let other = CallbackRegistry()
+        lock.lock(); defer { lock.unlock() }
+        other.closures = closures
+        return other
+    }
+
+    // The ex_data free callback: releases the registry when its object is freed.
+    private static let releaseRegistry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
+                                                         UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int,
+                                                         UnsafeMutableRawPointer?) -> Void = { _, pointer, _, _, _, _ in
         if let pointer { Unmanaged<CallbackRegistry>.fromOpaque(pointer).release() }
     }
-    static let sslIndex: Int32 = COpenSSL.CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, nil, nil, nil) { _, pointer, _, _, _, _ in
-        if let pointer { Unmanaged<CallbackRegistry>.fromOpaque(pointer).release() }
+
+    // The ex_data dup callback (`SSL_dup` copies ex_data pointers as they are): without it both objects
+    // would release one registry. The copy gets its own, retained, registry.
+    private static let duplicateRegistry: @convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?,
+                                                           UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int,
+                                                           UnsafeMutableRawPointer?) -> Int32 = { _, _, fromData, _, _, _ in
+        guard let fromData, let pointer = fromData.pointee else { return 1 }
+        let original = Unmanaged<CallbackRegistry>.fromOpaque(pointer).takeUnretainedValue()
+        fromData.pointee = Unmanaged.passRetained(original.copy()).toOpaque()
+        return 1
+    }
+
+    private static func makeIndex(_ classIndex: Int32) -> Int32 {
+        let index = COpenSSL.CRYPTO_get_ex_new_index(classIndex, 0, nil, nil, duplicateRegistry, releaseRegistry)
+        precondition(index >= 0, "CRYPTO_get_ex_new_index failed: no ex_data index for Swift callbacks")
+        return index
+    }
+
+    // The ex_data indexes, made once per process.
+    static let contextIndex: Int32 = makeIndex(CRYPTO_EX_INDEX_SSL_CTX)
+    static let sslIndex: Int32 = makeIndex(CRYPTO_EX_INDEX_SSL)
+
+    /// Serialises the first-use creation of registries.
+    private static let creationLock = NSLock()
+
+    private static func registry(get: () -> UnsafeMutableRawPointer?, set: (UnsafeMutableRawPointer) -> Int32) -> CallbackRegistry {
+        if let existing = get() { return Unmanaged<CallbackRegistry>.fromOpaque(existing).takeUnretainedValue() }
+        creationLock.lock(); defer { creationLock.unlock() }
+        if let existing = get() { return Unmanaged<CallbackRegistry>.fromOpaque(existing).takeUnretainedValue() }
+        let registry = CallbackRegistry()
+        let retained = Unmanaged.passRetained(registry)
+        if set(retained.toOpaque()) != 1 {
+            // OpenSSL could not store it (out of memory): nothing would release it, so do not keep it.
+            retained.release()
+        }
+        return registry
     }
 
     /// The registry of a context, made on first use.
     public static func of(_ ctx: SSLContextPointer) -> CallbackRegistry {
-        if let existing = COpenSSL.SSL_CTX_get_ex_data(ctx.rawValue, contextIndex) {
-            return Unmanaged<CallbackRegistry>.fromOpaque(existing).takeUnretainedValue()
-        }
-        let registry = CallbackRegistry()
-        _ = COpenSSL.SSL_CTX_set_ex_data(ctx.rawValue, contextIndex, Unmanaged.passRetained(registry).toOpaque())
-        return registry
+        registry(get: { COpenSSL.SSL_CTX_get_ex_data(ctx.rawValue, contextIndex) },
+                 set: { COpenSSL.SSL_CTX_set_ex_data(ctx.rawValue, contextIndex, $0) })
     }
 
     /// The registry of a connection, made on first use.
     public static func of(_ ssl: SSLPointer) -> CallbackRegistry {
-        if let existing = COpenSSL.SSL_get_ex_data(ssl.rawValue, sslIndex) {
-            return Unmanaged<CallbackRegistry>.fromOpaque(existing).takeUnretainedValue()
-        }
-        let registry = CallbackRegistry()
-        _ = COpenSSL.SSL_set_ex_data(ssl.rawValue, sslIndex, Unmanaged.passRetained(registry).toOpaque())
-        return registry
+        registry(get: { COpenSSL.SSL_get_ex_data(ssl.rawValue, sslIndex) },
+                 set: { COpenSSL.SSL_set_ex_data(ssl.rawValue, sslIndex, $0) })
     }
 
-    /// Runs a C call that may call back into Swift, then rethrows the error a callback kept, if any.
+    /// Runs a C call that may call back into Swift, then rethrows the error a callback kept on this
+    /// thread, if any. When it rethrows, the OpenSSL error queue (which then only holds OpenSSL's
+    /// consequences of the refused callback) is cleared.
     public func rethrowingCallbackErrors<T>(_ body: () throws -> T) throws -> T {
         _ = takeError()
         let result = try body()
-        if let error = takeError() { throw error }
+        if let error = takeError() {
+            COpenSSL.ERR_clear_error()
+            throw error
+        }
         return result
     }
 }
@@ -93,8 +145,11 @@ func deliverPassword(_ callback: SSLPasswordCallback, buffer: UnsafeMutablePoint
             registry.storeError(SSLError.usage("the password is \(bytes.count) bytes, OpenSSL accepts at most \(size - 1)", call: call))
             return -1
         }
-        bytes.withUnsafeBufferPointer { src in
-            UnsafeMutableRawPointer(buffer).copyMemory(from: src.baseAddress!, byteCount: bytes.count)
+        // An empty password is a valid answer (an empty array may have no base address).
+        if !bytes.isEmpty {
+            bytes.withUnsafeBufferPointer { src in
+                UnsafeMutableRawPointer(buffer).copyMemory(from: src.baseAddress!, byteCount: bytes.count)
+            }
         }
         return Int32(bytes.count)
     } catch {

@@ -230,11 +230,17 @@ public struct SSLError: SocketErrorFamily {
         let verify = COpenSSL.SSL_get_verify_result(ssl.rawValue)
         var kind: SSLConditionKind = .failure
         var message = "TLS failure"
-        let verifyFailed = queue.contains { ERR_GET_REASON($0.code) == SSL_R_CERTIFICATE_VERIFY_FAILED }
+        func sslReason(_ reason: Int32) -> Bool {
+            queue.contains { COpenSSL.ERR_GET_LIB($0.code) == ERR_LIB_SSL && COpenSSL.ERR_GET_REASON($0.code) == reason }
+        }
+        let verifyFailed = sslReason(SSL_R_CERTIFICATE_VERIFY_FAILED)
         switch status {
         case .zeroReturn:
             kind = .closed; message = "the peer closed the TLS connection"
         case .syscall where queue.isEmpty && savedErrno == 0:
+            kind = .closed; message = "the peer closed the connection without close_notify"
+        case .ssl where sslReason(SSL_R_UNEXPECTED_EOF_WHILE_READING):
+            // OpenSSL 3 reports an EOF without close_notify this way (before 3.0: syscall, errno 0).
             kind = .closed; message = "the peer closed the connection without close_notify"
         case .syscall:
             message = "system call failed"
@@ -243,7 +249,9 @@ public struct SSLError: SocketErrorFamily {
         case .wantRead, .wantWrite:
             message = "the call would block (\(status))"
         default:
-            if verifyFailed || (verify != Int(X509_V_OK) && call.contains("handshake")) {
+            // A failed verify result counts while the handshake runs (SSL_connect, SSL_accept,
+            // SSL_do_handshake, or SSL_read/SSL_write doing it implicitly), whatever the call is named.
+            if verifyFailed || (verify != Int(X509_V_OK) && COpenSSL.SSL_is_init_finished(ssl.rawValue) == 0) {
                 kind = .verificationFailure
                 message = "certificate verification failed"
             } else {

@@ -207,4 +207,7 @@ public func setSSLCtxDH(_ ctx: SSLContextPointer, dh: EVPPKeyPointer? = nil, fil
         COpenSSL.EVP_PKEY_free(pkey.rawValue)
         throw SSLError.fromQueue(call: "SSL_CTX_set0_tmp_dh_pkey")
     }
+    // OpenSSL prefers automatic parameters over the context's own while dh_auto is on: switch it off
+    // so that parameters given now are the ones used, even after an earlier `setSSLCtxDH(ctx)`.
+    _ = COpenSSL.SSL_CTX_ctrl(ctx.rawValue, SSL_CTRL_SET_DH_AUTO, 0, nil)
 }

@@ -30,10 +30,19 @@ final class TestPKI: @unchecked Sendable {
         }
     }
 
+    /// Set `FLI_TEST_PKI_DIR` to keep the files in that directory and reuse them in later runs (needed
+    /// under valgrind, where `Process` cannot start the `openssl` CLI).
+    private static let keptDirectory = ProcessInfo.processInfo.environment["FLI_TEST_PKI_DIR"]
+
     private init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("fli-pki-\(getpid())-\(UUID().uuidString.prefix(8))").path
+        if let kept = TestPKI.keptDirectory {
+            dir = kept
+            if FileManager.default.fileExists(atPath: dir + "/garbage.pem") { return }  // written last
+        } else {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("fli-pki-\(getpid())-\(UUID().uuidString.prefix(8))").path
+            atexit { if let pki = try? TestPKI.made?.get() { try? FileManager.default.removeItem(atPath: pki.dir) } }
+        }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        atexit { if let pki = try? TestPKI.made?.get() { try? FileManager.default.removeItem(atPath: pki.dir) } }
         let ext = dir + "/leaf.ext"
         try "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n"
             .write(toFile: ext, atomically: true, encoding: .utf8)
