@@ -5,6 +5,7 @@ let package = Package(
     name: "swift-openssl-fli",
     products: [
         .library(name: "OpenSSLFLI", targets: ["OpenSSLFLI"]),
+        .library(name: "OpenSSLStreams", targets: ["OpenSSLStreams"]),
         .executable(name: "sslcat", targets: ["sslcat"]),
     ],
     dependencies: [
@@ -19,12 +20,17 @@ let package = Package(
         ),
         // Layer 1: generated direct calls, handles, ensureSSL, errors, contexts and helpers.
         .target(name: "OpenSSLFLI", dependencies: ["COpenSSL"]),
+        // Layer 2: blocking socket streams with attachSSL / detachSSL, openTCPStream, listeners.
+        .target(name: "OpenSSLStreams", dependencies: ["OpenSSLFLI", "COpenSSL"]),
         // The command-line tool: demo, bench.
         .executableTarget(
             name: "sslcat",
-            dependencies: ["OpenSSLFLI", "COpenSSL", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["OpenSSLFLI", "OpenSSLStreams", "COpenSSL", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "OpenSSLFLITests", dependencies: ["OpenSSLFLI"]),
+        // Test fixtures shared by the test targets: generated PKI, child processes (real peers).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "OpenSSLFLITests", dependencies: ["OpenSSLFLI", "TestSupport"]),
+        .testTarget(name: "OpenSSLStreamsTests", dependencies: ["OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -220,6 +220,12 @@ public struct SSLError: SocketErrorFamily {
         SSLError(kind: .error, call: call, message: message)
     }
 
+    /// The message of an error for an EOF without close_notify (see ``isUnexpectedEOF``).
+    public static let unexpectedEOFMessage = "the peer closed the connection without close_notify (unexpected EOF)"
+
+    /// True when the peer closed the transport without sending close_notify first (kind ``SSLConditionKind/error``).
+    public var isUnexpectedEOF: Bool { message == SSLError.unexpectedEOFMessage }
+
     /// The error of a failed `SSL_*` I/O call (`SSL_do_handshake`, `SSL_read`, `SSL_write`, `SSL_shutdown`):
     /// `SSL_get_error` decides the status and the condition kind. Call it right after the failing call,
     /// on the same thread, before anything else touches the error queue or `errno`.
@@ -238,10 +244,12 @@ public struct SSLError: SocketErrorFamily {
         case .zeroReturn:
             kind = .closed; message = "the peer closed the TLS connection"
         case .syscall where queue.isEmpty && savedErrno == 0:
-            kind = .closed; message = "the peer closed the connection without close_notify"
+            // An EOF without close_notify is not a clean close (it may be a truncation attack):
+            // LispWorks' ssl-error, not ssl-closed.
+            kind = .error; message = unexpectedEOFMessage
         case .ssl where sslReason(SSL_R_UNEXPECTED_EOF_WHILE_READING):
             // OpenSSL 3 reports an EOF without close_notify this way (before 3.0: syscall, errno 0).
-            kind = .closed; message = "the peer closed the connection without close_notify"
+            kind = .error; message = unexpectedEOFMessage
         case .syscall:
             message = "system call failed"
         case .wantX509Lookup:
@@ -253,7 +261,8 @@ public struct SSLError: SocketErrorFamily {
             // SSL_do_handshake, or SSL_read/SSL_write doing it implicitly), whatever the call is named.
             if verifyFailed || (verify != Int(X509_V_OK) && COpenSSL.SSL_is_init_finished(ssl.rawValue) == 0) {
                 kind = .verificationFailure
-                message = "certificate verification failed"
+                let text = verify == Int(X509_V_OK) ? nil : COpenSSL.X509_verify_cert_error_string(verify).map { String(cString: $0) }
+                message = "certificate verification failed" + (text.map { ": \($0)" } ?? "")
             } else {
                 message = queue.last?.reason ?? "TLS failure"
             }

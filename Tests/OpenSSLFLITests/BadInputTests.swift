@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 import OpenSSLFLI
 
 /// Bad input, each case twice: the direct call returns OpenSSL's failure code, and the helper throws a

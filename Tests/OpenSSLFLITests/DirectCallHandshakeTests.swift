@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 import OpenSSLFLI
 
 /// Full TLS handshakes between two `SSLPointer`s over memory BIOs, made with nothing but the generated

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 
 /// The generated layer is checked against the installed headers (the C file the generator emits) and
 /// against a fresh run of the generator.

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 import OpenSSLFLI
 
 final class HelperTests: XCTestCase {

@@ -1,5 +1,6 @@
 import COpenSSL
 import XCTest
+import TestSupport
 import OpenSSLFLI
 
 /// `SSLError.fromIO` on real failures over in-memory transports: which condition kind it picks.
@@ -87,8 +88,8 @@ final class SSLErrorClassificationTests: XCTestCase {
     }
 
     /// The transport ends (EOF) in the middle of the handshake: OpenSSL 3 reports `SSL_ERROR_SSL` with
-    /// "unexpected eof while reading", which is LispWorks' ssl-closed.
-    func testEOFWithoutCloseNotifyIsClosed() throws {
+    /// "unexpected eof while reading": LispWorks' ssl-error (not ssl-closed, which is close_notify only).
+    func testEOFWithoutCloseNotifyIsAnError() throws {
         let ctx = try makeSSLCtx(side: .client)
         defer { destroySSLCtx(ctx) }
         let ssl = try sslNew(ctx)
@@ -100,7 +101,8 @@ final class SSLErrorClassificationTests: XCTestCase {
         let r = COpenSSL.SSL_connect(ssl.rawValue)
         XCTAssertLessThanOrEqual(r, 0)
         let error = SSLError.fromIO(ssl: ssl, returnCode: r, call: "SSL_connect")
-        XCTAssertEqual(error.kind, .closed, "\(error)")
+        XCTAssertEqual(error.kind, .error, "\(error)")
+        XCTAssertTrue(error.isUnexpectedEOF, "\(error)")
     }
 
     /// A missing file is reported as missing: errno, the file, and the call.

@@ -1,19 +1,19 @@
 import Foundation
 
 /// Output of a finished child process.
-struct ProcessResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+public struct ProcessResult {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
 }
 
-struct ProcessTimeout: Error, CustomStringConvertible {
-    var command: String
-    var description: String { "timed out: \(command)" }
+public struct ProcessTimeout: Error, CustomStringConvertible {
+    public var command: String
+    public var description: String { "timed out: \(command)" }
 }
 
 /// Runs a program with a time limit (the child is killed when it runs over) and returns its output.
-func runProcess(_ executable: String, _ arguments: [String], timeout: TimeInterval,
+public func runProcess(_ executable: String, _ arguments: [String], timeout: TimeInterval,
                 directory: String? = nil, stdin: Data? = nil) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)

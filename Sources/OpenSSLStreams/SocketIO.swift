@@ -1,0 +1,208 @@
+import Foundation
+import OpenSSLFLI
+
+/// A point in time on the monotonic clock, or never: the end of a timeout.
+struct Deadline {
+    /// Nanoseconds on `CLOCK_MONOTONIC`; nil means no deadline.
+    let nanoseconds: UInt64?
+    /// The timeout it was made from, for messages.
+    let seconds: TimeInterval?
+
+    static let never = Deadline(nanoseconds: nil, seconds: nil)
+
+    /// A deadline `seconds` from now; nil waits forever, zero or less has passed already.
+    static func after(_ seconds: TimeInterval?) -> Deadline {
+        guard let seconds else { return .never }
+        let delta = seconds <= 0 ? 0 : UInt64(min(seconds, 1e9) * 1e9)
+        return Deadline(nanoseconds: monotonicNanoseconds() &+ delta, seconds: seconds)
+    }
+
+    /// Milliseconds left, rounded up, as `poll` takes them: -1 for no deadline, 0 when passed.
+    var pollMilliseconds: Int32 {
+        guard let nanoseconds else { return -1 }
+        let now = monotonicNanoseconds()
+        if now >= nanoseconds { return 0 }
+        return Int32(clamping: (nanoseconds - now + 999_999) / 1_000_000)
+    }
+
+    var hasPassed: Bool {
+        guard let nanoseconds else { return false }
+        return monotonicNanoseconds() >= nanoseconds
+    }
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Seconds as people read them in messages ("2 s", "0.5 s").
+func describeSeconds(_ seconds: TimeInterval?) -> String {
+    guard let seconds else { return "no limit" }
+    return seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+}
+
+/// Waits until `fd` is ready for `events` (`POLLIN` / `POLLOUT`). Returns false when the deadline
+/// passed first. Errors and hang-ups count as ready: the next `recv`/`send` reports them.
+func waitUntilReady(_ fd: Int32, events: Int16, deadline: Deadline) throws -> Bool {
+    var pfd = pollfd(fd: fd, events: events, revents: 0)
+    while true {
+        let timeout = deadline.pollMilliseconds
+        let r = poll(&pfd, 1, timeout)
+        if r > 0 { return true }
+        if r == 0 {
+            if deadline.hasPassed || timeout == 0 { return false }
+            continue  // woke early (rounding): wait the rest
+        }
+        let e = errno
+        if e == EINTR { continue }
+        throw SocketError(call: "poll", errno: e)
+    }
+}
+
+/// "127.0.0.1:443" or "[::1]:443" for a socket address.
+func describeAddress(_ address: UnsafePointer<sockaddr>, length: socklen_t) -> String? {
+    var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+    var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+    guard getnameinfo(address, length, &host, socklen_t(host.count), &service, socklen_t(service.count),
+                      NI_NUMERICHOST | NI_NUMERICSERV) == 0 else { return nil }
+    let h = String(cString: host), s = String(cString: service)
+    return address.pointee.sa_family == sa_family_t(AF_INET6) ? "[\(h)]:\(s)" : "\(h):\(s)"
+}
+
+/// The numeric host and the port of a socket's own (`getsockname`) or peer (`getpeername`) address.
+func socketAddress(_ fd: Int32, peer: Bool) -> (host: String, port: Int, text: String)? {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let ok = withUnsafeMutablePointer(to: &storage) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+            peer ? getpeername(fd, sa, &length) == 0 : getsockname(fd, sa, &length) == 0
+        }
+    }
+    guard ok else { return nil }
+    return withUnsafePointer(to: &storage) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> (String, Int, String)? in
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+            guard getnameinfo(sa, length, &host, socklen_t(host.count), &service, socklen_t(service.count),
+                              NI_NUMERICHOST | NI_NUMERICSERV) == 0 else { return nil }
+            let h = String(cString: host), port = Int(String(cString: service)) ?? 0
+            let text = sa.pointee.sa_family == sa_family_t(AF_INET6) ? "[\(h)]:\(port)" : "\(h):\(port)"
+            return (h, port, text)
+        }
+    }
+}
+
+/// True when `name` is a numeric IPv4 or IPv6 address (then it is checked as an IP, and no SNI is sent).
+func isIPAddress(_ name: String) -> Bool {
+    var v4 = in_addr(), v6 = in6_addr()
+    return inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1
+}
+
+/// Name resolution failed (`getaddrinfo`): the host, the port, and the resolver's reason.
+public struct HostResolutionError: SocketErrorFamily, Hashable {
+    public var call: String { "getaddrinfo" }
+    public var host: String
+    public var port: Int
+    /// `getaddrinfo`'s `EAI_*` code.
+    public var code: Int32
+    /// `gai_strerror`'s text.
+    public var message: String
+    public var description: String { "getaddrinfo (\(host):\(port)) failed: \(message)" }
+}
+
+/// A stream-level condition that is neither a system call's errno nor OpenSSL's: the stream ended
+/// before the bytes asked for, a line was longer than allowed, a misuse.
+public struct StreamError: SocketErrorFamily, Hashable {
+    public enum Kind: Sendable, Hashable {
+        /// The stream ended (EOF, or TLS close_notify) before the bytes asked for arrived.
+        case endOfStream
+        /// A line longer than the limit arrived.
+        case lineTooLong
+        /// The stream was already closed.
+        case closed
+    }
+    public var kind: Kind
+    public var call: String
+    public var message: String
+    public var description: String { "\(call): \(message)" }
+}
+
+/// Sets an `int` socket option; failures are reported with the option's name.
+func setSocketOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ label: String) throws {
+    var v = value
+    if setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+        throw SocketError(call: "setsockopt", errno: errno, context: label)
+    }
+}
+
+/// Resolves `host:port` for a TCP connection (IPv4 and IPv6, names and numeric addresses).
+func resolveTCP(host: String, port: Int, passive: Bool = false) throws -> [(family: Int32, address: [UInt8], text: String)] {
+    guard (0...65535).contains(port) else {
+        throw HostResolutionError(host: host, port: port, code: EAI_SERVICE, message: "port \(port) is out of range 0…65535")
+    }
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    hints.ai_protocol = Int32(IPPROTO_TCP)
+    if passive { hints.ai_flags = AI_PASSIVE }
+    var list: UnsafeMutablePointer<addrinfo>?
+    let rc = getaddrinfo(host, String(port), &hints, &list)
+    guard rc == 0 else {
+        let text = rc == EAI_SYSTEM ? String(cString: strerror(errno)) : String(cString: gai_strerror(rc))
+        throw HostResolutionError(host: host, port: port, code: rc, message: text)
+    }
+    defer { freeaddrinfo(list) }
+    var results: [(Int32, [UInt8], String)] = []
+    var cursor = list
+    while let entry = cursor {
+        if let sa = entry.pointee.ai_addr {
+            let bytes = [UInt8](UnsafeRawBufferPointer(start: sa, count: Int(entry.pointee.ai_addrlen)))
+            results.append((entry.pointee.ai_family, bytes, describeAddress(sa, length: entry.pointee.ai_addrlen) ?? host))
+        }
+        cursor = entry.pointee.ai_next
+    }
+    return results
+}
+
+/// Connects a TCP socket to `host:port`, trying each resolved address in turn, each within
+/// `timeout` (nil: the system's own). Returns the connected, blocking, close-on-exec descriptor.
+func connectTCP(host: String, port: Int, timeout: TimeInterval?) throws -> Int32 {
+    let addresses = try resolveTCP(host: host, port: port)
+    var lastError: Error = HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "no address")
+    for candidate in addresses {
+        let fd = socket(candidate.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { lastError = SocketError(call: "socket", errno: errno, context: candidate.text); continue }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        let rc = candidate.address.withUnsafeBytes { raw in
+            Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
+        }
+        var failure: Int32 = rc == 0 ? 0 : errno
+        if rc != 0 && failure == EINPROGRESS {
+            do {
+                if try waitUntilReady(fd, events: Int16(POLLOUT), deadline: .after(timeout)) {
+                    var soError: Int32 = 0
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
+                    failure = soError
+                } else {
+                    failure = ETIMEDOUT
+                }
+            } catch {
+                failure = (error as? SocketError)?.errno ?? EIO
+            }
+        }
+        if failure == 0 {
+            _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            return fd
+        }
+        Glibc.close(fd)
+        let context = "\(host):\(port) at \(candidate.text)" + (failure == ETIMEDOUT && timeout != nil ? ", connect timeout \(describeSeconds(timeout))" : "")
+        lastError = SocketError(call: "connect", errno: failure, context: context)
+    }
+    throw lastError
+}

@@ -1,0 +1,329 @@
+import COpenSSL
+import Foundation
+import OpenSSLFLI
+
+/// A buffered, blocking, bidirectional byte stream over a connected socket, to which TLS can be
+/// attached (``attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)``)
+/// and from which it can be detached again (``detachSSL(retryCount:retryTimeout:)``) — LispWorks'
+/// `socket-stream`.
+///
+/// Reads and writes go through buffers of ``bufferSize`` bytes: call ``flush()`` to send what was
+/// written (a read that has to wait for the peer flushes first, so request/response code cannot
+/// deadlock on its own unsent request). With TLS attached the same calls carry TLS.
+///
+/// A stream is not safe for concurrent use from several threads: use it from one thread at a time.
+public final class SocketStream {
+    /// The socket.
+    public let fileDescriptor: Int32
+    /// Whether ``close()`` closes ``fileDescriptor`` (false for a descriptor the caller keeps).
+    public let closesDescriptor: Bool
+    /// The host name the stream was connected to, if it was made by ``openTCPStream(host:port:sslCtx:ctxConfigure:sslConfigure:handshakeTimeout:hostName:connectTimeout:security:readTimeout:writeTimeout:)``.
+    /// A client's TLS checks the certificate against it unless another `hostName` is given.
+    public let remoteHost: String?
+    /// Seconds a read may wait for the peer before it throws (`ETIMEDOUT`); nil waits forever.
+    public var readTimeout: TimeInterval?
+    /// Seconds a write may wait for the socket to take the bytes before it throws; nil waits forever.
+    public var writeTimeout: TimeInterval?
+    /// The size of the read and write buffers.
+    public let bufferSize: Int
+    /// The longest line ``readLine(maxLength:)`` accepts by default.
+    public static let defaultMaxLineLength = 64 * 1024
+
+    /// True once ``close()`` ran.
+    public private(set) var isClosed = false
+
+    let readBuffer: ByteQueue
+    let writeBuffer: ByteQueue
+    /// The plaintext side saw the end of the stream.
+    var plainEOF = false
+    /// The TLS state while attached.
+    var tls: TLSAttachment?
+
+    /// Makes a stream over a connected socket.
+    /// - Parameters:
+    ///   - fileDescriptor: a connected stream socket.
+    ///   - closesDescriptor: whether ``close()`` (and deinit) close it; false leaves it to the caller.
+    ///   - remoteHost: the host name it was connected to, for TLS host name checks.
+    public init(fileDescriptor: Int32, closesDescriptor: Bool = true, remoteHost: String? = nil,
+                bufferSize: Int = 16 * 1024, readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil) {
+        self.fileDescriptor = fileDescriptor
+        self.closesDescriptor = closesDescriptor
+        self.remoteHost = remoteHost
+        self.bufferSize = max(bufferSize, 512)
+        self.readTimeout = readTimeout
+        self.writeTimeout = writeTimeout
+        readBuffer = ByteQueue(capacity: self.bufferSize)
+        writeBuffer = ByteQueue(capacity: self.bufferSize)
+    }
+
+    deinit {
+        if !isClosed { closeQuietly() }
+    }
+
+    /// The peer's address, "127.0.0.1:443" or "[::1]:443" (`getpeername`).
+    public var peerAddress: String? { socketAddress(fileDescriptor, peer: true)?.text }
+    /// This end's address (`getsockname`).
+    public var localAddress: String? { socketAddress(fileDescriptor, peer: false)?.text }
+
+    /// What error messages name: the peer's address, or the descriptor.
+    var peerDescription: String { peerAddress.map { "peer \($0)" } ?? "fd \(fileDescriptor)" }
+
+    /// Bytes received and not read yet (plaintext; with TLS, decrypted).
+    public var bufferedInputCount: Int { readBuffer.count }
+
+    func checkOpen(_ call: String) throws {
+        if isClosed { throw StreamError(kind: .closed, call: call, message: "the stream is closed") }
+    }
+
+    // MARK: Reading
+
+    /// Reads at most `buffer.count` bytes; returns 0 at the end of the stream (the peer closed, or sent
+    /// TLS close_notify). Waits for at least one byte, up to ``readTimeout``.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try checkOpen("read")
+        guard buffer.count > 0 else { return 0 }
+        if !readBuffer.isEmpty { return readBuffer.take(into: buffer) }
+        try flush()
+        if buffer.count >= bufferSize {
+            return try readFromTransport(into: buffer)  // large reads skip the buffer
+        }
+        guard try fillReadBuffer() else { return 0 }
+        return readBuffer.take(into: buffer)
+    }
+
+    /// Reads at most `maxLength` bytes; an empty result is the end of the stream.
+    public func read(maxLength: Int) throws -> [UInt8] {
+        guard maxLength > 0 else { return [] }
+        var result = [UInt8](repeating: 0, count: maxLength)
+        let n = try result.withUnsafeMutableBytes { try read(into: $0) }
+        result.removeLast(maxLength - n)
+        return result
+    }
+
+    /// Reads exactly `count` bytes, or throws ``StreamError`` (`.endOfStream`) when the stream ends first.
+    public func readExactly(_ count: Int) throws -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        var got = 0
+        try result.withUnsafeMutableBytes { raw in
+            while got < count {
+                let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: raw[got...]))
+                if n == 0 {
+                    throw StreamError(kind: .endOfStream, call: "read",
+                                      message: "the stream ended after \(got) of \(count) bytes (\(peerDescription))")
+                }
+                got += n
+            }
+        }
+        return result
+    }
+
+    /// Reads one line, ended by LF or CR LF (the ending is not returned). Returns nil at the end of the
+    /// stream; a last line without an ending is returned as it is. Throws ``StreamError``
+    /// (`.lineTooLong`) for a line longer than `maxLength` bytes. Invalid UTF-8 is repaired.
+    public func readLine(maxLength: Int = SocketStream.defaultMaxLineLength) throws -> String? {
+        try checkOpen("readLine")
+        var searched = 0
+        while true {
+            if let newline = readBuffer.firstIndex(of: UInt8(ascii: "\n"), from: searched) {
+                guard newline <= maxLength else { throw lineTooLong(maxLength) }
+                var end = newline
+                let bytes = readBuffer.readable
+                if end > 0 && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+                let line = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<end]), as: UTF8.self)
+                readBuffer.consume(newline + 1)
+                return line
+            }
+            searched = readBuffer.count
+            if searched > maxLength { throw lineTooLong(maxLength) }
+            if try !fillReadBuffer() {
+                if readBuffer.isEmpty { return nil }
+                let line = String(decoding: readBuffer.readable, as: UTF8.self)
+                readBuffer.removeAll()
+                return line
+            }
+        }
+    }
+
+    private func lineTooLong(_ maxLength: Int) -> StreamError {
+        StreamError(kind: .lineTooLong, call: "readLine", message: "a line longer than \(maxLength) bytes arrived (\(peerDescription))")
+    }
+
+    /// Reads until the end of the stream (at most `limit` bytes; more throws `.lineTooLong`).
+    public func readToEnd(limit: Int = 64 * 1024 * 1024) throws -> [UInt8] {
+        var result: [UInt8] = []
+        while true {
+            let chunk = try read(maxLength: 64 * 1024)
+            if chunk.isEmpty { return result }
+            result += chunk
+            if result.count > limit {
+                throw StreamError(kind: .lineTooLong, call: "readToEnd", message: "more than \(limit) bytes arrived (\(peerDescription))")
+            }
+        }
+    }
+
+    /// Appends more input to the read buffer; false at the end of the stream.
+    func fillReadBuffer() throws -> Bool {
+        try flush()
+        let space = readBuffer.reserveTail(bufferSize)
+        let n = try readFromTransport(into: space)
+        readBuffer.commit(n)
+        return n > 0
+    }
+
+    /// One read from the socket, or one `SSL_read` while TLS is attached.
+    func readFromTransport(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if let tls { return try tlsRead(tls, into: buffer) }
+        return try plainReceive(into: buffer)
+    }
+
+    /// `recv` into `buffer`, waiting up to ``readTimeout``; 0 at EOF.
+    func plainReceive(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if plainEOF { return 0 }
+        let deadline = Deadline.after(readTimeout)
+        while true {
+            let n = recv(fileDescriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 { return n }
+            if n == 0 { plainEOF = true; return 0 }
+            let e = errno
+            switch e {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK:
+                guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) else {
+                    throw SocketError(call: "recv", errno: ETIMEDOUT, context: "read timeout of \(describeSeconds(readTimeout)), \(peerDescription)")
+                }
+            default:
+                throw SocketError(call: "recv", errno: e, context: peerDescription)
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes bytes (buffered: see ``flush()``).
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try checkOpen("write")
+        guard bytes.count > 0 else { return }
+        if writeBuffer.count + bytes.count <= bufferSize {
+            writeBuffer.append(bytes)
+            if writeBuffer.count == bufferSize { try flush() }
+            return
+        }
+        try flush()
+        if bytes.count >= bufferSize {
+            try writeToTransport(bytes)  // large writes skip the buffer
+        } else {
+            writeBuffer.append(bytes)
+        }
+    }
+
+    /// Writes bytes (buffered: see ``flush()``).
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// Writes bytes (buffered: see ``flush()``).
+    public func write(_ data: Data) throws {
+        try data.withUnsafeBytes { try write($0) }
+    }
+
+    /// Writes a string as UTF-8 (buffered: see ``flush()``).
+    public func write(_ string: String) throws {
+        var s = string
+        try s.withUTF8 { try write(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Writes a line and its ending (CR LF by default), and flushes.
+    public func writeLine(_ line: String, ending: String = "\r\n") throws {
+        try write(line + ending)
+        try flush()
+    }
+
+    /// Sends everything written so far (with TLS: encrypts it and sends the records), waiting up to
+    /// ``writeTimeout`` for the socket to take it.
+    public func flush() throws {
+        try checkOpen("flush")
+        if let tls {
+            if !writeBuffer.isEmpty {
+                try tlsWrite(tls, writeBuffer.readable)
+                writeBuffer.removeAll()
+            } else if !tls.buffers.output.isEmpty {
+                try sendTransportOutput(tls, call: "SSL_write", deadline: .after(writeTimeout), timeoutError: writeTimeoutError("SSL_write"))
+            }
+            return
+        }
+        while !writeBuffer.isEmpty {
+            let n = try plainSendSome(writeBuffer.readable, deadline: .after(writeTimeout))
+            writeBuffer.consume(n)
+        }
+    }
+
+    /// Sends (or with TLS, encrypts and sends) bytes that bypass the buffer.
+    func writeToTransport(_ bytes: UnsafeRawBufferPointer) throws {
+        if let tls { return try tlsWrite(tls, bytes) }
+        var offset = 0
+        let deadline = Deadline.after(writeTimeout)
+        while offset < bytes.count {
+            offset += try plainSendSome(UnsafeRawBufferPointer(rebasing: bytes[offset...]), deadline: deadline)
+        }
+    }
+
+    /// One successful `send` of part of `bytes` (waiting for the socket up to the deadline).
+    func plainSendSome(_ bytes: UnsafeRawBufferPointer, deadline: Deadline) throws -> Int {
+        while true {
+            let n = send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            if n >= 0 { return n }
+            let e = errno
+            switch e {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK:
+                guard try waitUntilReady(fileDescriptor, events: Int16(POLLOUT), deadline: deadline) else {
+                    throw SocketError(call: "send", errno: ETIMEDOUT, context: "write timeout of \(describeSeconds(writeTimeout)), \(peerDescription)")
+                }
+            default:
+                throw SocketError(call: "send", errno: e, context: peerDescription)
+            }
+        }
+    }
+
+    func writeTimeoutError(_ call: String) -> Error {
+        SocketError(call: call, errno: ETIMEDOUT, context: "write timeout of \(describeSeconds(writeTimeout)), \(peerDescription)")
+    }
+
+    func readTimeoutError(_ call: String) -> Error {
+        SocketError(call: call, errno: ETIMEDOUT, context: "read timeout of \(describeSeconds(readTimeout)), \(peerDescription)")
+    }
+
+    // MARK: Closing
+
+    /// Flushes, shuts TLS down if it is attached (one `SSL_shutdown`: close_notify is sent, the peer's is
+    /// not waited for), frees what attach made, and closes the socket if the stream owns it. Everything is
+    /// released even when flushing fails; the first failure is then thrown. Closing twice does nothing.
+    public func close() throws {
+        guard !isClosed else { return }
+        var firstError: Error?
+        do { try flush() } catch { firstError = error }
+        if let tls {
+            if tls.handshakeDone && !tls.failed {
+                COpenSSL.ERR_clear_error()
+                _ = COpenSSL.SSL_shutdown(tls.ssl.rawValue)
+                COpenSSL.ERR_clear_error()
+                // Best effort: a peer that stopped reading must not hold close up for long.
+                let limit = min(writeTimeout ?? 2, 2)
+                do {
+                    try sendTransportOutput(tls, call: "SSL_shutdown", deadline: .after(limit), timeoutError: writeTimeoutError("SSL_shutdown"))
+                } catch {
+                    if firstError == nil { firstError = error }
+                }
+            }
+            tls.release()
+            self.tls = nil
+        }
+        isClosed = true
+        readBuffer.removeAll()
+        writeBuffer.removeAll()
+        if closesDescriptor { Glibc.close(fileDescriptor) }
+        if let firstError { throw firstError }
+    }
+
+    func closeQuietly() { try? close() }
+}

@@ -1,0 +1,120 @@
+import COpenSSL
+import Foundation
+
+/// The ciphertext between a socket and OpenSSL while TLS is attached to a stream.
+///
+/// OpenSSL reads and writes it through a custom BIO (``TransportBIO``) that never touches the socket:
+/// reading an empty ``input`` answers "retry", writing appends to ``output``. The stream moves bytes
+/// between the socket and these queues itself, with large `recv` calls (many records per system call)
+/// and its own timeouts — and when TLS is detached, whatever the peer sent after its close_notify is
+/// still in ``input``, so no plaintext that follows is lost.
+final class TransportBuffers {
+    /// Ciphertext received from the peer that OpenSSL has not read yet.
+    let input = ByteQueue(capacity: 64 * 1024)
+    /// Ciphertext OpenSSL has written that is not sent yet.
+    let output = ByteQueue(capacity: 32 * 1024)
+    /// The peer closed its side of the transport (recv returned 0).
+    var inputEOF = false
+}
+
+/// A source/sink BIO over ``TransportBuffers``.
+enum TransportBIO {
+    // BIO_FLAGS_* (bio.h): READ 0x01, WRITE 0x02, IO_SPECIAL 0x04, RWS = all three, SHOULD_RETRY 0x08.
+    private static let flagsRWS: Int32 = 0x07
+    private static let flagsRead: Int32 = 0x01
+    private static let flagsShouldRetry: Int32 = 0x08
+
+    private static func buffers(_ bio: OpaquePointer?) -> TransportBuffers? {
+        guard let data = BIO_get_data(bio) else { return nil }
+        return Unmanaged<TransportBuffers>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    /// The BIO_METHOD, made once per process.
+    static let method: OpaquePointer = {
+        let type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK
+        guard let m = BIO_meth_new(type, "swift-openssl-fli socket stream") else {
+            fatalError("BIO_meth_new failed: out of memory while making the stream BIO method")
+        }
+        BIO_meth_set_write(m) { bio, data, length in
+            guard let buffers = TransportBIO.buffers(bio), let data, length > 0 else { return 0 }
+            BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
+            buffers.output.append(UnsafeRawBufferPointer(start: data, count: Int(length)))
+            return length
+        }
+        BIO_meth_set_read(m) { bio, data, length in
+            guard let buffers = TransportBIO.buffers(bio), let data, length > 0 else { return 0 }
+            BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
+            if buffers.input.isEmpty {
+                if buffers.inputEOF { return 0 }
+                BIO_set_flags(bio, TransportBIO.flagsRead | TransportBIO.flagsShouldRetry)
+                return -1
+            }
+            return Int32(buffers.input.take(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length))))
+        }
+        BIO_meth_set_ctrl(m) { bio, command, _, _ in
+            let buffers = TransportBIO.buffers(bio)
+            switch command {
+            case BIO_CTRL_FLUSH: return 1
+            case BIO_CTRL_EOF: return (buffers?.inputEOF ?? true) && (buffers?.input.isEmpty ?? true) ? 1 : 0
+            case BIO_CTRL_PENDING: return buffers.map { $0.input.count } ?? 0
+            case BIO_CTRL_WPENDING: return buffers.map { $0.output.count } ?? 0
+            default: return 0
+            }
+        }
+        BIO_meth_set_create(m) { bio in
+            BIO_set_data(bio, nil)
+            BIO_set_init(bio, 1)
+            return 1
+        }
+        BIO_meth_set_destroy(m) { bio in
+            if let data = BIO_get_data(bio) { Unmanaged<TransportBuffers>.fromOpaque(data).release() }
+            BIO_set_data(bio, nil)
+            BIO_set_init(bio, 0)
+            return 1
+        }
+        return m
+    }()
+
+    /// A new BIO over `buffers` (retained until the BIO is freed), or nil when OpenSSL is out of memory.
+    static func make(_ buffers: TransportBuffers) -> OpaquePointer? {
+        guard let bio = BIO_new(method) else { return nil }
+        BIO_set_data(bio, Unmanaged.passRetained(buffers).toOpaque())
+        return bio
+    }
+}
+
+/// How many `SSL` and `SSL_CTX` objects made by streams are alive: observed in OpenSSL's own free
+/// path (an ex_data free callback), so a count that returns to where it was proves they were freed.
+/// Objects the caller passed in are not counted.
+public enum SSLStreamCensus {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var connections = 0
+    nonisolated(unsafe) private static var contexts = 0
+
+    /// `SSL` objects made by ``SocketStream/attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)`` not yet freed.
+    public static var liveConnections: Int { lock.lock(); defer { lock.unlock() }; return connections }
+    /// `SSL_CTX` objects made by streams not yet freed.
+    public static var liveContexts: Int { lock.lock(); defer { lock.unlock() }; return contexts }
+
+    private static let freed: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
+                                              UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int,
+                                              UnsafeMutableRawPointer?) -> Void = { _, pointer, _, _, argl, _ in
+        guard pointer != nil else { return }
+        SSLStreamCensus.lock.lock()
+        if argl == 1 { SSLStreamCensus.connections -= 1 } else { SSLStreamCensus.contexts -= 1 }
+        SSLStreamCensus.lock.unlock()
+    }
+    private static let sslIndex = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 1, nil, nil, nil, freed)
+    private static let ctxIndex = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 2, nil, nil, nil, freed)
+    private static let marker = UnsafeMutableRawPointer(bitPattern: 0x1)
+
+    static func track(_ ssl: OpaquePointer) {
+        guard SSL_set_ex_data(ssl, sslIndex, marker) == 1 else { return }
+        lock.lock(); connections += 1; lock.unlock()
+    }
+
+    static func track(context ctx: OpaquePointer) {
+        guard SSL_CTX_set_ex_data(ctx, ctxIndex, marker) == 1 else { return }
+        lock.lock(); contexts += 1; lock.unlock()
+    }
+}
