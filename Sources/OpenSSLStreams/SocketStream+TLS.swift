@@ -64,7 +64,8 @@ extension SocketStream {
     ///   - sslConfigure: called once right after the stream made a new `SSL`, and only then.
     ///   - handshakeTimeout: seconds the handshake may take; nil waits forever. A client handshakes now
     ///     unless this is zero or negative; otherwise (and on the server side) the handshake runs at the
-    ///     first read or write, or at ``handshake(timeout:)``, with this limit.
+    ///     first read or write, or at ``handshake(timeout:)``, with this limit (with ``readTimeout`` when
+    ///     it was zero or negative).
     ///   - hostName: the name a client checks the certificate against and sends as SNI; by default the
     ///     host the stream was connected to (``remoteHost``), else the peer's IP address.
     ///   - security: the secure defaults and their switches (``SSLSecurity/secure``).
@@ -178,7 +179,10 @@ extension SocketStream {
     func ensureHandshake(_ tls: TLSAttachment) throws {
         if tls.handshakeDone { return }
         if COpenSSL.SSL_is_init_finished(tls.ssl.rawValue) == 1 { tls.handshakeDone = true; return }
-        try handshake(timeout: tls.handshakeTimeout)
+        // A timeout of zero or less only meant "not at attach": the implicit handshake then waits as
+        // long as a read may.
+        let limit = tls.handshakeTimeout.flatMap { $0 > 0 ? $0 : nil } ?? (tls.handshakeTimeout == nil ? nil : readTimeout)
+        try handshake(timeout: limit)
     }
 
     // MARK: Detach
