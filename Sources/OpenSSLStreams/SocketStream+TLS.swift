@@ -119,7 +119,7 @@ extension SocketStream {
                 madeSSL = made
                 SSLStreamCensus.track(made.rawValue)
                 if side == .client {
-                    try security.configure(connection: made, hostName: hostName ?? remoteHost ?? socketAddress(fileDescriptor, peer: true)?.host)
+                    try security.configure(connection: made, hostName: hostName ?? remoteHost ?? peerHost)
                 }
                 try sslConfigure?(made)
                 ssl = made

@@ -52,6 +52,9 @@ public final class SocketStream {
         self.bufferSize = max(bufferSize, 512)
         self.readTimeout = readTimeout
         self.writeTimeout = writeTimeout
+        let peer = socketAddress(fileDescriptor, peer: true)
+        peerAddress = peer?.text
+        peerHost = peer?.host
         readBuffer = ByteQueue(capacity: self.bufferSize)
         writeBuffer = ByteQueue(capacity: self.bufferSize)
     }
@@ -60,8 +63,11 @@ public final class SocketStream {
         if !isClosed { closeQuietly() }
     }
 
-    /// The peer's address, "127.0.0.1:443" or "[::1]:443" (`getpeername`).
-    public var peerAddress: String? { socketAddress(fileDescriptor, peer: true)?.text }
+    /// The peer's address, "127.0.0.1:443" or "[::1]:443" (`getpeername`, taken when the stream was
+    /// made, so errors can still name the peer after a reset). Nil for non-IP sockets.
+    public let peerAddress: String?
+    /// The peer's numeric host ("127.0.0.1", "::1").
+    let peerHost: String?
     /// This end's address (`getsockname`).
     public var localAddress: String? { socketAddress(fileDescriptor, peer: false)?.text }
 
