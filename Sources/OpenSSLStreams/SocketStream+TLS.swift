@@ -19,6 +19,9 @@ final class TLSAttachment {
     var failed = false
     /// The peer's close_notify arrived.
     var peerClosed = false
+    /// The `.closed` error of the read that met the peer's close_notify (thrown by reads that cannot
+    /// end there, such as `readExactly`).
+    var closeNotify: SSLError?
 
     init(ssl: SSLPointer, ctx: SSLContextPointer, side: SSLSide, ownsSSL: Bool, ownsContext: Bool,
          buffers: TransportBuffers, handshakeTimeout: TimeInterval?) {
@@ -249,6 +252,7 @@ extension SocketStream {
             }
             return Int(n)
         } catch let error as SSLError where error.kind == .closed {
+            tls.closeNotify = error
             return 0  // close_notify: the end of the stream
         }
     }

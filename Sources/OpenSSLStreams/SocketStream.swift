@@ -106,7 +106,9 @@ public final class SocketStream {
         return result
     }
 
-    /// Reads exactly `count` bytes, or throws ``StreamError`` (`.endOfStream`) when the stream ends first.
+    /// Reads exactly `count` bytes. When the stream ends first it throws: with TLS attached and a
+    /// close_notify from the peer, ``SSLError`` of kind `.closed` (LispWorks' ssl-closed); otherwise
+    /// ``StreamError`` `.endOfStream`.
     public func readExactly(_ count: Int) throws -> [UInt8] {
         var result = [UInt8](repeating: 0, count: count)
         var got = 0
@@ -114,6 +116,10 @@ public final class SocketStream {
             while got < count {
                 let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: raw[got...]))
                 if n == 0 {
+                    if var closed = tls?.closeNotify {
+                        closed.message += " after \(got) of \(count) bytes"
+                        throw closed
+                    }
                     throw StreamError(kind: .endOfStream, call: "read",
                                       message: "the stream ended after \(got) of \(count) bytes (\(peerDescription))")
                 }

@@ -133,7 +133,9 @@ final class HostileAndCertificateTests: XCTestCase {
             if clean {
                 XCTAssertNil(try stream.readLine(), "close_notify is the end of the stream")
                 XCTAssertThrowsError(try stream.readExactly(1)) { error in
-                    XCTAssertEqual((error as? StreamError)?.kind, .endOfStream, "\(error)")
+                    let e = error as? SSLError
+                    XCTAssertEqual(e?.kind, .closed, "\(error)")
+                    XCTAssertEqual(e?.status, .zeroReturn, "\(error)")
                 }
             } else {
                 XCTAssertThrowsError(try stream.readLine()) { error in
