@@ -2,33 +2,60 @@ import Foundation
 
 /// A growable FIFO of bytes in one malloc'ed block: appended at the tail, consumed from the head.
 ///
-/// The stream keeps three of these: the plaintext read and write buffers, and (while TLS is attached)
-/// the ciphertext that goes between the socket and OpenSSL. Socket reads land straight in the free space
-/// at the tail (``reserveTail(_:)`` + ``commit(_:)``), so ciphertext is copied once, into OpenSSL.
+/// The stream keeps four of these: the plaintext read and write buffers, and (while TLS is attached)
+/// the ciphertext going each way between the socket and OpenSSL. Socket reads land straight in the free
+/// space at the tail (``reserveTail(_:)`` + ``commit(_:)``), so ciphertext is copied once, into OpenSSL.
+///
+/// The block is allocated when bytes first arrive and given back by ``releaseIfEmpty()``, so an idle
+/// stream holds no buffer memory.
 final class ByteQueue {
-    private(set) var storage: UnsafeMutableRawPointer
-    private(set) var capacity: Int
+    private var block: UnsafeMutableRawPointer?
+    /// The size of the block, when allocated.
+    private(set) var capacity = 0
+    /// The size allocated first.
+    private let initialCapacity: Int
     private var head = 0
     private var tail = 0
 
     init(capacity: Int) {
-        self.capacity = max(capacity, 64)
-        storage = UnsafeMutableRawPointer.allocate(byteCount: self.capacity, alignment: 16)
+        initialCapacity = max(capacity, 64)
     }
 
-    deinit { storage.deallocate() }
+    deinit { block?.deallocate() }
+
+    private var storage: UnsafeMutableRawPointer {
+        if let block { return block }
+        let made = UnsafeMutableRawPointer.allocate(byteCount: initialCapacity, alignment: 16)
+        block = made
+        capacity = initialCapacity
+        return made
+    }
+
+    /// Gives the block back when no bytes wait in it.
+    func releaseIfEmpty() {
+        if head == tail, let b = block {
+            b.deallocate()
+            block = nil
+            capacity = 0
+            head = 0; tail = 0
+        }
+    }
 
     /// Bytes waiting to be consumed.
     var count: Int { tail - head }
     var isEmpty: Bool { tail == head }
 
     /// The bytes waiting, in place.
-    var readable: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage + head, count: tail - head) }
+    var readable: UnsafeRawBufferPointer {
+        guard let block else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: block + head, count: tail - head)
+    }
 
     /// Makes room for at least `n` more bytes at the tail (moving the waiting bytes to the front, or
     /// growing the block) and returns the free space, which may be larger than `n`.
     @discardableResult
     func reserveTail(_ n: Int) -> UnsafeMutableRawBufferPointer {
+        let storage = self.storage
         if capacity - tail < n {
             if head > 0 {
                 let waiting = tail - head
@@ -41,11 +68,11 @@ final class ByteQueue {
                 let grown = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
                 if tail > 0 { grown.copyMemory(from: storage, byteCount: tail) }
                 storage.deallocate()
-                storage = grown
+                block = grown
                 capacity = newCapacity
             }
         }
-        return UnsafeMutableRawBufferPointer(start: storage + tail, count: capacity - tail)
+        return UnsafeMutableRawBufferPointer(start: block! + tail, count: capacity - tail)
     }
 
     /// Counts `n` bytes written into the space ``reserveTail(_:)`` returned as waiting.
@@ -72,8 +99,8 @@ final class ByteQueue {
     /// Copies up to `destination.count` bytes from the head into `destination` and consumes them.
     func take(into destination: UnsafeMutableRawBufferPointer) -> Int {
         let n = min(destination.count, count)
-        if n > 0 {
-            destination.baseAddress!.copyMemory(from: storage + head, byteCount: n)
+        if n > 0, let block {
+            destination.baseAddress!.copyMemory(from: block + head, byteCount: n)
             consume(n)
         }
         return n
@@ -89,9 +116,9 @@ final class ByteQueue {
 
     /// The offset of the first `byte` among the waiting bytes, if any.
     func firstIndex(of byte: UInt8, from start: Int = 0) -> Int? {
-        guard start < count else { return nil }
-        let p = storage + head + start
+        guard start < count, let block else { return nil }
+        let p = block + head + start
         guard let found = memchr(p, Int32(byte), count - start) else { return nil }
-        return (storage + head).distance(to: found)
+        return (block + head).distance(to: found)
     }
 }

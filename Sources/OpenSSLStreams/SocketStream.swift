@@ -88,6 +88,7 @@ public final class SocketStream {
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         try checkOpen("read")
         guard buffer.count > 0 else { return 0 }
+        defer { releaseIdleBuffers() }
         if !readBuffer.isEmpty { return readBuffer.take(into: buffer) }
         try flush()
         if buffer.count >= bufferSize {
@@ -95,6 +96,16 @@ public final class SocketStream {
         }
         guard try fillReadBuffer() else { return 0 }
         return readBuffer.take(into: buffer)
+    }
+
+    /// Gives back the buffers that hold nothing, so an idle stream holds no buffer memory.
+    func releaseIdleBuffers() {
+        readBuffer.releaseIfEmpty()
+        writeBuffer.releaseIfEmpty()
+        if let tls {
+            tls.buffers.input.releaseIfEmpty()
+            tls.buffers.output.releaseIfEmpty()
+        }
     }
 
     /// Reads at most `maxLength` bytes; an empty result is the end of the stream.
@@ -134,6 +145,7 @@ public final class SocketStream {
     /// (`.lineTooLong`) for a line longer than `maxLength` bytes. Invalid UTF-8 is repaired.
     public func readLine(maxLength: Int = SocketStream.defaultMaxLineLength) throws -> String? {
         try checkOpen("readLine")
+        defer { releaseIdleBuffers() }
         var searched = 0
         while true {
             if let newline = readBuffer.firstIndex(of: UInt8(ascii: "\n"), from: searched) {
@@ -215,6 +227,11 @@ public final class SocketStream {
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         try checkOpen("write")
         guard bytes.count > 0 else { return }
+        if writeBuffer.isEmpty && bytes.count >= bufferSize {
+            try writeToTransport(bytes)  // large writes skip the buffer
+            releaseIdleBuffers()
+            return
+        }
         if writeBuffer.count + bytes.count <= bufferSize {
             writeBuffer.append(bytes)
             if writeBuffer.count == bufferSize { try flush() }
@@ -254,6 +271,7 @@ public final class SocketStream {
     /// ``writeTimeout`` for the socket to take it.
     public func flush() throws {
         try checkOpen("flush")
+        defer { releaseIdleBuffers() }
         if let tls {
             if !writeBuffer.isEmpty {
                 try tlsWrite(tls, writeBuffer.readable)
