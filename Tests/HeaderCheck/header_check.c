@@ -7396,51 +7396,6 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X50
 #ifndef X509v3_KU_UNDEF
 #error "X509v3_KU_UNDEF is no longer defined"
 #endif
-#ifndef XN_FLAG_COMPAT
-#error "XN_FLAG_COMPAT is no longer defined"
-#endif
-#ifndef XN_FLAG_DN_REV
-#error "XN_FLAG_DN_REV is no longer defined"
-#endif
-#ifndef XN_FLAG_DUMP_UNKNOWN_FIELDS
-#error "XN_FLAG_DUMP_UNKNOWN_FIELDS is no longer defined"
-#endif
-#ifndef XN_FLAG_FN_ALIGN
-#error "XN_FLAG_FN_ALIGN is no longer defined"
-#endif
-#ifndef XN_FLAG_FN_LN
-#error "XN_FLAG_FN_LN is no longer defined"
-#endif
-#ifndef XN_FLAG_FN_MASK
-#error "XN_FLAG_FN_MASK is no longer defined"
-#endif
-#ifndef XN_FLAG_FN_NONE
-#error "XN_FLAG_FN_NONE is no longer defined"
-#endif
-#ifndef XN_FLAG_FN_OID
-#error "XN_FLAG_FN_OID is no longer defined"
-#endif
-#ifndef XN_FLAG_FN_SN
-#error "XN_FLAG_FN_SN is no longer defined"
-#endif
-#ifndef XN_FLAG_SEP_COMMA_PLUS
-#error "XN_FLAG_SEP_COMMA_PLUS is no longer defined"
-#endif
-#ifndef XN_FLAG_SEP_CPLUS_SPC
-#error "XN_FLAG_SEP_CPLUS_SPC is no longer defined"
-#endif
-#ifndef XN_FLAG_SEP_MASK
-#error "XN_FLAG_SEP_MASK is no longer defined"
-#endif
-#ifndef XN_FLAG_SEP_MULTILINE
-#error "XN_FLAG_SEP_MULTILINE is no longer defined"
-#endif
-#ifndef XN_FLAG_SEP_SPLUS_SPC
-#error "XN_FLAG_SEP_SPLUS_SPC is no longer defined"
-#endif
-#ifndef XN_FLAG_SPC_EQ
-#error "XN_FLAG_SPC_EQ is no longer defined"
-#endif
 #ifndef ASIdOrRange_id
 #error "ASIdOrRange_id is no longer defined"
 #endif
@@ -10051,3 +10006,21 @@ _Static_assert((long long)(SSL_SESS_CACHE_NO_INTERNAL_STORE) == (512LL), "SSL_SE
 _Static_assert((long long)(SSL_SESS_CACHE_OFF) == (0LL), "SSL_SESS_CACHE_OFF");
 _Static_assert((long long)(SSL_SESS_CACHE_SERVER) == (2LL), "SSL_SESS_CACHE_SERVER");
 _Static_assert((long long)(SSL_SESS_CACHE_UPDATE_TIME) == (1024LL), "SSL_SESS_CACHE_UPDATE_TIME");
+_Static_assert((long long)(XN_FLAG_COMPAT) == (0LL), "XN_FLAG_COMPAT");
+_Static_assert((long long)(XN_FLAG_DN_REV) == (1048576LL), "XN_FLAG_DN_REV");
+_Static_assert((long long)(XN_FLAG_DUMP_UNKNOWN_FIELDS) == (16777216LL), "XN_FLAG_DUMP_UNKNOWN_FIELDS");
+_Static_assert((long long)(XN_FLAG_FN_ALIGN) == (33554432LL), "XN_FLAG_FN_ALIGN");
+_Static_assert((long long)(XN_FLAG_FN_LN) == (2097152LL), "XN_FLAG_FN_LN");
+_Static_assert((long long)(XN_FLAG_FN_MASK) == (6291456LL), "XN_FLAG_FN_MASK");
+_Static_assert((long long)(XN_FLAG_FN_NONE) == (6291456LL), "XN_FLAG_FN_NONE");
+_Static_assert((long long)(XN_FLAG_FN_OID) == (4194304LL), "XN_FLAG_FN_OID");
+_Static_assert((long long)(XN_FLAG_FN_SN) == (0LL), "XN_FLAG_FN_SN");
+_Static_assert((long long)(XN_FLAG_MULTILINE) == (44302342LL), "XN_FLAG_MULTILINE");
+_Static_assert((long long)(XN_FLAG_ONELINE) == (8520479LL), "XN_FLAG_ONELINE");
+_Static_assert((long long)(XN_FLAG_RFC2253) == (17892119LL), "XN_FLAG_RFC2253");
+_Static_assert((long long)(XN_FLAG_SEP_COMMA_PLUS) == (65536LL), "XN_FLAG_SEP_COMMA_PLUS");
+_Static_assert((long long)(XN_FLAG_SEP_CPLUS_SPC) == (131072LL), "XN_FLAG_SEP_CPLUS_SPC");
+_Static_assert((long long)(XN_FLAG_SEP_MASK) == (983040LL), "XN_FLAG_SEP_MASK");
+_Static_assert((long long)(XN_FLAG_SEP_MULTILINE) == (262144LL), "XN_FLAG_SEP_MULTILINE");
+_Static_assert((long long)(XN_FLAG_SEP_SPLUS_SPC) == (196608LL), "XN_FLAG_SEP_SPLUS_SPC");
+_Static_assert((long long)(XN_FLAG_SPC_EQ) == (8388608LL), "XN_FLAG_SPC_EQ");

@@ -324,6 +324,96 @@ public func i2d_X509(_ a: X509Pointer?, _ out: UnsafeMutablePointer<UnsafeMutabl
     return COpenSSL.i2d_X509(a?.rawValue, out)
 }
 
+/// `#define XN_FLAG_COMPAT 0`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_COMPAT: UInt { 0 }
+
+/// `#define XN_FLAG_DN_REV (1 << 20)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_DN_REV: UInt { 0x100000 }
+
+/// `#define XN_FLAG_DUMP_UNKNOWN_FIELDS (1 << 24)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_DUMP_UNKNOWN_FIELDS: UInt { 0x1000000 }
+
+/// `#define XN_FLAG_FN_ALIGN (1 << 25)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_FN_ALIGN: UInt { 0x2000000 }
+
+/// `#define XN_FLAG_FN_LN (1 << 21)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_FN_LN: UInt { 0x200000 }
+
+/// `#define XN_FLAG_FN_MASK (0x3 << 21)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_FN_MASK: UInt { 0x600000 }
+
+/// `#define XN_FLAG_FN_NONE (3 << 21)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_FN_NONE: UInt { 0x600000 }
+
+/// `#define XN_FLAG_FN_OID (2 << 21)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_FN_OID: UInt { 0x400000 }
+
+/// `#define XN_FLAG_FN_SN 0`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_FN_SN: UInt { 0 }
+
+/// `#define XN_FLAG_MULTILINE (ASN1_STRFLGS_ESC_CTRL | ASN1_STRFLGS_ESC_MSB | XN_FLAG_SEP_MULTILINE | XN_FLAG_SPC_EQ | XN_FLAG_FN_LN | XN_FLAG_FN_ALIGN)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_MULTILINE: UInt { 0x2A40006 }
+
+/// `#define XN_FLAG_ONELINE (ASN1_STRFLGS_RFC2253 | ASN1_STRFLGS_ESC_QUOTE | XN_FLAG_SEP_CPLUS_SPC | XN_FLAG_SPC_EQ | XN_FLAG_FN_SN)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_ONELINE: UInt { 0x82031F }
+
+/// `#define XN_FLAG_RFC2253 (ASN1_STRFLGS_RFC2253 | XN_FLAG_SEP_COMMA_PLUS | XN_FLAG_DN_REV | XN_FLAG_FN_SN | XN_FLAG_DUMP_UNKNOWN_FIELDS)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_RFC2253: UInt { 0x1110317 }
+
+/// `#define XN_FLAG_SEP_COMMA_PLUS (1 << 16)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_SEP_COMMA_PLUS: UInt { 0x10000 }
+
+/// `#define XN_FLAG_SEP_CPLUS_SPC (2 << 16)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_SEP_CPLUS_SPC: UInt { 0x20000 }
+
+/// `#define XN_FLAG_SEP_MASK (0xf << 16)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_SEP_MASK: UInt { 0xF0000 }
+
+/// `#define XN_FLAG_SEP_MULTILINE (4 << 16)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_SEP_MULTILINE: UInt { 0x40000 }
+
+/// `#define XN_FLAG_SEP_SPLUS_SPC (3 << 16)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_SEP_SPLUS_SPC: UInt { 0x30000 }
+
+/// `#define XN_FLAG_SPC_EQ (1 << 23)`
+///
+/// An integer macro of `<openssl/x509.h>`, with the headers' value.
+@inlinable public var XN_FLAG_SPC_EQ: UInt { 0x800000 }
+
 /// `#define X509_ADD_FLAG_DEFAULT 0` from `<openssl/x509.h>`.
 @inlinable public var X509_ADD_FLAG_DEFAULT: Int32 { COpenSSL.X509_ADD_FLAG_DEFAULT }
 
@@ -458,48 +548,3 @@ public func i2d_X509(_ a: X509Pointer?, _ out: UnsafeMutablePointer<UnsafeMutabl
 
 /// `#define X509v3_KU_UNDEF 0xffff` from `<openssl/x509.h>`.
 @inlinable public var X509v3_KU_UNDEF: Int32 { COpenSSL.X509v3_KU_UNDEF }
-
-/// `#define XN_FLAG_COMPAT 0` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_COMPAT: Int32 { COpenSSL.XN_FLAG_COMPAT }
-
-/// `#define XN_FLAG_DN_REV (1 << 20)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_DN_REV: Int32 { COpenSSL.XN_FLAG_DN_REV }
-
-/// `#define XN_FLAG_DUMP_UNKNOWN_FIELDS (1 << 24)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_DUMP_UNKNOWN_FIELDS: Int32 { COpenSSL.XN_FLAG_DUMP_UNKNOWN_FIELDS }
-
-/// `#define XN_FLAG_FN_ALIGN (1 << 25)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_FN_ALIGN: Int32 { COpenSSL.XN_FLAG_FN_ALIGN }
-
-/// `#define XN_FLAG_FN_LN (1 << 21)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_FN_LN: Int32 { COpenSSL.XN_FLAG_FN_LN }
-
-/// `#define XN_FLAG_FN_MASK (0x3 << 21)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_FN_MASK: Int32 { COpenSSL.XN_FLAG_FN_MASK }
-
-/// `#define XN_FLAG_FN_NONE (3 << 21)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_FN_NONE: Int32 { COpenSSL.XN_FLAG_FN_NONE }
-
-/// `#define XN_FLAG_FN_OID (2 << 21)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_FN_OID: Int32 { COpenSSL.XN_FLAG_FN_OID }
-
-/// `#define XN_FLAG_FN_SN 0` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_FN_SN: Int32 { COpenSSL.XN_FLAG_FN_SN }
-
-/// `#define XN_FLAG_SEP_COMMA_PLUS (1 << 16)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_SEP_COMMA_PLUS: Int32 { COpenSSL.XN_FLAG_SEP_COMMA_PLUS }
-
-/// `#define XN_FLAG_SEP_CPLUS_SPC (2 << 16)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_SEP_CPLUS_SPC: Int32 { COpenSSL.XN_FLAG_SEP_CPLUS_SPC }
-
-/// `#define XN_FLAG_SEP_MASK (0xf << 16)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_SEP_MASK: Int32 { COpenSSL.XN_FLAG_SEP_MASK }
-
-/// `#define XN_FLAG_SEP_MULTILINE (4 << 16)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_SEP_MULTILINE: Int32 { COpenSSL.XN_FLAG_SEP_MULTILINE }
-
-/// `#define XN_FLAG_SEP_SPLUS_SPC (3 << 16)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_SEP_SPLUS_SPC: Int32 { COpenSSL.XN_FLAG_SEP_SPLUS_SPC }
-
-/// `#define XN_FLAG_SPC_EQ (1 << 23)` from `<openssl/x509.h>`.
-@inlinable public var XN_FLAG_SPC_EQ: Int32 { COpenSSL.XN_FLAG_SPC_EQ }

@@ -5,11 +5,17 @@ extension Generator {
     /// spec retypes) by compiling and running a small C program against the installed headers.
     mutating func probeConstants(clang: String, shim: String, tmp: URL) throws {
         var candidates: [String] = []
-        for (name, _) in macroHeader.sorted(by: { $0.key < $1.key }) {
+        // The wholesale headers' macros, and the `constants` headers' macros that the spec retypes.
+        var headerOf = macroHeader
+        for header in spec.constantHeaders {
+            for name in constantHeaderNames[header] ?? [] where headerOf[name] == nil { headerOf[name] = header }
+        }
+        for (name, _) in headerOf.sorted(by: { $0.key < $1.key }) {
             guard let m = macros.macros[name], m.params == nil, !m.body.isEmpty else { continue }
             if ast.functions[m.body] != nil { continue }  // alias of a function
             if name.hasPrefix("OPENSSL_") || name.hasPrefix("HEADER_") { continue }
             let retyped = spec.constTypes.contains { name.hasPrefix($0.prefix) }
+            if macroHeader[name] == nil && !retyped { continue }
             if swift.constants[name] != nil && !retyped { continue }
             candidates.append(name)
         }
@@ -57,7 +63,7 @@ extension Generator {
                 literal = v > 9 ? "0x" + String(v, radix: 16, uppercase: true) : String(v)
             }
             let cValue = signed ? "(\(f[3])LL)" : "(\(f[4])ULL)"
-            constants.append((name, macroHeader[name]!, type, literal, macros.macros[name]!.body, cValue))
+            constants.append((name, headerOf[name]!, type, literal, macros.macros[name]!.body, cValue))
         }
     }
 
