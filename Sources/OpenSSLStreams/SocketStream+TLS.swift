@@ -329,7 +329,7 @@ extension SocketStream {
         let output = tls.buffers.output
         while !output.isEmpty {
             let n = send(fileDescriptor, output.readable.baseAddress, output.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-            if n >= 0 { output.consume(n); continue }
+            if n >= 0 { output.consume(n); bytesSent += n; continue }
             let e = errno
             switch e {
             case EINTR: continue
@@ -349,7 +349,7 @@ extension SocketStream {
         let space = input.reserveTail(64 * 1024)
         while true {
             let n = recv(fileDescriptor, space.baseAddress, space.count, Int32(MSG_DONTWAIT))
-            if n > 0 { input.commit(n); return }
+            if n > 0 { input.commit(n); bytesReceived += n; return }
             if n == 0 { tls.buffers.inputEOF = true; return }
             let e = errno
             switch e {

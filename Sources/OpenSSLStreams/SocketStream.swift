@@ -77,6 +77,20 @@ public final class SocketStream {
     /// Bytes received and not read yet (plaintext; with TLS, decrypted).
     public var bufferedInputCount: Int { readBuffer.count }
 
+    /// True when a read can make progress without waiting for the socket: plaintext is buffered, or
+    /// (with TLS) received records wait in the stream or in OpenSSL. Use it with `poll` on
+    /// ``fileDescriptor``: the socket may be quiet while data waits here.
+    public var hasBufferedInput: Bool {
+        if !readBuffer.isEmpty { return true }
+        guard let tls else { return false }
+        return !tls.buffers.input.isEmpty || COpenSSL.SSL_pending(tls.ssl.rawValue) > 0
+    }
+
+    /// Bytes sent on the socket so far (with TLS: records, headers and handshakes included).
+    public internal(set) var bytesSent = 0
+    /// Bytes received from the socket so far (with TLS: as sent on the wire).
+    public internal(set) var bytesReceived = 0
+
     func checkOpen(_ call: String) throws {
         if isClosed { throw StreamError(kind: .closed, call: call, message: "the stream is closed") }
     }
@@ -206,7 +220,7 @@ public final class SocketStream {
         let deadline = Deadline.after(readTimeout)
         while true {
             let n = recv(fileDescriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
-            if n > 0 { return n }
+            if n > 0 { bytesReceived += n; return n }
             if n == 0 { plainEOF = true; return 0 }
             let e = errno
             switch e {
@@ -301,7 +315,7 @@ public final class SocketStream {
     func plainSendSome(_ bytes: UnsafeRawBufferPointer, deadline: Deadline) throws -> Int {
         while true {
             let n = send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-            if n >= 0 { return n }
+            if n >= 0 { bytesSent += n; return n }
             let e = errno
             switch e {
             case EINTR: continue

@@ -1,92 +1,162 @@
 import ArgumentParser
+import Dispatch
+import Foundation
 import OpenSSLFLI
+import OpenSSLStreams
 
-/// `sslcat demo`: a TLS client and server in one process, talking over memory BIOs, driven by the
-/// generated direct calls only. Shows what the FLI layer is: the C API, with Swift types.
+/// `sslcat demo`: the package end to end on a fresh machine. A CA and a server certificate made in
+/// memory, a TLS server on a loopback port, a client that verifies it, and a plaintext → STARTTLS →
+/// plaintext round trip with attachSSL / detachSSL — printing what happened and the direct calls made.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a TLS 1.3 and a TLS 1.2 handshake in memory with direct calls and print what was negotiated.")
+        abstract: "Serve TLS on loopback, connect a verifying client, STARTTLS and back, and print what happened.")
+
+    @Option(help: "Seconds allowed for each handshake and each reply.")
+    var timeout: Double = 10
 
     func run() throws {
-        guard OPENSSL_init_ssl(UInt64(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS), nil) == 1 else {
-            throw ValidationError("OPENSSL_init_ssl failed")
+        try ensureSSL()
+        print("swift-openssl-fli demo — \(OpenSSL_version(OPENSSL_VERSION) ?? "OpenSSL ?")")
+
+        section("1. A CA and a server certificate, made in memory")
+        let caKey = try PrivateKey.generateEC()
+        let ca = try makeCertificate(.authority("swift-openssl-fli demo CA"), key: caKey)
+        let serverKey = try PrivateKey.generateEC()
+        let serverCert = try makeCertificate(.server(hosts: ["localhost", "127.0.0.1"]), key: serverKey, issuer: (ca, caKey))
+        call("EVP_PKEY_keygen ×2 (EC P-256), X509_new, X509V3_EXT_conf_nid, X509_sign", "2 certificates")
+        print("  CA:     \(ca.subject)")
+        print("  server: \(serverCert.subject), issued by \(serverCert.issuer), for localhost and 127.0.0.1")
+        print("          SHA-256 \(serverCert.fingerprintSHA256)")
+
+        section("2. The server's SSL_CTX, with direct calls")
+        guard let serverCtx = SSL_CTX_new(TLS_server_method()) else { throw SSLError.fromQueue(call: "SSL_CTX_new") }
+        defer { SSL_CTX_free(serverCtx) }
+        call("SSL_CTX_new(TLS_server_method())", "SSLContextPointer")
+        try check(SSL_CTX_use_certificate(serverCtx, serverCert.pointer), "SSL_CTX_use_certificate(ctx, cert)")
+        try check(SSL_CTX_use_PrivateKey(serverCtx, serverKey.pointer), "SSL_CTX_use_PrivateKey(ctx, key)")
+        try check(SSL_CTX_check_private_key(serverCtx), "SSL_CTX_check_private_key(ctx)")
+        try check(Int32(SSL_CTX_set_min_proto_version(serverCtx, Int(TLS1_2_VERSION))), "SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)")
+
+        let listener = try listen(port: 0, host: "127.0.0.1")
+        defer { listener.close() }
+        section("3. Plaintext on 127.0.0.1:\(listener.port)")
+        let server = DemoServer(listener: listener, ctx: serverCtx, timeout: timeout)
+        let serverDone = DispatchGroup()
+        serverDone.enter()
+        Thread.detachNewThread { server.run(); serverDone.leave() }
+        defer { _ = serverDone.wait(timeout: .now() + timeout) }
+
+        let client = try openTCPStream(host: "localhost", port: listener.port, connectTimeout: timeout, readTimeout: timeout, writeTimeout: timeout)
+        defer { try? client.close() }
+        try exchange(client, "EHLO demo")
+        try exchange(client, "STARTTLS")
+        let plainBefore = (client.bytesSent, client.bytesReceived)
+
+        section("4. attachSSL on both ends (the server attaches when it reads STARTTLS)")
+        print("  client: attachSSL(ctx: .default, side: .client, ctxConfigure: …, handshakeTimeout: \(timeout), hostName: \"localhost\")")
+        var security = SSLSecurity.secure
+        security.trustSystemStore = false  // trust exactly the demo CA
+        try client.attachSSL(ctx: .default, side: .client, ctxConfigure: { ctx in
+            let store = SSL_CTX_get_cert_store(ctx)
+            try check(X509_STORE_add_cert(store, ca.pointer), "  ctxConfigure: X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca)")
+        }, handshakeTimeout: timeout, hostName: "localhost", security: security)
+        let ssl = try require(client.ssl, "client.ssl")
+        call("SSL_get_version(ssl)", "\"\(SSL_get_version(ssl) ?? "?")\"")
+        let cipher = SSL_get_current_cipher(ssl)
+        call("SSL_CIPHER_get_name(SSL_get_current_cipher(ssl))", "\"\(SSL_CIPHER_get_name(cipher) ?? "?")\"")
+        let bits = SSL_CIPHER_get_bits(cipher)
+        call("SSL_CIPHER_get_bits(cipher)", "(bits: \(bits.bits), algBits: \(bits.algBits))")
+        if let chain = SSL_get_peer_cert_chain(ssl) {
+            call("sk_X509_num(SSL_get_peer_cert_chain(ssl))", "\(sk_X509_num(chain))")
+            for i in 0..<sk_X509_num(chain) {
+                if let x509 = sk_X509_value(chain, i) {
+                    let c = Certificate(retaining: x509)
+                    print("    [\(i)] subject \(c.subject); issuer \(c.issuer)")
+                }
+            }
         }
-        print("OpenSSL: \(OpenSSL_version(OPENSSL_VERSION) ?? "?")")
-        let identity = try SelfSignedIdentity(commonName: "demo.localhost")
-        defer { identity.free() }
-        print("server certificate: \(X509_NAME_oneline(X509_get_subject_name(identity.certificate), nil, 0).map { String(cString: $0) } ?? "?") (EC P-256, self-signed, in memory)")
-        for (version, label) in [(TLS1_3_VERSION, "TLS 1.3"), (TLS1_2_VERSION, "TLS 1.2")] {
-            print("\n== \(label)")
-            try runPair(version: version, identity: identity)
-        }
+        let verify = SSL_get_verify_result(ssl)
+        call("SSL_get_verify_result(ssl)", "\(verify) (\(X509_verify_cert_error_string(verify) ?? "?"))")
+        guard verify == Int(X509_V_OK) else { throw SSLCatFailure("the server's certificate did not verify") }
+        try exchange(client, "MAIL FROM:<demo@localhost> (over TLS)")
+        try exchange(client, "STOPTLS")
+        let tlsSent = client.bytesSent - plainBefore.0, tlsReceived = client.bytesReceived - plainBefore.1
+
+        section("5. detachSSL on both ends: close_notify each way, then plaintext again")
+        try client.detachSSL()
+        print("  client.ssl = \(client.ssl.map { "\($0)" } ?? "nil"), client.sslSide = \(client.sslSide.map { "\($0)" } ?? "nil")")
+        try exchange(client, "QUIT")
+        try client.close()
+        guard serverDone.wait(timeout: .now() + timeout) == .success else { throw SSLCatFailure("the server did not finish") }
+        if let failure = server.failure { throw SSLCatFailure("server: \(failure)") }
+
+        section("Bytes moved by the client")
+        print("  sent \(client.bytesSent) bytes, received \(client.bytesReceived) (TLS part: sent \(tlsSent), received \(tlsReceived), handshake included)")
+        print("  the server saw SNI \"\(server.serverName ?? "none")\" and \(server.tlsLines) line(s) over TLS")
+        print("\ndemo: OK")
     }
 
-    func runPair(version: Int32, identity: SelfSignedIdentity) throws {
-        guard let server = SSL_CTX_new(TLS_server_method()), let client = SSL_CTX_new(TLS_client_method()) else {
-            throw ValidationError("SSL_CTX_new failed")
-        }
-        defer { SSL_CTX_free(server); SSL_CTX_free(client) }
-        guard SSL_CTX_use_certificate(server, identity.certificate) == 1,
-              SSL_CTX_use_PrivateKey(server, identity.key) == 1,
-              X509_STORE_add_cert(SSL_CTX_get_cert_store(client), identity.certificate) == 1 else {
-            throw ValidationError("loading the identity failed")
-        }
-        for ctx in [server, client] {
-            _ = SSL_CTX_set_min_proto_version(ctx, Int(version))
-            _ = SSL_CTX_set_max_proto_version(ctx, Int(version))
-        }
-        SSL_CTX_set_verify(client, SSL_VERIFY_PEER, nil)
-        _ = SSL_CTX_set_session_cache_mode(client, SSL_SESS_CACHE_CLIENT)
-        _ = SSL_CTX_set_options(server, SSL_OP_CIPHER_SERVER_PREFERENCE)
-        print("SSL_CTX_get_options(server) = 0x\(String(SSL_CTX_get_options(server), radix: 16))")
-        print("SSL_CTX_get_mode(client)    = 0x\(String(SSL_CTX_get_mode(client), radix: 16))")
+    func section(_ title: String) { print("\n== \(title)") }
 
-        var session: SSLSessionPointer?
-        for attempt in 1...2 {
-            let pair = try connect(client: client, server: server, session: session)
-            defer { SSL_free(pair.client); SSL_free(pair.server) }
-            let cipher = SSL_get_current_cipher(pair.client)
-            let bits = cipher.map(SSL_CIPHER_get_bits) ?? (bits: 0, algBits: 0)
-            print("connection \(attempt): SSL_get_version = \(SSL_get_version(pair.client) ?? "?"), " +
-                  "cipher = \(cipher.flatMap(SSL_CIPHER_get_name) ?? "?"), bits = \(bits), " +
-                  "SSL_session_reused = \(SSL_session_reused(pair.client)), verify = \(X509_verify_cert_error_string(SSL_get_verify_result(pair.client)) ?? "?")")
-            let message = Array("hello over \(SSL_get_version(pair.client) ?? "TLS")".utf8)
-            _ = SSL_write(pair.client, message, Int32(message.count))
-            var buffer = [UInt8](repeating: 0, count: 128)
-            let n = SSL_read(pair.server, &buffer, Int32(buffer.count))
-            print("  server read \(n) bytes: \"\(String(decoding: buffer.prefix(Int(max(n, 0))), as: UTF8.self))\"")
-            _ = SSL_write(pair.server, message, Int32(message.count))
-            _ = SSL_read(pair.client, &buffer, Int32(buffer.count))  // also takes the TLS 1.3 session ticket
-            if session == nil { session = SSL_get1_session(pair.client) }
-            _ = SSL_shutdown(pair.client)
-        }
-        if let session { SSL_SESSION_free(session) }
+    func call(_ text: String, _ result: String) { print("  \(text) → \(result)") }
+
+    func check(_ result: Int32, _ text: String) throws {
+        print("  \(text) → \(result)")
+        guard result == 1 else { throw SSLError.fromQueue(call: text) }
     }
 
-    /// Two SSLs joined by two memory BIOs, handshaken by alternating `SSL_do_handshake`.
-    func connect(client: SSLContextPointer, server: SSLContextPointer, session: SSLSessionPointer?) throws -> (client: SSLPointer, server: SSLPointer) {
-        guard let c = SSL_new(client), let s = SSL_new(server),
-              let toServer = BIO_new(BIO_s_mem()), let toClient = BIO_new(BIO_s_mem()) else {
-            throw ValidationError("SSL_new / BIO_new failed")
+    func require<T>(_ value: T?, _ what: String) throws -> T {
+        guard let value else { throw SSLCatFailure("\(what) is nil") }
+        return value
+    }
+
+    func exchange(_ client: SocketStream, _ line: String) throws {
+        let tls = client.ssl != nil ? " (TLS)" : ""
+        try client.writeLine(line)
+        guard let answer = try client.readLine() else { throw SSLCatFailure("the server closed the connection after \"\(line)\"") }
+        print("  C\(tls): \(line)")
+        print("  S\(tls): \(answer)")
+    }
+}
+
+/// The demo's server: a tiny SMTP-like dialogue with STARTTLS and STOPTLS.
+final class DemoServer: @unchecked Sendable {
+    let listener: TCPListener
+    let ctx: SSLContextPointer
+    let timeout: Double
+    var failure: Error?
+    var serverName: String?
+    var tlsLines = 0
+
+    init(listener: TCPListener, ctx: SSLContextPointer, timeout: Double) {
+        self.listener = listener; self.ctx = ctx; self.timeout = timeout
+    }
+
+    func run() {
+        do {
+            let s = try listener.accept(timeout: timeout, readTimeout: timeout, writeTimeout: timeout)
+            defer { try? s.close() }
+            while let line = try s.readLine() {
+                if s.ssl != nil { tlsLines += 1 }
+                switch line {
+                case "EHLO demo": try s.writeLine("250 STARTTLS")
+                case "STARTTLS":
+                    try s.writeLine("220 ready to start TLS")
+                    try s.attachSSL(ctx: .context(ctx), side: .server, handshakeTimeout: timeout)
+                    try s.handshake(timeout: timeout)
+                    serverName = SSL_get_servername(s.ssl, Int32(TLSEXT_NAMETYPE_host_name))
+                case "STOPTLS":
+                    try s.writeLine("220 TLS off after this line")
+                    try s.detachSSL()
+                case "QUIT":
+                    try s.writeLine("221 bye (plaintext again)")
+                    return
+                default:
+                    try s.writeLine("250 ok: \(line.count) bytes received\(s.ssl != nil ? " over \(SSL_get_version(s.ssl) ?? "TLS")" : "")")
+                }
+            }
+        } catch {
+            failure = error
         }
-        _ = BIO_up_ref(toServer); _ = BIO_up_ref(toClient)
-        SSL_set_bio(c, toClient, toServer)
-        SSL_set_bio(s, toServer, toClient)
-        _ = SSL_set_tlsext_host_name(c, "demo.localhost")
-        _ = SSL_set1_host(c, "demo.localhost")
-        if let session { _ = SSL_set_session(c, session) }
-        SSL_set_connect_state(c)
-        SSL_set_accept_state(s)
-        var done = (false, false)
-        for _ in 0..<50 where !(done.0 && done.1) {
-            if !done.0 { done.0 = SSL_do_handshake(c) == 1 }
-            if !done.1 { done.1 = SSL_do_handshake(s) == 1 }
-        }
-        guard done.0 && done.1 else {
-            let code = ERR_get_error()
-            SSL_free(c); SSL_free(s)
-            throw ValidationError("handshake failed: \(ERR_reason_error_string(code) ?? "code \(code)")")
-        }
-        return (c, s)
     }
 }

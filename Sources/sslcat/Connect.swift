@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import OpenSSLFLI
+import OpenSSLStreams
+
+/// `sslcat connect HOST:PORT`: stdin → TLS → stdout, with the handshake summary on stderr.
+struct Connect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Connect to HOST:PORT over TLS and copy stdin to it and it to stdout (handshake summary on stderr).")
+
+    @Argument(help: "Where to connect: HOST:PORT or [IPv6]:PORT.")
+    var address: String
+
+    @Option(help: "Trust the CA certificates in this PEM file (instead of the system store).")
+    var cafile: String?
+
+    @Option(help: "Trust the CA certificates in this hashed directory (instead of the system store).")
+    var capath: String?
+
+    @Flag(help: "Do not verify the server's certificate or name.")
+    var insecure = false
+
+    @Option(help: "The name to send as SNI and to check the certificate against (default: HOST).")
+    var servername: String?
+
+    @Option(help: "A client certificate (PEM) to present.")
+    var cert: String?
+
+    @Option(help: "The client certificate's private key (PEM).")
+    var key: String?
+
+    @Option(help: "ALPN protocols to offer, comma-separated (e.g. h2,http/1.1).")
+    var alpn: String?
+
+    @Flag(name: .customLong("tls1.2"), help: "Speak TLS 1.2 only.")
+    var tls12 = false
+
+    @Flag(name: .customLong("tls1.3"), help: "Speak TLS 1.3 only.")
+    var tls13 = false
+
+    @Option(help: "Upgrade a plaintext connection: smtp (EHLO, STARTTLS), or plain (copy plaintext until a line from stdin equals --starttls-line, send it, read the server's answer line, then attach TLS).")
+    var starttls: StartTLSMode?
+
+    @Option(help: "The line that switches to TLS with --starttls plain.")
+    var starttlsLine = "STARTTLS"
+
+    @Option(help: "Seconds allowed for connecting, for the handshake, and for the server to finish after stdin ends.")
+    var timeout: Double = 10
+
+    enum StartTLSMode: String, ExpressibleByArgument { case smtp, plain }
+
+    func validate() throws {
+        _ = try parseHostPort(address)
+        if tls12 && tls13 { throw ValidationError("--tls1.2 and --tls1.3 exclude each other") }
+        if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
+        if let alpn { _ = try alpnWireFormat(alpn) }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        try checkReadable(cafile, option: "--cafile")
+        try checkReadable(cert, option: "--cert")
+        try checkReadable(key, option: "--key")
+    }
+
+    func run() throws {
+        let (host, port) = try parseHostPort(address)
+        let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout, readTimeout: nil, writeTimeout: timeout)
+        defer { try? stream.close() }
+        switch starttls {
+        case .smtp: try smtpStartTLS(stream)
+        case .plain: try plainStartTLS(stream)
+        case nil: break
+        }
+        try attach(stream, host: host)
+        for line in handshakeSummary(stream) { printError("sslcat: " + line) }
+        try relay(stream, idleAfterInput: timeout)
+        try stream.close()
+    }
+
+    func attach(_ stream: SocketStream, host: String) throws {
+        var security = insecure ? SSLSecurity.insecure : SSLSecurity.secure
+        if cafile != nil || capath != nil {
+            security.trustSystemStore = false
+            security.caFile = cafile
+            security.caDirectory = capath
+        }
+        let proto: SSLProtocol = tls12 ? .tlsV1_2 : (tls13 ? .tlsV1_3 : .default)
+        let wire = try alpn.map(alpnWireFormat)
+        try stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: { ctx in
+            if let cert, let key {
+                try useCertificateChainFile(ctx, file: cert)
+                try usePrivateKeyFile(ctx, file: key)
+                try checkPrivateKey(ctx)
+            }
+            if let wire {
+                // Note: SSL_CTX_set_alpn_protos returns 0 on success.
+                guard SSL_CTX_set_alpn_protos(ctx, wire, UInt32(wire.count)) == 0 else {
+                    throw SSLError.fromQueue(call: "SSL_CTX_set_alpn_protos")
+                }
+            }
+        }, handshakeTimeout: timeout, hostName: servername ?? host, security: security)
+    }
+
+    /// SMTP: greeting, EHLO, STARTTLS offered?, STARTTLS, 220.
+    func smtpStartTLS(_ stream: SocketStream) throws {
+        stream.readTimeout = timeout
+        defer { stream.readTimeout = nil }
+        func reply() throws -> [String] {
+            var lines: [String] = []
+            while true {
+                guard let line = try stream.readLine() else { throw SSLCatFailure("the SMTP server closed the connection") }
+                printError("sslcat: < \(line)")
+                lines.append(line)
+                if line.count < 4 || line[line.index(line.startIndex, offsetBy: 3)] != "-" { return lines }
+            }
+        }
+        guard try reply().last?.hasPrefix("220") == true else { throw SSLCatFailure("the SMTP server did not greet with 220") }
+        try stream.writeLine("EHLO sslcat")
+        let ehlo = try reply()
+        guard ehlo.last?.hasPrefix("250") == true else { throw SSLCatFailure("EHLO refused: \(ehlo.last ?? "")") }
+        guard ehlo.contains(where: { $0.uppercased().contains("STARTTLS") }) else {
+            throw SSLCatFailure("the SMTP server does not offer STARTTLS")
+        }
+        try stream.writeLine("STARTTLS")
+        let ready = try reply()
+        guard ready.last?.hasPrefix("220") == true else { throw SSLCatFailure("STARTTLS refused: \(ready.last ?? "")") }
+    }
+
+    /// Plain: copy plaintext both ways until stdin gives the switch line, send it, read one line back.
+    func plainStartTLS(_ stream: SocketStream) throws {
+        var pending = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let socketReady = try pollReadable(stream.fileDescriptor)
+            if stream.hasBufferedInput || socketReady {
+                let n = try chunk.withUnsafeMutableBytes { try stream.read(into: $0) }
+                if n == 0 { throw SSLCatFailure("the server closed the connection before TLS") }
+                _ = chunk.withUnsafeBytes { Glibc.write(STDOUT_FILENO, $0.baseAddress, n) }
+            }
+            if try pollReadable(STDIN_FILENO) {
+                var byte: UInt8 = 0
+                guard Glibc.read(STDIN_FILENO, &byte, 1) == 1 else { throw SSLCatFailure("stdin ended before the \(starttlsLine) line") }
+                pending.append(byte)
+                if byte == UInt8(ascii: "\n") {
+                    let line = String(decoding: pending, as: UTF8.self).trimmingCharacters(in: .newlines)
+                    try stream.write(pending); try stream.flush()
+                    pending.removeAll()
+                    if line == starttlsLine {
+                        stream.readTimeout = timeout
+                        defer { stream.readTimeout = nil }
+                        guard let answer = try stream.readLine() else { throw SSLCatFailure("the server closed the connection after \(starttlsLine)") }
+                        printError("sslcat: < \(answer)")
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    func pollReadable(_ fd: Int32) throws -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let r = poll(&p, 1, 50)
+        if r < 0 && errno != EINTR { throw SSLCatFailure("poll: \(String(cString: strerror(errno)))") }
+        return r > 0
+    }
+}
