@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "OpenSSLFLI", targets: ["OpenSSLFLI"]),
         .library(name: "OpenSSLStreams", targets: ["OpenSSLStreams"]),
         .executable(name: "sslcat", targets: ["sslcat"]),
+        .executable(name: "fli-bench-c", targets: ["fli-bench-c"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -25,8 +26,12 @@ let package = Package(
         // The command-line tool: demo, bench.
         .executableTarget(
             name: "sslcat",
-            dependencies: ["OpenSSLFLI", "OpenSSLStreams", "COpenSSL", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["OpenSSLFLI", "OpenSSLStreams", "COpenSSL", "fli-bench-c", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The C reference of `sslcat bench`: OpenSSL used directly from C (built with the package, run by
+        // sslcat as a child process).
+        .executableTarget(name: "fli-bench-c", dependencies: ["COpenSSL"], path: "Benchmarks/CReference",
+                          linkerSettings: [.linkedLibrary("pthread")]),
         // Test fixtures shared by the test targets: generated PKI, child processes (real peers).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "OpenSSLFLITests", dependencies: ["OpenSSLFLI", "TestSupport"]),

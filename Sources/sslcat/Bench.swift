@@ -2,27 +2,210 @@ import ArgumentParser
 import Foundation
 import OpenSSLFLI
 
-/// `sslcat bench`: measurements that compare this package with the C API in the same run, as ratios.
+/// `sslcat bench`: the C reference (`fli-bench-c`, OpenSSL used directly from C, run as a child process)
+/// and this package's layers on the same workloads, in one run, with each figure's ratio to C.
 /// Build with `-c release`.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks, each a ratio against the raw C call measured in the same run (use a release build).")
+        abstract: "Benchmarks against the C reference in the same run, printed as ratios (use a release build).")
 
-    @Option(help: "Which benchmark: direct_call or all.")
-    var only: String = "all"
+    @Flag(help: "Smaller workloads, one round each (under a minute).")
+    var quick = false
 
-    @Option(help: "Calls per timed batch.")
-    var iterations: Int = 20_000_000
+    @Flag(help: "Print the results as JSON: {\"results\": [{\"name\", \"layer\", \"value\", \"unit\", \"ratio_to_c\"}, …]}.")
+    var json = false
 
-    @Option(help: "Timed batches per variant (the fastest batch counts).")
-    var rounds: Int = 7
+    @Option(help: "Also write the results as CSV to this file.")
+    var csv: String?
+
+    @Option(help: "Only these benchmarks (comma-separated): bulk_16k, bulk_1k, handshake_full, handshake_resumed, direct_call, memory_per_conn.")
+    var only: String?
+
+    @Option(help: "Rounds per benchmark and layer, interleaved; the best round counts (default 3, quick 1).")
+    var rounds: Int?
+
+    static let allNames = ["bulk_16k", "bulk_1k", "handshake_full", "handshake_resumed", "direct_call", "memory_per_conn"]
+
+    func validate() throws {
+        if let only {
+            for name in only.split(separator: ",") where !Self.allNames.contains(String(name)) {
+                throw ValidationError("unknown benchmark '\(name)' (known: \(Self.allNames.joined(separator: ", ")))")
+            }
+        }
+        if let rounds, rounds < 1 { throw ValidationError("--rounds must be at least 1") }
+    }
+
+    struct Result: Codable {
+        var name: String
+        var layer: String
+        var value: Double
+        var unit: String
+        var ratio_to_c: Double
+    }
+
+    func progress(_ text: String) { printError("bench: " + text) }
 
     func run() throws {
         #if DEBUG
-        print("warning: this is a debug build; run `swift run -c release sslcat bench` for meaningful figures")
+        progress("warning: this is a debug build; run `swift run -c release sslcat bench` for meaningful figures")
         #endif
-        guard ["all", "direct_call"].contains(only) else { throw ValidationError("unknown benchmark \(only)") }
-        try DirectCallBench(iterations: iterations, rounds: rounds).run()
+        let selected = only.map { $0.split(separator: ",").map(String.init) } ?? Self.allNames
+        let rounds = self.rounds ?? (quick ? 1 : 3)
+        let mib = 1 << 20
+        let bulk16Total = quick ? 64 * mib : 256 * mib
+        let bulk1Total = quick ? 16 * mib : 64 * mib
+        let handshakeCount = quick ? 200 : 1000
+        let connections = quick ? 300 : 1000
+
+        // The same certificate for both sides: a CA and a localhost server certificate, made in memory.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sslcat-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let caKey = try PrivateKey.generateEC()
+        let ca = try makeCertificate(.authority("sslcat bench CA"), key: caKey)
+        let serverKey = try PrivateKey.generateEC()
+        let server = try makeCertificate(.server(hosts: ["localhost", "127.0.0.1"]), key: serverKey, issuer: (ca, caKey))
+        let (caFile, certFile, keyFile) = (dir + "/ca.pem", dir + "/server.pem", dir + "/server.key")
+        try ca.pem().write(toFile: caFile, atomically: true, encoding: .utf8)
+        try server.pem().write(toFile: certFile, atomically: true, encoding: .utf8)
+        try serverKey.pem().write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let reference = try CReference(caFile: caFile, certFile: certFile, keyFile: keyFile)
+        let streams = try StreamBench(caFile: caFile, certFile: certFile, keyFile: keyFile)
+        progress("C reference: \(reference.path)")
+        progress("\(ProcessInfo.processInfo.activeProcessorCount) cores; \(rounds) round(s) per layer; workloads: bulk \(bulk16Total / mib) / \(bulk1Total / mib) MiB, \(handshakeCount) handshakes, \(connections) idle connections")
+
+        var results: [Result] = []
+        func record(_ name: String, unit: String, c: Double, layers: [(String, Double)]) {
+            results.append(Result(name: name, layer: "c", value: c, unit: unit, ratio_to_c: 1))
+            for (layer, value) in layers {
+                results.append(Result(name: name, layer: layer, value: value, unit: unit, ratio_to_c: c > 0 ? value / c : 0))
+            }
+        }
+        /// Best of the rounds, C and Swift interleaved.
+        func best(_ name: String, higherIsBetter: Bool, unit: String, c: () throws -> Double, swift: () throws -> Double) rethrows -> (Double, Double) {
+            var bestC = higherIsBetter ? 0 : Double.infinity, bestSwift = bestC
+            for round in 1...rounds {
+                let vc = try c()
+                progress(String(format: "%@ c round %d/%d: %.1f %@", name, round, rounds, vc, unit))
+                let vs = try swift()
+                progress(String(format: "%@ streams round %d/%d: %.1f %@", name, round, rounds, vs, unit))
+                bestC = higherIsBetter ? max(bestC, vc) : min(bestC, vc)
+                bestSwift = higherIsBetter ? max(bestSwift, vs) : min(bestSwift, vs)
+            }
+            return (bestC, bestSwift)
+        }
+
+        for name in Self.allNames where selected.contains(name) {
+            switch name {
+            case "bulk_16k", "bulk_1k":
+                let size = name == "bulk_16k" ? 16 * 1024 : 1024
+                let total = name == "bulk_16k" ? bulk16Total : bulk1Total
+                let (c, s) = try best(name, higherIsBetter: true, unit: "MB/s",
+                                      c: { Double(total) / 1e6 / (try reference.bulk(writeSize: size, total: total)) },
+                                      swift: { Double(total) / 1e6 / (try streams.bulk(writeSize: size, total: total)) })
+                record(name, unit: "MB/s", c: c, layers: [("streams", s)])
+            case "handshake_full", "handshake_resumed":
+                let resume = name == "handshake_resumed"
+                let (c, s) = try best(name, higherIsBetter: true, unit: "handshakes/s", c: {
+                    let r = try reference.handshakes(count: handshakeCount, resume: resume)
+                    if resume && r.reused != handshakeCount { throw SSLCatFailure("C reference: only \(r.reused) of \(handshakeCount) resumed") }
+                    return Double(handshakeCount) / r.seconds
+                }, swift: {
+                    let r = try streams.handshakes(count: handshakeCount, resume: resume)
+                    if resume && r.reused != handshakeCount { throw SSLCatFailure("streams: only \(r.reused) of \(handshakeCount) resumed") }
+                    if !resume && r.reused != 0 { throw SSLCatFailure("streams: \(r.reused) full handshakes were resumed") }
+                    return Double(handshakeCount) / r.seconds
+                })
+                record(name, unit: "handshakes/s", c: c, layers: [("streams", s)])
+            case "direct_call":
+                let iterations = quick ? 5_000_000 : 20_000_000
+                let figures = try DirectCallBench(iterations: iterations, rounds: quick ? 3 : 7).measure(progress: progress)
+                record(name, unit: "ns/call", c: figures.raw, layers: [("fli", figures.wrapper)])
+            case "memory_per_conn":
+                let (c, s) = try best(name, higherIsBetter: false, unit: "bytes",
+                                      c: { Double(try reference.memoryPerConnection(count: connections)) },
+                                      swift: { Double(try streams.memoryPerConnection(count: connections)) })
+                record(name, unit: "bytes", c: c, layers: [("streams", s)])
+            default: break
+            }
+        }
+
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(["results": results]), as: UTF8.self))
+        } else {
+            print("name".padding(toLength: 20, withPad: " ", startingAt: 0) + "layer".padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + "value".leftPadded(14) + "  unit".padding(toLength: 16, withPad: " ", startingAt: 0) + "ratio_to_c".leftPadded(11))
+            for r in results {
+                print(r.name.padding(toLength: 20, withPad: " ", startingAt: 0) + r.layer.padding(toLength: 10, withPad: " ", startingAt: 0)
+                      + String(format: "%.1f", r.value).leftPadded(14) + ("  " + r.unit).padding(toLength: 16, withPad: " ", startingAt: 0)
+                      + String(format: "%.3f", r.ratio_to_c).leftPadded(11))
+            }
+            print("(MB/s and handshakes/s: higher is better; ns/call and bytes: lower is better)")
+        }
+        if let csv {
+            var text = "name,layer,value,unit,ratio_to_c\n"
+            for r in results { text += "\(r.name),\(r.layer),\(r.value),\(r.unit),\(r.ratio_to_c)\n" }
+            do { try text.write(toFile: csv, atomically: true, encoding: .utf8) } catch {
+                throw SSLCatFailure("cannot write \(csv): \(error.localizedDescription)")
+            }
+        }
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+
+/// The C reference program, run once per measurement.
+struct CReference {
+    let path: String
+    let caFile, certFile, keyFile: String
+
+    init(caFile: String, certFile: String, keyFile: String) throws {
+        self.caFile = caFile; self.certFile = certFile; self.keyFile = keyFile
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let candidates = [here.appendingPathComponent("fli-bench-c").path]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw SSLCatFailure("the C reference fli-bench-c is not next to sslcat (\(here.path)); build it: swift build -c release --product fli-bench-c")
+        }
+        path = found
+    }
+
+    func run(_ arguments: [String]) throws -> [String] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = [caFile, certFile, keyFile] + arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw SSLCatFailure("fli-bench-c \(arguments.joined(separator: " ")) failed: \(String(decoding: errors, as: UTF8.self).split(separator: "\n").first ?? "exit \(process.terminationStatus)")")
+        }
+        return String(decoding: output, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+    }
+
+    func bulk(writeSize: Int, total: Int) throws -> Double {
+        let f = try run(["bulk", String(writeSize), String(total)])
+        guard f.count == 4, let seconds = Double(f[2]) else { throw SSLCatFailure("fli-bench-c bulk: unexpected output \(f)") }
+        return seconds
+    }
+
+    func handshakes(count: Int, resume: Bool) throws -> (seconds: Double, reused: Int) {
+        let f = try run(["handshake", String(count), resume ? "1" : "0"])
+        guard f.count == 4, let seconds = Double(f[2]), let reused = Int(f[3]) else { throw SSLCatFailure("fli-bench-c handshake: unexpected output \(f)") }
+        return (seconds, reused)
+    }
+
+    func memoryPerConnection(count: Int) throws -> Int {
+        let f = try run(["memory", String(count)])
+        guard f.count == 3, let bytes = Int(f[2]) else { throw SSLCatFailure("fli-bench-c memory: unexpected output \(f)") }
+        return bytes
     }
 }
 
@@ -31,32 +214,31 @@ struct DirectCallBench {
     let iterations: Int
     let rounds: Int
 
-    func run() throws {
+    /// Nanoseconds per call of `SSL_CTX_get_options` through the wrapper and through the raw import
+    /// (best batch of each, interleaved); the other cases are reported through `progress`.
+    func measure(progress: (String) -> Void) throws -> (wrapper: Double, raw: Double) {
         guard let ctx = SSL_CTX_new(TLS_method()) else { throw ValidationError("SSL_CTX_new failed") }
         defer { SSL_CTX_free(ctx) }
         guard let ssl = SSL_new(ctx) else { throw ValidationError("SSL_new failed") }
         defer { SSL_free(ssl) }
         let raw = ctx.rawValue, rawSSL = ssl.rawValue
-        print("direct_call: \(iterations) calls per batch, best of \(rounds) batches, interleaved")
-        print("call".padding(toLength: 40, withPad: " ", startingAt: 0) + "wrapper ns    raw C ns     ratio")
-        var worst = 0.0
         let cases: [(String, () -> UInt64, () -> UInt64)] = [
             ("SSL_CTX_get_options (function)", { wrapperGetOptions(ctx, iterations) }, { rawGetOptions(raw, iterations) }),
             ("SSL_CTX_get_mode (ctrl macro)", { wrapperGetMode(ctx, iterations) }, { rawGetMode(raw, iterations) }),
             ("SSL_get_current_cipher (handle result)", { wrapperCurrentCipher(ssl, iterations) }, { rawCurrentCipher(rawSSL, iterations) }),
         ]
+        var first: (Double, Double)?
         for (name, wrapped, direct) in cases {
             var best = (wrapper: Double.infinity, raw: Double.infinity)
             for _ in 0..<rounds {
                 best.wrapper = min(best.wrapper, time(wrapped))
                 best.raw = min(best.raw, time(direct))
             }
-            let ratio = best.wrapper / best.raw
-            worst = max(worst, ratio)
-            print(name.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%10.3f  %10.3f  %8.3f",
-                         best.wrapper / Double(iterations) * 1e9, best.raw / Double(iterations) * 1e9, ratio))
+            let perCall = (best.wrapper / Double(iterations) * 1e9, best.raw / Double(iterations) * 1e9)
+            progress(String(format: "direct_call %@: wrapper %.3f ns, raw C import %.3f ns, ratio %.3f", name, perCall.0, perCall.1, perCall.0 / perCall.1))
+            if first == nil { first = perCall }
         }
-        print(String(format: "direct_call: worst ratio wrapper/raw = %.3f (target <= 1.02)", worst))
+        return first!
     }
 
     func time(_ body: () -> UInt64) -> Double {
