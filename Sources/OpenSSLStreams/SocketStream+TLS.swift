@@ -121,6 +121,8 @@ extension SocketStream {
                 let made = try sslNew(context)
                 madeSSL = made
                 SSLStreamCensus.track(made.rawValue)
+                // Idle streams hold no buffers, OpenSSL's included (sslConfigure may clear this).
+                _ = SSL_set_mode(made, Int(COpenSSL.SSL_MODE_RELEASE_BUFFERS))
                 if side == .client {
                     try security.configure(connection: made, hostName: hostName ?? remoteHost ?? peerHost)
                 }
@@ -133,6 +135,7 @@ extension SocketStream {
         }
 
         let buffers = TransportBuffers()
+        buffers.fileDescriptor = fileDescriptor
         guard let bio = TransportBIO.make(buffers) else {
             let error = SSLError.fromQueue(call: "BIO_new", message: "cannot make the stream's BIO")
             discard()
@@ -289,6 +292,7 @@ extension SocketStream {
             COpenSSL.ERR_clear_error()
             errno = 0
             let r = operation()
+            if tls.buffers.directlySent > 0 { bytesSent += tls.buffers.directlySent; tls.buffers.directlySent = 0 }
             if r > 0 {
                 if sendOnSuccess && !tls.buffers.output.isEmpty {
                     try sendTransportOutput(tls, call: call, deadline: deadline, timeoutError: timeoutError())
@@ -347,8 +351,10 @@ extension SocketStream {
     func receiveTransportInput(_ tls: TLSAttachment, call: String, deadline: Deadline, timeoutError: @autoclosure () -> Error) throws {
         let input = tls.buffers.input
         let space = input.reserveTail(64 * 1024)
+        // Without a deadline a blocking recv is one system call; with one, try first, then poll.
+        let flags = deadline.nanoseconds == nil ? 0 : Int32(MSG_DONTWAIT)
         while true {
-            let n = recv(fileDescriptor, space.baseAddress, space.count, Int32(MSG_DONTWAIT))
+            let n = recv(fileDescriptor, space.baseAddress, space.count, flags)
             if n > 0 { input.commit(n); bytesReceived += n; return }
             if n == 0 { tls.buffers.inputEOF = true; return }
             let e = errno

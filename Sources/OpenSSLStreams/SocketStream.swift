@@ -218,8 +218,10 @@ public final class SocketStream {
     func plainReceive(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         if plainEOF { return 0 }
         let deadline = Deadline.after(readTimeout)
+        // Without a deadline a blocking recv is one system call; with one, try first, then poll.
+        let flags = deadline.nanoseconds == nil ? 0 : Int32(MSG_DONTWAIT)
         while true {
-            let n = recv(fileDescriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            let n = recv(fileDescriptor, buffer.baseAddress, buffer.count, flags)
             if n > 0 { bytesReceived += n; return n }
             if n == 0 { plainEOF = true; return 0 }
             let e = errno

@@ -15,6 +15,14 @@ final class TransportBuffers {
     let output = ByteQueue(capacity: 32 * 1024)
     /// The peer closed its side of the transport (recv returned 0).
     var inputEOF = false
+    /// The socket, for sending large records straight from OpenSSL's buffer (-1: never).
+    var fileDescriptor: Int32 = -1
+    /// Bytes sent that way since the stream last counted them.
+    var directlySent = 0
+
+    /// Records at least this large go to the socket at once when nothing is queued before them (saving a
+    /// copy); smaller writes (handshake messages, alerts, small records) are queued and sent together.
+    static let directSendThreshold = 4096
 }
 
 /// A source/sink BIO over ``TransportBuffers``.
@@ -38,7 +46,16 @@ enum TransportBIO {
         BIO_meth_set_write(m) { bio, data, length in
             guard let buffers = TransportBIO.buffers(bio), let data, length > 0 else { return 0 }
             BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
-            buffers.output.append(UnsafeRawBufferPointer(start: data, count: Int(length)))
+            var offset = 0
+            if buffers.output.isEmpty && Int(length) >= TransportBuffers.directSendThreshold && buffers.fileDescriptor >= 0 {
+                // What the socket takes now skips the queue; the rest (or a failure, which the stream's
+                // own send then reports with its errno) stays queued.
+                let n = send(buffers.fileDescriptor, data, Int(length), Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                if n > 0 { offset = n; buffers.directlySent += n }
+            }
+            if offset < Int(length) {
+                buffers.output.append(UnsafeRawBufferPointer(start: data + offset, count: Int(length) - offset))
+            }
             return length
         }
         BIO_meth_set_read(m) { bio, data, length in

@@ -5,7 +5,7 @@ import OpenSSLStreams
 /// The Swift side of the stream benchmarks: the same workloads as `Benchmarks/CReference/main.c`, on
 /// `SocketStream` (`openTCPStream` + `TCPListener`), in this process. One `SSL_CTX` per side, reused;
 /// TLS 1.3 with TLS_AES_128_GCM_SHA256; the client verifies the certificate and the host name; the
-/// server reads with 16 KiB buffers.
+/// server reads with 16 KiB buffers. No timeouts, as in the C reference (which has none).
 final class StreamBench: @unchecked Sendable {
     let serverCtx: SSLContextPointer
     let clientCtx: SSLContextPointer
@@ -55,7 +55,7 @@ final class StreamBench: @unchecked Sendable {
     func connect(_ port: Int, session: SSLSessionPointer? = nil) throws -> SocketStream {
         try openTCPStream(host: "localhost", port: port, sslCtx: .context(clientCtx), sslConfigure: { ssl in
             if let session { _ = SSL_set_session(ssl, session) }
-        }, handshakeTimeout: 30, readTimeout: 60, writeTimeout: 60)
+        }, handshakeTimeout: nil)
     }
 
     /// Seconds to move `total` bytes client → server in `writeSize` writes (first write to last byte read).
@@ -64,7 +64,7 @@ final class StreamBench: @unchecked Sendable {
         let end = End()
         let serverCtx = self.serverCtx
         return try withServer({ listener in
-            let s = try listener.accept(sslCtx: .context(serverCtx), handshakeTimeout: 30, timeout: 30, readTimeout: 60, writeTimeout: 60)
+            let s = try listener.accept(sslCtx: .context(serverCtx))
             var buffer = [UInt8](repeating: 0, count: 16 * 1024)
             var got = 0
             try buffer.withUnsafeMutableBytes { raw in
@@ -103,8 +103,8 @@ final class StreamBench: @unchecked Sendable {
         let serverCtx = self.serverCtx
         return try withServer({ listener in
             for _ in 0...count {
-                let s = try listener.accept(sslCtx: .context(serverCtx), handshakeTimeout: 30, timeout: 30, readTimeout: 30, writeTimeout: 30)
-                try s.handshake(timeout: 30)
+                let s = try listener.accept(sslCtx: .context(serverCtx))
+                try s.handshake()
                 try s.write("k"); try s.flush()
                 try s.close()
             }
@@ -144,8 +144,8 @@ final class StreamBench: @unchecked Sendable {
             let serverCtx = self.serverCtx
             let clients = try withServer({ listener in
                 for _ in 0..<n {
-                    let s = try listener.accept(sslCtx: .context(serverCtx), handshakeTimeout: 30, timeout: 30, readTimeout: 30, writeTimeout: 30)
-                    try s.handshake(timeout: 30)
+                    let s = try listener.accept(sslCtx: .context(serverCtx))
+                    try s.handshake()
                     try s.write("k"); try s.flush()
                     servers.streams.append(s)
                 }
