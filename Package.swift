@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "OpenSSLFLITests", dependencies: ["OpenSSLFLI", "TestSupport"]),
         .testTarget(name: "OpenSSLStreamsTests", dependencies: ["OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
+        // Runs the sslcat and fli-bench-c executables as processes.
+        .testTarget(name: "SSLCatTests", dependencies: ["sslcat", "fli-bench-c", "OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

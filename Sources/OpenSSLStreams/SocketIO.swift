@@ -126,6 +126,9 @@ public struct StreamError: SocketErrorFamily, Hashable {
     public var kind: Kind
     public var call: String
     public var message: String
+    public init(kind: Kind, call: String, message: String) {
+        self.kind = kind; self.call = call; self.message = message
+    }
     public var description: String { "\(call): \(message)" }
 }
 
