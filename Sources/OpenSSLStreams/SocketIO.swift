@@ -71,16 +71,32 @@ func describeAddress(_ address: UnsafePointer<sockaddr>, length: socklen_t) -> S
     return address.pointee.sa_family == sa_family_t(AF_INET6) ? "[\(h)]:\(s)" : "\(h):\(s)"
 }
 
+/// A socket address as the kernel gave it (`getpeername` / `getsockname`), formatted only when asked.
+struct RawSocketAddress {
+    var storage = sockaddr_storage()
+    var length = socklen_t(0)
+
+    init?(_ fd: Int32, peer: Bool) {
+        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                peer ? getpeername(fd, sa, &length) == 0 : getsockname(fd, sa, &length) == 0
+            }
+        }
+        guard ok else { return nil }
+    }
+
+    /// The numeric host, the port, and "host:port" / "[host]:port".
+    var formatted: (host: String, port: Int, text: String)? { formatSocketAddress(storage, length) }
+}
+
 /// The numeric host and the port of a socket's own (`getsockname`) or peer (`getpeername`) address.
 func socketAddress(_ fd: Int32, peer: Bool) -> (host: String, port: Int, text: String)? {
-    var storage = sockaddr_storage()
-    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-    let ok = withUnsafeMutablePointer(to: &storage) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-            peer ? getpeername(fd, sa, &length) == 0 : getsockname(fd, sa, &length) == 0
-        }
-    }
-    guard ok else { return nil }
+    RawSocketAddress(fd, peer: peer)?.formatted
+}
+
+private func formatSocketAddress(_ address: sockaddr_storage, _ length: socklen_t) -> (host: String, port: Int, text: String)? {
+    var storage = address
     return withUnsafePointer(to: &storage) { p in
         p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> (String, Int, String)? in
             var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
@@ -177,11 +193,15 @@ func connectTCP(host: String, port: Int, timeout: TimeInterval?) throws -> Int32
     for candidate in addresses {
         let fd = socket(candidate.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { lastError = SocketError(call: "socket", errno: errno, context: candidate.text); continue }
+        // With a timeout the connect is non-blocking and polled; without one it is a plain blocking call.
         let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        let rc = candidate.address.withUnsafeBytes { raw in
-            Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
-        }
+        if timeout != nil { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        var rc: Int32
+        repeat {
+            rc = candidate.address.withUnsafeBytes { raw in
+                Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
+            }
+        } while rc != 0 && errno == EINTR && timeout == nil
         var failure: Int32 = rc == 0 ? 0 : errno
         if rc != 0 && failure == EINPROGRESS {
             do {
@@ -198,7 +218,7 @@ func connectTCP(host: String, port: Int, timeout: TimeInterval?) throws -> Int32
             }
         }
         if failure == 0 {
-            _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+            if timeout != nil { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             return fd

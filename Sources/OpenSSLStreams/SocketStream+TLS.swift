@@ -87,7 +87,7 @@ extension SocketStream {
         guard tls == nil else {
             throw SSLError.usage("TLS is already attached to this stream (detach it first)", call: "attachSSL")
         }
-        try flush()
+        try flushPending()
         try ensureSSL()
 
         // The context: made here (and then configured) or the caller's.
@@ -121,8 +121,6 @@ extension SocketStream {
                 let made = try sslNew(context)
                 madeSSL = made
                 SSLStreamCensus.track(made.rawValue)
-                // Idle streams hold no buffers, OpenSSL's included (sslConfigure may clear this).
-                _ = SSL_set_mode(made, Int(COpenSSL.SSL_MODE_RELEASE_BUFFERS))
                 if side == .client {
                     try security.configure(connection: made, hostName: hostName ?? remoteHost ?? peerHost)
                 }
@@ -172,10 +170,9 @@ extension SocketStream {
         try checkOpen("handshake")
         guard let tls else { throw SSLError.usage("no TLS is attached to this stream", call: "handshake") }
         if tls.handshakeDone { return }
-        let peer = peerDescription
-        let timeoutError = SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake",
-                                    message: "the TLS handshake did not finish within \(describeSeconds(timeout)) (\(peer))")
-        _ = try driveTLS(tls, call: "SSL_do_handshake", deadline: .after(timeout), timeoutError: timeoutError) {
+        _ = try driveTLS(tls, call: "SSL_do_handshake", deadline: .after(timeout),
+                         timeoutError: SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake",
+                                                message: "the TLS handshake did not finish within \(describeSeconds(timeout)) (\(self.peerDescription))")) {
             COpenSSL.SSL_do_handshake(tls.ssl.rawValue)
         }
         tls.handshakeDone = true
@@ -209,7 +206,7 @@ extension SocketStream {
             tls.release()
             self.tls = nil
         }
-        try flush()
+        try flushPending()
         guard tls.handshakeDone && !tls.failed else { return }
         let ssl = tls.ssl.rawValue
         COpenSSL.ERR_clear_error()
@@ -349,13 +346,22 @@ extension SocketStream {
 
     /// Receives ciphertext into the transport input (one large `recv`, many records).
     func receiveTransportInput(_ tls: TLSAttachment, call: String, deadline: Deadline, timeoutError: @autoclosure () -> Error) throws {
-        let input = tls.buffers.input
-        let space = input.reserveTail(64 * 1024)
+        let buffers = tls.buffers
+        let input = buffers.input
+        let space = input.reserveTail(buffers.receiveSize)
         // Without a deadline a blocking recv is one system call; with one, try first, then poll.
         let flags = deadline.nanoseconds == nil ? 0 : Int32(MSG_DONTWAIT)
         while true {
             let n = recv(fileDescriptor, space.baseAddress, space.count, flags)
-            if n > 0 { input.commit(n); bytesReceived += n; return }
+            if n > 0 {
+                input.commit(n); bytesReceived += n
+                if n == space.count {
+                    buffers.receiveSize = min(buffers.receiveSize * 2, TransportBuffers.largestReceive)
+                } else if n < buffers.receiveSize / 4 {
+                    buffers.receiveSize = max(buffers.receiveSize / 2, TransportBuffers.smallestReceive)
+                }
+                return
+            }
             if n == 0 { tls.buffers.inputEOF = true; return }
             let e = errno
             switch e {

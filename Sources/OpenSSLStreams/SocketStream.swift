@@ -52,9 +52,7 @@ public final class SocketStream {
         self.bufferSize = max(bufferSize, 512)
         self.readTimeout = readTimeout
         self.writeTimeout = writeTimeout
-        let peer = socketAddress(fileDescriptor, peer: true)
-        peerAddress = peer?.text
-        peerHost = peer?.host
+        rawPeerAddress = RawSocketAddress(fileDescriptor, peer: true)
         readBuffer = ByteQueue(capacity: self.bufferSize)
         writeBuffer = ByteQueue(capacity: self.bufferSize)
     }
@@ -65,9 +63,11 @@ public final class SocketStream {
 
     /// The peer's address, "127.0.0.1:443" or "[::1]:443" (`getpeername`, taken when the stream was
     /// made, so errors can still name the peer after a reset). Nil for non-IP sockets.
-    public let peerAddress: String?
+    public var peerAddress: String? { peerFormatted?.text }
     /// The peer's numeric host ("127.0.0.1", "::1").
-    let peerHost: String?
+    var peerHost: String? { peerFormatted?.host }
+    private let rawPeerAddress: RawSocketAddress?
+    private lazy var peerFormatted: (host: String, port: Int, text: String)? = rawPeerAddress?.formatted
     /// This end's address (`getsockname`).
     public var localAddress: String? { socketAddress(fileDescriptor, peer: false)?.text }
 
@@ -102,23 +102,32 @@ public final class SocketStream {
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         try checkOpen("read")
         guard buffer.count > 0 else { return 0 }
-        defer { releaseIdleBuffers() }
-        if !readBuffer.isEmpty { return readBuffer.take(into: buffer) }
-        try flush()
+        var n = 0
+        defer { releaseIdleBuffers(moved: n) }
+        if !readBuffer.isEmpty { n = readBuffer.take(into: buffer); return n }
+        try flushPending()
         if buffer.count >= bufferSize {
-            return try readFromTransport(into: buffer)  // large reads skip the buffer
+            n = try readFromTransport(into: buffer)  // large reads skip the buffer
+            return n
         }
         guard try fillReadBuffer() else { return 0 }
-        return readBuffer.take(into: buffer)
+        n = readBuffer.take(into: buffer)
+        return n
     }
 
-    /// Gives back the buffers that hold nothing, so an idle stream holds no buffer memory.
-    func releaseIdleBuffers() {
+    /// Gives back the buffers that hold nothing when an operation that moved little ends, so an idle
+    /// request/response stream holds no buffer memory — OpenSSL's record buffers included
+    /// (`SSL_free_buffers`, which keeps them while they hold data). A bulk operation (`moved` at least
+    /// ``bufferSize``) keeps them for the next one: freeing and remaking 16 KiB+ blocks per record costs
+    /// throughput. Unlike `SSL_MODE_RELEASE_BUFFERS` this never runs inside a handshake.
+    func releaseIdleBuffers(moved: Int) {
+        if moved >= bufferSize { return }
         readBuffer.releaseIfEmpty()
         writeBuffer.releaseIfEmpty()
         if let tls {
             tls.buffers.input.releaseIfEmpty()
             tls.buffers.output.releaseIfEmpty()
+            if tls.handshakeDone && !tls.failed { _ = COpenSSL.SSL_free_buffers(tls.ssl.rawValue) }
         }
     }
 
@@ -159,7 +168,7 @@ public final class SocketStream {
     /// (`.lineTooLong`) for a line longer than `maxLength` bytes. Invalid UTF-8 is repaired.
     public func readLine(maxLength: Int = SocketStream.defaultMaxLineLength) throws -> String? {
         try checkOpen("readLine")
-        defer { releaseIdleBuffers() }
+        defer { releaseIdleBuffers(moved: 0) }
         var searched = 0
         while true {
             if let newline = readBuffer.firstIndex(of: UInt8(ascii: "\n"), from: searched) {
@@ -201,7 +210,7 @@ public final class SocketStream {
 
     /// Appends more input to the read buffer; false at the end of the stream.
     func fillReadBuffer() throws -> Bool {
-        try flush()
+        try flushPending()
         let space = readBuffer.reserveTail(bufferSize)
         let n = try readFromTransport(into: space)
         readBuffer.commit(n)
@@ -245,15 +254,15 @@ public final class SocketStream {
         guard bytes.count > 0 else { return }
         if writeBuffer.isEmpty && bytes.count >= bufferSize {
             try writeToTransport(bytes)  // large writes skip the buffer
-            releaseIdleBuffers()
+            releaseIdleBuffers(moved: bytes.count)
             return
         }
         if writeBuffer.count + bytes.count <= bufferSize {
             writeBuffer.append(bytes)
-            if writeBuffer.count == bufferSize { try flush() }
+            if writeBuffer.count == bufferSize { try flushPending() }
             return
         }
-        try flush()
+        try flushPending()
         if bytes.count >= bufferSize {
             try writeToTransport(bytes)  // large writes skip the buffer
         } else {
@@ -287,7 +296,13 @@ public final class SocketStream {
     /// ``writeTimeout`` for the socket to take it.
     public func flush() throws {
         try checkOpen("flush")
-        defer { releaseIdleBuffers() }
+        let moved = writeBuffer.count
+        defer { releaseIdleBuffers(moved: moved) }
+        try flushPending()
+    }
+
+    /// Sends what is buffered (no buffer is given back: used inside other operations).
+    func flushPending() throws {
         if let tls {
             if !writeBuffer.isEmpty {
                 try tlsWrite(tls, writeBuffer.readable)
@@ -348,7 +363,7 @@ public final class SocketStream {
     public func close() throws {
         guard !isClosed else { return }
         var firstError: Error?
-        do { try flush() } catch { firstError = error }
+        do { try flushPending() } catch { firstError = error }
         if let tls {
             if tls.handshakeDone && !tls.failed {
                 COpenSSL.ERR_clear_error()

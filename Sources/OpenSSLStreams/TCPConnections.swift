@@ -103,11 +103,9 @@ public final class TCPListener {
         guard !isClosed else { throw StreamError(kind: .closed, call: "accept", message: "the listener is closed") }
         let deadline = Deadline.after(timeout)
         while true {
-            guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) else {
-                throw SocketError(call: "accept", errno: ETIMEDOUT, context: "no connection within \(describeSeconds(timeout)) on \(address)")
-            }
-            // The listening socket is non-blocking: a connection gone between poll and accept cannot
-            // block here. Accepted sockets are blocking (Linux does not inherit O_NONBLOCK).
+            // The listening socket is non-blocking: accept takes a waiting connection at once, and
+            // answers EAGAIN (then poll waits) when none is there. Accepted sockets are blocking (Linux
+            // does not inherit O_NONBLOCK).
             let fd = Glibc.accept(fileDescriptor, nil, nil)
             if fd >= 0 {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -116,8 +114,14 @@ public final class TCPListener {
                 return SocketStream(fileDescriptor: fd, closesDescriptor: true, readTimeout: readTimeout, writeTimeout: writeTimeout)
             }
             let e = errno
+            if e == EAGAIN || e == EWOULDBLOCK {
+                guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) else {
+                    throw SocketError(call: "accept", errno: ETIMEDOUT, context: "no connection within \(describeSeconds(timeout)) on \(address)")
+                }
+                continue
+            }
             // A connection that went away before accept, or an interrupted call: wait for the next.
-            if [EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED, EPROTO].contains(e) { continue }
+            if [EINTR, ECONNABORTED, EPROTO].contains(e) { continue }
             throw SocketError(call: "accept", errno: e, context: address)
         }
     }

@@ -10,9 +10,15 @@ import Foundation
 /// still in ``input``, so no plaintext that follows is lost.
 final class TransportBuffers {
     /// Ciphertext received from the peer that OpenSSL has not read yet.
-    let input = ByteQueue(capacity: 64 * 1024)
+    let input = ByteQueue(capacity: TransportBuffers.smallestReceive)
     /// Ciphertext OpenSSL has written that is not sent yet.
-    let output = ByteQueue(capacity: 32 * 1024)
+    let output = ByteQueue(capacity: 8 * 1024)
+    /// How much one `recv` asks for: a full record at first, more while the socket keeps filling it
+    /// (bulk transfers: many records per system call), back down when it does not.
+    var receiveSize = TransportBuffers.smallestReceive
+    /// One maximal TLS record (16 KiB of data + header, padding and tag), rounded up.
+    static let smallestReceive = 17 * 1024
+    static let largestReceive = 256 * 1024
     /// The peer closed its side of the transport (recv returned 0).
     var inputEOF = false
     /// The socket, for sending large records straight from OpenSSL's buffer (-1: never).

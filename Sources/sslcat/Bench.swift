@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Only these benchmarks (comma-separated): bulk_16k, bulk_1k, handshake_full, handshake_resumed, direct_call, memory_per_conn.")
     var only: String?
 
-    @Option(help: "Rounds per benchmark and layer, interleaved; the best round counts (default 3, quick 1).")
+    @Option(help: "Rounds per benchmark and layer, interleaved; medians count (default 5, quick 1).")
     var rounds: Int?
 
     static let allNames = ["bulk_16k", "bulk_1k", "handshake_full", "handshake_resumed", "direct_call", "memory_per_conn"]
@@ -50,7 +50,7 @@ struct Bench: ParsableCommand {
         progress("warning: this is a debug build; run `swift run -c release sslcat bench` for meaningful figures")
         #endif
         let selected = only.map { $0.split(separator: ",").map(String.init) } ?? Self.allNames
-        let rounds = self.rounds ?? (quick ? 1 : 3)
+        let rounds = self.rounds ?? (quick ? 1 : 5)
         let mib = 1 << 20
         let bulk16Total = quick ? 64 * mib : 256 * mib
         let bulk1Total = quick ? 16 * mib : 64 * mib
@@ -75,24 +75,23 @@ struct Bench: ParsableCommand {
         progress("\(ProcessInfo.processInfo.activeProcessorCount) cores; \(rounds) round(s) per layer; workloads: bulk \(bulk16Total / mib) / \(bulk1Total / mib) MiB, \(handshakeCount) handshakes, \(connections) idle connections")
 
         var results: [Result] = []
-        func record(_ name: String, unit: String, c: Double, layers: [(String, Double)]) {
-            results.append(Result(name: name, layer: "c", value: c, unit: unit, ratio_to_c: 1))
-            for (layer, value) in layers {
-                results.append(Result(name: name, layer: layer, value: value, unit: unit, ratio_to_c: c > 0 ? value / c : 0))
-            }
-        }
-        /// Best of the rounds, C and Swift interleaved.
-        func best(_ name: String, higherIsBetter: Bool, unit: String, c: () throws -> Double, swift: () throws -> Double) rethrows -> (Double, Double) {
-            var bestC = higherIsBetter ? 0 : Double.infinity, bestSwift = bestC
+        /// Rounds run C then Swift, interleaved, so that both see the same machine weather. A layer's
+        /// value is the median of its rounds; its ratio is the median of the per-round ratios.
+        func measure(_ name: String, unit: String, layer: String = "streams", c: () throws -> Double, swift: () throws -> Double) rethrows {
+            var cs: [Double] = [], ss: [Double] = []
             for round in 1...rounds {
-                let vc = try c()
-                progress(String(format: "%@ c round %d/%d: %.1f %@", name, round, rounds, vc, unit))
-                let vs = try swift()
-                progress(String(format: "%@ streams round %d/%d: %.1f %@", name, round, rounds, vs, unit))
-                bestC = higherIsBetter ? max(bestC, vc) : min(bestC, vc)
-                bestSwift = higherIsBetter ? max(bestSwift, vs) : min(bestSwift, vs)
+                cs.append(try c())
+                progress(String(format: "%@ c round %d/%d: %.1f %@", name, round, rounds, cs.last!, unit))
+                ss.append(try swift())
+                progress(String(format: "%@ %@ round %d/%d: %.1f %@ (ratio %.3f)", name, layer, round, rounds, ss.last!, unit, ss.last! / cs.last!))
             }
-            return (bestC, bestSwift)
+            func median(_ xs: [Double]) -> Double {
+                let sorted = xs.sorted()
+                return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            }
+            let ratio = median(zip(ss, cs).map { $0 / $1 })
+            results.append(Result(name: name, layer: "c", value: median(cs), unit: unit, ratio_to_c: 1))
+            results.append(Result(name: name, layer: layer, value: median(ss), unit: unit, ratio_to_c: ratio))
         }
 
         for name in Self.allNames where selected.contains(name) {
@@ -100,13 +99,12 @@ struct Bench: ParsableCommand {
             case "bulk_16k", "bulk_1k":
                 let size = name == "bulk_16k" ? 16 * 1024 : 1024
                 let total = name == "bulk_16k" ? bulk16Total : bulk1Total
-                let (c, s) = try best(name, higherIsBetter: true, unit: "MB/s",
-                                      c: { Double(total) / 1e6 / (try reference.bulk(writeSize: size, total: total)) },
-                                      swift: { Double(total) / 1e6 / (try streams.bulk(writeSize: size, total: total)) })
-                record(name, unit: "MB/s", c: c, layers: [("streams", s)])
+                try measure(name, unit: "MB/s",
+                            c: { Double(total) / 1e6 / (try reference.bulk(writeSize: size, total: total)) },
+                            swift: { Double(total) / 1e6 / (try streams.bulk(writeSize: size, total: total)) })
             case "handshake_full", "handshake_resumed":
                 let resume = name == "handshake_resumed"
-                let (c, s) = try best(name, higherIsBetter: true, unit: "handshakes/s", c: {
+                try measure(name, unit: "handshakes/s", c: {
                     let r = try reference.handshakes(count: handshakeCount, resume: resume)
                     if resume && r.reused != handshakeCount { throw SSLCatFailure("C reference: only \(r.reused) of \(handshakeCount) resumed") }
                     return Double(handshakeCount) / r.seconds
@@ -116,16 +114,16 @@ struct Bench: ParsableCommand {
                     if !resume && r.reused != 0 { throw SSLCatFailure("streams: \(r.reused) full handshakes were resumed") }
                     return Double(handshakeCount) / r.seconds
                 })
-                record(name, unit: "handshakes/s", c: c, layers: [("streams", s)])
             case "direct_call":
                 let iterations = quick ? 5_000_000 : 20_000_000
                 let figures = try DirectCallBench(iterations: iterations, rounds: quick ? 3 : 7).measure(progress: progress)
-                record(name, unit: "ns/call", c: figures.raw, layers: [("fli", figures.wrapper)])
+                results.append(Result(name: name, layer: "c", value: figures.raw, unit: "ns/call", ratio_to_c: 1))
+                results.append(Result(name: name, layer: "fli", value: figures.wrapper, unit: "ns/call", ratio_to_c: figures.wrapper / figures.raw))
             case "memory_per_conn":
-                let (c, s) = try best(name, higherIsBetter: false, unit: "bytes",
-                                      c: { Double(try reference.memoryPerConnection(count: connections)) },
-                                      swift: { Double(try streams.memoryPerConnection(count: connections)) })
-                record(name, unit: "bytes", c: c, layers: [("streams", s)])
+                // Each measurement in a fresh process (memory this process freed earlier would hide growth).
+                try measure(name, unit: "bytes",
+                            c: { Double(try reference.memoryPerConnection(count: connections)) },
+                            swift: { Double(try BenchWorker.memoryPerConnection(count: connections, caFile: caFile, certFile: certFile, keyFile: keyFile)) })
             default: break
             }
         }
@@ -151,6 +149,40 @@ struct Bench: ParsableCommand {
                 throw SSLCatFailure("cannot write \(csv): \(error.localizedDescription)")
             }
         }
+    }
+}
+
+/// `sslcat bench-worker` (hidden): one stream measurement in a fresh process, for `bench`.
+struct BenchWorker: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-worker", shouldDisplay: false)
+
+    @Option var memory: Int
+    @Option var ca: String
+    @Option var cert: String
+    @Option var key: String
+
+    func run() throws {
+        let bench = try StreamBench(caFile: ca, certFile: cert, keyFile: key)
+        print("memory \(memory) \(try bench.memoryPerConnection(count: memory))")
+    }
+
+    /// Runs this executable as `bench-worker` and reads its figure.
+    static func memoryPerConnection(count: Int, caFile: String, certFile: String, keyFile: String) throws -> Int {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        process.arguments = ["bench-worker", "--memory", String(count), "--ca", caFile, "--cert", certFile, "--key", keyFile]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let f = output.split(whereSeparator: \.isWhitespace)
+        guard process.terminationStatus == 0, f.count == 3, let bytes = Int(f[2]) else {
+            throw SSLCatFailure("bench-worker memory failed: \(errors.split(separator: "\n").first ?? "exit \(process.terminationStatus)")")
+        }
+        return bytes
     }
 }
 

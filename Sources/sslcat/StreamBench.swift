@@ -53,9 +53,10 @@ final class StreamBench: @unchecked Sendable {
     }
 
     func connect(_ port: Int, session: SSLSessionPointer? = nil) throws -> SocketStream {
-        try openTCPStream(host: "localhost", port: port, sslCtx: .context(clientCtx), sslConfigure: { ssl in
+        // As the C reference: connect to 127.0.0.1, check the certificate for (and send SNI) "localhost".
+        try openTCPStream(host: "127.0.0.1", port: port, sslCtx: .context(clientCtx), sslConfigure: { ssl in
             if let session { _ = SSL_set_session(ssl, session) }
-        }, handshakeTimeout: nil)
+        }, handshakeTimeout: nil, hostName: "localhost")
     }
 
     /// Seconds to move `total` bytes client → server in `writeSize` writes (first write to last byte read).
