@@ -156,14 +156,21 @@ struct Bench: ParsableCommand {
 struct BenchWorker: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench-worker", shouldDisplay: false)
 
-    @Option var memory: Int
+    @Option var memory: Int?
+    @Option var handshakes: Int?
+    @Flag var resume = false
     @Option var ca: String
     @Option var cert: String
     @Option var key: String
 
     func run() throws {
         let bench = try StreamBench(caFile: ca, certFile: cert, keyFile: key)
-        print("memory \(memory) \(try bench.memoryPerConnection(count: memory))")
+        if let memory { print("memory \(memory) \(try bench.memoryPerConnection(count: memory))") }
+        if let handshakes {
+            // For profiling the stream side alone (perf stat / perf record on this process).
+            let r = try bench.handshakes(count: handshakes, resume: resume)
+            print("handshake \(handshakes) \(r.seconds) \(r.reused)")
+        }
     }
 
     /// Runs this executable as `bench-worker` and reads its figure.
