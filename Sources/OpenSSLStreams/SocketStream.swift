@@ -58,7 +58,12 @@ public final class SocketStream {
     }
 
     deinit {
-        if !isClosed { closeQuietly() }
+        // A stream dropped without close(): flush and shut down as close() does, but never wait more
+        // than 2 s for a peer that stopped reading.
+        if !isClosed {
+            writeTimeout = min(writeTimeout ?? 2, 2)
+            closeQuietly()
+        }
     }
 
     /// The peer's address, "127.0.0.1:443" or "[::1]:443" (`getpeername`, taken when the stream was
