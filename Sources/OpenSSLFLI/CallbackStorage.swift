@@ -19,8 +19,6 @@ public typealias SSLPasswordCallback = (_ maxLength: Int, _ encrypting: Bool) th
 public final class CallbackRegistry: @unchecked Sendable {
     private let lock = NSLock()
     private var closures: [String: Any] = [:]
-    /// Errors kept by callbacks, per thread (`pthread_self`).
-    private var pendingErrors: [UInt: Error] = [:]
 
     init() {}
 
@@ -42,18 +40,31 @@ public final class CallbackRegistry: @unchecked Sendable {
     }
 
     /// Keeps an error thrown inside a callback on this thread, to be rethrown after the C call returns.
-    /// The first error wins when a C call runs several callbacks.
-    public func storeError(_ error: Error) {
-        lock.lock(); defer { lock.unlock() }
-        let thread = Self.currentThread
+    /// The first error wins when a C call runs several callbacks. Kept errors are per thread, not per
+    /// registry: a handshake may run callbacks of the `SSL`, of its context and of a context an SNI
+    /// callback switched to, and the call that drove it rethrows whichever came first.
+    public func storeError(_ error: Error) { CallbackRegistry.storePendingError(error) }
+
+    /// Takes the error kept on this thread, if any.
+    public func takeError() -> Error? { CallbackRegistry.takePendingError() }
+
+    /// Keeps an error thrown by a callback on this thread (the first one wins).
+    public static func storePendingError(_ error: Error) {
+        errorLock.lock(); defer { errorLock.unlock() }
+        let thread = currentThread
         if pendingErrors[thread] == nil { pendingErrors[thread] = error }
     }
 
-    /// Takes the error kept on this thread, if any.
-    public func takeError() -> Error? {
-        lock.lock(); defer { lock.unlock() }
-        return pendingErrors.removeValue(forKey: Self.currentThread)
+    /// Takes the error a callback kept on this thread, if any. Code that drives OpenSSL I/O by hand
+    /// (`SSL_do_handshake`, `SSL_read` …) calls this after each call and throws what it returns.
+    public static func takePendingError() -> Error? {
+        errorLock.lock(); defer { errorLock.unlock() }
+        if pendingErrors.isEmpty { return nil }
+        return pendingErrors.removeValue(forKey: currentThread)
     }
+
+    private static let errorLock = NSLock()
+    nonisolated(unsafe) private static var pendingErrors: [UInt: Error] = [:]
 
     /// A registry holding the same closures (no kept errors), for `SSL_dup`.
     private func copy() -> CallbackRegistry {
@@ -118,6 +129,33 @@ public final class CallbackRegistry: @unchecked Sendable {
         registry(get: { COpenSSL.SSL_get_ex_data(ssl.rawValue, sslIndex) },
                  set: { COpenSSL.SSL_set_ex_data(ssl.rawValue, sslIndex, $0) })
     }
+
+    /// The registry of a context if it has one (none is made).
+    public static func existing(_ ctx: SSLContextPointer) -> CallbackRegistry? {
+        COpenSSL.SSL_CTX_get_ex_data(ctx.rawValue, contextIndex).map { Unmanaged<CallbackRegistry>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// The registry of a connection if it has one (none is made).
+    public static func existing(_ ssl: SSLPointer) -> CallbackRegistry? {
+        COpenSSL.SSL_get_ex_data(ssl.rawValue, sslIndex).map { Unmanaged<CallbackRegistry>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// The closure a callback of `ssl` should run: the one set on the connection, else on its current
+    /// context, else on the context it was made with (when an SNI callback switched contexts).
+    public static func lookup<T>(_ key: String, for ssl: SSLPointer, as type: T.Type = T.self) -> T? {
+        if let own = existing(ssl) {
+            if let closure: T = own.closure(key) { return closure }
+            if let context = COpenSSL.SSL_get_SSL_CTX(ssl.rawValue), let registry = existing(SSLContextPointer(context)),
+               let closure: T = registry.closure(key) { return closure }
+            if let origin: CallbackRegistry = own.closure(originKey) { return origin.closure(key) }
+            return nil
+        }
+        guard let context = COpenSSL.SSL_get_SSL_CTX(ssl.rawValue) else { return nil }
+        return existing(SSLContextPointer(context))?.closure(key)
+    }
+
+    /// Where a connection keeps the registry of the context it was made with, once switched.
+    static let originKey = "origin-context-registry"
 
     /// Runs a C call that may call back into Swift, then rethrows the error a callback kept on this
     /// thread, if any. When it rethrows, the OpenSSL error queue (which then only holds OpenSSL's

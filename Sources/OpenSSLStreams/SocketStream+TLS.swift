@@ -290,6 +290,16 @@ extension SocketStream {
             errno = 0
             let r = operation()
             if tls.buffers.directlySent > 0 { bytesSent += tls.buffers.directlySent; tls.buffers.directlySent = 0 }
+            if let callbackError = CallbackRegistry.takePendingError() {
+                // A Swift callback (verify, SNI, ALPN, PSK, OCSP …) threw inside this call: its error is
+                // the reason, not OpenSSL's generic one. The connection is not usable any more.
+                COpenSSL.ERR_clear_error()
+                tls.failed = true
+                if !tls.buffers.output.isEmpty {
+                    try? sendTransportOutput(tls, call: call, deadline: .after(0.5), timeoutError: timeoutError())
+                }
+                throw callbackError
+            }
             if r > 0 {
                 if sendOnSuccess && !tls.buffers.output.isEmpty {
                     try sendTransportOutput(tls, call: call, deadline: deadline, timeoutError: timeoutError())
