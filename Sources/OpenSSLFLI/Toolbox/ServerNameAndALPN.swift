@@ -39,6 +39,10 @@ private let serverNameTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableP
 extension SSLContextPointer {
     /// Sets (or with nil removes) the server's SNI callback (`SSL_CTX_set_tlsext_servername_callback`).
     /// The closure is kept in the context's ex_data and released when replaced or when the context is freed.
+    ///
+    /// After a switch (`SSL_set_SSL_CTX`) the connection uses the new context's certificate and key, and
+    /// OpenSSL reads most context callbacks (ALPN, key log, status) from the new context: set them there
+    /// too. The connection keeps its own callbacks and the verify settings it was made with.
     public func setServerNameCallback(_ callback: SSLServerNameCallback?) {
         CallbackRegistry.of(self).setClosure("servername", callback)
         _ = SSL_CTX_set_tlsext_servername_callback(self, callback == nil ? nil : serverNameTrampoline)

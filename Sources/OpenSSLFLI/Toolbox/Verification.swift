@@ -50,7 +50,8 @@ public enum SSLVerificationMode: Sendable, Hashable {
 /// A verify callback (`SSL_CTX_set_verify`'s `verify_callback`): called for each certificate of the
 /// peer's chain, from the root (highest depth) to the peer's own certificate (depth 0), and once more
 /// for each failure. Return true to accept what is being checked (even when `preverifyOK` is false),
-/// false to fail the handshake; a thrown error fails the handshake and is rethrown by the call that
+/// false to fail the handshake (the verify result is then OpenSSL's error, or
+/// `X509_V_ERR_APPLICATION_VERIFICATION` when there was none); a thrown error fails the handshake and is rethrown by the call that
 /// drove it.
 public typealias SSLVerifyCallback = (_ preverifyOK: Bool, _ store: X509StoreContext) throws -> Bool
 
@@ -110,7 +111,11 @@ private let verifyTrampoline: @convention(c) (Int32, OpaquePointer?) -> Int32 = 
         return preverify
     }
     do {
-        return try callback(preverify == 1, context) ? 1 : 0
+        if try callback(preverify == 1, context) { return 1 }
+        // A refusal with no error of OpenSSL's is reported as the application's ("application
+        // verification failure"), not as "unspecified".
+        if context.error == X509_V_OK { context.error = X509_V_ERR_APPLICATION_VERIFICATION }
+        return 0
     } catch {
         CallbackRegistry.storePendingError(error)
         if context.error == X509_V_OK { context.error = X509_V_ERR_APPLICATION_VERIFICATION }
