@@ -90,13 +90,14 @@ extension SSLContextPointer {
         }
     }
 
-    /// Builds the chain sent with the context's certificate from the trust store (or the chain store)
-    /// (`SSL_CTX_build_cert_chain`): intermediates the context trusts are found and sent, the root is
-    /// left out unless `includeRoot`. Throws when no complete chain can be built.
-    public func buildCertificateChain(includeRoot: Bool = false, checkChain: Bool = true) throws {
-        var flags = 0
-        if !includeRoot { flags |= Int(SSL_BUILD_CHAIN_FLAG_NO_ROOT) }
-        if checkChain { flags |= Int(SSL_BUILD_CHAIN_FLAG_CHECK) }
+    /// Builds the chain sent with the context's certificate from the certificates the context trusts
+    /// (its chain store if one is set, else its verify store; `SSL_CTX_build_cert_chain`):
+    /// intermediates are found and sent, the root is left out unless `includeRoot`. Throws when no
+    /// chain up to a trusted root can be built.
+    public func buildCertificateChain(includeRoot: Bool = false) throws {
+        // SSL_BUILD_CHAIN_FLAG_CHECK is not used: it checks against a separate verify store
+        // (SSL_CTX_set1_verify_cert_store), which contexts do not have by default.
+        let flags = includeRoot ? 0 : Int(SSL_BUILD_CHAIN_FLAG_NO_ROOT)
         guard SSL_CTX_build_cert_chain(self, flags) == 1 else {
             throw SSLError.fromQueue(call: "SSL_CTX_build_cert_chain", message: "cannot build a certificate chain for the context's certificate")
         }
