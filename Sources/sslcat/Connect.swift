@@ -32,6 +32,9 @@ struct Connect: ParsableCommand {
     @Option(help: "ALPN protocols to offer, comma-separated (e.g. h2,http/1.1).")
     var alpn: String?
 
+    @Option(help: "Append the TLS secrets to this file in the NSS key log format (for Wireshark). Off unless given.")
+    var keylog: String?
+
     @Flag(name: .customLong("tls1.2"), help: "Speak TLS 1.2 only.")
     var tls12 = false
 
@@ -53,7 +56,7 @@ struct Connect: ParsableCommand {
         _ = try parseHostPort(address)
         if tls12 && tls13 { throw ValidationError("--tls1.2 and --tls1.3 exclude each other") }
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
-        if let alpn { _ = try alpnWireFormat(alpn) }
+        if let alpn { _ = try alpnProtocols(alpn) }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         try checkReadable(cafile, option: "--cafile")
         try checkReadable(cert, option: "--cert")
@@ -83,19 +86,15 @@ struct Connect: ParsableCommand {
             security.caDirectory = capath
         }
         let proto: SSLProtocol = tls12 ? .tlsV1_2 : (tls13 ? .tlsV1_3 : .default)
-        let wire = try alpn.map(alpnWireFormat)
+        let protocols = try alpn.map { try alpnProtocols($0) }
         try stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: { ctx in
             if let cert, let key {
                 try useCertificateChainFile(ctx, file: cert)
                 try usePrivateKeyFile(ctx, file: key)
                 try checkPrivateKey(ctx)
             }
-            if let wire {
-                // Note: SSL_CTX_set_alpn_protos returns 0 on success.
-                guard SSL_CTX_set_alpn_protos(ctx, wire, UInt32(wire.count)) == 0 else {
-                    throw SSLError.fromQueue(call: "SSL_CTX_set_alpn_protos")
-                }
-            }
+            if let protocols { try ctx.setALPNProtocols(protocols) }
+            if let keylog { try ctx.writeKeylog(toFile: keylog) }
         }, handshakeTimeout: timeout, hostName: servername ?? host, security: security)
     }
 

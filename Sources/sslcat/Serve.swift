@@ -26,6 +26,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Require a client certificate that verifies against --cafile.")
     var verifyClient = false
 
+    @Option(help: "ALPN protocols the server accepts, comma-separated, preferred first (e.g. h2,http/1.1).")
+    var alpn: String?
+
     @Flag(help: "Echo what each client sends back to it (each client in its own thread).")
     var echo = false
 
@@ -42,6 +45,7 @@ struct Serve: ParsableCommand {
         try checkReadable(cert, option: "--cert")
         try checkReadable(key, option: "--key")
         try checkReadable(cafile, option: "--cafile")
+        if let alpn { _ = try alpnProtocols(alpn) }
     }
 
     func run() throws {
@@ -62,8 +66,9 @@ struct Serve: ParsableCommand {
         _ = SSL_CTX_set_min_proto_version(ctx, Int(TLS1_2_VERSION))
         if let cafile {
             try loadVerifyLocations(ctx, file: cafile)
-            if verifyClient { SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil) }
+            if verifyClient { setVerificationMode(ctx, side: .server, mode: .always) }
         }
+        if let alpn { ctx.setALPNServerProtocols(try alpnProtocols(alpn)) }
         let listener = try listen(port: port, host: host)
         defer { listener.close() }
         printError("sslcat: listening on \(listener.address)")

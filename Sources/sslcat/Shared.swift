@@ -35,17 +35,16 @@ func parseHostPort(_ text: String) throws -> (host: String, port: Int) {
     return (host, port)
 }
 
-/// The ALPN wire format (length-prefixed names) of a comma-separated list.
-func alpnWireFormat(_ list: String) throws -> [UInt8] {
-    var wire: [UInt8] = []
-    for name in list.split(separator: ",") {
-        let bytes = Array(name.utf8)
-        guard !bytes.isEmpty, bytes.count < 256 else { throw ValidationError("bad ALPN protocol name '\(name)'") }
-        wire.append(UInt8(bytes.count))
-        wire += bytes
+/// The ALPN protocol names of a comma-separated option value, checked (1 to 255 bytes each).
+func alpnProtocols(_ list: String, option: String = "--alpn") throws -> [String] {
+    let names = list.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    guard !list.isEmpty else { throw ValidationError("\(option) needs at least one protocol name") }
+    do {
+        _ = try OpenSSLFLI.alpnWireFormat(names)
+    } catch {
+        throw ValidationError("bad ALPN protocol name in \(option) '\(list)' (each name has 1 to 255 bytes)")
     }
-    guard !wire.isEmpty else { throw ValidationError("--alpn needs at least one protocol name") }
-    return wire
+    return names
 }
 
 /// Fails early, with the file named, when a file option names nothing readable.

@@ -64,6 +64,31 @@ final class SSLCatTests: XCTestCase {
         XCTAssertTrue(server.errorOutput.contains("protocol: TLSv1.3"), server.errorOutput)
     }
 
+    /// `serve --alpn` selects by ALPN (seen by s_client -alpn); `connect --alpn --keylog` offers it and
+    /// writes the secrets that s_client's own key log file also has.
+    func testServeALPNAndConnectKeylog() throws {
+        let pki = try TestPKI.shared
+        let server = try BackgroundProcess(Self.sslcat, ["serve", "--port", "0", "--echo", "--alpn", "h2,http/1.1",
+                                                         "--cert", pki.serverCert, "--key", pki.serverKey])
+        defer { server.terminate() }
+        let port = try listeningPort(server)
+        let probe = try runProcess(Self.openssl, ["s_client", "-connect", "127.0.0.1:\(port)", "-alpn", "http/1.1,h2"], timeout: 20, stdin: Data())
+        XCTAssertTrue(probe.stdout.contains("ALPN protocol: h2"), probe.stdout)
+        let keylog = FileManager.default.temporaryDirectory.appendingPathComponent("sslcat-keylog-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: keylog) }
+        let client = try runProcess(Self.sslcat, ["connect", "127.0.0.1:\(port)", "--cafile", pki.caCert, "--servername", "localhost",
+                                                  "--alpn", "http/1.1", "--keylog", keylog], timeout: 30, stdin: Data("ping\n".utf8))
+        XCTAssertEqual(client.status, 0, client.stderr)
+        XCTAssertTrue(client.stderr.contains("ALPN: http/1.1"), client.stderr)
+        XCTAssertEqual(client.stdout, "ping\n")
+        let lines = try String(contentsOfFile: keylog, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 5, "\(lines)")
+        XCTAssertTrue(lines.allSatisfy { $0.split(separator: " ").count == 3 })
+        let bad = try runProcess(Self.sslcat, ["serve", "--port", "0", "--alpn", ",h2"], timeout: 20)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("bad ALPN protocol name"), bad.stderr)
+    }
+
     func testServeWithoutCertificateUsesASelfSignedOne() throws {
         let server = try BackgroundProcess(Self.sslcat, ["serve", "--port", "0", "--once", "--echo"])
         defer { server.terminate() }
