@@ -281,10 +281,15 @@ extension SocketStream {
 
     /// Runs one OpenSSL I/O call until it succeeds: sends what it wrote, receives when it wants to read,
     /// and turns failures into ``SSLError`` (`SSL_get_error`, the error queue, the verify result).
-    /// A clean close_notify throws kind `.closed`.
+    /// A clean close_notify throws kind `.closed`. An error a Swift callback threw during the call is
+    /// thrown instead of OpenSSL's (even when OpenSSL went on, e.g. a verify callback with
+    /// verification off).
     func driveTLS(_ tls: TLSAttachment, call: String, deadline: Deadline, timeoutError: @autoclosure () -> Error,
                   sendOnSuccess: Bool = true, _ operation: () -> Int32) throws -> Int32 {
         let ssl = tls.ssl.rawValue
+        // An error a callback kept during some earlier C call on this thread that nobody took is not
+        // this call's: drop it.
+        _ = CallbackRegistry.takePendingError()
         while true {
             COpenSSL.ERR_clear_error()
             errno = 0
