@@ -90,47 +90,10 @@ extension SocketStream {
         try flushPending()
         try ensureSSL()
 
-        // The context: made here (and then configured) or the caller's.
-        var madeContext: SSLContextPointer?
-        var madeSSL: SSLPointer?
-        func discard() {
-            if let madeSSL { COpenSSL.SSL_free(madeSSL.rawValue) }
-            if let madeContext { COpenSSL.SSL_CTX_free(madeContext.rawValue) }
-        }
-        let ssl: SSLPointer, context: SSLContextPointer
-        do {
-            switch argument {
-            case .protocol(let proto):
-                let made = try makeSSLCtx(protocol: proto, side: side)
-                madeContext = made
-                SSLStreamCensus.track(context: made.rawValue)
-                try security.configure(context: made, side: side, pinned: proto.isPinned)
-                try ctxConfigure?(made)
-                context = made
-            case .context(let given):
-                context = given
-            case .connection(let given):
-                guard let owner = SSL_get_SSL_CTX(given) else {
-                    throw SSLError.usage("the SSL has no SSL_CTX", call: "attachSSL")
-                }
-                context = owner
-            }
-            if case .connection(let given) = argument {
-                ssl = given
-            } else {
-                let made = try sslNew(context)
-                madeSSL = made
-                SSLStreamCensus.track(made.rawValue)
-                if side == .client {
-                    try security.configure(connection: made, hostName: hostName ?? remoteHost ?? peerHost)
-                }
-                try sslConfigure?(made)
-                ssl = made
-            }
-        } catch {
-            discard()
-            throw error
-        }
+        let objects = try TLSObjects.make(argument, side: side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
+                                          hostName: hostName ?? remoteHost ?? peerHost, security: security)
+        let ssl = objects.ssl, context = objects.ctx
+        func discard() { objects.discardMade() }
 
         let buffers = TransportBuffers()
         buffers.fileDescriptor = fileDescriptor
@@ -148,8 +111,8 @@ extension SocketStream {
         case .server: COpenSSL.SSL_set_accept_state(ssl.rawValue)
         case .both: break
         }
-        let attachment = TLSAttachment(ssl: ssl, ctx: context, side: side, ownsSSL: madeSSL != nil,
-                                       ownsContext: madeContext != nil, buffers: buffers, handshakeTimeout: handshakeTimeout)
+        let attachment = TLSAttachment(ssl: ssl, ctx: context, side: side, ownsSSL: objects.ownsSSL,
+                                       ownsContext: objects.ownsContext, buffers: buffers, handshakeTimeout: handshakeTimeout)
         tls = attachment
         if side == .client && (handshakeTimeout ?? 1) > 0 {
             do {
@@ -399,5 +362,63 @@ extension SSLProtocol {
         case .tlsV1, .tlsV1_1, .tlsV1_2, .tlsV1_3, .dtlsV1_2: return true
         default: return false
         }
+    }
+}
+
+/// The `SSL_CTX` and `SSL` for one TLS connection, made (and configured) or the caller's, with
+/// LispWorks' ownership rules: shared by streams, the TLS engine and TLS over byte streams.
+struct TLSObjects {
+    let ssl: SSLPointer
+    let ctx: SSLContextPointer
+    /// The `SSL` was made here (and is freed by its user).
+    let ownsSSL: Bool
+    /// The `SSL_CTX` was made here (and is freed by its user).
+    let ownsContext: Bool
+
+    /// Makes what `argument` asks for: a protocol symbol makes an `SSL_CTX` (secure defaults applied,
+    /// then `ctxConfigure`) and an `SSL`; a context makes an `SSL` (client-side security settings,
+    /// then `sslConfigure`); a connection is used as it is. On failure whatever was made is freed.
+    static func make(_ argument: SSLContextArgument, side: SSLSide, ctxConfigure: ((SSLContextPointer) throws -> Void)?,
+                     sslConfigure: ((SSLPointer) throws -> Void)?, hostName: String?, security: SSLSecurity) throws -> TLSObjects {
+        try ensureSSL()
+        var madeContext: SSLContextPointer?
+        var madeSSL: SSLPointer?
+        do {
+            let context: SSLContextPointer
+            switch argument {
+            case .protocol(let proto):
+                let made = try makeSSLCtx(protocol: proto, side: side)
+                madeContext = made
+                SSLStreamCensus.track(context: made.rawValue)
+                try security.configure(context: made, side: side, pinned: proto.isPinned)
+                try ctxConfigure?(made)
+                context = made
+            case .context(let given):
+                context = given
+            case .connection(let given):
+                guard let owner = SSL_get_SSL_CTX(given) else {
+                    throw SSLError.usage("the SSL has no SSL_CTX", call: "attachSSL")
+                }
+                return TLSObjects(ssl: given, ctx: owner, ownsSSL: false, ownsContext: false)
+            }
+            let made = try sslNew(context)
+            madeSSL = made
+            SSLStreamCensus.track(made.rawValue)
+            if side == .client {
+                try security.configure(connection: made, hostName: hostName)
+            }
+            try sslConfigure?(made)
+            return TLSObjects(ssl: made, ctx: context, ownsSSL: true, ownsContext: madeContext != nil)
+        } catch {
+            if let madeSSL { COpenSSL.SSL_free(madeSSL.rawValue) }
+            if let madeContext { COpenSSL.SSL_CTX_free(madeContext.rawValue) }
+            throw error
+        }
+    }
+
+    /// Frees what was made here (the caller's objects stay).
+    func discardMade() {
+        if ownsSSL { COpenSSL.SSL_free(ssl.rawValue) }
+        if ownsContext { COpenSSL.SSL_CTX_free(ctx.rawValue) }
     }
 }
