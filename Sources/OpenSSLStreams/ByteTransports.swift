@@ -68,11 +68,13 @@ enum DescriptorIO {
 }
 
 /// A file descriptor as a byte transport (a socket, a pipe end, a terminal).
-public final class FileDescriptorTransport: ByteReadable, ByteWritable {
+public final class FileDescriptorTransport: ByteReadable, ByteWritable, @unchecked Sendable {
     public let fileDescriptor: Int32
-    /// Whether closing closes the descriptor (for a socket, closing one side shuts that direction down).
+    /// Whether the transport owns the descriptor: closing a direction then shuts it down (sockets), and
+    /// closing both (or deinitialising) closes the descriptor.
     public let closesDescriptor: Bool
-    private var closed = false
+    private let lock = NSLock()
+    private var readingClosed = false, writingClosed = false, closed = false
 
     public init(fileDescriptor: Int32, closesDescriptor: Bool = false) {
         self.fileDescriptor = fileDescriptor; self.closesDescriptor = closesDescriptor
@@ -80,17 +82,34 @@ public final class FileDescriptorTransport: ByteReadable, ByteWritable {
 
     public func readSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try DescriptorIO.read(fileDescriptor, into: buffer) }
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try DescriptorIO.write(fileDescriptor, bytes) }
-    public func closeReading() throws { if closesDescriptor { _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_RD)) } }
-    public func closeWriting() throws { if closesDescriptor { _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_WR)) } }
 
-    /// Closes the descriptor (when it is ours).
-    public func close() {
+    public func closeReading() throws {
+        lock.lock(); let first = !readingClosed; readingClosed = true; lock.unlock()
+        if first && closesDescriptor { _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_RD)) }
+        closeIfDone()
+    }
+
+    public func closeWriting() throws {
+        lock.lock(); let first = !writingClosed; writingClosed = true; lock.unlock()
+        if first && closesDescriptor { _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_WR)) }
+        closeIfDone()
+    }
+
+    private func closeIfDone() {
+        lock.lock(); defer { lock.unlock() }
+        if readingClosed && writingClosed { closeLocked() }
+    }
+
+    private func closeLocked() {
         guard closesDescriptor, !closed else { return }
         closed = true
         _ = Glibc.close(fileDescriptor)
     }
 
-    deinit { close() }
+    /// Closes the descriptor now (when it is ours).
+    public func close() { lock.lock(); closeLocked(); lock.unlock() }
+
+    deinit { closeLocked() }
 }
 
 extension FileHandle: ByteReadable, ByteWritable {

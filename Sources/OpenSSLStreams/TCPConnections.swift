@@ -100,6 +100,21 @@ public final class TCPListener {
     /// stream. Throws `SocketError` with `ETIMEDOUT` when none came in time.
     public func accept(timeout: TimeInterval? = nil, readTimeout: TimeInterval? = nil,
                        writeTimeout: TimeInterval? = nil) throws -> SocketStream {
+        let fd = try acceptDescriptor(timeout: timeout)
+        return SocketStream(fileDescriptor: fd, closesDescriptor: true, readTimeout: readTimeout, writeTimeout: writeTimeout)
+    }
+
+    /// Whether a connection is waiting, so that ``accept(timeout:readTimeout:writeTimeout:)`` would not
+    /// wait (Chicken's `ssl-accept-ready?`).
+    public var acceptReady: Bool {
+        guard !isClosed else { return false }
+        var entry = pollfd(fd: fileDescriptor, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) == 1 && entry.revents & Int16(POLLIN) != 0
+    }
+
+    /// Accepts a connection and returns its descriptor (blocking, close-on-exec, TCP_NODELAY); the
+    /// caller closes it.
+    func acceptDescriptor(timeout: TimeInterval?) throws -> Int32 {
         guard !isClosed else { throw StreamError(kind: .closed, call: "accept", message: "the listener is closed") }
         let deadline = Deadline.after(timeout)
         while true {
@@ -111,7 +126,7 @@ public final class TCPListener {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                return SocketStream(fileDescriptor: fd, closesDescriptor: true, readTimeout: readTimeout, writeTimeout: writeTimeout)
+                return fd
             }
             let e = errno
             if e == EAGAIN || e == EWOULDBLOCK {

@@ -1,0 +1,225 @@
+import COpenSSL
+import Foundation
+import OpenSSLFLI
+
+// Bigloo's SSL sockets: client sockets with buffer modes and a timeout, `cert` + `pkey`, `CAs` (an
+// in-memory list that turns verification on) and `accepted-certs` (pinning); upgrading a plain client
+// socket; server sockets; reading certificates and keys.
+
+/// Bigloo's `:buffer` argument of a socket: how writes are buffered.
+public enum SocketBufferMode: Sendable, Hashable {
+    /// The default buffer (16 KiB): call `flush()` to send.
+    case buffered
+    /// Every write is sent at once.
+    case unbuffered
+    /// A buffer of this many bytes.
+    case size(Int)
+
+    var bufferSize: Int {
+        switch self {
+        case .buffered, .unbuffered: return 16 * 1024
+        case .size(let n): return n
+        }
+    }
+}
+
+/// A socket made by the Bigloo-style functions: a ``SocketStream`` and its buffer mode. With
+/// `.unbuffered` every `write` is flushed.
+public final class BiglooSocket: @unchecked Sendable {
+    /// The stream (TLS attached for SSL sockets).
+    public let stream: SocketStream
+    public let bufferMode: SocketBufferMode
+
+    init(stream: SocketStream, bufferMode: SocketBufferMode) { self.stream = stream; self.bufferMode = bufferMode }
+
+    /// The `SSL`, nil for a plain socket.
+    public var ssl: SSLPointer? { stream.ssl }
+    /// The peer's certificate.
+    public var peerCertificate: Certificate? { stream.ssl?.peerCertificate }
+
+    public func write(_ text: String) throws { try stream.write(text); if bufferMode == .unbuffered { try stream.flush() } }
+    public func write(_ bytes: [UInt8]) throws { try stream.write(bytes); if bufferMode == .unbuffered { try stream.flush() } }
+    public func flush() throws { try stream.flush() }
+    public func readLine() throws -> String? { try stream.readLine() }
+    public func read(maxLength: Int) throws -> [UInt8] { try stream.read(maxLength: maxLength) }
+    /// Closes the socket (close_notify first for SSL sockets).
+    public func close() throws { try stream.close() }
+    public var isClosed: Bool { stream.isClosed }
+}
+
+/// Applies Bigloo's `cert`/`pkey`, `CAs` and `accepted-certs` to a context.
+private func configureBigloo(_ ctx: SSLContextPointer, side: SSLSide, cert: Certificate?, pkey: PrivateKey?,
+                             cas: [Certificate], acceptedCerts: [Certificate]?) throws {
+    if let cert, let pkey { try useIdentity(ctx, certificate: cert, key: pkey) }
+    if !cas.isEmpty { try ctx.trust(cas) }
+    let verify = !cas.isEmpty || acceptedCerts != nil
+    let mode: SSLVerificationMode = verify ? (side == .client ? .always : .flags([.peer, .failIfNoPeerCertificate])) : .never
+    guard let accepted = acceptedCerts else {
+        setVerificationMode(ctx, side: side, mode: mode)
+        return
+    }
+    // Pinning: the peer's own certificate must be one of the accepted ones (compared by DER), whatever
+    // else verification says about it; the CAs, if any, still check the rest of the chain.
+    let pinned = Set(try accepted.map { try $0.der() })
+    setVerificationMode(ctx, side: side, mode: mode) { ok, store in
+        guard store.depth == 0 else { return cas.isEmpty ? true : ok }
+        guard let der = try store.currentCertificate?.der(), pinned.contains(der) else {
+            store.error = COpenSSL.X509_V_ERR_APPLICATION_VERIFICATION
+            throw SSLError(kind: .verificationFailure, call: "accepted-certs",
+                           message: "the peer's certificate (\(store.currentCertificate?.subject ?? "?")) is not one of the accepted certificates")
+        }
+        return cas.isEmpty ? true : ok
+    }
+}
+
+private func checkIdentity(cert: Certificate?, pkey: PrivateKey?, call: String) throws {
+    if (cert == nil) != (pkey == nil) {
+        throw SSLError.usage("cert and pkey go together: give both or neither", call: call)
+    }
+    if let cert, let pkey, !cert.matches(pkey) {
+        throw SSLError.usage("pkey is not the private key of cert (\(cert.subject))", call: call)
+    }
+}
+
+/// Connects to `host:port` over TLS (Bigloo's `make-ssl-client-socket`).
+///
+/// - Parameters:
+///   - buffer: write buffering (`.buffered`, `.unbuffered`, `.size(n)`).
+///   - timeout: seconds for connecting and for the handshake (nil: no limit).
+///   - protocol: the protocol symbol.
+///   - cert, pkey: a client identity: both or neither.
+///   - CAs: trusted certificates; a non-empty list turns verification on (against them only).
+///   - acceptedCerts: the server's certificate must be one of these (pinning); turns verification on.
+///   With neither `CAs` nor `acceptedCerts` the server is verified against the system store with its
+///   host name (secure by default); pass `security: .insecure` for Bigloo's unverified default.
+public func makeSSLClientSocket(host: String, port: Int, buffer: SocketBufferMode = .buffered, timeout: TimeInterval? = nil,
+                                protocol proto: SSLProtocol = .default, cert: Certificate? = nil, pkey: PrivateKey? = nil,
+                                CAs cas: [Certificate] = [], acceptedCerts: [Certificate]? = nil,
+                                security: SSLSecurity = .secure) throws -> BiglooSocket {
+    guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "make-ssl-client-socket") }
+    guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "make-ssl-client-socket") }
+    try checkIdentity(cert: cert, pkey: pkey, call: "make-ssl-client-socket")
+    let fd = try connectTCP(host: host, port: port, timeout: timeout)
+    let stream = SocketStream(fileDescriptor: fd, closesDescriptor: true, remoteHost: host, bufferSize: buffer.bufferSize)
+    let socket = BiglooSocket(stream: stream, bufferMode: buffer)
+    do {
+        try clientSocketUseSSL(socket, protocol: proto, cert: cert, pkey: pkey, CAs: cas, acceptedCerts: acceptedCerts,
+                               timeout: timeout, security: security)
+    } catch {
+        try? stream.close()
+        throw error
+    }
+    return socket
+}
+
+/// Opens a plain TCP client socket (Bigloo's `make-client-socket`), to upgrade later with ``clientSocketUseSSL(_:protocol:cert:pkey:CAs:acceptedCerts:timeout:security:)``.
+public func makeClientSocket(host: String, port: Int, buffer: SocketBufferMode = .buffered, timeout: TimeInterval? = nil) throws -> BiglooSocket {
+    guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "make-client-socket") }
+    guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "make-client-socket") }
+    let fd = try connectTCP(host: host, port: port, timeout: timeout)
+    return BiglooSocket(stream: SocketStream(fileDescriptor: fd, closesDescriptor: true, remoteHost: host, bufferSize: buffer.bufferSize),
+                        bufferMode: buffer)
+}
+
+/// Upgrades a connected plain client socket to TLS (Bigloo's `client-socket-use-ssl!`), with the same
+/// arguments as ``makeSSLClientSocket(host:port:buffer:timeout:protocol:cert:pkey:CAs:acceptedCerts:security:)``.
+/// What was written and not flushed is sent in plaintext first.
+public func clientSocketUseSSL(_ socket: BiglooSocket, protocol proto: SSLProtocol = .default, cert: Certificate? = nil,
+                               pkey: PrivateKey? = nil, CAs cas: [Certificate] = [], acceptedCerts: [Certificate]? = nil,
+                               timeout: TimeInterval? = nil, security: SSLSecurity = .secure) throws {
+    try checkIdentity(cert: cert, pkey: pkey, call: "client-socket-use-ssl!")
+    var effective = security
+    if !cas.isEmpty { effective.trustSystemStore = false }
+    if acceptedCerts != nil && cas.isEmpty { effective.checkHostName = false }  // the pin is the identity
+    try socket.stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: { ctx in
+        try configureBigloo(ctx, side: .client, cert: cert, pkey: pkey, cas: cas, acceptedCerts: acceptedCerts)
+    }, handshakeTimeout: timeout, security: effective)
+}
+
+/// A TLS server socket (Bigloo's `make-ssl-server-socket` result).
+public final class BiglooSSLServerSocket: @unchecked Sendable {
+    let listener: TCPListener
+    /// The context every accepted connection uses (owned).
+    public let ctx: SSLContextPointer
+    init(listener: TCPListener, ctx: SSLContextPointer) { self.listener = listener; self.ctx = ctx }
+    deinit { listener.close(); destroySSLCtx(ctx) }
+
+    /// The port (the first free one for port 0).
+    public var port: Int { listener.port }
+    /// The address it listens on.
+    public var host: String { listener.host }
+
+    /// Accepts a client and runs the handshake; with `CAs` / `acceptedCerts` the client's certificate
+    /// is checked here (a client without one, or with another, is refused: the error is thrown and the
+    /// connection closed).
+    public func accept(buffer: SocketBufferMode = .buffered, timeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = 30) throws -> BiglooSocket {
+        let stream = try listener.accept(sslCtx: .context(ctx), handshakeTimeout: handshakeTimeout, timeout: timeout)
+        do {
+            try stream.handshake(timeout: handshakeTimeout)
+        } catch {
+            try? stream.close()
+            throw error
+        }
+        return BiglooSocket(stream: stream, bufferMode: buffer)
+    }
+
+    public func close() { listener.close() }
+}
+
+/// Listens for TLS clients on `port` (0: the first free one) of the interface `name` (an address or a
+/// host name; nil: every interface) — Bigloo's `make-ssl-server-socket`.
+public func makeSSLServerSocket(port: Int = 0, name: String? = nil, protocol proto: SSLProtocol = .default,
+                                cert: Certificate, pkey: PrivateKey, CAs cas: [Certificate] = [],
+                                acceptedCerts: [Certificate]? = nil) throws -> BiglooSSLServerSocket {
+    guard (0...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 0…65535", call: "make-ssl-server-socket") }
+    if let name, name.isEmpty { throw SSLError.usage("the interface name is empty", call: "make-ssl-server-socket") }
+    try checkIdentity(cert: cert, pkey: pkey, call: "make-ssl-server-socket")
+    let ctx = try makeSSLCtx(protocol: proto, side: .server)
+    do {
+        try SSLSecurity.secure.configure(context: ctx, side: .server, pinned: proto.isPinned)
+        try configureBigloo(ctx, side: .server, cert: cert, pkey: pkey, cas: cas, acceptedCerts: acceptedCerts)
+        return BiglooSSLServerSocket(listener: try listen(port: port, host: name), ctx: ctx)
+    } catch {
+        destroySSLCtx(ctx)
+        throw error
+    }
+}
+
+/// Reads the first certificate of a PEM file (Bigloo's `read-certificate`).
+public func readCertificate(_ path: String) throws -> Certificate {
+    guard let first = try readPEMFile(path).first else {
+        throw SSLError(kind: .error, call: "read-certificate", file: path, message: "no certificate in the file")
+    }
+    return first
+}
+
+/// Reads a PEM private key (Bigloo's `read-private-key`), unencrypted or with `passphrase`.
+public func readPrivateKey(_ path: String, passphrase: String? = nil) throws -> PrivateKey {
+    let text = try readTextFile(path, call: "read-private-key")
+    do {
+        return try PrivateKey(pem: text, passphrase: passphrase)
+    } catch var error as SSLError {
+        error.file = path
+        throw error
+    }
+}
+
+/// Reads every certificate of a PEM file (Bigloo's `read-pem-file`), in order.
+public func readPEMFile(_ path: String) throws -> [Certificate] {
+    let text = try readTextFile(path, call: "read-pem-file")
+    do {
+        return try Certificate.all(pem: text)
+    } catch var error as SSLError {
+        error.file = path
+        throw error
+    }
+}
+
+private func readTextFile(_ path: String, call: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        let exists = FileManager.default.fileExists(atPath: path)
+        throw SSLError(kind: .error, call: call, file: path, errno: exists ? EACCES : ENOENT,
+                       message: exists ? "cannot read the file" : "no such file")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
