@@ -30,6 +30,8 @@ final class TLSPortCore: @unchecked Sendable {
     private var inputClosed = false
     private var outputClosed = false
     private var released = false
+    /// Objects the connection needs alive as long as its ports (the context object it was made from).
+    var keepAlive: AnyObject?
 
     init(engine: TLSEngine, input: ByteReadable, output: ByteWritable, closeOriginal: Bool, errorHook: ((Error) -> Error)?) {
         self.engine = engine; transportIn = input; transportOut = output
