@@ -169,26 +169,50 @@ public enum SSLServerProtocol {
 /// system store (secure by default; pass a context made with other security to change that); the
 /// host name is checked and sent as SNI. Closing the output port does not send close_notify unless
 /// asked (`close(shutdown: true)`); closing both closes the socket.
+///
+/// `handshakeTimeout` bounds the handshake (nil: no limit): a peer that stays silent then fails with an
+/// ``SSLError`` of kind `.handshakeTimeout`.
 public func sslConnect(host: String, port: Int, context: SSLClientProtocol = .protocol(.default),
-                       connectTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+                       connectTimeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "sslConnect") }
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "sslConnect") }
     let fd = try connectTCP(host: host, port: port, timeout: connectTimeout)
     let transport = FileDescriptorTransport(fileDescriptor: fd, closesDescriptor: true)
     do {
-        switch context {
-        case .protocol(let proto):
-            return try portsToSSLPorts(input: transport, output: transport, mode: .connect, context: .protocol(proto),
-                                       closeOriginal: true, hostName: host)
-        case .context(let client):
-            let ports = try portsToSSLPorts(input: transport, output: transport, mode: .connect, context: .context(client.sslContext),
-                                            closeOriginal: true, hostName: host, security: client.security)
-            ports.input.core.keepAlive = client
-            return ports
+        return try withHandshakeTimeout(fd, handshakeTimeout, peer: "\(host):\(port)") {
+            switch context {
+            case .protocol(let proto):
+                return try portsToSSLPorts(input: transport, output: transport, mode: .connect, context: .protocol(proto),
+                                           closeOriginal: true, hostName: host)
+            case .context(let client):
+                let ports = try portsToSSLPorts(input: transport, output: transport, mode: .connect, context: .context(client.sslContext),
+                                                closeOriginal: true, hostName: host, security: client.security)
+                ports.input.core.keepAlive = client
+                return ports
+            }
         }
     } catch {
         transport.close()
         throw error
+    }
+}
+
+/// Runs a handshake on a blocking socket with `SO_RCVTIMEO`/`SO_SNDTIMEO` set to `timeout` (then
+/// cleared); a timed-out read or write becomes an ``SSLError`` of kind `.handshakeTimeout`.
+func withHandshakeTimeout<T>(_ fd: Int32, _ timeout: TimeInterval?, peer: String, _ body: () throws -> T) throws -> T {
+    guard let timeout, timeout > 0 else { return try body() }
+    func set(_ seconds: TimeInterval) {
+        var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+    set(timeout)
+    defer { set(0) }
+    do {
+        return try body()
+    } catch let error as SocketError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+        throw SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake", errno: error.errno,
+                       message: "the TLS handshake did not finish within \(timeout) s (\(peer))")
     }
 }
 
@@ -230,12 +254,17 @@ public func sslListen(port: Int, backlog: Int32 = 5, reuse: Bool = false, host: 
 
 /// Accepts a connection and runs the TLS server handshake (Racket's `ssl-accept`): its ports. When the
 /// handshake fails the connection is closed and the error thrown.
-public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+///
+/// `timeout` bounds the wait for a connection, `handshakeTimeout` the handshake (nil: no limit).
+public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
+                      handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     let fd = try listener.listener.acceptDescriptor(timeout: timeout)
     let transport = FileDescriptorTransport(fileDescriptor: fd, closesDescriptor: true)
     do {
-        let ports = try portsToSSLPorts(input: transport, output: transport, mode: .accept, context: .context(listener.sslContext),
-                                        closeOriginal: true)
+        let ports = try withHandshakeTimeout(fd, handshakeTimeout, peer: "a client of \(listener.listener.address)") {
+            try portsToSSLPorts(input: transport, output: transport, mode: .accept, context: .context(listener.sslContext),
+                                closeOriginal: true)
+        }
         ports.input.core.keepAlive = listener.context
         return ports
     } catch {
