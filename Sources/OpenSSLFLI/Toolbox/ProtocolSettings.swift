@@ -117,8 +117,11 @@ extension SSLContextPointer {
 }
 
 extension SSLPointer {
-    /// The negotiated protocol version (`SSL_version`), nil before the handshake or for DTLS.
-    public var protocolVersion: TLSVersion? { TLSVersion(rawValue: COpenSSL.SSL_version(rawValue)) }
+    /// The negotiated protocol version (`SSL_version`), nil before the handshake is done or for DTLS.
+    public var protocolVersion: TLSVersion? {
+        guard COpenSSL.SSL_is_init_finished(rawValue) == 1 else { return nil }
+        return TLSVersion(rawValue: COpenSSL.SSL_version(rawValue))
+    }
 
     /// The name of the negotiated cipher suite (`SSL_CIPHER_get_name`), nil before the handshake.
     public var cipherName: String? {
