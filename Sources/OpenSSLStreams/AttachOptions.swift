@@ -75,8 +75,10 @@ public struct SSLSecurity: Sendable, Hashable {
     public static let insecure = SSLSecurity(verifyPeer: false, checkHostName: false, trustSystemStore: false)
 
     /// Applies the context-level settings to a context the stream made.
-    func configure(context ctx: SSLContextPointer, side: SSLSide, pinned: Bool) throws {
-        if let minimumVersion, !pinned {
+    func configure(context ctx: SSLContextPointer, side: SSLSide, pinned: Bool, datagram: Bool = false) throws {
+        if var minimumVersion, !pinned {
+            // DTLS numbers its versions apart: TLS 1.2's floor is DTLS 1.2's (DTLS 1.0 is TLS 1.1's).
+            if datagram { minimumVersion = minimumVersion >= COpenSSL.TLS1_2_VERSION ? COpenSSL.DTLS1_2_VERSION : COpenSSL.DTLS1_VERSION }
             guard SSL_CTX_set_min_proto_version(ctx, Int(minimumVersion)) == 1 else {
                 throw SSLError.fromQueue(call: "SSL_CTX_set_min_proto_version", message: "cannot set the minimum protocol version")
             }

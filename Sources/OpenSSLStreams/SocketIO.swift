@@ -95,7 +95,7 @@ func socketAddress(_ fd: Int32, peer: Bool) -> (host: String, port: Int, text: S
     RawSocketAddress(fd, peer: peer)?.formatted
 }
 
-private func formatSocketAddress(_ address: sockaddr_storage, _ length: socklen_t) -> (host: String, port: Int, text: String)? {
+func formatSocketAddress(_ address: sockaddr_storage, _ length: socklen_t) -> (host: String, port: Int, text: String)? {
     var storage = address
     return withUnsafePointer(to: &storage) { p in
         p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> (String, Int, String)? in

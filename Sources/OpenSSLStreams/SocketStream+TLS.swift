@@ -356,6 +356,9 @@ extension SocketStream {
 }
 
 extension SSLProtocol {
+    /// DTLS (datagrams) rather than TLS.
+    var isDatagram: Bool { self == .dtls || self == .dtlsV1_2 }
+
     /// The protocol pins one version (min = max), so no other minimum applies.
     var isPinned: Bool {
         switch self {
@@ -390,7 +393,7 @@ struct TLSObjects {
                 let made = try makeSSLCtx(protocol: proto, side: side)
                 madeContext = made
                 SSLStreamCensus.track(context: made.rawValue)
-                try security.configure(context: made, side: side, pinned: proto.isPinned)
+                try security.configure(context: made, side: side, pinned: proto.isPinned, datagram: proto.isDatagram)
                 try ctxConfigure?(made)
                 context = made
             case .context(let given):
