@@ -35,6 +35,9 @@ struct Connect: ParsableCommand {
     @Option(help: "Append the TLS secrets to this file in the NSS key log format (for Wireshark). Off unless given.")
     var keylog: String?
 
+    @Flag(help: "Speak DTLS 1.2 over UDP: each line of stdin is sent as one datagram; datagrams received are printed.")
+    var dtls = false
+
     @Flag(name: .customLong("tls1.2"), help: "Speak TLS 1.2 only.")
     var tls12 = false
 
@@ -55,6 +58,7 @@ struct Connect: ParsableCommand {
     func validate() throws {
         _ = try parseHostPort(address)
         if tls12 && tls13 { throw ValidationError("--tls1.2 and --tls1.3 exclude each other") }
+        if dtls && (tls12 || tls13 || starttls != nil) { throw ValidationError("--dtls excludes --tls1.2, --tls1.3 and --starttls") }
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
         if let alpn { _ = try alpnProtocols(alpn) }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
@@ -65,6 +69,7 @@ struct Connect: ParsableCommand {
 
     func run() throws {
         let (host, port) = try parseHostPort(address)
+        if dtls { return try runDTLS(host: host, port: port) }
         let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout, readTimeout: nil, writeTimeout: timeout)
         defer { try? stream.close() }
         switch starttls {
@@ -78,24 +83,41 @@ struct Connect: ParsableCommand {
         try stream.close()
     }
 
-    func attach(_ stream: SocketStream, host: String) throws {
+    /// The security the options ask for.
+    var security: SSLSecurity {
         var security = insecure ? SSLSecurity.insecure : SSLSecurity.secure
         if cafile != nil || capath != nil {
             security.trustSystemStore = false
             security.caFile = cafile
             security.caDirectory = capath
         }
+        return security
+    }
+
+    /// Loads the client identity, ALPN and key log options into a context the tool made.
+    func configure(_ ctx: SSLContextPointer) throws {
+        if let cert, let key {
+            try useCertificateChainFile(ctx, file: cert)
+            try usePrivateKeyFile(ctx, file: key)
+            try checkPrivateKey(ctx)
+        }
+        if let alpn { try ctx.setALPNProtocols(try alpnProtocols(alpn)) }
+        if let keylog { try ctx.writeKeylog(toFile: keylog) }
+    }
+
+    func attach(_ stream: SocketStream, host: String) throws {
         let proto: SSLProtocol = tls12 ? .tlsV1_2 : (tls13 ? .tlsV1_3 : .default)
-        let protocols = try alpn.map { try alpnProtocols($0) }
-        try stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: { ctx in
-            if let cert, let key {
-                try useCertificateChainFile(ctx, file: cert)
-                try usePrivateKeyFile(ctx, file: key)
-                try checkPrivateKey(ctx)
-            }
-            if let protocols { try ctx.setALPNProtocols(protocols) }
-            if let keylog { try ctx.writeKeylog(toFile: keylog) }
-        }, handshakeTimeout: timeout, hostName: servername ?? host, security: security)
+        try stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: configure,
+                             handshakeTimeout: timeout, hostName: servername ?? host, security: security)
+    }
+
+    /// `--dtls`: lines of stdin out as datagrams, datagrams in to stdout.
+    func runDTLS(host: String, port: Int) throws {
+        let socket = try openDTLS(host: host, port: port, ctxConfigure: configure, handshakeTimeout: timeout,
+                                  hostName: servername ?? host, security: security)
+        defer { try? socket.close() }
+        for line in handshakeSummary(ssl: socket.ssl) { printError("sslcat: " + line) }
+        try relayDatagrams(socket, idleAfterInput: timeout)
     }
 
     /// SMTP: greeting, EHLO, STARTTLS offered?, STARTTLS, 220.

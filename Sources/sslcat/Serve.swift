@@ -26,6 +26,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Require a client certificate that verifies against --cafile.")
     var verifyClient = false
 
+    @Flag(help: "Serve DTLS 1.2 over UDP: datagrams in, datagrams out (with --echo each is sent back; otherwise each line of stdin is one datagram).")
+    var dtls = false
+
     @Option(help: "ALPN protocols the server accepts, comma-separated, preferred first (e.g. h2,http/1.1).")
     var alpn: String?
 
@@ -49,7 +52,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        let ctx = try makeSSLCtx(side: .server)
+        let ctx = try makeSSLCtx(protocol: dtls ? .dtls : .default, side: .server)
         defer { destroySSLCtx(ctx) }
         if let cert, let key {
             try useCertificateChainFile(ctx, file: cert)
@@ -63,12 +66,13 @@ struct Serve: ParsableCommand {
             try useIdentity(ctx, certificate: certificate, key: key)
             printError("sslcat: self-signed certificate \(certificate.subject), SHA-256 \(certificate.fingerprintSHA256)")
         }
-        _ = SSL_CTX_set_min_proto_version(ctx, Int(TLS1_2_VERSION))
+        _ = SSL_CTX_set_min_proto_version(ctx, Int(dtls ? DTLS1_2_VERSION : TLS1_2_VERSION))
         if let cafile {
             try loadVerifyLocations(ctx, file: cafile)
             if verifyClient { setVerificationMode(ctx, side: .server, mode: .always) }
         }
         if let alpn { ctx.setALPNServerProtocols(try alpnProtocols(alpn)) }
+        if dtls { return try serveDTLS(ctx) }
         let listener = try listen(port: port, host: host)
         defer { listener.close() }
         printError("sslcat: listening on \(listener.address)")

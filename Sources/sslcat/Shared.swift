@@ -56,8 +56,11 @@ func checkReadable(_ path: String?, option: String) throws {
 }
 
 /// What was negotiated on a TLS connection, for people.
-func handshakeSummary(_ stream: SocketStream) -> [String] {
-    guard let ssl = stream.ssl else { return ["no TLS"] }
+func handshakeSummary(_ stream: SocketStream) -> [String] { handshakeSummary(ssl: stream.ssl) }
+
+/// The handshake summary of a connection (TLS or DTLS).
+func handshakeSummary(ssl: SSLPointer?) -> [String] {
+    guard let ssl else { return ["no TLS"] }
     var lines: [String] = []
     let cipher = SSL_get_current_cipher(ssl)
     let bits = SSL_CIPHER_get_bits(cipher)

@@ -89,6 +89,27 @@ final class SSLCatTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("bad ALPN protocol name"), bad.stderr)
     }
 
+    /// `serve --dtls --echo` answers `connect --dtls` (one datagram per line) and `openssl s_client -dtls1_2`.
+    func testDTLSServeAndConnect() throws {
+        let pki = try TestPKI.shared
+        let server = try BackgroundProcess(Self.sslcat, ["serve", "--dtls", "--port", "0", "--echo", "--cert", pki.serverCert, "--key", pki.serverKey])
+        defer { server.terminate() }
+        let port = try listeningPort(server)
+        let client = try runProcess(Self.sslcat, ["connect", "--dtls", "127.0.0.1:\(port)", "--cafile", pki.caCert, "--servername", "localhost",
+                                                  "--timeout", "2"], timeout: 30, stdin: Data("first line\nsecond line\n".utf8))
+        XCTAssertEqual(client.status, 0, client.stderr)
+        XCTAssertEqual(client.stdout, "first line\nsecond line\n")
+        XCTAssertTrue(client.stderr.contains("protocol: DTLSv1.2"), client.stderr)
+        let openssl = try BackgroundProcess(Self.openssl, ["s_client", "-dtls1_2", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caCert,
+                                                           "-verify_return_error", "-servername", "localhost", "-quiet", "-no_ign_eof"])
+        defer { openssl.terminate() }
+        openssl.write("datagram from s_client\n")
+        XCTAssertTrue(openssl.waitFor("datagram from s_client", timeout: 20), openssl.output + openssl.errorOutput + server.errorOutput)
+        let refused = try runProcess(Self.sslcat, ["connect", "--dtls", "--tls1.3", "127.0.0.1:\(port)"], timeout: 20)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--dtls excludes"), refused.stderr)
+    }
+
     func testServeWithoutCertificateUsesASelfSignedOne() throws {
         let server = try BackgroundProcess(Self.sslcat, ["serve", "--port", "0", "--once", "--echo"])
         defer { server.terminate() }
