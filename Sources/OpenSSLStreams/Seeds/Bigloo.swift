@@ -99,6 +99,9 @@ public func makeSSLClientSocket(host: String, port: Int, buffer: SocketBufferMod
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "make-ssl-client-socket") }
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "make-ssl-client-socket") }
     try checkIdentity(cert: cert, pkey: pkey, call: "make-ssl-client-socket")
+    if proto.isDatagram {
+        throw SSLError.usage("'dtls runs over UDP: use openDTLS(host:port:…) (and listenDTLS for servers)", call: "make-ssl-client-socket")
+    }
     let fd = try connectTCP(host: host, port: port, timeout: timeout)
     let stream = SocketStream(fileDescriptor: fd, closesDescriptor: true, remoteHost: host, bufferSize: buffer.bufferSize)
     let socket = BiglooSocket(stream: stream, bufferMode: buffer)
@@ -174,6 +177,9 @@ public func makeSSLServerSocket(port: Int = 0, name: String? = nil, protocol pro
     guard (0...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 0…65535", call: "make-ssl-server-socket") }
     if let name, name.isEmpty { throw SSLError.usage("the interface name is empty", call: "make-ssl-server-socket") }
     try checkIdentity(cert: cert, pkey: pkey, call: "make-ssl-server-socket")
+    if proto.isDatagram {
+        throw SSLError.usage("'dtls runs over UDP: use listenDTLS(port:host:…)", call: "make-ssl-server-socket")
+    }
     let ctx = try makeSSLCtx(protocol: proto, side: .server)
     do {
         try SSLSecurity.secure.configure(context: ctx, side: .server, pinned: proto.isPinned)
