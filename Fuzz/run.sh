@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets and runs each for SECONDS (default 60), with a corpus per target under
+# Fuzz/corpus/ (seeded at the first run). Crashes are written to Fuzz/crashes/; exit non-zero on any.
+#   Fuzz/run.sh [SECONDS] [TARGET ...]
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzPEM FuzzTLSServer FuzzTLSClient)
+export PATH="/opt/swift/usr/bin:$PATH"
+swift build -c debug --sanitize=fuzzer --scratch-path .build-fuzz 2>&1 | tail -n 3
+bin=$(swift build -c debug --sanitize=fuzzer --scratch-path .build-fuzz --show-bin-path)
+mkdir -p crashes
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  if [ -z "$(ls -A "corpus/$t")" ]; then
+    # Seeds: a PEM certificate and garbage for the readers; TLS record headers for the engines.
+    printf -- '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' > "corpus/$t/pem"
+    printf '\x00\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00' > "corpus/$t/record"
+  fi
+  echo "fuzz: $t for ${seconds}s"
+  if ! "$bin/$t" "corpus/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -artifact_prefix="crashes/$t-" \
+        -print_final_stats=1 2> "crashes/$t.log"; then
+    echo "fuzz: $t FAILED (see Fuzz/crashes/)"; tail -n 30 "crashes/$t.log"; status=1
+  fi
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "crashes/$t.log" | sed "s/^/fuzz: $t /" || true
+done
+exit $status
