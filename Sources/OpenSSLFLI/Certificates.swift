@@ -38,9 +38,17 @@ public final class PrivateKey: @unchecked Sendable {
                     COpenSSL.PEM_read_bio_PrivateKey(bio, nil, nil, UnsafeMutableRawPointer(mutating: p))
                 }
             }
-            return COpenSSL.PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+            // No pass phrase: refuse encrypted keys at once (OpenSSL's default would prompt on the terminal).
+            return COpenSSL.PEM_read_bio_PrivateKey(bio, nil, refusePassword, nil)
         }
-        guard let key else { throw SSLError.fromQueue(call: "PEM_read_bio_PrivateKey", message: "not a readable PEM private key") }
+        guard let key else {
+            let queue = drainOpenSSLErrors()
+            let encrypted = pem.contains("ENCRYPTED")
+            throw SSLError(kind: .error, call: "PEM_read_bio_PrivateKey", queue: queue,
+                           message: encrypted && passphrase == nil ? "the key is encrypted and no pass phrase was given"
+                               : encrypted ? "cannot decrypt the key with this pass phrase (\(queue.last?.reason ?? "bad decrypt"))"
+                               : "not a readable PEM private key (\(queue.last?.reason ?? "no key"))")
+        }
         pointer = EVPPKeyPointer(key)
     }
 
@@ -231,6 +239,9 @@ public func addTrustedCertificate(_ ctx: SSLContextPointer, _ certificate: Certi
         throw SSLError.fromQueue(call: "X509_STORE_add_cert")
     }
 }
+
+/// A `pem_password_cb` that gives no password: encrypted input fails instead of prompting on the terminal.
+let refusePassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in -1 }
 
 /// Runs `body` with a read-only memory BIO over `text`.
 func withMemoryBIO<T>(_ text: String, _ body: (OpaquePointer) throws -> T) throws -> T {

@@ -121,8 +121,19 @@ public func useCertificateChainFile(_ ctx: SSLContextPointer, file: String) thro
 public func usePrivateKeyFile(_ ctx: SSLContextPointer, file: String, type: SSLFileType = .pem) throws {
     if let code = unreadable(file) { throw fileError("SSL_CTX_use_PrivateKey_file", file, code) }
     clearOpenSSLErrors()
-    let r = try CallbackRegistry.of(ctx).rethrowingCallbackErrors { SSL_CTX_use_PrivateKey_file(ctx, file, type.rawValue) }
+    let r = try CallbackRegistry.of(ctx).rethrowingCallbackErrors {
+        withoutTerminalPrompt(ctx) { SSL_CTX_use_PrivateKey_file(ctx, file, type.rawValue) }
+    }
     guard r == 1 else { throw SSLError.fromQueue(call: "SSL_CTX_use_PrivateKey_file", file: file, returnCode: Int(r)) }
+}
+
+/// Runs `body` with a password callback on the context: OpenSSL's default one would prompt on the
+/// terminal for an encrypted key when the application set none. Without one, an encrypted key fails.
+func withoutTerminalPrompt<T>(_ ctx: SSLContextPointer, _ body: () throws -> T) rethrows -> T {
+    guard COpenSSL.SSL_CTX_get_default_passwd_cb(ctx.rawValue) == nil else { return try body() }
+    COpenSSL.SSL_CTX_set_default_passwd_cb(ctx.rawValue, refusePassword)
+    defer { COpenSSL.SSL_CTX_set_default_passwd_cb(ctx.rawValue, nil) }
+    return try body()
 }
 
 /// Checks that the context's private key matches its certificate: `SSL_CTX_check_private_key`.
@@ -141,6 +152,14 @@ public func loadVerifyLocations(_ ctx: SSLContextPointer, file: String? = nil, d
     }
     for path in [file, directory].compactMap({ $0 }) {
         if let code = unreadable(path) { throw fileError("SSL_CTX_load_verify_locations", path, code) }
+    }
+    // OpenSSL takes any path as a directory and only looks into it during verification.
+    if let directory {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw SSLError(kind: .error, call: "SSL_CTX_load_verify_locations", file: directory, errno: ENOTDIR,
+                           message: "not a directory of hashed CA certificates")
+        }
     }
     clearOpenSSLErrors()
     let r = SSL_CTX_load_verify_locations(ctx, file, directory)

@@ -104,6 +104,8 @@ public struct SSLSecurity: Sendable, Hashable {
     /// Applies the connection-level settings to an `SSL` the stream made for the client side.
     func configure(connection ssl: SSLPointer, hostName: String?) throws {
         guard let hostName, !hostName.isEmpty else { return }
+        // C sees a name up to its first NUL: "good.example\0evil" must not be checked as "good.example".
+        guard !hostName.utf8.contains(0) else { throw SSLError.usage("the host name contains a NUL byte", call: "SSL_set1_host") }
         let ip = isIPAddress(hostName)
         if checkHostName {
             if ip {

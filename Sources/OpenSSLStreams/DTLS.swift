@@ -190,6 +190,7 @@ public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .prot
                      handshakeTimeout: TimeInterval? = 30, hostName: String? = nil, security: SSLSecurity = .secure,
                      mtu: Int? = nil) throws -> DTLSSocket {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "openDTLS") }
+    try checkTimeout(handshakeTimeout, "the handshake timeout", call: "openDTLS")
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "openDTLS") }
     let candidates = try resolveTCP(host: host, port: port)
     guard let target = candidates.first else { throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "no address") }

@@ -13,7 +13,8 @@ struct Deadline {
     /// A deadline `seconds` from now; nil waits forever, zero or less has passed already.
     static func after(_ seconds: TimeInterval?) -> Deadline {
         guard let seconds else { return .never }
-        let delta = seconds <= 0 ? 0 : UInt64(min(seconds, 1e9) * 1e9)
+        // Zero, negative and NaN have passed already; anything above 10^9 s is as good as forever.
+        let delta = !(seconds > 0) ? 0 : UInt64(min(seconds, 1e9) * 1e9)
         return Deadline(nanoseconds: monotonicNanoseconds() &+ delta, seconds: seconds)
     }
 
@@ -37,10 +38,16 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+/// Refuses a timeout that is not a number (nil, negative and infinite ones have meanings).
+func checkTimeout(_ seconds: TimeInterval?, _ name: String, call: String) throws {
+    if let seconds, seconds.isNaN { throw SSLError.usage("\(name) is not a number", call: call) }
+}
+
 /// Seconds as people read them in messages ("2 s", "0.5 s").
 func describeSeconds(_ seconds: TimeInterval?) -> String {
     guard let seconds else { return "no limit" }
-    return seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+    // (Infinite and NaN limits print as Swift writes them: no conversion to Int that could trap.)
+    return seconds.isFinite && abs(seconds) < 1e15 && seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
 }
 
 /// Waits until `fd` is ready for `events` (`POLLIN` / `POLLOUT`). Returns false when the deadline
@@ -160,6 +167,9 @@ func setSocketOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
 func resolveTCP(host: String, port: Int, passive: Bool = false) throws -> [(family: Int32, address: [UInt8], text: String)] {
     guard (0...65535).contains(port) else {
         throw HostResolutionError(host: host, port: port, code: EAI_SERVICE, message: "port \(port) is out of range 0…65535")
+    }
+    guard !host.utf8.contains(0) else {
+        throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "the host name contains a NUL byte")
     }
     var hints = addrinfo()
     hints.ai_family = AF_UNSPEC

@@ -84,6 +84,7 @@ extension SocketStream {
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
                           security: SSLSecurity = .secure) throws {
         try checkOpen("attachSSL")
+        try checkTimeout(handshakeTimeout, "the handshake timeout", call: "attachSSL")
         guard tls == nil else {
             throw SSLError.usage("TLS is already attached to this stream (detach it first)", call: "attachSSL")
         }

@@ -49,7 +49,7 @@ public final class SocketStream {
         self.fileDescriptor = fileDescriptor
         self.closesDescriptor = closesDescriptor
         self.remoteHost = remoteHost
-        self.bufferSize = max(bufferSize, 512)
+        self.bufferSize = min(max(bufferSize, 512), 64 << 20)  // 512 B … 64 MiB
         self.readTimeout = readTimeout
         self.writeTimeout = writeTimeout
         rawPeerAddress = RawSocketAddress(fileDescriptor, peer: true)

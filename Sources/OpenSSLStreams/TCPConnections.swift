@@ -100,6 +100,7 @@ public final class TCPListener {
     /// stream. Throws `SocketError` with `ETIMEDOUT` when none came in time.
     public func accept(timeout: TimeInterval? = nil, readTimeout: TimeInterval? = nil,
                        writeTimeout: TimeInterval? = nil) throws -> SocketStream {
+        try checkTimeout(timeout, "the accept timeout", call: "accept")
         let fd = try acceptDescriptor(timeout: timeout)
         return SocketStream(fileDescriptor: fd, closesDescriptor: true, readTimeout: readTimeout, writeTimeout: writeTimeout)
     }

@@ -54,6 +54,7 @@ extension SSLPointer {
     /// certificate against it: see ``setExpectedHost(_:)``.
     public func setServerName(_ name: String) throws {
         guard !name.isEmpty else { throw SSLError.usage("the server name is empty", call: "SSL_set_tlsext_host_name") }
+        guard !name.utf8.contains(0) else { throw SSLError.usage("the server name contains a NUL byte", call: "SSL_set_tlsext_host_name") }
         guard SSL_set_tlsext_host_name(self, name) == 1 else {
             throw SSLError.fromQueue(call: "SSL_set_tlsext_host_name", message: "cannot send server name \(name)")
         }

@@ -210,6 +210,7 @@ extension SSLPointer {
     /// (`SSL_set1_host`, or `X509_VERIFY_PARAM_set1_ip_asc`). Verification must be on.
     public func setExpectedHost(_ name: String) throws {
         guard !name.isEmpty else { throw SSLError.usage("the host name is empty", call: "SSL_set1_host") }
+        guard !name.utf8.contains(0) else { throw SSLError.usage("the host name contains a NUL byte", call: "SSL_set1_host") }
         var v4 = in_addr(), v6 = in6_addr()
         if inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1 {
             guard let param = COpenSSL.SSL_get0_param(rawValue), COpenSSL.X509_VERIFY_PARAM_set1_ip_asc(param, name) == 1 else {

@@ -200,7 +200,8 @@ public func sslConnect(host: String, port: Int, context: SSLClientProtocol = .pr
 /// Runs a handshake on a blocking socket with `SO_RCVTIMEO`/`SO_SNDTIMEO` set to `timeout` (then
 /// cleared); a timed-out read or write becomes an ``SSLError`` of kind `.handshakeTimeout`.
 func withHandshakeTimeout<T>(_ fd: Int32, _ timeout: TimeInterval?, peer: String, _ body: () throws -> T) throws -> T {
-    guard let timeout, timeout > 0 else { return try body() }
+    guard let requested = timeout, requested > 0 else { return try body() }
+    let timeout = min(requested, 1e6)  // infinity and beyond: ~11 days is as good as forever
     func set(_ seconds: TimeInterval) {
         var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
