@@ -5,30 +5,6 @@ import OpenSSLStreams
 import TestSupport
 import XCTest
 
-/// Work running on another thread beside the test (usually the server end), joined with a time limit.
-final class Background: @unchecked Sendable {
-    private let group = DispatchGroup()
-    private var error: Error?
-    let name: String
-
-    init(_ name: String = "background", _ body: @escaping @Sendable () throws -> Void) {
-        self.name = name
-        group.enter()
-        Thread.detachNewThread { [self] in
-            do { try body() } catch { self.error = error }
-            group.leave()
-        }
-    }
-
-    /// Waits for the work to end (at most `timeout` seconds) and rethrows its error.
-    func join(timeout: TimeInterval = 30) throws {
-        if group.wait(timeout: .now() + timeout) == .timedOut {
-            throw StreamTestFailure("\(name) did not finish within \(timeout) s")
-        }
-        if let error { throw error }
-    }
-}
-
 struct StreamTestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
