@@ -6,11 +6,14 @@ let package = Package(
     products: [
         .library(name: "OpenSSLFLI", targets: ["OpenSSLFLI"]),
         .library(name: "OpenSSLStreams", targets: ["OpenSSLStreams"]),
+        .library(name: "OpenSSLNIO", targets: ["OpenSSLNIO"]),
         .executable(name: "sslcat", targets: ["sslcat"]),
         .executable(name: "fli-bench-c", targets: ["fli-bench-c"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // The system OpenSSL 3 (Debian: libssl-dev), found with pkg-config.
@@ -23,10 +26,18 @@ let package = Package(
         .target(name: "OpenSSLFLI", dependencies: ["COpenSSL"]),
         // Layer 2: blocking socket streams with attachSSL / detachSSL, openTCPStream, listeners.
         .target(name: "OpenSSLStreams", dependencies: ["OpenSSLFLI", "COpenSSL"]),
+        // Layer 3: event-driven TLS on SwiftNIO — a channel handler running OpenSSL over memory BIOs.
+        .target(name: "OpenSSLNIO", dependencies: [
+            "OpenSSLFLI", "OpenSSLStreams", "COpenSSL",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // The command-line tool: demo, bench.
         .executableTarget(
             name: "sslcat",
-            dependencies: ["OpenSSLFLI", "OpenSSLStreams", "COpenSSL", "fli-bench-c", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["OpenSSLFLI", "OpenSSLStreams", "OpenSSLNIO", "COpenSSL", "fli-bench-c",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         // The C reference of `sslcat bench`: OpenSSL used directly from C (built with the package, run by
         // sslcat as a child process).
@@ -36,6 +47,11 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "OpenSSLFLITests", dependencies: ["OpenSSLFLI", "TestSupport"]),
         .testTarget(name: "OpenSSLStreamsTests", dependencies: ["OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
+        .testTarget(name: "OpenSSLNIOTests", dependencies: [
+            "OpenSSLNIO", "OpenSSLStreams", "OpenSSLFLI", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         // Runs the sslcat and fli-bench-c executables as processes.
         .testTarget(name: "SSLCatTests", dependencies: ["sslcat", "fli-bench-c", "OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
     ],

@@ -1,0 +1,177 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import OpenSSLFLI
+import OpenSSLStreams
+
+// MARK: Client (LispWorks' create-async-io-state-and-connected-tcp-socket)
+
+/// Connects to `host`:`port` and attaches TLS as a client (LispWorks'
+/// `create-async-io-state-and-connected-tcp-socket`). The future succeeds with the channel once the
+/// handshake finished; it fails with the connection's or the handshake's error (the channel is closed
+/// then).
+///
+/// - Parameters:
+///   - host, port: where to connect (a name, IPv4 or IPv6 address).
+///   - group: the event loops to run on.
+///   - ctx, ctxConfigure, sslConfigure, handshakeTimeout, security, onPeerClose: as for
+///     ``OpenSSLHandler/init(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:onPeerClose:)``
+///     (the configure callbacks run on the channel's event loop, once per connection attempt).
+///   - hostName: the name to check the certificate against and send as SNI; `host` by default.
+///   - connectTimeout: how long connecting may take.
+///   - channelInitializer: adds the application's handlers (after the TLS handler).
+public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
+                              ctx argument: SSLContextArgument = .default,
+                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
+                              security: SSLSecurity = .secure, onPeerClose: PeerCloseAction = .automatic,
+                              connectTimeout: TimeAmount = .seconds(10),
+                              channelInitializer: (@Sendable (Channel) -> EventLoopFuture<Void>)? = nil) -> EventLoopFuture<Channel> {
+    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
+    let name = hostName ?? host
+    return ClientBootstrap(group: group)
+        .connectTimeout(connectTimeout)
+        .channelInitializer { channel in
+            do {
+                let handler = try OpenSSLHandler(ctx: argument, side: .client, ctxConfigure: callbacks.value.0,
+                                                 sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
+                                                 hostName: name, security: security, onPeerClose: onPeerClose)
+                try channel.pipeline.syncOperations.addHandler(handler)
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+            return channelInitializer?(channel) ?? channel.eventLoop.makeSucceededVoidFuture()
+        }
+        .connect(host: host, port: port)
+        .flatMap { channel in
+            channel.eventLoop.flatSubmit {
+                guard let handler = channel.pipeline.syncOperations.openSSLHandler else {
+                    return channel.eventLoop.makeFailedFuture(SSLError.usage("the TLS handler left the pipeline", call: "connectTLSChannel"))
+                }
+                return handler.handshakeFuture(on: channel.eventLoop).map { channel }
+            }
+        }
+}
+
+/// Connects, attaches TLS as a client and wraps the channel for `async` code once the handshake
+/// finished (see the future-returning `connectTLSChannel` for the arguments). Read and write plaintext
+/// with the returned channel's `inbound` / `outbound` (`executeThenClose`).
+public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
+                              ctx argument: SSLContextArgument = .default,
+                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
+                              security: SSLSecurity = .secure, onPeerClose: PeerCloseAction = .automatic,
+                              connectTimeout: TimeAmount = .seconds(10),
+                              configuration: NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration = .init()) async throws
+    -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
+    let name = hostName ?? host
+    let (channel, handshake) = try await ClientBootstrap(group: group)
+        .connectTimeout(connectTimeout)
+        .connect(host: host, port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let handler = try OpenSSLHandler(ctx: argument, side: .client, ctxConfigure: callbacks.value.0,
+                                                 sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
+                                                 hostName: name, security: security, onPeerClose: onPeerClose)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel,
+                                                                           configuration: configuration)
+                return (wrapped, handler.handshakeFuture(on: channel.eventLoop))
+            }
+        }
+    do {
+        try await handshake.get()
+    } catch {
+        channel.channel.close(promise: nil)
+        throw error
+    }
+    return channel
+}
+
+// MARK: Server (LispWorks' accept-tcp-connections-creating-async-io-states)
+
+/// Listens on `host`:`port` and attaches TLS as a server to every accepted connection (LispWorks'
+/// `accept-tcp-connections-creating-async-io-states`). The future succeeds with the listening channel
+/// (`localAddress` tells the port when `port` is 0); close it to stop accepting.
+///
+/// - Parameters:
+///   - ctx: for a server, usually `.context(ctx)` with your certificate loaded, shared by every
+///     connection (the handler makes and frees one `SSL` per connection). A protocol symbol makes (and
+///     frees) one `SSL_CTX` per connection, configured by `ctxConfigure` each time.
+///   - sslErrorCallback: called (on the connection's event loop) with the connection and the error
+///     when attaching or the handshake fails (LispWorks' `ssl-error-callback`); the connection is closed.
+///   - childChannelInitializer: adds the application's handlers to each connection, after the TLS
+///     handler; they see plaintext (writes made before the handshake finished are kept until it has).
+///   - the other arguments: as for ``OpenSSLHandler``.
+public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
+                              ctx argument: SSLContextArgument,
+                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              handshakeTimeout: TimeInterval? = nil, security: SSLSecurity = .secure,
+                              onPeerClose: PeerCloseAction = .automatic, backlog: Int32 = 256,
+                              sslErrorCallback: (@Sendable (Channel, Error) -> Void)? = nil,
+                              childChannelInitializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Channel> {
+    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
+    return ServerBootstrap(group: group, childGroup: childGroup ?? group)
+        .serverChannelOption(ChannelOptions.backlog, value: backlog)
+        .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+        .childChannelInitializer { channel in
+            do {
+                try attachServerTLS(to: channel, argument, callbacks, handshakeTimeout: handshakeTimeout, security: security,
+                                    onPeerClose: onPeerClose, sslErrorCallback: sslErrorCallback)
+            } catch {
+                sslErrorCallback?(channel, error)
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+            return childChannelInitializer(channel)
+        }
+        .bind(host: host, port: port)
+}
+
+/// Listens and attaches TLS as a server to every accepted connection, for `async` code: each
+/// connection comes out of the returned channel's `inbound` as a `NIOAsyncChannel` carrying plaintext,
+/// as soon as it is accepted, with its handshake under way (reads wait for it; writes are kept until
+/// it finished). A failed handshake goes to `sslErrorCallback` and ends that connection's `inbound`
+/// with the error. See the future-returning `acceptTLSChannels` for the other arguments.
+public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
+                              ctx argument: SSLContextArgument,
+                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              handshakeTimeout: TimeInterval? = nil, security: SSLSecurity = .secure,
+                              onPeerClose: PeerCloseAction = .automatic, backlog: Int32 = 256,
+                              sslErrorCallback: (@Sendable (Channel, Error) -> Void)? = nil,
+                              configuration: NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration = .init()) async throws
+    -> NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never> {
+    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
+    return try await ServerBootstrap(group: group, childGroup: childGroup ?? group)
+        .serverChannelOption(ChannelOptions.backlog, value: backlog)
+        .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+        .bind(host: host, port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                do {
+                    try attachServerTLS(to: channel, argument, callbacks, handshakeTimeout: handshakeTimeout, security: security,
+                                        onPeerClose: onPeerClose, sslErrorCallback: sslErrorCallback)
+                } catch {
+                    sslErrorCallback?(channel, error)
+                    throw error
+                }
+                return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: configuration)
+            }
+        }
+}
+
+/// Adds a server-side handler to an accepted channel and reports its handshake failure.
+private func attachServerTLS(to channel: Channel, _ argument: SSLContextArgument,
+                             _ callbacks: LoopOnly<(((SSLContextPointer) throws -> Void)?, ((SSLPointer) throws -> Void)?)>,
+                             handshakeTimeout: TimeInterval?, security: SSLSecurity, onPeerClose: PeerCloseAction,
+                             sslErrorCallback: (@Sendable (Channel, Error) -> Void)?) throws {
+    let handler = try OpenSSLHandler(ctx: argument, side: .server, ctxConfigure: callbacks.value.0,
+                                     sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
+                                     security: security, onPeerClose: onPeerClose)
+    try channel.pipeline.syncOperations.addHandler(handler)
+    if let sslErrorCallback {
+        handler.handshakeFuture(on: channel.eventLoop).whenFailure { error in sslErrorCallback(channel, error) }
+    }
+}

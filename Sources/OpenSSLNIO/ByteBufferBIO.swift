@@ -1,0 +1,150 @@
+import COpenSSL
+import NIOCore
+
+/// The ciphertext between a channel and OpenSSL while an ``OpenSSLHandler`` runs: an in-memory BIO whose
+/// storage is NIO's own `ByteBuffer`s.
+///
+/// What the channel reads is handed over as it is (no copy into a queue of our own): OpenSSL reads
+/// records straight out of the received buffer, which is let go of as soon as it is consumed (so that
+/// NIO can reuse it for the next read). What OpenSSL writes is appended to one outbound buffer that the
+/// handler passes down the pipeline as a whole. The BIO never blocks: reading an empty inbound answers
+/// "retry", writing always takes everything.
+final class CipherBuffers {
+    /// Ciphertext received from the peer that OpenSSL has not read yet.
+    var inbound: ByteBuffer
+    /// Ciphertext OpenSSL has written that is not passed to the channel yet.
+    var outbound: ByteBuffer
+    /// The transport's input ended (the peer half-closed or closed the TCP connection).
+    var inboundEOF = false
+    /// An empty buffer, to let go of a consumed inbound buffer without allocating.
+    let empty: ByteBuffer
+    let allocator: ByteBufferAllocator
+
+    init(allocator: ByteBufferAllocator) {
+        self.allocator = allocator
+        empty = allocator.buffer(capacity: 0)
+        inbound = empty
+        outbound = empty
+    }
+
+    /// Adds ciphertext received from the channel.
+    func receive(_ buffer: ByteBuffer) {
+        if inbound.readableBytes == 0 {
+            inbound = buffer
+        } else {
+            var buffer = buffer
+            inbound.writeBuffer(&buffer)
+        }
+    }
+
+    /// Lets go of a consumed inbound buffer (NIO reuses receive buffers nobody else holds).
+    @inline(__always)
+    func releaseConsumedInbound() {
+        if inbound.readableBytes == 0 && inbound.capacity > 0 { inbound = empty }
+    }
+
+    /// Takes what OpenSSL wrote (nil when nothing).
+    @inline(__always)
+    func takeOutbound() -> ByteBuffer? {
+        guard outbound.readableBytes > 0 else { return nil }
+        let taken = outbound
+        outbound = empty
+        return taken
+    }
+
+    /// Makes room for about `bytes` of ciphertext in one allocation.
+    func reserveOutbound(_ bytes: Int) {
+        if outbound.capacity == 0 {
+            outbound = allocator.buffer(capacity: bytes)
+        } else if outbound.writableBytes < bytes {
+            outbound.reserveCapacity(minimumWritableBytes: bytes)
+        }
+    }
+}
+
+/// The BIO method over ``CipherBuffers``.
+enum ByteBufferBIO {
+    // BIO_FLAGS_* (bio.h): READ 0x01, WRITE 0x02, IO_SPECIAL 0x04, RWS = all three, SHOULD_RETRY 0x08.
+    private static let flagsRWS: Int32 = 0x07
+    private static let flagsRead: Int32 = 0x01
+    private static let flagsShouldRetry: Int32 = 0x08
+
+    @inline(__always)
+    private static func buffers(_ bio: OpaquePointer?) -> CipherBuffers? {
+        guard let data = COpenSSL.BIO_get_data(bio) else { return nil }
+        return Unmanaged<CipherBuffers>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    /// The BIO_METHOD, made once per process.
+    static let method: OpaquePointer = {
+        let type = COpenSSL.BIO_get_new_index() | COpenSSL.BIO_TYPE_SOURCE_SINK
+        guard let m = COpenSSL.BIO_meth_new(type, "swift-openssl-fli NIO ByteBuffer") else {
+            fatalError("BIO_meth_new failed: out of memory while making the NIO BIO method")
+        }
+        COpenSSL.BIO_meth_set_write(m) { bio, data, length in
+            guard let buffers = ByteBufferBIO.buffers(bio), let data, length > 0 else { return 0 }
+            COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
+            let bytes = UnsafeRawBufferPointer(start: data, count: Int(length))
+            if buffers.outbound.capacity == 0 {
+                // Handshake messages, alerts, small records: one buffer with room for a few more.
+                buffers.outbound = buffers.allocator.buffer(capacity: max(Int(length), 4096))
+            }
+            buffers.outbound.writeBytes(bytes)
+            return length
+        }
+        COpenSSL.BIO_meth_set_read(m) { bio, data, length in
+            guard let buffers = ByteBufferBIO.buffers(bio), let data, length > 0 else { return 0 }
+            COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
+            let available = buffers.inbound.readableBytes
+            if available == 0 {
+                if buffers.inboundEOF { return 0 }
+                COpenSSL.BIO_set_flags(bio, ByteBufferBIO.flagsRead | ByteBufferBIO.flagsShouldRetry)
+                return -1
+            }
+            let n = min(available, Int(length))
+            buffers.inbound.readWithUnsafeReadableBytes { source in
+                UnsafeMutableRawPointer(data).copyMemory(from: source.baseAddress!, byteCount: n)
+                return n
+            }
+            return Int32(n)
+        }
+        COpenSSL.BIO_meth_set_ctrl(m) { bio, command, _, _ in
+            let buffers = ByteBufferBIO.buffers(bio)
+            switch command {
+            case COpenSSL.BIO_CTRL_FLUSH: return 1
+            case COpenSSL.BIO_CTRL_EOF:
+                return (buffers?.inboundEOF ?? true) && (buffers?.inbound.readableBytes ?? 0) == 0 ? 1 : 0
+            case COpenSSL.BIO_CTRL_PENDING: return buffers.map { $0.inbound.readableBytes } ?? 0
+            case COpenSSL.BIO_CTRL_WPENDING: return buffers.map { $0.outbound.readableBytes } ?? 0
+            default: return 0
+            }
+        }
+        COpenSSL.BIO_meth_set_create(m) { bio in
+            COpenSSL.BIO_set_data(bio, nil)
+            COpenSSL.BIO_set_init(bio, 1)
+            return 1
+        }
+        COpenSSL.BIO_meth_set_destroy(m) { bio in
+            if let data = COpenSSL.BIO_get_data(bio) { Unmanaged<CipherBuffers>.fromOpaque(data).release() }
+            COpenSSL.BIO_set_data(bio, nil)
+            COpenSSL.BIO_set_init(bio, 0)
+            return 1
+        }
+        return m
+    }()
+
+    /// A new BIO over `buffers` (retained until the BIO is freed), or nil when OpenSSL is out of memory.
+    static func make(_ buffers: CipherBuffers) -> OpaquePointer? {
+        guard let bio = COpenSSL.BIO_new(method) else { return nil }
+        COpenSSL.BIO_set_data(bio, Unmanaged.passRetained(buffers).toOpaque())
+        return bio
+    }
+
+    /// Puts a new BIO over `buffers` on `ssl` for reading and writing (the `SSL` takes it; the BIO it
+    /// had is freed). False when OpenSSL is out of memory.
+    static func install(_ buffers: CipherBuffers, on ssl: OpaquePointer) -> Bool {
+        guard let bio = make(buffers) else { return false }
+        COpenSSL.SSL_set_bio(ssl, bio, bio)
+        return true
+    }
+}

@@ -1,0 +1,813 @@
+import COpenSSL
+import Foundation
+import NIOCore
+import OpenSSLFLI
+import OpenSSLStreams
+
+/// TLS on a SwiftNIO channel, run by the system OpenSSL over an in-memory BIO (LispWorks'
+/// async-io-state with SSL attached).
+///
+/// Put it first in the pipeline (next to the socket): ciphertext comes in and goes out below it,
+/// plaintext `ByteBuffer`s above it. It takes the arguments of the blocking layer's
+/// `SocketStream.attachSSL`, with the same ownership rules (``SSLContextArgument``):
+///
+/// | `ctx` | the handler makes | the handler frees | callbacks called |
+/// |---|---|---|---|
+/// | `.protocol(p)` | an `SSL_CTX` and an `SSL` | both | `ctxConfigure`, then `sslConfigure` |
+/// | `.context(ctx)` | an `SSL` | the `SSL` only | `sslConfigure` |
+/// | `.connection(ssl)` | nothing | nothing | none |
+///
+/// The objects are made (and the configure callbacks run) when the handler is made; the handshake
+/// starts as soon as the handler is in the pipeline of an active channel. Its outcome is
+/// ``handshakeFuture(on:)`` / ``waitForHandshake()``; the handler also fires
+/// ``OpenSSLEvent/handshakeCompleted(version:alpn:)`` down the pipeline. Writes made before the
+/// handshake finished are kept and sent after it. Removing the handler from the pipeline
+/// (`Channel.detachSSL`, or `ChannelPipeline.removeHandler`) is a detach: close_notify both ways, then
+/// the channel carries plaintext.
+///
+/// Errors are ``SSLError`` values with LispWorks' kinds: `.handshakeTimeout` ("Handshake timed out"),
+/// `.closed` ("SSL connection closed": the connection closed during the handshake), `.verificationFailure`,
+/// `.failure` (protocol errors with OpenSSL's reasons), `.error` for an EOF without close_notify
+/// (``SSLError/isUnexpectedEOF``) and for system errors under TLS; an error thrown by a Swift callback
+/// (verify, SNI, ALPN …) during a TLS call is reported as it was thrown. A fatal error is fired through
+/// `errorCaught`, fails the handshake future and pending writes, and closes the channel.
+///
+/// Back-pressure: flushed writes are encrypted in chunks while the channel is writable and resumed when
+/// it becomes writable again; small writes flushed together are coalesced into full 16 KiB records
+/// (``coalescesWrites``). Received ciphertext is decrypted in one pass per read, into one plaintext buffer.
+///
+/// Use the handler on its channel's event loop only (as every NIO handler).
+public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    // MARK: What it runs
+
+    /// The `SSL` the handler runs (LispWorks' `async-io-state-ssl`). Valid while the handler is in the
+    /// pipeline; an `SSL` the handler made is freed when it leaves it.
+    public let ssl: SSLPointer
+    /// Its `SSL_CTX` (`async-io-state-ctx`). A context the handler made is freed when it leaves the pipeline.
+    public let ctx: SSLContextPointer
+    /// The side TLS was attached for (`async-io-state-ssl-side`).
+    public let side: SSLSide
+    /// The three, as a value that can leave the event loop.
+    public var attachment: SSLAttachment { SSLAttachment(ssl: ssl, ctx: ctx, side: side) }
+
+    /// Seconds the handshake may take from the moment it starts; nil (or ≤ 0) waits forever.
+    public let handshakeTimeout: TimeInterval?
+    /// What to do when the peer's close_notify arrives unasked.
+    public let onPeerClose: PeerCloseAction
+    /// Seconds `close()` waits for the peer's close_notify after sending its own before closing the
+    /// socket (the peer's answer keeps a reset from overtaking the last data). Default 3.
+    public var closeTimeout: TimeInterval = 3
+    /// Seconds a detach waits for the peer's close_notify (`Channel.detachSSL(timeout:)` sets it). Default 5.
+    public var detachTimeout: TimeInterval = 5
+    /// Coalesce small writes flushed together into full TLS records (fewer records, less per-record
+    /// work on both ends). Default true; set false to keep one record per write.
+    public var coalescesWrites = true
+
+    /// True once the handshake has finished.
+    public private(set) var isHandshakeDone = false
+    /// True once the peer's close_notify has arrived.
+    public private(set) var receivedCloseNotify = false
+
+    // MARK: Internals
+
+    /// Owns what was made for the handler (LispWorks' rules, shared with the blocking layer); releasing
+    /// it frees them. The BIO it made is replaced by ours.
+    private var owner: TLSEngine?
+    private let buffers: CipherBuffers
+    let handshakeOutcome = Outcome()
+    let detachOutcome = Outcome()
+    private let security: SSLSecurity
+    private let hostNameGiven: Bool
+    private let madeSSL: Bool
+
+    private var started = false
+    private var failure: Error?
+    private var sentCloseNotify = false
+    private var locallyClosed = false
+    private var closing = false
+    private var closePromise: EventLoopPromise<Void>?
+    private(set) var detaching = false
+    private var removalToken: ChannelHandlerContext.RemovalToken?
+    private var passThrough = false
+    private var released = false
+    private var firedInputClosed = false
+    private var handshakeTimer: Scheduled<Void>?
+    private var shutdownTimer: Scheduled<Void>?
+
+    private struct PendingWrite {
+        var buffer: ByteBuffer
+        var promise: EventLoopPromise<Void>?
+    }
+    private var pending = CircularBuffer<PendingWrite>(initialCapacity: 8)
+    /// How many of the first ``pending`` writes were flushed.
+    private var flushedCount = 0
+    /// Writes made after a detach sent close_notify: plaintext, passed on when the handler leaves.
+    private var afterDetach: [PendingWrite] = []
+    private var afterDetachFlushed = false
+    private var inEncrypt = false
+    /// An `SSL_write` wanted the peer's data first (a renegotiation): writing resumes after the next read.
+    private var writeWaitsForRead = false
+    private var userReadPending = false
+    private var deliveredPlaintext = false
+
+    /// The largest TLS record's plaintext.
+    static let recordSize = 16 * 1024
+    /// Plaintext encrypted into one outbound buffer before it is passed on (and writability checked).
+    static let chunkSize = 256 * 1024
+
+    /// Makes the objects `ctx` asks for (running `ctxConfigure` and `sslConfigure` now, on this thread)
+    /// and sets connect or accept state for `side`.
+    ///
+    /// - Parameters:
+    ///   - ctx: a protocol symbol (the handler makes and frees an `SSL_CTX` and an `SSL`), the caller's
+    ///     `SSLContextPointer` (the handler makes and frees only the `SSL`) or the caller's `SSLPointer`
+    ///     (used as it is, never freed, no configure callback). See ``SSLContextArgument``.
+    ///   - side: `.client` sets connect state, `.server` accept state, `.both` neither (set it yourself in
+    ///     `sslConfigure`, or on the `SSL` you pass, before the handler is added).
+    ///   - ctxConfigure: called once right after a new `SSL_CTX` was made (and ``SSLSecurity``'s context
+    ///     settings applied), and only then: load certificates, set ciphers here.
+    ///   - sslConfigure: called once right after a new `SSL` was made, and only then.
+    ///   - handshakeTimeout: seconds the handshake may take once started; nil or ≤ 0: no limit.
+    ///   - hostName: the name a client checks the certificate against and sends as SNI. Without it, a
+    ///     client checks the IP address of the peer it is connected to (when ``SSLSecurity/checkHostName``).
+    ///   - security: the secure defaults and their switches (``SSLSecurity/secure``).
+    ///   - onPeerClose: what to do when the peer's close_notify arrives unasked (``PeerCloseAction``).
+    /// - Throws: ``SSLError`` (a refused protocol, OpenSSL failing to make an object) or whatever a
+    ///   configure callback threw; then whatever was made is freed.
+    public init(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
+                ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
+                sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
+                security: SSLSecurity = .secure, onPeerClose: PeerCloseAction = .automatic) throws {
+        let engine = try TLSEngine(ctx: argument, side: side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
+                                   hostName: hostName, security: security)
+        let buffers = CipherBuffers(allocator: ByteBufferAllocator())
+        guard ByteBufferBIO.install(buffers, on: engine.ssl.rawValue) else {
+            throw SSLError.fromQueue(call: "BIO_new", message: "cannot make the handler's BIO")
+        }
+        self.owner = engine
+        self.buffers = buffers
+        self.ssl = engine.ssl
+        self.ctx = engine.ctx
+        self.side = side
+        self.handshakeTimeout = handshakeTimeout
+        self.onPeerClose = onPeerClose
+        self.security = security
+        self.hostNameGiven = hostName != nil
+        if case .connection = argument { madeSSL = false } else { madeSSL = true }
+    }
+
+    // MARK: Outcomes
+
+    /// The handshake's outcome as a future on `eventLoop` (LispWorks' attach callback): succeeds when the
+    /// handshake finished, fails with its ``SSLError`` (or a callback's error). Can be asked for at any
+    /// time, from any thread.
+    public func handshakeFuture(on eventLoop: EventLoop) -> EventLoopFuture<Void> {
+        handshakeOutcome.future(on: eventLoop)
+    }
+
+    /// Waits for the handshake's outcome (see ``handshakeFuture(on:)``).
+    public func waitForHandshake() async throws {
+        try await handshakeOutcome.wait()
+    }
+
+    // MARK: Lifecycle
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context: context) }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel(); handshakeTimer = nil
+        shutdownTimer?.cancel(); shutdownTimer = nil
+        released = true
+        let closed = SSLError(kind: .closed, call: "SSL_do_handshake", message: "SSL connection closed: the handler was removed")
+        if !handshakeOutcome.isComplete { handshakeOutcome.fail(failure ?? closed) }
+        if detaching && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
+        failPending(failure ?? ChannelError.ioOnClosedChannel)
+        for write in afterDetach { write.promise?.fail(ChannelError.ioOnClosedChannel) }
+        afterDetach = []
+        closePromise?.succeed(); closePromise = nil
+        buffers.inbound = buffers.empty
+        buffers.outbound = buffers.empty
+        owner = nil  // frees what was made; takes our BIO off a caller's SSL
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard !started, !released else { return }
+        started = true
+        applyDefaultPeerCheck(context: context)
+        if let timeout = handshakeTimeout, timeout > 0 {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            handshakeTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
+                let (handler, context) = bound.value
+                handler.handshakeTimedOut(context: context, seconds: timeout)
+            }
+        }
+        doHandshake(context: context)
+        if !isHandshakeDone && failure == nil { context.read() }
+    }
+
+    /// A client without a host name checks the IP address it is connected to (secure by default).
+    private func applyDefaultPeerCheck(context: ChannelHandlerContext) {
+        guard side == .client, madeSSL, !hostNameGiven, security.checkHostName,
+              let ip = context.channel.remoteAddress?.ipAddress,
+              let param = COpenSSL.SSL_get0_param(ssl.rawValue) else { return }
+        if COpenSSL.X509_VERIFY_PARAM_get0_host(param, 0) == nil {
+            _ = COpenSSL.X509_VERIFY_PARAM_set1_ip_asc(param, ip)
+            COpenSSL.ERR_clear_error()
+        }
+    }
+
+    private func handshakeTimedOut(context: ChannelHandlerContext, seconds: TimeInterval) {
+        handshakeTimer = nil
+        guard !isHandshakeDone, failure == nil, !released else { return }
+        let peer = context.channel.remoteAddress.map { " with \($0)" } ?? ""
+        fail(context: context, SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake",
+                                        message: "Handshake timed out: the TLS handshake\(peer) did not finish within \(seconds) s"))
+    }
+
+    // MARK: OpenSSL calls
+
+    private enum Step {
+        case ok(Int32)
+        case wantRead
+        case closeNotify
+        case failed(Error)
+    }
+
+    /// Runs one `SSL_*` I/O call and says what came of it: a callback's error first, then OpenSSL's.
+    @inline(__always)
+    private func step(_ call: String, _ operation: () -> Int32) -> Step {
+        COpenSSL.ERR_clear_error()
+        errno = 0
+        let r = operation()
+        if let callbackError = CallbackRegistry.takePendingError() {
+            COpenSSL.ERR_clear_error()
+            return .failed(callbackError)
+        }
+        if r > 0 { return .ok(r) }
+        let code = COpenSSL.SSL_get_error(ssl.rawValue, r)
+        if code == COpenSSL.SSL_ERROR_WANT_READ || code == COpenSSL.SSL_ERROR_WANT_WRITE { return .wantRead }
+        let error = SSLError.fromIO(ssl: ssl, returnCode: r, call: call)
+        return error.kind == .closed ? .closeNotify : .failed(error)
+    }
+
+    private func doHandshake(context: ChannelHandlerContext) {
+        // An error some earlier C call on this thread left behind is not this connection's.
+        _ = CallbackRegistry.takePendingError()
+        switch step("SSL_do_handshake", { COpenSSL.SSL_do_handshake(ssl.rawValue) }) {
+        case .ok:
+            handshakeFinished(context: context)
+        case .wantRead:
+            writeOutbound(context: context, flush: true)
+        case .closeNotify:
+            fail(context: context, SSLError(kind: .closed, call: "SSL_do_handshake", status: .zeroReturn,
+                                            message: "SSL connection closed: the peer sent close_notify during the handshake"))
+        case .failed(let error):
+            fail(context: context, error)
+        }
+    }
+
+    private func handshakeFinished(context: ChannelHandlerContext) {
+        isHandshakeDone = true
+        handshakeTimer?.cancel(); handshakeTimer = nil
+        writeOutbound(context: context, flush: true)
+        handshakeOutcome.succeed()
+        context.fireUserInboundEventTriggered(OpenSSLEvent.handshakeCompleted(version: SSL_get_version(ssl), alpn: ssl.alpnSelected))
+        guard failure == nil, !released else { return }
+        if detaching {
+            beginDetachShutdown(context: context)
+        } else {
+            encryptFlushed(context: context)
+        }
+    }
+
+    // MARK: Inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if passThrough || released { context.fireChannelRead(data); return }
+        buffers.receive(unwrapInboundIn(data))
+        processInbound(context: context)
+    }
+
+    private func processInbound(context: ChannelHandlerContext) {
+        guard started, failure == nil, !released else {
+            buffers.inbound = buffers.empty
+            return
+        }
+        if !isHandshakeDone {
+            doHandshake(context: context)
+            guard isHandshakeDone, failure == nil, !released else {
+                buffers.releaseConsumedInbound()
+                return
+            }
+        }
+        readPlaintext(context: context)
+        guard failure == nil, !released else { return }
+        writeOutbound(context: context, flush: true)
+        buffers.releaseConsumedInbound()
+        if writeWaitsForRead {
+            writeWaitsForRead = false
+            encryptFlushed(context: context)
+        }
+    }
+
+    /// Decrypts everything received so far into as few buffers as possible.
+    private func readPlaintext(context: ChannelHandlerContext) {
+        guard !receivedCloseNotify else { return }
+        var out = plaintextBuffer(context: context)
+        while true {
+            if out.writableBytes == 0 {
+                deliver(out, context: context)
+                guard failure == nil, !released, !receivedCloseNotify else { return }
+                out = plaintextBuffer(context: context)
+            }
+            let outcome = out.withUnsafeMutableWritableBytes { space in
+                step("SSL_read") { COpenSSL.SSL_read(ssl.rawValue, space.baseAddress, Int32(clamping: space.count)) }
+            }
+            switch outcome {
+            case .ok(let n):
+                out.moveWriterIndex(forwardBy: Int(n))
+            case .wantRead:
+                if out.readableBytes > 0 { deliver(out, context: context) }
+                return
+            case .closeNotify:
+                if out.readableBytes > 0 { deliver(out, context: context) }
+                guard failure == nil, !released else { return }
+                peerSentCloseNotify(context: context)
+                return
+            case .failed(let error):
+                if out.readableBytes > 0 { deliver(out, context: context) }
+                fail(context: context, error)
+                return
+            }
+        }
+    }
+
+    private func plaintextBuffer(context: ChannelHandlerContext) -> ByteBuffer {
+        // Plaintext is never longer than its ciphertext; one more record's worth covers a record begun
+        // in an earlier read.
+        let n = buffers.inbound.readableBytes
+        return context.channel.allocator.buffer(capacity: n >= 8192 ? n + OpenSSLHandler.recordSize + 512 : max(n + 1024, 2048))
+    }
+
+    private func deliver(_ plaintext: ByteBuffer, context: ChannelHandlerContext) {
+        deliveredPlaintext = true
+        userReadPending = false
+        if closing { return }  // the application closed: nothing more is read
+        context.fireChannelRead(wrapInboundOut(plaintext))
+    }
+
+    private func peerSentCloseNotify(context: ChannelHandlerContext) {
+        receivedCloseNotify = true
+        context.fireUserInboundEventTriggered(OpenSSLEvent.closeNotifyReceived)
+        guard failure == nil, !released else { return }
+        if detaching { finishDetach(context: context); return }
+        if closing { finishClose(context: context); return }
+        var action = onPeerClose
+        if action == .automatic {
+            let halfClosure = (try? context.channel.syncOptions?.getOption(ChannelOptions.allowRemoteHalfClosure)) ?? false
+            action = halfClosure ? .halfClose : .close
+        }
+        switch action {
+        case .halfClose:
+            firedInputClosed = true
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        case .detach:
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        default:
+            startClose(context: context, promise: nil)
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if passThrough || released { context.fireChannelReadComplete(); return }
+        writeOutbound(context: context, flush: true)
+        buffers.releaseConsumedInbound()
+        let wantsMore = started && failure == nil && (!isHandshakeDone || ((detaching || closing) && !receivedCloseNotify)
+                                                       || (userReadPending && !deliveredPlaintext))
+        deliveredPlaintext = false
+        context.fireChannelReadComplete()
+        if wantsMore && !released && context.channel.isActive { context.read() }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel(); handshakeTimer = nil
+        shutdownTimer?.cancel(); shutdownTimer = nil
+        if passThrough || released { context.fireChannelInactive(); return }
+        if started && !isHandshakeDone && failure == nil {
+            let error = SSLError(kind: .closed, call: "SSL_do_handshake",
+                                 message: locallyClosed ? "SSL connection closed: the channel was closed during the handshake"
+                                                        : "SSL connection closed: the peer closed the connection during the handshake")
+            failure = error
+            handshakeOutcome.fail(error)
+            if !locallyClosed { context.fireErrorCaught(error) }
+        } else if isHandshakeDone && failure == nil && !receivedCloseNotify && !locallyClosed && !closing && !sentCloseNotify {
+            // The transport ended without the peer's close_notify: not a clean end (maybe a truncation).
+            let error = unexpectedEOF()
+            failure = error
+            context.fireErrorCaught(error)
+        }
+        let closed = SSLError(kind: .closed, call: "SSL_shutdown", message: "SSL connection closed")
+        if detaching && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
+        failPending(failure ?? ChannelError.ioOnClosedChannel)
+        closePromise?.succeed(); closePromise = nil
+        context.fireChannelInactive()
+    }
+
+    private func unexpectedEOF() -> SSLError {
+        SSLError(kind: .error, call: "SSL_read", status: .syscall, message: SSLError.unexpectedEOFMessage)
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard !passThrough, !released, let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        // The peer half-closed the TCP connection (the channel allows remote half-closure).
+        buffers.inboundEOF = true
+        if !started || failure != nil {
+            context.fireUserInboundEventTriggered(event)
+        } else if !isHandshakeDone {
+            fail(context: context, SSLError(kind: .closed, call: "SSL_do_handshake",
+                                            message: "SSL connection closed: the peer closed the connection during the handshake"))
+        } else if receivedCloseNotify {
+            if !firedInputClosed {
+                firedInputClosed = true
+                context.fireUserInboundEventTriggered(event)
+            }
+        } else {
+            // No close_notify: OpenSSL reads the EOF and says so (an unexpected EOF).
+            processInbound(context: context)
+            if failure == nil && !released && !receivedCloseNotify {
+                fail(context: context, unexpectedEOF())
+            }
+        }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard !passThrough, !released, started, let io = error as? IOError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        // A system error under TLS, as the blocking layer reports it.
+        let converted = SSLError(kind: .error, call: isHandshakeDone ? "SSL_read" : "SSL_do_handshake", status: .syscall,
+                                 errno: io.errnoCode, message: "\(io)")
+        if !isHandshakeDone && failure == nil {
+            failure = converted
+            handshakeOutcome.fail(converted)
+        }
+        context.fireErrorCaught(converted)
+    }
+
+    // MARK: Outbound
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if passThrough { context.write(data, promise: promise); return }
+        if let failure { promise?.fail(failure); return }
+        if released { promise?.fail(ChannelError.ioOnClosedChannel); return }
+        let buffer = unwrapOutboundIn(data)
+        if detaching && sentCloseNotify {
+            afterDetach.append(PendingWrite(buffer: buffer, promise: promise))
+            return
+        }
+        if closing || sentCloseNotify {
+            promise?.fail(ChannelError.outputClosed)
+            return
+        }
+        pending.append(PendingWrite(buffer: buffer, promise: promise))
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        if passThrough { context.flush(); return }
+        if detaching && sentCloseNotify { afterDetachFlushed = true; return }
+        flushedCount = pending.count
+        encryptFlushed(context: context)
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        if !passThrough { userReadPending = true }
+        context.read()
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !passThrough && context.channel.isWritable { encryptFlushed(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Collects the promises of the writes one chunk of ciphertext completes.
+    private struct Promises {
+        var first: EventLoopPromise<Void>?
+        var more: [EventLoopPromise<Void>] = []
+
+        mutating func add(_ promise: EventLoopPromise<Void>?) {
+            guard let promise else { return }
+            if first == nil { first = promise } else { more.append(promise) }
+        }
+
+        /// One promise standing for all of them.
+        func combined(on eventLoop: EventLoop) -> EventLoopPromise<Void>? {
+            guard let first, !more.isEmpty else { return first }
+            let all = eventLoop.makePromise(of: Void.self)
+            all.futureResult.cascade(to: first)
+            for promise in more { all.futureResult.cascade(to: promise) }
+            return all
+        }
+
+        func fail(_ error: Error) {
+            first?.fail(error)
+            for promise in more { promise.fail(error) }
+        }
+    }
+
+    /// Encrypts the flushed writes and passes the ciphertext on, a chunk at a time while the channel is
+    /// writable (all of it when `ignoringBackPressure`).
+    private func encryptFlushed(context: ChannelHandlerContext, ignoringBackPressure: Bool = false) {
+        guard !inEncrypt, isHandshakeDone, failure == nil, !released, !sentCloseNotify, flushedCount > 0 else { return }
+        inEncrypt = true
+        defer { inEncrypt = false }
+        var wroteChunk = false
+        while flushedCount > 0 && failure == nil && !released {
+            if wroteChunk && !ignoringBackPressure && !context.channel.isWritable { break }
+            var promises = Promises()
+            var produced = 0
+            let first = pending[pending.startIndex].buffer.readableBytes
+            buffers.reserveOutbound(min(max(first, OpenSSLHandler.recordSize), OpenSSLHandler.chunkSize) + 1024)
+            while flushedCount > 0 && produced < OpenSSLHandler.chunkSize {
+                let head = pending.startIndex
+                let readable = pending[head].buffer.readableBytes
+                if readable == 0 {
+                    promises.add(pending.removeFirst().promise)
+                    flushedCount -= 1
+                    continue
+                }
+                let outcome: Step
+                if coalescesWrites && readable < OpenSSLHandler.recordSize && flushedCount > 1 {
+                    outcome = writeCoalesced(&promises)
+                } else {
+                    let n = min(readable, OpenSSLHandler.chunkSize - produced)
+                    outcome = pending[head].buffer.withUnsafeReadableBytes { bytes in
+                        step("SSL_write") { COpenSSL.SSL_write(ssl.rawValue, bytes.baseAddress, Int32(n)) }
+                    }
+                    if case .ok(let written) = outcome {
+                        pending[head].buffer.moveReaderIndex(forwardBy: Int(written))
+                        if pending[head].buffer.readableBytes == 0 {
+                            promises.add(pending.removeFirst().promise)
+                            flushedCount -= 1
+                        }
+                    }
+                }
+                switch outcome {
+                case .ok(let written):
+                    produced += Int(written)
+                case .wantRead:
+                    writeWaitsForRead = true
+                    writeOutbound(context: context, flush: true, promise: promises.combined(on: context.eventLoop))
+                    return
+                case .closeNotify:
+                    let error = SSLError(kind: .closed, call: "SSL_write", status: .zeroReturn, message: "SSL connection closed")
+                    promises.fail(error)
+                    fail(context: context, error)
+                    return
+                case .failed(let error):
+                    promises.fail(error)
+                    fail(context: context, error)
+                    return
+                }
+            }
+            writeOutbound(context: context, flush: true, promise: promises.combined(on: context.eventLoop))
+            wroteChunk = true
+        }
+    }
+
+    /// Copies the flushed small writes at the head into one record's worth of plaintext and encrypts it
+    /// with one `SSL_write`; collects the promises of the writes it used up.
+    private func writeCoalesced(_ promises: inout Promises) -> Step {
+        withUnsafeTemporaryAllocation(byteCount: OpenSSLHandler.recordSize, alignment: 16) { record in
+            var filled = 0
+            var used = 0
+            var index = pending.startIndex
+            while used < flushedCount && filled < OpenSSLHandler.recordSize {
+                let take = min(pending[index].buffer.readableBytes, OpenSSLHandler.recordSize - filled)
+                if take > 0 {
+                    pending[index].buffer.readWithUnsafeReadableBytes { source in
+                        (record.baseAddress! + filled).copyMemory(from: source.baseAddress!, byteCount: take)
+                        return take
+                    }
+                    filled += take
+                }
+                guard pending[index].buffer.readableBytes == 0 else { break }
+                used += 1
+                index = pending.index(after: index)
+            }
+            for _ in 0..<used { promises.add(pending.removeFirst().promise) }
+            flushedCount -= used
+            return step("SSL_write") { COpenSSL.SSL_write(ssl.rawValue, record.baseAddress, Int32(filled)) }
+        }
+    }
+
+    /// Passes what OpenSSL wrote down the pipeline.
+    private func writeOutbound(context: ChannelHandlerContext, flush: Bool, promise: EventLoopPromise<Void>? = nil) {
+        if let out = buffers.takeOutbound() {
+            context.write(wrapOutboundOut(out), promise: promise)
+            if flush { context.flush() }
+        } else {
+            promise?.succeed()
+        }
+    }
+
+    private func failPending(_ error: Error) {
+        flushedCount = 0
+        while let write = pending.popFirst() { write.promise?.fail(error) }
+    }
+
+    // MARK: Close
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if passThrough || released { context.close(mode: mode, promise: promise); return }
+        switch mode {
+        case .output:
+            guard isHandshakeDone, failure == nil, !sentCloseNotify else {
+                context.close(mode: .output, promise: promise)
+                return
+            }
+            // TLS half-closure: our close_notify, then the TCP FIN.
+            flushedCount = pending.count
+            encryptFlushed(context: context, ignoringBackPressure: true)
+            let sent = context.eventLoop.makePromise(of: Void.self)
+            sendCloseNotify(context: context, promise: sent)
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            sent.futureResult.whenComplete { _ in bound.value.close(mode: .output, promise: promise) }
+        case .all:
+            locallyClosed = true
+            if closing {
+                if let promise {
+                    if let closePromise { closePromise.futureResult.cascade(to: promise) } else { closePromise = promise }
+                }
+                return
+            }
+            if started && !isHandshakeDone && failure == nil {
+                let error = SSLError(kind: .closed, call: "SSL_do_handshake",
+                                     message: "SSL connection closed: the channel was closed during the handshake")
+                failure = error
+                handshakeOutcome.fail(error)
+            }
+            guard isHandshakeDone, failure == nil else {
+                failPending(failure ?? ChannelError.ioOnClosedChannel)
+                context.close(mode: .all, promise: promise)
+                return
+            }
+            startClose(context: context, promise: promise)
+        default:
+            context.close(mode: mode, promise: promise)
+        }
+    }
+
+    /// Sends what was flushed and close_notify, then closes once the peer's close_notify arrived (or
+    /// after ``closeTimeout``). Unflushed writes fail.
+    private func startClose(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        closing = true
+        closePromise = promise
+        encryptFlushed(context: context, ignoringBackPressure: true)
+        failPending(ChannelError.ioOnClosedChannel)
+        if !sentCloseNotify { sendCloseNotify(context: context, promise: nil) }
+        if receivedCloseNotify || buffers.inboundEOF || !context.channel.isActive {
+            finishClose(context: context)
+            return
+        }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        shutdownTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(max(closeTimeout, 0) * 1e9))) {
+            let (handler, context) = bound.value
+            handler.shutdownTimer = nil
+            handler.finishClose(context: context)
+        }
+        context.read()
+    }
+
+    private func finishClose(context: ChannelHandlerContext) {
+        guard closing, !released else { return }
+        shutdownTimer?.cancel(); shutdownTimer = nil
+        let promise = closePromise
+        closePromise = nil
+        locallyClosed = true
+        context.close(mode: .all, promise: promise)
+    }
+
+    /// `SSL_shutdown`: close_notify into the outbound buffer, passed on and flushed.
+    private func sendCloseNotify(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        guard !sentCloseNotify else { promise?.succeed(); return }
+        sentCloseNotify = true
+        COpenSSL.ERR_clear_error()
+        _ = COpenSSL.SSL_shutdown(ssl.rawValue)  // 0: sent, the peer's not read yet; 1: both; < 0: nothing to do
+        _ = CallbackRegistry.takePendingError()
+        COpenSSL.ERR_clear_error()
+        writeOutbound(context: context, flush: true, promise: promise)
+    }
+
+    // MARK: Detach
+
+    /// Removal from the pipeline is a detach (LispWorks' `async-io-state-detach-ssl`): the flushed and
+    /// unflushed writes go out encrypted, then close_notify; once the peer's close_notify arrives the
+    /// handler leaves and the channel carries plaintext. Bytes the peer sent after its close_notify are
+    /// passed on as plaintext; writes made after the detach began are sent as plaintext after ours.
+    public func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        if detaching { return }  // a detach is under way already; it leaves with the first token
+        guard !released else {
+            context.leavePipeline(removalToken: removalToken)
+            return
+        }
+        detaching = true
+        self.removalToken = removalToken
+        guard started, failure == nil else {
+            // Nothing was said over TLS yet (or it broke): just leave.
+            finishDetach(context: context, error: failure)
+            return
+        }
+        if isHandshakeDone {
+            beginDetachShutdown(context: context)
+        } else {
+            // Finish the handshake first (its completion goes on with the detach).
+            context.read()
+        }
+    }
+
+    private func beginDetachShutdown(context: ChannelHandlerContext) {
+        flushedCount = pending.count
+        encryptFlushed(context: context, ignoringBackPressure: true)
+        guard failure == nil, !released else { return }
+        sendCloseNotify(context: context, promise: nil)
+        if receivedCloseNotify { finishDetach(context: context); return }
+        let seconds = detachTimeout
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        shutdownTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(max(seconds, 0) * 1e9))) {
+            let (handler, context) = bound.value
+            handler.shutdownTimer = nil
+            guard !handler.released, handler.detaching else { return }
+            handler.finishDetach(context: context, error: SSLError(kind: .error, call: "SSL_shutdown",
+                message: "the peer did not answer close_notify within \(seconds) s; TLS was detached without it"))
+        }
+        context.read()
+    }
+
+    /// Leaves the pipeline: passes on the plaintext that followed the peer's close_notify and the writes
+    /// made meanwhile, then completes the detach.
+    private func finishDetach(context: ChannelHandlerContext, error: Error? = nil) {
+        shutdownTimer?.cancel(); shutdownTimer = nil
+        guard let token = removalToken else { return }
+        removalToken = nil
+        passThrough = true
+        let leftover = buffers.inbound
+        buffers.inbound = buffers.empty
+        let writes = afterDetach
+        afterDetach = []
+        for write in writes { context.write(wrapOutboundOut(write.buffer), promise: write.promise) }
+        if afterDetachFlushed || !writes.isEmpty { context.flush() }
+        // Writes that were never flushed before the detach went out encrypted with it; anything still
+        // pending here could not be sent under TLS.
+        failPending(error ?? ChannelError.ioOnClosedChannel)
+        if leftover.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(leftover))
+            context.fireChannelReadComplete()
+        }
+        if let error { detachOutcome.fail(error) } else { detachOutcome.succeed() }
+        context.leavePipeline(removalToken: token)
+    }
+
+    // MARK: Failure
+
+    /// A fatal error: the alert OpenSSL queued goes out, everything waiting fails, the error goes down
+    /// the pipeline, the channel closes.
+    private func fail(context: ChannelHandlerContext, _ error: Error) {
+        guard failure == nil, !released else { return }
+        failure = error
+        handshakeTimer?.cancel(); handshakeTimer = nil
+        shutdownTimer?.cancel(); shutdownTimer = nil
+        writeOutbound(context: context, flush: true)
+        handshakeOutcome.fail(error)
+        if detaching { detachOutcome.fail(error) }
+        failPending(error)
+        for write in afterDetach { write.promise?.fail(error) }
+        afterDetach = []
+        context.fireErrorCaught(error)
+        locallyClosed = true
+        let promise = closePromise
+        closePromise = nil
+        context.close(mode: .all, promise: promise)
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// The ``OpenSSLHandler`` of this pipeline, if TLS is attached.
+    public var openSSLHandler: OpenSSLHandler? { try? handler(type: OpenSSLHandler.self) }
+}
