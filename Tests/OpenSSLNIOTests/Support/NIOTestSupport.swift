@@ -43,29 +43,6 @@ func withDeadline<T: Sendable>(_ seconds: TimeInterval, _ what: String = "the te
     }
 }
 
-/// Work on another thread beside the test (a blocking peer), joined with a time limit.
-final class Background: @unchecked Sendable {
-    private let group = DispatchGroup()
-    private var error: Error?
-    let name: String
-
-    init(_ name: String = "background", _ body: @escaping @Sendable () throws -> Void) {
-        self.name = name
-        group.enter()
-        Thread.detachNewThread { [self] in
-            do { try body() } catch { self.error = error }
-            group.leave()
-        }
-    }
-
-    func join(timeout: TimeInterval = 30) throws {
-        if group.wait(timeout: .now() + timeout) == .timedOut {
-            throw NIOTestFailure("\(name) did not finish within \(timeout) s")
-        }
-        if let error { throw error }
-    }
-}
-
 /// Collects what reaches the end of a pipeline: plaintext, events, errors.
 final class Collector: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
