@@ -37,7 +37,7 @@ let package = Package(
             dependencies: ["OpenSSLFLI", "OpenSSLStreams", "OpenSSLNIO", "COpenSSL", "fli-bench-c",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOSSL", package: "swift-nio-ssl")]
+                           .product(name: "NIOTLS", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         // The C reference of `sslcat bench`: OpenSSL used directly from C (built with the package, run by
         // sslcat as a child process).

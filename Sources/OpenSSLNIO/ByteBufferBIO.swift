@@ -10,37 +10,73 @@ import NIOCore
 /// handler passes down the pipeline as a whole. The BIO never blocks: reading an empty inbound answers
 /// "retry", writing always takes everything.
 final class CipherBuffers {
-    /// Ciphertext received from the peer that OpenSSL has not read yet.
-    var inbound: ByteBuffer
+    /// Ciphertext received from the peer that OpenSSL has not read yet: ``inboundBuffer``'s unread
+    /// bytes, from ``inboundCursor``. The buffer is kept (not mutated) while OpenSSL reads through the
+    /// cursor, so the BIO's read is a bounds check and a copy.
+    private var inboundBuffer: ByteBuffer
+    private var inboundCursor: UnsafeRawPointer?
+    private(set) var inboundCount = 0
     /// Ciphertext OpenSSL has written that is not passed to the channel yet.
     var outbound: ByteBuffer
     /// The transport's input ended (the peer half-closed or closed the TCP connection).
     var inboundEOF = false
-    /// An empty buffer, to let go of a consumed inbound buffer without allocating.
+    /// An empty buffer, to let go of a consumed buffer without allocating.
     let empty: ByteBuffer
     let allocator: ByteBufferAllocator
 
     init(allocator: ByteBufferAllocator) {
         self.allocator = allocator
         empty = allocator.buffer(capacity: 0)
-        inbound = empty
+        inboundBuffer = empty
         outbound = empty
     }
 
-    /// Adds ciphertext received from the channel.
+    /// Adds ciphertext received from the channel (kept as it is when nothing is left of the last).
     func receive(_ buffer: ByteBuffer) {
-        if inbound.readableBytes == 0 {
-            inbound = buffer
+        if inboundCount == 0 {
+            inboundBuffer = buffer
         } else {
+            var rest = takeInbound()
             var buffer = buffer
-            inbound.writeBuffer(&buffer)
+            rest.writeBuffer(&buffer)
+            inboundBuffer = rest
         }
+        inboundCount = inboundBuffer.readableBytes
+        inboundCursor = inboundCount == 0 ? nil : inboundBuffer.withUnsafeReadableBytes { UnsafeRawPointer($0.baseAddress) }
+    }
+
+    /// Copies up to `count` received bytes to `destination`; how many.
+    @inline(__always)
+    func read(into destination: UnsafeMutableRawPointer, count: Int) -> Int {
+        let n = min(count, inboundCount)
+        guard n > 0, let cursor = inboundCursor else { return 0 }
+        destination.copyMemory(from: cursor, byteCount: n)
+        inboundCursor = cursor + n
+        inboundCount -= n
+        return n
+    }
+
+    /// The received bytes OpenSSL has not read, taken out (what follows a close_notify on detach).
+    func takeInbound() -> ByteBuffer {
+        var rest = inboundBuffer
+        rest.moveReaderIndex(forwardBy: rest.readableBytes - inboundCount)
+        inboundBuffer = empty
+        inboundCursor = nil
+        inboundCount = 0
+        return rest
+    }
+
+    /// Drops whatever was received and not read.
+    func discardInbound() {
+        inboundBuffer = empty
+        inboundCursor = nil
+        inboundCount = 0
     }
 
     /// Lets go of a consumed inbound buffer (NIO reuses receive buffers nobody else holds).
     @inline(__always)
     func releaseConsumedInbound() {
-        if inbound.readableBytes == 0 && inbound.capacity > 0 { inbound = empty }
+        if inboundCount == 0 && inboundBuffer.capacity > 0 { discardInbound() }
     }
 
     /// Takes what OpenSSL wrote (nil when nothing).
@@ -95,16 +131,11 @@ enum ByteBufferBIO {
         COpenSSL.BIO_meth_set_read(m) { bio, data, length in
             guard let buffers = ByteBufferBIO.buffers(bio), let data, length > 0 else { return 0 }
             COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
-            let available = buffers.inbound.readableBytes
-            if available == 0 {
+            let n = buffers.read(into: data, count: Int(length))
+            if n == 0 {
                 if buffers.inboundEOF { return 0 }
                 COpenSSL.BIO_set_flags(bio, ByteBufferBIO.flagsRead | ByteBufferBIO.flagsShouldRetry)
                 return -1
-            }
-            let n = min(available, Int(length))
-            buffers.inbound.readWithUnsafeReadableBytes { source in
-                UnsafeMutableRawPointer(data).copyMemory(from: source.baseAddress!, byteCount: n)
-                return n
             }
             return Int32(n)
         }
@@ -113,8 +144,8 @@ enum ByteBufferBIO {
             switch command {
             case COpenSSL.BIO_CTRL_FLUSH: return 1
             case COpenSSL.BIO_CTRL_EOF:
-                return (buffers?.inboundEOF ?? true) && (buffers?.inbound.readableBytes ?? 0) == 0 ? 1 : 0
-            case COpenSSL.BIO_CTRL_PENDING: return buffers.map { $0.inbound.readableBytes } ?? 0
+                return (buffers?.inboundEOF ?? true) && (buffers?.inboundCount ?? 0) == 0 ? 1 : 0
+            case COpenSSL.BIO_CTRL_PENDING: return buffers.map { $0.inboundCount } ?? 0
             case COpenSSL.BIO_CTRL_WPENDING: return buffers.map { $0.outbound.readableBytes } ?? 0
             default: return 0
             }

@@ -193,7 +193,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         for write in afterDetach { write.promise?.fail(ChannelError.ioOnClosedChannel) }
         afterDetach = []
         closePromise?.succeed(); closePromise = nil
-        buffers.inbound = buffers.empty
+        buffers.discardInbound()
         buffers.outbound = buffers.empty
         owner = nil  // frees what was made; takes our BIO off a caller's SSL
     }
@@ -246,11 +246,19 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         case failed(Error)
     }
 
+    /// Starts a run of `SSL_*` calls (once per event, not per call): an empty error queue for
+    /// `SSL_get_error`, no stale `errno`, and no callback error some earlier C call on this thread left
+    /// behind. Each failing call drains the queue again (``SSLError/fromIO(ssl:returnCode:call:)``).
+    @inline(__always)
+    private func beginCalls() {
+        COpenSSL.ERR_clear_error()
+        errno = 0
+        _ = CallbackRegistry.takePendingError()
+    }
+
     /// Runs one `SSL_*` I/O call and says what came of it: a callback's error first, then OpenSSL's.
     @inline(__always)
     private func step(_ call: String, _ operation: () -> Int32) -> Step {
-        COpenSSL.ERR_clear_error()
-        errno = 0
         let r = operation()
         if let callbackError = CallbackRegistry.takePendingError() {
             COpenSSL.ERR_clear_error()
@@ -264,8 +272,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func doHandshake(context: ChannelHandlerContext) {
-        // An error some earlier C call on this thread left behind is not this connection's.
-        _ = CallbackRegistry.takePendingError()
+        beginCalls()
         switch step("SSL_do_handshake", { COpenSSL.SSL_do_handshake(ssl.rawValue) }) {
         case .ok:
             handshakeFinished(context: context)
@@ -303,7 +310,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func processInbound(context: ChannelHandlerContext) {
         guard started, failure == nil, !released else {
-            buffers.inbound = buffers.empty
+            buffers.discardInbound()
             return
         }
         if !isHandshakeDone {
@@ -326,11 +333,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Decrypts everything received so far into as few buffers as possible.
     private func readPlaintext(context: ChannelHandlerContext) {
         guard !receivedCloseNotify else { return }
+        beginCalls()
         var out = plaintextBuffer(context: context)
         while true {
             if out.writableBytes == 0 {
                 deliver(out, context: context)
                 guard failure == nil, !released, !receivedCloseNotify else { return }
+                beginCalls()
                 out = plaintextBuffer(context: context)
             }
             let outcome = out.withUnsafeMutableWritableBytes { space in
@@ -358,7 +367,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func plaintextBuffer(context: ChannelHandlerContext) -> ByteBuffer {
         // Plaintext is never longer than its ciphertext; one more record's worth covers a record begun
         // in an earlier read.
-        let n = buffers.inbound.readableBytes
+        let n = buffers.inboundCount
         return context.channel.allocator.buffer(capacity: n >= 8192 ? n + OpenSSLHandler.recordSize + 512 : max(n + 1024, 2048))
     }
 
@@ -537,6 +546,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard !inEncrypt, isHandshakeDone, failure == nil, !released, !sentCloseNotify, flushedCount > 0 else { return }
         inEncrypt = true
         defer { inEncrypt = false }
+        beginCalls()
         var wroteChunk = false
         while flushedCount > 0 && failure == nil && !released {
             if wroteChunk && !ignoringBackPressure && !context.channel.isWritable { break }
@@ -767,8 +777,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard let token = removalToken else { return }
         removalToken = nil
         passThrough = true
-        let leftover = buffers.inbound
-        buffers.inbound = buffers.empty
+        let leftover = buffers.takeInbound()
         let writes = afterDetach
         afterDetach = []
         for write in writes { context.write(wrapOutboundOut(write.buffer), promise: write.promise) }

@@ -24,7 +24,20 @@ struct Bench: ParsableCommand {
     @Option(help: "Rounds per benchmark and layer, interleaved; medians count (default 5, quick 1).")
     var rounds: Int?
 
+    @Option(help: "Swift layers to measure against C (comma-separated, or all): streams, nio (OpenSSLHandler), nio-ssl (swift-nio-ssl's NIOSSLHandler, same NIO harness). nio and nio-ssl run bulk_16k, bulk_1k and handshake_full. Default: streams.")
+    var layers: String?
+
     static let allNames = ["bulk_16k", "bulk_1k", "handshake_full", "handshake_resumed", "direct_call", "memory_per_conn"]
+    static let allLayers = ["streams", "nio", "nio-ssl"]
+    /// The benchmarks the NIO layers run.
+    static let nioNames: Set<String> = ["bulk_16k", "bulk_1k", "handshake_full"]
+
+    /// The layers asked for, in the order of ``allLayers``.
+    var selectedLayers: [String] {
+        guard let layers else { return ["streams"] }
+        let asked = layers.split(separator: ",").map(String.init)
+        return asked.contains("all") ? Self.allLayers : Self.allLayers.filter(asked.contains)
+    }
 
     func validate() throws {
         if let only {
@@ -33,6 +46,12 @@ struct Bench: ParsableCommand {
             }
         }
         if let rounds, rounds < 1 { throw ValidationError("--rounds must be at least 1") }
+        if let layers {
+            for layer in layers.split(separator: ",") where layer != "all" && !Self.allLayers.contains(String(layer)) {
+                throw ValidationError("unknown layer '\(layer)' (known: \(Self.allLayers.joined(separator: ", ")), all)")
+            }
+            if selectedLayers.isEmpty { throw ValidationError("--layers names no layer") }
+        }
     }
 
     struct Result: Codable {
@@ -71,27 +90,55 @@ struct Bench: ParsableCommand {
         try serverKey.pem().write(toFile: keyFile, atomically: true, encoding: .utf8)
         let reference = try CReference(caFile: caFile, certFile: certFile, keyFile: keyFile)
         let streams = try StreamBench(caFile: caFile, certFile: certFile, keyFile: keyFile)
-        progress("C reference: \(reference.path)")
+        let layers = selectedLayers
+        let nio = layers.contains(where: { $0.hasPrefix("nio") }) ? try NIOBench(caFile: caFile, certFile: certFile, keyFile: keyFile) : nil
+        defer { nio?.shutdown() }
+        progress("C reference: \(reference.path); layers: \(layers.joined(separator: ", "))")
         progress("\(ProcessInfo.processInfo.activeProcessorCount) cores; \(rounds) round(s) per layer; workloads: bulk \(bulk16Total / mib) / \(bulk1Total / mib) MiB, \(handshakeCount) handshakes, \(connections) idle connections")
 
         var results: [Result] = []
-        /// Rounds run C then Swift, interleaved, so that both see the same machine weather. A layer's
-        /// value is the median of its rounds; its ratio is the median of the per-round ratios.
-        func measure(_ name: String, unit: String, layer: String = "streams", c: () throws -> Double, swift: () throws -> Double) rethrows {
-            var cs: [Double] = [], ss: [Double] = []
+        /// Rounds run C then each Swift layer, interleaved, so that all see the same machine weather. A
+        /// layer's value is the median of its rounds; its ratio is the median of the per-round ratios.
+        func measure(_ name: String, unit: String, c: () throws -> Double, layers: [(String, () throws -> Double)]) throws {
+            guard !layers.isEmpty else {
+                progress("\(name): none of the selected layers measures it; skipped")
+                return
+            }
+            var cs: [Double] = [], ss = [[Double]](repeating: [], count: layers.count)
             for round in 1...rounds {
                 cs.append(try c())
                 progress(String(format: "%@ c round %d/%d: %.1f %@", name, round, rounds, cs.last!, unit))
-                ss.append(try swift())
-                progress(String(format: "%@ %@ round %d/%d: %.1f %@ (ratio %.3f)", name, layer, round, rounds, ss.last!, unit, ss.last! / cs.last!))
+                for (i, (layer, swift)) in layers.enumerated() {
+                    ss[i].append(try swift())
+                    progress(String(format: "%@ %@ round %d/%d: %.1f %@ (ratio %.3f)", name, layer, round, rounds, ss[i].last!, unit, ss[i].last! / cs.last!))
+                }
             }
             func median(_ xs: [Double]) -> Double {
                 let sorted = xs.sorted()
                 return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
             }
-            let ratio = median(zip(ss, cs).map { $0 / $1 })
             results.append(Result(name: name, layer: "c", value: median(cs), unit: unit, ratio_to_c: 1))
-            results.append(Result(name: name, layer: layer, value: median(ss), unit: unit, ratio_to_c: ratio))
+            for (i, (layer, _)) in layers.enumerated() {
+                let ratio = median(zip(ss[i], cs).map { $0 / $1 })
+                results.append(Result(name: name, layer: layer, value: median(ss[i]), unit: unit, ratio_to_c: ratio))
+            }
+        }
+
+        /// The selected layers that run `name`, each with how it measures it.
+        func swiftLayers(_ name: String, streams streamsMeasure: @escaping () throws -> Double,
+                         nio nioMeasure: ((NIOBench.Engine) throws -> Double)? = nil) -> [(String, () throws -> Double)] {
+            var list: [(String, () throws -> Double)] = []
+            for layer in layers {
+                switch layer {
+                case "streams": list.append((layer, streamsMeasure))
+                case "nio", "nio-ssl":
+                    guard let nioMeasure, Self.nioNames.contains(name) else { continue }
+                    let engine: NIOBench.Engine = layer == "nio" ? .openSSL : .nioSSL
+                    list.append((layer, { try nioMeasure(engine) }))
+                default: break
+                }
+            }
+            return list
         }
 
         for name in Self.allNames where selected.contains(name) {
@@ -101,20 +148,26 @@ struct Bench: ParsableCommand {
                 let total = name == "bulk_16k" ? bulk16Total : bulk1Total
                 try measure(name, unit: "MB/s",
                             c: { Double(total) / 1e6 / (try reference.bulk(writeSize: size, total: total)) },
-                            swift: { Double(total) / 1e6 / (try streams.bulk(writeSize: size, total: total)) })
+                            layers: swiftLayers(name, streams: { Double(total) / 1e6 / (try streams.bulk(writeSize: size, total: total)) },
+                                                nio: { engine in Double(total) / 1e6 / (try nio!.bulk(engine, writeSize: size, total: total)) }))
             case "handshake_full", "handshake_resumed":
                 let resume = name == "handshake_resumed"
                 try measure(name, unit: "handshakes/s", c: {
                     let r = try reference.handshakes(count: handshakeCount, resume: resume)
                     if resume && r.reused != handshakeCount { throw SSLCatFailure("C reference: only \(r.reused) of \(handshakeCount) resumed") }
                     return Double(handshakeCount) / r.seconds
-                }, swift: {
+                }, layers: swiftLayers(name, streams: {
                     let r = try streams.handshakes(count: handshakeCount, resume: resume)
                     if resume && r.reused != handshakeCount { throw SSLCatFailure("streams: only \(r.reused) of \(handshakeCount) resumed") }
                     if !resume && r.reused != 0 { throw SSLCatFailure("streams: \(r.reused) full handshakes were resumed") }
                     return Double(handshakeCount) / r.seconds
-                })
+                }, nio: { engine in
+                    let r = try nio!.handshakes(engine, count: handshakeCount)
+                    if r.reused != 0 { throw SSLCatFailure("\(engine.rawValue): \(r.reused) full handshakes were resumed") }
+                    return Double(handshakeCount) / r.seconds
+                }))
             case "direct_call":
+                guard layers.contains("streams") else { progress("direct_call: measured with the streams layer only; skipped"); continue }
                 let iterations = quick ? 5_000_000 : 20_000_000
                 let figures = try DirectCallBench(iterations: iterations, rounds: quick ? 3 : 7).measure(progress: progress)
                 results.append(Result(name: name, layer: "c", value: figures.raw, unit: "ns/call", ratio_to_c: 1))
@@ -123,7 +176,9 @@ struct Bench: ParsableCommand {
                 // Each measurement in a fresh process (memory this process freed earlier would hide growth).
                 try measure(name, unit: "bytes",
                             c: { Double(try reference.memoryPerConnection(count: connections)) },
-                            swift: { Double(try BenchWorker.memoryPerConnection(count: connections, caFile: caFile, certFile: certFile, keyFile: keyFile)) })
+                            layers: swiftLayers(name, streams: {
+                                Double(try BenchWorker.memoryPerConnection(count: connections, caFile: caFile, certFile: certFile, keyFile: keyFile))
+                            }))
             default: break
             }
         }
@@ -159,11 +214,31 @@ struct BenchWorker: ParsableCommand {
     @Option var memory: Int?
     @Option var handshakes: Int?
     @Flag var resume = false
+    /// With --handshakes or --bulk: the NIO layer to run ("nio" or "nio-ssl") instead of streams.
+    @Option var nio: String?
+    /// Bytes per write of a bulk transfer (NIO layers), with --total.
+    @Option var bulk: Int?
+    @Option var total: Int = 256 << 20
     @Option var ca: String
     @Option var cert: String
     @Option var key: String
 
     func run() throws {
+        if let nio {
+            // For profiling the NIO layers alone.
+            guard let engine = NIOBench.Engine(rawValue: nio) else { throw ValidationError("--nio: nio or nio-ssl") }
+            let bench = try NIOBench(caFile: ca, certFile: cert, keyFile: key)
+            defer { bench.shutdown() }
+            if let handshakes {
+                let r = try bench.handshakes(engine, count: handshakes)
+                print("handshake \(handshakes) \(r.seconds) \(r.reused)")
+            }
+            if let bulk {
+                let seconds = try bench.bulk(engine, writeSize: bulk, total: total)
+                print("bulk \(bulk) \(seconds) \(Double(total) / 1e6 / seconds) MB/s")
+            }
+            return
+        }
         let bench = try StreamBench(caFile: ca, certFile: cert, keyFile: key)
         if let memory { print("memory \(memory) \(try bench.memoryPerConnection(count: memory))") }
         if let handshakes {

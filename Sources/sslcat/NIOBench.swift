@@ -1,0 +1,307 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import OpenSSLFLI
+import OpenSSLNIO
+
+/// The Swift side of the `nio` and `nio-ssl` layers of `sslcat bench`: one SwiftNIO harness, run with
+/// this package's ``OpenSSLHandler`` (system OpenSSL over memory BIOs) or with swift-nio-ssl's
+/// `NIOSSLHandler` (BoringSSL) on both ends. Client and server each have an event loop of their own
+/// (two threads, as the C reference), in this process, over loopback TCP. The same workloads as
+/// `Benchmarks/CReference/main.c`: TLS 1.3 (OpenSSL: TLS_AES_128_GCM_SHA256; BoringSSL picks
+/// AES-128-GCM first where the CPU has AES instructions), the client verifies the certificate and the
+/// host name "localhost".
+///
+/// Bulk: after the handshake the client writes `total` bytes in `writeSize` writes, flushing every
+/// 64 KiB and pausing while the channel is not writable; the time runs from the first write to the
+/// server's last byte read. Handshakes: `count` connections one after the other (connect, handshake,
+/// one byte from the server, close); none is resumed.
+final class NIOBench {
+    enum Engine: String {
+        case openSSL = "nio"
+        case nioSSL = "nio-ssl"
+    }
+
+    let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let serverCtx: SSLContextPointer
+    let clientCtx: SSLContextPointer
+    let nioServerContext: NIOSSLContext
+    let nioClientContext: NIOSSLContext
+
+    init(caFile: String, certFile: String, keyFile: String) throws {
+        serverCtx = try makeSSLCtx(side: .server)
+        clientCtx = try makeSSLCtx(side: .client)
+        try useCertificateChainFile(serverCtx, file: certFile)
+        try usePrivateKeyFile(serverCtx, file: keyFile)
+        try loadVerifyLocations(clientCtx, file: caFile)
+        SSL_CTX_set_verify(clientCtx, SSL_VERIFY_PEER, nil)
+        for ctx in [serverCtx, clientCtx] {
+            _ = SSL_CTX_set_min_proto_version(ctx, Int(TLS1_3_VERSION))
+            guard SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256") == 1 else {
+                throw SSLError.fromQueue(call: "SSL_CTX_set_ciphersuites")
+            }
+        }
+        var server = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem)))
+        server.minimumTLSVersion = .tlsv13
+        var client = TLSConfiguration.makeClientConfiguration()
+        client.trustRoots = .file(caFile)
+        client.minimumTLSVersion = .tlsv13
+        nioServerContext = try NIOSSLContext(configuration: server)
+        nioClientContext = try NIOSSLContext(configuration: client)
+    }
+
+    /// Stops the event loops and frees the contexts (call it from outside the event loops).
+    func shutdown() {
+        try? clientGroup.syncShutdownGracefully()
+        try? serverGroup.syncShutdownGracefully()
+        destroySSLCtx(serverCtx)
+        destroySSLCtx(clientCtx)
+    }
+
+    /// Reads of up to 256 KiB (NIO's default stops at 64 KiB): many records per system call, as the
+    /// streams layer reads. The same for both engines.
+    static var receiveAllocator: AdaptiveRecvByteBufferAllocator {
+        ProcessInfo.processInfo.environment["NIOBENCH_DEFAULT_RECV"] != nil ? AdaptiveRecvByteBufferAllocator()
+            : AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 16 * 1024, maximum: 256 * 1024)
+    }
+
+    // MARK: Handlers of either engine
+
+    private static func serverTLS(_ engine: Engine, _ ctx: SSLContextPointer, _ context: NIOSSLContext) throws -> ChannelHandler {
+        switch engine {
+        case .openSSL: return try OpenSSLHandler(ctx: .context(ctx), side: .server)
+        case .nioSSL: return NIOSSLServerHandler(context: context)
+        }
+    }
+
+    private static func clientTLS(_ engine: Engine, _ ctx: SSLContextPointer, _ context: NIOSSLContext) throws -> ChannelHandler {
+        switch engine {
+        case .openSSL:
+            // As the C reference: connected to 127.0.0.1, the certificate checked for (and SNI) "localhost".
+            return try OpenSSLHandler(ctx: .context(ctx), side: .client, hostName: "localhost")
+        case .nioSSL:
+            return try NIOSSLClientHandler(context: context, serverHostname: "localhost")
+        }
+    }
+
+    /// True for either engine's handshake-completed event.
+    static func isHandshakeCompleted(_ event: Any) -> Bool {
+        if case OpenSSLEvent.handshakeCompleted = event { return true }
+        if case TLSUserEvent.handshakeCompleted = event { return true }
+        return false
+    }
+
+    private func listen(_ engine: Engine, _ makeHandler: @escaping @Sendable () -> ChannelHandler) throws -> Channel {
+        let (ctx, context) = (serverCtx, nioServerContext)
+        return try ServerBootstrap(group: serverGroup)
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.recvAllocator, value: NIOBench.receiveAllocator)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOBench.serverTLS(engine, ctx, context))
+                    try channel.pipeline.syncOperations.addHandler(makeHandler())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+    }
+
+    private func connect(_ engine: Engine, port: Int, _ handler: ChannelHandler) throws -> Channel {
+        let (ctx, context) = (clientCtx, nioClientContext)
+        let app = LoopBox(handler)
+        return try ClientBootstrap(group: clientGroup)
+            .channelOption(ChannelOptions.recvAllocator, value: NIOBench.receiveAllocator)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOBench.clientTLS(engine, ctx, context))
+                    try channel.pipeline.syncOperations.addHandler(app.value)
+                }
+            }
+            .connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)).wait()
+    }
+
+    // MARK: Bulk
+
+    /// Counts the bytes; when all arrived notes the time and answers with one byte.
+    final class Sink: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let total: Int
+        let end: EventLoopPromise<Double>
+        var got = 0
+        var ended = false
+
+        init(total: Int, end: EventLoopPromise<Double>) { self.total = total; self.end = end }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            got += unwrapInboundIn(data).readableBytes
+            if got >= total && !ended {
+                ended = true
+                end.succeed(now())
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "k")), promise: nil)
+            }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            if !ended { ended = true; end.fail(error) }
+            context.close(promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            if !ended { ended = true; end.fail(SSLCatFailure("bulk: the server's connection closed after \(got) of \(total) bytes")) }
+            context.fireChannelInactive()
+        }
+    }
+
+    /// After the handshake, writes `total` bytes in `writeSize` writes, flushing every 64 KiB, pausing
+    /// while the channel is not writable; completes when the server's byte arrives.
+    final class Source: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let total: Int
+        let chunk: ByteBuffer
+        let start: EventLoopPromise<Double>
+        let done: EventLoopPromise<Void>
+        var sent = 0
+        var started = false
+        var finished = false
+
+        init(total: Int, writeSize: Int, start: EventLoopPromise<Double>, done: EventLoopPromise<Void>) {
+            self.total = total; self.start = start; self.done = done
+            chunk = ByteBuffer(bytes: (0..<writeSize).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if NIOBench.isHandshakeCompleted(event) && !started {
+                started = true
+                start.succeed(now())
+                pump(context: context)
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            if started { pump(context: context) }
+            context.fireChannelWritabilityChanged()
+        }
+
+        private func pump(context: ChannelHandlerContext) {
+            let batch = 64 * 1024
+            while sent < total && context.channel.isWritable {
+                var inBatch = 0
+                while sent < total && inBatch < batch {
+                    let n = min(chunk.readableBytes, total - sent)
+                    context.write(wrapOutboundOut(n == chunk.readableBytes ? chunk : chunk.getSlice(at: chunk.readerIndex, length: n)!),
+                                  promise: nil)
+                    sent += n
+                    inBatch += n
+                }
+                context.flush()
+            }
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            finish(.success(()))
+        }
+
+        private func finish(_ result: Result<Void, Error>) {
+            guard !finished else { return }
+            finished = true
+            if !started, case .failure(let error) = result { started = true; start.fail(error) }
+            done.completeWith(result)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            finish(.failure(error))
+            context.close(promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            finish(.failure(SSLCatFailure("bulk: the client's connection closed early")))
+            context.fireChannelInactive()
+        }
+    }
+
+    /// Seconds to move `total` bytes client → server in `writeSize` writes (first write to last byte read).
+    func bulk(_ engine: Engine, writeSize: Int, total: Int) throws -> Double {
+        let end = serverGroup.next().makePromise(of: Double.self)
+        let server = try listen(engine) { Sink(total: total, end: end) }
+        defer { try? server.close().wait() }
+        let start = clientGroup.next().makePromise(of: Double.self)
+        let done = clientGroup.next().makePromise(of: Void.self)
+        let channel = try connect(engine, port: server.localAddress!.port!,
+                                  Source(total: total, writeSize: writeSize, start: start, done: done))
+        defer { try? channel.close().wait() }
+        try done.futureResult.wait()
+        return try end.futureResult.wait() - start.futureResult.wait()
+    }
+
+    // MARK: Handshakes
+
+    /// After the handshake, sends one byte and closes.
+    final class Greeter: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if NIOBench.isHandshakeCompleted(event) {
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "k")), promise: nil)
+                context.close(promise: nil)
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+    }
+
+    /// Completes when the server's byte arrived.
+    final class Receiver: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let done: EventLoopPromise<Void>
+        var finished = false
+        init(done: EventLoopPromise<Void>) { self.done = done }
+        private func finish(_ result: Result<Void, Error>) {
+            if !finished { finished = true; done.completeWith(result) }
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { finish(.success(())) }
+        func errorCaught(context: ChannelHandlerContext, error: Error) { finish(.failure(error)); context.close(promise: nil) }
+        func channelInactive(context: ChannelHandlerContext) {
+            finish(.failure(SSLCatFailure("handshake: the connection closed before the server's byte")))
+            context.fireChannelInactive()
+        }
+    }
+
+    /// Seconds for `count` client connections one after the other (handshake, one byte from the
+    /// server, close), and how many were resumed (the OpenSSL engine; always 0 here).
+    func handshakes(_ engine: Engine, count: Int) throws -> (seconds: Double, reused: Int) {
+        let server = try listen(engine) { Greeter() }
+        defer { try? server.close().wait() }
+        let port = server.localAddress!.port!
+        var reused = 0
+        func connection() throws {
+            let done = clientGroup.next().makePromise(of: Void.self)
+            let channel = try connect(engine, port: port, Receiver(done: done))
+            try done.futureResult.wait()
+            if engine == .openSSL {
+                let ssl = try channel.eventLoop.submit { channel.pipeline.syncOperations.openSSLHandler?.ssl }.wait()
+                if let ssl, SSL_session_reused(ssl) == 1 { reused += 1 }
+            }
+            channel.close(promise: nil)
+            try channel.closeFuture.wait()
+        }
+        try connection()  // warm-up, as the C reference's first connection
+        reused = 0
+        let start = now()
+        for _ in 0..<count { try connection() }
+        return (now() - start, reused)
+    }
+}
+
+/// Carries a value into an event loop's closure (used there only).
+private struct LoopBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
