@@ -74,12 +74,13 @@ extension Channel {
                 return self.eventLoop.makeSucceededVoidFuture()
             }
             let outcome = handler.detachOutcome
-            if handler.detaching { return outcome.future(on: self.eventLoop) }
-            handler.detachTimeout = timeout
-            let removed = self.eventLoop.makePromise(of: Void.self)
-            self.pipeline.syncOperations.removeHandler(handler, promise: removed)
-            let eventLoop = self.eventLoop
-            return removed.futureResult.flatMap { outcome.future(on: eventLoop) }
+            if !handler.detaching {
+                handler.detachTimeout = timeout
+                // The handler's removal is the detach; its outcome says how it went (and also ends when
+                // the channel closes meanwhile).
+                self.pipeline.syncOperations.removeHandler(handler, promise: nil)
+            }
+            return outcome.future(on: self.eventLoop)
         }
     }
 

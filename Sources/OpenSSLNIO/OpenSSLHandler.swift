@@ -92,6 +92,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var closing = false
     private var closePromise: EventLoopPromise<Void>?
     private(set) var detaching = false
+    private var detachShutdownStarted = false
+    /// The detach's result, completed right after the handler left the pipeline.
+    private var detachResult: Result<Void, Error>?
     private var removalToken: ChannelHandlerContext.RemovalToken?
     private var passThrough = false
     private var released = false
@@ -188,7 +191,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         released = true
         let closed = SSLError(kind: .closed, call: "SSL_do_handshake", message: "SSL connection closed: the handler was removed")
         if !handshakeOutcome.isComplete { handshakeOutcome.fail(failure ?? closed) }
-        if detaching && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
+        if detaching && detachResult == nil && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
         failPending(failure ?? ChannelError.ioOnClosedChannel)
         for write in afterDetach { write.promise?.fail(ChannelError.ioOnClosedChannel) }
         afterDetach = []
@@ -744,6 +747,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             finishDetach(context: context, error: failure)
             return
         }
+        guard context.channel.isActive, !closing else {
+            finishDetach(context: context, error: SSLError(kind: .closed, call: "SSL_shutdown", message: "SSL connection closed"))
+            return
+        }
         if isHandshakeDone {
             beginDetachShutdown(context: context)
         } else {
@@ -753,6 +760,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func beginDetachShutdown(context: ChannelHandlerContext) {
+        guard !detachShutdownStarted else { return }
+        detachShutdownStarted = true
         flushedCount = pending.count
         encryptFlushed(context: context, ignoringBackPressure: true)
         guard failure == nil, !released else { return }
@@ -789,8 +798,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             context.fireChannelRead(wrapInboundOut(leftover))
             context.fireChannelReadComplete()
         }
-        if let error { detachOutcome.fail(error) } else { detachOutcome.succeed() }
+        // The outcome is completed once the handler is out of the pipeline (its callbacks run at once).
+        let result: Result<Void, Error> = error.map { .failure($0) } ?? .success(())
+        detachResult = result
         context.leavePipeline(removalToken: token)
+        detachOutcome.complete(result)
     }
 
     // MARK: Failure
