@@ -292,7 +292,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func handshakeFinished(context: ChannelHandlerContext) {
         isHandshakeDone = true
         handshakeTimer?.cancel(); handshakeTimer = nil
-        writeOutbound(context: context, flush: true)
+        // The last flight (a client's Finished, a server's tickets) goes out with whatever the
+        // application writes first: one flush, one segment.
+        let lastFlight = buffers.takeOutbound()
+        if let lastFlight { context.write(wrapOutboundOut(lastFlight), promise: nil) }
         handshakeOutcome.succeed()
         context.fireUserInboundEventTriggered(OpenSSLEvent.handshakeCompleted(version: SSL_get_version(ssl), alpn: ssl.alpnSelected))
         guard failure == nil, !released else { return }
@@ -301,6 +304,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         } else {
             encryptFlushed(context: context)
         }
+        if lastFlight != nil && !released { context.flush() }
     }
 
     // MARK: Inbound
