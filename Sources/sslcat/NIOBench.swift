@@ -257,16 +257,19 @@ final class NIOBench {
         func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
     }
 
-    /// Completes when the server's byte arrived.
+    /// Completes when the server's byte arrived (with whether the session was resumed, for OpenSSL).
     final class Receiver: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
-        let done: EventLoopPromise<Void>
+        let done: EventLoopPromise<Bool>
         var finished = false
-        init(done: EventLoopPromise<Void>) { self.done = done }
-        private func finish(_ result: Result<Void, Error>) {
+        init(done: EventLoopPromise<Bool>) { self.done = done }
+        private func finish(_ result: Result<Bool, Error>) {
             if !finished { finished = true; done.completeWith(result) }
         }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) { finish(.success(())) }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let ssl = context.pipeline.syncOperations.openSSLHandler?.ssl
+            finish(.success(ssl.map { SSL_session_reused($0) == 1 } ?? false))
+        }
         func errorCaught(context: ChannelHandlerContext, error: Error) { finish(.failure(error)); context.close(promise: nil) }
         func channelInactive(context: ChannelHandlerContext) {
             finish(.failure(SSLCatFailure("handshake: the connection closed before the server's byte")))
@@ -275,28 +278,53 @@ final class NIOBench {
     }
 
     /// Seconds for `count` client connections one after the other (handshake, one byte from the
-    /// server, close), and how many were resumed (the OpenSSL engine; always 0 here).
+    /// server, close), and how many were resumed (the OpenSSL engine; always 0 here). The loop runs on
+    /// the client's event loop, as the C reference's runs on its thread: no hop per connection.
     func handshakes(_ engine: Engine, count: Int) throws -> (seconds: Double, reused: Int) {
         let server = try listen(engine) { Greeter() }
         defer { try? server.close().wait() }
-        let port = server.localAddress!.port!
-        var reused = 0
-        func connection() throws {
-            let done = clientGroup.next().makePromise(of: Void.self)
-            let channel = try connect(engine, port: port, Receiver(done: done))
-            try done.futureResult.wait()
-            if engine == .openSSL {
-                let ssl = try channel.eventLoop.submit { channel.pipeline.syncOperations.openSSLHandler?.ssl }.wait()
-                if let ssl, SSL_session_reused(ssl) == 1 { reused += 1 }
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: server.localAddress!.port!)
+        let loop = clientGroup.next()
+        let (ctx, context) = (clientCtx, nioClientContext)
+        let bootstrap = LoopBox(ClientBootstrap(group: loop))
+        let finished = loop.makePromise(of: (seconds: Double, reused: Int).self)
+        final class Progress: @unchecked Sendable { var left = 0, reused = 0, start = 0.0 }
+        let progress = Progress()
+        progress.left = count + 1  // one more first: the warm-up, as the C reference's first connection
+        @Sendable func next() {
+            if progress.left == count { progress.start = now(); progress.reused = 0 }
+            if progress.left == 0 {
+                finished.succeed((now() - progress.start, progress.reused))
+                return
             }
-            channel.close(promise: nil)
-            try channel.closeFuture.wait()
+            progress.left -= 1
+            let done = loop.makePromise(of: Bool.self)
+            bootstrap.value
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(NIOBench.clientTLS(engine, ctx, context))
+                        try channel.pipeline.syncOperations.addHandler(Receiver(done: done))
+                    }
+                }
+                .connect(to: address)
+                .whenComplete { connected in
+                    switch connected {
+                    case .failure(let error): finished.fail(error)
+                    case .success(let channel):
+                        done.futureResult.whenComplete { outcome in
+                            switch outcome {
+                            case .failure(let error): finished.fail(error)
+                            case .success(let resumed):
+                                if resumed { progress.reused += 1 }
+                                channel.close(promise: nil)
+                                channel.closeFuture.whenComplete { _ in next() }
+                            }
+                        }
+                    }
+                }
         }
-        try connection()  // warm-up, as the C reference's first connection
-        reused = 0
-        let start = now()
-        for _ in 0..<count { try connection() }
-        return (now() - start, reused)
+        loop.execute { next() }
+        return try finished.futureResult.wait()
     }
 }
 
