@@ -14,6 +14,7 @@ public struct SSLAttachment: Sendable, Hashable {
     /// The side TLS was attached for.
     public let side: SSLSide
 
+    /// Groups the three.
     public init(ssl: SSLPointer, ctx: SSLContextPointer, side: SSLSide) {
         self.ssl = ssl; self.ctx = ctx; self.side = side
     }

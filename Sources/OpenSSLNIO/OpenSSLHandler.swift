@@ -38,9 +38,13 @@ import OpenSSLStreams
 ///
 /// Use the handler on its channel's event loop only (as every NIO handler).
 public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// Ciphertext from the transport.
     public typealias InboundIn = ByteBuffer
+    /// Plaintext for the handlers after this one.
     public typealias InboundOut = ByteBuffer
+    /// Plaintext from the handlers after this one.
     public typealias OutboundIn = ByteBuffer
+    /// Ciphertext for the transport.
     public typealias OutboundOut = ByteBuffer
 
     // MARK: What it runs
@@ -120,6 +124,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// The largest TLS record's plaintext.
     static let recordSize = 16 * 1024
+    /// Room for one record's header, explicit IV, MAC or tag and padding (TLS 1.3 needs 22 bytes; CBC
+    /// suites of TLS 1.2 up to about 90).
+    static let recordOverhead = 128
     /// Plaintext encrypted into one outbound buffer before it is passed on (and writability checked).
     static let chunkSize = 256 * 1024
 
@@ -181,10 +188,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Lifecycle
 
+    /// Starts the handshake when the channel is active already (attach to a live channel).
     public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { start(context: context) }
     }
 
+    /// Frees what the handler made (LispWorks' rules) and fails whatever still waits.
     public func handlerRemoved(context: ChannelHandlerContext) {
         handshakeTimer?.cancel(); handshakeTimer = nil
         shutdownTimer?.cancel(); shutdownTimer = nil
@@ -201,6 +210,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         owner = nil  // frees what was made; takes our BIO off a caller's SSL
     }
 
+    /// Starts the handshake.
     public func channelActive(context: ChannelHandlerContext) {
         start(context: context)
         context.fireChannelActive()
@@ -309,6 +319,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Inbound
 
+    /// Takes ciphertext: advances the handshake, decrypts, passes plaintext on.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if passThrough || released { context.fireChannelRead(data); return }
         buffers.receive(unwrapInboundIn(data))
@@ -407,6 +418,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    /// Sends what OpenSSL wrote meanwhile; asks for more input while the handshake, a detach or a close
+    /// waits for the peer, or when a read wanted by the next handlers brought no plaintext.
     public func channelReadComplete(context: ChannelHandlerContext) {
         if passThrough || released { context.fireChannelReadComplete(); return }
         writeOutbound(context: context, flush: true)
@@ -418,6 +431,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if wantsMore && !released && context.channel.isActive { context.read() }
     }
 
+    /// Fails a handshake under way (`.closed`), reports an end without close_notify (an unexpected EOF),
+    /// fails pending writes.
     public func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel(); handshakeTimer = nil
         shutdownTimer?.cancel(); shutdownTimer = nil
@@ -446,6 +461,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         SSLError(kind: .error, call: "SSL_read", status: .syscall, message: SSLError.unexpectedEOFMessage)
     }
 
+    /// A TCP half-close from the peer (`ChannelEvent.inputClosed`) is checked against TLS: after its
+    /// close_notify it is passed on once, without it it is an unexpected EOF.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard !passThrough, !released, let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed else {
             context.fireUserInboundEventTriggered(event)
@@ -472,6 +489,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    /// A system error under TLS becomes an ``SSLError`` (kind `.error`, `errno`); it fails a handshake
+    /// under way.
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard !passThrough, !released, started, let io = error as? IOError else {
             context.fireErrorCaught(error)
@@ -489,6 +508,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Outbound
 
+    /// Keeps plaintext to encrypt at the next flush (after the handshake, if it is still running).
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if passThrough { context.write(data, promise: promise); return }
         if let failure { promise?.fail(failure); return }
@@ -505,6 +525,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         pending.append(PendingWrite(buffer: buffer, promise: promise))
     }
 
+    /// Encrypts what was written and passes the ciphertext on, as far as back-pressure allows.
     public func flush(context: ChannelHandlerContext) {
         if passThrough { context.flush(); return }
         if detaching && sentCloseNotify { afterDetachFlushed = true; return }
@@ -512,11 +533,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         encryptFlushed(context: context)
     }
 
+    /// Passes the read on and remembers it was wanted.
     public func read(context: ChannelHandlerContext) {
         if !passThrough { userReadPending = true }
         context.read()
     }
 
+    /// Resumes encrypting flushed writes when the channel became writable.
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if !passThrough && context.channel.isWritable { encryptFlushed(context: context) }
         context.fireChannelWritabilityChanged()
@@ -559,8 +582,15 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             if wroteChunk && !ignoringBackPressure && !context.channel.isWritable { break }
             var promises = Promises()
             var produced = 0
-            let first = pending[pending.startIndex].buffer.readableBytes
-            buffers.reserveOutbound(min(max(first, OpenSSLHandler.recordSize), OpenSSLHandler.chunkSize) + 1024)
+            // Room for this chunk's records in one allocation (no regrowth while OpenSSL writes).
+            var planned = 0
+            var index = pending.startIndex
+            for _ in 0..<flushedCount where planned < OpenSSLHandler.chunkSize {
+                planned += pending[index].buffer.readableBytes
+                index = pending.index(after: index)
+            }
+            planned = min(planned, OpenSSLHandler.chunkSize)
+            buffers.reserveOutbound(planned + (planned / OpenSSLHandler.recordSize + 1) * OpenSSLHandler.recordOverhead)
             while flushedCount > 0 && produced < OpenSSLHandler.chunkSize {
                 let head = pending.startIndex
                 let readable = pending[head].buffer.readableBytes
@@ -651,6 +681,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Close
 
+    /// `.all`: close_notify, then the socket is closed once the peer answered (or after
+    /// ``closeTimeout``); during a handshake the handshake fails with `.closed`. `.output`: close_notify,
+    /// then the TCP half-close. `.input`: passed on.
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         if passThrough || released { context.close(mode: mode, promise: promise); return }
         switch mode {
