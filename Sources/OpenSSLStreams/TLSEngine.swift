@@ -148,6 +148,9 @@ public final class TLSEngine {
         return offset
     }
 
+    /// Encrypts plaintext bytes (see ``write(_:)-(UnsafeRawBufferPointer)``).
+    public func write(_ bytes: [UInt8]) throws -> Int? { try bytes.withUnsafeBytes { try write($0) } }
+
     /// Sends close_notify (`SSL_shutdown`); true once the peer's close_notify has arrived too.
     @discardableResult
     public func shutdown() throws -> Bool {

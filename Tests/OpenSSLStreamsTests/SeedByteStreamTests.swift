@@ -136,7 +136,7 @@ final class SeedByteStreamTests: XCTestCase {
         while try !engine.handshake() { try pump(); rounds += 1; XCTAssertLessThan(rounds, 20) }
         XCTAssertTrue(engine.isHandshakeDone)
         XCTAssertEqual(engine.ssl.protocolVersion, .tls1_3)
-        XCTAssertEqual(try engine.write(UnsafeRawBufferPointer(start: "hello engine\n", count: 13)), 13)
+        XCTAssertEqual(try engine.write(Array("hello engine\n".utf8)), 13)
         var reply = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 256)
         while !reply.contains(10) {
@@ -173,7 +173,7 @@ final class SeedByteStreamTests: XCTestCase {
             }
             XCTAssertTrue(done)
             XCTAssertEqual(SSLStreamCensus.liveConnections, liveBefore + 1, "one SSL made (the client's); the caller's is not counted")
-            _ = try client.write(UnsafeRawBufferPointer(start: "ping", count: 4))
+            _ = try client.write(Array("ping".utf8))
             server.feed(client.takeOutgoing())
             var buffer = [UInt8](repeating: 0, count: 16)
             XCTAssertEqual(try buffer.withUnsafeMutableBytes { try server.read(into: $0) }, 4)
