@@ -74,6 +74,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// True once the handshake has finished.
     public private(set) var isHandshakeDone = false
+    /// Plaintext written to the handler and not encrypted yet (waiting for a flush, the handshake, or
+    /// the channel to become writable): what a writer pacing itself by `channel.isWritable` cannot see.
+    public private(set) var pendingWriteBytes = 0
     /// True once the peer's close_notify has arrived.
     public private(set) var receivedCloseNotify = false
 
@@ -117,6 +120,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var afterDetach: [PendingWrite] = []
     private var afterDetachFlushed = false
     private var inEncrypt = false
+    /// A writability change seen while chunks were being passed on is reported on the next tick.
+    private var writabilityEventScheduled = false
     /// An `SSL_write` wanted the peer's data first (a renegotiation): writing resumes after the next read.
     private var writeWaitsForRead = false
     private var userReadPending = false
@@ -522,6 +527,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             promise?.fail(ChannelError.outputClosed)
             return
         }
+        pendingWriteBytes += buffer.readableBytes
         pending.append(PendingWrite(buffer: buffer, promise: promise))
     }
 
@@ -541,6 +547,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Resumes encrypting flushed writes when the channel became writable.
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if inEncrypt {
+            // Our own write or flush changed it, inside a flush from the handlers after this one (or
+            // inside our own loop). Telling them now would let a writer that reacts at once write
+            // again inside its own flush, over and over; tell them on the next tick instead.
+            guard !writabilityEventScheduled else { return }
+            writabilityEventScheduled = true
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.writabilityEventScheduled = false
+                guard !handler.released else { return }
+                handler.channelWritabilityChanged(context: context)
+            }
+            return
+        }
         if !passThrough && context.channel.isWritable { encryptFlushed(context: context) }
         context.fireChannelWritabilityChanged()
     }
@@ -609,6 +630,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                     }
                     if case .ok(let written) = outcome {
                         pending[head].buffer.moveReaderIndex(forwardBy: Int(written))
+                        pendingWriteBytes -= Int(written)
                         if pending[head].buffer.readableBytes == 0 {
                             promises.add(pending.removeFirst().promise)
                             flushedCount -= 1
@@ -648,6 +670,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             while used < flushedCount && filled < OpenSSLHandler.recordSize {
                 let take = min(pending[index].buffer.readableBytes, OpenSSLHandler.recordSize - filled)
                 if take > 0 {
+                    pendingWriteBytes -= take
                     pending[index].buffer.readWithUnsafeReadableBytes { source in
                         (record.baseAddress! + filled).copyMemory(from: source.baseAddress!, byteCount: take)
                         return take
@@ -677,6 +700,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func failPending(_ error: Error) {
         flushedCount = 0
         while let write = pending.popFirst() { write.promise?.fail(error) }
+        pendingWriteBytes = 0
     }
 
     // MARK: Close

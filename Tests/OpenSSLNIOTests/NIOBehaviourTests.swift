@@ -394,6 +394,7 @@ final class NIOBehaviourTests: XCTestCase {
         let peer = Background("reader") {
             let s = try listener.accept(sslCtx: .context(serverCtx), handshakeTimeout: 10, timeout: 10, readTimeout: 20)
             defer { try? s.close() }
+            usleep(300_000)  // a slow reader: the socket fills up, the handler must hold plaintext back
             let digest = SHA256Digest()
             var buffer = [UInt8](repeating: 0, count: 7000)  // reads smaller than the records
             while digest.count < total {
@@ -406,9 +407,9 @@ final class NIOBehaviourTests: XCTestCase {
         }
         final class Writability: ChannelInboundHandler, @unchecked Sendable {
             typealias InboundIn = ByteBuffer
-            var unwritable = 0
+            var changes = 0
             func channelWritabilityChanged(context: ChannelHandlerContext) {
-                if !context.channel.isWritable { unwritable += 1 }
+                changes += 1
                 context.fireChannelWritabilityChanged()
             }
         }
@@ -422,19 +423,78 @@ final class NIOBehaviourTests: XCTestCase {
         })
         defer { channel.close(promise: nil) }
         try resolve(channel.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 1024, high: 8192)))
-        let futures = try resolve(channel.eventLoop.submit {
+        try resolve(channel.setOption(ChannelOptions.socketOption(.so_sndbuf), value: 64 * 1024))
+        let (futures, heldBack) = try resolve(channel.eventLoop.submit {
             var futures: [EventLoopFuture<Void>] = []
             for (i, piece) in pieces.enumerated() {
                 futures.append(channel.write(ByteBuffer(bytes: piece)))
                 if i % 7 == 0 { channel.flush() }
             }
             channel.flush()
-            return futures
+            return (futures, channel.pipeline.syncOperations.openSSLHandler?.pendingWriteBytes ?? 0)
         })
         for future in futures { try resolve(future, timeout: 60, "a write") }
         XCTAssertTrue(collector.waitForText("done\r\n", timeout: 30))
         try peer.join(timeout: 30)
-        XCTAssertGreaterThan(writability.unwritable, 0, "the channel never became unwritable")
+        XCTAssertGreaterThan(heldBack, 0, "the handler held plaintext back while the channel was not writable")
+        XCTAssertGreaterThan(writability.changes, 0, "the writer was told of writability changes")
+    }
+
+    /// A writer that writes again as soon as the channel is writable (from inside the writability event)
+    /// is held back: plaintext does not pile up in the handler while the channel looks writable.
+    func testAWriterDrivenByWritabilityDoesNotPileUpPlaintext() throws {
+        let serverCtx = try NIOFixtures.serverContext()
+        defer { destroySSLCtx(serverCtx) }
+        let total = 16 << 20
+        final class Count: ChannelInboundHandler, @unchecked Sendable {
+            typealias InboundIn = ByteBuffer
+            let collector = Collector()
+            var got = 0
+            let total: Int
+            init(total: Int) { self.total = total }
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                got += unwrapInboundIn(data).readableBytes
+                if got >= total { collector.userInboundEventTriggered(context: context, event: "all") }
+            }
+        }
+        let count = Count(total: total)
+        let server = try resolve(acceptTLSChannels(host: "127.0.0.1", port: 0, group: group, ctx: .context(serverCtx),
+                                                   handshakeTimeout: 10) { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(count) }
+        })
+        defer { server.close(promise: nil) }
+        final class Pump: ChannelInboundHandler, @unchecked Sendable {
+            typealias InboundIn = ByteBuffer
+            typealias OutboundOut = ByteBuffer
+            let total: Int
+            let chunk = ByteBuffer(repeating: 0x61, count: 16 * 1024)
+            var sent = 0, mostPending = 0, started = false
+            init(total: Int) { self.total = total }
+            func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+                if case OpenSSLEvent.handshakeCompleted = event { started = true; pump(context: context) }
+                context.fireUserInboundEventTriggered(event)
+            }
+            func channelWritabilityChanged(context: ChannelHandlerContext) {
+                if started { pump(context: context) }
+                context.fireChannelWritabilityChanged()
+            }
+            func pump(context: ChannelHandlerContext) {
+                while sent < total && context.channel.isWritable {
+                    for _ in 0..<4 { context.write(wrapOutboundOut(chunk), promise: nil); sent += chunk.readableBytes }
+                    context.flush()
+                    mostPending = max(mostPending, context.pipeline.syncOperations.openSSLHandler?.pendingWriteBytes ?? 0)
+                }
+            }
+        }
+        let pump = Pump(total: total)
+        let channel = try resolve(connectTLSChannel(host: "localhost", port: server.boundPort, group: group, handshakeTimeout: 10,
+                                                    security: try NIOFixtures.trustTestCA) { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(pump) }
+        })
+        defer { channel.close(promise: nil) }
+        XCTAssertTrue(count.collector.waitForEvent("all", timeout: 60), "\(count.got) of \(total) bytes arrived")
+        let most = try resolve(channel.eventLoop.submit { pump.mostPending })
+        XCTAssertLessThanOrEqual(most, 1 << 20, "plaintext piled up in the handler")
     }
 
     func test64MiBEchoWithChecksum() async throws {
