@@ -7,8 +7,10 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(FuzzPEM FuzzTLSServer FuzzTLSClient)
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzPEM FuzzTLSServer FuzzTLSClient FuzzLispNames)
 export PATH="/opt/swift/usr/bin:$PATH"
+# Swift's own crash backtracer would catch the signal first and libFuzzer would write no artifact.
+export SWIFT_BACKTRACE=enable=no
 swift build -c debug --sanitize=fuzzer --scratch-path .build-fuzz 2>&1 | tail -n 3
 bin=$(swift build -c debug --sanitize=fuzzer --scratch-path .build-fuzz --show-bin-path)
 mkdir -p crashes
@@ -19,6 +21,11 @@ for t in "${targets[@]}"; do
     # Seeds: a PEM certificate and garbage for the readers; TLS record headers for the engines.
     printf -- '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' > "corpus/$t/pem"
     printf '\x00\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00' > "corpus/$t/record"
+    # For the Lisp-name resolver: a name, a symbol, a name with an explicit C name, a spec line.
+    printf '\x00ssl-ctx-use-rsaprivatekey-file' > "corpus/$t/name"
+    printf '\x00COMM::SSL-CTX-NEW' > "corpus/$t/symbol"
+    printf '\x01ssl-new\nSSL_new' > "corpus/$t/explicit"
+    printf '\x02lisp ssl-ctx-sess-get-cache-mode = SSL_CTX_get_session_cache_mode | renamed' > "corpus/$t/line"
   fi
   echo "fuzz: $t for ${seconds}s"
   if ! "$bin/$t" "corpus/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -artifact_prefix="crashes/$t-" \

@@ -7,8 +7,14 @@ import PackageDescription
 
 let package = Package(
     name: "fli-codegen",
+    products: [
+        // The LispWorks-name resolver, also used by the fuzz targets in ../Fuzz.
+        .library(name: "LispNames", targets: ["LispNames"]),
+    ],
     targets: [
-        .executableTarget(name: "fli-codegen", path: "Sources/fli-codegen"),
+        .target(name: "LispNames"),
+        .executableTarget(name: "fli-codegen", dependencies: ["LispNames"], path: "Sources/fli-codegen"),
+        .testTarget(name: "LispNamesTests", dependencies: ["LispNames"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import LispNames
 
 extension Generator {
     /// Values the integer macros of the wholesale headers that Swift does not import (and those the
@@ -150,7 +151,7 @@ extension Generator {
             "LispWorks-style name, and the Swift signature. Deprecated calls are marked †.\n\n" +
             "| C name | Lisp-style name | Swift signature |\n|---|---|---|\n"
         for w in wrappers.sorted(by: { $0.name < $1.name }) {
-            table += "| `\(w.name)`\(w.deprecated ? " †" : "") | `\(lispName(w.name))` | `\(w.signature.replacingOccurrences(of: "|", with: "\\|"))` |\n"
+            table += "| `\(w.name)`\(w.deprecated ? " †" : "") | `\(lispName(forC: w.name))` | `\(w.signature.replacingOccurrences(of: "|", with: "\\|"))` |\n"
         }
         files["docs/DirectCalls.md"] = table
 

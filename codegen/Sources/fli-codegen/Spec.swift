@@ -1,4 +1,5 @@
 import Foundation
+import LispNames
 
 /// What `codegen/spec.txt` says: which headers to wrap wholesale, which single functions to add, how C
 /// types map to handle types, which parameters are out-parameters, and the LispWorks names to resolve.
@@ -13,8 +14,6 @@ struct Spec {
     struct MacroArg { var swiftType: String; var cType: String; var isOut: Bool }
     /// A macro whose body is a constant: the Swift parameters it gets and why it is deprecated.
     struct Stub { var params: [(name: String, type: String)] }
-    /// A LispWorks name with an optional explicit C name and a note.
-    struct LispName { var lisp: String; var explicit: String?; var note: String? }
 
     var headers: [String] = []
     /// Headers whose importable constants are re-exported (clients need not import COpenSSL).
@@ -27,7 +26,7 @@ struct Spec {
     var stubs: [String: Stub] = [:]
     var constTypes: [(prefix: String, type: String)] = []
     var replacements: [String: String] = [:]
-    var lispNames: [LispName] = []
+    var lispNames: [LispNameEntry] = []
     var skip: [String: String] = [:]
 
     static func load(_ path: String) throws -> Spec {
@@ -101,14 +100,8 @@ struct Spec {
                 spec.skip[words[1]] = rest(2)
             case "lisp":
                 // lisp lisp-name [= C_NAME] [| note]
-                let parts = line.components(separatedBy: "|")
-                let w = parts[0].split(separator: " ").map(String.init)
-                let note = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : nil
-                if w.count == 2 {
-                    spec.lispNames.append(LispName(lisp: w[1], explicit: nil, note: note))
-                } else if w.count == 4 && w[2] == "=" {
-                    spec.lispNames.append(LispName(lisp: w[1], explicit: w[3], note: note))
-                } else { throw fail("expected: lisp NAME [= C_NAME] [| note]") }
+                guard let entry = LispNameEntry.parse(line) else { throw fail("expected: lisp NAME [= C_NAME] [| note]") }
+                spec.lispNames.append(entry)
             default:
                 throw fail("unknown directive \(words[0])")
             }

@@ -1,4 +1,5 @@
 import Foundation
+import LispNames
 
 // fli-codegen: regenerates Sources/OpenSSLFLI/Generated/, Tests/HeaderCheck/header_check.c and
 // docs/DirectCalls.md from codegen/spec.txt and the installed OpenSSL headers.
@@ -104,19 +105,13 @@ do {
 
     // LispWorks names.
     var lispRows: [(lisp: String, c: String, note: String?)] = []
-    var lispIndex: [String: [String]] = [:]
-    for w in gen.wrappers { lispIndex[lispName(w.name), default: []].append(w.name) }
+    let resolver = LispNameResolver(cNames: gen.wrappers.map(\.name))
     var lispErrors: [String] = []
     for l in spec.lispNames {
-        if let explicit = l.explicit {
-            guard gen.byName[explicit] != nil else { lispErrors.append("\(l.lisp): \(explicit) is not generated"); continue }
-            lispRows.append((l.lisp, explicit, l.note))
-            continue
+        switch resolver.resolve(l.lisp, explicit: l.explicit) {
+        case .success(let c): lispRows.append((l.lisp, c, l.note))
+        case .failure(let problem): lispErrors.append(problem.description)
         }
-        let candidates = lispIndex[l.lisp.lowercased()] ?? []
-        if candidates.isEmpty { lispErrors.append("\(l.lisp): unknown name (no C function or macro matches)") }
-        else if candidates.count > 1 { lispErrors.append("\(l.lisp): ambiguous (\(candidates.joined(separator: ", ")))") }
-        else { lispRows.append((l.lisp, candidates[0], l.note)) }
     }
     if !lispErrors.isEmpty { throw GeneratorError("LispWorks names in spec.txt:\n  " + lispErrors.joined(separator: "\n  ")) }
 
@@ -168,4 +163,3 @@ do {
 }
 
 /// `SSL_CTX_use_RSAPrivateKey_file` → `ssl-ctx-use-rsaprivatekey-file`.
-func lispName(_ c: String) -> String { c.lowercased().replacingOccurrences(of: "_", with: "-") }
