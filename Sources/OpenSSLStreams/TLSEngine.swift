@@ -168,6 +168,12 @@ public final class TLSEngine {
                 if n == 0 { return true }  // application data before close_notify is dropped
             }
         }
+        // Called again while the peer's close_notify is still on its way: OpenSSL wants to read it.
+        let code = COpenSSL.SSL_get_error(ssl.rawValue, r)
+        if code == COpenSSL.SSL_ERROR_WANT_READ || code == COpenSSL.SSL_ERROR_WANT_WRITE {
+            COpenSSL.ERR_clear_error()
+            return false
+        }
         throw SSLError.fromIO(ssl: ssl, returnCode: r, call: "SSL_shutdown")
     }
 

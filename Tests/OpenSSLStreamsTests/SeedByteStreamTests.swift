@@ -178,6 +178,14 @@ final class SeedByteStreamTests: XCTestCase {
             var buffer = [UInt8](repeating: 0, count: 16)
             XCTAssertEqual(try buffer.withUnsafeMutableBytes { try server.read(into: $0) }, 4)
             XCTAssertNil(try buffer.withUnsafeMutableBytes { try server.read(into: $0) }, "nothing more yet: wants input")
+            // Shutdown asked again before the peer's close_notify is here: still false, no error.
+            XCTAssertFalse(try client.shutdown())
+            XCTAssertFalse(try client.shutdown(), "a second call while the peer's close_notify is on its way")
+            server.feed(client.takeOutgoing())
+            XCTAssertEqual(try buffer.withUnsafeMutableBytes { try server.read(into: $0) }, 0, "close_notify read: a clean end")
+            XCTAssertTrue(try server.shutdown())
+            client.feed(server.takeOutgoing())
+            XCTAssertTrue(try client.shutdown(), "the peer's close_notify arrived")
         }
         // The engines are gone; the caller's SSL is still alive and usable.
         XCTAssertEqual(SSL_get_SSL_CTX(callersSSL), serverCtx)
