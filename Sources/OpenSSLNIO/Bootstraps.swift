@@ -30,6 +30,10 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                               channelInitializer: (@Sendable (Channel) -> EventLoopFuture<Void>)? = nil) -> EventLoopFuture<Channel> {
     let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
     let name = hostName ?? host
+    // The handshake's outcome is taken when the handler is made: by the time the connect future
+    // completes, a failed handshake may have closed the channel and removed the handler already.
+    final class HandshakeSlot: @unchecked Sendable { var handshake: EventLoopFuture<Void>? }  // used on the channel's loop only
+    let slot = HandshakeSlot()
     return ClientBootstrap(group: group)
         .connectTimeout(connectTimeout)
         .channelInitializer { channel in
@@ -38,6 +42,7 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                                                  sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
                                                  hostName: name, security: security, onPeerClose: onPeerClose)
                 try channel.pipeline.syncOperations.addHandler(handler)
+                slot.handshake = handler.handshakeFuture(on: channel.eventLoop)
             } catch {
                 return channel.eventLoop.makeFailedFuture(error)
             }
@@ -46,10 +51,10 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
         .connect(host: host, port: port)
         .flatMap { channel in
             channel.eventLoop.flatSubmit {
-                guard let handler = channel.pipeline.syncOperations.openSSLHandler else {
-                    return channel.eventLoop.makeFailedFuture(SSLError.usage("the TLS handler left the pipeline", call: "connectTLSChannel"))
+                guard let handshake = slot.handshake else {
+                    return channel.eventLoop.makeFailedFuture(SSLError.usage("the TLS handler was not added", call: "connectTLSChannel"))
                 }
-                return handler.handshakeFuture(on: channel.eventLoop).map { channel }
+                return handshake.map { channel }
             }
         }
 }
