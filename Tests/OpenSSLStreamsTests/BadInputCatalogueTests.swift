@@ -97,7 +97,15 @@ final class BadInputCatalogueTests: XCTestCase {
             }
             expectSSLError("key from \(path)", call: "SSL_CTX_use_PrivateKey_file", file: path) { try usePrivateKeyFile(ctx, file: path) }
             expectSSLError("trust from \(path)", file: path) { try loadVerifyLocations(ctx, file: path) }
-            XCTAssertThrowsError(try readPEMFile(path), path)
+            XCTAssertThrowsError(try readPEMFile(path), path) { error in
+                let reason = "\(error)"
+                switch path {
+                case dir: XCTAssertTrue(reason.contains("Is a directory"), reason)
+                case underAFile: XCTAssertTrue(reason.contains("Not a directory"), reason)
+                case pki.missing: XCTAssertTrue(reason.contains("No such file"), reason)
+                default: XCTAssertEqual((error as? SSLError)?.file, path, reason)
+                }
+            }
         }
         expectSSLError("a file as a CA directory") { try loadVerifyLocations(ctx, directory: pki.serverCert) }
     }

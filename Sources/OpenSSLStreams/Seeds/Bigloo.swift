@@ -221,11 +221,30 @@ public func readPEMFile(_ path: String) throws -> [Certificate] {
     }
 }
 
+/// Reads a whole file as text (at most 64 MiB), with the exact `errno` on failure: a directory is EISDIR,
+/// a missing file ENOENT, an unreadable one EACCES.
 private func readTextFile(_ path: String, call: String) throws -> String {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        let exists = FileManager.default.fileExists(atPath: path)
-        throw SSLError(kind: .error, call: call, file: path, errno: exists ? EACCES : ENOENT,
-                       message: exists ? "cannot read the file" : "no such file")
+    func failure(_ code: Int32) -> SSLError {
+        SSLError(kind: .error, call: call, file: path, errno: code, message: String(cString: strerror(code)))
     }
-    return String(decoding: data, as: UTF8.self)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw failure(errno) }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw failure(errno) }
+    if (info.st_mode & S_IFMT) == S_IFDIR { throw failure(EISDIR) }
+    let limit = 64 << 20
+    var bytes = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw failure(errno)
+        }
+        if n == 0 { break }
+        bytes += chunk.prefix(n)
+        if bytes.count > limit { throw SSLError(kind: .error, call: call, file: path, message: "file larger than 64 MiB") }
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
