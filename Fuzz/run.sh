@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets and runs each for SECONDS (default 60), with a corpus per target under
-# Fuzz/corpus/ (seeded at the first run). Crashes are written to Fuzz/crashes/; exit non-zero on any.
+# Builds the libFuzzer targets, replays the inputs that once crashed them (Fuzz/regressions/TARGET-*), and
+# runs each for SECONDS (default 60), with a corpus per target under Fuzz/corpus/ (seeded at the first
+# run). Crashes are written to Fuzz/crashes/ (copy one to Fuzz/regressions/ once fixed); exit non-zero on any.
 #   Fuzz/run.sh [SECONDS] [TARGET ...]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,6 +27,15 @@ for t in "${targets[@]}"; do
     printf '\x00COMM::SSL-CTX-NEW' > "corpus/$t/symbol"
     printf '\x01ssl-new\nSSL_new' > "corpus/$t/explicit"
     printf '\x02lisp ssl-ctx-sess-get-cache-mode = SSL_CTX_get_session_cache_mode | renamed' > "corpus/$t/line"
+  fi
+  # Every input that once crashed a target is replayed first (libFuzzer runs the files it is given).
+  regressions=(regressions/"$t"-*)
+  if [ -e "${regressions[0]}" ]; then
+    if "$bin/$t" "${regressions[@]}" > "crashes/$t-regressions.log" 2>&1; then
+      echo "fuzz: $t replayed ${#regressions[@]} regression input(s)"
+    else
+      echo "fuzz: $t FAILED on a regression input"; tail -n 30 "crashes/$t-regressions.log"; status=1
+    fi
   fi
   echo "fuzz: $t for ${seconds}s"
   if ! "$bin/$t" "corpus/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -artifact_prefix="crashes/$t-" \

@@ -118,11 +118,14 @@ public struct LispNameEntry: Equatable, Sendable {
     }
 
     /// Parses a line (comments already removed). Returns nil when the line is not of that form.
+    /// The syntax is read scalar by scalar, not by `Character`: a combining mark after a blank or a `|`
+    /// would otherwise join it into one grapheme, hiding the separator (found by FuzzLispNames).
     public static func parse(_ line: String) -> LispNameEntry? {
-        let bar = line.firstIndex(of: "|")
-        let head = bar.map { String(line[..<$0]) } ?? line
-        let note = bar.map { String(line[line.index(after: $0)...]).trimmingASCIIWhitespace() }
-        let w = head.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        let scalars = line.unicodeScalars
+        let bar = scalars.firstIndex(of: "|")
+        let head = bar.map { scalars[..<$0] } ?? scalars[...]
+        let note = bar.map { String(String.UnicodeScalarView(scalars[scalars.index(after: $0)...])).trimmingASCIIWhitespace() }
+        let w = head.split(whereSeparator: { $0 == " " || $0 == "\t" }).map { String(String.UnicodeScalarView($0)) }
         guard w.first == "lisp" else { return nil }
         if w.count == 2 { return LispNameEntry(lisp: w[1], explicit: nil, note: note) }
         if w.count == 4 && w[2] == "=" { return LispNameEntry(lisp: w[1], explicit: w[3], note: note) }
@@ -140,10 +143,12 @@ public struct LispNameEntry: Equatable, Sendable {
 }
 
 extension String {
+    /// Drops blanks and tabs at both ends, scalar by scalar (see `LispNameEntry.parse`).
     func trimmingASCIIWhitespace() -> String {
-        let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let start = firstIndex(where: { !isBlank($0) }) else { return "" }
-        let end = lastIndex(where: { !isBlank($0) })!
-        return String(self[start...end])
+        let isBlank: (Unicode.Scalar) -> Bool = { $0 == " " || $0 == "\t" }
+        let scalars = unicodeScalars
+        guard let start = scalars.firstIndex(where: { !isBlank($0) }) else { return "" }
+        let end = scalars.lastIndex(where: { !isBlank($0) })!
+        return String(String.UnicodeScalarView(scalars[start...end]))
     }
 }

@@ -39,4 +39,25 @@ final class LispNamesTests: XCTestCase {
         let entry = LispNameEntry(lisp: "ssl-new", explicit: "SSL_new", note: "a note")
         XCTAssertEqual(LispNameEntry.parse(entry.line), entry)
     }
+
+    /// FuzzLispNames found it (Fuzz/regressions/FuzzLispNames-combining-mark): a note starting with a
+    /// combining mark did not parse back from its own line, because " " + U+036B is one Character and
+    /// the blank was not trimmed. The syntax is now read scalar by scalar.
+    func testCombiningMarksDoNotHideSeparators() throws {
+        let found = "lisp t = SSL_get_mssl-ctx-set-statel\u{0E}|\t\u{036B}\u{FFFD}s-cookie-verify-cbode |"
+        let entry = try XCTUnwrap(LispNameEntry.parse(found))
+        XCTAssertEqual(entry.note?.unicodeScalars.first, "\u{036B}")
+        XCTAssertEqual(LispNameEntry.parse(entry.line), entry)
+        // A combining mark after the blank of the head or after the bar is not part of the separator.
+        XCTAssertEqual(LispNameEntry.parse("lisp \u{0301}x"), LispNameEntry(lisp: "\u{0301}x"))
+        XCTAssertEqual(LispNameEntry.parse("lisp a = b |\u{0301}n"), LispNameEntry(lisp: "a", explicit: "b", note: "\u{0301}n"))
+        XCTAssertEqual(LispNameEntry.parse("lisp a |\u{0301}")?.note, "\u{0301}")
+        for text in ["lisp \u{0301}x", "lisp a = b | \u{0301}n", "lisp a |\u{0301}|"] {
+            let e = try XCTUnwrap(LispNameEntry.parse(text), text)
+            XCTAssertEqual(LispNameEntry.parse(e.line), e, text.debugDescription)
+        }
+        guard case .failure(.invalid) = LispNameResolver(cNames: ["SSL_new"]).resolve("\u{0301}x") else {
+            return XCTFail("a name starting with a combining mark accepted")
+        }
+    }
 }
