@@ -210,7 +210,7 @@ public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .prot
     let objects: TLSObjects
     do {
         objects = try TLSObjects.make(sslCtx, side: .client, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
-                                      hostName: hostName ?? host, security: security)
+                                      hostName: hostName ?? unbracketedHost(host), security: security)
     } catch {
         Glibc.close(fd)
         throw error

@@ -123,6 +123,12 @@ func isIPAddress(_ name: String) -> Bool {
     return inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1
 }
 
+/// `host` without the brackets of a URL-style IPv6 literal (`[::1]` → `::1`); any other name as it is.
+func unbracketedHost(_ host: String) -> String {
+    guard host.hasPrefix("["), host.hasSuffix("]"), host.utf8.count > 2 else { return host }
+    return String(host.dropFirst().dropLast())
+}
+
 /// Name resolution failed (`getaddrinfo`): the host, the port, and the resolver's reason.
 public struct HostResolutionError: SocketErrorFamily, Hashable {
     public var call: String { "getaddrinfo" }
@@ -171,14 +177,27 @@ func resolveTCP(host: String, port: Int, passive: Bool = false) throws -> [(fami
     guard !host.utf8.contains(0) else {
         throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "the host name contains a NUL byte")
     }
+    guard !host.isEmpty else {
+        throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "the host name is empty")
+    }
+    // A name with a colon can only be an IPv6 literal (bracketed as in a URL, or not): it is parsed, never
+    // looked up, so a malformed one fails at once instead of going to DNS.
+    let name = unbracketedHost(host)
+    let literal = name.contains(":")
+    if name.hasPrefix("[") || name.hasSuffix("]") || (name != host && !literal) {
+        throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "brackets are only for an IPv6 address, as [::1]")
+    }
     var hints = addrinfo()
     hints.ai_family = AF_UNSPEC
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
     hints.ai_protocol = Int32(IPPROTO_TCP)
-    if passive { hints.ai_flags = AI_PASSIVE }
+    hints.ai_flags = (passive ? AI_PASSIVE : 0) | (literal ? AI_NUMERICHOST : 0)
     var list: UnsafeMutablePointer<addrinfo>?
-    let rc = getaddrinfo(host, String(port), &hints, &list)
+    let rc = getaddrinfo(name, String(port), &hints, &list)
     guard rc == 0 else {
+        if literal && rc == EAI_NONAME {
+            throw HostResolutionError(host: host, port: port, code: rc, message: "not a valid IPv6 address")
+        }
         let text = rc == EAI_SYSTEM ? String(cString: strerror(errno)) : String(cString: gai_strerror(rc))
         throw HostResolutionError(host: host, port: port, code: rc, message: text)
     }

@@ -5,7 +5,8 @@ import OpenSSLFLI
 /// LispWorks' `open-tcp-stream`.
 ///
 /// - Parameters:
-///   - host: a DNS name, an IPv4 or an IPv6 address; every resolved address is tried in turn.
+///   - host: a DNS name, an IPv4 or an IPv6 address (bare or bracketed as in a URL: `::1`, `[::1]`; a
+///     malformed one is refused without a DNS query); every resolved address is tried in turn.
 ///   - sslCtx: nil for plaintext; otherwise what ``SocketStream/attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)``
 ///     takes, with the same ownership rules.
 ///   - hostName: the name the certificate is checked against and sent as SNI (default: `host`).
@@ -25,7 +26,7 @@ public func openTCPStream(host: String, port: Int, sslCtx: SSLContextArgument? =
     if let sslCtx {
         do {
             try stream.attachSSL(ctx: sslCtx, side: .client, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
-                                 handshakeTimeout: handshakeTimeout, hostName: hostName ?? host, security: security)
+                                 handshakeTimeout: handshakeTimeout, hostName: hostName ?? unbracketedHost(host), security: security)
         } catch {
             stream.closeQuietly()
             throw error

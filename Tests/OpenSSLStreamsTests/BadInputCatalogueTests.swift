@@ -118,6 +118,28 @@ final class BadInputCatalogueTests: XCTestCase {
         let v6 = try openTCPStream(host: "::1", port: listener.port, connectTimeout: 5)
         try v6.close()
         _ = try listener.accept(timeout: 5)
+        // A URL-style literal works, and its certificate check is the IP's (the server's SAN has ::1).
+        let serverCtx = try Fixtures.serverContextShared
+        let serverSide = Background("server") {
+            let stream = try listener.accept(sslCtx: .context(serverCtx), handshakeTimeout: 10, timeout: 10)
+            try stream.writeLine("over [::1]")
+            try stream.close()
+        }
+        let bracketed = try openTCPStream(host: "[::1]", port: listener.port, sslCtx: .default, handshakeTimeout: 10,
+                                          connectTimeout: 5, security: try Fixtures.trustTestCA)
+        XCTAssertEqual(try bracketed.readLine(), "over [::1]")
+        try bracketed.close()
+        try serverSide.join()
+        // Malformed literals and stray brackets are refused by the parser at once, never sent to DNS.
+        for bad in ["::1::2", "[::1", "::1]", "[localhost]", "[]", "fe80::zz", "[127.0.0.1]", ""] {
+            let started = Date()
+            XCTAssertThrowsError(try openTCPStream(host: bad, port: listener.port, connectTimeout: 5), bad) { error in
+                guard let error = error as? HostResolutionError else { return XCTFail("\(bad): \(error)") }
+                XCTAssertEqual(error.host, bad)
+                XCTAssertTrue(["not a valid IPv6 address", "brackets", "empty"].contains { error.message.contains($0) }, "\(bad): \(error)")
+            }
+            XCTAssertLessThan(Date().timeIntervalSince(started), 1, "\(bad) went to a resolver")
+        }
         // (Names that would need DNS to fail are left out: CI machines may have no resolver.)
         for bad in ["local\u{0}host", "127.0.0.1\u{0}.evil.example"] {
             XCTAssertThrowsError(try openTCPStream(host: bad, port: listener.port, connectTimeout: 5), bad) { error in
