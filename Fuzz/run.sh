@@ -31,7 +31,7 @@ for t in "${targets[@]}"; do
   # Every input that once crashed a target is replayed first (libFuzzer runs the files it is given).
   regressions=(regressions/"$t"-*)
   if [ -e "${regressions[0]}" ]; then
-    if "$bin/$t" "${regressions[@]}" > "crashes/$t-regressions.log" 2>&1; then
+    if "$bin/$t" -artifact_prefix="crashes/$t-regression-" "${regressions[@]}" > "crashes/$t-regressions.log" 2>&1; then
       echo "fuzz: $t replayed ${#regressions[@]} regression input(s)"
     else
       echo "fuzz: $t FAILED on a regression input"; tail -n 30 "crashes/$t-regressions.log"; status=1

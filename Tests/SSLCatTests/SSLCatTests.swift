@@ -77,7 +77,7 @@ final class SSLCatTests: XCTestCase {
         let keylog = FileManager.default.temporaryDirectory.appendingPathComponent("sslcat-keylog-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: keylog) }
         let client = try runProcess(Self.sslcat, ["connect", "127.0.0.1:\(port)", "--cafile", pki.caCert, "--servername", "localhost",
-                                                  "--alpn", "http/1.1", "--keylog", keylog, "--timeout", "3"], timeout: 30, stdin: Data("ping\n".utf8))
+                                                  "--alpn", "http/1.1", "--keylog", keylog, "--timeout", "5"], timeout: 30, stdin: Data("ping\n".utf8))
         XCTAssertEqual(client.status, 0, client.stderr)
         XCTAssertTrue(client.stderr.contains("ALPN: http/1.1"), client.stderr)
         XCTAssertEqual(client.stdout, "ping\n")
