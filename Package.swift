@@ -5,6 +5,7 @@ let package = Package(
     name: "swift-openssl-fli",
     products: [
         .library(name: "OpenSSLFLI", targets: ["OpenSSLFLI"]),
+        .library(name: "OpenSSLTLS", targets: ["OpenSSLTLS"]),
         .library(name: "OpenSSLStreams", targets: ["OpenSSLStreams"]),
         .library(name: "OpenSSLNIO", targets: ["OpenSSLNIO"]),
         .executable(name: "sslcat", targets: ["sslcat"]),
@@ -24,11 +25,14 @@ let package = Package(
         ),
         // Layer 1: generated direct calls, handles, ensureSSL, errors, contexts and helpers.
         .target(name: "OpenSSLFLI", dependencies: ["COpenSSL"]),
+        // The TLS core under every transport: the engine (TLSMachine, TLSEngine), ownership (TLSObjects),
+        // the configuration, peer identity and the deadline model, written once.
+        .target(name: "OpenSSLTLS", dependencies: ["OpenSSLFLI", "COpenSSL"]),
         // Layer 2: blocking socket streams with attachSSL / detachSSL, openTCPStream, listeners.
-        .target(name: "OpenSSLStreams", dependencies: ["OpenSSLFLI", "COpenSSL"]),
+        .target(name: "OpenSSLStreams", dependencies: ["OpenSSLTLS", "OpenSSLFLI", "COpenSSL"]),
         // Layer 3: event-driven TLS on SwiftNIO — a channel handler running OpenSSL over memory BIOs.
         .target(name: "OpenSSLNIO", dependencies: [
-            "OpenSSLFLI", "OpenSSLStreams", "COpenSSL",
+            "OpenSSLFLI", "OpenSSLTLS", "COpenSSL",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // The command-line tool: demo, bench.

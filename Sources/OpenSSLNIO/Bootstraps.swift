@@ -2,7 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import OpenSSLFLI
-import OpenSSLStreams
+import OpenSSLTLS
 
 // MARK: Client (LispWorks' create-async-io-state-and-connected-tcp-socket)
 
@@ -25,7 +25,7 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                               ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                               sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                               handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
-                              security: SSLSecurity = .secure, onPeerClose: PeerCloseAction = .automatic,
+                              security: TLSConfiguration = .secure, onPeerClose: PeerCloseAction = .automatic,
                               connectTimeout: TimeAmount = .seconds(10),
                               channelInitializer: (@Sendable (Channel) -> EventLoopFuture<Void>)? = nil) -> EventLoopFuture<Channel> {
     let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
@@ -67,7 +67,7 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                               ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                               sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                               handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
-                              security: SSLSecurity = .secure, onPeerClose: PeerCloseAction = .automatic,
+                              security: TLSConfiguration = .secure, onPeerClose: PeerCloseAction = .automatic,
                               connectTimeout: TimeAmount = .seconds(10),
                               configuration: NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration = .init()) async throws
     -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
@@ -114,7 +114,7 @@ public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, ch
                               ctx argument: SSLContextArgument,
                               ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                               sslConfigure: ((SSLPointer) throws -> Void)? = nil,
-                              handshakeTimeout: TimeInterval? = nil, security: SSLSecurity = .secure,
+                              handshakeTimeout: TimeInterval? = nil, security: TLSConfiguration = .secure,
                               onPeerClose: PeerCloseAction = .automatic, backlog: Int32 = 256,
                               sslErrorCallback: (@Sendable (Channel, Error) -> Void)? = nil,
                               childChannelInitializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Channel> {
@@ -144,7 +144,7 @@ public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, ch
                               ctx argument: SSLContextArgument,
                               ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                               sslConfigure: ((SSLPointer) throws -> Void)? = nil,
-                              handshakeTimeout: TimeInterval? = nil, security: SSLSecurity = .secure,
+                              handshakeTimeout: TimeInterval? = nil, security: TLSConfiguration = .secure,
                               onPeerClose: PeerCloseAction = .automatic, backlog: Int32 = 256,
                               sslErrorCallback: (@Sendable (Channel, Error) -> Void)? = nil,
                               configuration: NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration = .init()) async throws
@@ -170,7 +170,7 @@ public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, ch
 /// Adds a server-side handler to an accepted channel and reports its handshake failure.
 private func attachServerTLS(to channel: Channel, _ argument: SSLContextArgument,
                              _ callbacks: LoopOnly<(((SSLContextPointer) throws -> Void)?, ((SSLPointer) throws -> Void)?)>,
-                             handshakeTimeout: TimeInterval?, security: SSLSecurity, onPeerClose: PeerCloseAction,
+                             handshakeTimeout: TimeInterval?, security: TLSConfiguration, onPeerClose: PeerCloseAction,
                              sslErrorCallback: (@Sendable (Channel, Error) -> Void)?) throws {
     let handler = try OpenSSLHandler(ctx: argument, side: .server, ctxConfigure: callbacks.value.0,
                                      sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,

@@ -1,5 +1,6 @@
 import COpenSSL
 import NIOCore
+import OpenSSLTLS
 
 /// The ciphertext between a channel and OpenSSL while an ``OpenSSLHandler`` runs: an in-memory BIO whose
 /// storage is NIO's own `ByteBuffer`s.
@@ -9,7 +10,9 @@ import NIOCore
 /// NIO can reuse it for the next read). What OpenSSL writes is appended to one outbound buffer that the
 /// handler passes down the pipeline as a whole. The BIO never blocks: reading an empty inbound answers
 /// "retry", writing always takes everything.
-final class CipherBuffers {
+final class CipherBuffers: CiphertextInput {
+    /// No ciphertext waits and the peer closed the connection.
+    var isExhausted: Bool { inboundEOF && inboundCount == 0 }
     /// Ciphertext received from the peer that OpenSSL has not read yet: ``inboundBuffer``'s unread
     /// bytes, from ``inboundCursor``. The buffer is kept (not mutated) while OpenSSL reads through the
     /// cursor, so the BIO's read is a bounds check and a copy.

@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 import OpenSSLFLI
-import OpenSSLStreams
+import OpenSSLTLS
 
 /// Carries a value that is only touched on its channel's event loop across a `@Sendable` boundary.
 struct LoopOnly<Value>: @unchecked Sendable {
@@ -27,7 +27,7 @@ extension Channel {
                           ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                           sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
-                          security: SSLSecurity = .secure,
+                          security: TLSConfiguration = .secure,
                           onPeerClose: PeerCloseAction = .automatic) -> EventLoopFuture<SSLAttachment> {
         let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
         return eventLoop.flatSubmit {
@@ -52,7 +52,7 @@ extension Channel {
                           ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                           sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
-                          security: SSLSecurity = .secure,
+                          security: TLSConfiguration = .secure,
                           onPeerClose: PeerCloseAction = .automatic) async throws -> SSLAttachment {
         let future: EventLoopFuture<SSLAttachment> = attachSSL(
             ctx: argument, side: side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,

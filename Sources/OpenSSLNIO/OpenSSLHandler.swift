@@ -2,7 +2,7 @@ import COpenSSL
 import Foundation
 import NIOCore
 import OpenSSLFLI
-import OpenSSLStreams
+import OpenSSLTLS
 
 /// TLS on a SwiftNIO channel, run by the system OpenSSL over an in-memory BIO (LispWorks'
 /// async-io-state with SSL attached).
@@ -82,13 +82,15 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Internals
 
-    /// Owns what was made for the handler (LispWorks' rules, shared with the blocking layer); releasing
-    /// it frees them. The BIO it made is replaced by ours.
-    private var owner: TLSEngine?
+    /// Owns what was made for the handler (the core's ownership rules); releasing it frees them and
+    /// takes our BIO off a caller's `SSL`.
+    private var owner: TLSObjects?
+    /// The core engine that runs every OpenSSL call.
+    private let machine: TLSMachine
     private let buffers: CipherBuffers
     let handshakeOutcome = Outcome()
     let detachOutcome = Outcome()
-    private let security: SSLSecurity
+    private let security: TLSConfiguration
     private let hostNameGiven: Bool
     private let madeSSL: Bool
 
@@ -144,13 +146,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     ///     (used as it is, never freed, no configure callback). See ``SSLContextArgument``.
     ///   - side: `.client` sets connect state, `.server` accept state, `.both` neither (set it yourself in
     ///     `sslConfigure`, or on the `SSL` you pass, before the handler is added).
-    ///   - ctxConfigure: called once right after a new `SSL_CTX` was made (and ``SSLSecurity``'s context
+    ///   - ctxConfigure: called once right after a new `SSL_CTX` was made (and ``TLSConfiguration``'s context
     ///     settings applied), and only then: load certificates, set ciphers here.
     ///   - sslConfigure: called once right after a new `SSL` was made, and only then.
     ///   - handshakeTimeout: seconds the handshake may take once started; nil or ≤ 0: no limit.
     ///   - hostName: the name a client checks the certificate against and sends as SNI. Without it, a
-    ///     client checks the IP address of the peer it is connected to (when ``SSLSecurity/checkHostName``).
-    ///   - security: the secure defaults and their switches (``SSLSecurity/secure``).
+    ///     client checks the IP address of the peer it is connected to (when ``TLSConfiguration/checkHostName``).
+    ///   - security: the secure defaults and their switches (``TLSConfiguration/secure``).
     ///   - onPeerClose: what to do when the peer's close_notify arrives unasked (``PeerCloseAction``).
     /// - Throws: ``SSLError`` (a refused protocol, OpenSSL failing to make an object) or whatever a
     ///   configure callback threw; then whatever was made is freed.
@@ -158,17 +160,24 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                 sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                 handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
-                security: SSLSecurity = .secure, onPeerClose: PeerCloseAction = .automatic) throws {
-        let engine = try TLSEngine(ctx: argument, side: side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
-                                   hostName: hostName, security: security)
+                security: TLSConfiguration = .secure, onPeerClose: PeerCloseAction = .automatic) throws {
+        let objects = try TLSObjects.make(argument, side: side, configuration: security, ctxConfigure: ctxConfigure,
+                                          sslConfigure: sslConfigure, hostName: hostName, identityLater: hostName == nil,
+                                          call: "OpenSSLHandler")
         let buffers = CipherBuffers(allocator: ByteBufferAllocator())
-        guard ByteBufferBIO.install(buffers, on: engine.ssl.rawValue) else {
+        guard ByteBufferBIO.install(buffers, on: objects.ssl.rawValue) else {
             throw SSLError.fromQueue(call: "BIO_new", message: "cannot make the handler's BIO")
         }
-        self.owner = engine
+        switch side {
+        case .client: COpenSSL.SSL_set_connect_state(objects.ssl.rawValue)
+        case .server: COpenSSL.SSL_set_accept_state(objects.ssl.rawValue)
+        case .both: break
+        }
+        self.owner = objects
+        self.machine = TLSMachine(ssl: objects.ssl, input: buffers)
         self.buffers = buffers
-        self.ssl = engine.ssl
-        self.ctx = engine.ctx
+        self.ssl = objects.ssl
+        self.ctx = objects.ctx
         self.side = side
         self.handshakeTimeout = handshakeTimeout
         self.onPeerClose = onPeerClose
@@ -225,6 +234,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard !started, !released else { return }
         started = true
         applyDefaultPeerCheck(context: context)
+        guard failure == nil, !released else { return }
         if let timeout = handshakeTimeout, timeout > 0 {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             handshakeTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
@@ -236,14 +246,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if !isHandshakeDone && failure == nil { context.read() }
     }
 
-    /// A client without a host name checks the IP address it is connected to (secure by default).
+    /// A client given no host name checks the IP address it is connected to (secure by default), through
+    /// the core's one resolver; one that must check and has no address to check fails its handshake.
+    /// - Corresponds: those of ``PeerIdentity/apply(to:check:sendServerName:)``.
     private func applyDefaultPeerCheck(context: ChannelHandlerContext) {
-        guard side == .client, madeSSL, !hostNameGiven, security.checkHostName,
-              let ip = context.channel.remoteAddress?.ipAddress,
-              let param = COpenSSL.SSL_get0_param(ssl.rawValue) else { return }
-        if COpenSSL.X509_VERIFY_PARAM_get0_host(param, 0) == nil {
-            _ = COpenSSL.X509_VERIFY_PARAM_set1_ip_asc(param, ip)
-            COpenSSL.ERR_clear_error()
+        guard side == .client, madeSSL, !hostNameGiven, security.verifies(.client) && security.checkHostName else { return }
+        // A name an sslConfigure hook set on the SSL is the identity already.
+        if let param = COpenSSL.SSL_get0_param(ssl.rawValue), COpenSSL.X509_VERIFY_PARAM_get0_host(param, 0) != nil { return }
+        do {
+            guard let ip = context.channel.remoteAddress?.ipAddress else {
+                throw SSLError(kind: .verificationFailure, call: "OpenSSLHandler",
+                               message: "no host name and no peer IP address to check the certificate against (give hostName:)")
+            }
+            try PeerIdentity(ip, call: "OpenSSLHandler").apply(to: ssl, check: true, sendServerName: false)
+        } catch {
+            fail(context: context, error)
         }
     }
 
@@ -264,33 +281,19 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         case failed(Error)
     }
 
-    /// Starts a run of `SSL_*` calls (once per event, not per call): an empty error queue for
-    /// `SSL_get_error`, no stale `errno`, and no callback error some earlier C call on this thread left
-    /// behind. Each failing call drains the queue again (``SSLError/fromIO(ssl:returnCode:call:)``).
-    @inline(__always)
-    private func beginCalls() {
-        COpenSSL.ERR_clear_error()
-        errno = 0
-        _ = CallbackRegistry.takePendingError()
-    }
-
-    /// Runs one `SSL_*` I/O call and says what came of it: a callback's error first, then OpenSSL's.
+    /// Runs one `SSL_*` I/O call through the core engine (``TLSMachine/run(_:_:)``: the error queue,
+    /// `errno`, a callback's error first, then OpenSSL's) and says what came of it.
     @inline(__always)
     private func step(_ call: String, _ operation: () -> Int32) -> Step {
-        let r = operation()
-        if let callbackError = CallbackRegistry.takePendingError() {
-            COpenSSL.ERR_clear_error()
-            return .failed(callbackError)
+        switch machine.run(call, operation) {
+        case .complete(let n): return .ok(Int32(n))
+        case .wantRead, .wantWrite: return .wantRead
+        case .closed: return .closeNotify
+        case .failed(let error): return .failed(error)
         }
-        if r > 0 { return .ok(r) }
-        let code = COpenSSL.SSL_get_error(ssl.rawValue, r)
-        if code == COpenSSL.SSL_ERROR_WANT_READ || code == COpenSSL.SSL_ERROR_WANT_WRITE { return .wantRead }
-        let error = SSLError.fromIO(ssl: ssl, returnCode: r, call: call)
-        return error.kind == .closed ? .closeNotify : .failed(error)
     }
 
     private func doHandshake(context: ChannelHandlerContext) {
-        beginCalls()
         switch step("SSL_do_handshake", { COpenSSL.SSL_do_handshake(ssl.rawValue) }) {
         case .ok:
             handshakeFinished(context: context)
@@ -356,14 +359,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Decrypts everything received so far into as few buffers as possible.
     private func readPlaintext(context: ChannelHandlerContext) {
         guard !receivedCloseNotify else { return }
-        beginCalls()
         var out = plaintextBuffer(context: context)
         while true {
             if out.writableBytes == 0 {
                 deliver(out, context: context)
                 guard failure == nil, !released, !receivedCloseNotify else { return }
-                beginCalls()
-                out = plaintextBuffer(context: context)
+                        out = plaintextBuffer(context: context)
             }
             let outcome = out.withUnsafeMutableWritableBytes { space in
                 step("SSL_read") { COpenSSL.SSL_read(ssl.rawValue, space.baseAddress, Int32(clamping: space.count)) }
@@ -597,7 +598,6 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard !inEncrypt, isHandshakeDone, failure == nil, !released, !sentCloseNotify, flushedCount > 0 else { return }
         inEncrypt = true
         defer { inEncrypt = false }
-        beginCalls()
         var wroteChunk = false
         while flushedCount > 0 && failure == nil && !released {
             if wroteChunk && !ignoringBackPressure && !context.channel.isWritable { break }
@@ -783,7 +783,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard !sentCloseNotify else { promise?.succeed(); return }
         sentCloseNotify = true
         COpenSSL.ERR_clear_error()
-        _ = COpenSSL.SSL_shutdown(ssl.rawValue)  // 0: sent, the peer's not read yet; 1: both; < 0: nothing to do
+        _ = machine.shutdown()  // close_notify into the outbound buffer (nothing after a failure)
         _ = CallbackRegistry.takePendingError()
         COpenSSL.ERR_clear_error()
         writeOutbound(context: context, flush: true, promise: promise)

@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 /// Something bytes can be read from, blocking: a pipe, a file handle, a socket, an in-memory channel,
 /// a TLS input port.
@@ -9,6 +10,9 @@ public protocol ByteReadable: AnyObject {
     func readSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
     /// Stops reading (closes the reading end).
     func closeReading() throws
+    /// Waits until a read would not block, or `deadline` passes (false). Transports that cannot wait
+    /// (the default) answer true at once, so only their own reads bound the time.
+    func waitReadable(until deadline: Deadline) throws -> Bool
 }
 
 /// Something bytes can be written to, blocking.
@@ -20,6 +24,8 @@ public protocol ByteWritable: AnyObject {
 }
 
 extension ByteReadable {
+    public func waitReadable(until deadline: Deadline) throws -> Bool { true }
+
     /// Reads everything up to the end (at most `limit` bytes).
     public func readAll(limit: Int = 1 << 30) throws -> [UInt8] {
         var result: [UInt8] = []
@@ -82,6 +88,7 @@ public final class FileDescriptorTransport: ByteReadable, ByteWritable, @uncheck
 
     public func readSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try DescriptorIO.read(fileDescriptor, into: buffer) }
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try DescriptorIO.write(fileDescriptor, bytes) }
+    public func waitReadable(until deadline: Deadline) throws -> Bool { try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) }
 
     public func closeReading() throws {
         lock.lock(); let first = !readingClosed; readingClosed = true; lock.unlock()
@@ -114,6 +121,7 @@ public final class FileDescriptorTransport: ByteReadable, ByteWritable, @uncheck
 
 extension FileHandle: ByteReadable, ByteWritable {
     public func readSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try DescriptorIO.read(fileDescriptor, into: buffer) }
+    public func waitReadable(until deadline: Deadline) throws -> Bool { try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) }
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try DescriptorIO.write(fileDescriptor, bytes) }
     public func closeReading() throws { try close() }
     public func closeWriting() throws { try close() }
@@ -122,6 +130,7 @@ extension FileHandle: ByteReadable, ByteWritable {
 extension Pipe: ByteReadable, ByteWritable {
     /// Reads from the pipe's reading end.
     public func readSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try fileHandleForReading.readSome(into: buffer) }
+    public func waitReadable(until deadline: Deadline) throws -> Bool { try fileHandleForReading.waitReadable(until: deadline) }
     /// Writes to the pipe's writing end.
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try fileHandleForWriting.writeAll(bytes) }
     public func closeReading() throws { try fileHandleForReading.close() }
@@ -130,6 +139,9 @@ extension Pipe: ByteReadable, ByteWritable {
 
 extension SocketStream: ByteReadable, ByteWritable {
     public func readSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try read(into: buffer) }
+    public func waitReadable(until deadline: Deadline) throws -> Bool {
+        hasBufferedInput || plainEOF ? true : try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline)
+    }
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try write(bytes); try flush() }
     public func closeReading() throws { try close() }
     public func closeWriting() throws { try close() }

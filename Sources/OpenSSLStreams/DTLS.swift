@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 // DTLS over UDP (Bigloo's 'dtls protocol): a client over a connected UDP socket, a server that answers
 // the cookie exchange statelessly before it keeps anything, and per-peer sessions that send and receive
@@ -22,13 +23,16 @@ public final class DTLSSocket: @unchecked Sendable {
     /// "host:port" of the peer.
     public let peerAddress: String
     public private(set) var isClosed = false
+    /// The core engine that runs the OpenSSL calls.
+    let machine: TLSMachine
     /// The peer's close_notify arrived.
-    public private(set) var peerClosed = false
-    private var failed = false
+    public var peerClosed: Bool { machine.peerClosed }
+    private var failed: Bool { machine.failed }
 
     init(fileDescriptor: Int32, objects: TLSObjects, side: SSLSide, peerAddress: String) {
         self.fileDescriptor = fileDescriptor; self.objects = objects; self.side = side
         ssl = objects.ssl; ctx = objects.ctx; self.peerAddress = peerAddress
+        machine = TLSMachine(ssl: objects.ssl, input: DatagramInput.shared)
     }
 
     deinit { closeQuietly() }
@@ -36,17 +40,25 @@ public final class DTLSSocket: @unchecked Sendable {
     /// The largest datagram ``send(_:)`` takes (`DTLS_get_data_mtu`: the MTU less headers and expansion).
     public var maximumDatagramSize: Int { DTLS_get_data_mtu(ssl) }
 
-    /// Runs the handshake (and its retransmissions) within `timeout` seconds (nil: forever).
+    /// Runs the handshake (and its retransmissions) within a total of `timeout` seconds (nil:
+    /// ``TLSTimeouts/handshake``; see ``TimeoutValue``).
+    /// - Corresponds: `SSL_do_handshake`, `DTLSv1_get_timeout`, `DTLSv1_handle_timeout`.
     public func handshake(timeout: TimeInterval? = nil) throws {
-        if COpenSSL.SSL_is_init_finished(ssl.rawValue) == 1 { return }
-        _ = try drive(call: "SSL_do_handshake", deadline: .after(timeout),
+        let limit = try TimeoutValue.resolve(timeout, default: TLSTimeouts.handshake, name: "the handshake timeout", call: "SSL_do_handshake")
+        try handshake(limit: limit)
+    }
+
+    func handshake(limit: TimeoutValue) throws {
+        if machine.handshakeDone { return }
+        _ = try drive(call: "SSL_do_handshake", deadline: limit.deadline,
                       timeoutError: SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake",
-                                             message: "the DTLS handshake did not finish within \(describeSeconds(timeout)) (\(peerAddress))")) {
-            COpenSSL.SSL_do_handshake(ssl.rawValue)
+                                             message: "the DTLS handshake did not finish within \(describeSeconds(limit.seconds)) (\(peerAddress))")) {
+            machine.handshake()
         }
     }
 
     /// Sends one datagram (one DTLS record). Larger than ``maximumDatagramSize`` is an error.
+    /// - Corresponds: `SSL_write`.
     public func send(_ datagram: [UInt8]) throws {
         try checkOpen("SSL_write")
         guard !datagram.isEmpty else { throw SSLError.usage("an empty datagram", call: "SSL_write") }
@@ -56,46 +68,42 @@ public final class DTLSSocket: @unchecked Sendable {
         }
         _ = try drive(call: "SSL_write", deadline: .after(readTimeout),
                       timeoutError: SocketError(call: "SSL_write", errno: ETIMEDOUT, context: peerAddress)) {
-            COpenSSL.SSL_write(ssl.rawValue, datagram, Int32(datagram.count))
+            datagram.withUnsafeBytes { machine.write($0) }
         }
     }
 
     /// Receives one datagram, waiting up to `timeout` seconds (default ``readTimeout``); nil once the
     /// peer sent close_notify. Throws `SocketError` `ETIMEDOUT` when nothing came in time.
+    /// - Corresponds: `SSL_read`.
     public func receive(timeout: TimeInterval?? = nil) throws -> [UInt8]? {
         try checkOpen("SSL_read")
         if peerClosed { return nil }
         let limit = timeout ?? readTimeout
+        if let limit, limit.isNaN { throw SSLError.usage("the receive timeout is not a number (NaN)", call: "SSL_read") }
         var buffer = [UInt8](repeating: 0, count: 65_536)
         do {
             let n = try drive(call: "SSL_read", deadline: .after(limit),
                               timeoutError: SocketError(call: "SSL_read", errno: ETIMEDOUT, context: "no datagram within \(describeSeconds(limit)) from \(peerAddress)")) {
-                COpenSSL.SSL_read(ssl.rawValue, &buffer, Int32(buffer.count))
+                buffer.withUnsafeMutableBytes { machine.read(into: $0) }
             }
-            return Array(buffer.prefix(Int(n)))
+            return Array(buffer.prefix(n))
         } catch let error as SSLError where error.kind == .closed {
             return nil
         }
     }
 
     /// Sends close_notify (once) and closes the socket; frees what was made for it.
+    /// - Corresponds: `SSL_shutdown`.
     public func close() throws {
         guard !isClosed else { return }
         defer { closeQuietly() }
-        if !failed && COpenSSL.SSL_is_init_finished(ssl.rawValue) == 1 {
-            COpenSSL.ERR_clear_error()
-            let r = COpenSSL.SSL_shutdown(ssl.rawValue)
-            if r < 0 {
-                let error = SSLError.fromIO(ssl: ssl, returnCode: r, call: "SSL_shutdown")
-                if error.status != .wantRead && error.status != .wantWrite { throw error }
-            }
-        }
+        _ = machine.shutdown()  // the datagram BIO sends it at once
     }
 
     func closeQuietly() {
         guard !isClosed else { return }
         isClosed = true
-        objects.discardMade()
+        objects.release()
         Glibc.close(fileDescriptor)
     }
 
@@ -104,19 +112,18 @@ public final class DTLSSocket: @unchecked Sendable {
         if failed { throw SSLError.usage("the DTLS association failed earlier", call: call) }
     }
 
-    /// Runs one OpenSSL call until it succeeds, waiting for datagrams and driving retransmissions
-    /// (`DTLSv1_get_timeout` / `DTLSv1_handle_timeout`) until `deadline`.
-    func drive(call: String, deadline: Deadline, timeoutError: @autoclosure () -> Error, _ operation: () -> Int32) throws -> Int32 {
-        _ = CallbackRegistry.takePendingError()
+    /// Runs one step of the core engine until it completes, waiting for datagrams and driving
+    /// retransmissions (`DTLSv1_get_timeout` / `DTLSv1_handle_timeout`) until `deadline`.
+    func drive(call: String, deadline: Deadline, timeoutError: @autoclosure () -> Error, _ step: () -> TLSResult) throws -> Int {
         while true {
-            COpenSSL.ERR_clear_error()
-            errno = 0
-            let r = operation()
-            if let callbackError = CallbackRegistry.takePendingError() { failed = true; throw callbackError }
-            if r > 0 { return r }
-            let code = COpenSSL.SSL_get_error(ssl.rawValue, r)
-            if code == COpenSSL.SSL_ERROR_WANT_READ || code == COpenSSL.SSL_ERROR_WANT_WRITE {
-                let events = Int16(code == COpenSSL.SSL_ERROR_WANT_READ ? POLLIN : POLLOUT)
+            let result = step()
+            switch result {
+            case .complete(let n): return n
+            case .closed: throw machine.closeNotify ?? SSLError(kind: .closed, call: call, message: "SSL connection closed")
+            case .failed(let error): throw error
+            case .wantRead, .wantWrite:
+                if deadline.hasPassed { machine.markFailedIfHandshaking(); throw timeoutError() }
+                let events = Int16({ if case .wantRead = result { return POLLIN } else { return POLLOUT } }())
                 let (timerSet, timer) = DTLSv1_get_timeout(ssl)
                 var wait = deadline.pollMilliseconds
                 if timerSet == 1 {
@@ -130,18 +137,20 @@ public final class DTLSSocket: @unchecked Sendable {
                 if timerSet == 1 {
                     // When the retransmission timer ran out this resends the last flight (else it does nothing).
                     if DTLSv1_handle_timeout(ssl) < 0 {
-                        failed = true
+                        machine.markFailed()
                         throw SSLError.fromQueue(call: "DTLSv1_handle_timeout", kind: .failure, message: "too many retransmissions to \(peerAddress)")
                     }
                 }
-                if deadline.hasPassed { throw timeoutError() }
-                continue
+                if deadline.hasPassed { machine.markFailedIfHandshaking(); throw timeoutError() }
             }
-            let error = SSLError.fromIO(ssl: ssl, returnCode: r, call: call)
-            if error.kind == .closed { peerClosed = true } else { failed = true }
-            throw error
         }
     }
+}
+
+/// The input side of a datagram BIO: UDP has no end of stream, so it is never exhausted.
+final class DatagramInput: CiphertextInput {
+    static let shared = DatagramInput()
+    var isExhausted: Bool { false }
 }
 
 /// Sets the link MTU (`SSL_OP_NO_QUERY_MTU` + `DTLS_set_link_mtu`).
@@ -187,10 +196,10 @@ private func setNonBlocking(_ fd: Int32) { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GE
 /// `mtu` sets the link MTU (default: the path MTU OpenSSL finds).
 public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .protocol(.dtls),
                      ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil, sslConfigure: ((SSLPointer) throws -> Void)? = nil,
-                     handshakeTimeout: TimeInterval? = 30, hostName: String? = nil, security: SSLSecurity = .secure,
+                     handshakeTimeout: TimeInterval? = nil, hostName: String? = nil, security: TLSConfiguration = .secure,
                      mtu: Int? = nil) throws -> DTLSSocket {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "openDTLS") }
-    try checkTimeout(handshakeTimeout, "the handshake timeout", call: "openDTLS")
+    let limit = try security.handshakeLimit(handshakeTimeout, allowsDeferred: true, call: "openDTLS")
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "openDTLS") }
     let candidates = try resolveTCP(host: host, port: port)
     guard let target = candidates.first else { throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "no address") }
@@ -209,8 +218,8 @@ public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .prot
     setNonBlocking(fd)
     let objects: TLSObjects
     do {
-        objects = try TLSObjects.make(sslCtx, side: .client, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
-                                      hostName: hostName ?? unbracketedHost(host), security: security)
+        objects = try TLSObjects.make(sslCtx, side: .client, configuration: security, ctxConfigure: ctxConfigure,
+                                      sslConfigure: sslConfigure, hostName: hostName ?? host, call: "openDTLS")
     } catch {
         Glibc.close(fd)
         throw error
@@ -223,7 +232,7 @@ public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .prot
         COpenSSL.SSL_set_bio(objects.ssl.rawValue, bio, bio)
         try setMTU(objects.ssl, mtu)
         COpenSSL.SSL_set_connect_state(objects.ssl.rawValue)
-        if (handshakeTimeout ?? 1) > 0 { try socket.handshake(timeout: handshakeTimeout) }
+        if limit != .deferred { try socket.handshake(limit: limit) }
     } catch {
         socket.closeQuietly()
         throw error
@@ -298,21 +307,22 @@ public final class DTLSListener: @unchecked Sendable {
     public let port: Int
     public let host: String
     let local: RawSocketAddress
-    let objects: TLSObjects  // the context (its `ssl` is not used)
+    let context: TLSContextHolder
+    let configuration: TLSConfiguration
     let sslConfigure: ((SSLPointer) throws -> Void)?
     let jar: DTLSCookieJar
     let mtu: Int?
     public private(set) var isClosed = false
 
     /// The context every association uses.
-    public var ctx: SSLContextPointer { objects.ctx }
+    public var ctx: SSLContextPointer { context.ctx }
 
     /// HelloVerifyRequests sent (cookies handed out) and ClientHellos that came back with a valid cookie.
     public var cookieCounts: (requests: Int, verified: Int) { jar.counts }
 
-    init(fileDescriptor: Int32, local: RawSocketAddress, objects: TLSObjects, sslConfigure: ((SSLPointer) throws -> Void)?,
-         jar: DTLSCookieJar, mtu: Int?) {
-        self.fileDescriptor = fileDescriptor; self.local = local; self.objects = objects
+    init(fileDescriptor: Int32, local: RawSocketAddress, context: TLSContextHolder, configuration: TLSConfiguration,
+         sslConfigure: ((SSLPointer) throws -> Void)?, jar: DTLSCookieJar, mtu: Int?) {
+        self.fileDescriptor = fileDescriptor; self.local = local; self.context = context; self.configuration = configuration
         self.sslConfigure = sslConfigure; self.jar = jar; self.mtu = mtu
         let formatted = local.formatted
         port = formatted?.port ?? 0
@@ -326,21 +336,25 @@ public final class DTLSListener: @unchecked Sendable {
         guard !isClosed else { return }
         isClosed = true
         Glibc.close(fileDescriptor)
-        objects.discardMade()
+        context.release()
     }
 
     /// Waits up to `timeout` seconds for a client that completes the cookie exchange (`DTLSv1_listen`,
     /// stateless until then), gives it a UDP socket of its own (connected to it, on the listening
-    /// address), and finishes the handshake within `handshakeTimeout`.
-    public func accept(timeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = 30) throws -> DTLSSocket {
+    /// address), and finishes the handshake within a total of `handshakeTimeout` seconds. Both limits
+    /// follow ``TimeoutValue`` (nil: no limit for the wait, the configuration's for the handshake).
+    /// - Corresponds: `DTLSv1_listen`, `SSL_do_handshake`.
+    public func accept(timeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil) throws -> DTLSSocket {
         guard !isClosed else { throw StreamError(kind: .closed, call: "DTLSv1_listen", message: "the listener is closed") }
-        let deadline = Deadline.after(timeout)
-        let connection = try TLSObjects.make(.context(objects.ctx), side: .server, ctxConfigure: nil, sslConfigure: sslConfigure,
-                                             hostName: nil, security: .secure)
-        guard let peer = COpenSSL.BIO_ADDR_new() else { connection.discardMade(); throw SSLError.fromQueue(call: "BIO_ADDR_new") }
+        let wait = try TimeoutValue.resolve(timeout, default: nil, name: "the accept timeout", call: "DTLSv1_listen")
+        let limit = try configuration.handshakeLimit(handshakeTimeout, call: "DTLSv1_listen")
+        let deadline = wait.deadline
+        let connection = try TLSObjects.make(on: context, side: .server, configuration: configuration, sslConfigure: sslConfigure,
+                                             hostName: nil, call: "DTLSv1_listen", takeContext: false)
+        guard let peer = COpenSSL.BIO_ADDR_new() else { connection.release(); throw SSLError.fromQueue(call: "BIO_ADDR_new") }
         defer { COpenSSL.BIO_ADDR_free(peer) }
         var handedOver = false
-        defer { if !handedOver { connection.discardMade() } }
+        defer { if !handedOver { connection.release() } }
         let listenBIO = try makeDatagramBIO(fileDescriptor, peer: nil)
         COpenSSL.SSL_set_bio(connection.ssl.rawValue, listenBIO, listenBIO)
         try setMTU(connection.ssl, mtu)
@@ -353,7 +367,7 @@ public final class DTLSListener: @unchecked Sendable {
             let ready = poll(&entry, 1, deadline.pollMilliseconds)
             if ready < 0 && errno != EINTR { throw SocketError(call: "poll", errno: errno, context: "\(host):\(port)") }
             if ready == 0 && deadline.hasPassed {
-                throw SocketError(call: "DTLSv1_listen", errno: ETIMEDOUT, context: "no DTLS client within \(describeSeconds(timeout)) on \(host):\(port)")
+                throw SocketError(call: "DTLSv1_listen", errno: ETIMEDOUT, context: "no DTLS client within \(describeSeconds(wait.seconds)) on \(host):\(port)")
             }
         }
         // A socket of its own for this peer: bound to the listening address, connected to the peer.
@@ -404,7 +418,7 @@ public final class DTLSListener: @unchecked Sendable {
         handedOver = true
         let socket = DTLSSocket(fileDescriptor: fd, objects: connection, side: .server, peerAddress: peerText)
         do {
-            try socket.handshake(timeout: handshakeTimeout)
+            try socket.handshake(limit: limit)
         } catch {
             socket.closeQuietly()
             throw error
@@ -419,16 +433,13 @@ public final class DTLSListener: @unchecked Sendable {
 /// certificate and key) or the caller's context; the cookie exchange is set up on it.
 public func listenDTLS(port: Int = 0, host: String = "127.0.0.1", sslCtx: SSLContextArgument = .protocol(.dtls),
                        ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil, sslConfigure: ((SSLPointer) throws -> Void)? = nil,
-                       security: SSLSecurity = .secure, mtu: Int? = nil) throws -> DTLSListener {
+                       security: TLSConfiguration = .secure, mtu: Int? = nil) throws -> DTLSListener {
     guard (0...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 0…65535", call: "listenDTLS") }
     if case .connection = sslCtx { throw SSLError.usage("a DTLS listener needs a context, not one connection", call: "listenDTLS") }
     guard let target = try resolveTCP(host: host, port: port, passive: true).first else {
         throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "no address")
     }
-    let objects = try TLSObjects.make(sslCtx, side: .server, ctxConfigure: ctxConfigure, sslConfigure: nil, hostName: nil, security: security)
-    // Only the context is kept; the SSL made with it is not used.
-    if objects.ownsSSL { COpenSSL.SSL_free(objects.ssl.rawValue) }
-    let contextOnly = TLSObjects(ssl: objects.ssl, ctx: objects.ctx, ownsSSL: false, ownsContext: objects.ownsContext)
+    let contextOnly = try TLSContextHolder.make(sslCtx, side: .server, configuration: security, ctxConfigure: ctxConfigure, call: "listenDTLS")
     do {
         let jar = try DTLSCookieJar()
         CallbackRegistry.of(contextOnly.ctx).setClosure("dtls-cookies", jar)
@@ -447,9 +458,10 @@ public func listenDTLS(port: Int = 0, host: String = "127.0.0.1", sslCtx: SSLCon
             throw SocketError(call: "bind", errno: e, context: target.text)
         }
         setNonBlocking(fd)
-        return DTLSListener(fileDescriptor: fd, local: local, objects: contextOnly, sslConfigure: sslConfigure, jar: jar, mtu: mtu)
+        return DTLSListener(fileDescriptor: fd, local: local, context: contextOnly, configuration: security, sslConfigure: sslConfigure,
+                            jar: jar, mtu: mtu)
     } catch {
-        contextOnly.discardMade()
+        contextOnly.release()
         throw error
     }
 }

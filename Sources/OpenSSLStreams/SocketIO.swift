@@ -1,54 +1,6 @@
 import Foundation
 import OpenSSLFLI
-
-/// A point in time on the monotonic clock, or never: the end of a timeout.
-struct Deadline {
-    /// Nanoseconds on `CLOCK_MONOTONIC`; nil means no deadline.
-    let nanoseconds: UInt64?
-    /// The timeout it was made from, for messages.
-    let seconds: TimeInterval?
-
-    static let never = Deadline(nanoseconds: nil, seconds: nil)
-
-    /// A deadline `seconds` from now; nil waits forever, zero or less has passed already.
-    static func after(_ seconds: TimeInterval?) -> Deadline {
-        guard let seconds else { return .never }
-        // Zero, negative and NaN have passed already; anything above 10^9 s is as good as forever.
-        let delta = !(seconds > 0) ? 0 : UInt64(min(seconds, 1e9) * 1e9)
-        return Deadline(nanoseconds: monotonicNanoseconds() &+ delta, seconds: seconds)
-    }
-
-    /// Milliseconds left, rounded up, as `poll` takes them: -1 for no deadline, 0 when passed.
-    var pollMilliseconds: Int32 {
-        guard let nanoseconds else { return -1 }
-        let now = monotonicNanoseconds()
-        if now >= nanoseconds { return 0 }
-        return Int32(clamping: (nanoseconds - now + 999_999) / 1_000_000)
-    }
-
-    var hasPassed: Bool {
-        guard let nanoseconds else { return false }
-        return monotonicNanoseconds() >= nanoseconds
-    }
-}
-
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// Refuses a timeout that is not a number (nil, negative and infinite ones have meanings).
-func checkTimeout(_ seconds: TimeInterval?, _ name: String, call: String) throws {
-    if let seconds, seconds.isNaN { throw SSLError.usage("\(name) is not a number", call: call) }
-}
-
-/// Seconds as people read them in messages ("2 s", "0.5 s").
-func describeSeconds(_ seconds: TimeInterval?) -> String {
-    guard let seconds else { return "no limit" }
-    // (Infinite and NaN limits print as Swift writes them: no conversion to Int that could trap.)
-    return seconds.isFinite && abs(seconds) < 1e15 && seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
-}
+import OpenSSLTLS
 
 /// Waits until `fd` is ready for `events` (`POLLIN` / `POLLOUT`). Returns false when the deadline
 /// passed first. Errors and hang-ups count as ready: the next `recv`/`send` reports them.
@@ -115,18 +67,6 @@ func formatSocketAddress(_ address: sockaddr_storage, _ length: socklen_t) -> (h
             return (h, port, text)
         }
     }
-}
-
-/// True when `name` is a numeric IPv4 or IPv6 address (then it is checked as an IP, and no SNI is sent).
-func isIPAddress(_ name: String) -> Bool {
-    var v4 = in_addr(), v6 = in6_addr()
-    return inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1
-}
-
-/// `host` without the brackets of a URL-style IPv6 literal (`[::1]` → `::1`); any other name as it is.
-func unbracketedHost(_ host: String) -> String {
-    guard host.hasPrefix("["), host.hasSuffix("]"), host.utf8.count > 2 else { return host }
-    return String(host.dropFirst().dropLast())
 }
 
 /// Name resolution failed (`getaddrinfo`): the host, the port, and the resolver's reason.
@@ -257,4 +197,23 @@ func connectTCP(host: String, port: Int, timeout: TimeInterval?) throws -> Int32
         lastError = SocketError(call: "connect", errno: failure, context: context)
     }
     throw lastError
+}
+
+/// Closes like `openssl s_server` after a fatal alert, so that the peer reads the alert: shuts the
+/// write side (a FIN after the alert), then reads and drops what the peer still sends, until it closes
+/// or ``TLSTimeouts/alertLinger`` passes (at most 256 KiB). Closing at once instead would answer the
+/// peer's next record with a TCP reset, which can destroy the alert in the peer's receive queue.
+/// - Corresponds: `shutdown(2)`, `poll(2)`, `recv(2)`.
+func lingerForAlert(_ fd: Int32) {
+    guard Glibc.shutdown(fd, Int32(SHUT_WR)) == 0 else { return }
+    let deadline = Deadline.after(TLSTimeouts.alertLinger)
+    var scratch = [UInt8](repeating: 0, count: 16 * 1024)
+    var drained = 0
+    while drained < 256 * 1024 {
+        guard (try? waitUntilReady(fd, events: Int16(POLLIN), deadline: deadline)) == true else { return }
+        let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n > 0 { drained += n; continue }
+        if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+        return  // EOF or an error: the peer is done
+    }
 }

@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 /// A buffered, blocking, bidirectional byte stream over a connected socket, to which TLS can be
 /// attached (``attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)``)
@@ -38,6 +39,9 @@ public final class SocketStream {
     var plainEOF = false
     /// The TLS state while attached.
     var tls: TLSAttachment?
+    /// A TLS failure sent (or may have sent) a fatal alert on this socket: close lingers so the peer
+    /// can read it (see ``close()``).
+    var sentFatalAlert = false
 
     /// Makes a stream over a connected socket.
     /// - Parameters:
@@ -100,24 +104,38 @@ public final class SocketStream {
         if isClosed { throw StreamError(kind: .closed, call: call, message: "the stream is closed") }
     }
 
+    /// Refuses use from a second thread while one is inside the stream (a clear error instead of
+    /// corrupted buffers); calls on the same thread nest.
+    let exclusive = ExclusiveUse()
+
+    /// Runs `body` as the stream's one user (see ``exclusive``).
+    @inline(__always)
+    func exclusively<T>(_ call: String, _ body: () throws -> T) throws -> T {
+        try exclusive.enter(call)
+        defer { exclusive.leave() }
+        return try body()
+    }
+
     // MARK: Reading
 
     /// Reads at most `buffer.count` bytes; returns 0 at the end of the stream (the peer closed, or sent
     /// TLS close_notify). Waits for at least one byte, up to ``readTimeout``.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        try checkOpen("read")
-        guard buffer.count > 0 else { return 0 }
-        var n = 0
-        defer { releaseIdleBuffers(moved: n) }
-        if !readBuffer.isEmpty { n = readBuffer.take(into: buffer); return n }
-        try flushPending()
-        if buffer.count >= bufferSize {
-            n = try readFromTransport(into: buffer)  // large reads skip the buffer
+        try exclusively("read") {
+            try checkOpen("read")
+            guard buffer.count > 0 else { return 0 }
+            var n = 0
+            defer { releaseIdleBuffers(moved: n) }
+            if !readBuffer.isEmpty { n = readBuffer.take(into: buffer); return n }
+            try flushPending()
+            if buffer.count >= bufferSize {
+                n = try readFromTransport(into: buffer)  // large reads skip the buffer
+                return n
+            }
+            guard try fillReadBuffer() else { return 0 }
+            n = readBuffer.take(into: buffer)
             return n
         }
-        guard try fillReadBuffer() else { return 0 }
-        n = readBuffer.take(into: buffer)
-        return n
     }
 
     /// Gives back the buffers that hold nothing when an operation that moved little ends, so an idle
@@ -137,18 +155,25 @@ public final class SocketStream {
     }
 
     /// Reads at most `maxLength` bytes; an empty result is the end of the stream.
+    /// A negative `maxLength` is a usage error; a large one reads what is there (one buffer's worth at
+    /// most), never allocating `maxLength` bytes up front.
     public func read(maxLength: Int) throws -> [UInt8] {
+        try checkCount(maxLength, "the maximum length", call: "read", max: Int.max)
         guard maxLength > 0 else { return [] }
-        var result = [UInt8](repeating: 0, count: maxLength)
+        let size = min(maxLength, max(bufferSize, readBuffer.count))
+        var result = [UInt8](repeating: 0, count: size)
         let n = try result.withUnsafeMutableBytes { try read(into: $0) }
-        result.removeLast(maxLength - n)
+        result.removeLast(size - n)
         return result
     }
 
     /// Reads exactly `count` bytes. When the stream ends first it throws: with TLS attached and a
     /// close_notify from the peer, ``SSLError`` of kind `.closed` (LispWorks' ssl-closed); otherwise
     /// ``StreamError`` `.endOfStream`.
-    public func readExactly(_ count: Int) throws -> [UInt8] {
+    /// A negative `count` is a usage error, and so is one above `limit` (64 MiB by default): the bytes are
+    /// collected in memory.
+    public func readExactly(_ count: Int, limit: Int = 64 << 20) throws -> [UInt8] {
+        try checkCount(count, "the byte count", call: "readExactly", max: limit)
         var result = [UInt8](repeating: 0, count: count)
         var got = 0
         try result.withUnsafeMutableBytes { raw in
@@ -172,26 +197,29 @@ public final class SocketStream {
     /// stream; a last line without an ending is returned as it is. Throws ``StreamError``
     /// (`.lineTooLong`) for a line longer than `maxLength` bytes. Invalid UTF-8 is repaired.
     public func readLine(maxLength: Int = SocketStream.defaultMaxLineLength) throws -> String? {
-        try checkOpen("readLine")
-        defer { releaseIdleBuffers(moved: 0) }
-        var searched = 0
-        while true {
-            if let newline = readBuffer.firstIndex(of: UInt8(ascii: "\n"), from: searched) {
-                guard newline <= maxLength else { throw lineTooLong(maxLength) }
-                var end = newline
-                let bytes = readBuffer.readable
-                if end > 0 && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-                let line = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<end]), as: UTF8.self)
-                readBuffer.consume(newline + 1)
-                return line
-            }
-            searched = readBuffer.count
-            if searched > maxLength { throw lineTooLong(maxLength) }
-            if try !fillReadBuffer() {
-                if readBuffer.isEmpty { return nil }
-                let line = String(decoding: readBuffer.readable, as: UTF8.self)
-                readBuffer.removeAll()
-                return line
+        try exclusively("readLine") {
+            try checkOpen("readLine")
+            try checkCount(maxLength, "the maximum line length", call: "readLine", max: Int.max)
+            defer { releaseIdleBuffers(moved: 0) }
+            var searched = 0
+            while true {
+                if let newline = readBuffer.firstIndex(of: UInt8(ascii: "\n"), from: searched) {
+                    guard newline <= maxLength else { throw lineTooLong(maxLength) }
+                    var end = newline
+                    let bytes = readBuffer.readable
+                    if end > 0 && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+                    let line = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<end]), as: UTF8.self)
+                    readBuffer.consume(newline + 1)
+                    return line
+                }
+                searched = readBuffer.count
+                if searched > maxLength { throw lineTooLong(maxLength) }
+                if try !fillReadBuffer() {
+                    if readBuffer.isEmpty { return nil }
+                    let line = String(decoding: readBuffer.readable, as: UTF8.self)
+                    readBuffer.removeAll()
+                    return line
+                }
             }
         }
     }
@@ -202,6 +230,7 @@ public final class SocketStream {
 
     /// Reads until the end of the stream (at most `limit` bytes; more throws `.lineTooLong`).
     public func readToEnd(limit: Int = 64 * 1024 * 1024) throws -> [UInt8] {
+        try checkCount(limit, "the limit", call: "readToEnd", max: Int.max)
         var result: [UInt8] = []
         while true {
             let chunk = try read(maxLength: 64 * 1024)
@@ -255,23 +284,25 @@ public final class SocketStream {
 
     /// Writes bytes (buffered: see ``flush()``).
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try checkOpen("write")
-        guard bytes.count > 0 else { return }
-        if writeBuffer.isEmpty && bytes.count >= bufferSize {
-            try writeToTransport(bytes)  // large writes skip the buffer
-            releaseIdleBuffers(moved: bytes.count)
-            return
-        }
-        if writeBuffer.count + bytes.count <= bufferSize {
-            writeBuffer.append(bytes)
-            if writeBuffer.count == bufferSize { try flushPending() }
-            return
-        }
-        try flushPending()
-        if bytes.count >= bufferSize {
-            try writeToTransport(bytes)  // large writes skip the buffer
-        } else {
-            writeBuffer.append(bytes)
+        try exclusively("write") {
+            try checkOpen("write")
+            guard bytes.count > 0 else { return }
+            if writeBuffer.isEmpty && bytes.count >= bufferSize {
+                try writeToTransport(bytes)  // large writes skip the buffer
+                releaseIdleBuffers(moved: bytes.count)
+                return
+            }
+            if writeBuffer.count + bytes.count <= bufferSize {
+                writeBuffer.append(bytes)
+                if writeBuffer.count == bufferSize { try flushPending() }
+                return
+            }
+            try flushPending()
+            if bytes.count >= bufferSize {
+                try writeToTransport(bytes)  // large writes skip the buffer
+            } else {
+                writeBuffer.append(bytes)
+            }
         }
     }
 
@@ -300,10 +331,12 @@ public final class SocketStream {
     /// Sends everything written so far (with TLS: encrypts it and sends the records), waiting up to
     /// ``writeTimeout`` for the socket to take it.
     public func flush() throws {
-        try checkOpen("flush")
-        let moved = writeBuffer.count
-        defer { releaseIdleBuffers(moved: moved) }
-        try flushPending()
+        try exclusively("flush") {
+            try checkOpen("flush")
+            let moved = writeBuffer.count
+            defer { releaseIdleBuffers(moved: moved) }
+            try flushPending()
+        }
     }
 
     /// Sends what is buffered (no buffer is given back: used inside other operations).
@@ -370,24 +403,47 @@ public final class SocketStream {
         var firstError: Error?
         do { try flushPending() } catch { firstError = error }
         if let tls {
-            if tls.handshakeDone && !tls.failed {
-                COpenSSL.ERR_clear_error()
-                _ = COpenSSL.SSL_shutdown(tls.ssl.rawValue)
-                COpenSSL.ERR_clear_error()
-                // Best effort: the peer may have gone already (EPIPE), and one that stopped reading must
-                // not hold close up for long. Its absence loses no data of ours.
-                let limit = min(writeTimeout ?? 2, 2)
-                try? sendTransportOutput(tls, call: "SSL_shutdown", deadline: .after(limit), timeoutError: writeTimeoutError("SSL_shutdown"))
-            }
+            // One step of the close: close_notify is sent if the connection is sound; the peer's is not
+            // waited for. Best effort: the peer may have gone already (EPIPE), and one that stopped
+            // reading must not hold close up for long. Its absence loses no data of ours.
+            if tls.failed { sentFatalAlert = true }
+            _ = tls.machine.shutdown()
+            let limit = min(writeTimeout ?? 2, 2)
+            try? sendTransportOutput(tls, call: "SSL_shutdown", deadline: .after(limit), timeoutError: writeTimeoutError("SSL_shutdown"))
             tls.release()
             self.tls = nil
         }
         isClosed = true
         readBuffer.removeAll()
         writeBuffer.removeAll()
-        if closesDescriptor { Glibc.close(fileDescriptor) }
+        if closesDescriptor {
+            if sentFatalAlert { lingerForAlert(fileDescriptor) }
+            Glibc.close(fileDescriptor)
+        }
         if let firstError { throw firstError }
     }
 
     func closeQuietly() { try? close() }
+}
+
+/// The guard behind ``SocketStream``'s "one thread at a time" rule: the first thread in owns the
+/// stream until it leaves; calls it makes from inside nest; another thread gets a usage error.
+final class ExclusiveUse: @unchecked Sendable {  // its state is only touched under `lock`
+    private let lock = NSLock()
+    private var owner = pthread_t()
+    private var depth = 0
+
+    func enter(_ call: String) throws {
+        lock.lock(); defer { lock.unlock() }
+        let me = pthread_self()
+        if depth > 0 && pthread_equal(owner, me) == 0 {
+            throw SSLError.usage("the stream is in use by another thread: a stream serves one thread at a time", call: call)
+        }
+        owner = me
+        depth += 1
+    }
+
+    func leave() {
+        lock.lock(); depth -= 1; lock.unlock()
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 /// Connects to `host:port` and returns a stream, with TLS attached (client side) when `sslCtx` is given —
 /// LispWorks' `open-tcp-stream`.
@@ -10,23 +11,25 @@ import OpenSSLFLI
 ///   - sslCtx: nil for plaintext; otherwise what ``SocketStream/attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)``
 ///     takes, with the same ownership rules.
 ///   - hostName: the name the certificate is checked against and sent as SNI (default: `host`).
-///   - connectTimeout: seconds each address may take to connect (nil: the system's limit).
-///   - security: the secure defaults (``SSLSecurity/secure``: verify, check the host, TLS ≥ 1.2).
+///   - connectTimeout: seconds each address may take to connect (nil or `.infinity`: the system's limit;
+///     see ``TimeoutValue``).
+///   - security: the secure defaults (``TLSConfiguration/secure``: verify, check the host, TLS ≥ 1.2).
 /// - Throws: ``HostResolutionError`` when the name does not resolve, `SocketError` (with errno and the
 ///   address) when no address connects, ``SSLError`` when TLS fails — in which case the socket is closed.
 public func openTCPStream(host: String, port: Int, sslCtx: SSLContextArgument? = nil,
                           ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                           sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
-                          connectTimeout: TimeInterval? = nil, security: SSLSecurity = .secure,
+                          connectTimeout: TimeInterval? = nil, security: TLSConfiguration = .secure,
                           readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil) throws -> SocketStream {
-    let fd = try connectTCP(host: host, port: port, timeout: connectTimeout)
+    let connectLimit = try TimeoutValue.resolve(connectTimeout, default: nil, name: "the connect timeout", call: "openTCPStream")
+    let fd = try connectTCP(host: host, port: port, timeout: connectLimit.seconds)
     let stream = SocketStream(fileDescriptor: fd, closesDescriptor: true, remoteHost: host,
                               readTimeout: readTimeout, writeTimeout: writeTimeout)
     if let sslCtx {
         do {
             try stream.attachSSL(ctx: sslCtx, side: .client, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
-                                 handshakeTimeout: handshakeTimeout, hostName: hostName ?? unbracketedHost(host), security: security)
+                                 handshakeTimeout: handshakeTimeout, hostName: hostName ?? host, security: security)
         } catch {
             stream.closeQuietly()
             throw error
@@ -101,7 +104,6 @@ public final class TCPListener {
     /// stream. Throws `SocketError` with `ETIMEDOUT` when none came in time.
     public func accept(timeout: TimeInterval? = nil, readTimeout: TimeInterval? = nil,
                        writeTimeout: TimeInterval? = nil) throws -> SocketStream {
-        try checkTimeout(timeout, "the accept timeout", call: "accept")
         let fd = try acceptDescriptor(timeout: timeout)
         return SocketStream(fileDescriptor: fd, closesDescriptor: true, readTimeout: readTimeout, writeTimeout: writeTimeout)
     }
@@ -118,7 +120,8 @@ public final class TCPListener {
     /// caller closes it.
     func acceptDescriptor(timeout: TimeInterval?) throws -> Int32 {
         guard !isClosed else { throw StreamError(kind: .closed, call: "accept", message: "the listener is closed") }
-        let deadline = Deadline.after(timeout)
+        let wait = try TimeoutValue.resolve(timeout, default: nil, name: "the accept timeout", call: "accept")
+        let deadline = wait.deadline
         while true {
             // The listening socket is non-blocking: accept takes a waiting connection at once, and
             // answers EAGAIN (then poll waits) when none is there. Accepted sockets are blocking (Linux
@@ -133,7 +136,7 @@ public final class TCPListener {
             let e = errno
             if e == EAGAIN || e == EWOULDBLOCK {
                 guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) else {
-                    throw SocketError(call: "accept", errno: ETIMEDOUT, context: "no connection within \(describeSeconds(timeout)) on \(address)")
+                    throw SocketError(call: "accept", errno: ETIMEDOUT, context: "no connection within \(describeSeconds(wait.seconds)) on \(address)")
                 }
                 continue
             }
@@ -151,7 +154,7 @@ public final class TCPListener {
     /// connection is closed and the error thrown.
     public func accept(sslCtx: SSLContextArgument, ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                        sslConfigure: ((SSLPointer) throws -> Void)? = nil, handshakeTimeout: TimeInterval? = nil,
-                       security: SSLSecurity = .secure, timeout: TimeInterval? = nil,
+                       security: TLSConfiguration = .secure, timeout: TimeInterval? = nil,
                        readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil) throws -> SocketStream {
         let stream = try accept(timeout: timeout, readTimeout: readTimeout, writeTimeout: writeTimeout)
         do {

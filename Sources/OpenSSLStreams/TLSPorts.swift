@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 /// Which end of the handshake TLS ports take (Racket's `#:mode`).
 public enum TLSPortMode: Sendable, Hashable {
@@ -50,17 +51,24 @@ final class TLSPortCore: @unchecked Sendable {
         try bytes.withUnsafeBytes { try transportOut.writeAll($0) }
     }
 
-    /// Reads ciphertext from the transport into the engine (blocking, outside `engineLock`).
-    private func receive() throws {
+    /// Reads ciphertext from the transport into the engine (blocking, outside `engineLock`), after
+    /// waiting for it until `deadline` (false when the deadline passed first).
+    private func receive(deadline: Deadline) throws -> Bool {
         readLock.lock(); defer { readLock.unlock() }
+        if deadline.nanoseconds != nil {
+            guard !deadline.hasPassed, try transportIn.waitReadable(until: deadline) else { return false }
+        }
         var chunk = [UInt8](repeating: 0, count: 17 * 1024)
         let n = try chunk.withUnsafeMutableBytes { try transportIn.readSome(into: $0) }
         engineLock.lock(); defer { engineLock.unlock() }
-        if n == 0 { engine.feedEOF() } else { chunk.withUnsafeBytes { engine.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+        if n == 0 { engine.feedEOF() } else { try chunk.withUnsafeBytes { try engine.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+        return true
     }
 
-    /// Runs `operation` on the engine until it stops asking for input.
-    private func drive<T>(_ operation: () throws -> T?) throws -> T {
+    /// Runs `operation` on the engine until it stops asking for input, within `deadline` (a passed
+    /// deadline throws `timeoutError`).
+    private func drive<T>(deadline: Deadline = .never, timeoutError: @autoclosure () -> Error = SSLError.usage("", call: ""),
+                          _ operation: () throws -> T?) throws -> T {
         do {
             while true {
                 engineLock.lock()
@@ -68,15 +76,23 @@ final class TLSPortCore: @unchecked Sendable {
                 do { result = try operation() } catch { engineLock.unlock(); throw error }
                 try sendOutgoingAndUnlock()
                 if let result { return result }
-                try receive()
+                guard try receive(deadline: deadline) else {
+                    engine.machine.markFailedIfHandshaking()
+                    throw timeoutError()
+                }
             }
         } catch {
             throw mapped(error)
         }
     }
 
-    func handshake() throws {
-        _ = try drive { try engine.handshake() ? true : nil }
+    /// Runs the handshake within `limit` (a total deadline; see ``TimeoutValue``).
+    func handshake(limit: TimeoutValue) throws {
+        _ = try drive(deadline: limit.deadline,
+                      timeoutError: SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake",
+                                             message: "the TLS handshake did not finish within \(describeSeconds(limit.seconds))")) {
+            try engine.handshake() ? true : nil
+        }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -96,9 +112,7 @@ final class TLSPortCore: @unchecked Sendable {
     /// Sends close_notify without waiting for the peer's.
     func sendCloseNotify() throws {
         engineLock.lock()
-        if engine.failed || !engine.isHandshakeDone { engineLock.unlock(); return }
-        COpenSSL.ERR_clear_error()
-        _ = COpenSSL.SSL_shutdown(engine.ssl.rawValue)
+        _ = engine.machine.shutdown()  // one step: ours is sent, the peer's not awaited
         do { try sendOutgoingAndUnlock() } catch { throw mapped(error) }
     }
 
@@ -195,21 +209,34 @@ public final class TLSOutputPort: ByteWritable, @unchecked Sendable {
 ///   - handshake: run the handshake now (else at the first read or write).
 public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: TLSPortMode = .connect,
                             context: SSLContextArgument = .default, closeOriginal: Bool = false,
-                            shutdownOnClose: Bool = false, hostName: String? = nil, security: SSLSecurity = .secure,
+                            shutdownOnClose: Bool = false, hostName: String? = nil, security: TLSConfiguration = .secure,
                             ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                             sslConfigure: ((SSLPointer) throws -> Void)? = nil,
-                            errorHook: ((Error) -> Error)? = nil, handshake: Bool = true) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+                            errorHook: ((Error) -> Error)? = nil, handshake: Bool = true,
+                            handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+    try makeSSLPorts(input: input, output: output, closeOriginal: closeOriginal, shutdownOnClose: shutdownOnClose,
+                     errorHook: errorHook, handshake: handshake,
+                     handshakeLimit: security.handshakeLimit(handshakeTimeout, call: "portsToSSLPorts")) {
+        try TLSEngine(ctx: context, side: mode.side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
+                      hostName: hostName, security: security)
+    }
+}
+
+/// Makes the ports over an engine `makeEngine` makes (the one path of ``portsToSSLPorts(input:output:mode:context:closeOriginal:shutdownOnClose:hostName:security:ctxConfigure:sslConfigure:errorHook:handshake:handshakeTimeout:)``
+/// and the seeds).
+func makeSSLPorts(input: ByteReadable, output: ByteWritable, closeOriginal: Bool, shutdownOnClose: Bool,
+                  errorHook: ((Error) -> Error)?, handshake: Bool, handshakeLimit: TimeoutValue,
+                  _ makeEngine: () throws -> TLSEngine) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     let engine: TLSEngine
     do {
-        engine = try TLSEngine(ctx: context, side: mode.side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
-                               hostName: hostName, security: security)
+        engine = try makeEngine()
     } catch {
         throw errorHook?(error) ?? error
     }
     let core = TLSPortCore(engine: engine, input: input, output: output, closeOriginal: closeOriginal, errorHook: errorHook)
     if handshake {
         do {
-            try core.handshake()
+            try core.handshake(limit: handshakeLimit)
         } catch {
             if closeOriginal {
                 try? output.closeWriting()

@@ -84,8 +84,8 @@ struct Connect: ParsableCommand {
     }
 
     /// The security the options ask for.
-    var security: SSLSecurity {
-        var security = insecure ? SSLSecurity.insecure : SSLSecurity.secure
+    var security: TLSConfiguration {
+        var security = insecure ? TLSConfiguration.insecure : TLSConfiguration.secure
         if cafile != nil || capath != nil {
             security.trustSystemStore = false
             security.caFile = cafile

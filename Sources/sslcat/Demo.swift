@@ -54,7 +54,7 @@ struct Demo: ParsableCommand {
 
         section("4. attachSSL on both ends (the server attaches when it reads STARTTLS)")
         print("  client: attachSSL(ctx: .default, side: .client, ctxConfigure: …, handshakeTimeout: \(timeout), hostName: \"localhost\")")
-        var security = SSLSecurity.secure
+        var security = TLSConfiguration.secure
         security.trustSystemStore = false  // trust exactly the demo CA
         try client.attachSSL(ctx: .default, side: .client, ctxConfigure: { ctx in
             let store = SSL_CTX_get_cert_store(ctx)

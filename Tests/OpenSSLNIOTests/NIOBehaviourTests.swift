@@ -106,7 +106,7 @@ final class NIOBehaviourTests: XCTestCase {
             func receive() throws {
                 let bytes = try s.read(maxLength: 65536)
                 if bytes.isEmpty { throw NIOTestFailure("the client closed") }
-                engine.feed(bytes)
+                try engine.feed(bytes)
             }
             while try !engine.handshake() { try send(); try receive() }
             try send()

@@ -317,7 +317,7 @@ final class HostileAndCertificateTests: XCTestCase {
             XCTAssertFalse(e?.reasons.isEmpty ?? true, "\(error)")
         }
         var security = SSLSecurity.trusting(caFile: pki.caCert)
-        security.minimumVersion = COpenSSL.TLS1_1_VERSION
+        security.minimumVersion = .tls1_1
         let stream = try openTCPStream(host: "127.0.0.1", port: port, sslCtx: .default,
                                        ctxConfigure: { ctx in
                                            SSL_CTX_set_security_level(ctx, 0)

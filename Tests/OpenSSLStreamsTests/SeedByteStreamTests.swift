@@ -130,7 +130,7 @@ final class SeedByteStreamTests: XCTestCase {
         func pump() throws {
             if engine.hasOutgoing { try socket.write(engine.takeOutgoing()); try socket.flush() }
             let incoming = try socket.read(maxLength: 64 * 1024)
-            if incoming.isEmpty { engine.feedEOF() } else { engine.feed(incoming) }
+            if incoming.isEmpty { engine.feedEOF() } else { try engine.feed(incoming) }
         }
         var rounds = 0
         while try !engine.handshake() { try pump(); rounds += 1; XCTAssertLessThan(rounds, 20) }
@@ -166,25 +166,25 @@ final class SeedByteStreamTests: XCTestCase {
             var done = false
             for _ in 0..<10 where !done {
                 let c = try client.handshake()
-                server.feed(client.takeOutgoing())
+                try server.feed(client.takeOutgoing())
                 let s = try server.handshake()
-                client.feed(server.takeOutgoing())
+                try client.feed(server.takeOutgoing())
                 done = c && s
             }
             XCTAssertTrue(done)
             XCTAssertEqual(SSLStreamCensus.liveConnections, liveBefore + 1, "one SSL made (the client's); the caller's is not counted")
             _ = try client.write(Array("ping".utf8))
-            server.feed(client.takeOutgoing())
+            try server.feed(client.takeOutgoing())
             var buffer = [UInt8](repeating: 0, count: 16)
             XCTAssertEqual(try buffer.withUnsafeMutableBytes { try server.read(into: $0) }, 4)
             XCTAssertNil(try buffer.withUnsafeMutableBytes { try server.read(into: $0) }, "nothing more yet: wants input")
             // Shutdown asked again before the peer's close_notify is here: still false, no error.
             XCTAssertFalse(try client.shutdown())
             XCTAssertFalse(try client.shutdown(), "a second call while the peer's close_notify is on its way")
-            server.feed(client.takeOutgoing())
+            try server.feed(client.takeOutgoing())
             XCTAssertEqual(try buffer.withUnsafeMutableBytes { try server.read(into: $0) }, 0, "close_notify read: a clean end")
             XCTAssertTrue(try server.shutdown())
-            client.feed(server.takeOutgoing())
+            try client.feed(server.takeOutgoing())
             XCTAssertTrue(try client.shutdown(), "the peer's close_notify arrived")
         }
         // The engines are gone; the caller's SSL is still alive and usable.

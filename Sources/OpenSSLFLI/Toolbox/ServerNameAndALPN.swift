@@ -73,16 +73,27 @@ extension SSLPointer {
 /// (alert `no_application_protocol`) and is rethrown by the call that drove it.
 public typealias SSLALPNSelectCallback = (_ ssl: SSLPointer, _ offered: [String]) throws -> String?
 
-/// The ALPN wire format: each protocol name preceded by its length.
-public func alpnWireFormat(_ protocols: [String]) throws -> [UInt8] {
+/// The longest ALPN list accepted, in wire bytes. The list travels in one ClientHello extension whose
+/// length field has 16 bits, beside the other extensions; half of that leaves room for them, and is far
+/// above any real list (a few dozen bytes).
+public let alpnWireFormatLimit = 32 * 1024
+
+/// The ALPN wire format: each protocol name preceded by its length. Refuses an empty name, a name over
+/// 255 bytes, a name with a NUL byte and a list over ``alpnWireFormatLimit`` bytes, naming `call`.
+/// - Corresponds: none (the encoding `SSL_CTX_set_alpn_protos` / `SSL_set_alpn_protos` take).
+public func alpnWireFormat(_ protocols: [String], call: String = "SSL_CTX_set_alpn_protos") throws -> [UInt8] {
     var wire: [UInt8] = []
     for name in protocols {
         let bytes = Array(name.utf8)
         guard !bytes.isEmpty, bytes.count <= 255 else {
-            throw SSLError.usage("an ALPN protocol name has 1 to 255 bytes (\"\(name)\" has \(bytes.count))", call: "SSL_CTX_set_alpn_protos")
+            throw SSLError.usage("an ALPN protocol name has 1 to 255 bytes (\"\(name.prefix(40))\" has \(bytes.count))", call: call)
         }
+        guard !bytes.contains(0) else { throw SSLError.usage("an ALPN protocol name contains a NUL byte", call: call) }
         wire.append(UInt8(bytes.count))
         wire += bytes
+        guard wire.count <= alpnWireFormatLimit else {
+            throw SSLError.usage("the ALPN list is longer than \(alpnWireFormatLimit) bytes (\(protocols.count) names)", call: call)
+        }
     }
     return wire
 }
@@ -159,7 +170,7 @@ extension SSLContextPointer {
 extension SSLPointer {
     /// Client: the protocols to offer by ALPN for this connection (`SSL_set_alpn_protos`).
     public func setALPNProtocols(_ protocols: [String]) throws {
-        let wire = try alpnWireFormat(protocols)
+        let wire = try alpnWireFormat(protocols, call: "SSL_set_alpn_protos")
         guard COpenSSL.SSL_set_alpn_protos(rawValue, wire, UInt32(wire.count)) == 0 else {
             throw SSLError.fromQueue(call: "SSL_set_alpn_protos")
         }

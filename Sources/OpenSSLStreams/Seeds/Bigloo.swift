@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 // Bigloo's SSL sockets: client sockets with buffer modes and a timeout, `cert` + `pkey`, `CAs` (an
 // in-memory list that turns verification on) and `accepted-certs` (pinning); upgrading a plain client
@@ -55,7 +56,8 @@ private func configureBigloo(_ ctx: SSLContextPointer, side: SSLSide, cert: Cert
     let verify = !cas.isEmpty || acceptedCerts != nil
     let mode: SSLVerificationMode = verify ? (side == .client ? .always : .flags([.peer, .failIfNoPeerCertificate])) : .never
     guard let accepted = acceptedCerts else {
-        setVerificationMode(ctx, side: side, mode: mode)
+        // A client's verification is the configuration's (on by default); only a server's mode is Bigloo's.
+        if verify || side == .server { setVerificationMode(ctx, side: side, mode: mode) }
         return
     }
     // Pinning: the peer's own certificate must be one of the accepted ones (compared by DER), whatever
@@ -95,7 +97,7 @@ private func checkIdentity(cert: Certificate?, pkey: PrivateKey?, call: String) 
 public func makeSSLClientSocket(host: String, port: Int, buffer: SocketBufferMode = .buffered, timeout: TimeInterval? = nil,
                                 protocol proto: SSLProtocol = .default, cert: Certificate? = nil, pkey: PrivateKey? = nil,
                                 CAs cas: [Certificate] = [], acceptedCerts: [Certificate]? = nil,
-                                security: SSLSecurity = .secure) throws -> BiglooSocket {
+                                security: TLSConfiguration = .secure) throws -> BiglooSocket {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "make-ssl-client-socket") }
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "make-ssl-client-socket") }
     try checkIdentity(cert: cert, pkey: pkey, call: "make-ssl-client-socket")
@@ -129,7 +131,7 @@ public func makeClientSocket(host: String, port: Int, buffer: SocketBufferMode =
 /// What was written and not flushed is sent in plaintext first.
 public func clientSocketUseSSL(_ socket: BiglooSocket, protocol proto: SSLProtocol = .default, cert: Certificate? = nil,
                                pkey: PrivateKey? = nil, CAs cas: [Certificate] = [], acceptedCerts: [Certificate]? = nil,
-                               timeout: TimeInterval? = nil, security: SSLSecurity = .secure) throws {
+                               timeout: TimeInterval? = nil, security: TLSConfiguration = .secure) throws {
     try checkIdentity(cert: cert, pkey: pkey, call: "client-socket-use-ssl!")
     var effective = security
     if !cas.isEmpty { effective.trustSystemStore = false }
@@ -182,7 +184,7 @@ public func makeSSLServerSocket(port: Int = 0, name: String? = nil, protocol pro
     }
     let ctx = try makeSSLCtx(protocol: proto, side: .server)
     do {
-        try SSLSecurity.secure.configure(context: ctx, side: .server, pinned: proto.isPinned)
+        try TLSConfiguration.secure.configure(context: ctx, side: .server)
         try configureBigloo(ctx, side: .server, cert: cert, pkey: pkey, cas: cas, acceptedCerts: acceptedCerts)
         return BiglooSSLServerSocket(listener: try listen(port: port, host: name), ctx: ctx)
     } catch {

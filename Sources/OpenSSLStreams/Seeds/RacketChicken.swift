@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 // Racket's `openssl` library and Chicken's `openssl` egg, in Swift: contexts as objects, connections as a
 // pair of input / output ports, listeners, the context procedures, SHA-1.
@@ -101,39 +102,38 @@ extension SSLContextHolder {
 
 /// A client context (Racket's `ssl-make-client-context`), freed with the object.
 public final class SSLClientContext: SSLContextHolder, @unchecked Sendable {
-    public let sslContext: SSLContextPointer
+    let holder: TLSContextHolder
+    public var sslContext: SSLContextPointer { holder.ctx }
     public var sslSide: SSLSide { .client }
-    /// The connection-level security settings its connections get (host name check, SNI).
-    public let security: SSLSecurity
+    /// The configuration its connections get (verification, host name check, SNI …).
+    public let security: TLSConfiguration
 
     /// A client context for `protocol`, with `security`'s defaults (verification on, trusting the
     /// system store, unless told otherwise).
-    public init(protocol proto: SSLProtocol = .default, security: SSLSecurity = .secure) throws {
-        let ctx = try makeSSLCtx(protocol: proto, side: .client)
-        do { try security.configure(context: ctx, side: .client, pinned: proto.isPinned) } catch { destroySSLCtx(ctx); throw error }
-        sslContext = ctx
+    public init(protocol proto: SSLProtocol = .default, security: TLSConfiguration = .secure) throws {
+        holder = try TLSContextHolder.make(.protocol(proto), side: .client, configuration: security, ctxConfigure: nil,
+                                           call: "ssl-make-client-context")
         self.security = security
     }
-
-    deinit { destroySSLCtx(sslContext) }
 }
 
 /// A server context (Racket's `ssl-make-server-context`), freed with the object.
 public final class SSLServerContext: SSLContextHolder, @unchecked Sendable {
-    public let sslContext: SSLContextPointer
+    let holder: TLSContextHolder
+    public var sslContext: SSLContextPointer { holder.ctx }
     public var sslSide: SSLSide { .server }
+    /// The configuration its connections get.
+    public let security: TLSConfiguration
 
-    public init(protocol proto: SSLProtocol = .default) throws {
-        let ctx = try makeSSLCtx(protocol: proto, side: .server)
-        do { try SSLSecurity.secure.configure(context: ctx, side: .server, pinned: proto.isPinned) } catch { destroySSLCtx(ctx); throw error }
-        sslContext = ctx
+    public init(protocol proto: SSLProtocol = .default, security: TLSConfiguration = .secure) throws {
+        holder = try TLSContextHolder.make(.protocol(proto), side: .server, configuration: security, ctxConfigure: nil,
+                                           call: "ssl-make-server-context")
+        self.security = security
     }
-
-    deinit { destroySSLCtx(sslContext) }
 }
 
 /// `ssl-make-client-context`.
-public func sslMakeClientContext(protocol proto: SSLProtocol = .default, security: SSLSecurity = .secure) throws -> SSLClientContext {
+public func sslMakeClientContext(protocol proto: SSLProtocol = .default, security: TLSConfiguration = .secure) throws -> SSLClientContext {
     try SSLClientContext(protocol: proto, security: security)
 }
 
@@ -170,50 +170,29 @@ public enum SSLServerProtocol {
 /// host name is checked and sent as SNI. Closing the output port does not send close_notify unless
 /// asked (`close(shutdown: true)`); closing both closes the socket.
 ///
-/// `handshakeTimeout` bounds the handshake (nil: no limit): a peer that stays silent then fails with an
-/// ``SSLError`` of kind `.handshakeTimeout`.
+/// `handshakeTimeout` bounds the whole handshake (``TimeoutValue``; nil: ``TLSTimeouts/handshake``): a
+/// peer that stays silent, or trickles, then fails with an ``SSLError`` of kind `.handshakeTimeout`.
 public func sslConnect(host: String, port: Int, context: SSLClientProtocol = .protocol(.default),
                        connectTimeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "sslConnect") }
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "sslConnect") }
     let fd = try connectTCP(host: host, port: port, timeout: connectTimeout)
     let transport = FileDescriptorTransport(fileDescriptor: fd, closesDescriptor: true)
+    let client: SSLClientContext
     do {
-        return try withHandshakeTimeout(fd, handshakeTimeout, peer: "\(host):\(port)") {
-            switch context {
-            case .protocol(let proto):
-                return try portsToSSLPorts(input: transport, output: transport, mode: .connect, context: .protocol(proto),
-                                           closeOriginal: true, hostName: host)
-            case .context(let client):
-                let ports = try portsToSSLPorts(input: transport, output: transport, mode: .connect, context: .context(client.sslContext),
-                                                closeOriginal: true, hostName: host, security: client.security)
-                ports.input.core.keepAlive = client
-                return ports
-            }
+        switch context {
+        case .protocol(let proto): client = try SSLClientContext(protocol: proto)
+        case .context(let given): client = given
         }
+        let ports = try makeSSLPorts(input: transport, output: transport, closeOriginal: true, shutdownOnClose: false, errorHook: nil,
+                                     handshake: true, handshakeLimit: client.security.handshakeLimit(handshakeTimeout, call: "sslConnect")) {
+            try TLSEngine(on: client.holder, side: .client, configuration: client.security, hostName: host, call: "sslConnect")
+        }
+        ports.input.core.keepAlive = client
+        return ports
     } catch {
         transport.close()
         throw error
-    }
-}
-
-/// Runs a handshake on a blocking socket with `SO_RCVTIMEO`/`SO_SNDTIMEO` set to `timeout` (then
-/// cleared); a timed-out read or write becomes an ``SSLError`` of kind `.handshakeTimeout`.
-func withHandshakeTimeout<T>(_ fd: Int32, _ timeout: TimeInterval?, peer: String, _ body: () throws -> T) throws -> T {
-    guard let requested = timeout, requested > 0 else { return try body() }
-    let timeout = min(requested, 1e6)  // infinity and beyond: ~11 days is as good as forever
-    func set(_ seconds: TimeInterval) {
-        var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
-    }
-    set(timeout)
-    defer { set(0) }
-    do {
-        return try body()
-    } catch let error as SocketError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
-        throw SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake", errno: error.errno,
-                       message: "the TLS handshake did not finish within \(timeout) s (\(peer))")
     }
 }
 
@@ -256,19 +235,22 @@ public func sslListen(port: Int, backlog: Int32 = 5, reuse: Bool = false, host: 
 /// Accepts a connection and runs the TLS server handshake (Racket's `ssl-accept`): its ports. When the
 /// handshake fails the connection is closed and the error thrown.
 ///
-/// `timeout` bounds the wait for a connection, `handshakeTimeout` the handshake (nil: no limit).
+/// `timeout` bounds the wait for a connection (nil: none), `handshakeTimeout` the whole handshake
+/// (``TimeoutValue``; nil: ``TLSTimeouts/handshake``).
 public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
                       handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     let fd = try listener.listener.acceptDescriptor(timeout: timeout)
     let transport = FileDescriptorTransport(fileDescriptor: fd, closesDescriptor: true)
+    let server = listener.context
     do {
-        let ports = try withHandshakeTimeout(fd, handshakeTimeout, peer: "a client of \(listener.listener.address)") {
-            try portsToSSLPorts(input: transport, output: transport, mode: .accept, context: .context(listener.sslContext),
-                                closeOriginal: true)
+        let ports = try makeSSLPorts(input: transport, output: transport, closeOriginal: true, shutdownOnClose: false, errorHook: nil,
+                                     handshake: true, handshakeLimit: server.security.handshakeLimit(handshakeTimeout, call: "sslAccept")) {
+            try TLSEngine(on: server.holder, side: .server, configuration: server.security, hostName: nil, call: "sslAccept")
         }
-        ports.input.core.keepAlive = listener.context
+        ports.input.core.keepAlive = server
         return ports
     } catch {
+        lingerForAlert(fd)
         transport.close()
         throw error
     }

@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLTLS
 
 // Sagittarius' `(rfc tls)`: client and server TLS sockets, explicit handshakes, a certificate verifier,
 // authorities, send / receive with flags, port views.
@@ -170,7 +171,7 @@ private func configureTLSSocketContext(_ ctx: SSLContextPointer, side: SSLSide, 
 ///   - security: without a verifier, the secure defaults (system store, host name check, SNI).
 public func makeClientTLSSocket(host: String, port: Int, handshake: Bool = true, certificates: [Certificate] = [],
                                 privateKey: PrivateKey? = nil, certificateVerifier: TLSCertificateVerifier? = nil,
-                                security: SSLSecurity = .secure, timeout: TimeInterval? = 30) throws -> TLSSocket {
+                                security: TLSConfiguration = .secure, timeout: TimeInterval? = 30) throws -> TLSSocket {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "make-client-tls-socket") }
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "make-client-tls-socket") }
     if !certificates.isEmpty && privateKey == nil || certificates.isEmpty && privateKey != nil {
@@ -221,7 +222,7 @@ public func makeServerTLSSocket(port: Int, certificates: [Certificate], privateK
     guard !certificates.isEmpty else { throw SSLError.usage("a server needs its certificate", call: "make-server-tls-socket") }
     let ctx = try makeSSLCtx(protocol: .default, side: .server)
     do {
-        try SSLSecurity.secure.configure(context: ctx, side: .server, pinned: false)
+        try TLSConfiguration.secure.configure(context: ctx, side: .server)
         try configureTLSSocketContext(ctx, side: .server, certificates: certificates, privateKey: privateKey,
                                       verifier: certificateVerifier, authorities: authorities,
                                       requireClientCertificate: requireClientCertificate)

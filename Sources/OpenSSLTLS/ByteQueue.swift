@@ -8,16 +8,16 @@ import Foundation
 ///
 /// The block is allocated when bytes first arrive and given back by ``releaseIfEmpty()``, so an idle
 /// stream holds no buffer memory.
-final class ByteQueue {
+package final class ByteQueue {
     private var block: UnsafeMutableRawPointer?
     /// The size of the block, when allocated.
-    private(set) var capacity = 0
+    package private(set) var capacity = 0
     /// The size allocated first.
     private let initialCapacity: Int
     private var head = 0
     private var tail = 0
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         initialCapacity = max(capacity, 64)
     }
 
@@ -32,7 +32,7 @@ final class ByteQueue {
     }
 
     /// Gives the block back when no bytes wait in it.
-    func releaseIfEmpty() {
+    package func releaseIfEmpty() {
         if head == tail, let b = block {
             b.deallocate()
             block = nil
@@ -42,11 +42,11 @@ final class ByteQueue {
     }
 
     /// Bytes waiting to be consumed.
-    var count: Int { tail - head }
-    var isEmpty: Bool { tail == head }
+    package var count: Int { tail - head }
+    package var isEmpty: Bool { tail == head }
 
     /// The bytes waiting, in place.
-    var readable: UnsafeRawBufferPointer {
+    package var readable: UnsafeRawBufferPointer {
         guard let block else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(start: block + head, count: tail - head)
     }
@@ -54,7 +54,7 @@ final class ByteQueue {
     /// Makes room for at least `n` more bytes at the tail (moving the waiting bytes to the front, or
     /// growing the block) and returns the free space, which may be larger than `n`.
     @discardableResult
-    func reserveTail(_ n: Int) -> UnsafeMutableRawBufferPointer {
+    package func reserveTail(_ n: Int) -> UnsafeMutableRawBufferPointer {
         let storage = self.storage
         if capacity - tail < n {
             if head > 0 {
@@ -76,13 +76,13 @@ final class ByteQueue {
     }
 
     /// Counts `n` bytes written into the space ``reserveTail(_:)`` returned as waiting.
-    func commit(_ n: Int) {
+    package func commit(_ n: Int) {
         precondition(n >= 0 && tail + n <= capacity, "ByteQueue.commit out of range")
         tail += n
     }
 
     /// Appends bytes.
-    func append(_ bytes: UnsafeRawBufferPointer) {
+    package func append(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0, let base = bytes.baseAddress else { return }
         let space = reserveTail(bytes.count)
         space.baseAddress!.copyMemory(from: base, byteCount: bytes.count)
@@ -90,14 +90,14 @@ final class ByteQueue {
     }
 
     /// Drops `n` bytes from the head.
-    func consume(_ n: Int) {
+    package func consume(_ n: Int) {
         precondition(n >= 0 && n <= count, "ByteQueue.consume out of range")
         head += n
         if head == tail { head = 0; tail = 0 }
     }
 
     /// Copies up to `destination.count` bytes from the head into `destination` and consumes them.
-    func take(into destination: UnsafeMutableRawBufferPointer) -> Int {
+    package func take(into destination: UnsafeMutableRawBufferPointer) -> Int {
         let n = min(destination.count, count)
         if n > 0, let block {
             destination.baseAddress!.copyMemory(from: block + head, byteCount: n)
@@ -107,15 +107,15 @@ final class ByteQueue {
     }
 
     /// Moves every waiting byte of `other` to the tail of this queue.
-    func appendAll(from other: ByteQueue) {
+    package func appendAll(from other: ByteQueue) {
         append(other.readable)
         other.removeAll()
     }
 
-    func removeAll() { head = 0; tail = 0 }
+    package func removeAll() { head = 0; tail = 0 }
 
     /// The offset of the first `byte` among the waiting bytes, if any.
-    func firstIndex(of byte: UInt8, from start: Int = 0) -> Int? {
+    package func firstIndex(of byte: UInt8, from start: Int = 0) -> Int? {
         guard start < count, let block else { return nil }
         let p = block + head + start
         guard let found = memchr(p, Int32(byte), count - start) else { return nil }

@@ -8,31 +8,34 @@ import Foundation
 /// between the socket and these queues itself, with large `recv` calls (many records per system call)
 /// and its own timeouts — and when TLS is detached, whatever the peer sent after its close_notify is
 /// still in ``input``, so no plaintext that follows is lost.
-final class TransportBuffers {
+package final class TransportBuffers: CiphertextInput {
+    package init() {}
+    /// No ciphertext waits and the peer closed the transport.
+    package var isExhausted: Bool { inputEOF && input.isEmpty }
     /// Ciphertext received from the peer that OpenSSL has not read yet.
-    let input = ByteQueue(capacity: TransportBuffers.smallestReceive)
+    package let input = ByteQueue(capacity: TransportBuffers.smallestReceive)
     /// Ciphertext OpenSSL has written that is not sent yet.
-    let output = ByteQueue(capacity: 8 * 1024)
+    package let output = ByteQueue(capacity: 8 * 1024)
     /// How much one `recv` asks for: a full record at first, more while the socket keeps filling it
     /// (bulk transfers: many records per system call), back down when it does not.
-    var receiveSize = TransportBuffers.smallestReceive
+    package var receiveSize = TransportBuffers.smallestReceive
     /// One maximal TLS record (16 KiB of data + header, padding and tag), rounded up.
-    static let smallestReceive = 17 * 1024
-    static let largestReceive = 256 * 1024
+    package static let smallestReceive = 17 * 1024
+    package static let largestReceive = 256 * 1024
     /// The peer closed its side of the transport (recv returned 0).
-    var inputEOF = false
+    package var inputEOF = false
     /// The socket, for sending large records straight from OpenSSL's buffer (-1: never).
-    var fileDescriptor: Int32 = -1
+    package var fileDescriptor: Int32 = -1
     /// Bytes sent that way since the stream last counted them.
-    var directlySent = 0
+    package var directlySent = 0
 
     /// Records at least this large go to the socket at once when nothing is queued before them (saving a
     /// copy); smaller writes (handshake messages, alerts, small records) are queued and sent together.
-    static let directSendThreshold = 4096
+    package static let directSendThreshold = 4096
 }
 
 /// A source/sink BIO over ``TransportBuffers``.
-enum TransportBIO {
+package enum TransportBIO {
     // BIO_FLAGS_* (bio.h): READ 0x01, WRITE 0x02, IO_SPECIAL 0x04, RWS = all three, SHOULD_RETRY 0x08.
     private static let flagsRWS: Int32 = 0x07
     private static let flagsRead: Int32 = 0x01
@@ -99,7 +102,7 @@ enum TransportBIO {
     }()
 
     /// A new BIO over `buffers` (retained until the BIO is freed), or nil when OpenSSL is out of memory.
-    static func make(_ buffers: TransportBuffers) -> OpaquePointer? {
+    package static func make(_ buffers: TransportBuffers) -> OpaquePointer? {
         guard let bio = BIO_new(method) else { return nil }
         BIO_set_data(bio, Unmanaged.passRetained(buffers).toOpaque())
         return bio
@@ -131,12 +134,12 @@ public enum SSLStreamCensus {
     private static let ctxIndex = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 2, nil, nil, nil, freed)
     private static let marker = UnsafeMutableRawPointer(bitPattern: 0x1)
 
-    static func track(_ ssl: OpaquePointer) {
+    package static func track(_ ssl: OpaquePointer) {
         guard SSL_set_ex_data(ssl, sslIndex, marker) == 1 else { return }
         lock.lock(); connections += 1; lock.unlock()
     }
 
-    static func track(context ctx: OpaquePointer) {
+    package static func track(context ctx: OpaquePointer) {
         guard SSL_CTX_set_ex_data(ctx, ctxIndex, marker) == 1 else { return }
         lock.lock(); contexts += 1; lock.unlock()
     }
