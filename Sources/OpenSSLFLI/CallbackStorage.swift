@@ -179,6 +179,10 @@ func deliverPassword(_ callback: SSLPasswordCallback, buffer: UnsafeMutablePoint
     do {
         guard let password = try callback(Int(size) - 1, encrypting) else { return -1 }
         let bytes = Array(password.utf8)
+        guard !bytes.contains(0) else {
+            registry.storeError(SSLError.usage("the password contains a NUL byte", call: call))
+            return -1
+        }
         guard bytes.count < Int(size) else {
             registry.storeError(SSLError.usage("the password is \(bytes.count) bytes, OpenSSL accepts at most \(size - 1)", call: call))
             return -1

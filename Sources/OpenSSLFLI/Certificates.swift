@@ -32,6 +32,10 @@ public final class PrivateKey: @unchecked Sendable {
     /// Reads a PEM private key (unencrypted, or with `passphrase`).
     public init(pem: String, passphrase: String? = nil) throws {
         try ensureSSL()
+        if let passphrase, passphrase.utf8.contains(0) {
+            // C would see the pass phrase up to its first NUL.
+            throw SSLError.usage("the pass phrase contains a NUL byte", call: "PEM_read_bio_PrivateKey")
+        }
         let key: OpaquePointer? = try withMemoryBIO(pem) { bio in
             if let passphrase {
                 return passphrase.withCString { p in
@@ -79,7 +83,8 @@ public final class Certificate: @unchecked Sendable {
     /// Reads the first certificate of a PEM text.
     public init(pem: String) throws {
         try ensureSSL()
-        let x509 = try withMemoryBIO(pem) { COpenSSL.PEM_read_bio_X509($0, nil, nil, nil) }
+        // An encrypted block is refused at once (OpenSSL's default would prompt on the terminal).
+        let x509 = try withMemoryBIO(pem) { COpenSSL.PEM_read_bio_X509($0, nil, refusePassword, nil) }
         guard let x509 else { throw SSLError.fromQueue(call: "PEM_read_bio_X509", message: "not a readable PEM certificate") }
         pointer = X509Pointer(x509)
     }

@@ -35,6 +35,32 @@ private func unreadable(_ path: String) -> Int32? {
     access(path, R_OK) == 0 ? nil : errno
 }
 
+/// Checks a path before a C call opens it, so that what C would do silently or forever is a clear error
+/// instead: a NUL byte (C would read a shorter path), a file that cannot be read (its `errno`), and a
+/// FIFO, socket or device (opening or reading one can block without end).
+/// - Parameter directory: the path must be a directory (else a regular file).
+/// - Corresponds: `stat(2)`, `access(2)`.
+package func checkReadablePath(_ path: String, call: String, directory: Bool = false) throws {
+    guard !path.utf8.contains(0) else {
+        throw SSLError(kind: .error, call: call, file: path.replacingOccurrences(of: "\0", with: "\\0"), errno: EINVAL,
+                       message: "the path contains a NUL byte")
+    }
+    var info = stat()
+    guard stat(path, &info) == 0 else { throw fileError(call, path, errno) }
+    let type = info.st_mode & S_IFMT
+    if directory {
+        guard type == S_IFDIR else {
+            throw SSLError(kind: .error, call: call, file: path, errno: ENOTDIR, message: "not a directory")
+        }
+    } else if type == S_IFDIR {
+        throw SSLError(kind: .error, call: call, file: path, errno: EISDIR, message: "is a directory, not a file")
+    } else if type != S_IFREG {
+        throw SSLError(kind: .error, call: call, file: path, errno: EINVAL,
+                       message: "not a regular file (a FIFO, socket or device could block the read)")
+    }
+    if let code = unreadable(path) { throw fileError(call, path, code) }
+}
+
 private func fileError(_ call: String, _ path: String, _ code: Int32) -> SSLError {
     SSLError(kind: .error, call: call, file: path, errno: code,
              message: "cannot read the file: \(String(cString: strerror(code)))")
@@ -65,7 +91,7 @@ public func pemRead(_ kind: PEMKind, file: String, passPhrase: String? = nil, ca
 private func pemReadOrThrow(_ kind: PEMKind, file: String, passPhrase: String?, callback: SSLPasswordCallback?) throws -> PEMObject {
     try ensureSSL()
     clearOpenSSLErrors()
-    if let code = unreadable(file) { throw fileError("BIO_new_file", file, code) }
+    try checkReadablePath(file, call: "BIO_new_file")
     guard let bio = COpenSSL.BIO_new_file(file, "r") else { throw SSLError.fromQueue(call: "BIO_new_file", file: file) }
     defer { COpenSSL.BIO_free(bio) }
     let source = PEMPasswordSource(passPhrase.map { fixed in { _, _ in fixed } } ?? callback)
@@ -110,7 +136,7 @@ extension PEMObject {
 
 /// Loads a certificate chain (leaf first) into a context: `SSL_CTX_use_certificate_chain_file`.
 public func useCertificateChainFile(_ ctx: SSLContextPointer, file: String) throws {
-    if let code = unreadable(file) { throw fileError("SSL_CTX_use_certificate_chain_file", file, code) }
+    try checkReadablePath(file, call: "SSL_CTX_use_certificate_chain_file")
     clearOpenSSLErrors()
     let r = try CallbackRegistry.of(ctx).rethrowingCallbackErrors { SSL_CTX_use_certificate_chain_file(ctx, file) }
     guard r == 1 else { throw SSLError.fromQueue(call: "SSL_CTX_use_certificate_chain_file", file: file, returnCode: Int(r)) }
@@ -119,7 +145,7 @@ public func useCertificateChainFile(_ ctx: SSLContextPointer, file: String) thro
 /// Loads a private key into a context: `SSL_CTX_use_PrivateKey_file`. An encrypted key asks the
 /// password callback (``setSSLCtxPasswordCallback(_:callback:password:)``); its error is rethrown.
 public func usePrivateKeyFile(_ ctx: SSLContextPointer, file: String, type: SSLFileType = .pem) throws {
-    if let code = unreadable(file) { throw fileError("SSL_CTX_use_PrivateKey_file", file, code) }
+    try checkReadablePath(file, call: "SSL_CTX_use_PrivateKey_file")
     clearOpenSSLErrors()
     let r = try CallbackRegistry.of(ctx).rethrowingCallbackErrors {
         withoutTerminalPrompt(ctx) { SSL_CTX_use_PrivateKey_file(ctx, file, type.rawValue) }
@@ -150,17 +176,9 @@ public func loadVerifyLocations(_ ctx: SSLContextPointer, file: String? = nil, d
     guard file != nil || directory != nil else {
         throw SSLError.usage("give a CA file, a CA directory or both", call: "SSL_CTX_load_verify_locations")
     }
-    for path in [file, directory].compactMap({ $0 }) {
-        if let code = unreadable(path) { throw fileError("SSL_CTX_load_verify_locations", path, code) }
-    }
+    if let file { try checkReadablePath(file, call: "SSL_CTX_load_verify_locations") }
     // OpenSSL takes any path as a directory and only looks into it during verification.
-    if let directory {
-        var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
-            throw SSLError(kind: .error, call: "SSL_CTX_load_verify_locations", file: directory, errno: ENOTDIR,
-                           message: "not a directory of hashed CA certificates")
-        }
-    }
+    if let directory { try checkReadablePath(directory, call: "SSL_CTX_load_verify_locations", directory: true) }
     clearOpenSSLErrors()
     let r = SSL_CTX_load_verify_locations(ctx, file, directory)
     guard r == 1 else {

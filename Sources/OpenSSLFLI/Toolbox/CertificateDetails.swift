@@ -13,13 +13,23 @@ extension Certificate {
         self.init(taking: X509Pointer(x509))
     }
 
-    /// Reads every certificate of a PEM text (a chain or a bundle), in order.
+    /// Reads every certificate of a PEM text (a chain or a bundle), in order. A block that does not
+    /// read (corrupt, or encrypted: nothing is ever asked on the terminal) fails the whole call, naming
+    /// how many certificates came before it: a bundle is never cut short silently.
+    /// - Corresponds: `PEM_read_bio_X509`, `ERR_peek_last_error`.
     public static func all(pem: String) throws -> [Certificate] {
         try ensureSSL()
         return try withMemoryBIO(pem) { bio in
             var result: [Certificate] = []
-            while let x509 = COpenSSL.PEM_read_bio_X509(bio, nil, nil, nil) { result.append(Certificate(taking: X509Pointer(x509))) }
-            COpenSSL.ERR_clear_error()  // the end of the text reads as "no start line"
+            COpenSSL.ERR_clear_error()
+            while let x509 = COpenSSL.PEM_read_bio_X509(bio, nil, refusePassword, nil) { result.append(Certificate(taking: X509Pointer(x509))) }
+            // The end of the text reads as "no start line"; anything else is a block that failed.
+            let last = COpenSSL.ERR_peek_last_error()
+            if last != 0 && !(ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE) {
+                throw SSLError.fromQueue(call: "PEM_read_bio_X509",
+                                         message: "certificate \(result.count + 1) of the PEM text does not read (after \(result.count) that did)")
+            }
+            COpenSSL.ERR_clear_error()
             if result.isEmpty { throw SSLError(kind: .error, call: "PEM_read_bio_X509", message: "no certificate in the PEM text") }
             return result
         }
@@ -185,7 +195,7 @@ public final class CertificateRevocationList: @unchecked Sendable {
     /// Reads a PEM CRL ("-----BEGIN X509 CRL-----").
     public init(pem: String) throws {
         try ensureSSL()
-        let crl = try withMemoryBIO(pem) { COpenSSL.PEM_read_bio_X509_CRL($0, nil, nil, nil) }
+        let crl = try withMemoryBIO(pem) { COpenSSL.PEM_read_bio_X509_CRL($0, nil, refusePassword, nil) }
         guard let crl else { throw SSLError.fromQueue(call: "PEM_read_bio_X509_CRL", message: "not a readable PEM CRL") }
         pointer = X509CRLPointer(crl)
     }

@@ -229,12 +229,17 @@ private func readTextFile(_ path: String, call: String) throws -> String {
     func failure(_ code: Int32) -> SSLError {
         SSLError(kind: .error, call: call, file: path, errno: code, message: String(cString: strerror(code)))
     }
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard !path.utf8.contains(0) else { throw SSLError(kind: .error, call: call, errno: EINVAL, message: "the path contains a NUL byte") }
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-file.
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { throw failure(errno) }
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0 else { throw failure(errno) }
     if (info.st_mode & S_IFMT) == S_IFDIR { throw failure(EISDIR) }
+    if (info.st_mode & S_IFMT) != S_IFREG {
+        throw SSLError(kind: .error, call: call, file: path, errno: EINVAL, message: "not a regular file (a FIFO, socket or device could block the read)")
+    }
     let limit = 64 << 20
     var bytes = [UInt8]()
     var chunk = [UInt8](repeating: 0, count: 64 * 1024)

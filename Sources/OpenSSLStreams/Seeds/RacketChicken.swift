@@ -250,7 +250,8 @@ public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
         ports.input.core.keepAlive = server
         return ports
     } catch {
-        lingerForAlert(fd)
+        // A handshake that failed with an alert: let the client read it (a timeout sent none).
+        if (error as? SSLError)?.kind != .handshakeTimeout { lingerForAlert(fd) }
         transport.close()
         throw error
     }
