@@ -3,13 +3,21 @@ import OpenSSLFLI
 import OpenSSLTLS
 
 /// Waits until `fd` is ready for `events` (`POLLIN` / `POLLOUT`). Returns false when the deadline
-/// passed first. Errors and hang-ups count as ready: the next `recv`/`send` reports them.
-func waitUntilReady(_ fd: Int32, events: Int16, deadline: Deadline) throws -> Bool {
-    var pfd = pollfd(fd: fd, events: events, revents: 0)
+/// passed first; throws `StreamError` `.cancelled` when `cancel` was cancelled first. Errors and hang-ups
+/// count as ready: the next `recv`/`send` reports them.
+/// - Corresponds: `poll(2)`.
+func waitUntilReady(_ fd: Int32, events: Int16, deadline: Deadline, cancel: CancelHandle? = nil, call: String = "poll") throws -> Bool {
+    // Two entries on the stack (a tuple is laid out like a C array): no allocation per wait.
+    var fds = (pollfd(fd: fd, events: events, revents: 0), pollfd(fd: cancel?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0))
+    let count: nfds_t = cancel == nil ? 1 : 2
     while true {
+        if let cancel, cancel.isCancelled { throw StreamError(kind: .cancelled, call: call, message: "cancelled") }
         let timeout = deadline.pollMilliseconds
-        let r = poll(&pfd, 1, timeout)
-        if r > 0 { return true }
+        let r = withUnsafeMutableBytes(of: &fds) { poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), count, timeout) }
+        if r > 0 {
+            if count == 2 && fds.1.revents != 0 { throw StreamError(kind: .cancelled, call: call, message: "cancelled") }
+            return true
+        }
         if r == 0 {
             if deadline.hasPassed || timeout == 0 { return false }
             continue  // woke early (rounding): wait the rest
@@ -89,8 +97,10 @@ public struct StreamError: SocketErrorFamily, Hashable {
         case endOfStream
         /// A line longer than the limit arrived.
         case lineTooLong
-        /// The stream was already closed.
+        /// The stream was already closed (or was closed by another thread during the call).
         case closed
+        /// A ``CancelHandle`` ended the call.
+        case cancelled
     }
     public var kind: Kind
     public var call: String
@@ -156,25 +166,27 @@ func resolveTCP(host: String, port: Int, passive: Bool = false) throws -> [(fami
 
 /// Connects a TCP socket to `host:port`, trying each resolved address in turn, each within
 /// `timeout` (nil: the system's own). Returns the connected, blocking, close-on-exec descriptor.
-func connectTCP(host: String, port: Int, timeout: TimeInterval?) throws -> Int32 {
+func connectTCP(host: String, port: Int, timeout: TimeInterval?, cancel: CancelHandle? = nil) throws -> Int32 {
     let addresses = try resolveTCP(host: host, port: port)
     var lastError: Error = HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "no address")
     for candidate in addresses {
         let fd = socket(candidate.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { lastError = SocketError(call: "socket", errno: errno, context: candidate.text); continue }
-        // With a timeout the connect is non-blocking and polled; without one it is a plain blocking call.
+        // With a timeout or a cancel handle the connect is non-blocking and polled; without either it is a
+        // plain blocking call.
+        let polled = timeout != nil || cancel != nil
         let flags = fcntl(fd, F_GETFL)
-        if timeout != nil { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        if polled { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
         var rc: Int32
         repeat {
             rc = candidate.address.withUnsafeBytes { raw in
                 Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
             }
-        } while rc != 0 && errno == EINTR && timeout == nil
+        } while rc != 0 && errno == EINTR && !polled
         var failure: Int32 = rc == 0 ? 0 : errno
         if rc != 0 && failure == EINPROGRESS {
             do {
-                if try waitUntilReady(fd, events: Int16(POLLOUT), deadline: .after(timeout)) {
+                if try waitUntilReady(fd, events: Int16(POLLOUT), deadline: .after(timeout), cancel: cancel, call: "connect") {
                     var soError: Int32 = 0
                     var length = socklen_t(MemoryLayout<Int32>.size)
                     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
@@ -182,12 +194,15 @@ func connectTCP(host: String, port: Int, timeout: TimeInterval?) throws -> Int32
                 } else {
                     failure = ETIMEDOUT
                 }
+            } catch let error as StreamError {
+                Glibc.close(fd)
+                throw error  // cancelled
             } catch {
                 failure = (error as? SocketError)?.errno ?? EIO
             }
         }
         if failure == 0 {
-            if timeout != nil { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+            if polled { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             return fd

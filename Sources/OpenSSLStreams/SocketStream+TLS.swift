@@ -75,42 +75,44 @@ extension SocketStream {
                           sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
                           security: TLSConfiguration = .secure) throws {
-        try checkOpen("attachSSL")
-        let limit = try security.handshakeLimit(handshakeTimeout, allowsDeferred: true, call: "attachSSL")
-        guard tls == nil else {
-            throw SSLError.usage("TLS is already attached to this stream (detach it first)", call: "attachSSL")
-        }
-        try flushPending()
-        try ensureSSL()
-
-        let objects = try TLSObjects.make(argument, side: side, configuration: security, ctxConfigure: ctxConfigure,
-                                          sslConfigure: sslConfigure, hostName: side == .client ? (hostName ?? remoteHost ?? peerHost) : hostName,
-                                          call: "attachSSL")
-        let buffers = TransportBuffers()
-        buffers.fileDescriptor = fileDescriptor
-        guard let bio = TransportBIO.make(buffers) else {
-            let error = SSLError.fromQueue(call: "BIO_new", message: "cannot make the stream's BIO")
-            objects.release()
-            throw error
-        }
-        COpenSSL.SSL_set_bio(objects.ssl.rawValue, bio, bio)  // the SSL takes the one reference
-        // Bytes that arrived after the last plaintext read are the peer's first TLS bytes.
-        buffers.input.appendAll(from: readBuffer)
-        if plainEOF { buffers.inputEOF = true }
-        switch side {
-        case .client: COpenSSL.SSL_set_connect_state(objects.ssl.rawValue)
-        case .server: COpenSSL.SSL_set_accept_state(objects.ssl.rawValue)
-        case .both: break
-        }
-        let attachment = TLSAttachment(objects: objects, side: side, buffers: buffers, handshakeLimit: limit)
-        tls = attachment
-        if side == .client && limit != .deferred {
-            do {
-                try handshake(attachment, limit: limit)
-            } catch {
-                tls = nil
-                attachment.release()
+        try exclusively("attachSSL") {
+            try checkOpen("attachSSL")
+            let limit = try security.handshakeLimit(handshakeTimeout, allowsDeferred: true, call: "attachSSL")
+            guard tls == nil else {
+                throw SSLError.usage("TLS is already attached to this stream (detach it first)", call: "attachSSL")
+            }
+            try flushPending()
+            try ensureSSL()
+    
+            let objects = try TLSObjects.make(argument, side: side, configuration: security, ctxConfigure: ctxConfigure,
+                                              sslConfigure: sslConfigure, hostName: side == .client ? (hostName ?? remoteHost ?? peerHost) : hostName,
+                                              call: "attachSSL")
+            let buffers = TransportBuffers()
+            buffers.fileDescriptor = fileDescriptor
+            guard let bio = TransportBIO.make(buffers) else {
+                let error = SSLError.fromQueue(call: "BIO_new", message: "cannot make the stream's BIO")
+                objects.release()
                 throw error
+            }
+            COpenSSL.SSL_set_bio(objects.ssl.rawValue, bio, bio)  // the SSL takes the one reference
+            // Bytes that arrived after the last plaintext read are the peer's first TLS bytes.
+            buffers.input.appendAll(from: readBuffer)
+            if plainEOF { buffers.inputEOF = true }
+            switch side {
+            case .client: COpenSSL.SSL_set_connect_state(objects.ssl.rawValue)
+            case .server: COpenSSL.SSL_set_accept_state(objects.ssl.rawValue)
+            case .both: break
+            }
+            let attachment = TLSAttachment(objects: objects, side: side, buffers: buffers, handshakeLimit: limit)
+            tls = attachment
+            if side == .client && limit != .deferred {
+                do {
+                    try handshake(attachment, limit: limit)
+                } catch {
+                    tls = nil
+                    attachment.release()
+                    throw error
+                }
             }
         }
     }
@@ -122,11 +124,13 @@ extension SocketStream {
     /// here). Throws ``SSLError`` with kind `.handshakeTimeout` when the peer is too slow.
     /// - Corresponds: `SSL_do_handshake`.
     public func handshake(timeout: TimeInterval? = nil) throws {
-        try checkOpen("handshake")
-        guard let tls else { throw SSLError.usage("no TLS is attached to this stream", call: "handshake") }
-        let limit = try timeout.map { try TimeoutValue.resolve($0, default: nil, name: "the handshake timeout", call: "handshake") }
-            ?? implicitHandshakeLimit(tls)
-        try handshake(tls, limit: limit)
+        try exclusively("handshake") {
+            try checkOpen("handshake")
+            guard let tls else { throw SSLError.usage("no TLS is attached to this stream", call: "handshake") }
+            let limit = try timeout.map { try TimeoutValue.resolve($0, default: nil, name: "the handshake timeout", call: "handshake") }
+                ?? implicitHandshakeLimit(tls)
+            try handshake(tls, limit: limit)
+        }
     }
 
     func handshake(_ tls: TLSAttachment, limit: TimeoutValue) throws {
@@ -175,43 +179,45 @@ extension SocketStream {
     /// - Corresponds: `SSL_shutdown`, `SSL_read`, `SSL_free`.
     public func detachSSL(retryCount: Int = 10, retryTimeout: TimeInterval = 0.5,
                           bufferLimit: Int = SocketStream.defaultDetachBufferLimit) throws {
-        try checkOpen("detachSSL")
-        try checkCount(retryCount, "the retry count", call: "detachSSL", max: 1_000_000)
-        try checkCount(bufferLimit, "the buffer limit", call: "detachSSL", max: Int.max)
-        let each = try TimeoutValue.resolve(retryTimeout, default: nil, name: "the retry timeout", call: "detachSSL")
-        guard let tls else { return }
-        defer {
-            // Whatever happens, TLS is off and its bytes are accounted for.
-            tls.release()
-            self.tls = nil
-        }
-        try flushPending()
-        guard tls.handshakeDone && !tls.failed else { return }
-        let total: TimeoutValue = each.seconds.map { .seconds($0 * Double(max(retryCount, 1))) } ?? .unlimited
-        let deadline = total.deadline
-        let timeoutError = SSLError(kind: .error, call: "SSL_shutdown",
-                                    message: "the peer did not answer close_notify within \(retryCount) × \(describeSeconds(retryTimeout)) (\(peerDescription))")
-        while true {
-            let result = tls.machine.shutdown()
-            try sendTransportOutput(tls, call: "SSL_shutdown", deadline: deadline, timeoutError: timeoutError)
-            if case .closed = result { break }
-            // Read until the peer's close_notify: data before it is kept for the next reads.
-            guard readBuffer.count < bufferLimit else {
-                throw SSLError.usage("more than \(bufferLimit) bytes of data arrived before the peer's close_notify (raise bufferLimit, or read them first)", call: "detachSSL")
+        try exclusively("detachSSL") {
+            try checkOpen("detachSSL")
+            try checkCount(retryCount, "the retry count", call: "detachSSL", max: 1_000_000)
+            try checkCount(bufferLimit, "the buffer limit", call: "detachSSL", max: Int.max)
+            let each = try TimeoutValue.resolve(retryTimeout, default: nil, name: "the retry timeout", call: "detachSSL")
+            guard let tls else { return }
+            defer {
+                // Whatever happens, TLS is off and its bytes are accounted for.
+                tls.release()
+                self.tls = nil
             }
-            let space = readBuffer.reserveTail(min(bufferSize, bufferLimit - readBuffer.count))
-            do {
-                let n = try driveTLS(tls, call: "SSL_read", deadline: deadline, timeoutError: timeoutError) {
-                    tls.machine.read(into: space)
+            try flushPending()
+            guard tls.handshakeDone && !tls.failed else { return }
+            let total: TimeoutValue = each.seconds.map { .seconds($0 * Double(max(retryCount, 1))) } ?? .unlimited
+            let deadline = total.deadline
+            let timeoutError = SSLError(kind: .error, call: "SSL_shutdown",
+                                        message: "the peer did not answer close_notify within \(retryCount) × \(describeSeconds(retryTimeout)) (\(peerDescription))")
+            while true {
+                let result = tls.machine.shutdown()
+                try sendTransportOutput(tls, call: "SSL_shutdown", deadline: deadline, timeoutError: timeoutError)
+                if case .closed = result { break }
+                // Read until the peer's close_notify: data before it is kept for the next reads.
+                guard readBuffer.count < bufferLimit else {
+                    throw SSLError.usage("more than \(bufferLimit) bytes of data arrived before the peer's close_notify (raise bufferLimit, or read them first)", call: "detachSSL")
                 }
-                readBuffer.commit(n)
-            } catch let error as SSLError where error.kind == .closed {
-                break
+                let space = readBuffer.reserveTail(min(bufferSize, bufferLimit - readBuffer.count))
+                do {
+                    let n = try driveTLS(tls, call: "SSL_read", deadline: deadline, timeoutError: timeoutError) {
+                        tls.machine.read(into: space)
+                    }
+                    readBuffer.commit(n)
+                } catch let error as SSLError where error.kind == .closed {
+                    break
+                }
             }
+            // What follows the close_notify is plaintext.
+            readBuffer.appendAll(from: tls.buffers.input)
+            if tls.buffers.inputEOF { plainEOF = true }
         }
-        // What follows the close_notify is plaintext.
-        readBuffer.appendAll(from: tls.buffers.input)
-        if tls.buffers.inputEOF { plainEOF = true }
     }
 
     // MARK: TLS I/O
@@ -281,6 +287,16 @@ extension SocketStream {
         }
     }
 
+    /// Waits for the socket; a cancellation leaves TLS unusable (a record may be half sent or read).
+    private func waitForTLS(_ tls: TLSAttachment, events: Int16, deadline: Deadline, call: String) throws -> Bool {
+        do {
+            return try waitUntilReady(fileDescriptor, events: events, deadline: deadline, cancel: cancelHandle, call: call)
+        } catch {
+            tls.machine.markFailed()
+            throw error
+        }
+    }
+
     /// Sends all queued ciphertext.
     func sendTransportOutput(_ tls: TLSAttachment, call: String, deadline: Deadline, timeoutError: @autoclosure () -> Error) throws {
         let output = tls.buffers.output
@@ -291,7 +307,7 @@ extension SocketStream {
             switch e {
             case EINTR: continue
             case EAGAIN, EWOULDBLOCK:
-                guard try waitUntilReady(fileDescriptor, events: Int16(POLLOUT), deadline: deadline) else { throw timeoutError() }
+                guard try waitForTLS(tls, events: Int16(POLLOUT), deadline: deadline, call: call) else { throw timeoutError() }
             default:
                 tls.machine.markFailed()
                 throw SSLError(kind: .error, call: call, status: .syscall, errno: e,
@@ -305,8 +321,9 @@ extension SocketStream {
         let buffers = tls.buffers
         let input = buffers.input
         let space = input.reserveTail(buffers.receiveSize)
-        // Without a deadline a blocking recv is one system call; with one, try first, then poll.
-        let flags = deadline.nanoseconds == nil ? 0 : Int32(MSG_DONTWAIT)
+        // Without a deadline (or cancel handle) a blocking recv is one system call; with one, try first,
+        // then poll.
+        let flags = deadline.nanoseconds == nil && cancelHandle == nil ? 0 : Int32(MSG_DONTWAIT)
         while true {
             let n = recv(fileDescriptor, space.baseAddress, space.count, flags)
             if n > 0 {
@@ -323,7 +340,7 @@ extension SocketStream {
             switch e {
             case EINTR: continue
             case EAGAIN, EWOULDBLOCK:
-                guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) else { throw timeoutError() }
+                guard try waitForTLS(tls, events: Int16(POLLIN), deadline: deadline, call: call) else { throw timeoutError() }
             default:
                 tls.machine.markFailed()
                 throw SSLError(kind: .error, call: call, status: .syscall, errno: e,

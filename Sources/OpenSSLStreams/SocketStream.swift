@@ -27,6 +27,11 @@ public final class SocketStream {
     public var writeTimeout: TimeInterval?
     /// The size of the read and write buffers.
     public let bufferSize: Int
+    /// Ends this stream's blocked reads, writes and handshakes from another thread when cancelled
+    /// (``CancelHandle``): the call throws `StreamError` `.cancelled`, and TLS on the stream is unusable
+    /// after it. Set it before the calls it should cover. Closing the stream from another thread
+    /// (``close()``) also ends a blocked call, with `.closed`.
+    public var cancelHandle: CancelHandle?
     /// The longest line ``readLine(maxLength:)`` accepts by default.
     public static let defaultMaxLineLength = 64 * 1024
 
@@ -112,8 +117,19 @@ public final class SocketStream {
     @inline(__always)
     func exclusively<T>(_ call: String, _ body: () throws -> T) throws -> T {
         try exclusive.enter(call)
-        defer { exclusive.leave() }
-        return try body()
+        defer { if exclusive.leave() { closeQuietly() } }  // a close another thread asked for meanwhile
+        do {
+            let result = try body()
+            if exclusive.closeRequested { throw closedByAnotherThread(call) }
+            return result
+        } catch {
+            if exclusive.closeRequested { throw closedByAnotherThread(call) }
+            throw error
+        }
+    }
+
+    private func closedByAnotherThread(_ call: String) -> StreamError {
+        StreamError(kind: .closed, call: call, message: "the stream was closed by another thread during the call")
     }
 
     // MARK: Reading
@@ -261,8 +277,9 @@ public final class SocketStream {
     func plainReceive(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         if plainEOF { return 0 }
         let deadline = Deadline.after(readTimeout)
-        // Without a deadline a blocking recv is one system call; with one, try first, then poll.
-        let flags = deadline.nanoseconds == nil ? 0 : Int32(MSG_DONTWAIT)
+        // Without a deadline (or cancel handle) a blocking recv is one system call; with one, try first,
+        // then poll.
+        let flags = deadline.nanoseconds == nil && cancelHandle == nil ? 0 : Int32(MSG_DONTWAIT)
         while true {
             let n = recv(fileDescriptor, buffer.baseAddress, buffer.count, flags)
             if n > 0 { bytesReceived += n; return n }
@@ -271,7 +288,7 @@ public final class SocketStream {
             switch e {
             case EINTR: continue
             case EAGAIN, EWOULDBLOCK:
-                guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) else {
+                guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline, cancel: cancelHandle, call: "recv") else {
                     throw SocketError(call: "recv", errno: ETIMEDOUT, context: "read timeout of \(describeSeconds(readTimeout)), \(peerDescription)")
                 }
             default:
@@ -375,7 +392,7 @@ public final class SocketStream {
             switch e {
             case EINTR: continue
             case EAGAIN, EWOULDBLOCK:
-                guard try waitUntilReady(fileDescriptor, events: Int16(POLLOUT), deadline: deadline) else {
+                guard try waitUntilReady(fileDescriptor, events: Int16(POLLOUT), deadline: deadline, cancel: cancelHandle, call: "send") else {
                     throw SocketError(call: "send", errno: ETIMEDOUT, context: "write timeout of \(describeSeconds(writeTimeout)), \(peerDescription)")
                 }
             default:
@@ -398,8 +415,17 @@ public final class SocketStream {
     /// still listens, the peer's is not waited for), frees what attach made, and closes the socket if the
     /// stream owns it. Everything is released even when flushing fails; that failure (unsent data) is
     /// then thrown. Closing twice does nothing.
+    ///
+    /// Called from another thread while a call is blocked in the stream, it ends that call (with
+    /// `StreamError` `.closed`): the socket is shut down at once, and the stream closes as that call
+    /// returns.
+    /// - Corresponds: `SSL_shutdown`, `shutdown(2)`, `close(2)`.
     public func close() throws {
         guard !isClosed else { return }
+        if exclusive.requestCloseIfBusy() {
+            _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR))  // wakes the blocked call
+            return
+        }
         var firstError: Error?
         do { try flushPending() } catch { firstError = error }
         if let tls {
@@ -432,6 +458,19 @@ final class ExclusiveUse: @unchecked Sendable {  // its state is only touched un
     private let lock = NSLock()
     private var owner = pthread_t()
     private var depth = 0
+    private var closeWanted = false
+
+    /// Another thread asked to close the stream while this one was inside.
+    var closeRequested: Bool { lock.lock(); defer { lock.unlock() }; return closeWanted }
+
+    /// From ``SocketStream/close()``: when another thread is inside, notes the request (true); the
+    /// owner closes as it leaves. False when the caller may close now.
+    func requestCloseIfBusy() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard depth > 0, pthread_equal(owner, pthread_self()) == 0 else { return false }
+        closeWanted = true
+        return true
+    }
 
     func enter(_ call: String) throws {
         lock.lock(); defer { lock.unlock() }
@@ -443,7 +482,12 @@ final class ExclusiveUse: @unchecked Sendable {  // its state is only touched un
         depth += 1
     }
 
-    func leave() {
-        lock.lock(); depth -= 1; lock.unlock()
+    /// Leaves; true when the outermost call leaves and a close was requested meanwhile.
+    func leave() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        depth -= 1
+        guard depth == 0, closeWanted else { return false }
+        closeWanted = false
+        return true
     }
 }

@@ -13,6 +13,8 @@ import OpenSSLTLS
 ///   - hostName: the name the certificate is checked against and sent as SNI (default: `host`).
 ///   - connectTimeout: seconds each address may take to connect (nil or `.infinity`: the system's limit;
 ///     see ``TimeoutValue``).
+///   - cancel: ends the connect and the handshake from another thread (`StreamError` `.cancelled`), and
+///     stays the stream's ``SocketStream/cancelHandle``.
 ///   - security: the secure defaults (``TLSConfiguration/secure``: verify, check the host, TLS ≥ 1.2).
 /// - Throws: ``HostResolutionError`` when the name does not resolve, `SocketError` (with errno and the
 ///   address) when no address connects, ``SSLError`` when TLS fails — in which case the socket is closed.
@@ -21,11 +23,13 @@ public func openTCPStream(host: String, port: Int, sslCtx: SSLContextArgument? =
                           sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
                           connectTimeout: TimeInterval? = nil, security: TLSConfiguration = .secure,
-                          readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil) throws -> SocketStream {
+                          readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil,
+                          cancel: CancelHandle? = nil) throws -> SocketStream {
     let connectLimit = try TimeoutValue.resolve(connectTimeout, default: nil, name: "the connect timeout", call: "openTCPStream")
-    let fd = try connectTCP(host: host, port: port, timeout: connectLimit.seconds)
+    let fd = try connectTCP(host: host, port: port, timeout: connectLimit.seconds, cancel: cancel)
     let stream = SocketStream(fileDescriptor: fd, closesDescriptor: true, remoteHost: host,
                               readTimeout: readTimeout, writeTimeout: writeTimeout)
+    stream.cancelHandle = cancel
     if let sslCtx {
         do {
             try stream.attachSSL(ctx: sslCtx, side: .client, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
@@ -57,7 +61,13 @@ public final class TCPListener {
     public let port: Int
     /// The numeric address it listens on.
     public let host: String
-    public private(set) var isClosed = false
+    /// True once ``close()`` ran.
+    public var isClosed: Bool { state.lock(); defer { state.unlock() }; return closed }
+    private let state = NSLock()
+    private var closed = false
+    /// Accepts under way, and whether the descriptor waits for them to end before it is closed.
+    private var accepting = 0
+    private var closeDeferred = false
 
     init(port: Int, backlog: Int32, host: String?, reuseAddress: Bool) throws {
         var candidates = try host.map { try resolveTCP(host: $0, port: port, passive: true) } ?? []
@@ -102,10 +112,14 @@ public final class TCPListener {
 
     /// Waits up to `timeout` seconds (nil: forever) for a connection and returns it as a plaintext
     /// stream. Throws `SocketError` with `ETIMEDOUT` when none came in time.
+    ///
+    /// `cancel` (or ``close()`` from another thread) ends the wait: `StreamError` `.cancelled` (`.closed`).
     public func accept(timeout: TimeInterval? = nil, readTimeout: TimeInterval? = nil,
-                       writeTimeout: TimeInterval? = nil) throws -> SocketStream {
-        let fd = try acceptDescriptor(timeout: timeout)
-        return SocketStream(fileDescriptor: fd, closesDescriptor: true, readTimeout: readTimeout, writeTimeout: writeTimeout)
+                       writeTimeout: TimeInterval? = nil, cancel: CancelHandle? = nil) throws -> SocketStream {
+        let fd = try acceptDescriptor(timeout: timeout, cancel: cancel)
+        let stream = SocketStream(fileDescriptor: fd, closesDescriptor: true, readTimeout: readTimeout, writeTimeout: writeTimeout)
+        stream.cancelHandle = cancel
+        return stream
     }
 
     /// Whether a connection is waiting, so that ``accept(timeout:readTimeout:writeTimeout:)`` would not
@@ -118,11 +132,23 @@ public final class TCPListener {
 
     /// Accepts a connection and returns its descriptor (blocking, close-on-exec, TCP_NODELAY); the
     /// caller closes it.
-    func acceptDescriptor(timeout: TimeInterval?) throws -> Int32 {
-        guard !isClosed else { throw StreamError(kind: .closed, call: "accept", message: "the listener is closed") }
+    /// - Corresponds: `accept(2)`, `poll(2)`.
+    func acceptDescriptor(timeout: TimeInterval?, cancel: CancelHandle? = nil) throws -> Int32 {
         let wait = try TimeoutValue.resolve(timeout, default: nil, name: "the accept timeout", call: "accept")
         let deadline = wait.deadline
+        let closedError = StreamError(kind: .closed, call: "accept", message: "the listener is closed")
+        state.lock()
+        guard !closed else { state.unlock(); throw closedError }
+        accepting += 1
+        state.unlock()
+        defer {
+            state.lock()
+            accepting -= 1
+            if accepting == 0 && closeDeferred { closeDeferred = false; Glibc.close(fileDescriptor) }
+            state.unlock()
+        }
         while true {
+            if isClosed { throw closedError }
             // The listening socket is non-blocking: accept takes a waiting connection at once, and
             // answers EAGAIN (then poll waits) when none is there. Accepted sockets are blocking (Linux
             // does not inherit O_NONBLOCK).
@@ -135,13 +161,14 @@ public final class TCPListener {
             }
             let e = errno
             if e == EAGAIN || e == EWOULDBLOCK {
-                guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline) else {
+                guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline, cancel: cancel, call: "accept") else {
                     throw SocketError(call: "accept", errno: ETIMEDOUT, context: "no connection within \(describeSeconds(wait.seconds)) on \(address)")
                 }
                 continue
             }
             // A connection that went away before accept, or an interrupted call: wait for the next.
             if [EINTR, ECONNABORTED, EPROTO].contains(e) { continue }
+            if isClosed { throw closedError }  // closed by another thread: shut down under us
             throw SocketError(call: "accept", errno: e, context: address)
         }
     }
@@ -155,8 +182,9 @@ public final class TCPListener {
     public func accept(sslCtx: SSLContextArgument, ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                        sslConfigure: ((SSLPointer) throws -> Void)? = nil, handshakeTimeout: TimeInterval? = nil,
                        security: TLSConfiguration = .secure, timeout: TimeInterval? = nil,
-                       readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil) throws -> SocketStream {
-        let stream = try accept(timeout: timeout, readTimeout: readTimeout, writeTimeout: writeTimeout)
+                       readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil,
+                       cancel: CancelHandle? = nil) throws -> SocketStream {
+        let stream = try accept(timeout: timeout, readTimeout: readTimeout, writeTimeout: writeTimeout, cancel: cancel)
         do {
             try stream.attachSSL(ctx: sslCtx, side: .server, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
                                  handshakeTimeout: handshakeTimeout, security: security)
@@ -167,10 +195,19 @@ public final class TCPListener {
         return stream
     }
 
-    /// Stops listening and closes the socket. Closing twice does nothing.
+    /// Stops listening and closes the socket. Closing twice does nothing. From another thread it ends
+    /// an accept that waits (`StreamError` `.closed`): the socket is shut down at once and closed when
+    /// that accept has returned.
+    /// - Corresponds: `shutdown(2)`, `close(2)`.
     public func close() {
-        guard !isClosed else { return }
-        isClosed = true
-        Glibc.close(fileDescriptor)
+        state.lock(); defer { state.unlock() }
+        guard !closed else { return }
+        closed = true
+        if accepting > 0 {
+            _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR))  // wakes the waiting poll
+            closeDeferred = true
+        } else {
+            Glibc.close(fileDescriptor)
+        }
     }
 }

@@ -172,14 +172,21 @@ public enum SSLServerProtocol {
 ///
 /// `handshakeTimeout` bounds the whole handshake (``TimeoutValue``; nil: ``TLSTimeouts/handshake``): a
 /// peer that stays silent, or trickles, then fails with an ``SSLError`` of kind `.handshakeTimeout`.
+///
+/// `cancel` ends the connect or the handshake from another thread (Racket's `ssl-connect/enable-break`):
+/// `StreamError` `.cancelled`, and the socket is closed.
 public func sslConnect(host: String, port: Int, context: SSLClientProtocol = .protocol(.default),
-                       connectTimeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+                       connectTimeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil,
+                       cancel: CancelHandle? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "sslConnect") }
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "sslConnect") }
-    let fd = try connectTCP(host: host, port: port, timeout: connectTimeout)
+    let connectLimit = try TimeoutValue.resolve(connectTimeout, default: nil, name: "the connect timeout", call: "sslConnect")
+    let fd = try connectTCP(host: host, port: port, timeout: connectLimit.seconds, cancel: cancel)
     let transport = FileDescriptorTransport(fileDescriptor: fd, closesDescriptor: true)
     let client: SSLClientContext
     do {
+        let watch = cancelling(fd, cancel)
+        defer { watch.end() }
         switch context {
         case .protocol(let proto): client = try SSLClientContext(protocol: proto)
         case .context(let given): client = given
@@ -192,9 +199,27 @@ public func sslConnect(host: String, port: Int, context: SSLClientProtocol = .pr
         return ports
     } catch {
         transport.close()
-        throw error
+        throw cancel?.isCancelled == true ? StreamError(kind: .cancelled, call: "sslConnect", message: "cancelled") : error
     }
 }
+
+/// Racket's `ssl-connect/enable-break`: ``sslConnect(host:port:context:connectTimeout:handshakeTimeout:cancel:)``
+/// that `cancel` can end.
+public func sslConnectEnableBreak(host: String, port: Int, context: SSLClientProtocol = .protocol(.default),
+                                  cancel: CancelHandle) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+    try sslConnect(host: host, port: port, context: context, cancel: cancel)
+}
+
+/// While a blocking seed call runs on `fd`, a cancellation shuts the socket down, which ends a blocked
+/// `poll` or `recv` at once; ``end()`` stops watching.
+/// - Corresponds: `shutdown(2)`.
+private func cancelling(_ fd: Int32, _ cancel: CancelHandle?) -> CancelWatch {
+    guard let cancel else { return CancelWatch(end: {}) }
+    let key = cancel.onCancel { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+    return CancelWatch(end: { cancel.remove(key) })
+}
+
+private struct CancelWatch { let end: () -> Void }
 
 /// A TLS listener (Racket's `ssl-listen` result): a listening socket and the server context its
 /// connections use. Context procedures work on it.
@@ -237,12 +262,17 @@ public func sslListen(port: Int, backlog: Int32 = 5, reuse: Bool = false, host: 
 ///
 /// `timeout` bounds the wait for a connection (nil: none), `handshakeTimeout` the whole handshake
 /// (``TimeoutValue``; nil: ``TLSTimeouts/handshake``).
+///
+/// `cancel` ends the wait or the handshake from another thread (Racket's `ssl-accept/enable-break`):
+/// `StreamError` `.cancelled`.
 public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
-                      handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
-    let fd = try listener.listener.acceptDescriptor(timeout: timeout)
+                      handshakeTimeout: TimeInterval? = nil, cancel: CancelHandle? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+    let fd = try listener.listener.acceptDescriptor(timeout: timeout, cancel: cancel)
     let transport = FileDescriptorTransport(fileDescriptor: fd, closesDescriptor: true)
     let server = listener.context
     do {
+        let watch = cancelling(fd, cancel)
+        defer { watch.end() }
         let ports = try makeSSLPorts(input: transport, output: transport, closeOriginal: true, shutdownOnClose: false, errorHook: nil,
                                      handshake: true, handshakeLimit: server.security.handshakeLimit(handshakeTimeout, call: "sslAccept")) {
             try TLSEngine(on: server.holder, side: .server, configuration: server.security, hostName: nil, call: "sslAccept")
@@ -251,10 +281,20 @@ public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
         return ports
     } catch {
         // A handshake that failed with an alert: let the client read it (a timeout sent none).
+        if cancel?.isCancelled == true {
+            transport.close()
+            throw StreamError(kind: .cancelled, call: "sslAccept", message: "cancelled")
+        }
         if (error as? SSLError)?.kind != .handshakeTimeout { lingerForAlert(fd) }
         transport.close()
         throw error
     }
+}
+
+/// Racket's `ssl-accept/enable-break`: ``sslAccept(_:timeout:handshakeTimeout:cancel:)`` that `cancel`
+/// can end.
+public func sslAcceptEnableBreak(_ listener: SSLListener, cancel: CancelHandle) throws -> (input: TLSInputPort, output: TLSOutputPort) {
+    try sslAccept(listener, cancel: cancel)
 }
 
 /// Closes a listener (Racket's `ssl-close`).
