@@ -24,17 +24,17 @@ public final class CallbackRegistry: @unchecked Sendable {
 
     private static var currentThread: UInt { UInt(pthread_self()) }
 
-    /// The closure stored under `key`, if any.
-    public func closure<T>(_ key: String, as type: T.Type = T.self) -> T? {
+    /// The closure (or value) stored under `key`, if any.
+    public func closure<T>(_ key: CallbackKey<T>) -> T? {
         lock.lock(); defer { lock.unlock() }
-        return closures[key] as? T
+        return closures[key.name] as? T
     }
 
-    /// Stores (or with nil removes) the closure under `key`; the old one is released.
-    public func setClosure(_ key: String, _ closure: Any?) {
+    /// Stores (or with nil removes) the closure (or value) under `key`; the old one is released.
+    public func setClosure<T>(_ key: CallbackKey<T>, _ closure: T?) {
         lock.lock()
-        let old = closures[key]
-        closures[key] = closure
+        let old = closures[key.name]
+        closures[key.name] = closure
         lock.unlock()
         _ = old  // released here, outside the lock (its deinit may run arbitrary code)
     }
@@ -142,20 +142,18 @@ public final class CallbackRegistry: @unchecked Sendable {
 
     /// The closure a callback of `ssl` should run: the one set on the connection, else on its current
     /// context, else on the context it was made with (when an SNI callback switched contexts).
-    public static func lookup<T>(_ key: String, for ssl: SSLPointer, as type: T.Type = T.self) -> T? {
+    public static func lookup<T>(_ key: CallbackKey<T>, for ssl: SSLPointer) -> T? {
         if let own = existing(ssl) {
             if let closure: T = own.closure(key) { return closure }
             if let context = COpenSSL.SSL_get_SSL_CTX(ssl.rawValue), let registry = existing(SSLContextPointer(context)),
                let closure: T = registry.closure(key) { return closure }
-            if let origin: CallbackRegistry = own.closure(originKey) { return origin.closure(key) }
+            if let origin = own.closure(.originContext) { return origin.closure(key) }
             return nil
         }
         guard let context = COpenSSL.SSL_get_SSL_CTX(ssl.rawValue) else { return nil }
         return existing(SSLContextPointer(context))?.closure(key)
     }
 
-    /// Where a connection keeps the registry of the context it was made with, once switched.
-    static let originKey = "origin-context-registry"
 
     /// Runs a C call that may call back into Swift, then rethrows the error a callback kept on this
     /// thread, if any. When it rethrows, the OpenSSL error queue (which then only holds OpenSSL's

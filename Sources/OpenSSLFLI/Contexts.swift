@@ -84,3 +84,51 @@ public func sslNew(_ ctx: SSLContextPointer) throws -> SSLPointer {
 
 /// Frees an `SSL` (`SSL_free`; also frees the BIOs attached to it).
 public func destroySSL(_ ssl: SSLPointer) { COpenSSL.SSL_free(ssl.rawValue) }
+
+/// An owned `SSL_CTX` (rust-openssl's `SslContext`, swift-nio-ssl's `NIOSSLContext`): made here and
+/// freed when the last reference goes (`SSL_CTX_free`). Its ``pointer`` is the handle for direct calls
+/// and for the toolbox; pass the object itself where a context is taken (`.context(sslContext)`).
+///
+/// A connection made from it holds OpenSSL's own reference to the context (`SSL_new` takes one), so the
+/// object may go before its connections do. Sendable: once configured, one `SSL_CTX` serves connections
+/// on many threads (OpenSSL locks what they share); configure it before sharing it.
+public final class SSLContext: @unchecked Sendable {  // SSL_CTX is reference-counted and thread-safe for SSL_new
+    /// The handle, for direct calls (valid while this object lives).
+    public let pointer: SSLContextPointer
+
+    /// Makes a context (``makeSSLCtx(protocol:side:)``).
+    /// - Corresponds: `SSL_CTX_new`.
+    public init(protocol proto: SSLProtocol = .default, side: SSLSide = .both) throws {
+        pointer = try makeSSLCtx(protocol: proto, side: side)
+    }
+
+    /// Takes ownership of a context made elsewhere (this object frees it).
+    public init(taking pointer: SSLContextPointer) { self.pointer = pointer }
+
+    /// Shares a context made elsewhere: takes a reference of its own (`SSL_CTX_up_ref`), so the caller
+    /// still frees theirs.
+    /// - Corresponds: `SSL_CTX_up_ref`.
+    public init(sharing pointer: SSLContextPointer) {
+        _ = COpenSSL.SSL_CTX_up_ref(pointer.rawValue)
+        self.pointer = pointer
+    }
+
+    deinit { COpenSSL.SSL_CTX_free(pointer.rawValue) }
+}
+
+/// An owned `SSL` (rust-openssl's `Ssl`): made from an ``SSLContext`` and freed when the last reference
+/// goes (`SSL_free`, which also frees its BIOs). Its ``pointer`` is the handle for direct calls. Not
+/// Sendable: one connection is used by one thread at a time.
+public final class SSLConnection {
+    /// The handle, for direct calls (valid while this object lives).
+    public let pointer: SSLPointer
+
+    /// Makes a connection on `context` (which it keeps alive through OpenSSL's own reference).
+    /// - Corresponds: `SSL_new`.
+    public init(context: SSLContext) throws { pointer = try sslNew(context.pointer) }
+
+    /// Takes ownership of a connection made elsewhere (this object frees it).
+    public init(taking pointer: SSLPointer) { self.pointer = pointer }
+
+    deinit { COpenSSL.SSL_free(pointer.rawValue) }
+}

@@ -12,7 +12,7 @@ public func setSSLCtxPasswordCallback(_ ctx: SSLContextPointer, callback: SSLPas
     }
     let registry = CallbackRegistry.of(ctx)
     let effective: SSLPasswordCallback? = callback ?? password.map { fixed in { _, _ in fixed } }
-    registry.setClosure("password", effective)
+    registry.setClosure(.password, effective)
     if effective == nil {
         COpenSSL.SSL_CTX_set_default_passwd_cb(ctx.rawValue, nil)
         COpenSSL.SSL_CTX_set_default_passwd_cb_userdata(ctx.rawValue, nil)
@@ -22,7 +22,7 @@ public func setSSLCtxPasswordCallback(_ ctx: SSLContextPointer, callback: SSLPas
     COpenSSL.SSL_CTX_set_default_passwd_cb(ctx.rawValue) { buffer, size, rwflag, userdata in
         guard let userdata else { return -1 }
         let registry = Unmanaged<CallbackRegistry>.fromOpaque(userdata).takeUnretainedValue()
-        guard let callback: SSLPasswordCallback = registry.closure("password") else { return -1 }
+        guard let callback: SSLPasswordCallback = registry.closure(.password) else { return -1 }
         return deliverPassword(callback, buffer: buffer, size: size, encrypting: rwflag != 0, registry: registry,
                                call: "SSL_CTX_set_default_passwd_cb")
     }

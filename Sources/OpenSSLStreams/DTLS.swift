@@ -282,8 +282,13 @@ final class DTLSCookieJar: @unchecked Sendable {
     }
 }
 
+extension CallbackKey where Value == DTLSCookieJar {
+    /// The listener's cookie secret.
+    static var dtlsCookies: Self { Self("dtls-cookies") }
+}
+
 private let cookieGenerate: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32 = { ssl, out, outLength in
-    guard let ssl, let out, let outLength, let jar: DTLSCookieJar = CallbackRegistry.lookup("dtls-cookies", for: SSLPointer(ssl)),
+    guard let ssl, let out, let outLength, let jar: DTLSCookieJar = CallbackRegistry.lookup(.dtlsCookies, for: SSLPointer(ssl)),
           let cookie = jar.cookie(for: ssl), cookie.count <= Int(COpenSSL.DTLS1_COOKIE_LENGTH) else { return 0 }
     cookie.withUnsafeBytes { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: cookie.count) }
     outLength.pointee = UInt32(cookie.count)
@@ -292,7 +297,7 @@ private let cookieGenerate: @convention(c) (OpaquePointer?, UnsafeMutablePointer
 }
 
 private let cookieVerify: @convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, UInt32) -> Int32 = { ssl, cookie, length in
-    guard let ssl, let cookie, let jar: DTLSCookieJar = CallbackRegistry.lookup("dtls-cookies", for: SSLPointer(ssl)),
+    guard let ssl, let cookie, let jar: DTLSCookieJar = CallbackRegistry.lookup(.dtlsCookies, for: SSLPointer(ssl)),
           let expected = jar.cookie(for: ssl), expected.count == Int(length) else { return 0 }
     // Constant-time comparison.
     let ok = COpenSSL.CRYPTO_memcmp(expected, cookie, expected.count) == 0
@@ -442,7 +447,7 @@ public func listenDTLS(port: Int = 0, host: String = "127.0.0.1", sslCtx: SSLCon
     let contextOnly = try TLSContextHolder.make(sslCtx, side: .server, configuration: security, ctxConfigure: ctxConfigure, call: "listenDTLS")
     do {
         let jar = try DTLSCookieJar()
-        CallbackRegistry.of(contextOnly.ctx).setClosure("dtls-cookies", jar)
+        CallbackRegistry.of(contextOnly.ctx).setClosure(.dtlsCookies, jar)
         SSL_CTX_set_cookie_generate_cb(contextOnly.ctx, cookieGenerate)
         SSL_CTX_set_cookie_verify_cb(contextOnly.ctx, cookieVerify)
         let fd = socket(target.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -25,6 +25,10 @@ public enum SSLContextArgument: Sendable, Hashable {
     public static let `default` = SSLContextArgument.protocol(.default)
     /// `.protocol(.tlsV1_2)`: TLS 1.2 only.
     public static let tlsV1_2 = SSLContextArgument.protocol(.tlsV1_2)
+    /// An owned context: used for a new `SSL`, never freed by the entry point (the `SSL` holds OpenSSL's
+    /// own reference to it, so the object may go first).
+    public static func context(_ context: SSLContext) -> SSLContextArgument { .context(context.pointer) }
+
     /// `.protocol(.tlsV1_3)`: TLS 1.3 only.
     public static let tlsV1_3 = SSLContextArgument.protocol(.tlsV1_3)
 }

@@ -99,12 +99,12 @@ final class CallbackStorageTests: XCTestCase {
         let ssl = try sslNew(ctx)
         do {
             let token = Token { released += 1 }
-            CallbackRegistry.of(ssl).setClosure("test", { _ = token })
+            CallbackRegistry.of(ssl).setClosure(CallbackKey<() -> Void>("test"), { _ = token })
         }
         let copy = try XCTUnwrap(SSLPointer(COpenSSL.SSL_dup(ssl.rawValue)))
         XCTAssertNotEqual(copy, ssl, "a fresh SSL is copied, not up-referenced")
         XCTAssertFalse(CallbackRegistry.of(copy) === CallbackRegistry.of(ssl))
-        XCTAssertNotNil(CallbackRegistry.of(copy).closure("test", as: (() -> Void).self))
+        XCTAssertNotNil(CallbackRegistry.of(copy).closure(CallbackKey<() -> Void>("test")))
         destroySSL(ssl)
         XCTAssertEqual(released, 0, "the copy still holds the closure")
         destroySSL(copy)
@@ -119,10 +119,10 @@ final class CallbackStorageTests: XCTestCase {
         let registry = CallbackRegistry.of(ctx)
         for _ in 0..<3 {
             let token = Token { released += 1 }
-            registry.setClosure("k", { _ = token })
+            registry.setClosure(CallbackKey<() -> Void>("k"), { _ = token })
         }
         XCTAssertEqual(released, 2)
-        registry.setClosure("k", nil)
+        registry.setClosure(CallbackKey<() -> Void>("k"), nil)
         XCTAssertEqual(released, 3)
     }
 

@@ -302,3 +302,33 @@ func connectRaw(port: Int) throws -> Int32 {
     guard rc == 0 else { let e = errno; close(fd); throw SocketError(call: "connect", errno: e) }
     return fd
 }
+
+/// The owned types beside the raw handles.
+final class OwnedTypeTests: XCTestCase {
+    /// An `SSLContext` configured through its pointer serves a stream as `.context(owned)`, and may go
+    /// before the connection does (the `SSL` holds OpenSSL's own reference).
+    func testOwnedContextServesAndMayGoFirst() throws {
+        let server = try Fixtures.serverContext()
+        defer { destroySSLCtx(server) }
+        let listener = try Fixtures.loopbackListener()
+        defer { listener.close() }
+        let echo = Background("echo") {
+            let stream = try listener.accept(sslCtx: .context(server), handshakeTimeout: 5, timeout: 10, readTimeout: 5)
+            if let line = try stream.readLine() { try stream.writeLine(line) }
+            try? stream.close()
+        }
+        var owned: SSLContext? = try SSLContext(side: .client)
+        try owned!.pointer.trust(file: try Fixtures.pki.caCert)
+        let stream = try openTCPStream(host: "localhost", port: listener.port, sslCtx: .context(owned!), handshakeTimeout: 5, readTimeout: 5)
+        weak var gone = owned
+        owned = nil
+        XCTAssertNil(gone, "the object went; the SSL keeps the SSL_CTX")
+        try stream.writeLine("hello")
+        XCTAssertEqual(try stream.readLine(), "hello")
+        try stream.close()
+        try echo.join()
+
+        let connection = try SSLConnection(context: try SSLContext(side: .client))
+        XCTAssertNotNil(SSL_get_SSL_CTX(connection.pointer))
+    }
+}

@@ -103,8 +103,8 @@ final class StartTLSAndOwnershipTests: XCTestCase {
         var isFreed: Bool { lock.lock(); defer { lock.unlock() }; return freed }
         final class Token { let probe: FreeProbe; init(_ p: FreeProbe) { probe = p }
             deinit { probe.lock.lock(); probe.freed = true; probe.lock.unlock() } }
-        func attach(to ssl: SSLPointer) { CallbackRegistry.of(ssl).setClosure("free-probe", Token(self)) }
-        func attach(to ctx: SSLContextPointer) { CallbackRegistry.of(ctx).setClosure("free-probe", Token(self)) }
+        func attach(to ssl: SSLPointer) { CallbackRegistry.of(ssl).setClosure(CallbackKey<Token>("free-probe"), Token(self)) }
+        func attach(to ctx: SSLContextPointer) { CallbackRegistry.of(ctx).setClosure(CallbackKey<Token>("free-probe"), Token(self)) }
     }
 
     /// Protocol symbol: the stream makes both objects, calls ctxConfigure then sslConfigure once each,

@@ -15,7 +15,7 @@ public typealias SSLOCSPResponseCallback = (_ ssl: SSLPointer, _ response: [UInt
 private let statusTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _ in
     guard let ssl = SSLPointer(ssl) else { return 0 }
     if COpenSSL.SSL_is_server(ssl.rawValue) == 1 {
-        guard let responder: SSLOCSPResponder = CallbackRegistry.lookup("ocsp-responder", for: ssl) else { return SSL_TLSEXT_ERR_NOACK }
+        guard let responder: SSLOCSPResponder = CallbackRegistry.lookup(.ocspResponder, for: ssl) else { return SSL_TLSEXT_ERR_NOACK }
         do {
             guard let der = try responder(ssl), !der.isEmpty else { return SSL_TLSEXT_ERR_NOACK }
             // OpenSSL takes the buffer and frees it with OPENSSL_free.
@@ -31,7 +31,7 @@ private let statusTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableRawPo
             return SSL_TLSEXT_ERR_ALERT_FATAL
         }
     }
-    guard let check: SSLOCSPResponseCallback = CallbackRegistry.lookup("ocsp-check", for: ssl) else { return 1 }
+    guard let check: SSLOCSPResponseCallback = CallbackRegistry.lookup(.ocspCheck, for: ssl) else { return 1 }
     do {
         return try check(ssl, ssl.ocspResponse) ? 1 : 0
     } catch {
@@ -45,7 +45,7 @@ extension SSLContextPointer {
     /// (`SSL_CTX_set_tlsext_status_cb` + `SSL_set_tlsext_status_ocsp_resp`).
     public func setOCSPResponder(_ responder: SSLOCSPResponder?) {
         let registry = CallbackRegistry.of(self)
-        registry.setClosure("ocsp-responder", responder)
+        registry.setClosure(.ocspResponder, responder)
         installStatusCallback(registry)
     }
 
@@ -63,13 +63,13 @@ extension SSLContextPointer {
             throw SSLError.fromQueue(call: "SSL_CTX_set_tlsext_status_type")
         }
         let registry = CallbackRegistry.of(self)
-        registry.setClosure("ocsp-check", callback)
+        registry.setClosure(.ocspCheck, callback)
         installStatusCallback(registry)
     }
 
     private func installStatusCallback(_ registry: CallbackRegistry) {
-        let needed = registry.closure("ocsp-responder", as: SSLOCSPResponder.self) != nil
-            || registry.closure("ocsp-check", as: SSLOCSPResponseCallback.self) != nil
+        let needed = registry.closure(.ocspResponder) != nil
+            || registry.closure(.ocspCheck) != nil
         _ = SSL_CTX_set_tlsext_status_cb(self, needed ? statusTrampoline : nil)
     }
 }
@@ -142,7 +142,7 @@ private func makePSKSession(_ ssl: SSLPointer, key: [UInt8], cipherName: String)
 }
 
 /// Keeps the identity bytes OpenSSL points to until the connection is freed.
-private final class IdentityBuffer {
+final class IdentityBuffer {
     let bytes: UnsafeMutablePointer<UInt8>
     let count: Int
     init(_ identity: [UInt8]) {
@@ -159,7 +159,7 @@ private let pskUseSessionTrampoline: @convention(c) (OpaquePointer?, OpaquePoint
     ssl, md, idOut, idLengthOut, sessionOut in
     sessionOut?.pointee = nil
     guard let ssl = SSLPointer(ssl), let idOut, let idLengthOut, let sessionOut,
-          let callback: SSLPSKClientCallback = CallbackRegistry.lookup("psk-client", for: ssl) else { return 1 }
+          let callback: SSLPSKClientCallback = CallbackRegistry.lookup(.pskClient, for: ssl) else { return 1 }
     do {
         guard let psk = try callback(ssl, nil) else { return 1 }
         let session = try makePSKSession(ssl, key: psk.key, cipherName: psk.tls13Cipher)
@@ -169,7 +169,7 @@ private let pskUseSessionTrampoline: @convention(c) (OpaquePointer?, OpaquePoint
             return 1
         }
         let identity = IdentityBuffer(Array(psk.identity.utf8))
-        CallbackRegistry.of(ssl).setClosure("psk-identity", identity)
+        CallbackRegistry.of(ssl).setClosure(.pskIdentity, identity)
         idOut.pointee = UnsafePointer(identity.bytes)
         idLengthOut.pointee = identity.count
         sessionOut.pointee = session
@@ -185,11 +185,11 @@ private let pskFindSessionTrampoline: @convention(c) (OpaquePointer?, UnsafePoin
     ssl, identity, identityLength, sessionOut in
     sessionOut?.pointee = nil
     guard let ssl = SSLPointer(ssl), let sessionOut,
-          let callback: SSLPSKServerCallback = CallbackRegistry.lookup("psk-server", for: ssl) else { return 1 }
+          let callback: SSLPSKServerCallback = CallbackRegistry.lookup(.pskServer, for: ssl) else { return 1 }
     let name = identity.map { String(decoding: UnsafeBufferPointer(start: $0, count: identityLength), as: UTF8.self) } ?? ""
     do {
         guard let key = try callback(ssl, name) else { return 1 }
-        let cipher: String = CallbackRegistry.lookup("psk-server-cipher", for: ssl) ?? "TLS_AES_128_GCM_SHA256"
+        let cipher: String = CallbackRegistry.lookup(.pskServerCipher, for: ssl) ?? "TLS_AES_128_GCM_SHA256"
         sessionOut.pointee = try makePSKSession(ssl, key: key, cipherName: cipher)
         return 1
     } catch {
@@ -203,7 +203,7 @@ private let pskClientTrampoline: @convention(c) (OpaquePointer?, UnsafePointer<C
                                                   UnsafeMutablePointer<UInt8>?, UInt32) -> UInt32 = {
     ssl, hint, identityOut, maxIdentity, pskOut, maxPSK in
     guard let ssl = SSLPointer(ssl), let identityOut, let pskOut,
-          let callback: SSLPSKClientCallback = CallbackRegistry.lookup("psk-client", for: ssl) else { return 0 }
+          let callback: SSLPSKClientCallback = CallbackRegistry.lookup(.pskClient, for: ssl) else { return 0 }
     do {
         guard let psk = try callback(ssl, hint.map { String(cString: $0) }) else { return 0 }
         let identity = Array(psk.identity.utf8)
@@ -225,7 +225,7 @@ private let pskClientTrampoline: @convention(c) (OpaquePointer?, UnsafePointer<C
 private let pskServerTrampoline: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<UInt8>?, UInt32) -> UInt32 = {
     ssl, identity, pskOut, maxPSK in
     guard let ssl = SSLPointer(ssl), let pskOut,
-          let callback: SSLPSKServerCallback = CallbackRegistry.lookup("psk-server", for: ssl) else { return 0 }
+          let callback: SSLPSKServerCallback = CallbackRegistry.lookup(.pskServer, for: ssl) else { return 0 }
     do {
         guard let key = try callback(ssl, identity.map { String(cString: $0) } ?? ""), !key.isEmpty else { return 0 }
         guard key.count <= Int(maxPSK) else {
@@ -244,7 +244,7 @@ extension SSLContextPointer {
     /// (`SSL_CTX_set_psk_use_session_callback`) and TLS 1.2 PSK cipher suites
     /// (`SSL_CTX_set_psk_client_callback`). With PSK only, no certificate is needed on either side.
     public func setPSKClientCallback(_ callback: SSLPSKClientCallback?) {
-        CallbackRegistry.of(self).setClosure("psk-client", callback)
+        CallbackRegistry.of(self).setClosure(.pskClient, callback)
         COpenSSL.SSL_CTX_set_psk_use_session_callback(rawValue, callback == nil ? nil : pskUseSessionTrampoline)
         COpenSSL.SSL_CTX_set_psk_client_callback(rawValue, callback == nil ? nil : pskClientTrampoline)
     }
@@ -253,8 +253,8 @@ extension SSLContextPointer {
     /// the key used with `tls13Cipher`) and TLS 1.2 (`SSL_CTX_set_psk_server_callback`).
     public func setPSKServerCallback(tls13Cipher: String = "TLS_AES_128_GCM_SHA256", _ callback: SSLPSKServerCallback?) {
         let registry = CallbackRegistry.of(self)
-        registry.setClosure("psk-server", callback)
-        registry.setClosure("psk-server-cipher", callback == nil ? nil : tls13Cipher)
+        registry.setClosure(.pskServer, callback)
+        registry.setClosure(.pskServerCipher, callback == nil ? nil : tls13Cipher)
         COpenSSL.SSL_CTX_set_psk_find_session_callback(rawValue, callback == nil ? nil : pskFindSessionTrampoline)
         COpenSSL.SSL_CTX_set_psk_server_callback(rawValue, callback == nil ? nil : pskServerTrampoline)
     }

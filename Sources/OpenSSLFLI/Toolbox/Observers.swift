@@ -13,7 +13,7 @@ public typealias SSLKeylogCallback = (_ ssl: SSLPointer, _ line: String) -> Void
 
 private let keylogTrampoline: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void = { ssl, line in
     guard let ssl = SSLPointer(ssl), let line,
-          let callback: SSLKeylogCallback = CallbackRegistry.lookup("keylog", for: ssl) else { return }
+          let callback: SSLKeylogCallback = CallbackRegistry.lookup(.keylog, for: ssl) else { return }
     callback(ssl, String(cString: line))
 }
 
@@ -21,7 +21,7 @@ extension SSLContextPointer {
     /// Sets (or with nil removes) the key log callback (`SSL_CTX_set_keylog_callback`). Off unless set
     /// here: nothing in this package turns it on from an environment variable.
     public func setKeylogCallback(_ callback: SSLKeylogCallback?) {
-        CallbackRegistry.of(self).setClosure("keylog", callback)
+        CallbackRegistry.of(self).setClosure(.keylog, callback)
         SSL_CTX_set_keylog_callback(self, callback == nil ? nil : keylogTrampoline)
     }
 
@@ -75,7 +75,7 @@ public struct SSLInfoEvent: Sendable, Hashable, CustomStringConvertible {
 public typealias SSLInfoCallback = (_ ssl: SSLPointer, _ event: SSLInfoEvent) -> Void
 
 private let infoTrampoline: @convention(c) (OpaquePointer?, Int32, Int32) -> Void = { ssl, whereFlags, value in
-    guard let ssl = SSLPointer(ssl), let callback: SSLInfoCallback = CallbackRegistry.lookup("info", for: ssl) else { return }
+    guard let ssl = SSLPointer(ssl), let callback: SSLInfoCallback = CallbackRegistry.lookup(.info, for: ssl) else { return }
     let state = COpenSSL.SSL_state_string_long(ssl.rawValue).map { String(cString: $0) } ?? ""
     callback(ssl, SSLInfoEvent(whereFlags: whereFlags, value: value, state: state))
 }
@@ -83,7 +83,7 @@ private let infoTrampoline: @convention(c) (OpaquePointer?, Int32, Int32) -> Voi
 extension SSLContextPointer {
     /// Sets (or with nil removes) the info callback of the context's connections (`SSL_CTX_set_info_callback`).
     public func setInfoCallback(_ callback: SSLInfoCallback?) {
-        CallbackRegistry.of(self).setClosure("info", callback)
+        CallbackRegistry.of(self).setClosure(.info, callback)
         COpenSSL.SSL_CTX_set_info_callback(rawValue, callback == nil ? nil : infoTrampoline)
     }
 }
@@ -91,7 +91,7 @@ extension SSLContextPointer {
 extension SSLPointer {
     /// Sets (or with nil removes) the info callback of this connection (`SSL_set_info_callback`).
     public func setInfoCallback(_ callback: SSLInfoCallback?) {
-        CallbackRegistry.of(self).setClosure("info", callback)
+        CallbackRegistry.of(self).setClosure(.info, callback)
         COpenSSL.SSL_set_info_callback(rawValue, callback == nil ? nil : infoTrampoline)
     }
 }
@@ -119,7 +119,7 @@ public typealias SSLMessageCallback = (_ ssl: SSLPointer, _ message: SSLProtocol
 
 private let messageTrampoline: @convention(c) (Int32, Int32, Int32, UnsafeRawPointer?, Int, OpaquePointer?, UnsafeMutableRawPointer?) -> Void = {
     sent, version, contentType, buffer, length, ssl, _ in
-    guard let ssl = SSLPointer(ssl), let callback: SSLMessageCallback = CallbackRegistry.lookup("message", for: ssl) else { return }
+    guard let ssl = SSLPointer(ssl), let callback: SSLMessageCallback = CallbackRegistry.lookup(.message, for: ssl) else { return }
     let bytes = buffer.map { Array(UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
     callback(ssl, SSLProtocolMessage(sent: sent != 0, version: version, contentType: contentType, bytes: bytes))
 }
@@ -127,7 +127,7 @@ private let messageTrampoline: @convention(c) (Int32, Int32, Int32, UnsafeRawPoi
 extension SSLContextPointer {
     /// Sets (or with nil removes) the message callback (`SSL_CTX_set_msg_callback`).
     public func setMessageCallback(_ callback: SSLMessageCallback?) {
-        CallbackRegistry.of(self).setClosure("message", callback)
+        CallbackRegistry.of(self).setClosure(.message, callback)
         COpenSSL.SSL_CTX_set_msg_callback(rawValue, callback == nil ? nil : messageTrampoline)
     }
 }

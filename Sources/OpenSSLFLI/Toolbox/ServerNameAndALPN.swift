@@ -9,7 +9,7 @@ import Foundation
 public typealias SSLServerNameCallback = (_ ssl: SSLPointer, _ serverName: String?) throws -> SSLContextPointer?
 
 private let serverNameTrampoline: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
-    guard let ssl = SSLPointer(ssl), let callback: SSLServerNameCallback = CallbackRegistry.lookup("servername", for: ssl) else {
+    guard let ssl = SSLPointer(ssl), let callback: SSLServerNameCallback = CallbackRegistry.lookup(.serverName, for: ssl) else {
         return SSL_TLSEXT_ERR_NOACK
     }
     do {
@@ -17,9 +17,9 @@ private let serverNameTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableP
         if let current = COpenSSL.SSL_get_SSL_CTX(ssl.rawValue), current != next.rawValue {
             // Callbacks still set on the first context stay reachable after the switch.
             let own = CallbackRegistry.of(ssl)
-            if own.closure(CallbackRegistry.originKey, as: CallbackRegistry.self) == nil,
+            if own.closure(.originContext) == nil,
                let origin = CallbackRegistry.existing(SSLContextPointer(current)) {
-                own.setClosure(CallbackRegistry.originKey, origin)
+                own.setClosure(.originContext, origin)
             }
             guard COpenSSL.SSL_set_SSL_CTX(ssl.rawValue, next.rawValue) != nil else {
                 CallbackRegistry.storePendingError(SSLError.fromQueue(call: "SSL_set_SSL_CTX", kind: .failure,
@@ -44,7 +44,7 @@ extension SSLContextPointer {
     /// OpenSSL reads most context callbacks (ALPN, key log, status) from the new context: set them there
     /// too. The connection keeps its own callbacks and the verify settings it was made with.
     public func setServerNameCallback(_ callback: SSLServerNameCallback?) {
-        CallbackRegistry.of(self).setClosure("servername", callback)
+        CallbackRegistry.of(self).setClosure(.serverName, callback)
         _ = SSL_CTX_set_tlsext_servername_callback(self, callback == nil ? nil : serverNameTrampoline)
     }
 }
@@ -114,7 +114,7 @@ private func alpnEntries(_ wire: UnsafeBufferPointer<UInt8>) -> [(offset: Int, l
 private let alpnSelectTrampoline: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?,
                                                   UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { ssl, out, outlen, input, inlen, _ in
     guard let ssl = SSLPointer(ssl), let out, let outlen, let input,
-          let callback: SSLALPNSelectCallback = CallbackRegistry.lookup("alpn-select", for: ssl) else {
+          let callback: SSLALPNSelectCallback = CallbackRegistry.lookup(.alpnSelect, for: ssl) else {
         return SSL_TLSEXT_ERR_NOACK
     }
     let wire = UnsafeBufferPointer(start: input, count: Int(inlen))
@@ -149,7 +149,7 @@ extension SSLContextPointer {
 
     /// Server: sets (or with nil removes) the ALPN select callback (`SSL_CTX_set_alpn_select_cb`).
     public func setALPNSelectCallback(_ callback: SSLALPNSelectCallback?) {
-        CallbackRegistry.of(self).setClosure("alpn-select", callback)
+        CallbackRegistry.of(self).setClosure(.alpnSelect, callback)
         COpenSSL.SSL_CTX_set_alpn_select_cb(rawValue, callback == nil ? nil : alpnSelectTrampoline, nil)
     }
 

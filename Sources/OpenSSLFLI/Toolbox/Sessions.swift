@@ -86,7 +86,7 @@ public typealias SSLNewSessionCallback = (_ ssl: SSLPointer, _ session: SSLSessi
 
 private let newSessionTrampoline: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32 = { ssl, session in
     guard let ssl = SSLPointer(ssl), let session = SSLSessionPointer(session),
-          let callback: SSLNewSessionCallback = CallbackRegistry.lookup("new-session", for: ssl) else { return 0 }
+          let callback: SSLNewSessionCallback = CallbackRegistry.lookup(.newSession, for: ssl) else { return 0 }
     // The Swift object takes its own reference; returning 0 leaves OpenSSL's as it was.
     callback(ssl, SSLSession(retaining: session))
     return 0
@@ -141,7 +141,7 @@ extension SSLContextPointer {
     /// Sets (or with nil removes) the new-session callback (`SSL_CTX_sess_set_new_cb`). A client sees
     /// sessions only when the cache mode includes ``SSLSessionCacheMode/client``.
     public func setNewSessionCallback(_ callback: SSLNewSessionCallback?) {
-        CallbackRegistry.of(self).setClosure("new-session", callback)
+        CallbackRegistry.of(self).setClosure(.newSession, callback)
         COpenSSL.SSL_CTX_sess_set_new_cb(rawValue, callback == nil ? nil : newSessionTrampoline)
     }
 }
@@ -188,7 +188,7 @@ public final class ClientSessionCache: @unchecked Sendable {
     public func install(on ctx: SSLContextPointer) {
         ctx.setSessionCacheMode(ctx.sessionCacheMode.union(.client))
         ctx.setNewSessionCallback { [self] ssl, session in
-            guard let key: String = CallbackRegistry.existing(ssl)?.closure("session-cache-key") else { return }
+            guard let key: String = CallbackRegistry.existing(ssl)?.closure(.sessionCacheKey) else { return }
             store(session, for: key)
         }
     }
@@ -196,7 +196,7 @@ public final class ClientSessionCache: @unchecked Sendable {
     /// Names the connection's key and offers the session kept for it; returns whether one was offered.
     @discardableResult
     public func prepare(_ ssl: SSLPointer, key: String) throws -> Bool {
-        CallbackRegistry.of(ssl).setClosure("session-cache-key", key)
+        CallbackRegistry.of(ssl).setClosure(.sessionCacheKey, key)
         guard let session = take(key) else { return false }
         try ssl.setSession(session)
         return true

@@ -107,7 +107,7 @@ func certificates(in stack: OpaquePointer) -> [Certificate] {
 private let verifyTrampoline: @convention(c) (Int32, OpaquePointer?) -> Int32 = { preverify, store in
     guard let store else { return preverify }
     let context = X509StoreContext(X509StoreContextPointer(store))
-    guard let ssl = context.ssl, let callback: SSLVerifyCallback = CallbackRegistry.lookup("verify", for: ssl) else {
+    guard let ssl = context.ssl, let callback: SSLVerifyCallback = CallbackRegistry.lookup(.verify, for: ssl) else {
         return preverify
     }
     do {
@@ -127,14 +127,14 @@ private let verifyTrampoline: @convention(c) (Int32, OpaquePointer?) -> Int32 = 
 /// verify callback (nil removes the one set before). `side` decides what `.always` and `.once` mean.
 public func setVerificationMode(_ ctx: SSLContextPointer, side: SSLSide, mode: SSLVerificationMode,
                                 callback: SSLVerifyCallback? = nil) {
-    CallbackRegistry.of(ctx).setClosure("verify", callback)
+    CallbackRegistry.of(ctx).setClosure(.verify, callback)
     COpenSSL.SSL_CTX_set_verify(ctx.rawValue, mode.flags(for: side).rawValue, callback == nil ? nil : verifyTrampoline)
 }
 
 /// Sets the verification mode of one connection, and optionally its own verify callback.
 public func setVerificationMode(_ ssl: SSLPointer, side: SSLSide, mode: SSLVerificationMode,
                                 callback: SSLVerifyCallback? = nil) {
-    CallbackRegistry.of(ssl).setClosure("verify", callback)
+    CallbackRegistry.of(ssl).setClosure(.verify, callback)
     COpenSSL.SSL_set_verify(ssl.rawValue, mode.flags(for: side).rawValue, callback == nil ? nil : verifyTrampoline)
 }
 
