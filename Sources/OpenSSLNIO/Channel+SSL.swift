@@ -63,19 +63,25 @@ extension Channel {
     // MARK: Detach (LispWorks' async-io-state-detach-ssl)
 
     /// Takes TLS off this channel (LispWorks' `async-io-state-detach-ssl`): what was written goes out
-    /// encrypted, then close_notify; when the peer's close_notify arrives (within `timeout` seconds) the
+    /// encrypted, then close_notify; when the peer's close_notify arrives (within `timeout` seconds in total: ``TimeoutValue``, nil for ``TLSTimeouts/detach``) the
     /// handler leaves the pipeline, frees what it made, and the channel carries plaintext again — ready
     /// to attach again. Plaintext the peer sent right after its close_notify is passed on to the next
     /// handler. When the peer does not answer in time, TLS is taken off all the same and the future
     /// fails with ``SSLError``. Without TLS attached this does nothing.
-    public func detachSSL(timeout: TimeInterval = 5) -> EventLoopFuture<Void> {
-        eventLoop.flatSubmit {
+    public func detachSSL(timeout: TimeInterval? = nil) -> EventLoopFuture<Void> {
+        let limit: TimeoutValue
+        do {
+            limit = try TimeoutValue.resolve(timeout, default: TLSTimeouts.detach, name: "the detach timeout", call: "detachSSL")
+        } catch {
+            return eventLoop.makeFailedFuture(error)
+        }
+        return eventLoop.flatSubmit {
             guard let handler = self.pipeline.syncOperations.openSSLHandler else {
                 return self.eventLoop.makeSucceededVoidFuture()
             }
             let outcome = handler.detachOutcome
             if !handler.detaching {
-                handler.detachTimeout = timeout
+                handler.detachLimit = limit
                 // The handler's removal is the detach; its outcome says how it went (and also ends when
                 // the channel closes meanwhile).
                 self.pipeline.syncOperations.removeHandler(handler, promise: nil)
@@ -85,7 +91,7 @@ extension Channel {
     }
 
     /// Takes TLS off this channel and waits for it (see the future-returning `detachSSL`).
-    public func detachSSL(timeout: TimeInterval = 5) async throws {
+    public func detachSSL(timeout: TimeInterval? = nil) async throws {
         let future: EventLoopFuture<Void> = detachSSL(timeout: timeout)
         try await future.get()
     }

@@ -59,15 +59,19 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// The three, as a value that can leave the event loop.
     public var attachment: SSLAttachment { SSLAttachment(ssl: ssl, ctx: ctx, side: side) }
 
-    /// Seconds the handshake may take from the moment it starts; nil (or ≤ 0) waits forever.
+    /// The handshake timeout as given; ``handshakeLimit`` is what it means (``TimeoutValue``).
     public let handshakeTimeout: TimeInterval?
+    /// The total time the handshake may take from the moment it starts (nil given: the
+    /// configuration's, else ``TLSTimeouts/handshake``; `.infinity`: no limit).
+    public let handshakeLimit: TimeoutValue
     /// What to do when the peer's close_notify arrives unasked.
     public let onPeerClose: PeerCloseAction
     /// Seconds `close()` waits for the peer's close_notify after sending its own before closing the
     /// socket (the peer's answer keeps a reset from overtaking the last data). Default 3.
     public var closeTimeout: TimeInterval = 3
-    /// Seconds a detach waits for the peer's close_notify (`Channel.detachSSL(timeout:)` sets it). Default 5.
-    public var detachTimeout: TimeInterval = 5
+    /// How long a detach waits for the peer's close_notify (`Channel.detachSSL(timeout:)` sets it):
+    /// ``TLSTimeouts/detach`` by default.
+    public var detachLimit: TimeoutValue = .seconds(TLSTimeouts.detach)
     /// Coalesce small writes flushed together into full TLS records (fewer records, less per-record
     /// work on both ends). Default true; set false to keep one record per write.
     public var coalescesWrites = true
@@ -180,6 +184,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.ctx = objects.ctx
         self.side = side
         self.handshakeTimeout = handshakeTimeout
+        self.handshakeLimit = try security.handshakeLimit(handshakeTimeout, call: "OpenSSLHandler")
         self.onPeerClose = onPeerClose
         self.security = security
         self.hostNameGiven = hostName != nil
@@ -235,9 +240,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         started = true
         applyDefaultPeerCheck(context: context)
         guard failure == nil, !released else { return }
-        if let timeout = handshakeTimeout, timeout > 0 {
+        if case .seconds(let timeout) = handshakeLimit {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            handshakeTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
+            handshakeTimer = context.eventLoop.scheduleTask(in: .seconds(clamped: timeout)) {
                 let (handler, context) = bound.value
                 handler.handshakeTimedOut(context: context, seconds: timeout)
             }
@@ -761,7 +766,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        shutdownTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(max(closeTimeout, 0) * 1e9))) {
+        shutdownTimer = context.eventLoop.scheduleTask(in: .seconds(clamped: closeTimeout.isNaN ? 0 : closeTimeout)) {
             let (handler, context) = bound.value
             handler.shutdownTimer = nil
             handler.finishClose(context: context)
@@ -828,9 +833,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard failure == nil, !released else { return }
         sendCloseNotify(context: context, promise: nil)
         if receivedCloseNotify { finishDetach(context: context); return }
-        let seconds = detachTimeout
+        guard case .seconds(let seconds) = detachLimit else { context.read(); return }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        shutdownTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(max(seconds, 0) * 1e9))) {
+        shutdownTimer = context.eventLoop.scheduleTask(in: .seconds(clamped: seconds)) {
             let (handler, context) = bound.value
             handler.shutdownTimer = nil
             guard !handler.released, handler.detaching else { return }
@@ -892,4 +897,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 extension ChannelPipeline.SynchronousOperations {
     /// The ``OpenSSLHandler`` of this pipeline, if TLS is attached.
     public var openSSLHandler: OpenSSLHandler? { try? handler(type: OpenSSLHandler.self) }
+}
+
+extension TimeAmount {
+    /// A positive number of seconds as a `TimeAmount`, up to 10^9 s (no conversion that could trap).
+    static func seconds(clamped seconds: TimeInterval) -> TimeAmount {
+        .nanoseconds(Int64(max(0, min(seconds, 1e9)) * 1e9))
+    }
 }
