@@ -35,8 +35,10 @@ public final class SocketStream {
     /// The longest line ``readLine(maxLength:)`` accepts by default.
     public static let defaultMaxLineLength = 64 * 1024
 
-    /// True once ``close()`` ran.
+    /// True once ``close()`` (or ``releaseSocket()``) ran.
     public private(set) var isClosed = false
+    /// ``releaseSocket()`` gave the descriptor away.
+    private var releasedDescriptor = false
 
     let readBuffer: ByteQueue
     let writeBuffer: ByteQueue
@@ -53,8 +55,11 @@ public final class SocketStream {
     ///   - fileDescriptor: a connected stream socket.
     ///   - closesDescriptor: whether ``close()`` (and deinit) close it; false leaves it to the caller.
     ///   - remoteHost: the host name it was connected to, for TLS host name checks.
+    ///   - pendingInput: bytes already received from the socket by its previous owner (another stream,
+    ///     a NIO channel): they are read first, so nothing is lost when a connection changes hands.
     public init(fileDescriptor: Int32, closesDescriptor: Bool = true, remoteHost: String? = nil,
-                bufferSize: Int = 16 * 1024, readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil) {
+                bufferSize: Int = 16 * 1024, readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil,
+                pendingInput: [UInt8] = []) {
         self.fileDescriptor = fileDescriptor
         self.closesDescriptor = closesDescriptor
         self.remoteHost = remoteHost
@@ -64,6 +69,26 @@ public final class SocketStream {
         rawPeerAddress = RawSocketAddress(fileDescriptor, peer: true)
         readBuffer = ByteQueue(capacity: self.bufferSize)
         writeBuffer = ByteQueue(capacity: self.bufferSize)
+        if !pendingInput.isEmpty { pendingInput.withUnsafeBytes { readBuffer.append($0) } }
+    }
+
+    /// Hands the socket over to another owner (LispWorks' `replace-socket-stream-socket` with nil): sends
+    /// what was written, and returns the descriptor with the bytes received and not read yet. The stream
+    /// is closed afterwards but the descriptor is not: it is the caller's, to give to a new stream
+    /// (`SocketStream(fileDescriptor:pendingInput:)`) or to SwiftNIO
+    /// (`ClientBootstrap.withConnectedSocket`), pending bytes first. TLS must be detached first.
+    /// - Corresponds: none (no C call: the descriptor changes owner).
+    public func releaseSocket() throws -> (fileDescriptor: Int32, pendingInput: [UInt8]) {
+        try exclusively("releaseSocket") {
+            try checkOpen("releaseSocket")
+            guard tls == nil else { throw SSLError.usage("detach TLS before handing the socket over", call: "releaseSocket") }
+            try flushPending()
+            let pending = Array(readBuffer.readable)
+            readBuffer.removeAll()
+            isClosed = true
+            releasedDescriptor = true
+            return (fileDescriptor, pending)
+        }
     }
 
     deinit {
@@ -167,6 +192,17 @@ public final class SocketStream {
             tls.buffers.input.releaseIfEmpty()
             tls.buffers.output.releaseIfEmpty()
             if tls.handshakeDone && !tls.failed { _ = COpenSSL.SSL_free_buffers(tls.ssl.rawValue) }
+        }
+    }
+
+    /// Up to `maxLength` bytes that the next read will return, without consuming them ([] at the end);
+    /// waits for at least one byte like ``read(into:)``.
+    public func peek(maxLength: Int) throws -> [UInt8] {
+        try checkCount(maxLength, "the maximum length", call: "peek", max: Int.max)
+        return try exclusively("peek") {
+            try checkOpen("peek")
+            if readBuffer.isEmpty { guard try fillReadBuffer() else { return [] } }
+            return Array(readBuffer.readable.prefix(maxLength))
         }
     }
 

@@ -117,15 +117,6 @@ final class SocketPortView: ByteReadable, ByteWritable {
     func closeWriting() throws { if closesSocket { try socket.close() } else { try socket.stream.flush() } }
 }
 
-extension SocketStream {
-    /// Up to `maxLength` bytes that the next read will return, without consuming them ([] at the end).
-    public func peek(maxLength: Int) throws -> [UInt8] {
-        try checkOpen("peek")
-        if readBuffer.isEmpty { guard try fillReadBuffer() else { return [] } }
-        return Array(readBuffer.readable.prefix(maxLength))
-    }
-}
-
 /// The context settings shared by client and server sockets: identity, verifier, authorities.
 private func configureTLSSocketContext(_ ctx: SSLContextPointer, side: SSLSide, certificates: [Certificate], privateKey: PrivateKey?,
                                        verifier: TLSCertificateVerifier?, authorities: [Certificate], requireClientCertificate: Bool) throws {
