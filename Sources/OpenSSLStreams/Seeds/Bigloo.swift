@@ -144,10 +144,11 @@ public func clientSocketUseSSL(_ socket: BiglooSocket, protocol proto: SSLProtoc
 /// A TLS server socket (Bigloo's `make-ssl-server-socket` result).
 public final class BiglooSSLServerSocket: @unchecked Sendable {
     let listener: TCPListener
+    let context: TLSContextHolder
     /// The context every accepted connection uses (owned).
-    public let ctx: SSLContextPointer
-    init(listener: TCPListener, ctx: SSLContextPointer) { self.listener = listener; self.ctx = ctx }
-    deinit { listener.close(); destroySSLCtx(ctx) }
+    public var ctx: SSLContextPointer { context.ctx }
+    init(listener: TCPListener, context: TLSContextHolder) { self.listener = listener; self.context = context }
+    deinit { listener.close() }
 
     /// The port (the first free one for port 0).
     public var port: Int { listener.port }
@@ -182,15 +183,10 @@ public func makeSSLServerSocket(port: Int = 0, name: String? = nil, protocol pro
     if proto.isDatagram {
         throw SSLError.usage("'dtls runs over UDP: use listenDTLS(port:host:…)", call: "make-ssl-server-socket")
     }
-    let ctx = try makeSSLCtx(protocol: proto, side: .server)
-    do {
-        try TLSConfiguration.secure.configure(context: ctx, side: .server)
+    let context = try TLSContextHolder.make(.protocol(proto), side: .server, configuration: .secure, ctxConfigure: { ctx in
         try configureBigloo(ctx, side: .server, cert: cert, pkey: pkey, cas: cas, acceptedCerts: acceptedCerts)
-        return BiglooSSLServerSocket(listener: try listen(port: port, host: name), ctx: ctx)
-    } catch {
-        destroySSLCtx(ctx)
-        throw error
-    }
+    }, call: "make-ssl-server-socket")
+    return BiglooSSLServerSocket(listener: try listen(port: port, host: name), context: context)
 }
 
 /// Reads the first certificate of a PEM file (Bigloo's `read-certificate`).

@@ -189,11 +189,12 @@ public func tlsClientHandshake(_ socket: TLSSocket, timeout: TimeInterval? = 30)
 /// A listening TLS server socket (Sagittarius' `make-server-tls-socket` result).
 public final class TLSServerSocket: @unchecked Sendable {
     let listener: TCPListener
+    let context: TLSContextHolder
     /// The context every accepted connection uses (owned; freed with the socket).
-    public let ctx: SSLContextPointer
+    public var ctx: SSLContextPointer { context.ctx }
 
-    init(listener: TCPListener, ctx: SSLContextPointer) { self.listener = listener; self.ctx = ctx }
-    deinit { listener.close(); destroySSLCtx(ctx) }
+    init(listener: TCPListener, context: TLSContextHolder) { self.listener = listener; self.context = context }
+    deinit { listener.close() }
 
     /// The port (the one picked for port 0).
     public var port: Int { listener.port }
@@ -211,17 +212,12 @@ public func makeServerTLSSocket(port: Int, certificates: [Certificate], privateK
                                 host: String? = nil) throws -> TLSServerSocket {
     guard (0...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 0…65535", call: "make-server-tls-socket") }
     guard !certificates.isEmpty else { throw SSLError.usage("a server needs its certificate", call: "make-server-tls-socket") }
-    let ctx = try makeSSLCtx(protocol: .default, side: .server)
-    do {
-        try TLSConfiguration.secure.configure(context: ctx, side: .server)
+    let context = try TLSContextHolder.make(.protocol(.default), side: .server, configuration: .secure, ctxConfigure: { ctx in
         try configureTLSSocketContext(ctx, side: .server, certificates: certificates, privateKey: privateKey,
                                       verifier: certificateVerifier, authorities: authorities,
                                       requireClientCertificate: requireClientCertificate)
-        return TLSServerSocket(listener: try listen(port: port, host: host), ctx: ctx)
-    } catch {
-        destroySSLCtx(ctx)
-        throw error
-    }
+    }, call: "make-server-tls-socket")
+    return TLSServerSocket(listener: try listen(port: port, host: host), context: context)
 }
 
 /// Accepts a client (`tls-server-socket-accept`). With `handshake: false` the server handshake runs at
