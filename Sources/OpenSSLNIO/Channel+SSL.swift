@@ -57,7 +57,8 @@ extension Channel {
         let future: EventLoopFuture<SSLAttachment> = attachSSL(
             ctx: argument, side: side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
             handshakeTimeout: handshakeTimeout, hostName: hostName, security: security, onPeerClose: onPeerClose)
-        return try await future.get()
+        // Task cancellation ends the handshake: the channel is closed, and the handshake fails with it.
+        return try await withTaskCancellationHandler { try await future.get() } onCancel: { self.close(promise: nil) }
     }
 
     // MARK: Detach (LispWorks' async-io-state-detach-ssl)
@@ -93,7 +94,8 @@ extension Channel {
     /// Takes TLS off this channel and waits for it (see the future-returning `detachSSL`).
     public func detachSSL(timeout: TimeInterval? = nil) async throws {
         let future: EventLoopFuture<Void> = detachSSL(timeout: timeout)
-        try await future.get()
+        // Task cancellation ends the wait for the peer's close_notify by closing the channel.
+        try await withTaskCancellationHandler { try await future.get() } onCancel: { self.close(promise: nil) }
     }
 
     // MARK: Accessors (async-io-state-ssl, -ctx, -ssl-side)
