@@ -304,13 +304,13 @@ enum ClientEntryPoints {
             if let name = t.hostName { arguments += ["--servername", name] }
             // Connected once the handshake summary is printed (then stopped: s_server never ends the
             // session); refused when it exits first.
-            let process = try BackgroundProcess(SSLCatTool.path, arguments)
-            defer { process.terminate() }
-            if process.waitFor("sslcat: protocol:", timeout: 15) { return }
-            guard let status = process.waitForExit(timeout: 2) else {
-                throw ConformanceFailure("sslcat neither connected nor exited within 15 s: \(process.errorOutput)")
+            let process = try FileOutputProcess(SSLCatTool.path, arguments)
+            defer { process.finish() }
+            if process.wait(timeout: 15, until: { $0.contains("sslcat: protocol:") }) { return }
+            guard let status = process.status else {
+                throw ConformanceFailure("sslcat neither connected nor exited within 15 s: \(process.output)")
             }
-            throw SSLCatExit(status: status, stderr: process.errorOutput)
+            throw SSLCatExit(status: status, stderr: process.output)
         }, knownFailures: [
             .emptyHostName: "--servername \"\" switches the host and IP check off",
         ]),

@@ -16,36 +16,28 @@ func allConformanceCells(_ pki: TestPKI) -> [MatrixCell] {
 /// ``ConformanceCellProcess/testRunsTheCellNamedInTheEnvironment``), for cells that stop the process:
 /// the cell's problem, or what the child died of.
 func runInChildProcess(_ name: String, watchdog: TimeInterval) -> RowProblem {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    process.arguments = ["ConformanceTests.ConformanceCellProcess/testRunsTheCellNamedInTheEnvironment"]
     var environment = ProcessInfo.processInfo.environment
     environment[cellEnvironmentKey] = name
     environment["SWIFT_BACKTRACE"] = "enable=no"  // a trap is expected: no backtrace to wait for
     if let pki = try? TestPKI.shared { environment["FLI_TEST_PKI_DIR"] = pki.dir }  // reuse, do not regenerate
-    process.environment = environment
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    final class Box: @unchecked Sendable { var data = Data() }
-    let box = Box()
-    let read = DispatchSemaphore(value: 0)
-    do { try process.run() } catch { return "the child process did not start: \(error)" }
-    DispatchQueue.global().async { box.data = output.fileHandleForReading.readDataToEndOfFile(); read.signal() }
-    if read.wait(timeout: .now() + watchdog) == .timedOut {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        return "hung: the child process did not end within the \(watchdog) s watchdog"
+    let child: FileOutputProcess
+    do {
+        child = try FileOutputProcess(URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
+                                      ["ConformanceTests.ConformanceCellProcess/testRunsTheCellNamedInTheEnvironment"],
+                                      environment: environment)
+    } catch {
+        return "the child process did not start: \(error)"
     }
-    process.waitUntilExit()
-    let text = String(decoding: box.data, as: UTF8.self)
+    defer { child.finish() }
+    _ = child.wait(timeout: watchdog)
+    guard let status = child.status else { return "hung: the child process did not end within the \(watchdog) s watchdog" }
+    let text = child.output
     if text.contains(passedMarker) { return nil }
     if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(problemMarker) }) {
         return String(line.dropFirst(problemMarker.count))
     }
     let fatal = text.split(separator: "\n").first { $0.contains("Fatal error") || $0.contains("Precondition failed") }
-    return "the child process died (status \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "signal" : "exit"))"
-        + (fatal.map { ": \($0)" } ?? "")
+    return "the child process died (\(child.endedBySignal ? "signal" : "status") \(status))" + (fatal.map { ": \($0)" } ?? "")
 }
 
 /// The child side of ``runInChildProcess(_:watchdog:)``.

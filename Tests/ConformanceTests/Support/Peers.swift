@@ -182,3 +182,55 @@ func sslcatListeningPort(_ process: BackgroundProcess, timeout: TimeInterval = 2
     }
     return port
 }
+
+/// A child process whose stdout and stderr go to a temporary file (not a pipe: a pipe's end is
+/// inherited by every child that other threads start meanwhile, so its EOF can come much later than
+/// the process's exit). Killed and its file removed on ``finish()``.
+final class FileOutputProcess: @unchecked Sendable {
+    private let process = Process()
+    private let path: String
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("fli-conformance-\(UUID().uuidString).out").path
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit { finish() }
+
+    /// What it wrote so far.
+    var output: String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { process.isRunning }
+    /// The exit status (or signal number), once it ended.
+    var status: Int32? { process.isRunning ? nil : process.terminationStatus }
+    var endedBySignal: Bool { !process.isRunning && process.terminationReason == .uncaughtSignal }
+
+    /// Waits up to `timeout` seconds until it exits or `predicate` holds for its output; true when
+    /// the predicate held.
+    func wait(timeout: TimeInterval, until predicate: (String) -> Bool = { _ in false }) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if predicate(output) { return true }
+            if !process.isRunning { return predicate(output) }
+            usleep(20_000)
+        }
+        return predicate(output)
+    }
+
+    /// Kills it if it still runs, reaps it and removes its file.
+    func finish() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
