@@ -16,16 +16,16 @@ final class ConformanceTests: XCTestCase {
     func testClientEntryPointsRefuseHostileServersAndAcceptTheControl() throws {
         let pki = try TestPKI.shared
         ClientEntryPoints.withTestCAAsSystemStore(pki) {
-            MatrixRunner.run(ClientEntryPoints.cells(pki), width: 8, watchdog: 25)
+            MatrixRunner.run(ClientEntryPoints.cells(pki), width: 8, watchdog: 25 * DeadlineModel.timeScale)
         }
     }
 
     func testServerEntryPointsEndHostilePeersWithinTheirTotalDeadline() throws {
-        MatrixRunner.run(ServerMatrix.cells(try TestPKI.shared), width: 8, watchdog: 10)
+        MatrixRunner.run(ServerMatrix.cells(try TestPKI.shared), width: 8, watchdog: 10 * DeadlineModel.timeScale)
     }
 
     func testDeadlineParametersFollowTheOneDeadlineModel() throws {
-        MatrixRunner.run(DeadlineMatrix.cells(try TestPKI.shared), width: 10, watchdog: 8)
+        MatrixRunner.run(DeadlineMatrix.cells(try TestPKI.shared), width: 10, watchdog: 8 * DeadlineModel.timeScale)
     }
 
     /// The `async` `connectTLSChannel` used to drop the `NIOAsyncChannel` it had made when the handshake

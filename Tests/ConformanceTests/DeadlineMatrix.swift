@@ -12,6 +12,7 @@ final class DeadlineProbe: @unchecked Sendable {
     let pki: TestPKI
     private let lock = NSLock()
     private var releases: [() -> Void] = []
+    private var cleanups: [() -> Void] = []
 
     init(pki: TestPKI) { self.pki = pki }
 
@@ -22,6 +23,36 @@ final class DeadlineProbe: @unchecked Sendable {
     func release() {
         lock.lock(); let actions = releases; releases = []; lock.unlock()
         for action in actions { action() }
+    }
+
+    /// Registers what to do when the cell is over (after the releases): stop a process.
+    func onCleanup(_ action: @escaping () -> Void) { lock.lock(); cleanups.append(action); lock.unlock() }
+
+    /// Runs the releases, then the cleanups (once).
+    func finish() {
+        release()
+        lock.lock(); let actions = cleanups; cleanups = []; lock.unlock()
+        for action in actions { action() }
+    }
+
+    /// Runs `sslcat` with `arguments` until it exits (the cell's watchdog bounds the wait): returns
+    /// when it exited 0, throws ``SSLCatExit`` otherwise. With `listening`, waits first for its
+    /// "listening on" line and hands the port to `listening` (a server).
+    func sslcat(_ arguments: [String], listening: ((Int) throws -> Void)? = nil) throws {
+        let process = try FileOutputProcess(SSLCatTool.path, arguments)
+        onCleanup { process.finish() }
+        if let listening {
+            var port: Int?
+            _ = process.wait(timeout: 20) { output in
+                port = output.split(separator: "\n").first(where: { $0.contains("listening on") })
+                    .flatMap { $0.split(separator: ":").last.flatMap { Int($0) } }
+                return port != nil
+            }
+            if let port { try listening(port) }
+        }
+        _ = process.wait(timeout: 3600)
+        guard let status = process.status else { throw ConformanceFailure("sslcat still runs") }
+        if status != 0 { throw SSLCatExit(status: status, stderr: process.output) }
     }
 
     /// A silent TCP server on 127.0.0.1 (connections complete and hear nothing); released by closing it.
@@ -288,6 +319,22 @@ enum DeadlineMatrix {
             .negative: "OpenSSLHandler: NaN and <= 0 mean no limit",
             .infinity: .crashes("+infinity traps: Int64(timeout * 1e9) in OpenSSLHandler.start (\"Double value cannot be converted to Int64\")"),
         ]),
+        // MARK: sslcat (processes; `--timeout=VALUE` is the handshake's deadline)
+        DeadlineParameter(name: "sslcat connect --timeout", role: .handshake, run: { s, probe in
+            let port = try probe.silentServer()
+            try probe.sslcat(["connect", "127.0.0.1:\(port)", "--timeout=\(s)"])
+            return nil
+        }, knownFailures: [
+            .zero: "sslcat refuses --timeout 0 as an option error (exit 64), where the model makes 0 a deadline that has passed",
+        ]),
+        DeadlineParameter(name: "sslcat serve --timeout", role: .handshake, run: { s, probe in
+            try probe.sslcat(["serve", "--port", "0", "--host", "127.0.0.1", "--once", "--cert", probe.pki.serverCert,
+                              "--key", probe.pki.serverKey, "--timeout=\(s)"], listening: { try probe.silentClient($0) })
+            return nil
+        }, knownFailures: [
+            .nan: "sslcat serve does not check --timeout: NaN / -1 reach the listener, and the connection fails (exit 1), no option error",
+            .negative: "sslcat serve does not check --timeout: NaN / -1 reach the listener, and the connection fails (exit 1), no option error",
+        ]),
     ]
 
     static func cells(_ pki: TestPKI) -> [MatrixCell] {
@@ -305,14 +352,14 @@ enum DeadlineMatrix {
     static func runDeadlineCell(_ parameter: DeadlineParameter, _ value: DeadlineValue, _ expected: DeadlineBehaviour,
                                 _ pki: TestPKI) -> RowProblem {
         let probe = DeadlineProbe(pki: pki)
-        defer { probe.release() }
+        defer { probe.finish() }
         final class Continuation: @unchecked Sendable { var read: (@Sendable () throws -> Void)? }
         let continuation = Continuation()
         let call = ServeThread { continuation.read = try parameter.run(value.seconds, probe) }
         let prompt = DeadlineModel.prompt
 
         func judgePrompt(_ accepts: (Error) -> Bool, _ what: String) -> RowProblem {
-            guard let ended = call.wait(3) else { return "still waiting after 3 s (expected \(what) at once)" }
+            guard let ended = call.wait(3 * DeadlineModel.timeScale) else { return "still waiting after \(format(3 * DeadlineModel.timeScale)) (expected \(what) at once)" }
             switch ended.result {
             case .success:
                 return "returned normally after \(format(ended.seconds)) (expected \(what))"
@@ -328,7 +375,7 @@ enum DeadlineMatrix {
         case .timesOutPromptly:
             return judgePrompt({ DeadlineModel.isTimeout($0, role: parameter.role) }, "a timeout")
         case .deferred:
-            guard let ended = call.wait(3) else { return "still waiting after 3 s (expected no handshake at attach)" }
+            guard let ended = call.wait(3 * DeadlineModel.timeScale) else { return "still waiting after \(format(3 * DeadlineModel.timeScale)) (expected no handshake at attach)" }
             switch ended.result {
             case .failure(let error):
                 return "threw after \(format(ended.seconds)) (expected no handshake at attach): \(describe(error))"
@@ -337,7 +384,7 @@ enum DeadlineMatrix {
                 guard let read = continuation.read else { return "the row gave no first read to run the deferred handshake" }
                 let start = Date()
                 let limit = DeadlineModel.deferredReadTimeout + prompt
-                let readResult = withWatchdog(3, "the deferred handshake") {
+                let readResult = withWatchdog(3 * DeadlineModel.timeScale, "the deferred handshake") {
                     do { try read(); return "the first read succeeded against a silent peer" } catch {
                         return DeadlineModel.isTimeout(error, role: .handshake) ? nil : "the first read threw, not a timeout: \(describe(error))"
                     }
@@ -352,7 +399,7 @@ enum DeadlineMatrix {
                     + (ended.result.failureValue.map(describe) ?? "returned normally")
             }
             probe.release()
-            return call.wait(3) == nil ? "did not end within 3 s after the peer went away" : nil
+            return call.wait(3 * DeadlineModel.timeScale) == nil ? "did not end within \(format(3 * DeadlineModel.timeScale)) after the peer went away" : nil
         }
     }
 }

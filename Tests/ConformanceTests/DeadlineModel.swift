@@ -1,5 +1,6 @@
 import Foundation
 import OpenSSLFLI
+import TestSupport
 
 // The ONE deadline model the conformance matrix asserts (issue 16: "one deadline model: the same meaning
 // of nil / zero / negative / NaN / tiny for every entry point, written once"). Every deadline row of the
@@ -63,21 +64,28 @@ enum DeadlineModel {
     }
 
     /// How soon "at once" is (seconds).
-    static let prompt: TimeInterval = 0.5
+    static let prompt: TimeInterval = 0.5 * timeScale
+    /// The factor the matrix's time limits are stretched by under a sanitizer (CI runs the suite under
+    /// ASan and TSan, which slow making a context and a handshake several times); 1 otherwise.
+    static let timeScale: TimeInterval = Sanitizers.thread ? 6 : (Sanitizers.address ? 3 : 1)
     /// How long an unlimited call must keep waiting before the test ends it (seconds).
     static let noLimitProbe: TimeInterval = 1.2
     /// The read timeout a deferred handshake runs within (seconds).
     static let deferredReadTimeout: TimeInterval = 0.3
 
-    /// A usage error: ``SSLError/usage(_:call:)`` (kind `.error`, no OpenSSL status or queue).
+    /// A usage error: ``SSLError/usage(_:call:)`` (kind `.error`, no OpenSSL status or queue); for
+    /// `sslcat`, exit status 64 (a refused option).
     static func isUsageError(_ error: Error) -> Bool {
+        if let exit = error as? SSLCatExit { return exit.status == 64 }  // EX_USAGE: ArgumentParser's validation
         guard let error = error as? SSLError else { return false }
         return error.kind == .error && error.status == nil && error.queue.isEmpty
     }
 
     /// A timeout: an ``SSLError`` of kind `.handshakeTimeout` for a handshake; for an accept, a
-    /// `SocketError` with `ETIMEDOUT` (or a handshake timeout, where the accept includes the handshake).
+    /// `SocketError` with `ETIMEDOUT` (or a handshake timeout, where the accept includes the handshake);
+    /// for `sslcat`, a failure whose message says the handshake did not finish within its time.
     static func isTimeout(_ error: Error, role: DeadlineRole) -> Bool {
+        if let exit = error as? SSLCatExit { return exit.status != 0 && exit.stderr.contains("did not finish within") }
         if let error = error as? SSLError { return error.kind == .handshakeTimeout }
         if role == .accept, let error = error as? SocketError { return error.errno == ETIMEDOUT }
         return false

@@ -65,7 +65,7 @@ enum ServerMatrix {
     /// The total handshake deadline every server is given (seconds).
     static let deadline: TimeInterval = 1
     /// How much later than its deadline a server may end a peer.
-    static let grace: TimeInterval = 0.5
+    static let grace: TimeInterval = 0.5 * DeadlineModel.timeScale
     /// How long a cell waits for the server to end the peer before it gives up.
     static let patience: TimeInterval = 5
 
