@@ -11,6 +11,9 @@ import TestSupport
 /// A hostile client every server entry point meets; the server must end it within its total handshake
 /// deadline + ``ServerMatrix/grace``.
 enum HostilePeer: String, CaseIterable, Sendable {
+    /// Not hostile: `openssl s_client` trusting the test CA must complete the handshake, so that a
+    /// server cannot pass the other columns by ending every connection.
+    case control
     /// A real ClientHello, one byte every 0.6 s (for DTLS: one byte per datagram).
     case slowClientHello
     /// Connects and sends nothing.
@@ -132,6 +135,26 @@ enum ServerMatrix {
                 ctx.free()
             })
         }),
+        ServerEntryPoint(name: "acceptTLSChannels (async)", start: { pki, deadline in
+            let ctx = ContextHolder(try testServerContext(pki))
+            let server = try blocking {
+                try await acceptTLSChannels(host: "127.0.0.1", port: 0, group: conformanceGroup, ctx: .context(ctx.pointer),
+                                            handshakeTimeout: deadline)
+            }
+            // Each connection is taken and read to its end (the handshake's failure ends it).
+            let serving = Task {
+                try await server.executeThenClose { connections in
+                    for try await connection in connections {
+                        Task { try? await connection.executeThenClose { inbound, _ in for try await _ in inbound {} } }
+                    }
+                }
+            }
+            return ServerUnderTest(port: server.channel.localAddress?.port ?? 0, serve: nil, stop: {
+                server.channel.close(promise: nil)
+                serving.cancel()
+                ctx.free()
+            })
+        }),
         ServerEntryPoint(name: "sslcat serve", start: { pki, deadline in
             let process = try BackgroundProcess(SSLCatTool.path, ["serve", "--port", "0", "--host", "127.0.0.1", "--once",
                                                                   "--cert", pki.serverCert, "--key", pki.serverKey,
@@ -160,6 +183,22 @@ enum ServerMatrix {
         defer { server.stop() }
         let served = ServeThread(server.serve)
         let limit = deadline + grace
+        if peer == .control {
+            let client: FileOutputProcess
+            do {
+                client = try FileOutputProcess("/usr/bin/openssl", ["s_client"] + (entry.datagram ? ["-dtls"] : [])
+                    + ["-connect", "127.0.0.1:\(server.port)", "-CAfile", pki.caCert, "-verify_return_error"])
+            } catch { return "s_client did not start: \(error)" }
+            defer { client.finish() }
+            // A finished handshake names its cipher ("New, TLSv1.3, Cipher is …"); s_client -dtls prints
+            // "Verify return code: 0 (ok)" even after a failed verification, so that line alone proves nothing.
+            func verifiedHandshake(_ output: String) -> Bool {
+                output.contains("Verify return code: 0 (ok)") && !output.lowercased().contains("verify error")
+                    && output.split(separator: "\n").contains { $0.hasPrefix("New, ") && !$0.contains("(NONE)") }
+            }
+            return client.wait(timeout: 10 * DeadlineModel.timeScale, until: verifiedHandshake) ? nil
+                : "s_client did not complete a verified handshake: \(client.output.suffix(300))"
+        }
         if entry.datagram {
             // The server's accept is the measure: it must end (with an error) within the limit.
             guard let peerSocket = try? RawSocket.udpConnect("127.0.0.1", server.port) else { return "no UDP peer" }
@@ -253,7 +292,7 @@ func driveDatagramPeer(_ socket: RawSocket, _ peer: HostilePeer, until done: () 
             case .garbage:
                 socket.send(HostileBytes.garbage)
                 next = next.addingTimeInterval(0.1)
-            case .silent:
+            case .silent, .control:
                 next = next.addingTimeInterval(3600)
             }
         }
