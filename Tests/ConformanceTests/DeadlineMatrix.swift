@@ -109,68 +109,51 @@ enum DeadlineMatrix {
             try stream.attachSSL(handshakeTimeout: 0)
             try stream.handshake(timeout: s)
             return nil
-        }, knownFailures: [
-            .nan: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .negative], Defect.badTimeoutTakenAsPassed))),
         DeadlineParameter(name: "sslConnect(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let ports = try sslConnect(host: "127.0.0.1", port: port, handshakeTimeout: s)
             try? ports.output.close(); try? ports.input.close()
             return nil
-        }, knownFailures: [
-            .nan: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-            .tiny: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-            .zero: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-            .negative: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .tiny, .zero, .negative], Defect.socketTimeoutValuesMeanNoLimit))),
         DeadlineParameter(name: "makeClientTLSSocket(timeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             try makeClientTLSSocket(host: "127.0.0.1", port: port, timeout: s).close()
             return nil
-        }, knownFailures: [
-            .zero: "<= 0 is handed on as LispWorks' \"defer\": no handshake and no error",
-            .negative: "<= 0 is handed on as LispWorks' \"defer\": no handshake and no error",
-        ]),
+        }, knownFailures: marks(
+            ([.zero, .negative], Defect.nonPositiveTimeoutDefers))),
         DeadlineParameter(name: "makeSSLClientSocket(timeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             try makeSSLClientSocket(host: "127.0.0.1", port: port, timeout: s).close()
             return nil
-        }, knownFailures: [
-            .zero: "<= 0 is handed on as LispWorks' \"defer\": no handshake and no error",
-            .negative: "<= 0 is handed on as LispWorks' \"defer\": no handshake and no error",
-        ]),
+        }, knownFailures: marks(
+            ([.zero, .negative], Defect.nonPositiveTimeoutDefers))),
         DeadlineParameter(name: "clientSocketUseSSL(timeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let socket = try makeClientSocket(host: "127.0.0.1", port: port)
             defer { try? socket.close() }
             try clientSocketUseSSL(socket, timeout: s)
             return nil
-        }, knownFailures: [
-            .zero: "<= 0 is handed on as LispWorks' \"defer\": no handshake and no error",
-            .negative: "<= 0 is handed on as LispWorks' \"defer\": no handshake and no error",
-        ]),
+        }, knownFailures: marks(
+            ([.zero, .negative], Defect.nonPositiveTimeoutDefers))),
         DeadlineParameter(name: "openDTLS(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let (udp, port) = try RawSocket.silentUDP()
             probe.onRelease { udp.close() }
             try openDTLS(host: "127.0.0.1", port: port, handshakeTimeout: s).close()
             return nil
-        }, knownFailures: [
-            .zero: "<= 0 skips the handshake (as documented), no error",
-            .negative: "<= 0 skips the handshake (as documented), no error",
-        ]),
+        }, knownFailures: marks(
+            ([.zero, .negative], Defect.dtlsNonPositiveTimeoutSkipsHandshake))),
         DeadlineParameter(name: "connectTLSChannel(handshakeTimeout:) (future)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let channel = try resolve(connectTLSChannel(host: "127.0.0.1", port: port, group: conformanceGroup, handshakeTimeout: s),
                                       timeout: 3600)
             try? resolve(channel.close())
             return nil
-        }, knownFailures: [
-            .nan: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .zero: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .negative: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .infinity: .crashes("+infinity traps: Int64(timeout * 1e9) in OpenSSLHandler.start (\"Double value cannot be converted to Int64\")"),
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
+            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
         DeadlineParameter(name: "connectTLSChannel(handshakeTimeout:) (async)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             try blocking {
@@ -178,24 +161,18 @@ enum DeadlineMatrix {
                 try await channel.executeThenClose { _, _ in }
             }
             return nil
-        }, knownFailures: [
-            .nan: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .zero: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .negative: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .infinity: .crashes("+infinity traps: Int64(timeout * 1e9) in OpenSSLHandler.start (\"Double value cannot be converted to Int64\")"),
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
+            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
         DeadlineParameter(name: "Channel.attachSSL(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let channel = try resolve(ClientBootstrap(group: conformanceGroup).connect(host: "127.0.0.1", port: port))
             defer { try? resolve(channel.close()) }
             _ = try resolve(channel.attachSSL(handshakeTimeout: s), timeout: 3600)
             return nil
-        }, knownFailures: [
-            .nan: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .zero: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .negative: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .infinity: .crashes("+infinity traps: Int64(timeout * 1e9) in OpenSSLHandler.start (\"Double value cannot be converted to Int64\")"),
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
+            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
         // MARK: servers: the wait for a client
         DeadlineParameter(name: "TCPListener.accept(timeout:)", role: .accept, run: { s, probe in
             let listener = try listen(port: 0, host: "127.0.0.1")
@@ -204,9 +181,8 @@ enum DeadlineMatrix {
             defer { listener.close() }
             try listener.accept(timeout: s).close()
             return nil
-        }, knownFailures: [
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-        ]),
+        }, knownFailures: marks(
+            ([.negative], Defect.badTimeoutTakenAsPassed))),
         DeadlineParameter(name: "sslAccept(timeout:)", role: .accept, run: { s, probe in
             let listener = try sslListen(port: 0, host: "127.0.0.1")
             defer { listener.close() }
@@ -216,10 +192,8 @@ enum DeadlineMatrix {
             probe.onRelease { _ = try? RawSocket.connect("127.0.0.1", port) }
             _ = try sslAccept(listener, timeout: s, handshakeTimeout: 1)
             return nil
-        }, knownFailures: [
-            .nan: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .negative], Defect.badTimeoutTakenAsPassed))),
         DeadlineParameter(name: "tlsServerSocketAccept(timeout:)", role: .accept, run: { s, probe in
             let server = try makeServerTLSSocket(port: 0, certificates: [try readCertificate(probe.pki.serverCert)],
                                                  privateKey: try readPrivateKey(probe.pki.serverKey), host: "127.0.0.1")
@@ -228,9 +202,8 @@ enum DeadlineMatrix {
             probe.onRelease { _ = try? RawSocket.connect("127.0.0.1", port) }
             _ = try tlsServerSocketAccept(server, timeout: s, handshakeTimeout: 1)
             return nil
-        }, knownFailures: [
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-        ]),
+        }, knownFailures: marks(
+            ([.negative], Defect.badTimeoutTakenAsPassed))),
         DeadlineParameter(name: "BiglooSSLServerSocket.accept(timeout:)", role: .accept, run: { s, probe in
             let server = try makeSSLServerSocket(port: 0, name: "127.0.0.1", cert: try readCertificate(probe.pki.serverCert),
                                                  pkey: try readPrivateKey(probe.pki.serverKey))
@@ -239,19 +212,16 @@ enum DeadlineMatrix {
             probe.onRelease { _ = try? RawSocket.connect("127.0.0.1", port) }
             _ = try server.accept(timeout: s, handshakeTimeout: 1)
             return nil
-        }, knownFailures: [
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-        ]),
+        }, knownFailures: marks(
+            ([.negative], Defect.badTimeoutTakenAsPassed))),
         DeadlineParameter(name: "DTLSListener.accept(timeout:)", role: .accept, run: { s, probe in
             let listener = try listenDTLS(port: 0, host: "127.0.0.1", ctxConfigure: serverIdentity)
             probe.onRelease { listener.close() }
             try listener.accept(timeout: s, handshakeTimeout: 1).close()
             return nil
-        }, knownFailures: [
-            .nan: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-            .infinity: .hangs("closing the listener from another thread does not end a blocked DTLSv1_listen wait"),
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .negative], Defect.badTimeoutTakenAsPassed),
+            ([.infinity], Defect.dtlsAcceptNotEndedByClose))),
         // MARK: servers: the handshake
         DeadlineParameter(name: "TCPListener.accept(sslCtx:handshakeTimeout:)", role: .handshake, run: { s, probe in
             let listener = try listen(port: 0, host: "127.0.0.1")
@@ -261,10 +231,8 @@ enum DeadlineMatrix {
             defer { try? stream.close() }
             _ = try stream.read(maxLength: 1)
             return nil
-        }, knownFailures: [
-            .zero: "<= 0 defers the server handshake to a read without a read timeout: it waits forever",
-            .negative: "<= 0 defers the server handshake to a read without a read timeout: it waits forever",
-        ]),
+        }, knownFailures: marks(
+            ([.zero, .negative], Defect.serverNonPositiveTimeoutWaitsForever))),
         DeadlineParameter(name: "sslAccept(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let listener = try sslListen(port: 0, host: "127.0.0.1")
             defer { listener.close() }
@@ -273,12 +241,8 @@ enum DeadlineMatrix {
             try probe.silentClient(listener.port)
             _ = try sslAccept(listener, timeout: 5, handshakeTimeout: s)
             return nil
-        }, knownFailures: [
-            .nan: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-            .tiny: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-            .zero: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-            .negative: "SO_RCVTIMEO: NaN and values <= 0 (and 1e-9, rounded to a zero timeval) mean no limit",
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .tiny, .zero, .negative], Defect.socketTimeoutValuesMeanNoLimit))),
         DeadlineParameter(name: "tlsServerSocketAccept(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let server = try makeServerTLSSocket(port: 0, certificates: [try readCertificate(probe.pki.serverCert)],
                                                  privateKey: try readPrivateKey(probe.pki.serverKey), host: "127.0.0.1")
@@ -286,9 +250,8 @@ enum DeadlineMatrix {
             try probe.silentClient(server.port)
             _ = try tlsServerSocketAccept(server, timeout: 5, handshakeTimeout: s)
             return nil
-        }, knownFailures: [
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-        ]),
+        }, knownFailures: marks(
+            ([.negative], Defect.badTimeoutTakenAsPassed))),
         DeadlineParameter(name: "BiglooSSLServerSocket.accept(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let server = try makeSSLServerSocket(port: 0, name: "127.0.0.1", cert: try readCertificate(probe.pki.serverCert),
                                                  pkey: try readPrivateKey(probe.pki.serverKey))
@@ -296,9 +259,8 @@ enum DeadlineMatrix {
             try probe.silentClient(server.port)
             _ = try server.accept(timeout: 5, handshakeTimeout: s)
             return nil
-        }, knownFailures: [
-            .negative: "NaN / -1 are taken as a deadline that has passed (a timeout), not refused as a usage error",
-        ]),
+        }, knownFailures: marks(
+            ([.negative], Defect.badTimeoutTakenAsPassed))),
         DeadlineParameter(name: "acceptTLSChannels(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let ctx = ContextHolder(try testServerContext(probe.pki))
             defer { ctx.free() }
@@ -313,28 +275,22 @@ enum DeadlineMatrix {
             done.wait()
             try failed.result?.get()
             return nil
-        }, knownFailures: [
-            .nan: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .zero: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .negative: "OpenSSLHandler: NaN and <= 0 mean no limit",
-            .infinity: .crashes("+infinity traps: Int64(timeout * 1e9) in OpenSSLHandler.start (\"Double value cannot be converted to Int64\")"),
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
+            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
         // MARK: sslcat (processes; `--timeout=VALUE` is the handshake's deadline)
         DeadlineParameter(name: "sslcat connect --timeout", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             try probe.sslcat(["connect", "127.0.0.1:\(port)", "--timeout=\(s)"])
             return nil
-        }, knownFailures: [
-            .zero: "sslcat refuses --timeout 0 as an option error (exit 64), where the model makes 0 a deadline that has passed",
-        ]),
+        }, knownFailures: marks(
+            ([.zero], Defect.sslcatRefusesZeroTimeout))),
         DeadlineParameter(name: "sslcat serve --timeout", role: .handshake, run: { s, probe in
             try probe.sslcat(["serve", "--port", "0", "--host", "127.0.0.1", "--once", "--cert", probe.pki.serverCert,
                               "--key", probe.pki.serverKey, "--timeout=\(s)"], listening: { try probe.silentClient($0) })
             return nil
-        }, knownFailures: [
-            .nan: "sslcat serve does not check --timeout: NaN / -1 reach the listener, and the connection fails (exit 1), no option error",
-            .negative: "sslcat serve does not check --timeout: NaN / -1 reach the listener, and the connection fails (exit 1), no option error",
-        ]),
+        }, knownFailures: marks(
+            ([.nan, .negative], Defect.sslcatServeDoesNotCheckTimeout))),
     ]
 
     static func cells(_ pki: TestPKI) -> [MatrixCell] {

@@ -94,9 +94,8 @@ enum ServerMatrix {
                 try? ports.output.close()
                 try? ports.input.close()
             }, stop: { listener.close() })
-        }, knownFailures: [
-            .slowClientHello: "SO_RCVTIMEO bounds each recv, not the handshake: every byte restarts the 1 s",
-        ]),
+        }, knownFailures: marks(
+            ([.slowClientHello], Defect.perReceiveTimeoutNotTotal))),
         ServerEntryPoint(name: "tlsServerSocketAccept", start: { pki, deadline in
             let server = try makeServerTLSSocket(port: 0, certificates: [try readCertificate(pki.serverCert)],
                                                  privateKey: try readPrivateKey(pki.serverKey), host: "127.0.0.1")
