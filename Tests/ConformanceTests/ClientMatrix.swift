@@ -139,11 +139,21 @@ struct ClientTarget: Sendable {
 struct ClientEntryPoint: Sendable {
     let name: String
     var datagram = false
-    /// It takes a host name argument (the `hostName: ""` case applies).
-    var takesHostName = true
+    /// How the entry point is told the peer's name, which decides what the `hostName: ""` case gives it.
+    var nameInput = NameInput.hostNameParameter
     let connect: @Sendable (ClientTarget) throws -> Void
     /// The cells that fail on the current library, with the reason (see ``MatrixCell/knownFailure``).
     var knownFailures: [ClientCase: KnownFailure] = [:]
+}
+
+/// How a client entry point is told the name of its peer.
+enum NameInput: Sendable {
+    /// A `hostName:` argument (or `--servername`): the `hostName: ""` case passes "".
+    case hostNameParameter
+    /// Only the host it connects to: the `hostName: ""` case passes the host "".
+    case hostOnly
+    /// Neither (it upgrades a connection made elsewhere): the `hostName: ""` case does not apply.
+    case none
 }
 
 /// The event loops the NIO rows run on.
@@ -182,7 +192,7 @@ enum ClientEntryPoints {
             ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName),
             ([.wrongHost], Defect.noNameCheckWithoutHostName),
             ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
-        ClientEntryPoint(name: "sslConnect", takesHostName: false, connect: { t in
+        ClientEntryPoint(name: "sslConnect", nameInput: .hostOnly, connect: { t in
             let context = try sslMakeClientContext()
             try context.loadVerifyRootCertificates(t.caFile)
             let ports = try sslConnect(host: t.host, port: t.port, context: .context(context))
@@ -190,17 +200,17 @@ enum ClientEntryPoints {
             try? ports.input.close()
         }, knownFailures: marks(
             ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
-        ClientEntryPoint(name: "makeClientTLSSocket", takesHostName: false, connect: { t in
+        ClientEntryPoint(name: "makeClientTLSSocket", nameInput: .hostOnly, connect: { t in
             let socket = try makeClientTLSSocket(host: t.host, port: t.port, security: .trusting(caFile: t.caFile))
             try socket.close()
         }, knownFailures: marks(
             ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
-        ClientEntryPoint(name: "makeSSLClientSocket", takesHostName: false, connect: { t in
+        ClientEntryPoint(name: "makeSSLClientSocket", nameInput: .hostOnly, connect: { t in
             let socket = try makeSSLClientSocket(host: t.host, port: t.port, CAs: [try readCertificate(t.caFile)])
             try socket.close()
         }, knownFailures: marks(
             ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
-        ClientEntryPoint(name: "clientSocketUseSSL", takesHostName: false, connect: { t in
+        ClientEntryPoint(name: "clientSocketUseSSL", nameInput: .none, connect: { t in
             let socket = try makeClientSocket(host: t.host, port: t.port)
             defer { try? socket.close() }
             try clientSocketUseSSL(socket, CAs: [try readCertificate(t.caFile)])
@@ -240,15 +250,15 @@ enum ClientEntryPoints {
             try openTCPStream(host: t.host, port: t.port, sslCtx: .default, hostName: t.hostName).close()
         }, knownFailures: marks(
             ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
-        ClientEntryPoint(name: "makeClientTLSSocket (system store)", takesHostName: false, connect: { t in
+        ClientEntryPoint(name: "makeClientTLSSocket (system store)", nameInput: .hostOnly, connect: { t in
             try makeClientTLSSocket(host: t.host, port: t.port).close()
         }, knownFailures: marks(
             ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
-        ClientEntryPoint(name: "makeSSLClientSocket (no CAs: system store)", takesHostName: false, connect: { t in
+        ClientEntryPoint(name: "makeSSLClientSocket (no CAs: system store)", nameInput: .hostOnly, connect: { t in
             try makeSSLClientSocket(host: t.host, port: t.port).close()
         }, knownFailures: marks(
             ([.selfSigned, .wrongHost, .expired, .notYetValid, .untrustedCA, .bracketedIPv6OtherAddress], Defect.biglooVerifiesNothingWithoutCAs))),
-        ClientEntryPoint(name: "clientSocketUseSSL (no CAs: system store)", takesHostName: false, connect: { t in
+        ClientEntryPoint(name: "clientSocketUseSSL (no CAs: system store)", nameInput: .none, connect: { t in
             let socket = try makeClientSocket(host: t.host, port: t.port)
             defer { try? socket.close() }
             try clientSocketUseSSL(socket)
@@ -293,7 +303,7 @@ enum ClientEntryPoints {
     /// The cells: every entry point × every case that applies to it.
     static func cells(_ pki: TestPKI) -> [MatrixCell] {
         all.flatMap { entry in
-            ClientCase.allCases.filter { entry.takesHostName || $0 != .emptyHostName }.map { kase in
+            ClientCase.allCases.filter { entry.nameInput != .none || $0 != .emptyHostName }.map { kase in
                 MatrixCell(name: "\(entry.name) × \(kase.rawValue)", knownFailure: entry.knownFailures[kase]) {
                     runClientCell(entry, kase, pki)
                 }
@@ -310,8 +320,10 @@ enum ClientEntryPoints {
             return "no server: \(error)"
         }
         defer { server.stop() }
-        let target = ClientTarget(host: kase.ipv6 ? "[::1]" : "127.0.0.1", port: server.port, address: kase.ipv6 ? "::1" : "127.0.0.1",
-                                  hostName: kase == .emptyHostName ? "" : nil, caFile: pki.caCert)
+        let emptyHost = kase == .emptyHostName && entry.nameInput == .hostOnly
+        let target = ClientTarget(host: emptyHost ? "" : (kase.ipv6 ? "[::1]" : "127.0.0.1"), port: server.port,
+                                  address: kase.ipv6 ? "::1" : "127.0.0.1",
+                                  hostName: kase == .emptyHostName && !emptyHost ? "" : nil, caFile: pki.caCert)
         let result = Result { try entry.connect(target) }
         switch (kase.expected, result) {
         case (.connects, .success):

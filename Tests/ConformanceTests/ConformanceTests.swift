@@ -10,8 +10,9 @@ import XCTest
 /// servers, every server entry point against the same hostile clients, every deadline parameter against
 /// the one deadline model. The tables are in ClientMatrix.swift, ServerMatrix.swift and
 /// DeadlineMatrix.swift (a new entry point is one more row); the model is in DeadlineModel.swift.
-/// Cells that fail on the current library carry a `knownFailures` mark in their row: such a cell must
-/// still fail, and fails the test once it passes, so every mark is removed when its defect is fixed.
+/// Cells that fail on the current library carry a `knownFailures` mark in their row, naming a defect of
+/// KnownDefects.swift: such a cell must still fail, and fails the test once it passes, so every mark is
+/// removed when its defect is fixed. Cells marked `.crashes` / `.hangs` run in a child process.
 final class ConformanceTests: XCTestCase {
     func testClientEntryPointsRefuseHostileServersAndAcceptTheControl() throws {
         let pki = try TestPKI.shared
