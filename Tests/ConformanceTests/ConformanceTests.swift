@@ -26,7 +26,7 @@ final class ConformanceTests: XCTestCase {
     }
 
     func testDeadlineParametersFollowTheOneDeadlineModel() throws {
-        MatrixRunner.run(DeadlineMatrix.cells(try TestPKI.shared), width: 10, watchdog: 8 * DeadlineModel.timeScale)
+        MatrixRunner.run(DeadlineMatrix.cells(try TestPKI.shared), width: 6, watchdog: 8 * DeadlineModel.timeScale)
     }
 
     /// The `async` `connectTLSChannel` used to drop the `NIOAsyncChannel` it had made when the handshake

@@ -162,7 +162,8 @@ enum ServerMatrix {
                 process.terminate()
                 throw ConformanceFailure("sslcat serve did not listen: \(process.errorOutput)")
             }
-            return ServerUnderTest(port: port, serve: nil, stop: { process.terminate() })
+            let once = Once()
+            return ServerUnderTest(port: port, serve: nil, stop: { once.run { killAndReap(process) } })
         }),
     ]
 
@@ -237,7 +238,7 @@ final class ServeThread: @unchecked Sendable {
     init(_ serve: (@Sendable () throws -> Void)?) {
         guard let serve else { return }
         let start = Date()
-        Thread.detachNewThread { [self] in
+        CellThreads.start { [self] in
             let result = Result { try serve() }
             condition.lock(); outcome = (result, elapsed(since: start)); condition.broadcast(); condition.unlock()
         }

@@ -84,6 +84,12 @@ enum MatrixRunner {
                 print("known failure: \(report.name) [\(mark)]: \(problem)")
             }
         }
+        // A call under test can still be finishing after its cell ended (a peer was just closed): let
+        // it end before the test does, so that no thread is inside OpenSSL when the process exits and
+        // OpenSSL's exit handler frees its state.
+        if !CellThreads.waitForAll(timeout: 10 * DeadlineModel.timeScale) {
+            print("matrix: \(CellThreads.running) cell thread(s) still running after the matrix")
+        }
         print("matrix: \(cells.count) cells, \(passed) pass, \(known) known failures, "
               + "\(cells.count - passed - known) unexpected; slowest \(reports.max { $0.seconds < $1.seconds }.map { "\(format($0.seconds)) (\($0.name))" } ?? "-")")
     }
@@ -100,7 +106,7 @@ enum MatrixRunner {
         for (index, cell) in cells.enumerated() {
             gate.wait()
             group.enter()
-            Thread.detachNewThread {
+            CellThreads.start {
                 let start = Date()
                 let problem = cell.knownFailure?.isolated == true ? runInChildProcess(cell.name, watchdog: watchdog)
                     : withWatchdog(watchdog, cell.name, cell.run)
@@ -122,7 +128,7 @@ func withWatchdog(_ seconds: TimeInterval, _ what: String, _ body: @escaping @Se
     final class Slot: @unchecked Sendable { var problem: RowProblem = nil }
     let slot = Slot()
     let done = DispatchSemaphore(value: 0)
-    Thread.detachNewThread {
+    CellThreads.start {
         slot.problem = body()
         done.signal()
     }
@@ -154,4 +160,29 @@ private func describeError(_ error: Error) -> String {
         return text
     }
     return "\(type(of: error)): \(error)"
+}
+
+/// The threads the cells run on, counted so that a matrix can wait for its last ones.
+enum CellThreads {
+    private static let condition = NSCondition()
+    nonisolated(unsafe) private static var count = 0
+
+    /// Runs `body` on a new thread, counted while it runs.
+    static func start(_ body: @escaping @Sendable () -> Void) {
+        condition.lock(); count += 1; condition.unlock()
+        Thread.detachNewThread {
+            body()
+            condition.lock(); count -= 1; condition.broadcast(); condition.unlock()
+        }
+    }
+
+    static var running: Int { condition.lock(); defer { condition.unlock() }; return count }
+
+    /// Waits up to `timeout` seconds until no cell thread runs; false when some still do.
+    static func waitForAll(timeout: TimeInterval) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        condition.lock(); defer { condition.unlock() }
+        while count > 0 { if !condition.wait(until: end) { return count == 0 } }
+        return true
+    }
 }
