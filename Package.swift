@@ -56,6 +56,12 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
+        // The entry-point conformance matrix (issue 16): every client, server and deadline parameter
+        // against the same hostile peers, certificates and deadline values; sslcat runs as a process.
+        .testTarget(name: "ConformanceTests", dependencies: [
+            "OpenSSLNIO", "OpenSSLStreams", "OpenSSLFLI", "TestSupport", "sslcat",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // Runs the sslcat and fli-bench-c executables as processes.
         .testTarget(name: "SSLCatTests", dependencies: ["sslcat", "fli-bench-c", "OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
     ],

@@ -89,7 +89,10 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
     do {
         try await handshake.get()
     } catch {
-        channel.channel.close(promise: nil)
+        // A NIOAsyncChannel must not be dropped unfinished (NIO stops the process: "Deinited
+        // NIOAsyncWriter without calling finish()"): executeThenClose finishes its writer and closes
+        // the channel, then the handshake's error is reported.
+        try? await channel.executeThenClose { _, _ in }
         throw error
     }
     return channel

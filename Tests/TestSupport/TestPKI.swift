@@ -32,6 +32,12 @@ public final class TestPKI: @unchecked Sendable {
     public var untrustedCACert: String { dir + "/untrusted-ca.pem" }
     public var untrustedCAKey: String { dir + "/untrusted-ca.key" }
     public var untrustedLeafCert: String { dir + "/untrusted-leaf.pem" }
+    /// A server certificate for localhost / 127.0.0.1 / ::1, signed by the CA, valid only from 2099
+    /// (key: ``serverKey``).
+    public var notYetValidCert: String { dir + "/not-yet-valid.pem" }
+    /// A certificate signed by the CA for the addresses 127.0.0.2 and ::2 only (no DNS name; key:
+    /// ``serverKey``): served on 127.0.0.1 / ::1 it is a valid certificate for another address.
+    public var otherAddressCert: String { dir + "/other-address.pem" }
 
     private static let lock = NSLock()
     private static var made: Result<TestPKI, Error>?
@@ -52,7 +58,8 @@ public final class TestPKI: @unchecked Sendable {
     private init() throws {
         if let kept = TestPKI.keptDirectory {
             dir = kept
-            if FileManager.default.fileExists(atPath: dir + "/garbage.pem") { return }  // written last
+            if FileManager.default.fileExists(atPath: dir + "/garbage.pem")
+                && FileManager.default.fileExists(atPath: dir + "/other-address.pem") { return }  // written last
         } else {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("fli-pki-\(getpid())-\(UUID().uuidString.prefix(8))").path
             atexit { if let pki = try? TestPKI.made?.get() { try? FileManager.default.removeItem(atPath: pki.dir) } }
@@ -117,6 +124,18 @@ public final class TestPKI: @unchecked Sendable {
         try openssl(["ca", "-batch", "-config", dir + "/ca.cnf", "-cert", caCert, "-keyfile", caKey, "-in", dir + "/server.csr",
                      "-out", expiredCert, "-startdate", "20200101000000Z", "-enddate", "20200201000000Z",
                      "-extensions", "leaf", "-notext"])
+        // Not yet valid: the same `openssl ca` run with dates in the future (a second certificate for
+        // the same subject, which the database refuses unless told).
+        try "unique_subject = no\n".write(toFile: dir + "/index.txt.attr", atomically: true, encoding: .utf8)
+        try openssl(["ca", "-batch", "-config", dir + "/ca.cnf", "-cert", caCert, "-keyfile", caKey, "-in", dir + "/server.csr",
+                     "-out", notYetValidCert, "-startdate", "20990101000000Z", "-enddate", "20991231000000Z",
+                     "-extensions", "leaf", "-notext"])
+        // Another address: valid, signed by the CA, for IP 127.0.0.2 and ::2 only.
+        try "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.2,IP:::2\n"
+            .write(toFile: dir + "/other-address.ext", atomically: true, encoding: .utf8)
+        try openssl(["req", "-new", "-key", serverKey, "-out", dir + "/other-address.csr", "-subj", "/CN=127.0.0.2"])
+        try openssl(["x509", "-req", "-in", dir + "/other-address.csr", "-CA", caCert, "-CAkey", caKey, "-CAcreateserial",
+                     "-out", otherAddressCert, "-days", "2", "-extfile", dir + "/other-address.ext"])
         try "-----BEGIN CERTIFICATE-----\nThis is not base64 at all!!\n@@@@\n-----END CERTIFICATE-----\n"
             .write(toFile: garbagePEM, atomically: true, encoding: .utf8)
     }
