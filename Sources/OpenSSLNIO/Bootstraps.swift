@@ -29,7 +29,13 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                               connectTimeout: TimeAmount = .seconds(10),
                               channelInitializer: (@Sendable (Channel) -> EventLoopFuture<Void>)? = nil) -> EventLoopFuture<Channel> {
     let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
-    let name = hostName ?? host
+    let target: (connect: String, name: String)
+    do {
+        target = try clientTarget(host: host, hostName: hostName, handshakeTimeout: handshakeTimeout, security: security)
+    } catch {
+        return group.next().makeFailedFuture(error)
+    }
+    let name = target.name
     // The handshake's outcome is taken when the handler is made: by the time the connect future
     // completes, a failed handshake may have closed the channel and removed the handler already.
     final class HandshakeSlot: @unchecked Sendable { var handshake: EventLoopFuture<Void>? }  // used on the channel's loop only
@@ -48,7 +54,7 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
             }
             return channelInitializer?(channel) ?? channel.eventLoop.makeSucceededVoidFuture()
         }
-        .connect(host: host, port: port)
+        .connect(host: target.connect, port: port)
         .flatMap { channel in
             channel.eventLoop.flatSubmit {
                 guard let handshake = slot.handshake else {
@@ -72,10 +78,11 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                               configuration: NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration = .init()) async throws
     -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
     let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
-    let name = hostName ?? host
+    let target = try clientTarget(host: host, hostName: hostName, handshakeTimeout: handshakeTimeout, security: security)
+    let name = target.name
     let (channel, handshake) = try await ClientBootstrap(group: group)
         .connectTimeout(connectTimeout)
-        .connect(host: host, port: port) { channel in
+        .connect(host: target.connect, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
                 let handler = try OpenSSLHandler(ctx: argument, side: .client, ctxConfigure: callbacks.value.0,
                                                  sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
@@ -87,7 +94,8 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
             }
         }
     do {
-        try await handshake.get()
+        // Task cancellation ends the handshake by closing the channel.
+        try await withTaskCancellationHandler { try await handshake.get() } onCancel: { channel.channel.close(promise: nil) }
     } catch {
         // A NIOAsyncChannel must not be dropped unfinished (NIO stops the process: "Deinited
         // NIOAsyncWriter without calling finish()"): executeThenClose finishes its writer and closes
@@ -96,6 +104,17 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
         throw error
     }
     return channel
+}
+
+/// Checks a client's arguments before anything connects, so that a bad one fails as itself (not
+/// wrapped in NIO's connection error): the handshake limit (``TimeoutValue``) and the peer's name
+/// (``PeerIdentity``; `[::1]` connects to `::1` and is checked as that address).
+private func clientTarget(host: String, hostName: String?, handshakeTimeout: TimeInterval?,
+                          security: TLSConfiguration) throws -> (connect: String, name: String) {
+    _ = try security.handshakeLimit(handshakeTimeout, call: "connectTLSChannel")
+    let name = hostName ?? host
+    _ = try PeerIdentity(name, call: "connectTLSChannel")
+    return (unbracketedHost(host), name)
 }
 
 // MARK: Server (LispWorks' accept-tcp-connections-creating-async-io-states)

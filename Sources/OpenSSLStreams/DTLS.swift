@@ -189,7 +189,8 @@ private func makeDatagramBIO(_ fd: Int32, peer: OpaquePointer?) throws -> Opaque
 
 private func setNonBlocking(_ fd: Int32) { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
 
-/// Connects a DTLS client to `host:port` over UDP and runs the handshake (unless `handshakeTimeout` ≤ 0).
+/// Connects a DTLS client to `host:port` over UDP and runs the handshake within a total of
+/// `handshakeTimeout` seconds (``TimeoutValue``: nil for the configuration's, else ``TLSTimeouts/handshake``).
 ///
 /// Arguments and ownership are those of `attachSSL` (``SSLContextArgument``; `.protocol(.dtls)` by
 /// default: DTLS 1.2 with the secure defaults — the server is verified and its name checked).
@@ -199,7 +200,7 @@ public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .prot
                      handshakeTimeout: TimeInterval? = nil, hostName: String? = nil, security: TLSConfiguration = .secure,
                      mtu: Int? = nil) throws -> DTLSSocket {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "openDTLS") }
-    let limit = try security.handshakeLimit(handshakeTimeout, allowsDeferred: true, call: "openDTLS")
+    let limit = try security.handshakeLimit(handshakeTimeout, call: "openDTLS")
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "openDTLS") }
     let candidates = try resolveTCP(host: host, port: port)
     guard let target = candidates.first else { throw HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "no address") }
@@ -232,7 +233,7 @@ public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .prot
         COpenSSL.SSL_set_bio(objects.ssl.rawValue, bio, bio)
         try setMTU(objects.ssl, mtu)
         COpenSSL.SSL_set_connect_state(objects.ssl.rawValue)
-        if limit != .deferred { try socket.handshake(limit: limit) }
+        try socket.handshake(limit: limit)
     } catch {
         socket.closeQuietly()
         throw error
@@ -317,7 +318,13 @@ public final class DTLSListener: @unchecked Sendable {
     let sslConfigure: ((SSLPointer) throws -> Void)?
     let jar: DTLSCookieJar
     let mtu: Int?
-    public private(set) var isClosed = false
+    /// Cancelled by ``close()``: ends an accept that waits on another thread.
+    private let closing: CancelHandle?
+    private let state = NSLock()
+    private var closed = false
+    private var accepting = 0
+    /// True once ``close()`` ran.
+    public var isClosed: Bool { state.lock(); defer { state.unlock() }; return closed }
 
     /// The context every association uses.
     public var ctx: SSLContextPointer { context.ctx }
@@ -329,18 +336,27 @@ public final class DTLSListener: @unchecked Sendable {
          sslConfigure: ((SSLPointer) throws -> Void)?, jar: DTLSCookieJar, mtu: Int?) {
         self.fileDescriptor = fileDescriptor; self.local = local; self.context = context; self.configuration = configuration
         self.sslConfigure = sslConfigure; self.jar = jar; self.mtu = mtu
+        closing = try? CancelHandle()
         let formatted = local.formatted
         port = formatted?.port ?? 0
         host = formatted?.host ?? "?"
     }
 
-    deinit { close() }
-
-    /// Stops listening; associations already accepted go on.
+    /// Stops listening; associations already accepted go on. From another thread it ends an accept that
+    /// waits (`StreamError` `.closed`); the socket is closed once that accept has returned.
+    /// - Corresponds: `close(2)`.
     public func close() {
-        guard !isClosed else { return }
-        isClosed = true
-        Glibc.close(fileDescriptor)
+        state.lock()
+        guard !closed else { state.unlock(); return }
+        closed = true
+        let busy = accepting > 0
+        state.unlock()
+        closing?.cancel()
+        if !busy { Glibc.close(fileDescriptor) }
+    }
+
+    deinit {
+        if !isClosed { Glibc.close(fileDescriptor) }
         context.release()
     }
 
@@ -349,8 +365,20 @@ public final class DTLSListener: @unchecked Sendable {
     /// address), and finishes the handshake within a total of `handshakeTimeout` seconds. Both limits
     /// follow ``TimeoutValue`` (nil: no limit for the wait, the configuration's for the handshake).
     /// - Corresponds: `DTLSv1_listen`, `SSL_do_handshake`.
-    public func accept(timeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil) throws -> DTLSSocket {
-        guard !isClosed else { throw StreamError(kind: .closed, call: "DTLSv1_listen", message: "the listener is closed") }
+    /// `cancel` ends the wait from another thread (`StreamError` `.cancelled`).
+    public func accept(timeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil, cancel: CancelHandle? = nil) throws -> DTLSSocket {
+        let closedError = StreamError(kind: .closed, call: "DTLSv1_listen", message: "the listener is closed")
+        state.lock()
+        guard !closed else { state.unlock(); throw closedError }
+        accepting += 1
+        state.unlock()
+        defer {
+            state.lock()
+            accepting -= 1
+            let closeNow = closed && accepting == 0
+            state.unlock()
+            if closeNow { Glibc.close(fileDescriptor) }
+        }
         let wait = try TimeoutValue.resolve(timeout, default: nil, name: "the accept timeout", call: "DTLSv1_listen")
         let limit = try configuration.handshakeLimit(handshakeTimeout, call: "DTLSv1_listen")
         let deadline = wait.deadline
@@ -368,10 +396,14 @@ public final class DTLSListener: @unchecked Sendable {
             let r = DTLSv1_listen(connection.ssl, BIOAddrPointer(peer))
             if r > 0 { break }
             if r < 0 { throw SSLError.fromQueue(call: "DTLSv1_listen", kind: .failure) }
-            var entry = pollfd(fd: fileDescriptor, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&entry, 1, deadline.pollMilliseconds)
-            if ready < 0 && errno != EINTR { throw SocketError(call: "poll", errno: errno, context: "\(host):\(port)") }
-            if ready == 0 && deadline.hasPassed {
+            if isClosed { throw closedError }
+            let ready: Bool
+            do {
+                ready = try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline, cancel: cancel, also: closing, call: "DTLSv1_listen")
+            } catch let error as StreamError where error.kind == .cancelled && isClosed {
+                throw closedError
+            }
+            if !ready && deadline.hasPassed {
                 throw SocketError(call: "DTLSv1_listen", errno: ETIMEDOUT, context: "no DTLS client within \(describeSeconds(wait.seconds)) on \(host):\(port)")
             }
         }

@@ -6,16 +6,20 @@ import OpenSSLTLS
 /// passed first; throws `StreamError` `.cancelled` when `cancel` was cancelled first. Errors and hang-ups
 /// count as ready: the next `recv`/`send` reports them.
 /// - Corresponds: `poll(2)`.
-func waitUntilReady(_ fd: Int32, events: Int16, deadline: Deadline, cancel: CancelHandle? = nil, call: String = "poll") throws -> Bool {
-    // Two entries on the stack (a tuple is laid out like a C array): no allocation per wait.
-    var fds = (pollfd(fd: fd, events: events, revents: 0), pollfd(fd: cancel?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0))
-    let count: nfds_t = cancel == nil ? 1 : 2
+func waitUntilReady(_ fd: Int32, events: Int16, deadline: Deadline, cancel: CancelHandle? = nil, also other: CancelHandle? = nil,
+                    call: String = "poll") throws -> Bool {
+    // Up to three entries on the stack (a tuple is laid out like a C array): no allocation per wait.
+    let first = cancel ?? other, second = cancel == nil ? nil : other
+    var fds = (pollfd(fd: fd, events: events, revents: 0),
+               pollfd(fd: first?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
+               pollfd(fd: second?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0))
+    let count = nfds_t(1 + (first == nil ? 0 : 1) + (second == nil ? 0 : 1))
     while true {
-        if let cancel, cancel.isCancelled { throw StreamError(kind: .cancelled, call: call, message: "cancelled") }
+        if first?.isCancelled == true || second?.isCancelled == true { throw StreamError(kind: .cancelled, call: call, message: "cancelled") }
         let timeout = deadline.pollMilliseconds
         let r = withUnsafeMutableBytes(of: &fds) { poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), count, timeout) }
         if r > 0 {
-            if count == 2 && fds.1.revents != 0 { throw StreamError(kind: .cancelled, call: call, message: "cancelled") }
+            if fds.1.revents != 0 || fds.2.revents != 0 { throw StreamError(kind: .cancelled, call: call, message: "cancelled") }
             return true
         }
         if r == 0 {
@@ -214,21 +218,56 @@ func connectTCP(host: String, port: Int, timeout: TimeInterval?, cancel: CancelH
     throw lastError
 }
 
-/// Closes like `openssl s_server` after a fatal alert, so that the peer reads the alert: shuts the
-/// write side (a FIN after the alert), then reads and drops what the peer still sends, until it closes
-/// or ``TLSTimeouts/alertLinger`` passes (at most 256 KiB). Closing at once instead would answer the
-/// peer's next record with a TCP reset, which can destroy the alert in the peer's receive queue.
-/// - Corresponds: `shutdown(2)`, `poll(2)`, `recv(2)`.
-func lingerForAlert(_ fd: Int32) {
-    guard Glibc.shutdown(fd, Int32(SHUT_WR)) == 0 else { return }
-    let deadline = Deadline.after(TLSTimeouts.alertLinger)
-    var scratch = [UInt8](repeating: 0, count: 16 * 1024)
-    var drained = 0
-    while drained < 256 * 1024 {
-        guard (try? waitUntilReady(fd, events: Int16(POLLIN), deadline: deadline)) == true else { return }
-        let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        if n > 0 { drained += n; continue }
-        if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-        return  // EOF or an error: the peer is done
+/// Closes sockets the way `openssl s_server` does after a fatal alert, so that the peer reads the alert:
+/// the write side is shut at once (a FIN right behind the alert), then what the peer still sends is read
+/// and dropped until it closes or ``TLSTimeouts/alertLinger`` passes (at most 256 KiB), and only then is
+/// the descriptor closed. Closing at once instead would answer the peer's next record with a TCP reset,
+/// which destroys the alert in the peer's receive queue.
+///
+/// The draining runs on one background thread for all sockets, so the call that failed returns at
+/// once; at most 256 sockets linger together (more are closed at once).
+/// - Corresponds: `shutdown(2)`, `poll(2)`, `recv(2)`, `close(2)`.
+final class AlertLinger: @unchecked Sendable {  // `waiting` is only touched under `lock`
+    static let shared = AlertLinger()
+    private let lock = NSCondition()
+    private var waiting: [(fd: Int32, deadline: Deadline, drained: Int)] = []
+    private var started = false
+
+    /// Takes over `fd` (shut for writing now, closed later).
+    func closeAfterAlert(_ fd: Int32) {
+        guard Glibc.shutdown(fd, Int32(SHUT_WR)) == 0 else { Glibc.close(fd); return }
+        lock.lock()
+        if waiting.count >= 256 { lock.unlock(); Glibc.close(fd); return }
+        waiting.append((fd, Deadline.after(TLSTimeouts.alertLinger), 0))
+        if !started {
+            started = true
+            Thread.detachNewThread { AlertLinger.shared.run() }
+        }
+        lock.signal()
+        lock.unlock()
+    }
+
+    private func run() {
+        var scratch = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            lock.lock()
+            while waiting.isEmpty { lock.wait() }
+            var fds = waiting.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            lock.unlock()
+            // Short polls: sockets handed over meanwhile join at the next round.
+            _ = poll(&fds, nfds_t(fds.count), 50)
+            lock.lock()
+            var kept: [(fd: Int32, deadline: Deadline, drained: Int)] = []
+            for var entry in waiting {
+                var done = entry.deadline.hasPassed || entry.drained >= 256 * 1024
+                if !done, let ready = fds.first(where: { $0.fd == entry.fd }), ready.revents != 0 {
+                    let n = scratch.withUnsafeMutableBytes { recv(entry.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                    if n > 0 { entry.drained += n } else if n == 0 || (errno != EINTR && errno != EAGAIN) { done = true }
+                }
+                if done { Glibc.close(entry.fd) } else { kept.append(entry) }
+            }
+            waiting = kept
+            lock.unlock()
+        }
     }
 }

@@ -77,7 +77,9 @@ extension SocketStream {
                           security: TLSConfiguration = .secure) throws {
         try exclusively("attachSSL") {
             try checkOpen("attachSSL")
-            let limit = try security.handshakeLimit(handshakeTimeout, allowsDeferred: true, call: "attachSSL")
+            // Only a client may defer its handshake (LispWorks); a server's runs at the first read or write,
+        // within this limit.
+        let limit = try security.handshakeLimit(handshakeTimeout, allowsDeferred: side != .server, call: "attachSSL")
             guard tls == nil else {
                 throw SSLError.usage("TLS is already attached to this stream (detach it first)", call: "attachSSL")
             }

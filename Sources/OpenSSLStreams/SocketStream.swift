@@ -479,8 +479,7 @@ public final class SocketStream {
         readBuffer.removeAll()
         writeBuffer.removeAll()
         if closesDescriptor {
-            if sentFatalAlert { lingerForAlert(fileDescriptor) }
-            Glibc.close(fileDescriptor)
+            if sentFatalAlert { AlertLinger.shared.closeAfterAlert(fileDescriptor) } else { Glibc.close(fileDescriptor) }
         }
         if let firstError { throw firstError }
     }

@@ -9,7 +9,8 @@ import OpenSSLFLI
 /// | `nil` | the entry point's documented default (``TLSTimeouts``) |
 /// | a positive number | a **total** limit for the whole operation, however many system calls it takes; a tiny one (`1e-9`) has passed already, so the operation fails at its first wait |
 /// | `.infinity` | no limit: the caller's explicit opt-out |
-/// | `0` or negative | where the entry point documents it, "not now" (LispWorks: a client `attachSSL` with a handshake timeout of zero or less does not handshake at attach); anywhere else a usage error |
+/// | `0` | a deadline that has passed: the operation times out at its first wait (`poll` with 0) — except where the entry point documents "not now" (below) |
+/// | negative | where the entry point documents it, "not now" (LispWorks: a client `attachSSL` with a handshake timeout of zero or less does not handshake at attach); anywhere else a usage error |
 /// | NaN | a usage error |
 ///
 /// A limit is turned into a ``Deadline`` once, when the operation starts, and every wait inside the
@@ -35,7 +36,8 @@ public enum TimeoutValue: Sendable, Hashable {
         if value == .infinity { return .unlimited }
         if value > 0 { return .seconds(value) }
         if allowsDeferred { return .deferred }
-        throw SSLError.usage("\(name) must be a positive number of seconds, or .infinity for no limit (got \(value))", call: call)
+        if value == 0 { return .seconds(0) }  // passed already
+        throw SSLError.usage("\(name) must be zero or a positive number of seconds, or .infinity for no limit (got \(value))", call: call)
     }
 
     /// The deadline of an operation that starts now (``deferred`` has none: it is the caller's to act on).
@@ -43,6 +45,16 @@ public enum TimeoutValue: Sendable, Hashable {
         switch self {
         case .seconds(let s): return .after(s)
         case .unlimited, .deferred: return .never
+        }
+    }
+
+    /// The value an attach-style `handshakeTimeout:` parameter reads back as this same limit: a passed
+    /// deadline is 1 ns there (0 would mean "defer"), no limit is `.infinity`, deferred is 0.
+    package var asAttachTimeout: TimeInterval {
+        switch self {
+        case .seconds(let s): return max(s, 1e-9)
+        case .unlimited: return .infinity
+        case .deferred: return 0
         }
     }
 

@@ -165,105 +165,81 @@ enum ClientEntryPoints {
             let stream = try openTCPStream(host: t.host, port: t.port, sslCtx: .default, hostName: t.hostName,
                                            security: .trusting(caFile: t.caFile))
             try stream.close()
-        }, knownFailures: marks(
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "SocketStream.attachSSL", connect: { t in
             let stream = try openTCPStream(host: t.host, port: t.port)
             defer { try? stream.close() }
             try stream.attachSSL(hostName: t.hostName, security: .trusting(caFile: t.caFile))
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName),
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "TLSEngine", connect: { t in
             let stream = try openTCPStream(host: t.address, port: t.port)
             defer { try? stream.close() }
-            let engine = try TLSEngine(side: .client, hostName: t.transportHostName, security: .trusting(caFile: t.caFile))
+            let engine = try TLSEngine(side: .client, hostName: t.transportHostName ?? t.host, security: .trusting(caFile: t.caFile))
             try pumpHandshake(engine, over: stream)
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName),
-            ([.wrongHost], Defect.noNameCheckWithoutHostName),
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "portsToSSLPorts", connect: { t in
             let stream = try openTCPStream(host: t.address, port: t.port)
             defer { try? stream.close() }
-            _ = try portsToSSLPorts(input: stream, output: stream, hostName: t.transportHostName,
+            _ = try portsToSSLPorts(input: stream, output: stream, hostName: t.transportHostName ?? t.host,
                                     security: .trusting(caFile: t.caFile))
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName),
-            ([.wrongHost], Defect.noNameCheckWithoutHostName),
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "sslConnect", nameInput: .hostOnly, connect: { t in
             let context = try sslMakeClientContext()
             try context.loadVerifyRootCertificates(t.caFile)
             let ports = try sslConnect(host: t.host, port: t.port, context: .context(context))
             try? ports.output.close()
             try? ports.input.close()
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
+        }),
         ClientEntryPoint(name: "makeClientTLSSocket", nameInput: .hostOnly, connect: { t in
             let socket = try makeClientTLSSocket(host: t.host, port: t.port, security: .trusting(caFile: t.caFile))
             try socket.close()
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
+        }),
         ClientEntryPoint(name: "makeSSLClientSocket", nameInput: .hostOnly, connect: { t in
             let socket = try makeSSLClientSocket(host: t.host, port: t.port, CAs: [try readCertificate(t.caFile)])
             try socket.close()
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
+        }),
         ClientEntryPoint(name: "clientSocketUseSSL", nameInput: .none, connect: { t in
             let socket = try makeClientSocket(host: t.host, port: t.port)
             defer { try? socket.close() }
             try clientSocketUseSSL(socket, CAs: [try readCertificate(t.caFile)])
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
+        }),
         ClientEntryPoint(name: "openDTLS", datagram: true, connect: { t in
             let socket = try openDTLS(host: t.host, port: t.port, hostName: t.hostName, security: .trusting(caFile: t.caFile))
             try socket.close()
-        }, knownFailures: marks(
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "connectTLSChannel (future)", connect: { t in
             let channel = try resolve(connectTLSChannel(host: t.host, port: t.port, group: conformanceGroup, hostName: t.hostName,
                                                         security: .trusting(caFile: t.caFile)))
             try? resolve(channel.close())
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6, .bracketedIPv6OtherAddress], Defect.bracketedLiteralNotResolvedByNIO),
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "connectTLSChannel (async)", connect: { t in
             try blocking {
                 let channel = try await connectTLSChannel(host: t.host, port: t.port, group: conformanceGroup, hostName: t.hostName,
                                                           security: .trusting(caFile: t.caFile))
                 try await channel.executeThenClose { _, _ in }
             }
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6, .bracketedIPv6OtherAddress], Defect.bracketedLiteralNotResolvedByNIO),
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "Channel.attachSSL", connect: { t in
             let channel = try resolve(ClientBootstrap(group: conformanceGroup).connect(host: t.address, port: t.port))
             defer { try? resolve(channel.close()) }
             _ = try resolve(channel.attachSSL(hostName: t.transportHostName, security: .trusting(caFile: t.caFile)))
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName),
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         // The system store is the trust of these defaults: during the client matrix it is the test CA
         // (`SSL_CERT_FILE`, see ``ClientEntryPoints/withTestCAAsSystemStore(_:)``).
         ClientEntryPoint(name: "openTCPStream (system store)", connect: { t in
             try openTCPStream(host: t.host, port: t.port, sslCtx: .default, hostName: t.hostName).close()
-        }, knownFailures: marks(
-            ([.emptyHostName], Defect.emptyHostNameSkipsCheck))),
+        }),
         ClientEntryPoint(name: "makeClientTLSSocket (system store)", nameInput: .hostOnly, connect: { t in
             try makeClientTLSSocket(host: t.host, port: t.port).close()
-        }, knownFailures: marks(
-            ([.controlBracketedIPv6], Defect.bracketedLiteralCheckedAsName))),
+        }),
         ClientEntryPoint(name: "makeSSLClientSocket (no CAs: system store)", nameInput: .hostOnly, connect: { t in
             try makeSSLClientSocket(host: t.host, port: t.port).close()
-        }, knownFailures: marks(
-            ([.selfSigned, .wrongHost, .expired, .notYetValid, .untrustedCA, .bracketedIPv6OtherAddress], Defect.biglooVerifiesNothingWithoutCAs))),
+        }),
         ClientEntryPoint(name: "clientSocketUseSSL (no CAs: system store)", nameInput: .none, connect: { t in
             let socket = try makeClientSocket(host: t.host, port: t.port)
             defer { try? socket.close() }
             try clientSocketUseSSL(socket)
-        }, knownFailures: marks(
-            ([.selfSigned, .wrongHost, .expired, .notYetValid, .untrustedCA, .bracketedIPv6OtherAddress], Defect.biglooVerifiesNothingWithoutCAs))),
+        }),
         // A caller's context (makeSSLCtx, the LispWorks layer) that trusts the test CA, with the
         // default security.
         ClientEntryPoint(name: "openTCPStream(sslCtx: .context(makeSSLCtx(side: .client)))", connect: { t in
@@ -271,9 +247,7 @@ enum ClientEntryPoints {
             defer { destroySSLCtx(ctx) }
             try loadVerifyLocations(ctx, file: t.caFile)
             try openTCPStream(host: t.host, port: t.port, sslCtx: .context(ctx), hostName: t.hostName).close()
-        }, knownFailures: marks(
-            ([.selfSigned, .wrongHost, .expired, .notYetValid, .untrustedCA, .emptyHostName, .bracketedIPv6OtherAddress], Defect.securityNotAppliedToCallerContext),
-            ([.tls10Only], Defect.noVersionFloorOnCallerContext))),
+        }),
         ClientEntryPoint(name: "sslcat connect", connect: { t in
             var arguments = ["connect", "\(t.host):\(t.port)", "--cafile", t.caFile]
             if let name = t.hostName { arguments += ["--servername", name] }
@@ -286,8 +260,7 @@ enum ClientEntryPoints {
                 throw ConformanceFailure("sslcat neither connected nor exited within 15 s: \(process.output)")
             }
             throw SSLCatExit(status: status, stderr: process.output)
-        }, knownFailures: marks(
-            ([.emptyHostName], Defect.sslcatEmptyServerNameSkipsCheck))),
+        }),
     ]
 
     /// Runs `body` with the test CA as the system's trust store (`SSL_CERT_FILE`, which
@@ -351,7 +324,7 @@ func pumpHandshake(_ engine: TLSEngine, over stream: SocketStream) throws {
         if done { return }
         guard Date() < end else { throw ConformanceFailure("the engine's handshake did not finish within 5 s") }
         let incoming = try stream.read(maxLength: 16 * 1024)
-        if incoming.isEmpty { engine.feedEOF() } else { engine.feed(incoming) }
+        if incoming.isEmpty { engine.feedEOF() } else { try engine.feed(incoming) }
     }
 }
 

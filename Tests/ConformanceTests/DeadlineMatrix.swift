@@ -109,51 +109,43 @@ enum DeadlineMatrix {
             try stream.attachSSL(handshakeTimeout: 0)
             try stream.handshake(timeout: s)
             return nil
-        }, knownFailures: marks(
-            ([.nan, .negative], Defect.badTimeoutTakenAsPassed))),
+        }),
         DeadlineParameter(name: "sslConnect(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let ports = try sslConnect(host: "127.0.0.1", port: port, handshakeTimeout: s)
             try? ports.output.close(); try? ports.input.close()
             return nil
-        }, knownFailures: marks(
-            ([.nan, .tiny, .zero, .negative], Defect.socketTimeoutValuesMeanNoLimit))),
+        }),
         DeadlineParameter(name: "makeClientTLSSocket(timeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             try makeClientTLSSocket(host: "127.0.0.1", port: port, timeout: s).close()
             return nil
-        }, knownFailures: marks(
-            ([.zero, .negative], Defect.nonPositiveTimeoutDefers))),
+        }),
         DeadlineParameter(name: "makeSSLClientSocket(timeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             try makeSSLClientSocket(host: "127.0.0.1", port: port, timeout: s).close()
             return nil
-        }, knownFailures: marks(
-            ([.zero, .negative], Defect.nonPositiveTimeoutDefers))),
+        }),
         DeadlineParameter(name: "clientSocketUseSSL(timeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let socket = try makeClientSocket(host: "127.0.0.1", port: port)
             defer { try? socket.close() }
             try clientSocketUseSSL(socket, timeout: s)
             return nil
-        }, knownFailures: marks(
-            ([.zero, .negative], Defect.nonPositiveTimeoutDefers))),
+        }),
         DeadlineParameter(name: "openDTLS(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let (udp, port) = try RawSocket.silentUDP()
             probe.onRelease { udp.close() }
             try openDTLS(host: "127.0.0.1", port: port, handshakeTimeout: s).close()
             return nil
-        }, knownFailures: marks(
-            ([.zero, .negative], Defect.dtlsNonPositiveTimeoutSkipsHandshake))),
+        }),
         DeadlineParameter(name: "connectTLSChannel(handshakeTimeout:) (future)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let channel = try resolve(connectTLSChannel(host: "127.0.0.1", port: port, group: conformanceGroup, handshakeTimeout: s),
                                       timeout: 3600)
             try? resolve(channel.close())
             return nil
-        }, knownFailures: marks(
-            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
-            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
+        }),
         DeadlineParameter(name: "connectTLSChannel(handshakeTimeout:) (async)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             try blocking {
@@ -161,18 +153,14 @@ enum DeadlineMatrix {
                 try await channel.executeThenClose { _, _ in }
             }
             return nil
-        }, knownFailures: marks(
-            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
-            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
+        }),
         DeadlineParameter(name: "Channel.attachSSL(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()
             let channel = try resolve(ClientBootstrap(group: conformanceGroup).connect(host: "127.0.0.1", port: port))
             defer { try? resolve(channel.close()) }
             _ = try resolve(channel.attachSSL(handshakeTimeout: s), timeout: 3600)
             return nil
-        }, knownFailures: marks(
-            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
-            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
+        }),
         // MARK: servers: the wait for a client
         DeadlineParameter(name: "TCPListener.accept(timeout:)", role: .accept, run: { s, probe in
             let listener = try listen(port: 0, host: "127.0.0.1")
@@ -181,8 +169,7 @@ enum DeadlineMatrix {
             defer { listener.close() }
             try listener.accept(timeout: s).close()
             return nil
-        }, knownFailures: marks(
-            ([.negative], Defect.badTimeoutTakenAsPassed))),
+        }),
         DeadlineParameter(name: "sslAccept(timeout:)", role: .accept, run: { s, probe in
             let listener = try sslListen(port: 0, host: "127.0.0.1")
             defer { listener.close() }
@@ -192,8 +179,7 @@ enum DeadlineMatrix {
             probe.onRelease { _ = try? RawSocket.connect("127.0.0.1", port) }
             _ = try sslAccept(listener, timeout: s, handshakeTimeout: 1)
             return nil
-        }, knownFailures: marks(
-            ([.nan, .negative], Defect.badTimeoutTakenAsPassed))),
+        }),
         DeadlineParameter(name: "tlsServerSocketAccept(timeout:)", role: .accept, run: { s, probe in
             let server = try makeServerTLSSocket(port: 0, certificates: [try readCertificate(probe.pki.serverCert)],
                                                  privateKey: try readPrivateKey(probe.pki.serverKey), host: "127.0.0.1")
@@ -202,8 +188,7 @@ enum DeadlineMatrix {
             probe.onRelease { _ = try? RawSocket.connect("127.0.0.1", port) }
             _ = try tlsServerSocketAccept(server, timeout: s, handshakeTimeout: 1)
             return nil
-        }, knownFailures: marks(
-            ([.negative], Defect.badTimeoutTakenAsPassed))),
+        }),
         DeadlineParameter(name: "BiglooSSLServerSocket.accept(timeout:)", role: .accept, run: { s, probe in
             let server = try makeSSLServerSocket(port: 0, name: "127.0.0.1", cert: try readCertificate(probe.pki.serverCert),
                                                  pkey: try readPrivateKey(probe.pki.serverKey))
@@ -212,16 +197,13 @@ enum DeadlineMatrix {
             probe.onRelease { _ = try? RawSocket.connect("127.0.0.1", port) }
             _ = try server.accept(timeout: s, handshakeTimeout: 1)
             return nil
-        }, knownFailures: marks(
-            ([.negative], Defect.badTimeoutTakenAsPassed))),
+        }),
         DeadlineParameter(name: "DTLSListener.accept(timeout:)", role: .accept, run: { s, probe in
             let listener = try listenDTLS(port: 0, host: "127.0.0.1", ctxConfigure: serverIdentity)
             probe.onRelease { listener.close() }
             try listener.accept(timeout: s, handshakeTimeout: 1).close()
             return nil
-        }, knownFailures: marks(
-            ([.nan, .negative], Defect.badTimeoutTakenAsPassed),
-            ([.infinity], Defect.dtlsAcceptNotEndedByClose))),
+        }),
         // MARK: servers: the handshake
         DeadlineParameter(name: "TCPListener.accept(sslCtx:handshakeTimeout:)", role: .handshake, run: { s, probe in
             let listener = try listen(port: 0, host: "127.0.0.1")
@@ -231,8 +213,7 @@ enum DeadlineMatrix {
             defer { try? stream.close() }
             _ = try stream.read(maxLength: 1)
             return nil
-        }, knownFailures: marks(
-            ([.zero, .negative], Defect.serverNonPositiveTimeoutWaitsForever))),
+        }),
         DeadlineParameter(name: "sslAccept(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let listener = try sslListen(port: 0, host: "127.0.0.1")
             defer { listener.close() }
@@ -241,8 +222,7 @@ enum DeadlineMatrix {
             try probe.silentClient(listener.port)
             _ = try sslAccept(listener, timeout: 5, handshakeTimeout: s)
             return nil
-        }, knownFailures: marks(
-            ([.nan, .tiny, .zero, .negative], Defect.socketTimeoutValuesMeanNoLimit))),
+        }),
         DeadlineParameter(name: "tlsServerSocketAccept(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let server = try makeServerTLSSocket(port: 0, certificates: [try readCertificate(probe.pki.serverCert)],
                                                  privateKey: try readPrivateKey(probe.pki.serverKey), host: "127.0.0.1")
@@ -250,8 +230,7 @@ enum DeadlineMatrix {
             try probe.silentClient(server.port)
             _ = try tlsServerSocketAccept(server, timeout: 5, handshakeTimeout: s)
             return nil
-        }, knownFailures: marks(
-            ([.negative], Defect.badTimeoutTakenAsPassed))),
+        }),
         DeadlineParameter(name: "BiglooSSLServerSocket.accept(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let server = try makeSSLServerSocket(port: 0, name: "127.0.0.1", cert: try readCertificate(probe.pki.serverCert),
                                                  pkey: try readPrivateKey(probe.pki.serverKey))
@@ -259,8 +238,7 @@ enum DeadlineMatrix {
             try probe.silentClient(server.port)
             _ = try server.accept(timeout: 5, handshakeTimeout: s)
             return nil
-        }, knownFailures: marks(
-            ([.negative], Defect.badTimeoutTakenAsPassed))),
+        }),
         DeadlineParameter(name: "acceptTLSChannels(handshakeTimeout:)", role: .handshake, run: { s, probe in
             let ctx = ContextHolder(try testServerContext(probe.pki))
             defer { ctx.free() }
@@ -275,9 +253,7 @@ enum DeadlineMatrix {
             done.wait()
             try failed.result?.get()
             return nil
-        }, knownFailures: marks(
-            ([.nan, .zero, .negative], Defect.handlerTimeoutValuesMeanNoLimit),
-            ([.infinity], Defect.handlerTrapsOnInfiniteTimeout))),
+        }),
         // MARK: sslcat (processes; `--timeout=VALUE` is the handshake's deadline)
         DeadlineParameter(name: "sslcat connect --timeout", role: .handshake, run: { s, probe in
             let port = try probe.silentServer()

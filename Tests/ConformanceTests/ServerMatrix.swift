@@ -94,8 +94,7 @@ enum ServerMatrix {
                 try? ports.output.close()
                 try? ports.input.close()
             }, stop: { listener.close() })
-        }, knownFailures: marks(
-            ([.slowClientHello], Defect.perReceiveTimeoutNotTotal))),
+        }),
         ServerEntryPoint(name: "tlsServerSocketAccept", start: { pki, deadline in
             let server = try makeServerTLSSocket(port: 0, certificates: [try readCertificate(pki.serverCert)],
                                                  privateKey: try readPrivateKey(pki.serverKey), host: "127.0.0.1")

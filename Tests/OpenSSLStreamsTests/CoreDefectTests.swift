@@ -144,10 +144,16 @@ final class CoreDefectTests: XCTestCase {
         XCTAssertThrowsError(try silent.accept(timeout: -1)) { error in
             XCTAssertTrue("\(error)".contains("positive"), "\(error)")
         }
+        let idle = try Fixtures.loopbackListener()  // no connection waits on this one
+        defer { idle.close() }
+        XCTAssertThrowsError(try idle.accept(timeout: 0)) { error in
+            XCTAssertEqual((error as? SocketError)?.errno, ETIMEDOUT, "zero has passed already: \(error)")
+        }
         XCTAssertEqual(try TimeoutValue.resolve(nil, default: 30, name: "t", call: "c"), .seconds(30))
         XCTAssertEqual(try TimeoutValue.resolve(.infinity, default: 30, name: "t", call: "c"), .unlimited)
         XCTAssertEqual(try TimeoutValue.resolve(0, default: 30, allowsDeferred: true, name: "t", call: "c"), .deferred)
-        XCTAssertThrowsError(try TimeoutValue.resolve(0, default: 30, name: "t", call: "c"))
+        XCTAssertEqual(try TimeoutValue.resolve(0, default: 30, name: "t", call: "c"), .seconds(0))
+        XCTAssertThrowsError(try TimeoutValue.resolve(-1, default: 30, name: "t", call: "c"))
     }
 
     /// Before: `detachSSL(retryCount: 2, retryTimeout: 0.5)` against a peer that keeps sending never

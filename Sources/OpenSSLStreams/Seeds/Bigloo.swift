@@ -104,7 +104,9 @@ public func makeSSLClientSocket(host: String, port: Int, buffer: SocketBufferMod
     if proto.isDatagram {
         throw SSLError.usage("'dtls runs over UDP: use openDTLS(host:port:…) (and listenDTLS for servers)", call: "make-ssl-client-socket")
     }
-    let fd = try connectTCP(host: host, port: port, timeout: timeout)
+    // The seed's timeout is a plain total (no LispWorks "defer" meaning): checked before connecting.
+    let limit = try security.handshakeLimit(timeout, call: "make-ssl-client-socket")
+    let fd = try connectTCP(host: host, port: port, timeout: limit.seconds.flatMap { $0 > 0 ? $0 : nil })
     let stream = SocketStream(fileDescriptor: fd, closesDescriptor: true, remoteHost: host, bufferSize: buffer.bufferSize)
     let socket = BiglooSocket(stream: stream, bufferMode: buffer)
     do {
@@ -133,12 +135,13 @@ public func clientSocketUseSSL(_ socket: BiglooSocket, protocol proto: SSLProtoc
                                pkey: PrivateKey? = nil, CAs cas: [Certificate] = [], acceptedCerts: [Certificate]? = nil,
                                timeout: TimeInterval? = nil, security: TLSConfiguration = .secure) throws {
     try checkIdentity(cert: cert, pkey: pkey, call: "client-socket-use-ssl!")
+    let limit = try security.handshakeLimit(timeout, call: "client-socket-use-ssl!")
     var effective = security
     if !cas.isEmpty { effective.trustSystemStore = false }
     if acceptedCerts != nil && cas.isEmpty { effective.checkHostName = false }  // the pin is the identity
     try socket.stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: { ctx in
         try configureBigloo(ctx, side: .client, cert: cert, pkey: pkey, cas: cas, acceptedCerts: acceptedCerts)
-    }, handshakeTimeout: timeout, security: effective)
+    }, handshakeTimeout: limit.asAttachTimeout, security: effective)
 }
 
 /// A TLS server socket (Bigloo's `make-ssl-server-socket` result).

@@ -285,7 +285,10 @@ public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
             transport.close()
             throw StreamError(kind: .cancelled, call: "sslAccept", message: "cancelled")
         }
-        if (error as? SSLError)?.kind != .handshakeTimeout { lingerForAlert(fd) }
+        if (error as? SSLError)?.kind != .handshakeTimeout {
+            let kept = dup(fd)  // the socket stays open through this one while it lingers
+            if kept >= 0 { AlertLinger.shared.closeAfterAlert(kept) }
+        }
         transport.close()
         throw error
     }

@@ -170,12 +170,14 @@ public func makeClientTLSSocket(host: String, port: Int, handshake: Bool = true,
     }
     var effective = security
     if certificateVerifier != nil { effective.checkHostName = false }
-    let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout)
+    // The seed's timeout is a plain total (no LispWorks "defer" meaning): checked here, before connecting.
+    let limit = try effective.handshakeLimit(timeout, call: "make-client-tls-socket")
+    let stream = try openTCPStream(host: host, port: port, connectTimeout: limit.seconds.flatMap { $0 > 0 ? $0 : nil })
     do {
         try stream.attachSSL(ctx: .default, side: .client, ctxConfigure: { ctx in
             try configureTLSSocketContext(ctx, side: .client, certificates: certificates, privateKey: privateKey,
                                           verifier: certificateVerifier, authorities: [], requireClientCertificate: false)
-        }, handshakeTimeout: handshake ? timeout : 0, hostName: host, security: effective)
+        }, handshakeTimeout: handshake ? limit.asAttachTimeout : 0, hostName: host, security: effective)
     } catch {
         try? stream.close()
         throw error
