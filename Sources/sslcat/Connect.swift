@@ -50,8 +50,20 @@ struct Connect: ParsableCommand {
     @Option(help: "The line that switches to TLS with --starttls plain.")
     var starttlsLine = "STARTTLS"
 
-    @Option(help: "Seconds allowed for connecting, for the handshake, and for the server to finish after stdin ends.")
+    @Option(help: "Seconds allowed for connecting, for the handshake, and for an answer after stdin ends.")
     var timeout: Double = 10
+
+    @Flag(help: "After stdin ends, keep reading until the server closes (by default connect ends once the server has answered and gone quiet for 0.3 s, or after --timeout without an answer).")
+    var ignEof = false
+
+    @Flag(name: [.customShort("q"), .long], help: "Print nothing on stderr but errors; implies --ign-eof (as s_client -quiet).")
+    var quiet = false
+
+    @Flag(help: "Print one summary line of the handshake on stderr instead of the full summary.")
+    var brief = false
+
+    @Flag(help: "Send each LF of stdin as CR LF.")
+    var crlf = false
 
     enum StartTLSMode: String, ExpressibleByArgument { case smtp, plain }
 
@@ -78,9 +90,29 @@ struct Connect: ParsableCommand {
         case nil: break
         }
         try attach(stream, host: host)
-        for line in handshakeSummary(stream) { printError("sslcat: " + line) }
-        try relay(stream, idleAfterInput: timeout)
-        try stream.close()
+        report(ssl: stream.ssl)
+        let end = try relay(stream, RelayOptions(waitAfterInput: timeout, ignoreEOF: ignEof || quiet, crlf: crlf))
+        try? stream.close()
+        try Connect.exit(after: end)
+    }
+
+    /// The exit status of a relay that ended `end`: 0, or 3 with a message when the peer closed the
+    /// connection without close_notify (what came before may be truncated, so scripts can tell).
+    static func exit(after end: RelayEnd) throws {
+        if end == .truncated {
+            printError("sslcat: the peer closed the connection without close_notify (the data may be truncated)")
+            throw ExitCode(truncatedExitStatus)
+        }
+    }
+
+    /// The exit status of a connection that ended without close_notify.
+    static let truncatedExitStatus: Int32 = 3
+
+    /// The handshake summary on stderr, as --brief and --quiet ask.
+    func report(ssl: SSLPointer?) {
+        if quiet { return }
+        if brief { printError("sslcat: " + briefSummary(ssl: ssl)); return }
+        for line in handshakeSummary(ssl: ssl) { printError("sslcat: " + line) }
     }
 
     /// The security the options ask for.
@@ -116,7 +148,7 @@ struct Connect: ParsableCommand {
         let socket = try openDTLS(host: host, port: port, ctxConfigure: configure, handshakeTimeout: timeout,
                                   hostName: servername ?? host, security: security)
         defer { try? socket.close() }
-        for line in handshakeSummary(ssl: socket.ssl) { printError("sslcat: " + line) }
+        report(ssl: socket.ssl)
         try relayDatagrams(socket, idleAfterInput: timeout)
     }
 
@@ -137,7 +169,7 @@ struct Connect: ParsableCommand {
         try stream.writeLine("EHLO sslcat")
         let ehlo = try reply()
         guard ehlo.last?.hasPrefix("250") == true else { throw SSLCatFailure("EHLO refused: \(ehlo.last ?? "")") }
-        guard ehlo.contains(where: { $0.uppercased().contains("STARTTLS") }) else {
+        guard ehlo.contains(where: { smtpExtensionKeyword($0) == "STARTTLS" }) else {
             throw SSLCatFailure("the SMTP server does not offer STARTTLS")
         }
         try stream.writeLine("STARTTLS")
@@ -174,6 +206,14 @@ struct Connect: ParsableCommand {
                 }
             }
         }
+    }
+
+    /// The EHLO keyword of an EHLO reply line ("250-STARTTLS" → "STARTTLS"; RFC 5321 4.1.1.1: the
+    /// keyword is the first word after the code and its separator), upper-cased.
+    func smtpExtensionKeyword(_ line: String) -> String? {
+        guard line.count > 4 else { return nil }
+        let text = line.dropFirst(4)
+        return text.split(separator: " ", maxSplits: 1).first.map { $0.uppercased() }
     }
 
     func pollReadable(_ fd: Int32) throws -> Bool {
