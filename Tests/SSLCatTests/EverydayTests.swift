@@ -63,6 +63,30 @@ final class EverydayTests: XCTestCase {
         }
     }
 
+    /// A KeyUpdate with update_requested (TLS 1.3, s_server's `K`) and a renegotiation (TLS 1.2,
+    /// s_server's `r`) arrive while stdin is idle: a line typed afterwards still reaches the server at
+    /// once, and what the server sends next is printed.
+    func testKeyUpdateAndRenegotiationDoNotStallInput() throws {
+        let pki = try TestPKI.shared
+        for (version, command) in [("-tls1_3", "K"), ("-tls1_2", "r")] {
+            let server = try BackgroundProcess(SSLCatTests.openssl, ["s_server", "-accept", "127.0.0.1:0", "-cert", pki.serverCert,
+                                                                     "-key", pki.serverKey, version])
+            defer { server.terminate() }
+            let port = try XCTUnwrap(server.acceptedPort(), server.errorOutput)
+            let client = try startClient(port)
+            defer { client.terminate() }
+            XCTAssertTrue(client.waitFor("protocol: TLSv1.", timeout: 10), client.errorOutput)
+            Thread.sleep(forTimeInterval: 0.3)
+            server.write(command + "\n")
+            Thread.sleep(forTimeInterval: 0.5)
+            client.write("typed after \(command)\n")
+            XCTAssertTrue(server.waitFor("typed after \(command)", timeout: 1), "\(version): s_server: \(server.output) sslcat: \(client.errorOutput)")
+            server.write("from server\n")
+            XCTAssertTrue(client.waitFor(timeout: 2) { out, _ in out == "from server\n" }, "\(version): \(client.output) \(client.errorOutput)")
+            if command == "r" { XCTAssertTrue(server.waitFor("SSL_do_handshake -> 1", timeout: 1), "the renegotiation finished: \(server.output)") }
+        }
+    }
+
     /// The peer closing without close_notify after its data: the data is written, and the exit status
     /// is 3 with a message (a truncation stays detectable); a clean close_notify exits 0.
     func testConnectExitStatusOnCloseWithoutCloseNotify() throws {
