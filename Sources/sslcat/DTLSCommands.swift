@@ -52,10 +52,8 @@ extension Serve {
             } else {
                 printError("sslcat: \(socket.peerAddress): stdin is relayed to another association; closing (use --echo to serve many)")
             }
-        } catch let error as SocketError where error.errno == ETIMEDOUT {
-            printError("sslcat: \(socket.peerAddress): idle for \(Int(idleTimeout)) s (--idle-timeout); closed")
         } catch {
-            printError("sslcat: \(socket.peerAddress): \(error)")
+            reportConnectionError(error, peer: socket.peerAddress, idleTimeout: idleTimeout)
         }
         try? socket.close()
     }

@@ -36,10 +36,8 @@ func serveHTTP(_ stream: SocketStream) {
             if close || !valid { break }
         }
         printError("sslcat: \(peer): \(requests) HTTP request(s) answered")
-    } catch let error as SocketError where error.errno == ETIMEDOUT {
-        printError("sslcat: \(peer): idle for \(Int(stream.readTimeout ?? 0)) s (--idle-timeout); closed")
     } catch {
-        printError("sslcat: \(peer): \(error)")
+        reportConnectionError(error, peer: peer, idleTimeout: stream.readTimeout)
     }
     try? stream.close()
 }

@@ -225,10 +225,17 @@ func echoLoop(_ stream: SocketStream) {
             try stream.flush()
         }
         printError("sslcat: \(peer) closed; \(stream.bytesReceived) bytes in, \(stream.bytesSent) out")
-    } catch let error as SocketError where error.errno == ETIMEDOUT {
-        printError("sslcat: \(peer): idle for \(Int(stream.readTimeout ?? 0)) s (--idle-timeout); closed")
     } catch {
-        printError("sslcat: \(peer): \(error)")
+        reportConnectionError(error, peer: peer, idleTimeout: stream.readTimeout)
     }
     try? stream.close()
+}
+
+/// The log line for a connection (or association) that ended with `error`: the idle timeout by its name.
+func reportConnectionError(_ error: Error, peer: String, idleTimeout: TimeInterval?) {
+    if let error = error as? SocketError, error.errno == ETIMEDOUT {
+        printError("sslcat: \(peer): idle for \(Int(idleTimeout ?? 0)) s (--idle-timeout); closed")
+    } else {
+        printError("sslcat: \(peer): \(error)")
+    }
 }

@@ -19,14 +19,8 @@ final class EverydayTests: XCTestCase {
     func startServer(_ arguments: [String]) throws -> (BackgroundProcess, Int) {
         let pki = try TestPKI.shared
         let server = try BackgroundProcess(sslcat, ["serve", "--port", "0", "--cert", pki.serverCert, "--key", pki.serverKey] + arguments)
-        var port: Int?
-        server.waitFor(timeout: 20) { _, err in
-            guard let line = err.split(separator: "\n").first(where: { $0.contains("listening on") }),
-                  let p = line.split(separator: ":").last.flatMap({ Int($0) }) else { return false }
-            port = p
-            return true
-        }
-        return (server, try XCTUnwrap(port, "no listening line: \(server.errorOutput)"))
+        let port = try SSLCatTests.listeningPort(server)
+        return (server, port)
     }
 
     /// A `connect` process whose stdin the test writes line by line (a slow pipe).

@@ -19,16 +19,10 @@ final class FlagTests: XCTestCase {
     func startServer(_ extra: [String] = []) throws -> (BackgroundProcess, Int, String) {
         let pki = try TestPKI.shared
         let server = try BackgroundProcess(SSLCatTests.sslcat, ["serve", "--port", "0", "--echo", "--cert", pki.serverCert, "--key", pki.serverKey] + extra)
-        var port: Int?
-        server.waitFor(timeout: 20) { _, err in
-            guard let line = err.split(separator: "\n").first(where: { $0.contains("listening on") }),
-                  let p = line.split(separator: ":").last.flatMap({ Int($0) }) else { return false }
-            port = p
-            return true
-        }
+        let port = try SSLCatTests.listeningPort(server)
         let line = try XCTUnwrap(server.errorOutput.split(separator: "\n").first { $0.contains("SHA-256 ") })
         let fingerprint = String(try XCTUnwrap(line.components(separatedBy: "SHA-256 ").last))
-        return (server, try XCTUnwrap(port, server.errorOutput), fingerprint)
+        return (server, port, fingerprint)
     }
 
     /// --pin with the fingerprint `serve` printed connects (also with --insecure alone); another refuses.
