@@ -14,6 +14,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Only for OpenSSLNIOTests' interop tests with swift-nio-ssl: no product links it, so building
+        // sslcat never compiles BoringSSL. The swift-nio-ssl benchmark lives in Benchmarks/Package.swift.
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
@@ -35,13 +37,12 @@ let package = Package(
             "OpenSSLFLI", "OpenSSLTLS", "COpenSSL",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        // The command-line tool: demo, bench.
+        // The command-line tool: demo, connect, serve, bench. No NIO: `swift run sslcat` stays a light
+        // build; bench runs the NIO layers through Benchmarks/Package.swift's fli-bench-nio.
         .executableTarget(
             name: "sslcat",
-            dependencies: ["OpenSSLFLI", "OpenSSLStreams", "OpenSSLNIO", "COpenSSL", "fli-bench-c",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOTLS", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")]
+            dependencies: ["OpenSSLFLI", "OpenSSLStreams", "COpenSSL", "fli-bench-c",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The C reference of `sslcat bench`: OpenSSL used directly from C (built with the package, run by
         // sslcat as a child process).

@@ -24,8 +24,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Rounds per benchmark and layer, interleaved; medians count (default 5, quick 1).")
     var rounds: Int?
 
-    @Option(help: "Swift layers to measure against C (comma-separated, or all): streams, nio (OpenSSLHandler), nio-ssl (swift-nio-ssl's NIOSSLHandler, same NIO harness). nio and nio-ssl run bulk_16k, bulk_1k and handshake_full. Default: streams.")
+    @Option(help: "Swift layers to measure against C (comma-separated, or all): streams, nio (OpenSSLHandler), nio-ssl (swift-nio-ssl's NIOSSLHandler, same NIO harness). nio and nio-ssl run bulk_16k, bulk_1k and handshake_full, in the benchmarks package (swift build -c release --package-path Benchmarks). Default: streams.")
     var layers: String?
+
+    @Option(help: "The NIO harness for --layers nio,nio-ssl (default: Benchmarks/.build/release/fli-bench-nio, then next to sslcat).")
+    var nioBench: String?
 
     static let allNames = ["bulk_16k", "bulk_1k", "handshake_full", "handshake_resumed", "direct_call", "memory_per_conn"]
     static let allLayers = ["streams", "nio", "nio-ssl"]
@@ -91,9 +94,10 @@ struct Bench: ParsableCommand {
         let reference = try CReference(caFile: caFile, certFile: certFile, keyFile: keyFile)
         let streams = try StreamBench(caFile: caFile, certFile: certFile, keyFile: keyFile)
         let layers = selectedLayers
-        let nio = layers.contains(where: { $0.hasPrefix("nio") }) ? try NIOBench(caFile: caFile, certFile: certFile, keyFile: keyFile) : nil
-        defer { nio?.shutdown() }
+        let nio = layers.contains(where: { $0.hasPrefix("nio") })
+            ? try NIOReference(path: nioBench, caFile: caFile, certFile: certFile, keyFile: keyFile) : nil
         progress("C reference: \(reference.path); layers: \(layers.joined(separator: ", "))")
+        if let nio { progress("NIO harness: \(nio.path)") }
         progress("\(ProcessInfo.processInfo.activeProcessorCount) cores; \(rounds) round(s) per layer; workloads: bulk \(bulk16Total / mib) / \(bulk1Total / mib) MiB, \(handshakeCount) handshakes, \(connections) idle connections")
 
         var results: [Result] = []
@@ -126,15 +130,14 @@ struct Bench: ParsableCommand {
 
         /// The selected layers that run `name`, each with how it measures it.
         func swiftLayers(_ name: String, streams streamsMeasure: @escaping () throws -> Double,
-                         nio nioMeasure: ((NIOBench.Engine) throws -> Double)? = nil) -> [(String, () throws -> Double)] {
+                         nio nioMeasure: ((String) throws -> Double)? = nil) -> [(String, () throws -> Double)] {
             var list: [(String, () throws -> Double)] = []
             for layer in layers {
                 switch layer {
                 case "streams": list.append((layer, streamsMeasure))
                 case "nio", "nio-ssl":
                     guard let nioMeasure, Self.nioNames.contains(name) else { continue }
-                    let engine: NIOBench.Engine = layer == "nio" ? .openSSL : .nioSSL
-                    list.append((layer, { try nioMeasure(engine) }))
+                    list.append((layer, { try nioMeasure(layer) }))
                 default: break
                 }
             }
@@ -163,7 +166,7 @@ struct Bench: ParsableCommand {
                     return Double(handshakeCount) / r.seconds
                 }, nio: { engine in
                     let r = try nio!.handshakes(engine, count: handshakeCount)
-                    if r.reused != 0 { throw SSLCatFailure("\(engine.rawValue): \(r.reused) full handshakes were resumed") }
+                    if r.reused != 0 { throw SSLCatFailure("\(engine): \(r.reused) full handshakes were resumed") }
                     return Double(handshakeCount) / r.seconds
                 }))
             case "direct_call":
@@ -214,31 +217,11 @@ struct BenchWorker: ParsableCommand {
     @Option var memory: Int?
     @Option var handshakes: Int?
     @Flag var resume = false
-    /// With --handshakes or --bulk: the NIO layer to run ("nio" or "nio-ssl") instead of streams.
-    @Option var nio: String?
-    /// Bytes per write of a bulk transfer (NIO layers), with --total.
-    @Option var bulk: Int?
-    @Option var total: Int = 256 << 20
     @Option var ca: String
     @Option var cert: String
     @Option var key: String
 
     func run() throws {
-        if let nio {
-            // For profiling the NIO layers alone.
-            guard let engine = NIOBench.Engine(rawValue: nio) else { throw ValidationError("--nio: nio or nio-ssl") }
-            let bench = try NIOBench(caFile: ca, certFile: cert, keyFile: key)
-            defer { bench.shutdown() }
-            if let handshakes {
-                let r = try bench.handshakes(engine, count: handshakes)
-                print("handshake \(handshakes) \(r.seconds) \(r.reused)")
-            }
-            if let bulk {
-                let seconds = try bench.bulk(engine, writeSize: bulk, total: total)
-                print("bulk \(bulk) \(seconds) \(Double(total) / 1e6 / seconds) MB/s")
-            }
-            return
-        }
         let bench = try StreamBench(caFile: ca, certFile: cert, keyFile: key)
         if let memory { print("memory \(memory) \(try bench.memoryPerConnection(count: memory))") }
         if let handshakes {
@@ -272,6 +255,59 @@ extension String {
     func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
 
+/// The NIO harness of the benchmarks package (`Benchmarks/NIO`, `fli-bench-nio`): `OpenSSLHandler`
+/// and swift-nio-ssl's `NIOSSLHandler` in one SwiftNIO harness, run once per measurement as a child
+/// process like the C reference, so that sslcat itself never links BoringSSL.
+struct NIOReference {
+    let path: String
+    let caFile, certFile, keyFile: String
+
+    init(path: String?, caFile: String, certFile: String, keyFile: String) throws {
+        self.caFile = caFile; self.certFile = certFile; self.keyFile = keyFile
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let candidates = path.map { [$0] } ?? ["Benchmarks/.build/release/fli-bench-nio", here.appendingPathComponent("fli-bench-nio").path]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw SSLCatFailure("the NIO harness fli-bench-nio is not built (looked for \(candidates.joined(separator: ", "))); build it: swift build -c release --package-path Benchmarks")
+        }
+        self.path = found
+    }
+
+    func run(_ arguments: [String]) throws -> [String] {
+        try runChild(path, [caFile, certFile, keyFile] + arguments)
+    }
+
+    func bulk(_ engine: String, writeSize: Int, total: Int) throws -> Double {
+        let f = try run(["bulk", String(writeSize), String(total), engine])
+        guard f.count == 4, let seconds = Double(f[2]) else { throw SSLCatFailure("fli-bench-nio bulk: unexpected output \(f)") }
+        return seconds
+    }
+
+    func handshakes(_ engine: String, count: Int) throws -> (seconds: Double, reused: Int) {
+        let f = try run(["handshake", String(count), engine])
+        guard f.count == 4, let seconds = Double(f[2]), let reused = Int(f[3]) else { throw SSLCatFailure("fli-bench-nio handshake: unexpected output \(f)") }
+        return (seconds, reused)
+    }
+}
+
+/// Runs a benchmark program and returns the words of its output; a failure names its first stderr line.
+func runChild(_ path: String, _ arguments: [String]) throws -> [String] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let output = out.fileHandleForReading.readDataToEndOfFile()
+    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        throw SSLCatFailure("\(name) \(arguments.dropFirst(3).joined(separator: " ")) failed: \(String(decoding: errors, as: UTF8.self).split(separator: "\n").first ?? "exit \(process.terminationStatus)")")
+    }
+    return String(decoding: output, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+}
+
 /// The C reference program, run once per measurement.
 struct CReference {
     let path: String
@@ -288,20 +324,7 @@ struct CReference {
     }
 
     func run(_ arguments: [String]) throws -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = [caFile, certFile, keyFile] + arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw SSLCatFailure("fli-bench-c \(arguments.joined(separator: " ")) failed: \(String(decoding: errors, as: UTF8.self).split(separator: "\n").first ?? "exit \(process.terminationStatus)")")
-        }
-        return String(decoding: output, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+        try runChild(path, [caFile, certFile, keyFile] + arguments)
     }
 
     func bulk(writeSize: Int, total: Int) throws -> Double {

@@ -50,8 +50,38 @@ struct Connect: ParsableCommand {
     @Option(help: "The line that switches to TLS with --starttls plain.")
     var starttlsLine = "STARTTLS"
 
-    @Option(help: "Seconds allowed for connecting, for the handshake, and for the server to finish after stdin ends.")
+    @Option(help: "Seconds allowed for connecting, for the handshake, and for an answer after stdin ends.")
     var timeout: Double = 10
+
+    @Flag(help: "After stdin ends, keep reading until the server closes (by default connect ends once the server has answered and gone quiet for 0.3 s, or after --timeout without an answer).")
+    var ignEof = false
+
+    @Flag(name: [.customShort("q"), .long], help: "Print nothing on stderr but errors; implies --ign-eof (as s_client -quiet).")
+    var quiet = false
+
+    @Flag(help: "Print one summary line of the handshake on stderr instead of the full summary.")
+    var brief = false
+
+    @Flag(help: "Send each LF of stdin as CR LF.")
+    var crlf = false
+
+    @Flag(help: "Print the certificate chain the server sent, as PEM, on stderr.")
+    var showcerts = false
+
+    @Flag(help: "Ask the server for a stapled OCSP response (certificate status) and print what came.")
+    var status = false
+
+    @Option(help: "After the connection, write its TLS session (PEM) to this file, for --sess-in.")
+    var sessOut: String?
+
+    @Option(help: "Resume the TLS session in this file (written by --sess-out); whether it was resumed is printed.")
+    var sessIn: String?
+
+    @Flag(help: "After the connection, connect 5 more times resuming its session, and print whether each was resumed.")
+    var reconnect = false
+
+    @Option(help: "Require the server certificate's SHA-256 fingerprint: sha256:HEX (colons optional), as `serve` prints it. Checked after the usual verification; with --insecure it is the only check.")
+    var pin: String?
 
     enum StartTLSMode: String, ExpressibleByArgument { case smtp, plain }
 
@@ -62,7 +92,12 @@ struct Connect: ParsableCommand {
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
         if let alpn { _ = try alpnProtocols(alpn) }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if dtls && (showcerts || status || sessOut != nil || sessIn != nil || reconnect) {
+            throw ValidationError("--dtls excludes --showcerts, --status, --sess-out, --sess-in and --reconnect")
+        }
+        if let pin { _ = try pinnedFingerprint(pin) }
         try checkReadable(cafile, option: "--cafile")
+        try checkReadable(sessIn, option: "--sess-in")
         try checkReadable(cert, option: "--cert")
         try checkReadable(key, option: "--key")
     }
@@ -77,10 +112,68 @@ struct Connect: ParsableCommand {
         case .plain: try plainStartTLS(stream)
         case nil: break
         }
-        try attach(stream, host: host)
-        for line in handshakeSummary(stream) { printError("sslcat: " + line) }
-        try relay(stream, idleAfterInput: timeout)
-        try stream.close()
+        let session = try sessIn.map(readSession)
+        try attach(stream, host: host, session: session)
+        try afterHandshake(stream.ssl!, offeredSession: session != nil)
+        let end = try relay(stream, RelayOptions(waitAfterInput: timeout, ignoreEOF: ignEof || quiet, crlf: crlf))
+        // TLS 1.3 sends its session tickets after the handshake: the session is taken at the end.
+        let last = SSL_get1_session(stream.ssl!).map(SSLSession.init(taking:))
+        try? stream.close()
+        if let sessOut, let last { try writeSession(last, to: sessOut) }
+        if reconnect, let last { try reconnectResuming(last, host: host, port: port) }
+        try Connect.exit(after: end)
+    }
+
+    /// The summary, then --showcerts, --status, --pin and whether an offered session was resumed.
+    func afterHandshake(_ ssl: SSLPointer, offeredSession: Bool) throws {
+        report(ssl: ssl)
+        if showcerts {
+            for cert in peerCertificates(ssl) { printError(try cert.pem().trimmingCharacters(in: .newlines)) }
+        }
+        if status && !quiet { printError("sslcat: " + ocspStatusLine(ssl)) }
+        if let pin {
+            let expected = try pinnedFingerprint(pin)
+            guard let leaf = peerCertificates(ssl).first else { throw SSLCatFailure("--pin: the server sent no certificate") }
+            let actual = leaf.fingerprintSHA256.filter { $0 != ":" }.uppercased()
+            guard actual == expected else {
+                throw SSLCatFailure("--pin: the server certificate's SHA-256 is \(leaf.fingerprintSHA256), not the pinned one")
+            }
+            if !quiet && !brief { printError("sslcat: pinned SHA-256 matches") }
+        }
+        if offeredSession && !quiet { printError("sslcat: session " + (SSL_session_reused(ssl) == 1 ? "resumed" : "not resumed (a new one)")) }
+    }
+
+    /// `--reconnect`: five more connections offering `session`, each closed after its handshake.
+    func reconnectResuming(_ session: SSLSession, host: String, port: Int) throws {
+        var resumed = 0
+        for i in 1...5 {
+            let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout, readTimeout: nil, writeTimeout: timeout)
+            defer { try? stream.close() }
+            try attach(stream, host: host, session: session)
+            let reused = SSL_session_reused(stream.ssl!) == 1
+            if reused { resumed += 1 }
+            if !quiet { printError("sslcat: reconnect \(i): \(reused ? "resumed" : "new session"), \(SSL_get_version(stream.ssl!) ?? "?")") }
+        }
+        if !quiet { printError("sslcat: \(resumed) of 5 reconnects resumed the session") }
+    }
+
+    /// The exit status of a relay that ended `end`: 0, or 3 with a message when the peer closed the
+    /// connection without close_notify (what came before may be truncated, so scripts can tell).
+    static func exit(after end: RelayEnd) throws {
+        if end == .truncated {
+            printError("sslcat: the peer closed the connection without close_notify (the data may be truncated)")
+            throw ExitCode(truncatedExitStatus)
+        }
+    }
+
+    /// The exit status of a connection that ended without close_notify.
+    static let truncatedExitStatus: Int32 = 3
+
+    /// The handshake summary on stderr, as --brief and --quiet ask.
+    func report(ssl: SSLPointer?) {
+        if quiet { return }
+        if brief { printError("sslcat: " + briefSummary(ssl: ssl)); return }
+        for line in handshakeSummary(ssl: ssl) { printError("sslcat: " + line) }
     }
 
     /// The security the options ask for.
@@ -103,12 +196,14 @@ struct Connect: ParsableCommand {
         }
         if let alpn { try ctx.setALPNProtocols(try alpnProtocols(alpn)) }
         if let keylog { try ctx.writeKeylog(toFile: keylog) }
+        if status { try ctx.requestOCSPStatus() }
     }
 
-    func attach(_ stream: SocketStream, host: String) throws {
+    func attach(_ stream: SocketStream, host: String, session: SSLSession? = nil) throws {
         let proto: SSLProtocol = tls12 ? .tlsV1_2 : (tls13 ? .tlsV1_3 : .default)
-        try stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: configure,
-                             handshakeTimeout: timeout, hostName: servername ?? host, security: security)
+        try stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: configure, sslConfigure: { ssl in
+            if let session, SSL_set_session(ssl, session.pointer) != 1 { throw SSLError.fromQueue(call: "SSL_set_session") }
+        }, handshakeTimeout: timeout, hostName: servername ?? host, security: security)
     }
 
     /// `--dtls`: lines of stdin out as datagrams, datagrams in to stdout.
@@ -116,7 +211,7 @@ struct Connect: ParsableCommand {
         let socket = try openDTLS(host: host, port: port, ctxConfigure: configure, handshakeTimeout: timeout,
                                   hostName: servername ?? host, security: security)
         defer { try? socket.close() }
-        for line in handshakeSummary(ssl: socket.ssl) { printError("sslcat: " + line) }
+        try afterHandshake(socket.ssl, offeredSession: false)
         try relayDatagrams(socket, idleAfterInput: timeout)
     }
 
@@ -137,7 +232,7 @@ struct Connect: ParsableCommand {
         try stream.writeLine("EHLO sslcat")
         let ehlo = try reply()
         guard ehlo.last?.hasPrefix("250") == true else { throw SSLCatFailure("EHLO refused: \(ehlo.last ?? "")") }
-        guard ehlo.contains(where: { $0.uppercased().contains("STARTTLS") }) else {
+        guard ehlo.contains(where: { smtpExtensionKeyword($0) == "STARTTLS" }) else {
             throw SSLCatFailure("the SMTP server does not offer STARTTLS")
         }
         try stream.writeLine("STARTTLS")
@@ -174,6 +269,14 @@ struct Connect: ParsableCommand {
                 }
             }
         }
+    }
+
+    /// The EHLO keyword of an EHLO reply line ("250-STARTTLS" → "STARTTLS"; RFC 5321 4.1.1.1: the
+    /// keyword is the first word after the code and its separator), upper-cased.
+    func smtpExtensionKeyword(_ line: String) -> String? {
+        guard line.count > 4 else { return nil }
+        let text = line.dropFirst(4)
+        return text.split(separator: " ", maxSplits: 1).first.map { $0.uppercased() }
     }
 
     func pollReadable(_ fd: Int32) throws -> Bool {

@@ -7,6 +7,7 @@ struct SSLCat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sslcat",
         abstract: "TLS from the command line with swift-openssl-fli.",
+        version: "sslcat (swift-openssl-fli), running \(openSSLVersion.text)",
         subcommands: [Demo.self, Connect.self, Serve.self, GenCert.self, Bench.self, BenchWorker.self]
     )
 

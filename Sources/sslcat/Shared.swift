@@ -58,6 +58,34 @@ func checkReadable(_ path: String?, option: String) throws {
 /// What was negotiated on a TLS connection, for people.
 func handshakeSummary(_ stream: SocketStream) -> [String] { handshakeSummary(ssl: stream.ssl) }
 
+/// The peer's certificate first, then the rest of the chain it sent. The peer's own certificate comes from
+/// `SSL_get1_peer_certificate`: on a server `SSL_get_peer_cert_chain` leaves it out (on a client it is
+/// the chain's first entry, which is then not repeated).
+func peerCertificates(_ ssl: SSLPointer) -> [Certificate] {
+    guard let leaf = SSL_get1_peer_certificate(ssl) else { return [] }
+    let peer = Certificate(taking: leaf)
+    var list = [peer]
+    if let chain = SSL_get_peer_cert_chain(ssl) {
+        for i in 0..<sk_X509_num(chain) {
+            guard let x509 = sk_X509_value(chain, i) else { continue }
+            if i == 0 && X509_cmp(x509, leaf) == 0 { continue }
+            list.append(Certificate(retaining: x509))
+        }
+    }
+    return list
+}
+
+/// One line: protocol, cipher, ALPN, the peer's subject and the verify result (`--brief`).
+func briefSummary(ssl: SSLPointer?) -> String {
+    guard let ssl else { return "no TLS" }
+    var parts = ["\(SSL_get_version(ssl) ?? "?")", SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)) ?? "?"]
+    if let alpn = ssl.alpnSelected { parts.append("ALPN \(alpn)") }
+    parts.append("peer " + (peerCertificates(ssl).first.map { $0.subject } ?? "none"))
+    let verify = SSL_get_verify_result(ssl)
+    parts.append(verify == X509_V_OK ? "verified" : "verify \(verify) (\(X509_verify_cert_error_string(verify) ?? "?"))")
+    return parts.joined(separator: ", ")
+}
+
 /// The handshake summary of a connection (TLS or DTLS).
 func handshakeSummary(ssl: SSLPointer?) -> [String] {
     guard let ssl else { return ["no TLS"] }
@@ -69,54 +97,12 @@ func handshakeSummary(ssl: SSLPointer?) -> [String] {
     if let data = alpn.data, alpn.len > 0 {
         lines.append("ALPN: \(String(decoding: UnsafeBufferPointer(start: data, count: Int(alpn.len)), as: UTF8.self))")
     }
-    if let chain = SSL_get_peer_cert_chain(ssl) {
-        for i in 0..<sk_X509_num(chain) {
-            if let x509 = sk_X509_value(chain, i) {
-                let cert = Certificate(retaining: x509)
-                lines.append("peer certificate \(i): subject \(cert.subject), issuer \(cert.issuer)")
-            }
-        }
-    } else {
-        lines.append("peer certificate: none")
+    let chain = peerCertificates(ssl)
+    if chain.isEmpty { lines.append("peer certificate: none") }
+    for (i, cert) in chain.enumerated() {
+        lines.append("peer certificate \(i): subject \(cert.subject), issuer \(cert.issuer)")
     }
     let verify = SSL_get_verify_result(ssl)
     lines.append("verify result: \(verify) (\(X509_verify_cert_error_string(verify) ?? "?"))")
     return lines
-}
-
-/// Copies stdin to the stream and the stream to stdout until both are done: stdin ends (then the
-/// peer gets `idleAfterInput` seconds to finish) and the peer closes.
-func relay(_ stream: SocketStream, idleAfterInput: TimeInterval, input: Int32 = STDIN_FILENO, output: Int32 = STDOUT_FILENO) throws {
-    var inputOpen = true
-    var inputEndedAt: Date?
-    var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-    while true {
-        if let ended = inputEndedAt, Date().timeIntervalSince(ended) > idleAfterInput { return }
-        if !stream.hasBufferedInput {
-            var fds = [pollfd(fd: stream.fileDescriptor, events: Int16(POLLIN), revents: 0)]
-            if inputOpen { fds.append(pollfd(fd: input, events: Int16(POLLIN), revents: 0)) }
-            let r = poll(&fds, nfds_t(fds.count), 200)
-            if r < 0 && errno != EINTR { throw SSLCatFailure("poll: \(String(cString: strerror(errno)))") }
-            if r <= 0 { continue }
-            if inputOpen, fds.count > 1, fds[1].revents != 0 {
-                let n = Glibc.read(input, &buffer, buffer.count)
-                if n <= 0 {
-                    inputOpen = false
-                    inputEndedAt = Date()
-                } else {
-                    try buffer.withUnsafeBytes { try stream.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                    try stream.flush()
-                }
-            }
-            if fds[0].revents == 0 { continue }
-        }
-        let n = try buffer.withUnsafeMutableBytes { try stream.read(into: $0) }
-        if n == 0 { return }  // the peer closed
-        var written = 0
-        while written < n {
-            let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + written, n - written) }
-            if w <= 0 { throw SSLCatFailure("write to stdout: \(String(cString: strerror(errno)))") }
-            written += w
-        }
-    }
 }

@@ -24,7 +24,10 @@ final class SSLCatTests: XCTestCase {
     }
 
     /// The port in sslcat's "listening on 127.0.0.1:PORT" line.
-    func listeningPort(_ process: BackgroundProcess) throws -> Int {
+    func listeningPort(_ process: BackgroundProcess) throws -> Int { try Self.listeningPort(process) }
+
+    /// The port in sslcat's "listening on 127.0.0.1:PORT" line.
+    static func listeningPort(_ process: BackgroundProcess) throws -> Int {
         var port: Int?
         process.waitFor(timeout: 20) { _, err in
             guard let line = err.split(separator: "\n").first(where: { $0.contains("listening on") }),
