@@ -433,6 +433,26 @@ final class StartTLSServerTests: XCTestCase {
             client.write("hello \(proto)\n")
             XCTAssertTrue(client.waitFor("echo: hello \(proto)", timeout: 20), "\(proto): \(client.output) \(client.errorOutput) \(log.text)")
             XCTAssertNoThrow(try server.join(timeout: 20), "\(proto): \(log.text)")
+            // s_client goes on when the offer is missing ("didn't find starttls …, trying anyway"): it must not need to.
+            XCTAssertFalse(client.errorOutput.contains("didn't find"), "\(proto): \(client.errorOutput)")
+        }
+    }
+
+    /// The server side of every protocol against the strict client, `sslcat connect --starttls P`,
+    /// which requires each offer (EHLO keyword, CAPABILITY, CAPA, stream feature …).
+    func testServerSideAgainstSSLCatConnect() throws {
+        let ctx = try serverContext()
+        defer { destroySSLCtx(ctx) }
+        for proto in [StartTLSProtocol.smtp, .imap, .pop3, .ftp, .xmpp, .ldap, .postgres] {
+            let listener = try listen(port: 0, host: "127.0.0.1")
+            defer { listener.close() }
+            let log = LogLines()
+            let server = serveOnce(proto, listener, ctx, log: log)
+            let result = try connect(proto.rawValue, port: listener.port, stdin: "hello \(proto)\n", timeout: "1")
+            XCTAssertNoThrow(try server.join(timeout: 20), "\(proto): \(log.text)")
+            XCTAssertEqual(result.status, 0, "\(proto): \(result.stderr)")
+            XCTAssertEqual(result.stdout, "echo: hello \(proto)\r\n", "\(proto): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains("verify result: 0 (ok)"), "\(proto): \(result.stderr)")
         }
     }
 
