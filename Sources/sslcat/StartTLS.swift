@@ -368,28 +368,34 @@ private func command(_ line: String) -> (verb: String, rest: String) {
     return (String(parts.first ?? "").uppercased(), parts.count > 1 ? String(parts[1]) : "")
 }
 
+/// Reads commands and gives each to `answer` until it returns true (the client asked for the upgrade),
+/// at most ``Dialogue/maxLines`` of them.
+private func answerCommands(_ d: Dialogue, until upgrade: String, _ answer: (String) throws -> Bool) throws {
+    for _ in 0..<Dialogue.maxLines where try answer(try d.line()) { return }
+    throw d.error(.malformed, "the client sent \(Dialogue.maxLines) commands without \(upgrade)")
+}
+
 private func smtpServer(_ d: Dialogue, hostName: String) throws {
     try d.send("220 \(hostName) ESMTP sslcat")
-    for _ in 0..<Dialogue.maxLines {
-        let (verb, _) = command(try d.line())
+    try answerCommands(d, until: "STARTTLS") { line in
+        let (verb, _) = command(line)
         switch verb {
         case "EHLO": try d.send("250-\(hostName)"); try d.send("250 STARTTLS")
         case "HELO", "NOOP", "RSET": try d.send("250 OK")
         case "QUIT": try d.send("221 2.0.0 Bye"); throw d.error(.closed, "the client quit before STARTTLS")
-        case "STARTTLS": try d.send("220 2.0.0 Ready to start TLS"); return
+        case "STARTTLS": try d.send("220 2.0.0 Ready to start TLS"); return true
         default: try d.send("530 5.7.0 Must issue a STARTTLS command first")
         }
+        return false
     }
-    throw d.error(.malformed, "the client sent \(Dialogue.maxLines) commands without STARTTLS")
 }
 
 private func imapServer(_ d: Dialogue) throws {
     let capability = "IMAP4rev1 STARTTLS LOGINDISABLED"
     try d.send("* OK [CAPABILITY \(capability)] sslcat ready")
-    for _ in 0..<Dialogue.maxLines {
-        let line = try d.line()
+    try answerCommands(d, until: "STARTTLS") { line in
         let (tag, rest) = command(line)
-        guard !tag.isEmpty, tag != "*" else { try d.send("* BAD no tag"); continue }
+        guard !tag.isEmpty, tag != "*" else { try d.send("* BAD no tag"); return false }
         let originalTag = String(line.prefix(tag.count))
         switch command(rest).verb {
         case "CAPABILITY": try d.send("* CAPABILITY \(capability)"); try d.send("\(originalTag) OK CAPABILITY completed")
@@ -397,41 +403,41 @@ private func imapServer(_ d: Dialogue) throws {
         case "LOGOUT":
             try d.send("* BYE sslcat logging out"); try d.send("\(originalTag) OK LOGOUT completed")
             throw d.error(.closed, "the client logged out before STARTTLS")
-        case "STARTTLS": try d.send("\(originalTag) OK Begin TLS negotiation now"); return
+        case "STARTTLS": try d.send("\(originalTag) OK Begin TLS negotiation now"); return true
         default: try d.send("\(originalTag) BAD only CAPABILITY, NOOP, LOGOUT and STARTTLS before TLS")
         }
+        return false
     }
-    throw d.error(.malformed, "the client sent \(Dialogue.maxLines) commands without STARTTLS")
 }
 
 private func pop3Server(_ d: Dialogue) throws {
     try d.send("+OK sslcat POP3 ready")
-    for _ in 0..<Dialogue.maxLines {
-        switch command(try d.line()).verb {
+    try answerCommands(d, until: "STLS") { line in
+        switch command(line).verb {
         case "CAPA": try d.send("+OK Capability list follows"); try d.send("STLS"); try d.send(".")
         case "NOOP": try d.send("+OK")
         case "QUIT": try d.send("+OK bye"); throw d.error(.closed, "the client quit before STLS")
-        case "STLS": try d.send("+OK Begin TLS negotiation"); return
+        case "STLS": try d.send("+OK Begin TLS negotiation"); return true
         default: try d.send("-ERR only CAPA, NOOP, QUIT and STLS before TLS")
         }
+        return false
     }
-    throw d.error(.malformed, "the client sent \(Dialogue.maxLines) commands without STLS")
 }
 
 private func ftpServer(_ d: Dialogue) throws {
     try d.send("220 sslcat FTP ready")
-    for _ in 0..<Dialogue.maxLines {
-        let (verb, rest) = command(try d.line())
+    try answerCommands(d, until: "AUTH TLS") { line in
+        let (verb, rest) = command(line)
         switch verb {
         case "FEAT": try d.send("211-Features:"); try d.send(" AUTH TLS"); try d.send("211 End")
         case "NOOP": try d.send("200 OK")
         case "QUIT": try d.send("221 Goodbye"); throw d.error(.closed, "the client quit before AUTH TLS")
-        case "AUTH" where ["TLS", "SSL", "TLS-C"].contains(rest.uppercased()): try d.send("234 Proceed with negotiation"); return
+        case "AUTH" where ["TLS", "SSL", "TLS-C"].contains(rest.uppercased()): try d.send("234 Proceed with negotiation"); return true
         case "AUTH": try d.send("504 only AUTH TLS")
         default: try d.send("530 Please use AUTH TLS first")
         }
+        return false
     }
-    throw d.error(.malformed, "the client sent \(Dialogue.maxLines) commands without AUTH TLS")
 }
 
 private func xmppServer(_ d: Dialogue, hostName: String) throws {
@@ -487,13 +493,13 @@ private func postgresServer(_ d: Dialogue) throws {
 }
 
 private func plainServer(_ d: Dialogue, switchLine: String) throws {
-    for _ in 0..<Dialogue.maxLines {
-        if try d.line() == switchLine {
+    try answerCommands(d, until: switchLine) { line in
+        if line == switchLine {
             try d.send("OK")
-            return
+            return true
         }
+        return false
     }
-    throw d.error(.malformed, "the client sent \(Dialogue.maxLines) lines without \(switchLine)")
 }
 
 // MARK: - The dialogue's reading and writing

@@ -52,13 +52,22 @@ final class StartTLSServerTests: XCTestCase {
         return (cert, key)
     }
 
+    /// A fresh temporary directory with a copy of the test identity, the given subdirectories, and a
+    /// free port for the server that will use them.
+    func serverDirectory(_ prefix: String, subdirectories: [String] = []) throws -> (dir: String, cert: String, key: String, port: Int) {
+        let dir = try RealServer.makeDirectory(prefix)
+        let (cert, key) = try copyIdentity(to: dir)
+        for sub in subdirectories {
+            try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        }
+        return (dir, cert, key, try RealServer.freePort())
+    }
+
     // MARK: SMTP: Exim
 
     func startExim(tls: Bool, hostName: String) throws -> RealServer {
         let exim = try RealServer.require(["/usr/sbin/exim4", "/usr/sbin/exim"], package: "exim4-daemon-light")
-        let dir = try RealServer.makeDirectory("fli-exim")
-        let (cert, key) = try copyIdentity(to: dir)
-        let port = try RealServer.freePort()
+        let (dir, cert, key, port) = try serverDirectory("fli-exim")
         // Exim writes its logs and reads the key as its own user.
         try RealServer.chown(dir, to: "Debian-exim")
         try """
@@ -108,9 +117,8 @@ final class StartTLSServerTests: XCTestCase {
         let dovecot = try RealServer.require(["/usr/sbin/dovecot"], package: "dovecot-imapd and dovecot-pop3d")
         _ = try RealServer.require(["/usr/lib/dovecot/imap-login"], package: "dovecot-imapd")
         _ = try RealServer.require(["/usr/lib/dovecot/pop3-login"], package: "dovecot-pop3d")
-        let dir = try RealServer.makeDirectory("fli-dovecot")
-        let (cert, key) = try copyIdentity(to: dir)
-        let imap = try RealServer.freePort(), pop3 = try RealServer.freePort()
+        let (dir, cert, key, imap) = try serverDirectory("fli-dovecot")
+        let pop3 = try RealServer.freePort()
         try """
         base_dir = \(dir)/run
         state_dir = \(dir)/state
@@ -192,10 +200,7 @@ final class StartTLSServerTests: XCTestCase {
 
     func startVsftpd(tls: Bool) throws -> RealServer {
         let vsftpd = try RealServer.require(["/usr/sbin/vsftpd"], package: "vsftpd")
-        let dir = try RealServer.makeDirectory("fli-vsftpd")
-        let (cert, key) = try copyIdentity(to: dir)
-        try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        let port = try RealServer.freePort()
+        let (dir, cert, key, port) = try serverDirectory("fli-vsftpd", subdirectories: ["empty"])
         try """
         listen=YES
         listen_ipv6=NO
@@ -236,11 +241,7 @@ final class StartTLSServerTests: XCTestCase {
 
     func startProsody(tls: Bool) throws -> RealServer {
         let prosody = try RealServer.require(["/usr/bin/prosody"], package: "prosody")
-        let dir = try RealServer.makeDirectory("fli-prosody")
-        let (cert, key) = try copyIdentity(to: dir)
-        try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: dir + "/certs", withIntermediateDirectories: true)
-        let port = try RealServer.freePort()
+        let (dir, cert, key, port) = try serverDirectory("fli-prosody", subdirectories: ["data", "certs"])
         try """
         run_as_root = true
         pidfile = "\(dir)/prosody.pid"
@@ -290,10 +291,7 @@ final class StartTLSServerTests: XCTestCase {
 
     func startSlapd(tls: Bool) throws -> RealServer {
         let slapd = try RealServer.require(["/usr/sbin/slapd"], package: "slapd")
-        let dir = try RealServer.makeDirectory("fli-slapd")
-        let (cert, key) = try copyIdentity(to: dir)
-        try FileManager.default.createDirectory(atPath: dir + "/db", withIntermediateDirectories: true)
-        let port = try RealServer.freePort()
+        let (dir, cert, key, port) = try serverDirectory("fli-slapd", subdirectories: ["db"])
         try """
         include /etc/ldap/schema/core.schema
         pidfile \(dir)/slapd.pid
