@@ -44,8 +44,8 @@ struct Connect: ParsableCommand {
     @Flag(name: .customLong("tls1.3"), help: "Speak TLS 1.3 only.")
     var tls13 = false
 
-    @Option(help: "Upgrade a plaintext connection: smtp (EHLO, STARTTLS), or plain (copy plaintext until a line from stdin equals --starttls-line, send it, read the server's answer line, then attach TLS).")
-    var starttls: StartTLSMode?
+    @Option(help: "Upgrade a plaintext connection first: smtp, imap, pop3, ftp (AUTH TLS), xmpp, ldap (StartTLS extended operation), postgres (SSLRequest), or plain (copy plaintext until a line from stdin equals --starttls-line, send it, read the server's answer line, then attach TLS).")
+    var starttls: StartTLSProtocol?
 
     @Option(help: "The line that switches to TLS with --starttls plain.")
     var starttlsLine = "STARTTLS"
@@ -83,8 +83,6 @@ struct Connect: ParsableCommand {
     @Option(help: "Require the server certificate's SHA-256 fingerprint: sha256:HEX (colons optional), as `serve` prints it. Checked after the usual verification; with --insecure it is the only check.")
     var pin: String?
 
-    enum StartTLSMode: String, ExpressibleByArgument { case smtp, plain }
-
     func validate() throws {
         _ = try parseHostPort(address)
         if tls12 && tls13 { throw ValidationError("--tls1.2 and --tls1.3 exclude each other") }
@@ -107,10 +105,8 @@ struct Connect: ParsableCommand {
         if dtls { return try runDTLS(host: host, port: port) }
         let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout, readTimeout: nil, writeTimeout: timeout)
         defer { try? stream.close() }
-        switch starttls {
-        case .smtp: try smtpStartTLS(stream)
-        case .plain: try plainStartTLS(stream)
-        case nil: break
+        if let starttls {
+            try startTLSClient(stream, protocol: starttls, serverName: servername ?? host, timeout: timeout, plainLine: starttlsLine)
         }
         let session = try sessIn.map(readSession)
         try attach(stream, host: host, session: session)
@@ -213,76 +209,5 @@ struct Connect: ParsableCommand {
         defer { try? socket.close() }
         try afterHandshake(socket.ssl, offeredSession: false)
         try relayDatagrams(socket, idleAfterInput: timeout)
-    }
-
-    /// SMTP: greeting, EHLO, STARTTLS offered?, STARTTLS, 220.
-    func smtpStartTLS(_ stream: SocketStream) throws {
-        stream.readTimeout = timeout
-        defer { stream.readTimeout = nil }
-        func reply() throws -> [String] {
-            var lines: [String] = []
-            while true {
-                guard let line = try stream.readLine() else { throw SSLCatFailure("the SMTP server closed the connection") }
-                printError("sslcat: < \(line)")
-                lines.append(line)
-                if line.count < 4 || line[line.index(line.startIndex, offsetBy: 3)] != "-" { return lines }
-            }
-        }
-        guard try reply().last?.hasPrefix("220") == true else { throw SSLCatFailure("the SMTP server did not greet with 220") }
-        try stream.writeLine("EHLO sslcat")
-        let ehlo = try reply()
-        guard ehlo.last?.hasPrefix("250") == true else { throw SSLCatFailure("EHLO refused: \(ehlo.last ?? "")") }
-        guard ehlo.contains(where: { smtpExtensionKeyword($0) == "STARTTLS" }) else {
-            throw SSLCatFailure("the SMTP server does not offer STARTTLS")
-        }
-        try stream.writeLine("STARTTLS")
-        let ready = try reply()
-        guard ready.last?.hasPrefix("220") == true else { throw SSLCatFailure("STARTTLS refused: \(ready.last ?? "")") }
-    }
-
-    /// Plain: copy plaintext both ways until stdin gives the switch line, send it, read one line back.
-    func plainStartTLS(_ stream: SocketStream) throws {
-        var pending = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let socketReady = try pollReadable(stream.fileDescriptor)
-            if stream.hasBufferedInput || socketReady {
-                let n = try chunk.withUnsafeMutableBytes { try stream.read(into: $0) }
-                if n == 0 { throw SSLCatFailure("the server closed the connection before TLS") }
-                _ = chunk.withUnsafeBytes { Glibc.write(STDOUT_FILENO, $0.baseAddress, n) }
-            }
-            if try pollReadable(STDIN_FILENO) {
-                var byte: UInt8 = 0
-                guard Glibc.read(STDIN_FILENO, &byte, 1) == 1 else { throw SSLCatFailure("stdin ended before the \(starttlsLine) line") }
-                pending.append(byte)
-                if byte == UInt8(ascii: "\n") {
-                    let line = String(decoding: pending, as: UTF8.self).trimmingCharacters(in: .newlines)
-                    try stream.write(pending); try stream.flush()
-                    pending.removeAll()
-                    if line == starttlsLine {
-                        stream.readTimeout = timeout
-                        defer { stream.readTimeout = nil }
-                        guard let answer = try stream.readLine() else { throw SSLCatFailure("the server closed the connection after \(starttlsLine)") }
-                        printError("sslcat: < \(answer)")
-                        return
-                    }
-                }
-            }
-        }
-    }
-
-    /// The EHLO keyword of an EHLO reply line ("250-STARTTLS" → "STARTTLS"; RFC 5321 4.1.1.1: the
-    /// keyword is the first word after the code and its separator), upper-cased.
-    func smtpExtensionKeyword(_ line: String) -> String? {
-        guard line.count > 4 else { return nil }
-        let text = line.dropFirst(4)
-        return text.split(separator: " ", maxSplits: 1).first.map { $0.uppercased() }
-    }
-
-    func pollReadable(_ fd: Int32) throws -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let r = poll(&p, 1, 50)
-        if r < 0 && errno != EINTR { throw SSLCatFailure("poll: \(String(cString: strerror(errno)))") }
-        return r > 0
     }
 }
