@@ -89,7 +89,7 @@ struct Connect: ParsableCommand {
         if dtls && (tls12 || tls13 || starttls != nil) { throw ValidationError("--dtls excludes --tls1.2, --tls1.3 and --starttls") }
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
         if let alpn { _ = try alpnProtocols(alpn) }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        try checkTimeoutOption(timeout)
         if dtls && (showcerts || status || sessOut != nil || sessIn != nil || reconnect) {
             throw ValidationError("--dtls excludes --showcerts, --status, --sess-out, --sess-in and --reconnect")
         }
@@ -103,7 +103,7 @@ struct Connect: ParsableCommand {
     func run() throws {
         let (host, port) = try parseHostPort(address)
         if dtls { return try runDTLS(host: host, port: port) }
-        let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout, readTimeout: nil, writeTimeout: timeout)
+        let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout > 0 ? timeout : nil, readTimeout: nil, writeTimeout: timeout)
         defer { try? stream.close() }
         if let starttls {
             try startTLSClient(stream, protocol: starttls, serverName: servername ?? host, timeout: timeout, plainLine: starttlsLine)
@@ -143,7 +143,7 @@ struct Connect: ParsableCommand {
     func reconnectResuming(_ session: SSLSession, host: String, port: Int) throws {
         var resumed = 0
         for i in 1...5 {
-            let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout, readTimeout: nil, writeTimeout: timeout)
+            let stream = try openTCPStream(host: host, port: port, connectTimeout: timeout > 0 ? timeout : nil, readTimeout: nil, writeTimeout: timeout)
             defer { try? stream.close() }
             try attach(stream, host: host, session: session)
             let reused = SSL_session_reused(stream.ssl!) == 1
@@ -173,8 +173,16 @@ struct Connect: ParsableCommand {
     }
 
     /// The security the options ask for.
+    /// `--timeout` as the handshake's total limit (checked in `validate`; 0 has passed already).
+    var handshakeLimit: TimeoutValue {
+        (try? TimeoutValue.resolve(timeout, default: nil, name: "--timeout", call: "sslcat")) ?? .seconds(10)
+    }
+
     var security: TLSConfiguration {
         var security = insecure ? TLSConfiguration.insecure : TLSConfiguration.secure
+        // As `openssl s_client`: a server may renegotiate (TLS 1.2, RFC 5746 secure renegotiation only);
+        // the library refuses it by default.
+        security.allowRenegotiation = true
         if cafile != nil || capath != nil {
             security.trustSystemStore = false
             security.caFile = cafile
@@ -199,7 +207,7 @@ struct Connect: ParsableCommand {
         let proto: SSLProtocol = tls12 ? .tlsV1_2 : (tls13 ? .tlsV1_3 : .default)
         try stream.attachSSL(ctx: .protocol(proto), side: .client, ctxConfigure: configure, sslConfigure: { ssl in
             if let session, SSL_set_session(ssl, session.pointer) != 1 { throw SSLError.fromQueue(call: "SSL_set_session") }
-        }, handshakeTimeout: timeout, hostName: servername ?? host, security: security)
+        }, handshakeTimeout: handshakeLimit.asAttachTimeout, hostName: servername ?? host, security: security)
     }
 
     /// `--dtls`: lines of stdin out as datagrams, datagrams in to stdout.

@@ -63,7 +63,7 @@ struct Serve: ParsableCommand {
         if echo && http { throw ValidationError("--echo and --http exclude each other") }
         if dtls && http { throw ValidationError("--http needs TLS, not --dtls") }
         if alpnOptional && alpn == nil { throw ValidationError("--alpn-optional needs --alpn") }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        try checkTimeoutOption(timeout)
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         try checkReadable(cert, option: "--cert")

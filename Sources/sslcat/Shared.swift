@@ -106,3 +106,13 @@ func handshakeSummary(ssl: SSLPointer?) -> [String] {
     lines.append("verify result: \(verify) (\(X509_verify_cert_error_string(verify) ?? "?"))")
     return lines
 }
+
+/// Checks `--timeout` by the library's one deadline model (``TimeoutValue``): NaN and negative values
+/// are refused as option errors (exit 64), zero is a deadline that has passed, `inf` is no limit.
+func checkTimeoutOption(_ seconds: Double) throws {
+    do {
+        _ = try TimeoutValue.resolve(seconds, default: nil, name: "--timeout", call: "sslcat")
+    } catch {
+        throw ValidationError("--timeout: \((error as? SSLError)?.message ?? "\(error)")")
+    }
+}

@@ -259,14 +259,12 @@ enum DeadlineMatrix {
             let port = try probe.silentServer()
             try probe.sslcat(["connect", "127.0.0.1:\(port)", "--timeout=\(s)"])
             return nil
-        }, knownFailures: marks(
-            ([.zero], Defect.sslcatRefusesZeroTimeout))),
+        }),
         DeadlineParameter(name: "sslcat serve --timeout", role: .handshake, run: { s, probe in
             try probe.sslcat(["serve", "--port", "0", "--host", "127.0.0.1", "--once", "--cert", probe.pki.serverCert,
                               "--key", probe.pki.serverKey, "--timeout=\(s)"], listening: { try probe.silentClient($0) })
             return nil
-        }, knownFailures: marks(
-            ([.nan, .negative], Defect.sslcatServeDoesNotCheckTimeout))),
+        }),
     ]
 
     static func cells(_ pki: TestPKI) -> [MatrixCell] {

@@ -3,8 +3,6 @@ import Foundation
 /// The defects of the current library that the matrix's `knownFailures` marks name, each written once
 /// (issue 16). A fix removes the marks that name its defect, then the defect here.
 enum Defect {
-    static let sslcatRefusesZeroTimeout: KnownFailure = "sslcat refuses --timeout 0 as an option error (exit 64), where the model makes 0 a deadline that has passed"
-    static let sslcatServeDoesNotCheckTimeout: KnownFailure = "sslcat serve does not check --timeout: NaN / -1 reach the listener, and the connection fails (exit 1), no option error"
 }
 
 /// The `knownFailures` of a row: each group of cells with the defect that makes them fail.
