@@ -47,6 +47,12 @@ struct Serve: ParsableCommand {
     @Flag(help: "Serve one connection, then exit.")
     var once = false
 
+    @Option(help: "Offer STARTTLS first, in this protocol's plaintext dialogue: smtp, imap, pop3, ftp, xmpp, ldap, postgres, or plain (wait for the --starttls-line line, answer OK).")
+    var starttls: StartTLSProtocol?
+
+    @Option(help: "The line that switches to TLS with --starttls plain.")
+    var starttlsLine = "STARTTLS"
+
     @Option(help: "Seconds a client has for its whole handshake.")
     var timeout: Double = 10
 
@@ -62,6 +68,7 @@ struct Serve: ParsableCommand {
         if verifyClient && cafile == nil { throw ValidationError("--verify-client needs --cafile") }
         if echo && http { throw ValidationError("--echo and --http exclude each other") }
         if dtls && http { throw ValidationError("--http needs TLS, not --dtls") }
+        if dtls && starttls != nil { throw ValidationError("--starttls needs TCP, not --dtls") }
         if alpnOptional && alpn == nil { throw ValidationError("--alpn-optional needs --alpn") }
         try checkTimeoutOption(timeout)
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
@@ -129,6 +136,9 @@ struct Serve: ParsableCommand {
     func serveConnection(_ stream: SocketStream, ctx: SSLContextPointer) -> Bool {
         let peer = stream.peerAddress ?? "?"
         do {
+            if let starttls {
+                try startTLSServer(stream, protocol: starttls, hostName: host, timeout: timeout, plainLine: starttlsLine)
+            }
             try stream.attachSSL(ctx: .context(ctx), side: .server, handshakeTimeout: timeout)
             try stream.handshake(timeout: timeout)
         } catch {

@@ -454,6 +454,22 @@ final class StartTLSServerTests: XCTestCase {
         }
     }
 
+    /// `sslcat serve --starttls P --echo` as a process, against `sslcat connect --starttls P` (a missing
+    /// or wrong offer fails the strict client), for every protocol with a server side.
+    func testServeCommandOffersStartTLS() throws {
+        let pki = try TestPKI.shared
+        for proto in [StartTLSProtocol.smtp, .imap, .pop3, .ftp, .xmpp, .ldap, .postgres] {
+            let server = try BackgroundProcess(SSLCatTests.sslcat, ["serve", "--port", "0", "--once", "--echo", "--starttls", proto.rawValue,
+                                                                    "--cert", pki.serverCert, "--key", pki.serverKey, "--timeout", "10"])
+            defer { server.terminate() }
+            let port = try SSLCatTests.listeningPort(server)
+            let result = try connect(proto.rawValue, port: port, stdin: "hello \(proto)\n", timeout: "2")
+            XCTAssertEqual(result.status, 0, "\(proto): \(result.stderr) / serve: \(server.errorOutput)")
+            XCTAssertTrue(result.stdout.contains("hello \(proto)"), "\(proto): \(result.stdout) \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains("verify result: 0 (ok)"), "\(proto): \(result.stderr)")
+        }
+    }
+
     /// `serve`'s plain side against `sslcat connect --starttls plain`: plaintext lines, the switch line,
     /// "OK", then TLS.
     func testServerSidePlainAgainstSSLCatConnect() throws {
