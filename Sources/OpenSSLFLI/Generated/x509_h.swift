@@ -95,13 +95,14 @@ public func X509_cmp_current_time(_ s: UnsafePointer<ASN1_TIME>?) -> Int32 {
 /// `int X509_digest(const X509 *data, const EVP_MD *type, unsigned char *md, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_digest`.
-/// The out-parameters `md`, `len` are returned in the result.
+/// `md` is a buffer of `EVP_MAX_MD_SIZE` elements; `md` in the result holds the `len` elements the call wrote.
 @inlinable
-public func X509_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: UInt8, len: UInt32) {
-    var md = UInt8()
+public func X509_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: [UInt8]) {
+    var md = [UInt8](repeating: 0, count: Int(COpenSSL.EVP_MAX_MD_SIZE))
     var len = UInt32()
-    let __result = COpenSSL.X509_digest(data?.rawValue, type?.rawValue, &md, &len)
-    return (ok: __result, md: md, len: len)
+    let __result = md.withUnsafeMutableBufferPointer { __md in COpenSSL.X509_digest(data?.rawValue, type?.rawValue, __md.baseAddress, &len) }
+    md.removeLast(md.count - min(Int(len), md.count))
+    return (ok: __result, md: md)
 }
 
 /// `X509 *X509_dup(const X509 *a)`
@@ -243,13 +244,14 @@ public func X509_print_ex(_ bp: BIOPointer?, _ x: X509Pointer?, _ nmflag: UInt, 
 /// `int X509_pubkey_digest(const X509 *data, const EVP_MD *type, unsigned char *md, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_pubkey_digest`.
-/// The out-parameters `md`, `len` are returned in the result.
+/// `md` is a buffer of `EVP_MAX_MD_SIZE` elements; `md` in the result holds the `len` elements the call wrote.
 @inlinable
-public func X509_pubkey_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: UInt8, len: UInt32) {
-    var md = UInt8()
+public func X509_pubkey_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: [UInt8]) {
+    var md = [UInt8](repeating: 0, count: Int(COpenSSL.EVP_MAX_MD_SIZE))
     var len = UInt32()
-    let __result = COpenSSL.X509_pubkey_digest(data?.rawValue, type?.rawValue, &md, &len)
-    return (ok: __result, md: md, len: len)
+    let __result = md.withUnsafeMutableBufferPointer { __md in COpenSSL.X509_pubkey_digest(data?.rawValue, type?.rawValue, __md.baseAddress, &len) }
+    md.removeLast(md.count - min(Int(len), md.count))
+    return (ok: __result, md: md)
 }
 
 /// `int X509_set_issuer_name(X509 *x, const X509_NAME *name)`

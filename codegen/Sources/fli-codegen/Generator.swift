@@ -18,6 +18,8 @@ struct Generator {
     var skipped: [(name: String, header: String, reason: String)] = []
     var unknownOpaque: [String: Set<String>] = [:]
     var missingReplacement: [String] = []
+    /// Hand-written spec facts that contradict the headers: the generator fails with these.
+    var specErrors: [String] = []
     /// Generated constants: name → (header, Swift type, literal, macro body).
     var constants: [(name: String, header: String, type: String, literal: String, body: String, cValue: String)] = []
 
@@ -50,6 +52,12 @@ struct Generator {
             skipped.append((f.name, f.header, "parameter count differs between clang and the Swift importer")); return
         }
         let outs = spec.outParams[f.name]
+        let outBuffer = spec.outBuffers[f.name]
+        if let outBuffer, !f.params.contains(where: { $0.name == outBuffer.param }) || !f.params.contains(where: { $0.name == outBuffer.lengthParam }) {
+            specErrors.append("outbuf \(f.name): \(f.name) has no parameter \(outBuffer.param) or \(outBuffer.lengthParam)"); return
+        }
+        var callWrap: ((String) -> String)?
+        var outBufferResult: (label: String, type: String, expr: String)?
         var params: [WParam] = []
         var args: [String] = []
         var prelude: [String] = []
@@ -57,11 +65,41 @@ struct Generator {
         for (i, p) in f.params.enumerated() {
             let name = safeName(p.name, index: i)
             let raw = cleanSwiftType(sf.params[i].type)
+            if let outBuffer, outBuffer.param == p.name {
+                // A buffer the C function fills: passed at its real size, returned cut to the length written.
+                guard raw.hasPrefix("UnsafeMutablePointer<"), raw.hasSuffix(">?"),
+                      ["UInt8", "Int8", "CChar"].contains(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))) else {
+                    specErrors.append("outbuf \(f.name) \(p.name): the parameter is \(raw), not a byte buffer"); return
+                }
+                let element = String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))
+                guard let size = constantExpression(outBuffer.size, to: "Int") ?? Int(outBuffer.size).map(String.init) else {
+                    specErrors.append("outbuf \(f.name): size \(outBuffer.size) is neither a constant Swift can see nor a number"); return
+                }
+                prelude.append("var \(name) = [\(element)](repeating: 0, count: \(size))")
+                args.append("__\(name).baseAddress")
+                callWrap = { "\(name).withUnsafeMutableBufferPointer { __\(name) in \($0) }" }
+                outBufferResult = (camelCase(p.name), "[\(element)]", name)
+                continue
+            }
+            if let outBuffer, outBuffer.lengthParam == p.name {
+                guard raw.hasPrefix("UnsafeMutablePointer<"), raw.hasSuffix(">?"),
+                      isIntegerType(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))) else {
+                    specErrors.append("outbuf \(f.name) \(p.name): the length parameter is \(raw), not a pointer to an integer"); return
+                }
+                prelude.append("var \(name) = \(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2)))()")
+                args.append("&\(name)")
+                continue
+            }
             if let outs, outs.params.contains(p.name) {
                 guard raw.hasPrefix("UnsafeMutablePointer<"), raw.hasSuffix(">?") else {
-                    skipped.append((f.name, f.header, "spec marks \(p.name) as out-parameter but it is \(raw)")); return
+                    specErrors.append("out \(f.name) \(p.name): an out-parameter must be a mutable pointer to one value, but Swift imports it as \(raw)"); return
                 }
                 let inner = String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))
+                if ["unsigned char *", "char *", "signed char *"].contains(p.type.trimmingCharacters(in: .whitespaces)) {
+                    // `unsigned char *` / `char *` is a buffer in OpenSSL's API, never one byte (a single
+                    // byte is spelled `uint8_t *`, as in SSL_get0_dane_tlsa).
+                    specErrors.append("out \(f.name) \(p.name): \(p.type) is a byte buffer, not one value: declare it with `outbuf \(f.name) \(p.name) SIZE LENGTH-PARAM`"); return
+                }
                 let innerC = String(p.type.trimmingCharacters(in: .whitespaces).dropLast()).trimmingCharacters(in: .whitespaces)
                 if inner == "OpaquePointer?", let pt = pointee(innerC), let h = spec.handle(forC: pt) {
                     prelude.append("var \(name): OpaquePointer? = nil")
@@ -93,7 +131,7 @@ struct Generator {
             }
         }
         if let outs, outs.params.count != outResults.count {
-            skipped.append((f.name, f.header, "spec names out-parameters \(outs.params) not all found")); return
+            specErrors.append("out \(f.name): spec names out-parameters \(outs.params), \(f.name) has \(f.params.map(\.name))"); return
         }
         // The result.
         let rawResult = cleanSwiftType(sf.result)
@@ -109,9 +147,23 @@ struct Generator {
             resultType = "String?"
             convert = { "\($0).map { String(cString: $0) }" }
         }
-        let call = "COpenSSL.\(f.name)(\(args.joined(separator: ", ")))"
+        var call = "COpenSSL.\(f.name)(\(args.joined(separator: ", ")))"
+        if let callWrap { call = callWrap(call) }
         var body: [String] = prelude
-        if outResults.isEmpty {
+        if let buffer = outBufferResult, let outBuffer {
+            // The elements written: the length the call reports, never more than the buffer holds.
+            let lengthName = safeName(outBuffer.lengthParam, index: 0)
+            let cut = "\(buffer.expr).removeLast(\(buffer.expr).count - min(Int(\(lengthName)), \(buffer.expr).count))"
+            if rawResult == "Void" {
+                body.append(call); body.append(cut); body.append("return \(buffer.expr)")
+                resultType = buffer.type
+            } else {
+                body.append("let __result = \(convert(call))")
+                body.append(cut)
+                body.append("return (\(outBuffer.resultLabel): __result, \(buffer.label): \(buffer.expr))")
+                resultType = "(\(outBuffer.resultLabel): \(resultType), \(buffer.label): \(buffer.type))"
+            }
+        } else if outResults.isEmpty {
             body.append((rawResult == "Void" ? "" : "return ") + convert(call))
         } else {
             var elements = outResults.map { "\($0.label): \($0.expr)" }
@@ -133,6 +185,9 @@ struct Generator {
         }
         var doc = ["`\(cPrototype(f))`", "",
                    "Direct call to the C function of this name, declared in `<openssl/\(f.header)>`; see `man \(f.name)`."]
+        if let outBuffer, let buffer = outBufferResult {
+            doc.append("`\(outBuffer.param)` is a buffer of `\(outBuffer.size)` elements; `\(buffer.label)` in the result holds the `\(outBuffer.lengthParam)` elements the call wrote.")
+        }
         if !outResults.isEmpty {
             doc.append("The out-parameter\(outResults.count > 1 ? "s" : "") \(outResults.map { "`\($0.label)`" }.joined(separator: ", ")) \(outResults.count > 1 ? "are" : "is") returned in the result.")
         }

@@ -10,6 +10,9 @@ struct Spec {
     struct Stack { var swiftName: String; var element: String; var elementHandle: String? }
     /// An out-parameter of a function, and the label of the C return value in the result tuple.
     struct OutParams { var params: [String]; var resultLabel: String }
+    /// A buffer out-parameter: the C function writes up to `size` elements to `param` and their count to
+    /// `lengthParam`; the wrapper passes a buffer of that size and returns the elements written.
+    struct OutBuffer { var param: String; var size: String; var lengthParam: String; var resultLabel: String }
     /// A typed argument of a function-like macro: its Swift type and the C type it stands for.
     struct MacroArg { var swiftType: String; var cType: String; var isOut: Bool }
     /// A macro whose body is a constant: the Swift parameters it gets and why it is deprecated.
@@ -22,6 +25,7 @@ struct Spec {
     var handles: [Handle] = []
     var stacks: [Stack] = []
     var outParams: [String: OutParams] = [:]
+    var outBuffers: [String: OutBuffer] = [:]
     var macroArgs: [String: [String: MacroArg]] = [:]
     var stubs: [String: Stub] = [:]
     var constTypes: [(prefix: String, type: String)] = []
@@ -68,6 +72,12 @@ struct Spec {
                 var label = "result"
                 if let arrow = words.firstIndex(of: "->"), arrow + 1 < words.count { label = words[arrow + 1] }
                 spec.outParams[words[1]] = OutParams(params: words[2].split(separator: ",").map(String.init), resultLabel: label)
+            case "outbuf":
+                // outbuf FUNCTION param SIZE lengthParam [-> resultLabel]
+                guard words.count >= 5 else { throw fail("expected: outbuf FUNCTION param SIZE lengthParam [-> label]") }
+                var label = "result"
+                if let arrow = words.firstIndex(of: "->"), arrow + 1 < words.count { label = words[arrow + 1] }
+                spec.outBuffers[words[1]] = OutBuffer(param: words[2], size: words[3], lengthParam: words[4], resultLabel: label)
             case "marg":
                 // marg MACRO PARAM [out] SwiftType | C type
                 let parts = line.components(separatedBy: "|")

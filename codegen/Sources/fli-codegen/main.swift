@@ -2,7 +2,8 @@ import Foundation
 import LispNames
 
 // fli-codegen: regenerates Sources/OpenSSLFLI/Generated/, Tests/HeaderCheck/header_check.c and
-// docs/DirectCalls.md from codegen/spec.txt and the installed OpenSSL headers.
+// docs/DirectCalls.md from codegen/spec.txt and the OpenSSL headers that `pkg-config openssl` names
+// (the ones the COpenSSL system library binds; PKG_CONFIG_PATH selects another OpenSSL).
 //
 //     swift run --package-path codegen fli-codegen           # write the files
 //     swift run --package-path codegen fli-codegen --check   # exit 1 if a file is stale
@@ -26,7 +27,16 @@ do {
     let synthesize = try findTool("swift-synthesize-interface", envVar: "FLI_SYNTHESIZE_INTERFACE")
     let shimDir = root + "/Sources/COpenSSL"
     let shim = shimDir + "/shim.h"
-    let includeDir = ProcessInfo.processInfo.environment["FLI_OPENSSL_INCLUDE"] ?? "/usr/include"
+    // The headers and libraries pkg-config names, the same ones the COpenSSL system library binds
+    // (PKG_CONFIG_PATH selects another OpenSSL).
+    let pkgConfig = try findTool("pkg-config", envVar: "FLI_PKG_CONFIG")
+    let cflags = try run(pkgConfig, ["--cflags", "openssl"]).out.split(whereSeparator: \.isWhitespace).map(String.init)
+    let libs = try run(pkgConfig, ["--libs", "openssl"]).out.split(whereSeparator: \.isWhitespace).map(String.init)
+    let includeDir = try run(pkgConfig, ["--variable=includedir", "openssl"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+    let libDir = try run(pkgConfig, ["--variable=libdir", "openssl"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+    let headerVersion = try run(pkgConfig, ["--modversion", "openssl"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+    let includeFlags = cflags.filter { $0.hasPrefix("-I") }
+    log("fli-codegen: OpenSSL \(headerVersion) from pkg-config: headers \(includeDir)/openssl, libraries \(libDir)")
     let spec = try Spec.load(root + "/codegen/spec.txt")
     #if arch(x86_64)
     let triple = "x86_64-unknown-linux-gnu"
@@ -35,19 +45,20 @@ do {
     #endif
 
     // 1. Function prototypes from clang's AST (deprecation attributes kept).
-    let astRun = try run(clang, ["-x", "c", "-fsyntax-only", "-DFLI_CODEGEN_KEEP_DEPRECATED", "-Xclang", "-ast-dump=json", shim])
+    let astRun = try run(clang, cflags + ["-x", "c", "-fsyntax-only", "-DFLI_CODEGEN_KEEP_DEPRECATED", "-Xclang", "-ast-dump=json", shim])
     let ast = try ClangAST(json: Data(astRun.out.utf8))
     // 2. Macros, with and without deprecated API.
-    let macroDump = try run(clang, ["-x", "c", "-E", "-dM", "-DFLI_CODEGEN_KEEP_DEPRECATED", shim]).out
+    let macroDump = try run(clang, cflags + ["-x", "c", "-E", "-dM", "-DFLI_CODEGEN_KEEP_DEPRECATED", shim]).out
     let macros = MacroTable(dump: macroDump)
-    let nonDeprecated = MacroTable(dump: try run(clang, ["-x", "c", "-E", "-dM", "-DOPENSSL_NO_DEPRECATED", shim]).out)
+    let nonDeprecated = MacroTable(dump: try run(clang, cflags + ["-x", "c", "-E", "-dM", "-DOPENSSL_NO_DEPRECATED", shim]).out)
     let deprecatedMacros = Set(macros.macros.keys).subtracting(nonDeprecated.macros.keys)
     // 3. How Swift imports the module.
     let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("fli-codegen-\(getpid())")
     try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: tmp) }
     let interfacePath = tmp.appendingPathComponent("COpenSSL.swift").path
-    try run(synthesize, ["-module-name", "COpenSSL", "-I", shimDir, "-target", triple, "-o", interfacePath])
+    try run(synthesize, ["-module-name", "COpenSSL", "-I", shimDir] + includeFlags.flatMap { ["-I", String($0.dropFirst(2))] } +
+            ["-target", triple, "-o", interfacePath])
     let swiftInterface = SwiftInterface(text: try String(contentsOfFile: interfacePath, encoding: .utf8))
 
     var macroHeader: [String: String] = [:]
@@ -78,13 +89,16 @@ do {
         declared += 1
         gen.wrapFunction(f)
     }
+    if !gen.specErrors.isEmpty {
+        throw GeneratorError("spec.txt contradicts the headers:\n  " + gen.specErrors.joined(separator: "\n  "))
+    }
     if !gen.unknownOpaque.isEmpty {
         let list = gen.unknownOpaque.sorted { $0.key < $1.key }.map { "  \($0.key) (used by \($0.value.sorted().prefix(3).joined(separator: ", ")))" }
         throw GeneratorError("opaque C types without a handle in spec.txt:\n" + list.joined(separator: "\n"))
     }
 
     // Constants the Swift importer cannot import (or that the spec retypes), valued by a probe program.
-    try gen.probeConstants(clang: clang, shim: shim, tmp: tmp)
+    try gen.probeConstants(clang: clang, shim: shim, tmp: tmp, cflags: cflags, libs: libs + ["-Wl,-rpath," + libDir])
 
     // Function-like macros of the wholesale headers (ctrl calls, aliases, stubs), then stacks.
     let macroNamesSorted = macroHeader.keys.sorted()
