@@ -62,6 +62,7 @@ struct Generator {
         var args: [String] = []
         var prelude: [String] = []
         var outResults: [(label: String, type: String, expr: String)] = []
+        var view: [String] = []
         for (i, p) in f.params.enumerated() {
             let name = safeName(p.name, index: i)
             let raw = cleanSwiftType(sf.params[i].type)
@@ -75,6 +76,7 @@ struct Generator {
                 guard let size = constantExpression(outBuffer.size, to: "Int") ?? Int(outBuffer.size).map(String.init) else {
                     specErrors.append("outbuf \(f.name): size \(outBuffer.size) is neither a constant Swift can see nor a number"); return
                 }
+                view.append("UnsafeMutablePointer<\(element)>?")
                 prelude.append("var \(name) = [\(element)](repeating: 0, count: \(size))")
                 args.append("__\(name).baseAddress")
                 callWrap = { "\(name).withUnsafeMutableBufferPointer { __\(name) in \($0) }" }
@@ -86,6 +88,7 @@ struct Generator {
                       isIntegerType(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))) else {
                     specErrors.append("outbuf \(f.name) \(p.name): the length parameter is \(raw), not a pointer to an integer"); return
                 }
+                view.append("UnsafeMutablePointer<\(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2)))>?")
                 prelude.append("var \(name) = \(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2)))()")
                 args.append("&\(name)")
                 continue
@@ -111,6 +114,7 @@ struct Generator {
                     prelude.append("var \(name) = \(inner)()")
                     outResults.append((camelCase(p.name), inner, name))
                 }
+                view.append("UnsafeMutablePointer<\(importedType(outResults.last!.type))>?")
                 args.append("&\(name)")
                 continue
             }
@@ -129,6 +133,7 @@ struct Generator {
                 params.append(WParam(name: name, swiftType: raw, cType: p.type))
                 args.append(name)
             }
+            view.append(importedType(params.last!.swiftType))
         }
         if let outs, outs.params.count != outResults.count {
             specErrors.append("out \(f.name): spec names out-parameters \(outs.params), \(f.name) has \(f.params.map(\.name))"); return
@@ -147,6 +152,7 @@ struct Generator {
             resultType = "String?"
             convert = { "\($0).map { String(cString: $0) }" }
         }
+        let convertedResultType = resultType
         var call = "COpenSSL.\(f.name)(\(args.joined(separator: ", ")))"
         if let callWrap { call = callWrap(call) }
         var body: [String] = prelude
@@ -200,8 +206,11 @@ struct Generator {
             "public func \(f.name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" +
             body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
         let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type)), \"\(f.name)\");\n"
-        add(Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
-                    code: code, deprecated: dep != nil, check: check))
+        var w = Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
+                        code: code, deprecated: dep != nil, check: check)
+        // The C result as the wrapper sees it: the first tuple element when out-parameters are returned.
+        w.importView = (view, importedType(convertedResultType))
+        add(w)
     }
 
     // MARK: function-like macros
@@ -231,6 +240,13 @@ struct Generator {
         }
         if isIntegerType(to) && isIntegerType(from) { return ("\(to)(\(name))", nil) }
         return nil
+    }
+
+    /// The Swift type the importer gives the C type that a wrapper's Swift type stands for.
+    func importedType(_ t: String) -> String {
+        if isHandle(t) { return "OpaquePointer?" }
+        if t == "String" || t == "String?" { return "UnsafePointer<CChar>?" }
+        return t
     }
 
     func isHandle(_ t: String) -> Bool {
@@ -400,9 +416,18 @@ struct Generator {
             body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
         // The header check: the macro exists and accepts arguments of the C types the wrapper stands for.
         let cParams = params.enumerated().map { (i, p) in cDeclaration(paramTypes[p]!.c, "a\(i)") }
+        let macroView = params.map { p -> String in
+            if let o = overrides[p], o.isOut {
+                return isHandle(o.swiftType) ? "UnsafeMutablePointer<OpaquePointer?>?" : "UnsafeMutablePointer<\(o.swiftType)>?"
+            }
+            return importedType(paramTypes[p]!.swift)
+        }
         let check = "#ifndef \(m.name)\n#error \"\(m.name) is no longer a macro\"\n#endif\n" +
             "static void fli_check_\(m.name)(\(cParams.isEmpty ? "void" : cParams.joined(separator: ", "))) { (void)\(m.name)(\(params.indices.map { "a\($0)" }.joined(separator: ", "))); }\n"
-        add(Wrapper(name: m.name, header: header, kind: .macro, params: wParams, result: resultType, code: code, deprecated: dep != nil, check: check))
+        var w = Wrapper(name: m.name, header: header, kind: .macro, params: wParams, result: resultType, code: code, deprecated: dep != nil, check: check)
+        w.importView = (macroView, "Void")
+        w.macroCTypes = params.map { paramTypes[$0]!.c }
+        add(w)
     }
 
     // MARK: stacks

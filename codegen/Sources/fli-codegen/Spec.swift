@@ -28,7 +28,8 @@ struct Spec {
     var outBuffers: [String: OutBuffer] = [:]
     var macroArgs: [String: [String: MacroArg]] = [:]
     var stubs: [String: Stub] = [:]
-    var constTypes: [(prefix: String, type: String)] = []
+    /// consttype PREFIX SwiftType [FUNCTION ARG]: the constants are passed as argument ARG (from 1) of FUNCTION.
+    var constTypes: [(prefix: String, type: String, use: (function: String, index: Int)?)] = []
     var replacements: [String: String] = [:]
     var lispNames: [LispNameEntry] = []
     var skip: [String: String] = [:]
@@ -99,8 +100,10 @@ struct Spec {
                 }
                 spec.stubs[words[1]] = Stub(params: params)
             case "consttype":
-                guard words.count == 3 else { throw fail("expected: consttype PREFIX SwiftType") }
-                spec.constTypes.append((words[1], words[2]))
+                guard words.count == 3 || words.count == 5 else { throw fail("expected: consttype PREFIX SwiftType [FUNCTION ARG-INDEX]") }
+                var use: (String, Int)?
+                if words.count == 5 { guard let n = Int(words[4]) else { throw fail("argument index is not a number") }; use = (words[3], n) }
+                spec.constTypes.append((words[1], words[2], use))
             case "replaced":
                 // replaced NAME message…
                 guard words.count >= 3 else { throw fail("expected: replaced NAME message") }
