@@ -271,6 +271,7 @@ static void fli_check_SSL_CTX_clear_extra_chain_certs(SSL_CTX *a0) { (void)SSL_C
 #endif
 static void fli_check_SSL_CTX_clear_mode(SSL_CTX *a0, long a1) { (void)SSL_CTX_clear_mode(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_clear_options), uint64_t (SSL_CTX *, uint64_t)), "SSL_CTX_clear_options");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_compress_certs), int (SSL_CTX *, int)), "SSL_CTX_compress_certs");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_config), int (SSL_CTX *, const char *)), "SSL_CTX_config");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_ct_is_enabled), int (const SSL_CTX *)), "SSL_CTX_ct_is_enabled");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_ctrl), long (SSL_CTX *, int, long, void *)), "SSL_CTX_ctrl");
@@ -280,6 +281,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_mtype_set), 
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_set_flags), unsigned long (SSL_CTX *, unsigned long)), "SSL_CTX_dane_set_flags");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_enable_ct), int (SSL_CTX *, int)), "SSL_CTX_enable_ct");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions), void (SSL_CTX *, long)), "SSL_CTX_flush_sessions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions_ex), void (SSL_CTX *, time_t)), "SSL_CTX_flush_sessions_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_free), void (SSL_CTX *)), "SSL_CTX_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_CA_list), const struct stack_st_X509_NAME *(const SSL_CTX *)), "SSL_CTX_get0_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_certificate), X509 *(const SSL_CTX *)), "SSL_CTX_get0_certificate");
@@ -291,14 +293,17 @@ static void fli_check_SSL_CTX_get0_chain_cert_store(SSL_CTX *a0, void *a1) { (vo
 #error "SSL_CTX_get0_chain_certs is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_get0_chain_certs(SSL_CTX *a0, STACK_OF(X509) **a1) { (void)SSL_CTX_get0_chain_certs(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_client_cert_type), int (const SSL_CTX *, unsigned char **, size_t *)), "SSL_CTX_get0_client_cert_type");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_ctlog_store), const CTLOG_STORE *(const SSL_CTX *)), "SSL_CTX_get0_ctlog_store");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_param), X509_VERIFY_PARAM *(SSL_CTX *)), "SSL_CTX_get0_param");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_privatekey), EVP_PKEY *(const SSL_CTX *)), "SSL_CTX_get0_privatekey");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_security_ex_data), void *(const SSL_CTX *)), "SSL_CTX_get0_security_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_server_cert_type), int (const SSL_CTX *, unsigned char **, size_t *)), "SSL_CTX_get0_server_cert_type");
 #ifndef SSL_CTX_get0_verify_cert_store
 #error "SSL_CTX_get0_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_get0_verify_cert_store(SSL_CTX *a0, void *a1) { (void)SSL_CTX_get0_verify_cert_store(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get1_compressed_cert), size_t (SSL_CTX *, int, unsigned char **, size_t *)), "SSL_CTX_get1_compressed_cert");
 #ifndef SSL_CTX_get_app_data
 #error "SSL_CTX_get_app_data is no longer a macro"
 #endif
@@ -313,6 +318,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_default_passw
 #error "SSL_CTX_get_default_read_ahead is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_get_default_read_ahead(SSL_CTX *a0) { (void)SSL_CTX_get_default_read_ahead(a0); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_domain_flags), int (const SSL_CTX *, uint64_t *)), "SSL_CTX_get_domain_flags");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_ex_data), void *(const SSL_CTX *, int)), "SSL_CTX_get_ex_data");
 #ifndef SSL_CTX_get_ex_new_index
 #error "SSL_CTX_get_ex_new_index is no longer a macro"
@@ -476,6 +482,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_tmp_dh_pkey)
 #error "SSL_CTX_set0_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set0_verify_cert_store(SSL_CTX *a0, X509_STORE *a1) { (void)SSL_CTX_set0_verify_cert_store(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_comp_preference), int (SSL_CTX *, int *, size_t)), "SSL_CTX_set1_cert_comp_preference");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_store), void (SSL_CTX *, X509_STORE *)), "SSL_CTX_set1_cert_store");
 #ifndef SSL_CTX_set1_chain
 #error "SSL_CTX_set1_chain is no longer a macro"
@@ -485,6 +492,7 @@ static void fli_check_SSL_CTX_set1_chain(SSL_CTX *a0, STACK_OF(X509) *a1) { (voi
 #error "SSL_CTX_set1_chain_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set1_chain_cert_store(SSL_CTX *a0, X509_STORE *a1) { (void)SSL_CTX_set1_chain_cert_store(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_client_cert_type), int (SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_set1_client_cert_type");
 #ifndef SSL_CTX_set1_client_certificate_types
 #error "SSL_CTX_set1_client_certificate_types is no longer a macro"
 #endif
@@ -497,6 +505,7 @@ static void fli_check_SSL_CTX_set1_client_sigalgs(SSL_CTX *a0, void *a1, long a2
 #error "SSL_CTX_set1_client_sigalgs_list is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set1_client_sigalgs_list(SSL_CTX *a0, const char *a1) { (void)SSL_CTX_set1_client_sigalgs_list(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_compressed_cert), int (SSL_CTX *, int, unsigned char *, size_t, size_t)), "SSL_CTX_set1_compressed_cert");
 #ifndef SSL_CTX_set1_groups
 #error "SSL_CTX_set1_groups is no longer a macro"
 #endif
@@ -506,6 +515,7 @@ static void fli_check_SSL_CTX_set1_groups(SSL_CTX *a0, const int *a1, long a2) {
 #endif
 static void fli_check_SSL_CTX_set1_groups_list(SSL_CTX *a0, const char *a1) { (void)SSL_CTX_set1_groups_list(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_param), int (SSL_CTX *, X509_VERIFY_PARAM *)), "SSL_CTX_set1_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_server_cert_type), int (SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_set1_server_cert_type");
 #ifndef SSL_CTX_set1_sigalgs
 #error "SSL_CTX_set1_sigalgs is no longer a macro"
 #endif
@@ -528,6 +538,7 @@ static void fli_check_SSL_CTX_set_app_data(SSL_CTX *a0, void *a1) { (void)SSL_CT
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback), int (SSL_CTX *, SSL_async_callback_fn)), "SSL_CTX_set_async_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback_arg), int (SSL_CTX *, void *)), "SSL_CTX_set_async_callback_arg");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding), int (SSL_CTX *, size_t)), "SSL_CTX_set_block_padding");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding_ex), int (SSL_CTX *, size_t, size_t)), "SSL_CTX_set_block_padding_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_cb), void (SSL_CTX *, int (*)(SSL *, void *), void *)), "SSL_CTX_set_cert_cb");
 #ifndef SSL_CTX_set_cert_flags
 #error "SSL_CTX_set_cert_flags is no longer a macro"
@@ -565,6 +576,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verif
 #error "SSL_CTX_set_dh_auto is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_dh_auto(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_dh_auto(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_domain_flags), int (SSL_CTX *, uint64_t)), "SSL_CTX_set_domain_flags");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ex_data), int (SSL_CTX *, int, void *)), "SSL_CTX_set_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_generate_session_id), int (SSL_CTX *, GEN_SESSION_CB)), "SSL_CTX_set_generate_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_info_callback), void (SSL_CTX *, void (*)(const SSL *, int, int))), "SSL_CTX_set_info_callback");
@@ -719,6 +731,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_cipher),
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_hostname), const char *(const SSL_SESSION *)), "SSL_SESSION_get0_hostname");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_id_context), const unsigned char *(const SSL_SESSION *, unsigned int *)), "SSL_SESSION_get0_id_context");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer), X509 *(SSL_SESSION *)), "SSL_SESSION_get0_peer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer_rpk), EVP_PKEY *(SSL_SESSION *)), "SSL_SESSION_get0_peer_rpk");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_ticket), void (const SSL_SESSION *, const unsigned char **, size_t *)), "SSL_SESSION_get0_ticket");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_ticket_appdata), int (SSL_SESSION *, void **, size_t *)), "SSL_SESSION_get0_ticket_appdata");
 #ifndef SSL_SESSION_get_app_data
@@ -738,6 +751,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get_max_fragm
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get_protocol_version), int (const SSL_SESSION *)), "SSL_SESSION_get_protocol_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get_ticket_lifetime_hint), unsigned long (const SSL_SESSION *)), "SSL_SESSION_get_ticket_lifetime_hint");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get_time), long (const SSL_SESSION *)), "SSL_SESSION_get_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get_time_ex), time_t (const SSL_SESSION *)), "SSL_SESSION_get_time_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get_timeout), long (const SSL_SESSION *)), "SSL_SESSION_get_timeout");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_has_ticket), int (const SSL_SESSION *)), "SSL_SESSION_has_ticket");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_is_resumable), int (const SSL_SESSION *)), "SSL_SESSION_is_resumable");
@@ -760,11 +774,14 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_ex_data),
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_max_early_data), int (SSL_SESSION *, uint32_t)), "SSL_SESSION_set_max_early_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_protocol_version), int (SSL_SESSION *, int)), "SSL_SESSION_set_protocol_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time), long (SSL_SESSION *, long)), "SSL_SESSION_set_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time_ex), time_t (SSL_SESSION *, time_t)), "SSL_SESSION_set_time_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_timeout), long (SSL_SESSION *, long)), "SSL_SESSION_set_timeout");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_up_ref), int (SSL_SESSION *)), "SSL_SESSION_up_ref");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_free), int (SSL *)), "SSL_SRP_CTX_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_init), int (SSL *)), "SSL_SRP_CTX_init");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept), int (SSL *)), "SSL_accept");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept_connection), SSL *(SSL *, uint64_t)), "SSL_accept_connection");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept_stream), SSL *(SSL *, uint64_t)), "SSL_accept_stream");
 #ifndef SSL_add0_chain_cert
 #error "SSL_add0_chain_cert is no longer a macro"
 #endif
@@ -777,6 +794,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add1_host), int (SSL 
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add1_to_CA_list), int (SSL *, const X509 *)), "SSL_add1_to_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_client_CA), int (SSL *, X509 *)), "SSL_add_client_CA");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_dir_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)), "SSL_add_dir_cert_subjects_to_stack");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_expected_rpk), int (SSL *, EVP_PKEY *)), "SSL_add_expected_rpk");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_file_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)), "SSL_add_file_cert_subjects_to_stack");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_ssl_module), void (void)), "SSL_add_ssl_module");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_store_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)), "SSL_add_store_cert_subjects_to_stack");
@@ -823,8 +841,10 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_leg
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_random), size_t (SSL *, const unsigned char **)), "SSL_client_hello_get0_random");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_session_id), size_t (SSL *, const unsigned char **)), "SSL_client_hello_get0_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get1_extensions_present), int (SSL *, int **, size_t *)), "SSL_client_hello_get1_extensions_present");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get_extension_order), int (SSL *, uint16_t *, size_t *)), "SSL_client_hello_get_extension_order");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_isv2), int (SSL *)), "SSL_client_hello_isv2");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_version), int (const SSL *)), "SSL_client_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_compress_certs), int (SSL *, int)), "SSL_compress_certs");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_config), int (SSL *, const char *)), "SSL_config");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_connect), int (SSL *)), "SSL_connect");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_copy_session_id), int (SSL *, const SSL *)), "SSL_copy_session_id");
@@ -857,13 +877,18 @@ static void fli_check_SSL_get0_chain_cert_store(SSL *a0, void *a1) { (void)SSL_g
 #error "SSL_get0_chain_certs is no longer a macro"
 #endif
 static void fli_check_SSL_get0_chain_certs(SSL *a0, STACK_OF(X509) **a1) { (void)SSL_get0_chain_certs(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_client_cert_type), int (const SSL *, unsigned char **, size_t *)), "SSL_get0_client_cert_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_connection), SSL *(SSL *)), "SSL_get0_connection");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane), SSL_DANE *(SSL *)), "SSL_get0_dane");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane_authority), int (SSL *, X509 **, EVP_PKEY **)), "SSL_get0_dane_authority");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane_tlsa), int (SSL *, uint8_t *, uint8_t *, uint8_t *, const unsigned char **, size_t *)), "SSL_get0_dane_tlsa");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_domain), SSL *(SSL *)), "SSL_get0_domain");
 #ifndef SSL_get0_ec_point_formats
 #error "SSL_get0_ec_point_formats is no longer a macro"
 #endif
 static void fli_check_SSL_get0_ec_point_formats(SSL *a0, void *a1) { (void)SSL_get0_ec_point_formats(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_group_name), const char *(SSL *)), "SSL_get0_group_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_listener), SSL *(SSL *)), "SSL_get0_listener");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_next_proto_negotiated), void (const SSL *, const unsigned char **, unsigned int *)), "SSL_get0_next_proto_negotiated");
 #ifndef SSL_get0_npn_negotiated
 #error "SSL_get0_npn_negotiated is no longer a macro"
@@ -871,6 +896,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_next_proto_negot
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_param), X509_VERIFY_PARAM *(SSL *)), "SSL_get0_param");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_CA_list), const struct stack_st_X509_NAME *(const SSL *)), "SSL_get0_peer_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_certificate), X509 *(const SSL *)), "SSL_get0_peer_certificate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_rpk), EVP_PKEY *(const SSL *)), "SSL_get0_peer_rpk");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_scts), const struct stack_st_SCT *(SSL *)), "SSL_get0_peer_scts");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peername), const char *(SSL *)), "SSL_get0_peername");
 #ifndef SSL_get0_raw_cipherlist
@@ -878,6 +904,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peername), const
 #endif
 static void fli_check_SSL_get0_raw_cipherlist(SSL *a0, void *a1) { (void)SSL_get0_raw_cipherlist(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_security_ex_data), void *(const SSL *)), "SSL_get0_security_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_server_cert_type), int (const SSL *, unsigned char **, size_t *)), "SSL_get0_server_cert_type");
 #ifndef SSL_get0_session
 #error "SSL_get0_session is no longer a macro"
 #endif
@@ -886,6 +913,8 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_verified_chain),
 #error "SSL_get0_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_get0_verify_cert_store(SSL *a0, void *a1) { (void)SSL_get0_verify_cert_store(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_builtin_sigalgs), char *(OSSL_LIB_CTX *)), "SSL_get1_builtin_sigalgs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_compressed_cert), size_t (SSL *, int, unsigned char **, size_t *)), "SSL_get1_compressed_cert");
 #ifndef SSL_get1_groups
 #error "SSL_get1_groups is no longer a macro"
 #endif
@@ -894,12 +923,15 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_peer_certificate
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_session), SSL_SESSION *(SSL *)), "SSL_get1_session");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_supported_ciphers), struct stack_st_SSL_CIPHER *(SSL *)), "SSL_get1_supported_ciphers");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_SSL_CTX), SSL_CTX *(const SSL *)), "SSL_get_SSL_CTX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_accept_connection_queue_len), size_t (SSL *)), "SSL_get_accept_connection_queue_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_accept_stream_queue_len), size_t (SSL *)), "SSL_get_accept_stream_queue_len");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_all_async_fds), int (SSL *, int *, size_t *)), "SSL_get_all_async_fds");
 #ifndef SSL_get_app_data
 #error "SSL_get_app_data is no longer a macro"
 #endif
 static void fli_check_SSL_get_app_data(const SSL *a0) { (void)SSL_get_app_data(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_async_status), int (SSL *, int *)), "SSL_get_async_status");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_blocking_mode), int (SSL *)), "SSL_get_blocking_mode");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_certificate), X509 *(const SSL *)), "SSL_get_certificate");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_changed_async_fds), int (SSL *, int *, size_t *, int *, size_t *)), "SSL_get_changed_async_fds");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_cipher_list), const char *(const SSL *, int)), "SSL_get_cipher_list");
@@ -913,8 +945,10 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_current_expansion
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb), pem_password_cb *(SSL *)), "SSL_get_default_passwd_cb");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb_userdata), void *(SSL *)), "SSL_get_default_passwd_cb_userdata");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_timeout), long (const SSL *)), "SSL_get_default_timeout");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_domain_flags), int (const SSL *, uint64_t *)), "SSL_get_domain_flags");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_early_data_status), int (const SSL *)), "SSL_get_early_data_status");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_error), int (const SSL *, int)), "SSL_get_error");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_event_timeout), int (SSL *, struct timeval *, int *)), "SSL_get_event_timeout");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ex_data), void *(const SSL *, int)), "SSL_get_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ex_data_X509_STORE_CTX_idx), int (void)), "SSL_get_ex_data_X509_STORE_CTX_idx");
 #ifndef SSL_get_ex_new_index
@@ -927,6 +961,7 @@ static void fli_check_SSL_get_ex_new_index(long a0, void *a1, CRYPTO_EX_new *a2,
 static void fli_check_SSL_get_extms_support(SSL *a0) { (void)SSL_get_extms_support(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_fd), int (const SSL *)), "SSL_get_fd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_finished), size_t (const SSL *, void *, size_t)), "SSL_get_finished");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_handshake_rtt), int (const SSL *, uint64_t *)), "SSL_get_handshake_rtt");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_info_callback), void (*(const SSL *))(const SSL *, int, int)), "SSL_get_info_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_key_update_type), int (const SSL *)), "SSL_get_key_update_type");
 #ifndef SSL_get_max_cert_list
@@ -946,10 +981,12 @@ static void fli_check_SSL_get_min_proto_version(SSL *a0) { (void)SSL_get_min_pro
 #error "SSL_get_mode is no longer a macro"
 #endif
 static void fli_check_SSL_get_mode(SSL *a0) { (void)SSL_get_mode(a0); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_negotiated_client_cert_type), int (const SSL *)), "SSL_get_negotiated_client_cert_type");
 #ifndef SSL_get_negotiated_group
 #error "SSL_get_negotiated_group is no longer a macro"
 #endif
 static void fli_check_SSL_get_negotiated_group(SSL *a0) { (void)SSL_get_negotiated_group(a0); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_negotiated_server_cert_type), int (const SSL *)), "SSL_get_negotiated_server_cert_type");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_num_tickets), size_t (const SSL *)), "SSL_get_num_tickets");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_options), uint64_t (const SSL *)), "SSL_get_options");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_peer_cert_chain), struct stack_st_X509 *(const SSL *)), "SSL_get_peer_cert_chain");
@@ -1009,6 +1046,12 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_userinfo), ch
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_username), char *(SSL *)), "SSL_get_srp_username");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ssl_method), const SSL_METHOD *(const SSL *)), "SSL_get_ssl_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_state), OSSL_HANDSHAKE_STATE (const SSL *)), "SSL_get_state");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_id), uint64_t (SSL *)), "SSL_get_stream_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_read_error_code), int (SSL *, uint64_t *)), "SSL_get_stream_read_error_code");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_read_state), int (SSL *)), "SSL_get_stream_read_state");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_type), int (SSL *)), "SSL_get_stream_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_write_error_code), int (SSL *, uint64_t *)), "SSL_get_stream_write_error_code");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_write_state), int (SSL *)), "SSL_get_stream_write_state");
 #ifndef SSL_get_time
 #error "SSL_get_time is no longer a macro"
 #endif
@@ -1037,6 +1080,7 @@ static void fli_check_SSL_get_tlsext_status_type(SSL *a0) { (void)SSL_get_tlsext
 #error "SSL_get_tmp_key is no longer a macro"
 #endif
 static void fli_check_SSL_get_tmp_key(SSL *a0, EVP_PKEY **a1) { (void)SSL_get_tmp_key(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_value_uint), int (SSL *, uint32_t, uint32_t, uint64_t *)), "SSL_get_value_uint");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_verify_callback), SSL_verify_cb (const SSL *)), "SSL_get_verify_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_verify_depth), int (const SSL *)), "SSL_get_verify_depth");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_verify_mode), int (const SSL *)), "SSL_get_verify_mode");
@@ -1045,18 +1089,27 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_version), const c
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_wbio), BIO *(const SSL *)), "SSL_get_wbio");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_wfd), int (const SSL *)), "SSL_get_wfd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_group_to_name), const char *(SSL *, int)), "SSL_group_to_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_handle_events), int (SSL *)), "SSL_handle_events");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_has_matching_session_id), int (const SSL *, const unsigned char *, unsigned int)), "SSL_has_matching_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_has_pending), int (const SSL *)), "SSL_has_pending");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_in_before), int (const SSL *)), "SSL_in_before");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_in_init), int (const SSL *)), "SSL_in_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_inject_net_dgram), int (SSL *, const unsigned char *, size_t, const BIO_ADDR *, const BIO_ADDR *)), "SSL_inject_net_dgram");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_connection), int (SSL *)), "SSL_is_connection");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_domain), int (SSL *)), "SSL_is_domain");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_dtls), int (const SSL *)), "SSL_is_dtls");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_init_finished), int (const SSL *)), "SSL_is_init_finished");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_listener), int (SSL *)), "SSL_is_listener");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_quic), int (const SSL *)), "SSL_is_quic");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_server), int (const SSL *)), "SSL_is_server");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_stream_local), int (SSL *)), "SSL_is_stream_local");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_tls), int (const SSL *)), "SSL_is_tls");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_key_update), int (SSL *, int)), "SSL_key_update");
 #ifndef SSL_library_init
 #error "SSL_library_init is no longer a macro"
 #endif
 static void fli_check_SSL_library_init(void) { (void)SSL_library_init(); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_listen), int (SSL *)), "SSL_listen");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_load_client_CA_file), struct stack_st_X509_NAME *(const char *)), "SSL_load_client_CA_file");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_load_client_CA_file_ex), struct stack_st_X509_NAME *(const char *, OSSL_LIB_CTX *, const char *)), "SSL_load_client_CA_file_ex");
 #ifndef SSL_load_error_strings
@@ -1067,8 +1120,15 @@ static void fli_check_SSL_load_error_strings(void) { (void)SSL_load_error_string
 #error "SSL_need_tmp_RSA is no longer a macro"
 #endif
 _Static_assert(SSL_need_tmp_RSA(0) == 0, "SSL_need_tmp_RSA");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_net_read_desired), int (SSL *)), "SSL_net_read_desired");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_net_write_desired), int (SSL *)), "SSL_net_write_desired");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new), SSL *(SSL_CTX *)), "SSL_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_domain), SSL *(SSL_CTX *, uint64_t)), "SSL_new_domain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_from_listener), SSL *(SSL *, uint64_t)), "SSL_new_from_listener");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_listener), SSL *(SSL_CTX *, uint64_t)), "SSL_new_listener");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_listener_from), SSL *(SSL *, uint64_t)), "SSL_new_listener_from");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_session_ticket), int (SSL *)), "SSL_new_session_ticket");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_stream), SSL *(SSL *, uint64_t)), "SSL_new_stream");
 #ifndef SSL_num_renegotiations
 #error "SSL_num_renegotiations is no longer a macro"
 #endif
@@ -1108,6 +1168,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_tmp_dh_pkey), in
 #endif
 static void fli_check_SSL_set0_verify_cert_store(SSL *a0, X509_STORE *a1) { (void)SSL_set0_verify_cert_store(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_wbio), void (SSL *, BIO *)), "SSL_set0_wbio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_cert_comp_preference), int (SSL *, int *, size_t)), "SSL_set1_cert_comp_preference");
 #ifndef SSL_set1_chain
 #error "SSL_set1_chain is no longer a macro"
 #endif
@@ -1116,6 +1177,7 @@ static void fli_check_SSL_set1_chain(SSL *a0, STACK_OF(X509) *a1) { (void)SSL_se
 #error "SSL_set1_chain_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_set1_chain_cert_store(SSL *a0, X509_STORE *a1) { (void)SSL_set1_chain_cert_store(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_client_cert_type), int (SSL *, const unsigned char *, size_t)), "SSL_set1_client_cert_type");
 #ifndef SSL_set1_client_certificate_types
 #error "SSL_set1_client_certificate_types is no longer a macro"
 #endif
@@ -1128,6 +1190,7 @@ static void fli_check_SSL_set1_client_sigalgs(SSL *a0, void *a1, long a2) { (voi
 #error "SSL_set1_client_sigalgs_list is no longer a macro"
 #endif
 static void fli_check_SSL_set1_client_sigalgs_list(SSL *a0, const char *a1) { (void)SSL_set1_client_sigalgs_list(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_compressed_cert), int (SSL *, int, unsigned char *, size_t, size_t)), "SSL_set1_compressed_cert");
 #ifndef SSL_set1_groups
 #error "SSL_set1_groups is no longer a macro"
 #endif
@@ -1137,7 +1200,9 @@ static void fli_check_SSL_set1_groups(SSL *a0, const int *a1, long a2) { (void)S
 #endif
 static void fli_check_SSL_set1_groups_list(SSL *a0, const char *a1) { (void)SSL_set1_groups_list(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_host), int (SSL *, const char *)), "SSL_set1_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_initial_peer_addr), int (SSL *, const BIO_ADDR *)), "SSL_set1_initial_peer_addr");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_param), int (SSL *, X509_VERIFY_PARAM *)), "SSL_set1_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_server_cert_type), int (SSL *, const unsigned char *, size_t)), "SSL_set1_server_cert_type");
 #ifndef SSL_set1_sigalgs
 #error "SSL_set1_sigalgs is no longer a macro"
 #endif
@@ -1162,6 +1227,8 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_async_callback), 
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_async_callback_arg), int (SSL *, void *)), "SSL_set_async_callback_arg");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_bio), void (SSL *, BIO *, BIO *)), "SSL_set_bio");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_block_padding), int (SSL *, size_t)), "SSL_set_block_padding");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_block_padding_ex), int (SSL *, size_t, size_t)), "SSL_set_block_padding_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_blocking_mode), int (SSL *, int)), "SSL_set_blocking_mode");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_cert_cb), void (SSL *, int (*)(SSL *, void *), void *)), "SSL_set_cert_cb");
 #ifndef SSL_set_cert_flags
 #error "SSL_set_cert_flags is no longer a macro"
@@ -1180,6 +1247,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_debug), void (SSL
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb), void (SSL *, pem_password_cb *)), "SSL_set_default_passwd_cb");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb_userdata), void (SSL *, void *)), "SSL_set_default_passwd_cb_userdata");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_read_buffer_len), void (SSL *, size_t)), "SSL_set_default_read_buffer_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_stream_mode), int (SSL *, uint32_t)), "SSL_set_default_stream_mode");
 #ifndef SSL_set_dh_auto
 #error "SSL_set_dh_auto is no longer a macro"
 #endif
@@ -1188,6 +1256,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ex_data), int (SS
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_fd), int (SSL *, int)), "SSL_set_fd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_generate_session_id), int (SSL *, GEN_SESSION_CB)), "SSL_set_generate_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_hostflags), void (SSL *, unsigned int)), "SSL_set_hostflags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_incoming_stream_policy), int (SSL *, int, uint64_t)), "SSL_set_incoming_stream_policy");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_info_callback), void (SSL *, void (*)(const SSL *, int, int))), "SSL_set_info_callback");
 #ifndef SSL_set_max_cert_list
 #error "SSL_set_max_cert_list is no longer a macro"
@@ -1232,6 +1301,9 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_find_session_
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_server_callback), void (SSL *, SSL_psk_server_cb_func)), "SSL_set_psk_server_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_use_session_callback), void (SSL *, SSL_psk_use_session_cb_func)), "SSL_set_psk_use_session_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_purpose), int (SSL *, int)), "SSL_set_purpose");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_cbs), int (SSL *, const OSSL_DISPATCH *, void *)), "SSL_set_quic_tls_cbs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_early_data_enabled), int (SSL *, int)), "SSL_set_quic_tls_early_data_enabled");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_transport_params), int (SSL *, const unsigned char *, size_t)), "SSL_set_quic_tls_transport_params");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quiet_shutdown), void (SSL *, int)), "SSL_set_quiet_shutdown");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_read_ahead), void (SSL *, int)), "SSL_set_read_ahead");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_record_padding_callback), int (SSL *, size_t (*)(SSL *, int, size_t, void *))), "SSL_set_record_padding_callback");
@@ -1311,6 +1383,7 @@ _Static_assert(SSL_set_tmp_rsa(0, 0) == 1, "SSL_set_tmp_rsa");
 #error "SSL_set_tmp_rsa_callback is no longer a macro"
 #endif
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_trust), int (SSL *, int)), "SSL_set_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_value_uint), int (SSL *, uint32_t, uint32_t, uint64_t)), "SSL_set_value_uint");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify), void (SSL *, int, SSL_verify_cb)), "SSL_set_verify");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify_depth), void (SSL *, int)), "SSL_set_verify_depth");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify_result), void (SSL *, long)), "SSL_set_verify_result");
@@ -1320,6 +1393,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_srp_server_param_with
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_state_string), const char *(const SSL *)), "SSL_state_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_state_string_long), const char *(const SSL *)), "SSL_state_string_long");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_stateless), int (SSL *)), "SSL_stateless");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_stream_conclude), int (SSL *, uint64_t)), "SSL_stream_conclude");
 #ifndef SSL_total_renegotiations
 #error "SSL_total_renegotiations is no longer a macro"
 #endif
@@ -1345,6 +1419,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_want), int (const SSL
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write), int (SSL *, const void *, int)), "SSL_write");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_early_data), int (SSL *, const void *, size_t, size_t *)), "SSL_write_early_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_ex), int (SSL *, const void *, size_t, size_t *)), "SSL_write_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_ex2), int (SSL *, const void *, size_t, uint64_t, size_t *)), "SSL_write_ex2");
 #ifndef SSLeay_add_ssl_algorithms
 #error "SSLeay_add_ssl_algorithms is no longer a macro"
 #endif
@@ -1434,6 +1509,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(X509_up_ref), int (X509 *
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert), int (X509_STORE_CTX *)), "X509_verify_cert");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert_error_string), const char *(long)), "X509_verify_cert_error_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION), SSL_SESSION *(SSL_SESSION **, const unsigned char **, long)), "d2i_SSL_SESSION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION_ex), SSL_SESSION *(SSL_SESSION **, const unsigned char **, long, OSSL_LIB_CTX *, const char *)), "d2i_SSL_SESSION_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509), X509 *(X509 **, const unsigned char **, long)), "d2i_X509");
 _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_SSL_SESSION), int (const SSL_SESSION *, unsigned char **)), "i2d_SSL_SESSION");
 _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X509 *, unsigned char **)), "i2d_X509");

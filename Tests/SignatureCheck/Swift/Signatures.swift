@@ -10,7 +10,7 @@ func fliTypeOf<T>(_: T) -> T.Type { T.self }
 func fliAny<T>() -> T { fatalError("never called") }
 
 /// How many wrappers this file checks.
-let checkedWrapperCount = 963
+let checkedWrapperCount = 1039
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures0() {
@@ -713,6 +713,9 @@ func signatures3() {
     // SSL_CTX_clear_options
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_clear_options), ((SSLContextPointer?, UInt64) -> UInt64).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_clear_options), ((OpaquePointer?, UInt64) -> UInt64).self)
+    // SSL_CTX_compress_certs
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_compress_certs), ((SSLContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_compress_certs), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_CTX_config
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_config), ((SSLContextPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_config), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
@@ -740,16 +743,19 @@ func signatures3() {
     // SSL_CTX_flush_sessions
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions), ((SSLContextPointer?, Int) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions), ((OpaquePointer?, Int) -> Void).self)
+    // SSL_CTX_flush_sessions_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions_ex), ((SSLContextPointer?, time_t) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions_ex), ((OpaquePointer?, time_t) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures4() {
     // SSL_CTX_free
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_free), ((SSLContextPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_free), ((OpaquePointer?) -> Void).self)
     // SSL_CTX_get0_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_CA_list), ((SSLContextPointer?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get0_CA_list), ((OpaquePointer?) -> OpaquePointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures4() {
     // SSL_CTX_get0_certificate
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_certificate), ((SSLContextPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get0_certificate), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -759,6 +765,9 @@ func signatures4() {
     // SSL_CTX_get0_chain_certs
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_chain_certs), ((SSLContextPointer?) -> (result: Int, px509: X509StackPointer?)).self)
     fliSameType(fli_sig_SSL_CTX_get0_chain_certs.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
+    // SSL_CTX_get0_client_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_client_cert_type), ((SSLContextPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get0_client_cert_type), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     // SSL_CTX_get0_ctlog_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_ctlog_store), ((SSLContextPointer?) -> CTLogStorePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get0_ctlog_store), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -771,9 +780,15 @@ func signatures4() {
     // SSL_CTX_get0_security_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_security_ex_data), ((SSLContextPointer?) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get0_security_ex_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // SSL_CTX_get0_server_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_server_cert_type), ((SSLContextPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get0_server_cert_type), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     // SSL_CTX_get0_verify_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get0_verify_cert_store), ((SSLContextPointer?, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_get0_verify_cert_store.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // SSL_CTX_get1_compressed_cert
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get1_compressed_cert), ((SSLContextPointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get1_compressed_cert), ((OpaquePointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int).self)
     // SSL_CTX_get_app_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get_app_data), ((SSLContextPointer?) -> UnsafeMutableRawPointer?).self)
     fliSameType(fli_sig_SSL_CTX_get_app_data.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -798,6 +813,9 @@ func signatures4() {
     // SSL_CTX_get_default_read_ahead
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get_default_read_ahead), ((SSLContextPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_get_default_read_ahead.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_CTX_get_domain_flags
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get_domain_flags), ((SSLContextPointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get_domain_flags), ((OpaquePointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
     // SSL_CTX_get_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get_ex_data), ((SSLContextPointer?, Int32) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get_ex_data), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
@@ -911,6 +929,10 @@ func signatures4() {
     // SSL_CTX_remove_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_remove_session), ((SSLContextPointer?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_remove_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures5() {
     // SSL_CTX_select_current_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_select_current_cert), ((SSLContextPointer?, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_select_current_cert.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
@@ -929,10 +951,6 @@ func signatures4() {
     // SSL_CTX_sess_cb_hits
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_sess_cb_hits), ((SSLContextPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_sess_cb_hits.self, (@convention(c) (OpaquePointer?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures5() {
     // SSL_CTX_sess_connect
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_sess_connect), ((SSLContextPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_sess_connect.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -1002,6 +1020,9 @@ func signatures5() {
     // SSL_CTX_set0_verify_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set0_verify_cert_store), ((SSLContextPointer?, X509StorePointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set0_verify_cert_store.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
+    // SSL_CTX_set1_cert_comp_preference
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_cert_comp_preference), ((SSLContextPointer?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set1_cert_comp_preference), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
     // SSL_CTX_set1_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_cert_store), ((SSLContextPointer?, X509StorePointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set1_cert_store), ((OpaquePointer?, OpaquePointer?) -> Void).self)
@@ -1011,6 +1032,9 @@ func signatures5() {
     // SSL_CTX_set1_chain_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_chain_cert_store), ((SSLContextPointer?, X509StorePointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_chain_cert_store.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
+    // SSL_CTX_set1_client_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_client_cert_type), ((SSLContextPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set1_client_cert_type), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_set1_client_certificate_types
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_client_certificate_types), ((SSLContextPointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_client_certificate_types.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
@@ -1020,6 +1044,9 @@ func signatures5() {
     // SSL_CTX_set1_client_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_client_sigalgs_list), ((SSLContextPointer?, String) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_client_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
+    // SSL_CTX_set1_compressed_cert
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_compressed_cert), ((SSLContextPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set1_compressed_cert), ((OpaquePointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
     // SSL_CTX_set1_groups
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_groups), ((SSLContextPointer?, UnsafePointer<Int32>?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_groups.self, (@convention(c) (OpaquePointer?, UnsafePointer<Int32>?, Int) -> Void).self)
@@ -1029,6 +1056,9 @@ func signatures5() {
     // SSL_CTX_set1_param
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_param), ((SSLContextPointer?, X509VerifyParamPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set1_param), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // SSL_CTX_set1_server_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_server_cert_type), ((SSLContextPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set1_server_cert_type), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_set1_sigalgs
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_sigalgs), ((SSLContextPointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
@@ -1059,6 +1089,9 @@ func signatures5() {
     // SSL_CTX_set_block_padding
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_block_padding), ((SSLContextPointer?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_block_padding), ((OpaquePointer?, Int) -> Int32).self)
+    // SSL_CTX_set_block_padding_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_block_padding_ex), ((SSLContextPointer?, Int, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_block_padding_ex), ((OpaquePointer?, Int, Int) -> Int32).self)
     // SSL_CTX_set_cert_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_cert_cb), ((SSLContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_cert_cb), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
@@ -1080,6 +1113,10 @@ func signatures5() {
     // SSL_CTX_set_client_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_CA_list), ((SSLContextPointer?, X509NameStackPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_client_CA_list), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures6() {
     // SSL_CTX_set_client_cert_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_cert_cb), ((SSLContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_client_cert_cb), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)?) -> Void).self)
@@ -1113,10 +1150,6 @@ func signatures5() {
     // SSL_CTX_set_default_passwd_cb_userdata
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_default_passwd_cb_userdata), ((SSLContextPointer?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_default_passwd_cb_userdata), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures6() {
     // SSL_CTX_set_default_read_ahead
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_default_read_ahead), ((SSLContextPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_default_read_ahead.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
@@ -1138,6 +1171,9 @@ func signatures6() {
     // SSL_CTX_set_dh_auto
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_dh_auto), ((SSLContextPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_dh_auto.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
+    // SSL_CTX_set_domain_flags
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_domain_flags), ((SSLContextPointer?, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_domain_flags), ((OpaquePointer?, UInt64) -> Int32).self)
     // SSL_CTX_set_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ex_data), ((SSLContextPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
@@ -1259,6 +1295,10 @@ func signatures6() {
     // SSL_CTX_set_srp_strength
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_strength), ((SSLContextPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_strength), ((OpaquePointer?, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures7() {
     // SSL_CTX_set_srp_username
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_username), ((SSLContextPointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_username), ((OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
@@ -1295,10 +1335,6 @@ func signatures6() {
     // SSL_CTX_set_tlsext_status_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_status_cb), ((SSLContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_tlsext_status_cb.self, (@convention(c) (OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures7() {
     // SSL_CTX_set_tlsext_status_type
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_status_type), ((SSLContextPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_tlsext_status_type.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
@@ -1402,6 +1438,9 @@ func signatures7() {
     // SSL_SESSION_get0_peer
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get0_peer), ((SSLSessionPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get0_peer), ((OpaquePointer?) -> OpaquePointer?).self)
+    // SSL_SESSION_get0_peer_rpk
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get0_peer_rpk), ((SSLSessionPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get0_peer_rpk), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_SESSION_get0_ticket
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get0_ticket), ((SSLSessionPointer?) -> (tick: UnsafePointer<UInt8>?, len: Int)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get0_ticket), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Void).self)
@@ -1438,9 +1477,16 @@ func signatures7() {
     // SSL_SESSION_get_ticket_lifetime_hint
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_ticket_lifetime_hint), ((SSLSessionPointer?) -> UInt).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_ticket_lifetime_hint), ((OpaquePointer?) -> UInt).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures8() {
     // SSL_SESSION_get_time
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_time), ((SSLSessionPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_time), ((OpaquePointer?) -> Int).self)
+    // SSL_SESSION_get_time_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_time_ex), ((SSLSessionPointer?) -> time_t).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_time_ex), ((OpaquePointer?) -> time_t).self)
     // SSL_SESSION_get_timeout
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_timeout), ((SSLSessionPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_timeout), ((OpaquePointer?) -> Int).self)
@@ -1477,10 +1523,6 @@ func signatures7() {
     // SSL_SESSION_set1_master_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_master_key), ((SSLSessionPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_master_key), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures8() {
     // SSL_SESSION_set1_ticket_appdata
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_ticket_appdata), ((SSLSessionPointer?, UnsafeRawPointer?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_ticket_appdata), ((OpaquePointer?, UnsafeRawPointer?, Int) -> Int32).self)
@@ -1502,6 +1544,9 @@ func signatures8() {
     // SSL_SESSION_set_time
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set_time), ((SSLSessionPointer?, Int) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set_time), ((OpaquePointer?, Int) -> Int).self)
+    // SSL_SESSION_set_time_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set_time_ex), ((SSLSessionPointer?, time_t) -> time_t).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set_time_ex), ((OpaquePointer?, time_t) -> time_t).self)
     // SSL_SESSION_set_timeout
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set_timeout), ((SSLSessionPointer?, Int) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set_timeout), ((OpaquePointer?, Int) -> Int).self)
@@ -1517,6 +1562,12 @@ func signatures8() {
     // SSL_accept
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_accept), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_accept), ((OpaquePointer?) -> Int32).self)
+    // SSL_accept_connection
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_accept_connection), ((SSLPointer?, UInt64) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_accept_connection), ((OpaquePointer?, UInt64) -> OpaquePointer?).self)
+    // SSL_accept_stream
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_accept_stream), ((SSLPointer?, UInt64) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_accept_stream), ((OpaquePointer?, UInt64) -> OpaquePointer?).self)
     // SSL_add0_chain_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add0_chain_cert), ((SSLPointer?, X509Pointer?) -> Int).self)
     fliSameType(fli_sig_SSL_add0_chain_cert.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
@@ -1535,6 +1586,9 @@ func signatures8() {
     // SSL_add_dir_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_dir_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_dir_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // SSL_add_expected_rpk
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_expected_rpk), ((SSLPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_add_expected_rpk), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // SSL_add_file_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_file_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_file_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
@@ -1607,6 +1661,10 @@ func signatures8() {
     // SSL_client_hello_get0_ext
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_ext), ((SSLPointer?, UInt32) -> (found: Int32, out: UnsafePointer<UInt8>?, outlen: Int)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_ext), ((OpaquePointer?, UInt32, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures9() {
     // SSL_client_hello_get0_legacy_version
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_legacy_version), ((SSLPointer?) -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_legacy_version), ((OpaquePointer?) -> UInt32).self)
@@ -1619,12 +1677,18 @@ func signatures8() {
     // SSL_client_hello_get1_extensions_present
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get1_extensions_present), ((SSLPointer?) -> (ok: Int32, out: UnsafeMutablePointer<Int32>?, outlen: Int)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get1_extensions_present), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<Int32>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // SSL_client_hello_get_extension_order
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get_extension_order), ((SSLPointer?, UnsafeMutablePointer<UInt16>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get_extension_order), ((OpaquePointer?, UnsafeMutablePointer<UInt16>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     // SSL_client_hello_isv2
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_isv2), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_isv2), ((OpaquePointer?) -> Int32).self)
     // SSL_client_version
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_version), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_version), ((OpaquePointer?) -> Int32).self)
+    // SSL_compress_certs
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_compress_certs), ((SSLPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_compress_certs), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_config
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_config), ((SSLPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_config), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
@@ -1661,10 +1725,6 @@ func signatures8() {
     // SSL_dup_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_dup_CA_list), ((X509NameStackPointer?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_dup_CA_list), ((OpaquePointer?) -> OpaquePointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures9() {
     // SSL_enable_ct
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_enable_ct), ((SSLPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_enable_ct), ((OpaquePointer?, Int32) -> Int32).self)
@@ -1698,6 +1758,12 @@ func signatures9() {
     // SSL_get0_chain_certs
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_chain_certs), ((SSLPointer?) -> (result: Int, px509: X509StackPointer?)).self)
     fliSameType(fli_sig_SSL_get0_chain_certs.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
+    // SSL_get0_client_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_client_cert_type), ((SSLPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get0_client_cert_type), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // SSL_get0_connection
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_connection), ((SSLPointer?) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get0_connection), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_get0_dane
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_dane), ((SSLPointer?) -> SSLDANEPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get0_dane), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -1707,9 +1773,18 @@ func signatures9() {
     // SSL_get0_dane_tlsa
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_dane_tlsa), ((SSLPointer?) -> (depth: Int32, usage: UInt8, selector: UInt8, mtype: UInt8, data: UnsafePointer<UInt8>?, dlen: Int)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get0_dane_tlsa), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // SSL_get0_domain
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_domain), ((SSLPointer?) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get0_domain), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_get0_ec_point_formats
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_ec_point_formats), ((SSLPointer?, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get0_ec_point_formats.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // SSL_get0_group_name
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_group_name), ((SSLPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get0_group_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // SSL_get0_listener
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_listener), ((SSLPointer?) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get0_listener), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_get0_next_proto_negotiated
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_next_proto_negotiated), ((SSLPointer?) -> (data: UnsafePointer<UInt8>?, len: UInt32)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get0_next_proto_negotiated), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt32>?) -> Void).self)
@@ -1724,6 +1799,9 @@ func signatures9() {
     // SSL_get0_peer_certificate
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_peer_certificate), ((SSLPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get0_peer_certificate), ((OpaquePointer?) -> OpaquePointer?).self)
+    // SSL_get0_peer_rpk
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_peer_rpk), ((SSLPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get0_peer_rpk), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_get0_peer_scts
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_peer_scts), ((SSLPointer?) -> SCTStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get0_peer_scts), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -1736,6 +1814,9 @@ func signatures9() {
     // SSL_get0_security_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_security_ex_data), ((SSLPointer?) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get0_security_ex_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // SSL_get0_server_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_server_cert_type), ((SSLPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get0_server_cert_type), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     // SSL_get0_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_session), ((SSLPointer?) -> SSLSessionPointer?).self)
     // SSL_get0_verified_chain
@@ -1744,6 +1825,12 @@ func signatures9() {
     // SSL_get0_verify_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get0_verify_cert_store), ((SSLPointer?, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get0_verify_cert_store.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // SSL_get1_builtin_sigalgs
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_builtin_sigalgs), ((OSSLLibContextPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get1_builtin_sigalgs), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // SSL_get1_compressed_cert
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_compressed_cert), ((SSLPointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get1_compressed_cert), ((OpaquePointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int).self)
     // SSL_get1_groups
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_groups), ((SSLPointer?, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get1_groups.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
@@ -1756,9 +1843,19 @@ func signatures9() {
     // SSL_get1_supported_ciphers
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_supported_ciphers), ((SSLPointer?) -> SSLCipherStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_supported_ciphers), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures10() {
     // SSL_get_SSL_CTX
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_SSL_CTX), ((SSLPointer?) -> SSLContextPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_SSL_CTX), ((OpaquePointer?) -> OpaquePointer?).self)
+    // SSL_get_accept_connection_queue_len
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_accept_connection_queue_len), ((SSLPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_accept_connection_queue_len), ((OpaquePointer?) -> Int).self)
+    // SSL_get_accept_stream_queue_len
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_accept_stream_queue_len), ((SSLPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_accept_stream_queue_len), ((OpaquePointer?) -> Int).self)
     // SSL_get_all_async_fds
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_all_async_fds), ((SSLPointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_all_async_fds), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?) -> Int32).self)
@@ -1768,6 +1865,9 @@ func signatures9() {
     // SSL_get_async_status
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_async_status), ((SSLPointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_async_status), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // SSL_get_blocking_mode
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_blocking_mode), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_blocking_mode), ((OpaquePointer?) -> Int32).self)
     // SSL_get_certificate
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_certificate), ((SSLPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_certificate), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -1807,12 +1907,18 @@ func signatures9() {
     // SSL_get_default_timeout
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_default_timeout), ((SSLPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_default_timeout), ((OpaquePointer?) -> Int).self)
+    // SSL_get_domain_flags
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_domain_flags), ((SSLPointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_domain_flags), ((OpaquePointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
     // SSL_get_early_data_status
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_early_data_status), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_early_data_status), ((OpaquePointer?) -> Int32).self)
     // SSL_get_error
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_error), ((SSLPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_error), ((OpaquePointer?, Int32) -> Int32).self)
+    // SSL_get_event_timeout
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_event_timeout), ((SSLPointer?, UnsafeMutablePointer<timeval>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_event_timeout), ((OpaquePointer?, UnsafeMutablePointer<timeval>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
     // SSL_get_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_ex_data), ((SSLPointer?, Int32) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_ex_data), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
@@ -1831,6 +1937,9 @@ func signatures9() {
     // SSL_get_finished
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_finished), ((SSLPointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_finished), ((OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
+    // SSL_get_handshake_rtt
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_handshake_rtt), ((SSLPointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_handshake_rtt), ((OpaquePointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
     // SSL_get_info_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_info_callback), ((SSLPointer?) -> (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_info_callback), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)?).self)
@@ -1843,10 +1952,6 @@ func signatures9() {
     // SSL_get_max_early_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_max_early_data), ((SSLPointer?) -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_max_early_data), ((OpaquePointer?) -> UInt32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures10() {
     // SSL_get_max_proto_version
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_max_proto_version), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get_max_proto_version.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -1856,9 +1961,15 @@ func signatures10() {
     // SSL_get_mode
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_mode), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get_mode.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_get_negotiated_client_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_negotiated_client_cert_type), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_negotiated_client_cert_type), ((OpaquePointer?) -> Int32).self)
     // SSL_get_negotiated_group
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_negotiated_group), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get_negotiated_group.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_get_negotiated_server_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_negotiated_server_cert_type), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_negotiated_server_cert_type), ((OpaquePointer?) -> Int32).self)
     // SSL_get_num_tickets
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_num_tickets), ((SSLPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_num_tickets), ((OpaquePointer?) -> Int).self)
@@ -1915,6 +2026,10 @@ func signatures10() {
     // SSL_get_secure_renegotiation_support
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_secure_renegotiation_support), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get_secure_renegotiation_support.self, (@convention(c) (OpaquePointer?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures11() {
     // SSL_get_security_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_security_callback), ((SSLPointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_security_callback), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)?).self)
@@ -1975,6 +2090,24 @@ func signatures10() {
     // SSL_get_state
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_state), ((SSLPointer?) -> OSSL_HANDSHAKE_STATE).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_state), ((OpaquePointer?) -> OSSL_HANDSHAKE_STATE).self)
+    // SSL_get_stream_id
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_stream_id), ((SSLPointer?) -> UInt64).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_stream_id), ((OpaquePointer?) -> UInt64).self)
+    // SSL_get_stream_read_error_code
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_stream_read_error_code), ((SSLPointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_stream_read_error_code), ((OpaquePointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    // SSL_get_stream_read_state
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_stream_read_state), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_stream_read_state), ((OpaquePointer?) -> Int32).self)
+    // SSL_get_stream_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_stream_type), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_stream_type), ((OpaquePointer?) -> Int32).self)
+    // SSL_get_stream_write_error_code
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_stream_write_error_code), ((SSLPointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_stream_write_error_code), ((OpaquePointer?, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    // SSL_get_stream_write_state
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_stream_write_state), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_stream_write_state), ((OpaquePointer?) -> Int32).self)
     // SSL_get_time
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_time), ((SSLSessionPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get_time.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -1996,6 +2129,9 @@ func signatures10() {
     // SSL_get_tmp_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_tmp_key), ((SSLPointer?) -> (result: Int, pk: EVPPKeyPointer?)).self)
     fliSameType(fli_sig_SSL_get_tmp_key.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
+    // SSL_get_value_uint
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_value_uint), ((SSLPointer?, UInt32, UInt32, UnsafeMutablePointer<UInt64>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_value_uint), ((OpaquePointer?, UInt32, UInt32, UnsafeMutablePointer<UInt64>?) -> Int32).self)
     // SSL_get_verify_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_verify_callback), ((SSLPointer?) -> SSL_verify_cb?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_verify_callback), ((OpaquePointer?) -> SSL_verify_cb?).self)
@@ -2020,37 +2156,64 @@ func signatures10() {
     // SSL_group_to_name
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_group_to_name), ((SSLPointer?, Int32) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_group_to_name), ((OpaquePointer?, Int32) -> UnsafePointer<CChar>?).self)
+    // SSL_handle_events
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_handle_events), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_handle_events), ((OpaquePointer?) -> Int32).self)
     // SSL_has_matching_session_id
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_has_matching_session_id), ((SSLPointer?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_has_matching_session_id), ((OpaquePointer?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
     // SSL_has_pending
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_has_pending), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_has_pending), ((OpaquePointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures11() {
     // SSL_in_before
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_before), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_in_before), ((OpaquePointer?) -> Int32).self)
     // SSL_in_init
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_init), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_in_init), ((OpaquePointer?) -> Int32).self)
+    // SSL_inject_net_dgram
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_inject_net_dgram), ((SSLPointer?, UnsafePointer<UInt8>?, Int, BIOAddrPointer?, BIOAddrPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_inject_net_dgram), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // SSL_is_connection
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_connection), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_is_connection), ((OpaquePointer?) -> Int32).self)
+    // SSL_is_domain
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_domain), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_is_domain), ((OpaquePointer?) -> Int32).self)
     // SSL_is_dtls
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_dtls), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_dtls), ((OpaquePointer?) -> Int32).self)
     // SSL_is_init_finished
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_init_finished), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_init_finished), ((OpaquePointer?) -> Int32).self)
+    // SSL_is_listener
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_listener), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_is_listener), ((OpaquePointer?) -> Int32).self)
+    // SSL_is_quic
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_quic), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_is_quic), ((OpaquePointer?) -> Int32).self)
     // SSL_is_server
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_server), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_server), ((OpaquePointer?) -> Int32).self)
+    // SSL_is_stream_local
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_stream_local), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_is_stream_local), ((OpaquePointer?) -> Int32).self)
+    // SSL_is_tls
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_tls), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_is_tls), ((OpaquePointer?) -> Int32).self)
     // SSL_key_update
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_key_update), ((SSLPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_key_update), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_library_init
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_library_init), (() -> Int32).self)
     fliSameType(fli_sig_SSL_library_init.self, (@convention(c) () -> Void).self)
+    // SSL_listen
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_listen), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_listen), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures12() {
     // SSL_load_client_CA_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file), ((String?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_load_client_CA_file), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
@@ -2062,12 +2225,33 @@ func signatures11() {
     fliSameType(fli_sig_SSL_load_error_strings.self, (@convention(c) () -> Void).self)
     // SSL_need_tmp_RSA
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_need_tmp_RSA), ((SSLPointer) -> Int32).self)
+    // SSL_net_read_desired
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_net_read_desired), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_net_read_desired), ((OpaquePointer?) -> Int32).self)
+    // SSL_net_write_desired
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_net_write_desired), ((SSLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_net_write_desired), ((OpaquePointer?) -> Int32).self)
     // SSL_new
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_new), ((SSLContextPointer?) -> SSLPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_new), ((OpaquePointer?) -> OpaquePointer?).self)
+    // SSL_new_domain
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_new_domain), ((SSLContextPointer?, UInt64) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_new_domain), ((OpaquePointer?, UInt64) -> OpaquePointer?).self)
+    // SSL_new_from_listener
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_new_from_listener), ((SSLPointer?, UInt64) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_new_from_listener), ((OpaquePointer?, UInt64) -> OpaquePointer?).self)
+    // SSL_new_listener
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_new_listener), ((SSLContextPointer?, UInt64) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_new_listener), ((OpaquePointer?, UInt64) -> OpaquePointer?).self)
+    // SSL_new_listener_from
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_new_listener_from), ((SSLPointer?, UInt64) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_new_listener_from), ((OpaquePointer?, UInt64) -> OpaquePointer?).self)
     // SSL_new_session_ticket
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_new_session_ticket), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_new_session_ticket), ((OpaquePointer?) -> Int32).self)
+    // SSL_new_stream
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_new_stream), ((SSLPointer?, UInt64) -> SSLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_new_stream), ((OpaquePointer?, UInt64) -> OpaquePointer?).self)
     // SSL_num_renegotiations
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_num_renegotiations), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_num_renegotiations.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -2140,12 +2324,18 @@ func signatures11() {
     // SSL_set0_wbio
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set0_wbio), ((SSLPointer?, BIOPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set0_wbio), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // SSL_set1_cert_comp_preference
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_cert_comp_preference), ((SSLPointer?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set1_cert_comp_preference), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
     // SSL_set1_chain
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_chain), ((SSLPointer?, X509StackPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_chain.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
     // SSL_set1_chain_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_chain_cert_store), ((SSLPointer?, X509StorePointer?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_chain_cert_store.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
+    // SSL_set1_client_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_client_cert_type), ((SSLPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set1_client_cert_type), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_set1_client_certificate_types
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_client_certificate_types), ((SSLPointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set1_client_certificate_types.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
@@ -2155,6 +2345,9 @@ func signatures11() {
     // SSL_set1_client_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_client_sigalgs_list), ((SSLPointer?, String) -> Int).self)
     fliSameType(fli_sig_SSL_set1_client_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
+    // SSL_set1_compressed_cert
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_compressed_cert), ((SSLPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set1_compressed_cert), ((OpaquePointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
     // SSL_set1_groups
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_groups), ((SSLPointer?, UnsafePointer<Int32>?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set1_groups.self, (@convention(c) (OpaquePointer?, UnsafePointer<Int32>?, Int) -> Void).self)
@@ -2164,9 +2357,15 @@ func signatures11() {
     // SSL_set1_host
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_host), ((SSLPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set1_host), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // SSL_set1_initial_peer_addr
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_initial_peer_addr), ((SSLPointer?, BIOAddrPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set1_initial_peer_addr), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // SSL_set1_param
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_param), ((SSLPointer?, X509VerifyParamPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set1_param), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // SSL_set1_server_cert_type
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_server_cert_type), ((SSLPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set1_server_cert_type), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_set1_sigalgs
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_sigalgs), ((SSLPointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set1_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
@@ -2194,6 +2393,10 @@ func signatures11() {
     // SSL_set_async_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_async_callback), ((SSLPointer?, SSL_async_callback_fn?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_async_callback), ((OpaquePointer?, SSL_async_callback_fn?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures13() {
     // SSL_set_async_callback_arg
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_async_callback_arg), ((SSLPointer?, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_async_callback_arg), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Int32).self)
@@ -2203,16 +2406,18 @@ func signatures11() {
     // SSL_set_block_padding
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_block_padding), ((SSLPointer?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_block_padding), ((OpaquePointer?, Int) -> Int32).self)
+    // SSL_set_block_padding_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_block_padding_ex), ((SSLPointer?, Int, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_block_padding_ex), ((OpaquePointer?, Int, Int) -> Int32).self)
+    // SSL_set_blocking_mode
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_blocking_mode), ((SSLPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_blocking_mode), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_set_cert_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cert_cb), ((SSLPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_cert_cb), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
     // SSL_set_cert_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cert_flags), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set_cert_flags.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures12() {
     // SSL_set_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cipher_list), ((SSLPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_cipher_list), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
@@ -2243,6 +2448,9 @@ func signatures12() {
     // SSL_set_default_read_buffer_len
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_default_read_buffer_len), ((SSLPointer?, Int) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_default_read_buffer_len), ((OpaquePointer?, Int) -> Void).self)
+    // SSL_set_default_stream_mode
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_default_stream_mode), ((SSLPointer?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_default_stream_mode), ((OpaquePointer?, UInt32) -> Int32).self)
     // SSL_set_dh_auto
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_dh_auto), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set_dh_auto.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
@@ -2258,6 +2466,9 @@ func signatures12() {
     // SSL_set_hostflags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_hostflags), ((SSLPointer?, UInt32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_hostflags), ((OpaquePointer?, UInt32) -> Void).self)
+    // SSL_set_incoming_stream_policy
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_incoming_stream_policy), ((SSLPointer?, Int32, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_incoming_stream_policy), ((OpaquePointer?, Int32, UInt64) -> Int32).self)
     // SSL_set_info_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_info_callback), ((SSLPointer?, (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_info_callback), ((OpaquePointer?, (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)?) -> Void).self)
@@ -2318,6 +2529,15 @@ func signatures12() {
     // SSL_set_purpose
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_purpose), ((SSLPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_purpose), ((OpaquePointer?, Int32) -> Int32).self)
+    // SSL_set_quic_tls_cbs
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_quic_tls_cbs), ((SSLPointer?, UnsafePointer<OSSL_DISPATCH>?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_quic_tls_cbs), ((OpaquePointer?, UnsafePointer<OSSL_DISPATCH>?, UnsafeMutableRawPointer?) -> Int32).self)
+    // SSL_set_quic_tls_early_data_enabled
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_quic_tls_early_data_enabled), ((SSLPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_quic_tls_early_data_enabled), ((OpaquePointer?, Int32) -> Int32).self)
+    // SSL_set_quic_tls_transport_params
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_quic_tls_transport_params), ((SSLPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_quic_tls_transport_params), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_set_quiet_shutdown
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_quiet_shutdown), ((SSLPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_quiet_shutdown), ((OpaquePointer?, Int32) -> Void).self)
@@ -2357,6 +2577,10 @@ func signatures12() {
     // SSL_set_session_ticket_ext
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_session_ticket_ext), ((SSLPointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_session_ticket_ext), ((OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures14() {
     // SSL_set_session_ticket_ext_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_session_ticket_ext_cb), ((SSLPointer?, tls_session_ticket_ext_cb_fn?, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_session_ticket_ext_cb), ((OpaquePointer?, tls_session_ticket_ext_cb_fn?, UnsafeMutableRawPointer?) -> Int32).self)
@@ -2393,10 +2617,6 @@ func signatures12() {
     // SSL_set_tlsext_max_fragment_length
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_max_fragment_length), ((SSLPointer?, UInt8) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_tlsext_max_fragment_length), ((OpaquePointer?, UInt8) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures13() {
     // SSL_set_tlsext_status_exts
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_status_exts), ((SSLPointer?, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_set_tlsext_status_exts.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
@@ -2425,6 +2645,9 @@ func signatures13() {
     // SSL_set_trust
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_trust), ((SSLPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_trust), ((OpaquePointer?, Int32) -> Int32).self)
+    // SSL_set_value_uint
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_value_uint), ((SSLPointer?, UInt32, UInt32, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_value_uint), ((OpaquePointer?, UInt32, UInt32, UInt64) -> Int32).self)
     // SSL_set_verify
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_verify), ((SSLPointer?, Int32, SSL_verify_cb?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_verify), ((OpaquePointer?, Int32, SSL_verify_cb?) -> Void).self)
@@ -2452,6 +2675,9 @@ func signatures13() {
     // SSL_stateless
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_stateless), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_stateless), ((OpaquePointer?) -> Int32).self)
+    // SSL_stream_conclude
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_stream_conclude), ((SSLPointer?, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_stream_conclude), ((OpaquePointer?, UInt64) -> Int32).self)
     // SSL_total_renegotiations
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_total_renegotiations), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_total_renegotiations.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -2518,6 +2744,9 @@ func signatures13() {
     // SSL_write_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_write_ex), ((SSLPointer?, UnsafeRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_write_ex), ((OpaquePointer?, UnsafeRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // SSL_write_ex2
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_write_ex2), ((SSLPointer?, UnsafeRawPointer?, Int, UInt64, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_write_ex2), ((OpaquePointer?, UnsafeRawPointer?, Int, UInt64, UnsafeMutablePointer<Int>?) -> Int32).self)
     // SSLeay_add_ssl_algorithms
     fliSameType(fliTypeOf(OpenSSLFLI.SSLeay_add_ssl_algorithms), (() -> Int32).self)
     fliSameType(fli_sig_SSLeay_add_ssl_algorithms.self, (@convention(c) () -> Void).self)
@@ -2527,6 +2756,10 @@ func signatures13() {
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_method), (() -> SSLMethodPointer?).self)
     // SSLv23_server_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_server_method), (() -> SSLMethodPointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures15() {
     // TLS_client_method
     fliSameType(fliTypeOf(OpenSSLFLI.TLS_client_method), (() -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.TLS_client_method), (() -> OpaquePointer?).self)
@@ -2572,10 +2805,6 @@ func signatures13() {
     // X509_NAME_entry_count
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_entry_count), ((X509NamePointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_entry_count), ((OpaquePointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures14() {
     // X509_NAME_free
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_free), ((X509NamePointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_free), ((OpaquePointer?) -> Void).self)
@@ -2711,6 +2940,10 @@ func signatures14() {
     // X509_get_subject_name
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_subject_name), ((X509Pointer?) -> X509NamePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_subject_name), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures16() {
     // X509_get_version
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_version), ((X509Pointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_version), ((OpaquePointer?) -> Int).self)
@@ -2756,13 +2989,12 @@ func signatures14() {
     // X509_verify_cert_error_string
     fliSameType(fliTypeOf(OpenSSLFLI.X509_verify_cert_error_string), ((Int) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_verify_cert_error_string), ((Int) -> UnsafePointer<CChar>?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures15() {
     // d2i_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_SSL_SESSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_SSL_SESSION_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, String?) -> SSLSessionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // d2i_X509
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_X509), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_X509), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
@@ -2852,6 +3084,10 @@ func signatures15() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_INFO_free), ((X509InfoStackPointer?) -> Void).self)
     // sk_X509_INFO_new_null
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_INFO_new_null), (() -> X509InfoStackPointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures17() {
     // sk_X509_INFO_num
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_INFO_num), ((X509InfoStackPointer?) -> Int32).self)
     // sk_X509_INFO_pop
@@ -2884,10 +3120,6 @@ func signatures15() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_num), ((X509StackPointer?) -> Int32).self)
     // sk_X509_pop
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_pop), ((X509StackPointer?) -> X509Pointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures16() {
     // sk_X509_push
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_push), ((X509StackPointer?, X509Pointer?) -> Int32).self)
     // sk_X509_shift

@@ -4,7 +4,12 @@ import Foundation
 struct Generator {
     let spec: Spec
     let ast: ClangAST
-    let swift: SwiftInterface
+    var swift: SwiftInterface
+    /// The OpenSSL version that introduced each function (its symbol version in libssl/libcrypto), when
+    /// later than 3.0.0; absent: 3.0.0 or earlier.
+    var since: [String: String] = [:]
+    /// Functions the wrapped headers of OpenSSL 3.0 lack, as newer headers declare them.
+    var fallbacks: [String: CFunction] = [:]
     let macros: MacroTable
     /// Macros that disappear with OPENSSL_NO_DEPRECATED: deprecated ones.
     let deprecatedMacros: Set<String>
@@ -191,6 +196,12 @@ struct Generator {
         }
         var doc = ["`\(cPrototype(f))`", "",
                    "Direct call to the C function of this name, declared in `<openssl/\(f.header)>`; see `man \(f.name)`."]
+        if let v = since[f.name] {
+            doc.append("Since OpenSSL \(v). Built against older headers it does nothing, returns 0 (NULL) and queues " +
+                       "an ERR_R_UNSUPPORTED error naming \(v); `directCall(named:)` tells whether the running library has it.")
+        } else {
+            doc.append("Since OpenSSL 3.0 or earlier.")
+        }
         if let outBuffer, let buffer = outBufferResult {
             doc.append("`\(outBuffer.param)` is a buffer of `\(outBuffer.size)` elements; `\(buffer.label)` in the result holds the `\(outBuffer.lengthParam)` elements the call wrote.")
         }
