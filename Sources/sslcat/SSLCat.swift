@@ -7,7 +7,7 @@ struct SSLCat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sslcat",
         abstract: "TLS from the command line with swift-openssl-fli.",
-        subcommands: [Demo.self, Connect.self, Serve.self, GenCert.self, Bench.self, BenchWorker.self]
+        subcommands: [Demo.self, Connect.self, Serve.self, GenCert.self, Bench.self, BenchWorker.self, Calls.self]
     )
 
     /// Parses and runs; any failure is one line on stderr ("sslcat: error: …") and a non-zero exit.
