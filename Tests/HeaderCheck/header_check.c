@@ -112,6 +112,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_error_string_n), void
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_get_error), unsigned long (void)), "ERR_get_error");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_get_error_all), unsigned long (const char **, int *, const char **, const char **, int *)), "ERR_get_error_all");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_lib_error_string), const char *(unsigned long)), "ERR_lib_error_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_load_SSL_strings), int (void)), "ERR_load_SSL_strings");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_new), void (void)), "ERR_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_error), unsigned long (void)), "ERR_peek_error");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_error_all), unsigned long (const char **, int *, const char **, const char **, int *)), "ERR_peek_error_all");
@@ -689,6 +690,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_ticket
 #error "SSL_CTX_set_tlsext_ticket_keys is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_tlsext_ticket_keys(SSL_CTX *a0, void *a1, long a2) { (void)SSL_CTX_set_tlsext_ticket_keys(a0, a1, a2); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_use_srtp), int (SSL_CTX *, const char *)), "SSL_CTX_set_tlsext_use_srtp");
 #ifndef SSL_CTX_set_tmp_dh
 #error "SSL_CTX_set_tmp_dh is no longer a macro"
 #endif
@@ -1019,6 +1021,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_rfd), int (const 
 static void fli_check_SSL_get_secure_renegotiation_support(SSL *a0) { (void)SSL_get_secure_renegotiation_support(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_security_callback), int (*(const SSL *))(const SSL *, const SSL_CTX *, int, int, int, void *, void *)), "SSL_get_security_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_security_level), int (const SSL *)), "SSL_get_security_level");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_selected_srtp_profile), SRTP_PROTECTION_PROFILE *(SSL *)), "SSL_get_selected_srtp_profile");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_server_random), size_t (const SSL *, unsigned char *, size_t)), "SSL_get_server_random");
 #ifndef SSL_get_server_tmp_key
 #error "SSL_get_server_tmp_key is no longer a macro"
@@ -1044,6 +1047,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_N), BIGNUM *(
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_g), BIGNUM *(SSL *)), "SSL_get_srp_g");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_userinfo), char *(SSL *)), "SSL_get_srp_userinfo");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_username), char *(SSL *)), "SSL_get_srp_username");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srtp_profiles), struct stack_st_SRTP_PROTECTION_PROFILE *(SSL *)), "SSL_get_srtp_profiles");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ssl_method), const SSL_METHOD *(const SSL *)), "SSL_get_ssl_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_state), OSSL_HANDSHAKE_STATE (const SSL *)), "SSL_get_state");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_id), uint64_t (SSL *)), "SSL_get_stream_id");
@@ -1366,6 +1370,7 @@ static void fli_check_SSL_set_tlsext_status_ocsp_resp(SSL *a0, void *a1, long a2
 #error "SSL_set_tlsext_status_type is no longer a macro"
 #endif
 static void fli_check_SSL_set_tlsext_status_type(SSL *a0, long a1) { (void)SSL_set_tlsext_status_type(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_tlsext_use_srtp), int (SSL *, const char *)), "SSL_set_tlsext_use_srtp");
 #ifndef SSL_set_tmp_dh
 #error "SSL_set_tmp_dh is no longer a macro"
 #endif
@@ -1416,6 +1421,38 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_verify_client_post_ha
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_version), int (const SSL *)), "SSL_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_waiting_for_async), int (SSL *)), "SSL_waiting_for_async");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_want), int (const SSL *)), "SSL_want");
+#ifndef SSL_want_async
+#error "SSL_want_async is no longer a macro"
+#endif
+static void fli_check_SSL_want_async(const SSL *a0) { (void)SSL_want_async(a0); }
+#ifndef SSL_want_async_job
+#error "SSL_want_async_job is no longer a macro"
+#endif
+static void fli_check_SSL_want_async_job(const SSL *a0) { (void)SSL_want_async_job(a0); }
+#ifndef SSL_want_client_hello_cb
+#error "SSL_want_client_hello_cb is no longer a macro"
+#endif
+static void fli_check_SSL_want_client_hello_cb(const SSL *a0) { (void)SSL_want_client_hello_cb(a0); }
+#ifndef SSL_want_nothing
+#error "SSL_want_nothing is no longer a macro"
+#endif
+static void fli_check_SSL_want_nothing(const SSL *a0) { (void)SSL_want_nothing(a0); }
+#ifndef SSL_want_read
+#error "SSL_want_read is no longer a macro"
+#endif
+static void fli_check_SSL_want_read(const SSL *a0) { (void)SSL_want_read(a0); }
+#ifndef SSL_want_retry_verify
+#error "SSL_want_retry_verify is no longer a macro"
+#endif
+static void fli_check_SSL_want_retry_verify(const SSL *a0) { (void)SSL_want_retry_verify(a0); }
+#ifndef SSL_want_write
+#error "SSL_want_write is no longer a macro"
+#endif
+static void fli_check_SSL_want_write(const SSL *a0) { (void)SSL_want_write(a0); }
+#ifndef SSL_want_x509_lookup
+#error "SSL_want_x509_lookup is no longer a macro"
+#endif
+static void fli_check_SSL_want_x509_lookup(const SSL *a0) { (void)SSL_want_x509_lookup(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write), int (SSL *, const void *, int)), "SSL_write");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_early_data), int (SSL *, const void *, size_t, size_t *)), "SSL_write_early_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_ex), int (SSL *, const void *, size_t, size_t *)), "SSL_write_ex");
@@ -5293,6 +5330,30 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X50
 #endif
 #ifndef TLS_MD_SERVER_WRITE_KEY_CONST_SIZE
 #error "TLS_MD_SERVER_WRITE_KEY_CONST_SIZE is no longer defined"
+#endif
+#ifndef SRTP_AEAD_AES_128_GCM
+#error "SRTP_AEAD_AES_128_GCM is no longer defined"
+#endif
+#ifndef SRTP_AEAD_AES_256_GCM
+#error "SRTP_AEAD_AES_256_GCM is no longer defined"
+#endif
+#ifndef SRTP_AES128_CM_SHA1_32
+#error "SRTP_AES128_CM_SHA1_32 is no longer defined"
+#endif
+#ifndef SRTP_AES128_CM_SHA1_80
+#error "SRTP_AES128_CM_SHA1_80 is no longer defined"
+#endif
+#ifndef SRTP_AES128_F8_SHA1_32
+#error "SRTP_AES128_F8_SHA1_32 is no longer defined"
+#endif
+#ifndef SRTP_AES128_F8_SHA1_80
+#error "SRTP_AES128_F8_SHA1_80 is no longer defined"
+#endif
+#ifndef SRTP_NULL_SHA1_32
+#error "SRTP_NULL_SHA1_32 is no longer defined"
+#endif
+#ifndef SRTP_NULL_SHA1_80
+#error "SRTP_NULL_SHA1_80 is no longer defined"
 #endif
 #ifndef DTLS1_2_VERSION
 #error "DTLS1_2_VERSION is no longer defined"

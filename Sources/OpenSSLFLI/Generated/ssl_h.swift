@@ -6360,6 +6360,70 @@ public func SSL_want(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_want(s?.rawValue)
 }
 
+/// `#define SSL_want_async(s) (SSL_want(s) == SSL_ASYNC_PAUSED)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_async`.
+@inlinable
+public func SSL_want_async(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_ASYNC_PAUSED)
+}
+
+/// `#define SSL_want_async_job(s) (SSL_want(s) == SSL_ASYNC_NO_JOBS)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_async_job`.
+@inlinable
+public func SSL_want_async_job(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_ASYNC_NO_JOBS)
+}
+
+/// `#define SSL_want_client_hello_cb(s) (SSL_want(s) == SSL_CLIENT_HELLO_CB)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_client_hello_cb`.
+@inlinable
+public func SSL_want_client_hello_cb(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_CLIENT_HELLO_CB)
+}
+
+/// `#define SSL_want_nothing(s) (SSL_want(s) == SSL_NOTHING)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_nothing`.
+@inlinable
+public func SSL_want_nothing(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_NOTHING)
+}
+
+/// `#define SSL_want_read(s) (SSL_want(s) == SSL_READING)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_read`.
+@inlinable
+public func SSL_want_read(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_READING)
+}
+
+/// `#define SSL_want_retry_verify(s) (SSL_want(s) == SSL_RETRY_VERIFY)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_retry_verify`.
+@inlinable
+public func SSL_want_retry_verify(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_RETRY_VERIFY)
+}
+
+/// `#define SSL_want_write(s) (SSL_want(s) == SSL_WRITING)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_write`.
+@inlinable
+public func SSL_want_write(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_WRITING)
+}
+
+/// `#define SSL_want_x509_lookup(s) (SSL_want(s) == SSL_X509_LOOKUP)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_x509_lookup`.
+@inlinable
+public func SSL_want_x509_lookup(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_X509_LOOKUP)
+}
+
 /// `int SSL_write(SSL *ssl, const void *buf, int num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_write`.

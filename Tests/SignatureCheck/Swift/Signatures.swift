@@ -10,7 +10,7 @@ func fliTypeOf<T>(_: T) -> T.Type { T.self }
 func fliAny<T>() -> T { fatalError("never called") }
 
 /// How many wrappers this file checks.
-let checkedWrapperCount = 1039
+let checkedWrapperCount = 1052
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures0() {
@@ -309,6 +309,9 @@ func signatures1() {
     // ERR_lib_error_string
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_lib_error_string), ((UInt) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_lib_error_string), ((UInt) -> UnsafePointer<CChar>?).self)
+    // ERR_load_SSL_strings
+    fliSameType(fliTypeOf(OpenSSLFLI.ERR_load_SSL_strings), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_load_SSL_strings), (() -> Int32).self)
     // ERR_new
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_new), (() -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_new), (() -> Void).self)
@@ -375,13 +378,13 @@ func signatures1() {
     // EVP_PKEY_get0_type_name
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get0_type_name), ((EVPPKeyPointer?) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get0_type_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
-    // EVP_PKEY_get_base_id
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get_base_id), ((EVPPKeyPointer?) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_base_id), ((OpaquePointer?) -> Int32).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures2() {
+    // EVP_PKEY_get_base_id
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get_base_id), ((EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_base_id), ((OpaquePointer?) -> Int32).self)
     // EVP_PKEY_get_bits
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get_bits), ((EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_bits), ((OpaquePointer?) -> Int32).self)
@@ -559,13 +562,13 @@ func signatures2() {
     // SRP_Calc_A_param
     fliSameType(fliTypeOf(OpenSSLFLI.SRP_Calc_A_param), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SRP_Calc_A_param), ((OpaquePointer?) -> Int32).self)
-    // SSL_CIPHER_description
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CIPHER_description), ((SSLCipherPointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CIPHER_description), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures3() {
+    // SSL_CIPHER_description
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CIPHER_description), ((SSLCipherPointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CIPHER_description), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
     // SSL_CIPHER_find
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CIPHER_find), ((SSLPointer?, UnsafePointer<UInt8>?) -> SSLCipherPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CIPHER_find), ((OpaquePointer?, UnsafePointer<UInt8>?) -> OpaquePointer?).self)
@@ -743,13 +746,13 @@ func signatures3() {
     // SSL_CTX_flush_sessions
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions), ((SSLContextPointer?, Int) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions), ((OpaquePointer?, Int) -> Void).self)
-    // SSL_CTX_flush_sessions_ex
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions_ex), ((SSLContextPointer?, time_t) -> Void).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions_ex), ((OpaquePointer?, time_t) -> Void).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures4() {
+    // SSL_CTX_flush_sessions_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions_ex), ((SSLContextPointer?, time_t) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions_ex), ((OpaquePointer?, time_t) -> Void).self)
     // SSL_CTX_free
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_free), ((SSLContextPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_free), ((OpaquePointer?) -> Void).self)
@@ -926,13 +929,13 @@ func signatures4() {
     // SSL_CTX_new_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new_ex), ((OSSLLibContextPointer?, String?, SSLMethodPointer?) -> SSLContextPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?) -> OpaquePointer?).self)
-    // SSL_CTX_remove_session
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_remove_session), ((SSLContextPointer?, SSLSessionPointer?) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_remove_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures5() {
+    // SSL_CTX_remove_session
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_remove_session), ((SSLContextPointer?, SSLSessionPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_remove_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // SSL_CTX_select_current_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_select_current_cert), ((SSLContextPointer?, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_select_current_cert.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
@@ -1110,13 +1113,13 @@ func signatures5() {
     // SSL_CTX_set_ciphersuites
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ciphersuites), ((SSLContextPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ciphersuites), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
-    // SSL_CTX_set_client_CA_list
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_CA_list), ((SSLContextPointer?, X509NameStackPointer?) -> Void).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_client_CA_list), ((OpaquePointer?, OpaquePointer?) -> Void).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures6() {
+    // SSL_CTX_set_client_CA_list
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_CA_list), ((SSLContextPointer?, X509NameStackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_client_CA_list), ((OpaquePointer?, OpaquePointer?) -> Void).self)
     // SSL_CTX_set_client_cert_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_cert_cb), ((SSLContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_client_cert_cb), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)?) -> Void).self)
@@ -1292,13 +1295,13 @@ func signatures6() {
     // SSL_CTX_set_srp_password
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_password), ((SSLContextPointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_password), ((OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
-    // SSL_CTX_set_srp_strength
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_strength), ((SSLContextPointer?, Int32) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_strength), ((OpaquePointer?, Int32) -> Int32).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures7() {
+    // SSL_CTX_set_srp_strength
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_strength), ((SSLContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_strength), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_CTX_set_srp_username
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_username), ((SSLContextPointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_username), ((OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
@@ -1347,6 +1350,9 @@ func signatures7() {
     // SSL_CTX_set_tlsext_ticket_keys
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_ticket_keys), ((SSLContextPointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_tlsext_ticket_keys.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
+    // SSL_CTX_set_tlsext_use_srtp
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_use_srtp), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_tlsext_use_srtp), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_tmp_dh
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tmp_dh), ((SSLContextPointer?, DHPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_tmp_dh.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
@@ -1471,16 +1477,16 @@ func signatures7() {
     // SSL_SESSION_get_max_fragment_length
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_max_fragment_length), ((SSLSessionPointer?) -> UInt8).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_max_fragment_length), ((OpaquePointer?) -> UInt8).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures8() {
     // SSL_SESSION_get_protocol_version
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_protocol_version), ((SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_protocol_version), ((OpaquePointer?) -> Int32).self)
     // SSL_SESSION_get_ticket_lifetime_hint
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_ticket_lifetime_hint), ((SSLSessionPointer?) -> UInt).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_ticket_lifetime_hint), ((OpaquePointer?) -> UInt).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures8() {
     // SSL_SESSION_get_time
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_time), ((SSLSessionPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_time), ((OpaquePointer?) -> Int).self)
@@ -1655,16 +1661,16 @@ func signatures8() {
     // SSL_client_hello_get0_ciphers
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_ciphers), ((SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_ciphers), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures9() {
     // SSL_client_hello_get0_compression_methods
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_compression_methods), ((SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_compression_methods), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int).self)
     // SSL_client_hello_get0_ext
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_ext), ((SSLPointer?, UInt32) -> (found: Int32, out: UnsafePointer<UInt8>?, outlen: Int)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_ext), ((OpaquePointer?, UInt32, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures9() {
     // SSL_client_hello_get0_legacy_version
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_legacy_version), ((SSLPointer?) -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_legacy_version), ((OpaquePointer?) -> UInt32).self)
@@ -1837,16 +1843,16 @@ func signatures9() {
     // SSL_get1_peer_certificate
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_peer_certificate), ((SSLPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_peer_certificate), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures10() {
     // SSL_get1_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_session), ((SSLPointer?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_session), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_get1_supported_ciphers
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_supported_ciphers), ((SSLPointer?) -> SSLCipherStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_supported_ciphers), ((OpaquePointer?) -> OpaquePointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures10() {
     // SSL_get_SSL_CTX
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_SSL_CTX), ((SSLPointer?) -> SSLContextPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_SSL_CTX), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2020,22 +2026,25 @@ func signatures10() {
     // SSL_get_recv_max_early_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_recv_max_early_data), ((SSLPointer?) -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_recv_max_early_data), ((OpaquePointer?) -> UInt32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures11() {
     // SSL_get_rfd
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_rfd), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_rfd), ((OpaquePointer?) -> Int32).self)
     // SSL_get_secure_renegotiation_support
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_secure_renegotiation_support), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_get_secure_renegotiation_support.self, (@convention(c) (OpaquePointer?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures11() {
     // SSL_get_security_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_security_callback), ((SSLPointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_security_callback), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)?).self)
     // SSL_get_security_level
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_security_level), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_security_level), ((OpaquePointer?) -> Int32).self)
+    // SSL_get_selected_srtp_profile
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_selected_srtp_profile), ((SSLPointer?) -> UnsafeMutablePointer<SRTP_PROTECTION_PROFILE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_selected_srtp_profile), ((OpaquePointer?) -> UnsafeMutablePointer<SRTP_PROTECTION_PROFILE>?).self)
     // SSL_get_server_random
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_server_random), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_server_random), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int).self)
@@ -2084,6 +2093,9 @@ func signatures11() {
     // SSL_get_srp_username
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_srp_username), ((SSLPointer?) -> UnsafeMutablePointer<CChar>?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_srp_username), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // SSL_get_srtp_profiles
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_srtp_profiles), ((SSLPointer?) -> SRTPProtectionProfileStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_get_srtp_profiles), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_get_ssl_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_ssl_method), ((SSLPointer?) -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_ssl_method), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2198,6 +2210,10 @@ func signatures11() {
     // SSL_is_stream_local
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_stream_local), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_stream_local), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures12() {
     // SSL_is_tls
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_tls), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_tls), ((OpaquePointer?) -> Int32).self)
@@ -2210,10 +2226,6 @@ func signatures11() {
     // SSL_listen
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_listen), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_listen), ((OpaquePointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures12() {
     // SSL_load_client_CA_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file), ((String?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_load_client_CA_file), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
@@ -2381,6 +2393,10 @@ func signatures12() {
     // SSL_set_accept_state
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_accept_state), ((SSLPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_accept_state), ((OpaquePointer?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures13() {
     // SSL_set_allow_early_data_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_allow_early_data_cb), ((SSLPointer?, SSL_allow_early_data_cb_fn?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_allow_early_data_cb), ((OpaquePointer?, SSL_allow_early_data_cb_fn?, UnsafeMutableRawPointer?) -> Void).self)
@@ -2393,10 +2409,6 @@ func signatures12() {
     // SSL_set_async_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_async_callback), ((SSLPointer?, SSL_async_callback_fn?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_async_callback), ((OpaquePointer?, SSL_async_callback_fn?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures13() {
     // SSL_set_async_callback_arg
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_async_callback_arg), ((SSLPointer?, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_async_callback_arg), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Int32).self)
@@ -2565,6 +2577,10 @@ func signatures13() {
     // SSL_set_security_level
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_security_level), ((SSLPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_security_level), ((OpaquePointer?, Int32) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures14() {
     // SSL_set_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_session), ((SSLPointer?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -2577,10 +2593,6 @@ func signatures13() {
     // SSL_set_session_ticket_ext
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_session_ticket_ext), ((SSLPointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_session_ticket_ext), ((OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures14() {
     // SSL_set_session_ticket_ext_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_session_ticket_ext_cb), ((SSLPointer?, tls_session_ticket_ext_cb_fn?, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_session_ticket_ext_cb), ((OpaquePointer?, tls_session_ticket_ext_cb_fn?, UnsafeMutableRawPointer?) -> Int32).self)
@@ -2629,6 +2641,9 @@ func signatures14() {
     // SSL_set_tlsext_status_type
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_status_type), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set_tlsext_status_type.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
+    // SSL_set_tlsext_use_srtp
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_use_srtp), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_set_tlsext_use_srtp), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_tmp_dh
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tmp_dh), ((SSLPointer?, DHPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_set_tmp_dh.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
@@ -2735,6 +2750,34 @@ func signatures14() {
     // SSL_want
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_want), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_want), ((OpaquePointer?) -> Int32).self)
+    // SSL_want_async
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_async), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_async.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_want_async_job
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_async_job), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_async_job.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_want_client_hello_cb
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_client_hello_cb), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_client_hello_cb.self, (@convention(c) (OpaquePointer?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures15() {
+    // SSL_want_nothing
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_nothing), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_nothing.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_want_read
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_read), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_read.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_want_retry_verify
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_retry_verify), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_retry_verify.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_want_write
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_write), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_write.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_want_x509_lookup
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_x509_lookup), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_want_x509_lookup.self, (@convention(c) (OpaquePointer?) -> Void).self)
     // SSL_write
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_write), ((SSLPointer?, UnsafeRawPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_write), ((OpaquePointer?, UnsafeRawPointer?, Int32) -> Int32).self)
@@ -2756,10 +2799,6 @@ func signatures14() {
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_method), (() -> SSLMethodPointer?).self)
     // SSLv23_server_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_server_method), (() -> SSLMethodPointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures15() {
     // TLS_client_method
     fliSameType(fliTypeOf(OpenSSLFLI.TLS_client_method), (() -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.TLS_client_method), (() -> OpaquePointer?).self)
@@ -2901,6 +2940,10 @@ func signatures15() {
     // X509_cmp
     fliSameType(fliTypeOf(OpenSSLFLI.X509_cmp), ((X509Pointer?, X509Pointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures16() {
     // X509_cmp_current_time
     fliSameType(fliTypeOf(OpenSSLFLI.X509_cmp_current_time), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_cmp_current_time), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
@@ -2940,10 +2983,6 @@ func signatures15() {
     // X509_get_subject_name
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_subject_name), ((X509Pointer?) -> X509NamePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_subject_name), ((OpaquePointer?) -> OpaquePointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures16() {
     // X509_get_version
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_version), ((X509Pointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_version), ((OpaquePointer?) -> Int).self)
@@ -3058,6 +3097,10 @@ func signatures16() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_new_null), (() -> X509CRLStackPointer?).self)
     // sk_X509_CRL_num
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_num), ((X509CRLStackPointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures17() {
     // sk_X509_CRL_pop
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_pop), ((X509CRLStackPointer?) -> X509CRLPointer?).self)
     // sk_X509_CRL_push
@@ -3084,10 +3127,6 @@ func signatures16() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_INFO_free), ((X509InfoStackPointer?) -> Void).self)
     // sk_X509_INFO_new_null
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_INFO_new_null), (() -> X509InfoStackPointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures17() {
     // sk_X509_INFO_num
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_INFO_num), ((X509InfoStackPointer?) -> Int32).self)
     // sk_X509_INFO_pop

@@ -321,6 +321,16 @@ struct Generator {
         }
         // `(CALL) > 0` and the like: the call's result compared with a number gives a Bool.
         var comparison: String?
+        var comparedConstant: (op: String, name: String)?
+        if tokens.count > 2, case .punct(let op) = tokens[tokens.count - 2], [">", "<", "==", "!=", ">=", "<="].contains(op),
+           case .ident(let c) = tokens[tokens.count - 1], macros.macros[c]?.params == nil {
+            // `(SSL_want(s) == SSL_READING)`: compared with a constant, typed once the callee is known.
+            comparedConstant = (op, c)
+            tokens = Array(tokens.dropLast(2))
+            while tokens.first == .punct("("), let (_, end) = MacroTable.collectArgs(tokens, from: 0), end == tokens.count - 1 {
+                tokens = Array(tokens[1..<end])
+            }
+        }
         if tokens.count > 2, case .number(let n) = tokens[tokens.count - 1],
            case .punct(let op) = tokens[tokens.count - 2], [">", "<", "==", "!=", ">=", "<="].contains(op) {
             comparison = "\(op) \(n)"
@@ -335,6 +345,12 @@ struct Generator {
         }
         guard let target = byName[callee], let cTarget = ast.functions[callee] else {
             skipped.append((m.name, header, "expands to a call of \(callee), which is not wrapped")); return
+        }
+        if let cc = comparedConstant {
+            guard let e = constantExpression(cc.name, to: target.result) else {
+                skipped.append((m.name, header, "constant \(cc.name) is not available to Swift as \(target.result)")); return
+            }
+            comparison = "\(cc.op) \(e)"
         }
         guard callArgs.count == target.params.count else {
             skipped.append((m.name, header, "passes \(callArgs.count) arguments to \(callee)")); return

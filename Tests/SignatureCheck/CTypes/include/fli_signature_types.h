@@ -169,6 +169,14 @@ typedef void (*fli_sig_SSL_set_tlsext_status_type)(SSL *, long );
 typedef void (*fli_sig_SSL_set_tmp_dh)(SSL *, DH *);
 typedef void (*fli_sig_SSL_set_tmp_ecdh)(SSL *, void *);
 typedef void (*fli_sig_SSL_total_renegotiations)(SSL *);
+typedef void (*fli_sig_SSL_want_async)(const SSL *);
+typedef void (*fli_sig_SSL_want_async_job)(const SSL *);
+typedef void (*fli_sig_SSL_want_client_hello_cb)(const SSL *);
+typedef void (*fli_sig_SSL_want_nothing)(const SSL *);
+typedef void (*fli_sig_SSL_want_read)(const SSL *);
+typedef void (*fli_sig_SSL_want_retry_verify)(const SSL *);
+typedef void (*fli_sig_SSL_want_write)(const SSL *);
+typedef void (*fli_sig_SSL_want_x509_lookup)(const SSL *);
 typedef void (*fli_sig_SSLeay_add_ssl_algorithms)(void);
 
 #endif
