@@ -26,18 +26,20 @@ final class VersionedCallTests: XCTestCase {
     }
 
     func testSSLGet0GroupNameIsCallableOrRefusesNamingItsVersion() throws {
+        guard runningMinor < 2 else {
+            // The library's own function reads the session, which exists only after a handshake: called
+            // before one it crashes, as in C. testX25519MLKEM768WithOpenSSLServer calls it after one.
+            XCTAssertTrue(try XCTUnwrap(directCall(named: "SSL_get0_group_name")).isCallable)
+            return
+        }
         let ctx = try XCTUnwrap(SSL_CTX_new(TLS_client_method()))
         defer { SSL_CTX_free(ctx) }
         let ssl = try XCTUnwrap(SSL_new(ctx))
         defer { SSL_free(ssl) }
         ERR_clear_error()
-        XCTAssertNil(SSL_get0_group_name(ssl), "no group before a handshake")
+        XCTAssertNil(SSL_get0_group_name(ssl), "the stand-in returns NULL")
         let errors = drainErrors()
-        if runningMinor < 2 {
-            XCTAssertTrue(errors.contains { $0.contains("SSL_get0_group_name needs OpenSSL 3.2.0") }, "\(errors)")
-        } else {
-            XCTAssertFalse(errors.contains { $0.contains("needs OpenSSL") }, "\(errors)")
-        }
+        XCTAssertTrue(errors.contains { $0.contains("SSL_get0_group_name needs OpenSSL 3.2.0") }, "\(errors)")
     }
 
     /// A TCP connection to 127.0.0.1:port with 10-second send and receive timeouts.
