@@ -68,7 +68,7 @@ final class VersionedCallTests: XCTestCase {
         let pki = try TestPKI.shared
         let server = try BackgroundProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:0", "-cert", pki.serverCert,
                                                                 "-key", pki.serverKey, "-tls1_3", "-groups", "X25519MLKEM768",
-                                                                "-naccept", "1", "-quiet"])
+                                                                "-naccept", "1"])
         defer { server.terminate() }
         let port = try XCTUnwrap(server.acceptedPort(), "s_server did not start: \(server.errorOutput)")
         let ctx = try XCTUnwrap(SSL_CTX_new(TLS_client_method()))
