@@ -21,6 +21,67 @@ public var openSSLVersion: OpenSSLVersion {
                    text: COpenSSL.OpenSSL_version(OPENSSL_VERSION).map { String(cString: $0) } ?? "unknown")
 }
 
+/// The libssl and libcrypto files this process loaded, found with `dladdr` on one function of each, and
+/// the version they report.
+public struct LoadedOpenSSL: Sendable, CustomStringConvertible {
+    /// The shared object `SSL_new` is in, e.g. `/usr/lib/x86_64-linux-gnu/libssl.so.3`.
+    public var libssl: String
+    /// The shared object `OpenSSL_version_num` is in.
+    public var libcrypto: String
+    public var version: OpenSSLVersion
+    /// The headers this package was compiled against (`OPENSSL_VERSION_TEXT`).
+    public var headers: String
+    public var description: String { "\(version.text): \(libssl), \(libcrypto) (built with the headers of \(headers))" }
+}
+
+/// The file of the shared object that holds `address` (`dladdr`), resolved to its real path.
+func sharedObjectPath(of address: UnsafeRawPointer) -> String {
+    // glibc declares dladdr and Dl_info only under _GNU_SOURCE, which Swift's Glibc module does not set:
+    // the function is looked up once by name and given room for Dl_info (four pointers; dli_fname first).
+    typealias DladdrFunction = @convention(c) (UnsafeRawPointer?, UnsafeMutableRawPointer?) -> Int32
+    guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "dladdr") else { return "unknown" }
+    let dladdr = unsafeBitCast(symbol, to: DladdrFunction.self)
+    var info: (UnsafePointer<CChar>?, UnsafeRawPointer?, UnsafePointer<CChar>?, UnsafeRawPointer?) = (nil, nil, nil, nil)
+    guard withUnsafeMutablePointer(to: &info, { dladdr(address, UnsafeMutableRawPointer($0)) }) != 0,
+          let name = info.0 else { return "unknown" }
+    let path = String(cString: name)
+    guard let real = realpath(path, nil) else { return path }
+    defer { free(real) }
+    return String(cString: real)
+}
+
+/// Which libssl and libcrypto files this process runs with, and their version.
+///
+/// - Corresponds: `dladdr` on `SSL_new` and `OpenSSL_version_num`, `OpenSSL_version`.
+public var loadedOpenSSL: LoadedOpenSSL {
+    let ssl: @convention(c) (OpaquePointer?) -> OpaquePointer? = COpenSSL.SSL_new
+    let crypto: @convention(c) () -> UInt = COpenSSL.OpenSSL_version_num
+    return LoadedOpenSSL(libssl: sharedObjectPath(of: unsafeBitCast(ssl, to: UnsafeRawPointer.self)),
+                         libcrypto: sharedObjectPath(of: unsafeBitCast(crypto, to: UnsafeRawPointer.self)),
+                         version: openSSLVersion, headers: OPENSSL_VERSION_TEXT)
+}
+
+/// Checks that `libraryPath` (a libssl/libcrypto file, or the directory holding them) is what this
+/// process loaded (LispWorks' `set-ssl-library-path` / `ensure-ssl :library-path`, for a linked
+/// package): the library cannot be switched at run time, so another one is refused with how to select it.
+func checkLibraryPath(_ libraryPath: String) throws {
+    let loaded = loadedOpenSSL
+    let wanted = URL(fileURLWithPath: libraryPath).resolvingSymlinksInPath().path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: wanted, isDirectory: &isDirectory) else {
+        throw SSLError.usage("library path \(libraryPath) does not exist; this process runs \(loaded)", call: "ensureSSL")
+    }
+    let matches = isDirectory.boolValue
+        ? [loaded.libssl, loaded.libcrypto].allSatisfy { URL(fileURLWithPath: $0).deletingLastPathComponent().path == wanted }
+        : [loaded.libssl, loaded.libcrypto].contains(wanted)
+    guard matches else {
+        throw SSLError.usage("\(libraryPath) is not the OpenSSL this process loaded (\(loaded)). This package links the " +
+                             "OpenSSL that pkg-config names at build time: build with PKG_CONFIG_PATH=<dir of that " +
+                             "OpenSSL's openssl.pc>, and run with an rpath or LD_LIBRARY_PATH=<its lib dir> to load it",
+                             call: "ensureSSL")
+    }
+}
+
 private final class InitState: @unchecked Sendable {
     let lock = NSLock()
     var done = false
@@ -34,7 +95,12 @@ private let initState = InitState()
 /// OpenSSL 3.0 or later, and makes sure the random generator is seeded. Pass `alreadyDone: true` when
 /// the application initialised OpenSSL itself (LispWorks' `already-done`): the version and RNG checks
 /// still run, `OPENSSL_init_ssl` does not. A failure is thrown each time until a call succeeds.
-public func ensureSSL(alreadyDone: Bool = false) throws {
+///
+/// `libraryPath` (LispWorks' `:library-path`): a libssl/libcrypto file or their directory that the caller
+/// expects; when it is not what the process loaded (see ``loadedOpenSSL``) the call throws, saying how to
+/// select another library (PKG_CONFIG_PATH at build time, an rpath or LD_LIBRARY_PATH at run time).
+public func ensureSSL(alreadyDone: Bool = false, libraryPath: String? = nil) throws {
+    if let libraryPath { try checkLibraryPath(libraryPath) }
     initState.lock.lock()
     defer { initState.lock.unlock() }
     if initState.done { return }

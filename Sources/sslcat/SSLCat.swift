@@ -8,7 +8,7 @@ struct SSLCat: ParsableCommand {
         commandName: "sslcat",
         abstract: "TLS from the command line with swift-openssl-fli.",
         version: "sslcat (swift-openssl-fli), running \(openSSLVersion.text)",
-        subcommands: [Demo.self, Connect.self, Serve.self, GenCert.self, Bench.self, BenchWorker.self]
+        subcommands: [Demo.self, Connect.self, Serve.self, GenCert.self, Bench.self, BenchWorker.self, Calls.self]
     )
 
     /// Parses and runs; any failure is one line on stderr ("sslcat: error: …") and a non-zero exit.

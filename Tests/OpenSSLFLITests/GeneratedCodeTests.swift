@@ -17,13 +17,23 @@ final class GeneratedCodeTests: XCTestCase {
         return nil
     }
 
+    /// The C flags pkg-config gives for openssl: the headers COpenSSL binds (PKG_CONFIG_PATH selects another).
+    static func opensslCFlags() throws -> [String] {
+        guard let pkgConfig = findExecutable(["pkg-config"]) else {
+            throw XCTSkip("pkg-config is not installed: cannot find the headers COpenSSL binds")
+        }
+        let result = try runProcess(pkgConfig, ["--cflags", "openssl"], timeout: 30)
+        guard result.status == 0 else { XCTFail("pkg-config --cflags openssl: \(result.stderr)"); return [] }
+        return result.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
+    }
+
     /// Compiles Tests/HeaderCheck/header_check.c: every wrapped prototype, macro and constant must match
     /// the installed headers. A mismatch is a compile error naming the call.
     func testHeaderCheckCompilesAgainstInstalledHeaders() throws {
         guard let cc = Self.findExecutable(["clang", "cc", "gcc"]) else {
             throw XCTSkip("no C compiler (clang, cc or gcc) on PATH: cannot compile the header check")
         }
-        let result = try runProcess(cc, ["-fsyntax-only", "-Wno-deprecated-declarations", "-I", Self.root + "/Sources/COpenSSL",
+        let result = try runProcess(cc, try Self.opensslCFlags() + ["-fsyntax-only", "-Wno-deprecated-declarations", "-I", Self.root + "/Sources/COpenSSL",
                                          Self.root + "/Tests/HeaderCheck/header_check.c"], timeout: 120)
         XCTAssertEqual(result.status, 0, "header check failed to compile:\n\(result.stderr.prefix(4000))")
     }
@@ -42,7 +52,7 @@ final class GeneratedCodeTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("altered.c").path
         try altered.write(toFile: file, atomically: true, encoding: .utf8)
-        let result = try runProcess(cc, ["-fsyntax-only", "-Wno-deprecated-declarations", "-I", Self.root + "/Sources/COpenSSL", file], timeout: 120)
+        let result = try runProcess(cc, try Self.opensslCFlags() + ["-fsyntax-only", "-Wno-deprecated-declarations", "-I", Self.root + "/Sources/COpenSSL", file], timeout: 120)
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("SSL_CIPHER_get_bits"), result.stderr)
     }

@@ -7,6 +7,7 @@ import COpenSSL
 /// `int ASN1_INTEGER_set(ASN1_INTEGER *a, long v)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/asn1.h>`; see `man ASN1_INTEGER_set`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ASN1_INTEGER_set(_ a: UnsafeMutablePointer<ASN1_INTEGER>?, _ v: Int) -> Int32 {
     return COpenSSL.ASN1_INTEGER_set(a, v)
@@ -15,6 +16,7 @@ public func ASN1_INTEGER_set(_ a: UnsafeMutablePointer<ASN1_INTEGER>?, _ v: Int)
 /// `int ASN1_TIME_print(BIO *bp, const ASN1_TIME *tm)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/asn1.h>`; see `man ASN1_TIME_print`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ASN1_TIME_print(_ bp: BIOPointer?, _ tm: UnsafePointer<ASN1_TIME>?) -> Int32 {
     return COpenSSL.ASN1_TIME_print(bp?.rawValue, tm)

@@ -7,6 +7,7 @@ import COpenSSL
 /// `void BIO_clear_flags(BIO *b, int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_clear_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_clear_flags(_ b: BIOPointer?, _ flags: Int32) {
     COpenSSL.BIO_clear_flags(b?.rawValue, flags)
@@ -15,6 +16,7 @@ public func BIO_clear_flags(_ b: BIOPointer?, _ flags: Int32) {
 /// `long BIO_ctrl(BIO *bp, int cmd, long larg, void *parg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ctrl(_ bp: BIOPointer?, _ cmd: Int32, _ larg: Int, _ parg: UnsafeMutableRawPointer?) -> Int {
     return COpenSSL.BIO_ctrl(bp?.rawValue, cmd, larg, parg)
@@ -23,6 +25,7 @@ public func BIO_ctrl(_ bp: BIOPointer?, _ cmd: Int32, _ larg: Int, _ parg: Unsaf
 /// `size_t BIO_ctrl_get_read_request(BIO *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_ctrl_get_read_request`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ctrl_get_read_request(_ b: BIOPointer?) -> Int {
     return COpenSSL.BIO_ctrl_get_read_request(b?.rawValue)
@@ -31,6 +34,7 @@ public func BIO_ctrl_get_read_request(_ b: BIOPointer?) -> Int {
 /// `size_t BIO_ctrl_get_write_guarantee(BIO *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_ctrl_get_write_guarantee`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ctrl_get_write_guarantee(_ b: BIOPointer?) -> Int {
     return COpenSSL.BIO_ctrl_get_write_guarantee(b?.rawValue)
@@ -39,6 +43,7 @@ public func BIO_ctrl_get_write_guarantee(_ b: BIOPointer?) -> Int {
 /// `size_t BIO_ctrl_pending(BIO *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_ctrl_pending`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ctrl_pending(_ b: BIOPointer?) -> Int {
     return COpenSSL.BIO_ctrl_pending(b?.rawValue)
@@ -47,6 +52,7 @@ public func BIO_ctrl_pending(_ b: BIOPointer?) -> Int {
 /// `size_t BIO_ctrl_wpending(BIO *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_ctrl_wpending`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ctrl_wpending(_ b: BIOPointer?) -> Int {
     return COpenSSL.BIO_ctrl_wpending(b?.rawValue)
@@ -55,6 +61,7 @@ public func BIO_ctrl_wpending(_ b: BIOPointer?) -> Int {
 /// `int BIO_dump(BIO *b, const void *bytes, int len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_dump`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_dump(_ b: BIOPointer?, _ bytes: UnsafeRawPointer?, _ len: Int32) -> Int32 {
     return COpenSSL.BIO_dump(b?.rawValue, bytes, len)
@@ -63,6 +70,7 @@ public func BIO_dump(_ b: BIOPointer?, _ bytes: UnsafeRawPointer?, _ len: Int32)
 /// `int BIO_free(BIO *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_free(_ a: BIOPointer?) -> Int32 {
     return COpenSSL.BIO_free(a?.rawValue)
@@ -71,6 +79,7 @@ public func BIO_free(_ a: BIOPointer?) -> Int32 {
 /// `void BIO_free_all(BIO *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_free_all`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_free_all(_ a: BIOPointer?) {
     COpenSSL.BIO_free_all(a?.rawValue)
@@ -79,6 +88,7 @@ public func BIO_free_all(_ a: BIOPointer?) {
 /// `void *BIO_get_data(BIO *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_get_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_get_data(_ a: BIOPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.BIO_get_data(a?.rawValue)
@@ -87,6 +97,7 @@ public func BIO_get_data(_ a: BIOPointer?) -> UnsafeMutableRawPointer? {
 /// `int BIO_get_init(BIO *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_get_init`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_get_init(_ a: BIOPointer?) -> Int32 {
     return COpenSSL.BIO_get_init(a?.rawValue)
@@ -95,6 +106,7 @@ public func BIO_get_init(_ a: BIOPointer?) -> Int32 {
 /// `int BIO_get_new_index(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_get_new_index`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_get_new_index() -> Int32 {
     return COpenSSL.BIO_get_new_index()
@@ -103,6 +115,7 @@ public func BIO_get_new_index() -> Int32 {
 /// `int BIO_get_retry_reason(BIO *bio)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_get_retry_reason`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_get_retry_reason(_ bio: BIOPointer?) -> Int32 {
     return COpenSSL.BIO_get_retry_reason(bio?.rawValue)
@@ -111,6 +124,7 @@ public func BIO_get_retry_reason(_ bio: BIOPointer?) -> Int32 {
 /// `int BIO_get_shutdown(BIO *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_get_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_get_shutdown(_ a: BIOPointer?) -> Int32 {
     return COpenSSL.BIO_get_shutdown(a?.rawValue)
@@ -119,6 +133,7 @@ public func BIO_get_shutdown(_ a: BIOPointer?) -> Int32 {
 /// `int BIO_gets(BIO *bp, char *buf, int size)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_gets`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_gets(_ bp: BIOPointer?, _ buf: UnsafeMutablePointer<CChar>?, _ size: Int32) -> Int32 {
     return COpenSSL.BIO_gets(bp?.rawValue, buf, size)
@@ -127,6 +142,7 @@ public func BIO_gets(_ bp: BIOPointer?, _ buf: UnsafeMutablePointer<CChar>?, _ s
 /// `long BIO_int_ctrl(BIO *bp, int cmd, long larg, int iarg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_int_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_int_ctrl(_ bp: BIOPointer?, _ cmd: Int32, _ larg: Int, _ iarg: Int32) -> Int {
     return COpenSSL.BIO_int_ctrl(bp?.rawValue, cmd, larg, iarg)
@@ -135,6 +151,7 @@ public func BIO_int_ctrl(_ bp: BIOPointer?, _ cmd: Int32, _ larg: Int, _ iarg: I
 /// `void BIO_meth_free(BIO_METHOD *biom)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_free(_ biom: BIOMethodPointer?) {
     COpenSSL.BIO_meth_free(biom?.rawValue)
@@ -143,6 +160,7 @@ public func BIO_meth_free(_ biom: BIOMethodPointer?) {
 /// `BIO_METHOD *BIO_meth_new(int type, const char *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_new(_ type: Int32, _ name: String?) -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_meth_new(type, name) as OpaquePointer?)
@@ -151,6 +169,7 @@ public func BIO_meth_new(_ type: Int32, _ name: String?) -> BIOMethodPointer? {
 /// `int BIO_meth_set_create(BIO_METHOD *biom, int (*create)(BIO *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_create`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_create(_ biom: BIOMethodPointer?, _ create: (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_create(biom?.rawValue, create)
@@ -159,6 +178,7 @@ public func BIO_meth_set_create(_ biom: BIOMethodPointer?, _ create: (@conventio
 /// `int BIO_meth_set_ctrl(BIO_METHOD *biom, long (*ctrl)(BIO *, int, long, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_ctrl(_ biom: BIOMethodPointer?, _ ctrl: (@convention(c) (OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int)?) -> Int32 {
     return COpenSSL.BIO_meth_set_ctrl(biom?.rawValue, ctrl)
@@ -167,6 +187,7 @@ public func BIO_meth_set_ctrl(_ biom: BIOMethodPointer?, _ ctrl: (@convention(c)
 /// `int BIO_meth_set_destroy(BIO_METHOD *biom, int (*destroy)(BIO *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_destroy`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_destroy(_ biom: BIOMethodPointer?, _ destroy: (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_destroy(biom?.rawValue, destroy)
@@ -175,6 +196,7 @@ public func BIO_meth_set_destroy(_ biom: BIOMethodPointer?, _ destroy: (@convent
 /// `int BIO_meth_set_gets(BIO_METHOD *biom, int (*ossl_gets)(BIO *, char *, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_gets`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_gets(_ biom: BIOMethodPointer?, _ ossl_gets: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_gets(biom?.rawValue, ossl_gets)
@@ -183,6 +205,7 @@ public func BIO_meth_set_gets(_ biom: BIOMethodPointer?, _ ossl_gets: (@conventi
 /// `int BIO_meth_set_puts(BIO_METHOD *biom, int (*puts)(BIO *, const char *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_puts`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_puts(_ biom: BIOMethodPointer?, _ puts: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_puts(biom?.rawValue, puts)
@@ -191,6 +214,7 @@ public func BIO_meth_set_puts(_ biom: BIOMethodPointer?, _ puts: (@convention(c)
 /// `int BIO_meth_set_read(BIO_METHOD *biom, int (*read)(BIO *, char *, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_read`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_read(_ biom: BIOMethodPointer?, _ read: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_read(biom?.rawValue, read)
@@ -199,6 +223,7 @@ public func BIO_meth_set_read(_ biom: BIOMethodPointer?, _ read: (@convention(c)
 /// `int BIO_meth_set_read_ex(BIO_METHOD *biom, int (*bread)(BIO *, char *, size_t, size_t *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_read_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_read_ex(_ biom: BIOMethodPointer?, _ bread: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_read_ex(biom?.rawValue, bread)
@@ -207,6 +232,7 @@ public func BIO_meth_set_read_ex(_ biom: BIOMethodPointer?, _ bread: (@conventio
 /// `int BIO_meth_set_write(BIO_METHOD *biom, int (*write)(BIO *, const char *, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_write`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_write(_ biom: BIOMethodPointer?, _ write: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_write(biom?.rawValue, write)
@@ -215,6 +241,7 @@ public func BIO_meth_set_write(_ biom: BIOMethodPointer?, _ write: (@convention(
 /// `int BIO_meth_set_write_ex(BIO_METHOD *biom, int (*bwrite)(BIO *, const char *, size_t, size_t *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_set_write_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_meth_set_write_ex(_ biom: BIOMethodPointer?, _ bwrite: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?) -> Int32 {
     return COpenSSL.BIO_meth_set_write_ex(biom?.rawValue, bwrite)
@@ -223,6 +250,7 @@ public func BIO_meth_set_write_ex(_ biom: BIOMethodPointer?, _ bwrite: (@convent
 /// `int BIO_method_type(const BIO *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_method_type`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_method_type(_ b: BIOPointer?) -> Int32 {
     return COpenSSL.BIO_method_type(b?.rawValue)
@@ -231,6 +259,7 @@ public func BIO_method_type(_ b: BIOPointer?) -> Int32 {
 /// `BIO *BIO_new(const BIO_METHOD *type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new(_ type: BIOMethodPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new(type?.rawValue) as OpaquePointer?)
@@ -239,6 +268,7 @@ public func BIO_new(_ type: BIOMethodPointer?) -> BIOPointer? {
 /// `int BIO_new_bio_pair(BIO **bio1, size_t writebuf1, BIO **bio2, size_t writebuf2)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_new_bio_pair`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `bio1`, `bio2` are returned in the result.
 @inlinable
 public func BIO_new_bio_pair(_ writebuf1: Int, _ writebuf2: Int) -> (ok: Int32, bio1: BIOPointer?, bio2: BIOPointer?) {
@@ -251,6 +281,7 @@ public func BIO_new_bio_pair(_ writebuf1: Int, _ writebuf2: Int) -> (ok: Int32, 
 /// `BIO *BIO_new_fd(int fd, int close_flag)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_new_fd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new_fd(_ fd: Int32, _ close_flag: Int32) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_fd(fd, close_flag) as OpaquePointer?)
@@ -259,6 +290,7 @@ public func BIO_new_fd(_ fd: Int32, _ close_flag: Int32) -> BIOPointer? {
 /// `BIO *BIO_new_file(const char *filename, const char *mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_new_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new_file(_ filename: String?, _ mode: String?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_file(filename, mode) as OpaquePointer?)
@@ -267,6 +299,7 @@ public func BIO_new_file(_ filename: String?, _ mode: String?) -> BIOPointer? {
 /// `BIO *BIO_new_mem_buf(const void *buf, int len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_new_mem_buf`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new_mem_buf(_ buf: UnsafeRawPointer?, _ len: Int32) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_mem_buf(buf, len) as OpaquePointer?)
@@ -275,6 +308,7 @@ public func BIO_new_mem_buf(_ buf: UnsafeRawPointer?, _ len: Int32) -> BIOPointe
 /// `BIO *BIO_new_socket(int sock, int close_flag)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_new_socket`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new_socket(_ sock: Int32, _ close_flag: Int32) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_socket(sock, close_flag) as OpaquePointer?)
@@ -283,6 +317,7 @@ public func BIO_new_socket(_ sock: Int32, _ close_flag: Int32) -> BIOPointer? {
 /// `BIO *BIO_next(BIO *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_next`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_next(_ b: BIOPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_next(b?.rawValue) as OpaquePointer?)
@@ -291,6 +326,7 @@ public func BIO_next(_ b: BIOPointer?) -> BIOPointer? {
 /// `BIO *BIO_pop(BIO *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_pop`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_pop(_ b: BIOPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_pop(b?.rawValue) as OpaquePointer?)
@@ -299,6 +335,7 @@ public func BIO_pop(_ b: BIOPointer?) -> BIOPointer? {
 /// `void *BIO_ptr_ctrl(BIO *bp, int cmd, long larg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_ptr_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ptr_ctrl(_ bp: BIOPointer?, _ cmd: Int32, _ larg: Int) -> UnsafeMutableRawPointer? {
     return COpenSSL.BIO_ptr_ctrl(bp?.rawValue, cmd, larg)
@@ -307,6 +344,7 @@ public func BIO_ptr_ctrl(_ bp: BIOPointer?, _ cmd: Int32, _ larg: Int) -> Unsafe
 /// `BIO *BIO_push(BIO *b, BIO *append)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_push`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_push(_ b: BIOPointer?, _ append: BIOPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_push(b?.rawValue, append?.rawValue) as OpaquePointer?)
@@ -315,6 +353,7 @@ public func BIO_push(_ b: BIOPointer?, _ append: BIOPointer?) -> BIOPointer? {
 /// `int BIO_puts(BIO *bp, const char *buf)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_puts`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_puts(_ bp: BIOPointer?, _ buf: String?) -> Int32 {
     return COpenSSL.BIO_puts(bp?.rawValue, buf)
@@ -323,6 +362,7 @@ public func BIO_puts(_ bp: BIOPointer?, _ buf: String?) -> Int32 {
 /// `int BIO_read(BIO *b, void *data, int dlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_read`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_read(_ b: BIOPointer?, _ data: UnsafeMutableRawPointer?, _ dlen: Int32) -> Int32 {
     return COpenSSL.BIO_read(b?.rawValue, data, dlen)
@@ -331,6 +371,7 @@ public func BIO_read(_ b: BIOPointer?, _ data: UnsafeMutableRawPointer?, _ dlen:
 /// `int BIO_read_ex(BIO *b, void *data, size_t dlen, size_t *readbytes)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_read_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_read_ex(_ b: BIOPointer?, _ data: UnsafeMutableRawPointer?, _ dlen: Int, _ readbytes: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.BIO_read_ex(b?.rawValue, data, dlen, readbytes)
@@ -339,6 +380,7 @@ public func BIO_read_ex(_ b: BIOPointer?, _ data: UnsafeMutableRawPointer?, _ dl
 /// `const BIO_METHOD *BIO_s_fd(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_s_fd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_s_fd() -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_s_fd() as OpaquePointer?)
@@ -347,6 +389,7 @@ public func BIO_s_fd() -> BIOMethodPointer? {
 /// `const BIO_METHOD *BIO_s_mem(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_s_mem`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_s_mem() -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_s_mem() as OpaquePointer?)
@@ -355,6 +398,7 @@ public func BIO_s_mem() -> BIOMethodPointer? {
 /// `const BIO_METHOD *BIO_s_null(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_s_null`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_s_null() -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_s_null() as OpaquePointer?)
@@ -363,6 +407,7 @@ public func BIO_s_null() -> BIOMethodPointer? {
 /// `const BIO_METHOD *BIO_s_secmem(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_s_secmem`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_s_secmem() -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_s_secmem() as OpaquePointer?)
@@ -371,6 +416,7 @@ public func BIO_s_secmem() -> BIOMethodPointer? {
 /// `const BIO_METHOD *BIO_s_socket(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_s_socket`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_s_socket() -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_s_socket() as OpaquePointer?)
@@ -379,6 +425,7 @@ public func BIO_s_socket() -> BIOMethodPointer? {
 /// `void BIO_set_data(BIO *a, void *ptr)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_set_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_set_data(_ a: BIOPointer?, _ ptr: UnsafeMutableRawPointer?) {
     COpenSSL.BIO_set_data(a?.rawValue, ptr)
@@ -387,6 +434,7 @@ public func BIO_set_data(_ a: BIOPointer?, _ ptr: UnsafeMutableRawPointer?) {
 /// `void BIO_set_flags(BIO *b, int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_set_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_set_flags(_ b: BIOPointer?, _ flags: Int32) {
     COpenSSL.BIO_set_flags(b?.rawValue, flags)
@@ -395,6 +443,7 @@ public func BIO_set_flags(_ b: BIOPointer?, _ flags: Int32) {
 /// `void BIO_set_init(BIO *a, int init)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_set_init`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_set_init(_ a: BIOPointer?, _ init_: Int32) {
     COpenSSL.BIO_set_init(a?.rawValue, init_)
@@ -403,6 +452,7 @@ public func BIO_set_init(_ a: BIOPointer?, _ init_: Int32) {
 /// `void BIO_set_retry_reason(BIO *bio, int reason)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_set_retry_reason`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_set_retry_reason(_ bio: BIOPointer?, _ reason: Int32) {
     COpenSSL.BIO_set_retry_reason(bio?.rawValue, reason)
@@ -411,6 +461,7 @@ public func BIO_set_retry_reason(_ bio: BIOPointer?, _ reason: Int32) {
 /// `void BIO_set_shutdown(BIO *a, int shut)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_set_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_set_shutdown(_ a: BIOPointer?, _ shut: Int32) {
     COpenSSL.BIO_set_shutdown(a?.rawValue, shut)
@@ -419,6 +470,7 @@ public func BIO_set_shutdown(_ a: BIOPointer?, _ shut: Int32) {
 /// `int BIO_test_flags(const BIO *b, int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_test_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_test_flags(_ b: BIOPointer?, _ flags: Int32) -> Int32 {
     return COpenSSL.BIO_test_flags(b?.rawValue, flags)
@@ -427,6 +479,7 @@ public func BIO_test_flags(_ b: BIOPointer?, _ flags: Int32) -> Int32 {
 /// `int BIO_up_ref(BIO *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_up_ref(_ a: BIOPointer?) -> Int32 {
     return COpenSSL.BIO_up_ref(a?.rawValue)
@@ -435,6 +488,7 @@ public func BIO_up_ref(_ a: BIOPointer?) -> Int32 {
 /// `void BIO_vfree(BIO *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_vfree`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_vfree(_ a: BIOPointer?) {
     COpenSSL.BIO_vfree(a?.rawValue)
@@ -443,6 +497,7 @@ public func BIO_vfree(_ a: BIOPointer?) {
 /// `int BIO_write(BIO *b, const void *data, int dlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_write`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_write(_ b: BIOPointer?, _ data: UnsafeRawPointer?, _ dlen: Int32) -> Int32 {
     return COpenSSL.BIO_write(b?.rawValue, data, dlen)
@@ -451,6 +506,7 @@ public func BIO_write(_ b: BIOPointer?, _ data: UnsafeRawPointer?, _ dlen: Int32
 /// `int BIO_write_ex(BIO *b, const void *data, size_t dlen, size_t *written)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_write_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_write_ex(_ b: BIOPointer?, _ data: UnsafeRawPointer?, _ dlen: Int, _ written: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.BIO_write_ex(b?.rawValue, data, dlen, written)

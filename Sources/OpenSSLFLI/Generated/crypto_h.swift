@@ -7,6 +7,7 @@ import COpenSSL
 /// `void CRYPTO_free(void *ptr, const char *file, int line)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man CRYPTO_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func CRYPTO_free(_ ptr: UnsafeMutableRawPointer?, _ file: String?, _ line: Int32) {
     COpenSSL.CRYPTO_free(ptr, file, line)
@@ -15,6 +16,7 @@ public func CRYPTO_free(_ ptr: UnsafeMutableRawPointer?, _ file: String?, _ line
 /// `int CRYPTO_free_ex_index(int class_index, int idx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man CRYPTO_free_ex_index`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func CRYPTO_free_ex_index(_ class_index: Int32, _ idx: Int32) -> Int32 {
     return COpenSSL.CRYPTO_free_ex_index(class_index, idx)
@@ -23,6 +25,7 @@ public func CRYPTO_free_ex_index(_ class_index: Int32, _ idx: Int32) -> Int32 {
 /// `int CRYPTO_get_ex_new_index(int class_index, long argl, void *argp, CRYPTO_EX_new *new_func, CRYPTO_EX_dup *dup_func, CRYPTO_EX_free *free_func)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man CRYPTO_get_ex_new_index`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func CRYPTO_get_ex_new_index(_ class_index: Int32, _ argl: Int, _ argp: UnsafeMutableRawPointer?, _ new_func: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?, _ dup_func: (@convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?, _ free_func: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
     return COpenSSL.CRYPTO_get_ex_new_index(class_index, argl, argp, new_func, dup_func, free_func)
@@ -31,6 +34,7 @@ public func CRYPTO_get_ex_new_index(_ class_index: Int32, _ argl: Int, _ argp: U
 /// `void *CRYPTO_malloc(size_t num, const char *file, int line)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man CRYPTO_malloc`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func CRYPTO_malloc(_ num: Int, _ file: String?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_malloc(num, file, line)
@@ -39,6 +43,7 @@ public func CRYPTO_malloc(_ num: Int, _ file: String?, _ line: Int32) -> UnsafeM
 /// `void OPENSSL_cleanse(void *ptr, size_t len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man OPENSSL_cleanse`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_cleanse(_ ptr: UnsafeMutableRawPointer?, _ len: Int) {
     COpenSSL.OPENSSL_cleanse(ptr, len)
@@ -47,6 +52,7 @@ public func OPENSSL_cleanse(_ ptr: UnsafeMutableRawPointer?, _ len: Int) {
 /// `unsigned int OPENSSL_version_major(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man OPENSSL_version_major`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_version_major() -> UInt32 {
     return COpenSSL.OPENSSL_version_major()
@@ -55,6 +61,7 @@ public func OPENSSL_version_major() -> UInt32 {
 /// `unsigned int OPENSSL_version_minor(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man OPENSSL_version_minor`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_version_minor() -> UInt32 {
     return COpenSSL.OPENSSL_version_minor()
@@ -63,6 +70,7 @@ public func OPENSSL_version_minor() -> UInt32 {
 /// `unsigned int OPENSSL_version_patch(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man OPENSSL_version_patch`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_version_patch() -> UInt32 {
     return COpenSSL.OPENSSL_version_patch()
@@ -71,6 +79,7 @@ public func OPENSSL_version_patch() -> UInt32 {
 /// `const char *OpenSSL_version(int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man OpenSSL_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OpenSSL_version(_ type: Int32) -> String? {
     return COpenSSL.OpenSSL_version(type).map { String(cString: $0) }
@@ -79,6 +88,7 @@ public func OpenSSL_version(_ type: Int32) -> String? {
 /// `unsigned long OpenSSL_version_num(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man OpenSSL_version_num`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OpenSSL_version_num() -> UInt {
     return COpenSSL.OpenSSL_version_num()

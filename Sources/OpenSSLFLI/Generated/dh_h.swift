@@ -7,6 +7,7 @@ import COpenSSL
 /// `int DH_bits(const DH *dh)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/dh.h>`; see `man DH_bits`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use EVP_PKEY_get_bits.")
 public func DH_bits(_ dh: DHPointer?) -> Int32 {
@@ -16,6 +17,7 @@ public func DH_bits(_ dh: DHPointer?) -> Int32 {
 /// `void DH_free(DH *dh)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/dh.h>`; see `man DH_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: DH parameters are EVP_PKEYs; use EVP_PKEY_free.")
 public func DH_free(_ dh: DHPointer?) {
@@ -25,6 +27,7 @@ public func DH_free(_ dh: DHPointer?) {
 /// `DH *DH_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/dh.h>`; see `man DH_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use EVP_PKEY_fromdata or EVP_PKEY_paramgen.")
 public func DH_new() -> DHPointer? {
@@ -34,6 +37,7 @@ public func DH_new() -> DHPointer? {
 /// `int DH_up_ref(DH *dh)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/dh.h>`; see `man DH_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use EVP_PKEY_up_ref.")
 public func DH_up_ref(_ dh: DHPointer?) -> Int32 {

@@ -7,6 +7,7 @@ import COpenSSL
 /// `int ERR_GET_LIB(unsigned long errcode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_GET_LIB`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_GET_LIB(_ errcode: UInt) -> Int32 {
     return COpenSSL.ERR_GET_LIB(errcode)
@@ -15,6 +16,7 @@ public func ERR_GET_LIB(_ errcode: UInt) -> Int32 {
 /// `int ERR_GET_REASON(unsigned long errcode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_GET_REASON`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_GET_REASON(_ errcode: UInt) -> Int32 {
     return COpenSSL.ERR_GET_REASON(errcode)
@@ -23,6 +25,7 @@ public func ERR_GET_REASON(_ errcode: UInt) -> Int32 {
 /// `void ERR_clear_error(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_clear_error`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_clear_error() {
     COpenSSL.ERR_clear_error()
@@ -31,6 +34,7 @@ public func ERR_clear_error() {
 /// `int ERR_clear_last_mark(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_clear_last_mark`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_clear_last_mark() -> Int32 {
     return COpenSSL.ERR_clear_last_mark()
@@ -39,6 +43,7 @@ public func ERR_clear_last_mark() -> Int32 {
 /// `char *ERR_error_string(unsigned long e, char *buf)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_error_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_error_string(_ e: UInt, _ buf: UnsafeMutablePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {
     return COpenSSL.ERR_error_string(e, buf)
@@ -47,6 +52,7 @@ public func ERR_error_string(_ e: UInt, _ buf: UnsafeMutablePointer<CChar>?) -> 
 /// `void ERR_error_string_n(unsigned long e, char *buf, size_t len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_error_string_n`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_error_string_n(_ e: UInt, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int) {
     COpenSSL.ERR_error_string_n(e, buf, len)
@@ -55,6 +61,7 @@ public func ERR_error_string_n(_ e: UInt, _ buf: UnsafeMutablePointer<CChar>?, _
 /// `unsigned long ERR_get_error(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_get_error`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_get_error() -> UInt {
     return COpenSSL.ERR_get_error()
@@ -63,6 +70,7 @@ public func ERR_get_error() -> UInt {
 /// `unsigned long ERR_get_error_all(const char **file, int *line, const char **func, const char **data, int *flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_get_error_all`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `file`, `line`, `func`, `data`, `flags` are returned in the result.
 @inlinable
 public func ERR_get_error_all() -> (code: UInt, file: UnsafePointer<CChar>?, line: Int32, func: UnsafePointer<CChar>?, data: UnsafePointer<CChar>?, flags: Int32) {
@@ -78,6 +86,7 @@ public func ERR_get_error_all() -> (code: UInt, file: UnsafePointer<CChar>?, lin
 /// `const char *ERR_lib_error_string(unsigned long e)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_lib_error_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_lib_error_string(_ e: UInt) -> String? {
     return COpenSSL.ERR_lib_error_string(e).map { String(cString: $0) }
@@ -86,6 +95,7 @@ public func ERR_lib_error_string(_ e: UInt) -> String? {
 /// `void ERR_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_new() {
     COpenSSL.ERR_new()
@@ -94,6 +104,7 @@ public func ERR_new() {
 /// `unsigned long ERR_peek_error(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_peek_error`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_peek_error() -> UInt {
     return COpenSSL.ERR_peek_error()
@@ -102,6 +113,7 @@ public func ERR_peek_error() -> UInt {
 /// `unsigned long ERR_peek_error_all(const char **file, int *line, const char **func, const char **data, int *flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_peek_error_all`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `file`, `line`, `func`, `data`, `flags` are returned in the result.
 @inlinable
 public func ERR_peek_error_all() -> (code: UInt, file: UnsafePointer<CChar>?, line: Int32, func: UnsafePointer<CChar>?, data: UnsafePointer<CChar>?, flags: Int32) {
@@ -117,6 +129,7 @@ public func ERR_peek_error_all() -> (code: UInt, file: UnsafePointer<CChar>?, li
 /// `unsigned long ERR_peek_last_error(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_peek_last_error`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_peek_last_error() -> UInt {
     return COpenSSL.ERR_peek_last_error()
@@ -125,6 +138,7 @@ public func ERR_peek_last_error() -> UInt {
 /// `unsigned long ERR_peek_last_error_all(const char **file, int *line, const char **func, const char **data, int *flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_peek_last_error_all`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `file`, `line`, `func`, `data`, `flags` are returned in the result.
 @inlinable
 public func ERR_peek_last_error_all() -> (code: UInt, file: UnsafePointer<CChar>?, line: Int32, func: UnsafePointer<CChar>?, data: UnsafePointer<CChar>?, flags: Int32) {
@@ -140,6 +154,7 @@ public func ERR_peek_last_error_all() -> (code: UInt, file: UnsafePointer<CChar>
 /// `int ERR_pop_to_mark(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_pop_to_mark`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_pop_to_mark() -> Int32 {
     return COpenSSL.ERR_pop_to_mark()
@@ -148,6 +163,7 @@ public func ERR_pop_to_mark() -> Int32 {
 /// `void ERR_print_errors(BIO *bp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_print_errors`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_print_errors(_ bp: BIOPointer?) {
     COpenSSL.ERR_print_errors(bp?.rawValue)
@@ -156,6 +172,7 @@ public func ERR_print_errors(_ bp: BIOPointer?) {
 /// `void ERR_print_errors_cb(int (*cb)(const char *, size_t, void *), void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_print_errors_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_print_errors_cb(_ cb: (@convention(c) (UnsafePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) {
     COpenSSL.ERR_print_errors_cb(cb, u)
@@ -164,6 +181,7 @@ public func ERR_print_errors_cb(_ cb: (@convention(c) (UnsafePointer<CChar>?, In
 /// `const char *ERR_reason_error_string(unsigned long e)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_reason_error_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_reason_error_string(_ e: UInt) -> String? {
     return COpenSSL.ERR_reason_error_string(e).map { String(cString: $0) }
@@ -172,6 +190,7 @@ public func ERR_reason_error_string(_ e: UInt) -> String? {
 /// `void ERR_set_debug(const char *file, int line, const char *func)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_set_debug`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_set_debug(_ file: String?, _ line: Int32, _ func_: String?) {
     COpenSSL.ERR_set_debug(file, line, func_)
@@ -180,6 +199,7 @@ public func ERR_set_debug(_ file: String?, _ line: Int32, _ func_: String?) {
 /// `int ERR_set_mark(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/err.h>`; see `man ERR_set_mark`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func ERR_set_mark() -> Int32 {
     return COpenSSL.ERR_set_mark()

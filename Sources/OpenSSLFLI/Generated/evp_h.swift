@@ -7,6 +7,7 @@ import COpenSSL
 /// `int EVP_Digest(const void *data, size_t count, unsigned char *md, unsigned int *size, const EVP_MD *type, ENGINE *impl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_Digest`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_Digest(_ data: UnsafeRawPointer?, _ count: Int, _ md: UnsafeMutablePointer<UInt8>?, _ size: UnsafeMutablePointer<UInt32>?, _ type: EVPMDPointer?, _ impl: ENGINEPointer?) -> Int32 {
     return COpenSSL.EVP_Digest(data, count, md, size, type?.rawValue, impl?.rawValue)
@@ -15,6 +16,7 @@ public func EVP_Digest(_ data: UnsafeRawPointer?, _ count: Int, _ md: UnsafeMuta
 /// `EVP_MD *EVP_MD_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_MD_fetch`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_MD_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String?, _ properties: String?) -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_MD_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -23,6 +25,7 @@ public func EVP_MD_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String?, _ 
 /// `void EVP_MD_free(EVP_MD *md)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_MD_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_MD_free(_ md: EVPMDPointer?) {
     COpenSSL.EVP_MD_free(md?.rawValue)
@@ -31,6 +34,7 @@ public func EVP_MD_free(_ md: EVPMDPointer?) {
 /// `int EVP_MD_get_size(const EVP_MD *md)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_MD_get_size`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_MD_get_size(_ md: EVPMDPointer?) -> Int32 {
     return COpenSSL.EVP_MD_get_size(md?.rawValue)
@@ -39,6 +43,7 @@ public func EVP_MD_get_size(_ md: EVPMDPointer?) -> Int32 {
 /// `void EVP_PKEY_CTX_free(EVP_PKEY_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_CTX_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_CTX_free(_ ctx: EVPPKeyContextPointer?) {
     COpenSSL.EVP_PKEY_CTX_free(ctx?.rawValue)
@@ -47,6 +52,7 @@ public func EVP_PKEY_CTX_free(_ ctx: EVPPKeyContextPointer?) {
 /// `EVP_PKEY_CTX *EVP_PKEY_CTX_new_from_name(OSSL_LIB_CTX *libctx, const char *name, const char *propquery)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_CTX_new_from_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_CTX_new_from_name(_ libctx: OSSLLibContextPointer?, _ name: String?, _ propquery: String?) -> EVPPKeyContextPointer? {
     return EVPPKeyContextPointer(COpenSSL.EVP_PKEY_CTX_new_from_name(libctx?.rawValue, name, propquery) as OpaquePointer?)
@@ -55,6 +61,7 @@ public func EVP_PKEY_CTX_new_from_name(_ libctx: OSSLLibContextPointer?, _ name:
 /// `int EVP_PKEY_CTX_set_group_name(EVP_PKEY_CTX *ctx, const char *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_CTX_set_group_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_CTX_set_group_name(_ ctx: EVPPKeyContextPointer?, _ name: String?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_group_name(ctx?.rawValue, name)
@@ -63,6 +70,7 @@ public func EVP_PKEY_CTX_set_group_name(_ ctx: EVPPKeyContextPointer?, _ name: S
 /// `int EVP_PKEY_eq(const EVP_PKEY *a, const EVP_PKEY *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_eq`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_eq(_ a: EVPPKeyPointer?, _ b: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_eq(a?.rawValue, b?.rawValue)
@@ -71,6 +79,7 @@ public func EVP_PKEY_eq(_ a: EVPPKeyPointer?, _ b: EVPPKeyPointer?) -> Int32 {
 /// `void EVP_PKEY_free(EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_free(_ pkey: EVPPKeyPointer?) {
     COpenSSL.EVP_PKEY_free(pkey?.rawValue)
@@ -79,6 +88,7 @@ public func EVP_PKEY_free(_ pkey: EVPPKeyPointer?) {
 /// `int EVP_PKEY_generate(EVP_PKEY_CTX *ctx, EVP_PKEY **ppkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_generate`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `ppkey` is returned in the result.
 @inlinable
 public func EVP_PKEY_generate(_ ctx: EVPPKeyContextPointer?) -> (ok: Int32, ppkey: EVPPKeyPointer?) {
@@ -90,6 +100,7 @@ public func EVP_PKEY_generate(_ ctx: EVPPKeyContextPointer?) -> (ok: Int32, ppke
 /// `const char *EVP_PKEY_get0_type_name(const EVP_PKEY *key)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_get0_type_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_get0_type_name(_ key: EVPPKeyPointer?) -> String? {
     return COpenSSL.EVP_PKEY_get0_type_name(key?.rawValue).map { String(cString: $0) }
@@ -98,6 +109,7 @@ public func EVP_PKEY_get0_type_name(_ key: EVPPKeyPointer?) -> String? {
 /// `int EVP_PKEY_get_base_id(const EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_get_base_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_get_base_id(_ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_base_id(pkey?.rawValue)
@@ -106,6 +118,7 @@ public func EVP_PKEY_get_base_id(_ pkey: EVPPKeyPointer?) -> Int32 {
 /// `int EVP_PKEY_get_bits(const EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_get_bits`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_get_bits(_ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_bits(pkey?.rawValue)
@@ -114,6 +127,7 @@ public func EVP_PKEY_get_bits(_ pkey: EVPPKeyPointer?) -> Int32 {
 /// `int EVP_PKEY_get_id(const EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_get_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_get_id(_ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_id(pkey?.rawValue)
@@ -122,6 +136,7 @@ public func EVP_PKEY_get_id(_ pkey: EVPPKeyPointer?) -> Int32 {
 /// `int EVP_PKEY_get_security_bits(const EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_get_security_bits`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_get_security_bits(_ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_security_bits(pkey?.rawValue)
@@ -130,6 +145,7 @@ public func EVP_PKEY_get_security_bits(_ pkey: EVPPKeyPointer?) -> Int32 {
 /// `int EVP_PKEY_keygen_init(EVP_PKEY_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_keygen_init`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_keygen_init(_ ctx: EVPPKeyContextPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_keygen_init(ctx?.rawValue)
@@ -138,6 +154,7 @@ public func EVP_PKEY_keygen_init(_ ctx: EVPPKeyContextPointer?) -> Int32 {
 /// `EVP_PKEY *EVP_PKEY_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_new() -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.EVP_PKEY_new() as OpaquePointer?)
@@ -146,6 +163,7 @@ public func EVP_PKEY_new() -> EVPPKeyPointer? {
 /// `int EVP_PKEY_up_ref(EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_PKEY_up_ref(_ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_up_ref(pkey?.rawValue)
@@ -154,6 +172,7 @@ public func EVP_PKEY_up_ref(_ pkey: EVPPKeyPointer?) -> Int32 {
 /// `const EVP_MD *EVP_sha1(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_sha1`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_sha1() -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_sha1() as OpaquePointer?)
@@ -162,6 +181,7 @@ public func EVP_sha1() -> EVPMDPointer? {
 /// `const EVP_MD *EVP_sha256(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_sha256`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_sha256() -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_sha256() as OpaquePointer?)
@@ -170,6 +190,7 @@ public func EVP_sha256() -> EVPMDPointer? {
 /// `const EVP_MD *EVP_sha384(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_sha384`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_sha384() -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_sha384() as OpaquePointer?)
@@ -178,6 +199,7 @@ public func EVP_sha384() -> EVPMDPointer? {
 /// `const EVP_MD *EVP_sha512(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_sha512`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func EVP_sha512() -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_sha512() as OpaquePointer?)

@@ -7,6 +7,7 @@ import COpenSSL
 /// `const char *OBJ_nid2ln(int n)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/objects.h>`; see `man OBJ_nid2ln`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OBJ_nid2ln(_ n: Int32) -> String? {
     return COpenSSL.OBJ_nid2ln(n).map { String(cString: $0) }
@@ -15,6 +16,7 @@ public func OBJ_nid2ln(_ n: Int32) -> String? {
 /// `const char *OBJ_nid2sn(int n)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/objects.h>`; see `man OBJ_nid2sn`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OBJ_nid2sn(_ n: Int32) -> String? {
     return COpenSSL.OBJ_nid2sn(n).map { String(cString: $0) }
@@ -23,6 +25,7 @@ public func OBJ_nid2sn(_ n: Int32) -> String? {
 /// `int OBJ_sn2nid(const char *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/objects.h>`; see `man OBJ_sn2nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OBJ_sn2nid(_ s: String?) -> Int32 {
     return COpenSSL.OBJ_sn2nid(s)
@@ -31,6 +34,7 @@ public func OBJ_sn2nid(_ s: String?) -> Int32 {
 /// `int OBJ_txt2nid(const char *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/objects.h>`; see `man OBJ_txt2nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OBJ_txt2nid(_ s: String?) -> Int32 {
     return COpenSSL.OBJ_txt2nid(s)

@@ -7,6 +7,7 @@ import COpenSSL
 /// `struct stack_st_X509_INFO *PEM_X509_INFO_read_bio(BIO *bp, struct stack_st_X509_INFO *sk, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_X509_INFO_read_bio`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_X509_INFO_read_bio(_ bp: BIOPointer?, _ sk: X509InfoStackPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> X509InfoStackPointer? {
     return X509InfoStackPointer(COpenSSL.PEM_X509_INFO_read_bio(bp?.rawValue, sk?.rawValue, cb, u) as OpaquePointer?)
@@ -15,6 +16,7 @@ public func PEM_X509_INFO_read_bio(_ bp: BIOPointer?, _ sk: X509InfoStackPointer
 /// `DH *PEM_read_bio_DHparams(BIO *out, DH **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_DHparams`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use PEM_read_bio_Parameters (or OSSL_DECODER).")
 public func PEM_read_bio_DHparams(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> DHPointer? {
@@ -24,6 +26,7 @@ public func PEM_read_bio_DHparams(_ out: BIOPointer?, _ x: UnsafeMutablePointer<
 /// `EVP_PKEY *PEM_read_bio_PUBKEY(BIO *out, EVP_PKEY **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_PUBKEY`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_bio_PUBKEY(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_bio_PUBKEY(out?.rawValue, x, cb, u) as OpaquePointer?)
@@ -32,6 +35,7 @@ public func PEM_read_bio_PUBKEY(_ out: BIOPointer?, _ x: UnsafeMutablePointer<Op
 /// `EVP_PKEY *PEM_read_bio_Parameters(BIO *bp, EVP_PKEY **x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_Parameters`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_bio_Parameters(_ bp: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_bio_Parameters(bp?.rawValue, x) as OpaquePointer?)
@@ -40,6 +44,7 @@ public func PEM_read_bio_Parameters(_ bp: BIOPointer?, _ x: UnsafeMutablePointer
 /// `EVP_PKEY *PEM_read_bio_PrivateKey(BIO *out, EVP_PKEY **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_PrivateKey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_bio_PrivateKey(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_bio_PrivateKey(out?.rawValue, x, cb, u) as OpaquePointer?)
@@ -48,6 +53,7 @@ public func PEM_read_bio_PrivateKey(_ out: BIOPointer?, _ x: UnsafeMutablePointe
 /// `RSA *PEM_read_bio_RSAPrivateKey(BIO *out, RSA **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_RSAPrivateKey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use PEM_read_bio_PrivateKey.")
 public func PEM_read_bio_RSAPrivateKey(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> RSAPointer? {
@@ -57,6 +63,7 @@ public func PEM_read_bio_RSAPrivateKey(_ out: BIOPointer?, _ x: UnsafeMutablePoi
 /// `X509 *PEM_read_bio_X509(BIO *out, X509 **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_X509`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_bio_X509(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.PEM_read_bio_X509(out?.rawValue, x, cb, u) as OpaquePointer?)
@@ -65,6 +72,7 @@ public func PEM_read_bio_X509(_ out: BIOPointer?, _ x: UnsafeMutablePointer<Opaq
 /// `X509 *PEM_read_bio_X509_AUX(BIO *out, X509 **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_X509_AUX`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_bio_X509_AUX(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.PEM_read_bio_X509_AUX(out?.rawValue, x, cb, u) as OpaquePointer?)
@@ -73,6 +81,7 @@ public func PEM_read_bio_X509_AUX(_ out: BIOPointer?, _ x: UnsafeMutablePointer<
 /// `X509_CRL *PEM_read_bio_X509_CRL(BIO *out, X509_CRL **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_read_bio_X509_CRL`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_bio_X509_CRL(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> X509CRLPointer? {
     return X509CRLPointer(COpenSSL.PEM_read_bio_X509_CRL(out?.rawValue, x, cb, u) as OpaquePointer?)
@@ -81,6 +90,7 @@ public func PEM_read_bio_X509_CRL(_ out: BIOPointer?, _ x: UnsafeMutablePointer<
 /// `int PEM_write_bio_PUBKEY(BIO *out, const EVP_PKEY *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_write_bio_PUBKEY`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_write_bio_PUBKEY(_ out: BIOPointer?, _ x: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_PUBKEY(out?.rawValue, x?.rawValue)
@@ -89,6 +99,7 @@ public func PEM_write_bio_PUBKEY(_ out: BIOPointer?, _ x: EVPPKeyPointer?) -> In
 /// `int PEM_write_bio_Parameters(BIO *bp, const EVP_PKEY *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_write_bio_Parameters`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_write_bio_Parameters(_ bp: BIOPointer?, _ x: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_Parameters(bp?.rawValue, x?.rawValue)
@@ -97,6 +108,7 @@ public func PEM_write_bio_Parameters(_ bp: BIOPointer?, _ x: EVPPKeyPointer?) ->
 /// `int PEM_write_bio_PrivateKey(BIO *out, const EVP_PKEY *x, const EVP_CIPHER *enc, const unsigned char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_write_bio_PrivateKey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_write_bio_PrivateKey(_ out: BIOPointer?, _ x: EVPPKeyPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<UInt8>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_PrivateKey(out?.rawValue, x?.rawValue, enc?.rawValue, kstr, klen, cb, u)
@@ -105,6 +117,7 @@ public func PEM_write_bio_PrivateKey(_ out: BIOPointer?, _ x: EVPPKeyPointer?, _
 /// `int PEM_write_bio_X509(BIO *out, const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/pem.h>`; see `man PEM_write_bio_X509`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_write_bio_X509(_ out: BIOPointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_X509(out?.rawValue, x?.rawValue)

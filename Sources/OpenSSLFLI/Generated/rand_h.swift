@@ -7,6 +7,7 @@ import COpenSSL
 /// `void RAND_add(const void *buf, int num, double randomness)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_add`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_add(_ buf: UnsafeRawPointer?, _ num: Int32, _ randomness: Double) {
     COpenSSL.RAND_add(buf, num, randomness)
@@ -15,6 +16,7 @@ public func RAND_add(_ buf: UnsafeRawPointer?, _ num: Int32, _ randomness: Doubl
 /// `int RAND_bytes(unsigned char *buf, int num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_bytes`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_bytes(_ buf: UnsafeMutablePointer<UInt8>?, _ num: Int32) -> Int32 {
     return COpenSSL.RAND_bytes(buf, num)
@@ -23,6 +25,7 @@ public func RAND_bytes(_ buf: UnsafeMutablePointer<UInt8>?, _ num: Int32) -> Int
 /// `const char *RAND_file_name(char *file, size_t num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_file_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_file_name(_ file: UnsafeMutablePointer<CChar>?, _ num: Int) -> String? {
     return COpenSSL.RAND_file_name(file, num).map { String(cString: $0) }
@@ -31,6 +34,7 @@ public func RAND_file_name(_ file: UnsafeMutablePointer<CChar>?, _ num: Int) -> 
 /// `int RAND_load_file(const char *file, long max_bytes)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_load_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_load_file(_ file: String?, _ max_bytes: Int) -> Int32 {
     return COpenSSL.RAND_load_file(file, max_bytes)
@@ -39,6 +43,7 @@ public func RAND_load_file(_ file: String?, _ max_bytes: Int) -> Int32 {
 /// `int RAND_poll(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_poll`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_poll() -> Int32 {
     return COpenSSL.RAND_poll()
@@ -47,6 +52,7 @@ public func RAND_poll() -> Int32 {
 /// `int RAND_priv_bytes(unsigned char *buf, int num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_priv_bytes`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_priv_bytes(_ buf: UnsafeMutablePointer<UInt8>?, _ num: Int32) -> Int32 {
     return COpenSSL.RAND_priv_bytes(buf, num)
@@ -55,6 +61,7 @@ public func RAND_priv_bytes(_ buf: UnsafeMutablePointer<UInt8>?, _ num: Int32) -
 /// `void RAND_seed(const void *buf, int num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_seed`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_seed(_ buf: UnsafeRawPointer?, _ num: Int32) {
     COpenSSL.RAND_seed(buf, num)
@@ -63,6 +70,7 @@ public func RAND_seed(_ buf: UnsafeRawPointer?, _ num: Int32) {
 /// `int RAND_status(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_status`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_status() -> Int32 {
     return COpenSSL.RAND_status()
@@ -71,6 +79,7 @@ public func RAND_status() -> Int32 {
 /// `int RAND_write_file(const char *file)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_write_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func RAND_write_file(_ file: String?) -> Int32 {
     return COpenSSL.RAND_write_file(file)

@@ -7,6 +7,7 @@ import COpenSSL
 /// `void RSA_free(RSA *r)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/rsa.h>`; see `man RSA_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: RSA keys are EVP_PKEYs; use EVP_PKEY_free.")
 public func RSA_free(_ r: RSAPointer?) {

@@ -7,6 +7,7 @@ import COpenSSL
 /// `const BIO_METHOD *BIO_f_ssl(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man BIO_f_ssl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_f_ssl() -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_f_ssl() as OpaquePointer?)
@@ -15,6 +16,7 @@ public func BIO_f_ssl() -> BIOMethodPointer? {
 /// `BIO *BIO_new_buffer_ssl_connect(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man BIO_new_buffer_ssl_connect`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new_buffer_ssl_connect(_ ctx: SSLContextPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_buffer_ssl_connect(ctx?.rawValue) as OpaquePointer?)
@@ -23,6 +25,7 @@ public func BIO_new_buffer_ssl_connect(_ ctx: SSLContextPointer?) -> BIOPointer?
 /// `BIO *BIO_new_ssl(SSL_CTX *ctx, int client)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man BIO_new_ssl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new_ssl(_ ctx: SSLContextPointer?, _ client: Int32) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_ssl(ctx?.rawValue, client) as OpaquePointer?)
@@ -31,6 +34,7 @@ public func BIO_new_ssl(_ ctx: SSLContextPointer?, _ client: Int32) -> BIOPointe
 /// `BIO *BIO_new_ssl_connect(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man BIO_new_ssl_connect`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_new_ssl_connect(_ ctx: SSLContextPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_ssl_connect(ctx?.rawValue) as OpaquePointer?)
@@ -39,6 +43,7 @@ public func BIO_new_ssl_connect(_ ctx: SSLContextPointer?) -> BIOPointer? {
 /// `int BIO_ssl_copy_session_id(BIO *to, BIO *from)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man BIO_ssl_copy_session_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ssl_copy_session_id(_ to: BIOPointer?, _ from: BIOPointer?) -> Int32 {
     return COpenSSL.BIO_ssl_copy_session_id(to?.rawValue, from?.rawValue)
@@ -47,6 +52,7 @@ public func BIO_ssl_copy_session_id(_ to: BIOPointer?, _ from: BIOPointer?) -> I
 /// `void BIO_ssl_shutdown(BIO *ssl_bio)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man BIO_ssl_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func BIO_ssl_shutdown(_ ssl_bio: BIOPointer?) {
     COpenSSL.BIO_ssl_shutdown(ssl_bio?.rawValue)
@@ -55,6 +61,7 @@ public func BIO_ssl_shutdown(_ ssl_bio: BIOPointer?) {
 /// `const SSL_METHOD *DTLS_client_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLS_client_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func DTLS_client_method() -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.DTLS_client_method() as OpaquePointer?)
@@ -63,6 +70,7 @@ public func DTLS_client_method() -> SSLMethodPointer? {
 /// `size_t DTLS_get_data_mtu(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLS_get_data_mtu`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func DTLS_get_data_mtu(_ s: SSLPointer?) -> Int {
     return COpenSSL.DTLS_get_data_mtu(s?.rawValue)
@@ -79,6 +87,7 @@ public func DTLS_get_link_min_mtu(_ ssl: SSLPointer?) -> Int {
 /// `const SSL_METHOD *DTLS_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLS_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func DTLS_method() -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.DTLS_method() as OpaquePointer?)
@@ -87,6 +96,7 @@ public func DTLS_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *DTLS_server_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLS_server_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func DTLS_server_method() -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.DTLS_server_method() as OpaquePointer?)
@@ -103,6 +113,7 @@ public func DTLS_set_link_mtu(_ ssl: SSLPointer?, _ mtu: Int) -> Int {
 /// `void DTLS_set_timer_cb(SSL *s, DTLS_timer_cb cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLS_set_timer_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func DTLS_set_timer_cb(_ s: SSLPointer?, _ cb: DTLS_timer_cb?) {
     COpenSSL.DTLS_set_timer_cb(s?.rawValue, cb)
@@ -111,6 +122,7 @@ public func DTLS_set_timer_cb(_ s: SSLPointer?, _ cb: DTLS_timer_cb?) {
 /// `const SSL_METHOD *DTLSv1_2_client_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLSv1_2_client_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use DTLS_client_method.")
 public func DTLSv1_2_client_method() -> SSLMethodPointer? {
@@ -120,6 +132,7 @@ public func DTLSv1_2_client_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *DTLSv1_2_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLSv1_2_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use DTLS_method with SSL_CTX_set_min/max_proto_version(DTLS1_2_VERSION).")
 public func DTLSv1_2_method() -> SSLMethodPointer? {
@@ -129,6 +142,7 @@ public func DTLSv1_2_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *DTLSv1_2_server_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLSv1_2_server_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use DTLS_server_method.")
 public func DTLSv1_2_server_method() -> SSLMethodPointer? {
@@ -138,6 +152,7 @@ public func DTLSv1_2_server_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *DTLSv1_client_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLSv1_client_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use DTLS_client_method.")
 public func DTLSv1_client_method() -> SSLMethodPointer? {
@@ -165,6 +180,7 @@ public func DTLSv1_handle_timeout(_ ssl: SSLPointer?) -> Int {
 /// `int DTLSv1_listen(SSL *s, BIO_ADDR *client)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLSv1_listen`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func DTLSv1_listen(_ s: SSLPointer?, _ client: BIOAddrPointer?) -> Int32 {
     return COpenSSL.DTLSv1_listen(s?.rawValue, client?.rawValue)
@@ -173,6 +189,7 @@ public func DTLSv1_listen(_ s: SSLPointer?, _ client: BIOAddrPointer?) -> Int32 
 /// `const SSL_METHOD *DTLSv1_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLSv1_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use DTLS_method with SSL_CTX_set_min/max_proto_version(DTLS1_VERSION).")
 public func DTLSv1_method() -> SSLMethodPointer? {
@@ -182,6 +199,7 @@ public func DTLSv1_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *DTLSv1_server_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man DTLSv1_server_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use DTLS_server_method.")
 public func DTLSv1_server_method() -> SSLMethodPointer? {
@@ -191,6 +209,7 @@ public func DTLSv1_server_method() -> SSLMethodPointer? {
 /// `const char *OPENSSL_cipher_name(const char *rfc_name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man OPENSSL_cipher_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_cipher_name(_ rfc_name: String?) -> String? {
     return COpenSSL.OPENSSL_cipher_name(rfc_name).map { String(cString: $0) }
@@ -199,6 +218,7 @@ public func OPENSSL_cipher_name(_ rfc_name: String?) -> String? {
 /// `int OPENSSL_init_ssl(uint64_t opts, const OPENSSL_INIT_SETTINGS *settings)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man OPENSSL_init_ssl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_init_ssl(_ opts: UInt64, _ settings: OpenSSLInitSettingsPointer?) -> Int32 {
     return COpenSSL.OPENSSL_init_ssl(opts, settings?.rawValue)
@@ -207,6 +227,7 @@ public func OPENSSL_init_ssl(_ opts: UInt64, _ settings: OpenSSLInitSettingsPoin
 /// `const char *OSSL_default_cipher_list(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man OSSL_default_cipher_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OSSL_default_cipher_list() -> String? {
     return COpenSSL.OSSL_default_cipher_list().map { String(cString: $0) }
@@ -215,6 +236,7 @@ public func OSSL_default_cipher_list() -> String? {
 /// `const char *OSSL_default_ciphersuites(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man OSSL_default_ciphersuites`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OSSL_default_ciphersuites() -> String? {
     return COpenSSL.OSSL_default_ciphersuites().map { String(cString: $0) }
@@ -232,6 +254,7 @@ public func OpenSSL_add_ssl_algorithms() -> Int32 {
 /// `SSL_SESSION *PEM_read_SSL_SESSION(FILE *out, SSL_SESSION **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man PEM_read_SSL_SESSION`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_SSL_SESSION(_ out: UnsafeMutablePointer<FILE>?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.PEM_read_SSL_SESSION(out, x, cb, u) as OpaquePointer?)
@@ -240,6 +263,7 @@ public func PEM_read_SSL_SESSION(_ out: UnsafeMutablePointer<FILE>?, _ x: Unsafe
 /// `SSL_SESSION *PEM_read_bio_SSL_SESSION(BIO *out, SSL_SESSION **x, pem_password_cb *cb, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man PEM_read_bio_SSL_SESSION`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_read_bio_SSL_SESSION(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.PEM_read_bio_SSL_SESSION(out?.rawValue, x, cb, u) as OpaquePointer?)
@@ -248,6 +272,7 @@ public func PEM_read_bio_SSL_SESSION(_ out: BIOPointer?, _ x: UnsafeMutablePoint
 /// `int PEM_write_SSL_SESSION(FILE *out, const SSL_SESSION *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man PEM_write_SSL_SESSION`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_write_SSL_SESSION(_ out: UnsafeMutablePointer<FILE>?, _ x: SSLSessionPointer?) -> Int32 {
     return COpenSSL.PEM_write_SSL_SESSION(out, x?.rawValue)
@@ -256,6 +281,7 @@ public func PEM_write_SSL_SESSION(_ out: UnsafeMutablePointer<FILE>?, _ x: SSLSe
 /// `int PEM_write_bio_SSL_SESSION(BIO *out, const SSL_SESSION *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man PEM_write_bio_SSL_SESSION`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func PEM_write_bio_SSL_SESSION(_ out: BIOPointer?, _ x: SSLSessionPointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_SSL_SESSION(out?.rawValue, x?.rawValue)
@@ -264,6 +290,7 @@ public func PEM_write_bio_SSL_SESSION(_ out: BIOPointer?, _ x: SSLSessionPointer
 /// `int SRP_Calc_A_param(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SRP_Calc_A_param`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SRP_Calc_A_param(_ s: SSLPointer?) -> Int32 {
@@ -273,6 +300,7 @@ public func SRP_Calc_A_param(_ s: SSLPointer?) -> Int32 {
 /// `char *SSL_CIPHER_description(const SSL_CIPHER *, char *buf, int size)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_description`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_description(_ arg0: SSLCipherPointer?, _ buf: UnsafeMutablePointer<CChar>?, _ size: Int32) -> UnsafeMutablePointer<CChar>? {
     return COpenSSL.SSL_CIPHER_description(arg0?.rawValue, buf, size)
@@ -281,6 +309,7 @@ public func SSL_CIPHER_description(_ arg0: SSLCipherPointer?, _ buf: UnsafeMutab
 /// `const SSL_CIPHER *SSL_CIPHER_find(SSL *ssl, const unsigned char *ptr)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_find`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_find(_ ssl: SSLPointer?, _ ptr: UnsafePointer<UInt8>?) -> SSLCipherPointer? {
     return SSLCipherPointer(COpenSSL.SSL_CIPHER_find(ssl?.rawValue, ptr) as OpaquePointer?)
@@ -289,6 +318,7 @@ public func SSL_CIPHER_find(_ ssl: SSLPointer?, _ ptr: UnsafePointer<UInt8>?) ->
 /// `int SSL_CIPHER_get_auth_nid(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_auth_nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_auth_nid(_ c: SSLCipherPointer?) -> Int32 {
     return COpenSSL.SSL_CIPHER_get_auth_nid(c?.rawValue)
@@ -297,6 +327,7 @@ public func SSL_CIPHER_get_auth_nid(_ c: SSLCipherPointer?) -> Int32 {
 /// `int SSL_CIPHER_get_bits(const SSL_CIPHER *c, int *alg_bits)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_bits`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `algBits` is returned in the result.
 @inlinable
 public func SSL_CIPHER_get_bits(_ c: SSLCipherPointer?) -> (bits: Int32, algBits: Int32) {
@@ -308,6 +339,7 @@ public func SSL_CIPHER_get_bits(_ c: SSLCipherPointer?) -> (bits: Int32, algBits
 /// `int SSL_CIPHER_get_cipher_nid(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_cipher_nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_cipher_nid(_ c: SSLCipherPointer?) -> Int32 {
     return COpenSSL.SSL_CIPHER_get_cipher_nid(c?.rawValue)
@@ -316,6 +348,7 @@ public func SSL_CIPHER_get_cipher_nid(_ c: SSLCipherPointer?) -> Int32 {
 /// `int SSL_CIPHER_get_digest_nid(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_digest_nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_digest_nid(_ c: SSLCipherPointer?) -> Int32 {
     return COpenSSL.SSL_CIPHER_get_digest_nid(c?.rawValue)
@@ -324,6 +357,7 @@ public func SSL_CIPHER_get_digest_nid(_ c: SSLCipherPointer?) -> Int32 {
 /// `const EVP_MD *SSL_CIPHER_get_handshake_digest(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_handshake_digest`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_handshake_digest(_ c: SSLCipherPointer?) -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.SSL_CIPHER_get_handshake_digest(c?.rawValue) as OpaquePointer?)
@@ -332,6 +366,7 @@ public func SSL_CIPHER_get_handshake_digest(_ c: SSLCipherPointer?) -> EVPMDPoin
 /// `uint32_t SSL_CIPHER_get_id(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_id(_ c: SSLCipherPointer?) -> UInt32 {
     return COpenSSL.SSL_CIPHER_get_id(c?.rawValue)
@@ -340,6 +375,7 @@ public func SSL_CIPHER_get_id(_ c: SSLCipherPointer?) -> UInt32 {
 /// `int SSL_CIPHER_get_kx_nid(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_kx_nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_kx_nid(_ c: SSLCipherPointer?) -> Int32 {
     return COpenSSL.SSL_CIPHER_get_kx_nid(c?.rawValue)
@@ -348,6 +384,7 @@ public func SSL_CIPHER_get_kx_nid(_ c: SSLCipherPointer?) -> Int32 {
 /// `const char *SSL_CIPHER_get_name(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_name(_ c: SSLCipherPointer?) -> String? {
     return COpenSSL.SSL_CIPHER_get_name(c?.rawValue).map { String(cString: $0) }
@@ -356,6 +393,7 @@ public func SSL_CIPHER_get_name(_ c: SSLCipherPointer?) -> String? {
 /// `uint16_t SSL_CIPHER_get_protocol_id(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_protocol_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_protocol_id(_ c: SSLCipherPointer?) -> UInt16 {
     return COpenSSL.SSL_CIPHER_get_protocol_id(c?.rawValue)
@@ -364,6 +402,7 @@ public func SSL_CIPHER_get_protocol_id(_ c: SSLCipherPointer?) -> UInt16 {
 /// `const char *SSL_CIPHER_get_version(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_get_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_get_version(_ c: SSLCipherPointer?) -> String? {
     return COpenSSL.SSL_CIPHER_get_version(c?.rawValue).map { String(cString: $0) }
@@ -372,6 +411,7 @@ public func SSL_CIPHER_get_version(_ c: SSLCipherPointer?) -> String? {
 /// `int SSL_CIPHER_is_aead(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_is_aead`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_is_aead(_ c: SSLCipherPointer?) -> Int32 {
     return COpenSSL.SSL_CIPHER_is_aead(c?.rawValue)
@@ -380,6 +420,7 @@ public func SSL_CIPHER_is_aead(_ c: SSLCipherPointer?) -> Int32 {
 /// `const char *SSL_CIPHER_standard_name(const SSL_CIPHER *c)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CIPHER_standard_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CIPHER_standard_name(_ c: SSLCipherPointer?) -> String? {
     return COpenSSL.SSL_CIPHER_standard_name(c?.rawValue).map { String(cString: $0) }
@@ -388,6 +429,7 @@ public func SSL_CIPHER_standard_name(_ c: SSLCipherPointer?) -> String? {
 /// `int SSL_COMP_add_compression_method(int id, COMP_METHOD *cm)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_add_compression_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_COMP_add_compression_method(_ id: Int32, _ cm: COMPMethodPointer?) -> Int32 {
     return COpenSSL.SSL_COMP_add_compression_method(id, cm?.rawValue)
@@ -396,6 +438,7 @@ public func SSL_COMP_add_compression_method(_ id: Int32, _ cm: COMPMethodPointer
 /// `const char *SSL_COMP_get0_name(const SSL_COMP *comp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_get0_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_COMP_get0_name(_ comp: SSLCompPointer?) -> String? {
     return COpenSSL.SSL_COMP_get0_name(comp?.rawValue).map { String(cString: $0) }
@@ -404,6 +447,7 @@ public func SSL_COMP_get0_name(_ comp: SSLCompPointer?) -> String? {
 /// `struct stack_st_SSL_COMP *SSL_COMP_get_compression_methods(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_get_compression_methods`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_COMP_get_compression_methods() -> SSLCompStackPointer? {
     return SSLCompStackPointer(COpenSSL.SSL_COMP_get_compression_methods() as OpaquePointer?)
@@ -412,6 +456,7 @@ public func SSL_COMP_get_compression_methods() -> SSLCompStackPointer? {
 /// `int SSL_COMP_get_id(const SSL_COMP *comp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_get_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_COMP_get_id(_ comp: SSLCompPointer?) -> Int32 {
     return COpenSSL.SSL_COMP_get_id(comp?.rawValue)
@@ -420,6 +465,7 @@ public func SSL_COMP_get_id(_ comp: SSLCompPointer?) -> Int32 {
 /// `const char *SSL_COMP_get_name(const COMP_METHOD *comp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_get_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_COMP_get_name(_ comp: COMPMethodPointer?) -> String? {
     return COpenSSL.SSL_COMP_get_name(comp?.rawValue).map { String(cString: $0) }
@@ -428,6 +474,7 @@ public func SSL_COMP_get_name(_ comp: COMPMethodPointer?) -> String? {
 /// `struct stack_st_SSL_COMP *SSL_COMP_set0_compression_methods(struct stack_st_SSL_COMP *meths)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_set0_compression_methods`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_COMP_set0_compression_methods(_ meths: SSLCompStackPointer?) -> SSLCompStackPointer? {
     return SSLCompStackPointer(COpenSSL.SSL_COMP_set0_compression_methods(meths?.rawValue) as OpaquePointer?)
@@ -436,6 +483,7 @@ public func SSL_COMP_set0_compression_methods(_ meths: SSLCompStackPointer?) -> 
 /// `unsigned int SSL_CONF_CTX_clear_flags(SSL_CONF_CTX *cctx, unsigned int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_clear_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_clear_flags(_ cctx: SSLConfContextPointer?, _ flags: UInt32) -> UInt32 {
     return COpenSSL.SSL_CONF_CTX_clear_flags(cctx?.rawValue, flags)
@@ -444,6 +492,7 @@ public func SSL_CONF_CTX_clear_flags(_ cctx: SSLConfContextPointer?, _ flags: UI
 /// `int SSL_CONF_CTX_finish(SSL_CONF_CTX *cctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_finish`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_finish(_ cctx: SSLConfContextPointer?) -> Int32 {
     return COpenSSL.SSL_CONF_CTX_finish(cctx?.rawValue)
@@ -452,6 +501,7 @@ public func SSL_CONF_CTX_finish(_ cctx: SSLConfContextPointer?) -> Int32 {
 /// `void SSL_CONF_CTX_free(SSL_CONF_CTX *cctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_free(_ cctx: SSLConfContextPointer?) {
     COpenSSL.SSL_CONF_CTX_free(cctx?.rawValue)
@@ -460,6 +510,7 @@ public func SSL_CONF_CTX_free(_ cctx: SSLConfContextPointer?) {
 /// `SSL_CONF_CTX *SSL_CONF_CTX_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_new() -> SSLConfContextPointer? {
     return SSLConfContextPointer(COpenSSL.SSL_CONF_CTX_new() as OpaquePointer?)
@@ -468,6 +519,7 @@ public func SSL_CONF_CTX_new() -> SSLConfContextPointer? {
 /// `int SSL_CONF_CTX_set1_prefix(SSL_CONF_CTX *cctx, const char *pre)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_set1_prefix`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: String?) -> Int32 {
     return COpenSSL.SSL_CONF_CTX_set1_prefix(cctx?.rawValue, pre)
@@ -476,6 +528,7 @@ public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: Stri
 /// `unsigned int SSL_CONF_CTX_set_flags(SSL_CONF_CTX *cctx, unsigned int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_set_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_set_flags(_ cctx: SSLConfContextPointer?, _ flags: UInt32) -> UInt32 {
     return COpenSSL.SSL_CONF_CTX_set_flags(cctx?.rawValue, flags)
@@ -484,6 +537,7 @@ public func SSL_CONF_CTX_set_flags(_ cctx: SSLConfContextPointer?, _ flags: UInt
 /// `void SSL_CONF_CTX_set_ssl(SSL_CONF_CTX *cctx, SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_set_ssl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_set_ssl(_ cctx: SSLConfContextPointer?, _ ssl: SSLPointer?) {
     COpenSSL.SSL_CONF_CTX_set_ssl(cctx?.rawValue, ssl?.rawValue)
@@ -492,6 +546,7 @@ public func SSL_CONF_CTX_set_ssl(_ cctx: SSLConfContextPointer?, _ ssl: SSLPoint
 /// `void SSL_CONF_CTX_set_ssl_ctx(SSL_CONF_CTX *cctx, SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_set_ssl_ctx`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_CTX_set_ssl_ctx(_ cctx: SSLConfContextPointer?, _ ctx: SSLContextPointer?) {
     COpenSSL.SSL_CONF_CTX_set_ssl_ctx(cctx?.rawValue, ctx?.rawValue)
@@ -500,6 +555,7 @@ public func SSL_CONF_CTX_set_ssl_ctx(_ cctx: SSLConfContextPointer?, _ ctx: SSLC
 /// `int SSL_CONF_cmd(SSL_CONF_CTX *cctx, const char *cmd, const char *value)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_cmd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: String?, _ value: String?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd(cctx?.rawValue, cmd, value)
@@ -508,6 +564,7 @@ public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: String?, _ value
 /// `int SSL_CONF_cmd_argv(SSL_CONF_CTX *cctx, int *pargc, char ***pargv)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_cmd_argv`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_cmd_argv(_ cctx: SSLConfContextPointer?, _ pargc: UnsafeMutablePointer<Int32>?, _ pargv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd_argv(cctx?.rawValue, pargc, pargv)
@@ -516,6 +573,7 @@ public func SSL_CONF_cmd_argv(_ cctx: SSLConfContextPointer?, _ pargc: UnsafeMut
 /// `int SSL_CONF_cmd_value_type(SSL_CONF_CTX *cctx, const char *cmd)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_cmd_value_type`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: String?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd_value_type(cctx?.rawValue, cmd)
@@ -524,6 +582,7 @@ public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: Strin
 /// `int SSL_CTX_SRP_CTX_free(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_SRP_CTX_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_SRP_CTX_free(_ ctx: SSLContextPointer?) -> Int32 {
@@ -533,6 +592,7 @@ public func SSL_CTX_SRP_CTX_free(_ ctx: SSLContextPointer?) -> Int32 {
 /// `int SSL_CTX_SRP_CTX_init(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_SRP_CTX_init`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_SRP_CTX_init(_ ctx: SSLContextPointer?) -> Int32 {
@@ -558,6 +618,7 @@ public func SSL_CTX_add1_chain_cert(_ ctx: SSLContextPointer?, _ x509: X509Point
 /// `int SSL_CTX_add1_to_CA_list(SSL_CTX *ctx, const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_add1_to_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_add1_to_CA_list(_ ctx: SSLContextPointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.SSL_CTX_add1_to_CA_list(ctx?.rawValue, x?.rawValue)
@@ -566,6 +627,7 @@ public func SSL_CTX_add1_to_CA_list(_ ctx: SSLContextPointer?, _ x: X509Pointer?
 /// `int SSL_CTX_add_client_CA(SSL_CTX *ctx, X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_add_client_CA`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_add_client_CA(_ ctx: SSLContextPointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.SSL_CTX_add_client_CA(ctx?.rawValue, x?.rawValue)
@@ -574,6 +636,7 @@ public func SSL_CTX_add_client_CA(_ ctx: SSLContextPointer?, _ x: X509Pointer?) 
 /// `int SSL_CTX_add_client_custom_ext(SSL_CTX *ctx, unsigned int ext_type, custom_ext_add_cb add_cb, custom_ext_free_cb free_cb, void *add_arg, custom_ext_parse_cb parse_cb, void *parse_arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_add_client_custom_ext`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_add_client_custom_ext(_ ctx: SSLContextPointer?, _ ext_type: UInt32, _ add_cb: custom_ext_add_cb?, _ free_cb: custom_ext_free_cb?, _ add_arg: UnsafeMutableRawPointer?, _ parse_cb: custom_ext_parse_cb?, _ parse_arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_add_client_custom_ext(ctx?.rawValue, ext_type, add_cb, free_cb, add_arg, parse_cb, parse_arg)
@@ -582,6 +645,7 @@ public func SSL_CTX_add_client_custom_ext(_ ctx: SSLContextPointer?, _ ext_type:
 /// `int SSL_CTX_add_custom_ext(SSL_CTX *ctx, unsigned int ext_type, unsigned int context, SSL_custom_ext_add_cb_ex add_cb, SSL_custom_ext_free_cb_ex free_cb, void *add_arg, SSL_custom_ext_parse_cb_ex parse_cb, void *parse_arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_add_custom_ext`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_add_custom_ext(_ ctx: SSLContextPointer?, _ ext_type: UInt32, _ context: UInt32, _ add_cb: SSL_custom_ext_add_cb_ex?, _ free_cb: SSL_custom_ext_free_cb_ex?, _ add_arg: UnsafeMutableRawPointer?, _ parse_cb: SSL_custom_ext_parse_cb_ex?, _ parse_arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_add_custom_ext(ctx?.rawValue, ext_type, context, add_cb, free_cb, add_arg, parse_cb, parse_arg)
@@ -598,6 +662,7 @@ public func SSL_CTX_add_extra_chain_cert(_ ctx: SSLContextPointer?, _ x509: X509
 /// `int SSL_CTX_add_server_custom_ext(SSL_CTX *ctx, unsigned int ext_type, custom_ext_add_cb add_cb, custom_ext_free_cb free_cb, void *add_arg, custom_ext_parse_cb parse_cb, void *parse_arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_add_server_custom_ext`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_add_server_custom_ext(_ ctx: SSLContextPointer?, _ ext_type: UInt32, _ add_cb: custom_ext_add_cb?, _ free_cb: custom_ext_free_cb?, _ add_arg: UnsafeMutableRawPointer?, _ parse_cb: custom_ext_parse_cb?, _ parse_arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_add_server_custom_ext(ctx?.rawValue, ext_type, add_cb, free_cb, add_arg, parse_cb, parse_arg)
@@ -606,6 +671,7 @@ public func SSL_CTX_add_server_custom_ext(_ ctx: SSLContextPointer?, _ ext_type:
 /// `int SSL_CTX_add_session(SSL_CTX *ctx, SSL_SESSION *session)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_add_session`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_add_session(_ ctx: SSLContextPointer?, _ session: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_add_session(ctx?.rawValue, session?.rawValue)
@@ -622,6 +688,7 @@ public func SSL_CTX_build_cert_chain(_ ctx: SSLContextPointer?, _ flags: Int) ->
 /// `long SSL_CTX_callback_ctrl(SSL_CTX *, int , void (*)(void))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_callback_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_callback_ctrl(_ arg0: SSLContextPointer?, _ arg1: Int32, _ arg2: (@convention(c) () -> Void)?) -> Int {
     return COpenSSL.SSL_CTX_callback_ctrl(arg0?.rawValue, arg1, arg2)
@@ -630,6 +697,7 @@ public func SSL_CTX_callback_ctrl(_ arg0: SSLContextPointer?, _ arg1: Int32, _ a
 /// `int SSL_CTX_check_private_key(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_check_private_key`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_check_private_key(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_check_private_key(ctx?.rawValue)
@@ -670,14 +738,25 @@ public func SSL_CTX_clear_mode(_ ctx: SSLContextPointer?, _ op: Int) -> Int {
 /// `uint64_t SSL_CTX_clear_options(SSL_CTX *ctx, uint64_t op)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_clear_options`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_clear_options(_ ctx: SSLContextPointer?, _ op: UInt64) -> UInt64 {
     return COpenSSL.SSL_CTX_clear_options(ctx?.rawValue, op)
 }
 
+/// `int SSL_CTX_compress_certs(SSL_CTX *ctx, int alg)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_compress_certs`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_compress_certs(_ ctx: SSLContextPointer?, _ alg: Int32) -> Int32 {
+    return COpenSSL.SSL_CTX_compress_certs(ctx?.rawValue, alg)
+}
+
 /// `int SSL_CTX_config(SSL_CTX *ctx, const char *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_config`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: String?) -> Int32 {
     return COpenSSL.SSL_CTX_config(ctx?.rawValue, name)
@@ -686,6 +765,7 @@ public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: String?) -> Int32 
 /// `int SSL_CTX_ct_is_enabled(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_ct_is_enabled`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_ct_is_enabled(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_ct_is_enabled(ctx?.rawValue)
@@ -694,6 +774,7 @@ public func SSL_CTX_ct_is_enabled(_ ctx: SSLContextPointer?) -> Int32 {
 /// `long SSL_CTX_ctrl(SSL_CTX *ctx, int cmd, long larg, void *parg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_ctrl(_ ctx: SSLContextPointer?, _ cmd: Int32, _ larg: Int, _ parg: UnsafeMutableRawPointer?) -> Int {
     return COpenSSL.SSL_CTX_ctrl(ctx?.rawValue, cmd, larg, parg)
@@ -702,6 +783,7 @@ public func SSL_CTX_ctrl(_ ctx: SSLContextPointer?, _ cmd: Int32, _ larg: Int, _
 /// `unsigned long SSL_CTX_dane_clear_flags(SSL_CTX *ctx, unsigned long flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_dane_clear_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_dane_clear_flags(_ ctx: SSLContextPointer?, _ flags: UInt) -> UInt {
     return COpenSSL.SSL_CTX_dane_clear_flags(ctx?.rawValue, flags)
@@ -710,6 +792,7 @@ public func SSL_CTX_dane_clear_flags(_ ctx: SSLContextPointer?, _ flags: UInt) -
 /// `int SSL_CTX_dane_enable(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_dane_enable`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_dane_enable(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_dane_enable(ctx?.rawValue)
@@ -718,6 +801,7 @@ public func SSL_CTX_dane_enable(_ ctx: SSLContextPointer?) -> Int32 {
 /// `int SSL_CTX_dane_mtype_set(SSL_CTX *ctx, const EVP_MD *md, uint8_t mtype, uint8_t ord)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_dane_mtype_set`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_dane_mtype_set(_ ctx: SSLContextPointer?, _ md: EVPMDPointer?, _ mtype: UInt8, _ ord: UInt8) -> Int32 {
     return COpenSSL.SSL_CTX_dane_mtype_set(ctx?.rawValue, md?.rawValue, mtype, ord)
@@ -726,6 +810,7 @@ public func SSL_CTX_dane_mtype_set(_ ctx: SSLContextPointer?, _ md: EVPMDPointer
 /// `unsigned long SSL_CTX_dane_set_flags(SSL_CTX *ctx, unsigned long flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_dane_set_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_dane_set_flags(_ ctx: SSLContextPointer?, _ flags: UInt) -> UInt {
     return COpenSSL.SSL_CTX_dane_set_flags(ctx?.rawValue, flags)
@@ -734,6 +819,7 @@ public func SSL_CTX_dane_set_flags(_ ctx: SSLContextPointer?, _ flags: UInt) -> 
 /// `int SSL_CTX_enable_ct(SSL_CTX *ctx, int validation_mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_enable_ct`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_enable_ct(_ ctx: SSLContextPointer?, _ validation_mode: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_enable_ct(ctx?.rawValue, validation_mode)
@@ -742,14 +828,25 @@ public func SSL_CTX_enable_ct(_ ctx: SSLContextPointer?, _ validation_mode: Int3
 /// `void SSL_CTX_flush_sessions(SSL_CTX *ctx, long tm)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_flush_sessions`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_flush_sessions(_ ctx: SSLContextPointer?, _ tm: Int) {
     COpenSSL.SSL_CTX_flush_sessions(ctx?.rawValue, tm)
 }
 
+/// `void SSL_CTX_flush_sessions_ex(SSL_CTX *ctx, time_t tm)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_flush_sessions_ex`.
+/// Since OpenSSL 3.4.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.4.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_flush_sessions_ex(_ ctx: SSLContextPointer?, _ tm: time_t) {
+    COpenSSL.SSL_CTX_flush_sessions_ex(ctx?.rawValue, tm)
+}
+
 /// `void SSL_CTX_free(SSL_CTX *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_free(_ arg0: SSLContextPointer?) {
     COpenSSL.SSL_CTX_free(arg0?.rawValue)
@@ -758,6 +855,7 @@ public func SSL_CTX_free(_ arg0: SSLContextPointer?) {
 /// `const struct stack_st_X509_NAME *SSL_CTX_get0_CA_list(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get0_CA_list(_ ctx: SSLContextPointer?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_CTX_get0_CA_list(ctx?.rawValue) as OpaquePointer?)
@@ -766,6 +864,7 @@ public func SSL_CTX_get0_CA_list(_ ctx: SSLContextPointer?) -> X509NameStackPoin
 /// `X509 *SSL_CTX_get0_certificate(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_certificate`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get0_certificate(_ ctx: SSLContextPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.SSL_CTX_get0_certificate(ctx?.rawValue) as OpaquePointer?)
@@ -789,9 +888,19 @@ public func SSL_CTX_get0_chain_certs(_ ctx: SSLContextPointer?) -> (result: Int,
     return (result: __result, px509: X509StackPointer(__px509))
 }
 
+/// `int SSL_CTX_get0_client_cert_type(const SSL_CTX *ctx, unsigned char **t, size_t *len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_client_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_get0_client_cert_type(_ ctx: SSLContextPointer?, _ t: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ len: UnsafeMutablePointer<Int>?) -> Int32 {
+    return COpenSSL.SSL_CTX_get0_client_cert_type(ctx?.rawValue, t, len)
+}
+
 /// `const CTLOG_STORE *SSL_CTX_get0_ctlog_store(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_ctlog_store`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get0_ctlog_store(_ ctx: SSLContextPointer?) -> CTLogStorePointer? {
     return CTLogStorePointer(COpenSSL.SSL_CTX_get0_ctlog_store(ctx?.rawValue) as OpaquePointer?)
@@ -800,6 +909,7 @@ public func SSL_CTX_get0_ctlog_store(_ ctx: SSLContextPointer?) -> CTLogStorePoi
 /// `X509_VERIFY_PARAM *SSL_CTX_get0_param(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_param`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get0_param(_ ctx: SSLContextPointer?) -> X509VerifyParamPointer? {
     return X509VerifyParamPointer(COpenSSL.SSL_CTX_get0_param(ctx?.rawValue) as OpaquePointer?)
@@ -808,6 +918,7 @@ public func SSL_CTX_get0_param(_ ctx: SSLContextPointer?) -> X509VerifyParamPoin
 /// `EVP_PKEY *SSL_CTX_get0_privatekey(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_privatekey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get0_privatekey(_ ctx: SSLContextPointer?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.SSL_CTX_get0_privatekey(ctx?.rawValue) as OpaquePointer?)
@@ -816,9 +927,19 @@ public func SSL_CTX_get0_privatekey(_ ctx: SSLContextPointer?) -> EVPPKeyPointer
 /// `void *SSL_CTX_get0_security_ex_data(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_security_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get0_security_ex_data(_ ctx: SSLContextPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_CTX_get0_security_ex_data(ctx?.rawValue)
+}
+
+/// `int SSL_CTX_get0_server_cert_type(const SSL_CTX *s, unsigned char **t, size_t *len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get0_server_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_get0_server_cert_type(_ s: SSLContextPointer?, _ t: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ len: UnsafeMutablePointer<Int>?) -> Int32 {
+    return COpenSSL.SSL_CTX_get0_server_cert_type(s?.rawValue, t, len)
 }
 
 /// `#define SSL_CTX_get0_verify_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_VERIFY_CERT_STORE, 0, (char *)(st))`
@@ -827,6 +948,15 @@ public func SSL_CTX_get0_security_ex_data(_ ctx: SSLContextPointer?) -> UnsafeMu
 @inlinable
 public func SSL_CTX_get0_verify_cert_store(_ ctx: SSLContextPointer?, _ st: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_VERIFY_CERT_STORE, 0, st)
+}
+
+/// `size_t SSL_CTX_get1_compressed_cert(SSL_CTX *ctx, int alg, unsigned char **data, size_t *orig_len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get1_compressed_cert`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_get1_compressed_cert(_ ctx: SSLContextPointer?, _ alg: Int32, _ data: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ orig_len: UnsafeMutablePointer<Int>?) -> Int {
+    return COpenSSL.SSL_CTX_get1_compressed_cert(ctx?.rawValue, alg, data, orig_len)
 }
 
 /// `#define SSL_CTX_get_app_data(ctx) (SSL_CTX_get_ex_data(ctx, 0))`
@@ -840,6 +970,7 @@ public func SSL_CTX_get_app_data(_ ctx: SSLContextPointer?) -> UnsafeMutableRawP
 /// `X509_STORE *SSL_CTX_get_cert_store(const SSL_CTX *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_cert_store`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_cert_store(_ arg0: SSLContextPointer?) -> X509StorePointer? {
     return X509StorePointer(COpenSSL.SSL_CTX_get_cert_store(arg0?.rawValue) as OpaquePointer?)
@@ -848,6 +979,7 @@ public func SSL_CTX_get_cert_store(_ arg0: SSLContextPointer?) -> X509StorePoint
 /// `struct stack_st_SSL_CIPHER *SSL_CTX_get_ciphers(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_ciphers`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_ciphers(_ ctx: SSLContextPointer?) -> SSLCipherStackPointer? {
     return SSLCipherStackPointer(COpenSSL.SSL_CTX_get_ciphers(ctx?.rawValue) as OpaquePointer?)
@@ -856,6 +988,7 @@ public func SSL_CTX_get_ciphers(_ ctx: SSLContextPointer?) -> SSLCipherStackPoin
 /// `struct stack_st_X509_NAME *SSL_CTX_get_client_CA_list(const SSL_CTX *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_client_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_client_CA_list(_ s: SSLContextPointer?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_CTX_get_client_CA_list(s?.rawValue) as OpaquePointer?)
@@ -864,6 +997,7 @@ public func SSL_CTX_get_client_CA_list(_ s: SSLContextPointer?) -> X509NameStack
 /// `SSL_CTX_get_client_cert_cb: int (*(SSL_CTX *))(SSL *, X509 **, EVP_PKEY **)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_client_cert_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_client_cert_cb(_ ctx: SSLContextPointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)? {
     return COpenSSL.SSL_CTX_get_client_cert_cb(ctx?.rawValue)
@@ -872,6 +1006,7 @@ public func SSL_CTX_get_client_cert_cb(_ ctx: SSLContextPointer?) -> (@conventio
 /// `pem_password_cb *SSL_CTX_get_default_passwd_cb(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_default_passwd_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_default_passwd_cb(_ ctx: SSLContextPointer?) -> (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)? {
     return COpenSSL.SSL_CTX_get_default_passwd_cb(ctx?.rawValue)
@@ -880,6 +1015,7 @@ public func SSL_CTX_get_default_passwd_cb(_ ctx: SSLContextPointer?) -> (@conven
 /// `void *SSL_CTX_get_default_passwd_cb_userdata(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_default_passwd_cb_userdata`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_default_passwd_cb_userdata(_ ctx: SSLContextPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_CTX_get_default_passwd_cb_userdata(ctx?.rawValue)
@@ -893,9 +1029,19 @@ public func SSL_CTX_get_default_read_ahead(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_READ_AHEAD, 0, nil)
 }
 
+/// `int SSL_CTX_get_domain_flags(const SSL_CTX *ctx, uint64_t *domain_flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_domain_flags`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_get_domain_flags(_ ctx: SSLContextPointer?, _ domain_flags: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    return COpenSSL.SSL_CTX_get_domain_flags(ctx?.rawValue, domain_flags)
+}
+
 /// `void *SSL_CTX_get_ex_data(const SSL_CTX *ssl, int idx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_ex_data(_ ssl: SSLContextPointer?, _ idx: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_CTX_get_ex_data(ssl?.rawValue, idx)
@@ -932,6 +1078,7 @@ public func SSL_CTX_get_extra_chain_certs_only(_ ctx: SSLContextPointer?) -> (re
 /// `SSL_CTX_get_info_callback: void (*(SSL_CTX *))(const SSL *, int, int)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_info_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_info_callback(_ ctx: SSLContextPointer?) -> (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)? {
     return COpenSSL.SSL_CTX_get_info_callback(ctx?.rawValue)
@@ -940,6 +1087,7 @@ public func SSL_CTX_get_info_callback(_ ctx: SSLContextPointer?) -> (@convention
 /// `SSL_CTX_keylog_cb_func SSL_CTX_get_keylog_callback(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_keylog_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_keylog_callback(_ ctx: SSLContextPointer?) -> SSL_CTX_keylog_cb_func? {
     return COpenSSL.SSL_CTX_get_keylog_callback(ctx?.rawValue)
@@ -956,6 +1104,7 @@ public func SSL_CTX_get_max_cert_list(_ ctx: SSLContextPointer?) -> Int {
 /// `uint32_t SSL_CTX_get_max_early_data(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_max_early_data(_ ctx: SSLContextPointer?) -> UInt32 {
     return COpenSSL.SSL_CTX_get_max_early_data(ctx?.rawValue)
@@ -988,6 +1137,7 @@ public func SSL_CTX_get_mode(_ ctx: SSLContextPointer?) -> Int {
 /// `size_t SSL_CTX_get_num_tickets(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_num_tickets`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_num_tickets(_ ctx: SSLContextPointer?) -> Int {
     return COpenSSL.SSL_CTX_get_num_tickets(ctx?.rawValue)
@@ -996,6 +1146,7 @@ public func SSL_CTX_get_num_tickets(_ ctx: SSLContextPointer?) -> Int {
 /// `uint64_t SSL_CTX_get_options(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_options`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_options(_ ctx: SSLContextPointer?) -> UInt64 {
     return COpenSSL.SSL_CTX_get_options(ctx?.rawValue)
@@ -1004,6 +1155,7 @@ public func SSL_CTX_get_options(_ ctx: SSLContextPointer?) -> UInt64 {
 /// `int SSL_CTX_get_quiet_shutdown(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_quiet_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_quiet_shutdown(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_get_quiet_shutdown(ctx?.rawValue)
@@ -1020,6 +1172,7 @@ public func SSL_CTX_get_read_ahead(_ ctx: SSLContextPointer?) -> Int {
 /// `void *SSL_CTX_get_record_padding_callback_arg(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_record_padding_callback_arg`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_record_padding_callback_arg(_ ctx: SSLContextPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_CTX_get_record_padding_callback_arg(ctx?.rawValue)
@@ -1028,6 +1181,7 @@ public func SSL_CTX_get_record_padding_callback_arg(_ ctx: SSLContextPointer?) -
 /// `uint32_t SSL_CTX_get_recv_max_early_data(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_recv_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_recv_max_early_data(_ ctx: SSLContextPointer?) -> UInt32 {
     return COpenSSL.SSL_CTX_get_recv_max_early_data(ctx?.rawValue)
@@ -1036,6 +1190,7 @@ public func SSL_CTX_get_recv_max_early_data(_ ctx: SSLContextPointer?) -> UInt32
 /// `SSL_CTX_get_security_callback: int (*(const SSL_CTX *))(const SSL *, const SSL_CTX *, int, int, int, void *, void *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_security_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_security_callback(_ ctx: SSLContextPointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)? {
     return COpenSSL.SSL_CTX_get_security_callback(ctx?.rawValue)
@@ -1044,6 +1199,7 @@ public func SSL_CTX_get_security_callback(_ ctx: SSLContextPointer?) -> (@conven
 /// `int SSL_CTX_get_security_level(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_security_level`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_security_level(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_get_security_level(ctx?.rawValue)
@@ -1060,6 +1216,7 @@ public func SSL_CTX_get_session_cache_mode(_ ctx: SSLContextPointer?) -> Int {
 /// `const SSL_METHOD *SSL_CTX_get_ssl_method(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_ssl_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_ssl_method(_ ctx: SSLContextPointer?) -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.SSL_CTX_get_ssl_method(ctx?.rawValue) as OpaquePointer?)
@@ -1068,6 +1225,7 @@ public func SSL_CTX_get_ssl_method(_ ctx: SSLContextPointer?) -> SSLMethodPointe
 /// `long SSL_CTX_get_timeout(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_timeout`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_timeout(_ ctx: SSLContextPointer?) -> Int {
     return COpenSSL.SSL_CTX_get_timeout(ctx?.rawValue)
@@ -1076,6 +1234,7 @@ public func SSL_CTX_get_timeout(_ ctx: SSLContextPointer?) -> Int {
 /// `SSL_verify_cb SSL_CTX_get_verify_callback(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_verify_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_verify_callback(_ ctx: SSLContextPointer?) -> SSL_verify_cb? {
     return COpenSSL.SSL_CTX_get_verify_callback(ctx?.rawValue)
@@ -1084,6 +1243,7 @@ public func SSL_CTX_get_verify_callback(_ ctx: SSLContextPointer?) -> SSL_verify
 /// `int SSL_CTX_get_verify_depth(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_verify_depth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_verify_depth(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_get_verify_depth(ctx?.rawValue)
@@ -1092,6 +1252,7 @@ public func SSL_CTX_get_verify_depth(_ ctx: SSLContextPointer?) -> Int32 {
 /// `int SSL_CTX_get_verify_mode(const SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_get_verify_mode`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_get_verify_mode(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_get_verify_mode(ctx?.rawValue)
@@ -1100,6 +1261,7 @@ public func SSL_CTX_get_verify_mode(_ ctx: SSLContextPointer?) -> Int32 {
 /// `int SSL_CTX_has_client_custom_ext(const SSL_CTX *ctx, unsigned int ext_type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_has_client_custom_ext`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_has_client_custom_ext(_ ctx: SSLContextPointer?, _ ext_type: UInt32) -> Int32 {
     return COpenSSL.SSL_CTX_has_client_custom_ext(ctx?.rawValue, ext_type)
@@ -1108,6 +1270,7 @@ public func SSL_CTX_has_client_custom_ext(_ ctx: SSLContextPointer?, _ ext_type:
 /// `int SSL_CTX_load_verify_dir(SSL_CTX *ctx, const char *CApath)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_dir`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: String?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_dir(ctx?.rawValue, CApath)
@@ -1116,6 +1279,7 @@ public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: String?
 /// `int SSL_CTX_load_verify_file(SSL_CTX *ctx, const char *CAfile)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: String?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_file(ctx?.rawValue, CAfile)
@@ -1124,6 +1288,7 @@ public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: String
 /// `int SSL_CTX_load_verify_locations(SSL_CTX *ctx, const char *CAfile, const char *CApath)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_locations`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: String?, _ CApath: String?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_locations(ctx?.rawValue, CAfile, CApath)
@@ -1132,6 +1297,7 @@ public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: S
 /// `int SSL_CTX_load_verify_store(SSL_CTX *ctx, const char *CAstore)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_store`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_load_verify_store(_ ctx: SSLContextPointer?, _ CAstore: String?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_store(ctx?.rawValue, CAstore)
@@ -1149,6 +1315,7 @@ public func SSL_CTX_need_tmp_RSA(_ ctx: SSLContextPointer) -> Int32 {
 /// `SSL_CTX *SSL_CTX_new(const SSL_METHOD *meth)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_new(_ meth: SSLMethodPointer?) -> SSLContextPointer? {
     return SSLContextPointer(COpenSSL.SSL_CTX_new(meth?.rawValue) as OpaquePointer?)
@@ -1157,6 +1324,7 @@ public func SSL_CTX_new(_ meth: SSLMethodPointer?) -> SSLContextPointer? {
 /// `SSL_CTX *SSL_CTX_new_ex(OSSL_LIB_CTX *libctx, const char *propq, const SSL_METHOD *meth)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_new_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?, _ meth: SSLMethodPointer?) -> SSLContextPointer? {
     return SSLContextPointer(COpenSSL.SSL_CTX_new_ex(libctx?.rawValue, propq, meth?.rawValue) as OpaquePointer?)
@@ -1165,6 +1333,7 @@ public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?, _
 /// `int SSL_CTX_remove_session(SSL_CTX *ctx, SSL_SESSION *session)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_remove_session`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_remove_session(_ ctx: SSLContextPointer?, _ session: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_remove_session(ctx?.rawValue, session?.rawValue)
@@ -1253,6 +1422,7 @@ public func SSL_CTX_sess_get_cache_size(_ ctx: SSLContextPointer?) -> Int {
 /// `SSL_CTX_sess_get_get_cb: SSL_SESSION *(*(SSL_CTX *))(struct ssl_st *, const unsigned char *, int, int *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_sess_get_get_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_sess_get_get_cb(_ ctx: SSLContextPointer?) -> (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<Int32>?) -> OpaquePointer?)? {
     return COpenSSL.SSL_CTX_sess_get_get_cb(ctx?.rawValue)
@@ -1261,6 +1431,7 @@ public func SSL_CTX_sess_get_get_cb(_ ctx: SSLContextPointer?) -> (@convention(c
 /// `SSL_CTX_sess_get_new_cb: int (*(SSL_CTX *))(struct ssl_st *, SSL_SESSION *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_sess_get_new_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_sess_get_new_cb(_ ctx: SSLContextPointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)? {
     return COpenSSL.SSL_CTX_sess_get_new_cb(ctx?.rawValue)
@@ -1269,6 +1440,7 @@ public func SSL_CTX_sess_get_new_cb(_ ctx: SSLContextPointer?) -> (@convention(c
 /// `SSL_CTX_sess_get_remove_cb: void (*(SSL_CTX *))(struct ssl_ctx_st *, SSL_SESSION *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_sess_get_remove_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_sess_get_remove_cb(_ ctx: SSLContextPointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void)? {
     return COpenSSL.SSL_CTX_sess_get_remove_cb(ctx?.rawValue)
@@ -1309,6 +1481,7 @@ public func SSL_CTX_sess_set_cache_size(_ ctx: SSLContextPointer?, _ t: Int) -> 
 /// `void SSL_CTX_sess_set_get_cb(SSL_CTX *ctx, SSL_SESSION *(*get_session_cb)(struct ssl_st *, const unsigned char *, int, int *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_sess_set_get_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_sess_set_get_cb(_ ctx: SSLContextPointer?, _ get_session_cb: (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<Int32>?) -> OpaquePointer?)?) {
     COpenSSL.SSL_CTX_sess_set_get_cb(ctx?.rawValue, get_session_cb)
@@ -1317,6 +1490,7 @@ public func SSL_CTX_sess_set_get_cb(_ ctx: SSLContextPointer?, _ get_session_cb:
 /// `void SSL_CTX_sess_set_new_cb(SSL_CTX *ctx, int (*new_session_cb)(struct ssl_st *, SSL_SESSION *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_sess_set_new_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_sess_set_new_cb(_ ctx: SSLContextPointer?, _ new_session_cb: (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?) {
     COpenSSL.SSL_CTX_sess_set_new_cb(ctx?.rawValue, new_session_cb)
@@ -1325,6 +1499,7 @@ public func SSL_CTX_sess_set_new_cb(_ ctx: SSLContextPointer?, _ new_session_cb:
 /// `void SSL_CTX_sess_set_remove_cb(SSL_CTX *ctx, void (*remove_session_cb)(struct ssl_ctx_st *, SSL_SESSION *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_sess_set_remove_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_sess_set_remove_cb(_ ctx: SSLContextPointer?, _ remove_session_cb: (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void)?) {
     COpenSSL.SSL_CTX_sess_set_remove_cb(ctx?.rawValue, remove_session_cb)
@@ -1341,6 +1516,7 @@ public func SSL_CTX_sess_timeouts(_ ctx: SSLContextPointer?) -> Int {
 /// `struct lhash_st_SSL_SESSION *SSL_CTX_sessions(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_sessions`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_sessions(_ ctx: SSLContextPointer?) -> SSLSessionHashPointer? {
     return SSLSessionHashPointer(COpenSSL.SSL_CTX_sessions(ctx?.rawValue) as OpaquePointer?)
@@ -1349,6 +1525,7 @@ public func SSL_CTX_sessions(_ ctx: SSLContextPointer?) -> SSLSessionHashPointer
 /// `void SSL_CTX_set0_CA_list(SSL_CTX *ctx, struct stack_st_X509_NAME *name_list)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set0_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set0_CA_list(_ ctx: SSLContextPointer?, _ name_list: X509NameStackPointer?) {
     COpenSSL.SSL_CTX_set0_CA_list(ctx?.rawValue, name_list?.rawValue)
@@ -1373,6 +1550,7 @@ public func SSL_CTX_set0_chain_cert_store(_ ctx: SSLContextPointer?, _ st: X509S
 /// `void SSL_CTX_set0_ctlog_store(SSL_CTX *ctx, CTLOG_STORE *logs)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set0_ctlog_store`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set0_ctlog_store(_ ctx: SSLContextPointer?, _ logs: CTLogStorePointer?) {
     COpenSSL.SSL_CTX_set0_ctlog_store(ctx?.rawValue, logs?.rawValue)
@@ -1381,6 +1559,7 @@ public func SSL_CTX_set0_ctlog_store(_ ctx: SSLContextPointer?, _ logs: CTLogSto
 /// `void SSL_CTX_set0_security_ex_data(SSL_CTX *ctx, void *ex)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set0_security_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set0_security_ex_data(_ ctx: SSLContextPointer?, _ ex: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set0_security_ex_data(ctx?.rawValue, ex)
@@ -1389,6 +1568,7 @@ public func SSL_CTX_set0_security_ex_data(_ ctx: SSLContextPointer?, _ ex: Unsaf
 /// `int SSL_CTX_set0_tmp_dh_pkey(SSL_CTX *ctx, EVP_PKEY *dhpkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set0_tmp_dh_pkey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set0_tmp_dh_pkey(_ ctx: SSLContextPointer?, _ dhpkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set0_tmp_dh_pkey(ctx?.rawValue, dhpkey?.rawValue)
@@ -1402,9 +1582,19 @@ public func SSL_CTX_set0_verify_cert_store(_ ctx: SSLContextPointer?, _ st: X509
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_VERIFY_CERT_STORE, 0, st.map { UnsafeMutableRawPointer($0.rawValue) })
 }
 
+/// `int SSL_CTX_set1_cert_comp_preference(SSL_CTX *ctx, int *algs, size_t len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set1_cert_comp_preference`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_set1_cert_comp_preference(_ ctx: SSLContextPointer?, _ algs: UnsafeMutablePointer<Int32>?, _ len: Int) -> Int32 {
+    return COpenSSL.SSL_CTX_set1_cert_comp_preference(ctx?.rawValue, algs, len)
+}
+
 /// `void SSL_CTX_set1_cert_store(SSL_CTX *, X509_STORE *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set1_cert_store`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set1_cert_store(_ arg0: SSLContextPointer?, _ arg1: X509StorePointer?) {
     COpenSSL.SSL_CTX_set1_cert_store(arg0?.rawValue, arg1?.rawValue)
@@ -1424,6 +1614,15 @@ public func SSL_CTX_set1_chain(_ ctx: SSLContextPointer?, _ sk: X509StackPointer
 @inlinable
 public func SSL_CTX_set1_chain_cert_store(_ ctx: SSLContextPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CHAIN_CERT_STORE, 1, st.map { UnsafeMutableRawPointer($0.rawValue) })
+}
+
+/// `int SSL_CTX_set1_client_cert_type(SSL_CTX *ctx, const unsigned char *val, size_t len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set1_client_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_set1_client_cert_type(_ ctx: SSLContextPointer?, _ val: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
+    return COpenSSL.SSL_CTX_set1_client_cert_type(ctx?.rawValue, val, len)
 }
 
 /// `#define SSL_CTX_set1_client_certificate_types(ctx, clist, clistlen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CLIENT_CERT_TYPES, clistlen, (char *)(clist))`
@@ -1450,6 +1649,15 @@ public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: Str
     return s.withCString { __s in OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __s)) }
 }
 
+/// `int SSL_CTX_set1_compressed_cert(SSL_CTX *ctx, int algorithm, unsigned char *comp_data, size_t comp_length, size_t orig_length)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set1_compressed_cert`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_set1_compressed_cert(_ ctx: SSLContextPointer?, _ algorithm: Int32, _ comp_data: UnsafeMutablePointer<UInt8>?, _ comp_length: Int, _ orig_length: Int) -> Int32 {
+    return COpenSSL.SSL_CTX_set1_compressed_cert(ctx?.rawValue, algorithm, comp_data, comp_length, orig_length)
+}
+
 /// `#define SSL_CTX_set1_groups(ctx, glist, glistlen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS, glistlen, (int *)(glist))`
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_groups`.
@@ -1469,9 +1677,19 @@ public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: String) -> 
 /// `int SSL_CTX_set1_param(SSL_CTX *ctx, X509_VERIFY_PARAM *vpm)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set1_param`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set1_param(_ ctx: SSLContextPointer?, _ vpm: X509VerifyParamPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set1_param(ctx?.rawValue, vpm?.rawValue)
+}
+
+/// `int SSL_CTX_set1_server_cert_type(SSL_CTX *ctx, const unsigned char *val, size_t len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set1_server_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_set1_server_cert_type(_ ctx: SSLContextPointer?, _ val: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
+    return COpenSSL.SSL_CTX_set1_server_cert_type(ctx?.rawValue, val, len)
 }
 
 /// `#define SSL_CTX_set1_sigalgs(ctx, slist, slistlen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SIGALGS, slistlen, (int *)(slist))`
@@ -1501,6 +1719,7 @@ public func SSL_CTX_set1_verify_cert_store(_ ctx: SSLContextPointer?, _ st: X509
 /// `void SSL_CTX_set_allow_early_data_cb(SSL_CTX *ctx, SSL_allow_early_data_cb_fn cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_allow_early_data_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_allow_early_data_cb(_ ctx: SSLContextPointer?, _ cb: SSL_allow_early_data_cb_fn?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_allow_early_data_cb(ctx?.rawValue, cb, arg)
@@ -1509,6 +1728,7 @@ public func SSL_CTX_set_allow_early_data_cb(_ ctx: SSLContextPointer?, _ cb: SSL
 /// `int SSL_CTX_set_alpn_protos(SSL_CTX *ctx, const unsigned char *protos, unsigned int protos_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_alpn_protos`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_alpn_protos(_ ctx: SSLContextPointer?, _ protos: UnsafePointer<UInt8>?, _ protos_len: UInt32) -> Int32 {
     return COpenSSL.SSL_CTX_set_alpn_protos(ctx?.rawValue, protos, protos_len)
@@ -1517,6 +1737,7 @@ public func SSL_CTX_set_alpn_protos(_ ctx: SSLContextPointer?, _ protos: UnsafeP
 /// `void SSL_CTX_set_alpn_select_cb(SSL_CTX *ctx, SSL_CTX_alpn_select_cb_func cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_alpn_select_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_alpn_select_cb(_ ctx: SSLContextPointer?, _ cb: SSL_CTX_alpn_select_cb_func?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_alpn_select_cb(ctx?.rawValue, cb, arg)
@@ -1533,6 +1754,7 @@ public func SSL_CTX_set_app_data(_ ctx: SSLContextPointer?, _ arg: UnsafeMutable
 /// `int SSL_CTX_set_async_callback(SSL_CTX *ctx, SSL_async_callback_fn callback)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_async_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_async_callback(_ ctx: SSLContextPointer?, _ callback: SSL_async_callback_fn?) -> Int32 {
     return COpenSSL.SSL_CTX_set_async_callback(ctx?.rawValue, callback)
@@ -1541,6 +1763,7 @@ public func SSL_CTX_set_async_callback(_ ctx: SSLContextPointer?, _ callback: SS
 /// `int SSL_CTX_set_async_callback_arg(SSL_CTX *ctx, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_async_callback_arg`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_async_callback_arg(_ ctx: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_async_callback_arg(ctx?.rawValue, arg)
@@ -1549,14 +1772,25 @@ public func SSL_CTX_set_async_callback_arg(_ ctx: SSLContextPointer?, _ arg: Uns
 /// `int SSL_CTX_set_block_padding(SSL_CTX *ctx, size_t block_size)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_block_padding`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_block_padding(_ ctx: SSLContextPointer?, _ block_size: Int) -> Int32 {
     return COpenSSL.SSL_CTX_set_block_padding(ctx?.rawValue, block_size)
 }
 
+/// `int SSL_CTX_set_block_padding_ex(SSL_CTX *ctx, size_t app_block_size, size_t hs_block_size)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_block_padding_ex`.
+/// Since OpenSSL 3.4.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.4.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_set_block_padding_ex(_ ctx: SSLContextPointer?, _ app_block_size: Int, _ hs_block_size: Int) -> Int32 {
+    return COpenSSL.SSL_CTX_set_block_padding_ex(ctx?.rawValue, app_block_size, hs_block_size)
+}
+
 /// `void SSL_CTX_set_cert_cb(SSL_CTX *c, int (*cb)(SSL *, void *), void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cert_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_cert_cb(_ c: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_cert_cb(c?.rawValue, cb, arg)
@@ -1573,6 +1807,7 @@ public func SSL_CTX_set_cert_flags(_ ctx: SSLContextPointer?, _ op: Int) -> Int 
 /// `void SSL_CTX_set_cert_store(SSL_CTX *, X509_STORE *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cert_store`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_cert_store(_ arg0: SSLContextPointer?, _ arg1: X509StorePointer?) {
     COpenSSL.SSL_CTX_set_cert_store(arg0?.rawValue, arg1?.rawValue)
@@ -1581,6 +1816,7 @@ public func SSL_CTX_set_cert_store(_ arg0: SSLContextPointer?, _ arg1: X509Store
 /// `void SSL_CTX_set_cert_verify_callback(SSL_CTX *ctx, int (*cb)(X509_STORE_CTX *, void *), void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cert_verify_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_cert_verify_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_cert_verify_callback(ctx?.rawValue, cb, arg)
@@ -1589,6 +1825,7 @@ public func SSL_CTX_set_cert_verify_callback(_ ctx: SSLContextPointer?, _ cb: (@
 /// `int SSL_CTX_set_cipher_list(SSL_CTX *, const char *str)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cipher_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: String?) -> Int32 {
     return COpenSSL.SSL_CTX_set_cipher_list(arg0?.rawValue, str)
@@ -1597,6 +1834,7 @@ public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: String?) 
 /// `int SSL_CTX_set_ciphersuites(SSL_CTX *ctx, const char *str)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ciphersuites`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: String?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ciphersuites(ctx?.rawValue, str)
@@ -1605,6 +1843,7 @@ public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: String?) 
 /// `void SSL_CTX_set_client_CA_list(SSL_CTX *ctx, struct stack_st_X509_NAME *name_list)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_client_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_client_CA_list(_ ctx: SSLContextPointer?, _ name_list: X509NameStackPointer?) {
     COpenSSL.SSL_CTX_set_client_CA_list(ctx?.rawValue, name_list?.rawValue)
@@ -1613,6 +1852,7 @@ public func SSL_CTX_set_client_CA_list(_ ctx: SSLContextPointer?, _ name_list: X
 /// `void SSL_CTX_set_client_cert_cb(SSL_CTX *ctx, int (*client_cert_cb)(SSL *, X509 **, EVP_PKEY **))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_client_cert_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_client_cert_cb(_ ctx: SSLContextPointer?, _ client_cert_cb: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)?) {
     COpenSSL.SSL_CTX_set_client_cert_cb(ctx?.rawValue, client_cert_cb)
@@ -1621,6 +1861,7 @@ public func SSL_CTX_set_client_cert_cb(_ ctx: SSLContextPointer?, _ client_cert_
 /// `int SSL_CTX_set_client_cert_engine(SSL_CTX *ctx, ENGINE *e)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_client_cert_engine`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_client_cert_engine(_ ctx: SSLContextPointer?, _ e: ENGINEPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_client_cert_engine(ctx?.rawValue, e?.rawValue)
@@ -1629,6 +1870,7 @@ public func SSL_CTX_set_client_cert_engine(_ ctx: SSLContextPointer?, _ e: ENGIN
 /// `void SSL_CTX_set_client_hello_cb(SSL_CTX *c, SSL_client_hello_cb_fn cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_client_hello_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_client_hello_cb(_ c: SSLContextPointer?, _ cb: SSL_client_hello_cb_fn?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_client_hello_cb(c?.rawValue, cb, arg)
@@ -1637,6 +1879,7 @@ public func SSL_CTX_set_client_hello_cb(_ c: SSLContextPointer?, _ cb: SSL_clien
 /// `void SSL_CTX_set_cookie_generate_cb(SSL_CTX *ctx, int (*app_gen_cookie_cb)(SSL *, unsigned char *, unsigned int *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cookie_generate_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_cookie_generate_cb(_ ctx: SSLContextPointer?, _ app_gen_cookie_cb: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32)?) {
     COpenSSL.SSL_CTX_set_cookie_generate_cb(ctx?.rawValue, app_gen_cookie_cb)
@@ -1645,6 +1888,7 @@ public func SSL_CTX_set_cookie_generate_cb(_ ctx: SSLContextPointer?, _ app_gen_
 /// `void SSL_CTX_set_cookie_verify_cb(SSL_CTX *ctx, int (*app_verify_cookie_cb)(SSL *, const unsigned char *, unsigned int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cookie_verify_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_cookie_verify_cb(_ ctx: SSLContextPointer?, _ app_verify_cookie_cb: (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, UInt32) -> Int32)?) {
     COpenSSL.SSL_CTX_set_cookie_verify_cb(ctx?.rawValue, app_verify_cookie_cb)
@@ -1653,6 +1897,7 @@ public func SSL_CTX_set_cookie_verify_cb(_ ctx: SSLContextPointer?, _ app_verify
 /// `int SSL_CTX_set_ct_validation_callback(SSL_CTX *ctx, ssl_ct_validation_cb callback, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ct_validation_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_ct_validation_callback(_ ctx: SSLContextPointer?, _ callback: ssl_ct_validation_cb?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ct_validation_callback(ctx?.rawValue, callback, arg)
@@ -1661,6 +1906,7 @@ public func SSL_CTX_set_ct_validation_callback(_ ctx: SSLContextPointer?, _ call
 /// `int SSL_CTX_set_ctlog_list_file(SSL_CTX *ctx, const char *path)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ctlog_list_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: String?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ctlog_list_file(ctx?.rawValue, path)
@@ -1677,6 +1923,7 @@ public func SSL_CTX_set_current_cert(_ ctx: SSLContextPointer?, _ op: Int) -> In
 /// `int SSL_CTX_set_default_ctlog_list_file(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_ctlog_list_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_ctlog_list_file(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_default_ctlog_list_file(ctx?.rawValue)
@@ -1685,6 +1932,7 @@ public func SSL_CTX_set_default_ctlog_list_file(_ ctx: SSLContextPointer?) -> In
 /// `void SSL_CTX_set_default_passwd_cb(SSL_CTX *ctx, pem_password_cb *cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_passwd_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_passwd_cb(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?) {
     COpenSSL.SSL_CTX_set_default_passwd_cb(ctx?.rawValue, cb)
@@ -1693,6 +1941,7 @@ public func SSL_CTX_set_default_passwd_cb(_ ctx: SSLContextPointer?, _ cb: (@con
 /// `void SSL_CTX_set_default_passwd_cb_userdata(SSL_CTX *ctx, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_passwd_cb_userdata`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_passwd_cb_userdata(_ ctx: SSLContextPointer?, _ u: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_default_passwd_cb_userdata(ctx?.rawValue, u)
@@ -1709,6 +1958,7 @@ public func SSL_CTX_set_default_read_ahead(_ ctx: SSLContextPointer?, _ m: Int) 
 /// `void SSL_CTX_set_default_read_buffer_len(SSL_CTX *ctx, size_t len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_read_buffer_len`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_read_buffer_len(_ ctx: SSLContextPointer?, _ len: Int) {
     COpenSSL.SSL_CTX_set_default_read_buffer_len(ctx?.rawValue, len)
@@ -1717,6 +1967,7 @@ public func SSL_CTX_set_default_read_buffer_len(_ ctx: SSLContextPointer?, _ len
 /// `int SSL_CTX_set_default_verify_dir(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_verify_dir`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_verify_dir(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_default_verify_dir(ctx?.rawValue)
@@ -1725,6 +1976,7 @@ public func SSL_CTX_set_default_verify_dir(_ ctx: SSLContextPointer?) -> Int32 {
 /// `int SSL_CTX_set_default_verify_file(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_verify_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_verify_file(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_default_verify_file(ctx?.rawValue)
@@ -1733,6 +1985,7 @@ public func SSL_CTX_set_default_verify_file(_ ctx: SSLContextPointer?) -> Int32 
 /// `int SSL_CTX_set_default_verify_paths(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_verify_paths`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_verify_paths(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_default_verify_paths(ctx?.rawValue)
@@ -1741,6 +1994,7 @@ public func SSL_CTX_set_default_verify_paths(_ ctx: SSLContextPointer?) -> Int32
 /// `int SSL_CTX_set_default_verify_store(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_default_verify_store`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_default_verify_store(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_default_verify_store(ctx?.rawValue)
@@ -1754,9 +2008,19 @@ public func SSL_CTX_set_dh_auto(_ ctx: SSLContextPointer?, _ onoff: Int) -> Int 
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_DH_AUTO, onoff, nil)
 }
 
+/// `int SSL_CTX_set_domain_flags(SSL_CTX *ctx, uint64_t domain_flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_domain_flags`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_CTX_set_domain_flags(_ ctx: SSLContextPointer?, _ domain_flags: UInt64) -> Int32 {
+    return COpenSSL.SSL_CTX_set_domain_flags(ctx?.rawValue, domain_flags)
+}
+
 /// `int SSL_CTX_set_ex_data(SSL_CTX *ssl, int idx, void *data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_ex_data(_ ssl: SSLContextPointer?, _ idx: Int32, _ data: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ex_data(ssl?.rawValue, idx, data)
@@ -1765,6 +2029,7 @@ public func SSL_CTX_set_ex_data(_ ssl: SSLContextPointer?, _ idx: Int32, _ data:
 /// `int SSL_CTX_set_generate_session_id(SSL_CTX *ctx, GEN_SESSION_CB cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_generate_session_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_generate_session_id(_ ctx: SSLContextPointer?, _ cb: GEN_SESSION_CB?) -> Int32 {
     return COpenSSL.SSL_CTX_set_generate_session_id(ctx?.rawValue, cb)
@@ -1773,6 +2038,7 @@ public func SSL_CTX_set_generate_session_id(_ ctx: SSLContextPointer?, _ cb: GEN
 /// `void SSL_CTX_set_info_callback(SSL_CTX *ctx, void (*cb)(const SSL *, int, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_info_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_info_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)?) {
     COpenSSL.SSL_CTX_set_info_callback(ctx?.rawValue, cb)
@@ -1781,6 +2047,7 @@ public func SSL_CTX_set_info_callback(_ ctx: SSLContextPointer?, _ cb: (@convent
 /// `void SSL_CTX_set_keylog_callback(SSL_CTX *ctx, SSL_CTX_keylog_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_keylog_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_keylog_callback(_ ctx: SSLContextPointer?, _ cb: SSL_CTX_keylog_cb_func?) {
     COpenSSL.SSL_CTX_set_keylog_callback(ctx?.rawValue, cb)
@@ -1797,6 +2064,7 @@ public func SSL_CTX_set_max_cert_list(_ ctx: SSLContextPointer?, _ m: Int) -> In
 /// `int SSL_CTX_set_max_early_data(SSL_CTX *ctx, uint32_t max_early_data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_max_early_data(_ ctx: SSLContextPointer?, _ max_early_data: UInt32) -> Int32 {
     return COpenSSL.SSL_CTX_set_max_early_data(ctx?.rawValue, max_early_data)
@@ -1845,6 +2113,7 @@ public func SSL_CTX_set_mode(_ ctx: SSLContextPointer?, _ op: Int) -> Int {
 /// `void SSL_CTX_set_msg_callback(SSL_CTX *ctx, void (*cb)(int, int, int, const void *, size_t, SSL *, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_msg_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_msg_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (Int32, Int32, Int32, UnsafeRawPointer?, Int, OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?) {
     COpenSSL.SSL_CTX_set_msg_callback(ctx?.rawValue, cb)
@@ -1861,6 +2130,7 @@ public func SSL_CTX_set_msg_callback_arg(_ ctx: SSLContextPointer?, _ arg: Unsaf
 /// `void SSL_CTX_set_next_proto_select_cb(SSL_CTX *s, SSL_CTX_npn_select_cb_func cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_next_proto_select_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_next_proto_select_cb(_ s: SSLContextPointer?, _ cb: SSL_CTX_npn_select_cb_func?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_next_proto_select_cb(s?.rawValue, cb, arg)
@@ -1869,6 +2139,7 @@ public func SSL_CTX_set_next_proto_select_cb(_ s: SSLContextPointer?, _ cb: SSL_
 /// `void SSL_CTX_set_next_protos_advertised_cb(SSL_CTX *s, SSL_CTX_npn_advertised_cb_func cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_next_protos_advertised_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_next_protos_advertised_cb(_ s: SSLContextPointer?, _ cb: SSL_CTX_npn_advertised_cb_func?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_next_protos_advertised_cb(s?.rawValue, cb, arg)
@@ -1877,6 +2148,7 @@ public func SSL_CTX_set_next_protos_advertised_cb(_ s: SSLContextPointer?, _ cb:
 /// `void SSL_CTX_set_not_resumable_session_callback(SSL_CTX *ctx, int (*cb)(SSL *, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_not_resumable_session_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_not_resumable_session_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, Int32) -> Int32)?) {
     COpenSSL.SSL_CTX_set_not_resumable_session_callback(ctx?.rawValue, cb)
@@ -1901,6 +2173,7 @@ public func SSL_CTX_set_npn_select_cb(_ s: SSLContextPointer?, _ cb: SSL_CTX_npn
 /// `int SSL_CTX_set_num_tickets(SSL_CTX *ctx, size_t num_tickets)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_num_tickets`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_num_tickets(_ ctx: SSLContextPointer?, _ num_tickets: Int) -> Int32 {
     return COpenSSL.SSL_CTX_set_num_tickets(ctx?.rawValue, num_tickets)
@@ -1909,6 +2182,7 @@ public func SSL_CTX_set_num_tickets(_ ctx: SSLContextPointer?, _ num_tickets: In
 /// `uint64_t SSL_CTX_set_options(SSL_CTX *ctx, uint64_t op)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_options`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_options(_ ctx: SSLContextPointer?, _ op: UInt64) -> UInt64 {
     return COpenSSL.SSL_CTX_set_options(ctx?.rawValue, op)
@@ -1917,6 +2191,7 @@ public func SSL_CTX_set_options(_ ctx: SSLContextPointer?, _ op: UInt64) -> UInt
 /// `void SSL_CTX_set_post_handshake_auth(SSL_CTX *ctx, int val)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_post_handshake_auth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_post_handshake_auth(_ ctx: SSLContextPointer?, _ val: Int32) {
     COpenSSL.SSL_CTX_set_post_handshake_auth(ctx?.rawValue, val)
@@ -1925,6 +2200,7 @@ public func SSL_CTX_set_post_handshake_auth(_ ctx: SSLContextPointer?, _ val: In
 /// `void SSL_CTX_set_psk_client_callback(SSL_CTX *ctx, SSL_psk_client_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_psk_client_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_psk_client_callback(_ ctx: SSLContextPointer?, _ cb: SSL_psk_client_cb_func?) {
     COpenSSL.SSL_CTX_set_psk_client_callback(ctx?.rawValue, cb)
@@ -1933,6 +2209,7 @@ public func SSL_CTX_set_psk_client_callback(_ ctx: SSLContextPointer?, _ cb: SSL
 /// `void SSL_CTX_set_psk_find_session_callback(SSL_CTX *ctx, SSL_psk_find_session_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_psk_find_session_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_psk_find_session_callback(_ ctx: SSLContextPointer?, _ cb: SSL_psk_find_session_cb_func?) {
     COpenSSL.SSL_CTX_set_psk_find_session_callback(ctx?.rawValue, cb)
@@ -1941,6 +2218,7 @@ public func SSL_CTX_set_psk_find_session_callback(_ ctx: SSLContextPointer?, _ c
 /// `void SSL_CTX_set_psk_server_callback(SSL_CTX *ctx, SSL_psk_server_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_psk_server_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_psk_server_callback(_ ctx: SSLContextPointer?, _ cb: SSL_psk_server_cb_func?) {
     COpenSSL.SSL_CTX_set_psk_server_callback(ctx?.rawValue, cb)
@@ -1949,6 +2227,7 @@ public func SSL_CTX_set_psk_server_callback(_ ctx: SSLContextPointer?, _ cb: SSL
 /// `void SSL_CTX_set_psk_use_session_callback(SSL_CTX *ctx, SSL_psk_use_session_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_psk_use_session_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_psk_use_session_callback(_ ctx: SSLContextPointer?, _ cb: SSL_psk_use_session_cb_func?) {
     COpenSSL.SSL_CTX_set_psk_use_session_callback(ctx?.rawValue, cb)
@@ -1957,6 +2236,7 @@ public func SSL_CTX_set_psk_use_session_callback(_ ctx: SSLContextPointer?, _ cb
 /// `int SSL_CTX_set_purpose(SSL_CTX *ctx, int purpose)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_purpose`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_purpose(_ ctx: SSLContextPointer?, _ purpose: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_set_purpose(ctx?.rawValue, purpose)
@@ -1965,6 +2245,7 @@ public func SSL_CTX_set_purpose(_ ctx: SSLContextPointer?, _ purpose: Int32) -> 
 /// `void SSL_CTX_set_quiet_shutdown(SSL_CTX *ctx, int mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_quiet_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_quiet_shutdown(_ ctx: SSLContextPointer?, _ mode: Int32) {
     COpenSSL.SSL_CTX_set_quiet_shutdown(ctx?.rawValue, mode)
@@ -1981,6 +2262,7 @@ public func SSL_CTX_set_read_ahead(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
 /// `void SSL_CTX_set_record_padding_callback(SSL_CTX *ctx, size_t (*cb)(SSL *, int, size_t, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_record_padding_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_record_padding_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int)?) {
     COpenSSL.SSL_CTX_set_record_padding_callback(ctx?.rawValue, cb)
@@ -1989,6 +2271,7 @@ public func SSL_CTX_set_record_padding_callback(_ ctx: SSLContextPointer?, _ cb:
 /// `void SSL_CTX_set_record_padding_callback_arg(SSL_CTX *ctx, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_record_padding_callback_arg`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_record_padding_callback_arg(_ ctx: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_CTX_set_record_padding_callback_arg(ctx?.rawValue, arg)
@@ -1997,6 +2280,7 @@ public func SSL_CTX_set_record_padding_callback_arg(_ ctx: SSLContextPointer?, _
 /// `int SSL_CTX_set_recv_max_early_data(SSL_CTX *ctx, uint32_t recv_max_early_data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_recv_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_recv_max_early_data(_ ctx: SSLContextPointer?, _ recv_max_early_data: UInt32) -> Int32 {
     return COpenSSL.SSL_CTX_set_recv_max_early_data(ctx?.rawValue, recv_max_early_data)
@@ -2005,6 +2289,7 @@ public func SSL_CTX_set_recv_max_early_data(_ ctx: SSLContextPointer?, _ recv_ma
 /// `void SSL_CTX_set_security_callback(SSL_CTX *ctx, int (*cb)(const SSL *, const SSL_CTX *, int, int, int, void *, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_security_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_security_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)?) {
     COpenSSL.SSL_CTX_set_security_callback(ctx?.rawValue, cb)
@@ -2013,6 +2298,7 @@ public func SSL_CTX_set_security_callback(_ ctx: SSLContextPointer?, _ cb: (@con
 /// `void SSL_CTX_set_security_level(SSL_CTX *ctx, int level)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_security_level`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_security_level(_ ctx: SSLContextPointer?, _ level: Int32) {
     COpenSSL.SSL_CTX_set_security_level(ctx?.rawValue, level)
@@ -2029,6 +2315,7 @@ public func SSL_CTX_set_session_cache_mode(_ ctx: SSLContextPointer?, _ m: Int) 
 /// `int SSL_CTX_set_session_id_context(SSL_CTX *ctx, const unsigned char *sid_ctx, unsigned int sid_ctx_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_session_id_context`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_session_id_context(_ ctx: SSLContextPointer?, _ sid_ctx: UnsafePointer<UInt8>?, _ sid_ctx_len: UInt32) -> Int32 {
     return COpenSSL.SSL_CTX_set_session_id_context(ctx?.rawValue, sid_ctx, sid_ctx_len)
@@ -2037,6 +2324,7 @@ public func SSL_CTX_set_session_id_context(_ ctx: SSLContextPointer?, _ sid_ctx:
 /// `int SSL_CTX_set_session_ticket_cb(SSL_CTX *ctx, SSL_CTX_generate_session_ticket_fn gen_cb, SSL_CTX_decrypt_session_ticket_fn dec_cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_session_ticket_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_session_ticket_cb(_ ctx: SSLContextPointer?, _ gen_cb: SSL_CTX_generate_session_ticket_fn?, _ dec_cb: SSL_CTX_decrypt_session_ticket_fn?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_set_session_ticket_cb(ctx?.rawValue, gen_cb, dec_cb, arg)
@@ -2053,6 +2341,7 @@ public func SSL_CTX_set_split_send_fragment(_ ctx: SSLContextPointer?, _ m: Int)
 /// `int SSL_CTX_set_srp_cb_arg(SSL_CTX *ctx, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_srp_cb_arg`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_set_srp_cb_arg(_ ctx: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
@@ -2062,6 +2351,7 @@ public func SSL_CTX_set_srp_cb_arg(_ ctx: SSLContextPointer?, _ arg: UnsafeMutab
 /// `int SSL_CTX_set_srp_client_pwd_callback(SSL_CTX *ctx, char *(*cb)(SSL *, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_srp_client_pwd_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_set_srp_client_pwd_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>?)?) -> Int32 {
@@ -2071,6 +2361,7 @@ public func SSL_CTX_set_srp_client_pwd_callback(_ ctx: SSLContextPointer?, _ cb:
 /// `int SSL_CTX_set_srp_password(SSL_CTX *ctx, char *password)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_srp_password`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_set_srp_password(_ ctx: SSLContextPointer?, _ password: UnsafeMutablePointer<CChar>?) -> Int32 {
@@ -2080,6 +2371,7 @@ public func SSL_CTX_set_srp_password(_ ctx: SSLContextPointer?, _ password: Unsa
 /// `int SSL_CTX_set_srp_strength(SSL_CTX *ctx, int strength)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_srp_strength`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_set_srp_strength(_ ctx: SSLContextPointer?, _ strength: Int32) -> Int32 {
@@ -2089,6 +2381,7 @@ public func SSL_CTX_set_srp_strength(_ ctx: SSLContextPointer?, _ strength: Int3
 /// `int SSL_CTX_set_srp_username(SSL_CTX *ctx, char *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_srp_username`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_set_srp_username(_ ctx: SSLContextPointer?, _ name: UnsafeMutablePointer<CChar>?) -> Int32 {
@@ -2098,6 +2391,7 @@ public func SSL_CTX_set_srp_username(_ ctx: SSLContextPointer?, _ name: UnsafeMu
 /// `int SSL_CTX_set_srp_username_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_srp_username_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_set_srp_username_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?) -> Int32 {
@@ -2107,6 +2401,7 @@ public func SSL_CTX_set_srp_username_callback(_ ctx: SSLContextPointer?, _ cb: (
 /// `int SSL_CTX_set_srp_verify_param_callback(SSL_CTX *ctx, int (*cb)(SSL *, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_srp_verify_param_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_CTX_set_srp_verify_param_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?) -> Int32 {
@@ -2116,6 +2411,7 @@ public func SSL_CTX_set_srp_verify_param_callback(_ ctx: SSLContextPointer?, _ c
 /// `int SSL_CTX_set_ssl_version(SSL_CTX *ctx, const SSL_METHOD *meth)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ssl_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: create the SSL_CTX with the method you want, and use SSL_CTX_set_min_proto_version / SSL_CTX_set_max_proto_version.")
 public func SSL_CTX_set_ssl_version(_ ctx: SSLContextPointer?, _ meth: SSLMethodPointer?) -> Int32 {
@@ -2125,6 +2421,7 @@ public func SSL_CTX_set_ssl_version(_ ctx: SSLContextPointer?, _ meth: SSLMethod
 /// `void SSL_CTX_set_stateless_cookie_generate_cb(SSL_CTX *ctx, int (*gen_stateless_cookie_cb)(SSL *, unsigned char *, size_t *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_stateless_cookie_generate_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_stateless_cookie_generate_cb(_ ctx: SSLContextPointer?, _ gen_stateless_cookie_cb: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32)?) {
     COpenSSL.SSL_CTX_set_stateless_cookie_generate_cb(ctx?.rawValue, gen_stateless_cookie_cb)
@@ -2133,6 +2430,7 @@ public func SSL_CTX_set_stateless_cookie_generate_cb(_ ctx: SSLContextPointer?, 
 /// `void SSL_CTX_set_stateless_cookie_verify_cb(SSL_CTX *ctx, int (*verify_stateless_cookie_cb)(SSL *, const unsigned char *, size_t))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_stateless_cookie_verify_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_stateless_cookie_verify_cb(_ ctx: SSLContextPointer?, _ verify_stateless_cookie_cb: (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32)?) {
     COpenSSL.SSL_CTX_set_stateless_cookie_verify_cb(ctx?.rawValue, verify_stateless_cookie_cb)
@@ -2141,6 +2439,7 @@ public func SSL_CTX_set_stateless_cookie_verify_cb(_ ctx: SSLContextPointer?, _ 
 /// `long SSL_CTX_set_timeout(SSL_CTX *ctx, long t)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_timeout`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_timeout(_ ctx: SSLContextPointer?, _ t: Int) -> Int {
     return COpenSSL.SSL_CTX_set_timeout(ctx?.rawValue, t)
@@ -2158,6 +2457,7 @@ public func SSL_CTX_set_tmp_dh(_ ctx: SSLContextPointer?, _ dh: DHPointer?) -> I
 /// `void SSL_CTX_set_tmp_dh_callback(SSL_CTX *ctx, DH *(*dh)(SSL *, int, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_tmp_dh_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_set0_tmp_dh_pkey or SSL_CTX_set_dh_auto.")
 public func SSL_CTX_set_tmp_dh_callback(_ ctx: SSLContextPointer?, _ dh: (@convention(c) (OpaquePointer?, Int32, Int32) -> OpaquePointer?)?) {
@@ -2193,6 +2493,7 @@ public func SSL_CTX_set_tmp_rsa_callback(_ ctx: SSLContextPointer, _ cb: UnsafeM
 /// `int SSL_CTX_set_trust(SSL_CTX *ctx, int trust)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_trust`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_trust(_ ctx: SSLContextPointer?, _ trust: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_set_trust(ctx?.rawValue, trust)
@@ -2201,6 +2502,7 @@ public func SSL_CTX_set_trust(_ ctx: SSLContextPointer?, _ trust: Int32) -> Int3
 /// `void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb callback)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_verify`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_verify(_ ctx: SSLContextPointer?, _ mode: Int32, _ callback: SSL_verify_cb?) {
     COpenSSL.SSL_CTX_set_verify(ctx?.rawValue, mode, callback)
@@ -2209,6 +2511,7 @@ public func SSL_CTX_set_verify(_ ctx: SSLContextPointer?, _ mode: Int32, _ callb
 /// `void SSL_CTX_set_verify_depth(SSL_CTX *ctx, int depth)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_verify_depth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_verify_depth(_ ctx: SSLContextPointer?, _ depth: Int32) {
     COpenSSL.SSL_CTX_set_verify_depth(ctx?.rawValue, depth)
@@ -2217,6 +2520,7 @@ public func SSL_CTX_set_verify_depth(_ ctx: SSLContextPointer?, _ depth: Int32) 
 /// `int SSL_CTX_up_ref(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_up_ref(_ ctx: SSLContextPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_up_ref(ctx?.rawValue)
@@ -2225,6 +2529,7 @@ public func SSL_CTX_up_ref(_ ctx: SSLContextPointer?) -> Int32 {
 /// `int SSL_CTX_use_PrivateKey(SSL_CTX *ctx, EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_PrivateKey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_PrivateKey(_ ctx: SSLContextPointer?, _ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.SSL_CTX_use_PrivateKey(ctx?.rawValue, pkey?.rawValue)
@@ -2233,6 +2538,7 @@ public func SSL_CTX_use_PrivateKey(_ ctx: SSLContextPointer?, _ pkey: EVPPKeyPoi
 /// `int SSL_CTX_use_PrivateKey_ASN1(int pk, SSL_CTX *ctx, const unsigned char *d, long len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_PrivateKey_ASN1`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_PrivateKey_ASN1(_ pk: Int32, _ ctx: SSLContextPointer?, _ d: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
     return COpenSSL.SSL_CTX_use_PrivateKey_ASN1(pk, ctx?.rawValue, d, len)
@@ -2241,6 +2547,7 @@ public func SSL_CTX_use_PrivateKey_ASN1(_ pk: Int32, _ ctx: SSLContextPointer?, 
 /// `int SSL_CTX_use_PrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_PrivateKey_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_PrivateKey_file(ctx?.rawValue, file, type)
@@ -2249,6 +2556,7 @@ public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: Strin
 /// `int SSL_CTX_use_RSAPrivateKey(SSL_CTX *ctx, RSA *rsa)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_RSAPrivateKey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey.")
 public func SSL_CTX_use_RSAPrivateKey(_ ctx: SSLContextPointer?, _ rsa: RSAPointer?) -> Int32 {
@@ -2258,6 +2566,7 @@ public func SSL_CTX_use_RSAPrivateKey(_ ctx: SSLContextPointer?, _ rsa: RSAPoint
 /// `int SSL_CTX_use_RSAPrivateKey_ASN1(SSL_CTX *ctx, const unsigned char *d, long len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_RSAPrivateKey_ASN1`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey_ASN1.")
 public func SSL_CTX_use_RSAPrivateKey_ASN1(_ ctx: SSLContextPointer?, _ d: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
@@ -2267,6 +2576,7 @@ public func SSL_CTX_use_RSAPrivateKey_ASN1(_ ctx: SSLContextPointer?, _ d: Unsaf
 /// `int SSL_CTX_use_RSAPrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_RSAPrivateKey_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey_file.")
 public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
@@ -2276,6 +2586,7 @@ public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: St
 /// `int SSL_CTX_use_cert_and_key(SSL_CTX *ctx, X509 *x509, EVP_PKEY *privatekey, struct stack_st_X509 *chain, int override)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_cert_and_key`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_cert_and_key(_ ctx: SSLContextPointer?, _ x509: X509Pointer?, _ privatekey: EVPPKeyPointer?, _ chain: X509StackPointer?, _ override: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_cert_and_key(ctx?.rawValue, x509?.rawValue, privatekey?.rawValue, chain?.rawValue, override)
@@ -2284,6 +2595,7 @@ public func SSL_CTX_use_cert_and_key(_ ctx: SSLContextPointer?, _ x509: X509Poin
 /// `int SSL_CTX_use_certificate(SSL_CTX *ctx, X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_certificate(_ ctx: SSLContextPointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate(ctx?.rawValue, x?.rawValue)
@@ -2292,6 +2604,7 @@ public func SSL_CTX_use_certificate(_ ctx: SSLContextPointer?, _ x: X509Pointer?
 /// `int SSL_CTX_use_certificate_ASN1(SSL_CTX *ctx, int len, const unsigned char *d)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate_ASN1`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_certificate_ASN1(_ ctx: SSLContextPointer?, _ len: Int32, _ d: UnsafePointer<UInt8>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_ASN1(ctx?.rawValue, len, d)
@@ -2300,6 +2613,7 @@ public func SSL_CTX_use_certificate_ASN1(_ ctx: SSLContextPointer?, _ len: Int32
 /// `int SSL_CTX_use_certificate_chain_file(SSL_CTX *ctx, const char *file)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate_chain_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file: String?) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_chain_file(ctx?.rawValue, file)
@@ -2308,6 +2622,7 @@ public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file
 /// `int SSL_CTX_use_certificate_file(SSL_CTX *ctx, const char *file, int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_file(ctx?.rawValue, file, type)
@@ -2316,6 +2631,7 @@ public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: Stri
 /// `int SSL_CTX_use_psk_identity_hint(SSL_CTX *ctx, const char *identity_hint)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_psk_identity_hint`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_hint: String?) -> Int32 {
     return COpenSSL.SSL_CTX_use_psk_identity_hint(ctx?.rawValue, identity_hint)
@@ -2324,6 +2640,7 @@ public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_
 /// `int SSL_CTX_use_serverinfo(SSL_CTX *ctx, const unsigned char *serverinfo, size_t serverinfo_length)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_serverinfo`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_serverinfo(_ ctx: SSLContextPointer?, _ serverinfo: UnsafePointer<UInt8>?, _ serverinfo_length: Int) -> Int32 {
     return COpenSSL.SSL_CTX_use_serverinfo(ctx?.rawValue, serverinfo, serverinfo_length)
@@ -2332,6 +2649,7 @@ public func SSL_CTX_use_serverinfo(_ ctx: SSLContextPointer?, _ serverinfo: Unsa
 /// `int SSL_CTX_use_serverinfo_ex(SSL_CTX *ctx, unsigned int version, const unsigned char *serverinfo, size_t serverinfo_length)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_serverinfo_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_serverinfo_ex(_ ctx: SSLContextPointer?, _ version: UInt32, _ serverinfo: UnsafePointer<UInt8>?, _ serverinfo_length: Int) -> Int32 {
     return COpenSSL.SSL_CTX_use_serverinfo_ex(ctx?.rawValue, version, serverinfo, serverinfo_length)
@@ -2340,6 +2658,7 @@ public func SSL_CTX_use_serverinfo_ex(_ ctx: SSLContextPointer?, _ version: UInt
 /// `int SSL_CTX_use_serverinfo_file(SSL_CTX *ctx, const char *file)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_serverinfo_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: String?) -> Int32 {
     return COpenSSL.SSL_CTX_use_serverinfo_file(ctx?.rawValue, file)
@@ -2348,6 +2667,7 @@ public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: Strin
 /// `SSL_SESSION *SSL_SESSION_dup(const SSL_SESSION *src)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_dup`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_dup(_ src: SSLSessionPointer?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.SSL_SESSION_dup(src?.rawValue) as OpaquePointer?)
@@ -2356,6 +2676,7 @@ public func SSL_SESSION_dup(_ src: SSLSessionPointer?) -> SSLSessionPointer? {
 /// `void SSL_SESSION_free(SSL_SESSION *ses)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_free(_ ses: SSLSessionPointer?) {
     COpenSSL.SSL_SESSION_free(ses?.rawValue)
@@ -2364,6 +2685,7 @@ public func SSL_SESSION_free(_ ses: SSLSessionPointer?) {
 /// `void SSL_SESSION_get0_alpn_selected(const SSL_SESSION *s, const unsigned char **alpn, size_t *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_alpn_selected`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `alpn`, `len` are returned in the result.
 @inlinable
 public func SSL_SESSION_get0_alpn_selected(_ s: SSLSessionPointer?) -> (alpn: UnsafePointer<UInt8>?, len: Int) {
@@ -2376,6 +2698,7 @@ public func SSL_SESSION_get0_alpn_selected(_ s: SSLSessionPointer?) -> (alpn: Un
 /// `const SSL_CIPHER *SSL_SESSION_get0_cipher(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_cipher`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get0_cipher(_ s: SSLSessionPointer?) -> SSLCipherPointer? {
     return SSLCipherPointer(COpenSSL.SSL_SESSION_get0_cipher(s?.rawValue) as OpaquePointer?)
@@ -2384,6 +2707,7 @@ public func SSL_SESSION_get0_cipher(_ s: SSLSessionPointer?) -> SSLCipherPointer
 /// `const char *SSL_SESSION_get0_hostname(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_hostname`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get0_hostname(_ s: SSLSessionPointer?) -> String? {
     return COpenSSL.SSL_SESSION_get0_hostname(s?.rawValue).map { String(cString: $0) }
@@ -2392,6 +2716,7 @@ public func SSL_SESSION_get0_hostname(_ s: SSLSessionPointer?) -> String? {
 /// `const unsigned char *SSL_SESSION_get0_id_context(const SSL_SESSION *s, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_id_context`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `len` is returned in the result.
 @inlinable
 public func SSL_SESSION_get0_id_context(_ s: SSLSessionPointer?) -> (id: UnsafePointer<UInt8>?, len: UInt32) {
@@ -2403,14 +2728,25 @@ public func SSL_SESSION_get0_id_context(_ s: SSLSessionPointer?) -> (id: UnsafeP
 /// `X509 *SSL_SESSION_get0_peer(SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_peer`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get0_peer(_ s: SSLSessionPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.SSL_SESSION_get0_peer(s?.rawValue) as OpaquePointer?)
 }
 
+/// `EVP_PKEY *SSL_SESSION_get0_peer_rpk(SSL_SESSION *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_peer_rpk`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_SESSION_get0_peer_rpk(_ s: SSLSessionPointer?) -> EVPPKeyPointer? {
+    return EVPPKeyPointer(COpenSSL.SSL_SESSION_get0_peer_rpk(s?.rawValue) as OpaquePointer?)
+}
+
 /// `void SSL_SESSION_get0_ticket(const SSL_SESSION *s, const unsigned char **tick, size_t *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_ticket`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `tick`, `len` are returned in the result.
 @inlinable
 public func SSL_SESSION_get0_ticket(_ s: SSLSessionPointer?) -> (tick: UnsafePointer<UInt8>?, len: Int) {
@@ -2423,6 +2759,7 @@ public func SSL_SESSION_get0_ticket(_ s: SSLSessionPointer?) -> (tick: UnsafePoi
 /// `int SSL_SESSION_get0_ticket_appdata(SSL_SESSION *ss, void **data, size_t *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get0_ticket_appdata`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get0_ticket_appdata(_ ss: SSLSessionPointer?, _ data: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ len: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_SESSION_get0_ticket_appdata(ss?.rawValue, data, len)
@@ -2439,6 +2776,7 @@ public func SSL_SESSION_get_app_data(_ s: SSLSessionPointer?) -> UnsafeMutableRa
 /// `unsigned int SSL_SESSION_get_compress_id(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_compress_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_compress_id(_ s: SSLSessionPointer?) -> UInt32 {
     return COpenSSL.SSL_SESSION_get_compress_id(s?.rawValue)
@@ -2447,6 +2785,7 @@ public func SSL_SESSION_get_compress_id(_ s: SSLSessionPointer?) -> UInt32 {
 /// `void *SSL_SESSION_get_ex_data(const SSL_SESSION *ss, int idx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_ex_data(_ ss: SSLSessionPointer?, _ idx: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_SESSION_get_ex_data(ss?.rawValue, idx)
@@ -2463,6 +2802,7 @@ public func SSL_SESSION_get_ex_new_index(_ l: Int, _ p: UnsafeMutableRawPointer?
 /// `const unsigned char *SSL_SESSION_get_id(const SSL_SESSION *s, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_id`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `len` is returned in the result.
 @inlinable
 public func SSL_SESSION_get_id(_ s: SSLSessionPointer?) -> (id: UnsafePointer<UInt8>?, len: UInt32) {
@@ -2474,6 +2814,7 @@ public func SSL_SESSION_get_id(_ s: SSLSessionPointer?) -> (id: UnsafePointer<UI
 /// `size_t SSL_SESSION_get_master_key(const SSL_SESSION *sess, unsigned char *out, size_t outlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_master_key`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_master_key(_ sess: SSLSessionPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ outlen: Int) -> Int {
     return COpenSSL.SSL_SESSION_get_master_key(sess?.rawValue, out, outlen)
@@ -2482,6 +2823,7 @@ public func SSL_SESSION_get_master_key(_ sess: SSLSessionPointer?, _ out: Unsafe
 /// `uint32_t SSL_SESSION_get_max_early_data(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_max_early_data(_ s: SSLSessionPointer?) -> UInt32 {
     return COpenSSL.SSL_SESSION_get_max_early_data(s?.rawValue)
@@ -2490,6 +2832,7 @@ public func SSL_SESSION_get_max_early_data(_ s: SSLSessionPointer?) -> UInt32 {
 /// `uint8_t SSL_SESSION_get_max_fragment_length(const SSL_SESSION *sess)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_max_fragment_length`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_max_fragment_length(_ sess: SSLSessionPointer?) -> UInt8 {
     return COpenSSL.SSL_SESSION_get_max_fragment_length(sess?.rawValue)
@@ -2498,6 +2841,7 @@ public func SSL_SESSION_get_max_fragment_length(_ sess: SSLSessionPointer?) -> U
 /// `int SSL_SESSION_get_protocol_version(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_protocol_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_protocol_version(_ s: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_get_protocol_version(s?.rawValue)
@@ -2506,6 +2850,7 @@ public func SSL_SESSION_get_protocol_version(_ s: SSLSessionPointer?) -> Int32 {
 /// `unsigned long SSL_SESSION_get_ticket_lifetime_hint(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_ticket_lifetime_hint`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_ticket_lifetime_hint(_ s: SSLSessionPointer?) -> UInt {
     return COpenSSL.SSL_SESSION_get_ticket_lifetime_hint(s?.rawValue)
@@ -2514,14 +2859,25 @@ public func SSL_SESSION_get_ticket_lifetime_hint(_ s: SSLSessionPointer?) -> UIn
 /// `long SSL_SESSION_get_time(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_time`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_time(_ s: SSLSessionPointer?) -> Int {
     return COpenSSL.SSL_SESSION_get_time(s?.rawValue)
 }
 
+/// `time_t SSL_SESSION_get_time_ex(const SSL_SESSION *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_time_ex`.
+/// Since OpenSSL 3.3.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.3.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_SESSION_get_time_ex(_ s: SSLSessionPointer?) -> time_t {
+    return COpenSSL.SSL_SESSION_get_time_ex(s?.rawValue)
+}
+
 /// `long SSL_SESSION_get_timeout(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_get_timeout`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_get_timeout(_ s: SSLSessionPointer?) -> Int {
     return COpenSSL.SSL_SESSION_get_timeout(s?.rawValue)
@@ -2530,6 +2886,7 @@ public func SSL_SESSION_get_timeout(_ s: SSLSessionPointer?) -> Int {
 /// `int SSL_SESSION_has_ticket(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_has_ticket`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_has_ticket(_ s: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_has_ticket(s?.rawValue)
@@ -2538,6 +2895,7 @@ public func SSL_SESSION_has_ticket(_ s: SSLSessionPointer?) -> Int32 {
 /// `int SSL_SESSION_is_resumable(const SSL_SESSION *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_is_resumable`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_is_resumable(_ s: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_is_resumable(s?.rawValue)
@@ -2546,6 +2904,7 @@ public func SSL_SESSION_is_resumable(_ s: SSLSessionPointer?) -> Int32 {
 /// `SSL_SESSION *SSL_SESSION_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_new() -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.SSL_SESSION_new() as OpaquePointer?)
@@ -2554,6 +2913,7 @@ public func SSL_SESSION_new() -> SSLSessionPointer? {
 /// `int SSL_SESSION_print(BIO *fp, const SSL_SESSION *ses)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_print`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_print(_ fp: BIOPointer?, _ ses: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_print(fp?.rawValue, ses?.rawValue)
@@ -2562,6 +2922,7 @@ public func SSL_SESSION_print(_ fp: BIOPointer?, _ ses: SSLSessionPointer?) -> I
 /// `int SSL_SESSION_print_fp(FILE *fp, const SSL_SESSION *ses)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_print_fp`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_print_fp(_ fp: UnsafeMutablePointer<FILE>?, _ ses: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_print_fp(fp, ses?.rawValue)
@@ -2570,6 +2931,7 @@ public func SSL_SESSION_print_fp(_ fp: UnsafeMutablePointer<FILE>?, _ ses: SSLSe
 /// `int SSL_SESSION_print_keylog(BIO *bp, const SSL_SESSION *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_print_keylog`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_print_keylog(_ bp: BIOPointer?, _ x: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_print_keylog(bp?.rawValue, x?.rawValue)
@@ -2578,6 +2940,7 @@ public func SSL_SESSION_print_keylog(_ bp: BIOPointer?, _ x: SSLSessionPointer?)
 /// `int SSL_SESSION_set1_alpn_selected(SSL_SESSION *s, const unsigned char *alpn, size_t len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_alpn_selected`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set1_alpn_selected(_ s: SSLSessionPointer?, _ alpn: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_alpn_selected(s?.rawValue, alpn, len)
@@ -2586,6 +2949,7 @@ public func SSL_SESSION_set1_alpn_selected(_ s: SSLSessionPointer?, _ alpn: Unsa
 /// `int SSL_SESSION_set1_hostname(SSL_SESSION *s, const char *hostname)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_hostname`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: String?) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_hostname(s?.rawValue, hostname)
@@ -2594,6 +2958,7 @@ public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: Strin
 /// `int SSL_SESSION_set1_id(SSL_SESSION *s, const unsigned char *sid, unsigned int sid_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set1_id(_ s: SSLSessionPointer?, _ sid: UnsafePointer<UInt8>?, _ sid_len: UInt32) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_id(s?.rawValue, sid, sid_len)
@@ -2602,6 +2967,7 @@ public func SSL_SESSION_set1_id(_ s: SSLSessionPointer?, _ sid: UnsafePointer<UI
 /// `int SSL_SESSION_set1_id_context(SSL_SESSION *s, const unsigned char *sid_ctx, unsigned int sid_ctx_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_id_context`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set1_id_context(_ s: SSLSessionPointer?, _ sid_ctx: UnsafePointer<UInt8>?, _ sid_ctx_len: UInt32) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_id_context(s?.rawValue, sid_ctx, sid_ctx_len)
@@ -2610,6 +2976,7 @@ public func SSL_SESSION_set1_id_context(_ s: SSLSessionPointer?, _ sid_ctx: Unsa
 /// `int SSL_SESSION_set1_master_key(SSL_SESSION *sess, const unsigned char *in, size_t len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_master_key`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set1_master_key(_ sess: SSLSessionPointer?, _ in_: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_master_key(sess?.rawValue, in_, len)
@@ -2618,6 +2985,7 @@ public func SSL_SESSION_set1_master_key(_ sess: SSLSessionPointer?, _ in_: Unsaf
 /// `int SSL_SESSION_set1_ticket_appdata(SSL_SESSION *ss, const void *data, size_t len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_ticket_appdata`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set1_ticket_appdata(_ ss: SSLSessionPointer?, _ data: UnsafeRawPointer?, _ len: Int) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_ticket_appdata(ss?.rawValue, data, len)
@@ -2634,6 +3002,7 @@ public func SSL_SESSION_set_app_data(_ s: SSLSessionPointer?, _ a: UnsafeMutable
 /// `int SSL_SESSION_set_cipher(SSL_SESSION *s, const SSL_CIPHER *cipher)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set_cipher`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set_cipher(_ s: SSLSessionPointer?, _ cipher: SSLCipherPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_set_cipher(s?.rawValue, cipher?.rawValue)
@@ -2642,6 +3011,7 @@ public func SSL_SESSION_set_cipher(_ s: SSLSessionPointer?, _ cipher: SSLCipherP
 /// `int SSL_SESSION_set_ex_data(SSL_SESSION *ss, int idx, void *data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set_ex_data(_ ss: SSLSessionPointer?, _ idx: Int32, _ data: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_set_ex_data(ss?.rawValue, idx, data)
@@ -2650,6 +3020,7 @@ public func SSL_SESSION_set_ex_data(_ ss: SSLSessionPointer?, _ idx: Int32, _ da
 /// `int SSL_SESSION_set_max_early_data(SSL_SESSION *s, uint32_t max_early_data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set_max_early_data(_ s: SSLSessionPointer?, _ max_early_data: UInt32) -> Int32 {
     return COpenSSL.SSL_SESSION_set_max_early_data(s?.rawValue, max_early_data)
@@ -2658,6 +3029,7 @@ public func SSL_SESSION_set_max_early_data(_ s: SSLSessionPointer?, _ max_early_
 /// `int SSL_SESSION_set_protocol_version(SSL_SESSION *s, int version)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set_protocol_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set_protocol_version(_ s: SSLSessionPointer?, _ version: Int32) -> Int32 {
     return COpenSSL.SSL_SESSION_set_protocol_version(s?.rawValue, version)
@@ -2666,14 +3038,25 @@ public func SSL_SESSION_set_protocol_version(_ s: SSLSessionPointer?, _ version:
 /// `long SSL_SESSION_set_time(SSL_SESSION *s, long t)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set_time`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set_time(_ s: SSLSessionPointer?, _ t: Int) -> Int {
     return COpenSSL.SSL_SESSION_set_time(s?.rawValue, t)
 }
 
+/// `time_t SSL_SESSION_set_time_ex(SSL_SESSION *s, time_t t)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set_time_ex`.
+/// Since OpenSSL 3.3.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.3.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_SESSION_set_time_ex(_ s: SSLSessionPointer?, _ t: time_t) -> time_t {
+    return COpenSSL.SSL_SESSION_set_time_ex(s?.rawValue, t)
+}
+
 /// `long SSL_SESSION_set_timeout(SSL_SESSION *s, long t)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set_timeout`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_set_timeout(_ s: SSLSessionPointer?, _ t: Int) -> Int {
     return COpenSSL.SSL_SESSION_set_timeout(s?.rawValue, t)
@@ -2682,6 +3065,7 @@ public func SSL_SESSION_set_timeout(_ s: SSLSessionPointer?, _ t: Int) -> Int {
 /// `int SSL_SESSION_up_ref(SSL_SESSION *ses)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_SESSION_up_ref(_ ses: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_SESSION_up_ref(ses?.rawValue)
@@ -2690,6 +3074,7 @@ public func SSL_SESSION_up_ref(_ ses: SSLSessionPointer?) -> Int32 {
 /// `int SSL_SRP_CTX_free(SSL *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SRP_CTX_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_SRP_CTX_free(_ ctx: SSLPointer?) -> Int32 {
@@ -2699,6 +3084,7 @@ public func SSL_SRP_CTX_free(_ ctx: SSLPointer?) -> Int32 {
 /// `int SSL_SRP_CTX_init(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SRP_CTX_init`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_SRP_CTX_init(_ s: SSLPointer?) -> Int32 {
@@ -2708,9 +3094,28 @@ public func SSL_SRP_CTX_init(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_accept(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_accept`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_accept(_ ssl: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_accept(ssl?.rawValue)
+}
+
+/// `SSL *SSL_accept_connection(SSL *ssl, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_accept_connection`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_accept_connection(_ ssl: SSLPointer?, _ flags: UInt64) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_accept_connection(ssl?.rawValue, flags) as OpaquePointer?)
+}
+
+/// `SSL *SSL_accept_stream(SSL *s, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_accept_stream`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_accept_stream(_ s: SSLPointer?, _ flags: UInt64) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_accept_stream(s?.rawValue, flags) as OpaquePointer?)
 }
 
 /// `#define SSL_add0_chain_cert(s, x509) SSL_ctrl(s, SSL_CTRL_CHAIN_CERT, 0, (char *)(x509))`
@@ -2732,6 +3137,7 @@ public func SSL_add1_chain_cert(_ s: SSLPointer?, _ x509: X509Pointer?) -> Int {
 /// `int SSL_add1_host(SSL *s, const char *hostname)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add1_host`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_add1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
     return COpenSSL.SSL_add1_host(s?.rawValue, hostname)
@@ -2740,6 +3146,7 @@ public func SSL_add1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
 /// `int SSL_add1_to_CA_list(SSL *ssl, const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add1_to_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_add1_to_CA_list(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.SSL_add1_to_CA_list(ssl?.rawValue, x?.rawValue)
@@ -2748,6 +3155,7 @@ public func SSL_add1_to_CA_list(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 
 /// `int SSL_add_client_CA(SSL *ssl, X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_client_CA`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_add_client_CA(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.SSL_add_client_CA(ssl?.rawValue, x?.rawValue)
@@ -2756,14 +3164,25 @@ public func SSL_add_client_CA(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 {
 /// `int SSL_add_dir_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *dir)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_dir_cert_subjects_to_stack`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_add_dir_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ dir: String?) -> Int32 {
     return COpenSSL.SSL_add_dir_cert_subjects_to_stack(stackCAs?.rawValue, dir)
 }
 
+/// `int SSL_add_expected_rpk(SSL *s, EVP_PKEY *rpk)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_expected_rpk`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_add_expected_rpk(_ s: SSLPointer?, _ rpk: EVPPKeyPointer?) -> Int32 {
+    return COpenSSL.SSL_add_expected_rpk(s?.rawValue, rpk?.rawValue)
+}
+
 /// `int SSL_add_file_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *file)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_file_cert_subjects_to_stack`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ file: String?) -> Int32 {
     return COpenSSL.SSL_add_file_cert_subjects_to_stack(stackCAs?.rawValue, file)
@@ -2772,6 +3191,7 @@ public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer
 /// `void SSL_add_ssl_module(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_ssl_module`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_add_ssl_module() {
     COpenSSL.SSL_add_ssl_module()
@@ -2780,6 +3200,7 @@ public func SSL_add_ssl_module() {
 /// `int SSL_add_store_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *uri)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_store_cert_subjects_to_stack`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ uri: String?) -> Int32 {
     return COpenSSL.SSL_add_store_cert_subjects_to_stack(stackCAs?.rawValue, uri)
@@ -2788,6 +3209,7 @@ public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointe
 /// `const char *SSL_alert_desc_string(int value)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_alert_desc_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_alert_desc_string(_ value: Int32) -> String? {
     return COpenSSL.SSL_alert_desc_string(value).map { String(cString: $0) }
@@ -2796,6 +3218,7 @@ public func SSL_alert_desc_string(_ value: Int32) -> String? {
 /// `const char *SSL_alert_desc_string_long(int value)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_alert_desc_string_long`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_alert_desc_string_long(_ value: Int32) -> String? {
     return COpenSSL.SSL_alert_desc_string_long(value).map { String(cString: $0) }
@@ -2804,6 +3227,7 @@ public func SSL_alert_desc_string_long(_ value: Int32) -> String? {
 /// `const char *SSL_alert_type_string(int value)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_alert_type_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_alert_type_string(_ value: Int32) -> String? {
     return COpenSSL.SSL_alert_type_string(value).map { String(cString: $0) }
@@ -2812,6 +3236,7 @@ public func SSL_alert_type_string(_ value: Int32) -> String? {
 /// `const char *SSL_alert_type_string_long(int value)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_alert_type_string_long`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_alert_type_string_long(_ value: Int32) -> String? {
     return COpenSSL.SSL_alert_type_string_long(value).map { String(cString: $0) }
@@ -2820,6 +3245,7 @@ public func SSL_alert_type_string_long(_ value: Int32) -> String? {
 /// `int SSL_alloc_buffers(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_alloc_buffers`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_alloc_buffers(_ ssl: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_alloc_buffers(ssl?.rawValue)
@@ -2836,6 +3262,7 @@ public func SSL_build_cert_chain(_ s: SSLPointer?, _ flags: Int) -> Int {
 /// `int SSL_bytes_to_cipher_list(SSL *s, const unsigned char *bytes, size_t len, int isv2format, struct stack_st_SSL_CIPHER **sk, struct stack_st_SSL_CIPHER **scsvs)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_bytes_to_cipher_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_bytes_to_cipher_list(_ s: SSLPointer?, _ bytes: UnsafePointer<UInt8>?, _ len: Int, _ isv2format: Int32, _ sk: UnsafeMutablePointer<OpaquePointer?>?, _ scsvs: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.SSL_bytes_to_cipher_list(s?.rawValue, bytes, len, isv2format, sk, scsvs)
@@ -2853,6 +3280,7 @@ public func SSL_cache_hit(_ s: SSLPointer?) -> Int32 {
 /// `long SSL_callback_ctrl(SSL *, int , void (*)(void))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_callback_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_callback_ctrl(_ arg0: SSLPointer?, _ arg1: Int32, _ arg2: (@convention(c) () -> Void)?) -> Int {
     return COpenSSL.SSL_callback_ctrl(arg0?.rawValue, arg1, arg2)
@@ -2861,6 +3289,7 @@ public func SSL_callback_ctrl(_ arg0: SSLPointer?, _ arg1: Int32, _ arg2: (@conv
 /// `void SSL_certs_clear(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_certs_clear`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_certs_clear(_ s: SSLPointer?) {
     COpenSSL.SSL_certs_clear(s?.rawValue)
@@ -2869,6 +3298,7 @@ public func SSL_certs_clear(_ s: SSLPointer?) {
 /// `int SSL_check_private_key(const SSL *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_check_private_key`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_check_private_key(_ ctx: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_check_private_key(ctx?.rawValue)
@@ -2877,6 +3307,7 @@ public func SSL_check_private_key(_ ctx: SSLPointer?) -> Int32 {
 /// `int SSL_clear(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_clear`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_clear(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_clear(s?.rawValue)
@@ -2917,6 +3348,7 @@ public func SSL_clear_num_renegotiations(_ ssl: SSLPointer?) -> Int {
 /// `uint64_t SSL_clear_options(SSL *s, uint64_t op)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_clear_options`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_clear_options(_ s: SSLPointer?, _ op: UInt64) -> UInt64 {
     return COpenSSL.SSL_clear_options(s?.rawValue, op)
@@ -2925,6 +3357,7 @@ public func SSL_clear_options(_ s: SSLPointer?, _ op: UInt64) -> UInt64 {
 /// `size_t SSL_client_hello_get0_ciphers(SSL *s, const unsigned char **out)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get0_ciphers`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `out` is returned in the result.
 @inlinable
 public func SSL_client_hello_get0_ciphers(_ s: SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?) {
@@ -2936,6 +3369,7 @@ public func SSL_client_hello_get0_ciphers(_ s: SSLPointer?) -> (length: Int, out
 /// `size_t SSL_client_hello_get0_compression_methods(SSL *s, const unsigned char **out)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get0_compression_methods`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `out` is returned in the result.
 @inlinable
 public func SSL_client_hello_get0_compression_methods(_ s: SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?) {
@@ -2947,6 +3381,7 @@ public func SSL_client_hello_get0_compression_methods(_ s: SSLPointer?) -> (leng
 /// `int SSL_client_hello_get0_ext(SSL *s, unsigned int type, const unsigned char **out, size_t *outlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get0_ext`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `out`, `outlen` are returned in the result.
 @inlinable
 public func SSL_client_hello_get0_ext(_ s: SSLPointer?, _ type: UInt32) -> (found: Int32, out: UnsafePointer<UInt8>?, outlen: Int) {
@@ -2959,6 +3394,7 @@ public func SSL_client_hello_get0_ext(_ s: SSLPointer?, _ type: UInt32) -> (foun
 /// `unsigned int SSL_client_hello_get0_legacy_version(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get0_legacy_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_client_hello_get0_legacy_version(_ s: SSLPointer?) -> UInt32 {
     return COpenSSL.SSL_client_hello_get0_legacy_version(s?.rawValue)
@@ -2967,6 +3403,7 @@ public func SSL_client_hello_get0_legacy_version(_ s: SSLPointer?) -> UInt32 {
 /// `size_t SSL_client_hello_get0_random(SSL *s, const unsigned char **out)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get0_random`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `out` is returned in the result.
 @inlinable
 public func SSL_client_hello_get0_random(_ s: SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?) {
@@ -2978,6 +3415,7 @@ public func SSL_client_hello_get0_random(_ s: SSLPointer?) -> (length: Int, out:
 /// `size_t SSL_client_hello_get0_session_id(SSL *s, const unsigned char **out)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get0_session_id`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameter `out` is returned in the result.
 @inlinable
 public func SSL_client_hello_get0_session_id(_ s: SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?) {
@@ -2989,6 +3427,7 @@ public func SSL_client_hello_get0_session_id(_ s: SSLPointer?) -> (length: Int, 
 /// `int SSL_client_hello_get1_extensions_present(SSL *s, int **out, size_t *outlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get1_extensions_present`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `out`, `outlen` are returned in the result.
 @inlinable
 public func SSL_client_hello_get1_extensions_present(_ s: SSLPointer?) -> (ok: Int32, out: UnsafeMutablePointer<Int32>?, outlen: Int) {
@@ -2998,9 +3437,19 @@ public func SSL_client_hello_get1_extensions_present(_ s: SSLPointer?) -> (ok: I
     return (ok: __result, out: out, outlen: outlen)
 }
 
+/// `int SSL_client_hello_get_extension_order(SSL *s, uint16_t *exts, size_t *num_exts)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_get_extension_order`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_client_hello_get_extension_order(_ s: SSLPointer?, _ exts: UnsafeMutablePointer<UInt16>?, _ num_exts: UnsafeMutablePointer<Int>?) -> Int32 {
+    return COpenSSL.SSL_client_hello_get_extension_order(s?.rawValue, exts, num_exts)
+}
+
 /// `int SSL_client_hello_isv2(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_hello_isv2`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_client_hello_isv2(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_client_hello_isv2(s?.rawValue)
@@ -3009,14 +3458,25 @@ public func SSL_client_hello_isv2(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_client_version(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_client_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_client_version(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_client_version(s?.rawValue)
 }
 
+/// `int SSL_compress_certs(SSL *ssl, int alg)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_compress_certs`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_compress_certs(_ ssl: SSLPointer?, _ alg: Int32) -> Int32 {
+    return COpenSSL.SSL_compress_certs(ssl?.rawValue, alg)
+}
+
 /// `int SSL_config(SSL *s, const char *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_config`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_config(_ s: SSLPointer?, _ name: String?) -> Int32 {
     return COpenSSL.SSL_config(s?.rawValue, name)
@@ -3025,6 +3485,7 @@ public func SSL_config(_ s: SSLPointer?, _ name: String?) -> Int32 {
 /// `int SSL_connect(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_connect`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_connect(_ ssl: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_connect(ssl?.rawValue)
@@ -3033,6 +3494,7 @@ public func SSL_connect(_ ssl: SSLPointer?) -> Int32 {
 /// `int SSL_copy_session_id(SSL *to, const SSL *from)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_copy_session_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_copy_session_id(_ to: SSLPointer?, _ from: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_copy_session_id(to?.rawValue, from?.rawValue)
@@ -3041,6 +3503,7 @@ public func SSL_copy_session_id(_ to: SSLPointer?, _ from: SSLPointer?) -> Int32
 /// `int SSL_ct_is_enabled(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_ct_is_enabled`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_ct_is_enabled(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_ct_is_enabled(s?.rawValue)
@@ -3049,6 +3512,7 @@ public func SSL_ct_is_enabled(_ s: SSLPointer?) -> Int32 {
 /// `long SSL_ctrl(SSL *ssl, int cmd, long larg, void *parg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_ctrl`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_ctrl(_ ssl: SSLPointer?, _ cmd: Int32, _ larg: Int, _ parg: UnsafeMutableRawPointer?) -> Int {
     return COpenSSL.SSL_ctrl(ssl?.rawValue, cmd, larg, parg)
@@ -3057,6 +3521,7 @@ public func SSL_ctrl(_ ssl: SSLPointer?, _ cmd: Int32, _ larg: Int, _ parg: Unsa
 /// `unsigned long SSL_dane_clear_flags(SSL *ssl, unsigned long flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dane_clear_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_dane_clear_flags(_ ssl: SSLPointer?, _ flags: UInt) -> UInt {
     return COpenSSL.SSL_dane_clear_flags(ssl?.rawValue, flags)
@@ -3065,6 +3530,7 @@ public func SSL_dane_clear_flags(_ ssl: SSLPointer?, _ flags: UInt) -> UInt {
 /// `int SSL_dane_enable(SSL *s, const char *basedomain)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dane_enable`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: String?) -> Int32 {
     return COpenSSL.SSL_dane_enable(s?.rawValue, basedomain)
@@ -3073,6 +3539,7 @@ public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: String?) -> Int32 {
 /// `unsigned long SSL_dane_set_flags(SSL *ssl, unsigned long flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dane_set_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_dane_set_flags(_ ssl: SSLPointer?, _ flags: UInt) -> UInt {
     return COpenSSL.SSL_dane_set_flags(ssl?.rawValue, flags)
@@ -3081,6 +3548,7 @@ public func SSL_dane_set_flags(_ ssl: SSLPointer?, _ flags: UInt) -> UInt {
 /// `int SSL_dane_tlsa_add(SSL *s, uint8_t usage, uint8_t selector, uint8_t mtype, const unsigned char *data, size_t dlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dane_tlsa_add`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_dane_tlsa_add(_ s: SSLPointer?, _ usage: UInt8, _ selector: UInt8, _ mtype: UInt8, _ data: UnsafePointer<UInt8>?, _ dlen: Int) -> Int32 {
     return COpenSSL.SSL_dane_tlsa_add(s?.rawValue, usage, selector, mtype, data, dlen)
@@ -3089,6 +3557,7 @@ public func SSL_dane_tlsa_add(_ s: SSLPointer?, _ usage: UInt8, _ selector: UInt
 /// `int SSL_do_handshake(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_do_handshake`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_do_handshake(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_do_handshake(s?.rawValue)
@@ -3097,6 +3566,7 @@ public func SSL_do_handshake(_ s: SSLPointer?) -> Int32 {
 /// `SSL *SSL_dup(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dup`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_dup(_ ssl: SSLPointer?) -> SSLPointer? {
     return SSLPointer(COpenSSL.SSL_dup(ssl?.rawValue) as OpaquePointer?)
@@ -3105,6 +3575,7 @@ public func SSL_dup(_ ssl: SSLPointer?) -> SSLPointer? {
 /// `struct stack_st_X509_NAME *SSL_dup_CA_list(const struct stack_st_X509_NAME *sk)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dup_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_dup_CA_list(_ sk: X509NameStackPointer?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_dup_CA_list(sk?.rawValue) as OpaquePointer?)
@@ -3113,6 +3584,7 @@ public func SSL_dup_CA_list(_ sk: X509NameStackPointer?) -> X509NameStackPointer
 /// `int SSL_enable_ct(SSL *s, int validation_mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_enable_ct`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_enable_ct(_ s: SSLPointer?, _ validation_mode: Int32) -> Int32 {
     return COpenSSL.SSL_enable_ct(s?.rawValue, validation_mode)
@@ -3121,6 +3593,7 @@ public func SSL_enable_ct(_ s: SSLPointer?, _ validation_mode: Int32) -> Int32 {
 /// `int SSL_extension_supported(unsigned int ext_type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_extension_supported`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_extension_supported(_ ext_type: UInt32) -> Int32 {
     return COpenSSL.SSL_extension_supported(ext_type)
@@ -3129,6 +3602,7 @@ public func SSL_extension_supported(_ ext_type: UInt32) -> Int32 {
 /// `void SSL_free(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_free(_ ssl: SSLPointer?) {
     COpenSSL.SSL_free(ssl?.rawValue)
@@ -3137,6 +3611,7 @@ public func SSL_free(_ ssl: SSLPointer?) {
 /// `int SSL_free_buffers(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_free_buffers`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_free_buffers(_ ssl: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_free_buffers(ssl?.rawValue)
@@ -3145,6 +3620,7 @@ public func SSL_free_buffers(_ ssl: SSLPointer?) -> Int32 {
 /// `const struct stack_st_X509_NAME *SSL_get0_CA_list(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_CA_list(_ s: SSLPointer?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_get0_CA_list(s?.rawValue) as OpaquePointer?)
@@ -3153,6 +3629,7 @@ public func SSL_get0_CA_list(_ s: SSLPointer?) -> X509NameStackPointer? {
 /// `void SSL_get0_alpn_selected(const SSL *ssl, const unsigned char **data, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_alpn_selected`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `data`, `len` are returned in the result.
 @inlinable
 public func SSL_get0_alpn_selected(_ ssl: SSLPointer?) -> (data: UnsafePointer<UInt8>?, len: UInt32) {
@@ -3188,9 +3665,28 @@ public func SSL_get0_chain_certs(_ s: SSLPointer?) -> (result: Int, px509: X509S
     return (result: __result, px509: X509StackPointer(__px509))
 }
 
+/// `int SSL_get0_client_cert_type(const SSL *s, unsigned char **t, size_t *len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_client_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get0_client_cert_type(_ s: SSLPointer?, _ t: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ len: UnsafeMutablePointer<Int>?) -> Int32 {
+    return COpenSSL.SSL_get0_client_cert_type(s?.rawValue, t, len)
+}
+
+/// `SSL *SSL_get0_connection(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_connection`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get0_connection(_ s: SSLPointer?) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_get0_connection(s?.rawValue) as OpaquePointer?)
+}
+
 /// `SSL_DANE *SSL_get0_dane(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_dane`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_dane(_ ssl: SSLPointer?) -> SSLDANEPointer? {
     return SSLDANEPointer(COpenSSL.SSL_get0_dane(ssl?.rawValue) as OpaquePointer?)
@@ -3199,6 +3695,7 @@ public func SSL_get0_dane(_ ssl: SSLPointer?) -> SSLDANEPointer? {
 /// `int SSL_get0_dane_authority(SSL *s, X509 **mcert, EVP_PKEY **mspki)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_dane_authority`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `mcert`, `mspki` are returned in the result.
 @inlinable
 public func SSL_get0_dane_authority(_ s: SSLPointer?) -> (depth: Int32, mcert: X509Pointer?, mspki: EVPPKeyPointer?) {
@@ -3211,6 +3708,7 @@ public func SSL_get0_dane_authority(_ s: SSLPointer?) -> (depth: Int32, mcert: X
 /// `int SSL_get0_dane_tlsa(SSL *s, uint8_t *usage, uint8_t *selector, uint8_t *mtype, const unsigned char **data, size_t *dlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_dane_tlsa`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `usage`, `selector`, `mtype`, `data`, `dlen` are returned in the result.
 @inlinable
 public func SSL_get0_dane_tlsa(_ s: SSLPointer?) -> (depth: Int32, usage: UInt8, selector: UInt8, mtype: UInt8, data: UnsafePointer<UInt8>?, dlen: Int) {
@@ -3223,6 +3721,15 @@ public func SSL_get0_dane_tlsa(_ s: SSLPointer?) -> (depth: Int32, usage: UInt8,
     return (depth: __result, usage: usage, selector: selector, mtype: mtype, data: data, dlen: dlen)
 }
 
+/// `SSL *SSL_get0_domain(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_domain`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get0_domain(_ s: SSLPointer?) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_get0_domain(s?.rawValue) as OpaquePointer?)
+}
+
 /// `#define SSL_get0_ec_point_formats(s, plst) SSL_ctrl(s, SSL_CTRL_GET_EC_POINT_FORMATS, 0, plst)`
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get0_ec_point_formats`.
@@ -3231,9 +3738,28 @@ public func SSL_get0_ec_point_formats(_ s: SSLPointer?, _ plst: UnsafeMutableRaw
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_EC_POINT_FORMATS, 0, plst)
 }
 
+/// `const char *SSL_get0_group_name(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_group_name`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get0_group_name(_ s: SSLPointer?) -> String? {
+    return COpenSSL.SSL_get0_group_name(s?.rawValue).map { String(cString: $0) }
+}
+
+/// `SSL *SSL_get0_listener(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_listener`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get0_listener(_ s: SSLPointer?) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_get0_listener(s?.rawValue) as OpaquePointer?)
+}
+
 /// `void SSL_get0_next_proto_negotiated(const SSL *s, const unsigned char **data, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_next_proto_negotiated`.
+/// Since OpenSSL 3.0 or earlier.
 /// The out-parameters `data`, `len` are returned in the result.
 @inlinable
 public func SSL_get0_next_proto_negotiated(_ s: SSLPointer?) -> (data: UnsafePointer<UInt8>?, len: UInt32) {
@@ -3254,6 +3780,7 @@ public func SSL_get0_npn_negotiated(_ s: SSLPointer?) -> (data: UnsafePointer<UI
 /// `X509_VERIFY_PARAM *SSL_get0_param(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_param`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_param(_ ssl: SSLPointer?) -> X509VerifyParamPointer? {
     return X509VerifyParamPointer(COpenSSL.SSL_get0_param(ssl?.rawValue) as OpaquePointer?)
@@ -3262,6 +3789,7 @@ public func SSL_get0_param(_ ssl: SSLPointer?) -> X509VerifyParamPointer? {
 /// `const struct stack_st_X509_NAME *SSL_get0_peer_CA_list(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_peer_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_peer_CA_list(_ s: SSLPointer?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_get0_peer_CA_list(s?.rawValue) as OpaquePointer?)
@@ -3270,14 +3798,25 @@ public func SSL_get0_peer_CA_list(_ s: SSLPointer?) -> X509NameStackPointer? {
 /// `X509 *SSL_get0_peer_certificate(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_peer_certificate`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_peer_certificate(_ s: SSLPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.SSL_get0_peer_certificate(s?.rawValue) as OpaquePointer?)
 }
 
+/// `EVP_PKEY *SSL_get0_peer_rpk(const SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_peer_rpk`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get0_peer_rpk(_ s: SSLPointer?) -> EVPPKeyPointer? {
+    return EVPPKeyPointer(COpenSSL.SSL_get0_peer_rpk(s?.rawValue) as OpaquePointer?)
+}
+
 /// `const struct stack_st_SCT *SSL_get0_peer_scts(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_peer_scts`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_peer_scts(_ s: SSLPointer?) -> SCTStackPointer? {
     return SCTStackPointer(COpenSSL.SSL_get0_peer_scts(s?.rawValue) as OpaquePointer?)
@@ -3286,6 +3825,7 @@ public func SSL_get0_peer_scts(_ s: SSLPointer?) -> SCTStackPointer? {
 /// `const char *SSL_get0_peername(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_peername`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_peername(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_get0_peername(s?.rawValue).map { String(cString: $0) }
@@ -3302,9 +3842,19 @@ public func SSL_get0_raw_cipherlist(_ s: SSLPointer?, _ plst: UnsafeMutableRawPo
 /// `void *SSL_get0_security_ex_data(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_security_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_security_ex_data(_ s: SSLPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_get0_security_ex_data(s?.rawValue)
+}
+
+/// `int SSL_get0_server_cert_type(const SSL *s, unsigned char **t, size_t *len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_server_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get0_server_cert_type(_ s: SSLPointer?, _ t: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ len: UnsafeMutablePointer<Int>?) -> Int32 {
+    return COpenSSL.SSL_get0_server_cert_type(s?.rawValue, t, len)
 }
 
 /// `#define SSL_get0_session SSL_get_session`
@@ -3318,6 +3868,7 @@ public func SSL_get0_session(_ ssl: SSLPointer?) -> SSLSessionPointer? {
 /// `struct stack_st_X509 *SSL_get0_verified_chain(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get0_verified_chain`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get0_verified_chain(_ s: SSLPointer?) -> X509StackPointer? {
     return X509StackPointer(COpenSSL.SSL_get0_verified_chain(s?.rawValue) as OpaquePointer?)
@@ -3331,6 +3882,15 @@ public func SSL_get0_verify_cert_store(_ s: SSLPointer?, _ st: UnsafeMutableRawP
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_VERIFY_CERT_STORE, 0, st)
 }
 
+/// `size_t SSL_get1_compressed_cert(SSL *ssl, int alg, unsigned char **data, size_t *orig_len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get1_compressed_cert`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get1_compressed_cert(_ ssl: SSLPointer?, _ alg: Int32, _ data: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ orig_len: UnsafeMutablePointer<Int>?) -> Int {
+    return COpenSSL.SSL_get1_compressed_cert(ssl?.rawValue, alg, data, orig_len)
+}
+
 /// `#define SSL_get1_groups(s, glist) SSL_ctrl(s, SSL_CTRL_GET_GROUPS, 0, (int *)(glist))`
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get1_groups`.
@@ -3342,6 +3902,7 @@ public func SSL_get1_groups(_ s: SSLPointer?, _ glist: UnsafeMutableRawPointer?)
 /// `X509 *SSL_get1_peer_certificate(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get1_peer_certificate`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get1_peer_certificate(_ s: SSLPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.SSL_get1_peer_certificate(s?.rawValue) as OpaquePointer?)
@@ -3350,6 +3911,7 @@ public func SSL_get1_peer_certificate(_ s: SSLPointer?) -> X509Pointer? {
 /// `SSL_SESSION *SSL_get1_session(SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get1_session`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get1_session(_ ssl: SSLPointer?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.SSL_get1_session(ssl?.rawValue) as OpaquePointer?)
@@ -3358,6 +3920,7 @@ public func SSL_get1_session(_ ssl: SSLPointer?) -> SSLSessionPointer? {
 /// `struct stack_st_SSL_CIPHER *SSL_get1_supported_ciphers(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get1_supported_ciphers`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get1_supported_ciphers(_ s: SSLPointer?) -> SSLCipherStackPointer? {
     return SSLCipherStackPointer(COpenSSL.SSL_get1_supported_ciphers(s?.rawValue) as OpaquePointer?)
@@ -3366,14 +3929,34 @@ public func SSL_get1_supported_ciphers(_ s: SSLPointer?) -> SSLCipherStackPointe
 /// `SSL_CTX *SSL_get_SSL_CTX(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_SSL_CTX`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_SSL_CTX(_ ssl: SSLPointer?) -> SSLContextPointer? {
     return SSLContextPointer(COpenSSL.SSL_get_SSL_CTX(ssl?.rawValue) as OpaquePointer?)
 }
 
+/// `size_t SSL_get_accept_connection_queue_len(SSL *ssl)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_accept_connection_queue_len`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_accept_connection_queue_len(_ ssl: SSLPointer?) -> Int {
+    return COpenSSL.SSL_get_accept_connection_queue_len(ssl?.rawValue)
+}
+
+/// `size_t SSL_get_accept_stream_queue_len(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_accept_stream_queue_len`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_accept_stream_queue_len(_ s: SSLPointer?) -> Int {
+    return COpenSSL.SSL_get_accept_stream_queue_len(s?.rawValue)
+}
+
 /// `int SSL_get_all_async_fds(SSL *s, int *fds, size_t *numfds)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_all_async_fds`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_all_async_fds(_ s: SSLPointer?, _ fds: UnsafeMutablePointer<Int32>?, _ numfds: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_get_all_async_fds(s?.rawValue, fds, numfds)
@@ -3390,14 +3973,25 @@ public func SSL_get_app_data(_ s: SSLPointer?) -> UnsafeMutableRawPointer? {
 /// `int SSL_get_async_status(SSL *s, int *status)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_async_status`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_async_status(_ s: SSLPointer?, _ status: UnsafeMutablePointer<Int32>?) -> Int32 {
     return COpenSSL.SSL_get_async_status(s?.rawValue, status)
 }
 
+/// `int SSL_get_blocking_mode(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_blocking_mode`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_blocking_mode(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_get_blocking_mode(s?.rawValue)
+}
+
 /// `X509 *SSL_get_certificate(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_certificate`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_certificate(_ ssl: SSLPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.SSL_get_certificate(ssl?.rawValue) as OpaquePointer?)
@@ -3406,6 +4000,7 @@ public func SSL_get_certificate(_ ssl: SSLPointer?) -> X509Pointer? {
 /// `int SSL_get_changed_async_fds(SSL *s, int *addfd, size_t *numaddfds, int *delfd, size_t *numdelfds)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_changed_async_fds`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_changed_async_fds(_ s: SSLPointer?, _ addfd: UnsafeMutablePointer<Int32>?, _ numaddfds: UnsafeMutablePointer<Int>?, _ delfd: UnsafeMutablePointer<Int32>?, _ numdelfds: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_get_changed_async_fds(s?.rawValue, addfd, numaddfds, delfd, numdelfds)
@@ -3414,6 +4009,7 @@ public func SSL_get_changed_async_fds(_ s: SSLPointer?, _ addfd: UnsafeMutablePo
 /// `const char *SSL_get_cipher_list(const SSL *s, int n)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_cipher_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_cipher_list(_ s: SSLPointer?, _ n: Int32) -> String? {
     return COpenSSL.SSL_get_cipher_list(s?.rawValue, n).map { String(cString: $0) }
@@ -3422,6 +4018,7 @@ public func SSL_get_cipher_list(_ s: SSLPointer?, _ n: Int32) -> String? {
 /// `struct stack_st_SSL_CIPHER *SSL_get_ciphers(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_ciphers`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_ciphers(_ s: SSLPointer?) -> SSLCipherStackPointer? {
     return SSLCipherStackPointer(COpenSSL.SSL_get_ciphers(s?.rawValue) as OpaquePointer?)
@@ -3430,6 +4027,7 @@ public func SSL_get_ciphers(_ s: SSLPointer?) -> SSLCipherStackPointer? {
 /// `struct stack_st_X509_NAME *SSL_get_client_CA_list(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_client_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_client_CA_list(_ s: SSLPointer?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_get_client_CA_list(s?.rawValue) as OpaquePointer?)
@@ -3438,6 +4036,7 @@ public func SSL_get_client_CA_list(_ s: SSLPointer?) -> X509NameStackPointer? {
 /// `struct stack_st_SSL_CIPHER *SSL_get_client_ciphers(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_client_ciphers`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_client_ciphers(_ s: SSLPointer?) -> SSLCipherStackPointer? {
     return SSLCipherStackPointer(COpenSSL.SSL_get_client_ciphers(s?.rawValue) as OpaquePointer?)
@@ -3446,6 +4045,7 @@ public func SSL_get_client_ciphers(_ s: SSLPointer?) -> SSLCipherStackPointer? {
 /// `size_t SSL_get_client_random(const SSL *ssl, unsigned char *out, size_t outlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_client_random`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_client_random(_ ssl: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ outlen: Int) -> Int {
     return COpenSSL.SSL_get_client_random(ssl?.rawValue, out, outlen)
@@ -3454,6 +4054,7 @@ public func SSL_get_client_random(_ ssl: SSLPointer?, _ out: UnsafeMutablePointe
 /// `const SSL_CIPHER *SSL_get_current_cipher(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_current_cipher`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_current_cipher(_ s: SSLPointer?) -> SSLCipherPointer? {
     return SSLCipherPointer(COpenSSL.SSL_get_current_cipher(s?.rawValue) as OpaquePointer?)
@@ -3462,6 +4063,7 @@ public func SSL_get_current_cipher(_ s: SSLPointer?) -> SSLCipherPointer? {
 /// `const COMP_METHOD *SSL_get_current_compression(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_current_compression`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_current_compression(_ s: SSLPointer?) -> COMPMethodPointer? {
     return COMPMethodPointer(COpenSSL.SSL_get_current_compression(s?.rawValue) as OpaquePointer?)
@@ -3470,6 +4072,7 @@ public func SSL_get_current_compression(_ s: SSLPointer?) -> COMPMethodPointer? 
 /// `const COMP_METHOD *SSL_get_current_expansion(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_current_expansion`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_current_expansion(_ s: SSLPointer?) -> COMPMethodPointer? {
     return COMPMethodPointer(COpenSSL.SSL_get_current_expansion(s?.rawValue) as OpaquePointer?)
@@ -3478,6 +4081,7 @@ public func SSL_get_current_expansion(_ s: SSLPointer?) -> COMPMethodPointer? {
 /// `pem_password_cb *SSL_get_default_passwd_cb(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_default_passwd_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_default_passwd_cb(_ s: SSLPointer?) -> (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)? {
     return COpenSSL.SSL_get_default_passwd_cb(s?.rawValue)
@@ -3486,6 +4090,7 @@ public func SSL_get_default_passwd_cb(_ s: SSLPointer?) -> (@convention(c) (Unsa
 /// `void *SSL_get_default_passwd_cb_userdata(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_default_passwd_cb_userdata`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_default_passwd_cb_userdata(_ s: SSLPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_get_default_passwd_cb_userdata(s?.rawValue)
@@ -3494,14 +4099,25 @@ public func SSL_get_default_passwd_cb_userdata(_ s: SSLPointer?) -> UnsafeMutabl
 /// `long SSL_get_default_timeout(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_default_timeout`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_default_timeout(_ s: SSLPointer?) -> Int {
     return COpenSSL.SSL_get_default_timeout(s?.rawValue)
 }
 
+/// `int SSL_get_domain_flags(const SSL *ssl, uint64_t *domain_flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_domain_flags`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_domain_flags(_ ssl: SSLPointer?, _ domain_flags: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    return COpenSSL.SSL_get_domain_flags(ssl?.rawValue, domain_flags)
+}
+
 /// `int SSL_get_early_data_status(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_early_data_status`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_early_data_status(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_early_data_status(s?.rawValue)
@@ -3510,14 +4126,25 @@ public func SSL_get_early_data_status(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_get_error(const SSL *s, int ret_code)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_error`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_error(_ s: SSLPointer?, _ ret_code: Int32) -> Int32 {
     return COpenSSL.SSL_get_error(s?.rawValue, ret_code)
 }
 
+/// `int SSL_get_event_timeout(SSL *s, struct timeval *tv, int *is_infinite)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_event_timeout`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_event_timeout(_ s: SSLPointer?, _ tv: UnsafeMutablePointer<timeval>?, _ is_infinite: UnsafeMutablePointer<Int32>?) -> Int32 {
+    return COpenSSL.SSL_get_event_timeout(s?.rawValue, tv, is_infinite)
+}
+
 /// `void *SSL_get_ex_data(const SSL *ssl, int idx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_ex_data(_ ssl: SSLPointer?, _ idx: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_get_ex_data(ssl?.rawValue, idx)
@@ -3526,6 +4153,7 @@ public func SSL_get_ex_data(_ ssl: SSLPointer?, _ idx: Int32) -> UnsafeMutableRa
 /// `int SSL_get_ex_data_X509_STORE_CTX_idx(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_ex_data_X509_STORE_CTX_idx`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_ex_data_X509_STORE_CTX_idx() -> Int32 {
     return COpenSSL.SSL_get_ex_data_X509_STORE_CTX_idx()
@@ -3550,6 +4178,7 @@ public func SSL_get_extms_support(_ s: SSLPointer?) -> Int {
 /// `int SSL_get_fd(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_fd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_fd(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_fd(s?.rawValue)
@@ -3558,14 +4187,25 @@ public func SSL_get_fd(_ s: SSLPointer?) -> Int32 {
 /// `size_t SSL_get_finished(const SSL *s, void *buf, size_t count)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_finished`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_finished(_ s: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ count: Int) -> Int {
     return COpenSSL.SSL_get_finished(s?.rawValue, buf, count)
 }
 
+/// `int SSL_get_handshake_rtt(const SSL *s, uint64_t *rtt)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_handshake_rtt`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_handshake_rtt(_ s: SSLPointer?, _ rtt: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    return COpenSSL.SSL_get_handshake_rtt(s?.rawValue, rtt)
+}
+
 /// `SSL_get_info_callback: void (*(const SSL *))(const SSL *, int, int)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_info_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_info_callback(_ ssl: SSLPointer?) -> (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)? {
     return COpenSSL.SSL_get_info_callback(ssl?.rawValue)
@@ -3574,6 +4214,7 @@ public func SSL_get_info_callback(_ ssl: SSLPointer?) -> (@convention(c) (Opaque
 /// `int SSL_get_key_update_type(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_key_update_type`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_key_update_type(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_key_update_type(s?.rawValue)
@@ -3590,6 +4231,7 @@ public func SSL_get_max_cert_list(_ ssl: SSLPointer?) -> Int {
 /// `uint32_t SSL_get_max_early_data(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_max_early_data(_ s: SSLPointer?) -> UInt32 {
     return COpenSSL.SSL_get_max_early_data(s?.rawValue)
@@ -3619,6 +4261,15 @@ public func SSL_get_mode(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_MODE, 0, nil)
 }
 
+/// `int SSL_get_negotiated_client_cert_type(const SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_negotiated_client_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_negotiated_client_cert_type(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_get_negotiated_client_cert_type(s?.rawValue)
+}
+
 /// `#define SSL_get_negotiated_group(s) SSL_ctrl(s, SSL_CTRL_GET_NEGOTIATED_GROUP, 0, NULL)`
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_negotiated_group`.
@@ -3627,9 +4278,19 @@ public func SSL_get_negotiated_group(_ s: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_NEGOTIATED_GROUP, 0, nil)
 }
 
+/// `int SSL_get_negotiated_server_cert_type(const SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_negotiated_server_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_negotiated_server_cert_type(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_get_negotiated_server_cert_type(s?.rawValue)
+}
+
 /// `size_t SSL_get_num_tickets(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_num_tickets`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_num_tickets(_ s: SSLPointer?) -> Int {
     return COpenSSL.SSL_get_num_tickets(s?.rawValue)
@@ -3638,6 +4299,7 @@ public func SSL_get_num_tickets(_ s: SSLPointer?) -> Int {
 /// `uint64_t SSL_get_options(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_options`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_options(_ s: SSLPointer?) -> UInt64 {
     return COpenSSL.SSL_get_options(s?.rawValue)
@@ -3646,6 +4308,7 @@ public func SSL_get_options(_ s: SSLPointer?) -> UInt64 {
 /// `struct stack_st_X509 *SSL_get_peer_cert_chain(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_peer_cert_chain`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_peer_cert_chain(_ s: SSLPointer?) -> X509StackPointer? {
     return X509StackPointer(COpenSSL.SSL_get_peer_cert_chain(s?.rawValue) as OpaquePointer?)
@@ -3663,6 +4326,7 @@ public func SSL_get_peer_certificate(_ s: SSLPointer?) -> X509Pointer? {
 /// `size_t SSL_get_peer_finished(const SSL *s, void *buf, size_t count)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_peer_finished`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_peer_finished(_ s: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ count: Int) -> Int {
     return COpenSSL.SSL_get_peer_finished(s?.rawValue, buf, count)
@@ -3689,6 +4353,7 @@ public func SSL_get_peer_tmp_key(_ s: SSLPointer?) -> (result: Int, pk: EVPPKeyP
 /// `const SSL_CIPHER *SSL_get_pending_cipher(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_pending_cipher`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_pending_cipher(_ s: SSLPointer?) -> SSLCipherPointer? {
     return SSLCipherPointer(COpenSSL.SSL_get_pending_cipher(s?.rawValue) as OpaquePointer?)
@@ -3697,6 +4362,7 @@ public func SSL_get_pending_cipher(_ s: SSLPointer?) -> SSLCipherPointer? {
 /// `struct evp_pkey_st *SSL_get_privatekey(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_privatekey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_privatekey(_ ssl: SSLPointer?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.SSL_get_privatekey(ssl?.rawValue) as OpaquePointer?)
@@ -3705,6 +4371,7 @@ public func SSL_get_privatekey(_ ssl: SSLPointer?) -> EVPPKeyPointer? {
 /// `const char *SSL_get_psk_identity(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_psk_identity`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_psk_identity(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_get_psk_identity(s?.rawValue).map { String(cString: $0) }
@@ -3713,6 +4380,7 @@ public func SSL_get_psk_identity(_ s: SSLPointer?) -> String? {
 /// `const char *SSL_get_psk_identity_hint(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_psk_identity_hint`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_psk_identity_hint(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_get_psk_identity_hint(s?.rawValue).map { String(cString: $0) }
@@ -3721,6 +4389,7 @@ public func SSL_get_psk_identity_hint(_ s: SSLPointer?) -> String? {
 /// `int SSL_get_quiet_shutdown(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_quiet_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_quiet_shutdown(_ ssl: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_quiet_shutdown(ssl?.rawValue)
@@ -3729,6 +4398,7 @@ public func SSL_get_quiet_shutdown(_ ssl: SSLPointer?) -> Int32 {
 /// `BIO *SSL_get_rbio(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_rbio`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_rbio(_ s: SSLPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.SSL_get_rbio(s?.rawValue) as OpaquePointer?)
@@ -3737,6 +4407,7 @@ public func SSL_get_rbio(_ s: SSLPointer?) -> BIOPointer? {
 /// `int SSL_get_read_ahead(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_read_ahead`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_read_ahead(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_read_ahead(s?.rawValue)
@@ -3745,6 +4416,7 @@ public func SSL_get_read_ahead(_ s: SSLPointer?) -> Int32 {
 /// `void *SSL_get_record_padding_callback_arg(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_record_padding_callback_arg`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_record_padding_callback_arg(_ ssl: SSLPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.SSL_get_record_padding_callback_arg(ssl?.rawValue)
@@ -3753,6 +4425,7 @@ public func SSL_get_record_padding_callback_arg(_ ssl: SSLPointer?) -> UnsafeMut
 /// `uint32_t SSL_get_recv_max_early_data(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_recv_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_recv_max_early_data(_ s: SSLPointer?) -> UInt32 {
     return COpenSSL.SSL_get_recv_max_early_data(s?.rawValue)
@@ -3761,6 +4434,7 @@ public func SSL_get_recv_max_early_data(_ s: SSLPointer?) -> UInt32 {
 /// `int SSL_get_rfd(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_rfd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_rfd(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_rfd(s?.rawValue)
@@ -3777,6 +4451,7 @@ public func SSL_get_secure_renegotiation_support(_ ssl: SSLPointer?) -> Int {
 /// `SSL_get_security_callback: int (*(const SSL *))(const SSL *, const SSL_CTX *, int, int, int, void *, void *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_security_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_security_callback(_ s: SSLPointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)? {
     return COpenSSL.SSL_get_security_callback(s?.rawValue)
@@ -3785,6 +4460,7 @@ public func SSL_get_security_callback(_ s: SSLPointer?) -> (@convention(c) (Opaq
 /// `int SSL_get_security_level(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_security_level`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_security_level(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_security_level(s?.rawValue)
@@ -3793,6 +4469,7 @@ public func SSL_get_security_level(_ s: SSLPointer?) -> Int32 {
 /// `size_t SSL_get_server_random(const SSL *ssl, unsigned char *out, size_t outlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_server_random`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_server_random(_ ssl: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ outlen: Int) -> Int {
     return COpenSSL.SSL_get_server_random(ssl?.rawValue, out, outlen)
@@ -3811,6 +4488,7 @@ public func SSL_get_server_tmp_key(_ s: SSLPointer?) -> (result: Int, pk: EVPPKe
 /// `SSL_SESSION *SSL_get_session(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_session`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_session(_ ssl: SSLPointer?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.SSL_get_session(ssl?.rawValue) as OpaquePointer?)
@@ -3819,6 +4497,7 @@ public func SSL_get_session(_ ssl: SSLPointer?) -> SSLSessionPointer? {
 /// `char *SSL_get_shared_ciphers(const SSL *s, char *buf, int size)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_shared_ciphers`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_shared_ciphers(_ s: SSLPointer?, _ buf: UnsafeMutablePointer<CChar>?, _ size: Int32) -> UnsafeMutablePointer<CChar>? {
     return COpenSSL.SSL_get_shared_ciphers(s?.rawValue, buf, size)
@@ -3835,6 +4514,7 @@ public func SSL_get_shared_group(_ s: SSLPointer?, _ n: Int) -> Int {
 /// `int SSL_get_shutdown(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_shutdown(_ ssl: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_shutdown(ssl?.rawValue)
@@ -3851,6 +4531,7 @@ public func SSL_get_signature_nid(_ s: SSLPointer?, _ pn: UnsafeMutableRawPointe
 /// `BIGNUM *SSL_get_srp_N(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_srp_N`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_get_srp_N(_ s: SSLPointer?) -> BIGNUMPointer? {
@@ -3860,6 +4541,7 @@ public func SSL_get_srp_N(_ s: SSLPointer?) -> BIGNUMPointer? {
 /// `BIGNUM *SSL_get_srp_g(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_srp_g`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_get_srp_g(_ s: SSLPointer?) -> BIGNUMPointer? {
@@ -3869,6 +4551,7 @@ public func SSL_get_srp_g(_ s: SSLPointer?) -> BIGNUMPointer? {
 /// `char *SSL_get_srp_userinfo(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_srp_userinfo`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_get_srp_userinfo(_ s: SSLPointer?) -> UnsafeMutablePointer<CChar>? {
@@ -3878,6 +4561,7 @@ public func SSL_get_srp_userinfo(_ s: SSLPointer?) -> UnsafeMutablePointer<CChar
 /// `char *SSL_get_srp_username(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_srp_username`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_get_srp_username(_ s: SSLPointer?) -> UnsafeMutablePointer<CChar>? {
@@ -3887,6 +4571,7 @@ public func SSL_get_srp_username(_ s: SSLPointer?) -> UnsafeMutablePointer<CChar
 /// `const SSL_METHOD *SSL_get_ssl_method(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_ssl_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_ssl_method(_ s: SSLPointer?) -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.SSL_get_ssl_method(s?.rawValue) as OpaquePointer?)
@@ -3895,9 +4580,64 @@ public func SSL_get_ssl_method(_ s: SSLPointer?) -> SSLMethodPointer? {
 /// `OSSL_HANDSHAKE_STATE SSL_get_state(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_state`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_state(_ ssl: SSLPointer?) -> OSSL_HANDSHAKE_STATE {
     return COpenSSL.SSL_get_state(ssl?.rawValue)
+}
+
+/// `uint64_t SSL_get_stream_id(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_stream_id`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_stream_id(_ s: SSLPointer?) -> UInt64 {
+    return COpenSSL.SSL_get_stream_id(s?.rawValue)
+}
+
+/// `int SSL_get_stream_read_error_code(SSL *ssl, uint64_t *app_error_code)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_stream_read_error_code`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_stream_read_error_code(_ ssl: SSLPointer?, _ app_error_code: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    return COpenSSL.SSL_get_stream_read_error_code(ssl?.rawValue, app_error_code)
+}
+
+/// `int SSL_get_stream_read_state(SSL *ssl)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_stream_read_state`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_stream_read_state(_ ssl: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_get_stream_read_state(ssl?.rawValue)
+}
+
+/// `int SSL_get_stream_type(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_stream_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_stream_type(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_get_stream_type(s?.rawValue)
+}
+
+/// `int SSL_get_stream_write_error_code(SSL *ssl, uint64_t *app_error_code)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_stream_write_error_code`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_stream_write_error_code(_ ssl: SSLPointer?, _ app_error_code: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    return COpenSSL.SSL_get_stream_write_error_code(ssl?.rawValue, app_error_code)
+}
+
+/// `int SSL_get_stream_write_state(SSL *ssl)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_stream_write_state`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_stream_write_state(_ ssl: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_get_stream_write_state(ssl?.rawValue)
 }
 
 /// `#define SSL_get_time(a) SSL_SESSION_get_time(a)`
@@ -3926,9 +4666,19 @@ public func SSL_get_tmp_key(_ s: SSLPointer?) -> (result: Int, pk: EVPPKeyPointe
     return (result: __result, pk: EVPPKeyPointer(__pk))
 }
 
+/// `int SSL_get_value_uint(SSL *s, uint32_t class_, uint32_t id, uint64_t *v)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_value_uint`.
+/// Since OpenSSL 3.3.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.3.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get_value_uint(_ s: SSLPointer?, _ class_: UInt32, _ id: UInt32, _ v: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    return COpenSSL.SSL_get_value_uint(s?.rawValue, class_, id, v)
+}
+
 /// `SSL_verify_cb SSL_get_verify_callback(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_verify_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_verify_callback(_ s: SSLPointer?) -> SSL_verify_cb? {
     return COpenSSL.SSL_get_verify_callback(s?.rawValue)
@@ -3937,6 +4687,7 @@ public func SSL_get_verify_callback(_ s: SSLPointer?) -> SSL_verify_cb? {
 /// `int SSL_get_verify_depth(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_verify_depth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_verify_depth(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_verify_depth(s?.rawValue)
@@ -3945,6 +4696,7 @@ public func SSL_get_verify_depth(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_get_verify_mode(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_verify_mode`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_verify_mode(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_verify_mode(s?.rawValue)
@@ -3953,6 +4705,7 @@ public func SSL_get_verify_mode(_ s: SSLPointer?) -> Int32 {
 /// `long SSL_get_verify_result(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_verify_result`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_verify_result(_ ssl: SSLPointer?) -> Int {
     return COpenSSL.SSL_get_verify_result(ssl?.rawValue)
@@ -3961,6 +4714,7 @@ public func SSL_get_verify_result(_ ssl: SSLPointer?) -> Int {
 /// `const char *SSL_get_version(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_version(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_get_version(s?.rawValue).map { String(cString: $0) }
@@ -3969,6 +4723,7 @@ public func SSL_get_version(_ s: SSLPointer?) -> String? {
 /// `BIO *SSL_get_wbio(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_wbio`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_wbio(_ s: SSLPointer?) -> BIOPointer? {
     return BIOPointer(COpenSSL.SSL_get_wbio(s?.rawValue) as OpaquePointer?)
@@ -3977,6 +4732,7 @@ public func SSL_get_wbio(_ s: SSLPointer?) -> BIOPointer? {
 /// `int SSL_get_wfd(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_wfd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_wfd(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_wfd(s?.rawValue)
@@ -3985,14 +4741,25 @@ public func SSL_get_wfd(_ s: SSLPointer?) -> Int32 {
 /// `const char *SSL_group_to_name(SSL *s, int id)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_group_to_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_group_to_name(_ s: SSLPointer?, _ id: Int32) -> String? {
     return COpenSSL.SSL_group_to_name(s?.rawValue, id).map { String(cString: $0) }
 }
 
+/// `int SSL_handle_events(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_handle_events`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_handle_events(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_handle_events(s?.rawValue)
+}
+
 /// `int SSL_has_matching_session_id(const SSL *s, const unsigned char *id, unsigned int id_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_has_matching_session_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_has_matching_session_id(_ s: SSLPointer?, _ id: UnsafePointer<UInt8>?, _ id_len: UInt32) -> Int32 {
     return COpenSSL.SSL_has_matching_session_id(s?.rawValue, id, id_len)
@@ -4001,6 +4768,7 @@ public func SSL_has_matching_session_id(_ s: SSLPointer?, _ id: UnsafePointer<UI
 /// `int SSL_has_pending(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_has_pending`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_has_pending(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_has_pending(s?.rawValue)
@@ -4009,6 +4777,7 @@ public func SSL_has_pending(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_in_before(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_in_before`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_in_before(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_in_before(s?.rawValue)
@@ -4017,14 +4786,43 @@ public func SSL_in_before(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_in_init(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_in_init`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_in_init(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_in_init(s?.rawValue)
 }
 
+/// `int SSL_inject_net_dgram(SSL *s, const unsigned char *buf, size_t buf_len, const BIO_ADDR *peer, const BIO_ADDR *local)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_inject_net_dgram`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_inject_net_dgram(_ s: SSLPointer?, _ buf: UnsafePointer<UInt8>?, _ buf_len: Int, _ peer: BIOAddrPointer?, _ local: BIOAddrPointer?) -> Int32 {
+    return COpenSSL.SSL_inject_net_dgram(s?.rawValue, buf, buf_len, peer?.rawValue, local?.rawValue)
+}
+
+/// `int SSL_is_connection(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_connection`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_is_connection(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_is_connection(s?.rawValue)
+}
+
+/// `int SSL_is_domain(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_domain`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_is_domain(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_is_domain(s?.rawValue)
+}
+
 /// `int SSL_is_dtls(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_dtls`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_is_dtls(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_is_dtls(s?.rawValue)
@@ -4033,22 +4831,61 @@ public func SSL_is_dtls(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_is_init_finished(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_init_finished`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_is_init_finished(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_is_init_finished(s?.rawValue)
 }
 
+/// `int SSL_is_listener(SSL *ssl)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_listener`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_is_listener(_ ssl: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_is_listener(ssl?.rawValue)
+}
+
+/// `int SSL_is_quic(const SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_quic`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_is_quic(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_is_quic(s?.rawValue)
+}
+
 /// `int SSL_is_server(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_server`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_is_server(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_is_server(s?.rawValue)
 }
 
+/// `int SSL_is_stream_local(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_stream_local`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_is_stream_local(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_is_stream_local(s?.rawValue)
+}
+
+/// `int SSL_is_tls(const SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_is_tls`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_is_tls(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_is_tls(s?.rawValue)
+}
+
 /// `int SSL_key_update(SSL *s, int updatetype)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_key_update`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_key_update(_ s: SSLPointer?, _ updatetype: Int32) -> Int32 {
     return COpenSSL.SSL_key_update(s?.rawValue, updatetype)
@@ -4063,9 +4900,19 @@ public func SSL_library_init() -> Int32 {
     return OpenSSLFLI.OPENSSL_init_ssl(0, nil as OpenSSLInitSettingsPointer?)
 }
 
+/// `int SSL_listen(SSL *ssl)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_listen`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_listen(_ ssl: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_listen(ssl?.rawValue)
+}
+
 /// `struct stack_st_X509_NAME *SSL_load_client_CA_file(const char *file)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_load_client_CA_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_load_client_CA_file(_ file: String?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file(file) as OpaquePointer?)
@@ -4074,6 +4921,7 @@ public func SSL_load_client_CA_file(_ file: String?) -> X509NameStackPointer? {
 /// `struct stack_st_X509_NAME *SSL_load_client_CA_file_ex(const char *file, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_load_client_CA_file_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_load_client_CA_file_ex(_ file: String?, _ libctx: OSSLLibContextPointer?, _ propq: String?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file_ex(file, libctx?.rawValue, propq) as OpaquePointer?)
@@ -4097,20 +4945,85 @@ public func SSL_need_tmp_RSA(_ ssl: SSLPointer) -> Int32 {
     0
 }
 
+/// `int SSL_net_read_desired(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_net_read_desired`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_net_read_desired(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_net_read_desired(s?.rawValue)
+}
+
+/// `int SSL_net_write_desired(SSL *s)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_net_write_desired`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_net_write_desired(_ s: SSLPointer?) -> Int32 {
+    return COpenSSL.SSL_net_write_desired(s?.rawValue)
+}
+
 /// `SSL *SSL_new(SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_new(_ ctx: SSLContextPointer?) -> SSLPointer? {
     return SSLPointer(COpenSSL.SSL_new(ctx?.rawValue) as OpaquePointer?)
 }
 
+/// `SSL *SSL_new_domain(SSL_CTX *ctx, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_new_domain`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_new_domain(_ ctx: SSLContextPointer?, _ flags: UInt64) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_new_domain(ctx?.rawValue, flags) as OpaquePointer?)
+}
+
+/// `SSL *SSL_new_from_listener(SSL *ssl, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_new_from_listener`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_new_from_listener(_ ssl: SSLPointer?, _ flags: UInt64) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_new_from_listener(ssl?.rawValue, flags) as OpaquePointer?)
+}
+
+/// `SSL *SSL_new_listener(SSL_CTX *ctx, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_new_listener`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_new_listener(_ ctx: SSLContextPointer?, _ flags: UInt64) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_new_listener(ctx?.rawValue, flags) as OpaquePointer?)
+}
+
+/// `SSL *SSL_new_listener_from(SSL *ssl, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_new_listener_from`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_new_listener_from(_ ssl: SSLPointer?, _ flags: UInt64) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_new_listener_from(ssl?.rawValue, flags) as OpaquePointer?)
+}
+
 /// `int SSL_new_session_ticket(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_new_session_ticket`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_new_session_ticket(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_new_session_ticket(s?.rawValue)
+}
+
+/// `SSL *SSL_new_stream(SSL *s, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_new_stream`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_new_stream(_ s: SSLPointer?, _ flags: UInt64) -> SSLPointer? {
+    return SSLPointer(COpenSSL.SSL_new_stream(s?.rawValue, flags) as OpaquePointer?)
 }
 
 /// `#define SSL_num_renegotiations(ssl) SSL_ctrl((ssl), SSL_CTRL_GET_NUM_RENEGOTIATIONS, 0, NULL)`
@@ -4124,6 +5037,7 @@ public func SSL_num_renegotiations(_ ssl: SSLPointer?) -> Int {
 /// `int SSL_peek(SSL *ssl, void *buf, int num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_peek`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_peek(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ num: Int32) -> Int32 {
     return COpenSSL.SSL_peek(ssl?.rawValue, buf, num)
@@ -4132,6 +5046,7 @@ public func SSL_peek(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ num:
 /// `int SSL_peek_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_peek_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_peek_ex(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ num: Int, _ readbytes: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_peek_ex(ssl?.rawValue, buf, num, readbytes)
@@ -4140,6 +5055,7 @@ public func SSL_peek_ex(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ n
 /// `int SSL_pending(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_pending`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_pending(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_pending(s?.rawValue)
@@ -4148,6 +5064,7 @@ public func SSL_pending(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_read(SSL *ssl, void *buf, int num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_read`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_read(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ num: Int32) -> Int32 {
     return COpenSSL.SSL_read(ssl?.rawValue, buf, num)
@@ -4156,6 +5073,7 @@ public func SSL_read(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ num:
 /// `int SSL_read_early_data(SSL *s, void *buf, size_t num, size_t *readbytes)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_read_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_read_early_data(_ s: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ num: Int, _ readbytes: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_read_early_data(s?.rawValue, buf, num, readbytes)
@@ -4164,6 +5082,7 @@ public func SSL_read_early_data(_ s: SSLPointer?, _ buf: UnsafeMutableRawPointer
 /// `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_read_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_read_ex(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ num: Int, _ readbytes: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_read_ex(ssl?.rawValue, buf, num, readbytes)
@@ -4172,6 +5091,7 @@ public func SSL_read_ex(_ ssl: SSLPointer?, _ buf: UnsafeMutableRawPointer?, _ n
 /// `int SSL_renegotiate(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_renegotiate`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_renegotiate(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_renegotiate(s?.rawValue)
@@ -4180,6 +5100,7 @@ public func SSL_renegotiate(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_renegotiate_abbreviated(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_renegotiate_abbreviated`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_renegotiate_abbreviated(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_renegotiate_abbreviated(s?.rawValue)
@@ -4188,6 +5109,7 @@ public func SSL_renegotiate_abbreviated(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_renegotiate_pending(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_renegotiate_pending`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_renegotiate_pending(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_renegotiate_pending(s?.rawValue)
@@ -4196,6 +5118,7 @@ public func SSL_renegotiate_pending(_ s: SSLPointer?) -> Int32 {
 /// `const char *SSL_rstate_string(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_rstate_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_rstate_string(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_rstate_string(s?.rawValue).map { String(cString: $0) }
@@ -4204,6 +5127,7 @@ public func SSL_rstate_string(_ s: SSLPointer?) -> String? {
 /// `const char *SSL_rstate_string_long(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_rstate_string_long`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_rstate_string_long(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_rstate_string_long(s?.rawValue).map { String(cString: $0) }
@@ -4220,6 +5144,7 @@ public func SSL_select_current_cert(_ s: SSLPointer?, _ x509: UnsafeMutableRawPo
 /// `int SSL_select_next_proto(unsigned char **out, unsigned char *outlen, const unsigned char *in, unsigned int inlen, const unsigned char *client, unsigned int client_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_select_next_proto`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_select_next_proto(_ out: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ outlen: UnsafeMutablePointer<UInt8>?, _ in_: UnsafePointer<UInt8>?, _ inlen: UInt32, _ client: UnsafePointer<UInt8>?, _ client_len: UInt32) -> Int32 {
     return COpenSSL.SSL_select_next_proto(out, outlen, in_, inlen, client, client_len)
@@ -4228,6 +5153,7 @@ public func SSL_select_next_proto(_ out: UnsafeMutablePointer<UnsafeMutablePoint
 /// `ssize_t SSL_sendfile(SSL *s, int fd, off_t offset, size_t size, int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_sendfile`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_sendfile(_ s: SSLPointer?, _ fd: Int32, _ offset: off_t, _ size: Int, _ flags: Int32) -> Int {
     return COpenSSL.SSL_sendfile(s?.rawValue, fd, offset, size, flags)
@@ -4236,6 +5162,7 @@ public func SSL_sendfile(_ s: SSLPointer?, _ fd: Int32, _ offset: off_t, _ size:
 /// `int SSL_session_reused(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_session_reused`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_session_reused(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_session_reused(s?.rawValue)
@@ -4244,6 +5171,7 @@ public func SSL_session_reused(_ s: SSLPointer?) -> Int32 {
 /// `void SSL_set0_CA_list(SSL *s, struct stack_st_X509_NAME *name_list)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set0_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set0_CA_list(_ s: SSLPointer?, _ name_list: X509NameStackPointer?) {
     COpenSSL.SSL_set0_CA_list(s?.rawValue, name_list?.rawValue)
@@ -4268,6 +5196,7 @@ public func SSL_set0_chain_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?)
 /// `void SSL_set0_rbio(SSL *s, BIO *rbio)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set0_rbio`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set0_rbio(_ s: SSLPointer?, _ rbio: BIOPointer?) {
     COpenSSL.SSL_set0_rbio(s?.rawValue, rbio?.rawValue)
@@ -4276,6 +5205,7 @@ public func SSL_set0_rbio(_ s: SSLPointer?, _ rbio: BIOPointer?) {
 /// `void SSL_set0_security_ex_data(SSL *s, void *ex)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set0_security_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set0_security_ex_data(_ s: SSLPointer?, _ ex: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_set0_security_ex_data(s?.rawValue, ex)
@@ -4284,6 +5214,7 @@ public func SSL_set0_security_ex_data(_ s: SSLPointer?, _ ex: UnsafeMutableRawPo
 /// `int SSL_set0_tmp_dh_pkey(SSL *s, EVP_PKEY *dhpkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set0_tmp_dh_pkey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set0_tmp_dh_pkey(_ s: SSLPointer?, _ dhpkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.SSL_set0_tmp_dh_pkey(s?.rawValue, dhpkey?.rawValue)
@@ -4300,9 +5231,19 @@ public func SSL_set0_verify_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?
 /// `void SSL_set0_wbio(SSL *s, BIO *wbio)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set0_wbio`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set0_wbio(_ s: SSLPointer?, _ wbio: BIOPointer?) {
     COpenSSL.SSL_set0_wbio(s?.rawValue, wbio?.rawValue)
+}
+
+/// `int SSL_set1_cert_comp_preference(SSL *ssl, int *algs, size_t len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_cert_comp_preference`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set1_cert_comp_preference(_ ssl: SSLPointer?, _ algs: UnsafeMutablePointer<Int32>?, _ len: Int) -> Int32 {
+    return COpenSSL.SSL_set1_cert_comp_preference(ssl?.rawValue, algs, len)
 }
 
 /// `#define SSL_set1_chain(s, sk) SSL_ctrl(s, SSL_CTRL_CHAIN, 1, (char *)(sk))`
@@ -4319,6 +5260,15 @@ public func SSL_set1_chain(_ s: SSLPointer?, _ sk: X509StackPointer?) -> Int {
 @inlinable
 public func SSL_set1_chain_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CHAIN_CERT_STORE, 1, st.map { UnsafeMutableRawPointer($0.rawValue) })
+}
+
+/// `int SSL_set1_client_cert_type(SSL *s, const unsigned char *val, size_t len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_client_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set1_client_cert_type(_ s: SSLPointer?, _ val: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
+    return COpenSSL.SSL_set1_client_cert_type(s?.rawValue, val, len)
 }
 
 /// `#define SSL_set1_client_certificate_types(s, clist, clistlen) SSL_ctrl(s, SSL_CTRL_SET_CLIENT_CERT_TYPES, clistlen, (char *)(clist))`
@@ -4345,6 +5295,15 @@ public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int
     return str.withCString { __str in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __str)) }
 }
 
+/// `int SSL_set1_compressed_cert(SSL *ssl, int algorithm, unsigned char *comp_data, size_t comp_length, size_t orig_length)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_compressed_cert`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set1_compressed_cert(_ ssl: SSLPointer?, _ algorithm: Int32, _ comp_data: UnsafeMutablePointer<UInt8>?, _ comp_length: Int, _ orig_length: Int) -> Int32 {
+    return COpenSSL.SSL_set1_compressed_cert(ssl?.rawValue, algorithm, comp_data, comp_length, orig_length)
+}
+
 /// `#define SSL_set1_groups(s, glist, glistlen) SSL_ctrl(s, SSL_CTRL_SET_GROUPS, glistlen, (char *)(glist))`
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_groups`.
@@ -4364,17 +5323,37 @@ public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: String) -> Int {
 /// `int SSL_set1_host(SSL *s, const char *hostname)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_host`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
     return COpenSSL.SSL_set1_host(s?.rawValue, hostname)
 }
 
+/// `int SSL_set1_initial_peer_addr(SSL *s, const BIO_ADDR *peer_addr)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_initial_peer_addr`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set1_initial_peer_addr(_ s: SSLPointer?, _ peer_addr: BIOAddrPointer?) -> Int32 {
+    return COpenSSL.SSL_set1_initial_peer_addr(s?.rawValue, peer_addr?.rawValue)
+}
+
 /// `int SSL_set1_param(SSL *ssl, X509_VERIFY_PARAM *vpm)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_param`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set1_param(_ ssl: SSLPointer?, _ vpm: X509VerifyParamPointer?) -> Int32 {
     return COpenSSL.SSL_set1_param(ssl?.rawValue, vpm?.rawValue)
+}
+
+/// `int SSL_set1_server_cert_type(SSL *s, const unsigned char *val, size_t len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_server_cert_type`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set1_server_cert_type(_ s: SSLPointer?, _ val: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
+    return COpenSSL.SSL_set1_server_cert_type(s?.rawValue, val, len)
 }
 
 /// `#define SSL_set1_sigalgs(s, slist, slistlen) SSL_ctrl(s, SSL_CTRL_SET_SIGALGS, slistlen, (int *)(slist))`
@@ -4404,6 +5383,7 @@ public func SSL_set1_verify_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?
 /// `SSL_CTX *SSL_set_SSL_CTX(SSL *ssl, SSL_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_SSL_CTX`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_SSL_CTX(_ ssl: SSLPointer?, _ ctx: SSLContextPointer?) -> SSLContextPointer? {
     return SSLContextPointer(COpenSSL.SSL_set_SSL_CTX(ssl?.rawValue, ctx?.rawValue) as OpaquePointer?)
@@ -4412,6 +5392,7 @@ public func SSL_set_SSL_CTX(_ ssl: SSLPointer?, _ ctx: SSLContextPointer?) -> SS
 /// `void SSL_set_accept_state(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_accept_state`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_accept_state(_ s: SSLPointer?) {
     COpenSSL.SSL_set_accept_state(s?.rawValue)
@@ -4420,6 +5401,7 @@ public func SSL_set_accept_state(_ s: SSLPointer?) {
 /// `void SSL_set_allow_early_data_cb(SSL *s, SSL_allow_early_data_cb_fn cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_allow_early_data_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_allow_early_data_cb(_ s: SSLPointer?, _ cb: SSL_allow_early_data_cb_fn?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_set_allow_early_data_cb(s?.rawValue, cb, arg)
@@ -4428,6 +5410,7 @@ public func SSL_set_allow_early_data_cb(_ s: SSLPointer?, _ cb: SSL_allow_early_
 /// `int SSL_set_alpn_protos(SSL *ssl, const unsigned char *protos, unsigned int protos_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_alpn_protos`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_alpn_protos(_ ssl: SSLPointer?, _ protos: UnsafePointer<UInt8>?, _ protos_len: UInt32) -> Int32 {
     return COpenSSL.SSL_set_alpn_protos(ssl?.rawValue, protos, protos_len)
@@ -4444,6 +5427,7 @@ public func SSL_set_app_data(_ s: SSLPointer?, _ arg: UnsafeMutableRawPointer?) 
 /// `int SSL_set_async_callback(SSL *s, SSL_async_callback_fn callback)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_async_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_async_callback(_ s: SSLPointer?, _ callback: SSL_async_callback_fn?) -> Int32 {
     return COpenSSL.SSL_set_async_callback(s?.rawValue, callback)
@@ -4452,6 +5436,7 @@ public func SSL_set_async_callback(_ s: SSLPointer?, _ callback: SSL_async_callb
 /// `int SSL_set_async_callback_arg(SSL *s, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_async_callback_arg`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_async_callback_arg(_ s: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_set_async_callback_arg(s?.rawValue, arg)
@@ -4460,6 +5445,7 @@ public func SSL_set_async_callback_arg(_ s: SSLPointer?, _ arg: UnsafeMutableRaw
 /// `void SSL_set_bio(SSL *s, BIO *rbio, BIO *wbio)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_bio`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_bio(_ s: SSLPointer?, _ rbio: BIOPointer?, _ wbio: BIOPointer?) {
     COpenSSL.SSL_set_bio(s?.rawValue, rbio?.rawValue, wbio?.rawValue)
@@ -4468,14 +5454,34 @@ public func SSL_set_bio(_ s: SSLPointer?, _ rbio: BIOPointer?, _ wbio: BIOPointe
 /// `int SSL_set_block_padding(SSL *ssl, size_t block_size)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_block_padding`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_block_padding(_ ssl: SSLPointer?, _ block_size: Int) -> Int32 {
     return COpenSSL.SSL_set_block_padding(ssl?.rawValue, block_size)
 }
 
+/// `int SSL_set_block_padding_ex(SSL *ssl, size_t app_block_size, size_t hs_block_size)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_block_padding_ex`.
+/// Since OpenSSL 3.4.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.4.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_block_padding_ex(_ ssl: SSLPointer?, _ app_block_size: Int, _ hs_block_size: Int) -> Int32 {
+    return COpenSSL.SSL_set_block_padding_ex(ssl?.rawValue, app_block_size, hs_block_size)
+}
+
+/// `int SSL_set_blocking_mode(SSL *s, int blocking)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_blocking_mode`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_blocking_mode(_ s: SSLPointer?, _ blocking: Int32) -> Int32 {
+    return COpenSSL.SSL_set_blocking_mode(s?.rawValue, blocking)
+}
+
 /// `void SSL_set_cert_cb(SSL *s, int (*cb)(SSL *, void *), void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_cert_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_cert_cb(_ s: SSLPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_set_cert_cb(s?.rawValue, cb, arg)
@@ -4492,6 +5498,7 @@ public func SSL_set_cert_flags(_ s: SSLPointer?, _ op: Int) -> Int {
 /// `int SSL_set_cipher_list(SSL *s, const char *str)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_cipher_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: String?) -> Int32 {
     return COpenSSL.SSL_set_cipher_list(s?.rawValue, str)
@@ -4500,6 +5507,7 @@ public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: String?) -> Int32 {
 /// `int SSL_set_ciphersuites(SSL *s, const char *str)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_ciphersuites`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: String?) -> Int32 {
     return COpenSSL.SSL_set_ciphersuites(s?.rawValue, str)
@@ -4508,6 +5516,7 @@ public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: String?) -> Int32 {
 /// `void SSL_set_client_CA_list(SSL *s, struct stack_st_X509_NAME *name_list)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_client_CA_list`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_client_CA_list(_ s: SSLPointer?, _ name_list: X509NameStackPointer?) {
     COpenSSL.SSL_set_client_CA_list(s?.rawValue, name_list?.rawValue)
@@ -4516,6 +5525,7 @@ public func SSL_set_client_CA_list(_ s: SSLPointer?, _ name_list: X509NameStackP
 /// `void SSL_set_connect_state(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_connect_state`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_connect_state(_ s: SSLPointer?) {
     COpenSSL.SSL_set_connect_state(s?.rawValue)
@@ -4524,6 +5534,7 @@ public func SSL_set_connect_state(_ s: SSLPointer?) {
 /// `int SSL_set_ct_validation_callback(SSL *s, ssl_ct_validation_cb callback, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_ct_validation_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_ct_validation_callback(_ s: SSLPointer?, _ callback: ssl_ct_validation_cb?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_set_ct_validation_callback(s?.rawValue, callback, arg)
@@ -4540,6 +5551,7 @@ public func SSL_set_current_cert(_ s: SSLPointer?, _ op: Int) -> Int {
 /// `void SSL_set_debug(SSL *s, int debug)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_debug`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: it does nothing.")
 public func SSL_set_debug(_ s: SSLPointer?, _ debug: Int32) {
@@ -4549,6 +5561,7 @@ public func SSL_set_debug(_ s: SSLPointer?, _ debug: Int32) {
 /// `void SSL_set_default_passwd_cb(SSL *s, pem_password_cb *cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_default_passwd_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_default_passwd_cb(_ s: SSLPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?) {
     COpenSSL.SSL_set_default_passwd_cb(s?.rawValue, cb)
@@ -4557,6 +5570,7 @@ public func SSL_set_default_passwd_cb(_ s: SSLPointer?, _ cb: (@convention(c) (U
 /// `void SSL_set_default_passwd_cb_userdata(SSL *s, void *u)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_default_passwd_cb_userdata`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_default_passwd_cb_userdata(_ s: SSLPointer?, _ u: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_set_default_passwd_cb_userdata(s?.rawValue, u)
@@ -4565,9 +5579,19 @@ public func SSL_set_default_passwd_cb_userdata(_ s: SSLPointer?, _ u: UnsafeMuta
 /// `void SSL_set_default_read_buffer_len(SSL *s, size_t len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_default_read_buffer_len`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_default_read_buffer_len(_ s: SSLPointer?, _ len: Int) {
     COpenSSL.SSL_set_default_read_buffer_len(s?.rawValue, len)
+}
+
+/// `int SSL_set_default_stream_mode(SSL *s, uint32_t mode)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_default_stream_mode`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_default_stream_mode(_ s: SSLPointer?, _ mode: UInt32) -> Int32 {
+    return COpenSSL.SSL_set_default_stream_mode(s?.rawValue, mode)
 }
 
 /// `#define SSL_set_dh_auto(s, onoff) SSL_ctrl(s, SSL_CTRL_SET_DH_AUTO, onoff, NULL)`
@@ -4581,6 +5605,7 @@ public func SSL_set_dh_auto(_ s: SSLPointer?, _ onoff: Int) -> Int {
 /// `int SSL_set_ex_data(SSL *ssl, int idx, void *data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_ex_data(_ ssl: SSLPointer?, _ idx: Int32, _ data: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_set_ex_data(ssl?.rawValue, idx, data)
@@ -4589,6 +5614,7 @@ public func SSL_set_ex_data(_ ssl: SSLPointer?, _ idx: Int32, _ data: UnsafeMuta
 /// `int SSL_set_fd(SSL *s, int fd)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_fd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_fd(_ s: SSLPointer?, _ fd: Int32) -> Int32 {
     return COpenSSL.SSL_set_fd(s?.rawValue, fd)
@@ -4597,6 +5623,7 @@ public func SSL_set_fd(_ s: SSLPointer?, _ fd: Int32) -> Int32 {
 /// `int SSL_set_generate_session_id(SSL *s, GEN_SESSION_CB cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_generate_session_id`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_generate_session_id(_ s: SSLPointer?, _ cb: GEN_SESSION_CB?) -> Int32 {
     return COpenSSL.SSL_set_generate_session_id(s?.rawValue, cb)
@@ -4605,14 +5632,25 @@ public func SSL_set_generate_session_id(_ s: SSLPointer?, _ cb: GEN_SESSION_CB?)
 /// `void SSL_set_hostflags(SSL *s, unsigned int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_hostflags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_hostflags(_ s: SSLPointer?, _ flags: UInt32) {
     COpenSSL.SSL_set_hostflags(s?.rawValue, flags)
 }
 
+/// `int SSL_set_incoming_stream_policy(SSL *s, int policy, uint64_t aec)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_incoming_stream_policy`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_incoming_stream_policy(_ s: SSLPointer?, _ policy: Int32, _ aec: UInt64) -> Int32 {
+    return COpenSSL.SSL_set_incoming_stream_policy(s?.rawValue, policy, aec)
+}
+
 /// `void SSL_set_info_callback(SSL *ssl, void (*cb)(const SSL *, int, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_info_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_info_callback(_ ssl: SSLPointer?, _ cb: (@convention(c) (OpaquePointer?, Int32, Int32) -> Void)?) {
     COpenSSL.SSL_set_info_callback(ssl?.rawValue, cb)
@@ -4629,6 +5667,7 @@ public func SSL_set_max_cert_list(_ ssl: SSLPointer?, _ m: Int) -> Int {
 /// `int SSL_set_max_early_data(SSL *s, uint32_t max_early_data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_max_early_data(_ s: SSLPointer?, _ max_early_data: UInt32) -> Int32 {
     return COpenSSL.SSL_set_max_early_data(s?.rawValue, max_early_data)
@@ -4677,6 +5716,7 @@ public func SSL_set_mode(_ ssl: SSLPointer?, _ op: Int) -> Int {
 /// `void SSL_set_msg_callback(SSL *ssl, void (*cb)(int, int, int, const void *, size_t, SSL *, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_msg_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_msg_callback(_ ssl: SSLPointer?, _ cb: (@convention(c) (Int32, Int32, Int32, UnsafeRawPointer?, Int, OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?) {
     COpenSSL.SSL_set_msg_callback(ssl?.rawValue, cb)
@@ -4701,6 +5741,7 @@ public func SSL_set_mtu(_ ssl: SSLPointer?, _ mtu: Int) -> Int {
 /// `void SSL_set_not_resumable_session_callback(SSL *ssl, int (*cb)(SSL *, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_not_resumable_session_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_not_resumable_session_callback(_ ssl: SSLPointer?, _ cb: (@convention(c) (OpaquePointer?, Int32) -> Int32)?) {
     COpenSSL.SSL_set_not_resumable_session_callback(ssl?.rawValue, cb)
@@ -4709,6 +5750,7 @@ public func SSL_set_not_resumable_session_callback(_ ssl: SSLPointer?, _ cb: (@c
 /// `int SSL_set_num_tickets(SSL *s, size_t num_tickets)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_num_tickets`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_num_tickets(_ s: SSLPointer?, _ num_tickets: Int) -> Int32 {
     return COpenSSL.SSL_set_num_tickets(s?.rawValue, num_tickets)
@@ -4717,6 +5759,7 @@ public func SSL_set_num_tickets(_ s: SSLPointer?, _ num_tickets: Int) -> Int32 {
 /// `uint64_t SSL_set_options(SSL *s, uint64_t op)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_options`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_options(_ s: SSLPointer?, _ op: UInt64) -> UInt64 {
     return COpenSSL.SSL_set_options(s?.rawValue, op)
@@ -4725,6 +5768,7 @@ public func SSL_set_options(_ s: SSLPointer?, _ op: UInt64) -> UInt64 {
 /// `void SSL_set_post_handshake_auth(SSL *s, int val)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_post_handshake_auth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_post_handshake_auth(_ s: SSLPointer?, _ val: Int32) {
     COpenSSL.SSL_set_post_handshake_auth(s?.rawValue, val)
@@ -4733,6 +5777,7 @@ public func SSL_set_post_handshake_auth(_ s: SSLPointer?, _ val: Int32) {
 /// `void SSL_set_psk_client_callback(SSL *ssl, SSL_psk_client_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_psk_client_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_psk_client_callback(_ ssl: SSLPointer?, _ cb: SSL_psk_client_cb_func?) {
     COpenSSL.SSL_set_psk_client_callback(ssl?.rawValue, cb)
@@ -4741,6 +5786,7 @@ public func SSL_set_psk_client_callback(_ ssl: SSLPointer?, _ cb: SSL_psk_client
 /// `void SSL_set_psk_find_session_callback(SSL *s, SSL_psk_find_session_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_psk_find_session_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_psk_find_session_callback(_ s: SSLPointer?, _ cb: SSL_psk_find_session_cb_func?) {
     COpenSSL.SSL_set_psk_find_session_callback(s?.rawValue, cb)
@@ -4749,6 +5795,7 @@ public func SSL_set_psk_find_session_callback(_ s: SSLPointer?, _ cb: SSL_psk_fi
 /// `void SSL_set_psk_server_callback(SSL *ssl, SSL_psk_server_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_psk_server_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_psk_server_callback(_ ssl: SSLPointer?, _ cb: SSL_psk_server_cb_func?) {
     COpenSSL.SSL_set_psk_server_callback(ssl?.rawValue, cb)
@@ -4757,6 +5804,7 @@ public func SSL_set_psk_server_callback(_ ssl: SSLPointer?, _ cb: SSL_psk_server
 /// `void SSL_set_psk_use_session_callback(SSL *s, SSL_psk_use_session_cb_func cb)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_psk_use_session_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_psk_use_session_callback(_ s: SSLPointer?, _ cb: SSL_psk_use_session_cb_func?) {
     COpenSSL.SSL_set_psk_use_session_callback(s?.rawValue, cb)
@@ -4765,14 +5813,43 @@ public func SSL_set_psk_use_session_callback(_ s: SSLPointer?, _ cb: SSL_psk_use
 /// `int SSL_set_purpose(SSL *ssl, int purpose)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_purpose`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_purpose(_ ssl: SSLPointer?, _ purpose: Int32) -> Int32 {
     return COpenSSL.SSL_set_purpose(ssl?.rawValue, purpose)
 }
 
+/// `int SSL_set_quic_tls_cbs(SSL *s, const OSSL_DISPATCH *qtdis, void *arg)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_quic_tls_cbs`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_quic_tls_cbs(_ s: SSLPointer?, _ qtdis: UnsafePointer<OSSL_DISPATCH>?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
+    return COpenSSL.SSL_set_quic_tls_cbs(s?.rawValue, qtdis, arg)
+}
+
+/// `int SSL_set_quic_tls_early_data_enabled(SSL *s, int enabled)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_quic_tls_early_data_enabled`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_quic_tls_early_data_enabled(_ s: SSLPointer?, _ enabled: Int32) -> Int32 {
+    return COpenSSL.SSL_set_quic_tls_early_data_enabled(s?.rawValue, enabled)
+}
+
+/// `int SSL_set_quic_tls_transport_params(SSL *s, const unsigned char *params, size_t params_len)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_quic_tls_transport_params`.
+/// Since OpenSSL 3.5.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.5.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_quic_tls_transport_params(_ s: SSLPointer?, _ params: UnsafePointer<UInt8>?, _ params_len: Int) -> Int32 {
+    return COpenSSL.SSL_set_quic_tls_transport_params(s?.rawValue, params, params_len)
+}
+
 /// `void SSL_set_quiet_shutdown(SSL *ssl, int mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_quiet_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_quiet_shutdown(_ ssl: SSLPointer?, _ mode: Int32) {
     COpenSSL.SSL_set_quiet_shutdown(ssl?.rawValue, mode)
@@ -4781,6 +5858,7 @@ public func SSL_set_quiet_shutdown(_ ssl: SSLPointer?, _ mode: Int32) {
 /// `void SSL_set_read_ahead(SSL *s, int yes)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_read_ahead`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_read_ahead(_ s: SSLPointer?, _ yes: Int32) {
     COpenSSL.SSL_set_read_ahead(s?.rawValue, yes)
@@ -4789,6 +5867,7 @@ public func SSL_set_read_ahead(_ s: SSLPointer?, _ yes: Int32) {
 /// `int SSL_set_record_padding_callback(SSL *ssl, size_t (*cb)(SSL *, int, size_t, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_record_padding_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_record_padding_callback(_ ssl: SSLPointer?, _ cb: (@convention(c) (OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int)?) -> Int32 {
     return COpenSSL.SSL_set_record_padding_callback(ssl?.rawValue, cb)
@@ -4797,6 +5876,7 @@ public func SSL_set_record_padding_callback(_ ssl: SSLPointer?, _ cb: (@conventi
 /// `void SSL_set_record_padding_callback_arg(SSL *ssl, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_record_padding_callback_arg`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_record_padding_callback_arg(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_set_record_padding_callback_arg(ssl?.rawValue, arg)
@@ -4805,6 +5885,7 @@ public func SSL_set_record_padding_callback_arg(_ ssl: SSLPointer?, _ arg: Unsaf
 /// `int SSL_set_recv_max_early_data(SSL *s, uint32_t recv_max_early_data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_recv_max_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_recv_max_early_data(_ s: SSLPointer?, _ recv_max_early_data: UInt32) -> Int32 {
     return COpenSSL.SSL_set_recv_max_early_data(s?.rawValue, recv_max_early_data)
@@ -4821,6 +5902,7 @@ public func SSL_set_retry_verify(_ ssl: SSLPointer?) -> Bool {
 /// `int SSL_set_rfd(SSL *s, int fd)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_rfd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_rfd(_ s: SSLPointer?, _ fd: Int32) -> Int32 {
     return COpenSSL.SSL_set_rfd(s?.rawValue, fd)
@@ -4829,6 +5911,7 @@ public func SSL_set_rfd(_ s: SSLPointer?, _ fd: Int32) -> Int32 {
 /// `void SSL_set_security_callback(SSL *s, int (*cb)(const SSL *, const SSL_CTX *, int, int, int, void *, void *))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_security_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_security_callback(_ s: SSLPointer?, _ cb: (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32)?) {
     COpenSSL.SSL_set_security_callback(s?.rawValue, cb)
@@ -4837,6 +5920,7 @@ public func SSL_set_security_callback(_ s: SSLPointer?, _ cb: (@convention(c) (O
 /// `void SSL_set_security_level(SSL *s, int level)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_security_level`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_security_level(_ s: SSLPointer?, _ level: Int32) {
     COpenSSL.SSL_set_security_level(s?.rawValue, level)
@@ -4845,6 +5929,7 @@ public func SSL_set_security_level(_ s: SSLPointer?, _ level: Int32) {
 /// `int SSL_set_session(SSL *to, SSL_SESSION *session)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_session`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_session(_ to: SSLPointer?, _ session: SSLSessionPointer?) -> Int32 {
     return COpenSSL.SSL_set_session(to?.rawValue, session?.rawValue)
@@ -4853,6 +5938,7 @@ public func SSL_set_session(_ to: SSLPointer?, _ session: SSLSessionPointer?) ->
 /// `int SSL_set_session_id_context(SSL *ssl, const unsigned char *sid_ctx, unsigned int sid_ctx_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_session_id_context`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_session_id_context(_ ssl: SSLPointer?, _ sid_ctx: UnsafePointer<UInt8>?, _ sid_ctx_len: UInt32) -> Int32 {
     return COpenSSL.SSL_set_session_id_context(ssl?.rawValue, sid_ctx, sid_ctx_len)
@@ -4861,6 +5947,7 @@ public func SSL_set_session_id_context(_ ssl: SSLPointer?, _ sid_ctx: UnsafePoin
 /// `int SSL_set_session_secret_cb(SSL *s, tls_session_secret_cb_fn session_secret_cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_session_secret_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_session_secret_cb(_ s: SSLPointer?, _ session_secret_cb: tls_session_secret_cb_fn?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_set_session_secret_cb(s?.rawValue, session_secret_cb, arg)
@@ -4869,6 +5956,7 @@ public func SSL_set_session_secret_cb(_ s: SSLPointer?, _ session_secret_cb: tls
 /// `int SSL_set_session_ticket_ext(SSL *s, void *ext_data, int ext_len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_session_ticket_ext`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_session_ticket_ext(_ s: SSLPointer?, _ ext_data: UnsafeMutableRawPointer?, _ ext_len: Int32) -> Int32 {
     return COpenSSL.SSL_set_session_ticket_ext(s?.rawValue, ext_data, ext_len)
@@ -4877,6 +5965,7 @@ public func SSL_set_session_ticket_ext(_ s: SSLPointer?, _ ext_data: UnsafeMutab
 /// `int SSL_set_session_ticket_ext_cb(SSL *s, tls_session_ticket_ext_cb_fn cb, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_session_ticket_ext_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_session_ticket_ext_cb(_ s: SSLPointer?, _ cb: tls_session_ticket_ext_cb_fn?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.SSL_set_session_ticket_ext_cb(s?.rawValue, cb, arg)
@@ -4885,6 +5974,7 @@ public func SSL_set_session_ticket_ext_cb(_ s: SSLPointer?, _ cb: tls_session_ti
 /// `void SSL_set_shutdown(SSL *ssl, int mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_shutdown(_ ssl: SSLPointer?, _ mode: Int32) {
     COpenSSL.SSL_set_shutdown(ssl?.rawValue, mode)
@@ -4901,6 +5991,7 @@ public func SSL_set_split_send_fragment(_ ssl: SSLPointer?, _ m: Int) -> Int {
 /// `int SSL_set_srp_server_param(SSL *s, const BIGNUM *N, const BIGNUM *g, BIGNUM *sa, BIGNUM *v, char *info)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_srp_server_param`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_set_srp_server_param(_ s: SSLPointer?, _ N: BIGNUMPointer?, _ g: BIGNUMPointer?, _ sa: BIGNUMPointer?, _ v: BIGNUMPointer?, _ info: UnsafeMutablePointer<CChar>?) -> Int32 {
@@ -4910,6 +6001,7 @@ public func SSL_set_srp_server_param(_ s: SSLPointer?, _ N: BIGNUMPointer?, _ g:
 /// `int SSL_set_srp_server_param_pw(SSL *s, const char *user, const char *pass, const char *grp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_srp_server_param_pw`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: String?, _ pass: String?, _ grp: String?) -> Int32 {
@@ -4919,6 +6011,7 @@ public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: String?, _ pas
 /// `int SSL_set_ssl_method(SSL *s, const SSL_METHOD *method)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_ssl_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_ssl_method(_ s: SSLPointer?, _ method: SSLMethodPointer?) -> Int32 {
     return COpenSSL.SSL_set_ssl_method(s?.rawValue, method?.rawValue)
@@ -4952,6 +6045,7 @@ public func SSL_set_tmp_dh(_ ssl: SSLPointer?, _ dh: DHPointer?) -> Int {
 /// `void SSL_set_tmp_dh_callback(SSL *ssl, DH *(*dh)(SSL *, int, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_tmp_dh_callback`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_set0_tmp_dh_pkey or SSL_set_dh_auto.")
 public func SSL_set_tmp_dh_callback(_ ssl: SSLPointer?, _ dh: (@convention(c) (OpaquePointer?, Int32, Int32) -> OpaquePointer?)?) {
@@ -4987,14 +6081,25 @@ public func SSL_set_tmp_rsa_callback(_ ssl: SSLPointer, _ cb: UnsafeMutableRawPo
 /// `int SSL_set_trust(SSL *ssl, int trust)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_trust`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_trust(_ ssl: SSLPointer?, _ trust: Int32) -> Int32 {
     return COpenSSL.SSL_set_trust(ssl?.rawValue, trust)
 }
 
+/// `int SSL_set_value_uint(SSL *s, uint32_t class_, uint32_t id, uint64_t v)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_value_uint`.
+/// Since OpenSSL 3.3.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.3.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_set_value_uint(_ s: SSLPointer?, _ class_: UInt32, _ id: UInt32, _ v: UInt64) -> Int32 {
+    return COpenSSL.SSL_set_value_uint(s?.rawValue, class_, id, v)
+}
+
 /// `void SSL_set_verify(SSL *s, int mode, SSL_verify_cb callback)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_verify`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_verify(_ s: SSLPointer?, _ mode: Int32, _ callback: SSL_verify_cb?) {
     COpenSSL.SSL_set_verify(s?.rawValue, mode, callback)
@@ -5003,6 +6108,7 @@ public func SSL_set_verify(_ s: SSLPointer?, _ mode: Int32, _ callback: SSL_veri
 /// `void SSL_set_verify_depth(SSL *s, int depth)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_verify_depth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_verify_depth(_ s: SSLPointer?, _ depth: Int32) {
     COpenSSL.SSL_set_verify_depth(s?.rawValue, depth)
@@ -5011,6 +6117,7 @@ public func SSL_set_verify_depth(_ s: SSLPointer?, _ depth: Int32) {
 /// `void SSL_set_verify_result(SSL *ssl, long v)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_verify_result`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_verify_result(_ ssl: SSLPointer?, _ v: Int) {
     COpenSSL.SSL_set_verify_result(ssl?.rawValue, v)
@@ -5019,6 +6126,7 @@ public func SSL_set_verify_result(_ ssl: SSLPointer?, _ v: Int) {
 /// `int SSL_set_wfd(SSL *s, int fd)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_wfd`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_wfd(_ s: SSLPointer?, _ fd: Int32) -> Int32 {
     return COpenSSL.SSL_set_wfd(s?.rawValue, fd)
@@ -5027,6 +6135,7 @@ public func SSL_set_wfd(_ s: SSLPointer?, _ fd: Int32) -> Int32 {
 /// `int SSL_shutdown(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_shutdown`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_shutdown(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_shutdown(s?.rawValue)
@@ -5035,6 +6144,7 @@ public func SSL_shutdown(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_srp_server_param_with_username(SSL *s, int *ad)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_srp_server_param_with_username`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_srp_server_param_with_username(_ s: SSLPointer?, _ ad: UnsafeMutablePointer<Int32>?) -> Int32 {
@@ -5044,6 +6154,7 @@ public func SSL_srp_server_param_with_username(_ s: SSLPointer?, _ ad: UnsafeMut
 /// `const char *SSL_state_string(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_state_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_state_string(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_state_string(s?.rawValue).map { String(cString: $0) }
@@ -5052,6 +6163,7 @@ public func SSL_state_string(_ s: SSLPointer?) -> String? {
 /// `const char *SSL_state_string_long(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_state_string_long`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_state_string_long(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_state_string_long(s?.rawValue).map { String(cString: $0) }
@@ -5060,9 +6172,19 @@ public func SSL_state_string_long(_ s: SSLPointer?) -> String? {
 /// `int SSL_stateless(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_stateless`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_stateless(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_stateless(s?.rawValue)
+}
+
+/// `int SSL_stream_conclude(SSL *ssl, uint64_t flags)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_stream_conclude`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_stream_conclude(_ ssl: SSLPointer?, _ flags: UInt64) -> Int32 {
+    return COpenSSL.SSL_stream_conclude(ssl?.rawValue, flags)
 }
 
 /// `#define SSL_total_renegotiations(ssl) SSL_ctrl((ssl), SSL_CTRL_GET_TOTAL_RENEGOTIATIONS, 0, NULL)`
@@ -5076,6 +6198,7 @@ public func SSL_total_renegotiations(_ ssl: SSLPointer?) -> Int {
 /// `void SSL_trace(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_trace`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_trace(_ write_p: Int32, _ version: Int32, _ content_type: Int32, _ buf: UnsafeRawPointer?, _ len: Int, _ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) {
     COpenSSL.SSL_trace(write_p, version, content_type, buf, len, ssl?.rawValue, arg)
@@ -5084,6 +6207,7 @@ public func SSL_trace(_ write_p: Int32, _ version: Int32, _ content_type: Int32,
 /// `int SSL_up_ref(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_up_ref(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_up_ref(s?.rawValue)
@@ -5092,6 +6216,7 @@ public func SSL_up_ref(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_use_PrivateKey(SSL *ssl, EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_PrivateKey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_PrivateKey(_ ssl: SSLPointer?, _ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.SSL_use_PrivateKey(ssl?.rawValue, pkey?.rawValue)
@@ -5100,6 +6225,7 @@ public func SSL_use_PrivateKey(_ ssl: SSLPointer?, _ pkey: EVPPKeyPointer?) -> I
 /// `int SSL_use_PrivateKey_ASN1(int pk, SSL *ssl, const unsigned char *d, long len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_PrivateKey_ASN1`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_PrivateKey_ASN1(_ pk: Int32, _ ssl: SSLPointer?, _ d: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
     return COpenSSL.SSL_use_PrivateKey_ASN1(pk, ssl?.rawValue, d, len)
@@ -5108,6 +6234,7 @@ public func SSL_use_PrivateKey_ASN1(_ pk: Int32, _ ssl: SSLPointer?, _ d: Unsafe
 /// `int SSL_use_PrivateKey_file(SSL *ssl, const char *file, int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_PrivateKey_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_PrivateKey_file(ssl?.rawValue, file, type)
@@ -5116,6 +6243,7 @@ public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type:
 /// `int SSL_use_RSAPrivateKey(SSL *ssl, RSA *rsa)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_RSAPrivateKey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey.")
 public func SSL_use_RSAPrivateKey(_ ssl: SSLPointer?, _ rsa: RSAPointer?) -> Int32 {
@@ -5125,6 +6253,7 @@ public func SSL_use_RSAPrivateKey(_ ssl: SSLPointer?, _ rsa: RSAPointer?) -> Int
 /// `int SSL_use_RSAPrivateKey_ASN1(SSL *ssl, const unsigned char *d, long len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_RSAPrivateKey_ASN1`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey_ASN1.")
 public func SSL_use_RSAPrivateKey_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
@@ -5134,6 +6263,7 @@ public func SSL_use_RSAPrivateKey_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UI
 /// `int SSL_use_RSAPrivateKey_file(SSL *ssl, const char *file, int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_RSAPrivateKey_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey_file.")
 public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
@@ -5143,6 +6273,7 @@ public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ ty
 /// `int SSL_use_cert_and_key(SSL *ssl, X509 *x509, EVP_PKEY *privatekey, struct stack_st_X509 *chain, int override)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_cert_and_key`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_cert_and_key(_ ssl: SSLPointer?, _ x509: X509Pointer?, _ privatekey: EVPPKeyPointer?, _ chain: X509StackPointer?, _ override: Int32) -> Int32 {
     return COpenSSL.SSL_use_cert_and_key(ssl?.rawValue, x509?.rawValue, privatekey?.rawValue, chain?.rawValue, override)
@@ -5151,6 +6282,7 @@ public func SSL_use_cert_and_key(_ ssl: SSLPointer?, _ x509: X509Pointer?, _ pri
 /// `int SSL_use_certificate(SSL *ssl, X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_certificate(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.SSL_use_certificate(ssl?.rawValue, x?.rawValue)
@@ -5159,6 +6291,7 @@ public func SSL_use_certificate(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 
 /// `int SSL_use_certificate_ASN1(SSL *ssl, const unsigned char *d, int len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate_ASN1`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_certificate_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UInt8>?, _ len: Int32) -> Int32 {
     return COpenSSL.SSL_use_certificate_ASN1(ssl?.rawValue, d, len)
@@ -5167,6 +6300,7 @@ public func SSL_use_certificate_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UInt
 /// `int SSL_use_certificate_chain_file(SSL *ssl, const char *file)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate_chain_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: String?) -> Int32 {
     return COpenSSL.SSL_use_certificate_chain_file(ssl?.rawValue, file)
@@ -5175,6 +6309,7 @@ public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: String?) 
 /// `int SSL_use_certificate_file(SSL *ssl, const char *file, int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_certificate_file(ssl?.rawValue, file, type)
@@ -5183,6 +6318,7 @@ public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: String?, _ type
 /// `int SSL_use_psk_identity_hint(SSL *s, const char *identity_hint)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_psk_identity_hint`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: String?) -> Int32 {
     return COpenSSL.SSL_use_psk_identity_hint(s?.rawValue, identity_hint)
@@ -5191,6 +6327,7 @@ public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: String?
 /// `int SSL_verify_client_post_handshake(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_verify_client_post_handshake`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_verify_client_post_handshake(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_verify_client_post_handshake(s?.rawValue)
@@ -5199,6 +6336,7 @@ public func SSL_verify_client_post_handshake(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_version(const SSL *ssl)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_version(_ ssl: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_version(ssl?.rawValue)
@@ -5207,6 +6345,7 @@ public func SSL_version(_ ssl: SSLPointer?) -> Int32 {
 /// `int SSL_waiting_for_async(SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_waiting_for_async`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_waiting_for_async(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_waiting_for_async(s?.rawValue)
@@ -5215,14 +6354,80 @@ public func SSL_waiting_for_async(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_want(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_want`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_want(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_want(s?.rawValue)
 }
 
+/// `#define SSL_want_async(s) (SSL_want(s) == SSL_ASYNC_PAUSED)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_async`.
+@inlinable
+public func SSL_want_async(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_ASYNC_PAUSED)
+}
+
+/// `#define SSL_want_async_job(s) (SSL_want(s) == SSL_ASYNC_NO_JOBS)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_async_job`.
+@inlinable
+public func SSL_want_async_job(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_ASYNC_NO_JOBS)
+}
+
+/// `#define SSL_want_client_hello_cb(s) (SSL_want(s) == SSL_CLIENT_HELLO_CB)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_client_hello_cb`.
+@inlinable
+public func SSL_want_client_hello_cb(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_CLIENT_HELLO_CB)
+}
+
+/// `#define SSL_want_nothing(s) (SSL_want(s) == SSL_NOTHING)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_nothing`.
+@inlinable
+public func SSL_want_nothing(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_NOTHING)
+}
+
+/// `#define SSL_want_read(s) (SSL_want(s) == SSL_READING)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_read`.
+@inlinable
+public func SSL_want_read(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_READING)
+}
+
+/// `#define SSL_want_retry_verify(s) (SSL_want(s) == SSL_RETRY_VERIFY)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_retry_verify`.
+@inlinable
+public func SSL_want_retry_verify(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_RETRY_VERIFY)
+}
+
+/// `#define SSL_want_write(s) (SSL_want(s) == SSL_WRITING)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_write`.
+@inlinable
+public func SSL_want_write(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_WRITING)
+}
+
+/// `#define SSL_want_x509_lookup(s) (SSL_want(s) == SSL_X509_LOOKUP)`
+///
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_x509_lookup`.
+@inlinable
+public func SSL_want_x509_lookup(_ s: SSLPointer?) -> Bool {
+    return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_X509_LOOKUP)
+}
+
 /// `int SSL_write(SSL *ssl, const void *buf, int num)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_write`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_write(_ ssl: SSLPointer?, _ buf: UnsafeRawPointer?, _ num: Int32) -> Int32 {
     return COpenSSL.SSL_write(ssl?.rawValue, buf, num)
@@ -5231,6 +6436,7 @@ public func SSL_write(_ ssl: SSLPointer?, _ buf: UnsafeRawPointer?, _ num: Int32
 /// `int SSL_write_early_data(SSL *s, const void *buf, size_t num, size_t *written)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_write_early_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_write_early_data(_ s: SSLPointer?, _ buf: UnsafeRawPointer?, _ num: Int, _ written: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_write_early_data(s?.rawValue, buf, num, written)
@@ -5239,9 +6445,19 @@ public func SSL_write_early_data(_ s: SSLPointer?, _ buf: UnsafeRawPointer?, _ n
 /// `int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_write_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_write_ex(_ s: SSLPointer?, _ buf: UnsafeRawPointer?, _ num: Int, _ written: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.SSL_write_ex(s?.rawValue, buf, num, written)
+}
+
+/// `int SSL_write_ex2(SSL *s, const void *buf, size_t num, uint64_t flags, size_t *written)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_write_ex2`.
+/// Since OpenSSL 3.3.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.3.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_write_ex2(_ s: SSLPointer?, _ buf: UnsafeRawPointer?, _ num: Int, _ flags: UInt64, _ written: UnsafeMutablePointer<Int>?) -> Int32 {
+    return COpenSSL.SSL_write_ex2(s?.rawValue, buf, num, flags, written)
 }
 
 /// `#define SSLeay_add_ssl_algorithms() SSL_library_init()`
@@ -5280,6 +6496,7 @@ public func SSLv23_server_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLS_client_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLS_client_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func TLS_client_method() -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.TLS_client_method() as OpaquePointer?)
@@ -5288,6 +6505,7 @@ public func TLS_client_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLS_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLS_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func TLS_method() -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.TLS_method() as OpaquePointer?)
@@ -5296,6 +6514,7 @@ public func TLS_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLS_server_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLS_server_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func TLS_server_method() -> SSLMethodPointer? {
     return SSLMethodPointer(COpenSSL.TLS_server_method() as OpaquePointer?)
@@ -5304,6 +6523,7 @@ public func TLS_server_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_1_client_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_1_client_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_client_method with SSL_CTX_set_min/max_proto_version.")
 public func TLSv1_1_client_method() -> SSLMethodPointer? {
@@ -5313,6 +6533,7 @@ public func TLSv1_1_client_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_1_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_1_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_method with SSL_CTX_set_min/max_proto_version(TLS1_1_VERSION).")
 public func TLSv1_1_method() -> SSLMethodPointer? {
@@ -5322,6 +6543,7 @@ public func TLSv1_1_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_1_server_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_1_server_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_server_method with SSL_CTX_set_min/max_proto_version.")
 public func TLSv1_1_server_method() -> SSLMethodPointer? {
@@ -5331,6 +6553,7 @@ public func TLSv1_1_server_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_2_client_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_2_client_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_client_method with SSL_CTX_set_min/max_proto_version.")
 public func TLSv1_2_client_method() -> SSLMethodPointer? {
@@ -5340,6 +6563,7 @@ public func TLSv1_2_client_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_2_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_2_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_method with SSL_CTX_set_min/max_proto_version(TLS1_2_VERSION).")
 public func TLSv1_2_method() -> SSLMethodPointer? {
@@ -5349,6 +6573,7 @@ public func TLSv1_2_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_2_server_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_2_server_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_server_method with SSL_CTX_set_min/max_proto_version.")
 public func TLSv1_2_server_method() -> SSLMethodPointer? {
@@ -5358,6 +6583,7 @@ public func TLSv1_2_server_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_client_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_client_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_client_method with SSL_CTX_set_min/max_proto_version.")
 public func TLSv1_client_method() -> SSLMethodPointer? {
@@ -5367,6 +6593,7 @@ public func TLSv1_client_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_method with SSL_CTX_set_min_proto_version / SSL_CTX_set_max_proto_version(TLS1_VERSION).")
 public func TLSv1_method() -> SSLMethodPointer? {
@@ -5376,6 +6603,7 @@ public func TLSv1_method() -> SSLMethodPointer? {
 /// `const SSL_METHOD *TLSv1_server_method(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man TLSv1_server_method`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use TLS_server_method with SSL_CTX_set_min/max_proto_version.")
 public func TLSv1_server_method() -> SSLMethodPointer? {
@@ -5385,14 +6613,25 @@ public func TLSv1_server_method() -> SSLMethodPointer? {
 /// `SSL_SESSION *d2i_SSL_SESSION(SSL_SESSION **a, const unsigned char **pp, long length)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man d2i_SSL_SESSION`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func d2i_SSL_SESSION(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION(a, pp, length) as OpaquePointer?)
 }
 
+/// `SSL_SESSION *d2i_SSL_SESSION_ex(SSL_SESSION **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man d2i_SSL_SESSION_ex`.
+/// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: String?) -> SSLSessionPointer? {
+    return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)
+}
+
 /// `int i2d_SSL_SESSION(const SSL_SESSION *in, unsigned char **pp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man i2d_SSL_SESSION`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func i2d_SSL_SESSION(_ in_: SSLSessionPointer?, _ pp: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 {
     return COpenSSL.i2d_SSL_SESSION(in_?.rawValue, pp)

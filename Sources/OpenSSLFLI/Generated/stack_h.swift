@@ -7,6 +7,7 @@ import COpenSSL
 /// `void OPENSSL_sk_free(OPENSSL_STACK *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/stack.h>`; see `man OPENSSL_sk_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_sk_free(_ arg0: OpenSSLStackPointer?) {
     COpenSSL.OPENSSL_sk_free(arg0?.rawValue)
@@ -15,6 +16,7 @@ public func OPENSSL_sk_free(_ arg0: OpenSSLStackPointer?) {
 /// `OPENSSL_STACK *OPENSSL_sk_new_null(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/stack.h>`; see `man OPENSSL_sk_new_null`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_sk_new_null() -> OpenSSLStackPointer? {
     return OpenSSLStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
@@ -23,6 +25,7 @@ public func OPENSSL_sk_new_null() -> OpenSSLStackPointer? {
 /// `int OPENSSL_sk_num(const OPENSSL_STACK *)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/stack.h>`; see `man OPENSSL_sk_num`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_sk_num(_ arg0: OpenSSLStackPointer?) -> Int32 {
     return COpenSSL.OPENSSL_sk_num(arg0?.rawValue)
@@ -31,6 +34,7 @@ public func OPENSSL_sk_num(_ arg0: OpenSSLStackPointer?) -> Int32 {
 /// `void *OPENSSL_sk_pop(OPENSSL_STACK *st)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/stack.h>`; see `man OPENSSL_sk_pop`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_sk_pop(_ st: OpenSSLStackPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.OPENSSL_sk_pop(st?.rawValue)
@@ -39,6 +43,7 @@ public func OPENSSL_sk_pop(_ st: OpenSSLStackPointer?) -> UnsafeMutableRawPointe
 /// `int OPENSSL_sk_push(OPENSSL_STACK *st, const void *data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/stack.h>`; see `man OPENSSL_sk_push`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_sk_push(_ st: OpenSSLStackPointer?, _ data: UnsafeRawPointer?) -> Int32 {
     return COpenSSL.OPENSSL_sk_push(st?.rawValue, data)
@@ -47,6 +52,7 @@ public func OPENSSL_sk_push(_ st: OpenSSLStackPointer?, _ data: UnsafeRawPointer
 /// `void *OPENSSL_sk_value(const OPENSSL_STACK *, int )`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/stack.h>`; see `man OPENSSL_sk_value`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func OPENSSL_sk_value(_ arg0: OpenSSLStackPointer?, _ arg1: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.OPENSSL_sk_value(arg0?.rawValue, arg1)

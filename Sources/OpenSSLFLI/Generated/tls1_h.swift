@@ -39,6 +39,7 @@ public func SSL_CTX_get_tlsext_ticket_keys(_ ctx: SSLContextPointer?, _ keys: Un
 /// `int SSL_CTX_set_tlsext_max_fragment_length(SSL_CTX *ctx, uint8_t mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_CTX_set_tlsext_max_fragment_length`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_tlsext_max_fragment_length(_ ctx: SSLContextPointer?, _ mode: UInt8) -> Int32 {
     return COpenSSL.SSL_CTX_set_tlsext_max_fragment_length(ctx?.rawValue, mode)
@@ -96,6 +97,7 @@ public func SSL_CTX_set_tlsext_ticket_key_cb(_ ssl: SSLContextPointer?, _ cb: (@
 /// `int SSL_CTX_set_tlsext_ticket_key_evp_cb(SSL_CTX *ctx, int (*fp)(SSL *, unsigned char *, unsigned char *, EVP_CIPHER_CTX *, EVP_MAC_CTX *, int))`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_CTX_set_tlsext_ticket_key_evp_cb`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_CTX_set_tlsext_ticket_key_evp_cb(_ ctx: SSLContextPointer?, _ fp: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?) -> Int32 {
     return COpenSSL.SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx?.rawValue, fp)
@@ -112,6 +114,7 @@ public func SSL_CTX_set_tlsext_ticket_keys(_ ctx: SSLContextPointer?, _ keys: Un
 /// `int SSL_check_chain(SSL *s, X509 *x, EVP_PKEY *pk, struct stack_st_X509 *chain)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_check_chain`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_check_chain(_ s: SSLPointer?, _ x: X509Pointer?, _ pk: EVPPKeyPointer?, _ chain: X509StackPointer?) -> Int32 {
     return COpenSSL.SSL_check_chain(s?.rawValue, x?.rawValue, pk?.rawValue, chain?.rawValue)
@@ -120,6 +123,7 @@ public func SSL_check_chain(_ s: SSLPointer?, _ x: X509Pointer?, _ pk: EVPPKeyPo
 /// `int SSL_export_keying_material(SSL *s, unsigned char *out, size_t olen, const char *label, size_t llen, const unsigned char *context, size_t contextlen, int use_context)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_export_keying_material`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_export_keying_material(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: String?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int, _ use_context: Int32) -> Int32 {
     return COpenSSL.SSL_export_keying_material(s?.rawValue, out, olen, label, llen, context, contextlen, use_context)
@@ -128,14 +132,25 @@ public func SSL_export_keying_material(_ s: SSLPointer?, _ out: UnsafeMutablePoi
 /// `int SSL_export_keying_material_early(SSL *s, unsigned char *out, size_t olen, const char *label, size_t llen, const unsigned char *context, size_t contextlen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_export_keying_material_early`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_export_keying_material_early(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: String?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int) -> Int32 {
     return COpenSSL.SSL_export_keying_material_early(s?.rawValue, out, olen, label, llen, context, contextlen)
 }
 
+/// `char *SSL_get1_builtin_sigalgs(OSSL_LIB_CTX *libctx)`
+///
+/// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_get1_builtin_sigalgs`.
+/// Since OpenSSL 3.4.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.4.0; `directCall(named:)` tells whether the running library has it.
+@inlinable
+public func SSL_get1_builtin_sigalgs(_ libctx: OSSLLibContextPointer?) -> UnsafeMutablePointer<CChar>? {
+    return COpenSSL.SSL_get1_builtin_sigalgs(libctx?.rawValue)
+}
+
 /// `int SSL_get_peer_signature_type_nid(const SSL *s, int *pnid)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_get_peer_signature_type_nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_peer_signature_type_nid(_ s: SSLPointer?, _ pnid: UnsafeMutablePointer<Int32>?) -> Int32 {
     return COpenSSL.SSL_get_peer_signature_type_nid(s?.rawValue, pnid)
@@ -144,6 +159,7 @@ public func SSL_get_peer_signature_type_nid(_ s: SSLPointer?, _ pnid: UnsafeMuta
 /// `const char *SSL_get_servername(const SSL *s, const int type)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_get_servername`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_servername(_ s: SSLPointer?, _ type: Int32) -> String? {
     return COpenSSL.SSL_get_servername(s?.rawValue, type).map { String(cString: $0) }
@@ -152,6 +168,7 @@ public func SSL_get_servername(_ s: SSLPointer?, _ type: Int32) -> String? {
 /// `int SSL_get_servername_type(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_get_servername_type`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_servername_type(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_get_servername_type(s?.rawValue)
@@ -160,6 +177,7 @@ public func SSL_get_servername_type(_ s: SSLPointer?) -> Int32 {
 /// `int SSL_get_shared_sigalgs(SSL *s, int idx, int *psign, int *phash, int *psignandhash, unsigned char *rsig, unsigned char *rhash)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_get_shared_sigalgs`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_shared_sigalgs(_ s: SSLPointer?, _ idx: Int32, _ psign: UnsafeMutablePointer<Int32>?, _ phash: UnsafeMutablePointer<Int32>?, _ psignandhash: UnsafeMutablePointer<Int32>?, _ rsig: UnsafeMutablePointer<UInt8>?, _ rhash: UnsafeMutablePointer<UInt8>?) -> Int32 {
     return COpenSSL.SSL_get_shared_sigalgs(s?.rawValue, idx, psign, phash, psignandhash, rsig, rhash)
@@ -168,6 +186,7 @@ public func SSL_get_shared_sigalgs(_ s: SSLPointer?, _ idx: Int32, _ psign: Unsa
 /// `int SSL_get_sigalgs(SSL *s, int idx, int *psign, int *phash, int *psignandhash, unsigned char *rsig, unsigned char *rhash)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_get_sigalgs`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_sigalgs(_ s: SSLPointer?, _ idx: Int32, _ psign: UnsafeMutablePointer<Int32>?, _ phash: UnsafeMutablePointer<Int32>?, _ psignandhash: UnsafeMutablePointer<Int32>?, _ rsig: UnsafeMutablePointer<UInt8>?, _ rhash: UnsafeMutablePointer<UInt8>?) -> Int32 {
     return COpenSSL.SSL_get_sigalgs(s?.rawValue, idx, psign, phash, psignandhash, rsig, rhash)
@@ -176,6 +195,7 @@ public func SSL_get_sigalgs(_ s: SSLPointer?, _ idx: Int32, _ psign: UnsafeMutab
 /// `int SSL_get_signature_type_nid(const SSL *s, int *pnid)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_get_signature_type_nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_get_signature_type_nid(_ s: SSLPointer?, _ pnid: UnsafeMutablePointer<Int32>?) -> Int32 {
     return COpenSSL.SSL_get_signature_type_nid(s?.rawValue, pnid)
@@ -240,6 +260,7 @@ public func SSL_set_tlsext_host_name(_ s: SSLPointer?, _ name: String) -> Int {
 /// `int SSL_set_tlsext_max_fragment_length(SSL *ssl, uint8_t mode)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_set_tlsext_max_fragment_length`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func SSL_set_tlsext_max_fragment_length(_ ssl: SSLPointer?, _ mode: UInt8) -> Int32 {
     return COpenSSL.SSL_set_tlsext_max_fragment_length(ssl?.rawValue, mode)

@@ -7,6 +7,7 @@ import COpenSSL
 /// `int X509_NAME_add_entry_by_txt(X509_NAME *name, const char *field, int type, const unsigned char *bytes, int len, int loc, int set)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_add_entry_by_txt`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_add_entry_by_txt(_ name: X509NamePointer?, _ field: String?, _ type: Int32, _ bytes: UnsafePointer<UInt8>?, _ len: Int32, _ loc: Int32, _ set: Int32) -> Int32 {
     return COpenSSL.X509_NAME_add_entry_by_txt(name?.rawValue, field, type, bytes, len, loc, set)
@@ -15,6 +16,7 @@ public func X509_NAME_add_entry_by_txt(_ name: X509NamePointer?, _ field: String
 /// `X509_NAME *X509_NAME_dup(const X509_NAME *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_dup`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_dup(_ a: X509NamePointer?) -> X509NamePointer? {
     return X509NamePointer(COpenSSL.X509_NAME_dup(a?.rawValue) as OpaquePointer?)
@@ -23,6 +25,7 @@ public func X509_NAME_dup(_ a: X509NamePointer?) -> X509NamePointer? {
 /// `int X509_NAME_entry_count(const X509_NAME *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_entry_count`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_entry_count(_ name: X509NamePointer?) -> Int32 {
     return COpenSSL.X509_NAME_entry_count(name?.rawValue)
@@ -31,6 +34,7 @@ public func X509_NAME_entry_count(_ name: X509NamePointer?) -> Int32 {
 /// `void X509_NAME_free(X509_NAME *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_free(_ a: X509NamePointer?) {
     COpenSSL.X509_NAME_free(a?.rawValue)
@@ -39,6 +43,7 @@ public func X509_NAME_free(_ a: X509NamePointer?) {
 /// `int X509_NAME_get_text_by_NID(const X509_NAME *name, int nid, char *buf, int len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_get_text_by_NID`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_get_text_by_NID(_ name: X509NamePointer?, _ nid: Int32, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int32) -> Int32 {
     return COpenSSL.X509_NAME_get_text_by_NID(name?.rawValue, nid, buf, len)
@@ -47,6 +52,7 @@ public func X509_NAME_get_text_by_NID(_ name: X509NamePointer?, _ nid: Int32, _ 
 /// `X509_NAME *X509_NAME_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_new() -> X509NamePointer? {
     return X509NamePointer(COpenSSL.X509_NAME_new() as OpaquePointer?)
@@ -55,6 +61,7 @@ public func X509_NAME_new() -> X509NamePointer? {
 /// `char *X509_NAME_oneline(const X509_NAME *a, char *buf, int size)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_oneline`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_oneline(_ a: X509NamePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ size: Int32) -> UnsafeMutablePointer<CChar>? {
     return COpenSSL.X509_NAME_oneline(a?.rawValue, buf, size)
@@ -63,6 +70,7 @@ public func X509_NAME_oneline(_ a: X509NamePointer?, _ buf: UnsafeMutablePointer
 /// `int X509_NAME_print_ex(BIO *out, const X509_NAME *nm, int indent, unsigned long flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_NAME_print_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_NAME_print_ex(_ out: BIOPointer?, _ nm: X509NamePointer?, _ indent: Int32, _ flags: UInt) -> Int32 {
     return COpenSSL.X509_NAME_print_ex(out?.rawValue, nm?.rawValue, indent, flags)
@@ -71,6 +79,7 @@ public func X509_NAME_print_ex(_ out: BIOPointer?, _ nm: X509NamePointer?, _ ind
 /// `int X509_check_private_key(const X509 *x509, const EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_check_private_key`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_check_private_key(_ x509: X509Pointer?, _ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.X509_check_private_key(x509?.rawValue, pkey?.rawValue)
@@ -79,6 +88,7 @@ public func X509_check_private_key(_ x509: X509Pointer?, _ pkey: EVPPKeyPointer?
 /// `int X509_cmp(const X509 *a, const X509 *b)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_cmp`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_cmp(_ a: X509Pointer?, _ b: X509Pointer?) -> Int32 {
     return COpenSSL.X509_cmp(a?.rawValue, b?.rawValue)
@@ -87,6 +97,7 @@ public func X509_cmp(_ a: X509Pointer?, _ b: X509Pointer?) -> Int32 {
 /// `int X509_cmp_current_time(const ASN1_TIME *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_cmp_current_time`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_cmp_current_time(_ s: UnsafePointer<ASN1_TIME>?) -> Int32 {
     return COpenSSL.X509_cmp_current_time(s)
@@ -95,18 +106,21 @@ public func X509_cmp_current_time(_ s: UnsafePointer<ASN1_TIME>?) -> Int32 {
 /// `int X509_digest(const X509 *data, const EVP_MD *type, unsigned char *md, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_digest`.
-/// The out-parameters `md`, `len` are returned in the result.
+/// Since OpenSSL 3.0 or earlier.
+/// `md` is a buffer of `EVP_MAX_MD_SIZE` elements; `md` in the result holds the `len` elements the call wrote.
 @inlinable
-public func X509_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: UInt8, len: UInt32) {
-    var md = UInt8()
+public func X509_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: [UInt8]) {
+    var md = [UInt8](repeating: 0, count: Int(COpenSSL.EVP_MAX_MD_SIZE))
     var len = UInt32()
-    let __result = COpenSSL.X509_digest(data?.rawValue, type?.rawValue, &md, &len)
-    return (ok: __result, md: md, len: len)
+    let __result = md.withUnsafeMutableBufferPointer { __md in COpenSSL.X509_digest(data?.rawValue, type?.rawValue, __md.baseAddress, &len) }
+    md.removeLast(md.count - min(Int(len), md.count))
+    return (ok: __result, md: md)
 }
 
 /// `X509 *X509_dup(const X509 *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_dup`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_dup(_ a: X509Pointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.X509_dup(a?.rawValue) as OpaquePointer?)
@@ -115,6 +129,7 @@ public func X509_dup(_ a: X509Pointer?) -> X509Pointer? {
 /// `void X509_free(X509 *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_free(_ a: X509Pointer?) {
     COpenSSL.X509_free(a?.rawValue)
@@ -123,6 +138,7 @@ public func X509_free(_ a: X509Pointer?) {
 /// `const ASN1_TIME *X509_get0_notAfter(const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get0_notAfter`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get0_notAfter(_ x: X509Pointer?) -> UnsafePointer<ASN1_TIME>? {
     return COpenSSL.X509_get0_notAfter(x?.rawValue)
@@ -131,6 +147,7 @@ public func X509_get0_notAfter(_ x: X509Pointer?) -> UnsafePointer<ASN1_TIME>? {
 /// `const ASN1_TIME *X509_get0_notBefore(const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get0_notBefore`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get0_notBefore(_ x: X509Pointer?) -> UnsafePointer<ASN1_TIME>? {
     return COpenSSL.X509_get0_notBefore(x?.rawValue)
@@ -139,6 +156,7 @@ public func X509_get0_notBefore(_ x: X509Pointer?) -> UnsafePointer<ASN1_TIME>? 
 /// `EVP_PKEY *X509_get0_pubkey(const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get0_pubkey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get0_pubkey(_ x: X509Pointer?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.X509_get0_pubkey(x?.rawValue) as OpaquePointer?)
@@ -147,6 +165,7 @@ public func X509_get0_pubkey(_ x: X509Pointer?) -> EVPPKeyPointer? {
 /// `void *X509_get_ext_d2i(const X509 *x, int nid, int *crit, int *idx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get_ext_d2i`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get_ext_d2i(_ x: X509Pointer?, _ nid: Int32, _ crit: UnsafeMutablePointer<Int32>?, _ idx: UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer? {
     return COpenSSL.X509_get_ext_d2i(x?.rawValue, nid, crit, idx)
@@ -155,6 +174,7 @@ public func X509_get_ext_d2i(_ x: X509Pointer?, _ nid: Int32, _ crit: UnsafeMuta
 /// `X509_NAME *X509_get_issuer_name(const X509 *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get_issuer_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get_issuer_name(_ a: X509Pointer?) -> X509NamePointer? {
     return X509NamePointer(COpenSSL.X509_get_issuer_name(a?.rawValue) as OpaquePointer?)
@@ -163,6 +183,7 @@ public func X509_get_issuer_name(_ a: X509Pointer?) -> X509NamePointer? {
 /// `EVP_PKEY *X509_get_pubkey(X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get_pubkey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get_pubkey(_ x: X509Pointer?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.X509_get_pubkey(x?.rawValue) as OpaquePointer?)
@@ -171,6 +192,7 @@ public func X509_get_pubkey(_ x: X509Pointer?) -> EVPPKeyPointer? {
 /// `ASN1_INTEGER *X509_get_serialNumber(X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get_serialNumber`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get_serialNumber(_ x: X509Pointer?) -> UnsafeMutablePointer<ASN1_INTEGER>? {
     return COpenSSL.X509_get_serialNumber(x?.rawValue)
@@ -179,6 +201,7 @@ public func X509_get_serialNumber(_ x: X509Pointer?) -> UnsafeMutablePointer<ASN
 /// `int X509_get_signature_nid(const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get_signature_nid`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get_signature_nid(_ x: X509Pointer?) -> Int32 {
     return COpenSSL.X509_get_signature_nid(x?.rawValue)
@@ -187,6 +210,7 @@ public func X509_get_signature_nid(_ x: X509Pointer?) -> Int32 {
 /// `X509_NAME *X509_get_subject_name(const X509 *a)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get_subject_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get_subject_name(_ a: X509Pointer?) -> X509NamePointer? {
     return X509NamePointer(COpenSSL.X509_get_subject_name(a?.rawValue) as OpaquePointer?)
@@ -195,6 +219,7 @@ public func X509_get_subject_name(_ a: X509Pointer?) -> X509NamePointer? {
 /// `long X509_get_version(const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_get_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_get_version(_ x: X509Pointer?) -> Int {
     return COpenSSL.X509_get_version(x?.rawValue)
@@ -203,6 +228,7 @@ public func X509_get_version(_ x: X509Pointer?) -> Int {
 /// `ASN1_TIME *X509_getm_notAfter(const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_getm_notAfter`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_getm_notAfter(_ x: X509Pointer?) -> UnsafeMutablePointer<ASN1_TIME>? {
     return COpenSSL.X509_getm_notAfter(x?.rawValue)
@@ -211,6 +237,7 @@ public func X509_getm_notAfter(_ x: X509Pointer?) -> UnsafeMutablePointer<ASN1_T
 /// `ASN1_TIME *X509_getm_notBefore(const X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_getm_notBefore`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_getm_notBefore(_ x: X509Pointer?) -> UnsafeMutablePointer<ASN1_TIME>? {
     return COpenSSL.X509_getm_notBefore(x?.rawValue)
@@ -219,6 +246,7 @@ public func X509_getm_notBefore(_ x: X509Pointer?) -> UnsafeMutablePointer<ASN1_
 /// `ASN1_TIME *X509_gmtime_adj(ASN1_TIME *s, long adj)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_gmtime_adj`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_gmtime_adj(_ s: UnsafeMutablePointer<ASN1_TIME>?, _ adj: Int) -> UnsafeMutablePointer<ASN1_TIME>? {
     return COpenSSL.X509_gmtime_adj(s, adj)
@@ -227,6 +255,7 @@ public func X509_gmtime_adj(_ s: UnsafeMutablePointer<ASN1_TIME>?, _ adj: Int) -
 /// `X509 *X509_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_new() -> X509Pointer? {
     return X509Pointer(COpenSSL.X509_new() as OpaquePointer?)
@@ -235,6 +264,7 @@ public func X509_new() -> X509Pointer? {
 /// `int X509_print_ex(BIO *bp, X509 *x, unsigned long nmflag, unsigned long cflag)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_print_ex`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_print_ex(_ bp: BIOPointer?, _ x: X509Pointer?, _ nmflag: UInt, _ cflag: UInt) -> Int32 {
     return COpenSSL.X509_print_ex(bp?.rawValue, x?.rawValue, nmflag, cflag)
@@ -243,18 +273,21 @@ public func X509_print_ex(_ bp: BIOPointer?, _ x: X509Pointer?, _ nmflag: UInt, 
 /// `int X509_pubkey_digest(const X509 *data, const EVP_MD *type, unsigned char *md, unsigned int *len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_pubkey_digest`.
-/// The out-parameters `md`, `len` are returned in the result.
+/// Since OpenSSL 3.0 or earlier.
+/// `md` is a buffer of `EVP_MAX_MD_SIZE` elements; `md` in the result holds the `len` elements the call wrote.
 @inlinable
-public func X509_pubkey_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: UInt8, len: UInt32) {
-    var md = UInt8()
+public func X509_pubkey_digest(_ data: X509Pointer?, _ type: EVPMDPointer?) -> (ok: Int32, md: [UInt8]) {
+    var md = [UInt8](repeating: 0, count: Int(COpenSSL.EVP_MAX_MD_SIZE))
     var len = UInt32()
-    let __result = COpenSSL.X509_pubkey_digest(data?.rawValue, type?.rawValue, &md, &len)
-    return (ok: __result, md: md, len: len)
+    let __result = md.withUnsafeMutableBufferPointer { __md in COpenSSL.X509_pubkey_digest(data?.rawValue, type?.rawValue, __md.baseAddress, &len) }
+    md.removeLast(md.count - min(Int(len), md.count))
+    return (ok: __result, md: md)
 }
 
 /// `int X509_set_issuer_name(X509 *x, const X509_NAME *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_set_issuer_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_set_issuer_name(_ x: X509Pointer?, _ name: X509NamePointer?) -> Int32 {
     return COpenSSL.X509_set_issuer_name(x?.rawValue, name?.rawValue)
@@ -263,6 +296,7 @@ public func X509_set_issuer_name(_ x: X509Pointer?, _ name: X509NamePointer?) ->
 /// `int X509_set_pubkey(X509 *x, EVP_PKEY *pkey)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_set_pubkey`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_set_pubkey(_ x: X509Pointer?, _ pkey: EVPPKeyPointer?) -> Int32 {
     return COpenSSL.X509_set_pubkey(x?.rawValue, pkey?.rawValue)
@@ -271,6 +305,7 @@ public func X509_set_pubkey(_ x: X509Pointer?, _ pkey: EVPPKeyPointer?) -> Int32
 /// `int X509_set_subject_name(X509 *x, const X509_NAME *name)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_set_subject_name`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_set_subject_name(_ x: X509Pointer?, _ name: X509NamePointer?) -> Int32 {
     return COpenSSL.X509_set_subject_name(x?.rawValue, name?.rawValue)
@@ -279,6 +314,7 @@ public func X509_set_subject_name(_ x: X509Pointer?, _ name: X509NamePointer?) -
 /// `int X509_set_version(X509 *x, long version)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_set_version`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_set_version(_ x: X509Pointer?, _ version: Int) -> Int32 {
     return COpenSSL.X509_set_version(x?.rawValue, version)
@@ -287,6 +323,7 @@ public func X509_set_version(_ x: X509Pointer?, _ version: Int) -> Int32 {
 /// `int X509_sign(X509 *x, EVP_PKEY *pkey, const EVP_MD *md)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_sign`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_sign(_ x: X509Pointer?, _ pkey: EVPPKeyPointer?, _ md: EVPMDPointer?) -> Int32 {
     return COpenSSL.X509_sign(x?.rawValue, pkey?.rawValue, md?.rawValue)
@@ -295,6 +332,7 @@ public func X509_sign(_ x: X509Pointer?, _ pkey: EVPPKeyPointer?, _ md: EVPMDPoi
 /// `int X509_up_ref(X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_up_ref(_ x: X509Pointer?) -> Int32 {
     return COpenSSL.X509_up_ref(x?.rawValue)
@@ -303,6 +341,7 @@ public func X509_up_ref(_ x: X509Pointer?) -> Int32 {
 /// `const char *X509_verify_cert_error_string(long n)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man X509_verify_cert_error_string`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_verify_cert_error_string(_ n: Int) -> String? {
     return COpenSSL.X509_verify_cert_error_string(n).map { String(cString: $0) }
@@ -311,6 +350,7 @@ public func X509_verify_cert_error_string(_ n: Int) -> String? {
 /// `X509 *d2i_X509(X509 **a, const unsigned char **in, long len)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man d2i_X509`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func d2i_X509(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ in_: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ len: Int) -> X509Pointer? {
     return X509Pointer(COpenSSL.d2i_X509(a, in_, len) as OpaquePointer?)
@@ -319,6 +359,7 @@ public func d2i_X509(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ in_: UnsafeMu
 /// `int i2d_X509(const X509 *a, unsigned char **out)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509.h>`; see `man i2d_X509`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func i2d_X509(_ a: X509Pointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 {
     return COpenSSL.i2d_X509(a?.rawValue, out)

@@ -7,6 +7,7 @@ import COpenSSL
 /// `X509 *X509_STORE_CTX_get0_cert(const X509_STORE_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_CTX_get0_cert`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_CTX_get0_cert(_ ctx: X509StoreContextPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.X509_STORE_CTX_get0_cert(ctx?.rawValue) as OpaquePointer?)
@@ -15,6 +16,7 @@ public func X509_STORE_CTX_get0_cert(_ ctx: X509StoreContextPointer?) -> X509Poi
 /// `struct stack_st_X509 *X509_STORE_CTX_get1_chain(const X509_STORE_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_CTX_get1_chain`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_CTX_get1_chain(_ ctx: X509StoreContextPointer?) -> X509StackPointer? {
     return X509StackPointer(COpenSSL.X509_STORE_CTX_get1_chain(ctx?.rawValue) as OpaquePointer?)
@@ -23,6 +25,7 @@ public func X509_STORE_CTX_get1_chain(_ ctx: X509StoreContextPointer?) -> X509St
 /// `X509 *X509_STORE_CTX_get_current_cert(const X509_STORE_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_CTX_get_current_cert`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_CTX_get_current_cert(_ ctx: X509StoreContextPointer?) -> X509Pointer? {
     return X509Pointer(COpenSSL.X509_STORE_CTX_get_current_cert(ctx?.rawValue) as OpaquePointer?)
@@ -31,6 +34,7 @@ public func X509_STORE_CTX_get_current_cert(_ ctx: X509StoreContextPointer?) -> 
 /// `int X509_STORE_CTX_get_error(const X509_STORE_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_CTX_get_error`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_CTX_get_error(_ ctx: X509StoreContextPointer?) -> Int32 {
     return COpenSSL.X509_STORE_CTX_get_error(ctx?.rawValue)
@@ -39,6 +43,7 @@ public func X509_STORE_CTX_get_error(_ ctx: X509StoreContextPointer?) -> Int32 {
 /// `int X509_STORE_CTX_get_error_depth(const X509_STORE_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_CTX_get_error_depth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_CTX_get_error_depth(_ ctx: X509StoreContextPointer?) -> Int32 {
     return COpenSSL.X509_STORE_CTX_get_error_depth(ctx?.rawValue)
@@ -47,6 +52,7 @@ public func X509_STORE_CTX_get_error_depth(_ ctx: X509StoreContextPointer?) -> I
 /// `void *X509_STORE_CTX_get_ex_data(const X509_STORE_CTX *ctx, int idx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_CTX_get_ex_data`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_CTX_get_ex_data(_ ctx: X509StoreContextPointer?, _ idx: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.X509_STORE_CTX_get_ex_data(ctx?.rawValue, idx)
@@ -55,6 +61,7 @@ public func X509_STORE_CTX_get_ex_data(_ ctx: X509StoreContextPointer?, _ idx: I
 /// `void X509_STORE_CTX_set_error(X509_STORE_CTX *ctx, int s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_CTX_set_error`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_CTX_set_error(_ ctx: X509StoreContextPointer?, _ s: Int32) {
     COpenSSL.X509_STORE_CTX_set_error(ctx?.rawValue, s)
@@ -63,6 +70,7 @@ public func X509_STORE_CTX_set_error(_ ctx: X509StoreContextPointer?, _ s: Int32
 /// `int X509_STORE_add_cert(X509_STORE *ctx, X509 *x)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_add_cert`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_add_cert(_ ctx: X509StorePointer?, _ x: X509Pointer?) -> Int32 {
     return COpenSSL.X509_STORE_add_cert(ctx?.rawValue, x?.rawValue)
@@ -71,6 +79,7 @@ public func X509_STORE_add_cert(_ ctx: X509StorePointer?, _ x: X509Pointer?) -> 
 /// `void X509_STORE_free(X509_STORE *v)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_free`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_free(_ v: X509StorePointer?) {
     COpenSSL.X509_STORE_free(v?.rawValue)
@@ -79,6 +88,7 @@ public func X509_STORE_free(_ v: X509StorePointer?) {
 /// `int X509_STORE_load_file(X509_STORE *ctx, const char *file)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_load_file`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_load_file(_ ctx: X509StorePointer?, _ file: String?) -> Int32 {
     return COpenSSL.X509_STORE_load_file(ctx?.rawValue, file)
@@ -87,6 +97,7 @@ public func X509_STORE_load_file(_ ctx: X509StorePointer?, _ file: String?) -> I
 /// `int X509_STORE_load_locations(X509_STORE *ctx, const char *file, const char *dir)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_load_locations`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_load_locations(_ ctx: X509StorePointer?, _ file: String?, _ dir: String?) -> Int32 {
     return COpenSSL.X509_STORE_load_locations(ctx?.rawValue, file, dir)
@@ -95,6 +106,7 @@ public func X509_STORE_load_locations(_ ctx: X509StorePointer?, _ file: String?,
 /// `int X509_STORE_load_path(X509_STORE *ctx, const char *path)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_load_path`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_load_path(_ ctx: X509StorePointer?, _ path: String?) -> Int32 {
     return COpenSSL.X509_STORE_load_path(ctx?.rawValue, path)
@@ -103,6 +115,7 @@ public func X509_STORE_load_path(_ ctx: X509StorePointer?, _ path: String?) -> I
 /// `X509_STORE *X509_STORE_new(void)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_new`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_new() -> X509StorePointer? {
     return X509StorePointer(COpenSSL.X509_STORE_new() as OpaquePointer?)
@@ -111,6 +124,7 @@ public func X509_STORE_new() -> X509StorePointer? {
 /// `int X509_STORE_set_default_paths(X509_STORE *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_set_default_paths`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_set_default_paths(_ ctx: X509StorePointer?) -> Int32 {
     return COpenSSL.X509_STORE_set_default_paths(ctx?.rawValue)
@@ -119,6 +133,7 @@ public func X509_STORE_set_default_paths(_ ctx: X509StorePointer?) -> Int32 {
 /// `int X509_STORE_up_ref(X509_STORE *v)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_up_ref`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_STORE_up_ref(_ v: X509StorePointer?) -> Int32 {
     return COpenSSL.X509_STORE_up_ref(v?.rawValue)
@@ -127,6 +142,7 @@ public func X509_STORE_up_ref(_ v: X509StorePointer?) -> Int32 {
 /// `int X509_VERIFY_PARAM_add1_host(X509_VERIFY_PARAM *param, const char *name, size_t namelen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_add1_host`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_VERIFY_PARAM_add1_host(_ param: X509VerifyParamPointer?, _ name: String?, _ namelen: Int) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_add1_host(param?.rawValue, name, namelen)
@@ -135,6 +151,7 @@ public func X509_VERIFY_PARAM_add1_host(_ param: X509VerifyParamPointer?, _ name
 /// `unsigned long X509_VERIFY_PARAM_get_flags(const X509_VERIFY_PARAM *param)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_get_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_VERIFY_PARAM_get_flags(_ param: X509VerifyParamPointer?) -> UInt {
     return COpenSSL.X509_VERIFY_PARAM_get_flags(param?.rawValue)
@@ -143,6 +160,7 @@ public func X509_VERIFY_PARAM_get_flags(_ param: X509VerifyParamPointer?) -> UIn
 /// `int X509_VERIFY_PARAM_set1_host(X509_VERIFY_PARAM *param, const char *name, size_t namelen)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_set1_host`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_VERIFY_PARAM_set1_host(_ param: X509VerifyParamPointer?, _ name: String?, _ namelen: Int) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_host(param?.rawValue, name, namelen)
@@ -151,6 +169,7 @@ public func X509_VERIFY_PARAM_set1_host(_ param: X509VerifyParamPointer?, _ name
 /// `int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *param, const char *ipasc)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_set1_ip_asc`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_VERIFY_PARAM_set1_ip_asc(_ param: X509VerifyParamPointer?, _ ipasc: String?) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_ip_asc(param?.rawValue, ipasc)
@@ -159,6 +178,7 @@ public func X509_VERIFY_PARAM_set1_ip_asc(_ param: X509VerifyParamPointer?, _ ip
 /// `void X509_VERIFY_PARAM_set_depth(X509_VERIFY_PARAM *param, int depth)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_set_depth`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_VERIFY_PARAM_set_depth(_ param: X509VerifyParamPointer?, _ depth: Int32) {
     COpenSSL.X509_VERIFY_PARAM_set_depth(param?.rawValue, depth)
@@ -167,6 +187,7 @@ public func X509_VERIFY_PARAM_set_depth(_ param: X509VerifyParamPointer?, _ dept
 /// `int X509_VERIFY_PARAM_set_flags(X509_VERIFY_PARAM *param, unsigned long flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_set_flags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_VERIFY_PARAM_set_flags(_ param: X509VerifyParamPointer?, _ flags: UInt) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set_flags(param?.rawValue, flags)
@@ -175,6 +196,7 @@ public func X509_VERIFY_PARAM_set_flags(_ param: X509VerifyParamPointer?, _ flag
 /// `void X509_VERIFY_PARAM_set_hostflags(X509_VERIFY_PARAM *param, unsigned int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_set_hostflags`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_VERIFY_PARAM_set_hostflags(_ param: X509VerifyParamPointer?, _ flags: UInt32) {
     COpenSSL.X509_VERIFY_PARAM_set_hostflags(param?.rawValue, flags)
@@ -183,6 +205,7 @@ public func X509_VERIFY_PARAM_set_hostflags(_ param: X509VerifyParamPointer?, _ 
 /// `int X509_verify_cert(X509_STORE_CTX *ctx)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_verify_cert`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_verify_cert(_ ctx: X509StoreContextPointer?) -> Int32 {
     return COpenSSL.X509_verify_cert(ctx?.rawValue)

@@ -7,6 +7,7 @@ import COpenSSL
 /// `int X509_check_email(X509 *x, const char *chk, size_t chklen, unsigned int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509v3.h>`; see `man X509_check_email`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_check_email(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _ flags: UInt32) -> Int32 {
     return COpenSSL.X509_check_email(x?.rawValue, chk, chklen, flags)
@@ -15,6 +16,7 @@ public func X509_check_email(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _
 /// `int X509_check_host(X509 *x, const char *chk, size_t chklen, unsigned int flags, char **peername)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509v3.h>`; see `man X509_check_host`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_check_host(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _ flags: UInt32, _ peername: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     return COpenSSL.X509_check_host(x?.rawValue, chk, chklen, flags, peername)
@@ -23,6 +25,7 @@ public func X509_check_host(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _ 
 /// `int X509_check_ip_asc(X509 *x, const char *ipasc, unsigned int flags)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/x509v3.h>`; see `man X509_check_ip_asc`.
+/// Since OpenSSL 3.0 or earlier.
 @inlinable
 public func X509_check_ip_asc(_ x: X509Pointer?, _ ipasc: String?, _ flags: UInt32) -> Int32 {
     return COpenSSL.X509_check_ip_asc(x?.rawValue, ipasc, flags)

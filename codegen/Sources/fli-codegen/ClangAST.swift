@@ -1,8 +1,8 @@
 import Foundation
 
 /// A C function as clang's AST declares it.
-struct CFunction {
-    struct Param { var name: String; var type: String; var desugared: String }
+struct CFunction: Codable {
+    struct Param: Codable { var name: String; var type: String; var desugared: String }
     var name: String
     /// The header it is declared in, e.g. `ssl.h`.
     var header: String

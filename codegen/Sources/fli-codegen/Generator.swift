@@ -4,7 +4,12 @@ import Foundation
 struct Generator {
     let spec: Spec
     let ast: ClangAST
-    let swift: SwiftInterface
+    var swift: SwiftInterface
+    /// The OpenSSL version that introduced each function (its symbol version in libssl/libcrypto), when
+    /// later than 3.0.0; absent: 3.0.0 or earlier.
+    var since: [String: String] = [:]
+    /// Functions the wrapped headers of OpenSSL 3.0 lack, as newer headers declare them.
+    var fallbacks: [String: CFunction] = [:]
     let macros: MacroTable
     /// Macros that disappear with OPENSSL_NO_DEPRECATED: deprecated ones.
     let deprecatedMacros: Set<String>
@@ -18,6 +23,8 @@ struct Generator {
     var skipped: [(name: String, header: String, reason: String)] = []
     var unknownOpaque: [String: Set<String>] = [:]
     var missingReplacement: [String] = []
+    /// Hand-written spec facts that contradict the headers: the generator fails with these.
+    var specErrors: [String] = []
     /// Generated constants: name → (header, Swift type, literal, macro body).
     var constants: [(name: String, header: String, type: String, literal: String, body: String, cValue: String)] = []
 
@@ -50,18 +57,57 @@ struct Generator {
             skipped.append((f.name, f.header, "parameter count differs between clang and the Swift importer")); return
         }
         let outs = spec.outParams[f.name]
+        let outBuffer = spec.outBuffers[f.name]
+        if let outBuffer, !f.params.contains(where: { $0.name == outBuffer.param }) || !f.params.contains(where: { $0.name == outBuffer.lengthParam }) {
+            specErrors.append("outbuf \(f.name): \(f.name) has no parameter \(outBuffer.param) or \(outBuffer.lengthParam)"); return
+        }
+        var callWrap: ((String) -> String)?
+        var outBufferResult: (label: String, type: String, expr: String)?
         var params: [WParam] = []
         var args: [String] = []
         var prelude: [String] = []
         var outResults: [(label: String, type: String, expr: String)] = []
+        var view: [String] = []
         for (i, p) in f.params.enumerated() {
             let name = safeName(p.name, index: i)
             let raw = cleanSwiftType(sf.params[i].type)
+            if let outBuffer, outBuffer.param == p.name {
+                // A buffer the C function fills: passed at its real size, returned cut to the length written.
+                guard raw.hasPrefix("UnsafeMutablePointer<"), raw.hasSuffix(">?"),
+                      ["UInt8", "Int8", "CChar"].contains(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))) else {
+                    specErrors.append("outbuf \(f.name) \(p.name): the parameter is \(raw), not a byte buffer"); return
+                }
+                let element = String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))
+                guard let size = constantExpression(outBuffer.size, to: "Int") ?? Int(outBuffer.size).map(String.init) else {
+                    specErrors.append("outbuf \(f.name): size \(outBuffer.size) is neither a constant Swift can see nor a number"); return
+                }
+                view.append("UnsafeMutablePointer<\(element)>?")
+                prelude.append("var \(name) = [\(element)](repeating: 0, count: \(size))")
+                args.append("__\(name).baseAddress")
+                callWrap = { "\(name).withUnsafeMutableBufferPointer { __\(name) in \($0) }" }
+                outBufferResult = (camelCase(p.name), "[\(element)]", name)
+                continue
+            }
+            if let outBuffer, outBuffer.lengthParam == p.name {
+                guard raw.hasPrefix("UnsafeMutablePointer<"), raw.hasSuffix(">?"),
+                      isIntegerType(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))) else {
+                    specErrors.append("outbuf \(f.name) \(p.name): the length parameter is \(raw), not a pointer to an integer"); return
+                }
+                view.append("UnsafeMutablePointer<\(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2)))>?")
+                prelude.append("var \(name) = \(String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2)))()")
+                args.append("&\(name)")
+                continue
+            }
             if let outs, outs.params.contains(p.name) {
                 guard raw.hasPrefix("UnsafeMutablePointer<"), raw.hasSuffix(">?") else {
-                    skipped.append((f.name, f.header, "spec marks \(p.name) as out-parameter but it is \(raw)")); return
+                    specErrors.append("out \(f.name) \(p.name): an out-parameter must be a mutable pointer to one value, but Swift imports it as \(raw)"); return
                 }
                 let inner = String(raw.dropFirst("UnsafeMutablePointer<".count).dropLast(2))
+                if ["unsigned char *", "char *", "signed char *"].contains(p.type.trimmingCharacters(in: .whitespaces)) {
+                    // `unsigned char *` / `char *` is a buffer in OpenSSL's API, never one byte (a single
+                    // byte is spelled `uint8_t *`, as in SSL_get0_dane_tlsa).
+                    specErrors.append("out \(f.name) \(p.name): \(p.type) is a byte buffer, not one value: declare it with `outbuf \(f.name) \(p.name) SIZE LENGTH-PARAM`"); return
+                }
                 let innerC = String(p.type.trimmingCharacters(in: .whitespaces).dropLast()).trimmingCharacters(in: .whitespaces)
                 if inner == "OpaquePointer?", let pt = pointee(innerC), let h = spec.handle(forC: pt) {
                     prelude.append("var \(name): OpaquePointer? = nil")
@@ -73,6 +119,7 @@ struct Generator {
                     prelude.append("var \(name) = \(inner)()")
                     outResults.append((camelCase(p.name), inner, name))
                 }
+                view.append("UnsafeMutablePointer<\(importedType(outResults.last!.type))>?")
                 args.append("&\(name)")
                 continue
             }
@@ -91,9 +138,10 @@ struct Generator {
                 params.append(WParam(name: name, swiftType: raw, cType: p.type))
                 args.append(name)
             }
+            view.append(importedType(params.last!.swiftType))
         }
         if let outs, outs.params.count != outResults.count {
-            skipped.append((f.name, f.header, "spec names out-parameters \(outs.params) not all found")); return
+            specErrors.append("out \(f.name): spec names out-parameters \(outs.params), \(f.name) has \(f.params.map(\.name))"); return
         }
         // The result.
         let rawResult = cleanSwiftType(sf.result)
@@ -109,9 +157,24 @@ struct Generator {
             resultType = "String?"
             convert = { "\($0).map { String(cString: $0) }" }
         }
-        let call = "COpenSSL.\(f.name)(\(args.joined(separator: ", ")))"
+        let convertedResultType = resultType
+        var call = "COpenSSL.\(f.name)(\(args.joined(separator: ", ")))"
+        if let callWrap { call = callWrap(call) }
         var body: [String] = prelude
-        if outResults.isEmpty {
+        if let buffer = outBufferResult, let outBuffer {
+            // The elements written: the length the call reports, never more than the buffer holds.
+            let lengthName = safeName(outBuffer.lengthParam, index: 0)
+            let cut = "\(buffer.expr).removeLast(\(buffer.expr).count - min(Int(\(lengthName)), \(buffer.expr).count))"
+            if rawResult == "Void" {
+                body.append(call); body.append(cut); body.append("return \(buffer.expr)")
+                resultType = buffer.type
+            } else {
+                body.append("let __result = \(convert(call))")
+                body.append(cut)
+                body.append("return (\(outBuffer.resultLabel): __result, \(buffer.label): \(buffer.expr))")
+                resultType = "(\(outBuffer.resultLabel): \(resultType), \(buffer.label): \(buffer.type))"
+            }
+        } else if outResults.isEmpty {
             body.append((rawResult == "Void" ? "" : "return ") + convert(call))
         } else {
             var elements = outResults.map { "\($0.label): \($0.expr)" }
@@ -133,6 +196,15 @@ struct Generator {
         }
         var doc = ["`\(cPrototype(f))`", "",
                    "Direct call to the C function of this name, declared in `<openssl/\(f.header)>`; see `man \(f.name)`."]
+        if let v = since[f.name] {
+            doc.append("Since OpenSSL \(v). Built against older headers it does nothing, returns 0 (NULL) and queues " +
+                       "an ERR_R_UNSUPPORTED error naming \(v); `directCall(named:)` tells whether the running library has it.")
+        } else {
+            doc.append("Since OpenSSL 3.0 or earlier.")
+        }
+        if let outBuffer, let buffer = outBufferResult {
+            doc.append("`\(outBuffer.param)` is a buffer of `\(outBuffer.size)` elements; `\(buffer.label)` in the result holds the `\(outBuffer.lengthParam)` elements the call wrote.")
+        }
         if !outResults.isEmpty {
             doc.append("The out-parameter\(outResults.count > 1 ? "s" : "") \(outResults.map { "`\($0.label)`" }.joined(separator: ", ")) \(outResults.count > 1 ? "are" : "is") returned in the result.")
         }
@@ -145,8 +217,11 @@ struct Generator {
             "public func \(f.name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" +
             body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
         let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type)), \"\(f.name)\");\n"
-        add(Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
-                    code: code, deprecated: dep != nil, check: check))
+        var w = Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
+                        code: code, deprecated: dep != nil, check: check)
+        // The C result as the wrapper sees it: the first tuple element when out-parameters are returned.
+        w.importView = (view, importedType(convertedResultType))
+        add(w)
     }
 
     // MARK: function-like macros
@@ -176,6 +251,13 @@ struct Generator {
         }
         if isIntegerType(to) && isIntegerType(from) { return ("\(to)(\(name))", nil) }
         return nil
+    }
+
+    /// The Swift type the importer gives the C type that a wrapper's Swift type stands for.
+    func importedType(_ t: String) -> String {
+        if isHandle(t) { return "OpaquePointer?" }
+        if t == "String" || t == "String?" { return "UnsafePointer<CChar>?" }
+        return t
     }
 
     func isHandle(_ t: String) -> Bool {
@@ -239,6 +321,16 @@ struct Generator {
         }
         // `(CALL) > 0` and the like: the call's result compared with a number gives a Bool.
         var comparison: String?
+        var comparedConstant: (op: String, name: String)?
+        if tokens.count > 2, case .punct(let op) = tokens[tokens.count - 2], [">", "<", "==", "!=", ">=", "<="].contains(op),
+           case .ident(let c) = tokens[tokens.count - 1], macros.macros[c]?.params == nil {
+            // `(SSL_want(s) == SSL_READING)`: compared with a constant, typed once the callee is known.
+            comparedConstant = (op, c)
+            tokens = Array(tokens.dropLast(2))
+            while tokens.first == .punct("("), let (_, end) = MacroTable.collectArgs(tokens, from: 0), end == tokens.count - 1 {
+                tokens = Array(tokens[1..<end])
+            }
+        }
         if tokens.count > 2, case .number(let n) = tokens[tokens.count - 1],
            case .punct(let op) = tokens[tokens.count - 2], [">", "<", "==", "!=", ">=", "<="].contains(op) {
             comparison = "\(op) \(n)"
@@ -253,6 +345,12 @@ struct Generator {
         }
         guard let target = byName[callee], let cTarget = ast.functions[callee] else {
             skipped.append((m.name, header, "expands to a call of \(callee), which is not wrapped")); return
+        }
+        if let cc = comparedConstant {
+            guard let e = constantExpression(cc.name, to: target.result) else {
+                skipped.append((m.name, header, "constant \(cc.name) is not available to Swift as \(target.result)")); return
+            }
+            comparison = "\(cc.op) \(e)"
         }
         guard callArgs.count == target.params.count else {
             skipped.append((m.name, header, "passes \(callArgs.count) arguments to \(callee)")); return
@@ -345,9 +443,18 @@ struct Generator {
             body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
         // The header check: the macro exists and accepts arguments of the C types the wrapper stands for.
         let cParams = params.enumerated().map { (i, p) in cDeclaration(paramTypes[p]!.c, "a\(i)") }
+        let macroView = params.map { p -> String in
+            if let o = overrides[p], o.isOut {
+                return isHandle(o.swiftType) ? "UnsafeMutablePointer<OpaquePointer?>?" : "UnsafeMutablePointer<\(o.swiftType)>?"
+            }
+            return importedType(paramTypes[p]!.swift)
+        }
         let check = "#ifndef \(m.name)\n#error \"\(m.name) is no longer a macro\"\n#endif\n" +
             "static void fli_check_\(m.name)(\(cParams.isEmpty ? "void" : cParams.joined(separator: ", "))) { (void)\(m.name)(\(params.indices.map { "a\($0)" }.joined(separator: ", "))); }\n"
-        add(Wrapper(name: m.name, header: header, kind: .macro, params: wParams, result: resultType, code: code, deprecated: dep != nil, check: check))
+        var w = Wrapper(name: m.name, header: header, kind: .macro, params: wParams, result: resultType, code: code, deprecated: dep != nil, check: check)
+        w.importView = (macroView, "Void")
+        w.macroCTypes = params.map { paramTypes[$0]!.c }
+        add(w)
     }
 
     // MARK: stacks

@@ -10,6 +10,9 @@ struct Spec {
     struct Stack { var swiftName: String; var element: String; var elementHandle: String? }
     /// An out-parameter of a function, and the label of the C return value in the result tuple.
     struct OutParams { var params: [String]; var resultLabel: String }
+    /// A buffer out-parameter: the C function writes up to `size` elements to `param` and their count to
+    /// `lengthParam`; the wrapper passes a buffer of that size and returns the elements written.
+    struct OutBuffer { var param: String; var size: String; var lengthParam: String; var resultLabel: String }
     /// A typed argument of a function-like macro: its Swift type and the C type it stands for.
     struct MacroArg { var swiftType: String; var cType: String; var isOut: Bool }
     /// A macro whose body is a constant: the Swift parameters it gets and why it is deprecated.
@@ -22,9 +25,11 @@ struct Spec {
     var handles: [Handle] = []
     var stacks: [Stack] = []
     var outParams: [String: OutParams] = [:]
+    var outBuffers: [String: OutBuffer] = [:]
     var macroArgs: [String: [String: MacroArg]] = [:]
     var stubs: [String: Stub] = [:]
-    var constTypes: [(prefix: String, type: String)] = []
+    /// consttype PREFIX SwiftType [FUNCTION ARG]: the constants are passed as argument ARG (from 1) of FUNCTION.
+    var constTypes: [(prefix: String, type: String, use: (function: String, index: Int)?)] = []
     var replacements: [String: String] = [:]
     var lispNames: [LispNameEntry] = []
     var skip: [String: String] = [:]
@@ -68,6 +73,12 @@ struct Spec {
                 var label = "result"
                 if let arrow = words.firstIndex(of: "->"), arrow + 1 < words.count { label = words[arrow + 1] }
                 spec.outParams[words[1]] = OutParams(params: words[2].split(separator: ",").map(String.init), resultLabel: label)
+            case "outbuf":
+                // outbuf FUNCTION param SIZE lengthParam [-> resultLabel]
+                guard words.count >= 5 else { throw fail("expected: outbuf FUNCTION param SIZE lengthParam [-> label]") }
+                var label = "result"
+                if let arrow = words.firstIndex(of: "->"), arrow + 1 < words.count { label = words[arrow + 1] }
+                spec.outBuffers[words[1]] = OutBuffer(param: words[2], size: words[3], lengthParam: words[4], resultLabel: label)
             case "marg":
                 // marg MACRO PARAM [out] SwiftType | C type
                 let parts = line.components(separatedBy: "|")
@@ -89,8 +100,10 @@ struct Spec {
                 }
                 spec.stubs[words[1]] = Stub(params: params)
             case "consttype":
-                guard words.count == 3 else { throw fail("expected: consttype PREFIX SwiftType") }
-                spec.constTypes.append((words[1], words[2]))
+                guard words.count == 3 || words.count == 5 else { throw fail("expected: consttype PREFIX SwiftType [FUNCTION ARG-INDEX]") }
+                var use: (String, Int)?
+                if words.count == 5 { guard let n = Int(words[4]) else { throw fail("argument index is not a number") }; use = (words[3], n) }
+                spec.constTypes.append((words[1], words[2], use))
             case "replaced":
                 // replaced NAME message…
                 guard words.count >= 3 else { throw fail("expected: replaced NAME message") }

@@ -19,6 +19,18 @@ struct Wrapper {
     var deprecated: Bool
     /// C text appended to the header check for this wrapper.
     var check: String
+    /// How Swift must import the C declaration this wrapper stands for, worked out from the wrapper's own
+    /// types (a handle is `OpaquePointer?`, a `String` is `UnsafePointer<CChar>?`, an out-parameter is a
+    /// pointer to its type): parameter types in C order and the result. The signature check compiles it
+    /// against the real import.
+    var importView: (params: [String], result: String)? = nil
+    /// For a macro: the C parameter types the spec and the callee give it, in order (the signature check
+    /// declares a C function type from them, and Swift imports that).
+    var macroCTypes: [String]? = nil
+    /// The Swift function type of the wrapper.
+    var functionType: String {
+        "(" + params.map(\.swiftType).joined(separator: ", ") + ") -> " + (result.isEmpty ? "Void" : result)
+    }
     var signature: String {
         "(" + params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ") + ")" + (result == "Void" ? "" : " -> \(result)")
     }

@@ -2,7 +2,8 @@ import Foundation
 import LispNames
 
 // fli-codegen: regenerates Sources/OpenSSLFLI/Generated/, Tests/HeaderCheck/header_check.c and
-// docs/DirectCalls.md from codegen/spec.txt and the installed OpenSSL headers.
+// docs/DirectCalls.md from codegen/spec.txt and the OpenSSL headers that `pkg-config openssl` names
+// (the ones the COpenSSL system library binds; PKG_CONFIG_PATH selects another OpenSSL).
 //
 //     swift run --package-path codegen fli-codegen           # write the files
 //     swift run --package-path codegen fli-codegen --check   # exit 1 if a file is stale
@@ -24,9 +25,27 @@ func log(_ s: String) { if !quiet { print(s) } }
 do {
     let clang = try findTool("clang", envVar: "FLI_CLANG")
     let synthesize = try findTool("swift-synthesize-interface", envVar: "FLI_SYNTHESIZE_INTERFACE")
-    let shimDir = root + "/Sources/COpenSSL"
+    // The generator reads COpenSSL's shim without the stand-ins it generates itself (fli_since.h).
+    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("fli-codegen-\(getpid())")
+    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: tmp) }
+    let shimDir = tmp.appendingPathComponent("COpenSSL").path
+    try FileManager.default.createDirectory(atPath: shimDir, withIntermediateDirectories: true)
+    for file in ["module.modulemap", "shim.h"] {
+        try FileManager.default.copyItem(atPath: root + "/Sources/COpenSSL/" + file, toPath: shimDir + "/" + file)
+    }
+    try "/* empty while fli-codegen reads the headers */\n".write(toFile: shimDir + "/fli_since.h", atomically: true, encoding: .utf8)
     let shim = shimDir + "/shim.h"
-    let includeDir = ProcessInfo.processInfo.environment["FLI_OPENSSL_INCLUDE"] ?? "/usr/include"
+    // The headers and libraries pkg-config names, the same ones the COpenSSL system library binds
+    // (PKG_CONFIG_PATH selects another OpenSSL).
+    let pkgConfig = try findTool("pkg-config", envVar: "FLI_PKG_CONFIG")
+    let cflags = try run(pkgConfig, ["--cflags", "openssl"]).out.split(whereSeparator: \.isWhitespace).map(String.init)
+    let libs = try run(pkgConfig, ["--libs", "openssl"]).out.split(whereSeparator: \.isWhitespace).map(String.init)
+    let includeDir = try run(pkgConfig, ["--variable=includedir", "openssl"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+    let libDir = try run(pkgConfig, ["--variable=libdir", "openssl"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+    let headerVersion = try run(pkgConfig, ["--modversion", "openssl"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+    let includeFlags = cflags.filter { $0.hasPrefix("-I") }
+    log("fli-codegen: OpenSSL \(headerVersion) from pkg-config: headers \(includeDir)/openssl, libraries \(libDir)")
     let spec = try Spec.load(root + "/codegen/spec.txt")
     #if arch(x86_64)
     let triple = "x86_64-unknown-linux-gnu"
@@ -35,20 +54,48 @@ do {
     #endif
 
     // 1. Function prototypes from clang's AST (deprecation attributes kept).
-    let astRun = try run(clang, ["-x", "c", "-fsyntax-only", "-DFLI_CODEGEN_KEEP_DEPRECATED", "-Xclang", "-ast-dump=json", shim])
+    let astRun = try run(clang, cflags + ["-x", "c", "-fsyntax-only", "-DFLI_CODEGEN_KEEP_DEPRECATED", "-Xclang", "-ast-dump=json", shim])
     let ast = try ClangAST(json: Data(astRun.out.utf8))
     // 2. Macros, with and without deprecated API.
-    let macroDump = try run(clang, ["-x", "c", "-E", "-dM", "-DFLI_CODEGEN_KEEP_DEPRECATED", shim]).out
+    let macroDump = try run(clang, cflags + ["-x", "c", "-E", "-dM", "-DFLI_CODEGEN_KEEP_DEPRECATED", shim]).out
     let macros = MacroTable(dump: macroDump)
-    let nonDeprecated = MacroTable(dump: try run(clang, ["-x", "c", "-E", "-dM", "-DOPENSSL_NO_DEPRECATED", shim]).out)
+    let nonDeprecated = MacroTable(dump: try run(clang, cflags + ["-x", "c", "-E", "-dM", "-DOPENSSL_NO_DEPRECATED", shim]).out)
     let deprecatedMacros = Set(macros.macros.keys).subtracting(nonDeprecated.macros.keys)
     // 3. How Swift imports the module.
-    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("fli-codegen-\(getpid())")
-    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: tmp) }
     let interfacePath = tmp.appendingPathComponent("COpenSSL.swift").path
-    try run(synthesize, ["-module-name", "COpenSSL", "-I", shimDir, "-target", triple, "-o", interfacePath])
+    try run(synthesize, ["-module-name", "COpenSSL", "-I", shimDir] + includeFlags.flatMap { ["-I", String($0.dropFirst(2))] } +
+            ["-target", triple, "-o", interfacePath])
     let swiftInterface = SwiftInterface(text: try String(contentsOfFile: interfacePath, encoding: .utf8))
+
+    // 4. The version that introduced each function, from the libraries' symbol versions.
+    let versions = try symbolVersions(libDir: libDir)
+    let additionsPath = root + "/codegen/openssl-additions.json"
+    let baseline = headerVersion.hasPrefix("3.0.")
+    if !baseline {
+        // Newer headers: record what they add to the wrapped headers (Generated/ itself is made from 3.0's).
+        var additions: [Addition] = []
+        let named = Set(spec.functions.map(\.name))
+        for f in ast.functions.values.sorted(by: { $0.name < $1.name }) where spec.headers.contains(f.header) || named.contains(f.name) {
+            guard let v = versions[f.name], !v.hasPrefix("3.0."), let sf = swiftInterface.functions[f.name] else { continue }
+            additions.append(Addition(name: f.name, since: v, c: f, swiftParams: sf.params.map(\.type), swiftResult: sf.result))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let text = String(decoding: try encoder.encode(additions), as: UTF8.self) + "\n"
+        let current = try? String(contentsOfFile: additionsPath, encoding: .utf8)
+        log("fli-codegen: OpenSSL \(headerVersion) adds \(additions.count) functions to the wrapped headers " +
+            "(\(Dictionary(grouping: additions, by: \.since).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.count)" }.joined(separator: ", ")))")
+        if current == text {
+            log("fli-codegen: codegen/openssl-additions.json is up to date (Generated/ is made from OpenSSL 3.0's headers and it)")
+        } else if checkOnly {
+            print("fli-codegen: codegen/openssl-additions.json is stale for OpenSSL \(headerVersion) (run `swift run --package-path codegen fli-codegen` here)")
+            exit(1)
+        } else {
+            try text.write(toFile: additionsPath, atomically: true, encoding: .utf8)
+            log("fli-codegen: wrote codegen/openssl-additions.json; run the generator on OpenSSL 3.0 to regenerate Generated/")
+        }
+        exit(0)
+    }
 
     var macroHeader: [String: String] = [:]
     for header in spec.headers {
@@ -72,11 +119,55 @@ do {
         declared += 1
         gen.wrapFunction(f)
     }
+    // Later releases' functions: each gets a stand-in for older headers (fli_since.h) when 3.0's headers
+    // can declare it; the others are skipped with the compiler's reason.
+    for f in wholesale + spec.functions.compactMap({ ast.functions[$0.name] }) {
+        if let v = versions[f.name] { gen.since[f.name] = v }
+    }
+    let additions = (try? JSONDecoder().decode([Addition].self, from: Data(contentsOf: URL(fileURLWithPath: additionsPath)))) ?? []
+    var candidates = additions.filter { ast.functions[$0.name] == nil }
+    var rejected: [String: String] = [:]
+    for _ in 0..<10 where !candidates.isEmpty {
+        let fallbacks = candidates.map { Generator.fallback($0.c, since: $0.since, library: $0.c.header == "ssl.h" || $0.c.header == "tls1.h" ? "ERR_LIB_SSL" : "ERR_LIB_CRYPTO") }
+        var lines = ["#include \"\(shim)\"", "#undef OPENSSL_VERSION_NUMBER", "#define OPENSSL_VERSION_NUMBER 0x30000000L"]
+        var owner: [Int] = []
+        for (i, text) in fallbacks.enumerated() {
+            for l in text.split(separator: "\n") { lines.append(String(l)); owner.append(i) }
+        }
+        let source = tmp.appendingPathComponent("fallbacks.c").path
+        try lines.joined(separator: "\n").write(toFile: source, atomically: true, encoding: .utf8)
+        let result = try run(clang, cflags + ["-fsyntax-only", "-Wno-deprecated-declarations", source], allowFailure: true)
+        if result.status == 0 { break }
+        var bad: [Int: String] = [:]
+        for errLine in result.err.split(separator: "\n") where errLine.contains("error:") && errLine.hasPrefix(source) {
+            let parts = errLine.dropFirst(source.count + 1).split(separator: ":", maxSplits: 3)
+            if let n = Int(parts.first ?? ""), n > 3, n - 4 < owner.count, bad[owner[n - 4]] == nil {
+                bad[owner[n - 4]] = parts.count > 3 ? parts[3].trimmingCharacters(in: .whitespaces) : String(errLine)
+            }
+        }
+        if bad.isEmpty { throw GeneratorError("stand-ins do not compile:\n\(result.err.prefix(3000))") }
+        for (i, why) in bad { rejected[candidates[i].name] = why }
+        candidates = candidates.enumerated().filter { bad[$0.offset] == nil }.map(\.element)
+    }
+    for a in additions.sorted(by: { $0.name < $1.name }) where ast.functions[a.name] == nil {
+        declared += 1
+        if let why = rejected[a.name] {
+            gen.skipped.append((a.name, a.c.header, "added in OpenSSL \(a.since); OpenSSL 3.0's headers cannot declare its stand-in (\(why))"))
+            continue
+        }
+        gen.since[a.name] = a.since
+        gen.swift.functions[a.name] = SwiftInterface.Function(name: a.name, params: a.swiftParams.map { ("_", $0) }, result: a.swiftResult)
+        gen.fallbacks[a.name] = a.c
+        gen.wrapFunction(a.c)
+    }
     for (name, header) in spec.functions {
         guard let f = ast.functions[name] else { throw GeneratorError("spec names function \(name), which the headers do not declare") }
         guard f.header == header else { throw GeneratorError("spec says \(name) is in \(header), but it is declared in \(f.header)") }
         declared += 1
         gen.wrapFunction(f)
+    }
+    if !gen.specErrors.isEmpty {
+        throw GeneratorError("spec.txt contradicts the headers:\n  " + gen.specErrors.joined(separator: "\n  "))
     }
     if !gen.unknownOpaque.isEmpty {
         let list = gen.unknownOpaque.sorted { $0.key < $1.key }.map { "  \($0.key) (used by \($0.value.sorted().prefix(3).joined(separator: ", ")))" }
@@ -84,7 +175,7 @@ do {
     }
 
     // Constants the Swift importer cannot import (or that the spec retypes), valued by a probe program.
-    try gen.probeConstants(clang: clang, shim: shim, tmp: tmp)
+    try gen.probeConstants(clang: clang, shim: shim, tmp: tmp, cflags: cflags, libs: libs + ["-Wl,-rpath," + libDir])
 
     // Function-like macros of the wholesale headers (ctrl calls, aliases, stubs), then stacks.
     let macroNamesSorted = macroHeader.keys.sorted()
