@@ -150,6 +150,7 @@ final class FlagTests: XCTestCase {
             if cells[1].hasPrefix("`sslcat") {
                 let words = cells[1].dropFirst().split(separator: " ")
                 command = words.count > 1 ? String(words[1].filter { $0 != "`" }) : ""
+                if table[command] == nil { table[command] = [] }  // a command with no flag is listed too
             }
             for word in cells[2].split(separator: " ") {
                 let cleaned = word.trimmingCharacters(in: CharacterSet(charactersIn: "`,"))
