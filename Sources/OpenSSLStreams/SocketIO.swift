@@ -224,8 +224,9 @@ func connectTCP(host: String, port: Int, timeout: TimeInterval?, cancel: CancelH
 /// the descriptor closed. Closing at once instead would answer the peer's next record with a TCP reset,
 /// which destroys the alert in the peer's receive queue.
 ///
-/// The draining runs on one background thread for all sockets, so the call that failed returns at
-/// once; at most 256 sockets linger together (more are closed at once).
+/// The draining runs on one background thread for all sockets, on a duplicate of the descriptor, so the
+/// call that failed returns at once and closes its own descriptor as it always did (no descriptor number
+/// outlives its owner); at most 256 sockets linger together (more are not drained).
 /// - Corresponds: `shutdown(2)`, `poll(2)`, `recv(2)`, `close(2)`.
 final class AlertLinger: @unchecked Sendable {  // `waiting` is only touched under `lock`
     static let shared = AlertLinger()
@@ -233,12 +234,14 @@ final class AlertLinger: @unchecked Sendable {  // `waiting` is only touched und
     private var waiting: [(fd: Int32, deadline: Deadline, drained: Int)] = []
     private var started = false
 
-    /// Takes over `fd` (shut for writing now, closed later).
-    func closeAfterAlert(_ fd: Int32) {
-        guard Glibc.shutdown(fd, Int32(SHUT_WR)) == 0 else { Glibc.close(fd); return }
+    /// Shuts `fd`'s socket for writing now and drains it on a duplicate; the caller then closes `fd`.
+    func linger(_ fd: Int32) {
+        guard Glibc.shutdown(fd, Int32(SHUT_WR)) == 0 else { return }
         lock.lock()
-        if waiting.count >= 256 { lock.unlock(); Glibc.close(fd); return }
-        waiting.append((fd, Deadline.after(TLSTimeouts.alertLinger), 0))
+        if waiting.count >= 256 { lock.unlock(); return }
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { lock.unlock(); return }
+        waiting.append((copy, Deadline.after(TLSTimeouts.alertLinger), 0))
         if !started {
             started = true
             Thread.detachNewThread { AlertLinger.shared.run() }

@@ -479,7 +479,8 @@ public final class SocketStream {
         readBuffer.removeAll()
         writeBuffer.removeAll()
         if closesDescriptor {
-            if sentFatalAlert { AlertLinger.shared.closeAfterAlert(fileDescriptor) } else { Glibc.close(fileDescriptor) }
+            if sentFatalAlert { AlertLinger.shared.linger(fileDescriptor) }
+            Glibc.close(fileDescriptor)
         }
         if let firstError { throw firstError }
     }

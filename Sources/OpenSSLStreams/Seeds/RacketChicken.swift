@@ -285,10 +285,7 @@ public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
             transport.close()
             throw StreamError(kind: .cancelled, call: "sslAccept", message: "cancelled")
         }
-        if (error as? SSLError)?.kind != .handshakeTimeout {
-            let kept = dup(fd)  // the socket stays open through this one while it lingers
-            if kept >= 0 { AlertLinger.shared.closeAfterAlert(kept) }
-        }
+        if (error as? SSLError)?.kind != .handshakeTimeout { AlertLinger.shared.linger(fd) }
         transport.close()
         throw error
     }
