@@ -320,11 +320,9 @@ public final class DTLSListener: @unchecked Sendable {
     let mtu: Int?
     /// Cancelled by ``close()``: ends an accept that waits on another thread.
     private let closing: CancelHandle?
-    private let state = NSLock()
-    private var closed = false
-    private var accepting = 0
+    private let gate: ListenerGate
     /// True once ``close()`` ran.
-    public var isClosed: Bool { state.lock(); defer { state.unlock() }; return closed }
+    public var isClosed: Bool { gate.isClosed }
 
     /// The context every association uses.
     public var ctx: SSLContextPointer { context.ctx }
@@ -337,6 +335,7 @@ public final class DTLSListener: @unchecked Sendable {
         self.fileDescriptor = fileDescriptor; self.local = local; self.context = context; self.configuration = configuration
         self.sslConfigure = sslConfigure; self.jar = jar; self.mtu = mtu
         closing = try? CancelHandle()
+        gate = ListenerGate(fileDescriptor)
         let formatted = local.formatted
         port = formatted?.port ?? 0
         host = formatted?.host ?? "?"
@@ -346,17 +345,11 @@ public final class DTLSListener: @unchecked Sendable {
     /// waits (`StreamError` `.closed`); the socket is closed once that accept has returned.
     /// - Corresponds: `close(2)`.
     public func close() {
-        state.lock()
-        guard !closed else { state.unlock(); return }
-        closed = true
-        let busy = accepting > 0
-        state.unlock()
-        closing?.cancel()
-        if !busy { Glibc.close(fileDescriptor) }
+        gate.close { closing?.cancel() }
     }
 
     deinit {
-        if !isClosed { Glibc.close(fileDescriptor) }
+        close()
         context.release()
     }
 
@@ -368,17 +361,8 @@ public final class DTLSListener: @unchecked Sendable {
     /// `cancel` ends the wait from another thread (`StreamError` `.cancelled`).
     public func accept(timeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil, cancel: CancelHandle? = nil) throws -> DTLSSocket {
         let closedError = StreamError(kind: .closed, call: "DTLSv1_listen", message: "the listener is closed")
-        state.lock()
-        guard !closed else { state.unlock(); throw closedError }
-        accepting += 1
-        state.unlock()
-        defer {
-            state.lock()
-            accepting -= 1
-            let closeNow = closed && accepting == 0
-            state.unlock()
-            if closeNow { Glibc.close(fileDescriptor) }
-        }
+        guard gate.enter() else { throw closedError }
+        defer { gate.leave() }
         let wait = try TimeoutValue.resolve(timeout, default: nil, name: "the accept timeout", call: "DTLSv1_listen")
         let limit = try configuration.handshakeLimit(handshakeTimeout, call: "DTLSv1_listen")
         let deadline = wait.deadline

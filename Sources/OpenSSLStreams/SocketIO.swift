@@ -274,3 +274,42 @@ final class AlertLinger: @unchecked Sendable {  // `waiting` is only touched und
         }
     }
 }
+
+/// A listening descriptor that another thread may close while an accept waits on it (TCP and DTLS
+/// listeners): ``close(wake:)`` marks it closed and wakes the waiting accepts, and the descriptor is
+/// closed by the last accept to leave, so no accept ever uses a number that was closed under it.
+/// - Corresponds: `close(2)`.
+final class ListenerGate: @unchecked Sendable {  // state under `lock`
+    let fileDescriptor: Int32
+    private let lock = NSLock()
+    private var closed = false
+    private var accepting = 0
+
+    init(_ fileDescriptor: Int32) { self.fileDescriptor = fileDescriptor }
+
+    var isClosed: Bool { lock.lock(); defer { lock.unlock() }; return closed }
+
+    /// An accept starts; false when the listener is closed already.
+    func enter() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if closed { return false }
+        accepting += 1
+        return true
+    }
+
+    /// An accept ends; the last one out closes a listener that was closed meanwhile.
+    func leave() {
+        lock.lock(); defer { lock.unlock() }
+        accepting -= 1
+        if closed && accepting == 0 { Glibc.close(fileDescriptor) }
+    }
+
+    /// Closes the listener: at once when no accept waits, else `wake` ends the waits and the last
+    /// accept closes the descriptor. Closing twice does nothing.
+    func close(wake: () -> Void) {
+        lock.lock(); defer { lock.unlock() }
+        guard !closed else { return }
+        closed = true
+        if accepting > 0 { wake() } else { Glibc.close(fileDescriptor) }
+    }
+}

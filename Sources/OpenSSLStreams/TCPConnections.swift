@@ -62,12 +62,9 @@ public final class TCPListener {
     /// The numeric address it listens on.
     public let host: String
     /// True once ``close()`` ran.
-    public var isClosed: Bool { state.lock(); defer { state.unlock() }; return closed }
-    private let state = NSLock()
-    private var closed = false
-    /// Accepts under way, and whether the descriptor waits for them to end before it is closed.
-    private var accepting = 0
-    private var closeDeferred = false
+    public var isClosed: Bool { gate?.isClosed ?? true }
+    /// Closes the descriptor safely while accepts wait on other threads.
+    private var gate: ListenerGate?
 
     init(port: Int, backlog: Int32, host: String?, reuseAddress: Bool) throws {
         var candidates = try host.map { try resolveTCP(host: $0, port: port, passive: true) } ?? []
@@ -94,6 +91,7 @@ public final class TCPListener {
                     throw SocketError(call: "getsockname", errno: errno, context: candidate.text)
                 }
                 fileDescriptor = fd
+                gate = ListenerGate(fd)
                 self.port = bound.port
                 self.host = bound.host
                 return
@@ -137,16 +135,8 @@ public final class TCPListener {
         let wait = try TimeoutValue.resolve(timeout, default: nil, name: "the accept timeout", call: "accept")
         let deadline = wait.deadline
         let closedError = StreamError(kind: .closed, call: "accept", message: "the listener is closed")
-        state.lock()
-        guard !closed else { state.unlock(); throw closedError }
-        accepting += 1
-        state.unlock()
-        defer {
-            state.lock()
-            accepting -= 1
-            if accepting == 0 && closeDeferred { closeDeferred = false; Glibc.close(fileDescriptor) }
-            state.unlock()
-        }
+        guard let gate, gate.enter() else { throw closedError }
+        defer { gate.leave() }
         while true {
             if isClosed { throw closedError }
             // The listening socket is non-blocking: accept takes a waiting connection at once, and
@@ -200,14 +190,6 @@ public final class TCPListener {
     /// that accept has returned.
     /// - Corresponds: `shutdown(2)`, `close(2)`.
     public func close() {
-        state.lock(); defer { state.unlock() }
-        guard !closed else { return }
-        closed = true
-        if accepting > 0 {
-            _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR))  // wakes the waiting poll
-            closeDeferred = true
-        } else {
-            Glibc.close(fileDescriptor)
-        }
+        gate?.close { _ = Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR)) }  // the shutdown wakes a waiting poll
     }
 }
