@@ -20,7 +20,7 @@ public func fuzzTLSClient(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var failed = false
     while offset < size && !failed {
         let n = min(piece, size - offset)
-        engine.feed(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[offset..<(offset + n)]))
+        guard (try? engine.feed(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[offset..<(offset + n)]))) != nil else { return 0 }
         offset += n
         do {
             if try engine.handshake() {

@@ -23,7 +23,7 @@ public func fuzzTLSServer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var offset = 1
     while offset < size {
         let n = min(piece, size - offset)
-        engine.feed(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[offset..<(offset + n)]))
+        guard (try? engine.feed(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[offset..<(offset + n)]))) != nil else { return 0 }
         offset += n
         do { _ = try engine.handshake() } catch { break }
         _ = engine.takeOutgoing()
