@@ -211,8 +211,22 @@ final class FileOutputProcess: @unchecked Sendable {
 
     deinit { finish() }
 
-    /// What it wrote so far.
-    var output: String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    /// What it wrote so far. Read with read(2): Foundation's `String(contentsOfFile:)` leaks its buffer
+    /// (LeakSanitizer, in FoundationEssentials.readBytesFromFile) on a file that grows while it is read.
+    var output: String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
     var isRunning: Bool { process.isRunning }
     /// The exit status (or signal number), once it ended.
     var status: Int32? { process.isRunning ? nil : process.terminationStatus }
