@@ -87,7 +87,7 @@ private func checkIdentity(cert: Certificate?, pkey: PrivateKey?, call: String) 
 ///
 /// - Parameters:
 ///   - buffer: write buffering (`.buffered`, `.unbuffered`, `.size(n)`).
-///   - timeout: seconds for connecting and for the handshake (nil: no limit).
+///   - timeout: seconds for connecting and for the handshake, a total (``TimeoutValue``; nil: ``TLSTimeouts/handshake``).
 ///   - protocol: the protocol symbol.
 ///   - cert, pkey: a client identity: both or neither.
 ///   - CAs: trusted certificates; a non-empty list turns verification on (against them only).
