@@ -9,7 +9,7 @@ import OpenSSLFLI
 final class BufferOutParameterTests: XCTestCase {
     private func loadCertificate(_ path: String) throws -> X509Pointer {
         let bio = try XCTUnwrap(BIO_new_file(path, "r"), "BIO_new_file \(path)")
-        defer { BIO_free(bio) }
+        defer { _ = BIO_free(bio) }
         return try XCTUnwrap(PEM_read_bio_X509(bio, nil, nil, nil), "PEM_read_bio_X509 \(path)")
     }
 

@@ -87,7 +87,7 @@ final class BadInputCatalogueTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let empty = dir + "/empty.pem"
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty, contents: Data()))
         let underAFile = pki.serverCert + "/child.pem"  // ENOTDIR, even for root
         let ctx = try makeSSLCtx(protocol: .default, side: .server)
         defer { destroySSLCtx(ctx) }

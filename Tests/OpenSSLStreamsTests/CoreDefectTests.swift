@@ -326,7 +326,7 @@ final class OwnedTypeTests: XCTestCase {
         var owned: SSLContext? = try SSLContext(side: .client)
         try owned!.pointer.trust(file: try Fixtures.pki.caCert)
         let stream = try openTCPStream(host: "localhost", port: listener.port, sslCtx: .context(owned!), handshakeTimeout: 5, readTimeout: 5)
-        weak var gone = owned
+        weak let gone = owned
         owned = nil
         XCTAssertNil(gone, "the object went; the SSL keeps the SSL_CTX")
         try stream.writeLine("hello")

@@ -123,7 +123,7 @@ final class SeedRacketChickenTests: XCTestCase {
         let bytes = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 * 7 + $0 / 256) }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sha1-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: file) }
-        FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data(bytes)))
         let cli = try runProcess(Fixtures.openssl, ["dgst", "-sha1", "-r", file], timeout: 20)
         let expected = String(cli.stdout.prefix(40))
         let handle = try XCTUnwrap(FileHandle(forReadingAtPath: file))

@@ -175,9 +175,9 @@ final class ToolboxObserverTests: XCTestCase {
 
         let asked = Recorder<Bool>()
         server.setOCSPResponder { _ in asked.append(true); return der }
-        let stapled = try Toolbox.connect(server: server, client: client) { stream in
+        let stapled = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.ocspResponse, der)
-        }
+        })
         XCTAssertTrue(stapled.succeeded, Toolbox.message(stapled.clientError))
         XCTAssertEqual(seen.values.last ?? nil, der)
         XCTAssertEqual(asked.values.count, 1)
@@ -261,10 +261,10 @@ final class ToolboxObserverTests: XCTestCase {
         defer { destroySSLCtx(client) }
         var identity = "fli-client", key = Self.pskKey
         client.setPSKClientCallback { _, _ in SSLPreSharedKey(identity: identity, key: key) }
-        let good = try Toolbox.connect(server: server, client: client) { stream in
+        let good = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.cipherName?.hasSuffix("_SHA256"), true)
             XCTAssertEqual(stream.ssl?.isSessionReused, true, "an external PSK handshake counts as resumed")
-        }
+        })
         XCTAssertTrue(good.succeeded, "\(Toolbox.message(good.clientError)) / \(Toolbox.message(good.serverError))")
         identity = "stranger"
         XCTAssertNotNil(try Toolbox.connect(server: server, client: client).clientError, "unknown identity, no certificate: refused")

@@ -65,9 +65,9 @@ final class ToolboxSNIALPNTests: XCTestCase {
         let switched = try Toolbox.connect(server: server, client: client, sslConfigure: { ssl in
             try ssl.setServerName("other.example")
             try ssl.setExpectedHost("other.example")
-        }) { stream in
+        }, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.peerCertificate?.subject, "CN=other.example")
-        }
+        })
         XCTAssertTrue(switched.succeeded, "\(Toolbox.message(switched.clientError)) / \(Toolbox.message(switched.serverError))")
 
         let refused = try Toolbox.connect(server: server, client: client, sslConfigure: { try $0.setServerName("nobody.example") })
@@ -146,7 +146,7 @@ final class ToolboxSNIALPNTests: XCTestCase {
         XCTAssertNotNil(bogus.clientError)
 
         server.setALPNServerProtocols(["http/1.1"])
-        let optional = try Toolbox.connect(server: server, client: client) { stream in XCTAssertNil(stream.ssl?.alpnSelected) }
+        let optional = try Toolbox.connect(server: server, client: client, clientBody: { stream in XCTAssertNil(stream.ssl?.alpnSelected) })
         XCTAssertTrue(optional.succeeded, Toolbox.message(optional.clientError))
 
         server.setALPNServerProtocols(["http/1.1"], required: true)

@@ -87,32 +87,32 @@ final class ToolboxSessionTests: XCTestCase {
         client.setNewSessionCallback { _, session in clientSessions.append(session) }
 
         var saved: [UInt8] = []
-        let first = try Toolbox.connect(server: server, client: client) { stream in
+        let first = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             let session = try XCTUnwrap(stream.ssl?.session)
             XCTAssertTrue(session.isResumable)
             XCTAssertFalse(session.hasTicket, "tickets are off")
             XCTAssertEqual(session.id.count, 32)
             XCTAssertEqual(session.protocolVersion, TLS1_2_VERSION)
             saved = try session.der()
-        }
+        })
         XCTAssertTrue(first.succeeded, Toolbox.message(first.clientError))
         XCTAssertEqual(serverSessions.values, [32])
         XCTAssertEqual(clientSessions.values.count, 1)
 
         let restored = try SSLSession(der: saved)
         XCTAssertEqual(try restored.der(), saved)
-        let second = try Toolbox.connect(server: server, client: client, sslConfigure: { try $0.setSession(restored) }) { stream in
+        let second = try Toolbox.connect(server: server, client: client, sslConfigure: { try $0.setSession(restored) }, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.isSessionReused, true)
-        }
+        })
         XCTAssertTrue(second.succeeded, Toolbox.message(second.clientError))
         XCTAssertEqual(server.sessionHits, 1)
         XCTAssertThrowsError(try SSLSession(der: [1, 2, 3])) { XCTAssertEqual(($0 as? SSLError)?.call, "d2i_SSL_SESSION") }
 
         // With tickets on, the TLS 1.2 session carries a ticket.
         server.setSessionTickets(enabled: true)
-        let third = try Toolbox.connect(server: server, client: client) { stream in
+        let third = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.session?.hasTicket, true)
-        }
+        })
         XCTAssertTrue(third.succeeded, Toolbox.message(third.clientError))
         client.setNewSessionCallback(nil)
         server.setNewSessionCallback(nil)

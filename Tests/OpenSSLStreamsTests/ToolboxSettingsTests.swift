@@ -18,21 +18,21 @@ final class ToolboxSettingsTests: XCTestCase {
         try server.setCipherList("ECDHE-ECDSA-AES256-GCM-SHA384")
         XCTAssertTrue(server.cipherNames.contains("ECDHE-ECDSA-AES256-GCM-SHA384"))
         XCTAssertFalse(server.cipherNames.contains("ECDHE-ECDSA-AES128-GCM-SHA256"))
-        let tls12 = try Toolbox.connect(server: server, client: client) { stream in
+        let tls12 = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.protocolVersion, .tls1_2)
             XCTAssertEqual(stream.ssl?.cipherName, "ECDHE-ECDSA-AES256-GCM-SHA384")
-        }
+        })
         XCTAssertTrue(tls12.succeeded, Toolbox.message(tls12.clientError))
 
         try server.setProtocolVersions(minimum: .tls1_3)
         XCTAssertNil(server.maximumProtocolVersion)
         try server.setCiphersuites("TLS_AES_256_GCM_SHA384")
         try client.setGroups("P-384")  // one group: a 3.5 server would prefer X25519 from a longer list
-        let tls13 = try Toolbox.connect(server: server, client: client) { stream in
+        let tls13 = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.protocolVersion, .tls1_3)
             XCTAssertEqual(stream.ssl?.cipherName, "TLS_AES_256_GCM_SHA384")
             XCTAssertEqual(stream.ssl?.negotiatedGroup, "secp384r1")
-        }
+        })
         XCTAssertTrue(tls13.succeeded, Toolbox.message(tls13.clientError))
 
         // The client allows TLS 1.2 only: no common version.
@@ -91,9 +91,9 @@ final class ToolboxSettingsTests: XCTestCase {
         try server.buildCertificateChain()
         XCTAssertEqual(server.chainCertificates.map(\.subject), ["CN=toolbox intermediate"])
         XCTAssertEqual(server.certificate?.subject, "CN=localhost")
-        let built = try Toolbox.connect(server: server, client: client) { stream in
+        let built = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.peerCertificateChain.map(\.subject), ["CN=localhost", "CN=toolbox intermediate"])
-        }
+        })
         XCTAssertTrue(built.succeeded, Toolbox.message(built.clientError))
 
         try server.buildCertificateChain(includeRoot: true)

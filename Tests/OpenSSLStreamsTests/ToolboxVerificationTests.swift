@@ -42,10 +42,10 @@ final class ToolboxVerificationTests: XCTestCase {
             XCTAssertFalse(store.chain.isEmpty)
             return ok
         }
-        let accepted = try Toolbox.connect(server: server, client: client) { stream in
+        let accepted = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.verifyResult, Int(X509_V_OK))
             XCTAssertEqual(stream.ssl?.verifiedChain.count, 2)
-        }
+        })
         XCTAssertTrue(accepted.succeeded, Toolbox.message(accepted.clientError))
         XCTAssertEqual(seen.values.map(\.0), [1, 0])
         XCTAssertEqual(seen.values.map(\.1), [true, true])
@@ -135,9 +135,9 @@ final class ToolboxVerificationTests: XCTestCase {
         XCTAssertEqual((untrusted.clientError as? SSLError)?.verifyResult, Int(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY),
                        Toolbox.message(untrusted.clientError))
         try client.trust([chain.root])
-        let trusted = try Toolbox.connect(server: server, client: client) { stream in
+        let trusted = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.verifiedChain.map(\.subject), ["CN=localhost", "CN=toolbox intermediate", "CN=toolbox root"])
-        }
+        })
         XCTAssertTrue(trusted.succeeded, Toolbox.message(trusted.clientError))
         client.verifyDepth = 0
         XCTAssertEqual(client.verifyDepth, 0)

@@ -197,7 +197,9 @@ final class FileOutputProcess: @unchecked Sendable {
 
     init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("fli-conformance-\(UUID().uuidString).out").path
-        FileManager.default.createFile(atPath: path, contents: nil)
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         process.executableURL = URL(fileURLWithPath: executable)
