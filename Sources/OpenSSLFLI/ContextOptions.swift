@@ -2,41 +2,21 @@ import COpenSSL
 
 /// LispWorks' `set-ssl-ctx-options` keywords as an option set over `SSL_OP_*`.
 ///
-/// Flags marked "no effect in OpenSSL 3" are 0 in OpenSSL 3's headers: the bug work-arounds and
-/// SSLv2/SSLv3 switches they stood for are gone. They are kept so that code written against the older
-/// API still compiles, and they set nothing.
+/// Every member is a flag that OpenSSL 3 still has (none is 0, so `contains` never lies).
+///
+/// LispWorks' list also names flags that are 0 in OpenSSL 3's headers, because the bug work-arounds and
+/// SSLv2 switches they stood for are gone. They are not offered here, since an option equal to `[]` would
+/// make `options.contains(.thatFlag)` true for every set. Code that passed them can drop them: they never
+/// changed anything on OpenSSL 3. They are `SSL_OP_MICROSOFT_SESS_ID_BUG`, `SSL_OP_NETSCAPE_CHALLENGE_BUG`,
+/// `SSL_OP_NETSCAPE_REUSE_CIPHER_CHANGE_BUG`, `SSL_OP_SSLREF2_REUSE_CERT_TYPE_BUG`,
+/// `SSL_OP_MICROSOFT_BIG_SSLV3_BUFFER`, `SSL_OP_MSIE_SSLV2_RSA_PADDING`, `SSL_OP_SSLEAY_080_CLIENT_DH_BUG`,
+/// `SSL_OP_TLS_D5_BUG`, `SSL_OP_TLS_BLOCK_PADDING_BUG`, `SSL_OP_SINGLE_DH_USE` (DH keys are always
+/// single-use), `SSL_OP_EPHEMERAL_RSA`, `SSL_OP_NO_SSLv2`, `SSL_OP_PKCS1_CHECK_1` and `SSL_OP_PKCS1_CHECK_2`.
+///
+/// - Corresponds: the `SSL_OP_*` constants of `SSL_CTX_set_options`.
 public struct SSLContextOptions: OptionSet, Sendable, Hashable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
-
-    /// No effect in OpenSSL 3 (`SSL_OP_MICROSOFT_SESS_ID_BUG` is 0).
-    public static let microsoftSessIDBug = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_NETSCAPE_CHALLENGE_BUG` is 0).
-    public static let netscapeChallengeBug = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_NETSCAPE_REUSE_CIPHER_CHANGE_BUG` is 0).
-    public static let netscapeReuseCipherChangeBug = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_SSLREF2_REUSE_CERT_TYPE_BUG` is 0).
-    public static let sslref2ReuseCertTypeBug = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_MICROSOFT_BIG_SSLV3_BUFFER` is 0).
-    public static let microsoftBigSSLv3Buffer = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_MSIE_SSLV2_RSA_PADDING` is 0).
-    public static let msieSSLv2RSAPadding = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_SSLEAY_080_CLIENT_DH_BUG` is 0).
-    public static let ssleay080ClientDHBug = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_TLS_D5_BUG` is 0).
-    public static let tlsD5Bug = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_TLS_BLOCK_PADDING_BUG` is 0).
-    public static let tlsBlockPaddingBug = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_SINGLE_DH_USE` is 0: DH keys are always single-use).
-    public static let singleDHUse = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_EPHEMERAL_RSA` is 0: temporary RSA keys are gone).
-    public static let ephemeralRSA = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_NO_SSLv2` is 0: SSLv2 is gone).
-    public static let noSSLv2 = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_PKCS1_CHECK_1` is 0).
-    public static let pkcs1Check1 = SSLContextOptions([])
-    /// No effect in OpenSSL 3 (`SSL_OP_PKCS1_CHECK_2` is 0).
-    public static let pkcs1Check2 = SSLContextOptions([])
 
     /// `SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS`.
     public static let dontInsertEmptyFragments = SSLContextOptions(rawValue: SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS)
