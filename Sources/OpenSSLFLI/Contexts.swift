@@ -45,7 +45,7 @@ public enum SSLSide: Sendable, Hashable {
 
 /// Makes an `SSL_CTX` (LispWorks' `make-ssl-ctx`). Free it with ``destroySSLCtx(_:)``.
 ///
-/// Goes through ``ensureSSL(alreadyDone:)`` first. `.v2` and `.v3` throw: OpenSSL 3 has neither.
+/// Goes through ``ensureSSL(alreadyDone:libraryPath:)`` first. `.v2` and `.v3` throw: OpenSSL 3 has neither.
 public func makeSSLCtx(protocol proto: SSLProtocol = .default, side: SSLSide = .both) throws -> SSLContextPointer {
     try ensureSSL()
     let method: OpaquePointer?

@@ -12,11 +12,17 @@ import OpenSSLTLS
 /// then).
 ///
 /// - Parameters:
-///   - host, port: where to connect (a name, IPv4 or IPv6 address).
+///   - host: where to connect (a name, IPv4 or IPv6 address).
+///   - port: the TCP port.
 ///   - group: the event loops to run on.
-///   - ctx, ctxConfigure, sslConfigure, handshakeTimeout, security, onPeerClose: as for
-///     ``OpenSSLHandler/init(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:onPeerClose:)``
-///     (the configure callbacks run on the channel's event loop, once per connection attempt).
+///   - argument: (`ctx:`) what to make and free, as for
+///     ``OpenSSLHandler/init(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:onPeerClose:)``.
+///   - ctxConfigure: called with a new `SSL_CTX` (on the channel's event loop, once per connection
+///     attempt).
+///   - sslConfigure: called with the new `SSL` (on the channel's event loop).
+///   - handshakeTimeout: seconds the whole handshake may take (nil: `TLSTimeouts.handshake`).
+///   - security: the secure defaults and their switches (`TLSConfiguration.secure`).
+///   - onPeerClose: what to do when the peer's close_notify arrives (``PeerCloseAction``).
 ///   - hostName: the name to check the certificate against and send as SNI; `host` by default.
 ///   - connectTimeout: how long connecting may take.
 ///   - channelInitializer: adds the application's handlers (after the TLS handler).
@@ -124,14 +130,23 @@ private func clientTarget(host: String, hostName: String?, handshakeTimeout: Tim
 /// (`localAddress` tells the port when `port` is 0); close it to stop accepting.
 ///
 /// - Parameters:
-///   - ctx: for a server, usually `.context(ctx)` with your certificate loaded, shared by every
-///     connection (the handler makes and frees one `SSL` per connection). A protocol symbol makes (and
-///     frees) one `SSL_CTX` per connection, configured by `ctxConfigure` each time.
+///   - host: the address to listen on.
+///   - port: the TCP port; 0 picks a free one.
+///   - group: the event loops that accept.
+///   - childGroup: the event loops the connections run on (`group` by default).
+///   - backlog: how many connections may wait to be accepted.
+///   - argument: (`ctx:`) for a server, usually `.context(ctx)` with your certificate loaded, shared by
+///     every connection (the handler makes and frees one `SSL` per connection). A protocol symbol makes
+///     (and frees) one `SSL_CTX` per connection, configured by `ctxConfigure` each time.
+///   - ctxConfigure: called with each new `SSL_CTX` (with a protocol symbol only).
+///   - sslConfigure: called with each connection's new `SSL`.
+///   - handshakeTimeout: seconds each handshake may take in all (nil: `TLSTimeouts.handshake`).
+///   - security: the configuration applied to each connection (`TLSConfiguration`).
+///   - onPeerClose: what to do when a peer's close_notify arrives (``PeerCloseAction``).
 ///   - sslErrorCallback: called (on the connection's event loop) with the connection and the error
 ///     when attaching or the handshake fails (LispWorks' `ssl-error-callback`); the connection is closed.
 ///   - childChannelInitializer: adds the application's handlers to each connection, after the TLS
 ///     handler; they see plaintext (writes made before the handshake finished are kept until it has).
-///   - the other arguments: as for ``OpenSSLHandler``.
 public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
                               ctx argument: SSLContextArgument,
                               ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,

@@ -25,7 +25,7 @@ public enum OpenSSLEvent: Sendable, Hashable {
     /// The handshake finished; the negotiated protocol version ("TLSv1.3") and ALPN protocol, if any.
     case handshakeCompleted(version: String?, alpn: String?)
     /// The peer's close_notify arrived: a clean end of its TLS data (an EOF without it is reported as an
-    /// ``SSLError`` whose ``SSLError/isUnexpectedEOF`` is true, through `errorCaught`).
+    /// `SSLError` whose `SSLError.isUnexpectedEOF` is true, through `errorCaught`).
     case closeNotifyReceived
 }
 

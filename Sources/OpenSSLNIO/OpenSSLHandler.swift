@@ -9,7 +9,7 @@ import OpenSSLTLS
 ///
 /// Put it first in the pipeline (next to the socket): ciphertext comes in and goes out below it,
 /// plaintext `ByteBuffer`s above it. It takes the arguments of the blocking layer's
-/// `SocketStream.attachSSL`, with the same ownership rules (``SSLContextArgument``):
+/// `SocketStream.attachSSL`, with the same ownership rules (`SSLContextArgument`):
 ///
 /// | `ctx` | the handler makes | the handler frees | callbacks called |
 /// |---|---|---|---|
@@ -25,10 +25,10 @@ import OpenSSLTLS
 /// (`Channel.detachSSL`, or `ChannelPipeline.removeHandler`) is a detach: close_notify both ways, then
 /// the channel carries plaintext.
 ///
-/// Errors are ``SSLError`` values with LispWorks' kinds: `.handshakeTimeout` ("Handshake timed out"),
+/// Errors are `SSLError` values with LispWorks' kinds: `.handshakeTimeout` ("Handshake timed out"),
 /// `.closed` ("SSL connection closed": the connection closed during the handshake), `.verificationFailure`,
 /// `.failure` (protocol errors with OpenSSL's reasons), `.error` for an EOF without close_notify
-/// (``SSLError/isUnexpectedEOF``) and for system errors under TLS; an error thrown by a Swift callback
+/// (`SSLError.isUnexpectedEOF`) and for system errors under TLS; an error thrown by a Swift callback
 /// (verify, SNI, ALPN …) during a TLS call is reported as it was thrown. A fatal error is fired through
 /// `errorCaught`, fails the handshake future and pending writes, and closes the channel.
 ///
@@ -59,10 +59,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// The three, as a value that can leave the event loop.
     public var attachment: SSLAttachment { SSLAttachment(ssl: ssl, ctx: ctx, side: side) }
 
-    /// The handshake timeout as given; ``handshakeLimit`` is what it means (``TimeoutValue``).
+    /// The handshake timeout as given; `handshakeLimit` is what it means (`TimeoutValue`).
     public let handshakeTimeout: TimeInterval?
     /// The total time the handshake may take from the moment it starts (nil given: the
-    /// configuration's, else ``TLSTimeouts/handshake``; `.infinity`: no limit).
+    /// configuration's, else `TLSTimeouts.handshake`; `.infinity`: no limit).
     public let handshakeLimit: TimeoutValue
     /// What to do when the peer's close_notify arrives unasked.
     public let onPeerClose: PeerCloseAction
@@ -70,7 +70,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// socket (the peer's answer keeps a reset from overtaking the last data). Default 3.
     public var closeTimeout: TimeInterval = 3
     /// How long a detach waits for the peer's close_notify (`Channel.detachSSL(timeout:)` sets it):
-    /// ``TLSTimeouts/detach`` by default.
+    /// `TLSTimeouts.detach` by default.
     public var detachLimit: TimeoutValue = .seconds(TLSTimeouts.detach)
     /// Coalesce small writes flushed together into full TLS records (fewer records, less per-record
     /// work on both ends). Default true; set false to keep one record per write.
@@ -145,20 +145,20 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// and sets connect or accept state for `side`.
     ///
     /// - Parameters:
-    ///   - ctx: a protocol symbol (the handler makes and frees an `SSL_CTX` and an `SSL`), the caller's
+    ///   - argument: (`ctx:`) a protocol symbol (the handler makes and frees an `SSL_CTX` and an `SSL`), the caller's
     ///     `SSLContextPointer` (the handler makes and frees only the `SSL`) or the caller's `SSLPointer`
-    ///     (used as it is, never freed, no configure callback). See ``SSLContextArgument``.
+    ///     (used as it is, never freed, no configure callback). See `SSLContextArgument`.
     ///   - side: `.client` sets connect state, `.server` accept state, `.both` neither (set it yourself in
     ///     `sslConfigure`, or on the `SSL` you pass, before the handler is added).
-    ///   - ctxConfigure: called once right after a new `SSL_CTX` was made (and ``TLSConfiguration``'s context
+    ///   - ctxConfigure: called once right after a new `SSL_CTX` was made (and `TLSConfiguration`'s context
     ///     settings applied), and only then: load certificates, set ciphers here.
     ///   - sslConfigure: called once right after a new `SSL` was made, and only then.
     ///   - handshakeTimeout: seconds the handshake may take once started; nil or ≤ 0: no limit.
     ///   - hostName: the name a client checks the certificate against and sends as SNI. Without it, a
-    ///     client checks the IP address of the peer it is connected to (when ``TLSConfiguration/checkHostName``).
-    ///   - security: the secure defaults and their switches (``TLSConfiguration/secure``).
+    ///     client checks the IP address of the peer it is connected to (when `TLSConfiguration.checkHostName`).
+    ///   - security: the secure defaults and their switches (`TLSConfiguration.secure`).
     ///   - onPeerClose: what to do when the peer's close_notify arrives unasked (``PeerCloseAction``).
-    /// - Throws: ``SSLError`` (a refused protocol, OpenSSL failing to make an object) or whatever a
+    /// - Throws: `SSLError` (a refused protocol, OpenSSL failing to make an object) or whatever a
     ///   configure callback threw; then whatever was made is freed.
     public init(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
                 ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
@@ -194,7 +194,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: Outcomes
 
     /// The handshake's outcome as a future on `eventLoop` (LispWorks' attach callback): succeeds when the
-    /// handshake finished, fails with its ``SSLError`` (or a callback's error). Can be asked for at any
+    /// handshake finished, fails with its `SSLError` (or a callback's error). Can be asked for at any
     /// time, from any thread.
     public func handshakeFuture(on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         handshakeOutcome.future(on: eventLoop)
@@ -500,7 +500,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    /// A system error under TLS becomes an ``SSLError`` (kind `.error`, `errno`); it fails a handshake
+    /// A system error under TLS becomes an `SSLError` (kind `.error`, `errno`); it fails a handshake
     /// under way.
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard !passThrough, !released, started, let io = error as? IOError else {

@@ -9,7 +9,7 @@ import OpenSSLTLS
 
 /// One DTLS association over a connected UDP socket: datagrams in, datagrams out, message boundaries
 /// kept (one record per message). Made by ``openDTLS(host:port:sslCtx:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:mtu:)``
-/// or ``DTLSListener/accept(timeout:handshakeTimeout:)``. Not thread-safe.
+/// or ``DTLSListener/accept(timeout:handshakeTimeout:cancel:)``. Not thread-safe.
 public final class DTLSSocket: @unchecked Sendable {
     /// The connected UDP socket.
     public let fileDescriptor: Int32
@@ -41,7 +41,7 @@ public final class DTLSSocket: @unchecked Sendable {
     public var maximumDatagramSize: Int { DTLS_get_data_mtu(ssl) }
 
     /// Runs the handshake (and its retransmissions) within a total of `timeout` seconds (nil:
-    /// ``TLSTimeouts/handshake``; see ``TimeoutValue``).
+    /// `TLSTimeouts.handshake`; see `TimeoutValue`).
     /// - Corresponds: `SSL_do_handshake`, `DTLSv1_get_timeout`, `DTLSv1_handle_timeout`.
     public func handshake(timeout: TimeInterval? = nil) throws {
         let limit = try TimeoutValue.resolve(timeout, default: TLSTimeouts.handshake, name: "the handshake timeout", call: "SSL_do_handshake")
@@ -190,9 +190,9 @@ private func makeDatagramBIO(_ fd: Int32, peer: OpaquePointer?) throws -> Opaque
 private func setNonBlocking(_ fd: Int32) { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
 
 /// Connects a DTLS client to `host:port` over UDP and runs the handshake within a total of
-/// `handshakeTimeout` seconds (``TimeoutValue``: nil for the configuration's, else ``TLSTimeouts/handshake``).
+/// `handshakeTimeout` seconds (`TimeoutValue`: nil for the configuration's, else `TLSTimeouts.handshake`).
 ///
-/// Arguments and ownership are those of `attachSSL` (``SSLContextArgument``; `.protocol(.dtls)` by
+/// Arguments and ownership are those of `attachSSL` (`SSLContextArgument`; `.protocol(.dtls)` by
 /// default: DTLS 1.2 with the secure defaults — the server is verified and its name checked).
 /// `mtu` sets the link MTU (default: the path MTU OpenSSL finds).
 public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .protocol(.dtls),
@@ -356,7 +356,7 @@ public final class DTLSListener: @unchecked Sendable {
     /// Waits up to `timeout` seconds for a client that completes the cookie exchange (`DTLSv1_listen`,
     /// stateless until then), gives it a UDP socket of its own (connected to it, on the listening
     /// address), and finishes the handshake within a total of `handshakeTimeout` seconds. Both limits
-    /// follow ``TimeoutValue`` (nil: no limit for the wait, the configuration's for the handshake).
+    /// follow `TimeoutValue` (nil: no limit for the wait, the configuration's for the handshake).
     /// - Corresponds: `DTLSv1_listen`, `SSL_do_handshake`.
     /// `cancel` ends the wait from another thread (`StreamError` `.cancelled`).
     public func accept(timeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil, cancel: CancelHandle? = nil) throws -> DTLSSocket {

@@ -103,7 +103,7 @@ public struct StreamError: SocketErrorFamily, Hashable {
         case lineTooLong
         /// The stream was already closed (or was closed by another thread during the call).
         case closed
-        /// A ``CancelHandle`` ended the call.
+        /// A `CancelHandle` ended the call.
         case cancelled
     }
     public var kind: Kind

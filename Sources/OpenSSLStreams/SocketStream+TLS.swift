@@ -48,26 +48,26 @@ extension SocketStream {
     /// Attaches TLS to the stream (LispWorks' `attach-ssl`): from now on reads and writes carry TLS.
     ///
     /// - Parameters:
-    ///   - ctx: a protocol symbol (the stream makes and frees an `SSL_CTX` and an `SSL`), the caller's
+    ///   - argument: (`ctx:`) a protocol symbol (the stream makes and frees an `SSL_CTX` and an `SSL`), the caller's
     ///     `SSLContextPointer` (the stream makes and frees only the `SSL`) or the caller's `SSLPointer`
-    ///     (used as it is, never freed, no configure callback). See ``SSLContextArgument``.
+    ///     (used as it is, never freed, no configure callback). See `SSLContextArgument`.
     ///   - side: `.client` sets connect state, `.server` accept state, `.both` neither (call
     ///     `SSL_set_connect_state` / `SSL_set_accept_state` yourself, then ``handshake(timeout:)``).
     ///   - ctxConfigure: called once right after the stream made a new `SSL_CTX` (and applied
-    ///     ``TLSConfiguration``'s context settings), and only then: load certificates, set ciphers here.
+    ///     `TLSConfiguration`'s context settings), and only then: load certificates, set ciphers here.
     ///   - sslConfigure: called once right after the stream made a new `SSL`, and only then.
-    ///   - handshakeTimeout: the total time the handshake may take (``TimeoutValue``: nil for the
-    ///     configuration's, else ``TLSTimeouts/handshake``; `.infinity` for no limit). A client handshakes
+    ///   - handshakeTimeout: the total time the handshake may take (`TimeoutValue`: nil for the
+    ///     configuration's, else `TLSTimeouts.handshake`; `.infinity` for no limit). A client handshakes
     ///     now unless this is zero or negative (LispWorks); otherwise (and on the server side) the
     ///     handshake runs at the first read or write, or at ``handshake(timeout:)``, with this limit (with
     ///     ``readTimeout`` when it was zero or negative).
     ///   - hostName: the name a client checks the certificate against and sends as SNI; by default the
     ///     host the stream was connected to (``remoteHost``), else the peer's IP address.
-    ///   - security: the secure defaults and their switches (``TLSConfiguration/secure``).
+    ///   - security: the secure defaults and their switches (`TLSConfiguration.secure`).
     ///
     /// Bytes already received and not read when TLS is attached are taken as the peer's first TLS bytes
     /// (never as plaintext: a STARTTLS command injection stays outside TLS). If attaching fails, whatever
-    /// it made is freed and the stream is left without TLS; the error is thrown: ``SSLError`` for TLS
+    /// it made is freed and the stream is left without TLS; the error is thrown: `SSLError` for TLS
     /// (kind `.handshakeTimeout`, `.verificationFailure` naming the verify result, `.failure` …), or the
     /// error a configure callback threw. Attaching to a stream that already has TLS is an error.
     public func attachSSL(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
@@ -122,8 +122,8 @@ extension SocketStream {
     // MARK: Handshake
 
     /// Runs the TLS handshake now (`SSL_do_handshake`), within a total of `timeout` seconds: nil for the
-    /// limit given at attach (``TimeoutValue`` says what each value means; zero and negative are refused
-    /// here). Throws ``SSLError`` with kind `.handshakeTimeout` when the peer is too slow.
+    /// limit given at attach (`TimeoutValue` says what each value means; zero and negative are refused
+    /// here). Throws `SSLError` with kind `.handshakeTimeout` when the peer is too slow.
     /// - Corresponds: `SSL_do_handshake`.
     public func handshake(timeout: TimeInterval? = nil) throws {
         try exclusively("handshake") {
@@ -177,7 +177,7 @@ extension SocketStream {
     ///
     /// The peer's close_notify is waited for `retryCount` × `retryTimeout` seconds **in total** (however
     /// much data arrives meanwhile); when it does not come, TLS is taken off all the same and
-    /// ``SSLError`` is thrown. On a stream without TLS this does nothing.
+    /// `SSLError` is thrown. On a stream without TLS this does nothing.
     /// - Corresponds: `SSL_shutdown`, `SSL_read`, `SSL_free`.
     public func detachSSL(retryCount: Int = 10, retryTimeout: TimeInterval = 0.5,
                           bufferLimit: Int = SocketStream.defaultDetachBufferLimit) throws {

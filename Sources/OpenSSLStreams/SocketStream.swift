@@ -5,7 +5,7 @@ import OpenSSLTLS
 
 /// A buffered, blocking, bidirectional byte stream over a connected socket, to which TLS can be
 /// attached (``attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)``)
-/// and from which it can be detached again (``detachSSL(retryCount:retryTimeout:)``) — LispWorks'
+/// and from which it can be detached again (``detachSSL(retryCount:retryTimeout:bufferLimit:)``) — LispWorks'
 /// `socket-stream`.
 ///
 /// Reads and writes go through buffers of ``bufferSize`` bytes: call ``flush()`` to send what was
@@ -18,7 +18,7 @@ public final class SocketStream {
     public let fileDescriptor: Int32
     /// Whether ``close()`` closes ``fileDescriptor`` (false for a descriptor the caller keeps).
     public let closesDescriptor: Bool
-    /// The host name the stream was connected to, if it was made by ``openTCPStream(host:port:sslCtx:ctxConfigure:sslConfigure:handshakeTimeout:hostName:connectTimeout:security:readTimeout:writeTimeout:)``.
+    /// The host name the stream was connected to, if it was made by ``openTCPStream(host:port:sslCtx:ctxConfigure:sslConfigure:handshakeTimeout:hostName:connectTimeout:security:readTimeout:writeTimeout:cancel:)``.
     /// A client's TLS checks the certificate against it unless another `hostName` is given.
     public let remoteHost: String?
     /// Seconds a read may wait for the peer before it throws (`ETIMEDOUT`); nil waits forever.
@@ -28,7 +28,7 @@ public final class SocketStream {
     /// The size of the read and write buffers.
     public let bufferSize: Int
     /// Ends this stream's blocked reads, writes and handshakes from another thread when cancelled
-    /// (``CancelHandle``): the call throws `StreamError` `.cancelled`, and TLS on the stream is unusable
+    /// (`CancelHandle`): the call throws `StreamError` `.cancelled`, and TLS on the stream is unusable
     /// after it. Set it before the calls it should cover. Closing the stream from another thread
     /// (``close()``) also ends a blocked call, with `.closed`.
     public var cancelHandle: CancelHandle?
@@ -57,6 +57,9 @@ public final class SocketStream {
     ///   - remoteHost: the host name it was connected to, for TLS host name checks.
     ///   - pendingInput: bytes already received from the socket by its previous owner (another stream,
     ///     a NIO channel): they are read first, so nothing is lost when a connection changes hands.
+    ///   - bufferSize: the size of each read from the socket.
+    ///   - readTimeout: seconds a read may wait for data (nil: no limit; see `TimeoutValue`).
+    ///   - writeTimeout: seconds a flush may wait for the socket to take data (nil: no limit).
     public init(fileDescriptor: Int32, closesDescriptor: Bool = true, remoteHost: String? = nil,
                 bufferSize: Int = 16 * 1024, readTimeout: TimeInterval? = nil, writeTimeout: TimeInterval? = nil,
                 pendingInput: [UInt8] = []) {
@@ -220,7 +223,7 @@ public final class SocketStream {
     }
 
     /// Reads exactly `count` bytes. When the stream ends first it throws: with TLS attached and a
-    /// close_notify from the peer, ``SSLError`` of kind `.closed` (LispWorks' ssl-closed); otherwise
+    /// close_notify from the peer, `SSLError` of kind `.closed` (LispWorks' ssl-closed); otherwise
     /// ``StreamError`` `.endOfStream`.
     /// A negative `count` is a usage error, and so is one above `limit` (64 MiB by default): the bytes are
     /// collected in memory.

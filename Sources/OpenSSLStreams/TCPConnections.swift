@@ -8,16 +8,23 @@ import OpenSSLTLS
 /// - Parameters:
 ///   - host: a DNS name, an IPv4 or an IPv6 address (bare or bracketed as in a URL: `::1`, `[::1]`; a
 ///     malformed one is refused without a DNS query); every resolved address is tried in turn.
+///   - port: the TCP port, 1 to 65535.
 ///   - sslCtx: nil for plaintext; otherwise what ``SocketStream/attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)``
 ///     takes, with the same ownership rules.
+///   - ctxConfigure: called with a new `SSL_CTX` the stream made (with `sslCtx: .protocol(…)` only).
+///   - sslConfigure: called with the new `SSL` before the handshake.
+///   - handshakeTimeout: seconds the whole handshake may take (nil: `TLSTimeouts.handshake`; see
+///     `TimeoutValue`).
 ///   - hostName: the name the certificate is checked against and sent as SNI (default: `host`).
 ///   - connectTimeout: seconds each address may take to connect (nil or `.infinity`: the system's limit;
-///     see ``TimeoutValue``).
+///     see `TimeoutValue`).
 ///   - cancel: ends the connect and the handshake from another thread (`StreamError` `.cancelled`), and
 ///     stays the stream's ``SocketStream/cancelHandle``.
-///   - security: the secure defaults (``TLSConfiguration/secure``: verify, check the host, TLS ≥ 1.2).
+///   - security: the secure defaults (`TLSConfiguration.secure`: verify, check the host, TLS ≥ 1.2).
+///   - readTimeout: seconds a read may wait for data (nil: no limit).
+///   - writeTimeout: seconds a flush may wait for the socket to take data (nil: no limit).
 /// - Throws: ``HostResolutionError`` when the name does not resolve, `SocketError` (with errno and the
-///   address) when no address connects, ``SSLError`` when TLS fails — in which case the socket is closed.
+///   address) when no address connects, `SSLError` when TLS fails — in which case the socket is closed.
 public func openTCPStream(host: String, port: Int, sslCtx: SSLContextArgument? = nil,
                           ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                           sslConfigure: ((SSLPointer) throws -> Void)? = nil,
@@ -46,6 +53,7 @@ public func openTCPStream(host: String, port: Int, sslCtx: SSLContextArgument? =
 ///
 /// - Parameters:
 ///   - port: the port; 0 picks a free one (read it back from ``TCPListener/port``).
+///   - backlog: how many connections may wait to be accepted.
 ///   - host: the address to listen on ("127.0.0.1", "::1", a name); nil listens on every address,
 ///     IPv6 and IPv4 where the system allows both.
 ///   - reuseAddress: set `SO_REUSEADDR`, so a restarted server can bind at once.
@@ -120,7 +128,7 @@ public final class TCPListener {
         return stream
     }
 
-    /// Whether a connection is waiting, so that ``accept(timeout:readTimeout:writeTimeout:)`` would not
+    /// Whether a connection is waiting, so that ``accept(timeout:readTimeout:writeTimeout:cancel:)`` would not
     /// wait (Chicken's `ssl-accept-ready?`).
     public var acceptReady: Bool {
         guard !isClosed else { return false }

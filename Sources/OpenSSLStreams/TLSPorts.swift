@@ -154,7 +154,7 @@ public final class TLSInputPort: ByteReadable, @unchecked Sendable {
     public var ssl: SSLPointer { core.engine.ssl }
 
     /// Reads plaintext: at least one byte, or 0 at the peer's close_notify (or throws: an EOF
-    /// without close_notify is an ``SSLError`` with ``SSLError/isUnexpectedEOF``).
+    /// without close_notify is an `SSLError` with `SSLError.isUnexpectedEOF`).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try core.read(into: buffer) }
 
     /// Reads up to `maxLength` bytes ([] at the end).
@@ -173,7 +173,7 @@ public final class TLSInputPort: ByteReadable, @unchecked Sendable {
 /// The writing half of a TLS connection over a byte transport (or a socket): plaintext out.
 public final class TLSOutputPort: ByteWritable, @unchecked Sendable {
     let core: TLSPortCore
-    /// Whether ``close()`` sends close_notify (Racket's `#:shutdown-on-close?`).
+    /// Whether ``close(shutdown:)`` sends close_notify (Racket's `#:shutdown-on-close?`).
     public let shutdownOnClose: Bool
     init(core: TLSPortCore, shutdownOnClose: Bool) { self.core = core; self.shutdownOnClose = shutdownOnClose }
 
@@ -198,13 +198,19 @@ public final class TLSOutputPort: ByteWritable, @unchecked Sendable {
 /// output halves of a TLS connection whose ciphertext goes through `input` and `output`.
 ///
 /// - Parameters:
-///   - input, output: the transport (may be one object: a socket, a ``MemoryByteChannel``, a `Pipe` …).
+///   - input: where ciphertext comes from (may be the same object as `output`: a socket, a
+///     ``MemoryByteChannel``, a `Pipe` …).
+///   - output: where ciphertext goes.
 ///   - mode: `.connect` (client) or `.accept` (server).
 ///   - context: a protocol symbol (a context is made, with `security`'s defaults, and freed with the
-///     ports) or the caller's context or connection (``SSLContextArgument``).
+///     ports) or the caller's context or connection (`SSLContextArgument`).
 ///   - closeOriginal: closing both halves closes the transport too.
 ///   - shutdownOnClose: closing the output half sends close_notify.
 ///   - hostName: a client's expected host name and SNI.
+///   - security: the secure defaults and their switches (`TLSConfiguration.secure`).
+///   - ctxConfigure: called with a new `SSL_CTX` (with a protocol symbol only).
+///   - sslConfigure: called with the new `SSL` before the handshake.
+///   - handshakeTimeout: seconds the whole handshake may take (nil: `TLSTimeouts.handshake`).
 ///   - errorHook: turns each error before it is thrown (Racket's `#:error/ssl`).
 ///   - handshake: run the handshake now (else at the first read or write).
 public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: TLSPortMode = .connect,

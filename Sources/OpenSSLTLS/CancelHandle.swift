@@ -3,7 +3,7 @@ import OpenSSLFLI
 
 /// Ends blocking calls from another thread: Racket's `ssl-connect/enable-break` and
 /// `ssl-accept/enable-break`, for every blocking entry point that takes one (`openTCPStream(cancel:)`,
-/// `TCPListener.accept(cancel:)`, a stream's ``SocketStream/cancelHandle`` …).
+/// `TCPListener.accept(cancel:)`, a stream's `SocketStream.cancelHandle` …).
 ///
 /// ``cancel()`` wakes every wait that watches the handle (connect, accept and a stream's polls watch its
 /// event descriptor) and runs the actions registered with it (a stream shuts its socket down, so a

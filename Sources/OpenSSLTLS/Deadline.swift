@@ -28,7 +28,8 @@ public enum TimeoutValue: Sendable, Hashable {
     ///   - value: the caller's value.
     ///   - defaultValue: what `nil` means here (`nil`: no limit).
     ///   - allowsDeferred: zero and negative values mean ``deferred`` (else they are a usage error).
-    ///   - name, call: for the usage error ("the handshake timeout", "attachSSL").
+    ///   - name: what the value is, for the usage error ("the handshake timeout").
+    ///   - call: the entry point, for the usage error ("attachSSL").
     public static func resolve(_ value: TimeInterval?, default defaultValue: TimeInterval?, allowsDeferred: Bool = false,
                                name: String, call: String) throws -> TimeoutValue {
         guard let value = value ?? defaultValue else { return .unlimited }

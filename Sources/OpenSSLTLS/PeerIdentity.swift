@@ -19,7 +19,9 @@ public enum PeerIdentity: Sendable, Hashable, CustomStringConvertible {
     case ipAddress(String)
 
     /// Resolves `name` by the rules above.
-    /// - Parameter call: the entry point, for the usage error.
+    /// - Parameters:
+    ///   - name: a host name or a numeric address, with or without brackets.
+    ///   - call: the entry point, for the usage error.
     public init(_ name: String, call: String) throws {
         guard !name.utf8.contains(0) else {
             // C sees a name up to its first NUL: "good.example\0evil" must not be checked as "good.example".

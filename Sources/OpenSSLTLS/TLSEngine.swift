@@ -4,7 +4,7 @@ import OpenSSLFLI
 
 /// TLS without a transport: bring your own (Python's `SSLObject` over `MemoryBIO`s, `wrap_bio`).
 ///
-/// Ciphertext from the peer goes in with ``feed(_:)``; ciphertext for the peer comes out of
+/// Ciphertext from the peer goes in with ``feed(_:)-([UInt8])``; ciphertext for the peer comes out of
 /// ``takeOutgoing()``; the engine never blocks and never touches a socket. Each call says whether it
 /// needs more input (`nil` / `false`), and the caller moves bytes and calls again:
 ///

@@ -44,7 +44,7 @@ public enum TLSShutdownState: Sendable, Hashable {
 /// - before the call: the thread's error queue is cleared, `errno` reset, and a callback error left by an
 ///   earlier, unrelated call dropped;
 /// - after it: an error a Swift callback threw inside the call (verify, SNI, ALPN, PSK, OCSP …) is the
-///   result, not OpenSSL's generic failure; `SSL_get_error` classifies the rest into ``SSLError``;
+///   result, not OpenSSL's generic failure; `SSL_get_error` classifies the rest into `SSLError`;
 ///   want-read on an exhausted transport is an unexpected EOF (a truncation attack is never a clean end);
 /// - the state: handshake finished, peer closed, failed, and the shutdown state machine.
 ///
@@ -80,7 +80,7 @@ public final class TLSMachine {
     public func markFailedIfHandshaking() { if !handshakeDone { shutdownState = .failed } }
 
     /// Runs one OpenSSL call with the bookkeeping above. A positive return is ``TLSResult/complete(_:)``.
-    /// - Corresponds: `ERR_clear_error`, `SSL_get_error` (through ``SSLError/fromIO(ssl:returnCode:call:)``).
+    /// - Corresponds: `ERR_clear_error`, `SSL_get_error` (through `SSLError.fromIO(ssl:returnCode:call:)`).
     @inline(__always)
     public func run(_ call: String, _ operation: () -> Int32) -> TLSResult {
         if failed { return .failed(SSLError.usage("the TLS connection failed earlier and cannot be used", call: call)) }

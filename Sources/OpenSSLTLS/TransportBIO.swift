@@ -117,7 +117,7 @@ public enum SSLStreamCensus {
     nonisolated(unsafe) private static var connections = 0
     nonisolated(unsafe) private static var contexts = 0
 
-    /// `SSL` objects made by ``SocketStream/attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)`` not yet freed.
+    /// `SSL` objects made by `SocketStream.attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)` not yet freed.
     public static var liveConnections: Int { lock.lock(); defer { lock.unlock() }; return connections }
     /// `SSL_CTX` objects made by streams not yet freed.
     public static var liveContexts: Int { lock.lock(); defer { lock.unlock() }; return contexts }

@@ -85,15 +85,20 @@ private func checkIdentity(cert: Certificate?, pkey: PrivateKey?, call: String) 
 
 /// Connects to `host:port` over TLS (Bigloo's `make-ssl-client-socket`).
 ///
+/// With neither `CAs` nor `acceptedCerts` the server is verified against the system store with its host
+/// name (secure by default); pass `security: .insecure` for Bigloo's unverified default.
+///
 /// - Parameters:
+///   - host: the server's name or address, also the name its certificate is checked against.
+///   - port: the server's port.
 ///   - buffer: write buffering (`.buffered`, `.unbuffered`, `.size(n)`).
-///   - timeout: seconds for connecting and for the handshake, a total (``TimeoutValue``; nil: ``TLSTimeouts/handshake``).
-///   - protocol: the protocol symbol.
-///   - cert, pkey: a client identity: both or neither.
-///   - CAs: trusted certificates; a non-empty list turns verification on (against them only).
+///   - timeout: seconds for connecting and for the handshake, a total (`TimeoutValue`; nil: `TLSTimeouts.handshake`).
+///   - proto: the protocol symbol (`protocol:`).
+///   - cert: a client certificate; with `pkey`, or neither.
+///   - pkey: the client certificate's private key.
+///   - cas: trusted certificates (`CAs:`); a non-empty list turns verification on (against them only).
 ///   - acceptedCerts: the server's certificate must be one of these (pinning); turns verification on.
-///   With neither `CAs` nor `acceptedCerts` the server is verified against the system store with its
-///   host name (secure by default); pass `security: .insecure` for Bigloo's unverified default.
+///   - security: the secure defaults and their switches (`TLSConfiguration.secure`).
 public func makeSSLClientSocket(host: String, port: Int, buffer: SocketBufferMode = .buffered, timeout: TimeInterval? = nil,
                                 protocol proto: SSLProtocol = .default, cert: Certificate? = nil, pkey: PrivateKey? = nil,
                                 CAs cas: [Certificate] = [], acceptedCerts: [Certificate]? = nil,

@@ -170,8 +170,8 @@ public enum SSLServerProtocol {
 /// host name is checked and sent as SNI. Closing the output port does not send close_notify unless
 /// asked (`close(shutdown: true)`); closing both closes the socket.
 ///
-/// `handshakeTimeout` bounds the whole handshake (``TimeoutValue``; nil: ``TLSTimeouts/handshake``): a
-/// peer that stays silent, or trickles, then fails with an ``SSLError`` of kind `.handshakeTimeout`.
+/// `handshakeTimeout` bounds the whole handshake (`TimeoutValue`; nil: `TLSTimeouts.handshake`): a
+/// peer that stays silent, or trickles, then fails with an `SSLError` of kind `.handshakeTimeout`.
 ///
 /// `cancel` ends the connect or the handshake from another thread (Racket's `ssl-connect/enable-break`):
 /// `StreamError` `.cancelled`, and the socket is closed.
@@ -235,7 +235,7 @@ public final class SSLListener: SSLContextHolder, @unchecked Sendable {
     public var port: Int { listener.port }
     /// The listening socket (Chicken's `ssl-listener-fileno`).
     public var fileDescriptor: Int32 { listener.fileDescriptor }
-    /// Whether a connection waits, so that ``sslAccept(_:timeout:)`` would not block (Chicken's `ssl-accept-ready?`).
+    /// Whether a connection waits, so that ``sslAccept(_:timeout:handshakeTimeout:cancel:)`` would not block (Chicken's `ssl-accept-ready?`).
     public var acceptReady: Bool { listener.acceptReady }
     /// Whether it was closed.
     public var isClosed: Bool { listener.isClosed }
@@ -261,7 +261,7 @@ public func sslListen(port: Int, backlog: Int32 = 5, reuse: Bool = false, host: 
 /// handshake fails the connection is closed and the error thrown.
 ///
 /// `timeout` bounds the wait for a connection (nil: none), `handshakeTimeout` the whole handshake
-/// (``TimeoutValue``; nil: ``TLSTimeouts/handshake``).
+/// (`TimeoutValue`; nil: `TLSTimeouts.handshake`).
 ///
 /// `cancel` ends the wait or the handshake from another thread (Racket's `ssl-accept/enable-break`):
 /// `StreamError` `.cancelled`.

@@ -155,11 +155,15 @@ private func configureTLSSocketContext(_ ctx: SSLContextPointer, side: SSLSide, 
 /// Connects to `host:port` and makes a client TLS socket (Sagittarius' `make-client-tls-socket`).
 ///
 /// - Parameters:
+///   - host: the server's name or address, also the name its certificate is checked against.
+///   - port: the server's port.
 ///   - handshake: run the handshake now; with false call ``tlsClientHandshake(_:timeout:)`` later.
-///   - certificates, privateKey: a client identity (the certificate, then its chain), both or neither.
+///   - certificates: a client identity (the certificate, then its chain), with `privateKey`, or neither.
+///   - privateKey: the client certificate's private key.
 ///   - certificateVerifier: decides on each certificate instead of the default verification (no host
 ///     name check then either; check in the verifier).
 ///   - security: without a verifier, the secure defaults (system store, host name check, SNI).
+///   - timeout: seconds for connecting and for the handshake, a total (`TimeoutValue`).
 public func makeClientTLSSocket(host: String, port: Int, handshake: Bool = true, certificates: [Certificate] = [],
                                 privateKey: PrivateKey? = nil, certificateVerifier: TLSCertificateVerifier? = nil,
                                 security: TLSConfiguration = .secure, timeout: TimeInterval? = 30) throws -> TLSSocket {
