@@ -3,16 +3,6 @@ import Foundation
 import OpenSSLFLI
 import OpenSSLTLS
 
-/// Which end of the handshake TLS ports take (Racket's `#:mode`).
-public enum TLSPortMode: Sendable, Hashable {
-    /// The client end (`'connect`).
-    case connect
-    /// The server end (`'accept`).
-    case accept
-
-    var side: SSLSide { self == .connect ? .client : .server }
-}
-
 /// The shared state of a pair of TLS ports: a ``TLSEngine`` over a byte transport.
 ///
 /// Reading and writing may happen on two threads at once: OpenSSL calls run under `engineLock` and
@@ -201,7 +191,7 @@ public final class TLSOutputPort: ByteWritable, @unchecked Sendable {
 ///   - input: where ciphertext comes from (may be the same object as `output`: a socket, a
 ///     ``MemoryByteChannel``, a `Pipe` …).
 ///   - output: where ciphertext goes.
-///   - mode: `.connect` (client) or `.accept` (server).
+///   - mode: Racket's `#:mode`: `.client` for `'connect`, `.server` for `'accept` (`.both` is refused).
 ///   - context: a protocol symbol (a context is made, with `security`'s defaults, and freed with the
 ///     ports) or the caller's context or connection (`SSLContextArgument`).
 ///   - closeOriginal: closing both halves closes the transport too.
@@ -213,7 +203,7 @@ public final class TLSOutputPort: ByteWritable, @unchecked Sendable {
 ///   - handshakeTimeout: seconds the whole handshake may take (nil: `TLSTimeouts.handshake`).
 ///   - errorHook: turns each error before it is thrown (Racket's `#:error/ssl`).
 ///   - handshake: run the handshake now (else at the first read or write).
-public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: TLSPortMode = .connect,
+public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: SSLSide = .client,
                             context: SSLContextArgument = .default, closeOriginal: Bool = false,
                             shutdownOnClose: Bool = false, hostName: String? = nil, security: TLSConfiguration = .secure,
                             ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
@@ -223,7 +213,10 @@ public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: TLS
     try makeSSLPorts(input: input, output: output, closeOriginal: closeOriginal, shutdownOnClose: shutdownOnClose,
                      errorHook: errorHook, handshake: handshake,
                      handshakeLimit: security.handshakeLimit(handshakeTimeout, call: "portsToSSLPorts")) {
-        try TLSEngine(ctx: context, side: mode.side, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
+        guard mode != .both else {
+            throw SSLError.usage("the mode is .client ('connect) or .server ('accept), not .both", call: "portsToSSLPorts")
+        }
+        return try TLSEngine(ctx: context, side: mode, ctxConfigure: ctxConfigure, sslConfigure: sslConfigure,
                       hostName: hostName, security: security)
     }
 }

@@ -186,7 +186,7 @@ enum ClientEntryPoints {
         ClientEntryPoint(name: "sslConnect", nameInput: .hostOnly, connect: { t in
             let context = try sslMakeClientContext()
             try context.loadVerifyRootCertificates(t.caFile)
-            let ports = try sslConnect(host: t.host, port: t.port, context: .context(context))
+            let ports = try sslConnect(host: t.host, port: t.port, context: context)
             try? ports.output.close()
             try? ports.input.close()
         }),

@@ -28,7 +28,7 @@ final class SeedByteStreamTests: XCTestCase {
         final class Box: @unchecked Sendable { var digest: [UInt8] = []; var count = 0 }
         let box = Box()
         let server = Background("pipe server") {
-            let ports = try portsToSSLPorts(input: toServer.fileHandleForReading, output: toClient.fileHandleForWriting, mode: .accept,
+            let ports = try portsToSSLPorts(input: toServer.fileHandleForReading, output: toClient.fileHandleForWriting, mode: .server,
                                             context: .context(serverCtx), closeOriginal: true, shutdownOnClose: true)
             let received = try ports.input.readAll()
             box.count = received.count
@@ -37,7 +37,7 @@ final class SeedByteStreamTests: XCTestCase {
             try ports.output.close()
             try ports.input.close()
         }
-        let ports = try portsToSSLPorts(input: toClient.fileHandleForReading, output: toServer.fileHandleForWriting, mode: .connect,
+        let ports = try portsToSSLPorts(input: toClient.fileHandleForReading, output: toServer.fileHandleForWriting, mode: .client,
                                         context: .context(clientCtx), closeOriginal: true, shutdownOnClose: true, hostName: "localhost")
         var offset = 0
         var size = 1
@@ -63,7 +63,7 @@ final class SeedByteStreamTests: XCTestCase {
         defer { destroySSLCtx(serverCtx); destroySSLCtx(clientCtx) }
         let (up, down) = MemoryByteChannel.duplex(capacity: 64 * 1024)
         let echo = Background("echo") {
-            let ports = try portsToSSLPorts(input: up, output: down, mode: .accept, context: .context(serverCtx), closeOriginal: true)
+            let ports = try portsToSSLPorts(input: up, output: down, mode: .server, context: .context(serverCtx), closeOriginal: true)
             var buffer = [UInt8](repeating: 0, count: 32 * 1024)
             while true {
                 let n = try buffer.withUnsafeMutableBytes { try ports.input.read(into: $0) }
@@ -73,7 +73,7 @@ final class SeedByteStreamTests: XCTestCase {
             try ports.output.close(shutdown: true)
             try ports.input.close()
         }
-        let ports = try portsToSSLPorts(input: down, output: up, mode: .connect, context: .context(clientCtx), closeOriginal: true,
+        let ports = try portsToSSLPorts(input: down, output: up, mode: .client, context: .context(clientCtx), closeOriginal: true,
                                         hostName: "localhost")
         let message = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 * 31) }
         let writer = Background("writer") {
@@ -94,11 +94,11 @@ final class SeedByteStreamTests: XCTestCase {
         defer { destroySSLCtx(serverCtx); destroySSLCtx(clientCtx) }
         let (up, down) = MemoryByteChannel.duplex()
         let server = Background("server") {
-            let ports = try portsToSSLPorts(input: up, output: down, mode: .accept, context: .context(serverCtx))
+            let ports = try portsToSSLPorts(input: up, output: down, mode: .server, context: .context(serverCtx))
             try ports.output.write("partial")
             try down.closeWriting()  // the transport ends without close_notify
         }
-        let ports = try portsToSSLPorts(input: down, output: up, mode: .connect, context: .context(clientCtx), hostName: "localhost")
+        let ports = try portsToSSLPorts(input: down, output: up, mode: .client, context: .context(clientCtx), hostName: "localhost")
         try server.join()
         XCTAssertEqual(String(decoding: try ports.input.read(maxLength: 100), as: UTF8.self), "partial")
         XCTAssertThrowsError(try ports.input.read(maxLength: 100)) { error in
@@ -109,11 +109,16 @@ final class SeedByteStreamTests: XCTestCase {
         let (a, b) = MemoryByteChannel.duplex()
         try b.writeAll("this is not TLS at all\r\n\r\n")
         try b.closeWriting()
-        XCTAssertThrowsError(try portsToSSLPorts(input: b, output: a, mode: .connect, context: .context(clientCtx), closeOriginal: true,
+        XCTAssertThrowsError(try portsToSSLPorts(input: b, output: a, mode: .client, context: .context(clientCtx), closeOriginal: true,
                                                  hostName: "localhost", errorHook: { Mapped(original: "\($0)") })) { error in
             XCTAssertTrue((error as? Mapped)?.original.contains("wrong version number") ?? false, "\(error)")
         }
         XCTAssertThrowsError(try a.writeAll("x"), "closeOriginal closed the transport after the failed handshake")
+        // Racket's #:mode is 'connect or 'accept: .both has no handshake role.
+        let (c, d) = MemoryByteChannel.duplex()
+        XCTAssertThrowsError(try portsToSSLPorts(input: c, output: d, mode: .both, context: .context(clientCtx))) {
+            XCTAssertTrue("\($0)".contains("not .both"), "\($0)")
+        }
     }
 
     /// The memory-BIO engine with a hand-driven transport: our client engine against `openssl s_server -rev`

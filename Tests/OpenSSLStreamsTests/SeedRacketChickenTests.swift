@@ -35,7 +35,7 @@ final class SeedRacketChickenTests: XCTestCase {
         }
         let context = try sslMakeClientContext()
         try context.loadVerifyRootCertificates(pki.caCert)
-        let (input, output) = try sslConnect(host: "localhost", port: port, context: .context(context))
+        let (input, output) = try sslConnect(host: "localhost", port: port, context: context)
         XCTAssertTrue(isSSLPort(input) && isSSLPort(output))
         try output.write("racket\n")
         XCTAssertEqual(String(decoding: try input.read(maxLength: 100), as: UTF8.self), "tekcar\n")
@@ -110,7 +110,7 @@ final class SeedRacketChickenTests: XCTestCase {
                 try output.close()
                 try input.close()
             }
-            let (input, output) = try sslConnect(host: "localhost", port: listener.port, context: .context(context))
+            let (input, output) = try sslConnect(host: "localhost", port: listener.port, context: context)
             try output.write("bye")
             try output.close(shutdown: shutdown)
             try input.close()  // both halves closed: the socket closes
@@ -140,6 +140,14 @@ final class SeedRacketChickenTests: XCTestCase {
         XCTAssertThrowsError(try sslConnect(host: "", port: 443)) { XCTAssertTrue("\($0)".contains("host name is empty")) }
         XCTAssertThrowsError(try sslConnect(host: "127.0.0.1", port: 70000)) { XCTAssertTrue("\($0)".contains("out of range")) }
         XCTAssertThrowsError(try sslListen(port: -1)) { XCTAssertTrue("\($0)".contains("out of range")) }
+        // Racket's protocol argument is a symbol or a context: one of them.
+        let both = "give a protocol or a context, not both"
+        XCTAssertThrowsError(try sslConnect(host: "127.0.0.1", port: 443, protocol: .tlsV1_3, context: try sslMakeClientContext())) {
+            XCTAssertTrue("\($0)".contains(both), "\($0)")
+        }
+        XCTAssertThrowsError(try sslListen(port: 0, protocol: .default, context: try sslMakeServerContext())) {
+            XCTAssertTrue("\($0)".contains(both), "\($0)")
+        }
         let listener = try sslListen(port: 0, host: "127.0.0.1")
         XCTAssertThrowsError(try listener.loadCertificateChain(pki.missing)) { XCTAssertEqual(($0 as? SSLError)?.file, pki.missing) }
         XCTAssertThrowsError(try listener.loadPrivateKey(pki.garbagePEM))
@@ -149,13 +157,13 @@ final class SeedRacketChickenTests: XCTestCase {
         // A listener that never answers: the handshake times out, the socket is closed.
         let client = try sslMakeClientContext()
         let started = Date()
-        XCTAssertThrowsError(try sslConnect(host: "127.0.0.1", port: listener.port, context: .context(client), handshakeTimeout: 0.5)) { error in
+        XCTAssertThrowsError(try sslConnect(host: "127.0.0.1", port: listener.port, context: client, handshakeTimeout: 0.5)) { error in
             XCTAssertEqual((error as? SSLError)?.kind, .handshakeTimeout, "\(error)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(started), 2)
         _ = try? listener.listenerAcceptAndClose()
         sslClose(listener)
-        XCTAssertThrowsError(try sslConnect(host: "127.0.0.1", port: listener.port, context: .context(client))) { error in
+        XCTAssertThrowsError(try sslConnect(host: "127.0.0.1", port: listener.port, context: client)) { error in
             XCTAssertEqual((error as? SocketError)?.errno, ECONNREFUSED, "\(error)")
         }
         XCTAssertTrue(listener.isClosed)

@@ -153,21 +153,21 @@ public func isSSLPort(_ value: Any) -> Bool { value is TLSInputPort || value is 
 
 // MARK: Connections
 
-/// What `sslConnect` / `sslListen` speak: a protocol symbol or a prepared context.
-public enum SSLClientProtocol {
-    case `protocol`(SSLProtocol)
-    case context(SSLClientContext)
-}
-
-public enum SSLServerProtocol {
-    case `protocol`(SSLProtocol)
-    case context(SSLServerContext)
+/// Racket's `client-protocol` / `server-protocol` argument is a protocol symbol or a prepared context:
+/// here `protocol:` (an ``SSLProtocol``, the one vocabulary of protocols) or `context:`, not both.
+private func seedContext<Context>(_ proto: SSLProtocol?, _ context: Context?, call: String,
+                                  make: (SSLProtocol) throws -> Context) throws -> Context {
+    switch (proto, context) {
+    case (.some, .some): throw SSLError.usage("give a protocol or a context, not both", call: call)
+    case (_, .some(let given)): return given
+    case (let proto, nil): return try make(proto ?? .default)
+    }
 }
 
 /// Connects to `host:port` and runs a TLS client handshake (Racket's and Chicken's `ssl-connect`):
-/// the plaintext input and output ports. With a protocol symbol the server is verified against the
-/// system store (secure by default; pass a context made with other security to change that); the
-/// host name is checked and sent as SNI. Closing the output port does not send close_notify unless
+/// the plaintext input and output ports. With a protocol symbol (`protocol:`, `.default` when neither
+/// is given) the server is verified against the system store (secure by default); pass a `context:`
+/// made with other security to change that. The host name is checked and sent as SNI. Closing the output port does not send close_notify unless
 /// asked (`close(shutdown: true)`); closing both closes the socket.
 ///
 /// `handshakeTimeout` bounds the whole handshake (`TimeoutValue`; nil: `TLSTimeouts.handshake`): a
@@ -175,22 +175,18 @@ public enum SSLServerProtocol {
 ///
 /// `cancel` ends the connect or the handshake from another thread (Racket's `ssl-connect/enable-break`):
 /// `StreamError` `.cancelled`, and the socket is closed.
-public func sslConnect(host: String, port: Int, context: SSLClientProtocol = .protocol(.default),
+public func sslConnect(host: String, port: Int, protocol proto: SSLProtocol? = nil, context: SSLClientContext? = nil,
                        connectTimeout: TimeInterval? = nil, handshakeTimeout: TimeInterval? = nil,
                        cancel: CancelHandle? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     guard !host.isEmpty else { throw SSLError.usage("the host name is empty", call: "sslConnect") }
     guard (1...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 1…65535", call: "sslConnect") }
     let connectLimit = try TimeoutValue.resolve(connectTimeout, default: nil, name: "the connect timeout", call: "sslConnect")
+    let client = try seedContext(proto, context, call: "sslConnect") { try SSLClientContext(protocol: $0) }
     let fd = try connectTCP(host: host, port: port, timeout: connectLimit.seconds, cancel: cancel)
     let transport = FileDescriptorTransport(fileDescriptor: fd, closesDescriptor: true)
-    let client: SSLClientContext
     do {
         let watch = cancelling(fd, cancel)
         defer { watch.end() }
-        switch context {
-        case .protocol(let proto): client = try SSLClientContext(protocol: proto)
-        case .context(let given): client = given
-        }
         let ports = try makeSSLPorts(input: transport, output: transport, closeOriginal: true, shutdownOnClose: false, errorHook: nil,
                                      handshake: true, handshakeLimit: client.security.handshakeLimit(handshakeTimeout, call: "sslConnect")) {
             try TLSEngine(on: client.holder, side: .client, configuration: client.security, hostName: host, call: "sslConnect")
@@ -203,11 +199,11 @@ public func sslConnect(host: String, port: Int, context: SSLClientProtocol = .pr
     }
 }
 
-/// Racket's `ssl-connect/enable-break`: ``sslConnect(host:port:context:connectTimeout:handshakeTimeout:cancel:)``
+/// Racket's `ssl-connect/enable-break`: ``sslConnect(host:port:protocol:context:connectTimeout:handshakeTimeout:cancel:)``
 /// that `cancel` can end.
-public func sslConnectEnableBreak(host: String, port: Int, context: SSLClientProtocol = .protocol(.default),
+public func sslConnectEnableBreak(host: String, port: Int, protocol proto: SSLProtocol? = nil, context: SSLClientContext? = nil,
                                   cancel: CancelHandle) throws -> (input: TLSInputPort, output: TLSOutputPort) {
-    try sslConnect(host: host, port: port, context: context, cancel: cancel)
+    try sslConnect(host: host, port: port, protocol: proto, context: context, cancel: cancel)
 }
 
 /// While a blocking seed call runs on `fd`, a cancellation shuts the socket down, which ends a blocked
@@ -246,14 +242,10 @@ public final class SSLListener: SSLContextHolder, @unchecked Sendable {
 /// Listens for TLS connections (Racket's `ssl-listen`): port 0 picks a free port. Load a certificate and
 /// key into the listener (or its context) before accepting.
 public func sslListen(port: Int, backlog: Int32 = 5, reuse: Bool = false, host: String? = nil,
-                      context: SSLServerProtocol = .protocol(.default)) throws -> SSLListener {
+                      protocol proto: SSLProtocol? = nil, context: SSLServerContext? = nil) throws -> SSLListener {
     guard (0...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 0…65535", call: "sslListen") }
     if let host, host.isEmpty { throw SSLError.usage("the host name is empty", call: "sslListen") }
-    let server: SSLServerContext
-    switch context {
-    case .protocol(let proto): server = try SSLServerContext(protocol: proto)
-    case .context(let given): server = given
-    }
+    let server = try seedContext(proto, context, call: "sslListen") { try SSLServerContext(protocol: $0) }
     return SSLListener(listener: try listen(port: port, backlog: backlog, host: host, reuseAddress: reuse), context: server)
 }
 
