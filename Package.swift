@@ -68,6 +68,11 @@ let package = Package(
             "OpenSSLNIO", "OpenSSLStreams", "OpenSSLFLI", "TestSupport", "sslcat",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // Every Swift snippet of README.md and the DocC articles, compiled (copies kept fresh by a test).
+        .testTarget(name: "ReadmeSnippetTests", dependencies: [
+            "OpenSSLFLI", "OpenSSLStreams", "OpenSSLNIO",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // Runs the sslcat and fli-bench-c executables as processes.
         .testTarget(name: "SSLCatTests", dependencies: ["sslcat", "fli-bench-c", "OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
     ],

@@ -1,0 +1,14 @@
+// Generated from README.md, line 227, by SnippetFreshnessTests. Do not edit.
+import OpenSSLFLI
+import OpenSSLStreams
+
+func snippet_README_3() async throws {
+
+    let cert = try readCertificate("server.pem"), key = try readPrivateKey("server.key")
+    let listener = try listenDTLS(port: 0, ctxConfigure: { try useIdentity($0, certificate: cert, key: key) })
+    let peer = try listener.accept(timeout: 10)          // cookie exchange first (DTLSv1_listen, HMAC cookie)
+    while let datagram = try peer.receive() { try peer.send(datagram) }
+
+    let client = try openDTLS(host: "localhost", port: listener.port, security: .trusting(caFile: "ca.pem"), mtu: 1400)
+    try client.send(Array("one datagram".utf8))          // one record per message, boundaries kept
+}
