@@ -540,6 +540,7 @@ final class NIOBehaviourTests: XCTestCase {
             }
         }
         XCTAssertEqual(sent, received)
+        await Self.stop(server, serverTask)
     }
 
     func test200ConcurrentConnectionsOnOneGroup() async throws {
@@ -583,6 +584,17 @@ final class NIOBehaviourTests: XCTestCase {
         }
         XCTAssertEqual(answered, count)
         XCTAssertTrue(errors.all.isEmpty, "\(errors.all.prefix(3))")
+        await Self.stop(server, serverTask)
+    }
+
+    /// Closes the echo server and waits until its task (and every connection task under it) ended, so
+    /// that nothing still schedules work on the group when tearDown shuts it down (else NIO reports
+    /// "Cannot schedule tasks on an EventLoop that has already shut down").
+    static func stop(_ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, _ task: Task<Void, Error>) async {
+        server.channel.close(promise: nil)
+        task.cancel()
+        _ = await task.result
+        try? await server.channel.closeFuture.get()
     }
 
     /// An async echo server: each connection echoes until its peer closes.
