@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "OpenSSLFLI", targets: ["OpenSSLFLI"]),
         .library(name: "OpenSSLTLS", targets: ["OpenSSLTLS"]),
         .library(name: "OpenSSLStreams", targets: ["OpenSSLStreams"]),
+        .library(name: "OpenSSLSeeds", targets: ["OpenSSLSeeds"]),
         .library(name: "OpenSSLNIO", targets: ["OpenSSLNIO"]),
         .executable(name: "sslcat", targets: ["sslcat"]),
         .executable(name: "fli-bench-c", targets: ["fli-bench-c"]),
@@ -32,6 +33,8 @@ let package = Package(
         .target(name: "OpenSSLTLS", dependencies: ["OpenSSLFLI", "COpenSSL"]),
         // Layer 2: blocking socket streams with attachSSL / detachSSL, openTCPStream, listeners.
         .target(name: "OpenSSLStreams", dependencies: ["OpenSSLTLS", "OpenSSLFLI", "COpenSSL"]),
+        // The seeds' APIs over the streams: Racket/Chicken, Sagittarius and Bigloo names and keywords.
+        .target(name: "OpenSSLSeeds", dependencies: ["OpenSSLStreams", "OpenSSLTLS", "OpenSSLFLI", "COpenSSL"]),
         // Layer 3: event-driven TLS on SwiftNIO — a channel handler running OpenSSL over memory BIOs.
         .target(name: "OpenSSLNIO", dependencies: [
             "OpenSSLFLI", "OpenSSLTLS", "COpenSSL",
@@ -56,7 +59,7 @@ let package = Package(
         .target(name: "FLISignatureTypes", dependencies: ["COpenSSL"], path: "Tests/SignatureCheck/CTypes"),
         .testTarget(name: "SignatureTests", dependencies: ["OpenSSLFLI", "FLISignatureTypes", "COpenSSL"],
                     path: "Tests/SignatureCheck/Swift"),
-        .testTarget(name: "OpenSSLStreamsTests", dependencies: ["OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
+        .testTarget(name: "OpenSSLStreamsTests", dependencies: ["OpenSSLStreams", "OpenSSLSeeds", "OpenSSLFLI", "TestSupport"]),
         .testTarget(name: "OpenSSLNIOTests", dependencies: [
             "OpenSSLNIO", "OpenSSLStreams", "OpenSSLFLI", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
@@ -65,12 +68,12 @@ let package = Package(
         // The entry-point conformance matrix (issue 16): every client, server and deadline parameter
         // against the same hostile peers, certificates and deadline values; sslcat runs as a process.
         .testTarget(name: "ConformanceTests", dependencies: [
-            "OpenSSLNIO", "OpenSSLStreams", "OpenSSLFLI", "TestSupport", "sslcat",
+            "OpenSSLNIO", "OpenSSLStreams", "OpenSSLSeeds", "OpenSSLFLI", "TestSupport", "sslcat",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Every Swift snippet of README.md and the DocC articles, compiled (copies kept fresh by a test).
         .testTarget(name: "ReadmeSnippetTests", dependencies: [
-            "OpenSSLFLI", "OpenSSLStreams", "OpenSSLNIO",
+            "OpenSSLFLI", "OpenSSLStreams", "OpenSSLSeeds", "OpenSSLNIO",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Runs the sslcat and fli-bench-c executables as processes.

@@ -170,7 +170,7 @@ func resolveTCP(host: String, port: Int, passive: Bool = false) throws -> [(fami
 
 /// Connects a TCP socket to `host:port`, trying each resolved address in turn, each within
 /// `timeout` (nil: the system's own). Returns the connected, blocking, close-on-exec descriptor.
-func connectTCP(host: String, port: Int, timeout: TimeInterval?, cancel: CancelHandle? = nil) throws -> Int32 {
+package func connectTCP(host: String, port: Int, timeout: TimeInterval?, cancel: CancelHandle? = nil) throws -> Int32 {
     let addresses = try resolveTCP(host: host, port: port)
     var lastError: Error = HostResolutionError(host: host, port: port, code: EAI_NONAME, message: "no address")
     for candidate in addresses {
@@ -228,14 +228,14 @@ func connectTCP(host: String, port: Int, timeout: TimeInterval?, cancel: CancelH
 /// call that failed returns at once and closes its own descriptor as it always did (no descriptor number
 /// outlives its owner); at most 256 sockets linger together (more are not drained).
 /// - Corresponds: `shutdown(2)`, `poll(2)`, `recv(2)`, `close(2)`.
-final class AlertLinger: @unchecked Sendable {  // `waiting` is only touched under `lock`
-    static let shared = AlertLinger()
+package final class AlertLinger: @unchecked Sendable {  // `waiting` is only touched under `lock`
+    package static let shared = AlertLinger()
     private let lock = NSCondition()
     private var waiting: [(fd: Int32, deadline: Deadline, drained: Int)] = []
     private var started = false
 
     /// Shuts `fd`'s socket for writing now and drains it on a duplicate; the caller then closes `fd`.
-    func linger(_ fd: Int32) {
+    package func linger(_ fd: Int32) {
         guard Glibc.shutdown(fd, Int32(SHUT_WR)) == 0 else { return }
         lock.lock()
         if waiting.count >= 256 { lock.unlock(); return }

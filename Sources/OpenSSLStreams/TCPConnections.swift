@@ -139,7 +139,7 @@ public final class TCPListener {
     /// Accepts a connection and returns its descriptor (blocking, close-on-exec, TCP_NODELAY); the
     /// caller closes it.
     /// - Corresponds: `accept(2)`, `poll(2)`.
-    func acceptDescriptor(timeout: TimeInterval?, cancel: CancelHandle? = nil) throws -> Int32 {
+    package func acceptDescriptor(timeout: TimeInterval?, cancel: CancelHandle? = nil) throws -> Int32 {
         let wait = try TimeoutValue.resolve(timeout, default: nil, name: "the accept timeout", call: "accept")
         let deadline = wait.deadline
         let closedError = StreamError(kind: .closed, call: "accept", message: "the listener is closed")

@@ -138,6 +138,10 @@ final class TLSPortCore: @unchecked Sendable {
 /// The reading half of a TLS connection over a byte transport (or a socket): plaintext in.
 public final class TLSInputPort: ByteReadable, @unchecked Sendable {
     let core: TLSPortCore
+
+    /// Keeps `object` alive as long as the ports live (a seed's context object under them).
+    /// - Corresponds: none (no C call).
+    package func keepAlive(_ object: AnyObject) { core.keepAlive = object }
     init(core: TLSPortCore) { self.core = core }
 
     /// The `SSL` behind the port (for direct calls).
@@ -223,7 +227,7 @@ public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: SSL
 
 /// Makes the ports over an engine `makeEngine` makes (the one path of ``portsToSSLPorts(input:output:mode:context:closeOriginal:shutdownOnClose:hostName:security:ctxConfigure:sslConfigure:errorHook:handshake:handshakeTimeout:)``
 /// and the seeds).
-func makeSSLPorts(input: ByteReadable, output: ByteWritable, closeOriginal: Bool, shutdownOnClose: Bool,
+package func makeSSLPorts(input: ByteReadable, output: ByteWritable, closeOriginal: Bool, shutdownOnClose: Bool,
                   errorHook: ((Error) -> Error)?, handshake: Bool, handshakeLimit: TimeoutValue,
                   _ makeEngine: () throws -> TLSEngine) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     let engine: TLSEngine

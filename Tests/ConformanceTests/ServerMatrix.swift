@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import OpenSSLFLI
 import OpenSSLNIO
+import OpenSSLSeeds
 import OpenSSLStreams
 import TestSupport
 

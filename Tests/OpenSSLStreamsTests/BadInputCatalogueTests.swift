@@ -1,5 +1,6 @@
 import Foundation
 import OpenSSLFLI
+import OpenSSLSeeds
 import OpenSSLStreams
 import TestSupport
 import XCTest

@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLSeeds
 import OpenSSLStreams
 import TestSupport
 import XCTest

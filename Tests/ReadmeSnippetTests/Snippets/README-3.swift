@@ -1,10 +1,12 @@
 // Generated from README.md, line 227, by SnippetFreshnessTests. Do not edit.
+import Foundation
 import OpenSSLFLI
 import OpenSSLStreams
 
 func snippet_README_3() async throws {
 
-    let cert = try readCertificate("server.pem"), key = try readPrivateKey("server.key")
+    let cert = try Certificate(pem: String(contentsOfFile: "server.pem", encoding: .utf8))
+    let key = try PrivateKey(pem: String(contentsOfFile: "server.key", encoding: .utf8))
     let listener = try listenDTLS(port: 0, ctxConfigure: { try useIdentity($0, certificate: cert, key: key) })
     let peer = try listener.accept(timeout: 10)          // cookie exchange first (DTLSv1_listen, HMAC cookie)
     while let datagram = try peer.receive() { try peer.send(datagram) }

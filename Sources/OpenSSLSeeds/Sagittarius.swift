@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLStreams
 import OpenSSLTLS
 
 // Sagittarius' `(rfc tls)`: client and server TLS sockets, explicit handshakes, a certificate verifier,
@@ -32,7 +33,7 @@ public struct TLSSocketInfo: Sendable, Hashable {
     public var serverName: String?
 }
 
-/// A TLS socket (Sagittarius' `<tls-socket>`): a connected ``SocketStream`` with TLS attached.
+/// A TLS socket (Sagittarius' `<tls-socket>`): a connected `SocketStream` with TLS attached.
 public final class TLSSocket: @unchecked Sendable {
     /// The stream underneath (for everything the socket API does not cover).
     public let stream: SocketStream

@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLStreams
 import OpenSSLTLS
 
 // Racket's `openssl` library and Chicken's `openssl` egg, in Swift: contexts as objects, connections as a
@@ -191,7 +192,7 @@ public func sslConnect(host: String, port: Int, protocol proto: SSLProtocol? = n
                                      handshake: true, handshakeLimit: client.security.handshakeLimit(handshakeTimeout, call: "sslConnect")) {
             try TLSEngine(on: client.holder, side: .client, configuration: client.security, hostName: host, call: "sslConnect")
         }
-        ports.input.core.keepAlive = client
+        ports.input.keepAlive(client)
         return ports
     } catch {
         transport.close()
@@ -269,7 +270,7 @@ public func sslAccept(_ listener: SSLListener, timeout: TimeInterval? = nil,
                                      handshake: true, handshakeLimit: server.security.handshakeLimit(handshakeTimeout, call: "sslAccept")) {
             try TLSEngine(on: server.holder, side: .server, configuration: server.security, hostName: nil, call: "sslAccept")
         }
-        ports.input.core.keepAlive = server
+        ports.input.keepAlive(server)
         return ports
     } catch {
         // A handshake that failed with an alert: let the client read it (a timeout sent none).

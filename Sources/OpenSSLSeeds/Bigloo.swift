@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import OpenSSLFLI
+import OpenSSLStreams
 import OpenSSLTLS
 
 // Bigloo's SSL sockets: client sockets with buffer modes and a timeout, `cert` + `pkey`, `CAs` (an
@@ -24,7 +25,7 @@ public enum SocketBufferMode: Sendable, Hashable {
     }
 }
 
-/// A socket made by the Bigloo-style functions: a ``SocketStream`` and its buffer mode. With
+/// A socket made by the Bigloo-style functions: a `SocketStream` and its buffer mode. With
 /// `.unbuffered` every `write` is flushed.
 public final class BiglooSocket: @unchecked Sendable {
     /// The stream (TLS attached for SSL sockets).

@@ -1,7 +1,7 @@
-// Generated from OpenSSLStreams.docc/TheSeedsAPIs.md, line 15, by SnippetFreshnessTests. Do not edit.
-import OpenSSLStreams
+// Generated from OpenSSLSeeds.docc/TheSeedsAPIs.md, line 15, by SnippetFreshnessTests. Do not edit.
+import OpenSSLSeeds
 
-func snippet_OpenSSLStreams_TheSeedsAPIs_1() async throws {
+func snippet_OpenSSLSeeds_TheSeedsAPIs_1() async throws {
 
     let context = try sslMakeClientContext(protocol: .default)
     let (input, output) = try sslConnect(host: "example.org", port: 443, context: context)
