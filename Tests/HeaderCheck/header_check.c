@@ -213,6 +213,9 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_get_version), 
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_is_aead), int (const SSL_CIPHER *)), "SSL_CIPHER_is_aead");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_standard_name), const char *(const SSL_CIPHER *)), "SSL_CIPHER_standard_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_add_compression_method), int (int, COMP_METHOD *)), "SSL_COMP_add_compression_method");
+#ifndef SSL_COMP_free_compression_methods
+#error "SSL_COMP_free_compression_methods is no longer a macro"
+#endif
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_get0_name), const char *(const SSL_COMP *)), "SSL_COMP_get0_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_get_compression_methods), struct stack_st_SSL_COMP *(void)), "SSL_COMP_get_compression_methods");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_get_id), int (const SSL_COMP *)), "SSL_COMP_get_id");
@@ -578,6 +581,10 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verif
 #endif
 static void fli_check_SSL_CTX_set_dh_auto(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_dh_auto(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_domain_flags), int (SSL_CTX *, uint64_t)), "SSL_CTX_set_domain_flags");
+#ifndef SSL_CTX_set_ecdh_auto
+#error "SSL_CTX_set_ecdh_auto is no longer a macro"
+#endif
+static void fli_check_SSL_CTX_set_ecdh_auto(SSL_CTX *a0, int a1) { (void)SSL_CTX_set_ecdh_auto(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ex_data), int (SSL_CTX *, int, void *)), "SSL_CTX_set_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_generate_session_id), int (SSL_CTX *, GEN_SESSION_CB)), "SSL_CTX_set_generate_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_info_callback), void (SSL_CTX *, void (*)(const SSL *, int, int))), "SSL_CTX_set_info_callback");
@@ -726,6 +733,10 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_psk_identity_
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo), int (SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_use_serverinfo");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_ex), int (SSL_CTX *, unsigned int, const unsigned char *, size_t)), "SSL_CTX_use_serverinfo_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_file), int (SSL_CTX *, const char *)), "SSL_CTX_use_serverinfo_file");
+#ifndef SSL_OP_BIT
+#error "SSL_OP_BIT is no longer a macro"
+#endif
+static void fli_check_SSL_OP_BIT(uint64_t a0) { (void)SSL_OP_BIT(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_dup), SSL_SESSION *(const SSL_SESSION *)), "SSL_SESSION_dup");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_free), void (SSL_SESSION *)), "SSL_SESSION_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_alpn_selected), void (const SSL_SESSION *, const unsigned char **, size_t *)), "SSL_SESSION_get0_alpn_selected");
@@ -936,7 +947,23 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_async_status), in
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_blocking_mode), int (SSL *)), "SSL_get_blocking_mode");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_certificate), X509 *(const SSL *)), "SSL_get_certificate");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_changed_async_fds), int (SSL *, int *, size_t *, int *, size_t *)), "SSL_get_changed_async_fds");
+#ifndef SSL_get_cipher
+#error "SSL_get_cipher is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher(const SSL *a0) { (void)SSL_get_cipher(a0); }
+#ifndef SSL_get_cipher_bits
+#error "SSL_get_cipher_bits is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher_bits(const SSL *a0, int *a1) { (void)SSL_get_cipher_bits(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_cipher_list), const char *(const SSL *, int)), "SSL_get_cipher_list");
+#ifndef SSL_get_cipher_name
+#error "SSL_get_cipher_name is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher_name(const SSL *a0) { (void)SSL_get_cipher_name(a0); }
+#ifndef SSL_get_cipher_version
+#error "SSL_get_cipher_version is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher_version(const SSL *a0) { (void)SSL_get_cipher_version(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ciphers), struct stack_st_SSL_CIPHER *(const SSL *)), "SSL_get_ciphers");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_client_CA_list), struct stack_st_X509_NAME *(const SSL *)), "SSL_get_client_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_client_ciphers), struct stack_st_SSL_CIPHER *(const SSL *)), "SSL_get_client_ciphers");
@@ -1096,7 +1123,15 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_group_to_name), const
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_handle_events), int (SSL *)), "SSL_handle_events");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_has_matching_session_id), int (const SSL *, const unsigned char *, unsigned int)), "SSL_has_matching_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_has_pending), int (const SSL *)), "SSL_has_pending");
+#ifndef SSL_in_accept_init
+#error "SSL_in_accept_init is no longer a macro"
+#endif
+static void fli_check_SSL_in_accept_init(const SSL *a0) { (void)SSL_in_accept_init(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_in_before), int (const SSL *)), "SSL_in_before");
+#ifndef SSL_in_connect_init
+#error "SSL_in_connect_init is no longer a macro"
+#endif
+static void fli_check_SSL_in_connect_init(const SSL *a0) { (void)SSL_in_connect_init(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_in_init), int (const SSL *)), "SSL_in_init");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_inject_net_dgram), int (SSL *, const unsigned char *, size_t, const BIO_ADDR *, const BIO_ADDR *)), "SSL_inject_net_dgram");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_connection), int (SSL *)), "SSL_is_connection");
@@ -1256,6 +1291,10 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_stream_mo
 #error "SSL_set_dh_auto is no longer a macro"
 #endif
 static void fli_check_SSL_set_dh_auto(SSL *a0, long a1) { (void)SSL_set_dh_auto(a0, a1); }
+#ifndef SSL_set_ecdh_auto
+#error "SSL_set_ecdh_auto is no longer a macro"
+#endif
+static void fli_check_SSL_set_ecdh_auto(SSL *a0, int a1) { (void)SSL_set_ecdh_auto(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ex_data), int (SSL *, int, void *)), "SSL_set_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_fd), int (SSL *, int)), "SSL_set_fd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_generate_session_id), int (SSL *, GEN_SESSION_CB)), "SSL_set_generate_session_id");
@@ -1470,6 +1509,14 @@ static void fli_check_SSLeay_add_ssl_algorithms(void) { (void)SSLeay_add_ssl_alg
 #ifndef SSLv23_server_method
 #error "SSLv23_server_method is no longer a macro"
 #endif
+#ifndef TLS1_get_client_version
+#error "TLS1_get_client_version is no longer a macro"
+#endif
+static void fli_check_TLS1_get_client_version(const SSL *a0) { (void)TLS1_get_client_version(a0); }
+#ifndef TLS1_get_version
+#error "TLS1_get_version is no longer a macro"
+#endif
+static void fli_check_TLS1_get_version(const SSL *a0) { (void)TLS1_get_version(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLS_client_method), const SSL_METHOD *(void)), "TLS_client_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLS_method), const SSL_METHOD *(void)), "TLS_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLS_server_method), const SSL_METHOD *(void)), "TLS_server_method");
@@ -1546,9 +1593,17 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(X509_up_ref), int (X509 *
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert), int (X509_STORE_CTX *)), "X509_verify_cert");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert_error_string), const char *(long)), "X509_verify_cert_error_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION), SSL_SESSION *(SSL_SESSION **, const unsigned char **, long)), "d2i_SSL_SESSION");
+#ifndef d2i_SSL_SESSION_bio
+#error "d2i_SSL_SESSION_bio is no longer a macro"
+#endif
+static void fli_check_d2i_SSL_SESSION_bio(BIO *a0, SSL_SESSION **a1) { (void)d2i_SSL_SESSION_bio(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION_ex), SSL_SESSION *(SSL_SESSION **, const unsigned char **, long, OSSL_LIB_CTX *, const char *)), "d2i_SSL_SESSION_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509), X509 *(X509 **, const unsigned char **, long)), "d2i_X509");
 _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_SSL_SESSION), int (const SSL_SESSION *, unsigned char **)), "i2d_SSL_SESSION");
+#ifndef i2d_SSL_SESSION_bio
+#error "i2d_SSL_SESSION_bio is no longer a macro"
+#endif
+static void fli_check_i2d_SSL_SESSION_bio(BIO *a0, const SSL_SESSION *a1) { (void)i2d_SSL_SESSION_bio(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X509 *, unsigned char **)), "i2d_X509");
 #ifndef sk_SCT_free
 #error "sk_SCT_free is no longer a macro"

@@ -435,6 +435,14 @@ public func SSL_COMP_add_compression_method(_ id: Int32, _ cm: COMPMethodPointer
     return COpenSSL.SSL_COMP_add_compression_method(id, cm?.rawValue)
 }
 
+/// `#define SSL_COMP_free_compression_methods() while (0) continue`
+///
+/// A macro in `<openssl/ssl.h>` that OpenSSL 3 keeps only as a stub: it does nothing. Generated as the header defines it.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: cleanup is automatic; this does nothing.")
+public func SSL_COMP_free_compression_methods() {
+}
+
 /// `const char *SSL_COMP_get0_name(const SSL_COMP *comp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_get0_name`.
@@ -2017,6 +2025,15 @@ public func SSL_CTX_set_domain_flags(_ ctx: SSLContextPointer?, _ domain_flags: 
     return COpenSSL.SSL_CTX_set_domain_flags(ctx?.rawValue, domain_flags)
 }
 
+/// `#define SSL_CTX_set_ecdh_auto(dummy, onoff) ((onoff) != 0)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_CTX_set_ecdh_auto`. It calls nothing: the parameters it does not use are kept so that C code ports unchanged. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+@available(*, deprecated, message: "Deprecated: automatic ECDH is always on in OpenSSL 1.1.0 and later; this does nothing.")
+public func SSL_CTX_set_ecdh_auto(_ dummy: SSLContextPointer?, _ onoff: Int32) -> Bool {
+    return (onoff != 0)
+}
+
 /// `int SSL_CTX_set_ex_data(SSL_CTX *ssl, int idx, void *data)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ex_data`.
@@ -2662,6 +2679,14 @@ public func SSL_CTX_use_serverinfo_ex(_ ctx: SSLContextPointer?, _ version: UInt
 @inlinable
 public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: String?) -> Int32 {
     return COpenSSL.SSL_CTX_use_serverinfo_file(ctx?.rawValue, file)
+}
+
+/// `#define SSL_OP_BIT(n) ((uint64_t)1 << (uint64_t)n)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_OP_BIT`. It calls nothing: the parameters it does not use are kept so that C code ports unchanged.
+@inlinable
+public func SSL_OP_BIT(_ n: UInt64) -> UInt64 {
+    return (UInt64(1) << n)
 }
 
 /// `SSL_SESSION *SSL_SESSION_dup(const SSL_SESSION *src)`
@@ -4006,6 +4031,22 @@ public func SSL_get_changed_async_fds(_ s: SSLPointer?, _ addfd: UnsafeMutablePo
     return COpenSSL.SSL_get_changed_async_fds(s?.rawValue, addfd, numaddfds, delfd, numdelfds)
 }
 
+/// `#define SSL_get_cipher(s) SSL_CIPHER_get_name(SSL_get_current_cipher(s))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher`. It calls ``SSL_CIPHER_get_name``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher(_ s: SSLPointer?) -> String? {
+    return COpenSSL.SSL_CIPHER_get_name(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
+}
+
+/// `#define SSL_get_cipher_bits(s, np) SSL_CIPHER_get_bits(SSL_get_current_cipher(s), np)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_bits`. It calls ``SSL_CIPHER_get_bits``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher_bits(_ s: SSLPointer?, _ np: UnsafeMutablePointer<Int32>?) -> Int32 {
+    return COpenSSL.SSL_CIPHER_get_bits(COpenSSL.SSL_get_current_cipher(s?.rawValue), np)
+}
+
 /// `const char *SSL_get_cipher_list(const SSL *s, int n)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_cipher_list`.
@@ -4013,6 +4054,22 @@ public func SSL_get_changed_async_fds(_ s: SSLPointer?, _ addfd: UnsafeMutablePo
 @inlinable
 public func SSL_get_cipher_list(_ s: SSLPointer?, _ n: Int32) -> String? {
     return COpenSSL.SSL_get_cipher_list(s?.rawValue, n).map { String(cString: $0) }
+}
+
+/// `#define SSL_get_cipher_name(s) SSL_CIPHER_get_name(SSL_get_current_cipher(s))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_name`. It calls ``SSL_CIPHER_get_name``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher_name(_ s: SSLPointer?) -> String? {
+    return COpenSSL.SSL_CIPHER_get_name(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
+}
+
+/// `#define SSL_get_cipher_version(s) SSL_CIPHER_get_version(SSL_get_current_cipher(s))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_version`. It calls ``SSL_CIPHER_get_version``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher_version(_ s: SSLPointer?) -> String? {
+    return COpenSSL.SSL_CIPHER_get_version(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
 }
 
 /// `struct stack_st_SSL_CIPHER *SSL_get_ciphers(const SSL *s)`
@@ -4774,6 +4831,14 @@ public func SSL_has_pending(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_has_pending(s?.rawValue)
 }
 
+/// `#define SSL_in_accept_init(a) (SSL_in_init(a) && SSL_is_server(a))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_accept_init`. It calls ``SSL_in_init``, ``SSL_is_server``. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+public func SSL_in_accept_init(_ a: SSLPointer?) -> Bool {
+    return ((COpenSSL.SSL_in_init(a?.rawValue) != 0) && (COpenSSL.SSL_is_server(a?.rawValue) != 0))
+}
+
 /// `int SSL_in_before(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_in_before`.
@@ -4781,6 +4846,14 @@ public func SSL_has_pending(_ s: SSLPointer?) -> Int32 {
 @inlinable
 public func SSL_in_before(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_in_before(s?.rawValue)
+}
+
+/// `#define SSL_in_connect_init(a) (SSL_in_init(a) && !SSL_is_server(a))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_connect_init`. It calls ``SSL_in_init``, ``SSL_is_server``. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+public func SSL_in_connect_init(_ a: SSLPointer?) -> Bool {
+    return ((COpenSSL.SSL_in_init(a?.rawValue) != 0) && !(COpenSSL.SSL_is_server(a?.rawValue) != 0))
 }
 
 /// `int SSL_in_init(const SSL *s)`
@@ -5600,6 +5673,15 @@ public func SSL_set_default_stream_mode(_ s: SSLPointer?, _ mode: UInt32) -> Int
 @inlinable
 public func SSL_set_dh_auto(_ s: SSLPointer?, _ onoff: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_DH_AUTO, onoff, nil)
+}
+
+/// `#define SSL_set_ecdh_auto(dummy, onoff) ((onoff) != 0)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_set_ecdh_auto`. It calls nothing: the parameters it does not use are kept so that C code ports unchanged. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+@available(*, deprecated, message: "Deprecated: automatic ECDH is always on in OpenSSL 1.1.0 and later; this does nothing.")
+public func SSL_set_ecdh_auto(_ dummy: SSLPointer?, _ onoff: Int32) -> Bool {
+    return (onoff != 0)
 }
 
 /// `int SSL_set_ex_data(SSL *ssl, int idx, void *data)`
@@ -6619,6 +6701,16 @@ public func d2i_SSL_SESSION(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: Un
     return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION(a, pp, length) as OpaquePointer?)
 }
 
+/// `#define d2i_SSL_SESSION_bio(bp, s_id) ASN1_d2i_bio_of(SSL_SESSION, SSL_SESSION_new, d2i_SSL_SESSION, bp, s_id)`
+///
+/// A typed ASN.1 BIO macro in `<openssl/ssl.h>`, generated as the `ASN1_d2i_bio` call it makes, with `SSL_SESSION_new` and `d2i_SSL_SESSION` as the C function pointers; see `man d2i_SSL_SESSION_bio`.
+@inlinable
+public func d2i_SSL_SESSION_bio(_ bp: BIOPointer?, _ s_id: UnsafeMutablePointer<OpaquePointer?>?) -> SSLSessionPointer? {
+    let __new: @convention(c) () -> OpaquePointer? = COpenSSL.SSL_SESSION_new
+    let __d2i: @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer? = COpenSSL.d2i_SSL_SESSION
+    return SSLSessionPointer(raw: COpenSSL.ASN1_d2i_bio(unsafeBitCast(__new, to: (@convention(c) () -> UnsafeMutableRawPointer?).self), unsafeBitCast(__d2i, to: (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?).self), bp?.rawValue, UnsafeMutableRawPointer(s_id)?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)))
+}
+
 /// `SSL_SESSION *d2i_SSL_SESSION_ex(SSL_SESSION **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man d2i_SSL_SESSION_ex`.
@@ -6635,6 +6727,15 @@ public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp:
 @inlinable
 public func i2d_SSL_SESSION(_ in_: SSLSessionPointer?, _ pp: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 {
     return COpenSSL.i2d_SSL_SESSION(in_?.rawValue, pp)
+}
+
+/// `#define i2d_SSL_SESSION_bio(bp, s_id) ASN1_i2d_bio_of(SSL_SESSION, i2d_SSL_SESSION, bp, s_id)`
+///
+/// A typed ASN.1 BIO macro in `<openssl/ssl.h>`, generated as the `ASN1_i2d_bio` call it makes, with `i2d_SSL_SESSION` as the C function pointers; see `man i2d_SSL_SESSION_bio`.
+@inlinable
+public func i2d_SSL_SESSION_bio(_ bp: BIOPointer?, _ s_id: SSLSessionPointer?) -> Int32 {
+    let __i2d: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 = COpenSSL.i2d_SSL_SESSION
+    return COpenSSL.ASN1_i2d_bio(unsafeBitCast(__i2d, to: (@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self), bp?.rawValue, s_id.map { UnsafeRawPointer($0.rawValue) })
 }
 
 /// `#define SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x00000002U`

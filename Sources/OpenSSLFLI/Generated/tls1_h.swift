@@ -298,6 +298,22 @@ public func SSL_set_tlsext_status_type(_ ssl: SSLPointer?, _ type: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, type, nil)
 }
 
+/// `#define TLS1_get_client_version(s) ((SSL_client_version(s) >> 8) == TLS1_VERSION_MAJOR ? SSL_client_version(s) : 0)`
+///
+/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_client_version`. It calls ``SSL_client_version``, ``SSL_client_version``.
+@inlinable
+public func TLS1_get_client_version(_ s: SSLPointer?) -> Int32 {
+    return (((COpenSSL.SSL_client_version(s?.rawValue) >> 8) == COpenSSL.TLS1_VERSION_MAJOR) ? COpenSSL.SSL_client_version(s?.rawValue) : 0)
+}
+
+/// `#define TLS1_get_version(s) ((SSL_version(s) >> 8) == TLS1_VERSION_MAJOR ? SSL_version(s) : 0)`
+///
+/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_version`. It calls ``SSL_version``, ``SSL_version``.
+@inlinable
+public func TLS1_get_version(_ s: SSLPointer?) -> Int32 {
+    return (((COpenSSL.SSL_version(s?.rawValue) >> 8) == COpenSSL.TLS1_VERSION_MAJOR) ? COpenSSL.SSL_version(s?.rawValue) : 0)
+}
+
 /// `#define OPENSSL_TLS_SECURITY_LEVEL 1` from `<openssl/tls1.h>`.
 @inlinable public var OPENSSL_TLS_SECURITY_LEVEL: Int32 { COpenSSL.OPENSSL_TLS_SECURITY_LEVEL }
 

@@ -10,7 +10,7 @@ func fliTypeOf<T>(_: T) -> T.Type { T.self }
 func fliAny<T>() -> T { fatalError("never called") }
 
 /// How many wrappers this file checks.
-let checkedWrapperCount = 1052
+let checkedWrapperCount = 1066
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures0() {
@@ -611,6 +611,8 @@ func signatures3() {
     // SSL_COMP_add_compression_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_add_compression_method), ((Int32, COMPMethodPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_COMP_add_compression_method), ((Int32, OpaquePointer?) -> Int32).self)
+    // SSL_COMP_free_compression_methods
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_free_compression_methods), (() -> Void).self)
     // SSL_COMP_get0_name
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_get0_name), ((SSLCompPointer?) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_COMP_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
@@ -743,13 +745,13 @@ func signatures3() {
     // SSL_CTX_enable_ct
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_enable_ct), ((SSLContextPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_enable_ct), ((OpaquePointer?, Int32) -> Int32).self)
-    // SSL_CTX_flush_sessions
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions), ((SSLContextPointer?, Int) -> Void).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions), ((OpaquePointer?, Int) -> Void).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures4() {
+    // SSL_CTX_flush_sessions
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions), ((SSLContextPointer?, Int) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions), ((OpaquePointer?, Int) -> Void).self)
     // SSL_CTX_flush_sessions_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions_ex), ((SSLContextPointer?, time_t) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions_ex), ((OpaquePointer?, time_t) -> Void).self)
@@ -926,13 +928,13 @@ func signatures4() {
     // SSL_CTX_new
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new), ((SSLMethodPointer?) -> SSLContextPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_new), ((OpaquePointer?) -> OpaquePointer?).self)
-    // SSL_CTX_new_ex
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new_ex), ((OSSLLibContextPointer?, String?, SSLMethodPointer?) -> SSLContextPointer?).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?) -> OpaquePointer?).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures5() {
+    // SSL_CTX_new_ex
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new_ex), ((OSSLLibContextPointer?, String?, SSLMethodPointer?) -> SSLContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?) -> OpaquePointer?).self)
     // SSL_CTX_remove_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_remove_session), ((SSLContextPointer?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_remove_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -1110,13 +1112,13 @@ func signatures5() {
     // SSL_CTX_set_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_cipher_list), ((SSLContextPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_cipher_list), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
-    // SSL_CTX_set_ciphersuites
-    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ciphersuites), ((SSLContextPointer?, String?) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ciphersuites), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures6() {
+    // SSL_CTX_set_ciphersuites
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ciphersuites), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ciphersuites), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_client_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_CA_list), ((SSLContextPointer?, X509NameStackPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_client_CA_list), ((OpaquePointer?, OpaquePointer?) -> Void).self)
@@ -1177,6 +1179,9 @@ func signatures6() {
     // SSL_CTX_set_domain_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_domain_flags), ((SSLContextPointer?, UInt64) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_domain_flags), ((OpaquePointer?, UInt64) -> Int32).self)
+    // SSL_CTX_set_ecdh_auto
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ecdh_auto), ((SSLContextPointer?, Int32) -> Bool).self)
+    fliSameType(fli_sig_SSL_CTX_set_ecdh_auto.self, (@convention(c) (OpaquePointer?, Int32) -> Void).self)
     // SSL_CTX_set_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ex_data), ((SSLContextPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
@@ -1289,16 +1294,16 @@ func signatures6() {
     // SSL_CTX_set_srp_cb_arg
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_cb_arg), ((SSLContextPointer?, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_cb_arg), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures7() {
     // SSL_CTX_set_srp_client_pwd_callback
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_client_pwd_callback), ((SSLContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>?)?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_client_pwd_callback), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<CChar>?)?) -> Int32).self)
     // SSL_CTX_set_srp_password
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_password), ((SSLContextPointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_password), ((OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures7() {
     // SSL_CTX_set_srp_strength
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_strength), ((SSLContextPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_strength), ((OpaquePointer?, Int32) -> Int32).self)
@@ -1423,6 +1428,9 @@ func signatures7() {
     // SSL_CTX_use_serverinfo_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_serverinfo_file), ((SSLContextPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_serverinfo_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // SSL_OP_BIT
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_OP_BIT), ((UInt64) -> UInt64).self)
+    fliSameType(fli_sig_SSL_OP_BIT.self, (@convention(c) (UInt64) -> Void).self)
     // SSL_SESSION_dup
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_dup), ((SSLSessionPointer?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_dup), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -1468,6 +1476,10 @@ func signatures7() {
     // SSL_SESSION_get_id
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_id), ((SSLSessionPointer?) -> (id: UnsafePointer<UInt8>?, len: UInt32)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_id), ((OpaquePointer?, UnsafeMutablePointer<UInt32>?) -> UnsafePointer<UInt8>?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures8() {
     // SSL_SESSION_get_master_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_master_key), ((SSLSessionPointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_master_key), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int).self)
@@ -1477,10 +1489,6 @@ func signatures7() {
     // SSL_SESSION_get_max_fragment_length
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_max_fragment_length), ((SSLSessionPointer?) -> UInt8).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_max_fragment_length), ((OpaquePointer?) -> UInt8).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures8() {
     // SSL_SESSION_get_protocol_version
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_protocol_version), ((SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_protocol_version), ((OpaquePointer?) -> Int32).self)
@@ -1652,6 +1660,10 @@ func signatures8() {
     // SSL_clear_mode
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_clear_mode), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_clear_mode.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures9() {
     // SSL_clear_num_renegotiations
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_clear_num_renegotiations), ((SSLPointer?) -> Int).self)
     fliSameType(fli_sig_SSL_clear_num_renegotiations.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -1661,10 +1673,6 @@ func signatures8() {
     // SSL_client_hello_get0_ciphers
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_ciphers), ((SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_ciphers), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures9() {
     // SSL_client_hello_get0_compression_methods
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_compression_methods), ((SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_compression_methods), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int).self)
@@ -1834,6 +1842,10 @@ func signatures9() {
     // SSL_get1_builtin_sigalgs
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_builtin_sigalgs), ((OSSLLibContextPointer?) -> UnsafeMutablePointer<CChar>?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_builtin_sigalgs), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures10() {
     // SSL_get1_compressed_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_compressed_cert), ((SSLPointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_compressed_cert), ((OpaquePointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int).self)
@@ -1843,10 +1855,6 @@ func signatures9() {
     // SSL_get1_peer_certificate
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_peer_certificate), ((SSLPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_peer_certificate), ((OpaquePointer?) -> OpaquePointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures10() {
     // SSL_get1_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_session), ((SSLPointer?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_session), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -1880,9 +1888,21 @@ func signatures10() {
     // SSL_get_changed_async_fds
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_changed_async_fds), ((SSLPointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_changed_async_fds), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // SSL_get_cipher
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher), ((SSLPointer?) -> String?).self)
+    fliSameType(fli_sig_SSL_get_cipher.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_get_cipher_bits
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_bits), ((SSLPointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fli_sig_SSL_get_cipher_bits.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?) -> Void).self)
     // SSL_get_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_list), ((SSLPointer?, Int32) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_cipher_list), ((OpaquePointer?, Int32) -> UnsafePointer<CChar>?).self)
+    // SSL_get_cipher_name
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_name), ((SSLPointer?) -> String?).self)
+    fliSameType(fli_sig_SSL_get_cipher_name.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_get_cipher_version
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_version), ((SSLPointer?) -> String?).self)
+    fliSameType(fli_sig_SSL_get_cipher_version.self, (@convention(c) (OpaquePointer?) -> Void).self)
     // SSL_get_ciphers
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_ciphers), ((SSLPointer?) -> SSLCipherStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_ciphers), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2005,6 +2025,10 @@ func signatures10() {
     // SSL_get_privatekey
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_privatekey), ((SSLPointer?) -> EVPPKeyPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_privatekey), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures11() {
     // SSL_get_psk_identity
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_psk_identity), ((SSLPointer?) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_psk_identity), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
@@ -2026,10 +2050,6 @@ func signatures10() {
     // SSL_get_recv_max_early_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_recv_max_early_data), ((SSLPointer?) -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_recv_max_early_data), ((OpaquePointer?) -> UInt32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures11() {
     // SSL_get_rfd
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_rfd), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_rfd), ((OpaquePointer?) -> Int32).self)
@@ -2177,12 +2197,22 @@ func signatures11() {
     // SSL_has_pending
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_has_pending), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_has_pending), ((OpaquePointer?) -> Int32).self)
+    // SSL_in_accept_init
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_accept_init), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_in_accept_init.self, (@convention(c) (OpaquePointer?) -> Void).self)
     // SSL_in_before
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_before), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_in_before), ((OpaquePointer?) -> Int32).self)
+    // SSL_in_connect_init
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_connect_init), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_in_connect_init.self, (@convention(c) (OpaquePointer?) -> Void).self)
     // SSL_in_init
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_init), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_in_init), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures12() {
     // SSL_inject_net_dgram
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_inject_net_dgram), ((SSLPointer?, UnsafePointer<UInt8>?, Int, BIOAddrPointer?, BIOAddrPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_inject_net_dgram), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -2210,10 +2240,6 @@ func signatures11() {
     // SSL_is_stream_local
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_stream_local), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_stream_local), ((OpaquePointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures12() {
     // SSL_is_tls
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_tls), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_tls), ((OpaquePointer?) -> Int32).self)
@@ -2366,6 +2392,10 @@ func signatures12() {
     // SSL_set1_groups_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_groups_list), ((SSLPointer?, String) -> Int).self)
     fliSameType(fli_sig_SSL_set1_groups_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures13() {
     // SSL_set1_host
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_host), ((SSLPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set1_host), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
@@ -2393,10 +2423,6 @@ func signatures12() {
     // SSL_set_accept_state
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_accept_state), ((SSLPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_accept_state), ((OpaquePointer?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures13() {
     // SSL_set_allow_early_data_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_allow_early_data_cb), ((SSLPointer?, SSL_allow_early_data_cb_fn?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_allow_early_data_cb), ((OpaquePointer?, SSL_allow_early_data_cb_fn?, UnsafeMutableRawPointer?) -> Void).self)
@@ -2466,6 +2492,9 @@ func signatures13() {
     // SSL_set_dh_auto
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_dh_auto), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set_dh_auto.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
+    // SSL_set_ecdh_auto
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ecdh_auto), ((SSLPointer?, Int32) -> Bool).self)
+    fliSameType(fli_sig_SSL_set_ecdh_auto.self, (@convention(c) (OpaquePointer?, Int32) -> Void).self)
     // SSL_set_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ex_data), ((SSLPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
@@ -2547,6 +2576,10 @@ func signatures13() {
     // SSL_set_quic_tls_early_data_enabled
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_quic_tls_early_data_enabled), ((SSLPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_quic_tls_early_data_enabled), ((OpaquePointer?, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures14() {
     // SSL_set_quic_tls_transport_params
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_quic_tls_transport_params), ((SSLPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_quic_tls_transport_params), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
@@ -2577,10 +2610,6 @@ func signatures13() {
     // SSL_set_security_level
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_security_level), ((SSLPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_security_level), ((OpaquePointer?, Int32) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures14() {
     // SSL_set_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_session), ((SSLPointer?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -2729,6 +2758,10 @@ func signatures14() {
     // SSL_use_certificate_ASN1
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_ASN1), ((SSLPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_certificate_ASN1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures15() {
     // SSL_use_certificate_chain_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_chain_file), ((SSLPointer?, String?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_certificate_chain_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
@@ -2759,10 +2792,6 @@ func signatures14() {
     // SSL_want_client_hello_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_client_hello_cb), ((SSLPointer?) -> Bool).self)
     fliSameType(fli_sig_SSL_want_client_hello_cb.self, (@convention(c) (OpaquePointer?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures15() {
     // SSL_want_nothing
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_nothing), ((SSLPointer?) -> Bool).self)
     fliSameType(fli_sig_SSL_want_nothing.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -2799,6 +2828,12 @@ func signatures15() {
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_method), (() -> SSLMethodPointer?).self)
     // SSLv23_server_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_server_method), (() -> SSLMethodPointer?).self)
+    // TLS1_get_client_version
+    fliSameType(fliTypeOf(OpenSSLFLI.TLS1_get_client_version), ((SSLPointer?) -> Int32).self)
+    fliSameType(fli_sig_TLS1_get_client_version.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // TLS1_get_version
+    fliSameType(fliTypeOf(OpenSSLFLI.TLS1_get_version), ((SSLPointer?) -> Int32).self)
+    fliSameType(fli_sig_TLS1_get_version.self, (@convention(c) (OpaquePointer?) -> Void).self)
     // TLS_client_method
     fliSameType(fliTypeOf(OpenSSLFLI.TLS_client_method), (() -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.TLS_client_method), (() -> OpaquePointer?).self)
@@ -2904,6 +2939,10 @@ func signatures15() {
     // X509_STORE_up_ref
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_up_ref), ((X509StorePointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_up_ref), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures16() {
     // X509_VERIFY_PARAM_add1_host
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_add1_host), ((X509VerifyParamPointer?, String?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_add1_host), ((OpaquePointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
@@ -2940,10 +2979,6 @@ func signatures15() {
     // X509_cmp
     fliSameType(fliTypeOf(OpenSSLFLI.X509_cmp), ((X509Pointer?, X509Pointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures16() {
     // X509_cmp_current_time
     fliSameType(fliTypeOf(OpenSSLFLI.X509_cmp_current_time), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_cmp_current_time), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
@@ -3031,6 +3066,9 @@ func signatures16() {
     // d2i_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_SSL_SESSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_SSL_SESSION_bio
+    fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> SSLSessionPointer?).self)
+    fliSameType(fli_sig_d2i_SSL_SESSION_bio.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
     // d2i_SSL_SESSION_ex
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, String?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
@@ -3040,6 +3078,9 @@ func signatures16() {
     // i2d_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.i2d_SSL_SESSION), ((SSLSessionPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.i2d_SSL_SESSION), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_SSL_SESSION_bio
+    fliSameType(fliTypeOf(OpenSSLFLI.i2d_SSL_SESSION_bio), ((BIOPointer?, SSLSessionPointer?) -> Int32).self)
+    fliSameType(fli_sig_i2d_SSL_SESSION_bio.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
     // i2d_X509
     fliSameType(fliTypeOf(OpenSSLFLI.i2d_X509), ((X509Pointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.i2d_X509), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
@@ -3069,6 +3110,10 @@ func signatures16() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_SSL_CIPHER_new_null), (() -> SSLCipherStackPointer?).self)
     // sk_SSL_CIPHER_num
     fliSameType(fliTypeOf(OpenSSLFLI.sk_SSL_CIPHER_num), ((SSLCipherStackPointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures17() {
     // sk_SSL_CIPHER_pop
     fliSameType(fliTypeOf(OpenSSLFLI.sk_SSL_CIPHER_pop), ((SSLCipherStackPointer?) -> SSLCipherPointer?).self)
     // sk_SSL_CIPHER_push
@@ -3097,10 +3142,6 @@ func signatures16() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_new_null), (() -> X509CRLStackPointer?).self)
     // sk_X509_CRL_num
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_num), ((X509CRLStackPointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures17() {
     // sk_X509_CRL_pop
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_pop), ((X509CRLStackPointer?) -> X509CRLPointer?).self)
     // sk_X509_CRL_push

@@ -305,10 +305,26 @@ struct Generator {
             return
         }
 
-        // The macro must expand to one call of a wrapped function.
+        // The typed ASN.1 BIO macros (d2i_SSL_SESSION_bio …).
+        do {
+            if try wrapASN1BIOMacro(m, header: header, define: define, attrs: attrs, deprecated: dep != nil) { return }
+        } catch let e as ExprError {
+            skipped.append((m.name, header, e.reason)); return
+        } catch { skipped.append((m.name, header, "\(error)")); return }
+
+        // The macro must expand to one call of a wrapped function, or else to an expression over calls.
         var tokens = macros.expand(m.tokens)
         while tokens.first == .punct("("), let (_, end) = MacroTable.collectArgs(tokens, from: 0), end == tokens.count - 1 {
             tokens = Array(tokens[1..<end])
+        }
+        let expression = tokens
+        func expressionOr(_ reason: String) {
+            guard m.params != nil else { skipped.append((m.name, header, reason)); return }
+            do {
+                try wrapExpressionMacro(m, header: header, tokens: expression, define: define, attrs: attrs, deprecated: dep != nil)
+            } catch let e as ExprError {
+                skipped.append((m.name, header, "\(reason); as an expression: \(e.reason)"))
+            } catch { skipped.append((m.name, header, "\(reason); \(error)")) }
         }
         // An object-like alias: `#define A B` where B is a wrapped function.
         if m.params == nil {
@@ -341,10 +357,10 @@ struct Generator {
         }
         guard case .ident(let callee)? = tokens.first, tokens.count >= 3, tokens[1] == .punct("("),
               let (callArgs, end) = MacroTable.collectArgs(tokens, from: 1), end == tokens.count - 1 else {
-            skipped.append((m.name, header, "expands to an expression, not a single call (`\(m.body.prefix(60))`)")); return
+            expressionOr("expands to an expression, not a single call (`\(m.body.prefix(60))`)"); return
         }
         guard let target = byName[callee], let cTarget = ast.functions[callee] else {
-            skipped.append((m.name, header, "expands to a call of \(callee), which is not wrapped")); return
+            expressionOr("expands to a call of \(callee), which is not wrapped"); return
         }
         if let cc = comparedConstant {
             guard let e = constantExpression(cc.name, to: target.result) else {
@@ -353,7 +369,7 @@ struct Generator {
             comparison = "\(cc.op) \(e)"
         }
         guard callArgs.count == target.params.count else {
-            skipped.append((m.name, header, "passes \(callArgs.count) arguments to \(callee)")); return
+            expressionOr("passes \(callArgs.count) arguments to \(callee)"); return
         }
         let overrides = spec.macroArgs[m.name] ?? [:]
         var paramTypes: [String: (swift: String, c: String)] = [:]
@@ -411,7 +427,7 @@ struct Generator {
                     exprs.append(converted.map { $0! }.joined(separator: " | "))
                     continue
                 }
-                skipped.append((m.name, header, "argument `\(text)` of \(callee) is not a parameter or a constant")); return
+                expressionOr("argument `\(text)` of \(callee) is not a parameter or a constant"); return
             }
         }
         let unused = params.filter { paramTypes[$0] == nil }
