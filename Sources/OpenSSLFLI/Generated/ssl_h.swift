@@ -211,7 +211,16 @@ public func DTLSv1_server_method() -> SSLMethodPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man OPENSSL_cipher_name`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func OPENSSL_cipher_name(_ rfc_name: String?) -> String? {
+    return COpenSSL.OPENSSL_cipher_name(rfc_name).map { String(cString: $0) }
+}
+
+/// `const char *OPENSSL_cipher_name(const char *rfc_name)`
+///
+/// The pointer form of ``OPENSSL_cipher_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func OPENSSL_cipher_name(_ rfc_name: UnsafePointer<CChar>?) -> String? {
     return COpenSSL.OPENSSL_cipher_name(rfc_name).map { String(cString: $0) }
 }
 
@@ -529,7 +538,16 @@ public func SSL_CONF_CTX_new() -> SSLConfContextPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_set1_prefix`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: String?) -> Int32 {
+    return COpenSSL.SSL_CONF_CTX_set1_prefix(cctx?.rawValue, pre)
+}
+
+/// `int SSL_CONF_CTX_set1_prefix(SSL_CONF_CTX *cctx, const char *pre)`
+///
+/// The pointer form of ``SSL_CONF_CTX_set1_prefix``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_CTX_set1_prefix(cctx?.rawValue, pre)
 }
 
@@ -565,7 +583,16 @@ public func SSL_CONF_CTX_set_ssl_ctx(_ cctx: SSLConfContextPointer?, _ ctx: SSLC
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_cmd`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: String?, _ value: String?) -> Int32 {
+    return COpenSSL.SSL_CONF_cmd(cctx?.rawValue, cmd, value)
+}
+
+/// `int SSL_CONF_cmd(SSL_CONF_CTX *cctx, const char *cmd, const char *value)`
+///
+/// The pointer form of ``SSL_CONF_cmd``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd(cctx?.rawValue, cmd, value)
 }
 
@@ -583,7 +610,16 @@ public func SSL_CONF_cmd_argv(_ cctx: SSLConfContextPointer?, _ pargc: UnsafeMut
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_cmd_value_type`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: String?) -> Int32 {
+    return COpenSSL.SSL_CONF_cmd_value_type(cctx?.rawValue, cmd)
+}
+
+/// `int SSL_CONF_cmd_value_type(SSL_CONF_CTX *cctx, const char *cmd)`
+///
+/// The pointer form of ``SSL_CONF_cmd_value_type``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd_value_type(cctx?.rawValue, cmd)
 }
 
@@ -766,7 +802,16 @@ public func SSL_CTX_compress_certs(_ ctx: SSLContextPointer?, _ alg: Int32) -> I
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_config`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_config(ctx?.rawValue, name)
+}
+
+/// `int SSL_CTX_config(SSL_CTX *ctx, const char *name)`
+///
+/// The pointer form of ``SSL_CTX_config``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_config(ctx?.rawValue, name)
 }
 
@@ -1280,7 +1325,16 @@ public func SSL_CTX_has_client_custom_ext(_ ctx: SSLContextPointer?, _ ext_type:
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_dir`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_dir(ctx?.rawValue, CApath)
+}
+
+/// `int SSL_CTX_load_verify_dir(SSL_CTX *ctx, const char *CApath)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_dir``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_dir(ctx?.rawValue, CApath)
 }
 
@@ -1289,7 +1343,16 @@ public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: String?
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_file(ctx?.rawValue, CAfile)
+}
+
+/// `int SSL_CTX_load_verify_file(SSL_CTX *ctx, const char *CAfile)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_file(ctx?.rawValue, CAfile)
 }
 
@@ -1298,7 +1361,16 @@ public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: String
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_locations`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: String?, _ CApath: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_locations(ctx?.rawValue, CAfile, CApath)
+}
+
+/// `int SSL_CTX_load_verify_locations(SSL_CTX *ctx, const char *CAfile, const char *CApath)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_locations``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: UnsafePointer<CChar>?, _ CApath: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_locations(ctx?.rawValue, CAfile, CApath)
 }
 
@@ -1307,7 +1379,16 @@ public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: S
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_store`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_store(_ ctx: SSLContextPointer?, _ CAstore: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_store(ctx?.rawValue, CAstore)
+}
+
+/// `int SSL_CTX_load_verify_store(SSL_CTX *ctx, const char *CAstore)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_store``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_store(_ ctx: SSLContextPointer?, _ CAstore: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_store(ctx?.rawValue, CAstore)
 }
 
@@ -1334,7 +1415,16 @@ public func SSL_CTX_new(_ meth: SSLMethodPointer?) -> SSLContextPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_new_ex`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?, _ meth: SSLMethodPointer?) -> SSLContextPointer? {
+    return SSLContextPointer(COpenSSL.SSL_CTX_new_ex(libctx?.rawValue, propq, meth?.rawValue) as OpaquePointer?)
+}
+
+/// `SSL_CTX *SSL_CTX_new_ex(OSSL_LIB_CTX *libctx, const char *propq, const SSL_METHOD *meth)`
+///
+/// The pointer form of ``SSL_CTX_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?, _ meth: SSLMethodPointer?) -> SSLContextPointer? {
     return SSLContextPointer(COpenSSL.SSL_CTX_new_ex(libctx?.rawValue, propq, meth?.rawValue) as OpaquePointer?)
 }
 
@@ -1653,8 +1743,17 @@ public func SSL_CTX_set1_client_sigalgs(_ ctx: SSLContextPointer?, _ slist: Unsa
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_client_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
     return s.withCString { __s in OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __s)) }
+}
+
+/// `#define SSL_CTX_set1_client_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(s))`
+///
+/// The pointer form of ``SSL_CTX_set1_client_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
 }
 
 /// `int SSL_CTX_set1_compressed_cert(SSL_CTX *ctx, int algorithm, unsigned char *comp_data, size_t comp_length, size_t orig_length)`
@@ -1678,8 +1777,17 @@ public func SSL_CTX_set1_groups(_ ctx: SSLContextPointer?, _ glist: UnsafePointe
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_groups_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
     return s.withCString { __s in OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: __s)) }
+}
+
+/// `#define SSL_CTX_set1_groups_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(s))`
+///
+/// The pointer form of ``SSL_CTX_set1_groups_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
 }
 
 /// `int SSL_CTX_set1_param(SSL_CTX *ctx, X509_VERIFY_PARAM *vpm)`
@@ -1712,8 +1820,17 @@ public func SSL_CTX_set1_sigalgs(_ ctx: SSLContextPointer?, _ slist: UnsafeMutab
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
     return s.withCString { __s in OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __s)) }
+}
+
+/// `#define SSL_CTX_set1_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(s))`
+///
+/// The pointer form of ``SSL_CTX_set1_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
 }
 
 /// `#define SSL_CTX_set1_verify_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_VERIFY_CERT_STORE, 1, (char *)(st))`
@@ -1835,7 +1952,16 @@ public func SSL_CTX_set_cert_verify_callback(_ ctx: SSLContextPointer?, _ cb: (@
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cipher_list`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_set_cipher_list(arg0?.rawValue, str)
+}
+
+/// `int SSL_CTX_set_cipher_list(SSL_CTX *, const char *str)`
+///
+/// The pointer form of ``SSL_CTX_set_cipher_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_cipher_list(arg0?.rawValue, str)
 }
 
@@ -1844,7 +1970,16 @@ public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: String?) 
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ciphersuites`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_set_ciphersuites(ctx?.rawValue, str)
+}
+
+/// `int SSL_CTX_set_ciphersuites(SSL_CTX *ctx, const char *str)`
+///
+/// The pointer form of ``SSL_CTX_set_ciphersuites``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ciphersuites(ctx?.rawValue, str)
 }
 
@@ -1916,7 +2051,16 @@ public func SSL_CTX_set_ct_validation_callback(_ ctx: SSLContextPointer?, _ call
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ctlog_list_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_set_ctlog_list_file(ctx?.rawValue, path)
+}
+
+/// `int SSL_CTX_set_ctlog_list_file(SSL_CTX *ctx, const char *path)`
+///
+/// The pointer form of ``SSL_CTX_set_ctlog_list_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ctlog_list_file(ctx?.rawValue, path)
 }
 
@@ -2566,7 +2710,16 @@ public func SSL_CTX_use_PrivateKey_ASN1(_ pk: Int32, _ ctx: SSLContextPointer?, 
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_PrivateKey_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_CTX_use_PrivateKey_file(ctx?.rawValue, file, type)
+}
+
+/// `int SSL_CTX_use_PrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
+///
+/// The pointer form of ``SSL_CTX_use_PrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_PrivateKey_file(ctx?.rawValue, file, type)
 }
 
@@ -2596,7 +2749,17 @@ public func SSL_CTX_use_RSAPrivateKey_ASN1(_ ctx: SSLContextPointer?, _ d: Unsaf
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey_file.")
+@_disfavoredOverload
 public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_CTX_use_RSAPrivateKey_file(ctx?.rawValue, file, type)
+}
+
+/// `int SSL_CTX_use_RSAPrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
+///
+/// The pointer form of ``SSL_CTX_use_RSAPrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey_file.")
+public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_RSAPrivateKey_file(ctx?.rawValue, file, type)
 }
 
@@ -2632,7 +2795,16 @@ public func SSL_CTX_use_certificate_ASN1(_ ctx: SSLContextPointer?, _ len: Int32
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate_chain_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_use_certificate_chain_file(ctx?.rawValue, file)
+}
+
+/// `int SSL_CTX_use_certificate_chain_file(SSL_CTX *ctx, const char *file)`
+///
+/// The pointer form of ``SSL_CTX_use_certificate_chain_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_chain_file(ctx?.rawValue, file)
 }
 
@@ -2641,7 +2813,16 @@ public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_CTX_use_certificate_file(ctx?.rawValue, file, type)
+}
+
+/// `int SSL_CTX_use_certificate_file(SSL_CTX *ctx, const char *file, int type)`
+///
+/// The pointer form of ``SSL_CTX_use_certificate_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_file(ctx?.rawValue, file, type)
 }
 
@@ -2650,7 +2831,16 @@ public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: Stri
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_psk_identity_hint`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_hint: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_use_psk_identity_hint(ctx?.rawValue, identity_hint)
+}
+
+/// `int SSL_CTX_use_psk_identity_hint(SSL_CTX *ctx, const char *identity_hint)`
+///
+/// The pointer form of ``SSL_CTX_use_psk_identity_hint``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_hint: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_psk_identity_hint(ctx?.rawValue, identity_hint)
 }
 
@@ -2677,7 +2867,16 @@ public func SSL_CTX_use_serverinfo_ex(_ ctx: SSLContextPointer?, _ version: UInt
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_serverinfo_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_use_serverinfo_file(ctx?.rawValue, file)
+}
+
+/// `int SSL_CTX_use_serverinfo_file(SSL_CTX *ctx, const char *file)`
+///
+/// The pointer form of ``SSL_CTX_use_serverinfo_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_serverinfo_file(ctx?.rawValue, file)
 }
 
@@ -2976,7 +3175,16 @@ public func SSL_SESSION_set1_alpn_selected(_ s: SSLSessionPointer?, _ alpn: Unsa
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_hostname`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: String?) -> Int32 {
+    return COpenSSL.SSL_SESSION_set1_hostname(s?.rawValue, hostname)
+}
+
+/// `int SSL_SESSION_set1_hostname(SSL_SESSION *s, const char *hostname)`
+///
+/// The pointer form of ``SSL_SESSION_set1_hostname``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_hostname(s?.rawValue, hostname)
 }
 
@@ -3164,7 +3372,16 @@ public func SSL_add1_chain_cert(_ s: SSLPointer?, _ x509: X509Pointer?) -> Int {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add1_host`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
+    return COpenSSL.SSL_add1_host(s?.rawValue, hostname)
+}
+
+/// `int SSL_add1_host(SSL *s, const char *hostname)`
+///
+/// The pointer form of ``SSL_add1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add1_host(_ s: SSLPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add1_host(s?.rawValue, hostname)
 }
 
@@ -3191,7 +3408,16 @@ public func SSL_add_client_CA(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_dir_cert_subjects_to_stack`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add_dir_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ dir: String?) -> Int32 {
+    return COpenSSL.SSL_add_dir_cert_subjects_to_stack(stackCAs?.rawValue, dir)
+}
+
+/// `int SSL_add_dir_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *dir)`
+///
+/// The pointer form of ``SSL_add_dir_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add_dir_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ dir: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_dir_cert_subjects_to_stack(stackCAs?.rawValue, dir)
 }
 
@@ -3209,7 +3435,16 @@ public func SSL_add_expected_rpk(_ s: SSLPointer?, _ rpk: EVPPKeyPointer?) -> In
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_file_cert_subjects_to_stack`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ file: String?) -> Int32 {
+    return COpenSSL.SSL_add_file_cert_subjects_to_stack(stackCAs?.rawValue, file)
+}
+
+/// `int SSL_add_file_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *file)`
+///
+/// The pointer form of ``SSL_add_file_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_file_cert_subjects_to_stack(stackCAs?.rawValue, file)
 }
 
@@ -3227,7 +3462,16 @@ public func SSL_add_ssl_module() {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_store_cert_subjects_to_stack`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ uri: String?) -> Int32 {
+    return COpenSSL.SSL_add_store_cert_subjects_to_stack(stackCAs?.rawValue, uri)
+}
+
+/// `int SSL_add_store_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *uri)`
+///
+/// The pointer form of ``SSL_add_store_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ uri: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_store_cert_subjects_to_stack(stackCAs?.rawValue, uri)
 }
 
@@ -3503,7 +3747,16 @@ public func SSL_compress_certs(_ ssl: SSLPointer?, _ alg: Int32) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_config`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_config(_ s: SSLPointer?, _ name: String?) -> Int32 {
+    return COpenSSL.SSL_config(s?.rawValue, name)
+}
+
+/// `int SSL_config(SSL *s, const char *name)`
+///
+/// The pointer form of ``SSL_config``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_config(_ s: SSLPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_config(s?.rawValue, name)
 }
 
@@ -3557,7 +3810,16 @@ public func SSL_dane_clear_flags(_ ssl: SSLPointer?, _ flags: UInt) -> UInt {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dane_enable`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: String?) -> Int32 {
+    return COpenSSL.SSL_dane_enable(s?.rawValue, basedomain)
+}
+
+/// `int SSL_dane_enable(SSL *s, const char *basedomain)`
+///
+/// The pointer form of ``SSL_dane_enable``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_dane_enable(s?.rawValue, basedomain)
 }
 
@@ -4987,7 +5249,16 @@ public func SSL_listen(_ ssl: SSLPointer?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_load_client_CA_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_load_client_CA_file(_ file: String?) -> X509NameStackPointer? {
+    return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file(file) as OpaquePointer?)
+}
+
+/// `struct stack_st_X509_NAME *SSL_load_client_CA_file(const char *file)`
+///
+/// The pointer form of ``SSL_load_client_CA_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_load_client_CA_file(_ file: UnsafePointer<CChar>?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file(file) as OpaquePointer?)
 }
 
@@ -4996,7 +5267,16 @@ public func SSL_load_client_CA_file(_ file: String?) -> X509NameStackPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_load_client_CA_file_ex`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_load_client_CA_file_ex(_ file: String?, _ libctx: OSSLLibContextPointer?, _ propq: String?) -> X509NameStackPointer? {
+    return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file_ex(file, libctx?.rawValue, propq) as OpaquePointer?)
+}
+
+/// `struct stack_st_X509_NAME *SSL_load_client_CA_file_ex(const char *file, OSSL_LIB_CTX *libctx, const char *propq)`
+///
+/// The pointer form of ``SSL_load_client_CA_file_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_load_client_CA_file_ex(_ file: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file_ex(file, libctx?.rawValue, propq) as OpaquePointer?)
 }
 
@@ -5364,8 +5644,17 @@ public func SSL_set1_client_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawP
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_client_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int {
     return str.withCString { __str in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __str)) }
+}
+
+/// `#define SSL_set1_client_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(str))`
+///
+/// The pointer form of ``SSL_set1_client_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
 }
 
 /// `int SSL_set1_compressed_cert(SSL *ssl, int algorithm, unsigned char *comp_data, size_t comp_length, size_t orig_length)`
@@ -5389,8 +5678,17 @@ public func SSL_set1_groups(_ s: SSLPointer?, _ glist: UnsafePointer<Int32>?, _ 
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_groups_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: String) -> Int {
     return str.withCString { __str in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: __str)) }
+}
+
+/// `#define SSL_set1_groups_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(str))`
+///
+/// The pointer form of ``SSL_set1_groups_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
 }
 
 /// `int SSL_set1_host(SSL *s, const char *hostname)`
@@ -5398,7 +5696,16 @@ public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: String) -> Int {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_host`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
+    return COpenSSL.SSL_set1_host(s?.rawValue, hostname)
+}
+
+/// `int SSL_set1_host(SSL *s, const char *hostname)`
+///
+/// The pointer form of ``SSL_set1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_host(_ s: SSLPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set1_host(s?.rawValue, hostname)
 }
 
@@ -5441,8 +5748,17 @@ public func SSL_set1_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawPointer?
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int {
     return str.withCString { __str in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __str)) }
+}
+
+/// `#define SSL_set1_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(str))`
+///
+/// The pointer form of ``SSL_set1_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
 }
 
 /// `#define SSL_set1_verify_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_SET_VERIFY_CERT_STORE, 1, (char *)(st))`
@@ -5573,7 +5889,16 @@ public func SSL_set_cert_flags(_ s: SSLPointer?, _ op: Int) -> Int {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_cipher_list`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_set_cipher_list(s?.rawValue, str)
+}
+
+/// `int SSL_set_cipher_list(SSL *s, const char *str)`
+///
+/// The pointer form of ``SSL_set_cipher_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_cipher_list(s?.rawValue, str)
 }
 
@@ -5582,7 +5907,16 @@ public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: String?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_ciphersuites`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_set_ciphersuites(s?.rawValue, str)
+}
+
+/// `int SSL_set_ciphersuites(SSL *s, const char *str)`
+///
+/// The pointer form of ``SSL_set_ciphersuites``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_ciphersuites(s?.rawValue, str)
 }
 
@@ -6086,7 +6420,17 @@ public func SSL_set_srp_server_param(_ s: SSLPointer?, _ N: BIGNUMPointer?, _ g:
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
+@_disfavoredOverload
 public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: String?, _ pass: String?, _ grp: String?) -> Int32 {
+    return COpenSSL.SSL_set_srp_server_param_pw(s?.rawValue, user, pass, grp)
+}
+
+/// `int SSL_set_srp_server_param_pw(SSL *s, const char *user, const char *pass, const char *grp)`
+///
+/// The pointer form of ``SSL_set_srp_server_param_pw``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
+public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: UnsafePointer<CChar>?, _ pass: UnsafePointer<CChar>?, _ grp: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_srp_server_param_pw(s?.rawValue, user, pass, grp)
 }
 
@@ -6318,7 +6662,16 @@ public func SSL_use_PrivateKey_ASN1(_ pk: Int32, _ ssl: SSLPointer?, _ d: Unsafe
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_PrivateKey_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_use_PrivateKey_file(ssl?.rawValue, file, type)
+}
+
+/// `int SSL_use_PrivateKey_file(SSL *ssl, const char *file, int type)`
+///
+/// The pointer form of ``SSL_use_PrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_PrivateKey_file(ssl?.rawValue, file, type)
 }
 
@@ -6348,7 +6701,17 @@ public func SSL_use_RSAPrivateKey_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UI
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey_file.")
+@_disfavoredOverload
 public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_use_RSAPrivateKey_file(ssl?.rawValue, file, type)
+}
+
+/// `int SSL_use_RSAPrivateKey_file(SSL *ssl, const char *file, int type)`
+///
+/// The pointer form of ``SSL_use_RSAPrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey_file.")
+public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_RSAPrivateKey_file(ssl?.rawValue, file, type)
 }
 
@@ -6384,7 +6747,16 @@ public func SSL_use_certificate_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UInt
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate_chain_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: String?) -> Int32 {
+    return COpenSSL.SSL_use_certificate_chain_file(ssl?.rawValue, file)
+}
+
+/// `int SSL_use_certificate_chain_file(SSL *ssl, const char *file)`
+///
+/// The pointer form of ``SSL_use_certificate_chain_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_use_certificate_chain_file(ssl?.rawValue, file)
 }
 
@@ -6393,7 +6765,16 @@ public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: String?) 
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_use_certificate_file(ssl?.rawValue, file, type)
+}
+
+/// `int SSL_use_certificate_file(SSL *ssl, const char *file, int type)`
+///
+/// The pointer form of ``SSL_use_certificate_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_certificate_file(ssl?.rawValue, file, type)
 }
 
@@ -6402,7 +6783,16 @@ public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: String?, _ type
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_psk_identity_hint`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: String?) -> Int32 {
+    return COpenSSL.SSL_use_psk_identity_hint(s?.rawValue, identity_hint)
+}
+
+/// `int SSL_use_psk_identity_hint(SSL *s, const char *identity_hint)`
+///
+/// The pointer form of ``SSL_use_psk_identity_hint``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_use_psk_identity_hint(s?.rawValue, identity_hint)
 }
 
@@ -6716,7 +7106,16 @@ public func d2i_SSL_SESSION_bio(_ bp: BIOPointer?, _ s_id: UnsafeMutablePointer<
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man d2i_SSL_SESSION_ex`.
 /// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
 @inlinable
+@_disfavoredOverload
 public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: String?) -> SSLSessionPointer? {
+    return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)
+}
+
+/// `SSL_SESSION *d2i_SSL_SESSION_ex(SSL_SESSION **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
+///
+/// The pointer form of ``d2i_SSL_SESSION_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)
 }
 

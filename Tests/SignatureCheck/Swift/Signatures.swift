@@ -76,6 +76,7 @@ func signatures0() {
     fliSameType(fliTypeOf(COpenSSL.BIO_meth_free), ((OpaquePointer?) -> Void).self)
     // BIO_meth_new
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_new), ((Int32, String?) -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_new), ((Int32, UnsafePointer<CChar>?) -> BIOMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_meth_new), ((Int32, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // BIO_meth_set_create
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_set_create), ((BIOMethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
@@ -121,6 +122,7 @@ func signatures0() {
     fliSameType(fliTypeOf(COpenSSL.BIO_new_fd), ((Int32, Int32) -> OpaquePointer?).self)
     // BIO_new_file
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_file), ((String?, String?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_file), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_new_file), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // BIO_new_mem_buf
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_mem_buf), ((UnsafeRawPointer?, Int32) -> BIOPointer?).self)
@@ -148,6 +150,7 @@ func signatures0() {
     fliSameType(fliTypeOf(COpenSSL.BIO_push), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
     // BIO_puts
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_puts), ((BIOPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.BIO_puts), ((BIOPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_puts), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // BIO_read
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_read), ((BIOPointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
@@ -212,6 +215,7 @@ func signatures1() {
     fliSameType(fliTypeOf(COpenSSL.BIO_write_ex), ((OpaquePointer?, UnsafeRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
     // CRYPTO_free
     fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_free), ((UnsafeMutableRawPointer?, String?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_free), ((UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.CRYPTO_free), ((UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int32) -> Void).self)
     // CRYPTO_free_ex_index
     fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_free_ex_index), ((Int32, Int32) -> Int32).self)
@@ -221,6 +225,7 @@ func signatures1() {
     fliSameType(fliTypeOf(COpenSSL.CRYPTO_get_ex_new_index), ((Int32, Int, UnsafeMutableRawPointer?, (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?, (@convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?, (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?) -> Int32).self)
     // CRYPTO_malloc
     fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_malloc), ((Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_malloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.CRYPTO_malloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
     // DH_bits
     fliSameType(fliTypeOf(OpenSSLFLI.DH_bits), ((DHPointer?) -> Int32).self)
@@ -341,6 +346,7 @@ func signatures1() {
     fliSameType(fliTypeOf(COpenSSL.ERR_reason_error_string), ((UInt) -> UnsafePointer<CChar>?).self)
     // ERR_set_debug
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_set_debug), ((String?, Int32, String?) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.ERR_set_debug), ((UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_set_debug), ((UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void).self)
     // ERR_set_mark
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_set_mark), (() -> Int32).self)
@@ -350,6 +356,7 @@ func signatures1() {
     fliSameType(fliTypeOf(COpenSSL.EVP_Digest), ((UnsafeRawPointer?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, OpaquePointer?, OpaquePointer?) -> Int32).self)
     // EVP_MD_fetch
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_MD_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_MD_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPMDPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_MD_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // EVP_MD_free
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_MD_free), ((EVPMDPointer?) -> Void).self)
@@ -362,9 +369,11 @@ func signatures1() {
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_free), ((OpaquePointer?) -> Void).self)
     // EVP_PKEY_CTX_new_from_name
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_new_from_name), ((OSSLLibContextPointer?, String?, String?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_new_from_name), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPPKeyContextPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_new_from_name), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // EVP_PKEY_CTX_set_group_name
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_set_group_name), ((EVPPKeyContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_set_group_name), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_group_name), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // EVP_PKEY_eq
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_eq), ((EVPPKeyPointer?, EVPPKeyPointer?) -> Int32).self)
@@ -423,12 +432,15 @@ func signatures2() {
     fliSameType(fliTypeOf(COpenSSL.OBJ_nid2sn), ((Int32) -> UnsafePointer<CChar>?).self)
     // OBJ_sn2nid
     fliSameType(fliTypeOf(OpenSSLFLI.OBJ_sn2nid), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.OBJ_sn2nid), ((UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.OBJ_sn2nid), ((UnsafePointer<CChar>?) -> Int32).self)
     // OBJ_txt2nid
     fliSameType(fliTypeOf(OpenSSLFLI.OBJ_txt2nid), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.OBJ_txt2nid), ((UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.OBJ_txt2nid), ((UnsafePointer<CChar>?) -> Int32).self)
     // OPENSSL_cipher_name
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_cipher_name), ((String?) -> String?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_cipher_name), ((UnsafePointer<CChar>?) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_cipher_name), ((UnsafePointer<CChar>?) -> UnsafePointer<CChar>?).self)
     // OPENSSL_cleanse
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_cleanse), ((UnsafeMutableRawPointer?, Int) -> Void).self)
@@ -540,6 +552,7 @@ func signatures2() {
     fliSameType(fliTypeOf(COpenSSL.RAND_file_name), ((UnsafeMutablePointer<CChar>?, Int) -> UnsafePointer<CChar>?).self)
     // RAND_load_file
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_load_file), ((String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.RAND_load_file), ((UnsafePointer<CChar>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_load_file), ((UnsafePointer<CChar>?, Int) -> Int32).self)
     // RAND_poll
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_poll), (() -> Int32).self)
@@ -555,6 +568,7 @@ func signatures2() {
     fliSameType(fliTypeOf(COpenSSL.RAND_status), (() -> Int32).self)
     // RAND_write_file
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_write_file), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.RAND_write_file), ((UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_write_file), ((UnsafePointer<CChar>?) -> Int32).self)
     // RSA_free
     fliSameType(fliTypeOf(OpenSSLFLI.RSA_free), ((RSAPointer?) -> Void).self)
@@ -642,6 +656,7 @@ func signatures3() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_CTX_new), (() -> OpaquePointer?).self)
     // SSL_CONF_CTX_set1_prefix
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_CTX_set1_prefix), ((SSLConfContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_CTX_set1_prefix), ((SSLConfContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_CTX_set1_prefix), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CONF_CTX_set_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_CTX_set_flags), ((SSLConfContextPointer?, UInt32) -> UInt32).self)
@@ -654,12 +669,14 @@ func signatures3() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_CTX_set_ssl_ctx), ((OpaquePointer?, OpaquePointer?) -> Void).self)
     // SSL_CONF_cmd
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd), ((SSLConfContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd), ((SSLConfContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_cmd), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CONF_cmd_argv
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd_argv), ((SSLConfContextPointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_cmd_argv), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32).self)
     // SSL_CONF_cmd_value_type
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd_value_type), ((SSLConfContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd_value_type), ((SSLConfContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_cmd_value_type), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_SRP_CTX_free
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_SRP_CTX_free), ((SSLContextPointer?) -> Int32).self)
@@ -723,6 +740,7 @@ func signatures3() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_compress_certs), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_CTX_config
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_config), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_config), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_config), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_ct_is_enabled
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_ct_is_enabled), ((SSLContextPointer?) -> Int32).self)
@@ -913,15 +931,19 @@ func signatures4() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_has_client_custom_ext), ((OpaquePointer?, UInt32) -> Int32).self)
     // SSL_CTX_load_verify_dir
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_dir), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_dir), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_dir), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_load_verify_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_load_verify_locations
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_locations), ((SSLContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_locations), ((SSLContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_locations), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_load_verify_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_store), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_store), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_store), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_need_tmp_RSA
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_need_tmp_RSA), ((SSLContextPointer) -> Int32).self)
@@ -934,6 +956,7 @@ func signatures4() {
 func signatures5() {
     // SSL_CTX_new_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new_ex), ((OSSLLibContextPointer?, String?, SSLMethodPointer?) -> SSLContextPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, SSLMethodPointer?) -> SSLContextPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?) -> OpaquePointer?).self)
     // SSL_CTX_remove_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_remove_session), ((SSLContextPointer?, SSLSessionPointer?) -> Int32).self)
@@ -1048,6 +1071,7 @@ func signatures5() {
     fliSameType(fli_sig_SSL_CTX_set1_client_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_CTX_set1_client_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_client_sigalgs_list), ((SSLContextPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_client_sigalgs_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_client_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_CTX_set1_compressed_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_compressed_cert), ((SSLContextPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
@@ -1057,6 +1081,7 @@ func signatures5() {
     fliSameType(fli_sig_SSL_CTX_set1_groups.self, (@convention(c) (OpaquePointer?, UnsafePointer<Int32>?, Int) -> Void).self)
     // SSL_CTX_set1_groups_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_groups_list), ((SSLContextPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_groups_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_groups_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_CTX_set1_param
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_param), ((SSLContextPointer?, X509VerifyParamPointer?) -> Int32).self)
@@ -1069,6 +1094,7 @@ func signatures5() {
     fliSameType(fli_sig_SSL_CTX_set1_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_CTX_set1_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_sigalgs_list), ((SSLContextPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_sigalgs_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_CTX_set1_verify_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_verify_cert_store), ((SSLContextPointer?, X509StorePointer?) -> Int).self)
@@ -1111,6 +1137,7 @@ func signatures5() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_cert_verify_callback), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
     // SSL_CTX_set_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_cipher_list), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_cipher_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_cipher_list), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
 }
 
@@ -1118,6 +1145,7 @@ func signatures5() {
 func signatures6() {
     // SSL_CTX_set_ciphersuites
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ciphersuites), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ciphersuites), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ciphersuites), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_client_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_CA_list), ((SSLContextPointer?, X509NameStackPointer?) -> Void).self)
@@ -1142,6 +1170,7 @@ func signatures6() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ct_validation_callback), ((OpaquePointer?, ssl_ct_validation_cb?, UnsafeMutableRawPointer?) -> Int32).self)
     // SSL_CTX_set_ctlog_list_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ctlog_list_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ctlog_list_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ctlog_list_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_current_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_current_cert), ((SSLContextPointer?, Int) -> Int).self)
@@ -1357,6 +1386,7 @@ func signatures7() {
     fliSameType(fli_sig_SSL_CTX_set_tlsext_ticket_keys.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_CTX_set_tlsext_use_srtp
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_use_srtp), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_use_srtp), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_tlsext_use_srtp), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_tmp_dh
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tmp_dh), ((SSLContextPointer?, DHPointer?) -> Int).self)
@@ -1391,6 +1421,7 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_PrivateKey_ASN1), ((Int32, OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_use_PrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_PrivateKey_file), ((SSLContextPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_PrivateKey_file), ((SSLContextPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_PrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_CTX_use_RSAPrivateKey
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_RSAPrivateKey), ((SSLContextPointer?, RSAPointer?) -> Int32).self)
@@ -1400,6 +1431,7 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_RSAPrivateKey_ASN1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_use_RSAPrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_RSAPrivateKey_file), ((SSLContextPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_RSAPrivateKey_file), ((SSLContextPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_RSAPrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_CTX_use_cert_and_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_cert_and_key), ((SSLContextPointer?, X509Pointer?, EVPPKeyPointer?, X509StackPointer?, Int32) -> Int32).self)
@@ -1412,12 +1444,15 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_certificate_ASN1), ((OpaquePointer?, Int32, UnsafePointer<UInt8>?) -> Int32).self)
     // SSL_CTX_use_certificate_chain_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_chain_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_chain_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_certificate_chain_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_use_certificate_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_file), ((SSLContextPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_file), ((SSLContextPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_certificate_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_CTX_use_psk_identity_hint
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_psk_identity_hint), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_psk_identity_hint), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_psk_identity_hint), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_use_serverinfo
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_serverinfo), ((SSLContextPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
@@ -1427,6 +1462,7 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_serverinfo_ex), ((OpaquePointer?, UInt32, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_use_serverinfo_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_serverinfo_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_serverinfo_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_serverinfo_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_OP_BIT
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_OP_BIT), ((UInt64) -> UInt64).self)
@@ -1527,6 +1563,7 @@ func signatures8() {
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_alpn_selected), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_SESSION_set1_hostname
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_hostname), ((SSLSessionPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_hostname), ((SSLSessionPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_hostname), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_SESSION_set1_id
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_id), ((SSLSessionPointer?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
@@ -1590,6 +1627,7 @@ func signatures8() {
     fliSameType(fli_sig_SSL_add1_chain_cert.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
     // SSL_add1_host
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add1_host), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add1_host), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add1_host), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_add1_to_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add1_to_CA_list), ((SSLPointer?, X509Pointer?) -> Int32).self)
@@ -1599,18 +1637,21 @@ func signatures8() {
     fliSameType(fliTypeOf(COpenSSL.SSL_add_client_CA), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // SSL_add_dir_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_dir_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_dir_cert_subjects_to_stack), ((X509NameStackPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_dir_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_add_expected_rpk
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_expected_rpk), ((SSLPointer?, EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_expected_rpk), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // SSL_add_file_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_file_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_file_cert_subjects_to_stack), ((X509NameStackPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_file_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_add_ssl_module
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_ssl_module), (() -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_ssl_module), (() -> Void).self)
     // SSL_add_store_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_store_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_store_cert_subjects_to_stack), ((X509NameStackPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_store_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_alert_desc_string
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_alert_desc_string), ((Int32) -> String?).self)
@@ -1705,6 +1746,7 @@ func signatures9() {
     fliSameType(fliTypeOf(COpenSSL.SSL_compress_certs), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_config
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_config), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_config), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_config), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_connect
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_connect), ((SSLPointer?) -> Int32).self)
@@ -1723,6 +1765,7 @@ func signatures9() {
     fliSameType(fliTypeOf(COpenSSL.SSL_dane_clear_flags), ((OpaquePointer?, UInt) -> UInt).self)
     // SSL_dane_enable
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_dane_enable), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_dane_enable), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_dane_enable), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_dane_set_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_dane_set_flags), ((SSLPointer?, UInt) -> UInt).self)
@@ -1744,9 +1787,11 @@ func signatures9() {
     fliSameType(fliTypeOf(COpenSSL.SSL_enable_ct), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_export_keying_material
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, String?, Int, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_export_keying_material), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
     // SSL_export_keying_material_early
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material_early), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, String?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material_early), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_export_keying_material_early), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_extension_supported
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_extension_supported), ((UInt32) -> Int32).self)
@@ -2254,9 +2299,11 @@ func signatures12() {
     fliSameType(fliTypeOf(COpenSSL.SSL_listen), ((OpaquePointer?) -> Int32).self)
     // SSL_load_client_CA_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file), ((String?) -> X509NameStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file), ((UnsafePointer<CChar>?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_load_client_CA_file), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // SSL_load_client_CA_file_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file_ex), ((String?, OSSLLibContextPointer?, String?) -> X509NameStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file_ex), ((UnsafePointer<CChar>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_load_client_CA_file_ex), ((UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // SSL_load_error_strings
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_error_strings), (() -> Int32).self)
@@ -2382,6 +2429,7 @@ func signatures12() {
     fliSameType(fli_sig_SSL_set1_client_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_set1_client_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_client_sigalgs_list), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_client_sigalgs_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_client_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_set1_compressed_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_compressed_cert), ((SSLPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
@@ -2391,6 +2439,7 @@ func signatures12() {
     fliSameType(fli_sig_SSL_set1_groups.self, (@convention(c) (OpaquePointer?, UnsafePointer<Int32>?, Int) -> Void).self)
     // SSL_set1_groups_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_groups_list), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_groups_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_groups_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
 }
 
@@ -2398,6 +2447,7 @@ func signatures12() {
 func signatures13() {
     // SSL_set1_host
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_host), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_host), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set1_host), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set1_initial_peer_addr
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_initial_peer_addr), ((SSLPointer?, BIOAddrPointer?) -> Int32).self)
@@ -2413,6 +2463,7 @@ func signatures13() {
     fliSameType(fli_sig_SSL_set1_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_set1_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_sigalgs_list), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_sigalgs_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_set1_verify_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_verify_cert_store), ((SSLPointer?, X509StorePointer?) -> Int).self)
@@ -2458,9 +2509,11 @@ func signatures13() {
     fliSameType(fli_sig_SSL_set_cert_flags.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
     // SSL_set_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cipher_list), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cipher_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_cipher_list), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_ciphersuites
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ciphersuites), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ciphersuites), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_ciphersuites), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_client_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_client_CA_list), ((SSLPointer?, X509NameStackPointer?) -> Void).self)
@@ -2636,6 +2689,7 @@ func signatures14() {
     fliSameType(fliTypeOf(COpenSSL.SSL_set_srp_server_param), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
     // SSL_set_srp_server_param_pw
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_srp_server_param_pw), ((SSLPointer?, String?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_srp_server_param_pw), ((SSLPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_srp_server_param_pw), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_ssl_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ssl_method), ((SSLPointer?, SSLMethodPointer?) -> Int32).self)
@@ -2654,6 +2708,7 @@ func signatures14() {
     fliSameType(fli_sig_SSL_set_tlsext_debug_callback.self, (@convention(c) (OpaquePointer?, (@convention(c) () -> Void)?) -> Void).self)
     // SSL_set_tlsext_host_name
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_host_name), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_host_name), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set_tlsext_host_name.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_set_tlsext_max_fragment_length
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_max_fragment_length), ((SSLPointer?, UInt8) -> Int32).self)
@@ -2672,6 +2727,7 @@ func signatures14() {
     fliSameType(fli_sig_SSL_set_tlsext_status_type.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
     // SSL_set_tlsext_use_srtp
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_use_srtp), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_use_srtp), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_tlsext_use_srtp), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_tmp_dh
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tmp_dh), ((SSLPointer?, DHPointer?) -> Int).self)
@@ -2739,6 +2795,7 @@ func signatures14() {
     fliSameType(fliTypeOf(COpenSSL.SSL_use_PrivateKey_ASN1), ((Int32, OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_use_PrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_PrivateKey_file), ((SSLPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_PrivateKey_file), ((SSLPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_PrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_use_RSAPrivateKey
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_RSAPrivateKey), ((SSLPointer?, RSAPointer?) -> Int32).self)
@@ -2748,6 +2805,7 @@ func signatures14() {
     fliSameType(fliTypeOf(COpenSSL.SSL_use_RSAPrivateKey_ASN1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_use_RSAPrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_RSAPrivateKey_file), ((SSLPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_RSAPrivateKey_file), ((SSLPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_RSAPrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_use_cert_and_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_cert_and_key), ((SSLPointer?, X509Pointer?, EVPPKeyPointer?, X509StackPointer?, Int32) -> Int32).self)
@@ -2764,12 +2822,15 @@ func signatures14() {
 func signatures15() {
     // SSL_use_certificate_chain_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_chain_file), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_chain_file), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_certificate_chain_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_use_certificate_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_file), ((SSLPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_file), ((SSLPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_certificate_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_use_psk_identity_hint
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_psk_identity_hint), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_psk_identity_hint), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_psk_identity_hint), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_verify_client_post_handshake
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_verify_client_post_handshake), ((SSLPointer?) -> Int32).self)
@@ -2872,6 +2933,7 @@ func signatures15() {
     fliSameType(fliTypeOf(COpenSSL.TLSv1_server_method), (() -> OpaquePointer?).self)
     // X509_NAME_add_entry_by_txt
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_add_entry_by_txt), ((X509NamePointer?, String?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_add_entry_by_txt), ((X509NamePointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_add_entry_by_txt), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
     // X509_NAME_dup
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_dup), ((X509NamePointer?) -> X509NamePointer?).self)
@@ -2923,12 +2985,15 @@ func signatures15() {
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_free), ((OpaquePointer?) -> Void).self)
     // X509_STORE_load_file
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_file), ((X509StorePointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_file), ((X509StorePointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // X509_STORE_load_locations
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_locations), ((X509StorePointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_locations), ((X509StorePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_locations), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     // X509_STORE_load_path
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_path), ((X509StorePointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_path), ((X509StorePointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_path), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // X509_STORE_new
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_new), (() -> X509StorePointer?).self)
@@ -2945,15 +3010,18 @@ func signatures15() {
 func signatures16() {
     // X509_VERIFY_PARAM_add1_host
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_add1_host), ((X509VerifyParamPointer?, String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_add1_host), ((X509VerifyParamPointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_add1_host), ((OpaquePointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
     // X509_VERIFY_PARAM_get_flags
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_get_flags), ((X509VerifyParamPointer?) -> UInt).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_flags), ((OpaquePointer?) -> UInt).self)
     // X509_VERIFY_PARAM_set1_host
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_host), ((X509VerifyParamPointer?, String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_host), ((X509VerifyParamPointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_host), ((OpaquePointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
     // X509_VERIFY_PARAM_set1_ip_asc
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_ip_asc), ((X509VerifyParamPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_ip_asc), ((X509VerifyParamPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_ip_asc), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // X509_VERIFY_PARAM_set_depth
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set_depth), ((X509VerifyParamPointer?, Int32) -> Void).self)
@@ -2966,12 +3034,15 @@ func signatures16() {
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_hostflags), ((OpaquePointer?, UInt32) -> Void).self)
     // X509_check_email
     fliSameType(fliTypeOf(OpenSSLFLI.X509_check_email), ((X509Pointer?, String?, Int, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_email), ((X509Pointer?, UnsafePointer<CChar>?, Int, UInt32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_check_email), ((OpaquePointer?, UnsafePointer<CChar>?, Int, UInt32) -> Int32).self)
     // X509_check_host
     fliSameType(fliTypeOf(OpenSSLFLI.X509_check_host), ((X509Pointer?, String?, Int, UInt32, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_host), ((X509Pointer?, UnsafePointer<CChar>?, Int, UInt32, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_check_host), ((OpaquePointer?, UnsafePointer<CChar>?, Int, UInt32, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
     // X509_check_ip_asc
     fliSameType(fliTypeOf(OpenSSLFLI.X509_check_ip_asc), ((X509Pointer?, String?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_ip_asc), ((X509Pointer?, UnsafePointer<CChar>?, UInt32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_check_ip_asc), ((OpaquePointer?, UnsafePointer<CChar>?, UInt32) -> Int32).self)
     // X509_check_private_key
     fliSameType(fliTypeOf(OpenSSLFLI.X509_check_private_key), ((X509Pointer?, EVPPKeyPointer?) -> Int32).self)
@@ -3071,6 +3142,7 @@ func signatures16() {
     fliSameType(fli_sig_d2i_SSL_SESSION_bio.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
     // d2i_SSL_SESSION_ex
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, String?) -> SSLSessionPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // d2i_X509
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_X509), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509Pointer?).self)

@@ -214,6 +214,10 @@ extension Generator {
         var count = 0
         for w in wrappers.sorted(by: { $0.name < $1.name }) {
             var lines = ["    // \(w.name)", "    fliSameType(fliTypeOf(OpenSSLFLI.\(w.name)), (\(w.functionType)).self)"]
+            if let p = w.pointerFormType {
+                // The pointer form takes exactly what the C declaration takes for each `const char *`.
+                lines.append("    fliSameType(fliTypeOf(OpenSSLFLI.\(w.name)), (\(p)).self)")
+            }
             if let view = w.importView {
                 if let cTypes = w.macroCTypes {
                     header += "typedef void (*fli_sig_\(w.name))(\(cTypes.isEmpty ? "void" : cTypes.map { cDeclaration($0, "") }.joined(separator: ", ")));\n"

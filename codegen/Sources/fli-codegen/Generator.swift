@@ -213,15 +213,30 @@ struct Generator {
         if f.deprecated != nil, spec.replacements[f.name] == nil { missingReplacement.append(f.name) }
         if let dep { attrs += "@available(*, deprecated, message: \"\(dep)\")\n" }
         let resultDecl = resultType == "Void" ? "" : " -> \(resultType)"
-        let code = docLines(doc) + attrs +
-            "public func \(f.name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" +
-            body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        let bodyText = body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        var code = docLines(doc) + attrs + (params.contains { $0.swiftType == "String?" } ? "@_disfavoredOverload\n" : "") +
+            "public func \(f.name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" + bodyText
+        // The pointer form: the same call with each `const char *` taken as the pointer C takes.
+        let pointerParams = params.map { $0.swiftType == "String?" ? WParam(name: $0.name, swiftType: "UnsafePointer<CChar>?", cType: $0.cType) : $0 }
+        let hasPointerForm = params.contains { $0.swiftType == "String?" }
+        if hasPointerForm {
+            code += "\n" + docLines(["`\(cPrototype(f))`", "", pointerFormDoc(f.name)]) + attrs +
+                "public func \(f.name)(\(pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" + bodyText
+        }
         let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type)), \"\(f.name)\");\n"
         var w = Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
                         code: code, deprecated: dep != nil, check: check)
         // The C result as the wrapper sees it: the first tuple element when out-parameters are returned.
         w.importView = (view, importedType(convertedResultType))
+        if hasPointerForm { w.pointerFormType = "(" + pointerParams.map(\.swiftType).joined(separator: ", ") + ") -> " + resultType }
         add(w)
+    }
+
+    /// The doc line of a wrapper's pointer form.
+    func pointerFormDoc(_ name: String) -> String {
+        "The pointer form of ``\(name)``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing " +
+        "is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, " +
+        "NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call."
     }
 
     // MARK: function-like macros
@@ -329,10 +344,19 @@ struct Generator {
         // An object-like alias: `#define A B` where B is a wrapped function.
         if m.params == nil {
             guard tokens.count == 1, case .ident(let target) = tokens[0], let t = byName[target] else { return }
-            let code = docLines(["`\(define)`", "", "An alias macro in `<openssl/\(header)>`: calls ``\(target)``."]) + attrs +
-                "public func \(m.name)\(t.signature.replacingOccurrences(of: "-> ", with: "-> ")) {\n    OpenSSLFLI.\(target)(\(t.params.map(\.name).joined(separator: ", ")))\n}\n"
+            let hasPointerForm = t.pointerFormType != nil
+            let forward = " {\n    OpenSSLFLI.\(target)(\(t.params.map(\.name).joined(separator: ", ")))\n}\n"
+            var code = docLines(["`\(define)`", "", "An alias macro in `<openssl/\(header)>`: calls ``\(target)``."]) + attrs +
+                (hasPointerForm ? "@_disfavoredOverload\n" : "") + "public func \(m.name)\(t.signature)" + forward
+            let pointerParams = t.params.map { $0.swiftType == "String?" ? WParam(name: $0.name, swiftType: "UnsafePointer<CChar>?", cType: $0.cType) : $0 }
+            if hasPointerForm {
+                code += "\n" + docLines(["`\(define)`", "", pointerFormDoc(m.name)]) + attrs + "public func \(m.name)(" +
+                    pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ") + ")" + (t.result == "Void" ? "" : " -> \(t.result)") + forward
+            }
             let check = "#ifndef \(m.name)\n#error \"\(m.name) is no longer a macro\"\n#endif\n"
-            add(Wrapper(name: m.name, header: header, kind: .alias, params: t.params, result: t.result, code: code, deprecated: dep != nil, check: check))
+            var w = Wrapper(name: m.name, header: header, kind: .alias, params: t.params, result: t.result, code: code, deprecated: dep != nil, check: check)
+            w.pointerFormType = t.pointerFormType
+            add(w)
             return
         }
         // `(CALL) > 0` and the like: the call's result compared with a number gives a Bool.
@@ -377,6 +401,8 @@ struct Generator {
         var wraps: [(String) -> String] = []
         var prelude: [String] = []
         var outs: [(label: String, type: String, expr: String)] = []
+        /// The pointer form's argument where it differs (a `String` passed as the pointer it is).
+        var pointerExprs: [Int: String] = [:]
         for (k, argTokens) in callArgs.enumerated() {
             let to = target.params[k].swiftType
             switch classifyArgument(argTokens, params: params) {
@@ -409,6 +435,9 @@ struct Generator {
                 }
                 exprs.append(conv.expr)
                 if let w = conv.wrap { wraps.append(w) }
+                if from == "String" && to == "UnsafeMutableRawPointer?" {
+                    pointerExprs[exprs.count - 1] = "UnsafeMutableRawPointer(mutating: \(name))"
+                }
             case .constant(let c):
                 guard let e = constantExpression(c, to: to) else {
                     skipped.append((m.name, header, "constant \(c) is not available to Swift as \(to)")); return
@@ -436,27 +465,39 @@ struct Generator {
             guard let t = paramTypes[p], !t.swift.isEmpty else { return nil }
             return WParam(name: safeName(p, index: i), swiftType: t.swift, cType: t.c)
         }
-        var call = "OpenSSLFLI.\(callee)(\(exprs.joined(separator: ", ")))"
-        for w in wraps.reversed() { call = w(call) }
-        var resultType = target.result
-        if let comparison {
-            call = "(\(call) \(comparison))"
-            resultType = "Bool"
+        let hasPointerForm = wParams.contains { $0.swiftType == "String" || $0.swiftType == "String?" }
+        func bodyLines(pointerForm: Bool) -> (lines: [String], resultType: String) {
+            let args = exprs.enumerated().map { pointerForm ? (pointerExprs[$0.offset] ?? $0.element) : $0.element }
+            var call = "OpenSSLFLI.\(callee)(\(args.joined(separator: ", ")))"
+            if !pointerForm { for w in wraps.reversed() { call = w(call) } }
+            var resultType = target.result
+            if let comparison {
+                call = "(\(call) \(comparison))"
+                resultType = "Bool"
+            }
+            var body = prelude
+            if outs.isEmpty {
+                body.append((resultType == "Void" ? "" : "return ") + call)
+            } else {
+                body.append("let __result = \(call)")
+                body.append("return (result: __result, \(outs.map { "\($0.label): \($0.expr)" }.joined(separator: ", ")))")
+                resultType = "(result: \(resultType), \(outs.map { "\($0.label): \($0.type)" }.joined(separator: ", ")))"
+            }
+            return (body, resultType)
         }
-        var body = prelude
-        if outs.isEmpty {
-            body.append((resultType == "Void" ? "" : "return ") + call)
-        } else {
-            body.append("let __result = \(call)")
-            body.append("return (result: __result, \(outs.map { "\($0.label): \($0.expr)" }.joined(separator: ", ")))")
-            resultType = "(result: \(resultType), \(outs.map { "\($0.label): \($0.type)" }.joined(separator: ", ")))"
-        }
+        let (body, resultType) = bodyLines(pointerForm: false)
         let doc = ["`\(define)`", "",
                    "A function-like macro in `<openssl/\(header)>`, generated as a function that makes the same " +
                    "``\(callee)`` call; see `man \(m.name)`." + (outs.isEmpty ? "" : " Out-parameters are returned in the result.")]
-        let code = docLines(doc) + attrs +
+        var code = docLines(doc) + attrs + (hasPointerForm ? "@_disfavoredOverload\n" : "") +
             "public func \(m.name)(\(wParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultType == "Void" ? "" : " -> \(resultType)") {\n" +
             body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        let pointerParams = wParams.map { $0.swiftType == "String" || $0.swiftType == "String?" ? WParam(name: $0.name, swiftType: "UnsafePointer<CChar>?", cType: $0.cType) : $0 }
+        if hasPointerForm {
+            code += "\n" + docLines(["`\(define)`", "", pointerFormDoc(m.name)]) + attrs +
+                "public func \(m.name)(\(pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultType == "Void" ? "" : " -> \(resultType)") {\n" +
+                bodyLines(pointerForm: true).lines.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        }
         // The header check: the macro exists and accepts arguments of the C types the wrapper stands for.
         let cParams = params.enumerated().map { (i, p) in cDeclaration(paramTypes[p]!.c, "a\(i)") }
         let macroView = params.map { p -> String in
@@ -470,6 +511,7 @@ struct Generator {
         var w = Wrapper(name: m.name, header: header, kind: .macro, params: wParams, result: resultType, code: code, deprecated: dep != nil, check: check)
         w.importView = (macroView, "Void")
         w.macroCTypes = params.map { paramTypes[$0]!.c }
+        if hasPointerForm { w.pointerFormType = "(" + pointerParams.map(\.swiftType).joined(separator: ", ") + ") -> " + resultType }
         add(w)
     }
 
