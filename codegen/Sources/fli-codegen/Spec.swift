@@ -21,6 +21,8 @@ struct Spec {
     var headers: [String] = []
     /// Headers whose importable constants are re-exported (clients need not import COpenSSL).
     var constantHeaders: [String] = []
+    /// Headers whose function coverage the generator prints (libcrypto's, for issue 17's target).
+    var coverageHeaders: [String] = []
     var functions: [(name: String, header: String)] = []
     var handles: [Handle] = []
     var stacks: [Stack] = []
@@ -50,6 +52,8 @@ struct Spec {
             case "header":
                 guard words.count == 2 else { throw fail("expected: header NAME.h") }
                 spec.headers.append(words[1])
+            case "coverage":
+                spec.coverageHeaders += words.dropFirst()
             case "constants":
                 guard words.count >= 2 else { throw fail("expected: constants HEADER.h…") }
                 spec.constantHeaders += words.dropFirst()

@@ -235,6 +235,26 @@ do {
     log("fli-codegen: constants generated \(gen.constants.count); LispWorks names resolved \(lispRows.count) / \(spec.lispNames.count)")
     log("fli-codegen: skipped \(gen.skipped.count):")
     for s in gen.skipped { log("  \(s.name) (\(s.header)): \(s.reason)") }
+    // Coverage of the libcrypto headers a TLS application uses: non-deprecated functions declared there,
+    // wrapped, skipped with a reason, and not (yet) named in spec.txt.
+    if !spec.coverageHeaders.isEmpty {
+        let skippedNames = Set(gen.skipped.map(\.name))
+        var rows: [String] = []
+        var total = (declared: 0, wrapped: 0, skipped: 0)
+        for h in spec.coverageHeaders {
+            let fs = ast.functions.values.filter { $0.header == h && $0.deprecated == nil && !$0.name.hasPrefix("ossl_check_") }
+            let wrapped = fs.filter { gen.byName[$0.name]?.kind == .function }.count
+            let skipped = fs.filter { skippedNames.contains($0.name) }.count
+            total.declared += fs.count; total.wrapped += wrapped; total.skipped += skipped
+            rows.append("| \(h) | \(fs.count) | \(wrapped) | \(skipped) | \(fs.count - wrapped - skipped) |")
+        }
+        let percent = total.declared == 0 ? 0 : Double(total.wrapped) * 100 / Double(total.declared)
+        rows.append("| total | \(total.declared) | \(total.wrapped) (\(String(format: "%.1f", percent)) %) | \(total.skipped) | \(total.declared - total.wrapped - total.skipped) |")
+        log("fli-codegen: libcrypto coverage (non-deprecated functions; OpenSSL \(headerVersion) headers):")
+        log("| header | declared | wrapped | skipped (reason above) | not wrapped |")
+        log("|---|---|---|---|---|")
+        for r in rows { log(r) }
+    }
     if !gen.missingReplacement.isEmpty {
         log("fli-codegen: deprecated without a replacement named in spec.txt: \(gen.missingReplacement.joined(separator: ", "))")
     }
