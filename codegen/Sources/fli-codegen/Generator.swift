@@ -40,8 +40,13 @@ struct Generator {
         return m.isEmpty ? "deprecated in OpenSSL 3.0" : "\(m)"
     }
 
+    /// The module of the wrappers being made (OpenSSLCrypto while wrapping the crypto headers).
+    var currentModule = "OpenSSLFLI"
+
     mutating func add(_ w: Wrapper) {
         guard byName[w.name] == nil else { return }
+        var w = w
+        w.module = currentModule
         wrappers.append(w); byName[w.name] = w
     }
 
@@ -223,7 +228,8 @@ struct Generator {
             code += "\n" + docLines(["`\(cPrototype(f))`", "", pointerFormDoc(f.name)]) + attrs +
                 "public func \(f.name)(\(pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" + bodyText
         }
-        let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type)), \"\(f.name)\");\n"
+        // clang prints a va_list parameter as its decayed `struct __va_list_tag *`; spelled va_list, it adjusts alike.
+        let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type.replacingOccurrences(of: "struct __va_list_tag *", with: "va_list"))), \"\(f.name)\");\n"
         var w = Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
                         code: code, deprecated: dep != nil, check: check)
         // The C result as the wrapper sees it: the first tuple element when out-parameters are returned.

@@ -23,6 +23,8 @@ struct Spec {
     var constantHeaders: [String] = []
     /// Headers whose function coverage the generator prints (libcrypto's, for issue 17's target).
     var coverageHeaders: [String] = []
+    /// libcrypto headers whose non-deprecated functions are wrapped wholesale into OpenSSLCrypto.
+    var cryptoHeaders: [String] = []
     var functions: [(name: String, header: String)] = []
     var handles: [Handle] = []
     var stacks: [Stack] = []
@@ -52,6 +54,8 @@ struct Spec {
             case "header":
                 guard words.count == 2 else { throw fail("expected: header NAME.h") }
                 spec.headers.append(words[1])
+            case "crypto":
+                spec.cryptoHeaders += words.dropFirst()
             case "coverage":
                 spec.coverageHeaders += words.dropFirst()
             case "constants":

@@ -160,6 +160,16 @@ do {
         gen.fallbacks[a.name] = a.c
         gen.wrapFunction(a.c)
     }
+    // libcrypto's wholesale headers: every non-deprecated function not named by a `function` line, into
+    // the OpenSSLCrypto module (its own module, so that OpenSSLFLI's build time stays what it was).
+    let namedFunctions = Set(spec.functions.map(\.name))
+    gen.currentModule = "OpenSSLCrypto"
+    for f in ast.functions.values.filter({ spec.cryptoHeaders.contains($0.header) }).sorted(by: { $0.name < $1.name }) {
+        if f.name.hasPrefix("ossl_check_") || namedFunctions.contains(f.name) || f.deprecated != nil { continue }
+        declared += 1
+        gen.wrapFunction(f)
+    }
+    gen.currentModule = "OpenSSLFLI"
     for (name, header) in spec.functions {
         guard let f = ast.functions[name] else { throw GeneratorError("spec names function \(name), which the headers do not declare") }
         guard f.header == header else { throw GeneratorError("spec says \(name) is in \(header), but it is declared in \(f.header)") }
@@ -210,7 +220,9 @@ do {
     let files = gen.emit(lispRows: lispRows)
     var stale: [String] = []
     let generatedDir = root + "/Sources/OpenSSLFLI/Generated"
+    let cryptoDir = root + "/Sources/OpenSSLCrypto/Generated"
     let existing = Set(((try? FileManager.default.contentsOfDirectory(atPath: generatedDir)) ?? []).map { "Sources/OpenSSLFLI/Generated/" + $0 })
+        .union(((try? FileManager.default.contentsOfDirectory(atPath: cryptoDir)) ?? []).map { "Sources/OpenSSLCrypto/Generated/" + $0 })
     for (path, text) in files.sorted(by: { $0.key < $1.key }) {
         let full = root + "/" + path
         let current = try? String(contentsOfFile: full, encoding: .utf8)
