@@ -229,7 +229,26 @@ struct Generator {
                 "public func \(f.name)(\(pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" + bodyText
         }
         // clang prints a va_list parameter as its decayed `struct __va_list_tag *`; spelled va_list, it adjusts alike.
-        let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type.replacingOccurrences(of: "struct __va_list_tag *", with: "va_list"))), \"\(f.name)\");\n"
+        let exact = "__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type.replacingOccurrences(of: "struct __va_list_tag *", with: "va_list")))"
+        // A later release may make opaque pointer parameters const (OpenSSL 3.5's X509_REQ_get0_pubkey):
+        // Swift imports both as OpaquePointer, so the wrapper is the same; the check accepts each such
+        // combination (up to three such parameters).
+        let cParams = f.params.map { $0.type.trimmingCharacters(in: .whitespaces) }
+        let handleIndices = cParams.indices.filter { i in
+            let t = cParams[i]
+            guard !t.hasPrefix("const "), t.hasSuffix(" *"), let pt = pointee(t), !pt.contains("*") else { return false }
+            return spec.handle(forC: pt) != nil
+        }
+        var alternatives: [String] = []
+        if !handleIndices.isEmpty, handleIndices.count <= 3, !f.variadic, !f.type.contains("__va_list_tag"), !f.returnType.contains("("),
+           !cParams.contains(where: { $0.contains("(") || $0.contains("[") }) {
+            for mask in 1..<(1 << handleIndices.count) {
+                var ps = cParams
+                for (bit, i) in handleIndices.enumerated() where mask & (1 << bit) != 0 { ps[i] = "const " + ps[i] }
+                alternatives.append(" || __builtin_types_compatible_p(__typeof__(\(f.name)), \(f.returnType) (\(ps.joined(separator: ", "))))")
+            }
+        }
+        let check = "_Static_assert(" + exact + alternatives.joined() + ", \"\(f.name)\");\n"
         var w = Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
                         code: code, deprecated: dep != nil, check: check)
         // The C result as the wrapper sees it: the first tuple element when out-parameters are returned.
