@@ -27,6 +27,7 @@
 #include <openssl/objects.h>
 #include <openssl/sha.h>
 #include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/ocsp.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>

@@ -359,10 +359,20 @@ struct DirectCallBench {
         guard let ssl = SSL_new(ctx) else { throw ValidationError("SSL_new failed") }
         defer { SSL_free(ssl) }
         let raw = ctx.rawValue, rawSSL = ssl.rawValue
+        // The C side's argument: a static NUL-terminated string, as `OBJ_sn2nid("SHA256")` in C.
+        let sha256Literal: StaticString = "SHA256"
+        let sha256Name = UnsafeRawPointer(sha256Literal.utf8Start).assumingMemoryBound(to: CChar.self)
+        let sha256String = String(cString: sha256Name)
+        let nid = rawSn2nid(sha256Name, 1)
+        guard nid != 0, wrapperSn2nidLiteral(1) == nid, wrapperSn2nidString(sha256String, 1) == nid else {
+            throw ValidationError("OBJ_sn2nid(\"SHA256\") differs between the wrapper forms and the C call")
+        }
         let cases: [(String, () -> UInt64, () -> UInt64)] = [
             ("SSL_CTX_get_options (function)", { wrapperGetOptions(ctx, iterations) }, { rawGetOptions(raw, iterations) }),
             ("SSL_CTX_get_mode (ctrl macro)", { wrapperGetMode(ctx, iterations) }, { rawGetMode(raw, iterations) }),
             ("SSL_get_current_cipher (handle result)", { wrapperCurrentCipher(ssl, iterations) }, { rawCurrentCipher(rawSSL, iterations) }),
+            ("OBJ_sn2nid (const char *, a literal: the pointer form)", { wrapperSn2nidLiteral(iterations) }, { rawSn2nid(sha256Name, iterations) }),
+            ("OBJ_sn2nid (const char *, a String value: bridged)", { wrapperSn2nidString(sha256String, iterations) }, { rawSn2nid(sha256Name, iterations) }),
         ]
         var first: (Double, Double)?
         for (name, wrapped, direct) in cases {
@@ -402,5 +412,17 @@ struct DirectCallBench {
 @inline(never) func wrapperCurrentCipher(_ ssl: SSLPointer, _ n: Int) -> UInt64 {
     var acc: UInt64 = 0
     for _ in 0..<n { acc &+= SSL_get_current_cipher(ssl) == nil ? 1 : 2 }
+    return acc
+}
+
+@inline(never) func wrapperSn2nidLiteral(_ n: Int) -> UInt64 {
+    var acc: UInt64 = 0
+    for _ in 0..<n { acc &+= UInt64(bitPattern: Int64(OBJ_sn2nid("SHA256"))) }
+    return acc
+}
+
+@inline(never) func wrapperSn2nidString(_ name: String, _ n: Int) -> UInt64 {
+    var acc: UInt64 = 0
+    for _ in 0..<n { acc &+= UInt64(bitPattern: Int64(OBJ_sn2nid(name))) }
     return acc
 }

@@ -19,3 +19,10 @@ import COpenSSL
     for _ in 0..<n { acc &+= SSL_get_current_cipher(ssl) == nil ? 1 : 2 }
     return acc
 }
+
+/// `OBJ_sn2nid("SHA256")` as C writes it: the address of a static NUL-terminated string.
+@inline(never) func rawSn2nid(_ name: UnsafePointer<CChar>, _ n: Int) -> UInt64 {
+    var acc: UInt64 = 0
+    for _ in 0..<n { acc &+= UInt64(bitPattern: Int64(OBJ_sn2nid(name))) }
+    return acc
+}

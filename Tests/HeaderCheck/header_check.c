@@ -3,27 +3,353 @@
 #define FLI_CODEGEN_KEEP_DEPRECATED 1
 #include "shim.h"
 
+_Static_assert(__builtin_types_compatible_p(__typeof__(ACCESS_DESCRIPTION_free), void (ACCESS_DESCRIPTION *)), "ACCESS_DESCRIPTION_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ACCESS_DESCRIPTION_it), const ASN1_ITEM *(void)), "ACCESS_DESCRIPTION_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ACCESS_DESCRIPTION_new), ACCESS_DESCRIPTION *(void)), "ACCESS_DESCRIPTION_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_free), void (ADMISSIONS *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_free), void (const ADMISSIONS *)), "ADMISSIONS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_get0_admissionAuthority), const GENERAL_NAME *(const ADMISSIONS *)), "ADMISSIONS_get0_admissionAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_get0_namingAuthority), const NAMING_AUTHORITY *(const ADMISSIONS *)), "ADMISSIONS_get0_namingAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_get0_professionInfos), const PROFESSION_INFOS *(const ADMISSIONS *)), "ADMISSIONS_get0_professionInfos");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_it), const ASN1_ITEM *(void)), "ADMISSIONS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_new), ADMISSIONS *(void)), "ADMISSIONS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_admissionAuthority), void (ADMISSIONS *, GENERAL_NAME *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_admissionAuthority), void (const ADMISSIONS *, GENERAL_NAME *)), "ADMISSIONS_set0_admissionAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_namingAuthority), void (ADMISSIONS *, NAMING_AUTHORITY *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_namingAuthority), void (const ADMISSIONS *, NAMING_AUTHORITY *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_namingAuthority), void (ADMISSIONS *, const NAMING_AUTHORITY *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_namingAuthority), void (const ADMISSIONS *, const NAMING_AUTHORITY *)), "ADMISSIONS_set0_namingAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_professionInfos), void (ADMISSIONS *, PROFESSION_INFOS *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_professionInfos), void (const ADMISSIONS *, PROFESSION_INFOS *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_professionInfos), void (ADMISSIONS *, const PROFESSION_INFOS *)) || __builtin_types_compatible_p(__typeof__(ADMISSIONS_set0_professionInfos), void (const ADMISSIONS *, const PROFESSION_INFOS *)), "ADMISSIONS_set0_professionInfos");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_free), void (ADMISSION_SYNTAX *)) || __builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_free), void (const ADMISSION_SYNTAX *)), "ADMISSION_SYNTAX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_get0_admissionAuthority), const GENERAL_NAME *(const ADMISSION_SYNTAX *)), "ADMISSION_SYNTAX_get0_admissionAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_get0_contentsOfAdmissions), const struct stack_st_ADMISSIONS *(const ADMISSION_SYNTAX *)), "ADMISSION_SYNTAX_get0_contentsOfAdmissions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_it), const ASN1_ITEM *(void)), "ADMISSION_SYNTAX_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_new), ADMISSION_SYNTAX *(void)), "ADMISSION_SYNTAX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_set0_admissionAuthority), void (ADMISSION_SYNTAX *, GENERAL_NAME *)) || __builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_set0_admissionAuthority), void (const ADMISSION_SYNTAX *, GENERAL_NAME *)), "ADMISSION_SYNTAX_set0_admissionAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_set0_contentsOfAdmissions), void (ADMISSION_SYNTAX *, struct stack_st_ADMISSIONS *)) || __builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_set0_contentsOfAdmissions), void (const ADMISSION_SYNTAX *, struct stack_st_ADMISSIONS *)) || __builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_set0_contentsOfAdmissions), void (ADMISSION_SYNTAX *, const struct stack_st_ADMISSIONS *)) || __builtin_types_compatible_p(__typeof__(ADMISSION_SYNTAX_set0_contentsOfAdmissions), void (const ADMISSION_SYNTAX *, const struct stack_st_ADMISSIONS *)), "ADMISSION_SYNTAX_set0_contentsOfAdmissions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdOrRange_free), void (ASIdOrRange *)), "ASIdOrRange_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdOrRange_it), const ASN1_ITEM *(void)), "ASIdOrRange_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdOrRange_new), ASIdOrRange *(void)), "ASIdOrRange_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdentifierChoice_free), void (ASIdentifierChoice *)), "ASIdentifierChoice_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdentifierChoice_it), const ASN1_ITEM *(void)), "ASIdentifierChoice_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdentifierChoice_new), ASIdentifierChoice *(void)), "ASIdentifierChoice_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdentifiers_free), void (ASIdentifiers *)), "ASIdentifiers_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdentifiers_it), const ASN1_ITEM *(void)), "ASIdentifiers_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASIdentifiers_new), ASIdentifiers *(void)), "ASIdentifiers_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ANY_it), const ASN1_ITEM *(void)), "ASN1_ANY_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_check), int (const ASN1_BIT_STRING *, const unsigned char *, int)), "ASN1_BIT_STRING_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_free), void (ASN1_BIT_STRING *)), "ASN1_BIT_STRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_get_bit), int (const ASN1_BIT_STRING *, int)), "ASN1_BIT_STRING_get_bit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_it), const ASN1_ITEM *(void)), "ASN1_BIT_STRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_name_print), int (BIO *, ASN1_BIT_STRING *, BIT_STRING_BITNAME *, int)) || __builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_name_print), int (const BIO *, ASN1_BIT_STRING *, BIT_STRING_BITNAME *, int)), "ASN1_BIT_STRING_name_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_new), ASN1_BIT_STRING *(void)), "ASN1_BIT_STRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_num_asc), int (const char *, BIT_STRING_BITNAME *)), "ASN1_BIT_STRING_num_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_set), int (ASN1_BIT_STRING *, unsigned char *, int)), "ASN1_BIT_STRING_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_set_asc), int (ASN1_BIT_STRING *, const char *, int, BIT_STRING_BITNAME *)), "ASN1_BIT_STRING_set_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BIT_STRING_set_bit), int (ASN1_BIT_STRING *, int, int)), "ASN1_BIT_STRING_set_bit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BMPSTRING_free), void (ASN1_BMPSTRING *)), "ASN1_BMPSTRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BMPSTRING_it), const ASN1_ITEM *(void)), "ASN1_BMPSTRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_BMPSTRING_new), ASN1_BMPSTRING *(void)), "ASN1_BMPSTRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_free), void (ASN1_ENUMERATED *)), "ASN1_ENUMERATED_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_get), long (const ASN1_ENUMERATED *)), "ASN1_ENUMERATED_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_get_int64), int (int64_t *, const ASN1_ENUMERATED *)), "ASN1_ENUMERATED_get_int64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_it), const ASN1_ITEM *(void)), "ASN1_ENUMERATED_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_new), ASN1_ENUMERATED *(void)), "ASN1_ENUMERATED_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_set), int (ASN1_ENUMERATED *, long)), "ASN1_ENUMERATED_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_set_int64), int (ASN1_ENUMERATED *, int64_t)), "ASN1_ENUMERATED_set_int64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_to_BN), BIGNUM *(const ASN1_ENUMERATED *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ASN1_ENUMERATED_to_BN), BIGNUM * (const ASN1_ENUMERATED *, const BIGNUM *)), "ASN1_ENUMERATED_to_BN");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_adj), ASN1_GENERALIZEDTIME *(ASN1_GENERALIZEDTIME *, time_t, int, long)), "ASN1_GENERALIZEDTIME_adj");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_check), int (const ASN1_GENERALIZEDTIME *)), "ASN1_GENERALIZEDTIME_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_dup), ASN1_GENERALIZEDTIME *(const ASN1_GENERALIZEDTIME *)), "ASN1_GENERALIZEDTIME_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_free), void (ASN1_GENERALIZEDTIME *)), "ASN1_GENERALIZEDTIME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_it), const ASN1_ITEM *(void)), "ASN1_GENERALIZEDTIME_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_new), ASN1_GENERALIZEDTIME *(void)), "ASN1_GENERALIZEDTIME_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_print), int (BIO *, const ASN1_GENERALIZEDTIME *)) || __builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_print), int (const BIO *, const ASN1_GENERALIZEDTIME *)), "ASN1_GENERALIZEDTIME_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_set), ASN1_GENERALIZEDTIME *(ASN1_GENERALIZEDTIME *, time_t)), "ASN1_GENERALIZEDTIME_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALIZEDTIME_set_string), int (ASN1_GENERALIZEDTIME *, const char *)), "ASN1_GENERALIZEDTIME_set_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALSTRING_free), void (ASN1_GENERALSTRING *)), "ASN1_GENERALSTRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALSTRING_it), const ASN1_ITEM *(void)), "ASN1_GENERALSTRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_GENERALSTRING_new), ASN1_GENERALSTRING *(void)), "ASN1_GENERALSTRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_IA5STRING_free), void (ASN1_IA5STRING *)), "ASN1_IA5STRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_IA5STRING_it), const ASN1_ITEM *(void)), "ASN1_IA5STRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_IA5STRING_new), ASN1_IA5STRING *(void)), "ASN1_IA5STRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_cmp), int (const ASN1_INTEGER *, const ASN1_INTEGER *)), "ASN1_INTEGER_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_dup), ASN1_INTEGER *(const ASN1_INTEGER *)), "ASN1_INTEGER_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_free), void (ASN1_INTEGER *)), "ASN1_INTEGER_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_get), long (const ASN1_INTEGER *)), "ASN1_INTEGER_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_get_int64), int (int64_t *, const ASN1_INTEGER *)), "ASN1_INTEGER_get_int64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_get_uint64), int (uint64_t *, const ASN1_INTEGER *)), "ASN1_INTEGER_get_uint64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_it), const ASN1_ITEM *(void)), "ASN1_INTEGER_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_new), ASN1_INTEGER *(void)), "ASN1_INTEGER_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_set), int (ASN1_INTEGER *, long)), "ASN1_INTEGER_set");
-_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_print), int (BIO *, const ASN1_TIME *)), "ASN1_TIME_print");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_clear_flags), void (BIO *, int)), "BIO_clear_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl), long (BIO *, int, long, void *)), "BIO_ctrl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_get_read_request), size_t (BIO *)), "BIO_ctrl_get_read_request");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_get_write_guarantee), size_t (BIO *)), "BIO_ctrl_get_write_guarantee");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_pending), size_t (BIO *)), "BIO_ctrl_pending");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_wpending), size_t (BIO *)), "BIO_ctrl_wpending");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dump), int (BIO *, const void *, int)), "BIO_dump");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_set_int64), int (ASN1_INTEGER *, int64_t)), "ASN1_INTEGER_set_int64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_set_uint64), int (ASN1_INTEGER *, uint64_t)), "ASN1_INTEGER_set_uint64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_INTEGER_to_BN), BIGNUM *(const ASN1_INTEGER *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ASN1_INTEGER_to_BN), BIGNUM * (const ASN1_INTEGER *, const BIGNUM *)), "ASN1_INTEGER_to_BN");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ITEM_get), const ASN1_ITEM *(size_t)), "ASN1_ITEM_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_ITEM_lookup), const ASN1_ITEM *(const char *)), "ASN1_ITEM_lookup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_NULL_free), void (ASN1_NULL *)), "ASN1_NULL_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_NULL_it), const ASN1_ITEM *(void)), "ASN1_NULL_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_NULL_new), ASN1_NULL *(void)), "ASN1_NULL_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OBJECT_create), ASN1_OBJECT *(int, unsigned char *, int, const char *, const char *)), "ASN1_OBJECT_create");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OBJECT_free), void (ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(ASN1_OBJECT_free), void (const ASN1_OBJECT *)), "ASN1_OBJECT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OBJECT_it), const ASN1_ITEM *(void)), "ASN1_OBJECT_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OBJECT_new), ASN1_OBJECT *(void)), "ASN1_OBJECT_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OCTET_STRING_NDEF_it), const ASN1_ITEM *(void)), "ASN1_OCTET_STRING_NDEF_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OCTET_STRING_cmp), int (const ASN1_OCTET_STRING *, const ASN1_OCTET_STRING *)), "ASN1_OCTET_STRING_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OCTET_STRING_dup), ASN1_OCTET_STRING *(const ASN1_OCTET_STRING *)), "ASN1_OCTET_STRING_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OCTET_STRING_free), void (ASN1_OCTET_STRING *)), "ASN1_OCTET_STRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OCTET_STRING_it), const ASN1_ITEM *(void)), "ASN1_OCTET_STRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OCTET_STRING_new), ASN1_OCTET_STRING *(void)), "ASN1_OCTET_STRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_OCTET_STRING_set), int (ASN1_OCTET_STRING *, const unsigned char *, int)), "ASN1_OCTET_STRING_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_free), void (ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_PCTX_free), void (const ASN1_PCTX *)), "ASN1_PCTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_get_cert_flags), unsigned long (const ASN1_PCTX *)), "ASN1_PCTX_get_cert_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_get_flags), unsigned long (const ASN1_PCTX *)), "ASN1_PCTX_get_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_get_nm_flags), unsigned long (const ASN1_PCTX *)), "ASN1_PCTX_get_nm_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_get_oid_flags), unsigned long (const ASN1_PCTX *)), "ASN1_PCTX_get_oid_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_get_str_flags), unsigned long (const ASN1_PCTX *)), "ASN1_PCTX_get_str_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_new), ASN1_PCTX *(void)), "ASN1_PCTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_cert_flags), void (ASN1_PCTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_cert_flags), void (const ASN1_PCTX *, unsigned long)), "ASN1_PCTX_set_cert_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_flags), void (ASN1_PCTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_flags), void (const ASN1_PCTX *, unsigned long)), "ASN1_PCTX_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_nm_flags), void (ASN1_PCTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_nm_flags), void (const ASN1_PCTX *, unsigned long)), "ASN1_PCTX_set_nm_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_oid_flags), void (ASN1_PCTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_oid_flags), void (const ASN1_PCTX *, unsigned long)), "ASN1_PCTX_set_oid_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_str_flags), void (ASN1_PCTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(ASN1_PCTX_set_str_flags), void (const ASN1_PCTX *, unsigned long)), "ASN1_PCTX_set_str_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PRINTABLESTRING_free), void (ASN1_PRINTABLESTRING *)), "ASN1_PRINTABLESTRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PRINTABLESTRING_it), const ASN1_ITEM *(void)), "ASN1_PRINTABLESTRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PRINTABLESTRING_new), ASN1_PRINTABLESTRING *(void)), "ASN1_PRINTABLESTRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PRINTABLE_free), void (ASN1_STRING *)), "ASN1_PRINTABLE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PRINTABLE_it), const ASN1_ITEM *(void)), "ASN1_PRINTABLE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PRINTABLE_new), ASN1_STRING *(void)), "ASN1_PRINTABLE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_PRINTABLE_type), int (const unsigned char *, int)), "ASN1_PRINTABLE_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SCTX_free), void (ASN1_SCTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_SCTX_free), void (const ASN1_SCTX *)), "ASN1_SCTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_app_data), void *(ASN1_SCTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_app_data), void * (const ASN1_SCTX *)), "ASN1_SCTX_get_app_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_flags), unsigned long (ASN1_SCTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_flags), unsigned long (const ASN1_SCTX *)), "ASN1_SCTX_get_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_item), const ASN1_ITEM *(ASN1_SCTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_item), const ASN1_ITEM * (const ASN1_SCTX *)), "ASN1_SCTX_get_item");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_template), const ASN1_TEMPLATE *(ASN1_SCTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_SCTX_get_template), const ASN1_TEMPLATE * (const ASN1_SCTX *)), "ASN1_SCTX_get_template");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SCTX_new), ASN1_SCTX *(int (*)(ASN1_SCTX *))), "ASN1_SCTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SCTX_set_app_data), void (ASN1_SCTX *, void *)) || __builtin_types_compatible_p(__typeof__(ASN1_SCTX_set_app_data), void (const ASN1_SCTX *, void *)), "ASN1_SCTX_set_app_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SEQUENCE_ANY_it), const ASN1_ITEM *(void)), "ASN1_SEQUENCE_ANY_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_SET_ANY_it), const ASN1_ITEM *(void)), "ASN1_SET_ANY_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_TABLE_add), int (int, long, long, unsigned long, unsigned long)), "ASN1_STRING_TABLE_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_TABLE_cleanup), void (void)), "ASN1_STRING_TABLE_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_TABLE_get), ASN1_STRING_TABLE *(int)), "ASN1_STRING_TABLE_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_clear_free), void (ASN1_STRING *)), "ASN1_STRING_clear_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_cmp), int (const ASN1_STRING *, const ASN1_STRING *)), "ASN1_STRING_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_copy), int (ASN1_STRING *, const ASN1_STRING *)), "ASN1_STRING_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_dup), ASN1_STRING *(const ASN1_STRING *)), "ASN1_STRING_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_free), void (ASN1_STRING *)), "ASN1_STRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_get0_data), const unsigned char *(const ASN1_STRING *)), "ASN1_STRING_get0_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_get_default_mask), unsigned long (void)), "ASN1_STRING_get_default_mask");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_length), int (const ASN1_STRING *)), "ASN1_STRING_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_new), ASN1_STRING *(void)), "ASN1_STRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_print), int (BIO *, const ASN1_STRING *)) || __builtin_types_compatible_p(__typeof__(ASN1_STRING_print), int (const BIO *, const ASN1_STRING *)), "ASN1_STRING_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_print_ex), int (BIO *, const ASN1_STRING *, unsigned long)) || __builtin_types_compatible_p(__typeof__(ASN1_STRING_print_ex), int (const BIO *, const ASN1_STRING *, unsigned long)), "ASN1_STRING_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_print_ex_fp), int (FILE *, const ASN1_STRING *, unsigned long)), "ASN1_STRING_print_ex_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_set), int (ASN1_STRING *, const void *, int)), "ASN1_STRING_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_set0), void (ASN1_STRING *, void *, int)), "ASN1_STRING_set0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_set_by_NID), ASN1_STRING *(ASN1_STRING **, const unsigned char *, int, int, int)), "ASN1_STRING_set_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_set_default_mask), void (unsigned long)), "ASN1_STRING_set_default_mask");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_set_default_mask_asc), int (const char *)), "ASN1_STRING_set_default_mask_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_to_UTF8), int (unsigned char **, const ASN1_STRING *)), "ASN1_STRING_to_UTF8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_type), int (const ASN1_STRING *)), "ASN1_STRING_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_STRING_type_new), ASN1_STRING *(int)), "ASN1_STRING_type_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_T61STRING_free), void (ASN1_T61STRING *)), "ASN1_T61STRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_T61STRING_it), const ASN1_ITEM *(void)), "ASN1_T61STRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_T61STRING_new), ASN1_T61STRING *(void)), "ASN1_T61STRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_adj), ASN1_TIME *(ASN1_TIME *, time_t, int, long)), "ASN1_TIME_adj");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_check), int (const ASN1_TIME *)), "ASN1_TIME_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_cmp_time_t), int (const ASN1_TIME *, time_t)), "ASN1_TIME_cmp_time_t");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_compare), int (const ASN1_TIME *, const ASN1_TIME *)), "ASN1_TIME_compare");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_diff), int (int *, int *, const ASN1_TIME *, const ASN1_TIME *)), "ASN1_TIME_diff");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_dup), ASN1_TIME *(const ASN1_TIME *)), "ASN1_TIME_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_free), void (ASN1_TIME *)), "ASN1_TIME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_it), const ASN1_ITEM *(void)), "ASN1_TIME_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_new), ASN1_TIME *(void)), "ASN1_TIME_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_normalize), int (ASN1_TIME *)), "ASN1_TIME_normalize");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_print), int (BIO *, const ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(ASN1_TIME_print), int (const BIO *, const ASN1_TIME *)), "ASN1_TIME_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_print_ex), int (BIO *, const ASN1_TIME *, unsigned long)) || __builtin_types_compatible_p(__typeof__(ASN1_TIME_print_ex), int (const BIO *, const ASN1_TIME *, unsigned long)), "ASN1_TIME_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_set), ASN1_TIME *(ASN1_TIME *, time_t)), "ASN1_TIME_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_set_string), int (ASN1_TIME *, const char *)), "ASN1_TIME_set_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_set_string_X509), int (ASN1_TIME *, const char *)), "ASN1_TIME_set_string_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_to_generalizedtime), ASN1_GENERALIZEDTIME *(const ASN1_TIME *, ASN1_GENERALIZEDTIME **)), "ASN1_TIME_to_generalizedtime");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TIME_to_tm), int (const ASN1_TIME *, struct tm *)), "ASN1_TIME_to_tm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_cmp), int (const ASN1_TYPE *, const ASN1_TYPE *)), "ASN1_TYPE_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_free), void (ASN1_TYPE *)), "ASN1_TYPE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_get), int (const ASN1_TYPE *)), "ASN1_TYPE_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_get_int_octetstring), int (const ASN1_TYPE *, long *, unsigned char *, int)), "ASN1_TYPE_get_int_octetstring");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_get_octetstring), int (const ASN1_TYPE *, unsigned char *, int)), "ASN1_TYPE_get_octetstring");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_new), ASN1_TYPE *(void)), "ASN1_TYPE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_pack_sequence), ASN1_TYPE *(const ASN1_ITEM *, void *, ASN1_TYPE **)), "ASN1_TYPE_pack_sequence");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_set), void (ASN1_TYPE *, int, void *)), "ASN1_TYPE_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_set1), int (ASN1_TYPE *, int, const void *)), "ASN1_TYPE_set1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_set_int_octetstring), int (ASN1_TYPE *, long, unsigned char *, int)), "ASN1_TYPE_set_int_octetstring");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_set_octetstring), int (ASN1_TYPE *, unsigned char *, int)), "ASN1_TYPE_set_octetstring");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_TYPE_unpack_sequence), void *(const ASN1_ITEM *, const ASN1_TYPE *)), "ASN1_TYPE_unpack_sequence");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UNIVERSALSTRING_free), void (ASN1_UNIVERSALSTRING *)), "ASN1_UNIVERSALSTRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UNIVERSALSTRING_it), const ASN1_ITEM *(void)), "ASN1_UNIVERSALSTRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UNIVERSALSTRING_new), ASN1_UNIVERSALSTRING *(void)), "ASN1_UNIVERSALSTRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UNIVERSALSTRING_to_string), int (ASN1_UNIVERSALSTRING *)), "ASN1_UNIVERSALSTRING_to_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_adj), ASN1_UTCTIME *(ASN1_UTCTIME *, time_t, int, long)), "ASN1_UTCTIME_adj");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_check), int (const ASN1_UTCTIME *)), "ASN1_UTCTIME_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_cmp_time_t), int (const ASN1_UTCTIME *, time_t)), "ASN1_UTCTIME_cmp_time_t");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_dup), ASN1_UTCTIME *(const ASN1_UTCTIME *)), "ASN1_UTCTIME_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_free), void (ASN1_UTCTIME *)), "ASN1_UTCTIME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_it), const ASN1_ITEM *(void)), "ASN1_UTCTIME_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_new), ASN1_UTCTIME *(void)), "ASN1_UTCTIME_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_print), int (BIO *, const ASN1_UTCTIME *)) || __builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_print), int (const BIO *, const ASN1_UTCTIME *)), "ASN1_UTCTIME_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_set), ASN1_UTCTIME *(ASN1_UTCTIME *, time_t)), "ASN1_UTCTIME_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTCTIME_set_string), int (ASN1_UTCTIME *, const char *)), "ASN1_UTCTIME_set_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTF8STRING_free), void (ASN1_UTF8STRING *)), "ASN1_UTF8STRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTF8STRING_it), const ASN1_ITEM *(void)), "ASN1_UTF8STRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_UTF8STRING_new), ASN1_UTF8STRING *(void)), "ASN1_UTF8STRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_VISIBLESTRING_free), void (ASN1_VISIBLESTRING *)), "ASN1_VISIBLESTRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_VISIBLESTRING_it), const ASN1_ITEM *(void)), "ASN1_VISIBLESTRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_VISIBLESTRING_new), ASN1_VISIBLESTRING *(void)), "ASN1_VISIBLESTRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_add_oid_module), void (void)), "ASN1_add_oid_module");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_add_stable_module), void (void)), "ASN1_add_stable_module");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_bn_print), int (BIO *, const char *, const BIGNUM *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(ASN1_bn_print), int (const BIO *, const char *, const BIGNUM *, unsigned char *, int)), "ASN1_bn_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_buf_print), int (BIO *, const unsigned char *, size_t, int)) || __builtin_types_compatible_p(__typeof__(ASN1_buf_print), int (const BIO *, const unsigned char *, size_t, int)), "ASN1_buf_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_check_infinite_end), int (unsigned char **, long)), "ASN1_check_infinite_end");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_const_check_infinite_end), int (const unsigned char **, long)), "ASN1_const_check_infinite_end");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_d2i_bio), void *(void *(*)(void), d2i_of_void *, BIO *, void **)), "ASN1_d2i_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_d2i_fp), void *(void *(*)(void), d2i_of_void *, FILE *, void **)), "ASN1_d2i_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_dup), void *(i2d_of_void *, d2i_of_void *, const void *)), "ASN1_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_generate_nconf), ASN1_TYPE *(const char *, CONF *)), "ASN1_generate_nconf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_generate_v3), ASN1_TYPE *(const char *, X509V3_CTX *)), "ASN1_generate_v3");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_get_object), int (const unsigned char **, long *, int *, int *, long)), "ASN1_get_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_i2d_bio), int (i2d_of_void *, BIO *, const void *)) || __builtin_types_compatible_p(__typeof__(ASN1_i2d_bio), int (i2d_of_void *, const BIO *, const void *)), "ASN1_i2d_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_i2d_fp), int (i2d_of_void *, FILE *, const void *)), "ASN1_i2d_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_d2i), ASN1_VALUE *(ASN1_VALUE **, const unsigned char **, long, const ASN1_ITEM *)), "ASN1_item_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_d2i_bio), void *(const ASN1_ITEM *, BIO *, void *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_d2i_bio), void * (const ASN1_ITEM *, const BIO *, void *)), "ASN1_item_d2i_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_d2i_bio_ex), void *(const ASN1_ITEM *, BIO *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_d2i_bio_ex), void * (const ASN1_ITEM *, const BIO *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_d2i_bio_ex), void * (const ASN1_ITEM *, BIO *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_d2i_bio_ex), void * (const ASN1_ITEM *, const BIO *, void *, const OSSL_LIB_CTX *, const char *)), "ASN1_item_d2i_bio_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_d2i_ex), ASN1_VALUE *(ASN1_VALUE **, const unsigned char **, long, const ASN1_ITEM *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_d2i_ex), ASN1_VALUE * (ASN1_VALUE **, const unsigned char **, long, const ASN1_ITEM *, const OSSL_LIB_CTX *, const char *)), "ASN1_item_d2i_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_d2i_fp), void *(const ASN1_ITEM *, FILE *, void *)), "ASN1_item_d2i_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_d2i_fp_ex), void *(const ASN1_ITEM *, FILE *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_d2i_fp_ex), void * (const ASN1_ITEM *, FILE *, void *, const OSSL_LIB_CTX *, const char *)), "ASN1_item_d2i_fp_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_digest), int (const ASN1_ITEM *, const EVP_MD *, void *, unsigned char *, unsigned int *)), "ASN1_item_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_dup), void *(const ASN1_ITEM *, const void *)), "ASN1_item_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_free), void (ASN1_VALUE *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_free), void (const ASN1_VALUE *, const ASN1_ITEM *)), "ASN1_item_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_i2d), int (const ASN1_VALUE *, unsigned char **, const ASN1_ITEM *)), "ASN1_item_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_i2d_bio), int (const ASN1_ITEM *, BIO *, const void *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_i2d_bio), int (const ASN1_ITEM *, const BIO *, const void *)), "ASN1_item_i2d_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_i2d_fp), int (const ASN1_ITEM *, FILE *, const void *)), "ASN1_item_i2d_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_i2d_mem_bio), BIO *(const ASN1_ITEM *, const ASN1_VALUE *)), "ASN1_item_i2d_mem_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_ndef_i2d), int (const ASN1_VALUE *, unsigned char **, const ASN1_ITEM *)), "ASN1_item_ndef_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_new), ASN1_VALUE *(const ASN1_ITEM *)), "ASN1_item_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_new_ex), ASN1_VALUE *(const ASN1_ITEM *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_new_ex), ASN1_VALUE * (const ASN1_ITEM *, const OSSL_LIB_CTX *, const char *)), "ASN1_item_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_pack), ASN1_STRING *(void *, const ASN1_ITEM *, ASN1_OCTET_STRING **)), "ASN1_item_pack");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_print), int (BIO *, const ASN1_VALUE *, int, const ASN1_ITEM *, const ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_print), int (const BIO *, const ASN1_VALUE *, int, const ASN1_ITEM *, const ASN1_PCTX *)), "ASN1_item_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_sign), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_sign), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, const EVP_PKEY *, const EVP_MD *)), "ASN1_item_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_sign_ctx), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_sign_ctx), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, const EVP_MD_CTX *)), "ASN1_item_sign_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_sign_ex), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, EVP_PKEY *, const EVP_MD *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_sign_ex), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, const EVP_PKEY *, const EVP_MD *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_sign_ex), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, EVP_PKEY *, const EVP_MD *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_sign_ex), int (const ASN1_ITEM *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, const EVP_PKEY *, const EVP_MD *, const OSSL_LIB_CTX *, const char *)), "ASN1_item_sign_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_unpack), void *(const ASN1_STRING *, const ASN1_ITEM *)), "ASN1_item_unpack");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_verify), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_verify), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, const EVP_PKEY *)), "ASN1_item_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_verify_ctx), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_verify_ctx), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, const EVP_MD_CTX *)), "ASN1_item_verify_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_item_verify_ex), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_verify_ex), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_verify_ex), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(ASN1_item_verify_ex), int (const ASN1_ITEM *, const X509_ALGOR *, const ASN1_BIT_STRING *, const void *, const ASN1_OCTET_STRING *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)), "ASN1_item_verify_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_mbstring_copy), int (ASN1_STRING **, const unsigned char *, int, int, unsigned long)), "ASN1_mbstring_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_mbstring_ncopy), int (ASN1_STRING **, const unsigned char *, int, int, unsigned long, long, long)), "ASN1_mbstring_ncopy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_object_size), int (int, int, int)), "ASN1_object_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_parse), int (BIO *, const unsigned char *, long, int)) || __builtin_types_compatible_p(__typeof__(ASN1_parse), int (const BIO *, const unsigned char *, long, int)), "ASN1_parse");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_parse_dump), int (BIO *, const unsigned char *, long, int, int)) || __builtin_types_compatible_p(__typeof__(ASN1_parse_dump), int (const BIO *, const unsigned char *, long, int, int)), "ASN1_parse_dump");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_put_eoc), int (unsigned char **)), "ASN1_put_eoc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_put_object), void (unsigned char **, int, int, int, int)), "ASN1_put_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_str2mask), int (const char *, unsigned long *)), "ASN1_str2mask");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_tag2bit), unsigned long (int)), "ASN1_tag2bit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASN1_tag2str), const char *(int)), "ASN1_tag2str");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASRange_free), void (ASRange *)), "ASRange_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASRange_it), const ASN1_ITEM *(void)), "ASRange_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ASRange_new), ASRange *(void)), "ASRange_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(AUTHORITY_INFO_ACCESS_free), void (AUTHORITY_INFO_ACCESS *)) || __builtin_types_compatible_p(__typeof__(AUTHORITY_INFO_ACCESS_free), void (const AUTHORITY_INFO_ACCESS *)), "AUTHORITY_INFO_ACCESS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(AUTHORITY_INFO_ACCESS_it), const ASN1_ITEM *(void)), "AUTHORITY_INFO_ACCESS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(AUTHORITY_INFO_ACCESS_new), AUTHORITY_INFO_ACCESS *(void)), "AUTHORITY_INFO_ACCESS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(AUTHORITY_KEYID_free), void (AUTHORITY_KEYID *)), "AUTHORITY_KEYID_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(AUTHORITY_KEYID_it), const ASN1_ITEM *(void)), "AUTHORITY_KEYID_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(AUTHORITY_KEYID_new), AUTHORITY_KEYID *(void)), "AUTHORITY_KEYID_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BASIC_CONSTRAINTS_free), void (BASIC_CONSTRAINTS *)), "BASIC_CONSTRAINTS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BASIC_CONSTRAINTS_it), const ASN1_ITEM *(void)), "BASIC_CONSTRAINTS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BASIC_CONSTRAINTS_new), BASIC_CONSTRAINTS *(void)), "BASIC_CONSTRAINTS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDRINFO_address), const BIO_ADDR *(const BIO_ADDRINFO *)), "BIO_ADDRINFO_address");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDRINFO_family), int (const BIO_ADDRINFO *)), "BIO_ADDRINFO_family");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDRINFO_free), void (BIO_ADDRINFO *)) || __builtin_types_compatible_p(__typeof__(BIO_ADDRINFO_free), void (const BIO_ADDRINFO *)), "BIO_ADDRINFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDRINFO_next), const BIO_ADDRINFO *(const BIO_ADDRINFO *)), "BIO_ADDRINFO_next");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDRINFO_protocol), int (const BIO_ADDRINFO *)), "BIO_ADDRINFO_protocol");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDRINFO_socktype), int (const BIO_ADDRINFO *)), "BIO_ADDRINFO_socktype");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_clear), void (BIO_ADDR *)) || __builtin_types_compatible_p(__typeof__(BIO_ADDR_clear), void (const BIO_ADDR *)), "BIO_ADDR_clear");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_family), int (const BIO_ADDR *)), "BIO_ADDR_family");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_free), void (BIO_ADDR *)) || __builtin_types_compatible_p(__typeof__(BIO_ADDR_free), void (const BIO_ADDR *)), "BIO_ADDR_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_hostname_string), char *(const BIO_ADDR *, int)), "BIO_ADDR_hostname_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_new), BIO_ADDR *(void)), "BIO_ADDR_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_path_string), char *(const BIO_ADDR *)), "BIO_ADDR_path_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_rawaddress), int (const BIO_ADDR *, void *, size_t *)), "BIO_ADDR_rawaddress");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_rawmake), int (BIO_ADDR *, int, const void *, size_t, unsigned short)) || __builtin_types_compatible_p(__typeof__(BIO_ADDR_rawmake), int (const BIO_ADDR *, int, const void *, size_t, unsigned short)), "BIO_ADDR_rawmake");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_rawport), unsigned short (const BIO_ADDR *)), "BIO_ADDR_rawport");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ADDR_service_string), char *(const BIO_ADDR *, int)), "BIO_ADDR_service_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_accept_ex), int (int, BIO_ADDR *, int)) || __builtin_types_compatible_p(__typeof__(BIO_accept_ex), int (int, const BIO_ADDR *, int)), "BIO_accept_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_asn1_get_prefix), int (BIO *, asn1_ps_func **, asn1_ps_func **)) || __builtin_types_compatible_p(__typeof__(BIO_asn1_get_prefix), int (const BIO *, asn1_ps_func **, asn1_ps_func **)), "BIO_asn1_get_prefix");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_asn1_get_suffix), int (BIO *, asn1_ps_func **, asn1_ps_func **)) || __builtin_types_compatible_p(__typeof__(BIO_asn1_get_suffix), int (const BIO *, asn1_ps_func **, asn1_ps_func **)), "BIO_asn1_get_suffix");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_asn1_set_prefix), int (BIO *, asn1_ps_func *, asn1_ps_func *)) || __builtin_types_compatible_p(__typeof__(BIO_asn1_set_prefix), int (const BIO *, asn1_ps_func *, asn1_ps_func *)), "BIO_asn1_set_prefix");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_asn1_set_suffix), int (BIO *, asn1_ps_func *, asn1_ps_func *)) || __builtin_types_compatible_p(__typeof__(BIO_asn1_set_suffix), int (const BIO *, asn1_ps_func *, asn1_ps_func *)), "BIO_asn1_set_suffix");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_bind), int (int, const BIO_ADDR *, int)), "BIO_bind");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_callback_ctrl), long (BIO *, int, BIO_info_cb *)) || __builtin_types_compatible_p(__typeof__(BIO_callback_ctrl), long (const BIO *, int, BIO_info_cb *)), "BIO_callback_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_clear_flags), void (BIO *, int)) || __builtin_types_compatible_p(__typeof__(BIO_clear_flags), void (const BIO *, int)), "BIO_clear_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_closesocket), int (int)), "BIO_closesocket");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_connect), int (int, const BIO_ADDR *, int)), "BIO_connect");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_copy_next_retry), void (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_copy_next_retry), void (const BIO *)), "BIO_copy_next_retry");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl), long (BIO *, int, long, void *)) || __builtin_types_compatible_p(__typeof__(BIO_ctrl), long (const BIO *, int, long, void *)), "BIO_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_get_read_request), size_t (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ctrl_get_read_request), size_t (const BIO *)), "BIO_ctrl_get_read_request");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_get_write_guarantee), size_t (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ctrl_get_write_guarantee), size_t (const BIO *)), "BIO_ctrl_get_write_guarantee");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_pending), size_t (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ctrl_pending), size_t (const BIO *)), "BIO_ctrl_pending");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_reset_read_request), int (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ctrl_reset_read_request), int (const BIO *)), "BIO_ctrl_reset_read_request");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ctrl_wpending), size_t (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ctrl_wpending), size_t (const BIO *)), "BIO_ctrl_wpending");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_debug_callback_ex), long (BIO *, int, const char *, size_t, int, long, int, size_t *)) || __builtin_types_compatible_p(__typeof__(BIO_debug_callback_ex), long (const BIO *, int, const char *, size_t, int, long, int, size_t *)), "BIO_debug_callback_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dgram_non_fatal_error), int (int)), "BIO_dgram_non_fatal_error");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_do_connect_retry), int (BIO *, int, int)) || __builtin_types_compatible_p(__typeof__(BIO_do_connect_retry), int (const BIO *, int, int)), "BIO_do_connect_retry");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dump), int (BIO *, const void *, int)) || __builtin_types_compatible_p(__typeof__(BIO_dump), int (const BIO *, const void *, int)), "BIO_dump");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dump_cb), int (int (*)(const void *, size_t, void *), void *, const void *, int)), "BIO_dump_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dump_fp), int (FILE *, const void *, int)), "BIO_dump_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dump_indent), int (BIO *, const void *, int, int)) || __builtin_types_compatible_p(__typeof__(BIO_dump_indent), int (const BIO *, const void *, int, int)), "BIO_dump_indent");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dump_indent_cb), int (int (*)(const void *, size_t, void *), void *, const void *, int, int)), "BIO_dump_indent_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dump_indent_fp), int (FILE *, const void *, int, int)), "BIO_dump_indent_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_dup_chain), BIO *(BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_dup_chain), BIO * (const BIO *)), "BIO_dup_chain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_asn1), const BIO_METHOD *(void)), "BIO_f_asn1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_base64), const BIO_METHOD *(void)), "BIO_f_base64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_buffer), const BIO_METHOD *(void)), "BIO_f_buffer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_cipher), const BIO_METHOD *(void)), "BIO_f_cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_linebuffer), const BIO_METHOD *(void)), "BIO_f_linebuffer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_md), const BIO_METHOD *(void)), "BIO_f_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_nbio_test), const BIO_METHOD *(void)), "BIO_f_nbio_test");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_null), const BIO_METHOD *(void)), "BIO_f_null");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_prefix), const BIO_METHOD *(void)), "BIO_f_prefix");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_readbuffer), const BIO_METHOD *(void)), "BIO_f_readbuffer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_reliable), const BIO_METHOD *(void)), "BIO_f_reliable");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_f_ssl), const BIO_METHOD *(void)), "BIO_f_ssl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_free), int (BIO *)), "BIO_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_free_all), void (BIO *)), "BIO_free_all");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_data), void *(BIO *)), "BIO_get_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_init), int (BIO *)), "BIO_get_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_fd_non_fatal_error), int (int)), "BIO_fd_non_fatal_error");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_fd_should_retry), int (int)), "BIO_fd_should_retry");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_find_type), BIO *(BIO *, int)) || __builtin_types_compatible_p(__typeof__(BIO_find_type), BIO * (const BIO *, int)), "BIO_find_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_free), int (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_free), int (const BIO *)), "BIO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_free_all), void (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_free_all), void (const BIO *)), "BIO_free_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_callback_arg), char *(const BIO *)), "BIO_get_callback_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_callback_ex), BIO_callback_fn_ex (const BIO *)), "BIO_get_callback_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_data), void *(BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_get_data), void * (const BIO *)), "BIO_get_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_ex_data), void *(const BIO *, int)), "BIO_get_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_init), int (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_get_init), int (const BIO *)), "BIO_get_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_line), int (BIO *, char *, int)) || __builtin_types_compatible_p(__typeof__(BIO_get_line), int (const BIO *, char *, int)), "BIO_get_line");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_new_index), int (void)), "BIO_get_new_index");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_retry_reason), int (BIO *)), "BIO_get_retry_reason");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_shutdown), int (BIO *)), "BIO_get_shutdown");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_gets), int (BIO *, char *, int)), "BIO_gets");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_int_ctrl), long (BIO *, int, long, int)), "BIO_int_ctrl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_free), void (BIO_METHOD *)), "BIO_meth_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_retry_BIO), BIO *(BIO *, int *)) || __builtin_types_compatible_p(__typeof__(BIO_get_retry_BIO), BIO * (const BIO *, int *)), "BIO_get_retry_BIO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_retry_reason), int (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_get_retry_reason), int (const BIO *)), "BIO_get_retry_reason");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_get_shutdown), int (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_get_shutdown), int (const BIO *)), "BIO_get_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_gets), int (BIO *, char *, int)) || __builtin_types_compatible_p(__typeof__(BIO_gets), int (const BIO *, char *, int)), "BIO_gets");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_hex_string), int (BIO *, int, int, const void *, int)) || __builtin_types_compatible_p(__typeof__(BIO_hex_string), int (const BIO *, int, int, const void *, int)), "BIO_hex_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_indent), int (BIO *, int, int)) || __builtin_types_compatible_p(__typeof__(BIO_indent), int (const BIO *, int, int)), "BIO_indent");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_int_ctrl), long (BIO *, int, long, int)) || __builtin_types_compatible_p(__typeof__(BIO_int_ctrl), long (const BIO *, int, long, int)), "BIO_int_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_listen), int (int, const BIO_ADDR *, int)), "BIO_listen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_lookup), int (const char *, const char *, enum BIO_lookup_type, int, int, BIO_ADDRINFO **)), "BIO_lookup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_lookup_ex), int (const char *, const char *, int, int, int, int, BIO_ADDRINFO **)), "BIO_lookup_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_free), void (BIO_METHOD *)) || __builtin_types_compatible_p(__typeof__(BIO_meth_free), void (const BIO_METHOD *)), "BIO_meth_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_callback_ctrl), long (*(const BIO_METHOD *))(BIO *, int, BIO_info_cb *)), "BIO_meth_get_callback_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_create), int (*(const BIO_METHOD *))(BIO *)), "BIO_meth_get_create");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_ctrl), long (*(const BIO_METHOD *))(BIO *, int, long, void *)), "BIO_meth_get_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_destroy), int (*(const BIO_METHOD *))(BIO *)), "BIO_meth_get_destroy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_gets), int (*(const BIO_METHOD *))(BIO *, char *, int)), "BIO_meth_get_gets");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_puts), int (*(const BIO_METHOD *))(BIO *, const char *)), "BIO_meth_get_puts");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_read), int (*(const BIO_METHOD *))(BIO *, char *, int)), "BIO_meth_get_read");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_read_ex), int (*(const BIO_METHOD *))(BIO *, char *, size_t, size_t *)), "BIO_meth_get_read_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_write), int (*(const BIO_METHOD *))(BIO *, const char *, int)), "BIO_meth_get_write");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_get_write_ex), int (*(const BIO_METHOD *))(BIO *, const char *, size_t, size_t *)), "BIO_meth_get_write_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_new), BIO_METHOD *(int, const char *)), "BIO_meth_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_callback_ctrl), int (BIO_METHOD *, long (*)(BIO *, int, BIO_info_cb *))), "BIO_meth_set_callback_ctrl");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_create), int (BIO_METHOD *, int (*)(BIO *))), "BIO_meth_set_create");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_ctrl), int (BIO_METHOD *, long (*)(BIO *, int, long, void *))), "BIO_meth_set_ctrl");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_destroy), int (BIO_METHOD *, int (*)(BIO *))), "BIO_meth_set_destroy");
@@ -33,48 +359,332 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_read), int (
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_read_ex), int (BIO_METHOD *, int (*)(BIO *, char *, size_t, size_t *))), "BIO_meth_set_read_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_write), int (BIO_METHOD *, int (*)(BIO *, const char *, int))), "BIO_meth_set_write");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_meth_set_write_ex), int (BIO_METHOD *, int (*)(BIO *, const char *, size_t, size_t *))), "BIO_meth_set_write_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_method_name), const char *(const BIO *)), "BIO_method_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_method_type), int (const BIO *)), "BIO_method_type");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new), BIO *(const BIO_METHOD *)), "BIO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_NDEF), BIO *(BIO *, ASN1_VALUE *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(BIO_new_NDEF), BIO * (const BIO *, ASN1_VALUE *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(BIO_new_NDEF), BIO * (BIO *, const ASN1_VALUE *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(BIO_new_NDEF), BIO * (const BIO *, const ASN1_VALUE *, const ASN1_ITEM *)), "BIO_new_NDEF");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_accept), BIO *(const char *)), "BIO_new_accept");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_bio_pair), int (BIO **, size_t, BIO **, size_t)), "BIO_new_bio_pair");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_buffer_ssl_connect), BIO *(SSL_CTX *)), "BIO_new_buffer_ssl_connect");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_buffer_ssl_connect), BIO *(SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(BIO_new_buffer_ssl_connect), BIO * (const SSL_CTX *)), "BIO_new_buffer_ssl_connect");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_connect), BIO *(const char *)), "BIO_new_connect");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_dgram), BIO *(int, int)), "BIO_new_dgram");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_ex), BIO *(OSSL_LIB_CTX *, const BIO_METHOD *)) || __builtin_types_compatible_p(__typeof__(BIO_new_ex), BIO * (const OSSL_LIB_CTX *, const BIO_METHOD *)), "BIO_new_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_fd), BIO *(int, int)), "BIO_new_fd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_file), BIO *(const char *, const char *)), "BIO_new_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_fp), BIO *(FILE *, int)), "BIO_new_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_from_core_bio), BIO *(OSSL_LIB_CTX *, OSSL_CORE_BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_new_from_core_bio), BIO * (const OSSL_LIB_CTX *, OSSL_CORE_BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_new_from_core_bio), BIO * (OSSL_LIB_CTX *, const OSSL_CORE_BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_new_from_core_bio), BIO * (const OSSL_LIB_CTX *, const OSSL_CORE_BIO *)), "BIO_new_from_core_bio");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_mem_buf), BIO *(const void *, int)), "BIO_new_mem_buf");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_socket), BIO *(int, int)), "BIO_new_socket");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_ssl), BIO *(SSL_CTX *, int)), "BIO_new_ssl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_ssl_connect), BIO *(SSL_CTX *)), "BIO_new_ssl_connect");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_next), BIO *(BIO *)), "BIO_next");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_pop), BIO *(BIO *)), "BIO_pop");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ptr_ctrl), void *(BIO *, int, long)), "BIO_ptr_ctrl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_push), BIO *(BIO *, BIO *)), "BIO_push");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_puts), int (BIO *, const char *)), "BIO_puts");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_read), int (BIO *, void *, int)), "BIO_read");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_read_ex), int (BIO *, void *, size_t, size_t *)), "BIO_read_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_ssl), BIO *(SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(BIO_new_ssl), BIO * (const SSL_CTX *, int)), "BIO_new_ssl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_new_ssl_connect), BIO *(SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(BIO_new_ssl_connect), BIO * (const SSL_CTX *)), "BIO_new_ssl_connect");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_next), BIO *(BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_next), BIO * (const BIO *)), "BIO_next");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_nread), int (BIO *, char **, int)) || __builtin_types_compatible_p(__typeof__(BIO_nread), int (const BIO *, char **, int)), "BIO_nread");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_nread0), int (BIO *, char **)) || __builtin_types_compatible_p(__typeof__(BIO_nread0), int (const BIO *, char **)), "BIO_nread0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_number_read), uint64_t (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_number_read), uint64_t (const BIO *)), "BIO_number_read");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_number_written), uint64_t (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_number_written), uint64_t (const BIO *)), "BIO_number_written");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_nwrite), int (BIO *, char **, int)) || __builtin_types_compatible_p(__typeof__(BIO_nwrite), int (const BIO *, char **, int)), "BIO_nwrite");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_nwrite0), int (BIO *, char **)) || __builtin_types_compatible_p(__typeof__(BIO_nwrite0), int (const BIO *, char **)), "BIO_nwrite0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_parse_hostserv), int (const char *, char **, char **, enum BIO_hostserv_priorities)), "BIO_parse_hostserv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_pop), BIO *(BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_pop), BIO * (const BIO *)), "BIO_pop");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ptr_ctrl), void *(BIO *, int, long)) || __builtin_types_compatible_p(__typeof__(BIO_ptr_ctrl), void * (const BIO *, int, long)), "BIO_ptr_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_push), BIO *(BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_push), BIO * (const BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_push), BIO * (BIO *, const BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_push), BIO * (const BIO *, const BIO *)), "BIO_push");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_puts), int (BIO *, const char *)) || __builtin_types_compatible_p(__typeof__(BIO_puts), int (const BIO *, const char *)), "BIO_puts");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_read), int (BIO *, void *, int)) || __builtin_types_compatible_p(__typeof__(BIO_read), int (const BIO *, void *, int)), "BIO_read");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_read_ex), int (BIO *, void *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(BIO_read_ex), int (const BIO *, void *, size_t, size_t *)), "BIO_read_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_accept), const BIO_METHOD *(void)), "BIO_s_accept");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_bio), const BIO_METHOD *(void)), "BIO_s_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_connect), const BIO_METHOD *(void)), "BIO_s_connect");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_core), const BIO_METHOD *(void)), "BIO_s_core");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_datagram), const BIO_METHOD *(void)), "BIO_s_datagram");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_fd), const BIO_METHOD *(void)), "BIO_s_fd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_file), const BIO_METHOD *(void)), "BIO_s_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_log), const BIO_METHOD *(void)), "BIO_s_log");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_mem), const BIO_METHOD *(void)), "BIO_s_mem");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_null), const BIO_METHOD *(void)), "BIO_s_null");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_secmem), const BIO_METHOD *(void)), "BIO_s_secmem");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_s_socket), const BIO_METHOD *(void)), "BIO_s_socket");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_data), void (BIO *, void *)), "BIO_set_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_flags), void (BIO *, int)), "BIO_set_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_init), void (BIO *, int)), "BIO_set_init");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_retry_reason), void (BIO *, int)), "BIO_set_retry_reason");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_shutdown), void (BIO *, int)), "BIO_set_shutdown");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ssl_copy_session_id), int (BIO *, BIO *)), "BIO_ssl_copy_session_id");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ssl_shutdown), void (BIO *)), "BIO_ssl_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_callback_arg), void (BIO *, char *)) || __builtin_types_compatible_p(__typeof__(BIO_set_callback_arg), void (const BIO *, char *)), "BIO_set_callback_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_callback_ex), void (BIO *, BIO_callback_fn_ex)) || __builtin_types_compatible_p(__typeof__(BIO_set_callback_ex), void (const BIO *, BIO_callback_fn_ex)), "BIO_set_callback_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_cipher), int (BIO *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(BIO_set_cipher), int (const BIO *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, int)), "BIO_set_cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_data), void (BIO *, void *)) || __builtin_types_compatible_p(__typeof__(BIO_set_data), void (const BIO *, void *)), "BIO_set_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_ex_data), int (BIO *, int, void *)) || __builtin_types_compatible_p(__typeof__(BIO_set_ex_data), int (const BIO *, int, void *)), "BIO_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_flags), void (BIO *, int)) || __builtin_types_compatible_p(__typeof__(BIO_set_flags), void (const BIO *, int)), "BIO_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_init), void (BIO *, int)) || __builtin_types_compatible_p(__typeof__(BIO_set_init), void (const BIO *, int)), "BIO_set_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_next), void (BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_set_next), void (const BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_set_next), void (BIO *, const BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_set_next), void (const BIO *, const BIO *)), "BIO_set_next");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_retry_reason), void (BIO *, int)) || __builtin_types_compatible_p(__typeof__(BIO_set_retry_reason), void (const BIO *, int)), "BIO_set_retry_reason");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_shutdown), void (BIO *, int)) || __builtin_types_compatible_p(__typeof__(BIO_set_shutdown), void (const BIO *, int)), "BIO_set_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_set_tcp_ndelay), int (int, int)), "BIO_set_tcp_ndelay");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_sock_error), int (int)), "BIO_sock_error");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_sock_info), int (int, enum BIO_sock_info_type, union BIO_sock_info_u *)), "BIO_sock_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_sock_init), int (void)), "BIO_sock_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_sock_non_fatal_error), int (int)), "BIO_sock_non_fatal_error");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_sock_should_retry), int (int)), "BIO_sock_should_retry");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_socket), int (int, int, int, int)), "BIO_socket");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_socket_ioctl), int (int, long, void *)), "BIO_socket_ioctl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_socket_nbio), int (int, int)), "BIO_socket_nbio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_socket_wait), int (int, int, time_t)), "BIO_socket_wait");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ssl_copy_session_id), int (BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ssl_copy_session_id), int (const BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ssl_copy_session_id), int (BIO *, const BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ssl_copy_session_id), int (const BIO *, const BIO *)), "BIO_ssl_copy_session_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_ssl_shutdown), void (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_ssl_shutdown), void (const BIO *)), "BIO_ssl_shutdown");
 _Static_assert(__builtin_types_compatible_p(__typeof__(BIO_test_flags), int (const BIO *, int)), "BIO_test_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_up_ref), int (BIO *)), "BIO_up_ref");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_vfree), void (BIO *)), "BIO_vfree");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_write), int (BIO *, const void *, int)), "BIO_write");
-_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_write_ex), int (BIO *, const void *, size_t, size_t *)), "BIO_write_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_up_ref), int (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_up_ref), int (const BIO *)), "BIO_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_vfree), void (BIO *)) || __builtin_types_compatible_p(__typeof__(BIO_vfree), void (const BIO *)), "BIO_vfree");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_vprintf), int (BIO *, const char *, va_list)), "BIO_vprintf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_vsnprintf), int (char *, size_t, const char *, va_list)), "BIO_vsnprintf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_wait), int (BIO *, time_t, unsigned int)) || __builtin_types_compatible_p(__typeof__(BIO_wait), int (const BIO *, time_t, unsigned int)), "BIO_wait");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_write), int (BIO *, const void *, int)) || __builtin_types_compatible_p(__typeof__(BIO_write), int (const BIO *, const void *, int)), "BIO_write");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BIO_write_ex), int (BIO *, const void *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(BIO_write_ex), int (const BIO *, const void *, size_t, size_t *)), "BIO_write_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (BIGNUM *, BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (const BIGNUM *, BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (BIGNUM *, const BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (const BIGNUM *, const BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (BIGNUM *, BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (const BIGNUM *, BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (BIGNUM *, const BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_convert), int (const BIGNUM *, const BN_BLINDING *, const BN_CTX *)), "BN_BLINDING_convert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_convert_ex), int (BIGNUM *, BIGNUM *, BN_BLINDING *, BN_CTX *)), "BN_BLINDING_convert_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_create_param), BN_BLINDING *(BN_BLINDING *, const BIGNUM *, BIGNUM *, BN_CTX *, int (*)(BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *), BN_MONT_CTX *)), "BN_BLINDING_create_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_free), void (BN_BLINDING *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_free), void (const BN_BLINDING *)), "BN_BLINDING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_get_flags), unsigned long (const BN_BLINDING *)), "BN_BLINDING_get_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (BIGNUM *, BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (const BIGNUM *, BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (BIGNUM *, const BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (const BIGNUM *, const BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (BIGNUM *, BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (const BIGNUM *, BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (BIGNUM *, const BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert), int (const BIGNUM *, const BN_BLINDING *, const BN_CTX *)), "BN_BLINDING_invert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (BIGNUM *, const BIGNUM *, BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (const BIGNUM *, const BIGNUM *, BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (BIGNUM *, const BIGNUM *, const BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (const BIGNUM *, const BIGNUM *, const BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (BIGNUM *, const BIGNUM *, BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (const BIGNUM *, const BIGNUM *, BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (BIGNUM *, const BIGNUM *, const BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_invert_ex), int (const BIGNUM *, const BIGNUM *, const BN_BLINDING *, const BN_CTX *)), "BN_BLINDING_invert_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_is_current_thread), int (BN_BLINDING *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_is_current_thread), int (const BN_BLINDING *)), "BN_BLINDING_is_current_thread");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_lock), int (BN_BLINDING *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_lock), int (const BN_BLINDING *)), "BN_BLINDING_lock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_new), BN_BLINDING *(const BIGNUM *, const BIGNUM *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_new), BN_BLINDING * (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_BLINDING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_set_current_thread), void (BN_BLINDING *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_set_current_thread), void (const BN_BLINDING *)), "BN_BLINDING_set_current_thread");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_set_flags), void (BN_BLINDING *, unsigned long)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_set_flags), void (const BN_BLINDING *, unsigned long)), "BN_BLINDING_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_unlock), int (BN_BLINDING *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_unlock), int (const BN_BLINDING *)), "BN_BLINDING_unlock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_BLINDING_update), int (BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_update), int (const BN_BLINDING *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_update), int (BN_BLINDING *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_BLINDING_update), int (const BN_BLINDING *, const BN_CTX *)), "BN_BLINDING_update");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_end), void (BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_CTX_end), void (const BN_CTX *)), "BN_CTX_end");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_free), void (BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_CTX_free), void (const BN_CTX *)), "BN_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_get), BIGNUM *(BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_CTX_get), BIGNUM * (const BN_CTX *)), "BN_CTX_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_new), BN_CTX *(void)), "BN_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_new_ex), BN_CTX *(OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_CTX_new_ex), BN_CTX * (const OSSL_LIB_CTX *)), "BN_CTX_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_secure_new), BN_CTX *(void)), "BN_CTX_secure_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_secure_new_ex), BN_CTX *(OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_CTX_secure_new_ex), BN_CTX * (const OSSL_LIB_CTX *)), "BN_CTX_secure_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_CTX_start), void (BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_CTX_start), void (const BN_CTX *)), "BN_CTX_start");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GENCB_call), int (BN_GENCB *, int, int)) || __builtin_types_compatible_p(__typeof__(BN_GENCB_call), int (const BN_GENCB *, int, int)), "BN_GENCB_call");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GENCB_free), void (BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_GENCB_free), void (const BN_GENCB *)), "BN_GENCB_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GENCB_get_arg), void *(BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_GENCB_get_arg), void * (const BN_GENCB *)), "BN_GENCB_get_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GENCB_new), BN_GENCB *(void)), "BN_GENCB_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GENCB_set), void (BN_GENCB *, int (*)(int, int, BN_GENCB *), void *)), "BN_GENCB_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GENCB_set_old), void (BN_GENCB *, void (*)(int, int, void *), void *)), "BN_GENCB_set_old");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_add), int (BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_add), int (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_GF2m_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_arr2poly), int (const int *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_arr2poly), int (const int *, const BIGNUM *)), "BN_GF2m_arr2poly");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod), int (BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod), int (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_GF2m_mod");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_arr), int (BIGNUM *, const BIGNUM *, const int *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_arr), int (const BIGNUM *, const BIGNUM *, const int *)), "BN_GF2m_mod_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_GF2m_mod_div");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div_arr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div_arr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div_arr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_div_arr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)), "BN_GF2m_mod_div_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_GF2m_mod_exp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp_arr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp_arr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp_arr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_exp_arr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)), "BN_GF2m_mod_exp_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_GF2m_mod_inv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv_arr), int (BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv_arr), int (const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv_arr), int (BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_inv_arr), int (const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)), "BN_GF2m_mod_inv_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_GF2m_mod_mul");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul_arr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul_arr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul_arr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_mul_arr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)), "BN_GF2m_mod_mul_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_GF2m_mod_solve_quad");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad_arr), int (BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad_arr), int (const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad_arr), int (BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_solve_quad_arr), int (const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)), "BN_GF2m_mod_solve_quad_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_GF2m_mod_sqr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr_arr), int (BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr_arr), int (const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr_arr), int (BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqr_arr), int (const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)), "BN_GF2m_mod_sqr_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_GF2m_mod_sqrt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt_arr), int (BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt_arr), int (const BIGNUM *, const BIGNUM *, const int *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt_arr), int (BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_GF2m_mod_sqrt_arr), int (const BIGNUM *, const BIGNUM *, const int *, const BN_CTX *)), "BN_GF2m_mod_sqrt_arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_GF2m_poly2arr), int (const BIGNUM *, int *, int)), "BN_GF2m_poly2arr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_MONT_CTX_copy), BN_MONT_CTX *(BN_MONT_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_copy), BN_MONT_CTX * (const BN_MONT_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_copy), BN_MONT_CTX * (BN_MONT_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_copy), BN_MONT_CTX * (const BN_MONT_CTX *, const BN_MONT_CTX *)), "BN_MONT_CTX_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_MONT_CTX_free), void (BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_free), void (const BN_MONT_CTX *)), "BN_MONT_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_MONT_CTX_new), BN_MONT_CTX *(void)), "BN_MONT_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_MONT_CTX_set), int (BN_MONT_CTX *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_set), int (const BN_MONT_CTX *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_set), int (BN_MONT_CTX *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_set), int (const BN_MONT_CTX *, const BIGNUM *, const BN_CTX *)), "BN_MONT_CTX_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_MONT_CTX_set_locked), BN_MONT_CTX *(BN_MONT_CTX **, CRYPTO_RWLOCK *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_MONT_CTX_set_locked), BN_MONT_CTX * (BN_MONT_CTX **, CRYPTO_RWLOCK *, const BIGNUM *, const BN_CTX *)), "BN_MONT_CTX_set_locked");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_RECP_CTX_free), void (BN_RECP_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_RECP_CTX_free), void (const BN_RECP_CTX *)), "BN_RECP_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_RECP_CTX_new), BN_RECP_CTX *(void)), "BN_RECP_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_RECP_CTX_set), int (BN_RECP_CTX *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_RECP_CTX_set), int (const BN_RECP_CTX *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_RECP_CTX_set), int (BN_RECP_CTX *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_RECP_CTX_set), int (const BN_RECP_CTX *, const BIGNUM *, const BN_CTX *)), "BN_RECP_CTX_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_abs_is_word), int (const BIGNUM *, const unsigned long)), "BN_abs_is_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_add), int (BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_add), int (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_add_word), int (BIGNUM *, unsigned long)) || __builtin_types_compatible_p(__typeof__(BN_add_word), int (const BIGNUM *, unsigned long)), "BN_add_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_asc2bn), int (BIGNUM **, const char *)), "BN_asc2bn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bin2bn), BIGNUM *(const unsigned char *, int, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_bin2bn), BIGNUM * (const unsigned char *, int, const BIGNUM *)), "BN_bin2bn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bn2bin), int (const BIGNUM *, unsigned char *)), "BN_bn2bin");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bn2binpad), int (const BIGNUM *, unsigned char *, int)), "BN_bn2binpad");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bn2dec), char *(const BIGNUM *)), "BN_bn2dec");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bn2hex), char *(const BIGNUM *)), "BN_bn2hex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bn2lebinpad), int (const BIGNUM *, unsigned char *, int)), "BN_bn2lebinpad");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bn2mpi), int (const BIGNUM *, unsigned char *)), "BN_bn2mpi");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bn2nativepad), int (const BIGNUM *, unsigned char *, int)), "BN_bn2nativepad");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_bntest_rand), int (BIGNUM *, int, int, int)) || __builtin_types_compatible_p(__typeof__(BN_bntest_rand), int (const BIGNUM *, int, int, int)), "BN_bntest_rand");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_check_prime), int (const BIGNUM *, BN_CTX *, BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_check_prime), int (const BIGNUM *, const BN_CTX *, BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_check_prime), int (const BIGNUM *, BN_CTX *, const BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_check_prime), int (const BIGNUM *, const BN_CTX *, const BN_GENCB *)), "BN_check_prime");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_clear), void (BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_clear), void (const BIGNUM *)), "BN_clear");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_clear_bit), int (BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_clear_bit), int (const BIGNUM *, int)), "BN_clear_bit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_clear_free), void (BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_clear_free), void (const BIGNUM *)), "BN_clear_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_cmp), int (const BIGNUM *, const BIGNUM *)), "BN_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_consttime_swap), void (unsigned long, BIGNUM *, BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_consttime_swap), void (unsigned long, const BIGNUM *, BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_consttime_swap), void (unsigned long, BIGNUM *, const BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_consttime_swap), void (unsigned long, const BIGNUM *, const BIGNUM *, int)), "BN_consttime_swap");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_copy), BIGNUM *(BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_copy), BIGNUM * (const BIGNUM *, const BIGNUM *)), "BN_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_dec2bn), int (BIGNUM **, const char *)), "BN_dec2bn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_div), int (BIGNUM *, BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_div), int (const BIGNUM *, BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_div), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_div), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_div), int (BIGNUM *, BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_div), int (const BIGNUM *, BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_div), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_div), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_div");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_div_recp), int (BIGNUM *, BIGNUM *, const BIGNUM *, BN_RECP_CTX *, BN_CTX *)), "BN_div_recp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_div_word), unsigned long (BIGNUM *, unsigned long)) || __builtin_types_compatible_p(__typeof__(BN_div_word), unsigned long (const BIGNUM *, unsigned long)), "BN_div_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_dup), BIGNUM *(const BIGNUM *)), "BN_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_exp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_exp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_exp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_exp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_exp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_free), void (BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_free), void (const BIGNUM *)), "BN_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (BIGNUM *, const BIGNUM *, BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_from_montgomery), int (const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, const BN_CTX *)), "BN_from_montgomery");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_gcd), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_gcd), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_gcd), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_gcd), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_gcd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_generate_dsa_nonce), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const unsigned char *, size_t, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_dsa_nonce), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const unsigned char *, size_t, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_dsa_nonce), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const unsigned char *, size_t, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_dsa_nonce), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const unsigned char *, size_t, const BN_CTX *)), "BN_generate_dsa_nonce");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_generate_prime_ex), int (BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex), int (const BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex), int (BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, const BN_GENCB *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex), int (const BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, const BN_GENCB *)), "BN_generate_prime_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, BN_GENCB *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (const BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, BN_GENCB *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, const BN_GENCB *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (const BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, const BN_GENCB *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, BN_GENCB *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (const BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, BN_GENCB *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, const BN_GENCB *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_generate_prime_ex2), int (const BIGNUM *, int, int, const BIGNUM *, const BIGNUM *, const BN_GENCB *, const BN_CTX *)), "BN_generate_prime_ex2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get0_nist_prime_192), const BIGNUM *(void)), "BN_get0_nist_prime_192");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get0_nist_prime_224), const BIGNUM *(void)), "BN_get0_nist_prime_224");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get0_nist_prime_256), const BIGNUM *(void)), "BN_get0_nist_prime_256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get0_nist_prime_384), const BIGNUM *(void)), "BN_get0_nist_prime_384");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get0_nist_prime_521), const BIGNUM *(void)), "BN_get0_nist_prime_521");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_flags), int (const BIGNUM *, int)), "BN_get_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc2409_prime_1024), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc2409_prime_1024), BIGNUM * (const BIGNUM *)), "BN_get_rfc2409_prime_1024");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc2409_prime_768), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc2409_prime_768), BIGNUM * (const BIGNUM *)), "BN_get_rfc2409_prime_768");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_1536), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_1536), BIGNUM * (const BIGNUM *)), "BN_get_rfc3526_prime_1536");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_2048), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_2048), BIGNUM * (const BIGNUM *)), "BN_get_rfc3526_prime_2048");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_3072), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_3072), BIGNUM * (const BIGNUM *)), "BN_get_rfc3526_prime_3072");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_4096), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_4096), BIGNUM * (const BIGNUM *)), "BN_get_rfc3526_prime_4096");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_6144), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_6144), BIGNUM * (const BIGNUM *)), "BN_get_rfc3526_prime_6144");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_8192), BIGNUM *(BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_get_rfc3526_prime_8192), BIGNUM * (const BIGNUM *)), "BN_get_rfc3526_prime_8192");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_get_word), unsigned long (const BIGNUM *)), "BN_get_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_hex2bn), int (BIGNUM **, const char *)), "BN_hex2bn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_is_bit_set), int (const BIGNUM *, int)), "BN_is_bit_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_is_negative), int (const BIGNUM *)), "BN_is_negative");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_is_odd), int (const BIGNUM *)), "BN_is_odd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_is_one), int (const BIGNUM *)), "BN_is_one");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_is_word), int (const BIGNUM *, const unsigned long)), "BN_is_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_is_zero), int (const BIGNUM *)), "BN_is_zero");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_kronecker), int (const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_kronecker), int (const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_kronecker");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_lebin2bn), BIGNUM *(const unsigned char *, int, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_lebin2bn), BIGNUM * (const unsigned char *, int, const BIGNUM *)), "BN_lebin2bn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_lshift), int (BIGNUM *, const BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_lshift), int (const BIGNUM *, const BIGNUM *, int)), "BN_lshift");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_lshift1), int (BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_lshift1), int (const BIGNUM *, const BIGNUM *)), "BN_lshift1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mask_bits), int (BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_mask_bits), int (const BIGNUM *, int)), "BN_mask_bits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_add), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_add), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_add), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_add), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_add_quick), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_mod_add_quick), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_mod_add_quick");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_exp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp2_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)), "BN_mod_exp2_mont");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)), "BN_mod_exp_mont");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)), "BN_mod_exp_mont_consttime");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_consttime_x2), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BN_CTX *)), "BN_mod_exp_mont_consttime_x2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (const BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (const BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, const BN_CTX *, BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (const BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_mont_word), int (const BIGNUM *, unsigned long, const BIGNUM *, const BIGNUM *, const BN_CTX *, const BN_MONT_CTX *)), "BN_mod_exp_mont_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp_recp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_recp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_recp), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_recp), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_exp_recp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_exp_simple), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_simple), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_simple), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_exp_simple), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_exp_simple");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_inverse), BIGNUM *(BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_inverse), BIGNUM * (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_inverse), BIGNUM * (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_inverse), BIGNUM * (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_inverse");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_lshift), int (BIGNUM *, const BIGNUM *, int, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift), int (const BIGNUM *, const BIGNUM *, int, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift), int (BIGNUM *, const BIGNUM *, int, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift), int (const BIGNUM *, const BIGNUM *, int, const BIGNUM *, const BN_CTX *)), "BN_mod_lshift");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_lshift1), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift1), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift1), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift1), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_lshift1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_lshift1_quick), int (BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift1_quick), int (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_mod_lshift1_quick");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_lshift_quick), int (BIGNUM *, const BIGNUM *, int, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_mod_lshift_quick), int (const BIGNUM *, const BIGNUM *, int, const BIGNUM *)), "BN_mod_lshift_quick");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_mul), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_mul");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_montgomery), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, const BN_CTX *)), "BN_mod_mul_montgomery");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_RECP_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_RECP_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_RECP_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_RECP_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_RECP_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_RECP_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_RECP_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_mul_reciprocal), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_RECP_CTX *, const BN_CTX *)), "BN_mod_mul_reciprocal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_sqr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sqr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sqr), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sqr), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_sqr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_sqrt), BIGNUM *(BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sqrt), BIGNUM * (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sqrt), BIGNUM * (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sqrt), BIGNUM * (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_sqrt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_sub), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sub), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sub), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sub), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mod_sub");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_sub_quick), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_mod_sub_quick), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_mod_sub_quick");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mod_word), unsigned long (const BIGNUM *, unsigned long)), "BN_mod_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mpi2bn), BIGNUM *(const unsigned char *, int, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_mpi2bn), BIGNUM * (const unsigned char *, int, const BIGNUM *)), "BN_mpi2bn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mul), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mul), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mul), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_mul), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_mul");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_mul_word), int (BIGNUM *, unsigned long)) || __builtin_types_compatible_p(__typeof__(BN_mul_word), int (const BIGNUM *, unsigned long)), "BN_mul_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_native2bn), BIGNUM *(const unsigned char *, int, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_native2bn), BIGNUM * (const unsigned char *, int, const BIGNUM *)), "BN_native2bn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_new), BIGNUM *(void)), "BN_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_nist_mod_192), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_192), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_192), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_192), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_nist_mod_192");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_nist_mod_224), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_224), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_224), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_224), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_nist_mod_224");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_nist_mod_256), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_256), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_256), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_256), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_nist_mod_256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_nist_mod_384), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_384), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_384), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_384), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_nist_mod_384");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_nist_mod_521), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_521), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_521), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nist_mod_521), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_nist_mod_521");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_nist_mod_func), int (*(const BIGNUM *))(BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)), "BN_nist_mod_func");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_nnmod), int (BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nnmod), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nnmod), int (BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_nnmod), int (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_nnmod");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_num_bits), int (const BIGNUM *)), "BN_num_bits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_num_bits_word), int (unsigned long)), "BN_num_bits_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_options), char *(void)), "BN_options");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_print), int (BIO *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_print), int (const BIO *, const BIGNUM *)), "BN_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_print_fp), int (FILE *, const BIGNUM *)), "BN_print_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_priv_rand), int (BIGNUM *, int, int, int)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand), int (const BIGNUM *, int, int, int)), "BN_priv_rand");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_priv_rand_ex), int (BIGNUM *, int, int, int, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand_ex), int (const BIGNUM *, int, int, int, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand_ex), int (BIGNUM *, int, int, int, unsigned int, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand_ex), int (const BIGNUM *, int, int, int, unsigned int, const BN_CTX *)), "BN_priv_rand_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_priv_rand_range), int (BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand_range), int (const BIGNUM *, const BIGNUM *)), "BN_priv_rand_range");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_priv_rand_range_ex), int (BIGNUM *, const BIGNUM *, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand_range_ex), int (const BIGNUM *, const BIGNUM *, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand_range_ex), int (BIGNUM *, const BIGNUM *, unsigned int, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_priv_rand_range_ex), int (const BIGNUM *, const BIGNUM *, unsigned int, const BN_CTX *)), "BN_priv_rand_range_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_rand), int (BIGNUM *, int, int, int)) || __builtin_types_compatible_p(__typeof__(BN_rand), int (const BIGNUM *, int, int, int)), "BN_rand");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_rand_ex), int (BIGNUM *, int, int, int, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_rand_ex), int (const BIGNUM *, int, int, int, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_rand_ex), int (BIGNUM *, int, int, int, unsigned int, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_rand_ex), int (const BIGNUM *, int, int, int, unsigned int, const BN_CTX *)), "BN_rand_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_rand_range), int (BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_rand_range), int (const BIGNUM *, const BIGNUM *)), "BN_rand_range");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_rand_range_ex), int (BIGNUM *, const BIGNUM *, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_rand_range_ex), int (const BIGNUM *, const BIGNUM *, unsigned int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_rand_range_ex), int (BIGNUM *, const BIGNUM *, unsigned int, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_rand_range_ex), int (const BIGNUM *, const BIGNUM *, unsigned int, const BN_CTX *)), "BN_rand_range_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_reciprocal), int (BIGNUM *, const BIGNUM *, int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_reciprocal), int (const BIGNUM *, const BIGNUM *, int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_reciprocal), int (BIGNUM *, const BIGNUM *, int, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_reciprocal), int (const BIGNUM *, const BIGNUM *, int, const BN_CTX *)), "BN_reciprocal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_rshift), int (BIGNUM *, const BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_rshift), int (const BIGNUM *, const BIGNUM *, int)), "BN_rshift");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_rshift1), int (BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_rshift1), int (const BIGNUM *, const BIGNUM *)), "BN_rshift1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_secure_new), BIGNUM *(void)), "BN_secure_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_security_bits), int (int, int)), "BN_security_bits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_set_bit), int (BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_set_bit), int (const BIGNUM *, int)), "BN_set_bit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_set_flags), void (BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_set_flags), void (const BIGNUM *, int)), "BN_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_set_negative), void (BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_set_negative), void (const BIGNUM *, int)), "BN_set_negative");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_set_word), int (BIGNUM *, unsigned long)) || __builtin_types_compatible_p(__typeof__(BN_set_word), int (const BIGNUM *, unsigned long)), "BN_set_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_sqr), int (BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_sqr), int (const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_sqr), int (BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_sqr), int (const BIGNUM *, const BIGNUM *, const BN_CTX *)), "BN_sqr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_sub), int (BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_sub), int (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_sub");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_sub_word), int (BIGNUM *, unsigned long)) || __builtin_types_compatible_p(__typeof__(BN_sub_word), int (const BIGNUM *, unsigned long)), "BN_sub_word");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_swap), void (BIGNUM *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_swap), void (const BIGNUM *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_swap), void (BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_swap), void (const BIGNUM *, const BIGNUM *)), "BN_swap");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_to_ASN1_ENUMERATED), ASN1_ENUMERATED *(const BIGNUM *, ASN1_ENUMERATED *)), "BN_to_ASN1_ENUMERATED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_to_ASN1_INTEGER), ASN1_INTEGER *(const BIGNUM *, ASN1_INTEGER *)), "BN_to_ASN1_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (BIGNUM *, const BIGNUM *, BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (const BIGNUM *, const BIGNUM *, BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(BN_to_montgomery), int (const BIGNUM *, const BIGNUM *, const BN_MONT_CTX *, const BN_CTX *)), "BN_to_montgomery");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_uadd), int (BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_uadd), int (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_uadd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_ucmp), int (const BIGNUM *, const BIGNUM *)), "BN_ucmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_usub), int (BIGNUM *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_usub), int (const BIGNUM *, const BIGNUM *, const BIGNUM *)), "BN_usub");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_value_one), const BIGNUM *(void)), "BN_value_one");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_with_flags), void (BIGNUM *, const BIGNUM *, int)) || __builtin_types_compatible_p(__typeof__(BN_with_flags), void (const BIGNUM *, const BIGNUM *, int)), "BN_with_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(BN_zero_ex), void (BIGNUM *)) || __builtin_types_compatible_p(__typeof__(BN_zero_ex), void (const BIGNUM *)), "BN_zero_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CERTIFICATEPOLICIES_free), void (CERTIFICATEPOLICIES *)) || __builtin_types_compatible_p(__typeof__(CERTIFICATEPOLICIES_free), void (const CERTIFICATEPOLICIES *)), "CERTIFICATEPOLICIES_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CERTIFICATEPOLICIES_it), const ASN1_ITEM *(void)), "CERTIFICATEPOLICIES_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CERTIFICATEPOLICIES_new), CERTIFICATEPOLICIES *(void)), "CERTIFICATEPOLICIES_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRL_DIST_POINTS_free), void (CRL_DIST_POINTS *)) || __builtin_types_compatible_p(__typeof__(CRL_DIST_POINTS_free), void (const CRL_DIST_POINTS *)), "CRL_DIST_POINTS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRL_DIST_POINTS_it), const ASN1_ITEM *(void)), "CRL_DIST_POINTS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRL_DIST_POINTS_new), CRL_DIST_POINTS *(void)), "CRL_DIST_POINTS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_cleanup_local), int (CRYPTO_THREAD_LOCAL *)), "CRYPTO_THREAD_cleanup_local");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_compare_id), int (CRYPTO_THREAD_ID, CRYPTO_THREAD_ID)), "CRYPTO_THREAD_compare_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_get_current_id), CRYPTO_THREAD_ID (void)), "CRYPTO_THREAD_get_current_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_get_local), void *(CRYPTO_THREAD_LOCAL *)), "CRYPTO_THREAD_get_local");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_init_local), int (CRYPTO_THREAD_LOCAL *, void (*)(void *))), "CRYPTO_THREAD_init_local");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_lock_free), void (CRYPTO_RWLOCK *)), "CRYPTO_THREAD_lock_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_lock_new), CRYPTO_RWLOCK *(void)), "CRYPTO_THREAD_lock_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_read_lock), int (CRYPTO_RWLOCK *)), "CRYPTO_THREAD_read_lock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_run_once), int (CRYPTO_ONCE *, void (*)(void))), "CRYPTO_THREAD_run_once");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_set_local), int (CRYPTO_THREAD_LOCAL *, void *)), "CRYPTO_THREAD_set_local");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_unlock), int (CRYPTO_RWLOCK *)), "CRYPTO_THREAD_unlock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_THREAD_write_lock), int (CRYPTO_RWLOCK *)), "CRYPTO_THREAD_write_lock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_alloc_ex_data), int (int, void *, CRYPTO_EX_DATA *, int)), "CRYPTO_alloc_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_atomic_add), int (int *, int, int *, CRYPTO_RWLOCK *)), "CRYPTO_atomic_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_atomic_load), int (uint64_t *, uint64_t *, CRYPTO_RWLOCK *)), "CRYPTO_atomic_load");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_atomic_or), int (uint64_t *, uint64_t, uint64_t *, CRYPTO_RWLOCK *)), "CRYPTO_atomic_or");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_clear_free), void (void *, size_t, const char *, int)), "CRYPTO_clear_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_clear_realloc), void *(void *, size_t, size_t, const char *, int)), "CRYPTO_clear_realloc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_dup_ex_data), int (int, CRYPTO_EX_DATA *, const CRYPTO_EX_DATA *)), "CRYPTO_dup_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_free), void (void *, const char *, int)), "CRYPTO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_free_ex_data), void (int, void *, CRYPTO_EX_DATA *)), "CRYPTO_free_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_free_ex_index), int (int, int)), "CRYPTO_free_ex_index");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_get_ex_data), void *(const CRYPTO_EX_DATA *, int)), "CRYPTO_get_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_get_ex_new_index), int (int, long, void *, CRYPTO_EX_new *, CRYPTO_EX_dup *, CRYPTO_EX_free *)), "CRYPTO_get_ex_new_index");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_get_mem_functions), void (CRYPTO_malloc_fn *, CRYPTO_realloc_fn *, CRYPTO_free_fn *)), "CRYPTO_get_mem_functions");
 _Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_malloc), void *(size_t, const char *, int)), "CRYPTO_malloc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_memcmp), int (const void *, const void *, size_t)), "CRYPTO_memcmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_memdup), void *(const void *, size_t, const char *, int)), "CRYPTO_memdup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_new_ex_data), int (int, void *, CRYPTO_EX_DATA *)), "CRYPTO_new_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_realloc), void *(void *, size_t, const char *, int)), "CRYPTO_realloc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_actual_size), size_t (void *)), "CRYPTO_secure_actual_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_allocated), int (const void *)), "CRYPTO_secure_allocated");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_clear_free), void (void *, size_t, const char *, int)), "CRYPTO_secure_clear_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_free), void (void *, const char *, int)), "CRYPTO_secure_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_malloc), void *(size_t, const char *, int)), "CRYPTO_secure_malloc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_malloc_done), int (void)), "CRYPTO_secure_malloc_done");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_malloc_init), int (size_t, size_t)), "CRYPTO_secure_malloc_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_malloc_initialized), int (void)), "CRYPTO_secure_malloc_initialized");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_used), size_t (void)), "CRYPTO_secure_used");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_secure_zalloc), void *(size_t, const char *, int)), "CRYPTO_secure_zalloc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_set_ex_data), int (CRYPTO_EX_DATA *, int, void *)), "CRYPTO_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_set_mem_functions), int (CRYPTO_malloc_fn, CRYPTO_realloc_fn, CRYPTO_free_fn)), "CRYPTO_set_mem_functions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_strdup), char *(const char *, const char *, int)), "CRYPTO_strdup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_strndup), char *(const char *, size_t, const char *, int)), "CRYPTO_strndup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(CRYPTO_zalloc), void *(size_t, const char *, int)), "CRYPTO_zalloc");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DH_bits), int (const DH *)), "DH_bits");
-_Static_assert(__builtin_types_compatible_p(__typeof__(DH_free), void (DH *)), "DH_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DH_free), void (DH *)) || __builtin_types_compatible_p(__typeof__(DH_free), void (const DH *)), "DH_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DH_new), DH *(void)), "DH_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(DH_up_ref), int (DH *)), "DH_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DH_up_ref), int (DH *)) || __builtin_types_compatible_p(__typeof__(DH_up_ref), int (const DH *)), "DH_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIRECTORYSTRING_free), void (ASN1_STRING *)), "DIRECTORYSTRING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIRECTORYSTRING_it), const ASN1_ITEM *(void)), "DIRECTORYSTRING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIRECTORYSTRING_new), ASN1_STRING *(void)), "DIRECTORYSTRING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DISPLAYTEXT_free), void (ASN1_STRING *)), "DISPLAYTEXT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DISPLAYTEXT_it), const ASN1_ITEM *(void)), "DISPLAYTEXT_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DISPLAYTEXT_new), ASN1_STRING *(void)), "DISPLAYTEXT_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIST_POINT_NAME_free), void (DIST_POINT_NAME *)), "DIST_POINT_NAME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIST_POINT_NAME_it), const ASN1_ITEM *(void)), "DIST_POINT_NAME_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIST_POINT_NAME_new), DIST_POINT_NAME *(void)), "DIST_POINT_NAME_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIST_POINT_free), void (DIST_POINT *)), "DIST_POINT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIST_POINT_it), const ASN1_ITEM *(void)), "DIST_POINT_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIST_POINT_new), DIST_POINT *(void)), "DIST_POINT_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DIST_POINT_set_dpname), int (DIST_POINT_NAME *, const X509_NAME *)), "DIST_POINT_set_dpname");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DTLS_client_method), const SSL_METHOD *(void)), "DTLS_client_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DTLS_get_data_mtu), size_t (const SSL *)), "DTLS_get_data_mtu");
 #ifndef DTLS_get_link_min_mtu
@@ -87,7 +697,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(DTLS_server_method), cons
 #error "DTLS_set_link_mtu is no longer a macro"
 #endif
 static void fli_check_DTLS_set_link_mtu(SSL *a0, long a1) { (void)DTLS_set_link_mtu(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(DTLS_set_timer_cb), void (SSL *, DTLS_timer_cb)), "DTLS_set_timer_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DTLS_set_timer_cb), void (SSL *, DTLS_timer_cb)) || __builtin_types_compatible_p(__typeof__(DTLS_set_timer_cb), void (const SSL *, DTLS_timer_cb)), "DTLS_set_timer_cb");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DTLSv1_2_client_method), const SSL_METHOD *(void)), "DTLSv1_2_client_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DTLSv1_2_method), const SSL_METHOD *(void)), "DTLSv1_2_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DTLSv1_2_server_method), const SSL_METHOD *(void)), "DTLSv1_2_server_method");
@@ -100,106 +710,1337 @@ static void fli_check_DTLSv1_get_timeout(SSL *a0, struct timeval *a1) { (void)DT
 #error "DTLSv1_handle_timeout is no longer a macro"
 #endif
 static void fli_check_DTLSv1_handle_timeout(SSL *a0) { (void)DTLSv1_handle_timeout(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(DTLSv1_listen), int (SSL *, BIO_ADDR *)), "DTLSv1_listen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(DTLSv1_listen), int (SSL *, BIO_ADDR *)) || __builtin_types_compatible_p(__typeof__(DTLSv1_listen), int (const SSL *, BIO_ADDR *)) || __builtin_types_compatible_p(__typeof__(DTLSv1_listen), int (SSL *, const BIO_ADDR *)) || __builtin_types_compatible_p(__typeof__(DTLSv1_listen), int (const SSL *, const BIO_ADDR *)), "DTLSv1_listen");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DTLSv1_method), const SSL_METHOD *(void)), "DTLSv1_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(DTLSv1_server_method), const SSL_METHOD *(void)), "DTLSv1_server_method");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECDSA_SIG_free), void (ECDSA_SIG *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_free), void (const ECDSA_SIG *)), "ECDSA_SIG_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECDSA_SIG_get0), void (const ECDSA_SIG *, const BIGNUM **, const BIGNUM **)), "ECDSA_SIG_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECDSA_SIG_get0_r), const BIGNUM *(const ECDSA_SIG *)), "ECDSA_SIG_get0_r");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECDSA_SIG_get0_s), const BIGNUM *(const ECDSA_SIG *)), "ECDSA_SIG_get0_s");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECDSA_SIG_new), ECDSA_SIG *(void)), "ECDSA_SIG_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (ECDSA_SIG *, BIGNUM *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (const ECDSA_SIG *, BIGNUM *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (ECDSA_SIG *, const BIGNUM *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (const ECDSA_SIG *, const BIGNUM *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (ECDSA_SIG *, BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (const ECDSA_SIG *, BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (ECDSA_SIG *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(ECDSA_SIG_set0), int (const ECDSA_SIG *, const BIGNUM *, const BIGNUM *)), "ECDSA_SIG_set0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECPARAMETERS_free), void (ECPARAMETERS *)) || __builtin_types_compatible_p(__typeof__(ECPARAMETERS_free), void (const ECPARAMETERS *)), "ECPARAMETERS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECPARAMETERS_it), const ASN1_ITEM *(void)), "ECPARAMETERS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECPARAMETERS_new), ECPARAMETERS *(void)), "ECPARAMETERS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECPKPARAMETERS_free), void (ECPKPARAMETERS *)) || __builtin_types_compatible_p(__typeof__(ECPKPARAMETERS_free), void (const ECPKPARAMETERS *)), "ECPKPARAMETERS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECPKPARAMETERS_it), const ASN1_ITEM *(void)), "ECPKPARAMETERS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ECPKPARAMETERS_new), ECPKPARAMETERS *(void)), "ECPKPARAMETERS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_check), int (const EC_GROUP *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_check), int (const EC_GROUP *, const BN_CTX *)), "EC_GROUP_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_check_discriminant), int (const EC_GROUP *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_check_discriminant), int (const EC_GROUP *, const BN_CTX *)), "EC_GROUP_check_discriminant");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_check_named_curve), int (const EC_GROUP *, int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_check_named_curve), int (const EC_GROUP *, int, const BN_CTX *)), "EC_GROUP_check_named_curve");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_cmp), int (const EC_GROUP *, const EC_GROUP *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_cmp), int (const EC_GROUP *, const EC_GROUP *, const BN_CTX *)), "EC_GROUP_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_copy), int (EC_GROUP *, const EC_GROUP *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_copy), int (const EC_GROUP *, const EC_GROUP *)), "EC_GROUP_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_dup), EC_GROUP *(const EC_GROUP *)), "EC_GROUP_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_free), void (EC_GROUP *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_free), void (const EC_GROUP *)), "EC_GROUP_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get0_cofactor), const BIGNUM *(const EC_GROUP *)), "EC_GROUP_get0_cofactor");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get0_field), const BIGNUM *(const EC_GROUP *)), "EC_GROUP_get0_field");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get0_generator), const EC_POINT *(const EC_GROUP *)), "EC_GROUP_get0_generator");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get0_order), const BIGNUM *(const EC_GROUP *)), "EC_GROUP_get0_order");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get0_seed), unsigned char *(const EC_GROUP *)), "EC_GROUP_get0_seed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_asn1_flag), int (const EC_GROUP *)), "EC_GROUP_get_asn1_flag");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_basis_type), int (const EC_GROUP *)), "EC_GROUP_get_basis_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_cofactor), int (const EC_GROUP *, BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_cofactor), int (const EC_GROUP *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_cofactor), int (const EC_GROUP *, BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_cofactor), int (const EC_GROUP *, const BIGNUM *, const BN_CTX *)), "EC_GROUP_get_cofactor");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_curve), int (const EC_GROUP *, BIGNUM *, BIGNUM *, BIGNUM *, BN_CTX *)), "EC_GROUP_get_curve");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_curve_name), int (const EC_GROUP *)), "EC_GROUP_get_curve_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_degree), int (const EC_GROUP *)), "EC_GROUP_get_degree");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_ecparameters), ECPARAMETERS *(const EC_GROUP *, ECPARAMETERS *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_ecparameters), ECPARAMETERS * (const EC_GROUP *, const ECPARAMETERS *)), "EC_GROUP_get_ecparameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_ecpkparameters), ECPKPARAMETERS *(const EC_GROUP *, ECPKPARAMETERS *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_ecpkparameters), ECPKPARAMETERS * (const EC_GROUP *, const ECPKPARAMETERS *)), "EC_GROUP_get_ecpkparameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_field_type), int (const EC_GROUP *)), "EC_GROUP_get_field_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_mont_data), BN_MONT_CTX *(const EC_GROUP *)), "EC_GROUP_get_mont_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_order), int (const EC_GROUP *, BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_order), int (const EC_GROUP *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_order), int (const EC_GROUP *, BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_get_order), int (const EC_GROUP *, const BIGNUM *, const BN_CTX *)), "EC_GROUP_get_order");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_pentanomial_basis), int (const EC_GROUP *, unsigned int *, unsigned int *, unsigned int *)), "EC_GROUP_get_pentanomial_basis");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_point_conversion_form), point_conversion_form_t (const EC_GROUP *)), "EC_GROUP_get_point_conversion_form");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_seed_len), size_t (const EC_GROUP *)), "EC_GROUP_get_seed_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_get_trinomial_basis), int (const EC_GROUP *, unsigned int *)), "EC_GROUP_get_trinomial_basis");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_new_by_curve_name), EC_GROUP *(int)), "EC_GROUP_new_by_curve_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_new_by_curve_name_ex), EC_GROUP *(OSSL_LIB_CTX *, const char *, int)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_new_by_curve_name_ex), EC_GROUP * (const OSSL_LIB_CTX *, const char *, int)), "EC_GROUP_new_by_curve_name_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_new_curve_GF2m), EC_GROUP *(const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_new_curve_GF2m), EC_GROUP * (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "EC_GROUP_new_curve_GF2m");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_new_curve_GFp), EC_GROUP *(const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_new_curve_GFp), EC_GROUP * (const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "EC_GROUP_new_curve_GFp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_new_from_ecparameters), EC_GROUP *(const ECPARAMETERS *)), "EC_GROUP_new_from_ecparameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_new_from_ecpkparameters), EC_GROUP *(const ECPKPARAMETERS *)), "EC_GROUP_new_from_ecpkparameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_new_from_params), EC_GROUP *(const OSSL_PARAM *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_new_from_params), EC_GROUP * (const OSSL_PARAM *, const OSSL_LIB_CTX *, const char *)), "EC_GROUP_new_from_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_order_bits), int (const EC_GROUP *)), "EC_GROUP_order_bits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_set_asn1_flag), void (EC_GROUP *, int)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_asn1_flag), void (const EC_GROUP *, int)), "EC_GROUP_set_asn1_flag");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_set_curve), int (EC_GROUP *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_curve), int (const EC_GROUP *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_curve), int (EC_GROUP *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_curve), int (const EC_GROUP *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "EC_GROUP_set_curve");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_set_curve_name), void (EC_GROUP *, int)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_curve_name), void (const EC_GROUP *, int)), "EC_GROUP_set_curve_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_set_generator), int (EC_GROUP *, const EC_POINT *, const BIGNUM *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_generator), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, const BIGNUM *)), "EC_GROUP_set_generator");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_set_point_conversion_form), void (EC_GROUP *, point_conversion_form_t)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_point_conversion_form), void (const EC_GROUP *, point_conversion_form_t)), "EC_GROUP_set_point_conversion_form");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_GROUP_set_seed), size_t (EC_GROUP *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EC_GROUP_set_seed), size_t (const EC_GROUP *, const unsigned char *, size_t)), "EC_GROUP_set_seed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_add), int (const EC_GROUP *, EC_POINT *, const EC_POINT *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_add), int (const EC_GROUP *, const EC_POINT *, const EC_POINT *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_add), int (const EC_GROUP *, EC_POINT *, const EC_POINT *, const EC_POINT *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_add), int (const EC_GROUP *, const EC_POINT *, const EC_POINT *, const EC_POINT *, const BN_CTX *)), "EC_POINT_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_clear_free), void (EC_POINT *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_clear_free), void (const EC_POINT *)), "EC_POINT_clear_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_cmp), int (const EC_GROUP *, const EC_POINT *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_cmp), int (const EC_GROUP *, const EC_POINT *, const EC_POINT *, const BN_CTX *)), "EC_POINT_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_copy), int (EC_POINT *, const EC_POINT *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_copy), int (const EC_POINT *, const EC_POINT *)), "EC_POINT_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_dbl), int (const EC_GROUP *, EC_POINT *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_dbl), int (const EC_GROUP *, const EC_POINT *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_dbl), int (const EC_GROUP *, EC_POINT *, const EC_POINT *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_dbl), int (const EC_GROUP *, const EC_POINT *, const EC_POINT *, const BN_CTX *)), "EC_POINT_dbl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_dup), EC_POINT *(const EC_POINT *, const EC_GROUP *)), "EC_POINT_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_free), void (EC_POINT *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_free), void (const EC_POINT *)), "EC_POINT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, BIGNUM *, BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, BIGNUM *, BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_get_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "EC_POINT_get_affine_coordinates");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_hex2point), EC_POINT *(const EC_GROUP *, const char *, EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_hex2point), EC_POINT * (const EC_GROUP *, const char *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_hex2point), EC_POINT * (const EC_GROUP *, const char *, EC_POINT *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_hex2point), EC_POINT * (const EC_GROUP *, const char *, const EC_POINT *, const BN_CTX *)), "EC_POINT_hex2point");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_invert), int (const EC_GROUP *, EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_invert), int (const EC_GROUP *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_invert), int (const EC_GROUP *, EC_POINT *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_invert), int (const EC_GROUP *, const EC_POINT *, const BN_CTX *)), "EC_POINT_invert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_is_at_infinity), int (const EC_GROUP *, const EC_POINT *)), "EC_POINT_is_at_infinity");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_is_on_curve), int (const EC_GROUP *, const EC_POINT *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_is_on_curve), int (const EC_GROUP *, const EC_POINT *, const BN_CTX *)), "EC_POINT_is_on_curve");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_mul), int (const EC_GROUP *, EC_POINT *, const BIGNUM *, const EC_POINT *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_mul), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, const EC_POINT *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_mul), int (const EC_GROUP *, EC_POINT *, const BIGNUM *, const EC_POINT *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_mul), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, const EC_POINT *, const BIGNUM *, const BN_CTX *)), "EC_POINT_mul");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_new), EC_POINT *(const EC_GROUP *)), "EC_POINT_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_oct2point), int (const EC_GROUP *, EC_POINT *, const unsigned char *, size_t, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_oct2point), int (const EC_GROUP *, const EC_POINT *, const unsigned char *, size_t, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_oct2point), int (const EC_GROUP *, EC_POINT *, const unsigned char *, size_t, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_oct2point), int (const EC_GROUP *, const EC_POINT *, const unsigned char *, size_t, const BN_CTX *)), "EC_POINT_oct2point");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_point2buf), size_t (const EC_GROUP *, const EC_POINT *, point_conversion_form_t, unsigned char **, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_point2buf), size_t (const EC_GROUP *, const EC_POINT *, point_conversion_form_t, unsigned char **, const BN_CTX *)), "EC_POINT_point2buf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_point2hex), char *(const EC_GROUP *, const EC_POINT *, point_conversion_form_t, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_point2hex), char * (const EC_GROUP *, const EC_POINT *, point_conversion_form_t, const BN_CTX *)), "EC_POINT_point2hex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_point2oct), size_t (const EC_GROUP *, const EC_POINT *, point_conversion_form_t, unsigned char *, size_t, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_point2oct), size_t (const EC_GROUP *, const EC_POINT *, point_conversion_form_t, unsigned char *, size_t, const BN_CTX *)), "EC_POINT_point2oct");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_set_affine_coordinates), int (const EC_GROUP *, EC_POINT *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_set_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, const BIGNUM *, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_set_affine_coordinates), int (const EC_GROUP *, EC_POINT *, const BIGNUM *, const BIGNUM *, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_set_affine_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, const BIGNUM *, const BN_CTX *)), "EC_POINT_set_affine_coordinates");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_set_compressed_coordinates), int (const EC_GROUP *, EC_POINT *, const BIGNUM *, int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_set_compressed_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, int, BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_set_compressed_coordinates), int (const EC_GROUP *, EC_POINT *, const BIGNUM *, int, const BN_CTX *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_set_compressed_coordinates), int (const EC_GROUP *, const EC_POINT *, const BIGNUM *, int, const BN_CTX *)), "EC_POINT_set_compressed_coordinates");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_POINT_set_to_infinity), int (const EC_GROUP *, EC_POINT *)) || __builtin_types_compatible_p(__typeof__(EC_POINT_set_to_infinity), int (const EC_GROUP *, const EC_POINT *)), "EC_POINT_set_to_infinity");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_curve_nid2nist), const char *(int)), "EC_curve_nid2nist");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_curve_nist2nid), int (const char *)), "EC_curve_nist2nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EC_get_builtin_curves), size_t (EC_builtin_curve *, size_t)), "EC_get_builtin_curves");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EDIPARTYNAME_free), void (EDIPARTYNAME *)), "EDIPARTYNAME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EDIPARTYNAME_it), const ASN1_ITEM *(void)), "EDIPARTYNAME_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EDIPARTYNAME_new), EDIPARTYNAME *(void)), "EDIPARTYNAME_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_COMMON_ERROR), int (unsigned long)), "ERR_COMMON_ERROR");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_FATAL_ERROR), int (unsigned long)), "ERR_FATAL_ERROR");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_GET_LIB), int (unsigned long)), "ERR_GET_LIB");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_GET_REASON), int (unsigned long)), "ERR_GET_REASON");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_GET_RFLAGS), int (unsigned long)), "ERR_GET_RFLAGS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_add_error_mem_bio), void (const char *, BIO *)) || __builtin_types_compatible_p(__typeof__(ERR_add_error_mem_bio), void (const char *, const BIO *)), "ERR_add_error_mem_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_add_error_txt), void (const char *, const char *)), "ERR_add_error_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_add_error_vdata), void (int, va_list)), "ERR_add_error_vdata");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_clear_error), void (void)), "ERR_clear_error");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_clear_last_mark), int (void)), "ERR_clear_last_mark");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_error_string), char *(unsigned long, char *)), "ERR_error_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_error_string_n), void (unsigned long, char *, size_t)), "ERR_error_string_n");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_get_error), unsigned long (void)), "ERR_get_error");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_get_error_all), unsigned long (const char **, int *, const char **, const char **, int *)), "ERR_get_error_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_get_next_error_library), int (void)), "ERR_get_next_error_library");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_lib_error_string), const char *(unsigned long)), "ERR_lib_error_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_load_SSL_strings), int (void)), "ERR_load_SSL_strings");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_load_strings), int (int, ERR_STRING_DATA *)), "ERR_load_strings");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_load_strings_const), int (const ERR_STRING_DATA *)), "ERR_load_strings_const");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_new), void (void)), "ERR_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_error), unsigned long (void)), "ERR_peek_error");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_error_all), unsigned long (const char **, int *, const char **, const char **, int *)), "ERR_peek_error_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_error_data), unsigned long (const char **, int *)), "ERR_peek_error_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_error_func), unsigned long (const char **)), "ERR_peek_error_func");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_error_line), unsigned long (const char **, int *)), "ERR_peek_error_line");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_last_error), unsigned long (void)), "ERR_peek_last_error");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_last_error_all), unsigned long (const char **, int *, const char **, const char **, int *)), "ERR_peek_last_error_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_last_error_data), unsigned long (const char **, int *)), "ERR_peek_last_error_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_last_error_func), unsigned long (const char **)), "ERR_peek_last_error_func");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_peek_last_error_line), unsigned long (const char **, int *)), "ERR_peek_last_error_line");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_pop_to_mark), int (void)), "ERR_pop_to_mark");
-_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_print_errors), void (BIO *)), "ERR_print_errors");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_print_errors), void (BIO *)) || __builtin_types_compatible_p(__typeof__(ERR_print_errors), void (const BIO *)), "ERR_print_errors");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_print_errors_cb), void (int (*)(const char *, size_t, void *), void *)), "ERR_print_errors_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_print_errors_fp), void (FILE *)), "ERR_print_errors_fp");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_reason_error_string), const char *(unsigned long)), "ERR_reason_error_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_set_debug), void (const char *, int, const char *)), "ERR_set_debug");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_set_error_data), void (char *, int)), "ERR_set_error_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(ERR_set_mark), int (void)), "ERR_set_mark");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_Digest), int (const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, ENGINE *)), "EVP_Digest");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_fetch), EVP_MD *(OSSL_LIB_CTX *, const char *, const char *)), "EVP_MD_fetch");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_free), void (EVP_MD *)), "EVP_MD_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_unload_strings), int (int, ERR_STRING_DATA *)), "ERR_unload_strings");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ERR_vset_error), void (int, int, const char *, va_list)), "ERR_vset_error");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_ASYM_CIPHER *, void *), void *)), "EVP_ASYM_CIPHER_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_fetch), EVP_ASYM_CIPHER *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_fetch), EVP_ASYM_CIPHER * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_ASYM_CIPHER_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_free), void (EVP_ASYM_CIPHER *)) || __builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_free), void (const EVP_ASYM_CIPHER *)), "EVP_ASYM_CIPHER_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_get0_description), const char *(const EVP_ASYM_CIPHER *)), "EVP_ASYM_CIPHER_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_get0_name), const char *(const EVP_ASYM_CIPHER *)), "EVP_ASYM_CIPHER_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_get0_provider), OSSL_PROVIDER *(const EVP_ASYM_CIPHER *)), "EVP_ASYM_CIPHER_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_gettable_ctx_params), const OSSL_PARAM *(const EVP_ASYM_CIPHER *)), "EVP_ASYM_CIPHER_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_is_a), int (const EVP_ASYM_CIPHER *, const char *)), "EVP_ASYM_CIPHER_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_names_do_all), int (const EVP_ASYM_CIPHER *, void (*)(const char *, void *), void *)), "EVP_ASYM_CIPHER_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_settable_ctx_params), const OSSL_PARAM *(const EVP_ASYM_CIPHER *)), "EVP_ASYM_CIPHER_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_up_ref), int (EVP_ASYM_CIPHER *)) || __builtin_types_compatible_p(__typeof__(EVP_ASYM_CIPHER_up_ref), int (const EVP_ASYM_CIPHER *)), "EVP_ASYM_CIPHER_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_BytesToKey), int (const EVP_CIPHER *, const EVP_MD *, const unsigned char *, const unsigned char *, int, int, unsigned char *, unsigned char *)), "EVP_BytesToKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_cipher), const EVP_CIPHER *(const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_clear_flags), void (EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_clear_flags), void (const EVP_CIPHER_CTX *, int)), "EVP_CIPHER_CTX_clear_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_copy), int (EVP_CIPHER_CTX *, const EVP_CIPHER_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_copy), int (const EVP_CIPHER_CTX *, const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_ctrl), int (EVP_CIPHER_CTX *, int, int, void *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_ctrl), int (const EVP_CIPHER_CTX *, int, int, void *)), "EVP_CIPHER_CTX_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_free), void (EVP_CIPHER_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_free), void (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get0_cipher), const EVP_CIPHER *(const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get0_cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get1_cipher), EVP_CIPHER *(EVP_CIPHER_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get1_cipher), EVP_CIPHER * (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get1_cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_app_data), void *(const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_app_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_block_size), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_block_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_cipher_data), void *(const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_cipher_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_iv_length), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_iv_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_key_length), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_key_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_nid), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_num), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_num");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_original_iv), int (EVP_CIPHER_CTX *, void *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_original_iv), int (const EVP_CIPHER_CTX *, void *, size_t)), "EVP_CIPHER_CTX_get_original_iv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_params), int (EVP_CIPHER_CTX *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_params), int (const EVP_CIPHER_CTX *, OSSL_PARAM *)), "EVP_CIPHER_CTX_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_tag_length), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_get_tag_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_updated_iv), int (EVP_CIPHER_CTX *, void *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_get_updated_iv), int (const EVP_CIPHER_CTX *, void *, size_t)), "EVP_CIPHER_CTX_get_updated_iv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_gettable_params), const OSSL_PARAM *(EVP_CIPHER_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_gettable_params), const OSSL_PARAM * (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_is_encrypting), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_is_encrypting");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_new), EVP_CIPHER_CTX *(void)), "EVP_CIPHER_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_rand_key), int (EVP_CIPHER_CTX *, unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_rand_key), int (const EVP_CIPHER_CTX *, unsigned char *)), "EVP_CIPHER_CTX_rand_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_reset), int (EVP_CIPHER_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_reset), int (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_reset");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_app_data), void (EVP_CIPHER_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_app_data), void (const EVP_CIPHER_CTX *, void *)), "EVP_CIPHER_CTX_set_app_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_cipher_data), void *(EVP_CIPHER_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_cipher_data), void * (const EVP_CIPHER_CTX *, void *)), "EVP_CIPHER_CTX_set_cipher_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_flags), void (EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_flags), void (const EVP_CIPHER_CTX *, int)), "EVP_CIPHER_CTX_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_key_length), int (EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_key_length), int (const EVP_CIPHER_CTX *, int)), "EVP_CIPHER_CTX_set_key_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_num), int (EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_num), int (const EVP_CIPHER_CTX *, int)), "EVP_CIPHER_CTX_set_num");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_padding), int (EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_padding), int (const EVP_CIPHER_CTX *, int)), "EVP_CIPHER_CTX_set_padding");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_params), int (EVP_CIPHER_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_set_params), int (const EVP_CIPHER_CTX *, const OSSL_PARAM *)), "EVP_CIPHER_CTX_set_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_settable_params), const OSSL_PARAM *(EVP_CIPHER_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_settable_params), const OSSL_PARAM * (const EVP_CIPHER_CTX *)), "EVP_CIPHER_CTX_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_CTX_test_flags), int (const EVP_CIPHER_CTX *, int)), "EVP_CIPHER_CTX_test_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_asn1_to_param), int (EVP_CIPHER_CTX *, ASN1_TYPE *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_asn1_to_param), int (const EVP_CIPHER_CTX *, ASN1_TYPE *)), "EVP_CIPHER_asn1_to_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_do_all), void (void (*)(const EVP_CIPHER *, const char *, const char *, void *), void *)), "EVP_CIPHER_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_CIPHER *, void *), void *)), "EVP_CIPHER_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_do_all_sorted), void (void (*)(const EVP_CIPHER *, const char *, const char *, void *), void *)), "EVP_CIPHER_do_all_sorted");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_fetch), EVP_CIPHER *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_fetch), EVP_CIPHER * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_CIPHER_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_free), void (EVP_CIPHER *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_free), void (const EVP_CIPHER *)), "EVP_CIPHER_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get0_description), const char *(const EVP_CIPHER *)), "EVP_CIPHER_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get0_name), const char *(const EVP_CIPHER *)), "EVP_CIPHER_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get0_provider), const OSSL_PROVIDER *(const EVP_CIPHER *)), "EVP_CIPHER_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_asn1_iv), int (EVP_CIPHER_CTX *, ASN1_TYPE *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_asn1_iv), int (const EVP_CIPHER_CTX *, ASN1_TYPE *)), "EVP_CIPHER_get_asn1_iv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_block_size), int (const EVP_CIPHER *)), "EVP_CIPHER_get_block_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_flags), unsigned long (const EVP_CIPHER *)), "EVP_CIPHER_get_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_iv_length), int (const EVP_CIPHER *)), "EVP_CIPHER_get_iv_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_key_length), int (const EVP_CIPHER *)), "EVP_CIPHER_get_key_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_mode), int (const EVP_CIPHER *)), "EVP_CIPHER_get_mode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_nid), int (const EVP_CIPHER *)), "EVP_CIPHER_get_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_params), int (EVP_CIPHER *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_params), int (const EVP_CIPHER *, OSSL_PARAM *)), "EVP_CIPHER_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_get_type), int (const EVP_CIPHER *)), "EVP_CIPHER_get_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_gettable_ctx_params), const OSSL_PARAM *(const EVP_CIPHER *)), "EVP_CIPHER_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_gettable_params), const OSSL_PARAM *(const EVP_CIPHER *)), "EVP_CIPHER_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_is_a), int (const EVP_CIPHER *, const char *)), "EVP_CIPHER_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_names_do_all), int (const EVP_CIPHER *, void (*)(const char *, void *), void *)), "EVP_CIPHER_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_param_to_asn1), int (EVP_CIPHER_CTX *, ASN1_TYPE *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_param_to_asn1), int (const EVP_CIPHER_CTX *, ASN1_TYPE *)), "EVP_CIPHER_param_to_asn1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_set_asn1_iv), int (EVP_CIPHER_CTX *, ASN1_TYPE *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_set_asn1_iv), int (const EVP_CIPHER_CTX *, ASN1_TYPE *)), "EVP_CIPHER_set_asn1_iv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_settable_ctx_params), const OSSL_PARAM *(const EVP_CIPHER *)), "EVP_CIPHER_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CIPHER_up_ref), int (EVP_CIPHER *)) || __builtin_types_compatible_p(__typeof__(EVP_CIPHER_up_ref), int (const EVP_CIPHER *)), "EVP_CIPHER_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_Cipher), int (EVP_CIPHER_CTX *, unsigned char *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(EVP_Cipher), int (const EVP_CIPHER_CTX *, unsigned char *, const unsigned char *, unsigned int)), "EVP_Cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CipherFinal), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_CipherFinal), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_CipherFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CipherFinal_ex), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_CipherFinal_ex), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_CipherFinal_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CipherInit), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CipherInit), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, int)), "EVP_CipherInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CipherInit_ex), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CipherInit_ex), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CipherInit_ex), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const ENGINE *, const unsigned char *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CipherInit_ex), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const ENGINE *, const unsigned char *, const unsigned char *, int)), "EVP_CipherInit_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CipherInit_ex2), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, int, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_CipherInit_ex2), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, int, const OSSL_PARAM *)), "EVP_CipherInit_ex2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_CipherUpdate), int (EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_CipherUpdate), int (const EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)), "EVP_CipherUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecodeBlock), int (unsigned char *, const unsigned char *, int)), "EVP_DecodeBlock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecodeFinal), int (EVP_ENCODE_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_DecodeFinal), int (const EVP_ENCODE_CTX *, unsigned char *, int *)), "EVP_DecodeFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecodeInit), void (EVP_ENCODE_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_DecodeInit), void (const EVP_ENCODE_CTX *)), "EVP_DecodeInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecodeUpdate), int (EVP_ENCODE_CTX *, unsigned char *, int *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_DecodeUpdate), int (const EVP_ENCODE_CTX *, unsigned char *, int *, const unsigned char *, int)), "EVP_DecodeUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecryptFinal), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptFinal), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_DecryptFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecryptFinal_ex), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptFinal_ex), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_DecryptFinal_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecryptInit), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptInit), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *)), "EVP_DecryptInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecryptInit_ex), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptInit_ex), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptInit_ex), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const ENGINE *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptInit_ex), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const ENGINE *, const unsigned char *, const unsigned char *)), "EVP_DecryptInit_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecryptInit_ex2), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptInit_ex2), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, const OSSL_PARAM *)), "EVP_DecryptInit_ex2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DecryptUpdate), int (EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_DecryptUpdate), int (const EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)), "EVP_DecryptUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_Digest), int (const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_Digest), int (const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, const ENGINE *)), "EVP_Digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestFinal), int (EVP_MD_CTX *, unsigned char *, unsigned int *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestFinal), int (const EVP_MD_CTX *, unsigned char *, unsigned int *)), "EVP_DigestFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestFinalXOF), int (EVP_MD_CTX *, unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_DigestFinalXOF), int (const EVP_MD_CTX *, unsigned char *, size_t)), "EVP_DigestFinalXOF");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestFinal_ex), int (EVP_MD_CTX *, unsigned char *, unsigned int *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestFinal_ex), int (const EVP_MD_CTX *, unsigned char *, unsigned int *)), "EVP_DigestFinal_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestInit), int (EVP_MD_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestInit), int (const EVP_MD_CTX *, const EVP_MD *)), "EVP_DigestInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestInit_ex), int (EVP_MD_CTX *, const EVP_MD *, ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestInit_ex), int (const EVP_MD_CTX *, const EVP_MD *, ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestInit_ex), int (EVP_MD_CTX *, const EVP_MD *, const ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestInit_ex), int (const EVP_MD_CTX *, const EVP_MD *, const ENGINE *)), "EVP_DigestInit_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestInit_ex2), int (EVP_MD_CTX *, const EVP_MD *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestInit_ex2), int (const EVP_MD_CTX *, const EVP_MD *, const OSSL_PARAM *)), "EVP_DigestInit_ex2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestSign), int (EVP_MD_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSign), int (const EVP_MD_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)), "EVP_DigestSign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestSignFinal), int (EVP_MD_CTX *, unsigned char *, size_t *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignFinal), int (const EVP_MD_CTX *, unsigned char *, size_t *)), "EVP_DigestSignFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, const EVP_PKEY *)), "EVP_DigestSignInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)), "EVP_DigestSignInit_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestSignUpdate), int (EVP_MD_CTX *, const void *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_DigestSignUpdate), int (const EVP_MD_CTX *, const void *, size_t)), "EVP_DigestSignUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestUpdate), int (EVP_MD_CTX *, const void *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_DigestUpdate), int (const EVP_MD_CTX *, const void *, size_t)), "EVP_DigestUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestVerify), int (EVP_MD_CTX *, const unsigned char *, size_t, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerify), int (const EVP_MD_CTX *, const unsigned char *, size_t, const unsigned char *, size_t)), "EVP_DigestVerify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestVerifyFinal), int (EVP_MD_CTX *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyFinal), int (const EVP_MD_CTX *, const unsigned char *, size_t)), "EVP_DigestVerifyFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, const ENGINE *, const EVP_PKEY *)), "EVP_DigestVerifyInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyInit_ex), int (const EVP_MD_CTX *, EVP_PKEY_CTX **, const char *, const OSSL_LIB_CTX *, const char *, const EVP_PKEY *, const OSSL_PARAM *)), "EVP_DigestVerifyInit_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_DigestVerifyUpdate), int (EVP_MD_CTX *, const void *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_DigestVerifyUpdate), int (const EVP_MD_CTX *, const void *, size_t)), "EVP_DigestVerifyUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ENCODE_CTX_copy), int (EVP_ENCODE_CTX *, const EVP_ENCODE_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_ENCODE_CTX_copy), int (const EVP_ENCODE_CTX *, const EVP_ENCODE_CTX *)), "EVP_ENCODE_CTX_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ENCODE_CTX_free), void (EVP_ENCODE_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_ENCODE_CTX_free), void (const EVP_ENCODE_CTX *)), "EVP_ENCODE_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ENCODE_CTX_new), EVP_ENCODE_CTX *(void)), "EVP_ENCODE_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ENCODE_CTX_num), int (EVP_ENCODE_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_ENCODE_CTX_num), int (const EVP_ENCODE_CTX *)), "EVP_ENCODE_CTX_num");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncodeBlock), int (unsigned char *, const unsigned char *, int)), "EVP_EncodeBlock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncodeFinal), void (EVP_ENCODE_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_EncodeFinal), void (const EVP_ENCODE_CTX *, unsigned char *, int *)), "EVP_EncodeFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncodeInit), void (EVP_ENCODE_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_EncodeInit), void (const EVP_ENCODE_CTX *)), "EVP_EncodeInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncodeUpdate), int (EVP_ENCODE_CTX *, unsigned char *, int *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_EncodeUpdate), int (const EVP_ENCODE_CTX *, unsigned char *, int *, const unsigned char *, int)), "EVP_EncodeUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncryptFinal), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptFinal), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_EncryptFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncryptFinal_ex), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptFinal_ex), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_EncryptFinal_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncryptInit), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptInit), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *)), "EVP_EncryptInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncryptInit_ex), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptInit_ex), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptInit_ex), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const ENGINE *, const unsigned char *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptInit_ex), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const ENGINE *, const unsigned char *, const unsigned char *)), "EVP_EncryptInit_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncryptInit_ex2), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptInit_ex2), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, const unsigned char *, const OSSL_PARAM *)), "EVP_EncryptInit_ex2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_EncryptUpdate), int (EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_EncryptUpdate), int (const EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)), "EVP_EncryptUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_dup), EVP_KDF_CTX *(const EVP_KDF_CTX *)), "EVP_KDF_CTX_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_free), void (EVP_KDF_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_free), void (const EVP_KDF_CTX *)), "EVP_KDF_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_get_kdf_size), size_t (EVP_KDF_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_get_kdf_size), size_t (const EVP_KDF_CTX *)), "EVP_KDF_CTX_get_kdf_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_get_params), int (EVP_KDF_CTX *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_get_params), int (const EVP_KDF_CTX *, OSSL_PARAM *)), "EVP_KDF_CTX_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_gettable_params), const OSSL_PARAM *(EVP_KDF_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_gettable_params), const OSSL_PARAM * (const EVP_KDF_CTX *)), "EVP_KDF_CTX_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_kdf), const EVP_KDF *(EVP_KDF_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_kdf), const EVP_KDF * (const EVP_KDF_CTX *)), "EVP_KDF_CTX_kdf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_new), EVP_KDF_CTX *(EVP_KDF *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_new), EVP_KDF_CTX * (const EVP_KDF *)), "EVP_KDF_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_reset), void (EVP_KDF_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_reset), void (const EVP_KDF_CTX *)), "EVP_KDF_CTX_reset");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_set_params), int (EVP_KDF_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_set_params), int (const EVP_KDF_CTX *, const OSSL_PARAM *)), "EVP_KDF_CTX_set_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_settable_params), const OSSL_PARAM *(EVP_KDF_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_CTX_settable_params), const OSSL_PARAM * (const EVP_KDF_CTX *)), "EVP_KDF_CTX_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_derive), int (EVP_KDF_CTX *, unsigned char *, size_t, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_derive), int (const EVP_KDF_CTX *, unsigned char *, size_t, const OSSL_PARAM *)), "EVP_KDF_derive");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_KDF *, void *), void *)), "EVP_KDF_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_fetch), EVP_KDF *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_fetch), EVP_KDF * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_KDF_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_free), void (EVP_KDF *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_free), void (const EVP_KDF *)), "EVP_KDF_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_get0_description), const char *(const EVP_KDF *)), "EVP_KDF_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_get0_name), const char *(const EVP_KDF *)), "EVP_KDF_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_get0_provider), const OSSL_PROVIDER *(const EVP_KDF *)), "EVP_KDF_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_get_params), int (EVP_KDF *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_get_params), int (const EVP_KDF *, OSSL_PARAM *)), "EVP_KDF_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_gettable_ctx_params), const OSSL_PARAM *(const EVP_KDF *)), "EVP_KDF_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_gettable_params), const OSSL_PARAM *(const EVP_KDF *)), "EVP_KDF_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_is_a), int (const EVP_KDF *, const char *)), "EVP_KDF_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_names_do_all), int (const EVP_KDF *, void (*)(const char *, void *), void *)), "EVP_KDF_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_settable_ctx_params), const OSSL_PARAM *(const EVP_KDF *)), "EVP_KDF_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KDF_up_ref), int (EVP_KDF *)) || __builtin_types_compatible_p(__typeof__(EVP_KDF_up_ref), int (const EVP_KDF *)), "EVP_KDF_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_KEM *, void *), void *)), "EVP_KEM_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_fetch), EVP_KEM *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_KEM_fetch), EVP_KEM * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_KEM_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_free), void (EVP_KEM *)) || __builtin_types_compatible_p(__typeof__(EVP_KEM_free), void (const EVP_KEM *)), "EVP_KEM_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_get0_description), const char *(const EVP_KEM *)), "EVP_KEM_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_get0_name), const char *(const EVP_KEM *)), "EVP_KEM_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_get0_provider), OSSL_PROVIDER *(const EVP_KEM *)), "EVP_KEM_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_gettable_ctx_params), const OSSL_PARAM *(const EVP_KEM *)), "EVP_KEM_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_is_a), int (const EVP_KEM *, const char *)), "EVP_KEM_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_names_do_all), int (const EVP_KEM *, void (*)(const char *, void *), void *)), "EVP_KEM_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_settable_ctx_params), const OSSL_PARAM *(const EVP_KEM *)), "EVP_KEM_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEM_up_ref), int (EVP_KEM *)) || __builtin_types_compatible_p(__typeof__(EVP_KEM_up_ref), int (const EVP_KEM *)), "EVP_KEM_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_KEYEXCH *, void *), void *)), "EVP_KEYEXCH_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_fetch), EVP_KEYEXCH *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_fetch), EVP_KEYEXCH * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_KEYEXCH_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_free), void (EVP_KEYEXCH *)) || __builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_free), void (const EVP_KEYEXCH *)), "EVP_KEYEXCH_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_get0_description), const char *(const EVP_KEYEXCH *)), "EVP_KEYEXCH_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_get0_name), const char *(const EVP_KEYEXCH *)), "EVP_KEYEXCH_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_get0_provider), OSSL_PROVIDER *(const EVP_KEYEXCH *)), "EVP_KEYEXCH_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_gettable_ctx_params), const OSSL_PARAM *(const EVP_KEYEXCH *)), "EVP_KEYEXCH_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_is_a), int (const EVP_KEYEXCH *, const char *)), "EVP_KEYEXCH_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_names_do_all), int (const EVP_KEYEXCH *, void (*)(const char *, void *), void *)), "EVP_KEYEXCH_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_settable_ctx_params), const OSSL_PARAM *(const EVP_KEYEXCH *)), "EVP_KEYEXCH_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_up_ref), int (EVP_KEYEXCH *)) || __builtin_types_compatible_p(__typeof__(EVP_KEYEXCH_up_ref), int (const EVP_KEYEXCH *)), "EVP_KEYEXCH_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_KEYMGMT *, void *), void *)), "EVP_KEYMGMT_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_fetch), EVP_KEYMGMT *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_fetch), EVP_KEYMGMT * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_KEYMGMT_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_free), void (EVP_KEYMGMT *)) || __builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_free), void (const EVP_KEYMGMT *)), "EVP_KEYMGMT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_gen_settable_params), const OSSL_PARAM *(const EVP_KEYMGMT *)), "EVP_KEYMGMT_gen_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_get0_description), const char *(const EVP_KEYMGMT *)), "EVP_KEYMGMT_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_get0_name), const char *(const EVP_KEYMGMT *)), "EVP_KEYMGMT_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_get0_provider), const OSSL_PROVIDER *(const EVP_KEYMGMT *)), "EVP_KEYMGMT_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_gettable_params), const OSSL_PARAM *(const EVP_KEYMGMT *)), "EVP_KEYMGMT_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_is_a), int (const EVP_KEYMGMT *, const char *)), "EVP_KEYMGMT_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_names_do_all), int (const EVP_KEYMGMT *, void (*)(const char *, void *), void *)), "EVP_KEYMGMT_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_settable_params), const OSSL_PARAM *(const EVP_KEYMGMT *)), "EVP_KEYMGMT_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_up_ref), int (EVP_KEYMGMT *)) || __builtin_types_compatible_p(__typeof__(EVP_KEYMGMT_up_ref), int (const EVP_KEYMGMT *)), "EVP_KEYMGMT_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_dup), EVP_MAC_CTX *(const EVP_MAC_CTX *)), "EVP_MAC_CTX_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_free), void (EVP_MAC_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_free), void (const EVP_MAC_CTX *)), "EVP_MAC_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get0_mac), EVP_MAC *(EVP_MAC_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get0_mac), EVP_MAC * (const EVP_MAC_CTX *)), "EVP_MAC_CTX_get0_mac");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get_block_size), size_t (EVP_MAC_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get_block_size), size_t (const EVP_MAC_CTX *)), "EVP_MAC_CTX_get_block_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get_mac_size), size_t (EVP_MAC_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get_mac_size), size_t (const EVP_MAC_CTX *)), "EVP_MAC_CTX_get_mac_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get_params), int (EVP_MAC_CTX *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_get_params), int (const EVP_MAC_CTX *, OSSL_PARAM *)), "EVP_MAC_CTX_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_gettable_params), const OSSL_PARAM *(EVP_MAC_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_gettable_params), const OSSL_PARAM * (const EVP_MAC_CTX *)), "EVP_MAC_CTX_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_new), EVP_MAC_CTX *(EVP_MAC *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_new), EVP_MAC_CTX * (const EVP_MAC *)), "EVP_MAC_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_set_params), int (EVP_MAC_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_set_params), int (const EVP_MAC_CTX *, const OSSL_PARAM *)), "EVP_MAC_CTX_set_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_settable_params), const OSSL_PARAM *(EVP_MAC_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_CTX_settable_params), const OSSL_PARAM * (const EVP_MAC_CTX *)), "EVP_MAC_CTX_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_MAC *, void *), void *)), "EVP_MAC_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_fetch), EVP_MAC *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_fetch), EVP_MAC * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_MAC_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_final), int (EVP_MAC_CTX *, unsigned char *, size_t *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_final), int (const EVP_MAC_CTX *, unsigned char *, size_t *, size_t)), "EVP_MAC_final");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_finalXOF), int (EVP_MAC_CTX *, unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_finalXOF), int (const EVP_MAC_CTX *, unsigned char *, size_t)), "EVP_MAC_finalXOF");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_free), void (EVP_MAC *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_free), void (const EVP_MAC *)), "EVP_MAC_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_get0_description), const char *(const EVP_MAC *)), "EVP_MAC_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_get0_name), const char *(const EVP_MAC *)), "EVP_MAC_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_get0_provider), const OSSL_PROVIDER *(const EVP_MAC *)), "EVP_MAC_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_get_params), int (EVP_MAC *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_get_params), int (const EVP_MAC *, OSSL_PARAM *)), "EVP_MAC_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_gettable_ctx_params), const OSSL_PARAM *(const EVP_MAC *)), "EVP_MAC_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_gettable_params), const OSSL_PARAM *(const EVP_MAC *)), "EVP_MAC_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_init), int (EVP_MAC_CTX *, const unsigned char *, size_t, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_init), int (const EVP_MAC_CTX *, const unsigned char *, size_t, const OSSL_PARAM *)), "EVP_MAC_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_is_a), int (const EVP_MAC *, const char *)), "EVP_MAC_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_names_do_all), int (const EVP_MAC *, void (*)(const char *, void *), void *)), "EVP_MAC_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_settable_ctx_params), const OSSL_PARAM *(const EVP_MAC *)), "EVP_MAC_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_up_ref), int (EVP_MAC *)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_up_ref), int (const EVP_MAC *)), "EVP_MAC_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MAC_update), int (EVP_MAC_CTX *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_MAC_update), int (const EVP_MAC_CTX *, const unsigned char *, size_t)), "EVP_MAC_update");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_clear_flags), void (EVP_MD_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_clear_flags), void (const EVP_MD_CTX *, int)), "EVP_MD_CTX_clear_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_copy), int (EVP_MD_CTX *, const EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_copy), int (const EVP_MD_CTX *, const EVP_MD_CTX *)), "EVP_MD_CTX_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_copy_ex), int (EVP_MD_CTX *, const EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_copy_ex), int (const EVP_MD_CTX *, const EVP_MD_CTX *)), "EVP_MD_CTX_copy_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_ctrl), int (EVP_MD_CTX *, int, int, void *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_ctrl), int (const EVP_MD_CTX *, int, int, void *)), "EVP_MD_CTX_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_free), void (EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_free), void (const EVP_MD_CTX *)), "EVP_MD_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_get0_md), const EVP_MD *(const EVP_MD_CTX *)), "EVP_MD_CTX_get0_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_get0_md_data), void *(const EVP_MD_CTX *)), "EVP_MD_CTX_get0_md_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_get1_md), EVP_MD *(EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_get1_md), EVP_MD * (const EVP_MD_CTX *)), "EVP_MD_CTX_get1_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_get_params), int (EVP_MD_CTX *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_get_params), int (const EVP_MD_CTX *, OSSL_PARAM *)), "EVP_MD_CTX_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_get_pkey_ctx), EVP_PKEY_CTX *(const EVP_MD_CTX *)), "EVP_MD_CTX_get_pkey_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_gettable_params), const OSSL_PARAM *(EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_gettable_params), const OSSL_PARAM * (const EVP_MD_CTX *)), "EVP_MD_CTX_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_new), EVP_MD_CTX *(void)), "EVP_MD_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_reset), int (EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_reset), int (const EVP_MD_CTX *)), "EVP_MD_CTX_reset");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_flags), void (EVP_MD_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_flags), void (const EVP_MD_CTX *, int)), "EVP_MD_CTX_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_params), int (EVP_MD_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_params), int (const EVP_MD_CTX *, const OSSL_PARAM *)), "EVP_MD_CTX_set_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_pkey_ctx), void (EVP_MD_CTX *, EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_pkey_ctx), void (const EVP_MD_CTX *, EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_pkey_ctx), void (EVP_MD_CTX *, const EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_set_pkey_ctx), void (const EVP_MD_CTX *, const EVP_PKEY_CTX *)), "EVP_MD_CTX_set_pkey_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_settable_params), const OSSL_PARAM *(EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_CTX_settable_params), const OSSL_PARAM * (const EVP_MD_CTX *)), "EVP_MD_CTX_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_CTX_test_flags), int (const EVP_MD_CTX *, int)), "EVP_MD_CTX_test_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_do_all), void (void (*)(const EVP_MD *, const char *, const char *, void *), void *)), "EVP_MD_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_MD *, void *), void *)), "EVP_MD_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_do_all_sorted), void (void (*)(const EVP_MD *, const char *, const char *, void *), void *)), "EVP_MD_do_all_sorted");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_fetch), EVP_MD *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_fetch), EVP_MD * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_MD_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_free), void (EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_free), void (const EVP_MD *)), "EVP_MD_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get0_description), const char *(const EVP_MD *)), "EVP_MD_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get0_name), const char *(const EVP_MD *)), "EVP_MD_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get0_provider), const OSSL_PROVIDER *(const EVP_MD *)), "EVP_MD_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get_block_size), int (const EVP_MD *)), "EVP_MD_get_block_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get_flags), unsigned long (const EVP_MD *)), "EVP_MD_get_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get_params), int (const EVP_MD *, OSSL_PARAM *)), "EVP_MD_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get_pkey_type), int (const EVP_MD *)), "EVP_MD_get_pkey_type");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get_size), int (const EVP_MD *)), "EVP_MD_get_size");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_free), void (EVP_PKEY_CTX *)), "EVP_PKEY_CTX_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_name), EVP_PKEY_CTX *(OSSL_LIB_CTX *, const char *, const char *)), "EVP_PKEY_CTX_new_from_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_group_name), int (EVP_PKEY_CTX *, const char *)), "EVP_PKEY_CTX_set_group_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_get_type), int (const EVP_MD *)), "EVP_MD_get_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_gettable_ctx_params), const OSSL_PARAM *(const EVP_MD *)), "EVP_MD_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_gettable_params), const OSSL_PARAM *(const EVP_MD *)), "EVP_MD_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_is_a), int (const EVP_MD *, const char *)), "EVP_MD_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_names_do_all), int (const EVP_MD *, void (*)(const char *, void *), void *)), "EVP_MD_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_settable_ctx_params), const OSSL_PARAM *(const EVP_MD *)), "EVP_MD_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_MD_up_ref), int (EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_MD_up_ref), int (const EVP_MD *)), "EVP_MD_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_OpenFinal), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_OpenFinal), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_OpenFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_OpenInit), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, int, const unsigned char *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_OpenInit), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, int, const unsigned char *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_OpenInit), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, int, const unsigned char *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_OpenInit), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, const unsigned char *, int, const unsigned char *, const EVP_PKEY *)), "EVP_OpenInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit), int (ASN1_OBJECT *, const char *, int, ASN1_TYPE *, EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit), int (const ASN1_OBJECT *, const char *, int, ASN1_TYPE *, EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit), int (ASN1_OBJECT *, const char *, int, ASN1_TYPE *, const EVP_CIPHER_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit), int (const ASN1_OBJECT *, const char *, int, ASN1_TYPE *, const EVP_CIPHER_CTX *, int)), "EVP_PBE_CipherInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (ASN1_OBJECT *, const char *, int, ASN1_TYPE *, EVP_CIPHER_CTX *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (const ASN1_OBJECT *, const char *, int, ASN1_TYPE *, EVP_CIPHER_CTX *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (ASN1_OBJECT *, const char *, int, ASN1_TYPE *, const EVP_CIPHER_CTX *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (const ASN1_OBJECT *, const char *, int, ASN1_TYPE *, const EVP_CIPHER_CTX *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (ASN1_OBJECT *, const char *, int, ASN1_TYPE *, EVP_CIPHER_CTX *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (const ASN1_OBJECT *, const char *, int, ASN1_TYPE *, EVP_CIPHER_CTX *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (ASN1_OBJECT *, const char *, int, ASN1_TYPE *, const EVP_CIPHER_CTX *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_CipherInit_ex), int (const ASN1_OBJECT *, const char *, int, ASN1_TYPE *, const EVP_CIPHER_CTX *, int, const OSSL_LIB_CTX *, const char *)), "EVP_PBE_CipherInit_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_alg_add), int (int, const EVP_CIPHER *, const EVP_MD *, EVP_PBE_KEYGEN *)), "EVP_PBE_alg_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_alg_add_type), int (int, int, int, int, EVP_PBE_KEYGEN *)), "EVP_PBE_alg_add_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_cleanup), void (void)), "EVP_PBE_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_find), int (int, int, int *, int *, EVP_PBE_KEYGEN **)), "EVP_PBE_find");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_find_ex), int (int, int, int *, int *, EVP_PBE_KEYGEN **, EVP_PBE_KEYGEN_EX **)), "EVP_PBE_find_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_get), int (int *, int *, size_t)), "EVP_PBE_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_scrypt), int (const char *, size_t, const unsigned char *, size_t, uint64_t, uint64_t, uint64_t, uint64_t, unsigned char *, size_t)), "EVP_PBE_scrypt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PBE_scrypt_ex), int (const char *, size_t, const unsigned char *, size_t, uint64_t, uint64_t, uint64_t, uint64_t, unsigned char *, size_t, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PBE_scrypt_ex), int (const char *, size_t, const unsigned char *, size_t, uint64_t, uint64_t, uint64_t, uint64_t, unsigned char *, size_t, const OSSL_LIB_CTX *, const char *)), "EVP_PBE_scrypt_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKCS82PKEY), EVP_PKEY *(const PKCS8_PRIV_KEY_INFO *)), "EVP_PKCS82PKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKCS82PKEY_ex), EVP_PKEY *(const PKCS8_PRIV_KEY_INFO *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKCS82PKEY_ex), EVP_PKEY * (const PKCS8_PRIV_KEY_INFO *, const OSSL_LIB_CTX *, const char *)), "EVP_PKCS82PKEY_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY2PKCS8), PKCS8_PRIV_KEY_INFO *(const EVP_PKEY *)), "EVP_PKEY2PKCS8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_add1_hkdf_info), int (EVP_PKEY_CTX *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_add1_hkdf_info), int (const EVP_PKEY_CTX *, const unsigned char *, int)), "EVP_PKEY_CTX_add1_hkdf_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_add1_tls1_prf_seed), int (EVP_PKEY_CTX *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_add1_tls1_prf_seed), int (const EVP_PKEY_CTX *, const unsigned char *, int)), "EVP_PKEY_CTX_add1_tls1_prf_seed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_ctrl), int (EVP_PKEY_CTX *, int, int, int, int, void *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_ctrl), int (const EVP_PKEY_CTX *, int, int, int, int, void *)), "EVP_PKEY_CTX_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_ctrl_str), int (EVP_PKEY_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_ctrl_str), int (const EVP_PKEY_CTX *, const char *, const char *)), "EVP_PKEY_CTX_ctrl_str");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_ctrl_uint64), int (EVP_PKEY_CTX *, int, int, int, uint64_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_ctrl_uint64), int (const EVP_PKEY_CTX *, int, int, int, uint64_t)), "EVP_PKEY_CTX_ctrl_uint64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_dup), EVP_PKEY_CTX *(const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_free), void (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_free), void (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_libctx), OSSL_LIB_CTX *(EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_libctx), OSSL_LIB_CTX * (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get0_libctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_peerkey), EVP_PKEY *(EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_peerkey), EVP_PKEY * (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get0_peerkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_pkey), EVP_PKEY *(EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_pkey), EVP_PKEY * (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get0_pkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_propq), const char *(const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get0_propq");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_provider), const OSSL_PROVIDER *(const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_rsa_oaep_label), int (EVP_PKEY_CTX *, unsigned char **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get0_rsa_oaep_label), int (const EVP_PKEY_CTX *, unsigned char **)), "EVP_PKEY_CTX_get0_rsa_oaep_label");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get1_id), int (EVP_PKEY_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get1_id), int (const EVP_PKEY_CTX *, void *)), "EVP_PKEY_CTX_get1_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get1_id_len), int (EVP_PKEY_CTX *, size_t *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get1_id_len), int (const EVP_PKEY_CTX *, size_t *)), "EVP_PKEY_CTX_get1_id_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_app_data), void *(EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_app_data), void * (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get_app_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_cb), EVP_PKEY_gen_cb *(EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_cb), EVP_PKEY_gen_cb * (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_data), void *(const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_cofactor_mode), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_cofactor_mode), int (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get_ecdh_cofactor_mode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_kdf_md), int (EVP_PKEY_CTX *, const EVP_MD **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_kdf_md), int (const EVP_PKEY_CTX *, const EVP_MD **)), "EVP_PKEY_CTX_get_ecdh_kdf_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_kdf_outlen), int (EVP_PKEY_CTX *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_kdf_outlen), int (const EVP_PKEY_CTX *, int *)), "EVP_PKEY_CTX_get_ecdh_kdf_outlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_kdf_type), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_ecdh_kdf_type), int (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get_ecdh_kdf_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_group_name), int (EVP_PKEY_CTX *, char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_group_name), int (const EVP_PKEY_CTX *, char *, size_t)), "EVP_PKEY_CTX_get_group_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_keygen_info), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_keygen_info), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_get_keygen_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_operation), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_operation), int (const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_get_operation");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_params), int (EVP_PKEY_CTX *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_params), int (const EVP_PKEY_CTX *, OSSL_PARAM *)), "EVP_PKEY_CTX_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_mgf1_md), int (EVP_PKEY_CTX *, const EVP_MD **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_mgf1_md), int (const EVP_PKEY_CTX *, const EVP_MD **)), "EVP_PKEY_CTX_get_rsa_mgf1_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_mgf1_md_name), int (EVP_PKEY_CTX *, char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_mgf1_md_name), int (const EVP_PKEY_CTX *, char *, size_t)), "EVP_PKEY_CTX_get_rsa_mgf1_md_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_oaep_md), int (EVP_PKEY_CTX *, const EVP_MD **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_oaep_md), int (const EVP_PKEY_CTX *, const EVP_MD **)), "EVP_PKEY_CTX_get_rsa_oaep_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_oaep_md_name), int (EVP_PKEY_CTX *, char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_oaep_md_name), int (const EVP_PKEY_CTX *, char *, size_t)), "EVP_PKEY_CTX_get_rsa_oaep_md_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_padding), int (EVP_PKEY_CTX *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_padding), int (const EVP_PKEY_CTX *, int *)), "EVP_PKEY_CTX_get_rsa_padding");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_pss_saltlen), int (EVP_PKEY_CTX *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_rsa_pss_saltlen), int (const EVP_PKEY_CTX *, int *)), "EVP_PKEY_CTX_get_rsa_pss_saltlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_signature_md), int (EVP_PKEY_CTX *, const EVP_MD **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_get_signature_md), int (const EVP_PKEY_CTX *, const EVP_MD **)), "EVP_PKEY_CTX_get_signature_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_gettable_params), const OSSL_PARAM *(const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_hex2ctrl), int (EVP_PKEY_CTX *, int, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_hex2ctrl), int (const EVP_PKEY_CTX *, int, const char *)), "EVP_PKEY_CTX_hex2ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_is_a), int (EVP_PKEY_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_is_a), int (const EVP_PKEY_CTX *, const char *)), "EVP_PKEY_CTX_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_md), int (EVP_PKEY_CTX *, int, int, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_md), int (const EVP_PKEY_CTX *, int, int, const char *)), "EVP_PKEY_CTX_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new), EVP_PKEY_CTX *(EVP_PKEY *, ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new), EVP_PKEY_CTX * (const EVP_PKEY *, ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new), EVP_PKEY_CTX * (EVP_PKEY *, const ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new), EVP_PKEY_CTX * (const EVP_PKEY *, const ENGINE *)), "EVP_PKEY_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_name), EVP_PKEY_CTX *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_name), EVP_PKEY_CTX * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_PKEY_CTX_new_from_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_pkey), EVP_PKEY_CTX *(OSSL_LIB_CTX *, EVP_PKEY *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_pkey), EVP_PKEY_CTX * (const OSSL_LIB_CTX *, EVP_PKEY *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_pkey), EVP_PKEY_CTX * (OSSL_LIB_CTX *, const EVP_PKEY *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_from_pkey), EVP_PKEY_CTX * (const OSSL_LIB_CTX *, const EVP_PKEY *, const char *)), "EVP_PKEY_CTX_new_from_pkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_id), EVP_PKEY_CTX *(int, ENGINE *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_new_id), EVP_PKEY_CTX * (int, const ENGINE *)), "EVP_PKEY_CTX_new_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set0_ecdh_kdf_ukm), int (EVP_PKEY_CTX *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set0_ecdh_kdf_ukm), int (const EVP_PKEY_CTX *, unsigned char *, int)), "EVP_PKEY_CTX_set0_ecdh_kdf_ukm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set0_keygen_info), void (EVP_PKEY_CTX *, int *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set0_keygen_info), void (const EVP_PKEY_CTX *, int *, int)), "EVP_PKEY_CTX_set0_keygen_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set0_rsa_oaep_label), int (EVP_PKEY_CTX *, void *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set0_rsa_oaep_label), int (const EVP_PKEY_CTX *, void *, int)), "EVP_PKEY_CTX_set0_rsa_oaep_label");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_hkdf_key), int (EVP_PKEY_CTX *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_hkdf_key), int (const EVP_PKEY_CTX *, const unsigned char *, int)), "EVP_PKEY_CTX_set1_hkdf_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_hkdf_salt), int (EVP_PKEY_CTX *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_hkdf_salt), int (const EVP_PKEY_CTX *, const unsigned char *, int)), "EVP_PKEY_CTX_set1_hkdf_salt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_id), int (EVP_PKEY_CTX *, const void *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_id), int (const EVP_PKEY_CTX *, const void *, int)), "EVP_PKEY_CTX_set1_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_pbe_pass), int (EVP_PKEY_CTX *, const char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_pbe_pass), int (const EVP_PKEY_CTX *, const char *, int)), "EVP_PKEY_CTX_set1_pbe_pass");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_rsa_keygen_pubexp), int (EVP_PKEY_CTX *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_rsa_keygen_pubexp), int (const EVP_PKEY_CTX *, BIGNUM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_rsa_keygen_pubexp), int (EVP_PKEY_CTX *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_rsa_keygen_pubexp), int (const EVP_PKEY_CTX *, const BIGNUM *)), "EVP_PKEY_CTX_set1_rsa_keygen_pubexp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_scrypt_salt), int (EVP_PKEY_CTX *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_scrypt_salt), int (const EVP_PKEY_CTX *, const unsigned char *, int)), "EVP_PKEY_CTX_set1_scrypt_salt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_tls1_prf_secret), int (EVP_PKEY_CTX *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set1_tls1_prf_secret), int (const EVP_PKEY_CTX *, const unsigned char *, int)), "EVP_PKEY_CTX_set1_tls1_prf_secret");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_app_data), void (EVP_PKEY_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_app_data), void (const EVP_PKEY_CTX *, void *)), "EVP_PKEY_CTX_set_app_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_cb), void (EVP_PKEY_CTX *, EVP_PKEY_gen_cb *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_cb), void (const EVP_PKEY_CTX *, EVP_PKEY_gen_cb *)), "EVP_PKEY_CTX_set_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_data), void (EVP_PKEY_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_data), void (const EVP_PKEY_CTX *, void *)), "EVP_PKEY_CTX_set_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ec_param_enc), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ec_param_enc), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_ec_param_enc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ec_paramgen_curve_nid), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ec_paramgen_curve_nid), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_ec_paramgen_curve_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_cofactor_mode), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_cofactor_mode), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_ecdh_cofactor_mode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_kdf_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_kdf_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_ecdh_kdf_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_kdf_outlen), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_kdf_outlen), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_ecdh_kdf_outlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_kdf_type), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_ecdh_kdf_type), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_ecdh_kdf_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_group_name), int (EVP_PKEY_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_group_name), int (const EVP_PKEY_CTX *, const char *)), "EVP_PKEY_CTX_set_group_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_hkdf_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_hkdf_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_hkdf_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_hkdf_mode), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_hkdf_mode), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_hkdf_mode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_kem_op), int (EVP_PKEY_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_kem_op), int (const EVP_PKEY_CTX *, const char *)), "EVP_PKEY_CTX_set_kem_op");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_mac_key), int (EVP_PKEY_CTX *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_mac_key), int (const EVP_PKEY_CTX *, const unsigned char *, int)), "EVP_PKEY_CTX_set_mac_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_params), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_params), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_CTX_set_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_keygen_bits), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_keygen_bits), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_rsa_keygen_bits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_keygen_primes), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_keygen_primes), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_rsa_keygen_primes");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_mgf1_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_mgf1_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_rsa_mgf1_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_mgf1_md_name), int (EVP_PKEY_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_mgf1_md_name), int (const EVP_PKEY_CTX *, const char *, const char *)), "EVP_PKEY_CTX_set_rsa_mgf1_md_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_oaep_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_oaep_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_rsa_oaep_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_oaep_md_name), int (EVP_PKEY_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_oaep_md_name), int (const EVP_PKEY_CTX *, const char *, const char *)), "EVP_PKEY_CTX_set_rsa_oaep_md_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_padding), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_padding), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_rsa_padding");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_rsa_pss_keygen_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name), int (EVP_PKEY_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name), int (const EVP_PKEY_CTX *, const char *, const char *)), "EVP_PKEY_CTX_set_rsa_pss_keygen_md_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name), int (EVP_PKEY_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name), int (const EVP_PKEY_CTX *, const char *)), "EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_saltlen), int (EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_rsa_pss_saltlen), int (const EVP_PKEY_CTX *, int)), "EVP_PKEY_CTX_set_rsa_pss_saltlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_N), int (EVP_PKEY_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_N), int (const EVP_PKEY_CTX *, uint64_t)), "EVP_PKEY_CTX_set_scrypt_N");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_maxmem_bytes), int (EVP_PKEY_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_maxmem_bytes), int (const EVP_PKEY_CTX *, uint64_t)), "EVP_PKEY_CTX_set_scrypt_maxmem_bytes");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_p), int (EVP_PKEY_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_p), int (const EVP_PKEY_CTX *, uint64_t)), "EVP_PKEY_CTX_set_scrypt_p");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_r), int (EVP_PKEY_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_scrypt_r), int (const EVP_PKEY_CTX *, uint64_t)), "EVP_PKEY_CTX_set_scrypt_r");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_signature_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_signature_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_signature_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_tls1_prf_md), int (EVP_PKEY_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_set_tls1_prf_md), int (const EVP_PKEY_CTX *, const EVP_MD *)), "EVP_PKEY_CTX_set_tls1_prf_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_settable_params), const OSSL_PARAM *(const EVP_PKEY_CTX *)), "EVP_PKEY_CTX_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_str2ctrl), int (EVP_PKEY_CTX *, int, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_CTX_str2ctrl), int (const EVP_PKEY_CTX *, int, const char *)), "EVP_PKEY_CTX_str2ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr), int (EVP_PKEY *, X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr), int (const EVP_PKEY *, X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr), int (EVP_PKEY *, const X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr), int (const EVP_PKEY *, const X509_ATTRIBUTE *)), "EVP_PKEY_add1_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr_by_NID), int (EVP_PKEY *, int, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr_by_NID), int (const EVP_PKEY *, int, int, const unsigned char *, int)), "EVP_PKEY_add1_attr_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr_by_OBJ), int (EVP_PKEY *, const ASN1_OBJECT *, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr_by_OBJ), int (const EVP_PKEY *, const ASN1_OBJECT *, int, const unsigned char *, int)), "EVP_PKEY_add1_attr_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr_by_txt), int (EVP_PKEY *, const char *, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_add1_attr_by_txt), int (const EVP_PKEY *, const char *, int, const unsigned char *, int)), "EVP_PKEY_add1_attr_by_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_add0), int (const EVP_PKEY_ASN1_METHOD *)), "EVP_PKEY_asn1_add0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_add_alias), int (int, int)), "EVP_PKEY_asn1_add_alias");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_copy), void (EVP_PKEY_ASN1_METHOD *, const EVP_PKEY_ASN1_METHOD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_copy), void (const EVP_PKEY_ASN1_METHOD *, const EVP_PKEY_ASN1_METHOD *)), "EVP_PKEY_asn1_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_find), const EVP_PKEY_ASN1_METHOD *(ENGINE **, int)), "EVP_PKEY_asn1_find");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_find_str), const EVP_PKEY_ASN1_METHOD *(ENGINE **, const char *, int)), "EVP_PKEY_asn1_find_str");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_free), void (EVP_PKEY_ASN1_METHOD *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_free), void (const EVP_PKEY_ASN1_METHOD *)), "EVP_PKEY_asn1_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_get0), const EVP_PKEY_ASN1_METHOD *(int)), "EVP_PKEY_asn1_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_get0_info), int (int *, int *, int *, const char **, const char **, const EVP_PKEY_ASN1_METHOD *)), "EVP_PKEY_asn1_get0_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_get_count), int (void)), "EVP_PKEY_asn1_get_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_new), EVP_PKEY_ASN1_METHOD *(int, int, const char *, const char *)), "EVP_PKEY_asn1_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_check), void (EVP_PKEY_ASN1_METHOD *, int (*)(const EVP_PKEY *))), "EVP_PKEY_asn1_set_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_ctrl), void (EVP_PKEY_ASN1_METHOD *, int (*)(EVP_PKEY *, int, long, void *))), "EVP_PKEY_asn1_set_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_free), void (EVP_PKEY_ASN1_METHOD *, void (*)(EVP_PKEY *))), "EVP_PKEY_asn1_set_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_get_priv_key), void (EVP_PKEY_ASN1_METHOD *, int (*)(const EVP_PKEY *, unsigned char *, size_t *))), "EVP_PKEY_asn1_set_get_priv_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_get_pub_key), void (EVP_PKEY_ASN1_METHOD *, int (*)(const EVP_PKEY *, unsigned char *, size_t *))), "EVP_PKEY_asn1_set_get_pub_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_item), void (EVP_PKEY_ASN1_METHOD *, int (*)(EVP_MD_CTX *, const ASN1_ITEM *, const void *, const X509_ALGOR *, const ASN1_BIT_STRING *, EVP_PKEY *), int (*)(EVP_MD_CTX *, const ASN1_ITEM *, const void *, X509_ALGOR *, X509_ALGOR *, ASN1_BIT_STRING *))), "EVP_PKEY_asn1_set_item");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_param), void (EVP_PKEY_ASN1_METHOD *, int (*)(EVP_PKEY *, const unsigned char **, int), int (*)(const EVP_PKEY *, unsigned char **), int (*)(const EVP_PKEY *), int (*)(EVP_PKEY *, const EVP_PKEY *), int (*)(const EVP_PKEY *, const EVP_PKEY *), int (*)(BIO *, const EVP_PKEY *, int, ASN1_PCTX *))), "EVP_PKEY_asn1_set_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_param_check), void (EVP_PKEY_ASN1_METHOD *, int (*)(const EVP_PKEY *))), "EVP_PKEY_asn1_set_param_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_private), void (EVP_PKEY_ASN1_METHOD *, int (*)(EVP_PKEY *, const PKCS8_PRIV_KEY_INFO *), int (*)(PKCS8_PRIV_KEY_INFO *, const EVP_PKEY *), int (*)(BIO *, const EVP_PKEY *, int, ASN1_PCTX *))), "EVP_PKEY_asn1_set_private");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_public), void (EVP_PKEY_ASN1_METHOD *, int (*)(EVP_PKEY *, const X509_PUBKEY *), int (*)(X509_PUBKEY *, const EVP_PKEY *), int (*)(const EVP_PKEY *, const EVP_PKEY *), int (*)(BIO *, const EVP_PKEY *, int, ASN1_PCTX *), int (*)(const EVP_PKEY *), int (*)(const EVP_PKEY *))), "EVP_PKEY_asn1_set_public");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_public_check), void (EVP_PKEY_ASN1_METHOD *, int (*)(const EVP_PKEY *))), "EVP_PKEY_asn1_set_public_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_security_bits), void (EVP_PKEY_ASN1_METHOD *, int (*)(const EVP_PKEY *))), "EVP_PKEY_asn1_set_security_bits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_set_priv_key), void (EVP_PKEY_ASN1_METHOD *, int (*)(EVP_PKEY *, const unsigned char *, size_t))), "EVP_PKEY_asn1_set_set_priv_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_set_pub_key), void (EVP_PKEY_ASN1_METHOD *, int (*)(EVP_PKEY *, const unsigned char *, size_t))), "EVP_PKEY_asn1_set_set_pub_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_asn1_set_siginf), void (EVP_PKEY_ASN1_METHOD *, int (*)(X509_SIG_INFO *, const X509_ALGOR *, const ASN1_STRING *))), "EVP_PKEY_asn1_set_siginf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_can_sign), int (const EVP_PKEY *)), "EVP_PKEY_can_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_check), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_check), int (const EVP_PKEY_CTX *)), "EVP_PKEY_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_copy_parameters), int (EVP_PKEY *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_copy_parameters), int (const EVP_PKEY *, const EVP_PKEY *)), "EVP_PKEY_copy_parameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_decapsulate), int (EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_decapsulate), int (const EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)), "EVP_PKEY_decapsulate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_decapsulate_init), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_decapsulate_init), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_decapsulate_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_decrypt), int (EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_decrypt), int (const EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)), "EVP_PKEY_decrypt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_decrypt_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_decrypt_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_decrypt_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_decrypt_init_ex), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_decrypt_init_ex), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_decrypt_init_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_delete_attr), X509_ATTRIBUTE *(EVP_PKEY *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_delete_attr), X509_ATTRIBUTE * (const EVP_PKEY *, int)), "EVP_PKEY_delete_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_derive), int (EVP_PKEY_CTX *, unsigned char *, size_t *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive), int (const EVP_PKEY_CTX *, unsigned char *, size_t *)), "EVP_PKEY_derive");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_derive_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_init_ex), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_init_ex), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_derive_init_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer), int (EVP_PKEY_CTX *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer), int (const EVP_PKEY_CTX *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer), int (EVP_PKEY_CTX *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer), int (const EVP_PKEY_CTX *, const EVP_PKEY *)), "EVP_PKEY_derive_set_peer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer_ex), int (EVP_PKEY_CTX *, EVP_PKEY *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer_ex), int (const EVP_PKEY_CTX *, EVP_PKEY *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer_ex), int (EVP_PKEY_CTX *, const EVP_PKEY *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_derive_set_peer_ex), int (const EVP_PKEY_CTX *, const EVP_PKEY *, int)), "EVP_PKEY_derive_set_peer_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_digestsign_supports_digest), int (EVP_PKEY *, OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_digestsign_supports_digest), int (const EVP_PKEY *, OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_digestsign_supports_digest), int (EVP_PKEY *, const OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_digestsign_supports_digest), int (const EVP_PKEY *, const OSSL_LIB_CTX *, const char *, const char *)), "EVP_PKEY_digestsign_supports_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_dup), EVP_PKEY *(EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_dup), EVP_PKEY * (const EVP_PKEY *)), "EVP_PKEY_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_encapsulate), int (EVP_PKEY_CTX *, unsigned char *, size_t *, unsigned char *, size_t *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_encapsulate), int (const EVP_PKEY_CTX *, unsigned char *, size_t *, unsigned char *, size_t *)), "EVP_PKEY_encapsulate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_encapsulate_init), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_encapsulate_init), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_encapsulate_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_encrypt), int (EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_encrypt), int (const EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)), "EVP_PKEY_encrypt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_encrypt_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_encrypt_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_encrypt_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_encrypt_init_ex), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_encrypt_init_ex), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_encrypt_init_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_eq), int (const EVP_PKEY *, const EVP_PKEY *)), "EVP_PKEY_eq");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_free), void (EVP_PKEY *)), "EVP_PKEY_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_generate), int (EVP_PKEY_CTX *, EVP_PKEY **)), "EVP_PKEY_generate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_export), int (const EVP_PKEY *, int, OSSL_CALLBACK *, void *)), "EVP_PKEY_export");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_free), void (EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_free), void (const EVP_PKEY *)), "EVP_PKEY_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_fromdata), int (EVP_PKEY_CTX *, EVP_PKEY **, int, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_fromdata), int (const EVP_PKEY_CTX *, EVP_PKEY **, int, OSSL_PARAM *)), "EVP_PKEY_fromdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_fromdata_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_fromdata_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_fromdata_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_fromdata_settable), const OSSL_PARAM *(EVP_PKEY_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_fromdata_settable), const OSSL_PARAM * (const EVP_PKEY_CTX *, int)), "EVP_PKEY_fromdata_settable");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_generate), int (EVP_PKEY_CTX *, EVP_PKEY **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_generate), int (const EVP_PKEY_CTX *, EVP_PKEY **)), "EVP_PKEY_generate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get0_asn1), const EVP_PKEY_ASN1_METHOD *(const EVP_PKEY *)), "EVP_PKEY_get0_asn1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get0_description), const char *(const EVP_PKEY *)), "EVP_PKEY_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get0_provider), const OSSL_PROVIDER *(const EVP_PKEY *)), "EVP_PKEY_get0_provider");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get0_type_name), const char *(const EVP_PKEY *)), "EVP_PKEY_get0_type_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get1_encoded_public_key), size_t (EVP_PKEY *, unsigned char **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_get1_encoded_public_key), size_t (const EVP_PKEY *, unsigned char **)), "EVP_PKEY_get1_encoded_public_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_attr), X509_ATTRIBUTE *(const EVP_PKEY *, int)), "EVP_PKEY_get_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_attr_by_NID), int (const EVP_PKEY *, int, int)), "EVP_PKEY_get_attr_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_attr_by_OBJ), int (const EVP_PKEY *, const ASN1_OBJECT *, int)), "EVP_PKEY_get_attr_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_attr_count), int (const EVP_PKEY *)), "EVP_PKEY_get_attr_count");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_base_id), int (const EVP_PKEY *)), "EVP_PKEY_get_base_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_bits), int (const EVP_PKEY *)), "EVP_PKEY_get_bits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_bn_param), int (const EVP_PKEY *, const char *, BIGNUM **)), "EVP_PKEY_get_bn_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_default_digest_name), int (EVP_PKEY *, char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_get_default_digest_name), int (const EVP_PKEY *, char *, size_t)), "EVP_PKEY_get_default_digest_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_default_digest_nid), int (EVP_PKEY *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_get_default_digest_nid), int (const EVP_PKEY *, int *)), "EVP_PKEY_get_default_digest_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_ec_point_conv_form), int (const EVP_PKEY *)), "EVP_PKEY_get_ec_point_conv_form");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_ex_data), void *(const EVP_PKEY *, int)), "EVP_PKEY_get_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_field_type), int (const EVP_PKEY *)), "EVP_PKEY_get_field_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_group_name), int (const EVP_PKEY *, char *, size_t, size_t *)), "EVP_PKEY_get_group_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_id), int (const EVP_PKEY *)), "EVP_PKEY_get_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_int_param), int (const EVP_PKEY *, const char *, int *)), "EVP_PKEY_get_int_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_octet_string_param), int (const EVP_PKEY *, const char *, unsigned char *, size_t, size_t *)), "EVP_PKEY_get_octet_string_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_params), int (const EVP_PKEY *, OSSL_PARAM *)), "EVP_PKEY_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_raw_private_key), int (const EVP_PKEY *, unsigned char *, size_t *)), "EVP_PKEY_get_raw_private_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_raw_public_key), int (const EVP_PKEY *, unsigned char *, size_t *)), "EVP_PKEY_get_raw_public_key");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_security_bits), int (const EVP_PKEY *)), "EVP_PKEY_get_security_bits");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_keygen_init), int (EVP_PKEY_CTX *)), "EVP_PKEY_keygen_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_size), int (const EVP_PKEY *)), "EVP_PKEY_get_size");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_size_t_param), int (const EVP_PKEY *, const char *, size_t *)), "EVP_PKEY_get_size_t_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_get_utf8_string_param), int (const EVP_PKEY *, const char *, char *, size_t, size_t *)), "EVP_PKEY_get_utf8_string_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_gettable_params), const OSSL_PARAM *(const EVP_PKEY *)), "EVP_PKEY_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_is_a), int (const EVP_PKEY *, const char *)), "EVP_PKEY_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_keygen), int (EVP_PKEY_CTX *, EVP_PKEY **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_keygen), int (const EVP_PKEY_CTX *, EVP_PKEY **)), "EVP_PKEY_keygen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_keygen_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_keygen_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_keygen_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_missing_parameters), int (const EVP_PKEY *)), "EVP_PKEY_missing_parameters");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_new), EVP_PKEY *(void)), "EVP_PKEY_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_up_ref), int (EVP_PKEY *)), "EVP_PKEY_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_new_mac_key), EVP_PKEY *(int, ENGINE *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_new_mac_key), EVP_PKEY * (int, const ENGINE *, const unsigned char *, int)), "EVP_PKEY_new_mac_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_private_key), EVP_PKEY *(int, ENGINE *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_private_key), EVP_PKEY * (int, const ENGINE *, const unsigned char *, size_t)), "EVP_PKEY_new_raw_private_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_private_key_ex), EVP_PKEY *(OSSL_LIB_CTX *, const char *, const char *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_private_key_ex), EVP_PKEY * (const OSSL_LIB_CTX *, const char *, const char *, const unsigned char *, size_t)), "EVP_PKEY_new_raw_private_key_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_public_key), EVP_PKEY *(int, ENGINE *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_public_key), EVP_PKEY * (int, const ENGINE *, const unsigned char *, size_t)), "EVP_PKEY_new_raw_public_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_public_key_ex), EVP_PKEY *(OSSL_LIB_CTX *, const char *, const char *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_new_raw_public_key_ex), EVP_PKEY * (const OSSL_LIB_CTX *, const char *, const char *, const unsigned char *, size_t)), "EVP_PKEY_new_raw_public_key_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_pairwise_check), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_pairwise_check), int (const EVP_PKEY_CTX *)), "EVP_PKEY_pairwise_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_param_check), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_param_check), int (const EVP_PKEY_CTX *)), "EVP_PKEY_param_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_param_check_quick), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_param_check_quick), int (const EVP_PKEY_CTX *)), "EVP_PKEY_param_check_quick");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_parameters_eq), int (const EVP_PKEY *, const EVP_PKEY *)), "EVP_PKEY_parameters_eq");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_paramgen), int (EVP_PKEY_CTX *, EVP_PKEY **)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_paramgen), int (const EVP_PKEY_CTX *, EVP_PKEY **)), "EVP_PKEY_paramgen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_paramgen_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_paramgen_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_paramgen_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_print_params), int (BIO *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_params), int (const BIO *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_params), int (BIO *, const EVP_PKEY *, int, const ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_params), int (const BIO *, const EVP_PKEY *, int, const ASN1_PCTX *)), "EVP_PKEY_print_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_print_params_fp), int (FILE *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_params_fp), int (FILE *, const EVP_PKEY *, int, const ASN1_PCTX *)), "EVP_PKEY_print_params_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_print_private), int (BIO *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_private), int (const BIO *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_private), int (BIO *, const EVP_PKEY *, int, const ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_private), int (const BIO *, const EVP_PKEY *, int, const ASN1_PCTX *)), "EVP_PKEY_print_private");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_print_private_fp), int (FILE *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_private_fp), int (FILE *, const EVP_PKEY *, int, const ASN1_PCTX *)), "EVP_PKEY_print_private_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_print_public), int (BIO *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_public), int (const BIO *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_public), int (BIO *, const EVP_PKEY *, int, const ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_public), int (const BIO *, const EVP_PKEY *, int, const ASN1_PCTX *)), "EVP_PKEY_print_public");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_print_public_fp), int (FILE *, const EVP_PKEY *, int, ASN1_PCTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_print_public_fp), int (FILE *, const EVP_PKEY *, int, const ASN1_PCTX *)), "EVP_PKEY_print_public_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_private_check), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_private_check), int (const EVP_PKEY_CTX *)), "EVP_PKEY_private_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_public_check), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_public_check), int (const EVP_PKEY_CTX *)), "EVP_PKEY_public_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_public_check_quick), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_public_check_quick), int (const EVP_PKEY_CTX *)), "EVP_PKEY_public_check_quick");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_save_parameters), int (EVP_PKEY *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_save_parameters), int (const EVP_PKEY *, int)), "EVP_PKEY_save_parameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set1_encoded_public_key), int (EVP_PKEY *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set1_encoded_public_key), int (const EVP_PKEY *, const unsigned char *, size_t)), "EVP_PKEY_set1_encoded_public_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_bn_param), int (EVP_PKEY *, const char *, const BIGNUM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_bn_param), int (const EVP_PKEY *, const char *, const BIGNUM *)), "EVP_PKEY_set_bn_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_ex_data), int (EVP_PKEY *, int, void *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_ex_data), int (const EVP_PKEY *, int, void *)), "EVP_PKEY_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_int_param), int (EVP_PKEY *, const char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_int_param), int (const EVP_PKEY *, const char *, int)), "EVP_PKEY_set_int_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_octet_string_param), int (EVP_PKEY *, const char *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_octet_string_param), int (const EVP_PKEY *, const char *, const unsigned char *, size_t)), "EVP_PKEY_set_octet_string_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_params), int (EVP_PKEY *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_params), int (const EVP_PKEY *, OSSL_PARAM *)), "EVP_PKEY_set_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_size_t_param), int (EVP_PKEY *, const char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_size_t_param), int (const EVP_PKEY *, const char *, size_t)), "EVP_PKEY_set_size_t_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type), int (EVP_PKEY *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type), int (const EVP_PKEY *, int)), "EVP_PKEY_set_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type_by_keymgmt), int (EVP_PKEY *, EVP_KEYMGMT *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type_by_keymgmt), int (const EVP_PKEY *, EVP_KEYMGMT *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type_by_keymgmt), int (EVP_PKEY *, const EVP_KEYMGMT *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type_by_keymgmt), int (const EVP_PKEY *, const EVP_KEYMGMT *)), "EVP_PKEY_set_type_by_keymgmt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type_str), int (EVP_PKEY *, const char *, int)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_type_str), int (const EVP_PKEY *, const char *, int)), "EVP_PKEY_set_type_str");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_set_utf8_string_param), int (EVP_PKEY *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_set_utf8_string_param), int (const EVP_PKEY *, const char *, const char *)), "EVP_PKEY_set_utf8_string_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_settable_params), const OSSL_PARAM *(const EVP_PKEY *)), "EVP_PKEY_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_sign), int (EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_sign), int (const EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)), "EVP_PKEY_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_sign_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_sign_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_sign_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_sign_init_ex), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_sign_init_ex), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_sign_init_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_todata), int (const EVP_PKEY *, int, OSSL_PARAM **)), "EVP_PKEY_todata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_type), int (int)), "EVP_PKEY_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_type_names_do_all), int (const EVP_PKEY *, void (*)(const char *, void *), void *)), "EVP_PKEY_type_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_up_ref), int (EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_up_ref), int (const EVP_PKEY *)), "EVP_PKEY_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_verify), int (EVP_PKEY_CTX *, const unsigned char *, size_t, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_verify), int (const EVP_PKEY_CTX *, const unsigned char *, size_t, const unsigned char *, size_t)), "EVP_PKEY_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_verify_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_init_ex), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_init_ex), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_verify_init_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_recover), int (EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_recover), int (const EVP_PKEY_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)), "EVP_PKEY_verify_recover");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_recover_init), int (EVP_PKEY_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_recover_init), int (const EVP_PKEY_CTX *)), "EVP_PKEY_verify_recover_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_recover_init_ex), int (EVP_PKEY_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_PKEY_verify_recover_init_ex), int (const EVP_PKEY_CTX *, const OSSL_PARAM *)), "EVP_PKEY_verify_recover_init_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_Q_digest), int (OSSL_LIB_CTX *, const char *, const char *, const void *, size_t, unsigned char *, size_t *)) || __builtin_types_compatible_p(__typeof__(EVP_Q_digest), int (const OSSL_LIB_CTX *, const char *, const char *, const void *, size_t, unsigned char *, size_t *)), "EVP_Q_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_Q_mac), unsigned char *(OSSL_LIB_CTX *, const char *, const char *, const char *, const OSSL_PARAM *, const void *, size_t, const unsigned char *, size_t, unsigned char *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(EVP_Q_mac), unsigned char * (const OSSL_LIB_CTX *, const char *, const char *, const char *, const OSSL_PARAM *, const void *, size_t, const unsigned char *, size_t, unsigned char *, size_t, size_t *)), "EVP_Q_mac");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_free), void (EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_free), void (const EVP_RAND_CTX *)), "EVP_RAND_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_get0_rand), EVP_RAND *(EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_get0_rand), EVP_RAND * (const EVP_RAND_CTX *)), "EVP_RAND_CTX_get0_rand");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_get_params), int (EVP_RAND_CTX *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_get_params), int (const EVP_RAND_CTX *, OSSL_PARAM *)), "EVP_RAND_CTX_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_gettable_params), const OSSL_PARAM *(EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_gettable_params), const OSSL_PARAM * (const EVP_RAND_CTX *)), "EVP_RAND_CTX_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_new), EVP_RAND_CTX *(EVP_RAND *, EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_new), EVP_RAND_CTX * (const EVP_RAND *, EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_new), EVP_RAND_CTX * (EVP_RAND *, const EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_new), EVP_RAND_CTX * (const EVP_RAND *, const EVP_RAND_CTX *)), "EVP_RAND_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_set_params), int (EVP_RAND_CTX *, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_set_params), int (const EVP_RAND_CTX *, const OSSL_PARAM *)), "EVP_RAND_CTX_set_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_settable_params), const OSSL_PARAM *(EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_CTX_settable_params), const OSSL_PARAM * (const EVP_RAND_CTX *)), "EVP_RAND_CTX_settable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_RAND *, void *), void *)), "EVP_RAND_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_enable_locking), int (EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_enable_locking), int (const EVP_RAND_CTX *)), "EVP_RAND_enable_locking");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_fetch), EVP_RAND *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_fetch), EVP_RAND * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_RAND_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_free), void (EVP_RAND *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_free), void (const EVP_RAND *)), "EVP_RAND_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_generate), int (EVP_RAND_CTX *, unsigned char *, size_t, unsigned int, int, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_generate), int (const EVP_RAND_CTX *, unsigned char *, size_t, unsigned int, int, const unsigned char *, size_t)), "EVP_RAND_generate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_get0_description), const char *(const EVP_RAND *)), "EVP_RAND_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_get0_name), const char *(const EVP_RAND *)), "EVP_RAND_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_get0_provider), const OSSL_PROVIDER *(const EVP_RAND *)), "EVP_RAND_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_get_params), int (EVP_RAND *, OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_get_params), int (const EVP_RAND *, OSSL_PARAM *)), "EVP_RAND_get_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_get_state), int (EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_get_state), int (const EVP_RAND_CTX *)), "EVP_RAND_get_state");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_get_strength), unsigned int (EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_get_strength), unsigned int (const EVP_RAND_CTX *)), "EVP_RAND_get_strength");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_gettable_ctx_params), const OSSL_PARAM *(const EVP_RAND *)), "EVP_RAND_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_gettable_params), const OSSL_PARAM *(const EVP_RAND *)), "EVP_RAND_gettable_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_instantiate), int (EVP_RAND_CTX *, unsigned int, int, const unsigned char *, size_t, const OSSL_PARAM *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_instantiate), int (const EVP_RAND_CTX *, unsigned int, int, const unsigned char *, size_t, const OSSL_PARAM *)), "EVP_RAND_instantiate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_is_a), int (const EVP_RAND *, const char *)), "EVP_RAND_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_names_do_all), int (const EVP_RAND *, void (*)(const char *, void *), void *)), "EVP_RAND_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_nonce), int (EVP_RAND_CTX *, unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_nonce), int (const EVP_RAND_CTX *, unsigned char *, size_t)), "EVP_RAND_nonce");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_reseed), int (EVP_RAND_CTX *, int, const unsigned char *, size_t, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_reseed), int (const EVP_RAND_CTX *, int, const unsigned char *, size_t, const unsigned char *, size_t)), "EVP_RAND_reseed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_settable_ctx_params), const OSSL_PARAM *(const EVP_RAND *)), "EVP_RAND_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_uninstantiate), int (EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_uninstantiate), int (const EVP_RAND_CTX *)), "EVP_RAND_uninstantiate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_up_ref), int (EVP_RAND *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_up_ref), int (const EVP_RAND *)), "EVP_RAND_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_RAND_verify_zeroization), int (EVP_RAND_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_RAND_verify_zeroization), int (const EVP_RAND_CTX *)), "EVP_RAND_verify_zeroization");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_do_all_provided), void (OSSL_LIB_CTX *, void (*)(EVP_SIGNATURE *, void *), void *)), "EVP_SIGNATURE_do_all_provided");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_fetch), EVP_SIGNATURE *(OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_fetch), EVP_SIGNATURE * (const OSSL_LIB_CTX *, const char *, const char *)), "EVP_SIGNATURE_fetch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_free), void (EVP_SIGNATURE *)) || __builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_free), void (const EVP_SIGNATURE *)), "EVP_SIGNATURE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_get0_description), const char *(const EVP_SIGNATURE *)), "EVP_SIGNATURE_get0_description");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_get0_name), const char *(const EVP_SIGNATURE *)), "EVP_SIGNATURE_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_get0_provider), OSSL_PROVIDER *(const EVP_SIGNATURE *)), "EVP_SIGNATURE_get0_provider");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_gettable_ctx_params), const OSSL_PARAM *(const EVP_SIGNATURE *)), "EVP_SIGNATURE_gettable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_is_a), int (const EVP_SIGNATURE *, const char *)), "EVP_SIGNATURE_is_a");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_names_do_all), int (const EVP_SIGNATURE *, void (*)(const char *, void *), void *)), "EVP_SIGNATURE_names_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_settable_ctx_params), const OSSL_PARAM *(const EVP_SIGNATURE *)), "EVP_SIGNATURE_settable_ctx_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_up_ref), int (EVP_SIGNATURE *)) || __builtin_types_compatible_p(__typeof__(EVP_SIGNATURE_up_ref), int (const EVP_SIGNATURE *)), "EVP_SIGNATURE_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SealFinal), int (EVP_CIPHER_CTX *, unsigned char *, int *)) || __builtin_types_compatible_p(__typeof__(EVP_SealFinal), int (const EVP_CIPHER_CTX *, unsigned char *, int *)), "EVP_SealFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SealInit), int (EVP_CIPHER_CTX *, const EVP_CIPHER *, unsigned char **, int *, unsigned char *, EVP_PKEY **, int)) || __builtin_types_compatible_p(__typeof__(EVP_SealInit), int (const EVP_CIPHER_CTX *, const EVP_CIPHER *, unsigned char **, int *, unsigned char *, EVP_PKEY **, int)), "EVP_SealInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SignFinal), int (EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal), int (EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *)), "EVP_SignFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_SignFinal_ex), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)), "EVP_SignFinal_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_VerifyFinal), int (EVP_MD_CTX *, const unsigned char *, unsigned int, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal), int (const EVP_MD_CTX *, const unsigned char *, unsigned int, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal), int (EVP_MD_CTX *, const unsigned char *, unsigned int, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal), int (const EVP_MD_CTX *, const unsigned char *, unsigned int, const EVP_PKEY *)), "EVP_VerifyFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (EVP_MD_CTX *, const unsigned char *, unsigned int, EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (const EVP_MD_CTX *, const unsigned char *, unsigned int, EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (EVP_MD_CTX *, const unsigned char *, unsigned int, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (const EVP_MD_CTX *, const unsigned char *, unsigned int, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (EVP_MD_CTX *, const unsigned char *, unsigned int, EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (const EVP_MD_CTX *, const unsigned char *, unsigned int, EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (EVP_MD_CTX *, const unsigned char *, unsigned int, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_VerifyFinal_ex), int (const EVP_MD_CTX *, const unsigned char *, unsigned int, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)), "EVP_VerifyFinal_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_add_alg_module), void (void)), "EVP_add_alg_module");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_add_cipher), int (const EVP_CIPHER *)), "EVP_add_cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_add_digest), int (const EVP_MD *)), "EVP_add_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_cbc), const EVP_CIPHER *(void)), "EVP_aes_128_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_cbc_hmac_sha1), const EVP_CIPHER *(void)), "EVP_aes_128_cbc_hmac_sha1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_cbc_hmac_sha256), const EVP_CIPHER *(void)), "EVP_aes_128_cbc_hmac_sha256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_ccm), const EVP_CIPHER *(void)), "EVP_aes_128_ccm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_cfb1), const EVP_CIPHER *(void)), "EVP_aes_128_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_cfb128), const EVP_CIPHER *(void)), "EVP_aes_128_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_cfb8), const EVP_CIPHER *(void)), "EVP_aes_128_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_ctr), const EVP_CIPHER *(void)), "EVP_aes_128_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_ecb), const EVP_CIPHER *(void)), "EVP_aes_128_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_gcm), const EVP_CIPHER *(void)), "EVP_aes_128_gcm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_ocb), const EVP_CIPHER *(void)), "EVP_aes_128_ocb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_ofb), const EVP_CIPHER *(void)), "EVP_aes_128_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_wrap), const EVP_CIPHER *(void)), "EVP_aes_128_wrap");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_wrap_pad), const EVP_CIPHER *(void)), "EVP_aes_128_wrap_pad");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_128_xts), const EVP_CIPHER *(void)), "EVP_aes_128_xts");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_cbc), const EVP_CIPHER *(void)), "EVP_aes_192_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_ccm), const EVP_CIPHER *(void)), "EVP_aes_192_ccm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_cfb1), const EVP_CIPHER *(void)), "EVP_aes_192_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_cfb128), const EVP_CIPHER *(void)), "EVP_aes_192_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_cfb8), const EVP_CIPHER *(void)), "EVP_aes_192_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_ctr), const EVP_CIPHER *(void)), "EVP_aes_192_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_ecb), const EVP_CIPHER *(void)), "EVP_aes_192_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_gcm), const EVP_CIPHER *(void)), "EVP_aes_192_gcm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_ocb), const EVP_CIPHER *(void)), "EVP_aes_192_ocb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_ofb), const EVP_CIPHER *(void)), "EVP_aes_192_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_wrap), const EVP_CIPHER *(void)), "EVP_aes_192_wrap");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_192_wrap_pad), const EVP_CIPHER *(void)), "EVP_aes_192_wrap_pad");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_cbc), const EVP_CIPHER *(void)), "EVP_aes_256_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_cbc_hmac_sha1), const EVP_CIPHER *(void)), "EVP_aes_256_cbc_hmac_sha1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_cbc_hmac_sha256), const EVP_CIPHER *(void)), "EVP_aes_256_cbc_hmac_sha256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_ccm), const EVP_CIPHER *(void)), "EVP_aes_256_ccm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_cfb1), const EVP_CIPHER *(void)), "EVP_aes_256_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_cfb128), const EVP_CIPHER *(void)), "EVP_aes_256_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_cfb8), const EVP_CIPHER *(void)), "EVP_aes_256_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_ctr), const EVP_CIPHER *(void)), "EVP_aes_256_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_ecb), const EVP_CIPHER *(void)), "EVP_aes_256_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_gcm), const EVP_CIPHER *(void)), "EVP_aes_256_gcm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_ocb), const EVP_CIPHER *(void)), "EVP_aes_256_ocb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_ofb), const EVP_CIPHER *(void)), "EVP_aes_256_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_wrap), const EVP_CIPHER *(void)), "EVP_aes_256_wrap");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_wrap_pad), const EVP_CIPHER *(void)), "EVP_aes_256_wrap_pad");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aes_256_xts), const EVP_CIPHER *(void)), "EVP_aes_256_xts");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_cbc), const EVP_CIPHER *(void)), "EVP_aria_128_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_ccm), const EVP_CIPHER *(void)), "EVP_aria_128_ccm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_cfb1), const EVP_CIPHER *(void)), "EVP_aria_128_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_cfb128), const EVP_CIPHER *(void)), "EVP_aria_128_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_cfb8), const EVP_CIPHER *(void)), "EVP_aria_128_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_ctr), const EVP_CIPHER *(void)), "EVP_aria_128_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_ecb), const EVP_CIPHER *(void)), "EVP_aria_128_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_gcm), const EVP_CIPHER *(void)), "EVP_aria_128_gcm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_128_ofb), const EVP_CIPHER *(void)), "EVP_aria_128_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_cbc), const EVP_CIPHER *(void)), "EVP_aria_192_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_ccm), const EVP_CIPHER *(void)), "EVP_aria_192_ccm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_cfb1), const EVP_CIPHER *(void)), "EVP_aria_192_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_cfb128), const EVP_CIPHER *(void)), "EVP_aria_192_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_cfb8), const EVP_CIPHER *(void)), "EVP_aria_192_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_ctr), const EVP_CIPHER *(void)), "EVP_aria_192_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_ecb), const EVP_CIPHER *(void)), "EVP_aria_192_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_gcm), const EVP_CIPHER *(void)), "EVP_aria_192_gcm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_192_ofb), const EVP_CIPHER *(void)), "EVP_aria_192_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_cbc), const EVP_CIPHER *(void)), "EVP_aria_256_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_ccm), const EVP_CIPHER *(void)), "EVP_aria_256_ccm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_cfb1), const EVP_CIPHER *(void)), "EVP_aria_256_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_cfb128), const EVP_CIPHER *(void)), "EVP_aria_256_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_cfb8), const EVP_CIPHER *(void)), "EVP_aria_256_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_ctr), const EVP_CIPHER *(void)), "EVP_aria_256_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_ecb), const EVP_CIPHER *(void)), "EVP_aria_256_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_gcm), const EVP_CIPHER *(void)), "EVP_aria_256_gcm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_aria_256_ofb), const EVP_CIPHER *(void)), "EVP_aria_256_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_bf_cbc), const EVP_CIPHER *(void)), "EVP_bf_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_bf_cfb64), const EVP_CIPHER *(void)), "EVP_bf_cfb64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_bf_ecb), const EVP_CIPHER *(void)), "EVP_bf_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_bf_ofb), const EVP_CIPHER *(void)), "EVP_bf_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_blake2b512), const EVP_MD *(void)), "EVP_blake2b512");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_blake2s256), const EVP_MD *(void)), "EVP_blake2s256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_128_cbc), const EVP_CIPHER *(void)), "EVP_camellia_128_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_128_cfb1), const EVP_CIPHER *(void)), "EVP_camellia_128_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_128_cfb128), const EVP_CIPHER *(void)), "EVP_camellia_128_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_128_cfb8), const EVP_CIPHER *(void)), "EVP_camellia_128_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_128_ctr), const EVP_CIPHER *(void)), "EVP_camellia_128_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_128_ecb), const EVP_CIPHER *(void)), "EVP_camellia_128_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_128_ofb), const EVP_CIPHER *(void)), "EVP_camellia_128_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_192_cbc), const EVP_CIPHER *(void)), "EVP_camellia_192_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_192_cfb1), const EVP_CIPHER *(void)), "EVP_camellia_192_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_192_cfb128), const EVP_CIPHER *(void)), "EVP_camellia_192_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_192_cfb8), const EVP_CIPHER *(void)), "EVP_camellia_192_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_192_ctr), const EVP_CIPHER *(void)), "EVP_camellia_192_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_192_ecb), const EVP_CIPHER *(void)), "EVP_camellia_192_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_192_ofb), const EVP_CIPHER *(void)), "EVP_camellia_192_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_256_cbc), const EVP_CIPHER *(void)), "EVP_camellia_256_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_256_cfb1), const EVP_CIPHER *(void)), "EVP_camellia_256_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_256_cfb128), const EVP_CIPHER *(void)), "EVP_camellia_256_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_256_cfb8), const EVP_CIPHER *(void)), "EVP_camellia_256_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_256_ctr), const EVP_CIPHER *(void)), "EVP_camellia_256_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_256_ecb), const EVP_CIPHER *(void)), "EVP_camellia_256_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_camellia_256_ofb), const EVP_CIPHER *(void)), "EVP_camellia_256_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_cast5_cbc), const EVP_CIPHER *(void)), "EVP_cast5_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_cast5_cfb64), const EVP_CIPHER *(void)), "EVP_cast5_cfb64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_cast5_ecb), const EVP_CIPHER *(void)), "EVP_cast5_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_cast5_ofb), const EVP_CIPHER *(void)), "EVP_cast5_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_chacha20), const EVP_CIPHER *(void)), "EVP_chacha20");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_chacha20_poly1305), const EVP_CIPHER *(void)), "EVP_chacha20_poly1305");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_default_properties_enable_fips), int (OSSL_LIB_CTX *, int)) || __builtin_types_compatible_p(__typeof__(EVP_default_properties_enable_fips), int (const OSSL_LIB_CTX *, int)), "EVP_default_properties_enable_fips");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_default_properties_is_fips_enabled), int (OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(EVP_default_properties_is_fips_enabled), int (const OSSL_LIB_CTX *)), "EVP_default_properties_is_fips_enabled");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_cbc), const EVP_CIPHER *(void)), "EVP_des_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_cfb1), const EVP_CIPHER *(void)), "EVP_des_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_cfb64), const EVP_CIPHER *(void)), "EVP_des_cfb64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_cfb8), const EVP_CIPHER *(void)), "EVP_des_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ecb), const EVP_CIPHER *(void)), "EVP_des_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede), const EVP_CIPHER *(void)), "EVP_des_ede");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3), const EVP_CIPHER *(void)), "EVP_des_ede3");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3_cbc), const EVP_CIPHER *(void)), "EVP_des_ede3_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3_cfb1), const EVP_CIPHER *(void)), "EVP_des_ede3_cfb1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3_cfb64), const EVP_CIPHER *(void)), "EVP_des_ede3_cfb64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3_cfb8), const EVP_CIPHER *(void)), "EVP_des_ede3_cfb8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3_ecb), const EVP_CIPHER *(void)), "EVP_des_ede3_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3_ofb), const EVP_CIPHER *(void)), "EVP_des_ede3_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede3_wrap), const EVP_CIPHER *(void)), "EVP_des_ede3_wrap");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede_cbc), const EVP_CIPHER *(void)), "EVP_des_ede_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede_cfb64), const EVP_CIPHER *(void)), "EVP_des_ede_cfb64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede_ecb), const EVP_CIPHER *(void)), "EVP_des_ede_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ede_ofb), const EVP_CIPHER *(void)), "EVP_des_ede_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_des_ofb), const EVP_CIPHER *(void)), "EVP_des_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_desx_cbc), const EVP_CIPHER *(void)), "EVP_desx_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_enc_null), const EVP_CIPHER *(void)), "EVP_enc_null");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_get_cipherbyname), const EVP_CIPHER *(const char *)), "EVP_get_cipherbyname");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_get_digestbyname), const EVP_MD *(const char *)), "EVP_get_digestbyname");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_get_pw_prompt), char *(void)), "EVP_get_pw_prompt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_md4), const EVP_MD *(void)), "EVP_md4");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_md5), const EVP_MD *(void)), "EVP_md5");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_md5_sha1), const EVP_MD *(void)), "EVP_md5_sha1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_md_null), const EVP_MD *(void)), "EVP_md_null");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc2_40_cbc), const EVP_CIPHER *(void)), "EVP_rc2_40_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc2_64_cbc), const EVP_CIPHER *(void)), "EVP_rc2_64_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc2_cbc), const EVP_CIPHER *(void)), "EVP_rc2_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc2_cfb64), const EVP_CIPHER *(void)), "EVP_rc2_cfb64");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc2_ecb), const EVP_CIPHER *(void)), "EVP_rc2_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc2_ofb), const EVP_CIPHER *(void)), "EVP_rc2_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc4), const EVP_CIPHER *(void)), "EVP_rc4");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc4_40), const EVP_CIPHER *(void)), "EVP_rc4_40");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_rc4_hmac_md5), const EVP_CIPHER *(void)), "EVP_rc4_hmac_md5");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_read_pw_string), int (char *, int, const char *, int)), "EVP_read_pw_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_read_pw_string_min), int (char *, int, int, const char *, int)), "EVP_read_pw_string_min");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_ripemd160), const EVP_MD *(void)), "EVP_ripemd160");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_seed_cbc), const EVP_CIPHER *(void)), "EVP_seed_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_seed_cfb128), const EVP_CIPHER *(void)), "EVP_seed_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_seed_ecb), const EVP_CIPHER *(void)), "EVP_seed_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_seed_ofb), const EVP_CIPHER *(void)), "EVP_seed_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_set_default_properties), int (OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(EVP_set_default_properties), int (const OSSL_LIB_CTX *, const char *)), "EVP_set_default_properties");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_set_pw_prompt), void (const char *)), "EVP_set_pw_prompt");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha1), const EVP_MD *(void)), "EVP_sha1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha224), const EVP_MD *(void)), "EVP_sha224");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha256), const EVP_MD *(void)), "EVP_sha256");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha384), const EVP_MD *(void)), "EVP_sha384");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha3_224), const EVP_MD *(void)), "EVP_sha3_224");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha3_256), const EVP_MD *(void)), "EVP_sha3_256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha3_384), const EVP_MD *(void)), "EVP_sha3_384");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha3_512), const EVP_MD *(void)), "EVP_sha3_512");
 _Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha512), const EVP_MD *(void)), "EVP_sha512");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha512_224), const EVP_MD *(void)), "EVP_sha512_224");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sha512_256), const EVP_MD *(void)), "EVP_sha512_256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_shake128), const EVP_MD *(void)), "EVP_shake128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_shake256), const EVP_MD *(void)), "EVP_shake256");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sm3), const EVP_MD *(void)), "EVP_sm3");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sm4_cbc), const EVP_CIPHER *(void)), "EVP_sm4_cbc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sm4_cfb128), const EVP_CIPHER *(void)), "EVP_sm4_cfb128");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sm4_ctr), const EVP_CIPHER *(void)), "EVP_sm4_ctr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sm4_ecb), const EVP_CIPHER *(void)), "EVP_sm4_ecb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_sm4_ofb), const EVP_CIPHER *(void)), "EVP_sm4_ofb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EVP_whirlpool), const EVP_MD *(void)), "EVP_whirlpool");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EXTENDED_KEY_USAGE_free), void (EXTENDED_KEY_USAGE *)) || __builtin_types_compatible_p(__typeof__(EXTENDED_KEY_USAGE_free), void (const EXTENDED_KEY_USAGE *)), "EXTENDED_KEY_USAGE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EXTENDED_KEY_USAGE_it), const ASN1_ITEM *(void)), "EXTENDED_KEY_USAGE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(EXTENDED_KEY_USAGE_new), EXTENDED_KEY_USAGE *(void)), "EXTENDED_KEY_USAGE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAMES_free), void (GENERAL_NAMES *)) || __builtin_types_compatible_p(__typeof__(GENERAL_NAMES_free), void (const GENERAL_NAMES *)), "GENERAL_NAMES_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAMES_it), const ASN1_ITEM *(void)), "GENERAL_NAMES_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAMES_new), GENERAL_NAMES *(void)), "GENERAL_NAMES_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_cmp), int (GENERAL_NAME *, GENERAL_NAME *)), "GENERAL_NAME_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_dup), GENERAL_NAME *(const GENERAL_NAME *)), "GENERAL_NAME_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_free), void (GENERAL_NAME *)), "GENERAL_NAME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_get0_otherName), int (const GENERAL_NAME *, ASN1_OBJECT **, ASN1_TYPE **)), "GENERAL_NAME_get0_otherName");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_get0_value), void *(const GENERAL_NAME *, int *)), "GENERAL_NAME_get0_value");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_it), const ASN1_ITEM *(void)), "GENERAL_NAME_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_new), GENERAL_NAME *(void)), "GENERAL_NAME_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_print), int (BIO *, GENERAL_NAME *)) || __builtin_types_compatible_p(__typeof__(GENERAL_NAME_print), int (const BIO *, GENERAL_NAME *)), "GENERAL_NAME_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_set0_othername), int (GENERAL_NAME *, ASN1_OBJECT *, ASN1_TYPE *)) || __builtin_types_compatible_p(__typeof__(GENERAL_NAME_set0_othername), int (GENERAL_NAME *, const ASN1_OBJECT *, ASN1_TYPE *)), "GENERAL_NAME_set0_othername");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_NAME_set0_value), void (GENERAL_NAME *, int, void *)), "GENERAL_NAME_set0_value");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_SUBTREE_free), void (GENERAL_SUBTREE *)), "GENERAL_SUBTREE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_SUBTREE_it), const ASN1_ITEM *(void)), "GENERAL_SUBTREE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(GENERAL_SUBTREE_new), GENERAL_SUBTREE *(void)), "GENERAL_SUBTREE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(HMAC), unsigned char *(const EVP_MD *, const void *, int, const unsigned char *, size_t, unsigned char *, unsigned int *)), "HMAC");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressChoice_free), void (IPAddressChoice *)), "IPAddressChoice_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressChoice_it), const ASN1_ITEM *(void)), "IPAddressChoice_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressChoice_new), IPAddressChoice *(void)), "IPAddressChoice_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressFamily_free), void (IPAddressFamily *)), "IPAddressFamily_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressFamily_it), const ASN1_ITEM *(void)), "IPAddressFamily_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressFamily_new), IPAddressFamily *(void)), "IPAddressFamily_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressOrRange_free), void (IPAddressOrRange *)), "IPAddressOrRange_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressOrRange_it), const ASN1_ITEM *(void)), "IPAddressOrRange_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressOrRange_new), IPAddressOrRange *(void)), "IPAddressOrRange_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressRange_free), void (IPAddressRange *)), "IPAddressRange_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressRange_it), const ASN1_ITEM *(void)), "IPAddressRange_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(IPAddressRange_new), IPAddressRange *(void)), "IPAddressRange_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ISSUER_SIGN_TOOL_free), void (ISSUER_SIGN_TOOL *)), "ISSUER_SIGN_TOOL_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ISSUER_SIGN_TOOL_it), const ASN1_ITEM *(void)), "ISSUER_SIGN_TOOL_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ISSUER_SIGN_TOOL_new), ISSUER_SIGN_TOOL *(void)), "ISSUER_SIGN_TOOL_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ISSUING_DIST_POINT_free), void (ISSUING_DIST_POINT *)), "ISSUING_DIST_POINT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ISSUING_DIST_POINT_it), const ASN1_ITEM *(void)), "ISSUING_DIST_POINT_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(ISSUING_DIST_POINT_new), ISSUING_DIST_POINT *(void)), "ISSUING_DIST_POINT_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAME_CONSTRAINTS_check), int (X509 *, NAME_CONSTRAINTS *)) || __builtin_types_compatible_p(__typeof__(NAME_CONSTRAINTS_check), int (const X509 *, NAME_CONSTRAINTS *)), "NAME_CONSTRAINTS_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAME_CONSTRAINTS_check_CN), int (X509 *, NAME_CONSTRAINTS *)) || __builtin_types_compatible_p(__typeof__(NAME_CONSTRAINTS_check_CN), int (const X509 *, NAME_CONSTRAINTS *)), "NAME_CONSTRAINTS_check_CN");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAME_CONSTRAINTS_free), void (NAME_CONSTRAINTS *)), "NAME_CONSTRAINTS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAME_CONSTRAINTS_it), const ASN1_ITEM *(void)), "NAME_CONSTRAINTS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAME_CONSTRAINTS_new), NAME_CONSTRAINTS *(void)), "NAME_CONSTRAINTS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_free), void (NAMING_AUTHORITY *)) || __builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_free), void (const NAMING_AUTHORITY *)), "NAMING_AUTHORITY_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_get0_authorityId), const ASN1_OBJECT *(const NAMING_AUTHORITY *)), "NAMING_AUTHORITY_get0_authorityId");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_get0_authorityText), const ASN1_STRING *(const NAMING_AUTHORITY *)), "NAMING_AUTHORITY_get0_authorityText");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_get0_authorityURL), const ASN1_IA5STRING *(const NAMING_AUTHORITY *)), "NAMING_AUTHORITY_get0_authorityURL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_it), const ASN1_ITEM *(void)), "NAMING_AUTHORITY_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_new), NAMING_AUTHORITY *(void)), "NAMING_AUTHORITY_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityId), void (NAMING_AUTHORITY *, ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityId), void (const NAMING_AUTHORITY *, ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityId), void (NAMING_AUTHORITY *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityId), void (const NAMING_AUTHORITY *, const ASN1_OBJECT *)), "NAMING_AUTHORITY_set0_authorityId");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityText), void (NAMING_AUTHORITY *, ASN1_STRING *)) || __builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityText), void (const NAMING_AUTHORITY *, ASN1_STRING *)), "NAMING_AUTHORITY_set0_authorityText");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityURL), void (NAMING_AUTHORITY *, ASN1_IA5STRING *)) || __builtin_types_compatible_p(__typeof__(NAMING_AUTHORITY_set0_authorityURL), void (const NAMING_AUTHORITY *, ASN1_IA5STRING *)), "NAMING_AUTHORITY_set0_authorityURL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_CERT_SEQUENCE_free), void (NETSCAPE_CERT_SEQUENCE *)), "NETSCAPE_CERT_SEQUENCE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_CERT_SEQUENCE_it), const ASN1_ITEM *(void)), "NETSCAPE_CERT_SEQUENCE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_CERT_SEQUENCE_new), NETSCAPE_CERT_SEQUENCE *(void)), "NETSCAPE_CERT_SEQUENCE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKAC_free), void (NETSCAPE_SPKAC *)), "NETSCAPE_SPKAC_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKAC_it), const ASN1_ITEM *(void)), "NETSCAPE_SPKAC_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKAC_new), NETSCAPE_SPKAC *(void)), "NETSCAPE_SPKAC_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_b64_decode), NETSCAPE_SPKI *(const char *, int)), "NETSCAPE_SPKI_b64_decode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_b64_encode), char *(NETSCAPE_SPKI *)), "NETSCAPE_SPKI_b64_encode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_free), void (NETSCAPE_SPKI *)), "NETSCAPE_SPKI_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_get_pubkey), EVP_PKEY *(NETSCAPE_SPKI *)), "NETSCAPE_SPKI_get_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_it), const ASN1_ITEM *(void)), "NETSCAPE_SPKI_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_new), NETSCAPE_SPKI *(void)), "NETSCAPE_SPKI_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_print), int (BIO *, NETSCAPE_SPKI *)) || __builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_print), int (const BIO *, NETSCAPE_SPKI *)), "NETSCAPE_SPKI_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_set_pubkey), int (NETSCAPE_SPKI *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_set_pubkey), int (NETSCAPE_SPKI *, const EVP_PKEY *)), "NETSCAPE_SPKI_set_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_sign), int (NETSCAPE_SPKI *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_sign), int (NETSCAPE_SPKI *, const EVP_PKEY *, const EVP_MD *)), "NETSCAPE_SPKI_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_verify), int (NETSCAPE_SPKI *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(NETSCAPE_SPKI_verify), int (NETSCAPE_SPKI *, const EVP_PKEY *)), "NETSCAPE_SPKI_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NOTICEREF_free), void (NOTICEREF *)), "NOTICEREF_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NOTICEREF_it), const ASN1_ITEM *(void)), "NOTICEREF_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(NOTICEREF_new), NOTICEREF *(void)), "NOTICEREF_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_add), int (const char *, int, const char *)), "OBJ_NAME_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_cleanup), void (int)), "OBJ_NAME_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_do_all), void (int, void (*)(const OBJ_NAME *, void *), void *)), "OBJ_NAME_do_all");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_do_all_sorted), void (int, void (*)(const OBJ_NAME *, void *), void *)), "OBJ_NAME_do_all_sorted");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_get), const char *(const char *, int)), "OBJ_NAME_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_init), int (void)), "OBJ_NAME_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_new_index), int (unsigned long (*)(const char *), int (*)(const char *, const char *), void (*)(const char *, int, const char *))), "OBJ_NAME_new_index");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_NAME_remove), int (const char *, int)), "OBJ_NAME_remove");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_add_object), int (const ASN1_OBJECT *)), "OBJ_add_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_add_sigid), int (int, int, int)), "OBJ_add_sigid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_bsearch_), const void *(const void *, const void *, int, int, int (*)(const void *, const void *))), "OBJ_bsearch_");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_bsearch_ex_), const void *(const void *, const void *, int, int, int (*)(const void *, const void *), int)), "OBJ_bsearch_ex_");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_cmp), int (const ASN1_OBJECT *, const ASN1_OBJECT *)), "OBJ_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_create), int (const char *, const char *, const char *)), "OBJ_create");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_create_objects), int (BIO *)) || __builtin_types_compatible_p(__typeof__(OBJ_create_objects), int (const BIO *)), "OBJ_create_objects");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_dup), ASN1_OBJECT *(const ASN1_OBJECT *)), "OBJ_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_find_sigid_algs), int (int, int *, int *)), "OBJ_find_sigid_algs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_find_sigid_by_algs), int (int *, int, int)), "OBJ_find_sigid_by_algs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_get0_data), const unsigned char *(const ASN1_OBJECT *)), "OBJ_get0_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_length), size_t (const ASN1_OBJECT *)), "OBJ_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_ln2nid), int (const char *)), "OBJ_ln2nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_new_nid), int (int)), "OBJ_new_nid");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_nid2ln), const char *(int)), "OBJ_nid2ln");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_nid2obj), ASN1_OBJECT *(int)), "OBJ_nid2obj");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_nid2sn), const char *(int)), "OBJ_nid2sn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_obj2nid), int (const ASN1_OBJECT *)), "OBJ_obj2nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_obj2txt), int (char *, int, const ASN1_OBJECT *, int)), "OBJ_obj2txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_sigid_free), void (void)), "OBJ_sigid_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_sn2nid), int (const char *)), "OBJ_sn2nid");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_txt2nid), int (const char *)), "OBJ_txt2nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OBJ_txt2obj), ASN1_OBJECT *(const char *, int)), "OBJ_txt2obj");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_add1_ext_i2d), int (OCSP_BASICRESP *, int, void *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_add1_ext_i2d), int (const OCSP_BASICRESP *, int, void *, int, unsigned long)), "OCSP_BASICRESP_add1_ext_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_add_ext), int (OCSP_BASICRESP *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_add_ext), int (const OCSP_BASICRESP *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_add_ext), int (OCSP_BASICRESP *, const X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_add_ext), int (const OCSP_BASICRESP *, const X509_EXTENSION *, int)), "OCSP_BASICRESP_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_delete_ext), X509_EXTENSION *(OCSP_BASICRESP *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_delete_ext), X509_EXTENSION * (const OCSP_BASICRESP *, int)), "OCSP_BASICRESP_delete_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_free), void (OCSP_BASICRESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_free), void (const OCSP_BASICRESP *)), "OCSP_BASICRESP_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get1_ext_d2i), void *(OCSP_BASICRESP *, int, int *, int *)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get1_ext_d2i), void * (const OCSP_BASICRESP *, int, int *, int *)), "OCSP_BASICRESP_get1_ext_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext), X509_EXTENSION *(OCSP_BASICRESP *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext), X509_EXTENSION * (const OCSP_BASICRESP *, int)), "OCSP_BASICRESP_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_by_NID), int (OCSP_BASICRESP *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_by_NID), int (const OCSP_BASICRESP *, int, int)), "OCSP_BASICRESP_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_by_OBJ), int (OCSP_BASICRESP *, const ASN1_OBJECT *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_by_OBJ), int (const OCSP_BASICRESP *, const ASN1_OBJECT *, int)), "OCSP_BASICRESP_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_by_critical), int (OCSP_BASICRESP *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_by_critical), int (const OCSP_BASICRESP *, int, int)), "OCSP_BASICRESP_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_count), int (OCSP_BASICRESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_get_ext_count), int (const OCSP_BASICRESP *)), "OCSP_BASICRESP_get_ext_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_it), const ASN1_ITEM *(void)), "OCSP_BASICRESP_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_BASICRESP_new), OCSP_BASICRESP *(void)), "OCSP_BASICRESP_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CERTID_dup), OCSP_CERTID *(const OCSP_CERTID *)), "OCSP_CERTID_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CERTID_free), void (OCSP_CERTID *)) || __builtin_types_compatible_p(__typeof__(OCSP_CERTID_free), void (const OCSP_CERTID *)), "OCSP_CERTID_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CERTID_it), const ASN1_ITEM *(void)), "OCSP_CERTID_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CERTID_new), OCSP_CERTID *(void)), "OCSP_CERTID_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CERTSTATUS_free), void (OCSP_CERTSTATUS *)) || __builtin_types_compatible_p(__typeof__(OCSP_CERTSTATUS_free), void (const OCSP_CERTSTATUS *)), "OCSP_CERTSTATUS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CERTSTATUS_it), const ASN1_ITEM *(void)), "OCSP_CERTSTATUS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CERTSTATUS_new), OCSP_CERTSTATUS *(void)), "OCSP_CERTSTATUS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CRLID_free), void (OCSP_CRLID *)) || __builtin_types_compatible_p(__typeof__(OCSP_CRLID_free), void (const OCSP_CRLID *)), "OCSP_CRLID_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CRLID_it), const ASN1_ITEM *(void)), "OCSP_CRLID_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_CRLID_new), OCSP_CRLID *(void)), "OCSP_CRLID_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_add1_ext_i2d), int (OCSP_ONEREQ *, int, void *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_add1_ext_i2d), int (const OCSP_ONEREQ *, int, void *, int, unsigned long)), "OCSP_ONEREQ_add1_ext_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_add_ext), int (OCSP_ONEREQ *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_add_ext), int (const OCSP_ONEREQ *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_add_ext), int (OCSP_ONEREQ *, const X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_add_ext), int (const OCSP_ONEREQ *, const X509_EXTENSION *, int)), "OCSP_ONEREQ_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_delete_ext), X509_EXTENSION *(OCSP_ONEREQ *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_delete_ext), X509_EXTENSION * (const OCSP_ONEREQ *, int)), "OCSP_ONEREQ_delete_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_free), void (OCSP_ONEREQ *)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_free), void (const OCSP_ONEREQ *)), "OCSP_ONEREQ_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get1_ext_d2i), void *(OCSP_ONEREQ *, int, int *, int *)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get1_ext_d2i), void * (const OCSP_ONEREQ *, int, int *, int *)), "OCSP_ONEREQ_get1_ext_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext), X509_EXTENSION *(OCSP_ONEREQ *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext), X509_EXTENSION * (const OCSP_ONEREQ *, int)), "OCSP_ONEREQ_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_by_NID), int (OCSP_ONEREQ *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_by_NID), int (const OCSP_ONEREQ *, int, int)), "OCSP_ONEREQ_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_by_OBJ), int (OCSP_ONEREQ *, const ASN1_OBJECT *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_by_OBJ), int (const OCSP_ONEREQ *, const ASN1_OBJECT *, int)), "OCSP_ONEREQ_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_by_critical), int (OCSP_ONEREQ *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_by_critical), int (const OCSP_ONEREQ *, int, int)), "OCSP_ONEREQ_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_count), int (OCSP_ONEREQ *)) || __builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_get_ext_count), int (const OCSP_ONEREQ *)), "OCSP_ONEREQ_get_ext_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_it), const ASN1_ITEM *(void)), "OCSP_ONEREQ_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_ONEREQ_new), OCSP_ONEREQ *(void)), "OCSP_ONEREQ_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQINFO_free), void (OCSP_REQINFO *)) || __builtin_types_compatible_p(__typeof__(OCSP_REQINFO_free), void (const OCSP_REQINFO *)), "OCSP_REQINFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQINFO_it), const ASN1_ITEM *(void)), "OCSP_REQINFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQINFO_new), OCSP_REQINFO *(void)), "OCSP_REQINFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_add1_ext_i2d), int (OCSP_REQUEST *, int, void *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_add1_ext_i2d), int (const OCSP_REQUEST *, int, void *, int, unsigned long)), "OCSP_REQUEST_add1_ext_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_add_ext), int (OCSP_REQUEST *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_add_ext), int (const OCSP_REQUEST *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_add_ext), int (OCSP_REQUEST *, const X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_add_ext), int (const OCSP_REQUEST *, const X509_EXTENSION *, int)), "OCSP_REQUEST_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_delete_ext), X509_EXTENSION *(OCSP_REQUEST *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_delete_ext), X509_EXTENSION * (const OCSP_REQUEST *, int)), "OCSP_REQUEST_delete_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_free), void (OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_free), void (const OCSP_REQUEST *)), "OCSP_REQUEST_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get1_ext_d2i), void *(OCSP_REQUEST *, int, int *, int *)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get1_ext_d2i), void * (const OCSP_REQUEST *, int, int *, int *)), "OCSP_REQUEST_get1_ext_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext), X509_EXTENSION *(OCSP_REQUEST *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext), X509_EXTENSION * (const OCSP_REQUEST *, int)), "OCSP_REQUEST_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_by_NID), int (OCSP_REQUEST *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_by_NID), int (const OCSP_REQUEST *, int, int)), "OCSP_REQUEST_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_by_OBJ), int (OCSP_REQUEST *, const ASN1_OBJECT *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_by_OBJ), int (const OCSP_REQUEST *, const ASN1_OBJECT *, int)), "OCSP_REQUEST_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_by_critical), int (OCSP_REQUEST *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_by_critical), int (const OCSP_REQUEST *, int, int)), "OCSP_REQUEST_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_count), int (OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_get_ext_count), int (const OCSP_REQUEST *)), "OCSP_REQUEST_get_ext_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_it), const ASN1_ITEM *(void)), "OCSP_REQUEST_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_new), OCSP_REQUEST *(void)), "OCSP_REQUEST_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REQUEST_print), int (BIO *, OCSP_REQUEST *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_print), int (const BIO *, OCSP_REQUEST *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_print), int (BIO *, const OCSP_REQUEST *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_REQUEST_print), int (const BIO *, const OCSP_REQUEST *, unsigned long)), "OCSP_REQUEST_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPBYTES_free), void (OCSP_RESPBYTES *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPBYTES_free), void (const OCSP_RESPBYTES *)), "OCSP_RESPBYTES_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPBYTES_it), const ASN1_ITEM *(void)), "OCSP_RESPBYTES_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPBYTES_new), OCSP_RESPBYTES *(void)), "OCSP_RESPBYTES_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPDATA_free), void (OCSP_RESPDATA *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPDATA_free), void (const OCSP_RESPDATA *)), "OCSP_RESPDATA_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPDATA_it), const ASN1_ITEM *(void)), "OCSP_RESPDATA_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPDATA_new), OCSP_RESPDATA *(void)), "OCSP_RESPDATA_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_free), void (OCSP_RESPID *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_free), void (const OCSP_RESPID *)), "OCSP_RESPID_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_it), const ASN1_ITEM *(void)), "OCSP_RESPID_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_match), int (OCSP_RESPID *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match), int (const OCSP_RESPID *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match), int (OCSP_RESPID *, const X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match), int (const OCSP_RESPID *, const X509 *)), "OCSP_RESPID_match");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (OCSP_RESPID *, X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (const OCSP_RESPID *, X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (OCSP_RESPID *, const X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (const OCSP_RESPID *, const X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (OCSP_RESPID *, X509 *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (const OCSP_RESPID *, X509 *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (OCSP_RESPID *, const X509 *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_match_ex), int (const OCSP_RESPID *, const X509 *, const OSSL_LIB_CTX *, const char *)), "OCSP_RESPID_match_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_new), OCSP_RESPID *(void)), "OCSP_RESPID_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key), int (OCSP_RESPID *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key), int (const OCSP_RESPID *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key), int (OCSP_RESPID *, const X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key), int (const OCSP_RESPID *, const X509 *)), "OCSP_RESPID_set_by_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (OCSP_RESPID *, X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (const OCSP_RESPID *, X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (OCSP_RESPID *, const X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (const OCSP_RESPID *, const X509 *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (OCSP_RESPID *, X509 *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (const OCSP_RESPID *, X509 *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (OCSP_RESPID *, const X509 *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_key_ex), int (const OCSP_RESPID *, const X509 *, const OSSL_LIB_CTX *, const char *)), "OCSP_RESPID_set_by_key_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_name), int (OCSP_RESPID *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_name), int (const OCSP_RESPID *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_name), int (OCSP_RESPID *, const X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPID_set_by_name), int (const OCSP_RESPID *, const X509 *)), "OCSP_RESPID_set_by_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_free), void (OCSP_RESPONSE *)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_free), void (const OCSP_RESPONSE *)), "OCSP_RESPONSE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_it), const ASN1_ITEM *(void)), "OCSP_RESPONSE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_new), OCSP_RESPONSE *(void)), "OCSP_RESPONSE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_print), int (BIO *, OCSP_RESPONSE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_print), int (const BIO *, OCSP_RESPONSE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_print), int (BIO *, const OCSP_RESPONSE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_RESPONSE_print), int (const BIO *, const OCSP_RESPONSE *, unsigned long)), "OCSP_RESPONSE_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REVOKEDINFO_free), void (OCSP_REVOKEDINFO *)) || __builtin_types_compatible_p(__typeof__(OCSP_REVOKEDINFO_free), void (const OCSP_REVOKEDINFO *)), "OCSP_REVOKEDINFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REVOKEDINFO_it), const ASN1_ITEM *(void)), "OCSP_REVOKEDINFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_REVOKEDINFO_new), OCSP_REVOKEDINFO *(void)), "OCSP_REVOKEDINFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SERVICELOC_free), void (OCSP_SERVICELOC *)) || __builtin_types_compatible_p(__typeof__(OCSP_SERVICELOC_free), void (const OCSP_SERVICELOC *)), "OCSP_SERVICELOC_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SERVICELOC_it), const ASN1_ITEM *(void)), "OCSP_SERVICELOC_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SERVICELOC_new), OCSP_SERVICELOC *(void)), "OCSP_SERVICELOC_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SIGNATURE_free), void (OCSP_SIGNATURE *)) || __builtin_types_compatible_p(__typeof__(OCSP_SIGNATURE_free), void (const OCSP_SIGNATURE *)), "OCSP_SIGNATURE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SIGNATURE_it), const ASN1_ITEM *(void)), "OCSP_SIGNATURE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SIGNATURE_new), OCSP_SIGNATURE *(void)), "OCSP_SIGNATURE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_add1_ext_i2d), int (OCSP_SINGLERESP *, int, void *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_add1_ext_i2d), int (const OCSP_SINGLERESP *, int, void *, int, unsigned long)), "OCSP_SINGLERESP_add1_ext_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_add_ext), int (OCSP_SINGLERESP *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_add_ext), int (const OCSP_SINGLERESP *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_add_ext), int (OCSP_SINGLERESP *, const X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_add_ext), int (const OCSP_SINGLERESP *, const X509_EXTENSION *, int)), "OCSP_SINGLERESP_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_delete_ext), X509_EXTENSION *(OCSP_SINGLERESP *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_delete_ext), X509_EXTENSION * (const OCSP_SINGLERESP *, int)), "OCSP_SINGLERESP_delete_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_free), void (OCSP_SINGLERESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_free), void (const OCSP_SINGLERESP *)), "OCSP_SINGLERESP_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get0_id), const OCSP_CERTID *(const OCSP_SINGLERESP *)), "OCSP_SINGLERESP_get0_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get1_ext_d2i), void *(OCSP_SINGLERESP *, int, int *, int *)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get1_ext_d2i), void * (const OCSP_SINGLERESP *, int, int *, int *)), "OCSP_SINGLERESP_get1_ext_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext), X509_EXTENSION *(OCSP_SINGLERESP *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext), X509_EXTENSION * (const OCSP_SINGLERESP *, int)), "OCSP_SINGLERESP_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_by_NID), int (OCSP_SINGLERESP *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_by_NID), int (const OCSP_SINGLERESP *, int, int)), "OCSP_SINGLERESP_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_by_OBJ), int (OCSP_SINGLERESP *, const ASN1_OBJECT *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_by_OBJ), int (const OCSP_SINGLERESP *, const ASN1_OBJECT *, int)), "OCSP_SINGLERESP_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_by_critical), int (OCSP_SINGLERESP *, int, int)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_by_critical), int (const OCSP_SINGLERESP *, int, int)), "OCSP_SINGLERESP_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_count), int (OCSP_SINGLERESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_get_ext_count), int (const OCSP_SINGLERESP *)), "OCSP_SINGLERESP_get_ext_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_it), const ASN1_ITEM *(void)), "OCSP_SINGLERESP_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_SINGLERESP_new), OCSP_SINGLERESP *(void)), "OCSP_SINGLERESP_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_accept_responses_new), X509_EXTENSION *(char **)), "OCSP_accept_responses_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_archive_cutoff_new), X509_EXTENSION *(char *)), "OCSP_archive_cutoff_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_basic_add1_cert), int (OCSP_BASICRESP *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_add1_cert), int (const OCSP_BASICRESP *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_add1_cert), int (OCSP_BASICRESP *, const X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_add1_cert), int (const OCSP_BASICRESP *, const X509 *)), "OCSP_basic_add1_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_basic_add1_nonce), int (OCSP_BASICRESP *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_add1_nonce), int (const OCSP_BASICRESP *, unsigned char *, int)), "OCSP_basic_add1_nonce");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_basic_add1_status), OCSP_SINGLERESP *(OCSP_BASICRESP *, OCSP_CERTID *, int, int, ASN1_TIME *, ASN1_TIME *, ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_add1_status), OCSP_SINGLERESP * (const OCSP_BASICRESP *, OCSP_CERTID *, int, int, ASN1_TIME *, ASN1_TIME *, ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_add1_status), OCSP_SINGLERESP * (OCSP_BASICRESP *, const OCSP_CERTID *, int, int, ASN1_TIME *, ASN1_TIME *, ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_add1_status), OCSP_SINGLERESP * (const OCSP_BASICRESP *, const OCSP_CERTID *, int, int, ASN1_TIME *, ASN1_TIME *, ASN1_TIME *)), "OCSP_basic_add1_status");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_basic_sign), int (OCSP_BASICRESP *, X509 *, EVP_PKEY *, const EVP_MD *, struct stack_st_X509 *, unsigned long)), "OCSP_basic_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_basic_sign_ctx), int (OCSP_BASICRESP *, X509 *, EVP_MD_CTX *, struct stack_st_X509 *, unsigned long)), "OCSP_basic_sign_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (OCSP_BASICRESP *, struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (const OCSP_BASICRESP *, struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (OCSP_BASICRESP *, const struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (const OCSP_BASICRESP *, const struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (OCSP_BASICRESP *, struct stack_st_X509 *, const X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (const OCSP_BASICRESP *, struct stack_st_X509 *, const X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (OCSP_BASICRESP *, const struct stack_st_X509 *, const X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_basic_verify), int (const OCSP_BASICRESP *, const struct stack_st_X509 *, const X509_STORE *, unsigned long)), "OCSP_basic_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_cert_id_new), OCSP_CERTID *(const EVP_MD *, const X509_NAME *, const ASN1_BIT_STRING *, const ASN1_INTEGER *)), "OCSP_cert_id_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_cert_status_str), const char *(long)), "OCSP_cert_status_str");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_cert_to_id), OCSP_CERTID *(const EVP_MD *, const X509 *, const X509 *)), "OCSP_cert_to_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_check_nonce), int (OCSP_REQUEST *, OCSP_BASICRESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_check_nonce), int (const OCSP_REQUEST *, OCSP_BASICRESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_check_nonce), int (OCSP_REQUEST *, const OCSP_BASICRESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_check_nonce), int (const OCSP_REQUEST *, const OCSP_BASICRESP *)), "OCSP_check_nonce");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_check_validity), int (ASN1_GENERALIZEDTIME *, ASN1_GENERALIZEDTIME *, long, long)), "OCSP_check_validity");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_copy_nonce), int (OCSP_BASICRESP *, OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_copy_nonce), int (const OCSP_BASICRESP *, OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_copy_nonce), int (OCSP_BASICRESP *, const OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_copy_nonce), int (const OCSP_BASICRESP *, const OCSP_REQUEST *)), "OCSP_copy_nonce");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_crlID_new), X509_EXTENSION *(const char *, long *, char *)), "OCSP_crlID_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_crl_reason_str), const char *(long)), "OCSP_crl_reason_str");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_id_cmp), int (const OCSP_CERTID *, const OCSP_CERTID *)), "OCSP_id_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_id_get0_info), int (ASN1_OCTET_STRING **, ASN1_OBJECT **, ASN1_OCTET_STRING **, ASN1_INTEGER **, OCSP_CERTID *)) || __builtin_types_compatible_p(__typeof__(OCSP_id_get0_info), int (ASN1_OCTET_STRING **, ASN1_OBJECT **, ASN1_OCTET_STRING **, ASN1_INTEGER **, const OCSP_CERTID *)), "OCSP_id_get0_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_id_issuer_cmp), int (const OCSP_CERTID *, const OCSP_CERTID *)), "OCSP_id_issuer_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_onereq_get0_id), OCSP_CERTID *(OCSP_ONEREQ *)) || __builtin_types_compatible_p(__typeof__(OCSP_onereq_get0_id), OCSP_CERTID * (const OCSP_ONEREQ *)), "OCSP_onereq_get0_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_add0_id), OCSP_ONEREQ *(OCSP_REQUEST *, OCSP_CERTID *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_add0_id), OCSP_ONEREQ * (const OCSP_REQUEST *, OCSP_CERTID *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_add0_id), OCSP_ONEREQ * (OCSP_REQUEST *, const OCSP_CERTID *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_add0_id), OCSP_ONEREQ * (const OCSP_REQUEST *, const OCSP_CERTID *)), "OCSP_request_add0_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_add1_cert), int (OCSP_REQUEST *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_add1_cert), int (const OCSP_REQUEST *, X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_add1_cert), int (OCSP_REQUEST *, const X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_add1_cert), int (const OCSP_REQUEST *, const X509 *)), "OCSP_request_add1_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_add1_nonce), int (OCSP_REQUEST *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_request_add1_nonce), int (const OCSP_REQUEST *, unsigned char *, int)), "OCSP_request_add1_nonce");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_is_signed), int (OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_is_signed), int (const OCSP_REQUEST *)), "OCSP_request_is_signed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_onereq_count), int (OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_onereq_count), int (const OCSP_REQUEST *)), "OCSP_request_onereq_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_onereq_get0), OCSP_ONEREQ *(OCSP_REQUEST *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_request_onereq_get0), OCSP_ONEREQ * (const OCSP_REQUEST *, int)), "OCSP_request_onereq_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_set1_name), int (OCSP_REQUEST *, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(OCSP_request_set1_name), int (const OCSP_REQUEST *, const X509_NAME *)), "OCSP_request_set1_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_sign), int (OCSP_REQUEST *, X509 *, EVP_PKEY *, const EVP_MD *, struct stack_st_X509 *, unsigned long)), "OCSP_request_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (OCSP_REQUEST *, struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (const OCSP_REQUEST *, struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (OCSP_REQUEST *, const struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (const OCSP_REQUEST *, const struct stack_st_X509 *, X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (OCSP_REQUEST *, struct stack_st_X509 *, const X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (const OCSP_REQUEST *, struct stack_st_X509 *, const X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (OCSP_REQUEST *, const struct stack_st_X509 *, const X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OCSP_request_verify), int (const OCSP_REQUEST *, const struct stack_st_X509 *, const X509_STORE *, unsigned long)), "OCSP_request_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_count), int (OCSP_BASICRESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_count), int (const OCSP_BASICRESP *)), "OCSP_resp_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_find), int (OCSP_BASICRESP *, OCSP_CERTID *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_find), int (const OCSP_BASICRESP *, OCSP_CERTID *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_find), int (OCSP_BASICRESP *, const OCSP_CERTID *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_find), int (const OCSP_BASICRESP *, const OCSP_CERTID *, int)), "OCSP_resp_find");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_find_status), int (OCSP_BASICRESP *, OCSP_CERTID *, int *, int *, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_find_status), int (const OCSP_BASICRESP *, OCSP_CERTID *, int *, int *, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_find_status), int (OCSP_BASICRESP *, const OCSP_CERTID *, int *, int *, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_find_status), int (const OCSP_BASICRESP *, const OCSP_CERTID *, int *, int *, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **)), "OCSP_resp_find_status");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0), OCSP_SINGLERESP *(OCSP_BASICRESP *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_get0), OCSP_SINGLERESP * (const OCSP_BASICRESP *, int)), "OCSP_resp_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0_certs), const struct stack_st_X509 *(const OCSP_BASICRESP *)), "OCSP_resp_get0_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0_id), int (const OCSP_BASICRESP *, const ASN1_OCTET_STRING **, const X509_NAME **)), "OCSP_resp_get0_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0_produced_at), const ASN1_GENERALIZEDTIME *(const OCSP_BASICRESP *)), "OCSP_resp_get0_produced_at");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0_respdata), const OCSP_RESPDATA *(const OCSP_BASICRESP *)), "OCSP_resp_get0_respdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0_signature), const ASN1_OCTET_STRING *(const OCSP_BASICRESP *)), "OCSP_resp_get0_signature");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0_signer), int (OCSP_BASICRESP *, X509 **, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_get0_signer), int (const OCSP_BASICRESP *, X509 **, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_get0_signer), int (OCSP_BASICRESP *, X509 **, const struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(OCSP_resp_get0_signer), int (const OCSP_BASICRESP *, X509 **, const struct stack_st_X509 *)), "OCSP_resp_get0_signer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get0_tbs_sigalg), const X509_ALGOR *(const OCSP_BASICRESP *)), "OCSP_resp_get0_tbs_sigalg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_resp_get1_id), int (const OCSP_BASICRESP *, ASN1_OCTET_STRING **, X509_NAME **)), "OCSP_resp_get1_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_response_create), OCSP_RESPONSE *(int, OCSP_BASICRESP *)) || __builtin_types_compatible_p(__typeof__(OCSP_response_create), OCSP_RESPONSE * (int, const OCSP_BASICRESP *)), "OCSP_response_create");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_response_get1_basic), OCSP_BASICRESP *(OCSP_RESPONSE *)) || __builtin_types_compatible_p(__typeof__(OCSP_response_get1_basic), OCSP_BASICRESP * (const OCSP_RESPONSE *)), "OCSP_response_get1_basic");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_response_status), int (OCSP_RESPONSE *)) || __builtin_types_compatible_p(__typeof__(OCSP_response_status), int (const OCSP_RESPONSE *)), "OCSP_response_status");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_response_status_str), const char *(long)), "OCSP_response_status_str");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_sendreq_bio), OCSP_RESPONSE *(BIO *, const char *, OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_sendreq_bio), OCSP_RESPONSE * (const BIO *, const char *, OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_sendreq_bio), OCSP_RESPONSE * (BIO *, const char *, const OCSP_REQUEST *)) || __builtin_types_compatible_p(__typeof__(OCSP_sendreq_bio), OCSP_RESPONSE * (const BIO *, const char *, const OCSP_REQUEST *)), "OCSP_sendreq_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_sendreq_new), OSSL_HTTP_REQ_CTX *(BIO *, const char *, const OCSP_REQUEST *, int)) || __builtin_types_compatible_p(__typeof__(OCSP_sendreq_new), OSSL_HTTP_REQ_CTX * (const BIO *, const char *, const OCSP_REQUEST *, int)), "OCSP_sendreq_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_single_get0_status), int (OCSP_SINGLERESP *, int *, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **)) || __builtin_types_compatible_p(__typeof__(OCSP_single_get0_status), int (const OCSP_SINGLERESP *, int *, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **, ASN1_GENERALIZEDTIME **)), "OCSP_single_get0_status");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OCSP_url_svcloc_new), X509_EXTENSION *(const X509_NAME *, const char **)), "OCSP_url_svcloc_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_INIT_free), void (OPENSSL_INIT_SETTINGS *)) || __builtin_types_compatible_p(__typeof__(OPENSSL_INIT_free), void (const OPENSSL_INIT_SETTINGS *)), "OPENSSL_INIT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_INIT_new), OPENSSL_INIT_SETTINGS *(void)), "OPENSSL_INIT_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_INIT_set_config_appname), int (OPENSSL_INIT_SETTINGS *, const char *)) || __builtin_types_compatible_p(__typeof__(OPENSSL_INIT_set_config_appname), int (const OPENSSL_INIT_SETTINGS *, const char *)), "OPENSSL_INIT_set_config_appname");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_INIT_set_config_file_flags), void (OPENSSL_INIT_SETTINGS *, unsigned long)) || __builtin_types_compatible_p(__typeof__(OPENSSL_INIT_set_config_file_flags), void (const OPENSSL_INIT_SETTINGS *, unsigned long)), "OPENSSL_INIT_set_config_file_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_INIT_set_config_filename), int (OPENSSL_INIT_SETTINGS *, const char *)) || __builtin_types_compatible_p(__typeof__(OPENSSL_INIT_set_config_filename), int (const OPENSSL_INIT_SETTINGS *, const char *)), "OPENSSL_INIT_set_config_filename");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_atexit), int (void (*)(void))), "OPENSSL_atexit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_buf2hexstr), char *(const unsigned char *, long)), "OPENSSL_buf2hexstr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_buf2hexstr_ex), int (char *, size_t, size_t *, const unsigned char *, size_t, const char)), "OPENSSL_buf2hexstr_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_cipher_name), const char *(const char *)), "OPENSSL_cipher_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_cleanse), void (void *, size_t)), "OPENSSL_cleanse");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_cleanup), void (void)), "OPENSSL_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_die), void (const char *, const char *, int)), "OPENSSL_die");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_gmtime), struct tm *(const time_t *, struct tm *)), "OPENSSL_gmtime");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_gmtime_adj), int (struct tm *, int, long)), "OPENSSL_gmtime_adj");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_gmtime_diff), int (int *, int *, const struct tm *, const struct tm *)), "OPENSSL_gmtime_diff");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_hexchar2int), int (unsigned char)), "OPENSSL_hexchar2int");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_hexstr2buf), unsigned char *(const char *, long *)), "OPENSSL_hexstr2buf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_hexstr2buf_ex), int (unsigned char *, size_t, size_t *, const char *, const char)), "OPENSSL_hexstr2buf_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_info), const char *(int)), "OPENSSL_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_init), void (void)), "OPENSSL_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_init_crypto), int (uint64_t, const OPENSSL_INIT_SETTINGS *)), "OPENSSL_init_crypto");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_init_ssl), int (uint64_t, const OPENSSL_INIT_SETTINGS *)), "OPENSSL_init_ssl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_free), void (OPENSSL_STACK *)), "OPENSSL_sk_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_isservice), int (void)), "OPENSSL_isservice");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_issetugid), int (void)), "OPENSSL_issetugid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_free), void (OPENSSL_STACK *)) || __builtin_types_compatible_p(__typeof__(OPENSSL_sk_free), void (const OPENSSL_STACK *)), "OPENSSL_sk_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_new_null), OPENSSL_STACK *(void)), "OPENSSL_sk_new_null");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_num), int (const OPENSSL_STACK *)), "OPENSSL_sk_num");
-_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_pop), void *(OPENSSL_STACK *)), "OPENSSL_sk_pop");
-_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_push), int (OPENSSL_STACK *, const void *)), "OPENSSL_sk_push");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_pop), void *(OPENSSL_STACK *)) || __builtin_types_compatible_p(__typeof__(OPENSSL_sk_pop), void * (const OPENSSL_STACK *)), "OPENSSL_sk_pop");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_push), int (OPENSSL_STACK *, const void *)) || __builtin_types_compatible_p(__typeof__(OPENSSL_sk_push), int (const OPENSSL_STACK *, const void *)), "OPENSSL_sk_push");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_sk_value), void *(const OPENSSL_STACK *, int)), "OPENSSL_sk_value");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_strcasecmp), int (const char *, const char *)), "OPENSSL_strcasecmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_strlcat), size_t (char *, const char *, size_t)), "OPENSSL_strlcat");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_strlcpy), size_t (char *, const char *, size_t)), "OPENSSL_strlcpy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_strncasecmp), int (const char *, const char *, size_t)), "OPENSSL_strncasecmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_strnlen), size_t (const char *, size_t)), "OPENSSL_strnlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_thread_stop), void (void)), "OPENSSL_thread_stop");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_thread_stop_ex), void (OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(OPENSSL_thread_stop_ex), void (const OSSL_LIB_CTX *)), "OPENSSL_thread_stop_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_version_build_metadata), const char *(void)), "OPENSSL_version_build_metadata");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_version_major), unsigned int (void)), "OPENSSL_version_major");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_version_minor), unsigned int (void)), "OPENSSL_version_minor");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_version_patch), unsigned int (void)), "OPENSSL_version_patch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OPENSSL_version_pre_release), const char *(void)), "OPENSSL_version_pre_release");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_EC_curve_nid2name), const char *(int)), "OSSL_EC_curve_nid2name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_free), void (OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_free), void (const OSSL_LIB_CTX *)), "OSSL_LIB_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_get0_global_default), OSSL_LIB_CTX *(void)), "OSSL_LIB_CTX_get0_global_default");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_load_config), int (OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_load_config), int (const OSSL_LIB_CTX *, const char *)), "OSSL_LIB_CTX_load_config");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_new), OSSL_LIB_CTX *(void)), "OSSL_LIB_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_new_child), OSSL_LIB_CTX *(const OSSL_CORE_HANDLE *, const OSSL_DISPATCH *)), "OSSL_LIB_CTX_new_child");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_new_from_dispatch), OSSL_LIB_CTX *(const OSSL_CORE_HANDLE *, const OSSL_DISPATCH *)), "OSSL_LIB_CTX_new_from_dispatch");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_set0_default), OSSL_LIB_CTX *(OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(OSSL_LIB_CTX_set0_default), OSSL_LIB_CTX * (const OSSL_LIB_CTX *)), "OSSL_LIB_CTX_set0_default");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_default_cipher_list), const char *(void)), "OSSL_default_cipher_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OSSL_default_ciphersuites), const char *(void)), "OSSL_default_ciphersuites");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OTHERNAME_cmp), int (OTHERNAME *, OTHERNAME *)), "OTHERNAME_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OTHERNAME_free), void (OTHERNAME *)), "OTHERNAME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OTHERNAME_it), const ASN1_ITEM *(void)), "OTHERNAME_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(OTHERNAME_new), OTHERNAME *(void)), "OTHERNAME_new");
 #ifndef OpenSSL_add_ssl_algorithms
 #error "OpenSSL_add_ssl_algorithms is no longer a macro"
 #endif
 static void fli_check_OpenSSL_add_ssl_algorithms(void) { (void)OpenSSL_add_ssl_algorithms(); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(OpenSSL_version), const char *(int)), "OpenSSL_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(OpenSSL_version_num), unsigned long (void)), "OpenSSL_version_num");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio), struct stack_st_X509_INFO *(BIO *, struct stack_st_X509_INFO *, pem_password_cb *, void *)), "PEM_X509_INFO_read_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBE2PARAM_free), void (PBE2PARAM *)), "PBE2PARAM_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBE2PARAM_it), const ASN1_ITEM *(void)), "PBE2PARAM_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBE2PARAM_new), PBE2PARAM *(void)), "PBE2PARAM_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBEPARAM_free), void (PBEPARAM *)), "PBEPARAM_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBEPARAM_it), const ASN1_ITEM *(void)), "PBEPARAM_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBEPARAM_new), PBEPARAM *(void)), "PBEPARAM_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBKDF2PARAM_free), void (PBKDF2PARAM *)), "PBKDF2PARAM_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBKDF2PARAM_it), const ASN1_ITEM *(void)), "PBKDF2PARAM_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PBKDF2PARAM_new), PBKDF2PARAM *(void)), "PBKDF2PARAM_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_ASN1_read), void *(d2i_of_void *, const char *, FILE *, void **, pem_password_cb *, void *)), "PEM_ASN1_read");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_ASN1_read_bio), void *(d2i_of_void *, const char *, BIO *, void **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_ASN1_read_bio), void * (d2i_of_void *, const char *, const BIO *, void **, pem_password_cb *, void *)), "PEM_ASN1_read_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_ASN1_write), int (i2d_of_void *, const char *, FILE *, const void *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)), "PEM_ASN1_write");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_ASN1_write_bio), int (i2d_of_void *, const char *, BIO *, const void *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_ASN1_write_bio), int (i2d_of_void *, const char *, const BIO *, const void *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)), "PEM_ASN1_write_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_SignFinal), int (EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(PEM_SignFinal), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(PEM_SignFinal), int (EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(PEM_SignFinal), int (const EVP_MD_CTX *, unsigned char *, unsigned int *, const EVP_PKEY *)), "PEM_SignFinal");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_SignInit), int (EVP_MD_CTX *, EVP_MD *)) || __builtin_types_compatible_p(__typeof__(PEM_SignInit), int (const EVP_MD_CTX *, EVP_MD *)) || __builtin_types_compatible_p(__typeof__(PEM_SignInit), int (EVP_MD_CTX *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(PEM_SignInit), int (const EVP_MD_CTX *, const EVP_MD *)), "PEM_SignInit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_SignUpdate), int (EVP_MD_CTX *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(PEM_SignUpdate), int (const EVP_MD_CTX *, const unsigned char *, unsigned int)), "PEM_SignUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read), struct stack_st_X509_INFO *(FILE *, struct stack_st_X509_INFO *, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read), struct stack_st_X509_INFO * (FILE *, const struct stack_st_X509_INFO *, pem_password_cb *, void *)), "PEM_X509_INFO_read");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio), struct stack_st_X509_INFO *(BIO *, struct stack_st_X509_INFO *, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio), struct stack_st_X509_INFO * (const BIO *, struct stack_st_X509_INFO *, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio), struct stack_st_X509_INFO * (BIO *, const struct stack_st_X509_INFO *, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio), struct stack_st_X509_INFO * (const BIO *, const struct stack_st_X509_INFO *, pem_password_cb *, void *)), "PEM_X509_INFO_read_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO *(BIO *, struct stack_st_X509_INFO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO * (const BIO *, struct stack_st_X509_INFO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO * (BIO *, const struct stack_st_X509_INFO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO * (const BIO *, const struct stack_st_X509_INFO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO * (BIO *, struct stack_st_X509_INFO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO * (const BIO *, struct stack_st_X509_INFO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO * (BIO *, const struct stack_st_X509_INFO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_bio_ex), struct stack_st_X509_INFO * (const BIO *, const struct stack_st_X509_INFO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_X509_INFO_read_bio_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_ex), struct stack_st_X509_INFO *(FILE *, struct stack_st_X509_INFO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_ex), struct stack_st_X509_INFO * (FILE *, const struct stack_st_X509_INFO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_ex), struct stack_st_X509_INFO * (FILE *, struct stack_st_X509_INFO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_read_ex), struct stack_st_X509_INFO * (FILE *, const struct stack_st_X509_INFO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_X509_INFO_read_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_X509_INFO_write_bio), int (BIO *, const X509_INFO *, EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_write_bio), int (const BIO *, const X509_INFO *, EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_write_bio), int (BIO *, const X509_INFO *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_X509_INFO_write_bio), int (const BIO *, const X509_INFO *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)), "PEM_X509_INFO_write_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_bytes_read_bio), int (unsigned char **, long *, char **, const char *, BIO *, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_bytes_read_bio), int (unsigned char **, long *, char **, const char *, const BIO *, pem_password_cb *, void *)), "PEM_bytes_read_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_bytes_read_bio_secmem), int (unsigned char **, long *, char **, const char *, BIO *, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_bytes_read_bio_secmem), int (unsigned char **, long *, char **, const char *, const BIO *, pem_password_cb *, void *)), "PEM_bytes_read_bio_secmem");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_def_callback), int (char *, int, int, void *)), "PEM_def_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_dek_info), void (char *, const char *, int, const char *)), "PEM_dek_info");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_do_header), int (EVP_CIPHER_INFO *, unsigned char *, long *, pem_password_cb *, void *)), "PEM_do_header");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_get_EVP_CIPHER_INFO), int (char *, EVP_CIPHER_INFO *)), "PEM_get_EVP_CIPHER_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_proc_type), void (char *, int)), "PEM_proc_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read), int (FILE *, char **, char **, unsigned char **, long *)), "PEM_read");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_NETSCAPE_CERT_SEQUENCE), NETSCAPE_CERT_SEQUENCE *(FILE *, NETSCAPE_CERT_SEQUENCE **, pem_password_cb *, void *)), "PEM_read_NETSCAPE_CERT_SEQUENCE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_PKCS7), PKCS7 *(FILE *, PKCS7 **, pem_password_cb *, void *)), "PEM_read_PKCS7");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_PKCS8), X509_SIG *(FILE *, X509_SIG **, pem_password_cb *, void *)), "PEM_read_PKCS8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_PKCS8_PRIV_KEY_INFO), PKCS8_PRIV_KEY_INFO *(FILE *, PKCS8_PRIV_KEY_INFO **, pem_password_cb *, void *)), "PEM_read_PKCS8_PRIV_KEY_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_PUBKEY), EVP_PKEY *(FILE *, EVP_PKEY **, pem_password_cb *, void *)), "PEM_read_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_PUBKEY_ex), EVP_PKEY *(FILE *, EVP_PKEY **, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_PUBKEY_ex), EVP_PKEY * (FILE *, EVP_PKEY **, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_read_PUBKEY_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_PrivateKey), EVP_PKEY *(FILE *, EVP_PKEY **, pem_password_cb *, void *)), "PEM_read_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_PrivateKey_ex), EVP_PKEY *(FILE *, EVP_PKEY **, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_PrivateKey_ex), EVP_PKEY * (FILE *, EVP_PKEY **, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_read_PrivateKey_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_SSL_SESSION), SSL_SESSION *(FILE *, SSL_SESSION **, pem_password_cb *, void *)), "PEM_read_SSL_SESSION");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_DHparams), DH *(BIO *, DH **, pem_password_cb *, void *)), "PEM_read_bio_DHparams");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PUBKEY), EVP_PKEY *(BIO *, EVP_PKEY **, pem_password_cb *, void *)), "PEM_read_bio_PUBKEY");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_Parameters), EVP_PKEY *(BIO *, EVP_PKEY **)), "PEM_read_bio_Parameters");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PrivateKey), EVP_PKEY *(BIO *, EVP_PKEY **, pem_password_cb *, void *)), "PEM_read_bio_PrivateKey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_RSAPrivateKey), RSA *(BIO *, RSA **, pem_password_cb *, void *)), "PEM_read_bio_RSAPrivateKey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_SSL_SESSION), SSL_SESSION *(BIO *, SSL_SESSION **, pem_password_cb *, void *)), "PEM_read_bio_SSL_SESSION");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509), X509 *(BIO *, X509 **, pem_password_cb *, void *)), "PEM_read_bio_X509");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_AUX), X509 *(BIO *, X509 **, pem_password_cb *, void *)), "PEM_read_bio_X509_AUX");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_CRL), X509_CRL *(BIO *, X509_CRL **, pem_password_cb *, void *)), "PEM_read_bio_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_X509), X509 *(FILE *, X509 **, pem_password_cb *, void *)), "PEM_read_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_X509_AUX), X509 *(FILE *, X509 **, pem_password_cb *, void *)), "PEM_read_X509_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_X509_CRL), X509_CRL *(FILE *, X509_CRL **, pem_password_cb *, void *)), "PEM_read_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_X509_PUBKEY), X509_PUBKEY *(FILE *, X509_PUBKEY **, pem_password_cb *, void *)), "PEM_read_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_X509_REQ), X509_REQ *(FILE *, X509_REQ **, pem_password_cb *, void *)), "PEM_read_X509_REQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio), int (BIO *, char **, char **, unsigned char **, long *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio), int (const BIO *, char **, char **, unsigned char **, long *)), "PEM_read_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_DHparams), DH *(BIO *, DH **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_DHparams), DH * (const BIO *, DH **, pem_password_cb *, void *)), "PEM_read_bio_DHparams");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_NETSCAPE_CERT_SEQUENCE), NETSCAPE_CERT_SEQUENCE *(BIO *, NETSCAPE_CERT_SEQUENCE **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_NETSCAPE_CERT_SEQUENCE), NETSCAPE_CERT_SEQUENCE * (const BIO *, NETSCAPE_CERT_SEQUENCE **, pem_password_cb *, void *)), "PEM_read_bio_NETSCAPE_CERT_SEQUENCE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PKCS7), PKCS7 *(BIO *, PKCS7 **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PKCS7), PKCS7 * (const BIO *, PKCS7 **, pem_password_cb *, void *)), "PEM_read_bio_PKCS7");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PKCS8), X509_SIG *(BIO *, X509_SIG **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PKCS8), X509_SIG * (const BIO *, X509_SIG **, pem_password_cb *, void *)), "PEM_read_bio_PKCS8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PKCS8_PRIV_KEY_INFO), PKCS8_PRIV_KEY_INFO *(BIO *, PKCS8_PRIV_KEY_INFO **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PKCS8_PRIV_KEY_INFO), PKCS8_PRIV_KEY_INFO * (const BIO *, PKCS8_PRIV_KEY_INFO **, pem_password_cb *, void *)), "PEM_read_bio_PKCS8_PRIV_KEY_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PUBKEY), EVP_PKEY *(BIO *, EVP_PKEY **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PUBKEY), EVP_PKEY * (const BIO *, EVP_PKEY **, pem_password_cb *, void *)), "PEM_read_bio_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PUBKEY_ex), EVP_PKEY *(BIO *, EVP_PKEY **, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PUBKEY_ex), EVP_PKEY * (const BIO *, EVP_PKEY **, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PUBKEY_ex), EVP_PKEY * (BIO *, EVP_PKEY **, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PUBKEY_ex), EVP_PKEY * (const BIO *, EVP_PKEY **, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_read_bio_PUBKEY_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_Parameters), EVP_PKEY *(BIO *, EVP_PKEY **)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_Parameters), EVP_PKEY * (const BIO *, EVP_PKEY **)), "PEM_read_bio_Parameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_Parameters_ex), EVP_PKEY *(BIO *, EVP_PKEY **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_Parameters_ex), EVP_PKEY * (const BIO *, EVP_PKEY **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_Parameters_ex), EVP_PKEY * (BIO *, EVP_PKEY **, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_Parameters_ex), EVP_PKEY * (const BIO *, EVP_PKEY **, const OSSL_LIB_CTX *, const char *)), "PEM_read_bio_Parameters_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PrivateKey), EVP_PKEY *(BIO *, EVP_PKEY **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PrivateKey), EVP_PKEY * (const BIO *, EVP_PKEY **, pem_password_cb *, void *)), "PEM_read_bio_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_PrivateKey_ex), EVP_PKEY *(BIO *, EVP_PKEY **, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PrivateKey_ex), EVP_PKEY * (const BIO *, EVP_PKEY **, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PrivateKey_ex), EVP_PKEY * (BIO *, EVP_PKEY **, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_PrivateKey_ex), EVP_PKEY * (const BIO *, EVP_PKEY **, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_read_bio_PrivateKey_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_RSAPrivateKey), RSA *(BIO *, RSA **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_RSAPrivateKey), RSA * (const BIO *, RSA **, pem_password_cb *, void *)), "PEM_read_bio_RSAPrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_SSL_SESSION), SSL_SESSION *(BIO *, SSL_SESSION **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_SSL_SESSION), SSL_SESSION * (const BIO *, SSL_SESSION **, pem_password_cb *, void *)), "PEM_read_bio_SSL_SESSION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509), X509 *(BIO *, X509 **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_X509), X509 * (const BIO *, X509 **, pem_password_cb *, void *)), "PEM_read_bio_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_AUX), X509 *(BIO *, X509 **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_AUX), X509 * (const BIO *, X509 **, pem_password_cb *, void *)), "PEM_read_bio_X509_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_CRL), X509_CRL *(BIO *, X509_CRL **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_CRL), X509_CRL * (const BIO *, X509_CRL **, pem_password_cb *, void *)), "PEM_read_bio_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_PUBKEY), X509_PUBKEY *(BIO *, X509_PUBKEY **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_PUBKEY), X509_PUBKEY * (const BIO *, X509_PUBKEY **, pem_password_cb *, void *)), "PEM_read_bio_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_REQ), X509_REQ *(BIO *, X509_REQ **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_X509_REQ), X509_REQ * (const BIO *, X509_REQ **, pem_password_cb *, void *)), "PEM_read_bio_X509_REQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_read_bio_ex), int (BIO *, char **, char **, unsigned char **, long *, unsigned int)) || __builtin_types_compatible_p(__typeof__(PEM_read_bio_ex), int (const BIO *, char **, char **, unsigned char **, long *, unsigned int)), "PEM_read_bio_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write), int (FILE *, const char *, const char *, const unsigned char *, long)), "PEM_write");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_NETSCAPE_CERT_SEQUENCE), int (FILE *, const NETSCAPE_CERT_SEQUENCE *)), "PEM_write_NETSCAPE_CERT_SEQUENCE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PKCS7), int (FILE *, const PKCS7 *)), "PEM_write_PKCS7");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PKCS8), int (FILE *, const X509_SIG *)), "PEM_write_PKCS8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PKCS8PrivateKey), int (FILE *, const EVP_PKEY *, const EVP_CIPHER *, const char *, int, pem_password_cb *, void *)), "PEM_write_PKCS8PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PKCS8PrivateKey_nid), int (FILE *, const EVP_PKEY *, int, const char *, int, pem_password_cb *, void *)), "PEM_write_PKCS8PrivateKey_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PKCS8_PRIV_KEY_INFO), int (FILE *, const PKCS8_PRIV_KEY_INFO *)), "PEM_write_PKCS8_PRIV_KEY_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PUBKEY), int (FILE *, const EVP_PKEY *)), "PEM_write_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PUBKEY_ex), int (FILE *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_PUBKEY_ex), int (FILE *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)), "PEM_write_PUBKEY_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PrivateKey), int (FILE *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)), "PEM_write_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_PrivateKey_ex), int (FILE *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_PrivateKey_ex), int (FILE *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_write_PrivateKey_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_SSL_SESSION), int (FILE *, const SSL_SESSION *)), "PEM_write_SSL_SESSION");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PUBKEY), int (BIO *, const EVP_PKEY *)), "PEM_write_bio_PUBKEY");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_Parameters), int (BIO *, const EVP_PKEY *)), "PEM_write_bio_Parameters");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey), int (BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)), "PEM_write_bio_PrivateKey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_SSL_SESSION), int (BIO *, const SSL_SESSION *)), "PEM_write_bio_SSL_SESSION");
-_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_X509), int (BIO *, const X509 *)), "PEM_write_bio_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_X509), int (FILE *, const X509 *)), "PEM_write_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_X509_AUX), int (FILE *, const X509 *)), "PEM_write_X509_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_X509_CRL), int (FILE *, const X509_CRL *)), "PEM_write_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_X509_PUBKEY), int (FILE *, const X509_PUBKEY *)), "PEM_write_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_X509_REQ), int (FILE *, const X509_REQ *)), "PEM_write_X509_REQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_X509_REQ_NEW), int (FILE *, const X509_REQ *)), "PEM_write_X509_REQ_NEW");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio), int (BIO *, const char *, const char *, const unsigned char *, long)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio), int (const BIO *, const char *, const char *, const unsigned char *, long)), "PEM_write_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (BIO *, ASN1_VALUE *, BIO *, int, const char *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (const BIO *, ASN1_VALUE *, BIO *, int, const char *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (BIO *, const ASN1_VALUE *, BIO *, int, const char *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (const BIO *, const ASN1_VALUE *, BIO *, int, const char *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (BIO *, ASN1_VALUE *, const BIO *, int, const char *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (const BIO *, ASN1_VALUE *, const BIO *, int, const char *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (BIO *, const ASN1_VALUE *, const BIO *, int, const char *, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_ASN1_stream), int (const BIO *, const ASN1_VALUE *, const BIO *, int, const char *, const ASN1_ITEM *)), "PEM_write_bio_ASN1_stream");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_NETSCAPE_CERT_SEQUENCE), int (BIO *, const NETSCAPE_CERT_SEQUENCE *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_NETSCAPE_CERT_SEQUENCE), int (const BIO *, const NETSCAPE_CERT_SEQUENCE *)), "PEM_write_bio_NETSCAPE_CERT_SEQUENCE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS7), int (BIO *, const PKCS7 *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS7), int (const BIO *, const PKCS7 *)), "PEM_write_bio_PKCS7");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8), int (BIO *, const X509_SIG *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8), int (const BIO *, const X509_SIG *)), "PEM_write_bio_PKCS8");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8PrivateKey), int (BIO *, const EVP_PKEY *, const EVP_CIPHER *, const char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8PrivateKey), int (const BIO *, const EVP_PKEY *, const EVP_CIPHER *, const char *, int, pem_password_cb *, void *)), "PEM_write_bio_PKCS8PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8PrivateKey_nid), int (BIO *, const EVP_PKEY *, int, const char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8PrivateKey_nid), int (const BIO *, const EVP_PKEY *, int, const char *, int, pem_password_cb *, void *)), "PEM_write_bio_PKCS8PrivateKey_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8_PRIV_KEY_INFO), int (BIO *, const PKCS8_PRIV_KEY_INFO *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PKCS8_PRIV_KEY_INFO), int (const BIO *, const PKCS8_PRIV_KEY_INFO *)), "PEM_write_bio_PKCS8_PRIV_KEY_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PUBKEY), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PUBKEY), int (const BIO *, const EVP_PKEY *)), "PEM_write_bio_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PUBKEY_ex), int (BIO *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PUBKEY_ex), int (const BIO *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PUBKEY_ex), int (BIO *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PUBKEY_ex), int (const BIO *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)), "PEM_write_bio_PUBKEY_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_Parameters), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_Parameters), int (const BIO *, const EVP_PKEY *)), "PEM_write_bio_Parameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey), int (BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey), int (const BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)), "PEM_write_bio_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey_ex), int (BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey_ex), int (const BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey_ex), int (BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey_ex), int (const BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "PEM_write_bio_PrivateKey_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey_traditional), int (BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_PrivateKey_traditional), int (const BIO *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)), "PEM_write_bio_PrivateKey_traditional");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_SSL_SESSION), int (BIO *, const SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_SSL_SESSION), int (const BIO *, const SSL_SESSION *)), "PEM_write_bio_SSL_SESSION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_X509), int (BIO *, const X509 *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_X509), int (const BIO *, const X509 *)), "PEM_write_bio_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_AUX), int (BIO *, const X509 *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_AUX), int (const BIO *, const X509 *)), "PEM_write_bio_X509_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_CRL), int (BIO *, const X509_CRL *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_CRL), int (const BIO *, const X509_CRL *)), "PEM_write_bio_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_PUBKEY), int (BIO *, const X509_PUBKEY *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_PUBKEY), int (const BIO *, const X509_PUBKEY *)), "PEM_write_bio_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_REQ), int (BIO *, const X509_REQ *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_REQ), int (const BIO *, const X509_REQ *)), "PEM_write_bio_X509_REQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_REQ_NEW), int (BIO *, const X509_REQ *)) || __builtin_types_compatible_p(__typeof__(PEM_write_bio_X509_REQ_NEW), int (const BIO *, const X509_REQ *)), "PEM_write_bio_X509_REQ_NEW");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_PBE_add), void (void)), "PKCS5_PBE_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_PBE_keyivgen), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int)) || __builtin_types_compatible_p(__typeof__(PKCS5_PBE_keyivgen), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int)), "PKCS5_PBE_keyivgen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_PBE_keyivgen_ex), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_PBE_keyivgen_ex), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_PBE_keyivgen_ex), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_PBE_keyivgen_ex), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, const OSSL_LIB_CTX *, const char *)), "PKCS5_PBE_keyivgen_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_PBKDF2_HMAC), int (const char *, int, const unsigned char *, int, int, const EVP_MD *, int, unsigned char *)), "PKCS5_PBKDF2_HMAC");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_PBKDF2_HMAC_SHA1), int (const char *, int, const unsigned char *, int, int, int, unsigned char *)), "PKCS5_PBKDF2_HMAC_SHA1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe2_set), X509_ALGOR *(const EVP_CIPHER *, int, unsigned char *, int)), "PKCS5_pbe2_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe2_set_iv), X509_ALGOR *(const EVP_CIPHER *, int, unsigned char *, int, unsigned char *, int)), "PKCS5_pbe2_set_iv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe2_set_iv_ex), X509_ALGOR *(const EVP_CIPHER *, int, unsigned char *, int, unsigned char *, int, OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(PKCS5_pbe2_set_iv_ex), X509_ALGOR * (const EVP_CIPHER *, int, unsigned char *, int, unsigned char *, int, const OSSL_LIB_CTX *)), "PKCS5_pbe2_set_iv_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe2_set_scrypt), X509_ALGOR *(const EVP_CIPHER *, const unsigned char *, int, unsigned char *, uint64_t, uint64_t, uint64_t)), "PKCS5_pbe2_set_scrypt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe_set), X509_ALGOR *(int, int, const unsigned char *, int)), "PKCS5_pbe_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe_set0_algor), int (X509_ALGOR *, int, int, const unsigned char *, int)), "PKCS5_pbe_set0_algor");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe_set0_algor_ex), int (X509_ALGOR *, int, int, const unsigned char *, int, OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(PKCS5_pbe_set0_algor_ex), int (X509_ALGOR *, int, int, const unsigned char *, int, const OSSL_LIB_CTX *)), "PKCS5_pbe_set0_algor_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbe_set_ex), X509_ALGOR *(int, int, const unsigned char *, int, OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(PKCS5_pbe_set_ex), X509_ALGOR * (int, int, const unsigned char *, int, const OSSL_LIB_CTX *)), "PKCS5_pbe_set_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbkdf2_set), X509_ALGOR *(int, unsigned char *, int, int, int)), "PKCS5_pbkdf2_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_pbkdf2_set_ex), X509_ALGOR *(int, unsigned char *, int, int, int, OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(PKCS5_pbkdf2_set_ex), X509_ALGOR * (int, unsigned char *, int, int, int, const OSSL_LIB_CTX *)), "PKCS5_pbkdf2_set_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_v2_PBE_keyivgen), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_PBE_keyivgen), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int)), "PKCS5_v2_PBE_keyivgen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_v2_PBE_keyivgen_ex), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_PBE_keyivgen_ex), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_PBE_keyivgen_ex), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_PBE_keyivgen_ex), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, const OSSL_LIB_CTX *, const char *)), "PKCS5_v2_PBE_keyivgen_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_v2_scrypt_keyivgen), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_scrypt_keyivgen), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int)), "PKCS5_v2_scrypt_keyivgen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS5_v2_scrypt_keyivgen_ex), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_scrypt_keyivgen_ex), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_scrypt_keyivgen_ex), int (EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(PKCS5_v2_scrypt_keyivgen_ex), int (const EVP_CIPHER_CTX *, const char *, int, ASN1_TYPE *, const EVP_CIPHER *, const EVP_MD *, int, const OSSL_LIB_CTX *, const char *)), "PKCS5_v2_scrypt_keyivgen_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_PRIV_KEY_INFO_free), void (PKCS8_PRIV_KEY_INFO *)) || __builtin_types_compatible_p(__typeof__(PKCS8_PRIV_KEY_INFO_free), void (const PKCS8_PRIV_KEY_INFO *)), "PKCS8_PRIV_KEY_INFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_PRIV_KEY_INFO_it), const ASN1_ITEM *(void)), "PKCS8_PRIV_KEY_INFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_PRIV_KEY_INFO_new), PKCS8_PRIV_KEY_INFO *(void)), "PKCS8_PRIV_KEY_INFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr), int (PKCS8_PRIV_KEY_INFO *, X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr), int (const PKCS8_PRIV_KEY_INFO *, X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr), int (PKCS8_PRIV_KEY_INFO *, const X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr), int (const PKCS8_PRIV_KEY_INFO *, const X509_ATTRIBUTE *)), "PKCS8_pkey_add1_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr_by_NID), int (PKCS8_PRIV_KEY_INFO *, int, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr_by_NID), int (const PKCS8_PRIV_KEY_INFO *, int, int, const unsigned char *, int)), "PKCS8_pkey_add1_attr_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr_by_OBJ), int (PKCS8_PRIV_KEY_INFO *, const ASN1_OBJECT *, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_add1_attr_by_OBJ), int (const PKCS8_PRIV_KEY_INFO *, const ASN1_OBJECT *, int, const unsigned char *, int)), "PKCS8_pkey_add1_attr_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_pkey_get0), int (const ASN1_OBJECT **, const unsigned char **, int *, const X509_ALGOR **, const PKCS8_PRIV_KEY_INFO *)), "PKCS8_pkey_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_pkey_get0_attrs), const struct stack_st_X509_ATTRIBUTE *(const PKCS8_PRIV_KEY_INFO *)), "PKCS8_pkey_get0_attrs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKCS8_pkey_set0), int (PKCS8_PRIV_KEY_INFO *, ASN1_OBJECT *, int, int, void *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_set0), int (const PKCS8_PRIV_KEY_INFO *, ASN1_OBJECT *, int, int, void *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_set0), int (PKCS8_PRIV_KEY_INFO *, const ASN1_OBJECT *, int, int, void *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(PKCS8_pkey_set0), int (const PKCS8_PRIV_KEY_INFO *, const ASN1_OBJECT *, int, int, void *, unsigned char *, int)), "PKCS8_pkey_set0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKEY_USAGE_PERIOD_free), void (PKEY_USAGE_PERIOD *)), "PKEY_USAGE_PERIOD_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKEY_USAGE_PERIOD_it), const ASN1_ITEM *(void)), "PKEY_USAGE_PERIOD_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PKEY_USAGE_PERIOD_new), PKEY_USAGE_PERIOD *(void)), "PKEY_USAGE_PERIOD_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICYINFO_free), void (POLICYINFO *)), "POLICYINFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICYINFO_it), const ASN1_ITEM *(void)), "POLICYINFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICYINFO_new), POLICYINFO *(void)), "POLICYINFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICYQUALINFO_free), void (POLICYQUALINFO *)), "POLICYQUALINFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICYQUALINFO_it), const ASN1_ITEM *(void)), "POLICYQUALINFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICYQUALINFO_new), POLICYQUALINFO *(void)), "POLICYQUALINFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICY_CONSTRAINTS_free), void (POLICY_CONSTRAINTS *)), "POLICY_CONSTRAINTS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICY_CONSTRAINTS_it), const ASN1_ITEM *(void)), "POLICY_CONSTRAINTS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICY_CONSTRAINTS_new), POLICY_CONSTRAINTS *(void)), "POLICY_CONSTRAINTS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICY_MAPPINGS_it), const ASN1_ITEM *(void)), "POLICY_MAPPINGS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICY_MAPPING_free), void (POLICY_MAPPING *)), "POLICY_MAPPING_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICY_MAPPING_it), const ASN1_ITEM *(void)), "POLICY_MAPPING_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(POLICY_MAPPING_new), POLICY_MAPPING *(void)), "POLICY_MAPPING_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_free), void (PROFESSION_INFO *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_free), void (const PROFESSION_INFO *)), "PROFESSION_INFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_get0_addProfessionInfo), const ASN1_OCTET_STRING *(const PROFESSION_INFO *)), "PROFESSION_INFO_get0_addProfessionInfo");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_get0_namingAuthority), const NAMING_AUTHORITY *(const PROFESSION_INFO *)), "PROFESSION_INFO_get0_namingAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_get0_professionItems), const struct stack_st_ASN1_STRING *(const PROFESSION_INFO *)), "PROFESSION_INFO_get0_professionItems");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_get0_professionOIDs), const struct stack_st_ASN1_OBJECT *(const PROFESSION_INFO *)), "PROFESSION_INFO_get0_professionOIDs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_get0_registrationNumber), const ASN1_PRINTABLESTRING *(const PROFESSION_INFO *)), "PROFESSION_INFO_get0_registrationNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_it), const ASN1_ITEM *(void)), "PROFESSION_INFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_new), PROFESSION_INFO *(void)), "PROFESSION_INFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_addProfessionInfo), void (PROFESSION_INFO *, ASN1_OCTET_STRING *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_addProfessionInfo), void (const PROFESSION_INFO *, ASN1_OCTET_STRING *)), "PROFESSION_INFO_set0_addProfessionInfo");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_namingAuthority), void (PROFESSION_INFO *, NAMING_AUTHORITY *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_namingAuthority), void (const PROFESSION_INFO *, NAMING_AUTHORITY *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_namingAuthority), void (PROFESSION_INFO *, const NAMING_AUTHORITY *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_namingAuthority), void (const PROFESSION_INFO *, const NAMING_AUTHORITY *)), "PROFESSION_INFO_set0_namingAuthority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionItems), void (PROFESSION_INFO *, struct stack_st_ASN1_STRING *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionItems), void (const PROFESSION_INFO *, struct stack_st_ASN1_STRING *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionItems), void (PROFESSION_INFO *, const struct stack_st_ASN1_STRING *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionItems), void (const PROFESSION_INFO *, const struct stack_st_ASN1_STRING *)), "PROFESSION_INFO_set0_professionItems");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionOIDs), void (PROFESSION_INFO *, struct stack_st_ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionOIDs), void (const PROFESSION_INFO *, struct stack_st_ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionOIDs), void (PROFESSION_INFO *, const struct stack_st_ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_professionOIDs), void (const PROFESSION_INFO *, const struct stack_st_ASN1_OBJECT *)), "PROFESSION_INFO_set0_professionOIDs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_registrationNumber), void (PROFESSION_INFO *, ASN1_PRINTABLESTRING *)) || __builtin_types_compatible_p(__typeof__(PROFESSION_INFO_set0_registrationNumber), void (const PROFESSION_INFO *, ASN1_PRINTABLESTRING *)), "PROFESSION_INFO_set0_registrationNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROXY_CERT_INFO_EXTENSION_free), void (PROXY_CERT_INFO_EXTENSION *)), "PROXY_CERT_INFO_EXTENSION_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROXY_CERT_INFO_EXTENSION_it), const ASN1_ITEM *(void)), "PROXY_CERT_INFO_EXTENSION_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROXY_CERT_INFO_EXTENSION_new), PROXY_CERT_INFO_EXTENSION *(void)), "PROXY_CERT_INFO_EXTENSION_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROXY_POLICY_free), void (PROXY_POLICY *)), "PROXY_POLICY_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROXY_POLICY_it), const ASN1_ITEM *(void)), "PROXY_POLICY_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(PROXY_POLICY_new), PROXY_POLICY *(void)), "PROXY_POLICY_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_add), void (const void *, int, double)), "RAND_add");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_bytes), int (unsigned char *, int)), "RAND_bytes");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_bytes_ex), int (OSSL_LIB_CTX *, unsigned char *, size_t, unsigned int)) || __builtin_types_compatible_p(__typeof__(RAND_bytes_ex), int (const OSSL_LIB_CTX *, unsigned char *, size_t, unsigned int)), "RAND_bytes_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_file_name), const char *(char *, size_t)), "RAND_file_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_get0_primary), EVP_RAND_CTX *(OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(RAND_get0_primary), EVP_RAND_CTX * (const OSSL_LIB_CTX *)), "RAND_get0_primary");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_get0_private), EVP_RAND_CTX *(OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(RAND_get0_private), EVP_RAND_CTX * (const OSSL_LIB_CTX *)), "RAND_get0_private");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_get0_public), EVP_RAND_CTX *(OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(RAND_get0_public), EVP_RAND_CTX * (const OSSL_LIB_CTX *)), "RAND_get0_public");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_keep_random_devices_open), void (int)), "RAND_keep_random_devices_open");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_load_file), int (const char *, long)), "RAND_load_file");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_poll), int (void)), "RAND_poll");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_priv_bytes), int (unsigned char *, int)), "RAND_priv_bytes");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_priv_bytes_ex), int (OSSL_LIB_CTX *, unsigned char *, size_t, unsigned int)) || __builtin_types_compatible_p(__typeof__(RAND_priv_bytes_ex), int (const OSSL_LIB_CTX *, unsigned char *, size_t, unsigned int)), "RAND_priv_bytes_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_seed), void (const void *, int)), "RAND_seed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_set_DRBG_type), int (OSSL_LIB_CTX *, const char *, const char *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(RAND_set_DRBG_type), int (const OSSL_LIB_CTX *, const char *, const char *, const char *, const char *)), "RAND_set_DRBG_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RAND_set_seed_source_type), int (OSSL_LIB_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(RAND_set_seed_source_type), int (const OSSL_LIB_CTX *, const char *, const char *)), "RAND_set_seed_source_type");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_status), int (void)), "RAND_status");
 _Static_assert(__builtin_types_compatible_p(__typeof__(RAND_write_file), int (const char *)), "RAND_write_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_free), void (RSA *)), "RSA_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SRP_Calc_A_param), int (SSL *)), "SRP_Calc_A_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_OAEP_PARAMS_free), void (RSA_OAEP_PARAMS *)), "RSA_OAEP_PARAMS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_OAEP_PARAMS_it), const ASN1_ITEM *(void)), "RSA_OAEP_PARAMS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_OAEP_PARAMS_new), RSA_OAEP_PARAMS *(void)), "RSA_OAEP_PARAMS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_PSS_PARAMS_dup), RSA_PSS_PARAMS *(const RSA_PSS_PARAMS *)), "RSA_PSS_PARAMS_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_PSS_PARAMS_free), void (RSA_PSS_PARAMS *)), "RSA_PSS_PARAMS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_PSS_PARAMS_it), const ASN1_ITEM *(void)), "RSA_PSS_PARAMS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_PSS_PARAMS_new), RSA_PSS_PARAMS *(void)), "RSA_PSS_PARAMS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_free), void (RSA *)) || __builtin_types_compatible_p(__typeof__(RSA_free), void (const RSA *)), "RSA_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(RSA_pkey_ctx_ctrl), int (EVP_PKEY_CTX *, int, int, int, void *)) || __builtin_types_compatible_p(__typeof__(RSA_pkey_ctx_ctrl), int (const EVP_PKEY_CTX *, int, int, int, void *)), "RSA_pkey_ctx_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SCRYPT_PARAMS_free), void (SCRYPT_PARAMS *)), "SCRYPT_PARAMS_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SCRYPT_PARAMS_it), const ASN1_ITEM *(void)), "SCRYPT_PARAMS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SCRYPT_PARAMS_new), SCRYPT_PARAMS *(void)), "SCRYPT_PARAMS_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SMIME_crlf_copy), int (BIO *, BIO *, int)) || __builtin_types_compatible_p(__typeof__(SMIME_crlf_copy), int (const BIO *, BIO *, int)) || __builtin_types_compatible_p(__typeof__(SMIME_crlf_copy), int (BIO *, const BIO *, int)) || __builtin_types_compatible_p(__typeof__(SMIME_crlf_copy), int (const BIO *, const BIO *, int)), "SMIME_crlf_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SMIME_read_ASN1), ASN1_VALUE *(BIO *, BIO **, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(SMIME_read_ASN1), ASN1_VALUE * (const BIO *, BIO **, const ASN1_ITEM *)), "SMIME_read_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SMIME_read_ASN1_ex), ASN1_VALUE *(BIO *, int, BIO **, const ASN1_ITEM *, ASN1_VALUE **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SMIME_read_ASN1_ex), ASN1_VALUE * (const BIO *, int, BIO **, const ASN1_ITEM *, ASN1_VALUE **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SMIME_read_ASN1_ex), ASN1_VALUE * (BIO *, int, BIO **, const ASN1_ITEM *, ASN1_VALUE **, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SMIME_read_ASN1_ex), ASN1_VALUE * (const BIO *, int, BIO **, const ASN1_ITEM *, ASN1_VALUE **, const OSSL_LIB_CTX *, const char *)), "SMIME_read_ASN1_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SMIME_text), int (BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(SMIME_text), int (const BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(SMIME_text), int (BIO *, const BIO *)) || __builtin_types_compatible_p(__typeof__(SMIME_text), int (const BIO *, const BIO *)), "SMIME_text");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SMIME_write_ASN1), int (BIO *, ASN1_VALUE *, BIO *, int, int, int, struct stack_st_X509_ALGOR *, const ASN1_ITEM *)), "SMIME_write_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SMIME_write_ASN1_ex), int (BIO *, ASN1_VALUE *, BIO *, int, int, int, struct stack_st_X509_ALGOR *, const ASN1_ITEM *, OSSL_LIB_CTX *, const char *)), "SMIME_write_ASN1_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SRP_Calc_A_param), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SRP_Calc_A_param), int (const SSL *)), "SRP_Calc_A_param");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_description), char *(const SSL_CIPHER *, char *, int)), "SSL_CIPHER_description");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_find), const SSL_CIPHER *(SSL *, const unsigned char *)), "SSL_CIPHER_find");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_find), const SSL_CIPHER *(SSL *, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(SSL_CIPHER_find), const SSL_CIPHER * (const SSL *, const unsigned char *)), "SSL_CIPHER_find");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_get_auth_nid), int (const SSL_CIPHER *)), "SSL_CIPHER_get_auth_nid");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_get_bits), int (const SSL_CIPHER *, int *)), "SSL_CIPHER_get_bits");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_get_cipher_nid), int (const SSL_CIPHER *)), "SSL_CIPHER_get_cipher_nid");
@@ -212,25 +2053,28 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_get_protocol_i
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_get_version), const char *(const SSL_CIPHER *)), "SSL_CIPHER_get_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_is_aead), int (const SSL_CIPHER *)), "SSL_CIPHER_is_aead");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CIPHER_standard_name), const char *(const SSL_CIPHER *)), "SSL_CIPHER_standard_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_add_compression_method), int (int, COMP_METHOD *)), "SSL_COMP_add_compression_method");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_add_compression_method), int (int, COMP_METHOD *)) || __builtin_types_compatible_p(__typeof__(SSL_COMP_add_compression_method), int (int, const COMP_METHOD *)), "SSL_COMP_add_compression_method");
+#ifndef SSL_COMP_free_compression_methods
+#error "SSL_COMP_free_compression_methods is no longer a macro"
+#endif
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_get0_name), const char *(const SSL_COMP *)), "SSL_COMP_get0_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_get_compression_methods), struct stack_st_SSL_COMP *(void)), "SSL_COMP_get_compression_methods");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_get_id), int (const SSL_COMP *)), "SSL_COMP_get_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_get_name), const char *(const COMP_METHOD *)), "SSL_COMP_get_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_set0_compression_methods), struct stack_st_SSL_COMP *(struct stack_st_SSL_COMP *)), "SSL_COMP_set0_compression_methods");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_clear_flags), unsigned int (SSL_CONF_CTX *, unsigned int)), "SSL_CONF_CTX_clear_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_finish), int (SSL_CONF_CTX *)), "SSL_CONF_CTX_finish");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_free), void (SSL_CONF_CTX *)), "SSL_CONF_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_COMP_set0_compression_methods), struct stack_st_SSL_COMP *(struct stack_st_SSL_COMP *)) || __builtin_types_compatible_p(__typeof__(SSL_COMP_set0_compression_methods), struct stack_st_SSL_COMP * (const struct stack_st_SSL_COMP *)), "SSL_COMP_set0_compression_methods");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_clear_flags), unsigned int (SSL_CONF_CTX *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_clear_flags), unsigned int (const SSL_CONF_CTX *, unsigned int)), "SSL_CONF_CTX_clear_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_finish), int (SSL_CONF_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_finish), int (const SSL_CONF_CTX *)), "SSL_CONF_CTX_finish");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_free), void (SSL_CONF_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_free), void (const SSL_CONF_CTX *)), "SSL_CONF_CTX_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_new), SSL_CONF_CTX *(void)), "SSL_CONF_CTX_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set1_prefix), int (SSL_CONF_CTX *, const char *)), "SSL_CONF_CTX_set1_prefix");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_flags), unsigned int (SSL_CONF_CTX *, unsigned int)), "SSL_CONF_CTX_set_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl), void (SSL_CONF_CTX *, SSL *)), "SSL_CONF_CTX_set_ssl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl_ctx), void (SSL_CONF_CTX *, SSL_CTX *)), "SSL_CONF_CTX_set_ssl_ctx");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_cmd), int (SSL_CONF_CTX *, const char *, const char *)), "SSL_CONF_cmd");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_cmd_argv), int (SSL_CONF_CTX *, int *, char ***)), "SSL_CONF_cmd_argv");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_cmd_value_type), int (SSL_CONF_CTX *, const char *)), "SSL_CONF_cmd_value_type");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_SRP_CTX_free), int (SSL_CTX *)), "SSL_CTX_SRP_CTX_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_SRP_CTX_init), int (SSL_CTX *)), "SSL_CTX_SRP_CTX_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set1_prefix), int (SSL_CONF_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set1_prefix), int (const SSL_CONF_CTX *, const char *)), "SSL_CONF_CTX_set1_prefix");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_flags), unsigned int (SSL_CONF_CTX *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_flags), unsigned int (const SSL_CONF_CTX *, unsigned int)), "SSL_CONF_CTX_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl), void (SSL_CONF_CTX *, SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl), void (const SSL_CONF_CTX *, SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl), void (SSL_CONF_CTX *, const SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl), void (const SSL_CONF_CTX *, const SSL *)), "SSL_CONF_CTX_set_ssl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl_ctx), void (SSL_CONF_CTX *, SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl_ctx), void (const SSL_CONF_CTX *, SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl_ctx), void (SSL_CONF_CTX *, const SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_CTX_set_ssl_ctx), void (const SSL_CONF_CTX *, const SSL_CTX *)), "SSL_CONF_CTX_set_ssl_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_cmd), int (SSL_CONF_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_cmd), int (const SSL_CONF_CTX *, const char *, const char *)), "SSL_CONF_cmd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_cmd_argv), int (SSL_CONF_CTX *, int *, char ***)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_cmd_argv), int (const SSL_CONF_CTX *, int *, char ***)), "SSL_CONF_cmd_argv");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CONF_cmd_value_type), int (SSL_CONF_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CONF_cmd_value_type), int (const SSL_CONF_CTX *, const char *)), "SSL_CONF_cmd_value_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_SRP_CTX_free), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_SRP_CTX_free), int (const SSL_CTX *)), "SSL_CTX_SRP_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_SRP_CTX_init), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_SRP_CTX_init), int (const SSL_CTX *)), "SSL_CTX_SRP_CTX_init");
 #ifndef SSL_CTX_add0_chain_cert
 #error "SSL_CTX_add0_chain_cert is no longer a macro"
 #endif
@@ -239,16 +2083,16 @@ static void fli_check_SSL_CTX_add0_chain_cert(SSL_CTX *a0, X509 *a1) { (void)SSL
 #error "SSL_CTX_add1_chain_cert is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_add1_chain_cert(SSL_CTX *a0, X509 *a1) { (void)SSL_CTX_add1_chain_cert(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add1_to_CA_list), int (SSL_CTX *, const X509 *)), "SSL_CTX_add1_to_CA_list");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_CA), int (SSL_CTX *, X509 *)), "SSL_CTX_add_client_CA");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_custom_ext), int (SSL_CTX *, unsigned int, custom_ext_add_cb, custom_ext_free_cb, void *, custom_ext_parse_cb, void *)), "SSL_CTX_add_client_custom_ext");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_custom_ext), int (SSL_CTX *, unsigned int, unsigned int, SSL_custom_ext_add_cb_ex, SSL_custom_ext_free_cb_ex, void *, SSL_custom_ext_parse_cb_ex, void *)), "SSL_CTX_add_custom_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add1_to_CA_list), int (SSL_CTX *, const X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add1_to_CA_list), int (const SSL_CTX *, const X509 *)), "SSL_CTX_add1_to_CA_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_CA), int (SSL_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_CA), int (const SSL_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_CA), int (SSL_CTX *, const X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_CA), int (const SSL_CTX *, const X509 *)), "SSL_CTX_add_client_CA");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_custom_ext), int (SSL_CTX *, unsigned int, custom_ext_add_cb, custom_ext_free_cb, void *, custom_ext_parse_cb, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_client_custom_ext), int (const SSL_CTX *, unsigned int, custom_ext_add_cb, custom_ext_free_cb, void *, custom_ext_parse_cb, void *)), "SSL_CTX_add_client_custom_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_custom_ext), int (SSL_CTX *, unsigned int, unsigned int, SSL_custom_ext_add_cb_ex, SSL_custom_ext_free_cb_ex, void *, SSL_custom_ext_parse_cb_ex, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_custom_ext), int (const SSL_CTX *, unsigned int, unsigned int, SSL_custom_ext_add_cb_ex, SSL_custom_ext_free_cb_ex, void *, SSL_custom_ext_parse_cb_ex, void *)), "SSL_CTX_add_custom_ext");
 #ifndef SSL_CTX_add_extra_chain_cert
 #error "SSL_CTX_add_extra_chain_cert is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_add_extra_chain_cert(SSL_CTX *a0, X509 *a1) { (void)SSL_CTX_add_extra_chain_cert(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_server_custom_ext), int (SSL_CTX *, unsigned int, custom_ext_add_cb, custom_ext_free_cb, void *, custom_ext_parse_cb, void *)), "SSL_CTX_add_server_custom_ext");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_session), int (SSL_CTX *, SSL_SESSION *)), "SSL_CTX_add_session");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_server_custom_ext), int (SSL_CTX *, unsigned int, custom_ext_add_cb, custom_ext_free_cb, void *, custom_ext_parse_cb, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_server_custom_ext), int (const SSL_CTX *, unsigned int, custom_ext_add_cb, custom_ext_free_cb, void *, custom_ext_parse_cb, void *)), "SSL_CTX_add_server_custom_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_add_session), int (SSL_CTX *, SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_session), int (const SSL_CTX *, SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_session), int (SSL_CTX *, const SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_add_session), int (const SSL_CTX *, const SSL_SESSION *)), "SSL_CTX_add_session");
 #ifndef SSL_CTX_build_cert_chain
 #error "SSL_CTX_build_cert_chain is no longer a macro"
 #endif
@@ -271,19 +2115,19 @@ static void fli_check_SSL_CTX_clear_extra_chain_certs(SSL_CTX *a0) { (void)SSL_C
 #error "SSL_CTX_clear_mode is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_clear_mode(SSL_CTX *a0, long a1) { (void)SSL_CTX_clear_mode(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_clear_options), uint64_t (SSL_CTX *, uint64_t)), "SSL_CTX_clear_options");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_compress_certs), int (SSL_CTX *, int)), "SSL_CTX_compress_certs");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_config), int (SSL_CTX *, const char *)), "SSL_CTX_config");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_clear_options), uint64_t (SSL_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_clear_options), uint64_t (const SSL_CTX *, uint64_t)), "SSL_CTX_clear_options");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_compress_certs), int (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_compress_certs), int (const SSL_CTX *, int)), "SSL_CTX_compress_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_config), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_config), int (const SSL_CTX *, const char *)), "SSL_CTX_config");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_ct_is_enabled), int (const SSL_CTX *)), "SSL_CTX_ct_is_enabled");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_ctrl), long (SSL_CTX *, int, long, void *)), "SSL_CTX_ctrl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_clear_flags), unsigned long (SSL_CTX *, unsigned long)), "SSL_CTX_dane_clear_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_enable), int (SSL_CTX *)), "SSL_CTX_dane_enable");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_mtype_set), int (SSL_CTX *, const EVP_MD *, uint8_t, uint8_t)), "SSL_CTX_dane_mtype_set");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_set_flags), unsigned long (SSL_CTX *, unsigned long)), "SSL_CTX_dane_set_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_enable_ct), int (SSL_CTX *, int)), "SSL_CTX_enable_ct");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions), void (SSL_CTX *, long)), "SSL_CTX_flush_sessions");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions_ex), void (SSL_CTX *, time_t)), "SSL_CTX_flush_sessions_ex");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_free), void (SSL_CTX *)), "SSL_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_ctrl), long (SSL_CTX *, int, long, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_ctrl), long (const SSL_CTX *, int, long, void *)), "SSL_CTX_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_clear_flags), unsigned long (SSL_CTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_dane_clear_flags), unsigned long (const SSL_CTX *, unsigned long)), "SSL_CTX_dane_clear_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_enable), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_dane_enable), int (const SSL_CTX *)), "SSL_CTX_dane_enable");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_mtype_set), int (SSL_CTX *, const EVP_MD *, uint8_t, uint8_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_dane_mtype_set), int (const SSL_CTX *, const EVP_MD *, uint8_t, uint8_t)), "SSL_CTX_dane_mtype_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_dane_set_flags), unsigned long (SSL_CTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_dane_set_flags), unsigned long (const SSL_CTX *, unsigned long)), "SSL_CTX_dane_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_enable_ct), int (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_enable_ct), int (const SSL_CTX *, int)), "SSL_CTX_enable_ct");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions), void (SSL_CTX *, long)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions), void (const SSL_CTX *, long)), "SSL_CTX_flush_sessions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions_ex), void (SSL_CTX *, time_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_flush_sessions_ex), void (const SSL_CTX *, time_t)), "SSL_CTX_flush_sessions_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_free), void (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_free), void (const SSL_CTX *)), "SSL_CTX_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_CA_list), const struct stack_st_X509_NAME *(const SSL_CTX *)), "SSL_CTX_get0_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_certificate), X509 *(const SSL_CTX *)), "SSL_CTX_get0_certificate");
 #ifndef SSL_CTX_get0_chain_cert_store
@@ -296,7 +2140,7 @@ static void fli_check_SSL_CTX_get0_chain_cert_store(SSL_CTX *a0, void *a1) { (vo
 static void fli_check_SSL_CTX_get0_chain_certs(SSL_CTX *a0, STACK_OF(X509) **a1) { (void)SSL_CTX_get0_chain_certs(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_client_cert_type), int (const SSL_CTX *, unsigned char **, size_t *)), "SSL_CTX_get0_client_cert_type");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_ctlog_store), const CTLOG_STORE *(const SSL_CTX *)), "SSL_CTX_get0_ctlog_store");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_param), X509_VERIFY_PARAM *(SSL_CTX *)), "SSL_CTX_get0_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_param), X509_VERIFY_PARAM *(SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_get0_param), X509_VERIFY_PARAM * (const SSL_CTX *)), "SSL_CTX_get0_param");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_privatekey), EVP_PKEY *(const SSL_CTX *)), "SSL_CTX_get0_privatekey");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_security_ex_data), void *(const SSL_CTX *)), "SSL_CTX_get0_security_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_server_cert_type), int (const SSL_CTX *, unsigned char **, size_t *)), "SSL_CTX_get0_server_cert_type");
@@ -304,7 +2148,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get0_server_cert_
 #error "SSL_CTX_get0_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_get0_verify_cert_store(SSL_CTX *a0, void *a1) { (void)SSL_CTX_get0_verify_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get1_compressed_cert), size_t (SSL_CTX *, int, unsigned char **, size_t *)), "SSL_CTX_get1_compressed_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get1_compressed_cert), size_t (SSL_CTX *, int, unsigned char **, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_get1_compressed_cert), size_t (const SSL_CTX *, int, unsigned char **, size_t *)), "SSL_CTX_get1_compressed_cert");
 #ifndef SSL_CTX_get_app_data
 #error "SSL_CTX_get_app_data is no longer a macro"
 #endif
@@ -313,8 +2157,8 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_cert_store), 
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_ciphers), struct stack_st_SSL_CIPHER *(const SSL_CTX *)), "SSL_CTX_get_ciphers");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_client_CA_list), struct stack_st_X509_NAME *(const SSL_CTX *)), "SSL_CTX_get_client_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_client_cert_cb), int (*(SSL_CTX *))(SSL *, X509 **, EVP_PKEY **)), "SSL_CTX_get_client_cert_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_default_passwd_cb), pem_password_cb *(SSL_CTX *)), "SSL_CTX_get_default_passwd_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_default_passwd_cb_userdata), void *(SSL_CTX *)), "SSL_CTX_get_default_passwd_cb_userdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_default_passwd_cb), pem_password_cb *(SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_get_default_passwd_cb), pem_password_cb * (const SSL_CTX *)), "SSL_CTX_get_default_passwd_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_default_passwd_cb_userdata), void *(SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_get_default_passwd_cb_userdata), void * (const SSL_CTX *)), "SSL_CTX_get_default_passwd_cb_userdata");
 #ifndef SSL_CTX_get_default_read_ahead
 #error "SSL_CTX_get_default_read_ahead is no longer a macro"
 #endif
@@ -389,17 +2233,17 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_verify_callba
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_verify_depth), int (const SSL_CTX *)), "SSL_CTX_get_verify_depth");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_get_verify_mode), int (const SSL_CTX *)), "SSL_CTX_get_verify_mode");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_has_client_custom_ext), int (const SSL_CTX *, unsigned int)), "SSL_CTX_has_client_custom_ext");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_dir), int (SSL_CTX *, const char *)), "SSL_CTX_load_verify_dir");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_file), int (SSL_CTX *, const char *)), "SSL_CTX_load_verify_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_locations), int (SSL_CTX *, const char *, const char *)), "SSL_CTX_load_verify_locations");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_store), int (SSL_CTX *, const char *)), "SSL_CTX_load_verify_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_dir), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_dir), int (const SSL_CTX *, const char *)), "SSL_CTX_load_verify_dir");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_file), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_file), int (const SSL_CTX *, const char *)), "SSL_CTX_load_verify_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_locations), int (SSL_CTX *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_locations), int (const SSL_CTX *, const char *, const char *)), "SSL_CTX_load_verify_locations");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_store), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_load_verify_store), int (const SSL_CTX *, const char *)), "SSL_CTX_load_verify_store");
 #ifndef SSL_CTX_need_tmp_RSA
 #error "SSL_CTX_need_tmp_RSA is no longer a macro"
 #endif
 _Static_assert(SSL_CTX_need_tmp_RSA(0) == 0, "SSL_CTX_need_tmp_RSA");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_new), SSL_CTX *(const SSL_METHOD *)), "SSL_CTX_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_new_ex), SSL_CTX *(OSSL_LIB_CTX *, const char *, const SSL_METHOD *)), "SSL_CTX_new_ex");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_remove_session), int (SSL_CTX *, SSL_SESSION *)), "SSL_CTX_remove_session");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_new_ex), SSL_CTX *(OSSL_LIB_CTX *, const char *, const SSL_METHOD *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_new_ex), SSL_CTX * (const OSSL_LIB_CTX *, const char *, const SSL_METHOD *)), "SSL_CTX_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_remove_session), int (SSL_CTX *, SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_remove_session), int (const SSL_CTX *, SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_remove_session), int (SSL_CTX *, const SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_remove_session), int (const SSL_CTX *, const SSL_SESSION *)), "SSL_CTX_remove_session");
 #ifndef SSL_CTX_select_current_cert
 #error "SSL_CTX_select_current_cert is no longer a macro"
 #endif
@@ -466,8 +2310,8 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_sess_set_remove_c
 #error "SSL_CTX_sess_timeouts is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_sess_timeouts(SSL_CTX *a0) { (void)SSL_CTX_sess_timeouts(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_sessions), struct lhash_st_SSL_SESSION *(SSL_CTX *)), "SSL_CTX_sessions");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_CA_list), void (SSL_CTX *, struct stack_st_X509_NAME *)), "SSL_CTX_set0_CA_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_sessions), struct lhash_st_SSL_SESSION *(SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_sessions), struct lhash_st_SSL_SESSION * (const SSL_CTX *)), "SSL_CTX_sessions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_CA_list), void (SSL_CTX *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_CA_list), void (const SSL_CTX *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_CA_list), void (SSL_CTX *, const struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_CA_list), void (const SSL_CTX *, const struct stack_st_X509_NAME *)), "SSL_CTX_set0_CA_list");
 #ifndef SSL_CTX_set0_chain
 #error "SSL_CTX_set0_chain is no longer a macro"
 #endif
@@ -476,15 +2320,15 @@ static void fli_check_SSL_CTX_set0_chain(SSL_CTX *a0, STACK_OF(X509) *a1) { (voi
 #error "SSL_CTX_set0_chain_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set0_chain_cert_store(SSL_CTX *a0, X509_STORE *a1) { (void)SSL_CTX_set0_chain_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_ctlog_store), void (SSL_CTX *, CTLOG_STORE *)), "SSL_CTX_set0_ctlog_store");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_security_ex_data), void (SSL_CTX *, void *)), "SSL_CTX_set0_security_ex_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_tmp_dh_pkey), int (SSL_CTX *, EVP_PKEY *)), "SSL_CTX_set0_tmp_dh_pkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_ctlog_store), void (SSL_CTX *, CTLOG_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_ctlog_store), void (const SSL_CTX *, CTLOG_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_ctlog_store), void (SSL_CTX *, const CTLOG_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_ctlog_store), void (const SSL_CTX *, const CTLOG_STORE *)), "SSL_CTX_set0_ctlog_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_security_ex_data), void (SSL_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_security_ex_data), void (const SSL_CTX *, void *)), "SSL_CTX_set0_security_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set0_tmp_dh_pkey), int (SSL_CTX *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_tmp_dh_pkey), int (const SSL_CTX *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_tmp_dh_pkey), int (SSL_CTX *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set0_tmp_dh_pkey), int (const SSL_CTX *, const EVP_PKEY *)), "SSL_CTX_set0_tmp_dh_pkey");
 #ifndef SSL_CTX_set0_verify_cert_store
 #error "SSL_CTX_set0_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set0_verify_cert_store(SSL_CTX *a0, X509_STORE *a1) { (void)SSL_CTX_set0_verify_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_comp_preference), int (SSL_CTX *, int *, size_t)), "SSL_CTX_set1_cert_comp_preference");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_store), void (SSL_CTX *, X509_STORE *)), "SSL_CTX_set1_cert_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_comp_preference), int (SSL_CTX *, int *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_comp_preference), int (const SSL_CTX *, int *, size_t)), "SSL_CTX_set1_cert_comp_preference");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_store), void (SSL_CTX *, X509_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_store), void (const SSL_CTX *, X509_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_store), void (SSL_CTX *, const X509_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_cert_store), void (const SSL_CTX *, const X509_STORE *)), "SSL_CTX_set1_cert_store");
 #ifndef SSL_CTX_set1_chain
 #error "SSL_CTX_set1_chain is no longer a macro"
 #endif
@@ -493,7 +2337,7 @@ static void fli_check_SSL_CTX_set1_chain(SSL_CTX *a0, STACK_OF(X509) *a1) { (voi
 #error "SSL_CTX_set1_chain_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set1_chain_cert_store(SSL_CTX *a0, X509_STORE *a1) { (void)SSL_CTX_set1_chain_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_client_cert_type), int (SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_set1_client_cert_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_client_cert_type), int (SSL_CTX *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_client_cert_type), int (const SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_set1_client_cert_type");
 #ifndef SSL_CTX_set1_client_certificate_types
 #error "SSL_CTX_set1_client_certificate_types is no longer a macro"
 #endif
@@ -506,7 +2350,7 @@ static void fli_check_SSL_CTX_set1_client_sigalgs(SSL_CTX *a0, void *a1, long a2
 #error "SSL_CTX_set1_client_sigalgs_list is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set1_client_sigalgs_list(SSL_CTX *a0, const char *a1) { (void)SSL_CTX_set1_client_sigalgs_list(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_compressed_cert), int (SSL_CTX *, int, unsigned char *, size_t, size_t)), "SSL_CTX_set1_compressed_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_compressed_cert), int (SSL_CTX *, int, unsigned char *, size_t, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_compressed_cert), int (const SSL_CTX *, int, unsigned char *, size_t, size_t)), "SSL_CTX_set1_compressed_cert");
 #ifndef SSL_CTX_set1_groups
 #error "SSL_CTX_set1_groups is no longer a macro"
 #endif
@@ -515,8 +2359,8 @@ static void fli_check_SSL_CTX_set1_groups(SSL_CTX *a0, const int *a1, long a2) {
 #error "SSL_CTX_set1_groups_list is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set1_groups_list(SSL_CTX *a0, const char *a1) { (void)SSL_CTX_set1_groups_list(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_param), int (SSL_CTX *, X509_VERIFY_PARAM *)), "SSL_CTX_set1_param");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_server_cert_type), int (SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_set1_server_cert_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_param), int (SSL_CTX *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_param), int (const SSL_CTX *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_param), int (SSL_CTX *, const X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_param), int (const SSL_CTX *, const X509_VERIFY_PARAM *)), "SSL_CTX_set1_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set1_server_cert_type), int (SSL_CTX *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set1_server_cert_type), int (const SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_set1_server_cert_type");
 #ifndef SSL_CTX_set1_sigalgs
 #error "SSL_CTX_set1_sigalgs is no longer a macro"
 #endif
@@ -529,64 +2373,68 @@ static void fli_check_SSL_CTX_set1_sigalgs_list(SSL_CTX *a0, const char *a1) { (
 #error "SSL_CTX_set1_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set1_verify_cert_store(SSL_CTX *a0, X509_STORE *a1) { (void)SSL_CTX_set1_verify_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_allow_early_data_cb), void (SSL_CTX *, SSL_allow_early_data_cb_fn, void *)), "SSL_CTX_set_allow_early_data_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_alpn_protos), int (SSL_CTX *, const unsigned char *, unsigned int)), "SSL_CTX_set_alpn_protos");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_alpn_select_cb), void (SSL_CTX *, SSL_CTX_alpn_select_cb_func, void *)), "SSL_CTX_set_alpn_select_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_allow_early_data_cb), void (SSL_CTX *, SSL_allow_early_data_cb_fn, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_allow_early_data_cb), void (const SSL_CTX *, SSL_allow_early_data_cb_fn, void *)), "SSL_CTX_set_allow_early_data_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_alpn_protos), int (SSL_CTX *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_alpn_protos), int (const SSL_CTX *, const unsigned char *, unsigned int)), "SSL_CTX_set_alpn_protos");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_alpn_select_cb), void (SSL_CTX *, SSL_CTX_alpn_select_cb_func, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_alpn_select_cb), void (const SSL_CTX *, SSL_CTX_alpn_select_cb_func, void *)), "SSL_CTX_set_alpn_select_cb");
 #ifndef SSL_CTX_set_app_data
 #error "SSL_CTX_set_app_data is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_app_data(SSL_CTX *a0, void *a1) { (void)SSL_CTX_set_app_data(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback), int (SSL_CTX *, SSL_async_callback_fn)), "SSL_CTX_set_async_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback_arg), int (SSL_CTX *, void *)), "SSL_CTX_set_async_callback_arg");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding), int (SSL_CTX *, size_t)), "SSL_CTX_set_block_padding");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding_ex), int (SSL_CTX *, size_t, size_t)), "SSL_CTX_set_block_padding_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback), int (SSL_CTX *, SSL_async_callback_fn)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback), int (const SSL_CTX *, SSL_async_callback_fn)), "SSL_CTX_set_async_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback_arg), int (SSL_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_async_callback_arg), int (const SSL_CTX *, void *)), "SSL_CTX_set_async_callback_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding), int (SSL_CTX *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding), int (const SSL_CTX *, size_t)), "SSL_CTX_set_block_padding");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding_ex), int (SSL_CTX *, size_t, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_block_padding_ex), int (const SSL_CTX *, size_t, size_t)), "SSL_CTX_set_block_padding_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_cb), void (SSL_CTX *, int (*)(SSL *, void *), void *)), "SSL_CTX_set_cert_cb");
 #ifndef SSL_CTX_set_cert_flags
 #error "SSL_CTX_set_cert_flags is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_cert_flags(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_cert_flags(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_store), void (SSL_CTX *, X509_STORE *)), "SSL_CTX_set_cert_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_store), void (SSL_CTX *, X509_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_store), void (const SSL_CTX *, X509_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_store), void (SSL_CTX *, const X509_STORE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_store), void (const SSL_CTX *, const X509_STORE *)), "SSL_CTX_set_cert_store");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cert_verify_callback), void (SSL_CTX *, int (*)(X509_STORE_CTX *, void *), void *)), "SSL_CTX_set_cert_verify_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cipher_list), int (SSL_CTX *, const char *)), "SSL_CTX_set_cipher_list");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ciphersuites), int (SSL_CTX *, const char *)), "SSL_CTX_set_ciphersuites");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_CA_list), void (SSL_CTX *, struct stack_st_X509_NAME *)), "SSL_CTX_set_client_CA_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cipher_list), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_cipher_list), int (const SSL_CTX *, const char *)), "SSL_CTX_set_cipher_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ciphersuites), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_ciphersuites), int (const SSL_CTX *, const char *)), "SSL_CTX_set_ciphersuites");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_CA_list), void (SSL_CTX *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_CA_list), void (const SSL_CTX *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_CA_list), void (SSL_CTX *, const struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_CA_list), void (const SSL_CTX *, const struct stack_st_X509_NAME *)), "SSL_CTX_set_client_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_cert_cb), void (SSL_CTX *, int (*)(SSL *, X509 **, EVP_PKEY **))), "SSL_CTX_set_client_cert_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_cert_engine), int (SSL_CTX *, ENGINE *)), "SSL_CTX_set_client_cert_engine");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_hello_cb), void (SSL_CTX *, SSL_client_hello_cb_fn, void *)), "SSL_CTX_set_client_hello_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_cert_engine), int (SSL_CTX *, ENGINE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_cert_engine), int (const SSL_CTX *, ENGINE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_cert_engine), int (SSL_CTX *, const ENGINE *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_cert_engine), int (const SSL_CTX *, const ENGINE *)), "SSL_CTX_set_client_cert_engine");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_hello_cb), void (SSL_CTX *, SSL_client_hello_cb_fn, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_client_hello_cb), void (const SSL_CTX *, SSL_client_hello_cb_fn, void *)), "SSL_CTX_set_client_hello_cb");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cookie_generate_cb), void (SSL_CTX *, int (*)(SSL *, unsigned char *, unsigned int *))), "SSL_CTX_set_cookie_generate_cb");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_cookie_verify_cb), void (SSL_CTX *, int (*)(SSL *, const unsigned char *, unsigned int))), "SSL_CTX_set_cookie_verify_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ct_validation_callback), int (SSL_CTX *, ssl_ct_validation_cb, void *)), "SSL_CTX_set_ct_validation_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ctlog_list_file), int (SSL_CTX *, const char *)), "SSL_CTX_set_ctlog_list_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ct_validation_callback), int (SSL_CTX *, ssl_ct_validation_cb, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_ct_validation_callback), int (const SSL_CTX *, ssl_ct_validation_cb, void *)), "SSL_CTX_set_ct_validation_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ctlog_list_file), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_ctlog_list_file), int (const SSL_CTX *, const char *)), "SSL_CTX_set_ctlog_list_file");
 #ifndef SSL_CTX_set_current_cert
 #error "SSL_CTX_set_current_cert is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_current_cert(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_current_cert(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_ctlog_list_file), int (SSL_CTX *)), "SSL_CTX_set_default_ctlog_list_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_passwd_cb), void (SSL_CTX *, pem_password_cb *)), "SSL_CTX_set_default_passwd_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_passwd_cb_userdata), void (SSL_CTX *, void *)), "SSL_CTX_set_default_passwd_cb_userdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_ctlog_list_file), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_ctlog_list_file), int (const SSL_CTX *)), "SSL_CTX_set_default_ctlog_list_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_passwd_cb), void (SSL_CTX *, pem_password_cb *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_passwd_cb), void (const SSL_CTX *, pem_password_cb *)), "SSL_CTX_set_default_passwd_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_passwd_cb_userdata), void (SSL_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_passwd_cb_userdata), void (const SSL_CTX *, void *)), "SSL_CTX_set_default_passwd_cb_userdata");
 #ifndef SSL_CTX_set_default_read_ahead
 #error "SSL_CTX_set_default_read_ahead is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_default_read_ahead(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_default_read_ahead(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_read_buffer_len), void (SSL_CTX *, size_t)), "SSL_CTX_set_default_read_buffer_len");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_dir), int (SSL_CTX *)), "SSL_CTX_set_default_verify_dir");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_file), int (SSL_CTX *)), "SSL_CTX_set_default_verify_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_paths), int (SSL_CTX *)), "SSL_CTX_set_default_verify_paths");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_store), int (SSL_CTX *)), "SSL_CTX_set_default_verify_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_read_buffer_len), void (SSL_CTX *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_read_buffer_len), void (const SSL_CTX *, size_t)), "SSL_CTX_set_default_read_buffer_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_dir), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_dir), int (const SSL_CTX *)), "SSL_CTX_set_default_verify_dir");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_file), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_file), int (const SSL_CTX *)), "SSL_CTX_set_default_verify_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_paths), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_paths), int (const SSL_CTX *)), "SSL_CTX_set_default_verify_paths");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_store), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_default_verify_store), int (const SSL_CTX *)), "SSL_CTX_set_default_verify_store");
 #ifndef SSL_CTX_set_dh_auto
 #error "SSL_CTX_set_dh_auto is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_dh_auto(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_dh_auto(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_domain_flags), int (SSL_CTX *, uint64_t)), "SSL_CTX_set_domain_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ex_data), int (SSL_CTX *, int, void *)), "SSL_CTX_set_ex_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_generate_session_id), int (SSL_CTX *, GEN_SESSION_CB)), "SSL_CTX_set_generate_session_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_domain_flags), int (SSL_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_domain_flags), int (const SSL_CTX *, uint64_t)), "SSL_CTX_set_domain_flags");
+#ifndef SSL_CTX_set_ecdh_auto
+#error "SSL_CTX_set_ecdh_auto is no longer a macro"
+#endif
+static void fli_check_SSL_CTX_set_ecdh_auto(SSL_CTX *a0, int a1) { (void)SSL_CTX_set_ecdh_auto(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ex_data), int (SSL_CTX *, int, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_ex_data), int (const SSL_CTX *, int, void *)), "SSL_CTX_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_generate_session_id), int (SSL_CTX *, GEN_SESSION_CB)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_generate_session_id), int (const SSL_CTX *, GEN_SESSION_CB)), "SSL_CTX_set_generate_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_info_callback), void (SSL_CTX *, void (*)(const SSL *, int, int))), "SSL_CTX_set_info_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_keylog_callback), void (SSL_CTX *, SSL_CTX_keylog_cb_func)), "SSL_CTX_set_keylog_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_keylog_callback), void (SSL_CTX *, SSL_CTX_keylog_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_keylog_callback), void (const SSL_CTX *, SSL_CTX_keylog_cb_func)), "SSL_CTX_set_keylog_callback");
 #ifndef SSL_CTX_set_max_cert_list
 #error "SSL_CTX_set_max_cert_list is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_max_cert_list(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_max_cert_list(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_max_early_data), int (SSL_CTX *, uint32_t)), "SSL_CTX_set_max_early_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_max_early_data), int (SSL_CTX *, uint32_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_max_early_data), int (const SSL_CTX *, uint32_t)), "SSL_CTX_set_max_early_data");
 #ifndef SSL_CTX_set_max_pipelines
 #error "SSL_CTX_set_max_pipelines is no longer a macro"
 #endif
@@ -612,8 +2460,8 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_msg_callback)
 #error "SSL_CTX_set_msg_callback_arg is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_msg_callback_arg(SSL_CTX *a0, void *a1) { (void)SSL_CTX_set_msg_callback_arg(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_next_proto_select_cb), void (SSL_CTX *, SSL_CTX_npn_select_cb_func, void *)), "SSL_CTX_set_next_proto_select_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_next_protos_advertised_cb), void (SSL_CTX *, SSL_CTX_npn_advertised_cb_func, void *)), "SSL_CTX_set_next_protos_advertised_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_next_proto_select_cb), void (SSL_CTX *, SSL_CTX_npn_select_cb_func, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_next_proto_select_cb), void (const SSL_CTX *, SSL_CTX_npn_select_cb_func, void *)), "SSL_CTX_set_next_proto_select_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_next_protos_advertised_cb), void (SSL_CTX *, SSL_CTX_npn_advertised_cb_func, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_next_protos_advertised_cb), void (const SSL_CTX *, SSL_CTX_npn_advertised_cb_func, void *)), "SSL_CTX_set_next_protos_advertised_cb");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_not_resumable_session_callback), void (SSL_CTX *, int (*)(SSL *, int))), "SSL_CTX_set_not_resumable_session_callback");
 #ifndef SSL_CTX_set_npn_advertised_cb
 #error "SSL_CTX_set_npn_advertised_cb is no longer a macro"
@@ -621,46 +2469,46 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_not_resumable
 #ifndef SSL_CTX_set_npn_select_cb
 #error "SSL_CTX_set_npn_select_cb is no longer a macro"
 #endif
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_num_tickets), int (SSL_CTX *, size_t)), "SSL_CTX_set_num_tickets");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_options), uint64_t (SSL_CTX *, uint64_t)), "SSL_CTX_set_options");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_post_handshake_auth), void (SSL_CTX *, int)), "SSL_CTX_set_post_handshake_auth");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_client_callback), void (SSL_CTX *, SSL_psk_client_cb_func)), "SSL_CTX_set_psk_client_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_find_session_callback), void (SSL_CTX *, SSL_psk_find_session_cb_func)), "SSL_CTX_set_psk_find_session_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_server_callback), void (SSL_CTX *, SSL_psk_server_cb_func)), "SSL_CTX_set_psk_server_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_use_session_callback), void (SSL_CTX *, SSL_psk_use_session_cb_func)), "SSL_CTX_set_psk_use_session_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_purpose), int (SSL_CTX *, int)), "SSL_CTX_set_purpose");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_quiet_shutdown), void (SSL_CTX *, int)), "SSL_CTX_set_quiet_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_num_tickets), int (SSL_CTX *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_num_tickets), int (const SSL_CTX *, size_t)), "SSL_CTX_set_num_tickets");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_options), uint64_t (SSL_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_options), uint64_t (const SSL_CTX *, uint64_t)), "SSL_CTX_set_options");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_post_handshake_auth), void (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_post_handshake_auth), void (const SSL_CTX *, int)), "SSL_CTX_set_post_handshake_auth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_client_callback), void (SSL_CTX *, SSL_psk_client_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_client_callback), void (const SSL_CTX *, SSL_psk_client_cb_func)), "SSL_CTX_set_psk_client_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_find_session_callback), void (SSL_CTX *, SSL_psk_find_session_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_find_session_callback), void (const SSL_CTX *, SSL_psk_find_session_cb_func)), "SSL_CTX_set_psk_find_session_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_server_callback), void (SSL_CTX *, SSL_psk_server_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_server_callback), void (const SSL_CTX *, SSL_psk_server_cb_func)), "SSL_CTX_set_psk_server_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_use_session_callback), void (SSL_CTX *, SSL_psk_use_session_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_psk_use_session_callback), void (const SSL_CTX *, SSL_psk_use_session_cb_func)), "SSL_CTX_set_psk_use_session_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_purpose), int (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_purpose), int (const SSL_CTX *, int)), "SSL_CTX_set_purpose");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_quiet_shutdown), void (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_quiet_shutdown), void (const SSL_CTX *, int)), "SSL_CTX_set_quiet_shutdown");
 #ifndef SSL_CTX_set_read_ahead
 #error "SSL_CTX_set_read_ahead is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_read_ahead(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_read_ahead(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_record_padding_callback), void (SSL_CTX *, size_t (*)(SSL *, int, size_t, void *))), "SSL_CTX_set_record_padding_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_record_padding_callback_arg), void (SSL_CTX *, void *)), "SSL_CTX_set_record_padding_callback_arg");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_recv_max_early_data), int (SSL_CTX *, uint32_t)), "SSL_CTX_set_recv_max_early_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_record_padding_callback_arg), void (SSL_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_record_padding_callback_arg), void (const SSL_CTX *, void *)), "SSL_CTX_set_record_padding_callback_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_recv_max_early_data), int (SSL_CTX *, uint32_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_recv_max_early_data), int (const SSL_CTX *, uint32_t)), "SSL_CTX_set_recv_max_early_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_security_callback), void (SSL_CTX *, int (*)(const SSL *, const SSL_CTX *, int, int, int, void *, void *))), "SSL_CTX_set_security_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_security_level), void (SSL_CTX *, int)), "SSL_CTX_set_security_level");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_security_level), void (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_security_level), void (const SSL_CTX *, int)), "SSL_CTX_set_security_level");
 #ifndef SSL_CTX_set_session_cache_mode
 #error "SSL_CTX_set_session_cache_mode is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_session_cache_mode(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_session_cache_mode(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_session_id_context), int (SSL_CTX *, const unsigned char *, unsigned int)), "SSL_CTX_set_session_id_context");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_session_ticket_cb), int (SSL_CTX *, SSL_CTX_generate_session_ticket_fn, SSL_CTX_decrypt_session_ticket_fn, void *)), "SSL_CTX_set_session_ticket_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_session_id_context), int (SSL_CTX *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_session_id_context), int (const SSL_CTX *, const unsigned char *, unsigned int)), "SSL_CTX_set_session_id_context");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_session_ticket_cb), int (SSL_CTX *, SSL_CTX_generate_session_ticket_fn, SSL_CTX_decrypt_session_ticket_fn, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_session_ticket_cb), int (const SSL_CTX *, SSL_CTX_generate_session_ticket_fn, SSL_CTX_decrypt_session_ticket_fn, void *)), "SSL_CTX_set_session_ticket_cb");
 #ifndef SSL_CTX_set_split_send_fragment
 #error "SSL_CTX_set_split_send_fragment is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_split_send_fragment(SSL_CTX *a0, long a1) { (void)SSL_CTX_set_split_send_fragment(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_cb_arg), int (SSL_CTX *, void *)), "SSL_CTX_set_srp_cb_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_cb_arg), int (SSL_CTX *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_cb_arg), int (const SSL_CTX *, void *)), "SSL_CTX_set_srp_cb_arg");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_client_pwd_callback), int (SSL_CTX *, char *(*)(SSL *, void *))), "SSL_CTX_set_srp_client_pwd_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_password), int (SSL_CTX *, char *)), "SSL_CTX_set_srp_password");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_strength), int (SSL_CTX *, int)), "SSL_CTX_set_srp_strength");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_username), int (SSL_CTX *, char *)), "SSL_CTX_set_srp_username");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_password), int (SSL_CTX *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_password), int (const SSL_CTX *, char *)), "SSL_CTX_set_srp_password");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_strength), int (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_strength), int (const SSL_CTX *, int)), "SSL_CTX_set_srp_strength");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_username), int (SSL_CTX *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_username), int (const SSL_CTX *, char *)), "SSL_CTX_set_srp_username");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_username_callback), int (SSL_CTX *, int (*)(SSL *, int *, void *))), "SSL_CTX_set_srp_username_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_srp_verify_param_callback), int (SSL_CTX *, int (*)(SSL *, void *))), "SSL_CTX_set_srp_verify_param_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ssl_version), int (SSL_CTX *, const SSL_METHOD *)), "SSL_CTX_set_ssl_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_ssl_version), int (SSL_CTX *, const SSL_METHOD *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_ssl_version), int (const SSL_CTX *, const SSL_METHOD *)), "SSL_CTX_set_ssl_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_stateless_cookie_generate_cb), void (SSL_CTX *, int (*)(SSL *, unsigned char *, size_t *))), "SSL_CTX_set_stateless_cookie_generate_cb");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_stateless_cookie_verify_cb), void (SSL_CTX *, int (*)(SSL *, const unsigned char *, size_t))), "SSL_CTX_set_stateless_cookie_verify_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_timeout), long (SSL_CTX *, long)), "SSL_CTX_set_timeout");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_max_fragment_length), int (SSL_CTX *, uint8_t)), "SSL_CTX_set_tlsext_max_fragment_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_timeout), long (SSL_CTX *, long)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_timeout), long (const SSL_CTX *, long)), "SSL_CTX_set_timeout");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_max_fragment_length), int (SSL_CTX *, uint8_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_max_fragment_length), int (const SSL_CTX *, uint8_t)), "SSL_CTX_set_tlsext_max_fragment_length");
 #ifndef SSL_CTX_set_tlsext_servername_arg
 #error "SSL_CTX_set_tlsext_servername_arg is no longer a macro"
 #endif
@@ -690,7 +2538,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_ticket
 #error "SSL_CTX_set_tlsext_ticket_keys is no longer a macro"
 #endif
 static void fli_check_SSL_CTX_set_tlsext_ticket_keys(SSL_CTX *a0, void *a1, long a2) { (void)SSL_CTX_set_tlsext_ticket_keys(a0, a1, a2); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_use_srtp), int (SSL_CTX *, const char *)), "SSL_CTX_set_tlsext_use_srtp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_use_srtp), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_tlsext_use_srtp), int (const SSL_CTX *, const char *)), "SSL_CTX_set_tlsext_use_srtp");
 #ifndef SSL_CTX_set_tmp_dh
 #error "SSL_CTX_set_tmp_dh is no longer a macro"
 #endif
@@ -707,35 +2555,39 @@ _Static_assert(SSL_CTX_set_tmp_rsa(0, 0) == 1, "SSL_CTX_set_tmp_rsa");
 #ifndef SSL_CTX_set_tmp_rsa_callback
 #error "SSL_CTX_set_tmp_rsa_callback is no longer a macro"
 #endif
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_trust), int (SSL_CTX *, int)), "SSL_CTX_set_trust");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_verify), void (SSL_CTX *, int, SSL_verify_cb)), "SSL_CTX_set_verify");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_verify_depth), void (SSL_CTX *, int)), "SSL_CTX_set_verify_depth");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_up_ref), int (SSL_CTX *)), "SSL_CTX_up_ref");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey), int (SSL_CTX *, EVP_PKEY *)), "SSL_CTX_use_PrivateKey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey_ASN1), int (int, SSL_CTX *, const unsigned char *, long)), "SSL_CTX_use_PrivateKey_ASN1");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey_file), int (SSL_CTX *, const char *, int)), "SSL_CTX_use_PrivateKey_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey), int (SSL_CTX *, RSA *)), "SSL_CTX_use_RSAPrivateKey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey_ASN1), int (SSL_CTX *, const unsigned char *, long)), "SSL_CTX_use_RSAPrivateKey_ASN1");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey_file), int (SSL_CTX *, const char *, int)), "SSL_CTX_use_RSAPrivateKey_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_trust), int (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_trust), int (const SSL_CTX *, int)), "SSL_CTX_set_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_verify), void (SSL_CTX *, int, SSL_verify_cb)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_verify), void (const SSL_CTX *, int, SSL_verify_cb)), "SSL_CTX_set_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_set_verify_depth), void (SSL_CTX *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_set_verify_depth), void (const SSL_CTX *, int)), "SSL_CTX_set_verify_depth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_up_ref), int (SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_up_ref), int (const SSL_CTX *)), "SSL_CTX_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey), int (SSL_CTX *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey), int (const SSL_CTX *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey), int (SSL_CTX *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey), int (const SSL_CTX *, const EVP_PKEY *)), "SSL_CTX_use_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey_ASN1), int (int, SSL_CTX *, const unsigned char *, long)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey_ASN1), int (int, const SSL_CTX *, const unsigned char *, long)), "SSL_CTX_use_PrivateKey_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey_file), int (SSL_CTX *, const char *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_PrivateKey_file), int (const SSL_CTX *, const char *, int)), "SSL_CTX_use_PrivateKey_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey), int (SSL_CTX *, RSA *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey), int (const SSL_CTX *, RSA *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey), int (SSL_CTX *, const RSA *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey), int (const SSL_CTX *, const RSA *)), "SSL_CTX_use_RSAPrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey_ASN1), int (SSL_CTX *, const unsigned char *, long)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey_ASN1), int (const SSL_CTX *, const unsigned char *, long)), "SSL_CTX_use_RSAPrivateKey_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey_file), int (SSL_CTX *, const char *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_RSAPrivateKey_file), int (const SSL_CTX *, const char *, int)), "SSL_CTX_use_RSAPrivateKey_file");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_cert_and_key), int (SSL_CTX *, X509 *, EVP_PKEY *, struct stack_st_X509 *, int)), "SSL_CTX_use_cert_and_key");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate), int (SSL_CTX *, X509 *)), "SSL_CTX_use_certificate");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_ASN1), int (SSL_CTX *, int, const unsigned char *)), "SSL_CTX_use_certificate_ASN1");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_chain_file), int (SSL_CTX *, const char *)), "SSL_CTX_use_certificate_chain_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_file), int (SSL_CTX *, const char *, int)), "SSL_CTX_use_certificate_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_psk_identity_hint), int (SSL_CTX *, const char *)), "SSL_CTX_use_psk_identity_hint");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo), int (SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_use_serverinfo");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_ex), int (SSL_CTX *, unsigned int, const unsigned char *, size_t)), "SSL_CTX_use_serverinfo_ex");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_file), int (SSL_CTX *, const char *)), "SSL_CTX_use_serverinfo_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate), int (SSL_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate), int (const SSL_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate), int (SSL_CTX *, const X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate), int (const SSL_CTX *, const X509 *)), "SSL_CTX_use_certificate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_ASN1), int (SSL_CTX *, int, const unsigned char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_ASN1), int (const SSL_CTX *, int, const unsigned char *)), "SSL_CTX_use_certificate_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_chain_file), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_chain_file), int (const SSL_CTX *, const char *)), "SSL_CTX_use_certificate_chain_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_file), int (SSL_CTX *, const char *, int)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_certificate_file), int (const SSL_CTX *, const char *, int)), "SSL_CTX_use_certificate_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_psk_identity_hint), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_psk_identity_hint), int (const SSL_CTX *, const char *)), "SSL_CTX_use_psk_identity_hint");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo), int (SSL_CTX *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo), int (const SSL_CTX *, const unsigned char *, size_t)), "SSL_CTX_use_serverinfo");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_ex), int (SSL_CTX *, unsigned int, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_ex), int (const SSL_CTX *, unsigned int, const unsigned char *, size_t)), "SSL_CTX_use_serverinfo_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_file), int (SSL_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_CTX_use_serverinfo_file), int (const SSL_CTX *, const char *)), "SSL_CTX_use_serverinfo_file");
+#ifndef SSL_OP_BIT
+#error "SSL_OP_BIT is no longer a macro"
+#endif
+static void fli_check_SSL_OP_BIT(uint64_t a0) { (void)SSL_OP_BIT(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_dup), SSL_SESSION *(const SSL_SESSION *)), "SSL_SESSION_dup");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_free), void (SSL_SESSION *)), "SSL_SESSION_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_free), void (SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_free), void (const SSL_SESSION *)), "SSL_SESSION_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_alpn_selected), void (const SSL_SESSION *, const unsigned char **, size_t *)), "SSL_SESSION_get0_alpn_selected");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_cipher), const SSL_CIPHER *(const SSL_SESSION *)), "SSL_SESSION_get0_cipher");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_hostname), const char *(const SSL_SESSION *)), "SSL_SESSION_get0_hostname");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_id_context), const unsigned char *(const SSL_SESSION *, unsigned int *)), "SSL_SESSION_get0_id_context");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer), X509 *(SSL_SESSION *)), "SSL_SESSION_get0_peer");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer_rpk), EVP_PKEY *(SSL_SESSION *)), "SSL_SESSION_get0_peer_rpk");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer), X509 *(SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer), X509 * (const SSL_SESSION *)), "SSL_SESSION_get0_peer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer_rpk), EVP_PKEY *(SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_peer_rpk), EVP_PKEY * (const SSL_SESSION *)), "SSL_SESSION_get0_peer_rpk");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_ticket), void (const SSL_SESSION *, const unsigned char **, size_t *)), "SSL_SESSION_get0_ticket");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_ticket_appdata), int (SSL_SESSION *, void **, size_t *)), "SSL_SESSION_get0_ticket_appdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_ticket_appdata), int (SSL_SESSION *, void **, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_get0_ticket_appdata), int (const SSL_SESSION *, void **, size_t *)), "SSL_SESSION_get0_ticket_appdata");
 #ifndef SSL_SESSION_get_app_data
 #error "SSL_SESSION_get_app_data is no longer a macro"
 #endif
@@ -758,32 +2610,32 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_get_timeout),
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_has_ticket), int (const SSL_SESSION *)), "SSL_SESSION_has_ticket");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_is_resumable), int (const SSL_SESSION *)), "SSL_SESSION_is_resumable");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_new), SSL_SESSION *(void)), "SSL_SESSION_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_print), int (BIO *, const SSL_SESSION *)), "SSL_SESSION_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_print), int (BIO *, const SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_print), int (const BIO *, const SSL_SESSION *)), "SSL_SESSION_print");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_print_fp), int (FILE *, const SSL_SESSION *)), "SSL_SESSION_print_fp");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_print_keylog), int (BIO *, const SSL_SESSION *)), "SSL_SESSION_print_keylog");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_alpn_selected), int (SSL_SESSION *, const unsigned char *, size_t)), "SSL_SESSION_set1_alpn_selected");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_hostname), int (SSL_SESSION *, const char *)), "SSL_SESSION_set1_hostname");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_id), int (SSL_SESSION *, const unsigned char *, unsigned int)), "SSL_SESSION_set1_id");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_id_context), int (SSL_SESSION *, const unsigned char *, unsigned int)), "SSL_SESSION_set1_id_context");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_master_key), int (SSL_SESSION *, const unsigned char *, size_t)), "SSL_SESSION_set1_master_key");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_ticket_appdata), int (SSL_SESSION *, const void *, size_t)), "SSL_SESSION_set1_ticket_appdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_print_keylog), int (BIO *, const SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_print_keylog), int (const BIO *, const SSL_SESSION *)), "SSL_SESSION_print_keylog");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_alpn_selected), int (SSL_SESSION *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_alpn_selected), int (const SSL_SESSION *, const unsigned char *, size_t)), "SSL_SESSION_set1_alpn_selected");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_hostname), int (SSL_SESSION *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_hostname), int (const SSL_SESSION *, const char *)), "SSL_SESSION_set1_hostname");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_id), int (SSL_SESSION *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_id), int (const SSL_SESSION *, const unsigned char *, unsigned int)), "SSL_SESSION_set1_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_id_context), int (SSL_SESSION *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_id_context), int (const SSL_SESSION *, const unsigned char *, unsigned int)), "SSL_SESSION_set1_id_context");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_master_key), int (SSL_SESSION *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_master_key), int (const SSL_SESSION *, const unsigned char *, size_t)), "SSL_SESSION_set1_master_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_ticket_appdata), int (SSL_SESSION *, const void *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set1_ticket_appdata), int (const SSL_SESSION *, const void *, size_t)), "SSL_SESSION_set1_ticket_appdata");
 #ifndef SSL_SESSION_set_app_data
 #error "SSL_SESSION_set_app_data is no longer a macro"
 #endif
 static void fli_check_SSL_SESSION_set_app_data(SSL_SESSION *a0, void *a1) { (void)SSL_SESSION_set_app_data(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_cipher), int (SSL_SESSION *, const SSL_CIPHER *)), "SSL_SESSION_set_cipher");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_ex_data), int (SSL_SESSION *, int, void *)), "SSL_SESSION_set_ex_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_max_early_data), int (SSL_SESSION *, uint32_t)), "SSL_SESSION_set_max_early_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_protocol_version), int (SSL_SESSION *, int)), "SSL_SESSION_set_protocol_version");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time), long (SSL_SESSION *, long)), "SSL_SESSION_set_time");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time_ex), time_t (SSL_SESSION *, time_t)), "SSL_SESSION_set_time_ex");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_timeout), long (SSL_SESSION *, long)), "SSL_SESSION_set_timeout");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_up_ref), int (SSL_SESSION *)), "SSL_SESSION_up_ref");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_free), int (SSL *)), "SSL_SRP_CTX_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_init), int (SSL *)), "SSL_SRP_CTX_init");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept), int (SSL *)), "SSL_accept");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept_connection), SSL *(SSL *, uint64_t)), "SSL_accept_connection");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept_stream), SSL *(SSL *, uint64_t)), "SSL_accept_stream");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_cipher), int (SSL_SESSION *, const SSL_CIPHER *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set_cipher), int (const SSL_SESSION *, const SSL_CIPHER *)), "SSL_SESSION_set_cipher");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_ex_data), int (SSL_SESSION *, int, void *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set_ex_data), int (const SSL_SESSION *, int, void *)), "SSL_SESSION_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_max_early_data), int (SSL_SESSION *, uint32_t)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set_max_early_data), int (const SSL_SESSION *, uint32_t)), "SSL_SESSION_set_max_early_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_protocol_version), int (SSL_SESSION *, int)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set_protocol_version), int (const SSL_SESSION *, int)), "SSL_SESSION_set_protocol_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time), long (SSL_SESSION *, long)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time), long (const SSL_SESSION *, long)), "SSL_SESSION_set_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time_ex), time_t (SSL_SESSION *, time_t)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set_time_ex), time_t (const SSL_SESSION *, time_t)), "SSL_SESSION_set_time_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_set_timeout), long (SSL_SESSION *, long)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_set_timeout), long (const SSL_SESSION *, long)), "SSL_SESSION_set_timeout");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SESSION_up_ref), int (SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_SESSION_up_ref), int (const SSL_SESSION *)), "SSL_SESSION_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_free), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_free), int (const SSL *)), "SSL_SRP_CTX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_init), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_SRP_CTX_init), int (const SSL *)), "SSL_SRP_CTX_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_accept), int (const SSL *)), "SSL_accept");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept_connection), SSL *(SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_accept_connection), SSL * (const SSL *, uint64_t)), "SSL_accept_connection");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_accept_stream), SSL *(SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_accept_stream), SSL * (const SSL *, uint64_t)), "SSL_accept_stream");
 #ifndef SSL_add0_chain_cert
 #error "SSL_add0_chain_cert is no longer a macro"
 #endif
@@ -792,33 +2644,33 @@ static void fli_check_SSL_add0_chain_cert(SSL *a0, X509 *a1) { (void)SSL_add0_ch
 #error "SSL_add1_chain_cert is no longer a macro"
 #endif
 static void fli_check_SSL_add1_chain_cert(SSL *a0, X509 *a1) { (void)SSL_add1_chain_cert(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add1_host), int (SSL *, const char *)), "SSL_add1_host");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add1_to_CA_list), int (SSL *, const X509 *)), "SSL_add1_to_CA_list");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_client_CA), int (SSL *, X509 *)), "SSL_add_client_CA");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_dir_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)), "SSL_add_dir_cert_subjects_to_stack");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_expected_rpk), int (SSL *, EVP_PKEY *)), "SSL_add_expected_rpk");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_file_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)), "SSL_add_file_cert_subjects_to_stack");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add1_host), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_add1_host), int (const SSL *, const char *)), "SSL_add1_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add1_to_CA_list), int (SSL *, const X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_add1_to_CA_list), int (const SSL *, const X509 *)), "SSL_add1_to_CA_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_client_CA), int (SSL *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_add_client_CA), int (const SSL *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_add_client_CA), int (SSL *, const X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_add_client_CA), int (const SSL *, const X509 *)), "SSL_add_client_CA");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_dir_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_add_dir_cert_subjects_to_stack), int (const struct stack_st_X509_NAME *, const char *)), "SSL_add_dir_cert_subjects_to_stack");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_expected_rpk), int (SSL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_add_expected_rpk), int (const SSL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_add_expected_rpk), int (SSL *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_add_expected_rpk), int (const SSL *, const EVP_PKEY *)), "SSL_add_expected_rpk");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_file_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_add_file_cert_subjects_to_stack), int (const struct stack_st_X509_NAME *, const char *)), "SSL_add_file_cert_subjects_to_stack");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_ssl_module), void (void)), "SSL_add_ssl_module");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_store_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)), "SSL_add_store_cert_subjects_to_stack");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_add_store_cert_subjects_to_stack), int (struct stack_st_X509_NAME *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_add_store_cert_subjects_to_stack), int (const struct stack_st_X509_NAME *, const char *)), "SSL_add_store_cert_subjects_to_stack");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_alert_desc_string), const char *(int)), "SSL_alert_desc_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_alert_desc_string_long), const char *(int)), "SSL_alert_desc_string_long");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_alert_type_string), const char *(int)), "SSL_alert_type_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_alert_type_string_long), const char *(int)), "SSL_alert_type_string_long");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_alloc_buffers), int (SSL *)), "SSL_alloc_buffers");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_alloc_buffers), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_alloc_buffers), int (const SSL *)), "SSL_alloc_buffers");
 #ifndef SSL_build_cert_chain
 #error "SSL_build_cert_chain is no longer a macro"
 #endif
 static void fli_check_SSL_build_cert_chain(SSL *a0, long a1) { (void)SSL_build_cert_chain(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_bytes_to_cipher_list), int (SSL *, const unsigned char *, size_t, int, struct stack_st_SSL_CIPHER **, struct stack_st_SSL_CIPHER **)), "SSL_bytes_to_cipher_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_bytes_to_cipher_list), int (SSL *, const unsigned char *, size_t, int, struct stack_st_SSL_CIPHER **, struct stack_st_SSL_CIPHER **)) || __builtin_types_compatible_p(__typeof__(SSL_bytes_to_cipher_list), int (const SSL *, const unsigned char *, size_t, int, struct stack_st_SSL_CIPHER **, struct stack_st_SSL_CIPHER **)), "SSL_bytes_to_cipher_list");
 #ifndef SSL_cache_hit
 #error "SSL_cache_hit is no longer a macro"
 #endif
 static void fli_check_SSL_cache_hit(const SSL *a0) { (void)SSL_cache_hit(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_callback_ctrl), long (SSL *, int, void (*)(void))), "SSL_callback_ctrl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_certs_clear), void (SSL *)), "SSL_certs_clear");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_certs_clear), void (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_certs_clear), void (const SSL *)), "SSL_certs_clear");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_check_chain), int (SSL *, X509 *, EVP_PKEY *, struct stack_st_X509 *)), "SSL_check_chain");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_check_private_key), int (const SSL *)), "SSL_check_private_key");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_clear), int (SSL *)), "SSL_clear");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_clear), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_clear), int (const SSL *)), "SSL_clear");
 #ifndef SSL_clear_cert_flags
 #error "SSL_clear_cert_flags is no longer a macro"
 #endif
@@ -835,36 +2687,36 @@ static void fli_check_SSL_clear_mode(SSL *a0, long a1) { (void)SSL_clear_mode(a0
 #error "SSL_clear_num_renegotiations is no longer a macro"
 #endif
 static void fli_check_SSL_clear_num_renegotiations(SSL *a0) { (void)SSL_clear_num_renegotiations(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_clear_options), uint64_t (SSL *, uint64_t)), "SSL_clear_options");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_ciphers), size_t (SSL *, const unsigned char **)), "SSL_client_hello_get0_ciphers");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_compression_methods), size_t (SSL *, const unsigned char **)), "SSL_client_hello_get0_compression_methods");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_ext), int (SSL *, unsigned int, const unsigned char **, size_t *)), "SSL_client_hello_get0_ext");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_legacy_version), unsigned int (SSL *)), "SSL_client_hello_get0_legacy_version");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_random), size_t (SSL *, const unsigned char **)), "SSL_client_hello_get0_random");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_session_id), size_t (SSL *, const unsigned char **)), "SSL_client_hello_get0_session_id");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get1_extensions_present), int (SSL *, int **, size_t *)), "SSL_client_hello_get1_extensions_present");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get_extension_order), int (SSL *, uint16_t *, size_t *)), "SSL_client_hello_get_extension_order");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_isv2), int (SSL *)), "SSL_client_hello_isv2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_clear_options), uint64_t (SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_clear_options), uint64_t (const SSL *, uint64_t)), "SSL_clear_options");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_ciphers), size_t (SSL *, const unsigned char **)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_ciphers), size_t (const SSL *, const unsigned char **)), "SSL_client_hello_get0_ciphers");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_compression_methods), size_t (SSL *, const unsigned char **)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_compression_methods), size_t (const SSL *, const unsigned char **)), "SSL_client_hello_get0_compression_methods");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_ext), int (SSL *, unsigned int, const unsigned char **, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_ext), int (const SSL *, unsigned int, const unsigned char **, size_t *)), "SSL_client_hello_get0_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_legacy_version), unsigned int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_legacy_version), unsigned int (const SSL *)), "SSL_client_hello_get0_legacy_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_random), size_t (SSL *, const unsigned char **)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_random), size_t (const SSL *, const unsigned char **)), "SSL_client_hello_get0_random");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_session_id), size_t (SSL *, const unsigned char **)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get0_session_id), size_t (const SSL *, const unsigned char **)), "SSL_client_hello_get0_session_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get1_extensions_present), int (SSL *, int **, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get1_extensions_present), int (const SSL *, int **, size_t *)), "SSL_client_hello_get1_extensions_present");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_get_extension_order), int (SSL *, uint16_t *, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_get_extension_order), int (const SSL *, uint16_t *, size_t *)), "SSL_client_hello_get_extension_order");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_hello_isv2), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_client_hello_isv2), int (const SSL *)), "SSL_client_hello_isv2");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_client_version), int (const SSL *)), "SSL_client_version");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_compress_certs), int (SSL *, int)), "SSL_compress_certs");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_config), int (SSL *, const char *)), "SSL_config");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_connect), int (SSL *)), "SSL_connect");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_copy_session_id), int (SSL *, const SSL *)), "SSL_copy_session_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_compress_certs), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_compress_certs), int (const SSL *, int)), "SSL_compress_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_config), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_config), int (const SSL *, const char *)), "SSL_config");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_connect), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_connect), int (const SSL *)), "SSL_connect");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_copy_session_id), int (SSL *, const SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_copy_session_id), int (const SSL *, const SSL *)), "SSL_copy_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_ct_is_enabled), int (const SSL *)), "SSL_ct_is_enabled");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_ctrl), long (SSL *, int, long, void *)), "SSL_ctrl");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_clear_flags), unsigned long (SSL *, unsigned long)), "SSL_dane_clear_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_enable), int (SSL *, const char *)), "SSL_dane_enable");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_set_flags), unsigned long (SSL *, unsigned long)), "SSL_dane_set_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_tlsa_add), int (SSL *, uint8_t, uint8_t, uint8_t, const unsigned char *, size_t)), "SSL_dane_tlsa_add");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_do_handshake), int (SSL *)), "SSL_do_handshake");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dup), SSL *(SSL *)), "SSL_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_ctrl), long (SSL *, int, long, void *)) || __builtin_types_compatible_p(__typeof__(SSL_ctrl), long (const SSL *, int, long, void *)), "SSL_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_clear_flags), unsigned long (SSL *, unsigned long)) || __builtin_types_compatible_p(__typeof__(SSL_dane_clear_flags), unsigned long (const SSL *, unsigned long)), "SSL_dane_clear_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_enable), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_dane_enable), int (const SSL *, const char *)), "SSL_dane_enable");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_set_flags), unsigned long (SSL *, unsigned long)) || __builtin_types_compatible_p(__typeof__(SSL_dane_set_flags), unsigned long (const SSL *, unsigned long)), "SSL_dane_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dane_tlsa_add), int (SSL *, uint8_t, uint8_t, uint8_t, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_dane_tlsa_add), int (const SSL *, uint8_t, uint8_t, uint8_t, const unsigned char *, size_t)), "SSL_dane_tlsa_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_do_handshake), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_do_handshake), int (const SSL *)), "SSL_do_handshake");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dup), SSL *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_dup), SSL * (const SSL *)), "SSL_dup");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_dup_CA_list), struct stack_st_X509_NAME *(const struct stack_st_X509_NAME *)), "SSL_dup_CA_list");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_enable_ct), int (SSL *, int)), "SSL_enable_ct");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_export_keying_material), int (SSL *, unsigned char *, size_t, const char *, size_t, const unsigned char *, size_t, int)), "SSL_export_keying_material");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_export_keying_material_early), int (SSL *, unsigned char *, size_t, const char *, size_t, const unsigned char *, size_t)), "SSL_export_keying_material_early");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_enable_ct), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_enable_ct), int (const SSL *, int)), "SSL_enable_ct");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_export_keying_material), int (SSL *, unsigned char *, size_t, const char *, size_t, const unsigned char *, size_t, int)) || __builtin_types_compatible_p(__typeof__(SSL_export_keying_material), int (const SSL *, unsigned char *, size_t, const char *, size_t, const unsigned char *, size_t, int)), "SSL_export_keying_material");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_export_keying_material_early), int (SSL *, unsigned char *, size_t, const char *, size_t, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_export_keying_material_early), int (const SSL *, unsigned char *, size_t, const char *, size_t, const unsigned char *, size_t)), "SSL_export_keying_material_early");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_extension_supported), int (unsigned int)), "SSL_extension_supported");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_free), void (SSL *)), "SSL_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_free_buffers), int (SSL *)), "SSL_free_buffers");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_free), void (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_free), void (const SSL *)), "SSL_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_free_buffers), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_free_buffers), int (const SSL *)), "SSL_free_buffers");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_CA_list), const struct stack_st_X509_NAME *(const SSL *)), "SSL_get0_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_alpn_selected), void (const SSL *, const unsigned char **, unsigned int *)), "SSL_get0_alpn_selected");
 #ifndef SSL_get0_certificate_types
@@ -880,27 +2732,27 @@ static void fli_check_SSL_get0_chain_cert_store(SSL *a0, void *a1) { (void)SSL_g
 #endif
 static void fli_check_SSL_get0_chain_certs(SSL *a0, STACK_OF(X509) **a1) { (void)SSL_get0_chain_certs(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_client_cert_type), int (const SSL *, unsigned char **, size_t *)), "SSL_get0_client_cert_type");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_connection), SSL *(SSL *)), "SSL_get0_connection");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane), SSL_DANE *(SSL *)), "SSL_get0_dane");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane_authority), int (SSL *, X509 **, EVP_PKEY **)), "SSL_get0_dane_authority");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane_tlsa), int (SSL *, uint8_t *, uint8_t *, uint8_t *, const unsigned char **, size_t *)), "SSL_get0_dane_tlsa");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_domain), SSL *(SSL *)), "SSL_get0_domain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_connection), SSL *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_connection), SSL * (const SSL *)), "SSL_get0_connection");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane), SSL_DANE *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_dane), SSL_DANE * (const SSL *)), "SSL_get0_dane");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane_authority), int (SSL *, X509 **, EVP_PKEY **)) || __builtin_types_compatible_p(__typeof__(SSL_get0_dane_authority), int (const SSL *, X509 **, EVP_PKEY **)), "SSL_get0_dane_authority");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_dane_tlsa), int (SSL *, uint8_t *, uint8_t *, uint8_t *, const unsigned char **, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_dane_tlsa), int (const SSL *, uint8_t *, uint8_t *, uint8_t *, const unsigned char **, size_t *)), "SSL_get0_dane_tlsa");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_domain), SSL *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_domain), SSL * (const SSL *)), "SSL_get0_domain");
 #ifndef SSL_get0_ec_point_formats
 #error "SSL_get0_ec_point_formats is no longer a macro"
 #endif
 static void fli_check_SSL_get0_ec_point_formats(SSL *a0, void *a1) { (void)SSL_get0_ec_point_formats(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_group_name), const char *(SSL *)), "SSL_get0_group_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_listener), SSL *(SSL *)), "SSL_get0_listener");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_group_name), const char *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_group_name), const char * (const SSL *)), "SSL_get0_group_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_listener), SSL *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_listener), SSL * (const SSL *)), "SSL_get0_listener");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_next_proto_negotiated), void (const SSL *, const unsigned char **, unsigned int *)), "SSL_get0_next_proto_negotiated");
 #ifndef SSL_get0_npn_negotiated
 #error "SSL_get0_npn_negotiated is no longer a macro"
 #endif
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_param), X509_VERIFY_PARAM *(SSL *)), "SSL_get0_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_param), X509_VERIFY_PARAM *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_param), X509_VERIFY_PARAM * (const SSL *)), "SSL_get0_param");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_CA_list), const struct stack_st_X509_NAME *(const SSL *)), "SSL_get0_peer_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_certificate), X509 *(const SSL *)), "SSL_get0_peer_certificate");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_rpk), EVP_PKEY *(const SSL *)), "SSL_get0_peer_rpk");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_scts), const struct stack_st_SCT *(SSL *)), "SSL_get0_peer_scts");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peername), const char *(SSL *)), "SSL_get0_peername");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peer_scts), const struct stack_st_SCT *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_peer_scts), const struct stack_st_SCT * (const SSL *)), "SSL_get0_peer_scts");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_peername), const char *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get0_peername), const char * (const SSL *)), "SSL_get0_peername");
 #ifndef SSL_get0_raw_cipherlist
 #error "SSL_get0_raw_cipherlist is no longer a macro"
 #endif
@@ -915,28 +2767,44 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get0_verified_chain),
 #error "SSL_get0_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_get0_verify_cert_store(SSL *a0, void *a1) { (void)SSL_get0_verify_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_builtin_sigalgs), char *(OSSL_LIB_CTX *)), "SSL_get1_builtin_sigalgs");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_compressed_cert), size_t (SSL *, int, unsigned char **, size_t *)), "SSL_get1_compressed_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_builtin_sigalgs), char *(OSSL_LIB_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_get1_builtin_sigalgs), char * (const OSSL_LIB_CTX *)), "SSL_get1_builtin_sigalgs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_compressed_cert), size_t (SSL *, int, unsigned char **, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_get1_compressed_cert), size_t (const SSL *, int, unsigned char **, size_t *)), "SSL_get1_compressed_cert");
 #ifndef SSL_get1_groups
 #error "SSL_get1_groups is no longer a macro"
 #endif
 static void fli_check_SSL_get1_groups(SSL *a0, void *a1) { (void)SSL_get1_groups(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_peer_certificate), X509 *(const SSL *)), "SSL_get1_peer_certificate");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_session), SSL_SESSION *(SSL *)), "SSL_get1_session");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_supported_ciphers), struct stack_st_SSL_CIPHER *(SSL *)), "SSL_get1_supported_ciphers");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_session), SSL_SESSION *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get1_session), SSL_SESSION * (const SSL *)), "SSL_get1_session");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get1_supported_ciphers), struct stack_st_SSL_CIPHER *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get1_supported_ciphers), struct stack_st_SSL_CIPHER * (const SSL *)), "SSL_get1_supported_ciphers");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_SSL_CTX), SSL_CTX *(const SSL *)), "SSL_get_SSL_CTX");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_accept_connection_queue_len), size_t (SSL *)), "SSL_get_accept_connection_queue_len");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_accept_stream_queue_len), size_t (SSL *)), "SSL_get_accept_stream_queue_len");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_all_async_fds), int (SSL *, int *, size_t *)), "SSL_get_all_async_fds");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_accept_connection_queue_len), size_t (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_accept_connection_queue_len), size_t (const SSL *)), "SSL_get_accept_connection_queue_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_accept_stream_queue_len), size_t (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_accept_stream_queue_len), size_t (const SSL *)), "SSL_get_accept_stream_queue_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_all_async_fds), int (SSL *, int *, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_get_all_async_fds), int (const SSL *, int *, size_t *)), "SSL_get_all_async_fds");
 #ifndef SSL_get_app_data
 #error "SSL_get_app_data is no longer a macro"
 #endif
 static void fli_check_SSL_get_app_data(const SSL *a0) { (void)SSL_get_app_data(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_async_status), int (SSL *, int *)), "SSL_get_async_status");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_blocking_mode), int (SSL *)), "SSL_get_blocking_mode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_async_status), int (SSL *, int *)) || __builtin_types_compatible_p(__typeof__(SSL_get_async_status), int (const SSL *, int *)), "SSL_get_async_status");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_blocking_mode), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_blocking_mode), int (const SSL *)), "SSL_get_blocking_mode");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_certificate), X509 *(const SSL *)), "SSL_get_certificate");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_changed_async_fds), int (SSL *, int *, size_t *, int *, size_t *)), "SSL_get_changed_async_fds");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_changed_async_fds), int (SSL *, int *, size_t *, int *, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_get_changed_async_fds), int (const SSL *, int *, size_t *, int *, size_t *)), "SSL_get_changed_async_fds");
+#ifndef SSL_get_cipher
+#error "SSL_get_cipher is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher(const SSL *a0) { (void)SSL_get_cipher(a0); }
+#ifndef SSL_get_cipher_bits
+#error "SSL_get_cipher_bits is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher_bits(const SSL *a0, int *a1) { (void)SSL_get_cipher_bits(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_cipher_list), const char *(const SSL *, int)), "SSL_get_cipher_list");
+#ifndef SSL_get_cipher_name
+#error "SSL_get_cipher_name is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher_name(const SSL *a0) { (void)SSL_get_cipher_name(a0); }
+#ifndef SSL_get_cipher_version
+#error "SSL_get_cipher_version is no longer a macro"
+#endif
+static void fli_check_SSL_get_cipher_version(const SSL *a0) { (void)SSL_get_cipher_version(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ciphers), struct stack_st_SSL_CIPHER *(const SSL *)), "SSL_get_ciphers");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_client_CA_list), struct stack_st_X509_NAME *(const SSL *)), "SSL_get_client_CA_list");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_client_ciphers), struct stack_st_SSL_CIPHER *(const SSL *)), "SSL_get_client_ciphers");
@@ -944,13 +2812,13 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_client_random), s
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_current_cipher), const SSL_CIPHER *(const SSL *)), "SSL_get_current_cipher");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_current_compression), const COMP_METHOD *(const SSL *)), "SSL_get_current_compression");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_current_expansion), const COMP_METHOD *(const SSL *)), "SSL_get_current_expansion");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb), pem_password_cb *(SSL *)), "SSL_get_default_passwd_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb_userdata), void *(SSL *)), "SSL_get_default_passwd_cb_userdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb), pem_password_cb *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb), pem_password_cb * (const SSL *)), "SSL_get_default_passwd_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb_userdata), void *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_default_passwd_cb_userdata), void * (const SSL *)), "SSL_get_default_passwd_cb_userdata");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_default_timeout), long (const SSL *)), "SSL_get_default_timeout");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_domain_flags), int (const SSL *, uint64_t *)), "SSL_get_domain_flags");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_early_data_status), int (const SSL *)), "SSL_get_early_data_status");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_error), int (const SSL *, int)), "SSL_get_error");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_event_timeout), int (SSL *, struct timeval *, int *)), "SSL_get_event_timeout");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_event_timeout), int (SSL *, struct timeval *, int *)) || __builtin_types_compatible_p(__typeof__(SSL_get_event_timeout), int (const SSL *, struct timeval *, int *)), "SSL_get_event_timeout");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ex_data), void *(const SSL *, int)), "SSL_get_ex_data");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ex_data_X509_STORE_CTX_idx), int (void)), "SSL_get_ex_data_X509_STORE_CTX_idx");
 #ifndef SSL_get_ex_new_index
@@ -1021,7 +2889,7 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_rfd), int (const 
 static void fli_check_SSL_get_secure_renegotiation_support(SSL *a0) { (void)SSL_get_secure_renegotiation_support(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_security_callback), int (*(const SSL *))(const SSL *, const SSL_CTX *, int, int, int, void *, void *)), "SSL_get_security_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_security_level), int (const SSL *)), "SSL_get_security_level");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_selected_srtp_profile), SRTP_PROTECTION_PROFILE *(SSL *)), "SSL_get_selected_srtp_profile");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_selected_srtp_profile), SRTP_PROTECTION_PROFILE *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_selected_srtp_profile), SRTP_PROTECTION_PROFILE * (const SSL *)), "SSL_get_selected_srtp_profile");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_server_random), size_t (const SSL *, unsigned char *, size_t)), "SSL_get_server_random");
 #ifndef SSL_get_server_tmp_key
 #error "SSL_get_server_tmp_key is no longer a macro"
@@ -1035,27 +2903,27 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_shared_ciphers), 
 #error "SSL_get_shared_group is no longer a macro"
 #endif
 static void fli_check_SSL_get_shared_group(SSL *a0, long a1) { (void)SSL_get_shared_group(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_shared_sigalgs), int (SSL *, int, int *, int *, int *, unsigned char *, unsigned char *)), "SSL_get_shared_sigalgs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_shared_sigalgs), int (SSL *, int, int *, int *, int *, unsigned char *, unsigned char *)) || __builtin_types_compatible_p(__typeof__(SSL_get_shared_sigalgs), int (const SSL *, int, int *, int *, int *, unsigned char *, unsigned char *)), "SSL_get_shared_sigalgs");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_shutdown), int (const SSL *)), "SSL_get_shutdown");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_sigalgs), int (SSL *, int, int *, int *, int *, unsigned char *, unsigned char *)), "SSL_get_sigalgs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_sigalgs), int (SSL *, int, int *, int *, int *, unsigned char *, unsigned char *)) || __builtin_types_compatible_p(__typeof__(SSL_get_sigalgs), int (const SSL *, int, int *, int *, int *, unsigned char *, unsigned char *)), "SSL_get_sigalgs");
 #ifndef SSL_get_signature_nid
 #error "SSL_get_signature_nid is no longer a macro"
 #endif
 static void fli_check_SSL_get_signature_nid(SSL *a0, void *a1) { (void)SSL_get_signature_nid(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_signature_type_nid), int (const SSL *, int *)), "SSL_get_signature_type_nid");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_N), BIGNUM *(SSL *)), "SSL_get_srp_N");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_g), BIGNUM *(SSL *)), "SSL_get_srp_g");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_userinfo), char *(SSL *)), "SSL_get_srp_userinfo");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_username), char *(SSL *)), "SSL_get_srp_username");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srtp_profiles), struct stack_st_SRTP_PROTECTION_PROFILE *(SSL *)), "SSL_get_srtp_profiles");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_N), BIGNUM *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_srp_N), BIGNUM * (const SSL *)), "SSL_get_srp_N");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_g), BIGNUM *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_srp_g), BIGNUM * (const SSL *)), "SSL_get_srp_g");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_userinfo), char *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_srp_userinfo), char * (const SSL *)), "SSL_get_srp_userinfo");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srp_username), char *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_srp_username), char * (const SSL *)), "SSL_get_srp_username");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_srtp_profiles), struct stack_st_SRTP_PROTECTION_PROFILE *(SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_srtp_profiles), struct stack_st_SRTP_PROTECTION_PROFILE * (const SSL *)), "SSL_get_srtp_profiles");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_ssl_method), const SSL_METHOD *(const SSL *)), "SSL_get_ssl_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_state), OSSL_HANDSHAKE_STATE (const SSL *)), "SSL_get_state");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_id), uint64_t (SSL *)), "SSL_get_stream_id");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_read_error_code), int (SSL *, uint64_t *)), "SSL_get_stream_read_error_code");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_read_state), int (SSL *)), "SSL_get_stream_read_state");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_type), int (SSL *)), "SSL_get_stream_type");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_write_error_code), int (SSL *, uint64_t *)), "SSL_get_stream_write_error_code");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_write_state), int (SSL *)), "SSL_get_stream_write_state");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_id), uint64_t (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_stream_id), uint64_t (const SSL *)), "SSL_get_stream_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_read_error_code), int (SSL *, uint64_t *)) || __builtin_types_compatible_p(__typeof__(SSL_get_stream_read_error_code), int (const SSL *, uint64_t *)), "SSL_get_stream_read_error_code");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_read_state), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_stream_read_state), int (const SSL *)), "SSL_get_stream_read_state");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_type), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_stream_type), int (const SSL *)), "SSL_get_stream_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_write_error_code), int (SSL *, uint64_t *)) || __builtin_types_compatible_p(__typeof__(SSL_get_stream_write_error_code), int (const SSL *, uint64_t *)), "SSL_get_stream_write_error_code");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_stream_write_state), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_get_stream_write_state), int (const SSL *)), "SSL_get_stream_write_state");
 #ifndef SSL_get_time
 #error "SSL_get_time is no longer a macro"
 #endif
@@ -1084,7 +2952,7 @@ static void fli_check_SSL_get_tlsext_status_type(SSL *a0) { (void)SSL_get_tlsext
 #error "SSL_get_tmp_key is no longer a macro"
 #endif
 static void fli_check_SSL_get_tmp_key(SSL *a0, EVP_PKEY **a1) { (void)SSL_get_tmp_key(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_value_uint), int (SSL *, uint32_t, uint32_t, uint64_t *)), "SSL_get_value_uint");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_value_uint), int (SSL *, uint32_t, uint32_t, uint64_t *)) || __builtin_types_compatible_p(__typeof__(SSL_get_value_uint), int (const SSL *, uint32_t, uint32_t, uint64_t *)), "SSL_get_value_uint");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_verify_callback), SSL_verify_cb (const SSL *)), "SSL_get_verify_callback");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_verify_depth), int (const SSL *)), "SSL_get_verify_depth");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_verify_mode), int (const SSL *)), "SSL_get_verify_mode");
@@ -1092,30 +2960,38 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_verify_result), l
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_version), const char *(const SSL *)), "SSL_get_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_wbio), BIO *(const SSL *)), "SSL_get_wbio");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_get_wfd), int (const SSL *)), "SSL_get_wfd");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_group_to_name), const char *(SSL *, int)), "SSL_group_to_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_handle_events), int (SSL *)), "SSL_handle_events");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_group_to_name), const char *(SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_group_to_name), const char * (const SSL *, int)), "SSL_group_to_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_handle_events), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_handle_events), int (const SSL *)), "SSL_handle_events");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_has_matching_session_id), int (const SSL *, const unsigned char *, unsigned int)), "SSL_has_matching_session_id");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_has_pending), int (const SSL *)), "SSL_has_pending");
+#ifndef SSL_in_accept_init
+#error "SSL_in_accept_init is no longer a macro"
+#endif
+static void fli_check_SSL_in_accept_init(const SSL *a0) { (void)SSL_in_accept_init(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_in_before), int (const SSL *)), "SSL_in_before");
+#ifndef SSL_in_connect_init
+#error "SSL_in_connect_init is no longer a macro"
+#endif
+static void fli_check_SSL_in_connect_init(const SSL *a0) { (void)SSL_in_connect_init(a0); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_in_init), int (const SSL *)), "SSL_in_init");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_inject_net_dgram), int (SSL *, const unsigned char *, size_t, const BIO_ADDR *, const BIO_ADDR *)), "SSL_inject_net_dgram");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_connection), int (SSL *)), "SSL_is_connection");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_domain), int (SSL *)), "SSL_is_domain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_inject_net_dgram), int (SSL *, const unsigned char *, size_t, const BIO_ADDR *, const BIO_ADDR *)) || __builtin_types_compatible_p(__typeof__(SSL_inject_net_dgram), int (const SSL *, const unsigned char *, size_t, const BIO_ADDR *, const BIO_ADDR *)), "SSL_inject_net_dgram");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_connection), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_is_connection), int (const SSL *)), "SSL_is_connection");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_domain), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_is_domain), int (const SSL *)), "SSL_is_domain");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_dtls), int (const SSL *)), "SSL_is_dtls");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_init_finished), int (const SSL *)), "SSL_is_init_finished");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_listener), int (SSL *)), "SSL_is_listener");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_listener), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_is_listener), int (const SSL *)), "SSL_is_listener");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_quic), int (const SSL *)), "SSL_is_quic");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_server), int (const SSL *)), "SSL_is_server");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_stream_local), int (SSL *)), "SSL_is_stream_local");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_stream_local), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_is_stream_local), int (const SSL *)), "SSL_is_stream_local");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_is_tls), int (const SSL *)), "SSL_is_tls");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_key_update), int (SSL *, int)), "SSL_key_update");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_key_update), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_key_update), int (const SSL *, int)), "SSL_key_update");
 #ifndef SSL_library_init
 #error "SSL_library_init is no longer a macro"
 #endif
 static void fli_check_SSL_library_init(void) { (void)SSL_library_init(); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_listen), int (SSL *)), "SSL_listen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_listen), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_listen), int (const SSL *)), "SSL_listen");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_load_client_CA_file), struct stack_st_X509_NAME *(const char *)), "SSL_load_client_CA_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_load_client_CA_file_ex), struct stack_st_X509_NAME *(const char *, OSSL_LIB_CTX *, const char *)), "SSL_load_client_CA_file_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_load_client_CA_file_ex), struct stack_st_X509_NAME *(const char *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_load_client_CA_file_ex), struct stack_st_X509_NAME * (const char *, const OSSL_LIB_CTX *, const char *)), "SSL_load_client_CA_file_ex");
 #ifndef SSL_load_error_strings
 #error "SSL_load_error_strings is no longer a macro"
 #endif
@@ -1124,27 +3000,27 @@ static void fli_check_SSL_load_error_strings(void) { (void)SSL_load_error_string
 #error "SSL_need_tmp_RSA is no longer a macro"
 #endif
 _Static_assert(SSL_need_tmp_RSA(0) == 0, "SSL_need_tmp_RSA");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_net_read_desired), int (SSL *)), "SSL_net_read_desired");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_net_write_desired), int (SSL *)), "SSL_net_write_desired");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new), SSL *(SSL_CTX *)), "SSL_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_domain), SSL *(SSL_CTX *, uint64_t)), "SSL_new_domain");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_from_listener), SSL *(SSL *, uint64_t)), "SSL_new_from_listener");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_listener), SSL *(SSL_CTX *, uint64_t)), "SSL_new_listener");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_listener_from), SSL *(SSL *, uint64_t)), "SSL_new_listener_from");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_session_ticket), int (SSL *)), "SSL_new_session_ticket");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_stream), SSL *(SSL *, uint64_t)), "SSL_new_stream");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_net_read_desired), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_net_read_desired), int (const SSL *)), "SSL_net_read_desired");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_net_write_desired), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_net_write_desired), int (const SSL *)), "SSL_net_write_desired");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new), SSL *(SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_new), SSL * (const SSL_CTX *)), "SSL_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_domain), SSL *(SSL_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_new_domain), SSL * (const SSL_CTX *, uint64_t)), "SSL_new_domain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_from_listener), SSL *(SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_new_from_listener), SSL * (const SSL *, uint64_t)), "SSL_new_from_listener");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_listener), SSL *(SSL_CTX *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_new_listener), SSL * (const SSL_CTX *, uint64_t)), "SSL_new_listener");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_listener_from), SSL *(SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_new_listener_from), SSL * (const SSL *, uint64_t)), "SSL_new_listener_from");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_session_ticket), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_new_session_ticket), int (const SSL *)), "SSL_new_session_ticket");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_new_stream), SSL *(SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_new_stream), SSL * (const SSL *, uint64_t)), "SSL_new_stream");
 #ifndef SSL_num_renegotiations
 #error "SSL_num_renegotiations is no longer a macro"
 #endif
 static void fli_check_SSL_num_renegotiations(SSL *a0) { (void)SSL_num_renegotiations(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_peek), int (SSL *, void *, int)), "SSL_peek");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_peek_ex), int (SSL *, void *, size_t, size_t *)), "SSL_peek_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_peek), int (SSL *, void *, int)) || __builtin_types_compatible_p(__typeof__(SSL_peek), int (const SSL *, void *, int)), "SSL_peek");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_peek_ex), int (SSL *, void *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_peek_ex), int (const SSL *, void *, size_t, size_t *)), "SSL_peek_ex");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_pending), int (const SSL *)), "SSL_pending");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_read), int (SSL *, void *, int)), "SSL_read");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_read_early_data), int (SSL *, void *, size_t, size_t *)), "SSL_read_early_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_read_ex), int (SSL *, void *, size_t, size_t *)), "SSL_read_ex");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_renegotiate), int (SSL *)), "SSL_renegotiate");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_renegotiate_abbreviated), int (SSL *)), "SSL_renegotiate_abbreviated");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_read), int (SSL *, void *, int)) || __builtin_types_compatible_p(__typeof__(SSL_read), int (const SSL *, void *, int)), "SSL_read");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_read_early_data), int (SSL *, void *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_read_early_data), int (const SSL *, void *, size_t, size_t *)), "SSL_read_early_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_read_ex), int (SSL *, void *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_read_ex), int (const SSL *, void *, size_t, size_t *)), "SSL_read_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_renegotiate), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_renegotiate), int (const SSL *)), "SSL_renegotiate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_renegotiate_abbreviated), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_renegotiate_abbreviated), int (const SSL *)), "SSL_renegotiate_abbreviated");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_renegotiate_pending), int (const SSL *)), "SSL_renegotiate_pending");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_rstate_string), const char *(const SSL *)), "SSL_rstate_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_rstate_string_long), const char *(const SSL *)), "SSL_rstate_string_long");
@@ -1153,9 +3029,9 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_rstate_string_long), 
 #endif
 static void fli_check_SSL_select_current_cert(SSL *a0, void *a1) { (void)SSL_select_current_cert(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_select_next_proto), int (unsigned char **, unsigned char *, const unsigned char *, unsigned int, const unsigned char *, unsigned int)), "SSL_select_next_proto");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_sendfile), ssize_t (SSL *, int, off_t, size_t, int)), "SSL_sendfile");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_sendfile), ssize_t (SSL *, int, off_t, size_t, int)) || __builtin_types_compatible_p(__typeof__(SSL_sendfile), ssize_t (const SSL *, int, off_t, size_t, int)), "SSL_sendfile");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_session_reused), int (const SSL *)), "SSL_session_reused");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_CA_list), void (SSL *, struct stack_st_X509_NAME *)), "SSL_set0_CA_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_CA_list), void (SSL *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_CA_list), void (const SSL *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_CA_list), void (SSL *, const struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_CA_list), void (const SSL *, const struct stack_st_X509_NAME *)), "SSL_set0_CA_list");
 #ifndef SSL_set0_chain
 #error "SSL_set0_chain is no longer a macro"
 #endif
@@ -1164,15 +3040,15 @@ static void fli_check_SSL_set0_chain(SSL *a0, STACK_OF(X509) *a1) { (void)SSL_se
 #error "SSL_set0_chain_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_set0_chain_cert_store(SSL *a0, X509_STORE *a1) { (void)SSL_set0_chain_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_rbio), void (SSL *, BIO *)), "SSL_set0_rbio");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_security_ex_data), void (SSL *, void *)), "SSL_set0_security_ex_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_tmp_dh_pkey), int (SSL *, EVP_PKEY *)), "SSL_set0_tmp_dh_pkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_rbio), void (SSL *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_rbio), void (const SSL *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_rbio), void (SSL *, const BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_rbio), void (const SSL *, const BIO *)), "SSL_set0_rbio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_security_ex_data), void (SSL *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_security_ex_data), void (const SSL *, void *)), "SSL_set0_security_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_tmp_dh_pkey), int (SSL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_tmp_dh_pkey), int (const SSL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_tmp_dh_pkey), int (SSL *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_tmp_dh_pkey), int (const SSL *, const EVP_PKEY *)), "SSL_set0_tmp_dh_pkey");
 #ifndef SSL_set0_verify_cert_store
 #error "SSL_set0_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_set0_verify_cert_store(SSL *a0, X509_STORE *a1) { (void)SSL_set0_verify_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_wbio), void (SSL *, BIO *)), "SSL_set0_wbio");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_cert_comp_preference), int (SSL *, int *, size_t)), "SSL_set1_cert_comp_preference");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set0_wbio), void (SSL *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_wbio), void (const SSL *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_wbio), void (SSL *, const BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set0_wbio), void (const SSL *, const BIO *)), "SSL_set0_wbio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_cert_comp_preference), int (SSL *, int *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set1_cert_comp_preference), int (const SSL *, int *, size_t)), "SSL_set1_cert_comp_preference");
 #ifndef SSL_set1_chain
 #error "SSL_set1_chain is no longer a macro"
 #endif
@@ -1181,7 +3057,7 @@ static void fli_check_SSL_set1_chain(SSL *a0, STACK_OF(X509) *a1) { (void)SSL_se
 #error "SSL_set1_chain_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_set1_chain_cert_store(SSL *a0, X509_STORE *a1) { (void)SSL_set1_chain_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_client_cert_type), int (SSL *, const unsigned char *, size_t)), "SSL_set1_client_cert_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_client_cert_type), int (SSL *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set1_client_cert_type), int (const SSL *, const unsigned char *, size_t)), "SSL_set1_client_cert_type");
 #ifndef SSL_set1_client_certificate_types
 #error "SSL_set1_client_certificate_types is no longer a macro"
 #endif
@@ -1194,7 +3070,7 @@ static void fli_check_SSL_set1_client_sigalgs(SSL *a0, void *a1, long a2) { (voi
 #error "SSL_set1_client_sigalgs_list is no longer a macro"
 #endif
 static void fli_check_SSL_set1_client_sigalgs_list(SSL *a0, const char *a1) { (void)SSL_set1_client_sigalgs_list(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_compressed_cert), int (SSL *, int, unsigned char *, size_t, size_t)), "SSL_set1_compressed_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_compressed_cert), int (SSL *, int, unsigned char *, size_t, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set1_compressed_cert), int (const SSL *, int, unsigned char *, size_t, size_t)), "SSL_set1_compressed_cert");
 #ifndef SSL_set1_groups
 #error "SSL_set1_groups is no longer a macro"
 #endif
@@ -1203,10 +3079,10 @@ static void fli_check_SSL_set1_groups(SSL *a0, const int *a1, long a2) { (void)S
 #error "SSL_set1_groups_list is no longer a macro"
 #endif
 static void fli_check_SSL_set1_groups_list(SSL *a0, const char *a1) { (void)SSL_set1_groups_list(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_host), int (SSL *, const char *)), "SSL_set1_host");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_initial_peer_addr), int (SSL *, const BIO_ADDR *)), "SSL_set1_initial_peer_addr");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_param), int (SSL *, X509_VERIFY_PARAM *)), "SSL_set1_param");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_server_cert_type), int (SSL *, const unsigned char *, size_t)), "SSL_set1_server_cert_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_host), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_set1_host), int (const SSL *, const char *)), "SSL_set1_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_initial_peer_addr), int (SSL *, const BIO_ADDR *)) || __builtin_types_compatible_p(__typeof__(SSL_set1_initial_peer_addr), int (const SSL *, const BIO_ADDR *)), "SSL_set1_initial_peer_addr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_param), int (SSL *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(SSL_set1_param), int (const SSL *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(SSL_set1_param), int (SSL *, const X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(SSL_set1_param), int (const SSL *, const X509_VERIFY_PARAM *)), "SSL_set1_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set1_server_cert_type), int (SSL *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set1_server_cert_type), int (const SSL *, const unsigned char *, size_t)), "SSL_set1_server_cert_type");
 #ifndef SSL_set1_sigalgs
 #error "SSL_set1_sigalgs is no longer a macro"
 #endif
@@ -1219,54 +3095,58 @@ static void fli_check_SSL_set1_sigalgs_list(SSL *a0, const char *a1) { (void)SSL
 #error "SSL_set1_verify_cert_store is no longer a macro"
 #endif
 static void fli_check_SSL_set1_verify_cert_store(SSL *a0, X509_STORE *a1) { (void)SSL_set1_verify_cert_store(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_SSL_CTX), SSL_CTX *(SSL *, SSL_CTX *)), "SSL_set_SSL_CTX");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_accept_state), void (SSL *)), "SSL_set_accept_state");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_allow_early_data_cb), void (SSL *, SSL_allow_early_data_cb_fn, void *)), "SSL_set_allow_early_data_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_alpn_protos), int (SSL *, const unsigned char *, unsigned int)), "SSL_set_alpn_protos");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_SSL_CTX), SSL_CTX *(SSL *, SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_set_SSL_CTX), SSL_CTX * (const SSL *, SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_set_SSL_CTX), SSL_CTX * (SSL *, const SSL_CTX *)) || __builtin_types_compatible_p(__typeof__(SSL_set_SSL_CTX), SSL_CTX * (const SSL *, const SSL_CTX *)), "SSL_set_SSL_CTX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_accept_state), void (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_set_accept_state), void (const SSL *)), "SSL_set_accept_state");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_allow_early_data_cb), void (SSL *, SSL_allow_early_data_cb_fn, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_allow_early_data_cb), void (const SSL *, SSL_allow_early_data_cb_fn, void *)), "SSL_set_allow_early_data_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_alpn_protos), int (SSL *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_set_alpn_protos), int (const SSL *, const unsigned char *, unsigned int)), "SSL_set_alpn_protos");
 #ifndef SSL_set_app_data
 #error "SSL_set_app_data is no longer a macro"
 #endif
 static void fli_check_SSL_set_app_data(SSL *a0, void *a1) { (void)SSL_set_app_data(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_async_callback), int (SSL *, SSL_async_callback_fn)), "SSL_set_async_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_async_callback_arg), int (SSL *, void *)), "SSL_set_async_callback_arg");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_bio), void (SSL *, BIO *, BIO *)), "SSL_set_bio");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_block_padding), int (SSL *, size_t)), "SSL_set_block_padding");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_block_padding_ex), int (SSL *, size_t, size_t)), "SSL_set_block_padding_ex");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_blocking_mode), int (SSL *, int)), "SSL_set_blocking_mode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_async_callback), int (SSL *, SSL_async_callback_fn)) || __builtin_types_compatible_p(__typeof__(SSL_set_async_callback), int (const SSL *, SSL_async_callback_fn)), "SSL_set_async_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_async_callback_arg), int (SSL *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_async_callback_arg), int (const SSL *, void *)), "SSL_set_async_callback_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_bio), void (SSL *, BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set_bio), void (const SSL *, BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set_bio), void (SSL *, const BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set_bio), void (const SSL *, const BIO *, BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set_bio), void (SSL *, BIO *, const BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set_bio), void (const SSL *, BIO *, const BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set_bio), void (SSL *, const BIO *, const BIO *)) || __builtin_types_compatible_p(__typeof__(SSL_set_bio), void (const SSL *, const BIO *, const BIO *)), "SSL_set_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_block_padding), int (SSL *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_block_padding), int (const SSL *, size_t)), "SSL_set_block_padding");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_block_padding_ex), int (SSL *, size_t, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_block_padding_ex), int (const SSL *, size_t, size_t)), "SSL_set_block_padding_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_blocking_mode), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_blocking_mode), int (const SSL *, int)), "SSL_set_blocking_mode");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_cert_cb), void (SSL *, int (*)(SSL *, void *), void *)), "SSL_set_cert_cb");
 #ifndef SSL_set_cert_flags
 #error "SSL_set_cert_flags is no longer a macro"
 #endif
 static void fli_check_SSL_set_cert_flags(SSL *a0, long a1) { (void)SSL_set_cert_flags(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_cipher_list), int (SSL *, const char *)), "SSL_set_cipher_list");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ciphersuites), int (SSL *, const char *)), "SSL_set_ciphersuites");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_client_CA_list), void (SSL *, struct stack_st_X509_NAME *)), "SSL_set_client_CA_list");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_connect_state), void (SSL *)), "SSL_set_connect_state");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ct_validation_callback), int (SSL *, ssl_ct_validation_cb, void *)), "SSL_set_ct_validation_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_cipher_list), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_cipher_list), int (const SSL *, const char *)), "SSL_set_cipher_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ciphersuites), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_ciphersuites), int (const SSL *, const char *)), "SSL_set_ciphersuites");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_client_CA_list), void (SSL *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_set_client_CA_list), void (const SSL *, struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_set_client_CA_list), void (SSL *, const struct stack_st_X509_NAME *)) || __builtin_types_compatible_p(__typeof__(SSL_set_client_CA_list), void (const SSL *, const struct stack_st_X509_NAME *)), "SSL_set_client_CA_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_connect_state), void (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_set_connect_state), void (const SSL *)), "SSL_set_connect_state");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ct_validation_callback), int (SSL *, ssl_ct_validation_cb, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_ct_validation_callback), int (const SSL *, ssl_ct_validation_cb, void *)), "SSL_set_ct_validation_callback");
 #ifndef SSL_set_current_cert
 #error "SSL_set_current_cert is no longer a macro"
 #endif
 static void fli_check_SSL_set_current_cert(SSL *a0, long a1) { (void)SSL_set_current_cert(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_debug), void (SSL *, int)), "SSL_set_debug");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb), void (SSL *, pem_password_cb *)), "SSL_set_default_passwd_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb_userdata), void (SSL *, void *)), "SSL_set_default_passwd_cb_userdata");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_read_buffer_len), void (SSL *, size_t)), "SSL_set_default_read_buffer_len");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_stream_mode), int (SSL *, uint32_t)), "SSL_set_default_stream_mode");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_debug), void (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_debug), void (const SSL *, int)), "SSL_set_debug");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb), void (SSL *, pem_password_cb *)) || __builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb), void (const SSL *, pem_password_cb *)), "SSL_set_default_passwd_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb_userdata), void (SSL *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_default_passwd_cb_userdata), void (const SSL *, void *)), "SSL_set_default_passwd_cb_userdata");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_read_buffer_len), void (SSL *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_default_read_buffer_len), void (const SSL *, size_t)), "SSL_set_default_read_buffer_len");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_default_stream_mode), int (SSL *, uint32_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_default_stream_mode), int (const SSL *, uint32_t)), "SSL_set_default_stream_mode");
 #ifndef SSL_set_dh_auto
 #error "SSL_set_dh_auto is no longer a macro"
 #endif
 static void fli_check_SSL_set_dh_auto(SSL *a0, long a1) { (void)SSL_set_dh_auto(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ex_data), int (SSL *, int, void *)), "SSL_set_ex_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_fd), int (SSL *, int)), "SSL_set_fd");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_generate_session_id), int (SSL *, GEN_SESSION_CB)), "SSL_set_generate_session_id");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_hostflags), void (SSL *, unsigned int)), "SSL_set_hostflags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_incoming_stream_policy), int (SSL *, int, uint64_t)), "SSL_set_incoming_stream_policy");
+#ifndef SSL_set_ecdh_auto
+#error "SSL_set_ecdh_auto is no longer a macro"
+#endif
+static void fli_check_SSL_set_ecdh_auto(SSL *a0, int a1) { (void)SSL_set_ecdh_auto(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ex_data), int (SSL *, int, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_ex_data), int (const SSL *, int, void *)), "SSL_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_fd), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_fd), int (const SSL *, int)), "SSL_set_fd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_generate_session_id), int (SSL *, GEN_SESSION_CB)) || __builtin_types_compatible_p(__typeof__(SSL_set_generate_session_id), int (const SSL *, GEN_SESSION_CB)), "SSL_set_generate_session_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_hostflags), void (SSL *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_set_hostflags), void (const SSL *, unsigned int)), "SSL_set_hostflags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_incoming_stream_policy), int (SSL *, int, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_incoming_stream_policy), int (const SSL *, int, uint64_t)), "SSL_set_incoming_stream_policy");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_info_callback), void (SSL *, void (*)(const SSL *, int, int))), "SSL_set_info_callback");
 #ifndef SSL_set_max_cert_list
 #error "SSL_set_max_cert_list is no longer a macro"
 #endif
 static void fli_check_SSL_set_max_cert_list(SSL *a0, long a1) { (void)SSL_set_max_cert_list(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_max_early_data), int (SSL *, uint32_t)), "SSL_set_max_early_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_max_early_data), int (SSL *, uint32_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_max_early_data), int (const SSL *, uint32_t)), "SSL_set_max_early_data");
 #ifndef SSL_set_max_pipelines
 #error "SSL_set_max_pipelines is no longer a macro"
 #endif
@@ -1297,42 +3177,42 @@ static void fli_check_SSL_set_msg_callback_arg(SSL *a0, void *a1) { (void)SSL_se
 #endif
 static void fli_check_SSL_set_mtu(SSL *a0, long a1) { (void)SSL_set_mtu(a0, a1); }
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_not_resumable_session_callback), void (SSL *, int (*)(SSL *, int))), "SSL_set_not_resumable_session_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_num_tickets), int (SSL *, size_t)), "SSL_set_num_tickets");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_options), uint64_t (SSL *, uint64_t)), "SSL_set_options");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_post_handshake_auth), void (SSL *, int)), "SSL_set_post_handshake_auth");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_client_callback), void (SSL *, SSL_psk_client_cb_func)), "SSL_set_psk_client_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_find_session_callback), void (SSL *, SSL_psk_find_session_cb_func)), "SSL_set_psk_find_session_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_server_callback), void (SSL *, SSL_psk_server_cb_func)), "SSL_set_psk_server_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_use_session_callback), void (SSL *, SSL_psk_use_session_cb_func)), "SSL_set_psk_use_session_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_purpose), int (SSL *, int)), "SSL_set_purpose");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_cbs), int (SSL *, const OSSL_DISPATCH *, void *)), "SSL_set_quic_tls_cbs");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_early_data_enabled), int (SSL *, int)), "SSL_set_quic_tls_early_data_enabled");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_transport_params), int (SSL *, const unsigned char *, size_t)), "SSL_set_quic_tls_transport_params");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quiet_shutdown), void (SSL *, int)), "SSL_set_quiet_shutdown");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_read_ahead), void (SSL *, int)), "SSL_set_read_ahead");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_num_tickets), int (SSL *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_num_tickets), int (const SSL *, size_t)), "SSL_set_num_tickets");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_options), uint64_t (SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_options), uint64_t (const SSL *, uint64_t)), "SSL_set_options");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_post_handshake_auth), void (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_post_handshake_auth), void (const SSL *, int)), "SSL_set_post_handshake_auth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_client_callback), void (SSL *, SSL_psk_client_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_set_psk_client_callback), void (const SSL *, SSL_psk_client_cb_func)), "SSL_set_psk_client_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_find_session_callback), void (SSL *, SSL_psk_find_session_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_set_psk_find_session_callback), void (const SSL *, SSL_psk_find_session_cb_func)), "SSL_set_psk_find_session_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_server_callback), void (SSL *, SSL_psk_server_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_set_psk_server_callback), void (const SSL *, SSL_psk_server_cb_func)), "SSL_set_psk_server_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_psk_use_session_callback), void (SSL *, SSL_psk_use_session_cb_func)) || __builtin_types_compatible_p(__typeof__(SSL_set_psk_use_session_callback), void (const SSL *, SSL_psk_use_session_cb_func)), "SSL_set_psk_use_session_callback");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_purpose), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_purpose), int (const SSL *, int)), "SSL_set_purpose");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_cbs), int (SSL *, const OSSL_DISPATCH *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_cbs), int (const SSL *, const OSSL_DISPATCH *, void *)), "SSL_set_quic_tls_cbs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_early_data_enabled), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_early_data_enabled), int (const SSL *, int)), "SSL_set_quic_tls_early_data_enabled");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_transport_params), int (SSL *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_quic_tls_transport_params), int (const SSL *, const unsigned char *, size_t)), "SSL_set_quic_tls_transport_params");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_quiet_shutdown), void (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_quiet_shutdown), void (const SSL *, int)), "SSL_set_quiet_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_read_ahead), void (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_read_ahead), void (const SSL *, int)), "SSL_set_read_ahead");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_record_padding_callback), int (SSL *, size_t (*)(SSL *, int, size_t, void *))), "SSL_set_record_padding_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_record_padding_callback_arg), void (SSL *, void *)), "SSL_set_record_padding_callback_arg");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_recv_max_early_data), int (SSL *, uint32_t)), "SSL_set_recv_max_early_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_record_padding_callback_arg), void (SSL *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_record_padding_callback_arg), void (const SSL *, void *)), "SSL_set_record_padding_callback_arg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_recv_max_early_data), int (SSL *, uint32_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_recv_max_early_data), int (const SSL *, uint32_t)), "SSL_set_recv_max_early_data");
 #ifndef SSL_set_retry_verify
 #error "SSL_set_retry_verify is no longer a macro"
 #endif
 static void fli_check_SSL_set_retry_verify(SSL *a0) { (void)SSL_set_retry_verify(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_rfd), int (SSL *, int)), "SSL_set_rfd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_rfd), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_rfd), int (const SSL *, int)), "SSL_set_rfd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_security_callback), void (SSL *, int (*)(const SSL *, const SSL_CTX *, int, int, int, void *, void *))), "SSL_set_security_callback");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_security_level), void (SSL *, int)), "SSL_set_security_level");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session), int (SSL *, SSL_SESSION *)), "SSL_set_session");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_id_context), int (SSL *, const unsigned char *, unsigned int)), "SSL_set_session_id_context");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_secret_cb), int (SSL *, tls_session_secret_cb_fn, void *)), "SSL_set_session_secret_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_ticket_ext), int (SSL *, void *, int)), "SSL_set_session_ticket_ext");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_ticket_ext_cb), int (SSL *, tls_session_ticket_ext_cb_fn, void *)), "SSL_set_session_ticket_ext_cb");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_shutdown), void (SSL *, int)), "SSL_set_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_security_level), void (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_security_level), void (const SSL *, int)), "SSL_set_security_level");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session), int (SSL *, SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_set_session), int (const SSL *, SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_set_session), int (SSL *, const SSL_SESSION *)) || __builtin_types_compatible_p(__typeof__(SSL_set_session), int (const SSL *, const SSL_SESSION *)), "SSL_set_session");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_id_context), int (SSL *, const unsigned char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(SSL_set_session_id_context), int (const SSL *, const unsigned char *, unsigned int)), "SSL_set_session_id_context");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_secret_cb), int (SSL *, tls_session_secret_cb_fn, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_session_secret_cb), int (const SSL *, tls_session_secret_cb_fn, void *)), "SSL_set_session_secret_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_ticket_ext), int (SSL *, void *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_session_ticket_ext), int (const SSL *, void *, int)), "SSL_set_session_ticket_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_session_ticket_ext_cb), int (SSL *, tls_session_ticket_ext_cb_fn, void *)) || __builtin_types_compatible_p(__typeof__(SSL_set_session_ticket_ext_cb), int (const SSL *, tls_session_ticket_ext_cb_fn, void *)), "SSL_set_session_ticket_ext_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_shutdown), void (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_shutdown), void (const SSL *, int)), "SSL_set_shutdown");
 #ifndef SSL_set_split_send_fragment
 #error "SSL_set_split_send_fragment is no longer a macro"
 #endif
 static void fli_check_SSL_set_split_send_fragment(SSL *a0, long a1) { (void)SSL_set_split_send_fragment(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (SSL *, const BIGNUM *, const BIGNUM *, BIGNUM *, BIGNUM *, char *)), "SSL_set_srp_server_param");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param_pw), int (SSL *, const char *, const char *, const char *)), "SSL_set_srp_server_param_pw");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ssl_method), int (SSL *, const SSL_METHOD *)), "SSL_set_ssl_method");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (SSL *, const BIGNUM *, const BIGNUM *, BIGNUM *, BIGNUM *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (const SSL *, const BIGNUM *, const BIGNUM *, BIGNUM *, BIGNUM *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (SSL *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BIGNUM *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (const SSL *, const BIGNUM *, const BIGNUM *, const BIGNUM *, BIGNUM *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (SSL *, const BIGNUM *, const BIGNUM *, BIGNUM *, const BIGNUM *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (const SSL *, const BIGNUM *, const BIGNUM *, BIGNUM *, const BIGNUM *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (SSL *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param), int (const SSL *, const BIGNUM *, const BIGNUM *, const BIGNUM *, const BIGNUM *, char *)), "SSL_set_srp_server_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param_pw), int (SSL *, const char *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_srp_server_param_pw), int (const SSL *, const char *, const char *, const char *)), "SSL_set_srp_server_param_pw");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_ssl_method), int (SSL *, const SSL_METHOD *)) || __builtin_types_compatible_p(__typeof__(SSL_set_ssl_method), int (const SSL *, const SSL_METHOD *)), "SSL_set_ssl_method");
 #ifndef SSL_set_time
 #error "SSL_set_time is no longer a macro"
 #endif
@@ -1353,7 +3233,7 @@ static void fli_check_SSL_set_tlsext_debug_callback(SSL *a0, void (*a1)(void)) {
 #error "SSL_set_tlsext_host_name is no longer a macro"
 #endif
 static void fli_check_SSL_set_tlsext_host_name(SSL *a0, const char *a1) { (void)SSL_set_tlsext_host_name(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_tlsext_max_fragment_length), int (SSL *, uint8_t)), "SSL_set_tlsext_max_fragment_length");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_tlsext_max_fragment_length), int (SSL *, uint8_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_tlsext_max_fragment_length), int (const SSL *, uint8_t)), "SSL_set_tlsext_max_fragment_length");
 #ifndef SSL_set_tlsext_status_exts
 #error "SSL_set_tlsext_status_exts is no longer a macro"
 #endif
@@ -1370,7 +3250,7 @@ static void fli_check_SSL_set_tlsext_status_ocsp_resp(SSL *a0, void *a1, long a2
 #error "SSL_set_tlsext_status_type is no longer a macro"
 #endif
 static void fli_check_SSL_set_tlsext_status_type(SSL *a0, long a1) { (void)SSL_set_tlsext_status_type(a0, a1); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_tlsext_use_srtp), int (SSL *, const char *)), "SSL_set_tlsext_use_srtp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_tlsext_use_srtp), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_set_tlsext_use_srtp), int (const SSL *, const char *)), "SSL_set_tlsext_use_srtp");
 #ifndef SSL_set_tmp_dh
 #error "SSL_set_tmp_dh is no longer a macro"
 #endif
@@ -1387,39 +3267,39 @@ _Static_assert(SSL_set_tmp_rsa(0, 0) == 1, "SSL_set_tmp_rsa");
 #ifndef SSL_set_tmp_rsa_callback
 #error "SSL_set_tmp_rsa_callback is no longer a macro"
 #endif
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_trust), int (SSL *, int)), "SSL_set_trust");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_value_uint), int (SSL *, uint32_t, uint32_t, uint64_t)), "SSL_set_value_uint");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify), void (SSL *, int, SSL_verify_cb)), "SSL_set_verify");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify_depth), void (SSL *, int)), "SSL_set_verify_depth");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify_result), void (SSL *, long)), "SSL_set_verify_result");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_wfd), int (SSL *, int)), "SSL_set_wfd");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_shutdown), int (SSL *)), "SSL_shutdown");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_srp_server_param_with_username), int (SSL *, int *)), "SSL_srp_server_param_with_username");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_trust), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_trust), int (const SSL *, int)), "SSL_set_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_value_uint), int (SSL *, uint32_t, uint32_t, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_set_value_uint), int (const SSL *, uint32_t, uint32_t, uint64_t)), "SSL_set_value_uint");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify), void (SSL *, int, SSL_verify_cb)) || __builtin_types_compatible_p(__typeof__(SSL_set_verify), void (const SSL *, int, SSL_verify_cb)), "SSL_set_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify_depth), void (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_verify_depth), void (const SSL *, int)), "SSL_set_verify_depth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_verify_result), void (SSL *, long)) || __builtin_types_compatible_p(__typeof__(SSL_set_verify_result), void (const SSL *, long)), "SSL_set_verify_result");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_set_wfd), int (SSL *, int)) || __builtin_types_compatible_p(__typeof__(SSL_set_wfd), int (const SSL *, int)), "SSL_set_wfd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_shutdown), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_shutdown), int (const SSL *)), "SSL_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_srp_server_param_with_username), int (SSL *, int *)) || __builtin_types_compatible_p(__typeof__(SSL_srp_server_param_with_username), int (const SSL *, int *)), "SSL_srp_server_param_with_username");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_state_string), const char *(const SSL *)), "SSL_state_string");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_state_string_long), const char *(const SSL *)), "SSL_state_string_long");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_stateless), int (SSL *)), "SSL_stateless");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_stream_conclude), int (SSL *, uint64_t)), "SSL_stream_conclude");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_stateless), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_stateless), int (const SSL *)), "SSL_stateless");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_stream_conclude), int (SSL *, uint64_t)) || __builtin_types_compatible_p(__typeof__(SSL_stream_conclude), int (const SSL *, uint64_t)), "SSL_stream_conclude");
 #ifndef SSL_total_renegotiations
 #error "SSL_total_renegotiations is no longer a macro"
 #endif
 static void fli_check_SSL_total_renegotiations(SSL *a0) { (void)SSL_total_renegotiations(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_trace), void (int, int, int, const void *, size_t, SSL *, void *)), "SSL_trace");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_up_ref), int (SSL *)), "SSL_up_ref");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey), int (SSL *, EVP_PKEY *)), "SSL_use_PrivateKey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey_ASN1), int (int, SSL *, const unsigned char *, long)), "SSL_use_PrivateKey_ASN1");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey_file), int (SSL *, const char *, int)), "SSL_use_PrivateKey_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey), int (SSL *, RSA *)), "SSL_use_RSAPrivateKey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey_ASN1), int (SSL *, const unsigned char *, long)), "SSL_use_RSAPrivateKey_ASN1");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey_file), int (SSL *, const char *, int)), "SSL_use_RSAPrivateKey_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_trace), void (int, int, int, const void *, size_t, SSL *, void *)) || __builtin_types_compatible_p(__typeof__(SSL_trace), void (int, int, int, const void *, size_t, const SSL *, void *)), "SSL_trace");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_up_ref), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_up_ref), int (const SSL *)), "SSL_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey), int (SSL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey), int (const SSL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey), int (SSL *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey), int (const SSL *, const EVP_PKEY *)), "SSL_use_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey_ASN1), int (int, SSL *, const unsigned char *, long)) || __builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey_ASN1), int (int, const SSL *, const unsigned char *, long)), "SSL_use_PrivateKey_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey_file), int (SSL *, const char *, int)) || __builtin_types_compatible_p(__typeof__(SSL_use_PrivateKey_file), int (const SSL *, const char *, int)), "SSL_use_PrivateKey_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey), int (SSL *, RSA *)) || __builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey), int (const SSL *, RSA *)) || __builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey), int (SSL *, const RSA *)) || __builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey), int (const SSL *, const RSA *)), "SSL_use_RSAPrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey_ASN1), int (SSL *, const unsigned char *, long)) || __builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey_ASN1), int (const SSL *, const unsigned char *, long)), "SSL_use_RSAPrivateKey_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey_file), int (SSL *, const char *, int)) || __builtin_types_compatible_p(__typeof__(SSL_use_RSAPrivateKey_file), int (const SSL *, const char *, int)), "SSL_use_RSAPrivateKey_file");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_cert_and_key), int (SSL *, X509 *, EVP_PKEY *, struct stack_st_X509 *, int)), "SSL_use_cert_and_key");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate), int (SSL *, X509 *)), "SSL_use_certificate");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate_ASN1), int (SSL *, const unsigned char *, int)), "SSL_use_certificate_ASN1");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate_chain_file), int (SSL *, const char *)), "SSL_use_certificate_chain_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate_file), int (SSL *, const char *, int)), "SSL_use_certificate_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_psk_identity_hint), int (SSL *, const char *)), "SSL_use_psk_identity_hint");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_verify_client_post_handshake), int (SSL *)), "SSL_verify_client_post_handshake");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate), int (SSL *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_use_certificate), int (const SSL *, X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_use_certificate), int (SSL *, const X509 *)) || __builtin_types_compatible_p(__typeof__(SSL_use_certificate), int (const SSL *, const X509 *)), "SSL_use_certificate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate_ASN1), int (SSL *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(SSL_use_certificate_ASN1), int (const SSL *, const unsigned char *, int)), "SSL_use_certificate_ASN1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate_chain_file), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_use_certificate_chain_file), int (const SSL *, const char *)), "SSL_use_certificate_chain_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_certificate_file), int (SSL *, const char *, int)) || __builtin_types_compatible_p(__typeof__(SSL_use_certificate_file), int (const SSL *, const char *, int)), "SSL_use_certificate_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_use_psk_identity_hint), int (SSL *, const char *)) || __builtin_types_compatible_p(__typeof__(SSL_use_psk_identity_hint), int (const SSL *, const char *)), "SSL_use_psk_identity_hint");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_verify_client_post_handshake), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_verify_client_post_handshake), int (const SSL *)), "SSL_verify_client_post_handshake");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_version), int (const SSL *)), "SSL_version");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_waiting_for_async), int (SSL *)), "SSL_waiting_for_async");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_waiting_for_async), int (SSL *)) || __builtin_types_compatible_p(__typeof__(SSL_waiting_for_async), int (const SSL *)), "SSL_waiting_for_async");
 _Static_assert(__builtin_types_compatible_p(__typeof__(SSL_want), int (const SSL *)), "SSL_want");
 #ifndef SSL_want_async
 #error "SSL_want_async is no longer a macro"
@@ -1453,10 +3333,10 @@ static void fli_check_SSL_want_write(const SSL *a0) { (void)SSL_want_write(a0); 
 #error "SSL_want_x509_lookup is no longer a macro"
 #endif
 static void fli_check_SSL_want_x509_lookup(const SSL *a0) { (void)SSL_want_x509_lookup(a0); }
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write), int (SSL *, const void *, int)), "SSL_write");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_early_data), int (SSL *, const void *, size_t, size_t *)), "SSL_write_early_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_ex), int (SSL *, const void *, size_t, size_t *)), "SSL_write_ex");
-_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_ex2), int (SSL *, const void *, size_t, uint64_t, size_t *)), "SSL_write_ex2");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write), int (SSL *, const void *, int)) || __builtin_types_compatible_p(__typeof__(SSL_write), int (const SSL *, const void *, int)), "SSL_write");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_early_data), int (SSL *, const void *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_write_early_data), int (const SSL *, const void *, size_t, size_t *)), "SSL_write_early_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_ex), int (SSL *, const void *, size_t, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_write_ex), int (const SSL *, const void *, size_t, size_t *)), "SSL_write_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SSL_write_ex2), int (SSL *, const void *, size_t, uint64_t, size_t *)) || __builtin_types_compatible_p(__typeof__(SSL_write_ex2), int (const SSL *, const void *, size_t, uint64_t, size_t *)), "SSL_write_ex2");
 #ifndef SSLeay_add_ssl_algorithms
 #error "SSLeay_add_ssl_algorithms is no longer a macro"
 #endif
@@ -1470,6 +3350,28 @@ static void fli_check_SSLeay_add_ssl_algorithms(void) { (void)SSLeay_add_ssl_alg
 #ifndef SSLv23_server_method
 #error "SSLv23_server_method is no longer a macro"
 #endif
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNETID_free), void (SXNETID *)), "SXNETID_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNETID_it), const ASN1_ITEM *(void)), "SXNETID_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNETID_new), SXNETID *(void)), "SXNETID_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_add_id_INTEGER), int (SXNET **, ASN1_INTEGER *, const char *, int)), "SXNET_add_id_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_add_id_asc), int (SXNET **, const char *, const char *, int)), "SXNET_add_id_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_add_id_ulong), int (SXNET **, unsigned long, const char *, int)), "SXNET_add_id_ulong");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_free), void (SXNET *)), "SXNET_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_get_id_INTEGER), ASN1_OCTET_STRING *(SXNET *, ASN1_INTEGER *)), "SXNET_get_id_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_get_id_asc), ASN1_OCTET_STRING *(SXNET *, const char *)), "SXNET_get_id_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_get_id_ulong), ASN1_OCTET_STRING *(SXNET *, unsigned long)), "SXNET_get_id_ulong");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_it), const ASN1_ITEM *(void)), "SXNET_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(SXNET_new), SXNET *(void)), "SXNET_new");
+#ifndef TLS1_get_client_version
+#error "TLS1_get_client_version is no longer a macro"
+#endif
+static void fli_check_TLS1_get_client_version(const SSL *a0) { (void)TLS1_get_client_version(a0); }
+#ifndef TLS1_get_version
+#error "TLS1_get_version is no longer a macro"
+#endif
+static void fli_check_TLS1_get_version(const SSL *a0) { (void)TLS1_get_version(a0); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(TLS_FEATURE_free), void (TLS_FEATURE *)) || __builtin_types_compatible_p(__typeof__(TLS_FEATURE_free), void (const TLS_FEATURE *)), "TLS_FEATURE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(TLS_FEATURE_new), TLS_FEATURE *(void)), "TLS_FEATURE_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLS_client_method), const SSL_METHOD *(void)), "TLS_client_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLS_method), const SSL_METHOD *(void)), "TLS_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLS_server_method), const SSL_METHOD *(void)), "TLS_server_method");
@@ -1482,74 +3384,1074 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_2_server_method), c
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_client_method), const SSL_METHOD *(void)), "TLSv1_client_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_method), const SSL_METHOD *(void)), "TLSv1_method");
 _Static_assert(__builtin_types_compatible_p(__typeof__(TLSv1_server_method), const SSL_METHOD *(void)), "TLSv1_server_method");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_txt), int (X509_NAME *, const char *, int, const unsigned char *, int, int, int)), "X509_NAME_add_entry_by_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(USERNOTICE_free), void (USERNOTICE *)), "USERNOTICE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(USERNOTICE_it), const ASN1_ITEM *(void)), "USERNOTICE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(USERNOTICE_new), USERNOTICE *(void)), "USERNOTICE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(UTF8_getc), int (const unsigned char *, int, unsigned long *)), "UTF8_getc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(UTF8_putc), int (unsigned char *, int, unsigned long)), "UTF8_putc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_CRL_add_conf), int (struct lhash_st_CONF_VALUE *, X509V3_CTX *, const char *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_CRL_add_conf), int (struct lhash_st_CONF_VALUE *, X509V3_CTX *, const char *, const X509_CRL *)), "X509V3_EXT_CRL_add_conf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_CRL_add_nconf), int (CONF *, X509V3_CTX *, const char *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_CRL_add_nconf), int (CONF *, X509V3_CTX *, const char *, const X509_CRL *)), "X509V3_EXT_CRL_add_nconf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_REQ_add_conf), int (struct lhash_st_CONF_VALUE *, X509V3_CTX *, const char *, X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_REQ_add_conf), int (struct lhash_st_CONF_VALUE *, X509V3_CTX *, const char *, const X509_REQ *)), "X509V3_EXT_REQ_add_conf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_REQ_add_nconf), int (CONF *, X509V3_CTX *, const char *, X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_REQ_add_nconf), int (CONF *, X509V3_CTX *, const char *, const X509_REQ *)), "X509V3_EXT_REQ_add_nconf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_add), int (X509V3_EXT_METHOD *)), "X509V3_EXT_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_add_alias), int (int, int)), "X509V3_EXT_add_alias");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_add_conf), int (struct lhash_st_CONF_VALUE *, X509V3_CTX *, const char *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_add_conf), int (struct lhash_st_CONF_VALUE *, X509V3_CTX *, const char *, const X509 *)), "X509V3_EXT_add_conf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_add_list), int (X509V3_EXT_METHOD *)), "X509V3_EXT_add_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_add_nconf), int (CONF *, X509V3_CTX *, const char *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_add_nconf), int (CONF *, X509V3_CTX *, const char *, const X509 *)), "X509V3_EXT_add_nconf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_add_nconf_sk), int (CONF *, X509V3_CTX *, const char *, struct stack_st_X509_EXTENSION **)), "X509V3_EXT_add_nconf_sk");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_cleanup), void (void)), "X509V3_EXT_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_conf), X509_EXTENSION *(struct lhash_st_CONF_VALUE *, X509V3_CTX *, const char *, const char *)), "X509V3_EXT_conf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_conf_nid), X509_EXTENSION *(struct lhash_st_CONF_VALUE *, X509V3_CTX *, int, const char *)), "X509V3_EXT_conf_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_d2i), void *(X509_EXTENSION *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_d2i), void * (const X509_EXTENSION *)), "X509V3_EXT_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_get), const X509V3_EXT_METHOD *(X509_EXTENSION *)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_get), const X509V3_EXT_METHOD * (const X509_EXTENSION *)), "X509V3_EXT_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_get_nid), const X509V3_EXT_METHOD *(int)), "X509V3_EXT_get_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_i2d), X509_EXTENSION *(int, int, void *)), "X509V3_EXT_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_nconf), X509_EXTENSION *(CONF *, X509V3_CTX *, const char *, const char *)), "X509V3_EXT_nconf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_nconf_nid), X509_EXTENSION *(CONF *, X509V3_CTX *, int, const char *)), "X509V3_EXT_nconf_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_print), int (BIO *, X509_EXTENSION *, unsigned long, int)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_print), int (const BIO *, X509_EXTENSION *, unsigned long, int)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_print), int (BIO *, const X509_EXTENSION *, unsigned long, int)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_print), int (const BIO *, const X509_EXTENSION *, unsigned long, int)), "X509V3_EXT_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_print_fp), int (FILE *, X509_EXTENSION *, int, int)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_print_fp), int (FILE *, const X509_EXTENSION *, int, int)), "X509V3_EXT_print_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_EXT_val_prn), void (BIO *, struct stack_st_CONF_VALUE *, int, int)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_val_prn), void (const BIO *, struct stack_st_CONF_VALUE *, int, int)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_val_prn), void (BIO *, const struct stack_st_CONF_VALUE *, int, int)) || __builtin_types_compatible_p(__typeof__(X509V3_EXT_val_prn), void (const BIO *, const struct stack_st_CONF_VALUE *, int, int)), "X509V3_EXT_val_prn");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_NAME_from_section), int (X509_NAME *, struct stack_st_CONF_VALUE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509V3_NAME_from_section), int (const X509_NAME *, struct stack_st_CONF_VALUE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509V3_NAME_from_section), int (X509_NAME *, const struct stack_st_CONF_VALUE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509V3_NAME_from_section), int (const X509_NAME *, const struct stack_st_CONF_VALUE *, unsigned long)), "X509V3_NAME_from_section");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_add1_i2d), int (struct stack_st_X509_EXTENSION **, int, void *, int, unsigned long)), "X509V3_add1_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_add_standard_extensions), int (void)), "X509V3_add_standard_extensions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_add_value), int (const char *, const char *, struct stack_st_CONF_VALUE **)), "X509V3_add_value");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_add_value_bool), int (const char *, int, struct stack_st_CONF_VALUE **)), "X509V3_add_value_bool");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_add_value_bool_nf), int (const char *, int, struct stack_st_CONF_VALUE **)), "X509V3_add_value_bool_nf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_add_value_int), int (const char *, const ASN1_INTEGER *, struct stack_st_CONF_VALUE **)), "X509V3_add_value_int");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_add_value_uchar), int (const char *, const unsigned char *, struct stack_st_CONF_VALUE **)), "X509V3_add_value_uchar");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_conf_free), void (CONF_VALUE *)), "X509V3_conf_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_extensions_print), int (BIO *, const char *, const struct stack_st_X509_EXTENSION *, unsigned long, int)) || __builtin_types_compatible_p(__typeof__(X509V3_extensions_print), int (const BIO *, const char *, const struct stack_st_X509_EXTENSION *, unsigned long, int)), "X509V3_extensions_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_get_d2i), void *(const struct stack_st_X509_EXTENSION *, int, int *, int *)), "X509V3_get_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_get_section), struct stack_st_CONF_VALUE *(X509V3_CTX *, const char *)), "X509V3_get_section");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_get_string), char *(X509V3_CTX *, const char *, const char *)), "X509V3_get_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_get_value_bool), int (const CONF_VALUE *, int *)), "X509V3_get_value_bool");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_get_value_int), int (const CONF_VALUE *, ASN1_INTEGER **)), "X509V3_get_value_int");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_parse_list), struct stack_st_CONF_VALUE *(const char *)), "X509V3_parse_list");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_section_free), void (X509V3_CTX *, struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(X509V3_section_free), void (X509V3_CTX *, const struct stack_st_CONF_VALUE *)), "X509V3_section_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_set_conf_lhash), void (X509V3_CTX *, struct lhash_st_CONF_VALUE *)), "X509V3_set_conf_lhash");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_set_ctx), void (X509V3_CTX *, X509 *, X509 *, X509_REQ *, X509_CRL *, int)), "X509V3_set_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_set_issuer_pkey), int (X509V3_CTX *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509V3_set_issuer_pkey), int (X509V3_CTX *, const EVP_PKEY *)), "X509V3_set_issuer_pkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_set_nconf), void (X509V3_CTX *, CONF *)), "X509V3_set_nconf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509V3_string_free), void (X509V3_CTX *, char *)), "X509V3_string_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGORS_it), const ASN1_ITEM *(void)), "X509_ALGORS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_cmp), int (const X509_ALGOR *, const X509_ALGOR *)), "X509_ALGOR_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_copy), int (X509_ALGOR *, const X509_ALGOR *)), "X509_ALGOR_copy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_dup), X509_ALGOR *(const X509_ALGOR *)), "X509_ALGOR_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_free), void (X509_ALGOR *)), "X509_ALGOR_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_get0), void (const ASN1_OBJECT **, int *, const void **, const X509_ALGOR *)), "X509_ALGOR_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_it), const ASN1_ITEM *(void)), "X509_ALGOR_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_new), X509_ALGOR *(void)), "X509_ALGOR_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_set0), int (X509_ALGOR *, ASN1_OBJECT *, int, void *)) || __builtin_types_compatible_p(__typeof__(X509_ALGOR_set0), int (X509_ALGOR *, const ASN1_OBJECT *, int, void *)), "X509_ALGOR_set0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ALGOR_set_md), void (X509_ALGOR *, const EVP_MD *)), "X509_ALGOR_set_md");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_count), int (const X509_ATTRIBUTE *)), "X509_ATTRIBUTE_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_create), X509_ATTRIBUTE *(int, int, void *)), "X509_ATTRIBUTE_create");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_create_by_NID), X509_ATTRIBUTE *(X509_ATTRIBUTE **, int, int, const void *, int)), "X509_ATTRIBUTE_create_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_create_by_OBJ), X509_ATTRIBUTE *(X509_ATTRIBUTE **, const ASN1_OBJECT *, int, const void *, int)), "X509_ATTRIBUTE_create_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_create_by_txt), X509_ATTRIBUTE *(X509_ATTRIBUTE **, const char *, int, const unsigned char *, int)), "X509_ATTRIBUTE_create_by_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_dup), X509_ATTRIBUTE *(const X509_ATTRIBUTE *)), "X509_ATTRIBUTE_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_free), void (X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_free), void (const X509_ATTRIBUTE *)), "X509_ATTRIBUTE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_get0_data), void *(X509_ATTRIBUTE *, int, int, void *)) || __builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_get0_data), void * (const X509_ATTRIBUTE *, int, int, void *)), "X509_ATTRIBUTE_get0_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_get0_object), ASN1_OBJECT *(X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_get0_object), ASN1_OBJECT * (const X509_ATTRIBUTE *)), "X509_ATTRIBUTE_get0_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_get0_type), ASN1_TYPE *(X509_ATTRIBUTE *, int)) || __builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_get0_type), ASN1_TYPE * (const X509_ATTRIBUTE *, int)), "X509_ATTRIBUTE_get0_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_it), const ASN1_ITEM *(void)), "X509_ATTRIBUTE_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_new), X509_ATTRIBUTE *(void)), "X509_ATTRIBUTE_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_set1_data), int (X509_ATTRIBUTE *, int, const void *, int)) || __builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_set1_data), int (const X509_ATTRIBUTE *, int, const void *, int)), "X509_ATTRIBUTE_set1_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_set1_object), int (X509_ATTRIBUTE *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_ATTRIBUTE_set1_object), int (const X509_ATTRIBUTE *, const ASN1_OBJECT *)), "X509_ATTRIBUTE_set1_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CERT_AUX_free), void (X509_CERT_AUX *)) || __builtin_types_compatible_p(__typeof__(X509_CERT_AUX_free), void (const X509_CERT_AUX *)), "X509_CERT_AUX_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CERT_AUX_it), const ASN1_ITEM *(void)), "X509_CERT_AUX_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CERT_AUX_new), X509_CERT_AUX *(void)), "X509_CERT_AUX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CINF_free), void (X509_CINF *)) || __builtin_types_compatible_p(__typeof__(X509_CINF_free), void (const X509_CINF *)), "X509_CINF_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CINF_it), const ASN1_ITEM *(void)), "X509_CINF_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CINF_new), X509_CINF *(void)), "X509_CINF_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_INFO_free), void (X509_CRL_INFO *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_INFO_free), void (const X509_CRL_INFO *)), "X509_CRL_INFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_INFO_it), const ASN1_ITEM *(void)), "X509_CRL_INFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_INFO_new), X509_CRL_INFO *(void)), "X509_CRL_INFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_METHOD_free), void (X509_CRL_METHOD *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_METHOD_free), void (const X509_CRL_METHOD *)), "X509_CRL_METHOD_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_METHOD_new), X509_CRL_METHOD *(int (*)(X509_CRL *), int (*)(X509_CRL *), int (*)(X509_CRL *, X509_REVOKED **, const ASN1_INTEGER *, const X509_NAME *), int (*)(X509_CRL *, EVP_PKEY *))), "X509_CRL_METHOD_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_add0_revoked), int (X509_CRL *, X509_REVOKED *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_add0_revoked), int (const X509_CRL *, X509_REVOKED *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_add0_revoked), int (X509_CRL *, const X509_REVOKED *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_add0_revoked), int (const X509_CRL *, const X509_REVOKED *)), "X509_CRL_add0_revoked");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_add1_ext_i2d), int (X509_CRL *, int, void *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_add1_ext_i2d), int (const X509_CRL *, int, void *, int, unsigned long)), "X509_CRL_add1_ext_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_add_ext), int (X509_CRL *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_add_ext), int (const X509_CRL *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_add_ext), int (X509_CRL *, const X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_add_ext), int (const X509_CRL *, const X509_EXTENSION *, int)), "X509_CRL_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_check_suiteb), int (X509_CRL *, EVP_PKEY *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_check_suiteb), int (const X509_CRL *, EVP_PKEY *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_check_suiteb), int (X509_CRL *, const EVP_PKEY *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_check_suiteb), int (const X509_CRL *, const EVP_PKEY *, unsigned long)), "X509_CRL_check_suiteb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_cmp), int (const X509_CRL *, const X509_CRL *)), "X509_CRL_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_delete_ext), X509_EXTENSION *(X509_CRL *, int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_delete_ext), X509_EXTENSION * (const X509_CRL *, int)), "X509_CRL_delete_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL *(X509_CRL *, X509_CRL *, EVP_PKEY *, const EVP_MD *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL * (const X509_CRL *, X509_CRL *, EVP_PKEY *, const EVP_MD *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL * (X509_CRL *, const X509_CRL *, EVP_PKEY *, const EVP_MD *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL * (const X509_CRL *, const X509_CRL *, EVP_PKEY *, const EVP_MD *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL * (X509_CRL *, X509_CRL *, const EVP_PKEY *, const EVP_MD *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL * (const X509_CRL *, X509_CRL *, const EVP_PKEY *, const EVP_MD *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL * (X509_CRL *, const X509_CRL *, const EVP_PKEY *, const EVP_MD *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_diff), X509_CRL * (const X509_CRL *, const X509_CRL *, const EVP_PKEY *, const EVP_MD *, unsigned int)), "X509_CRL_diff");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_digest), int (const X509_CRL *, const EVP_MD *, unsigned char *, unsigned int *)), "X509_CRL_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_dup), X509_CRL *(const X509_CRL *)), "X509_CRL_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_free), void (X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_free), void (const X509_CRL *)), "X509_CRL_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get0_by_cert), int (X509_CRL *, X509_REVOKED **, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_get0_by_cert), int (const X509_CRL *, X509_REVOKED **, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_get0_by_cert), int (X509_CRL *, X509_REVOKED **, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_get0_by_cert), int (const X509_CRL *, X509_REVOKED **, const X509 *)), "X509_CRL_get0_by_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get0_by_serial), int (X509_CRL *, X509_REVOKED **, const ASN1_INTEGER *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_get0_by_serial), int (const X509_CRL *, X509_REVOKED **, const ASN1_INTEGER *)), "X509_CRL_get0_by_serial");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get0_extensions), const struct stack_st_X509_EXTENSION *(const X509_CRL *)), "X509_CRL_get0_extensions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get0_lastUpdate), const ASN1_TIME *(const X509_CRL *)), "X509_CRL_get0_lastUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get0_nextUpdate), const ASN1_TIME *(const X509_CRL *)), "X509_CRL_get0_nextUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get0_signature), void (const X509_CRL *, const ASN1_BIT_STRING **, const X509_ALGOR **)), "X509_CRL_get0_signature");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_REVOKED), struct stack_st_X509_REVOKED *(X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_get_REVOKED), struct stack_st_X509_REVOKED * (const X509_CRL *)), "X509_CRL_get_REVOKED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_ext), X509_EXTENSION *(const X509_CRL *, int)), "X509_CRL_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_ext_by_NID), int (const X509_CRL *, int, int)), "X509_CRL_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_ext_by_OBJ), int (const X509_CRL *, const ASN1_OBJECT *, int)), "X509_CRL_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_ext_by_critical), int (const X509_CRL *, int, int)), "X509_CRL_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_ext_count), int (const X509_CRL *)), "X509_CRL_get_ext_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_ext_d2i), void *(const X509_CRL *, int, int *, int *)), "X509_CRL_get_ext_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_issuer), X509_NAME *(const X509_CRL *)), "X509_CRL_get_issuer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_meth_data), void *(X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_get_meth_data), void * (const X509_CRL *)), "X509_CRL_get_meth_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_signature_nid), int (const X509_CRL *)), "X509_CRL_get_signature_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_get_version), long (const X509_CRL *)), "X509_CRL_get_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_it), const ASN1_ITEM *(void)), "X509_CRL_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_load_http), X509_CRL *(const char *, BIO *, BIO *, int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_load_http), X509_CRL * (const char *, const BIO *, BIO *, int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_load_http), X509_CRL * (const char *, BIO *, const BIO *, int)) || __builtin_types_compatible_p(__typeof__(X509_CRL_load_http), X509_CRL * (const char *, const BIO *, const BIO *, int)), "X509_CRL_load_http");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_match), int (const X509_CRL *, const X509_CRL *)), "X509_CRL_match");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_new), X509_CRL *(void)), "X509_CRL_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_new_ex), X509_CRL *(OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_new_ex), X509_CRL * (const OSSL_LIB_CTX *, const char *)), "X509_CRL_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_print), int (BIO *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_print), int (const BIO *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_print), int (BIO *, const X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_print), int (const BIO *, const X509_CRL *)), "X509_CRL_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_print_ex), int (BIO *, X509_CRL *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_print_ex), int (const BIO *, X509_CRL *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_print_ex), int (BIO *, const X509_CRL *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_print_ex), int (const BIO *, const X509_CRL *, unsigned long)), "X509_CRL_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_print_fp), int (FILE *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_print_fp), int (FILE *, const X509_CRL *)), "X509_CRL_print_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_set1_lastUpdate), int (X509_CRL *, const ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_set1_lastUpdate), int (const X509_CRL *, const ASN1_TIME *)), "X509_CRL_set1_lastUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_set1_nextUpdate), int (X509_CRL *, const ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_set1_nextUpdate), int (const X509_CRL *, const ASN1_TIME *)), "X509_CRL_set1_nextUpdate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_set_default_method), void (const X509_CRL_METHOD *)), "X509_CRL_set_default_method");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_set_issuer_name), int (X509_CRL *, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_set_issuer_name), int (const X509_CRL *, const X509_NAME *)), "X509_CRL_set_issuer_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_set_meth_data), void (X509_CRL *, void *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_set_meth_data), void (const X509_CRL *, void *)), "X509_CRL_set_meth_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_set_version), int (X509_CRL *, long)) || __builtin_types_compatible_p(__typeof__(X509_CRL_set_version), int (const X509_CRL *, long)), "X509_CRL_set_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_sign), int (X509_CRL *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_sign), int (const X509_CRL *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_sign), int (X509_CRL *, const EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_sign), int (const X509_CRL *, const EVP_PKEY *, const EVP_MD *)), "X509_CRL_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_sign_ctx), int (X509_CRL *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_sign_ctx), int (const X509_CRL *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_sign_ctx), int (X509_CRL *, const EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_sign_ctx), int (const X509_CRL *, const EVP_MD_CTX *)), "X509_CRL_sign_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_sort), int (X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_sort), int (const X509_CRL *)), "X509_CRL_sort");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_up_ref), int (X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_up_ref), int (const X509_CRL *)), "X509_CRL_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_CRL_verify), int (X509_CRL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_verify), int (const X509_CRL *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_verify), int (X509_CRL *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_CRL_verify), int (const X509_CRL *, const EVP_PKEY *)), "X509_CRL_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSIONS_it), const ASN1_ITEM *(void)), "X509_EXTENSIONS_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_create_by_NID), X509_EXTENSION *(X509_EXTENSION **, int, int, ASN1_OCTET_STRING *)), "X509_EXTENSION_create_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_create_by_OBJ), X509_EXTENSION *(X509_EXTENSION **, const ASN1_OBJECT *, int, ASN1_OCTET_STRING *)), "X509_EXTENSION_create_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_dup), X509_EXTENSION *(const X509_EXTENSION *)), "X509_EXTENSION_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_free), void (X509_EXTENSION *)) || __builtin_types_compatible_p(__typeof__(X509_EXTENSION_free), void (const X509_EXTENSION *)), "X509_EXTENSION_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_get_critical), int (const X509_EXTENSION *)), "X509_EXTENSION_get_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_get_data), ASN1_OCTET_STRING *(X509_EXTENSION *)) || __builtin_types_compatible_p(__typeof__(X509_EXTENSION_get_data), ASN1_OCTET_STRING * (const X509_EXTENSION *)), "X509_EXTENSION_get_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_get_object), ASN1_OBJECT *(X509_EXTENSION *)) || __builtin_types_compatible_p(__typeof__(X509_EXTENSION_get_object), ASN1_OBJECT * (const X509_EXTENSION *)), "X509_EXTENSION_get_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_it), const ASN1_ITEM *(void)), "X509_EXTENSION_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_new), X509_EXTENSION *(void)), "X509_EXTENSION_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_set_critical), int (X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_EXTENSION_set_critical), int (const X509_EXTENSION *, int)), "X509_EXTENSION_set_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_set_data), int (X509_EXTENSION *, ASN1_OCTET_STRING *)) || __builtin_types_compatible_p(__typeof__(X509_EXTENSION_set_data), int (const X509_EXTENSION *, ASN1_OCTET_STRING *)), "X509_EXTENSION_set_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_EXTENSION_set_object), int (X509_EXTENSION *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_EXTENSION_set_object), int (const X509_EXTENSION *, const ASN1_OBJECT *)), "X509_EXTENSION_set_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_INFO_free), void (X509_INFO *)) || __builtin_types_compatible_p(__typeof__(X509_INFO_free), void (const X509_INFO *)), "X509_INFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_INFO_new), X509_INFO *(void)), "X509_INFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_alias), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const char *, int, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_alias), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const char *, int, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_alias), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const char *, int, const X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_alias), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const char *, int, const X509_OBJECT *)), "X509_LOOKUP_by_alias");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_fingerprint), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const unsigned char *, int, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_fingerprint), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const unsigned char *, int, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_fingerprint), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const unsigned char *, int, const X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_fingerprint), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const unsigned char *, int, const X509_OBJECT *)), "X509_LOOKUP_by_fingerprint");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_issuer_serial), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const ASN1_INTEGER *, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_issuer_serial), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const ASN1_INTEGER *, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_issuer_serial), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const ASN1_INTEGER *, const X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_issuer_serial), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const ASN1_INTEGER *, const X509_OBJECT *)), "X509_LOOKUP_by_issuer_serial");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const X509_OBJECT *)), "X509_LOOKUP_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, X509_OBJECT *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, X509_OBJECT *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const X509_OBJECT *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const X509_OBJECT *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, X509_OBJECT *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, X509_OBJECT *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const X509_OBJECT *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_by_subject_ex), int (const X509_LOOKUP *, X509_LOOKUP_TYPE, const X509_NAME *, const X509_OBJECT *, const OSSL_LIB_CTX *, const char *)), "X509_LOOKUP_by_subject_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_ctrl), int (X509_LOOKUP *, int, const char *, long, char **)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_ctrl), int (const X509_LOOKUP *, int, const char *, long, char **)), "X509_LOOKUP_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_ctrl_ex), int (X509_LOOKUP *, int, const char *, long, char **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_ctrl_ex), int (const X509_LOOKUP *, int, const char *, long, char **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_ctrl_ex), int (X509_LOOKUP *, int, const char *, long, char **, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_ctrl_ex), int (const X509_LOOKUP *, int, const char *, long, char **, const OSSL_LIB_CTX *, const char *)), "X509_LOOKUP_ctrl_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_file), X509_LOOKUP_METHOD *(void)), "X509_LOOKUP_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_free), void (X509_LOOKUP *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_free), void (const X509_LOOKUP *)), "X509_LOOKUP_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_get_method_data), void *(const X509_LOOKUP *)), "X509_LOOKUP_get_method_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_get_store), X509_STORE *(const X509_LOOKUP *)), "X509_LOOKUP_get_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_hash_dir), X509_LOOKUP_METHOD *(void)), "X509_LOOKUP_hash_dir");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_init), int (X509_LOOKUP *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_init), int (const X509_LOOKUP *)), "X509_LOOKUP_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_free), void (X509_LOOKUP_METHOD *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_free), void (const X509_LOOKUP_METHOD *)), "X509_LOOKUP_meth_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_ctrl), X509_LOOKUP_ctrl_fn (const X509_LOOKUP_METHOD *)), "X509_LOOKUP_meth_get_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_free), void (*(const X509_LOOKUP_METHOD *))(X509_LOOKUP *)), "X509_LOOKUP_meth_get_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_get_by_alias), X509_LOOKUP_get_by_alias_fn (const X509_LOOKUP_METHOD *)), "X509_LOOKUP_meth_get_get_by_alias");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_get_by_fingerprint), X509_LOOKUP_get_by_fingerprint_fn (const X509_LOOKUP_METHOD *)), "X509_LOOKUP_meth_get_get_by_fingerprint");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_get_by_issuer_serial), X509_LOOKUP_get_by_issuer_serial_fn (const X509_LOOKUP_METHOD *)), "X509_LOOKUP_meth_get_get_by_issuer_serial");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_get_by_subject), X509_LOOKUP_get_by_subject_fn (const X509_LOOKUP_METHOD *)), "X509_LOOKUP_meth_get_get_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_init), int (*(const X509_LOOKUP_METHOD *))(X509_LOOKUP *)), "X509_LOOKUP_meth_get_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_new_item), int (*(const X509_LOOKUP_METHOD *))(X509_LOOKUP *)), "X509_LOOKUP_meth_get_new_item");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_get_shutdown), int (*(const X509_LOOKUP_METHOD *))(X509_LOOKUP *)), "X509_LOOKUP_meth_get_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_new), X509_LOOKUP_METHOD *(const char *)), "X509_LOOKUP_meth_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_ctrl), int (X509_LOOKUP_METHOD *, X509_LOOKUP_ctrl_fn)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_ctrl), int (const X509_LOOKUP_METHOD *, X509_LOOKUP_ctrl_fn)), "X509_LOOKUP_meth_set_ctrl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_free), int (X509_LOOKUP_METHOD *, void (*)(X509_LOOKUP *))), "X509_LOOKUP_meth_set_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_alias), int (X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_alias_fn)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_alias), int (const X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_alias_fn)), "X509_LOOKUP_meth_set_get_by_alias");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_fingerprint), int (X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_fingerprint_fn)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_fingerprint), int (const X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_fingerprint_fn)), "X509_LOOKUP_meth_set_get_by_fingerprint");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_issuer_serial), int (X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_issuer_serial_fn)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_issuer_serial), int (const X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_issuer_serial_fn)), "X509_LOOKUP_meth_set_get_by_issuer_serial");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_subject), int (X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_subject_fn)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_get_by_subject), int (const X509_LOOKUP_METHOD *, X509_LOOKUP_get_by_subject_fn)), "X509_LOOKUP_meth_set_get_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_init), int (X509_LOOKUP_METHOD *, int (*)(X509_LOOKUP *))), "X509_LOOKUP_meth_set_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_new_item), int (X509_LOOKUP_METHOD *, int (*)(X509_LOOKUP *))), "X509_LOOKUP_meth_set_new_item");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_meth_set_shutdown), int (X509_LOOKUP_METHOD *, int (*)(X509_LOOKUP *))), "X509_LOOKUP_meth_set_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_new), X509_LOOKUP *(X509_LOOKUP_METHOD *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_new), X509_LOOKUP * (const X509_LOOKUP_METHOD *)), "X509_LOOKUP_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_set_method_data), int (X509_LOOKUP *, void *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_set_method_data), int (const X509_LOOKUP *, void *)), "X509_LOOKUP_set_method_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_shutdown), int (X509_LOOKUP *)) || __builtin_types_compatible_p(__typeof__(X509_LOOKUP_shutdown), int (const X509_LOOKUP *)), "X509_LOOKUP_shutdown");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_LOOKUP_store), X509_LOOKUP_METHOD *(void)), "X509_LOOKUP_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_create_by_NID), X509_NAME_ENTRY *(X509_NAME_ENTRY **, int, int, const unsigned char *, int)), "X509_NAME_ENTRY_create_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_create_by_OBJ), X509_NAME_ENTRY *(X509_NAME_ENTRY **, const ASN1_OBJECT *, int, const unsigned char *, int)), "X509_NAME_ENTRY_create_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_create_by_txt), X509_NAME_ENTRY *(X509_NAME_ENTRY **, const char *, int, const unsigned char *, int)), "X509_NAME_ENTRY_create_by_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_dup), X509_NAME_ENTRY *(const X509_NAME_ENTRY *)), "X509_NAME_ENTRY_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_free), void (X509_NAME_ENTRY *)) || __builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_free), void (const X509_NAME_ENTRY *)), "X509_NAME_ENTRY_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_get_data), ASN1_STRING *(const X509_NAME_ENTRY *)), "X509_NAME_ENTRY_get_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_get_object), ASN1_OBJECT *(const X509_NAME_ENTRY *)), "X509_NAME_ENTRY_get_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_it), const ASN1_ITEM *(void)), "X509_NAME_ENTRY_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_new), X509_NAME_ENTRY *(void)), "X509_NAME_ENTRY_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_set), int (const X509_NAME_ENTRY *)), "X509_NAME_ENTRY_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_set_data), int (X509_NAME_ENTRY *, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_set_data), int (const X509_NAME_ENTRY *, int, const unsigned char *, int)), "X509_NAME_ENTRY_set_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_set_object), int (X509_NAME_ENTRY *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_NAME_ENTRY_set_object), int (const X509_NAME_ENTRY *, const ASN1_OBJECT *)), "X509_NAME_ENTRY_set_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_add_entry), int (X509_NAME *, const X509_NAME_ENTRY *, int, int)) || __builtin_types_compatible_p(__typeof__(X509_NAME_add_entry), int (const X509_NAME *, const X509_NAME_ENTRY *, int, int)), "X509_NAME_add_entry");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_NID), int (X509_NAME *, int, int, const unsigned char *, int, int, int)) || __builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_NID), int (const X509_NAME *, int, int, const unsigned char *, int, int, int)), "X509_NAME_add_entry_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_OBJ), int (X509_NAME *, const ASN1_OBJECT *, int, const unsigned char *, int, int, int)) || __builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_OBJ), int (const X509_NAME *, const ASN1_OBJECT *, int, const unsigned char *, int, int, int)), "X509_NAME_add_entry_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_txt), int (X509_NAME *, const char *, int, const unsigned char *, int, int, int)) || __builtin_types_compatible_p(__typeof__(X509_NAME_add_entry_by_txt), int (const X509_NAME *, const char *, int, const unsigned char *, int, int, int)), "X509_NAME_add_entry_by_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_cmp), int (const X509_NAME *, const X509_NAME *)), "X509_NAME_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_delete_entry), X509_NAME_ENTRY *(X509_NAME *, int)) || __builtin_types_compatible_p(__typeof__(X509_NAME_delete_entry), X509_NAME_ENTRY * (const X509_NAME *, int)), "X509_NAME_delete_entry");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_digest), int (const X509_NAME *, const EVP_MD *, unsigned char *, unsigned int *)), "X509_NAME_digest");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_dup), X509_NAME *(const X509_NAME *)), "X509_NAME_dup");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_entry_count), int (const X509_NAME *)), "X509_NAME_entry_count");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_free), void (X509_NAME *)), "X509_NAME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_free), void (X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_NAME_free), void (const X509_NAME *)), "X509_NAME_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_get0_der), int (const X509_NAME *, const unsigned char **, size_t *)), "X509_NAME_get0_der");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_get_entry), X509_NAME_ENTRY *(const X509_NAME *, int)), "X509_NAME_get_entry");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_get_index_by_NID), int (const X509_NAME *, int, int)), "X509_NAME_get_index_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_get_index_by_OBJ), int (const X509_NAME *, const ASN1_OBJECT *, int)), "X509_NAME_get_index_by_OBJ");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_get_text_by_NID), int (const X509_NAME *, int, char *, int)), "X509_NAME_get_text_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_get_text_by_OBJ), int (const X509_NAME *, const ASN1_OBJECT *, char *, int)), "X509_NAME_get_text_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_hash_ex), unsigned long (const X509_NAME *, OSSL_LIB_CTX *, const char *, int *)) || __builtin_types_compatible_p(__typeof__(X509_NAME_hash_ex), unsigned long (const X509_NAME *, const OSSL_LIB_CTX *, const char *, int *)), "X509_NAME_hash_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_hash_old), unsigned long (const X509_NAME *)), "X509_NAME_hash_old");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_it), const ASN1_ITEM *(void)), "X509_NAME_it");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_new), X509_NAME *(void)), "X509_NAME_new");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_oneline), char *(const X509_NAME *, char *, int)), "X509_NAME_oneline");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_print_ex), int (BIO *, const X509_NAME *, int, unsigned long)), "X509_NAME_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_print), int (BIO *, const X509_NAME *, int)) || __builtin_types_compatible_p(__typeof__(X509_NAME_print), int (const BIO *, const X509_NAME *, int)), "X509_NAME_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_print_ex), int (BIO *, const X509_NAME *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_NAME_print_ex), int (const BIO *, const X509_NAME *, int, unsigned long)), "X509_NAME_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_print_ex_fp), int (FILE *, const X509_NAME *, int, unsigned long)), "X509_NAME_print_ex_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_NAME_set), int (X509_NAME **, const X509_NAME *)), "X509_NAME_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_free), void (X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_free), void (const X509_OBJECT *)), "X509_OBJECT_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_get0_X509), X509 *(const X509_OBJECT *)), "X509_OBJECT_get0_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_get0_X509_CRL), X509_CRL *(const X509_OBJECT *)), "X509_OBJECT_get0_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_get_type), X509_LOOKUP_TYPE (const X509_OBJECT *)), "X509_OBJECT_get_type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_idx_by_subject), int (struct stack_st_X509_OBJECT *, X509_LOOKUP_TYPE, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_idx_by_subject), int (const struct stack_st_X509_OBJECT *, X509_LOOKUP_TYPE, const X509_NAME *)), "X509_OBJECT_idx_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_new), X509_OBJECT *(void)), "X509_OBJECT_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_retrieve_by_subject), X509_OBJECT *(struct stack_st_X509_OBJECT *, X509_LOOKUP_TYPE, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_retrieve_by_subject), X509_OBJECT * (const struct stack_st_X509_OBJECT *, X509_LOOKUP_TYPE, const X509_NAME *)), "X509_OBJECT_retrieve_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_retrieve_match), X509_OBJECT *(struct stack_st_X509_OBJECT *, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_retrieve_match), X509_OBJECT * (const struct stack_st_X509_OBJECT *, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_retrieve_match), X509_OBJECT * (struct stack_st_X509_OBJECT *, const X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_retrieve_match), X509_OBJECT * (const struct stack_st_X509_OBJECT *, const X509_OBJECT *)), "X509_OBJECT_retrieve_match");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509), int (X509_OBJECT *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509), int (const X509_OBJECT *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509), int (X509_OBJECT *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509), int (const X509_OBJECT *, const X509 *)), "X509_OBJECT_set1_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509_CRL), int (X509_OBJECT *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509_CRL), int (const X509_OBJECT *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509_CRL), int (X509_OBJECT *, const X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_set1_X509_CRL), int (const X509_OBJECT *, const X509_CRL *)), "X509_OBJECT_set1_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_OBJECT_up_ref_count), int (X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_OBJECT_up_ref_count), int (const X509_OBJECT *)), "X509_OBJECT_up_ref_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PKEY_free), void (X509_PKEY *)), "X509_PKEY_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PKEY_new), X509_PKEY *(void)), "X509_PKEY_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_POLICY_NODE_print), void (BIO *, X509_POLICY_NODE *, int)) || __builtin_types_compatible_p(__typeof__(X509_POLICY_NODE_print), void (const BIO *, X509_POLICY_NODE *, int)) || __builtin_types_compatible_p(__typeof__(X509_POLICY_NODE_print), void (BIO *, const X509_POLICY_NODE *, int)) || __builtin_types_compatible_p(__typeof__(X509_POLICY_NODE_print), void (const BIO *, const X509_POLICY_NODE *, int)), "X509_POLICY_NODE_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_dup), X509_PUBKEY *(const X509_PUBKEY *)), "X509_PUBKEY_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_eq), int (const X509_PUBKEY *, const X509_PUBKEY *)), "X509_PUBKEY_eq");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_free), void (X509_PUBKEY *)) || __builtin_types_compatible_p(__typeof__(X509_PUBKEY_free), void (const X509_PUBKEY *)), "X509_PUBKEY_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_get), EVP_PKEY *(const X509_PUBKEY *)), "X509_PUBKEY_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_get0), EVP_PKEY *(const X509_PUBKEY *)), "X509_PUBKEY_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_get0_param), int (ASN1_OBJECT **, const unsigned char **, int *, X509_ALGOR **, const X509_PUBKEY *)), "X509_PUBKEY_get0_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_it), const ASN1_ITEM *(void)), "X509_PUBKEY_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_new), X509_PUBKEY *(void)), "X509_PUBKEY_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_new_ex), X509_PUBKEY *(OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_PUBKEY_new_ex), X509_PUBKEY * (const OSSL_LIB_CTX *, const char *)), "X509_PUBKEY_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_set), int (X509_PUBKEY **, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_PUBKEY_set), int (X509_PUBKEY **, const EVP_PKEY *)), "X509_PUBKEY_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PUBKEY_set0_param), int (X509_PUBKEY *, ASN1_OBJECT *, int, void *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_PUBKEY_set0_param), int (const X509_PUBKEY *, ASN1_OBJECT *, int, void *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_PUBKEY_set0_param), int (X509_PUBKEY *, const ASN1_OBJECT *, int, void *, unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_PUBKEY_set0_param), int (const X509_PUBKEY *, const ASN1_OBJECT *, int, void *, unsigned char *, int)), "X509_PUBKEY_set0_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_add), int (int, int, int, int (*)(const X509_PURPOSE *, const X509 *, int), const char *, const char *, void *)), "X509_PURPOSE_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_cleanup), void (void)), "X509_PURPOSE_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get0), X509_PURPOSE *(int)), "X509_PURPOSE_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get0_name), char *(const X509_PURPOSE *)), "X509_PURPOSE_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get0_sname), char *(const X509_PURPOSE *)), "X509_PURPOSE_get0_sname");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get_by_id), int (int)), "X509_PURPOSE_get_by_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get_by_sname), int (const char *)), "X509_PURPOSE_get_by_sname");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get_count), int (void)), "X509_PURPOSE_get_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get_id), int (const X509_PURPOSE *)), "X509_PURPOSE_get_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_get_trust), int (const X509_PURPOSE *)), "X509_PURPOSE_get_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_PURPOSE_set), int (int *, int)), "X509_PURPOSE_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_INFO_free), void (X509_REQ_INFO *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_INFO_free), void (const X509_REQ_INFO *)), "X509_REQ_INFO_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_INFO_it), const ASN1_ITEM *(void)), "X509_REQ_INFO_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_INFO_new), X509_REQ_INFO *(void)), "X509_REQ_INFO_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr), int (X509_REQ *, X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr), int (const X509_REQ *, X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr), int (X509_REQ *, const X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr), int (const X509_REQ *, const X509_ATTRIBUTE *)), "X509_REQ_add1_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr_by_NID), int (X509_REQ *, int, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr_by_NID), int (const X509_REQ *, int, int, const unsigned char *, int)), "X509_REQ_add1_attr_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr_by_OBJ), int (X509_REQ *, const ASN1_OBJECT *, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr_by_OBJ), int (const X509_REQ *, const ASN1_OBJECT *, int, const unsigned char *, int)), "X509_REQ_add1_attr_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr_by_txt), int (X509_REQ *, const char *, int, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add1_attr_by_txt), int (const X509_REQ *, const char *, int, const unsigned char *, int)), "X509_REQ_add1_attr_by_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_add_extensions), int (X509_REQ *, const struct stack_st_X509_EXTENSION *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add_extensions), int (const X509_REQ *, const struct stack_st_X509_EXTENSION *)), "X509_REQ_add_extensions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_add_extensions_nid), int (X509_REQ *, const struct stack_st_X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_REQ_add_extensions_nid), int (const X509_REQ *, const struct stack_st_X509_EXTENSION *, int)), "X509_REQ_add_extensions_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_check_private_key), int (X509_REQ *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_check_private_key), int (const X509_REQ *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_check_private_key), int (X509_REQ *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_check_private_key), int (const X509_REQ *, const EVP_PKEY *)), "X509_REQ_check_private_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_delete_attr), X509_ATTRIBUTE *(X509_REQ *, int)) || __builtin_types_compatible_p(__typeof__(X509_REQ_delete_attr), X509_ATTRIBUTE * (const X509_REQ *, int)), "X509_REQ_delete_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_digest), int (const X509_REQ *, const EVP_MD *, unsigned char *, unsigned int *)), "X509_REQ_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_dup), X509_REQ *(const X509_REQ *)), "X509_REQ_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_extension_nid), int (int)), "X509_REQ_extension_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_free), void (X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_free), void (const X509_REQ *)), "X509_REQ_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get0_distinguishing_id), ASN1_OCTET_STRING *(X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_get0_distinguishing_id), ASN1_OCTET_STRING * (const X509_REQ *)), "X509_REQ_get0_distinguishing_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get0_pubkey), EVP_PKEY *(X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_get0_pubkey), EVP_PKEY * (const X509_REQ *)), "X509_REQ_get0_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get0_signature), void (const X509_REQ *, const ASN1_BIT_STRING **, const X509_ALGOR **)), "X509_REQ_get0_signature");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get1_email), struct stack_st_OPENSSL_STRING *(X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_get1_email), struct stack_st_OPENSSL_STRING * (const X509_REQ *)), "X509_REQ_get1_email");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_X509_PUBKEY), X509_PUBKEY *(X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_get_X509_PUBKEY), X509_PUBKEY * (const X509_REQ *)), "X509_REQ_get_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_attr), X509_ATTRIBUTE *(const X509_REQ *, int)), "X509_REQ_get_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_attr_by_NID), int (const X509_REQ *, int, int)), "X509_REQ_get_attr_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_attr_by_OBJ), int (const X509_REQ *, const ASN1_OBJECT *, int)), "X509_REQ_get_attr_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_attr_count), int (const X509_REQ *)), "X509_REQ_get_attr_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_extension_nids), int *(void)), "X509_REQ_get_extension_nids");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_extensions), struct stack_st_X509_EXTENSION *(X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_get_extensions), struct stack_st_X509_EXTENSION * (const X509_REQ *)), "X509_REQ_get_extensions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_pubkey), EVP_PKEY *(X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_get_pubkey), EVP_PKEY * (const X509_REQ *)), "X509_REQ_get_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_signature_nid), int (const X509_REQ *)), "X509_REQ_get_signature_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_subject_name), X509_NAME *(const X509_REQ *)), "X509_REQ_get_subject_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_get_version), long (const X509_REQ *)), "X509_REQ_get_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_it), const ASN1_ITEM *(void)), "X509_REQ_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_new), X509_REQ *(void)), "X509_REQ_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_new_ex), X509_REQ *(OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_new_ex), X509_REQ * (const OSSL_LIB_CTX *, const char *)), "X509_REQ_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_print), int (BIO *, X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_print), int (const BIO *, X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_print), int (BIO *, const X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_print), int (const BIO *, const X509_REQ *)), "X509_REQ_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_print_ex), int (BIO *, X509_REQ *, unsigned long, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_REQ_print_ex), int (const BIO *, X509_REQ *, unsigned long, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_REQ_print_ex), int (BIO *, const X509_REQ *, unsigned long, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_REQ_print_ex), int (const BIO *, const X509_REQ *, unsigned long, unsigned long)), "X509_REQ_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_print_fp), int (FILE *, X509_REQ *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_print_fp), int (FILE *, const X509_REQ *)), "X509_REQ_print_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_set0_distinguishing_id), void (X509_REQ *, ASN1_OCTET_STRING *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set0_distinguishing_id), void (const X509_REQ *, ASN1_OCTET_STRING *)), "X509_REQ_set0_distinguishing_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_set0_signature), void (X509_REQ *, ASN1_BIT_STRING *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set0_signature), void (const X509_REQ *, ASN1_BIT_STRING *)), "X509_REQ_set0_signature");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_set1_signature_algo), int (X509_REQ *, X509_ALGOR *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set1_signature_algo), int (const X509_REQ *, X509_ALGOR *)), "X509_REQ_set1_signature_algo");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_set_extension_nids), void (int *)), "X509_REQ_set_extension_nids");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_set_pubkey), int (X509_REQ *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set_pubkey), int (const X509_REQ *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set_pubkey), int (X509_REQ *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set_pubkey), int (const X509_REQ *, const EVP_PKEY *)), "X509_REQ_set_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_set_subject_name), int (X509_REQ *, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set_subject_name), int (const X509_REQ *, const X509_NAME *)), "X509_REQ_set_subject_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_set_version), int (X509_REQ *, long)) || __builtin_types_compatible_p(__typeof__(X509_REQ_set_version), int (const X509_REQ *, long)), "X509_REQ_set_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_sign), int (X509_REQ *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_sign), int (const X509_REQ *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_sign), int (X509_REQ *, const EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_sign), int (const X509_REQ *, const EVP_PKEY *, const EVP_MD *)), "X509_REQ_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_sign_ctx), int (X509_REQ *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_sign_ctx), int (const X509_REQ *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_sign_ctx), int (X509_REQ *, const EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_sign_ctx), int (const X509_REQ *, const EVP_MD_CTX *)), "X509_REQ_sign_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_to_X509), X509 *(X509_REQ *, int, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_to_X509), X509 * (const X509_REQ *, int, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_to_X509), X509 * (X509_REQ *, int, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_to_X509), X509 * (const X509_REQ *, int, const EVP_PKEY *)), "X509_REQ_to_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_verify), int (X509_REQ *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify), int (const X509_REQ *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify), int (X509_REQ *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify), int (const X509_REQ *, const EVP_PKEY *)), "X509_REQ_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (X509_REQ *, EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (const X509_REQ *, EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (X509_REQ *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (const X509_REQ *, const EVP_PKEY *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (X509_REQ *, EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (const X509_REQ *, EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (X509_REQ *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_REQ_verify_ex), int (const X509_REQ *, const EVP_PKEY *, const OSSL_LIB_CTX *, const char *)), "X509_REQ_verify_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_add1_ext_i2d), int (X509_REVOKED *, int, void *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_add1_ext_i2d), int (const X509_REVOKED *, int, void *, int, unsigned long)), "X509_REVOKED_add1_ext_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_add_ext), int (X509_REVOKED *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_add_ext), int (const X509_REVOKED *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_add_ext), int (X509_REVOKED *, const X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_add_ext), int (const X509_REVOKED *, const X509_EXTENSION *, int)), "X509_REVOKED_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_delete_ext), X509_EXTENSION *(X509_REVOKED *, int)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_delete_ext), X509_EXTENSION * (const X509_REVOKED *, int)), "X509_REVOKED_delete_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_dup), X509_REVOKED *(const X509_REVOKED *)), "X509_REVOKED_dup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_free), void (X509_REVOKED *)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_free), void (const X509_REVOKED *)), "X509_REVOKED_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get0_extensions), const struct stack_st_X509_EXTENSION *(const X509_REVOKED *)), "X509_REVOKED_get0_extensions");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get0_revocationDate), const ASN1_TIME *(const X509_REVOKED *)), "X509_REVOKED_get0_revocationDate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get0_serialNumber), const ASN1_INTEGER *(const X509_REVOKED *)), "X509_REVOKED_get0_serialNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get_ext), X509_EXTENSION *(const X509_REVOKED *, int)), "X509_REVOKED_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get_ext_by_NID), int (const X509_REVOKED *, int, int)), "X509_REVOKED_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get_ext_by_OBJ), int (const X509_REVOKED *, const ASN1_OBJECT *, int)), "X509_REVOKED_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get_ext_by_critical), int (const X509_REVOKED *, int, int)), "X509_REVOKED_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get_ext_count), int (const X509_REVOKED *)), "X509_REVOKED_get_ext_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_get_ext_d2i), void *(const X509_REVOKED *, int, int *, int *)), "X509_REVOKED_get_ext_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_it), const ASN1_ITEM *(void)), "X509_REVOKED_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_new), X509_REVOKED *(void)), "X509_REVOKED_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_set_revocationDate), int (X509_REVOKED *, ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_set_revocationDate), int (const X509_REVOKED *, ASN1_TIME *)), "X509_REVOKED_set_revocationDate");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_REVOKED_set_serialNumber), int (X509_REVOKED *, ASN1_INTEGER *)) || __builtin_types_compatible_p(__typeof__(X509_REVOKED_set_serialNumber), int (const X509_REVOKED *, ASN1_INTEGER *)), "X509_REVOKED_set_serialNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_SIG_INFO_get), int (const X509_SIG_INFO *, int *, int *, int *, uint32_t *)), "X509_SIG_INFO_get");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_SIG_INFO_set), void (X509_SIG_INFO *, int, int, int, uint32_t)) || __builtin_types_compatible_p(__typeof__(X509_SIG_INFO_set), void (const X509_SIG_INFO *, int, int, int, uint32_t)), "X509_SIG_INFO_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_SIG_free), void (X509_SIG *)) || __builtin_types_compatible_p(__typeof__(X509_SIG_free), void (const X509_SIG *)), "X509_SIG_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_SIG_get0), void (const X509_SIG *, const X509_ALGOR **, const ASN1_OCTET_STRING **)), "X509_SIG_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_SIG_getm), void (X509_SIG *, X509_ALGOR **, ASN1_OCTET_STRING **)) || __builtin_types_compatible_p(__typeof__(X509_SIG_getm), void (const X509_SIG *, X509_ALGOR **, ASN1_OCTET_STRING **)), "X509_SIG_getm");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_SIG_it), const ASN1_ITEM *(void)), "X509_SIG_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_SIG_new), X509_SIG *(void)), "X509_SIG_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_cleanup), void (X509_STORE_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_cleanup), void (const X509_STORE_CTX *)), "X509_STORE_CTX_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_free), void (X509_STORE_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_free), void (const X509_STORE_CTX *)), "X509_STORE_CTX_free");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_cert), X509 *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_chain), struct stack_st_X509 *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_chain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_current_crl), X509_CRL *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_current_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_current_issuer), X509 *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_current_issuer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_param), X509_VERIFY_PARAM *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_parent_ctx), X509_STORE_CTX *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_parent_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_policy_tree), X509_POLICY_TREE *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_policy_tree");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_store), X509_STORE *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get0_untrusted), struct stack_st_X509 *(const X509_STORE_CTX *)), "X509_STORE_CTX_get0_untrusted");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_certs), struct stack_st_X509 *(X509_STORE_CTX *, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_certs), struct stack_st_X509 * (const X509_STORE_CTX *, const X509_NAME *)), "X509_STORE_CTX_get1_certs");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_chain), struct stack_st_X509 *(const X509_STORE_CTX *)), "X509_STORE_CTX_get1_chain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_crls), struct stack_st_X509_CRL *(const X509_STORE_CTX *, const X509_NAME *)), "X509_STORE_CTX_get1_crls");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_issuer), int (X509 **, X509_STORE_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_issuer), int (X509 **, const X509_STORE_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_issuer), int (X509 **, X509_STORE_CTX *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get1_issuer), int (X509 **, const X509_STORE_CTX *, const X509 *)), "X509_STORE_CTX_get1_issuer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_by_subject), int (const X509_STORE_CTX *, X509_LOOKUP_TYPE, const X509_NAME *, X509_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_by_subject), int (const X509_STORE_CTX *, X509_LOOKUP_TYPE, const X509_NAME *, const X509_OBJECT *)), "X509_STORE_CTX_get_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_cert_crl), X509_STORE_CTX_cert_crl_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_cert_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_check_crl), X509_STORE_CTX_check_crl_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_check_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_check_issued), X509_STORE_CTX_check_issued_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_check_issued");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_check_policy), X509_STORE_CTX_check_policy_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_check_policy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_check_revocation), X509_STORE_CTX_check_revocation_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_check_revocation");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_cleanup), X509_STORE_CTX_cleanup_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_cleanup");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_current_cert), X509 *(const X509_STORE_CTX *)), "X509_STORE_CTX_get_current_cert");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_error), int (const X509_STORE_CTX *)), "X509_STORE_CTX_get_error");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_error_depth), int (const X509_STORE_CTX *)), "X509_STORE_CTX_get_error_depth");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_ex_data), void *(const X509_STORE_CTX *, int)), "X509_STORE_CTX_get_ex_data");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_error), void (X509_STORE_CTX *, int)), "X509_STORE_CTX_set_error");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_add_cert), int (X509_STORE *, X509 *)), "X509_STORE_add_cert");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_free), void (X509_STORE *)), "X509_STORE_free");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_file), int (X509_STORE *, const char *)), "X509_STORE_load_file");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_locations), int (X509_STORE *, const char *, const char *)), "X509_STORE_load_locations");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_path), int (X509_STORE *, const char *)), "X509_STORE_load_path");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_explicit_policy), int (const X509_STORE_CTX *)), "X509_STORE_CTX_get_explicit_policy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_get_crl), X509_STORE_CTX_get_crl_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_get_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_get_issuer), X509_STORE_CTX_get_issuer_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_get_issuer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_lookup_certs), X509_STORE_CTX_lookup_certs_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_lookup_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_lookup_crls), X509_STORE_CTX_lookup_crls_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_lookup_crls");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_num_untrusted), int (const X509_STORE_CTX *)), "X509_STORE_CTX_get_num_untrusted");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_obj_by_subject), X509_OBJECT *(X509_STORE_CTX *, X509_LOOKUP_TYPE, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_obj_by_subject), X509_OBJECT * (const X509_STORE_CTX *, X509_LOOKUP_TYPE, const X509_NAME *)), "X509_STORE_CTX_get_obj_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_verify), X509_STORE_CTX_verify_fn (const X509_STORE_CTX *)), "X509_STORE_CTX_get_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_get_verify_cb), X509_STORE_CTX_verify_cb (const X509_STORE_CTX *)), "X509_STORE_CTX_get_verify_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_init), int (X509_STORE_CTX *, X509_STORE *, X509 *, struct stack_st_X509 *)), "X509_STORE_CTX_init");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_new), X509_STORE_CTX *(void)), "X509_STORE_CTX_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_new_ex), X509_STORE_CTX *(OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_new_ex), X509_STORE_CTX * (const OSSL_LIB_CTX *, const char *)), "X509_STORE_CTX_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_print_verify_cb), int (int, X509_STORE_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_print_verify_cb), int (int, const X509_STORE_CTX *)), "X509_STORE_CTX_print_verify_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_purpose_inherit), int (X509_STORE_CTX *, int, int, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_purpose_inherit), int (const X509_STORE_CTX *, int, int, int)), "X509_STORE_CTX_purpose_inherit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_crls), void (X509_STORE_CTX *, struct stack_st_X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_crls), void (const X509_STORE_CTX *, struct stack_st_X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_crls), void (X509_STORE_CTX *, const struct stack_st_X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_crls), void (const X509_STORE_CTX *, const struct stack_st_X509_CRL *)), "X509_STORE_CTX_set0_crls");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_dane), void (X509_STORE_CTX *, SSL_DANE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_dane), void (const X509_STORE_CTX *, SSL_DANE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_dane), void (X509_STORE_CTX *, const SSL_DANE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_dane), void (const X509_STORE_CTX *, const SSL_DANE *)), "X509_STORE_CTX_set0_dane");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_param), void (X509_STORE_CTX *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_param), void (const X509_STORE_CTX *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_param), void (X509_STORE_CTX *, const X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_param), void (const X509_STORE_CTX *, const X509_VERIFY_PARAM *)), "X509_STORE_CTX_set0_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_trusted_stack), void (X509_STORE_CTX *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_trusted_stack), void (const X509_STORE_CTX *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_trusted_stack), void (X509_STORE_CTX *, const struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_trusted_stack), void (const X509_STORE_CTX *, const struct stack_st_X509 *)), "X509_STORE_CTX_set0_trusted_stack");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_untrusted), void (X509_STORE_CTX *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_untrusted), void (const X509_STORE_CTX *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_untrusted), void (X509_STORE_CTX *, const struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_untrusted), void (const X509_STORE_CTX *, const struct stack_st_X509 *)), "X509_STORE_CTX_set0_untrusted");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_verified_chain), void (X509_STORE_CTX *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_verified_chain), void (const X509_STORE_CTX *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_verified_chain), void (X509_STORE_CTX *, const struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set0_verified_chain), void (const X509_STORE_CTX *, const struct stack_st_X509 *)), "X509_STORE_CTX_set0_verified_chain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_cert), void (X509_STORE_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_cert), void (const X509_STORE_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_cert), void (X509_STORE_CTX *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_cert), void (const X509_STORE_CTX *, const X509 *)), "X509_STORE_CTX_set_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_current_cert), void (X509_STORE_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_current_cert), void (const X509_STORE_CTX *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_current_cert), void (X509_STORE_CTX *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_current_cert), void (const X509_STORE_CTX *, const X509 *)), "X509_STORE_CTX_set_current_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_default), int (X509_STORE_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_default), int (const X509_STORE_CTX *, const char *)), "X509_STORE_CTX_set_default");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_depth), void (X509_STORE_CTX *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_depth), void (const X509_STORE_CTX *, int)), "X509_STORE_CTX_set_depth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_error), void (X509_STORE_CTX *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_error), void (const X509_STORE_CTX *, int)), "X509_STORE_CTX_set_error");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_error_depth), void (X509_STORE_CTX *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_error_depth), void (const X509_STORE_CTX *, int)), "X509_STORE_CTX_set_error_depth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_ex_data), int (X509_STORE_CTX *, int, void *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_ex_data), int (const X509_STORE_CTX *, int, void *)), "X509_STORE_CTX_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_flags), void (X509_STORE_CTX *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_flags), void (const X509_STORE_CTX *, unsigned long)), "X509_STORE_CTX_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_purpose), int (X509_STORE_CTX *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_purpose), int (const X509_STORE_CTX *, int)), "X509_STORE_CTX_set_purpose");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_time), void (X509_STORE_CTX *, unsigned long, time_t)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_time), void (const X509_STORE_CTX *, unsigned long, time_t)), "X509_STORE_CTX_set_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_trust), int (X509_STORE_CTX *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_trust), int (const X509_STORE_CTX *, int)), "X509_STORE_CTX_set_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_verify), void (X509_STORE_CTX *, X509_STORE_CTX_verify_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_verify), void (const X509_STORE_CTX *, X509_STORE_CTX_verify_fn)), "X509_STORE_CTX_set_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_verify_cb), void (X509_STORE_CTX *, X509_STORE_CTX_verify_cb)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_set_verify_cb), void (const X509_STORE_CTX *, X509_STORE_CTX_verify_cb)), "X509_STORE_CTX_set_verify_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_CTX_verify), int (X509_STORE_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_CTX_verify), int (const X509_STORE_CTX *)), "X509_STORE_CTX_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_add_cert), int (X509_STORE *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_cert), int (const X509_STORE *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_cert), int (X509_STORE *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_cert), int (const X509_STORE *, const X509 *)), "X509_STORE_add_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_add_crl), int (X509_STORE *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_crl), int (const X509_STORE *, X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_crl), int (X509_STORE *, const X509_CRL *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_crl), int (const X509_STORE *, const X509_CRL *)), "X509_STORE_add_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_add_lookup), X509_LOOKUP *(X509_STORE *, X509_LOOKUP_METHOD *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_lookup), X509_LOOKUP * (const X509_STORE *, X509_LOOKUP_METHOD *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_lookup), X509_LOOKUP * (X509_STORE *, const X509_LOOKUP_METHOD *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_add_lookup), X509_LOOKUP * (const X509_STORE *, const X509_LOOKUP_METHOD *)), "X509_STORE_add_lookup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_free), void (X509_STORE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_free), void (const X509_STORE *)), "X509_STORE_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get0_objects), struct stack_st_X509_OBJECT *(const X509_STORE *)), "X509_STORE_get0_objects");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get0_param), X509_VERIFY_PARAM *(const X509_STORE *)), "X509_STORE_get0_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get1_all_certs), struct stack_st_X509 *(X509_STORE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_get1_all_certs), struct stack_st_X509 * (const X509_STORE *)), "X509_STORE_get1_all_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_cert_crl), X509_STORE_CTX_cert_crl_fn (const X509_STORE *)), "X509_STORE_get_cert_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_check_crl), X509_STORE_CTX_check_crl_fn (const X509_STORE *)), "X509_STORE_get_check_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_check_issued), X509_STORE_CTX_check_issued_fn (const X509_STORE *)), "X509_STORE_get_check_issued");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_check_policy), X509_STORE_CTX_check_policy_fn (const X509_STORE *)), "X509_STORE_get_check_policy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_check_revocation), X509_STORE_CTX_check_revocation_fn (const X509_STORE *)), "X509_STORE_get_check_revocation");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_cleanup), X509_STORE_CTX_cleanup_fn (const X509_STORE *)), "X509_STORE_get_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_ex_data), void *(const X509_STORE *, int)), "X509_STORE_get_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_get_crl), X509_STORE_CTX_get_crl_fn (const X509_STORE *)), "X509_STORE_get_get_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_get_issuer), X509_STORE_CTX_get_issuer_fn (const X509_STORE *)), "X509_STORE_get_get_issuer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_lookup_certs), X509_STORE_CTX_lookup_certs_fn (const X509_STORE *)), "X509_STORE_get_lookup_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_lookup_crls), X509_STORE_CTX_lookup_crls_fn (const X509_STORE *)), "X509_STORE_get_lookup_crls");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_verify), X509_STORE_CTX_verify_fn (const X509_STORE *)), "X509_STORE_get_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_get_verify_cb), X509_STORE_CTX_verify_cb (const X509_STORE *)), "X509_STORE_get_verify_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_file), int (X509_STORE *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_file), int (const X509_STORE *, const char *)), "X509_STORE_load_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_file_ex), int (X509_STORE *, const char *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_file_ex), int (const X509_STORE *, const char *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_file_ex), int (X509_STORE *, const char *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_file_ex), int (const X509_STORE *, const char *, const OSSL_LIB_CTX *, const char *)), "X509_STORE_load_file_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_locations), int (X509_STORE *, const char *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_locations), int (const X509_STORE *, const char *, const char *)), "X509_STORE_load_locations");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_locations_ex), int (X509_STORE *, const char *, const char *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_locations_ex), int (const X509_STORE *, const char *, const char *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_locations_ex), int (X509_STORE *, const char *, const char *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_locations_ex), int (const X509_STORE *, const char *, const char *, const OSSL_LIB_CTX *, const char *)), "X509_STORE_load_locations_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_path), int (X509_STORE *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_path), int (const X509_STORE *, const char *)), "X509_STORE_load_path");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_store), int (X509_STORE *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_store), int (const X509_STORE *, const char *)), "X509_STORE_load_store");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_load_store_ex), int (X509_STORE *, const char *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_store_ex), int (const X509_STORE *, const char *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_store_ex), int (X509_STORE *, const char *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_load_store_ex), int (const X509_STORE *, const char *, const OSSL_LIB_CTX *, const char *)), "X509_STORE_load_store_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_lock), int (X509_STORE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_lock), int (const X509_STORE *)), "X509_STORE_lock");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_new), X509_STORE *(void)), "X509_STORE_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_default_paths), int (X509_STORE *)), "X509_STORE_set_default_paths");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_up_ref), int (X509_STORE *)), "X509_STORE_up_ref");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add1_host), int (X509_VERIFY_PARAM *, const char *, size_t)), "X509_VERIFY_PARAM_add1_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set1_param), int (X509_STORE *, const X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set1_param), int (const X509_STORE *, const X509_VERIFY_PARAM *)), "X509_STORE_set1_param");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_cert_crl), void (X509_STORE *, X509_STORE_CTX_cert_crl_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_cert_crl), void (const X509_STORE *, X509_STORE_CTX_cert_crl_fn)), "X509_STORE_set_cert_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_check_crl), void (X509_STORE *, X509_STORE_CTX_check_crl_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_check_crl), void (const X509_STORE *, X509_STORE_CTX_check_crl_fn)), "X509_STORE_set_check_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_check_issued), void (X509_STORE *, X509_STORE_CTX_check_issued_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_check_issued), void (const X509_STORE *, X509_STORE_CTX_check_issued_fn)), "X509_STORE_set_check_issued");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_check_policy), void (X509_STORE *, X509_STORE_CTX_check_policy_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_check_policy), void (const X509_STORE *, X509_STORE_CTX_check_policy_fn)), "X509_STORE_set_check_policy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_check_revocation), void (X509_STORE *, X509_STORE_CTX_check_revocation_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_check_revocation), void (const X509_STORE *, X509_STORE_CTX_check_revocation_fn)), "X509_STORE_set_check_revocation");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_cleanup), void (X509_STORE *, X509_STORE_CTX_cleanup_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_cleanup), void (const X509_STORE *, X509_STORE_CTX_cleanup_fn)), "X509_STORE_set_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_default_paths), int (X509_STORE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_default_paths), int (const X509_STORE *)), "X509_STORE_set_default_paths");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_default_paths_ex), int (X509_STORE *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_default_paths_ex), int (const X509_STORE *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_default_paths_ex), int (X509_STORE *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_default_paths_ex), int (const X509_STORE *, const OSSL_LIB_CTX *, const char *)), "X509_STORE_set_default_paths_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_depth), int (X509_STORE *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_depth), int (const X509_STORE *, int)), "X509_STORE_set_depth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_ex_data), int (X509_STORE *, int, void *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_ex_data), int (const X509_STORE *, int, void *)), "X509_STORE_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_flags), int (X509_STORE *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_flags), int (const X509_STORE *, unsigned long)), "X509_STORE_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_get_crl), void (X509_STORE *, X509_STORE_CTX_get_crl_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_get_crl), void (const X509_STORE *, X509_STORE_CTX_get_crl_fn)), "X509_STORE_set_get_crl");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_get_issuer), void (X509_STORE *, X509_STORE_CTX_get_issuer_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_get_issuer), void (const X509_STORE *, X509_STORE_CTX_get_issuer_fn)), "X509_STORE_set_get_issuer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_lookup_certs), void (X509_STORE *, X509_STORE_CTX_lookup_certs_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_lookup_certs), void (const X509_STORE *, X509_STORE_CTX_lookup_certs_fn)), "X509_STORE_set_lookup_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_lookup_crls), void (X509_STORE *, X509_STORE_CTX_lookup_crls_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_lookup_crls), void (const X509_STORE *, X509_STORE_CTX_lookup_crls_fn)), "X509_STORE_set_lookup_crls");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_purpose), int (X509_STORE *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_purpose), int (const X509_STORE *, int)), "X509_STORE_set_purpose");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_trust), int (X509_STORE *, int)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_trust), int (const X509_STORE *, int)), "X509_STORE_set_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_verify), void (X509_STORE *, X509_STORE_CTX_verify_fn)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_verify), void (const X509_STORE *, X509_STORE_CTX_verify_fn)), "X509_STORE_set_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_set_verify_cb), void (X509_STORE *, X509_STORE_CTX_verify_cb)) || __builtin_types_compatible_p(__typeof__(X509_STORE_set_verify_cb), void (const X509_STORE *, X509_STORE_CTX_verify_cb)), "X509_STORE_set_verify_cb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_unlock), int (X509_STORE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_unlock), int (const X509_STORE *)), "X509_STORE_unlock");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_STORE_up_ref), int (X509_STORE *)) || __builtin_types_compatible_p(__typeof__(X509_STORE_up_ref), int (const X509_STORE *)), "X509_STORE_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_add), int (int, int, int (*)(X509_TRUST *, X509 *, int), const char *, int, void *)), "X509_TRUST_add");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_cleanup), void (void)), "X509_TRUST_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_get0), X509_TRUST *(int)), "X509_TRUST_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_get0_name), char *(const X509_TRUST *)), "X509_TRUST_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_get_by_id), int (int)), "X509_TRUST_get_by_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_get_count), int (void)), "X509_TRUST_get_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_get_flags), int (const X509_TRUST *)), "X509_TRUST_get_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_get_trust), int (const X509_TRUST *)), "X509_TRUST_get_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_set), int (int *, int)), "X509_TRUST_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_TRUST_set_default), int (*(int (*)(int, X509 *, int)))(int, X509 *, int)), "X509_TRUST_set_default");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VAL_free), void (X509_VAL *)), "X509_VAL_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VAL_it), const ASN1_ITEM *(void)), "X509_VAL_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VAL_new), X509_VAL *(void)), "X509_VAL_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add0_policy), int (X509_VERIFY_PARAM *, ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add0_policy), int (const X509_VERIFY_PARAM *, ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add0_policy), int (X509_VERIFY_PARAM *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add0_policy), int (const X509_VERIFY_PARAM *, const ASN1_OBJECT *)), "X509_VERIFY_PARAM_add0_policy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add0_table), int (X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add0_table), int (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_add0_table");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add1_host), int (X509_VERIFY_PARAM *, const char *, size_t)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_add1_host), int (const X509_VERIFY_PARAM *, const char *, size_t)), "X509_VERIFY_PARAM_add1_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_clear_flags), int (X509_VERIFY_PARAM *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_clear_flags), int (const X509_VERIFY_PARAM *, unsigned long)), "X509_VERIFY_PARAM_clear_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_free), void (X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_free), void (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get0), const X509_VERIFY_PARAM *(int)), "X509_VERIFY_PARAM_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get0_email), char *(X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get0_email), char * (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get0_email");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get0_host), char *(X509_VERIFY_PARAM *, int)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get0_host), char * (const X509_VERIFY_PARAM *, int)), "X509_VERIFY_PARAM_get0_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get0_name), const char *(const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get0_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get0_peername), char *(const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get0_peername");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get1_ip_asc), char *(X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get1_ip_asc), char * (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get1_ip_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get_auth_level), int (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get_auth_level");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get_count), int (void)), "X509_VERIFY_PARAM_get_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get_depth), int (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get_depth");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get_flags), unsigned long (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_host), int (X509_VERIFY_PARAM *, const char *, size_t)), "X509_VERIFY_PARAM_set1_host");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_ip_asc), int (X509_VERIFY_PARAM *, const char *)), "X509_VERIFY_PARAM_set1_ip_asc");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_depth), void (X509_VERIFY_PARAM *, int)), "X509_VERIFY_PARAM_set_depth");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_flags), int (X509_VERIFY_PARAM *, unsigned long)), "X509_VERIFY_PARAM_set_flags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_hostflags), void (X509_VERIFY_PARAM *, unsigned int)), "X509_VERIFY_PARAM_set_hostflags");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_email), int (X509 *, const char *, size_t, unsigned int)), "X509_check_email");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_host), int (X509 *, const char *, size_t, unsigned int, char **)), "X509_check_host");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_ip_asc), int (X509 *, const char *, unsigned int)), "X509_check_ip_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get_hostflags), unsigned int (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get_hostflags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get_inh_flags), uint32_t (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get_inh_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_get_time), time_t (const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_get_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_inherit), int (X509_VERIFY_PARAM *, const X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_inherit), int (const X509_VERIFY_PARAM *, const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_inherit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_lookup), const X509_VERIFY_PARAM *(const char *)), "X509_VERIFY_PARAM_lookup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_move_peername), void (X509_VERIFY_PARAM *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_move_peername), void (const X509_VERIFY_PARAM *, X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_move_peername), void (X509_VERIFY_PARAM *, const X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_move_peername), void (const X509_VERIFY_PARAM *, const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_move_peername");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_new), X509_VERIFY_PARAM *(void)), "X509_VERIFY_PARAM_new");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1), int (X509_VERIFY_PARAM *, const X509_VERIFY_PARAM *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1), int (const X509_VERIFY_PARAM *, const X509_VERIFY_PARAM *)), "X509_VERIFY_PARAM_set1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_email), int (X509_VERIFY_PARAM *, const char *, size_t)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_email), int (const X509_VERIFY_PARAM *, const char *, size_t)), "X509_VERIFY_PARAM_set1_email");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_host), int (X509_VERIFY_PARAM *, const char *, size_t)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_host), int (const X509_VERIFY_PARAM *, const char *, size_t)), "X509_VERIFY_PARAM_set1_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_ip), int (X509_VERIFY_PARAM *, const unsigned char *, size_t)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_ip), int (const X509_VERIFY_PARAM *, const unsigned char *, size_t)), "X509_VERIFY_PARAM_set1_ip");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_ip_asc), int (X509_VERIFY_PARAM *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_ip_asc), int (const X509_VERIFY_PARAM *, const char *)), "X509_VERIFY_PARAM_set1_ip_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_name), int (X509_VERIFY_PARAM *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_name), int (const X509_VERIFY_PARAM *, const char *)), "X509_VERIFY_PARAM_set1_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_policies), int (X509_VERIFY_PARAM *, struct stack_st_ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_policies), int (const X509_VERIFY_PARAM *, struct stack_st_ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_policies), int (X509_VERIFY_PARAM *, const struct stack_st_ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set1_policies), int (const X509_VERIFY_PARAM *, const struct stack_st_ASN1_OBJECT *)), "X509_VERIFY_PARAM_set1_policies");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_auth_level), void (X509_VERIFY_PARAM *, int)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_auth_level), void (const X509_VERIFY_PARAM *, int)), "X509_VERIFY_PARAM_set_auth_level");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_depth), void (X509_VERIFY_PARAM *, int)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_depth), void (const X509_VERIFY_PARAM *, int)), "X509_VERIFY_PARAM_set_depth");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_flags), int (X509_VERIFY_PARAM *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_flags), int (const X509_VERIFY_PARAM *, unsigned long)), "X509_VERIFY_PARAM_set_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_hostflags), void (X509_VERIFY_PARAM *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_hostflags), void (const X509_VERIFY_PARAM *, unsigned int)), "X509_VERIFY_PARAM_set_hostflags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_inh_flags), int (X509_VERIFY_PARAM *, uint32_t)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_inh_flags), int (const X509_VERIFY_PARAM *, uint32_t)), "X509_VERIFY_PARAM_set_inh_flags");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_purpose), int (X509_VERIFY_PARAM *, int)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_purpose), int (const X509_VERIFY_PARAM *, int)), "X509_VERIFY_PARAM_set_purpose");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_time), void (X509_VERIFY_PARAM *, time_t)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_time), void (const X509_VERIFY_PARAM *, time_t)), "X509_VERIFY_PARAM_set_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_trust), int (X509_VERIFY_PARAM *, int)) || __builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_set_trust), int (const X509_VERIFY_PARAM *, int)), "X509_VERIFY_PARAM_set_trust");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_VERIFY_PARAM_table_cleanup), void (void)), "X509_VERIFY_PARAM_table_cleanup");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_add1_ext_i2d), int (X509 *, int, void *, int, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_add1_ext_i2d), int (const X509 *, int, void *, int, unsigned long)), "X509_add1_ext_i2d");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_add1_reject_object), int (X509 *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_add1_reject_object), int (const X509 *, const ASN1_OBJECT *)), "X509_add1_reject_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_add1_trust_object), int (X509 *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(X509_add1_trust_object), int (const X509 *, const ASN1_OBJECT *)), "X509_add1_trust_object");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_add_cert), int (struct stack_st_X509 *, X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_cert), int (const struct stack_st_X509 *, X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_cert), int (struct stack_st_X509 *, const X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_cert), int (const struct stack_st_X509 *, const X509 *, int)), "X509_add_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_add_certs), int (struct stack_st_X509 *, struct stack_st_X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_certs), int (const struct stack_st_X509 *, struct stack_st_X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_certs), int (struct stack_st_X509 *, const struct stack_st_X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_certs), int (const struct stack_st_X509 *, const struct stack_st_X509 *, int)), "X509_add_certs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_add_ext), int (X509 *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_ext), int (const X509 *, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_ext), int (X509 *, const X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509_add_ext), int (const X509 *, const X509_EXTENSION *, int)), "X509_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_alias_get0), unsigned char *(X509 *, int *)) || __builtin_types_compatible_p(__typeof__(X509_alias_get0), unsigned char * (const X509 *, int *)), "X509_alias_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_alias_set1), int (X509 *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_alias_set1), int (const X509 *, const unsigned char *, int)), "X509_alias_set1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_aux_print), int (BIO *, X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_aux_print), int (const BIO *, X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_aux_print), int (BIO *, const X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_aux_print), int (const BIO *, const X509 *, int)), "X509_aux_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_build_chain), struct stack_st_X509 *(X509 *, struct stack_st_X509 *, X509_STORE *, int, OSSL_LIB_CTX *, const char *)), "X509_build_chain");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_chain_check_suiteb), int (int *, X509 *, struct stack_st_X509 *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_chain_check_suiteb), int (int *, const X509 *, struct stack_st_X509 *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_chain_check_suiteb), int (int *, X509 *, const struct stack_st_X509 *, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_chain_check_suiteb), int (int *, const X509 *, const struct stack_st_X509 *, unsigned long)), "X509_chain_check_suiteb");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_chain_up_ref), struct stack_st_X509 *(struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_chain_up_ref), struct stack_st_X509 * (const struct stack_st_X509 *)), "X509_chain_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_akid), int (const X509 *, const AUTHORITY_KEYID *)), "X509_check_akid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_ca), int (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_check_ca), int (const X509 *)), "X509_check_ca");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_email), int (X509 *, const char *, size_t, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_check_email), int (const X509 *, const char *, size_t, unsigned int)), "X509_check_email");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_host), int (X509 *, const char *, size_t, unsigned int, char **)) || __builtin_types_compatible_p(__typeof__(X509_check_host), int (const X509 *, const char *, size_t, unsigned int, char **)), "X509_check_host");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_ip), int (X509 *, const unsigned char *, size_t, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_check_ip), int (const X509 *, const unsigned char *, size_t, unsigned int)), "X509_check_ip");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_ip_asc), int (X509 *, const char *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_check_ip_asc), int (const X509 *, const char *, unsigned int)), "X509_check_ip_asc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_issued), int (X509 *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_check_issued), int (const X509 *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_check_issued), int (X509 *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_check_issued), int (const X509 *, const X509 *)), "X509_check_issued");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_private_key), int (const X509 *, const EVP_PKEY *)), "X509_check_private_key");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_purpose), int (X509 *, int, int)) || __builtin_types_compatible_p(__typeof__(X509_check_purpose), int (const X509 *, int, int)), "X509_check_purpose");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_check_trust), int (X509 *, int, int)) || __builtin_types_compatible_p(__typeof__(X509_check_trust), int (const X509 *, int, int)), "X509_check_trust");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_cmp), int (const X509 *, const X509 *)), "X509_cmp");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_cmp_current_time), int (const ASN1_TIME *)), "X509_cmp_current_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_cmp_time), int (const ASN1_TIME *, time_t *)), "X509_cmp_time");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_cmp_timeframe), int (const X509_VERIFY_PARAM *, const ASN1_TIME *, const ASN1_TIME *)), "X509_cmp_timeframe");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_delete_ext), X509_EXTENSION *(X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_delete_ext), X509_EXTENSION * (const X509 *, int)), "X509_delete_ext");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_digest), int (const X509 *, const EVP_MD *, unsigned char *, unsigned int *)), "X509_digest");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_digest_sig), ASN1_OCTET_STRING *(const X509 *, EVP_MD **, int *)), "X509_digest_sig");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_dup), X509 *(const X509 *)), "X509_dup");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_free), void (X509 *)), "X509_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_email_free), void (struct stack_st_OPENSSL_STRING *)) || __builtin_types_compatible_p(__typeof__(X509_email_free), void (const struct stack_st_OPENSSL_STRING *)), "X509_email_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_find_by_issuer_and_serial), X509 *(struct stack_st_X509 *, const X509_NAME *, const ASN1_INTEGER *)) || __builtin_types_compatible_p(__typeof__(X509_find_by_issuer_and_serial), X509 * (const struct stack_st_X509 *, const X509_NAME *, const ASN1_INTEGER *)), "X509_find_by_issuer_and_serial");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_find_by_subject), X509 *(struct stack_st_X509 *, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_find_by_subject), X509 * (const struct stack_st_X509 *, const X509_NAME *)), "X509_find_by_subject");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_free), void (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_free), void (const X509 *)), "X509_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_authority_issuer), const GENERAL_NAMES *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get0_authority_issuer), const GENERAL_NAMES * (const X509 *)), "X509_get0_authority_issuer");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_authority_key_id), const ASN1_OCTET_STRING *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get0_authority_key_id), const ASN1_OCTET_STRING * (const X509 *)), "X509_get0_authority_key_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_authority_serial), const ASN1_INTEGER *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get0_authority_serial), const ASN1_INTEGER * (const X509 *)), "X509_get0_authority_serial");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_distinguishing_id), ASN1_OCTET_STRING *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get0_distinguishing_id), ASN1_OCTET_STRING * (const X509 *)), "X509_get0_distinguishing_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_extensions), const struct stack_st_X509_EXTENSION *(const X509 *)), "X509_get0_extensions");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_notAfter), const ASN1_TIME *(const X509 *)), "X509_get0_notAfter");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_notBefore), const ASN1_TIME *(const X509 *)), "X509_get0_notBefore");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_pubkey), EVP_PKEY *(const X509 *)), "X509_get0_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_pubkey_bitstr), ASN1_BIT_STRING *(const X509 *)), "X509_get0_pubkey_bitstr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_reject_objects), struct stack_st_ASN1_OBJECT *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get0_reject_objects), struct stack_st_ASN1_OBJECT * (const X509 *)), "X509_get0_reject_objects");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_serialNumber), const ASN1_INTEGER *(const X509 *)), "X509_get0_serialNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_signature), void (const ASN1_BIT_STRING **, const X509_ALGOR **, const X509 *)), "X509_get0_signature");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_subject_key_id), const ASN1_OCTET_STRING *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get0_subject_key_id), const ASN1_OCTET_STRING * (const X509 *)), "X509_get0_subject_key_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_tbs_sigalg), const X509_ALGOR *(const X509 *)), "X509_get0_tbs_sigalg");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_trust_objects), struct stack_st_ASN1_OBJECT *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get0_trust_objects), struct stack_st_ASN1_OBJECT * (const X509 *)), "X509_get0_trust_objects");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get0_uids), void (const X509 *, const ASN1_BIT_STRING **, const ASN1_BIT_STRING **)), "X509_get0_uids");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get1_email), struct stack_st_OPENSSL_STRING *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get1_email), struct stack_st_OPENSSL_STRING * (const X509 *)), "X509_get1_email");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get1_ocsp), struct stack_st_OPENSSL_STRING *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get1_ocsp), struct stack_st_OPENSSL_STRING * (const X509 *)), "X509_get1_ocsp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_X509_PUBKEY), X509_PUBKEY *(const X509 *)), "X509_get_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_default_cert_area), const char *(void)), "X509_get_default_cert_area");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_default_cert_dir), const char *(void)), "X509_get_default_cert_dir");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_default_cert_dir_env), const char *(void)), "X509_get_default_cert_dir_env");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_default_cert_file), const char *(void)), "X509_get_default_cert_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_default_cert_file_env), const char *(void)), "X509_get_default_cert_file_env");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_default_private_dir), const char *(void)), "X509_get_default_private_dir");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ex_data), void *(const X509 *, int)), "X509_get_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ext), X509_EXTENSION *(const X509 *, int)), "X509_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ext_by_NID), int (const X509 *, int, int)), "X509_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ext_by_OBJ), int (const X509 *, const ASN1_OBJECT *, int)), "X509_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ext_by_critical), int (const X509 *, int, int)), "X509_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ext_count), int (const X509 *)), "X509_get_ext_count");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_ext_d2i), void *(const X509 *, int, int *, int *)), "X509_get_ext_d2i");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_extended_key_usage), uint32_t (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_extended_key_usage), uint32_t (const X509 *)), "X509_get_extended_key_usage");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_extension_flags), uint32_t (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_extension_flags), uint32_t (const X509 *)), "X509_get_extension_flags");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_issuer_name), X509_NAME *(const X509 *)), "X509_get_issuer_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_pubkey), EVP_PKEY *(X509 *)), "X509_get_pubkey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_serialNumber), ASN1_INTEGER *(X509 *)), "X509_get_serialNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_key_usage), uint32_t (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_key_usage), uint32_t (const X509 *)), "X509_get_key_usage");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_pathlen), long (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_pathlen), long (const X509 *)), "X509_get_pathlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_proxy_pathlen), long (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_proxy_pathlen), long (const X509 *)), "X509_get_proxy_pathlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_pubkey), EVP_PKEY *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_pubkey), EVP_PKEY * (const X509 *)), "X509_get_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_pubkey_parameters), int (EVP_PKEY *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_pubkey_parameters), int (const EVP_PKEY *, struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_pubkey_parameters), int (EVP_PKEY *, const struct stack_st_X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_pubkey_parameters), int (const EVP_PKEY *, const struct stack_st_X509 *)), "X509_get_pubkey_parameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_serialNumber), ASN1_INTEGER *(X509 *)) || __builtin_types_compatible_p(__typeof__(X509_get_serialNumber), ASN1_INTEGER * (const X509 *)), "X509_get_serialNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_signature_info), int (X509 *, int *, int *, int *, uint32_t *)) || __builtin_types_compatible_p(__typeof__(X509_get_signature_info), int (const X509 *, int *, int *, int *, uint32_t *)), "X509_get_signature_info");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_signature_nid), int (const X509 *)), "X509_get_signature_nid");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_signature_type), int (const X509 *)), "X509_get_signature_type");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_subject_name), X509_NAME *(const X509 *)), "X509_get_subject_name");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_get_version), long (const X509 *)), "X509_get_version");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_getm_notAfter), ASN1_TIME *(const X509 *)), "X509_getm_notAfter");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_getm_notBefore), ASN1_TIME *(const X509 *)), "X509_getm_notBefore");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_gmtime_adj), ASN1_TIME *(ASN1_TIME *, long)), "X509_gmtime_adj");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_issuer_and_serial_cmp), int (const X509 *, const X509 *)), "X509_issuer_and_serial_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_issuer_and_serial_hash), unsigned long (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_issuer_and_serial_hash), unsigned long (const X509 *)), "X509_issuer_and_serial_hash");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_issuer_name_cmp), int (const X509 *, const X509 *)), "X509_issuer_name_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_issuer_name_hash), unsigned long (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_issuer_name_hash), unsigned long (const X509 *)), "X509_issuer_name_hash");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_issuer_name_hash_old), unsigned long (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_issuer_name_hash_old), unsigned long (const X509 *)), "X509_issuer_name_hash_old");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_it), const ASN1_ITEM *(void)), "X509_it");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_keyid_get0), unsigned char *(X509 *, int *)) || __builtin_types_compatible_p(__typeof__(X509_keyid_get0), unsigned char * (const X509 *, int *)), "X509_keyid_get0");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_keyid_set1), int (X509 *, const unsigned char *, int)) || __builtin_types_compatible_p(__typeof__(X509_keyid_set1), int (const X509 *, const unsigned char *, int)), "X509_keyid_set1");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_load_cert_crl_file), int (X509_LOOKUP *, const char *, int)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_crl_file), int (const X509_LOOKUP *, const char *, int)), "X509_load_cert_crl_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_load_cert_crl_file_ex), int (X509_LOOKUP *, const char *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_crl_file_ex), int (const X509_LOOKUP *, const char *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_crl_file_ex), int (X509_LOOKUP *, const char *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_crl_file_ex), int (const X509_LOOKUP *, const char *, int, const OSSL_LIB_CTX *, const char *)), "X509_load_cert_crl_file_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_load_cert_file), int (X509_LOOKUP *, const char *, int)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_file), int (const X509_LOOKUP *, const char *, int)), "X509_load_cert_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_load_cert_file_ex), int (X509_LOOKUP *, const char *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_file_ex), int (const X509_LOOKUP *, const char *, int, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_file_ex), int (X509_LOOKUP *, const char *, int, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_load_cert_file_ex), int (const X509_LOOKUP *, const char *, int, const OSSL_LIB_CTX *, const char *)), "X509_load_cert_file_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_load_crl_file), int (X509_LOOKUP *, const char *, int)) || __builtin_types_compatible_p(__typeof__(X509_load_crl_file), int (const X509_LOOKUP *, const char *, int)), "X509_load_crl_file");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_load_http), X509 *(const char *, BIO *, BIO *, int)) || __builtin_types_compatible_p(__typeof__(X509_load_http), X509 * (const char *, const BIO *, BIO *, int)) || __builtin_types_compatible_p(__typeof__(X509_load_http), X509 * (const char *, BIO *, const BIO *, int)) || __builtin_types_compatible_p(__typeof__(X509_load_http), X509 * (const char *, const BIO *, const BIO *, int)), "X509_load_http");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_new), X509 *(void)), "X509_new");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_print_ex), int (BIO *, X509 *, unsigned long, unsigned long)), "X509_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_new_ex), X509 *(OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(X509_new_ex), X509 * (const OSSL_LIB_CTX *, const char *)), "X509_new_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_ocspid_print), int (BIO *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_ocspid_print), int (const BIO *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_ocspid_print), int (BIO *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_ocspid_print), int (const BIO *, const X509 *)), "X509_ocspid_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_check), int (X509_POLICY_TREE **, int *, struct stack_st_X509 *, struct stack_st_ASN1_OBJECT *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_policy_check), int (X509_POLICY_TREE **, int *, const struct stack_st_X509 *, struct stack_st_ASN1_OBJECT *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_policy_check), int (X509_POLICY_TREE **, int *, struct stack_st_X509 *, const struct stack_st_ASN1_OBJECT *, unsigned int)) || __builtin_types_compatible_p(__typeof__(X509_policy_check), int (X509_POLICY_TREE **, int *, const struct stack_st_X509 *, const struct stack_st_ASN1_OBJECT *, unsigned int)), "X509_policy_check");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_level_get0_node), X509_POLICY_NODE *(const X509_POLICY_LEVEL *, int)), "X509_policy_level_get0_node");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_level_node_count), int (X509_POLICY_LEVEL *)) || __builtin_types_compatible_p(__typeof__(X509_policy_level_node_count), int (const X509_POLICY_LEVEL *)), "X509_policy_level_node_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_node_get0_parent), const X509_POLICY_NODE *(const X509_POLICY_NODE *)), "X509_policy_node_get0_parent");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_node_get0_policy), const ASN1_OBJECT *(const X509_POLICY_NODE *)), "X509_policy_node_get0_policy");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_node_get0_qualifiers), struct stack_st_POLICYQUALINFO *(const X509_POLICY_NODE *)), "X509_policy_node_get0_qualifiers");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_tree_free), void (X509_POLICY_TREE *)) || __builtin_types_compatible_p(__typeof__(X509_policy_tree_free), void (const X509_POLICY_TREE *)), "X509_policy_tree_free");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_tree_get0_level), X509_POLICY_LEVEL *(const X509_POLICY_TREE *, int)), "X509_policy_tree_get0_level");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_tree_get0_policies), struct stack_st_X509_POLICY_NODE *(const X509_POLICY_TREE *)), "X509_policy_tree_get0_policies");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_tree_get0_user_policies), struct stack_st_X509_POLICY_NODE *(const X509_POLICY_TREE *)), "X509_policy_tree_get0_user_policies");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_policy_tree_level_count), int (const X509_POLICY_TREE *)), "X509_policy_tree_level_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_print), int (BIO *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_print), int (const BIO *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_print), int (BIO *, const X509 *)) || __builtin_types_compatible_p(__typeof__(X509_print), int (const BIO *, const X509 *)), "X509_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_print_ex), int (BIO *, X509 *, unsigned long, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_print_ex), int (const BIO *, X509 *, unsigned long, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_print_ex), int (BIO *, const X509 *, unsigned long, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_print_ex), int (const BIO *, const X509 *, unsigned long, unsigned long)), "X509_print_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_print_ex_fp), int (FILE *, X509 *, unsigned long, unsigned long)) || __builtin_types_compatible_p(__typeof__(X509_print_ex_fp), int (FILE *, const X509 *, unsigned long, unsigned long)), "X509_print_ex_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_print_fp), int (FILE *, X509 *)) || __builtin_types_compatible_p(__typeof__(X509_print_fp), int (FILE *, const X509 *)), "X509_print_fp");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_pubkey_digest), int (const X509 *, const EVP_MD *, unsigned char *, unsigned int *)), "X509_pubkey_digest");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_issuer_name), int (X509 *, const X509_NAME *)), "X509_set_issuer_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_pubkey), int (X509 *, EVP_PKEY *)), "X509_set_pubkey");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_subject_name), int (X509 *, const X509_NAME *)), "X509_set_subject_name");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_version), int (X509 *, long)), "X509_set_version");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_sign), int (X509 *, EVP_PKEY *, const EVP_MD *)), "X509_sign");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_up_ref), int (X509 *)), "X509_up_ref");
-_Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert), int (X509_STORE_CTX *)), "X509_verify_cert");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_reject_clear), void (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_reject_clear), void (const X509 *)), "X509_reject_clear");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_self_signed), int (X509 *, int)) || __builtin_types_compatible_p(__typeof__(X509_self_signed), int (const X509 *, int)), "X509_self_signed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set0_distinguishing_id), void (X509 *, ASN1_OCTET_STRING *)) || __builtin_types_compatible_p(__typeof__(X509_set0_distinguishing_id), void (const X509 *, ASN1_OCTET_STRING *)), "X509_set0_distinguishing_id");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set1_notAfter), int (X509 *, const ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(X509_set1_notAfter), int (const X509 *, const ASN1_TIME *)), "X509_set1_notAfter");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set1_notBefore), int (X509 *, const ASN1_TIME *)) || __builtin_types_compatible_p(__typeof__(X509_set1_notBefore), int (const X509 *, const ASN1_TIME *)), "X509_set1_notBefore");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_ex_data), int (X509 *, int, void *)) || __builtin_types_compatible_p(__typeof__(X509_set_ex_data), int (const X509 *, int, void *)), "X509_set_ex_data");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_issuer_name), int (X509 *, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_set_issuer_name), int (const X509 *, const X509_NAME *)), "X509_set_issuer_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_proxy_flag), void (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_set_proxy_flag), void (const X509 *)), "X509_set_proxy_flag");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_proxy_pathlen), void (X509 *, long)) || __builtin_types_compatible_p(__typeof__(X509_set_proxy_pathlen), void (const X509 *, long)), "X509_set_proxy_pathlen");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_pubkey), int (X509 *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_set_pubkey), int (const X509 *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_set_pubkey), int (X509 *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_set_pubkey), int (const X509 *, const EVP_PKEY *)), "X509_set_pubkey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_serialNumber), int (X509 *, ASN1_INTEGER *)) || __builtin_types_compatible_p(__typeof__(X509_set_serialNumber), int (const X509 *, ASN1_INTEGER *)), "X509_set_serialNumber");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_subject_name), int (X509 *, const X509_NAME *)) || __builtin_types_compatible_p(__typeof__(X509_set_subject_name), int (const X509 *, const X509_NAME *)), "X509_set_subject_name");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_set_version), int (X509 *, long)) || __builtin_types_compatible_p(__typeof__(X509_set_version), int (const X509 *, long)), "X509_set_version");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_sign), int (X509 *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_sign), int (const X509 *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_sign), int (X509 *, const EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_sign), int (const X509 *, const EVP_PKEY *, const EVP_MD *)), "X509_sign");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_sign_ctx), int (X509 *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_sign_ctx), int (const X509 *, EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_sign_ctx), int (X509 *, const EVP_MD_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_sign_ctx), int (const X509 *, const EVP_MD_CTX *)), "X509_sign_ctx");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_signature_dump), int (BIO *, const ASN1_STRING *, int)) || __builtin_types_compatible_p(__typeof__(X509_signature_dump), int (const BIO *, const ASN1_STRING *, int)), "X509_signature_dump");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_signature_print), int (BIO *, const X509_ALGOR *, const ASN1_STRING *)) || __builtin_types_compatible_p(__typeof__(X509_signature_print), int (const BIO *, const X509_ALGOR *, const ASN1_STRING *)), "X509_signature_print");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_subject_name_cmp), int (const X509 *, const X509 *)), "X509_subject_name_cmp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_subject_name_hash), unsigned long (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_subject_name_hash), unsigned long (const X509 *)), "X509_subject_name_hash");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_subject_name_hash_old), unsigned long (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_subject_name_hash_old), unsigned long (const X509 *)), "X509_subject_name_hash_old");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_supported_extension), int (X509_EXTENSION *)) || __builtin_types_compatible_p(__typeof__(X509_supported_extension), int (const X509_EXTENSION *)), "X509_supported_extension");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_time_adj), ASN1_TIME *(ASN1_TIME *, long, time_t *)), "X509_time_adj");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_time_adj_ex), ASN1_TIME *(ASN1_TIME *, int, long, time_t *)), "X509_time_adj_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_to_X509_REQ), X509_REQ *(X509 *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_to_X509_REQ), X509_REQ * (const X509 *, EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_to_X509_REQ), X509_REQ * (X509 *, const EVP_PKEY *, const EVP_MD *)) || __builtin_types_compatible_p(__typeof__(X509_to_X509_REQ), X509_REQ * (const X509 *, const EVP_PKEY *, const EVP_MD *)), "X509_to_X509_REQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_trust_clear), void (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_trust_clear), void (const X509 *)), "X509_trust_clear");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_trusted), int (const X509 *)), "X509_trusted");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_up_ref), int (X509 *)) || __builtin_types_compatible_p(__typeof__(X509_up_ref), int (const X509 *)), "X509_up_ref");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify), int (X509 *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_verify), int (const X509 *, EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_verify), int (X509 *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(X509_verify), int (const X509 *, const EVP_PKEY *)), "X509_verify");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert), int (X509_STORE_CTX *)) || __builtin_types_compatible_p(__typeof__(X509_verify_cert), int (const X509_STORE_CTX *)), "X509_verify_cert");
 _Static_assert(__builtin_types_compatible_p(__typeof__(X509_verify_cert_error_string), const char *(long)), "X509_verify_cert_error_string");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_add1_attr), struct stack_st_X509_ATTRIBUTE *(struct stack_st_X509_ATTRIBUTE **, X509_ATTRIBUTE *)) || __builtin_types_compatible_p(__typeof__(X509at_add1_attr), struct stack_st_X509_ATTRIBUTE * (struct stack_st_X509_ATTRIBUTE **, const X509_ATTRIBUTE *)), "X509at_add1_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_add1_attr_by_NID), struct stack_st_X509_ATTRIBUTE *(struct stack_st_X509_ATTRIBUTE **, int, int, const unsigned char *, int)), "X509at_add1_attr_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_add1_attr_by_OBJ), struct stack_st_X509_ATTRIBUTE *(struct stack_st_X509_ATTRIBUTE **, const ASN1_OBJECT *, int, const unsigned char *, int)), "X509at_add1_attr_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_add1_attr_by_txt), struct stack_st_X509_ATTRIBUTE *(struct stack_st_X509_ATTRIBUTE **, const char *, int, const unsigned char *, int)), "X509at_add1_attr_by_txt");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_delete_attr), X509_ATTRIBUTE *(struct stack_st_X509_ATTRIBUTE *, int)) || __builtin_types_compatible_p(__typeof__(X509at_delete_attr), X509_ATTRIBUTE * (const struct stack_st_X509_ATTRIBUTE *, int)), "X509at_delete_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_get0_data_by_OBJ), void *(const struct stack_st_X509_ATTRIBUTE *, const ASN1_OBJECT *, int, int)), "X509at_get0_data_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_get_attr), X509_ATTRIBUTE *(const struct stack_st_X509_ATTRIBUTE *, int)), "X509at_get_attr");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_get_attr_by_NID), int (const struct stack_st_X509_ATTRIBUTE *, int, int)), "X509at_get_attr_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_get_attr_by_OBJ), int (const struct stack_st_X509_ATTRIBUTE *, const ASN1_OBJECT *, int)), "X509at_get_attr_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509at_get_attr_count), int (const struct stack_st_X509_ATTRIBUTE *)), "X509at_get_attr_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_add_ext), struct stack_st_X509_EXTENSION *(struct stack_st_X509_EXTENSION **, X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509v3_add_ext), struct stack_st_X509_EXTENSION * (struct stack_st_X509_EXTENSION **, const X509_EXTENSION *, int)), "X509v3_add_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_add_inherit), int (IPAddrBlocks *, const unsigned int, const unsigned int *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_add_inherit), int (const IPAddrBlocks *, const unsigned int, const unsigned int *)), "X509v3_addr_add_inherit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_add_prefix), int (IPAddrBlocks *, const unsigned int, const unsigned int *, unsigned char *, const int)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_add_prefix), int (const IPAddrBlocks *, const unsigned int, const unsigned int *, unsigned char *, const int)), "X509v3_addr_add_prefix");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_add_range), int (IPAddrBlocks *, const unsigned int, const unsigned int *, unsigned char *, unsigned char *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_add_range), int (const IPAddrBlocks *, const unsigned int, const unsigned int *, unsigned char *, unsigned char *)), "X509v3_addr_add_range");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_canonize), int (IPAddrBlocks *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_canonize), int (const IPAddrBlocks *)), "X509v3_addr_canonize");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_get_afi), unsigned int (const IPAddressFamily *)), "X509v3_addr_get_afi");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_get_range), int (IPAddressOrRange *, const unsigned int, unsigned char *, unsigned char *, const int)), "X509v3_addr_get_range");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_inherits), int (IPAddrBlocks *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_inherits), int (const IPAddrBlocks *)), "X509v3_addr_inherits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_is_canonical), int (IPAddrBlocks *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_is_canonical), int (const IPAddrBlocks *)), "X509v3_addr_is_canonical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_subset), int (IPAddrBlocks *, IPAddrBlocks *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_subset), int (const IPAddrBlocks *, IPAddrBlocks *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_subset), int (IPAddrBlocks *, const IPAddrBlocks *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_subset), int (const IPAddrBlocks *, const IPAddrBlocks *)), "X509v3_addr_subset");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_validate_path), int (X509_STORE_CTX *)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_validate_path), int (const X509_STORE_CTX *)), "X509v3_addr_validate_path");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_addr_validate_resource_set), int (struct stack_st_X509 *, IPAddrBlocks *, int)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_validate_resource_set), int (const struct stack_st_X509 *, IPAddrBlocks *, int)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_validate_resource_set), int (struct stack_st_X509 *, const IPAddrBlocks *, int)) || __builtin_types_compatible_p(__typeof__(X509v3_addr_validate_resource_set), int (const struct stack_st_X509 *, const IPAddrBlocks *, int)), "X509v3_addr_validate_resource_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_add_id_or_range), int (ASIdentifiers *, int, ASN1_INTEGER *, ASN1_INTEGER *)), "X509v3_asid_add_id_or_range");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_add_inherit), int (ASIdentifiers *, int)), "X509v3_asid_add_inherit");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_canonize), int (ASIdentifiers *)), "X509v3_asid_canonize");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_inherits), int (ASIdentifiers *)), "X509v3_asid_inherits");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_is_canonical), int (ASIdentifiers *)), "X509v3_asid_is_canonical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_subset), int (ASIdentifiers *, ASIdentifiers *)), "X509v3_asid_subset");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_validate_path), int (X509_STORE_CTX *)) || __builtin_types_compatible_p(__typeof__(X509v3_asid_validate_path), int (const X509_STORE_CTX *)), "X509v3_asid_validate_path");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_asid_validate_resource_set), int (struct stack_st_X509 *, ASIdentifiers *, int)) || __builtin_types_compatible_p(__typeof__(X509v3_asid_validate_resource_set), int (const struct stack_st_X509 *, ASIdentifiers *, int)), "X509v3_asid_validate_resource_set");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_delete_ext), X509_EXTENSION *(struct stack_st_X509_EXTENSION *, int)) || __builtin_types_compatible_p(__typeof__(X509v3_delete_ext), X509_EXTENSION * (const struct stack_st_X509_EXTENSION *, int)), "X509v3_delete_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_get_ext), X509_EXTENSION *(const struct stack_st_X509_EXTENSION *, int)), "X509v3_get_ext");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_get_ext_by_NID), int (const struct stack_st_X509_EXTENSION *, int, int)), "X509v3_get_ext_by_NID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_get_ext_by_OBJ), int (const struct stack_st_X509_EXTENSION *, const ASN1_OBJECT *, int)), "X509v3_get_ext_by_OBJ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_get_ext_by_critical), int (const struct stack_st_X509_EXTENSION *, int, int)), "X509v3_get_ext_by_critical");
+_Static_assert(__builtin_types_compatible_p(__typeof__(X509v3_get_ext_count), int (const struct stack_st_X509_EXTENSION *)), "X509v3_get_ext_count");
+_Static_assert(__builtin_types_compatible_p(__typeof__(a2d_ASN1_OBJECT), int (unsigned char *, int, const char *, int)), "a2d_ASN1_OBJECT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(a2i_ASN1_ENUMERATED), int (BIO *, ASN1_ENUMERATED *, char *, int)) || __builtin_types_compatible_p(__typeof__(a2i_ASN1_ENUMERATED), int (const BIO *, ASN1_ENUMERATED *, char *, int)), "a2i_ASN1_ENUMERATED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(a2i_ASN1_INTEGER), int (BIO *, ASN1_INTEGER *, char *, int)) || __builtin_types_compatible_p(__typeof__(a2i_ASN1_INTEGER), int (const BIO *, ASN1_INTEGER *, char *, int)), "a2i_ASN1_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(a2i_ASN1_STRING), int (BIO *, ASN1_STRING *, char *, int)) || __builtin_types_compatible_p(__typeof__(a2i_ASN1_STRING), int (const BIO *, ASN1_STRING *, char *, int)), "a2i_ASN1_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(a2i_GENERAL_NAME), GENERAL_NAME *(GENERAL_NAME *, const X509V3_EXT_METHOD *, X509V3_CTX *, int, const char *, int)), "a2i_GENERAL_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(a2i_IPADDRESS), ASN1_OCTET_STRING *(const char *)), "a2i_IPADDRESS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(a2i_IPADDRESS_NC), ASN1_OCTET_STRING *(const char *)), "a2i_IPADDRESS_NC");
+_Static_assert(__builtin_types_compatible_p(__typeof__(b2i_PVK_bio), EVP_PKEY *(BIO *, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(b2i_PVK_bio), EVP_PKEY * (const BIO *, pem_password_cb *, void *)), "b2i_PVK_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(b2i_PVK_bio_ex), EVP_PKEY *(BIO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(b2i_PVK_bio_ex), EVP_PKEY * (const BIO *, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(b2i_PVK_bio_ex), EVP_PKEY * (BIO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(b2i_PVK_bio_ex), EVP_PKEY * (const BIO *, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "b2i_PVK_bio_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(b2i_PrivateKey), EVP_PKEY *(const unsigned char **, long)), "b2i_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(b2i_PrivateKey_bio), EVP_PKEY *(BIO *)) || __builtin_types_compatible_p(__typeof__(b2i_PrivateKey_bio), EVP_PKEY * (const BIO *)), "b2i_PrivateKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(b2i_PublicKey), EVP_PKEY *(const unsigned char **, long)), "b2i_PublicKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(b2i_PublicKey_bio), EVP_PKEY *(BIO *)) || __builtin_types_compatible_p(__typeof__(b2i_PublicKey_bio), EVP_PKEY * (const BIO *)), "b2i_PublicKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ACCESS_DESCRIPTION), ACCESS_DESCRIPTION *(ACCESS_DESCRIPTION **, const unsigned char **, long)), "d2i_ACCESS_DESCRIPTION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ADMISSIONS), ADMISSIONS *(ADMISSIONS **, const unsigned char **, long)), "d2i_ADMISSIONS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ADMISSION_SYNTAX), ADMISSION_SYNTAX *(ADMISSION_SYNTAX **, const unsigned char **, long)), "d2i_ADMISSION_SYNTAX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASIdOrRange), ASIdOrRange *(ASIdOrRange **, const unsigned char **, long)), "d2i_ASIdOrRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASIdentifierChoice), ASIdentifierChoice *(ASIdentifierChoice **, const unsigned char **, long)), "d2i_ASIdentifierChoice");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASIdentifiers), ASIdentifiers *(ASIdentifiers **, const unsigned char **, long)), "d2i_ASIdentifiers");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_BIT_STRING), ASN1_BIT_STRING *(ASN1_BIT_STRING **, const unsigned char **, long)), "d2i_ASN1_BIT_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_BMPSTRING), ASN1_BMPSTRING *(ASN1_BMPSTRING **, const unsigned char **, long)), "d2i_ASN1_BMPSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_ENUMERATED), ASN1_ENUMERATED *(ASN1_ENUMERATED **, const unsigned char **, long)), "d2i_ASN1_ENUMERATED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_GENERALIZEDTIME), ASN1_GENERALIZEDTIME *(ASN1_GENERALIZEDTIME **, const unsigned char **, long)), "d2i_ASN1_GENERALIZEDTIME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_GENERALSTRING), ASN1_GENERALSTRING *(ASN1_GENERALSTRING **, const unsigned char **, long)), "d2i_ASN1_GENERALSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_IA5STRING), ASN1_IA5STRING *(ASN1_IA5STRING **, const unsigned char **, long)), "d2i_ASN1_IA5STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_INTEGER), ASN1_INTEGER *(ASN1_INTEGER **, const unsigned char **, long)), "d2i_ASN1_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_NULL), ASN1_NULL *(ASN1_NULL **, const unsigned char **, long)), "d2i_ASN1_NULL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_OBJECT), ASN1_OBJECT *(ASN1_OBJECT **, const unsigned char **, long)), "d2i_ASN1_OBJECT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_OCTET_STRING), ASN1_OCTET_STRING *(ASN1_OCTET_STRING **, const unsigned char **, long)), "d2i_ASN1_OCTET_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_PRINTABLE), ASN1_STRING *(ASN1_STRING **, const unsigned char **, long)), "d2i_ASN1_PRINTABLE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_PRINTABLESTRING), ASN1_PRINTABLESTRING *(ASN1_PRINTABLESTRING **, const unsigned char **, long)), "d2i_ASN1_PRINTABLESTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_SEQUENCE_ANY), ASN1_SEQUENCE_ANY *(ASN1_SEQUENCE_ANY **, const unsigned char **, long)), "d2i_ASN1_SEQUENCE_ANY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_SET_ANY), ASN1_SEQUENCE_ANY *(ASN1_SEQUENCE_ANY **, const unsigned char **, long)), "d2i_ASN1_SET_ANY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_T61STRING), ASN1_T61STRING *(ASN1_T61STRING **, const unsigned char **, long)), "d2i_ASN1_T61STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_TIME), ASN1_TIME *(ASN1_TIME **, const unsigned char **, long)), "d2i_ASN1_TIME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_TYPE), ASN1_TYPE *(ASN1_TYPE **, const unsigned char **, long)), "d2i_ASN1_TYPE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_UINTEGER), ASN1_INTEGER *(ASN1_INTEGER **, const unsigned char **, long)), "d2i_ASN1_UINTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_UNIVERSALSTRING), ASN1_UNIVERSALSTRING *(ASN1_UNIVERSALSTRING **, const unsigned char **, long)), "d2i_ASN1_UNIVERSALSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_UTCTIME), ASN1_UTCTIME *(ASN1_UTCTIME **, const unsigned char **, long)), "d2i_ASN1_UTCTIME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_UTF8STRING), ASN1_UTF8STRING *(ASN1_UTF8STRING **, const unsigned char **, long)), "d2i_ASN1_UTF8STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASN1_VISIBLESTRING), ASN1_VISIBLESTRING *(ASN1_VISIBLESTRING **, const unsigned char **, long)), "d2i_ASN1_VISIBLESTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ASRange), ASRange *(ASRange **, const unsigned char **, long)), "d2i_ASRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_AUTHORITY_INFO_ACCESS), AUTHORITY_INFO_ACCESS *(AUTHORITY_INFO_ACCESS **, const unsigned char **, long)), "d2i_AUTHORITY_INFO_ACCESS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_AUTHORITY_KEYID), AUTHORITY_KEYID *(AUTHORITY_KEYID **, const unsigned char **, long)), "d2i_AUTHORITY_KEYID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_AutoPrivateKey), EVP_PKEY *(EVP_PKEY **, const unsigned char **, long)), "d2i_AutoPrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_AutoPrivateKey_ex), EVP_PKEY *(EVP_PKEY **, const unsigned char **, long, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_AutoPrivateKey_ex), EVP_PKEY * (EVP_PKEY **, const unsigned char **, long, const OSSL_LIB_CTX *, const char *)), "d2i_AutoPrivateKey_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_BASIC_CONSTRAINTS), BASIC_CONSTRAINTS *(BASIC_CONSTRAINTS **, const unsigned char **, long)), "d2i_BASIC_CONSTRAINTS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_CERTIFICATEPOLICIES), CERTIFICATEPOLICIES *(CERTIFICATEPOLICIES **, const unsigned char **, long)), "d2i_CERTIFICATEPOLICIES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_CRL_DIST_POINTS), CRL_DIST_POINTS *(CRL_DIST_POINTS **, const unsigned char **, long)), "d2i_CRL_DIST_POINTS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_DIRECTORYSTRING), ASN1_STRING *(ASN1_STRING **, const unsigned char **, long)), "d2i_DIRECTORYSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_DISPLAYTEXT), ASN1_STRING *(ASN1_STRING **, const unsigned char **, long)), "d2i_DISPLAYTEXT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_DIST_POINT), DIST_POINT *(DIST_POINT **, const unsigned char **, long)), "d2i_DIST_POINT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_DIST_POINT_NAME), DIST_POINT_NAME *(DIST_POINT_NAME **, const unsigned char **, long)), "d2i_DIST_POINT_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ECDSA_SIG), ECDSA_SIG *(ECDSA_SIG **, const unsigned char **, long)), "d2i_ECDSA_SIG");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ECPKParameters), EC_GROUP *(EC_GROUP **, const unsigned char **, long)), "d2i_ECPKParameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_EDIPARTYNAME), EDIPARTYNAME *(EDIPARTYNAME **, const unsigned char **, long)), "d2i_EDIPARTYNAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_EXTENDED_KEY_USAGE), EXTENDED_KEY_USAGE *(EXTENDED_KEY_USAGE **, const unsigned char **, long)), "d2i_EXTENDED_KEY_USAGE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_GENERAL_NAME), GENERAL_NAME *(GENERAL_NAME **, const unsigned char **, long)), "d2i_GENERAL_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_GENERAL_NAMES), GENERAL_NAMES *(GENERAL_NAMES **, const unsigned char **, long)), "d2i_GENERAL_NAMES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_IPAddressChoice), IPAddressChoice *(IPAddressChoice **, const unsigned char **, long)), "d2i_IPAddressChoice");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_IPAddressFamily), IPAddressFamily *(IPAddressFamily **, const unsigned char **, long)), "d2i_IPAddressFamily");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_IPAddressOrRange), IPAddressOrRange *(IPAddressOrRange **, const unsigned char **, long)), "d2i_IPAddressOrRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_IPAddressRange), IPAddressRange *(IPAddressRange **, const unsigned char **, long)), "d2i_IPAddressRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ISSUER_SIGN_TOOL), ISSUER_SIGN_TOOL *(ISSUER_SIGN_TOOL **, const unsigned char **, long)), "d2i_ISSUER_SIGN_TOOL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_ISSUING_DIST_POINT), ISSUING_DIST_POINT *(ISSUING_DIST_POINT **, const unsigned char **, long)), "d2i_ISSUING_DIST_POINT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_KeyParams), EVP_PKEY *(int, EVP_PKEY **, const unsigned char **, long)), "d2i_KeyParams");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_KeyParams_bio), EVP_PKEY *(int, EVP_PKEY **, BIO *)) || __builtin_types_compatible_p(__typeof__(d2i_KeyParams_bio), EVP_PKEY * (int, EVP_PKEY **, const BIO *)), "d2i_KeyParams_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_NAMING_AUTHORITY), NAMING_AUTHORITY *(NAMING_AUTHORITY **, const unsigned char **, long)), "d2i_NAMING_AUTHORITY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_NETSCAPE_CERT_SEQUENCE), NETSCAPE_CERT_SEQUENCE *(NETSCAPE_CERT_SEQUENCE **, const unsigned char **, long)), "d2i_NETSCAPE_CERT_SEQUENCE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_NETSCAPE_SPKAC), NETSCAPE_SPKAC *(NETSCAPE_SPKAC **, const unsigned char **, long)), "d2i_NETSCAPE_SPKAC");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_NETSCAPE_SPKI), NETSCAPE_SPKI *(NETSCAPE_SPKI **, const unsigned char **, long)), "d2i_NETSCAPE_SPKI");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_NOTICEREF), NOTICEREF *(NOTICEREF **, const unsigned char **, long)), "d2i_NOTICEREF");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_BASICRESP), OCSP_BASICRESP *(OCSP_BASICRESP **, const unsigned char **, long)), "d2i_OCSP_BASICRESP");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_CERTID), OCSP_CERTID *(OCSP_CERTID **, const unsigned char **, long)), "d2i_OCSP_CERTID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_CERTSTATUS), OCSP_CERTSTATUS *(OCSP_CERTSTATUS **, const unsigned char **, long)), "d2i_OCSP_CERTSTATUS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_CRLID), OCSP_CRLID *(OCSP_CRLID **, const unsigned char **, long)), "d2i_OCSP_CRLID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_ONEREQ), OCSP_ONEREQ *(OCSP_ONEREQ **, const unsigned char **, long)), "d2i_OCSP_ONEREQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_REQINFO), OCSP_REQINFO *(OCSP_REQINFO **, const unsigned char **, long)), "d2i_OCSP_REQINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_REQUEST), OCSP_REQUEST *(OCSP_REQUEST **, const unsigned char **, long)), "d2i_OCSP_REQUEST");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_RESPBYTES), OCSP_RESPBYTES *(OCSP_RESPBYTES **, const unsigned char **, long)), "d2i_OCSP_RESPBYTES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_RESPDATA), OCSP_RESPDATA *(OCSP_RESPDATA **, const unsigned char **, long)), "d2i_OCSP_RESPDATA");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_RESPID), OCSP_RESPID *(OCSP_RESPID **, const unsigned char **, long)), "d2i_OCSP_RESPID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_RESPONSE), OCSP_RESPONSE *(OCSP_RESPONSE **, const unsigned char **, long)), "d2i_OCSP_RESPONSE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_REVOKEDINFO), OCSP_REVOKEDINFO *(OCSP_REVOKEDINFO **, const unsigned char **, long)), "d2i_OCSP_REVOKEDINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_SERVICELOC), OCSP_SERVICELOC *(OCSP_SERVICELOC **, const unsigned char **, long)), "d2i_OCSP_SERVICELOC");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_SIGNATURE), OCSP_SIGNATURE *(OCSP_SIGNATURE **, const unsigned char **, long)), "d2i_OCSP_SIGNATURE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OCSP_SINGLERESP), OCSP_SINGLERESP *(OCSP_SINGLERESP **, const unsigned char **, long)), "d2i_OCSP_SINGLERESP");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_OTHERNAME), OTHERNAME *(OTHERNAME **, const unsigned char **, long)), "d2i_OTHERNAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PBE2PARAM), PBE2PARAM *(PBE2PARAM **, const unsigned char **, long)), "d2i_PBE2PARAM");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PBEPARAM), PBEPARAM *(PBEPARAM **, const unsigned char **, long)), "d2i_PBEPARAM");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PBKDF2PARAM), PBKDF2PARAM *(PBKDF2PARAM **, const unsigned char **, long)), "d2i_PBKDF2PARAM");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKCS8PrivateKey_bio), EVP_PKEY *(BIO *, EVP_PKEY **, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(d2i_PKCS8PrivateKey_bio), EVP_PKEY * (const BIO *, EVP_PKEY **, pem_password_cb *, void *)), "d2i_PKCS8PrivateKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKCS8PrivateKey_fp), EVP_PKEY *(FILE *, EVP_PKEY **, pem_password_cb *, void *)), "d2i_PKCS8PrivateKey_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKCS8_PRIV_KEY_INFO), PKCS8_PRIV_KEY_INFO *(PKCS8_PRIV_KEY_INFO **, const unsigned char **, long)), "d2i_PKCS8_PRIV_KEY_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKCS8_PRIV_KEY_INFO_bio), PKCS8_PRIV_KEY_INFO *(BIO *, PKCS8_PRIV_KEY_INFO **)) || __builtin_types_compatible_p(__typeof__(d2i_PKCS8_PRIV_KEY_INFO_bio), PKCS8_PRIV_KEY_INFO * (const BIO *, PKCS8_PRIV_KEY_INFO **)), "d2i_PKCS8_PRIV_KEY_INFO_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKCS8_PRIV_KEY_INFO_fp), PKCS8_PRIV_KEY_INFO *(FILE *, PKCS8_PRIV_KEY_INFO **)), "d2i_PKCS8_PRIV_KEY_INFO_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKCS8_bio), X509_SIG *(BIO *, X509_SIG **)) || __builtin_types_compatible_p(__typeof__(d2i_PKCS8_bio), X509_SIG * (const BIO *, X509_SIG **)), "d2i_PKCS8_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKCS8_fp), X509_SIG *(FILE *, X509_SIG **)), "d2i_PKCS8_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PKEY_USAGE_PERIOD), PKEY_USAGE_PERIOD *(PKEY_USAGE_PERIOD **, const unsigned char **, long)), "d2i_PKEY_USAGE_PERIOD");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_POLICYINFO), POLICYINFO *(POLICYINFO **, const unsigned char **, long)), "d2i_POLICYINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_POLICYQUALINFO), POLICYQUALINFO *(POLICYQUALINFO **, const unsigned char **, long)), "d2i_POLICYQUALINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PROFESSION_INFO), PROFESSION_INFO *(PROFESSION_INFO **, const unsigned char **, long)), "d2i_PROFESSION_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PROXY_CERT_INFO_EXTENSION), PROXY_CERT_INFO_EXTENSION *(PROXY_CERT_INFO_EXTENSION **, const unsigned char **, long)), "d2i_PROXY_CERT_INFO_EXTENSION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PROXY_POLICY), PROXY_POLICY *(PROXY_POLICY **, const unsigned char **, long)), "d2i_PROXY_POLICY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PUBKEY), EVP_PKEY *(EVP_PKEY **, const unsigned char **, long)), "d2i_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PUBKEY_bio), EVP_PKEY *(BIO *, EVP_PKEY **)) || __builtin_types_compatible_p(__typeof__(d2i_PUBKEY_bio), EVP_PKEY * (const BIO *, EVP_PKEY **)), "d2i_PUBKEY_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PUBKEY_ex), EVP_PKEY *(EVP_PKEY **, const unsigned char **, long, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_PUBKEY_ex), EVP_PKEY * (EVP_PKEY **, const unsigned char **, long, const OSSL_LIB_CTX *, const char *)), "d2i_PUBKEY_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PUBKEY_fp), EVP_PKEY *(FILE *, EVP_PKEY **)), "d2i_PUBKEY_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PrivateKey), EVP_PKEY *(int, EVP_PKEY **, const unsigned char **, long)), "d2i_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PrivateKey_bio), EVP_PKEY *(BIO *, EVP_PKEY **)) || __builtin_types_compatible_p(__typeof__(d2i_PrivateKey_bio), EVP_PKEY * (const BIO *, EVP_PKEY **)), "d2i_PrivateKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex), EVP_PKEY *(int, EVP_PKEY **, const unsigned char **, long, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex), EVP_PKEY * (int, EVP_PKEY **, const unsigned char **, long, const OSSL_LIB_CTX *, const char *)), "d2i_PrivateKey_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex_bio), EVP_PKEY *(BIO *, EVP_PKEY **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex_bio), EVP_PKEY * (const BIO *, EVP_PKEY **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex_bio), EVP_PKEY * (BIO *, EVP_PKEY **, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex_bio), EVP_PKEY * (const BIO *, EVP_PKEY **, const OSSL_LIB_CTX *, const char *)), "d2i_PrivateKey_ex_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex_fp), EVP_PKEY *(FILE *, EVP_PKEY **, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_PrivateKey_ex_fp), EVP_PKEY * (FILE *, EVP_PKEY **, const OSSL_LIB_CTX *, const char *)), "d2i_PrivateKey_ex_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PrivateKey_fp), EVP_PKEY *(FILE *, EVP_PKEY **)), "d2i_PrivateKey_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_PublicKey), EVP_PKEY *(int, EVP_PKEY **, const unsigned char **, long)), "d2i_PublicKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_RSA_OAEP_PARAMS), RSA_OAEP_PARAMS *(RSA_OAEP_PARAMS **, const unsigned char **, long)), "d2i_RSA_OAEP_PARAMS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_RSA_PSS_PARAMS), RSA_PSS_PARAMS *(RSA_PSS_PARAMS **, const unsigned char **, long)), "d2i_RSA_PSS_PARAMS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SCRYPT_PARAMS), SCRYPT_PARAMS *(SCRYPT_PARAMS **, const unsigned char **, long)), "d2i_SCRYPT_PARAMS");
 _Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION), SSL_SESSION *(SSL_SESSION **, const unsigned char **, long)), "d2i_SSL_SESSION");
-_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION_ex), SSL_SESSION *(SSL_SESSION **, const unsigned char **, long, OSSL_LIB_CTX *, const char *)), "d2i_SSL_SESSION_ex");
+#ifndef d2i_SSL_SESSION_bio
+#error "d2i_SSL_SESSION_bio is no longer a macro"
+#endif
+static void fli_check_d2i_SSL_SESSION_bio(BIO *a0, SSL_SESSION **a1) { (void)d2i_SSL_SESSION_bio(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION_ex), SSL_SESSION *(SSL_SESSION **, const unsigned char **, long, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(d2i_SSL_SESSION_ex), SSL_SESSION * (SSL_SESSION **, const unsigned char **, long, const OSSL_LIB_CTX *, const char *)), "d2i_SSL_SESSION_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SXNET), SXNET *(SXNET **, const unsigned char **, long)), "d2i_SXNET");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_SXNETID), SXNETID *(SXNETID **, const unsigned char **, long)), "d2i_SXNETID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_USERNOTICE), USERNOTICE *(USERNOTICE **, const unsigned char **, long)), "d2i_USERNOTICE");
 _Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509), X509 *(X509 **, const unsigned char **, long)), "d2i_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_ALGOR), X509_ALGOR *(X509_ALGOR **, const unsigned char **, long)), "d2i_X509_ALGOR");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_ALGORS), X509_ALGORS *(X509_ALGORS **, const unsigned char **, long)), "d2i_X509_ALGORS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_ATTRIBUTE), X509_ATTRIBUTE *(X509_ATTRIBUTE **, const unsigned char **, long)), "d2i_X509_ATTRIBUTE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_AUX), X509 *(X509 **, const unsigned char **, long)), "d2i_X509_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_CERT_AUX), X509_CERT_AUX *(X509_CERT_AUX **, const unsigned char **, long)), "d2i_X509_CERT_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_CINF), X509_CINF *(X509_CINF **, const unsigned char **, long)), "d2i_X509_CINF");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_CRL), X509_CRL *(X509_CRL **, const unsigned char **, long)), "d2i_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_CRL_INFO), X509_CRL_INFO *(X509_CRL_INFO **, const unsigned char **, long)), "d2i_X509_CRL_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_CRL_bio), X509_CRL *(BIO *, X509_CRL **)) || __builtin_types_compatible_p(__typeof__(d2i_X509_CRL_bio), X509_CRL * (const BIO *, X509_CRL **)), "d2i_X509_CRL_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_CRL_fp), X509_CRL *(FILE *, X509_CRL **)), "d2i_X509_CRL_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_EXTENSION), X509_EXTENSION *(X509_EXTENSION **, const unsigned char **, long)), "d2i_X509_EXTENSION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_EXTENSIONS), X509_EXTENSIONS *(X509_EXTENSIONS **, const unsigned char **, long)), "d2i_X509_EXTENSIONS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_NAME), X509_NAME *(X509_NAME **, const unsigned char **, long)), "d2i_X509_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_NAME_ENTRY), X509_NAME_ENTRY *(X509_NAME_ENTRY **, const unsigned char **, long)), "d2i_X509_NAME_ENTRY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_PUBKEY), X509_PUBKEY *(X509_PUBKEY **, const unsigned char **, long)), "d2i_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_PUBKEY_bio), X509_PUBKEY *(BIO *, X509_PUBKEY **)) || __builtin_types_compatible_p(__typeof__(d2i_X509_PUBKEY_bio), X509_PUBKEY * (const BIO *, X509_PUBKEY **)), "d2i_X509_PUBKEY_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_PUBKEY_fp), X509_PUBKEY *(FILE *, X509_PUBKEY **)), "d2i_X509_PUBKEY_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_REQ), X509_REQ *(X509_REQ **, const unsigned char **, long)), "d2i_X509_REQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_REQ_INFO), X509_REQ_INFO *(X509_REQ_INFO **, const unsigned char **, long)), "d2i_X509_REQ_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_REQ_bio), X509_REQ *(BIO *, X509_REQ **)) || __builtin_types_compatible_p(__typeof__(d2i_X509_REQ_bio), X509_REQ * (const BIO *, X509_REQ **)), "d2i_X509_REQ_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_REQ_fp), X509_REQ *(FILE *, X509_REQ **)), "d2i_X509_REQ_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_REVOKED), X509_REVOKED *(X509_REVOKED **, const unsigned char **, long)), "d2i_X509_REVOKED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_SIG), X509_SIG *(X509_SIG **, const unsigned char **, long)), "d2i_X509_SIG");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_VAL), X509_VAL *(X509_VAL **, const unsigned char **, long)), "d2i_X509_VAL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_bio), X509 *(BIO *, X509 **)) || __builtin_types_compatible_p(__typeof__(d2i_X509_bio), X509 * (const BIO *, X509 **)), "d2i_X509_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(d2i_X509_fp), X509 *(FILE *, X509 **)), "d2i_X509_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2a_ACCESS_DESCRIPTION), int (BIO *, const ACCESS_DESCRIPTION *)) || __builtin_types_compatible_p(__typeof__(i2a_ACCESS_DESCRIPTION), int (const BIO *, const ACCESS_DESCRIPTION *)), "i2a_ACCESS_DESCRIPTION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2a_ASN1_ENUMERATED), int (BIO *, const ASN1_ENUMERATED *)) || __builtin_types_compatible_p(__typeof__(i2a_ASN1_ENUMERATED), int (const BIO *, const ASN1_ENUMERATED *)), "i2a_ASN1_ENUMERATED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2a_ASN1_INTEGER), int (BIO *, const ASN1_INTEGER *)) || __builtin_types_compatible_p(__typeof__(i2a_ASN1_INTEGER), int (const BIO *, const ASN1_INTEGER *)), "i2a_ASN1_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2a_ASN1_OBJECT), int (BIO *, const ASN1_OBJECT *)) || __builtin_types_compatible_p(__typeof__(i2a_ASN1_OBJECT), int (const BIO *, const ASN1_OBJECT *)), "i2a_ASN1_OBJECT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2a_ASN1_STRING), int (BIO *, const ASN1_STRING *, int)) || __builtin_types_compatible_p(__typeof__(i2a_ASN1_STRING), int (const BIO *, const ASN1_STRING *, int)), "i2a_ASN1_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2b_PVK_bio), int (BIO *, const EVP_PKEY *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(i2b_PVK_bio), int (const BIO *, const EVP_PKEY *, int, pem_password_cb *, void *)), "i2b_PVK_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2b_PVK_bio_ex), int (BIO *, const EVP_PKEY *, int, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(i2b_PVK_bio_ex), int (const BIO *, const EVP_PKEY *, int, pem_password_cb *, void *, OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(i2b_PVK_bio_ex), int (BIO *, const EVP_PKEY *, int, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)) || __builtin_types_compatible_p(__typeof__(i2b_PVK_bio_ex), int (const BIO *, const EVP_PKEY *, int, pem_password_cb *, void *, const OSSL_LIB_CTX *, const char *)), "i2b_PVK_bio_ex");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2b_PrivateKey_bio), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(i2b_PrivateKey_bio), int (const BIO *, const EVP_PKEY *)), "i2b_PrivateKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2b_PublicKey_bio), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(i2b_PublicKey_bio), int (const BIO *, const EVP_PKEY *)), "i2b_PublicKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ACCESS_DESCRIPTION), int (const ACCESS_DESCRIPTION *, unsigned char **)), "i2d_ACCESS_DESCRIPTION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ADMISSIONS), int (const ADMISSIONS *, unsigned char **)), "i2d_ADMISSIONS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ADMISSION_SYNTAX), int (const ADMISSION_SYNTAX *, unsigned char **)), "i2d_ADMISSION_SYNTAX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASIdOrRange), int (const ASIdOrRange *, unsigned char **)), "i2d_ASIdOrRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASIdentifierChoice), int (const ASIdentifierChoice *, unsigned char **)), "i2d_ASIdentifierChoice");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASIdentifiers), int (const ASIdentifiers *, unsigned char **)), "i2d_ASIdentifiers");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_BIT_STRING), int (const ASN1_BIT_STRING *, unsigned char **)), "i2d_ASN1_BIT_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_BMPSTRING), int (const ASN1_BMPSTRING *, unsigned char **)), "i2d_ASN1_BMPSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_ENUMERATED), int (const ASN1_ENUMERATED *, unsigned char **)), "i2d_ASN1_ENUMERATED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_GENERALIZEDTIME), int (const ASN1_GENERALIZEDTIME *, unsigned char **)), "i2d_ASN1_GENERALIZEDTIME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_GENERALSTRING), int (const ASN1_GENERALSTRING *, unsigned char **)), "i2d_ASN1_GENERALSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_IA5STRING), int (const ASN1_IA5STRING *, unsigned char **)), "i2d_ASN1_IA5STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_INTEGER), int (const ASN1_INTEGER *, unsigned char **)), "i2d_ASN1_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_NULL), int (const ASN1_NULL *, unsigned char **)), "i2d_ASN1_NULL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_OBJECT), int (const ASN1_OBJECT *, unsigned char **)), "i2d_ASN1_OBJECT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_OCTET_STRING), int (const ASN1_OCTET_STRING *, unsigned char **)), "i2d_ASN1_OCTET_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_PRINTABLE), int (const ASN1_STRING *, unsigned char **)), "i2d_ASN1_PRINTABLE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_PRINTABLESTRING), int (const ASN1_PRINTABLESTRING *, unsigned char **)), "i2d_ASN1_PRINTABLESTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_SEQUENCE_ANY), int (const ASN1_SEQUENCE_ANY *, unsigned char **)), "i2d_ASN1_SEQUENCE_ANY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_SET_ANY), int (const ASN1_SEQUENCE_ANY *, unsigned char **)), "i2d_ASN1_SET_ANY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_T61STRING), int (const ASN1_T61STRING *, unsigned char **)), "i2d_ASN1_T61STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_TIME), int (const ASN1_TIME *, unsigned char **)), "i2d_ASN1_TIME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_TYPE), int (const ASN1_TYPE *, unsigned char **)), "i2d_ASN1_TYPE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_UNIVERSALSTRING), int (const ASN1_UNIVERSALSTRING *, unsigned char **)), "i2d_ASN1_UNIVERSALSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_UTCTIME), int (const ASN1_UTCTIME *, unsigned char **)), "i2d_ASN1_UTCTIME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_UTF8STRING), int (const ASN1_UTF8STRING *, unsigned char **)), "i2d_ASN1_UTF8STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_VISIBLESTRING), int (const ASN1_VISIBLESTRING *, unsigned char **)), "i2d_ASN1_VISIBLESTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (BIO *, ASN1_VALUE *, BIO *, int, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (const BIO *, ASN1_VALUE *, BIO *, int, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (BIO *, const ASN1_VALUE *, BIO *, int, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (const BIO *, const ASN1_VALUE *, BIO *, int, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (BIO *, ASN1_VALUE *, const BIO *, int, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (const BIO *, ASN1_VALUE *, const BIO *, int, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (BIO *, const ASN1_VALUE *, const BIO *, int, const ASN1_ITEM *)) || __builtin_types_compatible_p(__typeof__(i2d_ASN1_bio_stream), int (const BIO *, const ASN1_VALUE *, const BIO *, int, const ASN1_ITEM *)), "i2d_ASN1_bio_stream");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ASRange), int (const ASRange *, unsigned char **)), "i2d_ASRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_AUTHORITY_INFO_ACCESS), int (const AUTHORITY_INFO_ACCESS *, unsigned char **)), "i2d_AUTHORITY_INFO_ACCESS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_AUTHORITY_KEYID), int (const AUTHORITY_KEYID *, unsigned char **)), "i2d_AUTHORITY_KEYID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_BASIC_CONSTRAINTS), int (const BASIC_CONSTRAINTS *, unsigned char **)), "i2d_BASIC_CONSTRAINTS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_CERTIFICATEPOLICIES), int (const CERTIFICATEPOLICIES *, unsigned char **)), "i2d_CERTIFICATEPOLICIES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_CRL_DIST_POINTS), int (const CRL_DIST_POINTS *, unsigned char **)), "i2d_CRL_DIST_POINTS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_DIRECTORYSTRING), int (const ASN1_STRING *, unsigned char **)), "i2d_DIRECTORYSTRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_DISPLAYTEXT), int (const ASN1_STRING *, unsigned char **)), "i2d_DISPLAYTEXT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_DIST_POINT), int (const DIST_POINT *, unsigned char **)), "i2d_DIST_POINT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_DIST_POINT_NAME), int (const DIST_POINT_NAME *, unsigned char **)), "i2d_DIST_POINT_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ECDSA_SIG), int (const ECDSA_SIG *, unsigned char **)), "i2d_ECDSA_SIG");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ECPKParameters), int (const EC_GROUP *, unsigned char **)), "i2d_ECPKParameters");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_EDIPARTYNAME), int (const EDIPARTYNAME *, unsigned char **)), "i2d_EDIPARTYNAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_EXTENDED_KEY_USAGE), int (const EXTENDED_KEY_USAGE *, unsigned char **)), "i2d_EXTENDED_KEY_USAGE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_GENERAL_NAME), int (const GENERAL_NAME *, unsigned char **)), "i2d_GENERAL_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_GENERAL_NAMES), int (const GENERAL_NAMES *, unsigned char **)), "i2d_GENERAL_NAMES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_IPAddressChoice), int (const IPAddressChoice *, unsigned char **)), "i2d_IPAddressChoice");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_IPAddressFamily), int (const IPAddressFamily *, unsigned char **)), "i2d_IPAddressFamily");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_IPAddressOrRange), int (const IPAddressOrRange *, unsigned char **)), "i2d_IPAddressOrRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_IPAddressRange), int (const IPAddressRange *, unsigned char **)), "i2d_IPAddressRange");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ISSUER_SIGN_TOOL), int (const ISSUER_SIGN_TOOL *, unsigned char **)), "i2d_ISSUER_SIGN_TOOL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_ISSUING_DIST_POINT), int (const ISSUING_DIST_POINT *, unsigned char **)), "i2d_ISSUING_DIST_POINT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_KeyParams), int (const EVP_PKEY *, unsigned char **)), "i2d_KeyParams");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_KeyParams_bio), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(i2d_KeyParams_bio), int (const BIO *, const EVP_PKEY *)), "i2d_KeyParams_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_NAMING_AUTHORITY), int (const NAMING_AUTHORITY *, unsigned char **)), "i2d_NAMING_AUTHORITY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_NETSCAPE_CERT_SEQUENCE), int (const NETSCAPE_CERT_SEQUENCE *, unsigned char **)), "i2d_NETSCAPE_CERT_SEQUENCE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_NETSCAPE_SPKAC), int (const NETSCAPE_SPKAC *, unsigned char **)), "i2d_NETSCAPE_SPKAC");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_NETSCAPE_SPKI), int (const NETSCAPE_SPKI *, unsigned char **)), "i2d_NETSCAPE_SPKI");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_NOTICEREF), int (const NOTICEREF *, unsigned char **)), "i2d_NOTICEREF");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_BASICRESP), int (const OCSP_BASICRESP *, unsigned char **)), "i2d_OCSP_BASICRESP");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_CERTID), int (const OCSP_CERTID *, unsigned char **)), "i2d_OCSP_CERTID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_CERTSTATUS), int (const OCSP_CERTSTATUS *, unsigned char **)), "i2d_OCSP_CERTSTATUS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_CRLID), int (const OCSP_CRLID *, unsigned char **)), "i2d_OCSP_CRLID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_ONEREQ), int (const OCSP_ONEREQ *, unsigned char **)), "i2d_OCSP_ONEREQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_REQINFO), int (const OCSP_REQINFO *, unsigned char **)), "i2d_OCSP_REQINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_REQUEST), int (const OCSP_REQUEST *, unsigned char **)), "i2d_OCSP_REQUEST");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_RESPBYTES), int (const OCSP_RESPBYTES *, unsigned char **)), "i2d_OCSP_RESPBYTES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_RESPDATA), int (const OCSP_RESPDATA *, unsigned char **)), "i2d_OCSP_RESPDATA");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_RESPID), int (const OCSP_RESPID *, unsigned char **)), "i2d_OCSP_RESPID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_RESPONSE), int (const OCSP_RESPONSE *, unsigned char **)), "i2d_OCSP_RESPONSE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_REVOKEDINFO), int (const OCSP_REVOKEDINFO *, unsigned char **)), "i2d_OCSP_REVOKEDINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_SERVICELOC), int (const OCSP_SERVICELOC *, unsigned char **)), "i2d_OCSP_SERVICELOC");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_SIGNATURE), int (const OCSP_SIGNATURE *, unsigned char **)), "i2d_OCSP_SIGNATURE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OCSP_SINGLERESP), int (const OCSP_SINGLERESP *, unsigned char **)), "i2d_OCSP_SINGLERESP");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_OTHERNAME), int (const OTHERNAME *, unsigned char **)), "i2d_OTHERNAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PBE2PARAM), int (const PBE2PARAM *, unsigned char **)), "i2d_PBE2PARAM");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PBEPARAM), int (const PBEPARAM *, unsigned char **)), "i2d_PBEPARAM");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PBKDF2PARAM), int (const PBKDF2PARAM *, unsigned char **)), "i2d_PBKDF2PARAM");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKeyInfo_bio), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKeyInfo_bio), int (const BIO *, const EVP_PKEY *)), "i2d_PKCS8PrivateKeyInfo_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKeyInfo_fp), int (FILE *, const EVP_PKEY *)), "i2d_PKCS8PrivateKeyInfo_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKey_bio), int (BIO *, const EVP_PKEY *, const EVP_CIPHER *, const char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKey_bio), int (const BIO *, const EVP_PKEY *, const EVP_CIPHER *, const char *, int, pem_password_cb *, void *)), "i2d_PKCS8PrivateKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKey_fp), int (FILE *, const EVP_PKEY *, const EVP_CIPHER *, const char *, int, pem_password_cb *, void *)), "i2d_PKCS8PrivateKey_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKey_nid_bio), int (BIO *, const EVP_PKEY *, int, const char *, int, pem_password_cb *, void *)) || __builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKey_nid_bio), int (const BIO *, const EVP_PKEY *, int, const char *, int, pem_password_cb *, void *)), "i2d_PKCS8PrivateKey_nid_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8PrivateKey_nid_fp), int (FILE *, const EVP_PKEY *, int, const char *, int, pem_password_cb *, void *)), "i2d_PKCS8PrivateKey_nid_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8_PRIV_KEY_INFO), int (const PKCS8_PRIV_KEY_INFO *, unsigned char **)), "i2d_PKCS8_PRIV_KEY_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8_PRIV_KEY_INFO_bio), int (BIO *, const PKCS8_PRIV_KEY_INFO *)) || __builtin_types_compatible_p(__typeof__(i2d_PKCS8_PRIV_KEY_INFO_bio), int (const BIO *, const PKCS8_PRIV_KEY_INFO *)), "i2d_PKCS8_PRIV_KEY_INFO_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8_PRIV_KEY_INFO_fp), int (FILE *, const PKCS8_PRIV_KEY_INFO *)), "i2d_PKCS8_PRIV_KEY_INFO_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8_bio), int (BIO *, const X509_SIG *)) || __builtin_types_compatible_p(__typeof__(i2d_PKCS8_bio), int (const BIO *, const X509_SIG *)), "i2d_PKCS8_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKCS8_fp), int (FILE *, const X509_SIG *)), "i2d_PKCS8_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PKEY_USAGE_PERIOD), int (const PKEY_USAGE_PERIOD *, unsigned char **)), "i2d_PKEY_USAGE_PERIOD");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_POLICYINFO), int (const POLICYINFO *, unsigned char **)), "i2d_POLICYINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_POLICYQUALINFO), int (const POLICYQUALINFO *, unsigned char **)), "i2d_POLICYQUALINFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PROFESSION_INFO), int (const PROFESSION_INFO *, unsigned char **)), "i2d_PROFESSION_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PROXY_CERT_INFO_EXTENSION), int (const PROXY_CERT_INFO_EXTENSION *, unsigned char **)), "i2d_PROXY_CERT_INFO_EXTENSION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PROXY_POLICY), int (const PROXY_POLICY *, unsigned char **)), "i2d_PROXY_POLICY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PUBKEY), int (const EVP_PKEY *, unsigned char **)), "i2d_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PUBKEY_bio), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(i2d_PUBKEY_bio), int (const BIO *, const EVP_PKEY *)), "i2d_PUBKEY_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PUBKEY_fp), int (FILE *, const EVP_PKEY *)), "i2d_PUBKEY_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PrivateKey), int (const EVP_PKEY *, unsigned char **)), "i2d_PrivateKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PrivateKey_bio), int (BIO *, const EVP_PKEY *)) || __builtin_types_compatible_p(__typeof__(i2d_PrivateKey_bio), int (const BIO *, const EVP_PKEY *)), "i2d_PrivateKey_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PrivateKey_fp), int (FILE *, const EVP_PKEY *)), "i2d_PrivateKey_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_PublicKey), int (const EVP_PKEY *, unsigned char **)), "i2d_PublicKey");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_RSA_OAEP_PARAMS), int (const RSA_OAEP_PARAMS *, unsigned char **)), "i2d_RSA_OAEP_PARAMS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_RSA_PSS_PARAMS), int (const RSA_PSS_PARAMS *, unsigned char **)), "i2d_RSA_PSS_PARAMS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_SCRYPT_PARAMS), int (const SCRYPT_PARAMS *, unsigned char **)), "i2d_SCRYPT_PARAMS");
 _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_SSL_SESSION), int (const SSL_SESSION *, unsigned char **)), "i2d_SSL_SESSION");
+#ifndef i2d_SSL_SESSION_bio
+#error "i2d_SSL_SESSION_bio is no longer a macro"
+#endif
+static void fli_check_i2d_SSL_SESSION_bio(BIO *a0, const SSL_SESSION *a1) { (void)i2d_SSL_SESSION_bio(a0, a1); }
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_SXNET), int (const SXNET *, unsigned char **)), "i2d_SXNET");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_SXNETID), int (const SXNETID *, unsigned char **)), "i2d_SXNETID");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_USERNOTICE), int (const USERNOTICE *, unsigned char **)), "i2d_USERNOTICE");
 _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X509 *, unsigned char **)), "i2d_X509");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_ALGOR), int (const X509_ALGOR *, unsigned char **)), "i2d_X509_ALGOR");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_ALGORS), int (const X509_ALGORS *, unsigned char **)), "i2d_X509_ALGORS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_ATTRIBUTE), int (const X509_ATTRIBUTE *, unsigned char **)), "i2d_X509_ATTRIBUTE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_AUX), int (const X509 *, unsigned char **)), "i2d_X509_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_CERT_AUX), int (const X509_CERT_AUX *, unsigned char **)), "i2d_X509_CERT_AUX");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_CINF), int (const X509_CINF *, unsigned char **)), "i2d_X509_CINF");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_CRL), int (const X509_CRL *, unsigned char **)), "i2d_X509_CRL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_CRL_INFO), int (const X509_CRL_INFO *, unsigned char **)), "i2d_X509_CRL_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_CRL_bio), int (BIO *, const X509_CRL *)) || __builtin_types_compatible_p(__typeof__(i2d_X509_CRL_bio), int (const BIO *, const X509_CRL *)), "i2d_X509_CRL_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_CRL_fp), int (FILE *, const X509_CRL *)), "i2d_X509_CRL_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_EXTENSION), int (const X509_EXTENSION *, unsigned char **)), "i2d_X509_EXTENSION");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_EXTENSIONS), int (const X509_EXTENSIONS *, unsigned char **)), "i2d_X509_EXTENSIONS");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_NAME), int (const X509_NAME *, unsigned char **)), "i2d_X509_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_NAME_ENTRY), int (const X509_NAME_ENTRY *, unsigned char **)), "i2d_X509_NAME_ENTRY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_PUBKEY), int (const X509_PUBKEY *, unsigned char **)), "i2d_X509_PUBKEY");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_PUBKEY_bio), int (BIO *, const X509_PUBKEY *)) || __builtin_types_compatible_p(__typeof__(i2d_X509_PUBKEY_bio), int (const BIO *, const X509_PUBKEY *)), "i2d_X509_PUBKEY_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_PUBKEY_fp), int (FILE *, const X509_PUBKEY *)), "i2d_X509_PUBKEY_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_REQ), int (const X509_REQ *, unsigned char **)), "i2d_X509_REQ");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_REQ_INFO), int (const X509_REQ_INFO *, unsigned char **)), "i2d_X509_REQ_INFO");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_REQ_bio), int (BIO *, const X509_REQ *)) || __builtin_types_compatible_p(__typeof__(i2d_X509_REQ_bio), int (const BIO *, const X509_REQ *)), "i2d_X509_REQ_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_REQ_fp), int (FILE *, const X509_REQ *)), "i2d_X509_REQ_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_REVOKED), int (const X509_REVOKED *, unsigned char **)), "i2d_X509_REVOKED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_SIG), int (const X509_SIG *, unsigned char **)), "i2d_X509_SIG");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_VAL), int (const X509_VAL *, unsigned char **)), "i2d_X509_VAL");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_bio), int (BIO *, const X509 *)) || __builtin_types_compatible_p(__typeof__(i2d_X509_bio), int (const BIO *, const X509 *)), "i2d_X509_bio");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509_fp), int (FILE *, const X509 *)), "i2d_X509_fp");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_re_X509_CRL_tbs), int (X509_CRL *, unsigned char **)) || __builtin_types_compatible_p(__typeof__(i2d_re_X509_CRL_tbs), int (const X509_CRL *, unsigned char **)), "i2d_re_X509_CRL_tbs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_re_X509_REQ_tbs), int (X509_REQ *, unsigned char **)) || __builtin_types_compatible_p(__typeof__(i2d_re_X509_REQ_tbs), int (const X509_REQ *, unsigned char **)), "i2d_re_X509_REQ_tbs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2d_re_X509_tbs), int (X509 *, unsigned char **)) || __builtin_types_compatible_p(__typeof__(i2d_re_X509_tbs), int (const X509 *, unsigned char **)), "i2d_re_X509_tbs");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2s_ASN1_ENUMERATED), char *(X509V3_EXT_METHOD *, const ASN1_ENUMERATED *)), "i2s_ASN1_ENUMERATED");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2s_ASN1_ENUMERATED_TABLE), char *(X509V3_EXT_METHOD *, const ASN1_ENUMERATED *)), "i2s_ASN1_ENUMERATED_TABLE");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2s_ASN1_IA5STRING), char *(X509V3_EXT_METHOD *, ASN1_IA5STRING *)), "i2s_ASN1_IA5STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2s_ASN1_INTEGER), char *(X509V3_EXT_METHOD *, const ASN1_INTEGER *)), "i2s_ASN1_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2s_ASN1_OCTET_STRING), char *(X509V3_EXT_METHOD *, const ASN1_OCTET_STRING *)), "i2s_ASN1_OCTET_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2s_ASN1_UTF8STRING), char *(X509V3_EXT_METHOD *, ASN1_UTF8STRING *)), "i2s_ASN1_UTF8STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2t_ASN1_OBJECT), int (char *, int, const ASN1_OBJECT *)), "i2t_ASN1_OBJECT");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2v_ASN1_BIT_STRING), struct stack_st_CONF_VALUE *(X509V3_EXT_METHOD *, ASN1_BIT_STRING *, struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(i2v_ASN1_BIT_STRING), struct stack_st_CONF_VALUE * (X509V3_EXT_METHOD *, ASN1_BIT_STRING *, const struct stack_st_CONF_VALUE *)), "i2v_ASN1_BIT_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2v_GENERAL_NAME), struct stack_st_CONF_VALUE *(X509V3_EXT_METHOD *, GENERAL_NAME *, struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(i2v_GENERAL_NAME), struct stack_st_CONF_VALUE * (X509V3_EXT_METHOD *, GENERAL_NAME *, const struct stack_st_CONF_VALUE *)), "i2v_GENERAL_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(i2v_GENERAL_NAMES), struct stack_st_CONF_VALUE *(X509V3_EXT_METHOD *, GENERAL_NAMES *, struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(i2v_GENERAL_NAMES), struct stack_st_CONF_VALUE * (X509V3_EXT_METHOD *, const GENERAL_NAMES *, struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(i2v_GENERAL_NAMES), struct stack_st_CONF_VALUE * (X509V3_EXT_METHOD *, GENERAL_NAMES *, const struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(i2v_GENERAL_NAMES), struct stack_st_CONF_VALUE * (X509V3_EXT_METHOD *, const GENERAL_NAMES *, const struct stack_st_CONF_VALUE *)), "i2v_GENERAL_NAMES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(s2i_ASN1_IA5STRING), ASN1_IA5STRING *(X509V3_EXT_METHOD *, X509V3_CTX *, const char *)), "s2i_ASN1_IA5STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(s2i_ASN1_INTEGER), ASN1_INTEGER *(X509V3_EXT_METHOD *, const char *)), "s2i_ASN1_INTEGER");
+_Static_assert(__builtin_types_compatible_p(__typeof__(s2i_ASN1_OCTET_STRING), ASN1_OCTET_STRING *(X509V3_EXT_METHOD *, X509V3_CTX *, const char *)), "s2i_ASN1_OCTET_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(s2i_ASN1_UTF8STRING), ASN1_UTF8STRING *(X509V3_EXT_METHOD *, X509V3_CTX *, const char *)), "s2i_ASN1_UTF8STRING");
+#ifndef sk_ADMISSIONS_free
+#error "sk_ADMISSIONS_free is no longer a macro"
+#endif
+#ifndef sk_ADMISSIONS_new_null
+#error "sk_ADMISSIONS_new_null is no longer a macro"
+#endif
+#ifndef sk_ADMISSIONS_num
+#error "sk_ADMISSIONS_num is no longer a macro"
+#endif
+#ifndef sk_ADMISSIONS_pop
+#error "sk_ADMISSIONS_pop is no longer a macro"
+#endif
+#ifndef sk_ADMISSIONS_push
+#error "sk_ADMISSIONS_push is no longer a macro"
+#endif
+#ifndef sk_ADMISSIONS_shift
+#error "sk_ADMISSIONS_shift is no longer a macro"
+#endif
+#ifndef sk_ADMISSIONS_value
+#error "sk_ADMISSIONS_value is no longer a macro"
+#endif
+#ifndef sk_ASN1_OBJECT_free
+#error "sk_ASN1_OBJECT_free is no longer a macro"
+#endif
+#ifndef sk_ASN1_OBJECT_new_null
+#error "sk_ASN1_OBJECT_new_null is no longer a macro"
+#endif
+#ifndef sk_ASN1_OBJECT_num
+#error "sk_ASN1_OBJECT_num is no longer a macro"
+#endif
+#ifndef sk_ASN1_OBJECT_pop
+#error "sk_ASN1_OBJECT_pop is no longer a macro"
+#endif
+#ifndef sk_ASN1_OBJECT_push
+#error "sk_ASN1_OBJECT_push is no longer a macro"
+#endif
+#ifndef sk_ASN1_OBJECT_shift
+#error "sk_ASN1_OBJECT_shift is no longer a macro"
+#endif
+#ifndef sk_ASN1_OBJECT_value
+#error "sk_ASN1_OBJECT_value is no longer a macro"
+#endif
+#ifndef sk_ASN1_STRING_free
+#error "sk_ASN1_STRING_free is no longer a macro"
+#endif
+#ifndef sk_ASN1_STRING_new_null
+#error "sk_ASN1_STRING_new_null is no longer a macro"
+#endif
+#ifndef sk_ASN1_STRING_num
+#error "sk_ASN1_STRING_num is no longer a macro"
+#endif
+#ifndef sk_CONF_VALUE_free
+#error "sk_CONF_VALUE_free is no longer a macro"
+#endif
+#ifndef sk_CONF_VALUE_new_null
+#error "sk_CONF_VALUE_new_null is no longer a macro"
+#endif
+#ifndef sk_CONF_VALUE_num
+#error "sk_CONF_VALUE_num is no longer a macro"
+#endif
+#ifndef sk_OPENSSL_STRING_free
+#error "sk_OPENSSL_STRING_free is no longer a macro"
+#endif
+#ifndef sk_OPENSSL_STRING_new_null
+#error "sk_OPENSSL_STRING_new_null is no longer a macro"
+#endif
+#ifndef sk_OPENSSL_STRING_num
+#error "sk_OPENSSL_STRING_num is no longer a macro"
+#endif
+#ifndef sk_POLICYQUALINFO_free
+#error "sk_POLICYQUALINFO_free is no longer a macro"
+#endif
+#ifndef sk_POLICYQUALINFO_new_null
+#error "sk_POLICYQUALINFO_new_null is no longer a macro"
+#endif
+#ifndef sk_POLICYQUALINFO_num
+#error "sk_POLICYQUALINFO_num is no longer a macro"
+#endif
 #ifndef sk_SCT_free
 #error "sk_SCT_free is no longer a macro"
 #endif
@@ -1621,6 +4523,36 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X50
 #endif
 #ifndef sk_SSL_COMP_value
 #error "sk_SSL_COMP_value is no longer a macro"
+#endif
+#ifndef sk_X509_ALGOR_free
+#error "sk_X509_ALGOR_free is no longer a macro"
+#endif
+#ifndef sk_X509_ALGOR_new_null
+#error "sk_X509_ALGOR_new_null is no longer a macro"
+#endif
+#ifndef sk_X509_ALGOR_num
+#error "sk_X509_ALGOR_num is no longer a macro"
+#endif
+#ifndef sk_X509_ATTRIBUTE_free
+#error "sk_X509_ATTRIBUTE_free is no longer a macro"
+#endif
+#ifndef sk_X509_ATTRIBUTE_new_null
+#error "sk_X509_ATTRIBUTE_new_null is no longer a macro"
+#endif
+#ifndef sk_X509_ATTRIBUTE_num
+#error "sk_X509_ATTRIBUTE_num is no longer a macro"
+#endif
+#ifndef sk_X509_ATTRIBUTE_pop
+#error "sk_X509_ATTRIBUTE_pop is no longer a macro"
+#endif
+#ifndef sk_X509_ATTRIBUTE_push
+#error "sk_X509_ATTRIBUTE_push is no longer a macro"
+#endif
+#ifndef sk_X509_ATTRIBUTE_shift
+#error "sk_X509_ATTRIBUTE_shift is no longer a macro"
+#endif
+#ifndef sk_X509_ATTRIBUTE_value
+#error "sk_X509_ATTRIBUTE_value is no longer a macro"
 #endif
 #ifndef sk_X509_CRL_free
 #error "sk_X509_CRL_free is no longer a macro"
@@ -1706,6 +4638,69 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X50
 #ifndef sk_X509_NAME_value
 #error "sk_X509_NAME_value is no longer a macro"
 #endif
+#ifndef sk_X509_OBJECT_free
+#error "sk_X509_OBJECT_free is no longer a macro"
+#endif
+#ifndef sk_X509_OBJECT_new_null
+#error "sk_X509_OBJECT_new_null is no longer a macro"
+#endif
+#ifndef sk_X509_OBJECT_num
+#error "sk_X509_OBJECT_num is no longer a macro"
+#endif
+#ifndef sk_X509_OBJECT_pop
+#error "sk_X509_OBJECT_pop is no longer a macro"
+#endif
+#ifndef sk_X509_OBJECT_push
+#error "sk_X509_OBJECT_push is no longer a macro"
+#endif
+#ifndef sk_X509_OBJECT_shift
+#error "sk_X509_OBJECT_shift is no longer a macro"
+#endif
+#ifndef sk_X509_OBJECT_value
+#error "sk_X509_OBJECT_value is no longer a macro"
+#endif
+#ifndef sk_X509_POLICY_NODE_free
+#error "sk_X509_POLICY_NODE_free is no longer a macro"
+#endif
+#ifndef sk_X509_POLICY_NODE_new_null
+#error "sk_X509_POLICY_NODE_new_null is no longer a macro"
+#endif
+#ifndef sk_X509_POLICY_NODE_num
+#error "sk_X509_POLICY_NODE_num is no longer a macro"
+#endif
+#ifndef sk_X509_POLICY_NODE_pop
+#error "sk_X509_POLICY_NODE_pop is no longer a macro"
+#endif
+#ifndef sk_X509_POLICY_NODE_push
+#error "sk_X509_POLICY_NODE_push is no longer a macro"
+#endif
+#ifndef sk_X509_POLICY_NODE_shift
+#error "sk_X509_POLICY_NODE_shift is no longer a macro"
+#endif
+#ifndef sk_X509_POLICY_NODE_value
+#error "sk_X509_POLICY_NODE_value is no longer a macro"
+#endif
+#ifndef sk_X509_REVOKED_free
+#error "sk_X509_REVOKED_free is no longer a macro"
+#endif
+#ifndef sk_X509_REVOKED_new_null
+#error "sk_X509_REVOKED_new_null is no longer a macro"
+#endif
+#ifndef sk_X509_REVOKED_num
+#error "sk_X509_REVOKED_num is no longer a macro"
+#endif
+#ifndef sk_X509_REVOKED_pop
+#error "sk_X509_REVOKED_pop is no longer a macro"
+#endif
+#ifndef sk_X509_REVOKED_push
+#error "sk_X509_REVOKED_push is no longer a macro"
+#endif
+#ifndef sk_X509_REVOKED_shift
+#error "sk_X509_REVOKED_shift is no longer a macro"
+#endif
+#ifndef sk_X509_REVOKED_value
+#error "sk_X509_REVOKED_value is no longer a macro"
+#endif
 #ifndef sk_X509_free
 #error "sk_X509_free is no longer a macro"
 #endif
@@ -1727,6 +4722,10 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(i2d_X509), int (const X50
 #ifndef sk_X509_value
 #error "sk_X509_value is no longer a macro"
 #endif
+_Static_assert(__builtin_types_compatible_p(__typeof__(v2i_ASN1_BIT_STRING), ASN1_BIT_STRING *(X509V3_EXT_METHOD *, X509V3_CTX *, struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(v2i_ASN1_BIT_STRING), ASN1_BIT_STRING * (X509V3_EXT_METHOD *, X509V3_CTX *, const struct stack_st_CONF_VALUE *)), "v2i_ASN1_BIT_STRING");
+_Static_assert(__builtin_types_compatible_p(__typeof__(v2i_GENERAL_NAME), GENERAL_NAME *(const X509V3_EXT_METHOD *, X509V3_CTX *, CONF_VALUE *)), "v2i_GENERAL_NAME");
+_Static_assert(__builtin_types_compatible_p(__typeof__(v2i_GENERAL_NAMES), GENERAL_NAMES *(const X509V3_EXT_METHOD *, X509V3_CTX *, struct stack_st_CONF_VALUE *)) || __builtin_types_compatible_p(__typeof__(v2i_GENERAL_NAMES), GENERAL_NAMES * (const X509V3_EXT_METHOD *, X509V3_CTX *, const struct stack_st_CONF_VALUE *)), "v2i_GENERAL_NAMES");
+_Static_assert(__builtin_types_compatible_p(__typeof__(v2i_GENERAL_NAME_ex), GENERAL_NAME *(GENERAL_NAME *, const X509V3_EXT_METHOD *, X509V3_CTX *, CONF_VALUE *, int)), "v2i_GENERAL_NAME_ex");
 
 #ifndef CERT_PKEY_CA_PARAM
 #error "CERT_PKEY_CA_PARAM is no longer defined"

@@ -331,6 +331,734 @@ public struct X509InfoPointer: OpenSSLHandle, @unchecked Sendable {
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
 
+/// A typed, non-owning handle for `ADMISSIONS *`: an OpenSSL `ADMISSIONS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct AdmissionsPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ADMISSION_SYNTAX *`: an OpenSSL `ADMISSION_SYNTAX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct AdmissionSyntaxPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ASN1_ITEM *`: an OpenSSL `ASN1_ITEM`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ASN1ItemPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ASN1_OBJECT *`: an OpenSSL `ASN1_OBJECT`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ASN1ObjectPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ASN1_PCTX *`: an OpenSSL `ASN1_PCTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ASN1PrintContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ASN1_SCTX *`: an OpenSSL `ASN1_SCTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ASN1ScanContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ASN1_SEQUENCE_ANY *`: the typed STACK_OF that <openssl> calls `ASN1_SEQUENCE_ANY`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ASN1SequenceAnyPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ASN1_VALUE *`: an OpenSSL `ASN1_VALUE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ASN1ValuePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `AUTHORITY_INFO_ACCESS *`: the typed STACK_OF that <openssl> calls `AUTHORITY_INFO_ACCESS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct AuthorityInfoAccessPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `BIO_ADDRINFO *`: an OpenSSL `BIO_ADDRINFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct BIOAddrInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `BN_BLINDING *`: an OpenSSL `BN_BLINDING`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct BNBlindingPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `BN_CTX *`: an OpenSSL `BN_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct BNContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `BN_GENCB *`: an OpenSSL `BN_GENCB`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct BNGenCallbackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `BN_MONT_CTX *`: an OpenSSL `BN_MONT_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct BNMontContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `BN_RECP_CTX *`: an OpenSSL `BN_RECP_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct BNRecpContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `CERTIFICATEPOLICIES *`: the typed STACK_OF that <openssl> calls `CERTIFICATEPOLICIES`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct CertificatePoliciesPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `CRL_DIST_POINTS *`: the typed STACK_OF that <openssl> calls `CRL_DIST_POINTS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct CRLDistPointsPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ECDSA_SIG *`: an OpenSSL `ECDSA_SIG`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ECDSASIGPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ECPARAMETERS *`: an OpenSSL `ECPARAMETERS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ECParametersPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ECPKPARAMETERS *`: an OpenSSL `ECPKPARAMETERS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ECPKParametersPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EC_GROUP *`: an OpenSSL `EC_GROUP`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ECGroupPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EC_POINT *`: an OpenSSL `EC_POINT`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ECPointPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_ASYM_CIPHER *`: an OpenSSL `EVP_ASYM_CIPHER`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPAsymCipherPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_ENCODE_CTX *`: an OpenSSL `EVP_ENCODE_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPEncodeContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_KDF *`: an OpenSSL `EVP_KDF`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPKDFPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_KDF_CTX *`: an OpenSSL `EVP_KDF_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPKDFContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_KEM *`: an OpenSSL `EVP_KEM`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPKEMPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_KEYEXCH *`: an OpenSSL `EVP_KEYEXCH`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPKeyExchangePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_KEYMGMT *`: an OpenSSL `EVP_KEYMGMT`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPKeyManagementPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_MAC *`: an OpenSSL `EVP_MAC`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPMACPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_MD_CTX *`: an OpenSSL `EVP_MD_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPMDContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_PKEY_ASN1_METHOD *`: an OpenSSL `EVP_PKEY_ASN1_METHOD`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPPKEYASN1MethodPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_RAND *`: an OpenSSL `EVP_RAND`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPRANDPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_RAND_CTX *`: an OpenSSL `EVP_RAND_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPRANDContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EVP_SIGNATURE *`: an OpenSSL `EVP_SIGNATURE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct EVPSignaturePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `EXTENDED_KEY_USAGE *`: the typed STACK_OF that <openssl> calls `EXTENDED_KEY_USAGE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ExtendedKeyUsagePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `GENERAL_NAMES *`: the typed STACK_OF that <openssl> calls `GENERAL_NAMES`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct GeneralNamesPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `IPAddrBlocks *`: the typed STACK_OF that <openssl> calls `IPAddrBlocks`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct IPAddressBlocksPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `NAMING_AUTHORITY *`: an OpenSSL `NAMING_AUTHORITY`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct NamingAuthorityPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_BASICRESP *`: an OpenSSL `OCSP_BASICRESP`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPBasicResponsePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_CERTID *`: an OpenSSL `OCSP_CERTID`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPCERTIDPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_CERTSTATUS *`: an OpenSSL `OCSP_CERTSTATUS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPCertStatusPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_CRLID *`: an OpenSSL `OCSP_CRLID`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPCRLIDPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_ONEREQ *`: an OpenSSL `OCSP_ONEREQ`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPOneRequestPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_REQINFO *`: an OpenSSL `OCSP_REQINFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPRequestInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_REQUEST *`: an OpenSSL `OCSP_REQUEST`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPRequestPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_RESPBYTES *`: an OpenSSL `OCSP_RESPBYTES`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPResponseBytesPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_RESPDATA *`: an OpenSSL `OCSP_RESPDATA`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPResponseDataPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_RESPID *`: an OpenSSL `OCSP_RESPID`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPResponderIDPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_RESPONSE *`: an OpenSSL `OCSP_RESPONSE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPResponsePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_REVOKEDINFO *`: an OpenSSL `OCSP_REVOKEDINFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPRevokedInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_SERVICELOC *`: an OpenSSL `OCSP_SERVICELOC`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPServiceLocatorPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_SIGNATURE *`: an OpenSSL `OCSP_SIGNATURE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPSignaturePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OCSP_SINGLERESP *`: an OpenSSL `OCSP_SINGLERESP`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OCSPSingleResponsePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OSSL_CORE_BIO *`: an OpenSSL `OSSL_CORE_BIO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OSSLCoreBIOPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OSSL_CORE_HANDLE *`: an OpenSSL `OSSL_CORE_HANDLE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OSSLCoreHandlePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `PKCS8_PRIV_KEY_INFO *`: an OpenSSL `PKCS8_PRIV_KEY_INFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct PKCS8PrivKeyInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `PROFESSION_INFO *`: an OpenSSL `PROFESSION_INFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ProfessionInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `TLS_FEATURE *`: the typed STACK_OF that <openssl> calls `TLS_FEATURE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct TLSFeaturePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_ALGORS *`: the typed STACK_OF that <openssl> calls `X509_ALGORS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509AlgorithmsPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_ATTRIBUTE *`: an OpenSSL `X509_ATTRIBUTE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509AttributePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_CERT_AUX *`: an OpenSSL `X509_CERT_AUX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509CertAuxPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_CINF *`: an OpenSSL `X509_CINF`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509CertInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_CRL_INFO *`: an OpenSSL `X509_CRL_INFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509CRLInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_CRL_METHOD *`: an OpenSSL `X509_CRL_METHOD`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509CRLMethodPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_EXTENSIONS *`: the typed STACK_OF that <openssl> calls `X509_EXTENSIONS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509ExtensionsPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_LOOKUP_METHOD *`: an OpenSSL `X509_LOOKUP_METHOD`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509LookupMethodPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_NAME_ENTRY *`: an OpenSSL `X509_NAME_ENTRY`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509NameEntryPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_OBJECT *`: an OpenSSL `X509_OBJECT`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509ObjectPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_POLICY_LEVEL *`: an OpenSSL `X509_POLICY_LEVEL`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509PolicyLevelPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_POLICY_NODE *`: an OpenSSL `X509_POLICY_NODE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509PolicyNodePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_POLICY_TREE *`: an OpenSSL `X509_POLICY_TREE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509PolicyTreePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_REQ *`: an OpenSSL `X509_REQ`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509RequestPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_REQ_INFO *`: an OpenSSL `X509_REQ_INFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509RequestInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_REVOKED *`: an OpenSSL `X509_REVOKED`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509RevokedPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_SIG *`: an OpenSSL `X509_SIG`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509SIGPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `X509_SIG_INFO *`: an OpenSSL `X509_SIG_INFO`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct X509SIGInfoPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `ASN1_TEMPLATE *`: an OpenSSL `ASN1_TEMPLATE`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ASN1TemplatePointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `OSSL_HTTP_REQ_CTX *`: an OpenSSL `OSSL_HTTP_REQ_CTX`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct OSSLHTTPRequestContextPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `PROFESSION_INFOS *`: the typed STACK_OF that <openssl> calls `PROFESSION_INFOS`
+///
+/// See ``OpenSSLHandle``: it owns nothing and frees nothing.
+public struct ProfessionInfosPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(ASN1_OBJECT) *`.
+///
+/// Use the generated `sk_ASN1_OBJECT_*` functions on it.
+public struct ASN1ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(ADMISSIONS) *`.
+///
+/// Use the generated `sk_ADMISSIONS_*` functions on it.
+public struct AdmissionsStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(ASN1_STRING) *`.
+///
+/// Use the generated `sk_ASN1_STRING_*` functions on it.
+public struct ASN1StringStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(POLICYQUALINFO) *`.
+///
+/// Use the generated `sk_POLICYQUALINFO_*` functions on it.
+public struct PolicyQualInfoStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(X509_ALGOR) *`.
+///
+/// Use the generated `sk_X509_ALGOR_*` functions on it.
+public struct X509AlgorStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(X509_POLICY_NODE) *`.
+///
+/// Use the generated `sk_X509_POLICY_NODE_*` functions on it.
+public struct X509PolicyNodeStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(CONF_VALUE) *`.
+///
+/// Use the generated `sk_CONF_VALUE_*` functions on it.
+public struct ConfValueStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(OPENSSL_STRING) *`.
+///
+/// Use the generated `sk_OPENSSL_STRING_*` functions on it.
+public struct OpenSSLStringStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(X509_ATTRIBUTE) *`.
+///
+/// Use the generated `sk_X509_ATTRIBUTE_*` functions on it.
+public struct X509AttributeStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(X509_OBJECT) *`.
+///
+/// Use the generated `sk_X509_OBJECT_*` functions on it.
+public struct X509ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
+/// A typed, non-owning handle for `STACK_OF(X509_REVOKED) *`.
+///
+/// Use the generated `sk_X509_REVOKED_*` functions on it.
+public struct X509RevokedStackPointer: OpenSSLHandle, @unchecked Sendable {
+    public let rawValue: OpaquePointer
+    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
+}
+
 /// A typed, non-owning handle for `STACK_OF(X509) *`.
 ///
 /// Use the generated `sk_X509_*` functions on it.

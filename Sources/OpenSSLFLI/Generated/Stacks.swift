@@ -4,6 +4,214 @@
 import COpenSSL
 // Typed stack functions for the STACK_OF types in the handle table.
 
+/// `#define sk_ADMISSIONS_free(sk) OPENSSL_sk_free(ossl_check_ADMISSIONS_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(ADMISSIONS)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ADMISSIONS_free(_ sk: AdmissionsStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_ADMISSIONS_new_null() ((STACK_OF(ADMISSIONS) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(ADMISSIONS)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ADMISSIONS_new_null() -> AdmissionsStackPointer? {
+    AdmissionsStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_ADMISSIONS_num(sk) OPENSSL_sk_num(ossl_check_const_ADMISSIONS_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(ADMISSIONS)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ADMISSIONS_num(_ sk: AdmissionsStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_ADMISSIONS_pop(sk) ((ADMISSIONS *)OPENSSL_sk_pop(ossl_check_ADMISSIONS_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(ADMISSIONS)`, generated as a function over `OPENSSL_sk_pop`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ADMISSIONS_pop(_ sk: AdmissionsStackPointer?) -> AdmissionsPointer? {
+    AdmissionsPointer(raw: COpenSSL.OPENSSL_sk_pop(sk?.rawValue))
+}
+
+/// `#define sk_ADMISSIONS_push(sk, ptr) OPENSSL_sk_push(ossl_check_ADMISSIONS_sk_type(sk), ossl_check_ADMISSIONS_type(ptr))`
+///
+/// The typed stack macro of `STACK_OF(ADMISSIONS)`, generated as a function over `OPENSSL_sk_push`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ADMISSIONS_push(_ sk: AdmissionsStackPointer?, _ ptr: AdmissionsPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_push(sk?.rawValue, ptr.map { UnsafeRawPointer($0.rawValue) })
+}
+
+/// `#define sk_ADMISSIONS_shift(sk) ((ADMISSIONS *)OPENSSL_sk_shift(ossl_check_ADMISSIONS_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(ADMISSIONS)`, generated as a function over `OPENSSL_sk_shift`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ADMISSIONS_shift(_ sk: AdmissionsStackPointer?) -> AdmissionsPointer? {
+    AdmissionsPointer(raw: COpenSSL.OPENSSL_sk_shift(sk?.rawValue))
+}
+
+/// `#define sk_ADMISSIONS_value(sk, idx) ((ADMISSIONS *)OPENSSL_sk_value(ossl_check_const_ADMISSIONS_sk_type(sk), (idx)))`
+///
+/// The typed stack macro of `STACK_OF(ADMISSIONS)`, generated as a function over `OPENSSL_sk_value`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ADMISSIONS_value(_ sk: AdmissionsStackPointer?, _ idx: Int32) -> AdmissionsPointer? {
+    AdmissionsPointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
+}
+
+/// `#define sk_ASN1_OBJECT_free(sk) OPENSSL_sk_free(ossl_check_ASN1_OBJECT_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_OBJECT)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_OBJECT_free(_ sk: ASN1ObjectStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_ASN1_OBJECT_new_null() ((STACK_OF(ASN1_OBJECT) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(ASN1_OBJECT)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_OBJECT_new_null() -> ASN1ObjectStackPointer? {
+    ASN1ObjectStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_ASN1_OBJECT_num(sk) OPENSSL_sk_num(ossl_check_const_ASN1_OBJECT_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_OBJECT)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_OBJECT_num(_ sk: ASN1ObjectStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_ASN1_OBJECT_pop(sk) ((ASN1_OBJECT *)OPENSSL_sk_pop(ossl_check_ASN1_OBJECT_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_OBJECT)`, generated as a function over `OPENSSL_sk_pop`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_OBJECT_pop(_ sk: ASN1ObjectStackPointer?) -> ASN1ObjectPointer? {
+    ASN1ObjectPointer(raw: COpenSSL.OPENSSL_sk_pop(sk?.rawValue))
+}
+
+/// `#define sk_ASN1_OBJECT_push(sk, ptr) OPENSSL_sk_push(ossl_check_ASN1_OBJECT_sk_type(sk), ossl_check_ASN1_OBJECT_type(ptr))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_OBJECT)`, generated as a function over `OPENSSL_sk_push`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_OBJECT_push(_ sk: ASN1ObjectStackPointer?, _ ptr: ASN1ObjectPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_push(sk?.rawValue, ptr.map { UnsafeRawPointer($0.rawValue) })
+}
+
+/// `#define sk_ASN1_OBJECT_shift(sk) ((ASN1_OBJECT *)OPENSSL_sk_shift(ossl_check_ASN1_OBJECT_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_OBJECT)`, generated as a function over `OPENSSL_sk_shift`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_OBJECT_shift(_ sk: ASN1ObjectStackPointer?) -> ASN1ObjectPointer? {
+    ASN1ObjectPointer(raw: COpenSSL.OPENSSL_sk_shift(sk?.rawValue))
+}
+
+/// `#define sk_ASN1_OBJECT_value(sk, idx) ((ASN1_OBJECT *)OPENSSL_sk_value(ossl_check_const_ASN1_OBJECT_sk_type(sk), (idx)))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_OBJECT)`, generated as a function over `OPENSSL_sk_value`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_OBJECT_value(_ sk: ASN1ObjectStackPointer?, _ idx: Int32) -> ASN1ObjectPointer? {
+    ASN1ObjectPointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
+}
+
+/// `#define sk_ASN1_STRING_free(sk) OPENSSL_sk_free(ossl_check_ASN1_STRING_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_STRING)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_STRING_free(_ sk: ASN1StringStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_ASN1_STRING_new_null() ((STACK_OF(ASN1_STRING) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(ASN1_STRING)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_STRING_new_null() -> ASN1StringStackPointer? {
+    ASN1StringStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_ASN1_STRING_num(sk) OPENSSL_sk_num(ossl_check_const_ASN1_STRING_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(ASN1_STRING)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_ASN1_STRING_num(_ sk: ASN1StringStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_CONF_VALUE_free(sk) OPENSSL_sk_free(ossl_check_CONF_VALUE_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(CONF_VALUE)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_CONF_VALUE_free(_ sk: ConfValueStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_CONF_VALUE_new_null() ((STACK_OF(CONF_VALUE) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(CONF_VALUE)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_CONF_VALUE_new_null() -> ConfValueStackPointer? {
+    ConfValueStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_CONF_VALUE_num(sk) OPENSSL_sk_num(ossl_check_const_CONF_VALUE_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(CONF_VALUE)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_CONF_VALUE_num(_ sk: ConfValueStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_OPENSSL_STRING_free(sk) OPENSSL_sk_free(ossl_check_OPENSSL_STRING_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(OPENSSL_STRING)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_OPENSSL_STRING_free(_ sk: OpenSSLStringStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_OPENSSL_STRING_new_null() ((STACK_OF(OPENSSL_STRING) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(OPENSSL_STRING)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_OPENSSL_STRING_new_null() -> OpenSSLStringStackPointer? {
+    OpenSSLStringStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_OPENSSL_STRING_num(sk) OPENSSL_sk_num(ossl_check_const_OPENSSL_STRING_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(OPENSSL_STRING)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_OPENSSL_STRING_num(_ sk: OpenSSLStringStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_POLICYQUALINFO_free(sk) OPENSSL_sk_free(ossl_check_POLICYQUALINFO_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(POLICYQUALINFO)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_POLICYQUALINFO_free(_ sk: PolicyQualInfoStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_POLICYQUALINFO_new_null() ((STACK_OF(POLICYQUALINFO) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(POLICYQUALINFO)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_POLICYQUALINFO_new_null() -> PolicyQualInfoStackPointer? {
+    PolicyQualInfoStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_POLICYQUALINFO_num(sk) OPENSSL_sk_num(ossl_check_const_POLICYQUALINFO_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(POLICYQUALINFO)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_POLICYQUALINFO_num(_ sk: PolicyQualInfoStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
 /// `#define sk_SCT_free(sk) OPENSSL_sk_free(ossl_check_SCT_sk_type(sk))`
 ///
 /// The typed stack macro of `STACK_OF(SCT)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
@@ -194,6 +402,86 @@ public func sk_SSL_COMP_shift(_ sk: SSLCompStackPointer?) -> SSLCompPointer? {
 @inlinable
 public func sk_SSL_COMP_value(_ sk: SSLCompStackPointer?, _ idx: Int32) -> SSLCompPointer? {
     SSLCompPointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
+}
+
+/// `#define sk_X509_ALGOR_free(sk) OPENSSL_sk_free(ossl_check_X509_ALGOR_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_ALGOR)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ALGOR_free(_ sk: X509AlgorStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_X509_ALGOR_new_null() ((STACK_OF(X509_ALGOR) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(X509_ALGOR)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ALGOR_new_null() -> X509AlgorStackPointer? {
+    X509AlgorStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_X509_ALGOR_num(sk) OPENSSL_sk_num(ossl_check_const_X509_ALGOR_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_ALGOR)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ALGOR_num(_ sk: X509AlgorStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_X509_ATTRIBUTE_free(sk) OPENSSL_sk_free(ossl_check_X509_ATTRIBUTE_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_ATTRIBUTE)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ATTRIBUTE_free(_ sk: X509AttributeStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_X509_ATTRIBUTE_new_null() ((STACK_OF(X509_ATTRIBUTE) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(X509_ATTRIBUTE)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ATTRIBUTE_new_null() -> X509AttributeStackPointer? {
+    X509AttributeStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_X509_ATTRIBUTE_num(sk) OPENSSL_sk_num(ossl_check_const_X509_ATTRIBUTE_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_ATTRIBUTE)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ATTRIBUTE_num(_ sk: X509AttributeStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_X509_ATTRIBUTE_pop(sk) ((X509_ATTRIBUTE *)OPENSSL_sk_pop(ossl_check_X509_ATTRIBUTE_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_ATTRIBUTE)`, generated as a function over `OPENSSL_sk_pop`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ATTRIBUTE_pop(_ sk: X509AttributeStackPointer?) -> X509AttributePointer? {
+    X509AttributePointer(raw: COpenSSL.OPENSSL_sk_pop(sk?.rawValue))
+}
+
+/// `#define sk_X509_ATTRIBUTE_push(sk, ptr) OPENSSL_sk_push(ossl_check_X509_ATTRIBUTE_sk_type(sk), ossl_check_X509_ATTRIBUTE_type(ptr))`
+///
+/// The typed stack macro of `STACK_OF(X509_ATTRIBUTE)`, generated as a function over `OPENSSL_sk_push`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ATTRIBUTE_push(_ sk: X509AttributeStackPointer?, _ ptr: X509AttributePointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_push(sk?.rawValue, ptr.map { UnsafeRawPointer($0.rawValue) })
+}
+
+/// `#define sk_X509_ATTRIBUTE_shift(sk) ((X509_ATTRIBUTE *)OPENSSL_sk_shift(ossl_check_X509_ATTRIBUTE_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_ATTRIBUTE)`, generated as a function over `OPENSSL_sk_shift`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ATTRIBUTE_shift(_ sk: X509AttributeStackPointer?) -> X509AttributePointer? {
+    X509AttributePointer(raw: COpenSSL.OPENSSL_sk_shift(sk?.rawValue))
+}
+
+/// `#define sk_X509_ATTRIBUTE_value(sk, idx) ((X509_ATTRIBUTE *)OPENSSL_sk_value(ossl_check_const_X509_ATTRIBUTE_sk_type(sk), (idx)))`
+///
+/// The typed stack macro of `STACK_OF(X509_ATTRIBUTE)`, generated as a function over `OPENSSL_sk_value`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_ATTRIBUTE_value(_ sk: X509AttributeStackPointer?, _ idx: Int32) -> X509AttributePointer? {
+    X509AttributePointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
 }
 
 /// `#define sk_X509_CRL_free(sk) OPENSSL_sk_free(ossl_check_X509_CRL_sk_type(sk))`
@@ -418,6 +706,174 @@ public func sk_X509_NAME_shift(_ sk: X509NameStackPointer?) -> X509NamePointer? 
 @inlinable
 public func sk_X509_NAME_value(_ sk: X509NameStackPointer?, _ idx: Int32) -> X509NamePointer? {
     X509NamePointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
+}
+
+/// `#define sk_X509_OBJECT_free(sk) OPENSSL_sk_free(ossl_check_X509_OBJECT_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_OBJECT)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_OBJECT_free(_ sk: X509ObjectStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_X509_OBJECT_new_null() ((STACK_OF(X509_OBJECT) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(X509_OBJECT)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_OBJECT_new_null() -> X509ObjectStackPointer? {
+    X509ObjectStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_X509_OBJECT_num(sk) OPENSSL_sk_num(ossl_check_const_X509_OBJECT_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_OBJECT)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_OBJECT_num(_ sk: X509ObjectStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_X509_OBJECT_pop(sk) ((X509_OBJECT *)OPENSSL_sk_pop(ossl_check_X509_OBJECT_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_OBJECT)`, generated as a function over `OPENSSL_sk_pop`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_OBJECT_pop(_ sk: X509ObjectStackPointer?) -> X509ObjectPointer? {
+    X509ObjectPointer(raw: COpenSSL.OPENSSL_sk_pop(sk?.rawValue))
+}
+
+/// `#define sk_X509_OBJECT_push(sk, ptr) OPENSSL_sk_push(ossl_check_X509_OBJECT_sk_type(sk), ossl_check_X509_OBJECT_type(ptr))`
+///
+/// The typed stack macro of `STACK_OF(X509_OBJECT)`, generated as a function over `OPENSSL_sk_push`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_OBJECT_push(_ sk: X509ObjectStackPointer?, _ ptr: X509ObjectPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_push(sk?.rawValue, ptr.map { UnsafeRawPointer($0.rawValue) })
+}
+
+/// `#define sk_X509_OBJECT_shift(sk) ((X509_OBJECT *)OPENSSL_sk_shift(ossl_check_X509_OBJECT_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_OBJECT)`, generated as a function over `OPENSSL_sk_shift`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_OBJECT_shift(_ sk: X509ObjectStackPointer?) -> X509ObjectPointer? {
+    X509ObjectPointer(raw: COpenSSL.OPENSSL_sk_shift(sk?.rawValue))
+}
+
+/// `#define sk_X509_OBJECT_value(sk, idx) ((X509_OBJECT *)OPENSSL_sk_value(ossl_check_const_X509_OBJECT_sk_type(sk), (idx)))`
+///
+/// The typed stack macro of `STACK_OF(X509_OBJECT)`, generated as a function over `OPENSSL_sk_value`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_OBJECT_value(_ sk: X509ObjectStackPointer?, _ idx: Int32) -> X509ObjectPointer? {
+    X509ObjectPointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
+}
+
+/// `#define sk_X509_POLICY_NODE_free(sk) OPENSSL_sk_free(ossl_check_X509_POLICY_NODE_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_POLICY_NODE)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_POLICY_NODE_free(_ sk: X509PolicyNodeStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_X509_POLICY_NODE_new_null() ((STACK_OF(X509_POLICY_NODE) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(X509_POLICY_NODE)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_POLICY_NODE_new_null() -> X509PolicyNodeStackPointer? {
+    X509PolicyNodeStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_X509_POLICY_NODE_num(sk) OPENSSL_sk_num(ossl_check_const_X509_POLICY_NODE_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_POLICY_NODE)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_POLICY_NODE_num(_ sk: X509PolicyNodeStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_X509_POLICY_NODE_pop(sk) ((X509_POLICY_NODE *)OPENSSL_sk_pop(ossl_check_X509_POLICY_NODE_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_POLICY_NODE)`, generated as a function over `OPENSSL_sk_pop`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_POLICY_NODE_pop(_ sk: X509PolicyNodeStackPointer?) -> X509PolicyNodePointer? {
+    X509PolicyNodePointer(raw: COpenSSL.OPENSSL_sk_pop(sk?.rawValue))
+}
+
+/// `#define sk_X509_POLICY_NODE_push(sk, ptr) OPENSSL_sk_push(ossl_check_X509_POLICY_NODE_sk_type(sk), ossl_check_X509_POLICY_NODE_type(ptr))`
+///
+/// The typed stack macro of `STACK_OF(X509_POLICY_NODE)`, generated as a function over `OPENSSL_sk_push`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_POLICY_NODE_push(_ sk: X509PolicyNodeStackPointer?, _ ptr: X509PolicyNodePointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_push(sk?.rawValue, ptr.map { UnsafeRawPointer($0.rawValue) })
+}
+
+/// `#define sk_X509_POLICY_NODE_shift(sk) ((X509_POLICY_NODE *)OPENSSL_sk_shift(ossl_check_X509_POLICY_NODE_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_POLICY_NODE)`, generated as a function over `OPENSSL_sk_shift`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_POLICY_NODE_shift(_ sk: X509PolicyNodeStackPointer?) -> X509PolicyNodePointer? {
+    X509PolicyNodePointer(raw: COpenSSL.OPENSSL_sk_shift(sk?.rawValue))
+}
+
+/// `#define sk_X509_POLICY_NODE_value(sk, idx) ((X509_POLICY_NODE *)OPENSSL_sk_value(ossl_check_const_X509_POLICY_NODE_sk_type(sk), (idx)))`
+///
+/// The typed stack macro of `STACK_OF(X509_POLICY_NODE)`, generated as a function over `OPENSSL_sk_value`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_POLICY_NODE_value(_ sk: X509PolicyNodeStackPointer?, _ idx: Int32) -> X509PolicyNodePointer? {
+    X509PolicyNodePointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
+}
+
+/// `#define sk_X509_REVOKED_free(sk) OPENSSL_sk_free(ossl_check_X509_REVOKED_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_REVOKED)`, generated as a function over `OPENSSL_sk_free`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_REVOKED_free(_ sk: X509RevokedStackPointer?) {
+    COpenSSL.OPENSSL_sk_free(sk?.rawValue)
+}
+
+/// `#define sk_X509_REVOKED_new_null() ((STACK_OF(X509_REVOKED) *)OPENSSL_sk_new_null())`
+///
+/// The typed stack macro of `STACK_OF(X509_REVOKED)`, generated as a function over `OPENSSL_sk_new_null`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_REVOKED_new_null() -> X509RevokedStackPointer? {
+    X509RevokedStackPointer(COpenSSL.OPENSSL_sk_new_null() as OpaquePointer?)
+}
+
+/// `#define sk_X509_REVOKED_num(sk) OPENSSL_sk_num(ossl_check_const_X509_REVOKED_sk_type(sk))`
+///
+/// The typed stack macro of `STACK_OF(X509_REVOKED)`, generated as a function over `OPENSSL_sk_num`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_REVOKED_num(_ sk: X509RevokedStackPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_num(sk?.rawValue)
+}
+
+/// `#define sk_X509_REVOKED_pop(sk) ((X509_REVOKED *)OPENSSL_sk_pop(ossl_check_X509_REVOKED_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_REVOKED)`, generated as a function over `OPENSSL_sk_pop`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_REVOKED_pop(_ sk: X509RevokedStackPointer?) -> X509RevokedPointer? {
+    X509RevokedPointer(raw: COpenSSL.OPENSSL_sk_pop(sk?.rawValue))
+}
+
+/// `#define sk_X509_REVOKED_push(sk, ptr) OPENSSL_sk_push(ossl_check_X509_REVOKED_sk_type(sk), ossl_check_X509_REVOKED_type(ptr))`
+///
+/// The typed stack macro of `STACK_OF(X509_REVOKED)`, generated as a function over `OPENSSL_sk_push`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_REVOKED_push(_ sk: X509RevokedStackPointer?, _ ptr: X509RevokedPointer?) -> Int32 {
+    COpenSSL.OPENSSL_sk_push(sk?.rawValue, ptr.map { UnsafeRawPointer($0.rawValue) })
+}
+
+/// `#define sk_X509_REVOKED_shift(sk) ((X509_REVOKED *)OPENSSL_sk_shift(ossl_check_X509_REVOKED_sk_type(sk)))`
+///
+/// The typed stack macro of `STACK_OF(X509_REVOKED)`, generated as a function over `OPENSSL_sk_shift`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_REVOKED_shift(_ sk: X509RevokedStackPointer?) -> X509RevokedPointer? {
+    X509RevokedPointer(raw: COpenSSL.OPENSSL_sk_shift(sk?.rawValue))
+}
+
+/// `#define sk_X509_REVOKED_value(sk, idx) ((X509_REVOKED *)OPENSSL_sk_value(ossl_check_const_X509_REVOKED_sk_type(sk), (idx)))`
+///
+/// The typed stack macro of `STACK_OF(X509_REVOKED)`, generated as a function over `OPENSSL_sk_value`; see `man DEFINE_STACK_OF`.
+@inlinable
+public func sk_X509_REVOKED_value(_ sk: X509RevokedStackPointer?, _ idx: Int32) -> X509RevokedPointer? {
+    X509RevokedPointer(raw: COpenSSL.OPENSSL_sk_value(sk?.rawValue, idx))
 }
 
 /// `#define sk_X509_free(sk) OPENSSL_sk_free(ossl_check_X509_sk_type(sk))`

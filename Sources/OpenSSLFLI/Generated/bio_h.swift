@@ -162,7 +162,16 @@ public func BIO_meth_free(_ biom: BIOMethodPointer?) {
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_meth_new`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func BIO_meth_new(_ type: Int32, _ name: String?) -> BIOMethodPointer? {
+    return BIOMethodPointer(COpenSSL.BIO_meth_new(type, name) as OpaquePointer?)
+}
+
+/// `BIO_METHOD *BIO_meth_new(int type, const char *name)`
+///
+/// The pointer form of ``BIO_meth_new``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func BIO_meth_new(_ type: Int32, _ name: UnsafePointer<CChar>?) -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_meth_new(type, name) as OpaquePointer?)
 }
 
@@ -292,7 +301,16 @@ public func BIO_new_fd(_ fd: Int32, _ close_flag: Int32) -> BIOPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_new_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func BIO_new_file(_ filename: String?, _ mode: String?) -> BIOPointer? {
+    return BIOPointer(COpenSSL.BIO_new_file(filename, mode) as OpaquePointer?)
+}
+
+/// `BIO *BIO_new_file(const char *filename, const char *mode)`
+///
+/// The pointer form of ``BIO_new_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func BIO_new_file(_ filename: UnsafePointer<CChar>?, _ mode: UnsafePointer<CChar>?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_file(filename, mode) as OpaquePointer?)
 }
 
@@ -355,7 +373,16 @@ public func BIO_push(_ b: BIOPointer?, _ append: BIOPointer?) -> BIOPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/bio.h>`; see `man BIO_puts`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func BIO_puts(_ bp: BIOPointer?, _ buf: String?) -> Int32 {
+    return COpenSSL.BIO_puts(bp?.rawValue, buf)
+}
+
+/// `int BIO_puts(BIO *bp, const char *buf)`
+///
+/// The pointer form of ``BIO_puts``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func BIO_puts(_ bp: BIOPointer?, _ buf: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.BIO_puts(bp?.rawValue, buf)
 }
 

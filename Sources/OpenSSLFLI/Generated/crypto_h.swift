@@ -9,7 +9,16 @@ import COpenSSL
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man CRYPTO_free`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func CRYPTO_free(_ ptr: UnsafeMutableRawPointer?, _ file: String?, _ line: Int32) {
+    COpenSSL.CRYPTO_free(ptr, file, line)
+}
+
+/// `void CRYPTO_free(void *ptr, const char *file, int line)`
+///
+/// The pointer form of ``CRYPTO_free``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func CRYPTO_free(_ ptr: UnsafeMutableRawPointer?, _ file: UnsafePointer<CChar>?, _ line: Int32) {
     COpenSSL.CRYPTO_free(ptr, file, line)
 }
 
@@ -36,7 +45,16 @@ public func CRYPTO_get_ex_new_index(_ class_index: Int32, _ argl: Int, _ argp: U
 /// Direct call to the C function of this name, declared in `<openssl/crypto.h>`; see `man CRYPTO_malloc`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func CRYPTO_malloc(_ num: Int, _ file: String?, _ line: Int32) -> UnsafeMutableRawPointer? {
+    return COpenSSL.CRYPTO_malloc(num, file, line)
+}
+
+/// `void *CRYPTO_malloc(size_t num, const char *file, int line)`
+///
+/// The pointer form of ``CRYPTO_malloc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func CRYPTO_malloc(_ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_malloc(num, file, line)
 }
 

@@ -18,7 +18,16 @@ public func EVP_Digest(_ data: UnsafeRawPointer?, _ count: Int, _ md: UnsafeMuta
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_MD_fetch`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func EVP_MD_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String?, _ properties: String?) -> EVPMDPointer? {
+    return EVPMDPointer(COpenSSL.EVP_MD_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
+}
+
+/// `EVP_MD *EVP_MD_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
+///
+/// The pointer form of ``EVP_MD_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func EVP_MD_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_MD_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
 }
 
@@ -54,7 +63,16 @@ public func EVP_PKEY_CTX_free(_ ctx: EVPPKeyContextPointer?) {
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_CTX_new_from_name`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func EVP_PKEY_CTX_new_from_name(_ libctx: OSSLLibContextPointer?, _ name: String?, _ propquery: String?) -> EVPPKeyContextPointer? {
+    return EVPPKeyContextPointer(COpenSSL.EVP_PKEY_CTX_new_from_name(libctx?.rawValue, name, propquery) as OpaquePointer?)
+}
+
+/// `EVP_PKEY_CTX *EVP_PKEY_CTX_new_from_name(OSSL_LIB_CTX *libctx, const char *name, const char *propquery)`
+///
+/// The pointer form of ``EVP_PKEY_CTX_new_from_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func EVP_PKEY_CTX_new_from_name(_ libctx: OSSLLibContextPointer?, _ name: UnsafePointer<CChar>?, _ propquery: UnsafePointer<CChar>?) -> EVPPKeyContextPointer? {
     return EVPPKeyContextPointer(COpenSSL.EVP_PKEY_CTX_new_from_name(libctx?.rawValue, name, propquery) as OpaquePointer?)
 }
 
@@ -63,7 +81,16 @@ public func EVP_PKEY_CTX_new_from_name(_ libctx: OSSLLibContextPointer?, _ name:
 /// Direct call to the C function of this name, declared in `<openssl/evp.h>`; see `man EVP_PKEY_CTX_set_group_name`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func EVP_PKEY_CTX_set_group_name(_ ctx: EVPPKeyContextPointer?, _ name: String?) -> Int32 {
+    return COpenSSL.EVP_PKEY_CTX_set_group_name(ctx?.rawValue, name)
+}
+
+/// `int EVP_PKEY_CTX_set_group_name(EVP_PKEY_CTX *ctx, const char *name)`
+///
+/// The pointer form of ``EVP_PKEY_CTX_set_group_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func EVP_PKEY_CTX_set_group_name(_ ctx: EVPPKeyContextPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_group_name(ctx?.rawValue, name)
 }
 

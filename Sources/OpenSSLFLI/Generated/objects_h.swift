@@ -27,7 +27,16 @@ public func OBJ_nid2sn(_ n: Int32) -> String? {
 /// Direct call to the C function of this name, declared in `<openssl/objects.h>`; see `man OBJ_sn2nid`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func OBJ_sn2nid(_ s: String?) -> Int32 {
+    return COpenSSL.OBJ_sn2nid(s)
+}
+
+/// `int OBJ_sn2nid(const char *s)`
+///
+/// The pointer form of ``OBJ_sn2nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func OBJ_sn2nid(_ s: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OBJ_sn2nid(s)
 }
 
@@ -36,6 +45,15 @@ public func OBJ_sn2nid(_ s: String?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/objects.h>`; see `man OBJ_txt2nid`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func OBJ_txt2nid(_ s: String?) -> Int32 {
+    return COpenSSL.OBJ_txt2nid(s)
+}
+
+/// `int OBJ_txt2nid(const char *s)`
+///
+/// The pointer form of ``OBJ_txt2nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func OBJ_txt2nid(_ s: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OBJ_txt2nid(s)
 }

@@ -36,7 +36,16 @@ public func RAND_file_name(_ file: UnsafeMutablePointer<CChar>?, _ num: Int) -> 
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_load_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func RAND_load_file(_ file: String?, _ max_bytes: Int) -> Int32 {
+    return COpenSSL.RAND_load_file(file, max_bytes)
+}
+
+/// `int RAND_load_file(const char *file, long max_bytes)`
+///
+/// The pointer form of ``RAND_load_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func RAND_load_file(_ file: UnsafePointer<CChar>?, _ max_bytes: Int) -> Int32 {
     return COpenSSL.RAND_load_file(file, max_bytes)
 }
 
@@ -81,7 +90,16 @@ public func RAND_status() -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/rand.h>`; see `man RAND_write_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func RAND_write_file(_ file: String?) -> Int32 {
+    return COpenSSL.RAND_write_file(file)
+}
+
+/// `int RAND_write_file(const char *file)`
+///
+/// The pointer form of ``RAND_write_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func RAND_write_file(_ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.RAND_write_file(file)
 }
 

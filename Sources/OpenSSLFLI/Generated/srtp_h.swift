@@ -9,7 +9,16 @@ import COpenSSL
 /// Direct call to the C function of this name, declared in `<openssl/srtp.h>`; see `man SSL_CTX_set_tlsext_use_srtp`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set_tlsext_use_srtp(_ ctx: SSLContextPointer?, _ profiles: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_set_tlsext_use_srtp(ctx?.rawValue, profiles)
+}
+
+/// `int SSL_CTX_set_tlsext_use_srtp(SSL_CTX *ctx, const char *profiles)`
+///
+/// The pointer form of ``SSL_CTX_set_tlsext_use_srtp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set_tlsext_use_srtp(_ ctx: SSLContextPointer?, _ profiles: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_tlsext_use_srtp(ctx?.rawValue, profiles)
 }
 
@@ -36,7 +45,16 @@ public func SSL_get_srtp_profiles(_ ssl: SSLPointer?) -> SRTPProtectionProfileSt
 /// Direct call to the C function of this name, declared in `<openssl/srtp.h>`; see `man SSL_set_tlsext_use_srtp`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_set_tlsext_use_srtp(_ ssl: SSLPointer?, _ profiles: String?) -> Int32 {
+    return COpenSSL.SSL_set_tlsext_use_srtp(ssl?.rawValue, profiles)
+}
+
+/// `int SSL_set_tlsext_use_srtp(SSL *ssl, const char *profiles)`
+///
+/// The pointer form of ``SSL_set_tlsext_use_srtp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set_tlsext_use_srtp(_ ssl: SSLPointer?, _ profiles: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_tlsext_use_srtp(ssl?.rawValue, profiles)
 }
 

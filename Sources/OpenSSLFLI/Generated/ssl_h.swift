@@ -211,7 +211,16 @@ public func DTLSv1_server_method() -> SSLMethodPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man OPENSSL_cipher_name`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func OPENSSL_cipher_name(_ rfc_name: String?) -> String? {
+    return COpenSSL.OPENSSL_cipher_name(rfc_name).map { String(cString: $0) }
+}
+
+/// `const char *OPENSSL_cipher_name(const char *rfc_name)`
+///
+/// The pointer form of ``OPENSSL_cipher_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func OPENSSL_cipher_name(_ rfc_name: UnsafePointer<CChar>?) -> String? {
     return COpenSSL.OPENSSL_cipher_name(rfc_name).map { String(cString: $0) }
 }
 
@@ -435,6 +444,14 @@ public func SSL_COMP_add_compression_method(_ id: Int32, _ cm: COMPMethodPointer
     return COpenSSL.SSL_COMP_add_compression_method(id, cm?.rawValue)
 }
 
+/// `#define SSL_COMP_free_compression_methods() while (0) continue`
+///
+/// A macro in `<openssl/ssl.h>` that OpenSSL 3 keeps only as a stub: it does nothing. Generated as the header defines it.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: cleanup is automatic; this does nothing.")
+public func SSL_COMP_free_compression_methods() {
+}
+
 /// `const char *SSL_COMP_get0_name(const SSL_COMP *comp)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_COMP_get0_name`.
@@ -521,7 +538,16 @@ public func SSL_CONF_CTX_new() -> SSLConfContextPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_CTX_set1_prefix`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: String?) -> Int32 {
+    return COpenSSL.SSL_CONF_CTX_set1_prefix(cctx?.rawValue, pre)
+}
+
+/// `int SSL_CONF_CTX_set1_prefix(SSL_CONF_CTX *cctx, const char *pre)`
+///
+/// The pointer form of ``SSL_CONF_CTX_set1_prefix``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_CTX_set1_prefix(cctx?.rawValue, pre)
 }
 
@@ -557,7 +583,16 @@ public func SSL_CONF_CTX_set_ssl_ctx(_ cctx: SSLConfContextPointer?, _ ctx: SSLC
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_cmd`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: String?, _ value: String?) -> Int32 {
+    return COpenSSL.SSL_CONF_cmd(cctx?.rawValue, cmd, value)
+}
+
+/// `int SSL_CONF_cmd(SSL_CONF_CTX *cctx, const char *cmd, const char *value)`
+///
+/// The pointer form of ``SSL_CONF_cmd``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd(cctx?.rawValue, cmd, value)
 }
 
@@ -575,7 +610,16 @@ public func SSL_CONF_cmd_argv(_ cctx: SSLConfContextPointer?, _ pargc: UnsafeMut
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CONF_cmd_value_type`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: String?) -> Int32 {
+    return COpenSSL.SSL_CONF_cmd_value_type(cctx?.rawValue, cmd)
+}
+
+/// `int SSL_CONF_cmd_value_type(SSL_CONF_CTX *cctx, const char *cmd)`
+///
+/// The pointer form of ``SSL_CONF_cmd_value_type``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd_value_type(cctx?.rawValue, cmd)
 }
 
@@ -758,7 +802,16 @@ public func SSL_CTX_compress_certs(_ ctx: SSLContextPointer?, _ alg: Int32) -> I
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_config`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_config(ctx?.rawValue, name)
+}
+
+/// `int SSL_CTX_config(SSL_CTX *ctx, const char *name)`
+///
+/// The pointer form of ``SSL_CTX_config``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_config(ctx?.rawValue, name)
 }
 
@@ -1272,7 +1325,16 @@ public func SSL_CTX_has_client_custom_ext(_ ctx: SSLContextPointer?, _ ext_type:
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_dir`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_dir(ctx?.rawValue, CApath)
+}
+
+/// `int SSL_CTX_load_verify_dir(SSL_CTX *ctx, const char *CApath)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_dir``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_dir(ctx?.rawValue, CApath)
 }
 
@@ -1281,7 +1343,16 @@ public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: String?
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_file(ctx?.rawValue, CAfile)
+}
+
+/// `int SSL_CTX_load_verify_file(SSL_CTX *ctx, const char *CAfile)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_file(ctx?.rawValue, CAfile)
 }
 
@@ -1290,7 +1361,16 @@ public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: String
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_locations`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: String?, _ CApath: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_locations(ctx?.rawValue, CAfile, CApath)
+}
+
+/// `int SSL_CTX_load_verify_locations(SSL_CTX *ctx, const char *CAfile, const char *CApath)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_locations``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: UnsafePointer<CChar>?, _ CApath: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_locations(ctx?.rawValue, CAfile, CApath)
 }
 
@@ -1299,7 +1379,16 @@ public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: S
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_load_verify_store`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_load_verify_store(_ ctx: SSLContextPointer?, _ CAstore: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_load_verify_store(ctx?.rawValue, CAstore)
+}
+
+/// `int SSL_CTX_load_verify_store(SSL_CTX *ctx, const char *CAstore)`
+///
+/// The pointer form of ``SSL_CTX_load_verify_store``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_load_verify_store(_ ctx: SSLContextPointer?, _ CAstore: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_store(ctx?.rawValue, CAstore)
 }
 
@@ -1326,7 +1415,16 @@ public func SSL_CTX_new(_ meth: SSLMethodPointer?) -> SSLContextPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_new_ex`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?, _ meth: SSLMethodPointer?) -> SSLContextPointer? {
+    return SSLContextPointer(COpenSSL.SSL_CTX_new_ex(libctx?.rawValue, propq, meth?.rawValue) as OpaquePointer?)
+}
+
+/// `SSL_CTX *SSL_CTX_new_ex(OSSL_LIB_CTX *libctx, const char *propq, const SSL_METHOD *meth)`
+///
+/// The pointer form of ``SSL_CTX_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?, _ meth: SSLMethodPointer?) -> SSLContextPointer? {
     return SSLContextPointer(COpenSSL.SSL_CTX_new_ex(libctx?.rawValue, propq, meth?.rawValue) as OpaquePointer?)
 }
 
@@ -1645,8 +1743,17 @@ public func SSL_CTX_set1_client_sigalgs(_ ctx: SSLContextPointer?, _ slist: Unsa
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_client_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
     return s.withCString { __s in OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __s)) }
+}
+
+/// `#define SSL_CTX_set1_client_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(s))`
+///
+/// The pointer form of ``SSL_CTX_set1_client_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
 }
 
 /// `int SSL_CTX_set1_compressed_cert(SSL_CTX *ctx, int algorithm, unsigned char *comp_data, size_t comp_length, size_t orig_length)`
@@ -1670,8 +1777,17 @@ public func SSL_CTX_set1_groups(_ ctx: SSLContextPointer?, _ glist: UnsafePointe
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_groups_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
     return s.withCString { __s in OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: __s)) }
+}
+
+/// `#define SSL_CTX_set1_groups_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(s))`
+///
+/// The pointer form of ``SSL_CTX_set1_groups_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
 }
 
 /// `int SSL_CTX_set1_param(SSL_CTX *ctx, X509_VERIFY_PARAM *vpm)`
@@ -1704,8 +1820,17 @@ public func SSL_CTX_set1_sigalgs(_ ctx: SSLContextPointer?, _ slist: UnsafeMutab
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
     return s.withCString { __s in OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __s)) }
+}
+
+/// `#define SSL_CTX_set1_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(s))`
+///
+/// The pointer form of ``SSL_CTX_set1_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
 }
 
 /// `#define SSL_CTX_set1_verify_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_VERIFY_CERT_STORE, 1, (char *)(st))`
@@ -1827,7 +1952,16 @@ public func SSL_CTX_set_cert_verify_callback(_ ctx: SSLContextPointer?, _ cb: (@
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_cipher_list`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_set_cipher_list(arg0?.rawValue, str)
+}
+
+/// `int SSL_CTX_set_cipher_list(SSL_CTX *, const char *str)`
+///
+/// The pointer form of ``SSL_CTX_set_cipher_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_cipher_list(arg0?.rawValue, str)
 }
 
@@ -1836,7 +1970,16 @@ public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: String?) 
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ciphersuites`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_set_ciphersuites(ctx?.rawValue, str)
+}
+
+/// `int SSL_CTX_set_ciphersuites(SSL_CTX *ctx, const char *str)`
+///
+/// The pointer form of ``SSL_CTX_set_ciphersuites``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ciphersuites(ctx?.rawValue, str)
 }
 
@@ -1908,7 +2051,16 @@ public func SSL_CTX_set_ct_validation_callback(_ ctx: SSLContextPointer?, _ call
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_set_ctlog_list_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_set_ctlog_list_file(ctx?.rawValue, path)
+}
+
+/// `int SSL_CTX_set_ctlog_list_file(SSL_CTX *ctx, const char *path)`
+///
+/// The pointer form of ``SSL_CTX_set_ctlog_list_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ctlog_list_file(ctx?.rawValue, path)
 }
 
@@ -2015,6 +2167,15 @@ public func SSL_CTX_set_dh_auto(_ ctx: SSLContextPointer?, _ onoff: Int) -> Int 
 @inlinable
 public func SSL_CTX_set_domain_flags(_ ctx: SSLContextPointer?, _ domain_flags: UInt64) -> Int32 {
     return COpenSSL.SSL_CTX_set_domain_flags(ctx?.rawValue, domain_flags)
+}
+
+/// `#define SSL_CTX_set_ecdh_auto(dummy, onoff) ((onoff) != 0)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_CTX_set_ecdh_auto`. It calls nothing: the parameters it does not use are kept so that C code ports unchanged. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+@available(*, deprecated, message: "Deprecated: automatic ECDH is always on in OpenSSL 1.1.0 and later; this does nothing.")
+public func SSL_CTX_set_ecdh_auto(_ dummy: SSLContextPointer?, _ onoff: Int32) -> Bool {
+    return (onoff != 0)
 }
 
 /// `int SSL_CTX_set_ex_data(SSL_CTX *ssl, int idx, void *data)`
@@ -2549,7 +2710,16 @@ public func SSL_CTX_use_PrivateKey_ASN1(_ pk: Int32, _ ctx: SSLContextPointer?, 
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_PrivateKey_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_CTX_use_PrivateKey_file(ctx?.rawValue, file, type)
+}
+
+/// `int SSL_CTX_use_PrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
+///
+/// The pointer form of ``SSL_CTX_use_PrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_PrivateKey_file(ctx?.rawValue, file, type)
 }
 
@@ -2579,7 +2749,17 @@ public func SSL_CTX_use_RSAPrivateKey_ASN1(_ ctx: SSLContextPointer?, _ d: Unsaf
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey_file.")
+@_disfavoredOverload
 public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_CTX_use_RSAPrivateKey_file(ctx?.rawValue, file, type)
+}
+
+/// `int SSL_CTX_use_RSAPrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
+///
+/// The pointer form of ``SSL_CTX_use_RSAPrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey_file.")
+public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_RSAPrivateKey_file(ctx?.rawValue, file, type)
 }
 
@@ -2615,7 +2795,16 @@ public func SSL_CTX_use_certificate_ASN1(_ ctx: SSLContextPointer?, _ len: Int32
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate_chain_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_use_certificate_chain_file(ctx?.rawValue, file)
+}
+
+/// `int SSL_CTX_use_certificate_chain_file(SSL_CTX *ctx, const char *file)`
+///
+/// The pointer form of ``SSL_CTX_use_certificate_chain_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_chain_file(ctx?.rawValue, file)
 }
 
@@ -2624,7 +2813,16 @@ public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_certificate_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_CTX_use_certificate_file(ctx?.rawValue, file, type)
+}
+
+/// `int SSL_CTX_use_certificate_file(SSL_CTX *ctx, const char *file, int type)`
+///
+/// The pointer form of ``SSL_CTX_use_certificate_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_file(ctx?.rawValue, file, type)
 }
 
@@ -2633,7 +2831,16 @@ public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: Stri
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_psk_identity_hint`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_hint: String?) -> Int32 {
+    return COpenSSL.SSL_CTX_use_psk_identity_hint(ctx?.rawValue, identity_hint)
+}
+
+/// `int SSL_CTX_use_psk_identity_hint(SSL_CTX *ctx, const char *identity_hint)`
+///
+/// The pointer form of ``SSL_CTX_use_psk_identity_hint``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_hint: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_psk_identity_hint(ctx?.rawValue, identity_hint)
 }
 
@@ -2660,8 +2867,25 @@ public func SSL_CTX_use_serverinfo_ex(_ ctx: SSLContextPointer?, _ version: UInt
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_CTX_use_serverinfo_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: String?) -> Int32 {
     return COpenSSL.SSL_CTX_use_serverinfo_file(ctx?.rawValue, file)
+}
+
+/// `int SSL_CTX_use_serverinfo_file(SSL_CTX *ctx, const char *file)`
+///
+/// The pointer form of ``SSL_CTX_use_serverinfo_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
+    return COpenSSL.SSL_CTX_use_serverinfo_file(ctx?.rawValue, file)
+}
+
+/// `#define SSL_OP_BIT(n) ((uint64_t)1 << (uint64_t)n)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_OP_BIT`. It calls nothing: the parameters it does not use are kept so that C code ports unchanged.
+@inlinable
+public func SSL_OP_BIT(_ n: UInt64) -> UInt64 {
+    return (UInt64(1) << n)
 }
 
 /// `SSL_SESSION *SSL_SESSION_dup(const SSL_SESSION *src)`
@@ -2951,7 +3175,16 @@ public func SSL_SESSION_set1_alpn_selected(_ s: SSLSessionPointer?, _ alpn: Unsa
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_SESSION_set1_hostname`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: String?) -> Int32 {
+    return COpenSSL.SSL_SESSION_set1_hostname(s?.rawValue, hostname)
+}
+
+/// `int SSL_SESSION_set1_hostname(SSL_SESSION *s, const char *hostname)`
+///
+/// The pointer form of ``SSL_SESSION_set1_hostname``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_hostname(s?.rawValue, hostname)
 }
 
@@ -3139,7 +3372,16 @@ public func SSL_add1_chain_cert(_ s: SSLPointer?, _ x509: X509Pointer?) -> Int {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add1_host`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
+    return COpenSSL.SSL_add1_host(s?.rawValue, hostname)
+}
+
+/// `int SSL_add1_host(SSL *s, const char *hostname)`
+///
+/// The pointer form of ``SSL_add1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add1_host(_ s: SSLPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add1_host(s?.rawValue, hostname)
 }
 
@@ -3166,7 +3408,16 @@ public func SSL_add_client_CA(_ ssl: SSLPointer?, _ x: X509Pointer?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_dir_cert_subjects_to_stack`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add_dir_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ dir: String?) -> Int32 {
+    return COpenSSL.SSL_add_dir_cert_subjects_to_stack(stackCAs?.rawValue, dir)
+}
+
+/// `int SSL_add_dir_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *dir)`
+///
+/// The pointer form of ``SSL_add_dir_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add_dir_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ dir: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_dir_cert_subjects_to_stack(stackCAs?.rawValue, dir)
 }
 
@@ -3184,7 +3435,16 @@ public func SSL_add_expected_rpk(_ s: SSLPointer?, _ rpk: EVPPKeyPointer?) -> In
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_file_cert_subjects_to_stack`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ file: String?) -> Int32 {
+    return COpenSSL.SSL_add_file_cert_subjects_to_stack(stackCAs?.rawValue, file)
+}
+
+/// `int SSL_add_file_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *file)`
+///
+/// The pointer form of ``SSL_add_file_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_file_cert_subjects_to_stack(stackCAs?.rawValue, file)
 }
 
@@ -3202,7 +3462,16 @@ public func SSL_add_ssl_module() {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_add_store_cert_subjects_to_stack`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ uri: String?) -> Int32 {
+    return COpenSSL.SSL_add_store_cert_subjects_to_stack(stackCAs?.rawValue, uri)
+}
+
+/// `int SSL_add_store_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *uri)`
+///
+/// The pointer form of ``SSL_add_store_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ uri: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_store_cert_subjects_to_stack(stackCAs?.rawValue, uri)
 }
 
@@ -3478,7 +3747,16 @@ public func SSL_compress_certs(_ ssl: SSLPointer?, _ alg: Int32) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_config`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_config(_ s: SSLPointer?, _ name: String?) -> Int32 {
+    return COpenSSL.SSL_config(s?.rawValue, name)
+}
+
+/// `int SSL_config(SSL *s, const char *name)`
+///
+/// The pointer form of ``SSL_config``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_config(_ s: SSLPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_config(s?.rawValue, name)
 }
 
@@ -3532,7 +3810,16 @@ public func SSL_dane_clear_flags(_ ssl: SSLPointer?, _ flags: UInt) -> UInt {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_dane_enable`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: String?) -> Int32 {
+    return COpenSSL.SSL_dane_enable(s?.rawValue, basedomain)
+}
+
+/// `int SSL_dane_enable(SSL *s, const char *basedomain)`
+///
+/// The pointer form of ``SSL_dane_enable``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_dane_enable(s?.rawValue, basedomain)
 }
 
@@ -4006,6 +4293,22 @@ public func SSL_get_changed_async_fds(_ s: SSLPointer?, _ addfd: UnsafeMutablePo
     return COpenSSL.SSL_get_changed_async_fds(s?.rawValue, addfd, numaddfds, delfd, numdelfds)
 }
 
+/// `#define SSL_get_cipher(s) SSL_CIPHER_get_name(SSL_get_current_cipher(s))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher`. It calls ``SSL_CIPHER_get_name``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher(_ s: SSLPointer?) -> String? {
+    return COpenSSL.SSL_CIPHER_get_name(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
+}
+
+/// `#define SSL_get_cipher_bits(s, np) SSL_CIPHER_get_bits(SSL_get_current_cipher(s), np)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_bits`. It calls ``SSL_CIPHER_get_bits``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher_bits(_ s: SSLPointer?, _ np: UnsafeMutablePointer<Int32>?) -> Int32 {
+    return COpenSSL.SSL_CIPHER_get_bits(COpenSSL.SSL_get_current_cipher(s?.rawValue), np)
+}
+
 /// `const char *SSL_get_cipher_list(const SSL *s, int n)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_get_cipher_list`.
@@ -4013,6 +4316,22 @@ public func SSL_get_changed_async_fds(_ s: SSLPointer?, _ addfd: UnsafeMutablePo
 @inlinable
 public func SSL_get_cipher_list(_ s: SSLPointer?, _ n: Int32) -> String? {
     return COpenSSL.SSL_get_cipher_list(s?.rawValue, n).map { String(cString: $0) }
+}
+
+/// `#define SSL_get_cipher_name(s) SSL_CIPHER_get_name(SSL_get_current_cipher(s))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_name`. It calls ``SSL_CIPHER_get_name``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher_name(_ s: SSLPointer?) -> String? {
+    return COpenSSL.SSL_CIPHER_get_name(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
+}
+
+/// `#define SSL_get_cipher_version(s) SSL_CIPHER_get_version(SSL_get_current_cipher(s))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_version`. It calls ``SSL_CIPHER_get_version``, ``SSL_get_current_cipher``.
+@inlinable
+public func SSL_get_cipher_version(_ s: SSLPointer?) -> String? {
+    return COpenSSL.SSL_CIPHER_get_version(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
 }
 
 /// `struct stack_st_SSL_CIPHER *SSL_get_ciphers(const SSL *s)`
@@ -4774,6 +5093,14 @@ public func SSL_has_pending(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_has_pending(s?.rawValue)
 }
 
+/// `#define SSL_in_accept_init(a) (SSL_in_init(a) && SSL_is_server(a))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_accept_init`. It calls ``SSL_in_init``, ``SSL_is_server``. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+public func SSL_in_accept_init(_ a: SSLPointer?) -> Bool {
+    return ((COpenSSL.SSL_in_init(a?.rawValue) != 0) && (COpenSSL.SSL_is_server(a?.rawValue) != 0))
+}
+
 /// `int SSL_in_before(const SSL *s)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_in_before`.
@@ -4781,6 +5108,14 @@ public func SSL_has_pending(_ s: SSLPointer?) -> Int32 {
 @inlinable
 public func SSL_in_before(_ s: SSLPointer?) -> Int32 {
     return COpenSSL.SSL_in_before(s?.rawValue)
+}
+
+/// `#define SSL_in_connect_init(a) (SSL_in_init(a) && !SSL_is_server(a))`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_connect_init`. It calls ``SSL_in_init``, ``SSL_is_server``. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+public func SSL_in_connect_init(_ a: SSLPointer?) -> Bool {
+    return ((COpenSSL.SSL_in_init(a?.rawValue) != 0) && !(COpenSSL.SSL_is_server(a?.rawValue) != 0))
 }
 
 /// `int SSL_in_init(const SSL *s)`
@@ -4914,7 +5249,16 @@ public func SSL_listen(_ ssl: SSLPointer?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_load_client_CA_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_load_client_CA_file(_ file: String?) -> X509NameStackPointer? {
+    return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file(file) as OpaquePointer?)
+}
+
+/// `struct stack_st_X509_NAME *SSL_load_client_CA_file(const char *file)`
+///
+/// The pointer form of ``SSL_load_client_CA_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_load_client_CA_file(_ file: UnsafePointer<CChar>?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file(file) as OpaquePointer?)
 }
 
@@ -4923,7 +5267,16 @@ public func SSL_load_client_CA_file(_ file: String?) -> X509NameStackPointer? {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_load_client_CA_file_ex`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_load_client_CA_file_ex(_ file: String?, _ libctx: OSSLLibContextPointer?, _ propq: String?) -> X509NameStackPointer? {
+    return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file_ex(file, libctx?.rawValue, propq) as OpaquePointer?)
+}
+
+/// `struct stack_st_X509_NAME *SSL_load_client_CA_file_ex(const char *file, OSSL_LIB_CTX *libctx, const char *propq)`
+///
+/// The pointer form of ``SSL_load_client_CA_file_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_load_client_CA_file_ex(_ file: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file_ex(file, libctx?.rawValue, propq) as OpaquePointer?)
 }
 
@@ -5291,8 +5644,17 @@ public func SSL_set1_client_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawP
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_client_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int {
     return str.withCString { __str in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __str)) }
+}
+
+/// `#define SSL_set1_client_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(str))`
+///
+/// The pointer form of ``SSL_set1_client_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
 }
 
 /// `int SSL_set1_compressed_cert(SSL *ssl, int algorithm, unsigned char *comp_data, size_t comp_length, size_t orig_length)`
@@ -5316,8 +5678,17 @@ public func SSL_set1_groups(_ s: SSLPointer?, _ glist: UnsafePointer<Int32>?, _ 
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_groups_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: String) -> Int {
     return str.withCString { __str in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: __str)) }
+}
+
+/// `#define SSL_set1_groups_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(str))`
+///
+/// The pointer form of ``SSL_set1_groups_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
 }
 
 /// `int SSL_set1_host(SSL *s, const char *hostname)`
@@ -5325,7 +5696,16 @@ public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: String) -> Int {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set1_host`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
+    return COpenSSL.SSL_set1_host(s?.rawValue, hostname)
+}
+
+/// `int SSL_set1_host(SSL *s, const char *hostname)`
+///
+/// The pointer form of ``SSL_set1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_host(_ s: SSLPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set1_host(s?.rawValue, hostname)
 }
 
@@ -5368,8 +5748,17 @@ public func SSL_set1_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawPointer?
 ///
 /// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_sigalgs_list`.
 @inlinable
+@_disfavoredOverload
 public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int {
     return str.withCString { __str in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: __str)) }
+}
+
+/// `#define SSL_set1_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(str))`
+///
+/// The pointer form of ``SSL_set1_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
 }
 
 /// `#define SSL_set1_verify_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_SET_VERIFY_CERT_STORE, 1, (char *)(st))`
@@ -5500,7 +5889,16 @@ public func SSL_set_cert_flags(_ s: SSLPointer?, _ op: Int) -> Int {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_cipher_list`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_set_cipher_list(s?.rawValue, str)
+}
+
+/// `int SSL_set_cipher_list(SSL *s, const char *str)`
+///
+/// The pointer form of ``SSL_set_cipher_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_cipher_list(s?.rawValue, str)
 }
 
@@ -5509,7 +5907,16 @@ public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: String?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_set_ciphersuites`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: String?) -> Int32 {
+    return COpenSSL.SSL_set_ciphersuites(s?.rawValue, str)
+}
+
+/// `int SSL_set_ciphersuites(SSL *s, const char *str)`
+///
+/// The pointer form of ``SSL_set_ciphersuites``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_ciphersuites(s?.rawValue, str)
 }
 
@@ -5600,6 +6007,15 @@ public func SSL_set_default_stream_mode(_ s: SSLPointer?, _ mode: UInt32) -> Int
 @inlinable
 public func SSL_set_dh_auto(_ s: SSLPointer?, _ onoff: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_DH_AUTO, onoff, nil)
+}
+
+/// `#define SSL_set_ecdh_auto(dummy, onoff) ((onoff) != 0)`
+///
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_set_ecdh_auto`. It calls nothing: the parameters it does not use are kept so that C code ports unchanged. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+@inlinable
+@available(*, deprecated, message: "Deprecated: automatic ECDH is always on in OpenSSL 1.1.0 and later; this does nothing.")
+public func SSL_set_ecdh_auto(_ dummy: SSLPointer?, _ onoff: Int32) -> Bool {
+    return (onoff != 0)
 }
 
 /// `int SSL_set_ex_data(SSL *ssl, int idx, void *data)`
@@ -6004,7 +6420,17 @@ public func SSL_set_srp_server_param(_ s: SSLPointer?, _ N: BIGNUMPointer?, _ g:
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
+@_disfavoredOverload
 public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: String?, _ pass: String?, _ grp: String?) -> Int32 {
+    return COpenSSL.SSL_set_srp_server_param_pw(s?.rawValue, user, pass, grp)
+}
+
+/// `int SSL_set_srp_server_param_pw(SSL *s, const char *user, const char *pass, const char *grp)`
+///
+/// The pointer form of ``SSL_set_srp_server_param_pw``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
+public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: UnsafePointer<CChar>?, _ pass: UnsafePointer<CChar>?, _ grp: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_srp_server_param_pw(s?.rawValue, user, pass, grp)
 }
 
@@ -6236,7 +6662,16 @@ public func SSL_use_PrivateKey_ASN1(_ pk: Int32, _ ssl: SSLPointer?, _ d: Unsafe
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_PrivateKey_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_use_PrivateKey_file(ssl?.rawValue, file, type)
+}
+
+/// `int SSL_use_PrivateKey_file(SSL *ssl, const char *file, int type)`
+///
+/// The pointer form of ``SSL_use_PrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_PrivateKey_file(ssl?.rawValue, file, type)
 }
 
@@ -6266,7 +6701,17 @@ public func SSL_use_RSAPrivateKey_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UI
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey_file.")
+@_disfavoredOverload
 public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_use_RSAPrivateKey_file(ssl?.rawValue, file, type)
+}
+
+/// `int SSL_use_RSAPrivateKey_file(SSL *ssl, const char *file, int type)`
+///
+/// The pointer form of ``SSL_use_RSAPrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+@available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey_file.")
+public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_RSAPrivateKey_file(ssl?.rawValue, file, type)
 }
 
@@ -6302,7 +6747,16 @@ public func SSL_use_certificate_ASN1(_ ssl: SSLPointer?, _ d: UnsafePointer<UInt
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate_chain_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: String?) -> Int32 {
+    return COpenSSL.SSL_use_certificate_chain_file(ssl?.rawValue, file)
+}
+
+/// `int SSL_use_certificate_chain_file(SSL *ssl, const char *file)`
+///
+/// The pointer form of ``SSL_use_certificate_chain_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_use_certificate_chain_file(ssl?.rawValue, file)
 }
 
@@ -6311,7 +6765,16 @@ public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: String?) 
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_certificate_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: String?, _ type: Int32) -> Int32 {
+    return COpenSSL.SSL_use_certificate_file(ssl?.rawValue, file, type)
+}
+
+/// `int SSL_use_certificate_file(SSL *ssl, const char *file, int type)`
+///
+/// The pointer form of ``SSL_use_certificate_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_certificate_file(ssl?.rawValue, file, type)
 }
 
@@ -6320,7 +6783,16 @@ public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: String?, _ type
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man SSL_use_psk_identity_hint`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: String?) -> Int32 {
+    return COpenSSL.SSL_use_psk_identity_hint(s?.rawValue, identity_hint)
+}
+
+/// `int SSL_use_psk_identity_hint(SSL *s, const char *identity_hint)`
+///
+/// The pointer form of ``SSL_use_psk_identity_hint``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_use_psk_identity_hint(s?.rawValue, identity_hint)
 }
 
@@ -6619,12 +7091,31 @@ public func d2i_SSL_SESSION(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: Un
     return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION(a, pp, length) as OpaquePointer?)
 }
 
+/// `#define d2i_SSL_SESSION_bio(bp, s_id) ASN1_d2i_bio_of(SSL_SESSION, SSL_SESSION_new, d2i_SSL_SESSION, bp, s_id)`
+///
+/// A typed ASN.1 BIO macro in `<openssl/ssl.h>`, generated as the `ASN1_d2i_bio` call it makes, with `SSL_SESSION_new` and `d2i_SSL_SESSION` as the C function pointers; see `man d2i_SSL_SESSION_bio`.
+@inlinable
+public func d2i_SSL_SESSION_bio(_ bp: BIOPointer?, _ s_id: UnsafeMutablePointer<OpaquePointer?>?) -> SSLSessionPointer? {
+    let __new: @convention(c) () -> OpaquePointer? = COpenSSL.SSL_SESSION_new
+    let __d2i: @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer? = COpenSSL.d2i_SSL_SESSION
+    return SSLSessionPointer(raw: COpenSSL.ASN1_d2i_bio(unsafeBitCast(__new, to: (@convention(c) () -> UnsafeMutableRawPointer?).self), unsafeBitCast(__d2i, to: (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?).self), bp?.rawValue, UnsafeMutableRawPointer(s_id)?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)))
+}
+
 /// `SSL_SESSION *d2i_SSL_SESSION_ex(SSL_SESSION **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
 /// Direct call to the C function of this name, declared in `<openssl/ssl.h>`; see `man d2i_SSL_SESSION_ex`.
 /// Since OpenSSL 3.2.0. Built against older headers it does nothing, returns 0 (NULL) and queues an ERR_R_UNSUPPORTED error naming 3.2.0; `directCall(named:)` tells whether the running library has it.
 @inlinable
+@_disfavoredOverload
 public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: String?) -> SSLSessionPointer? {
+    return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)
+}
+
+/// `SSL_SESSION *d2i_SSL_SESSION_ex(SSL_SESSION **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
+///
+/// The pointer form of ``d2i_SSL_SESSION_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)
 }
 
@@ -6635,6 +7126,15 @@ public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp:
 @inlinable
 public func i2d_SSL_SESSION(_ in_: SSLSessionPointer?, _ pp: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 {
     return COpenSSL.i2d_SSL_SESSION(in_?.rawValue, pp)
+}
+
+/// `#define i2d_SSL_SESSION_bio(bp, s_id) ASN1_i2d_bio_of(SSL_SESSION, i2d_SSL_SESSION, bp, s_id)`
+///
+/// A typed ASN.1 BIO macro in `<openssl/ssl.h>`, generated as the `ASN1_i2d_bio` call it makes, with `i2d_SSL_SESSION` as the C function pointers; see `man i2d_SSL_SESSION_bio`.
+@inlinable
+public func i2d_SSL_SESSION_bio(_ bp: BIOPointer?, _ s_id: SSLSessionPointer?) -> Int32 {
+    let __i2d: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 = COpenSSL.i2d_SSL_SESSION
+    return COpenSSL.ASN1_i2d_bio(unsafeBitCast(__i2d, to: (@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self), bp?.rawValue, s_id.map { UnsafeRawPointer($0.rawValue) })
 }
 
 /// `#define SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x00000002U`

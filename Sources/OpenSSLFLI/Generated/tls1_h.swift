@@ -125,7 +125,16 @@ public func SSL_check_chain(_ s: SSLPointer?, _ x: X509Pointer?, _ pk: EVPPKeyPo
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_export_keying_material`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_export_keying_material(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: String?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int, _ use_context: Int32) -> Int32 {
+    return COpenSSL.SSL_export_keying_material(s?.rawValue, out, olen, label, llen, context, contextlen, use_context)
+}
+
+/// `int SSL_export_keying_material(SSL *s, unsigned char *out, size_t olen, const char *label, size_t llen, const unsigned char *context, size_t contextlen, int use_context)`
+///
+/// The pointer form of ``SSL_export_keying_material``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_export_keying_material(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: UnsafePointer<CChar>?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int, _ use_context: Int32) -> Int32 {
     return COpenSSL.SSL_export_keying_material(s?.rawValue, out, olen, label, llen, context, contextlen, use_context)
 }
 
@@ -134,7 +143,16 @@ public func SSL_export_keying_material(_ s: SSLPointer?, _ out: UnsafeMutablePoi
 /// Direct call to the C function of this name, declared in `<openssl/tls1.h>`; see `man SSL_export_keying_material_early`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func SSL_export_keying_material_early(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: String?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int) -> Int32 {
+    return COpenSSL.SSL_export_keying_material_early(s?.rawValue, out, olen, label, llen, context, contextlen)
+}
+
+/// `int SSL_export_keying_material_early(SSL *s, unsigned char *out, size_t olen, const char *label, size_t llen, const unsigned char *context, size_t contextlen)`
+///
+/// The pointer form of ``SSL_export_keying_material_early``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_export_keying_material_early(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: UnsafePointer<CChar>?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int) -> Int32 {
     return COpenSSL.SSL_export_keying_material_early(s?.rawValue, out, olen, label, llen, context, contextlen)
 }
 
@@ -253,8 +271,17 @@ public func SSL_set_tlsext_debug_callback(_ ssl: SSLPointer?, _ cb: (@convention
 ///
 /// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tlsext_host_name`.
 @inlinable
+@_disfavoredOverload
 public func SSL_set_tlsext_host_name(_ s: SSLPointer?, _ name: String) -> Int {
     return name.withCString { __name in OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(COpenSSL.TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: __name)) }
+}
+
+/// `#define SSL_set_tlsext_host_name(s, name) SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, (void *)name)`
+///
+/// The pointer form of ``SSL_set_tlsext_host_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func SSL_set_tlsext_host_name(_ s: SSLPointer?, _ name: UnsafePointer<CChar>?) -> Int {
+    return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(COpenSSL.TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: name))
 }
 
 /// `int SSL_set_tlsext_max_fragment_length(SSL *ssl, uint8_t mode)`
@@ -296,6 +323,22 @@ public func SSL_set_tlsext_status_ocsp_resp(_ ssl: SSLPointer?, _ arg: UnsafeMut
 @inlinable
 public func SSL_set_tlsext_status_type(_ ssl: SSLPointer?, _ type: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, type, nil)
+}
+
+/// `#define TLS1_get_client_version(s) ((SSL_client_version(s) >> 8) == TLS1_VERSION_MAJOR ? SSL_client_version(s) : 0)`
+///
+/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_client_version`. It calls ``SSL_client_version``, ``SSL_client_version``.
+@inlinable
+public func TLS1_get_client_version(_ s: SSLPointer?) -> Int32 {
+    return (((COpenSSL.SSL_client_version(s?.rawValue) >> 8) == COpenSSL.TLS1_VERSION_MAJOR) ? COpenSSL.SSL_client_version(s?.rawValue) : 0)
+}
+
+/// `#define TLS1_get_version(s) ((SSL_version(s) >> 8) == TLS1_VERSION_MAJOR ? SSL_version(s) : 0)`
+///
+/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_version`. It calls ``SSL_version``, ``SSL_version``.
+@inlinable
+public func TLS1_get_version(_ s: SSLPointer?) -> Int32 {
+    return (((COpenSSL.SSL_version(s?.rawValue) >> 8) == COpenSSL.TLS1_VERSION_MAJOR) ? COpenSSL.SSL_version(s?.rawValue) : 0)
 }
 
 /// `#define OPENSSL_TLS_SECURITY_LEVEL 1` from `<openssl/tls1.h>`.

@@ -90,7 +90,16 @@ public func X509_STORE_free(_ v: X509StorePointer?) {
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_load_file`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_STORE_load_file(_ ctx: X509StorePointer?, _ file: String?) -> Int32 {
+    return COpenSSL.X509_STORE_load_file(ctx?.rawValue, file)
+}
+
+/// `int X509_STORE_load_file(X509_STORE *ctx, const char *file)`
+///
+/// The pointer form of ``X509_STORE_load_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_STORE_load_file(_ ctx: X509StorePointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_file(ctx?.rawValue, file)
 }
 
@@ -99,7 +108,16 @@ public func X509_STORE_load_file(_ ctx: X509StorePointer?, _ file: String?) -> I
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_load_locations`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_STORE_load_locations(_ ctx: X509StorePointer?, _ file: String?, _ dir: String?) -> Int32 {
+    return COpenSSL.X509_STORE_load_locations(ctx?.rawValue, file, dir)
+}
+
+/// `int X509_STORE_load_locations(X509_STORE *ctx, const char *file, const char *dir)`
+///
+/// The pointer form of ``X509_STORE_load_locations``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_STORE_load_locations(_ ctx: X509StorePointer?, _ file: UnsafePointer<CChar>?, _ dir: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_locations(ctx?.rawValue, file, dir)
 }
 
@@ -108,7 +126,16 @@ public func X509_STORE_load_locations(_ ctx: X509StorePointer?, _ file: String?,
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_STORE_load_path`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_STORE_load_path(_ ctx: X509StorePointer?, _ path: String?) -> Int32 {
+    return COpenSSL.X509_STORE_load_path(ctx?.rawValue, path)
+}
+
+/// `int X509_STORE_load_path(X509_STORE *ctx, const char *path)`
+///
+/// The pointer form of ``X509_STORE_load_path``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_STORE_load_path(_ ctx: X509StorePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_path(ctx?.rawValue, path)
 }
 
@@ -144,7 +171,16 @@ public func X509_STORE_up_ref(_ v: X509StorePointer?) -> Int32 {
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_add1_host`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_VERIFY_PARAM_add1_host(_ param: X509VerifyParamPointer?, _ name: String?, _ namelen: Int) -> Int32 {
+    return COpenSSL.X509_VERIFY_PARAM_add1_host(param?.rawValue, name, namelen)
+}
+
+/// `int X509_VERIFY_PARAM_add1_host(X509_VERIFY_PARAM *param, const char *name, size_t namelen)`
+///
+/// The pointer form of ``X509_VERIFY_PARAM_add1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_VERIFY_PARAM_add1_host(_ param: X509VerifyParamPointer?, _ name: UnsafePointer<CChar>?, _ namelen: Int) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_add1_host(param?.rawValue, name, namelen)
 }
 
@@ -162,7 +198,16 @@ public func X509_VERIFY_PARAM_get_flags(_ param: X509VerifyParamPointer?) -> UIn
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_set1_host`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_VERIFY_PARAM_set1_host(_ param: X509VerifyParamPointer?, _ name: String?, _ namelen: Int) -> Int32 {
+    return COpenSSL.X509_VERIFY_PARAM_set1_host(param?.rawValue, name, namelen)
+}
+
+/// `int X509_VERIFY_PARAM_set1_host(X509_VERIFY_PARAM *param, const char *name, size_t namelen)`
+///
+/// The pointer form of ``X509_VERIFY_PARAM_set1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_VERIFY_PARAM_set1_host(_ param: X509VerifyParamPointer?, _ name: UnsafePointer<CChar>?, _ namelen: Int) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_host(param?.rawValue, name, namelen)
 }
 
@@ -171,7 +216,16 @@ public func X509_VERIFY_PARAM_set1_host(_ param: X509VerifyParamPointer?, _ name
 /// Direct call to the C function of this name, declared in `<openssl/x509_vfy.h>`; see `man X509_VERIFY_PARAM_set1_ip_asc`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_VERIFY_PARAM_set1_ip_asc(_ param: X509VerifyParamPointer?, _ ipasc: String?) -> Int32 {
+    return COpenSSL.X509_VERIFY_PARAM_set1_ip_asc(param?.rawValue, ipasc)
+}
+
+/// `int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *param, const char *ipasc)`
+///
+/// The pointer form of ``X509_VERIFY_PARAM_set1_ip_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_VERIFY_PARAM_set1_ip_asc(_ param: X509VerifyParamPointer?, _ ipasc: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_ip_asc(param?.rawValue, ipasc)
 }
 

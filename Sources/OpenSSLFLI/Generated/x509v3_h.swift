@@ -9,7 +9,16 @@ import COpenSSL
 /// Direct call to the C function of this name, declared in `<openssl/x509v3.h>`; see `man X509_check_email`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_check_email(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _ flags: UInt32) -> Int32 {
+    return COpenSSL.X509_check_email(x?.rawValue, chk, chklen, flags)
+}
+
+/// `int X509_check_email(X509 *x, const char *chk, size_t chklen, unsigned int flags)`
+///
+/// The pointer form of ``X509_check_email``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_check_email(_ x: X509Pointer?, _ chk: UnsafePointer<CChar>?, _ chklen: Int, _ flags: UInt32) -> Int32 {
     return COpenSSL.X509_check_email(x?.rawValue, chk, chklen, flags)
 }
 
@@ -18,7 +27,16 @@ public func X509_check_email(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _
 /// Direct call to the C function of this name, declared in `<openssl/x509v3.h>`; see `man X509_check_host`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_check_host(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _ flags: UInt32, _ peername: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    return COpenSSL.X509_check_host(x?.rawValue, chk, chklen, flags, peername)
+}
+
+/// `int X509_check_host(X509 *x, const char *chk, size_t chklen, unsigned int flags, char **peername)`
+///
+/// The pointer form of ``X509_check_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_check_host(_ x: X509Pointer?, _ chk: UnsafePointer<CChar>?, _ chklen: Int, _ flags: UInt32, _ peername: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     return COpenSSL.X509_check_host(x?.rawValue, chk, chklen, flags, peername)
 }
 
@@ -27,7 +45,16 @@ public func X509_check_host(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _ 
 /// Direct call to the C function of this name, declared in `<openssl/x509v3.h>`; see `man X509_check_ip_asc`.
 /// Since OpenSSL 3.0 or earlier.
 @inlinable
+@_disfavoredOverload
 public func X509_check_ip_asc(_ x: X509Pointer?, _ ipasc: String?, _ flags: UInt32) -> Int32 {
+    return COpenSSL.X509_check_ip_asc(x?.rawValue, ipasc, flags)
+}
+
+/// `int X509_check_ip_asc(X509 *x, const char *ipasc, unsigned int flags)`
+///
+/// The pointer form of ``X509_check_ip_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+@inlinable
+public func X509_check_ip_asc(_ x: X509Pointer?, _ ipasc: UnsafePointer<CChar>?, _ flags: UInt32) -> Int32 {
     return COpenSSL.X509_check_ip_asc(x?.rawValue, ipasc, flags)
 }
 

@@ -3,6 +3,7 @@
 
 import COpenSSL
 import OpenSSLFLI
+import OpenSSLCrypto
 import FLISignatureTypes
 
 @inline(never) func fliSameType<T>(_: T.Type, _: T.Type) {}
@@ -10,19 +11,897 @@ func fliTypeOf<T>(_: T) -> T.Type { T.self }
 func fliAny<T>() -> T { fatalError("never called") }
 
 /// How many wrappers this file checks.
-let checkedWrapperCount = 1052
+let checkedWrapperCount = 3896
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
 func signatures0() {
+    // ACCESS_DESCRIPTION_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ACCESS_DESCRIPTION_free), ((UnsafeMutablePointer<ACCESS_DESCRIPTION>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ACCESS_DESCRIPTION_free), ((UnsafeMutablePointer<ACCESS_DESCRIPTION>?) -> Void).self)
+    // ACCESS_DESCRIPTION_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ACCESS_DESCRIPTION_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ACCESS_DESCRIPTION_it), (() -> OpaquePointer?).self)
+    // ACCESS_DESCRIPTION_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ACCESS_DESCRIPTION_new), (() -> UnsafeMutablePointer<ACCESS_DESCRIPTION>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ACCESS_DESCRIPTION_new), (() -> UnsafeMutablePointer<ACCESS_DESCRIPTION>?).self)
+    // ADMISSIONS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_free), ((AdmissionsPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_free), ((OpaquePointer?) -> Void).self)
+    // ADMISSIONS_get0_admissionAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_get0_admissionAuthority), ((AdmissionsPointer?) -> UnsafePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_get0_admissionAuthority), ((OpaquePointer?) -> UnsafePointer<GENERAL_NAME>?).self)
+    // ADMISSIONS_get0_namingAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_get0_namingAuthority), ((AdmissionsPointer?) -> NamingAuthorityPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_get0_namingAuthority), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ADMISSIONS_get0_professionInfos
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_get0_professionInfos), ((AdmissionsPointer?) -> ProfessionInfosPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_get0_professionInfos), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ADMISSIONS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_it), (() -> OpaquePointer?).self)
+    // ADMISSIONS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_new), (() -> AdmissionsPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_new), (() -> OpaquePointer?).self)
+    // ADMISSIONS_set0_admissionAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_set0_admissionAuthority), ((AdmissionsPointer?, UnsafeMutablePointer<GENERAL_NAME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_set0_admissionAuthority), ((OpaquePointer?, UnsafeMutablePointer<GENERAL_NAME>?) -> Void).self)
+    // ADMISSIONS_set0_namingAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_set0_namingAuthority), ((AdmissionsPointer?, NamingAuthorityPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_set0_namingAuthority), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // ADMISSIONS_set0_professionInfos
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSIONS_set0_professionInfos), ((AdmissionsPointer?, ProfessionInfosPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSIONS_set0_professionInfos), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // ADMISSION_SYNTAX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSION_SYNTAX_free), ((AdmissionSyntaxPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSION_SYNTAX_free), ((OpaquePointer?) -> Void).self)
+    // ADMISSION_SYNTAX_get0_admissionAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSION_SYNTAX_get0_admissionAuthority), ((AdmissionSyntaxPointer?) -> UnsafePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSION_SYNTAX_get0_admissionAuthority), ((OpaquePointer?) -> UnsafePointer<GENERAL_NAME>?).self)
+    // ADMISSION_SYNTAX_get0_contentsOfAdmissions
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSION_SYNTAX_get0_contentsOfAdmissions), ((AdmissionSyntaxPointer?) -> AdmissionsStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSION_SYNTAX_get0_contentsOfAdmissions), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ADMISSION_SYNTAX_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSION_SYNTAX_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSION_SYNTAX_it), (() -> OpaquePointer?).self)
+    // ADMISSION_SYNTAX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSION_SYNTAX_new), (() -> AdmissionSyntaxPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSION_SYNTAX_new), (() -> OpaquePointer?).self)
+    // ADMISSION_SYNTAX_set0_admissionAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSION_SYNTAX_set0_admissionAuthority), ((AdmissionSyntaxPointer?, UnsafeMutablePointer<GENERAL_NAME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSION_SYNTAX_set0_admissionAuthority), ((OpaquePointer?, UnsafeMutablePointer<GENERAL_NAME>?) -> Void).self)
+    // ADMISSION_SYNTAX_set0_contentsOfAdmissions
+    fliSameType(fliTypeOf(OpenSSLCrypto.ADMISSION_SYNTAX_set0_contentsOfAdmissions), ((AdmissionSyntaxPointer?, AdmissionsStackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ADMISSION_SYNTAX_set0_contentsOfAdmissions), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // ASIdOrRange_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdOrRange_free), ((UnsafeMutablePointer<ASIdOrRange>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdOrRange_free), ((UnsafeMutablePointer<ASIdOrRange>?) -> Void).self)
+    // ASIdOrRange_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdOrRange_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdOrRange_it), (() -> OpaquePointer?).self)
+    // ASIdOrRange_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdOrRange_new), (() -> UnsafeMutablePointer<ASIdOrRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdOrRange_new), (() -> UnsafeMutablePointer<ASIdOrRange>?).self)
+    // ASIdentifierChoice_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdentifierChoice_free), ((UnsafeMutablePointer<ASIdentifierChoice>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdentifierChoice_free), ((UnsafeMutablePointer<ASIdentifierChoice>?) -> Void).self)
+    // ASIdentifierChoice_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdentifierChoice_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdentifierChoice_it), (() -> OpaquePointer?).self)
+    // ASIdentifierChoice_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdentifierChoice_new), (() -> UnsafeMutablePointer<ASIdentifierChoice>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdentifierChoice_new), (() -> UnsafeMutablePointer<ASIdentifierChoice>?).self)
+    // ASIdentifiers_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdentifiers_free), ((UnsafeMutablePointer<ASIdentifiers>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdentifiers_free), ((UnsafeMutablePointer<ASIdentifiers>?) -> Void).self)
+    // ASIdentifiers_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdentifiers_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdentifiers_it), (() -> OpaquePointer?).self)
+    // ASIdentifiers_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASIdentifiers_new), (() -> UnsafeMutablePointer<ASIdentifiers>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASIdentifiers_new), (() -> UnsafeMutablePointer<ASIdentifiers>?).self)
+    // ASN1_ANY_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ANY_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ANY_it), (() -> OpaquePointer?).self)
+    // ASN1_BIT_STRING_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_check), ((UnsafePointer<ASN1_BIT_STRING>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_check), ((UnsafePointer<ASN1_BIT_STRING>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_BIT_STRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_free), ((UnsafeMutablePointer<ASN1_BIT_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_free), ((UnsafeMutablePointer<ASN1_BIT_STRING>?) -> Void).self)
+    // ASN1_BIT_STRING_get_bit
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_get_bit), ((UnsafePointer<ASN1_BIT_STRING>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_get_bit), ((UnsafePointer<ASN1_BIT_STRING>?, Int32) -> Int32).self)
+    // ASN1_BIT_STRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_it), (() -> OpaquePointer?).self)
+    // ASN1_BIT_STRING_name_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_name_print), ((BIOPointer?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeMutablePointer<BIT_STRING_BITNAME>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_name_print), ((OpaquePointer?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeMutablePointer<BIT_STRING_BITNAME>?, Int32) -> Int32).self)
+    // ASN1_BIT_STRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_new), (() -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_new), (() -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    // ASN1_BIT_STRING_num_asc
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_num_asc), ((String?, UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_num_asc), ((UnsafePointer<CChar>?, UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_num_asc), ((UnsafePointer<CChar>?, UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32).self)
+    // ASN1_BIT_STRING_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_set), ((UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_set), ((UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_BIT_STRING_set_asc
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_set_asc), ((UnsafeMutablePointer<ASN1_BIT_STRING>?, String?, Int32, UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_set_asc), ((UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_set_asc), ((UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32).self)
+    // ASN1_BIT_STRING_set_bit
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BIT_STRING_set_bit), ((UnsafeMutablePointer<ASN1_BIT_STRING>?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BIT_STRING_set_bit), ((UnsafeMutablePointer<ASN1_BIT_STRING>?, Int32, Int32) -> Int32).self)
+    // ASN1_BMPSTRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BMPSTRING_free), ((UnsafeMutablePointer<ASN1_BMPSTRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BMPSTRING_free), ((UnsafeMutablePointer<ASN1_BMPSTRING>?) -> Void).self)
+    // ASN1_BMPSTRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BMPSTRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BMPSTRING_it), (() -> OpaquePointer?).self)
+    // ASN1_BMPSTRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_BMPSTRING_new), (() -> UnsafeMutablePointer<ASN1_BMPSTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_BMPSTRING_new), (() -> UnsafeMutablePointer<ASN1_BMPSTRING>?).self)
+    // ASN1_ENUMERATED_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_free), ((UnsafeMutablePointer<ASN1_ENUMERATED>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_free), ((UnsafeMutablePointer<ASN1_ENUMERATED>?) -> Void).self)
+    // ASN1_ENUMERATED_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_get), ((UnsafePointer<ASN1_ENUMERATED>?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_get), ((UnsafePointer<ASN1_ENUMERATED>?) -> Int).self)
+    // ASN1_ENUMERATED_get_int64
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_get_int64), ((UnsafeMutablePointer<Int64>?, UnsafePointer<ASN1_ENUMERATED>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_get_int64), ((UnsafeMutablePointer<Int64>?, UnsafePointer<ASN1_ENUMERATED>?) -> Int32).self)
+    // ASN1_ENUMERATED_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_it), (() -> OpaquePointer?).self)
+    // ASN1_ENUMERATED_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_new), (() -> UnsafeMutablePointer<ASN1_ENUMERATED>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_new), (() -> UnsafeMutablePointer<ASN1_ENUMERATED>?).self)
+    // ASN1_ENUMERATED_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_set), ((UnsafeMutablePointer<ASN1_ENUMERATED>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_set), ((UnsafeMutablePointer<ASN1_ENUMERATED>?, Int) -> Int32).self)
+    // ASN1_ENUMERATED_set_int64
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_set_int64), ((UnsafeMutablePointer<ASN1_ENUMERATED>?, Int64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_set_int64), ((UnsafeMutablePointer<ASN1_ENUMERATED>?, Int64) -> Int32).self)
+    // ASN1_ENUMERATED_to_BN
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ENUMERATED_to_BN), ((UnsafePointer<ASN1_ENUMERATED>?, BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ENUMERATED_to_BN), ((UnsafePointer<ASN1_ENUMERATED>?, OpaquePointer?) -> OpaquePointer?).self)
+    // ASN1_GENERALIZEDTIME_adj
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_adj), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, time_t, Int32, Int) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_adj), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, time_t, Int32, Int) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    // ASN1_GENERALIZEDTIME_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_check), ((UnsafePointer<ASN1_GENERALIZEDTIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_check), ((UnsafePointer<ASN1_GENERALIZEDTIME>?) -> Int32).self)
+    // ASN1_GENERALIZEDTIME_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_dup), ((UnsafePointer<ASN1_GENERALIZEDTIME>?) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_dup), ((UnsafePointer<ASN1_GENERALIZEDTIME>?) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    // ASN1_GENERALIZEDTIME_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_free), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_free), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?) -> Void).self)
+    // ASN1_GENERALIZEDTIME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_it), (() -> OpaquePointer?).self)
+    // ASN1_GENERALIZEDTIME_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_new), (() -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_new), (() -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    // ASN1_GENERALIZEDTIME_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_print), ((BIOPointer?, UnsafePointer<ASN1_GENERALIZEDTIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_print), ((OpaquePointer?, UnsafePointer<ASN1_GENERALIZEDTIME>?) -> Int32).self)
+    // ASN1_GENERALIZEDTIME_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_set), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, time_t) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_set), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, time_t) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    // ASN1_GENERALIZEDTIME_set_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_set_string), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALIZEDTIME_set_string), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALIZEDTIME_set_string), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    // ASN1_GENERALSTRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALSTRING_free), ((UnsafeMutablePointer<ASN1_GENERALSTRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALSTRING_free), ((UnsafeMutablePointer<ASN1_GENERALSTRING>?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures1() {
+    // ASN1_GENERALSTRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALSTRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALSTRING_it), (() -> OpaquePointer?).self)
+    // ASN1_GENERALSTRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_GENERALSTRING_new), (() -> UnsafeMutablePointer<ASN1_GENERALSTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_GENERALSTRING_new), (() -> UnsafeMutablePointer<ASN1_GENERALSTRING>?).self)
+    // ASN1_IA5STRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_IA5STRING_free), ((UnsafeMutablePointer<ASN1_IA5STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_IA5STRING_free), ((UnsafeMutablePointer<ASN1_IA5STRING>?) -> Void).self)
+    // ASN1_IA5STRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_IA5STRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_IA5STRING_it), (() -> OpaquePointer?).self)
+    // ASN1_IA5STRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_IA5STRING_new), (() -> UnsafeMutablePointer<ASN1_IA5STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_IA5STRING_new), (() -> UnsafeMutablePointer<ASN1_IA5STRING>?).self)
+    // ASN1_INTEGER_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_cmp), ((UnsafePointer<ASN1_INTEGER>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_cmp), ((UnsafePointer<ASN1_INTEGER>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    // ASN1_INTEGER_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_dup), ((UnsafePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_dup), ((UnsafePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    // ASN1_INTEGER_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_free), ((UnsafeMutablePointer<ASN1_INTEGER>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_free), ((UnsafeMutablePointer<ASN1_INTEGER>?) -> Void).self)
+    // ASN1_INTEGER_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_get), ((UnsafePointer<ASN1_INTEGER>?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_get), ((UnsafePointer<ASN1_INTEGER>?) -> Int).self)
+    // ASN1_INTEGER_get_int64
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_get_int64), ((UnsafeMutablePointer<Int64>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_get_int64), ((UnsafeMutablePointer<Int64>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    // ASN1_INTEGER_get_uint64
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_get_uint64), ((UnsafeMutablePointer<UInt64>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_get_uint64), ((UnsafeMutablePointer<UInt64>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    // ASN1_INTEGER_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_it), (() -> OpaquePointer?).self)
+    // ASN1_INTEGER_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_new), (() -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_new), (() -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
     // ASN1_INTEGER_set
     fliSameType(fliTypeOf(OpenSSLFLI.ASN1_INTEGER_set), ((UnsafeMutablePointer<ASN1_INTEGER>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_set), ((UnsafeMutablePointer<ASN1_INTEGER>?, Int) -> Int32).self)
+    // ASN1_INTEGER_set_int64
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_set_int64), ((UnsafeMutablePointer<ASN1_INTEGER>?, Int64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_set_int64), ((UnsafeMutablePointer<ASN1_INTEGER>?, Int64) -> Int32).self)
+    // ASN1_INTEGER_set_uint64
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_set_uint64), ((UnsafeMutablePointer<ASN1_INTEGER>?, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_set_uint64), ((UnsafeMutablePointer<ASN1_INTEGER>?, UInt64) -> Int32).self)
+    // ASN1_INTEGER_to_BN
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_INTEGER_to_BN), ((UnsafePointer<ASN1_INTEGER>?, BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_INTEGER_to_BN), ((UnsafePointer<ASN1_INTEGER>?, OpaquePointer?) -> OpaquePointer?).self)
+    // ASN1_ITEM_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ITEM_get), ((Int) -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ITEM_get), ((Int) -> OpaquePointer?).self)
+    // ASN1_ITEM_lookup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ITEM_lookup), ((String?) -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_ITEM_lookup), ((UnsafePointer<CChar>?) -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_ITEM_lookup), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // ASN1_NULL_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_NULL_free), ((UnsafeMutablePointer<ASN1_NULL>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_NULL_free), ((UnsafeMutablePointer<ASN1_NULL>?) -> Void).self)
+    // ASN1_NULL_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_NULL_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_NULL_it), (() -> OpaquePointer?).self)
+    // ASN1_NULL_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_NULL_new), (() -> UnsafeMutablePointer<ASN1_NULL>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_NULL_new), (() -> UnsafeMutablePointer<ASN1_NULL>?).self)
+    // ASN1_OBJECT_create
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OBJECT_create), ((Int32, UnsafeMutablePointer<UInt8>?, Int32, String?, String?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OBJECT_create), ((Int32, UnsafeMutablePointer<UInt8>?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OBJECT_create), ((Int32, UnsafeMutablePointer<UInt8>?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // ASN1_OBJECT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OBJECT_free), ((ASN1ObjectPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OBJECT_free), ((OpaquePointer?) -> Void).self)
+    // ASN1_OBJECT_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OBJECT_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OBJECT_it), (() -> OpaquePointer?).self)
+    // ASN1_OBJECT_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OBJECT_new), (() -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OBJECT_new), (() -> OpaquePointer?).self)
+    // ASN1_OCTET_STRING_NDEF_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OCTET_STRING_NDEF_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OCTET_STRING_NDEF_it), (() -> OpaquePointer?).self)
+    // ASN1_OCTET_STRING_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OCTET_STRING_cmp), ((UnsafePointer<ASN1_OCTET_STRING>?, UnsafePointer<ASN1_OCTET_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OCTET_STRING_cmp), ((UnsafePointer<ASN1_OCTET_STRING>?, UnsafePointer<ASN1_OCTET_STRING>?) -> Int32).self)
+    // ASN1_OCTET_STRING_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OCTET_STRING_dup), ((UnsafePointer<ASN1_OCTET_STRING>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OCTET_STRING_dup), ((UnsafePointer<ASN1_OCTET_STRING>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // ASN1_OCTET_STRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OCTET_STRING_free), ((UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OCTET_STRING_free), ((UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    // ASN1_OCTET_STRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OCTET_STRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OCTET_STRING_it), (() -> OpaquePointer?).self)
+    // ASN1_OCTET_STRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OCTET_STRING_new), (() -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OCTET_STRING_new), (() -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // ASN1_OCTET_STRING_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_OCTET_STRING_set), ((UnsafeMutablePointer<ASN1_OCTET_STRING>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_OCTET_STRING_set), ((UnsafeMutablePointer<ASN1_OCTET_STRING>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_PCTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_free), ((ASN1PrintContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_free), ((OpaquePointer?) -> Void).self)
+    // ASN1_PCTX_get_cert_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_get_cert_flags), ((ASN1PrintContextPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_get_cert_flags), ((OpaquePointer?) -> UInt).self)
+    // ASN1_PCTX_get_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_get_flags), ((ASN1PrintContextPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_get_flags), ((OpaquePointer?) -> UInt).self)
+    // ASN1_PCTX_get_nm_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_get_nm_flags), ((ASN1PrintContextPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_get_nm_flags), ((OpaquePointer?) -> UInt).self)
+    // ASN1_PCTX_get_oid_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_get_oid_flags), ((ASN1PrintContextPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_get_oid_flags), ((OpaquePointer?) -> UInt).self)
+    // ASN1_PCTX_get_str_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_get_str_flags), ((ASN1PrintContextPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_get_str_flags), ((OpaquePointer?) -> UInt).self)
+    // ASN1_PCTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_new), (() -> ASN1PrintContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_new), (() -> OpaquePointer?).self)
+    // ASN1_PCTX_set_cert_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_set_cert_flags), ((ASN1PrintContextPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_set_cert_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // ASN1_PCTX_set_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_set_flags), ((ASN1PrintContextPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_set_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // ASN1_PCTX_set_nm_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_set_nm_flags), ((ASN1PrintContextPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_set_nm_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // ASN1_PCTX_set_oid_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_set_oid_flags), ((ASN1PrintContextPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_set_oid_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // ASN1_PCTX_set_str_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PCTX_set_str_flags), ((ASN1PrintContextPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PCTX_set_str_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // ASN1_PRINTABLESTRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PRINTABLESTRING_free), ((UnsafeMutablePointer<ASN1_PRINTABLESTRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PRINTABLESTRING_free), ((UnsafeMutablePointer<ASN1_PRINTABLESTRING>?) -> Void).self)
+    // ASN1_PRINTABLESTRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PRINTABLESTRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PRINTABLESTRING_it), (() -> OpaquePointer?).self)
+    // ASN1_PRINTABLESTRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PRINTABLESTRING_new), (() -> UnsafeMutablePointer<ASN1_PRINTABLESTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PRINTABLESTRING_new), (() -> UnsafeMutablePointer<ASN1_PRINTABLESTRING>?).self)
+    // ASN1_PRINTABLE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PRINTABLE_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PRINTABLE_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    // ASN1_PRINTABLE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PRINTABLE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PRINTABLE_it), (() -> OpaquePointer?).self)
+    // ASN1_PRINTABLE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PRINTABLE_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PRINTABLE_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // ASN1_PRINTABLE_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_PRINTABLE_type), ((UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_PRINTABLE_type), ((UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_SCTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SCTX_free), ((ASN1ScanContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SCTX_free), ((OpaquePointer?) -> Void).self)
+    // ASN1_SCTX_get_app_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SCTX_get_app_data), ((ASN1ScanContextPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SCTX_get_app_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_SCTX_get_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SCTX_get_flags), ((ASN1ScanContextPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SCTX_get_flags), ((OpaquePointer?) -> UInt).self)
+    // ASN1_SCTX_get_item
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SCTX_get_item), ((ASN1ScanContextPointer?) -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SCTX_get_item), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ASN1_SCTX_get_template
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SCTX_get_template), ((ASN1ScanContextPointer?) -> ASN1TemplatePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SCTX_get_template), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ASN1_SCTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SCTX_new), (((@convention(c) (OpaquePointer?) -> Int32)?) -> ASN1ScanContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SCTX_new), (((@convention(c) (OpaquePointer?) -> Int32)?) -> OpaquePointer?).self)
+    // ASN1_SCTX_set_app_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SCTX_set_app_data), ((ASN1ScanContextPointer?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SCTX_set_app_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // ASN1_SEQUENCE_ANY_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SEQUENCE_ANY_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SEQUENCE_ANY_it), (() -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures2() {
+    // ASN1_SET_ANY_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_SET_ANY_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_SET_ANY_it), (() -> OpaquePointer?).self)
+    // ASN1_STRING_TABLE_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_TABLE_add), ((Int32, Int, Int, UInt, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_TABLE_add), ((Int32, Int, Int, UInt, UInt) -> Int32).self)
+    // ASN1_STRING_TABLE_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_TABLE_cleanup), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_TABLE_cleanup), (() -> Void).self)
+    // ASN1_STRING_TABLE_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_TABLE_get), ((Int32) -> UnsafeMutablePointer<ASN1_STRING_TABLE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_TABLE_get), ((Int32) -> UnsafeMutablePointer<ASN1_STRING_TABLE>?).self)
+    // ASN1_STRING_clear_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_clear_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_clear_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    // ASN1_STRING_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_cmp), ((UnsafePointer<ASN1_STRING>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_cmp), ((UnsafePointer<ASN1_STRING>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    // ASN1_STRING_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_copy), ((UnsafeMutablePointer<ASN1_STRING>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_copy), ((UnsafeMutablePointer<ASN1_STRING>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    // ASN1_STRING_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_dup), ((UnsafePointer<ASN1_STRING>?) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_dup), ((UnsafePointer<ASN1_STRING>?) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // ASN1_STRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    // ASN1_STRING_get0_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_get0_data), ((UnsafePointer<ASN1_STRING>?) -> UnsafePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_get0_data), ((UnsafePointer<ASN1_STRING>?) -> UnsafePointer<UInt8>?).self)
+    // ASN1_STRING_get_default_mask
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_get_default_mask), (() -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_get_default_mask), (() -> UInt).self)
+    // ASN1_STRING_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_length), ((UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_length), ((UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    // ASN1_STRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // ASN1_STRING_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_print), ((BIOPointer?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_print), ((OpaquePointer?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    // ASN1_STRING_print_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_print_ex), ((BIOPointer?, UnsafePointer<ASN1_STRING>?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_print_ex), ((OpaquePointer?, UnsafePointer<ASN1_STRING>?, UInt) -> Int32).self)
+    // ASN1_STRING_print_ex_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_print_ex_fp), ((UnsafeMutablePointer<FILE>?, UnsafePointer<ASN1_STRING>?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_print_ex_fp), ((UnsafeMutablePointer<FILE>?, UnsafePointer<ASN1_STRING>?, UInt) -> Int32).self)
+    // ASN1_STRING_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_set), ((UnsafeMutablePointer<ASN1_STRING>?, UnsafeRawPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_set), ((UnsafeMutablePointer<ASN1_STRING>?, UnsafeRawPointer?, Int32) -> Int32).self)
+    // ASN1_STRING_set0
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_set0), ((UnsafeMutablePointer<ASN1_STRING>?, UnsafeMutableRawPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_set0), ((UnsafeMutablePointer<ASN1_STRING>?, UnsafeMutableRawPointer?, Int32) -> Void).self)
+    // ASN1_STRING_set_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_set_by_NID), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_set_by_NID), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // ASN1_STRING_set_default_mask
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_set_default_mask), ((UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_set_default_mask), ((UInt) -> Void).self)
+    // ASN1_STRING_set_default_mask_asc
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_set_default_mask_asc), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_set_default_mask_asc), ((UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_set_default_mask_asc), ((UnsafePointer<CChar>?) -> Int32).self)
+    // ASN1_STRING_to_UTF8
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_to_UTF8), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_to_UTF8), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    // ASN1_STRING_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_type), ((UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_type), ((UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    // ASN1_STRING_type_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_STRING_type_new), ((Int32) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_STRING_type_new), ((Int32) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // ASN1_T61STRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_T61STRING_free), ((UnsafeMutablePointer<ASN1_T61STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_T61STRING_free), ((UnsafeMutablePointer<ASN1_T61STRING>?) -> Void).self)
+    // ASN1_T61STRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_T61STRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_T61STRING_it), (() -> OpaquePointer?).self)
+    // ASN1_T61STRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_T61STRING_new), (() -> UnsafeMutablePointer<ASN1_T61STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_T61STRING_new), (() -> UnsafeMutablePointer<ASN1_T61STRING>?).self)
+    // ASN1_TIME_adj
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_adj), ((UnsafeMutablePointer<ASN1_TIME>?, time_t, Int32, Int) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_adj), ((UnsafeMutablePointer<ASN1_TIME>?, time_t, Int32, Int) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    // ASN1_TIME_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_check), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_check), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // ASN1_TIME_cmp_time_t
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_cmp_time_t), ((UnsafePointer<ASN1_TIME>?, time_t) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_cmp_time_t), ((UnsafePointer<ASN1_TIME>?, time_t) -> Int32).self)
+    // ASN1_TIME_compare
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_compare), ((UnsafePointer<ASN1_TIME>?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_compare), ((UnsafePointer<ASN1_TIME>?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // ASN1_TIME_diff
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_diff), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafePointer<ASN1_TIME>?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_diff), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafePointer<ASN1_TIME>?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // ASN1_TIME_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_dup), ((UnsafePointer<ASN1_TIME>?) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_dup), ((UnsafePointer<ASN1_TIME>?) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    // ASN1_TIME_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_free), ((UnsafeMutablePointer<ASN1_TIME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_free), ((UnsafeMutablePointer<ASN1_TIME>?) -> Void).self)
+    // ASN1_TIME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_it), (() -> OpaquePointer?).self)
+    // ASN1_TIME_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_new), (() -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_new), (() -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    // ASN1_TIME_normalize
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_normalize), ((UnsafeMutablePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_normalize), ((UnsafeMutablePointer<ASN1_TIME>?) -> Int32).self)
     // ASN1_TIME_print
     fliSameType(fliTypeOf(OpenSSLFLI.ASN1_TIME_print), ((BIOPointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_print), ((OpaquePointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // ASN1_TIME_print_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_print_ex), ((BIOPointer?, UnsafePointer<ASN1_TIME>?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_print_ex), ((OpaquePointer?, UnsafePointer<ASN1_TIME>?, UInt) -> Int32).self)
+    // ASN1_TIME_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_set), ((UnsafeMutablePointer<ASN1_TIME>?, time_t) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_set), ((UnsafeMutablePointer<ASN1_TIME>?, time_t) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    // ASN1_TIME_set_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_set_string), ((UnsafeMutablePointer<ASN1_TIME>?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_set_string), ((UnsafeMutablePointer<ASN1_TIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_set_string), ((UnsafeMutablePointer<ASN1_TIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    // ASN1_TIME_set_string_X509
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_set_string_X509), ((UnsafeMutablePointer<ASN1_TIME>?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_set_string_X509), ((UnsafeMutablePointer<ASN1_TIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_set_string_X509), ((UnsafeMutablePointer<ASN1_TIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    // ASN1_TIME_to_generalizedtime
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_to_generalizedtime), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_to_generalizedtime), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    // ASN1_TIME_to_tm
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TIME_to_tm), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<tm>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TIME_to_tm), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<tm>?) -> Int32).self)
+    // ASN1_TYPE_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_cmp), ((UnsafePointer<ASN1_TYPE>?, UnsafePointer<ASN1_TYPE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_cmp), ((UnsafePointer<ASN1_TYPE>?, UnsafePointer<ASN1_TYPE>?) -> Int32).self)
+    // ASN1_TYPE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_free), ((UnsafeMutablePointer<ASN1_TYPE>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_free), ((UnsafeMutablePointer<ASN1_TYPE>?) -> Void).self)
+    // ASN1_TYPE_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_get), ((UnsafePointer<ASN1_TYPE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_get), ((UnsafePointer<ASN1_TYPE>?) -> Int32).self)
+    // ASN1_TYPE_get_int_octetstring
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_get_int_octetstring), ((UnsafePointer<ASN1_TYPE>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_get_int_octetstring), ((UnsafePointer<ASN1_TYPE>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_TYPE_get_octetstring
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_get_octetstring), ((UnsafePointer<ASN1_TYPE>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_get_octetstring), ((UnsafePointer<ASN1_TYPE>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_TYPE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_new), (() -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_new), (() -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    // ASN1_TYPE_pack_sequence
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_pack_sequence), ((ASN1ItemPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TYPE>?>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_pack_sequence), ((OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TYPE>?>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    // ASN1_TYPE_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_set), ((UnsafeMutablePointer<ASN1_TYPE>?, Int32, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_set), ((UnsafeMutablePointer<ASN1_TYPE>?, Int32, UnsafeMutableRawPointer?) -> Void).self)
+    // ASN1_TYPE_set1
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_set1), ((UnsafeMutablePointer<ASN1_TYPE>?, Int32, UnsafeRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_set1), ((UnsafeMutablePointer<ASN1_TYPE>?, Int32, UnsafeRawPointer?) -> Int32).self)
+    // ASN1_TYPE_set_int_octetstring
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_set_int_octetstring), ((UnsafeMutablePointer<ASN1_TYPE>?, Int, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_set_int_octetstring), ((UnsafeMutablePointer<ASN1_TYPE>?, Int, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_TYPE_set_octetstring
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_set_octetstring), ((UnsafeMutablePointer<ASN1_TYPE>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_set_octetstring), ((UnsafeMutablePointer<ASN1_TYPE>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_TYPE_unpack_sequence
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_TYPE_unpack_sequence), ((ASN1ItemPointer?, UnsafePointer<ASN1_TYPE>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_TYPE_unpack_sequence), ((OpaquePointer?, UnsafePointer<ASN1_TYPE>?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_UNIVERSALSTRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UNIVERSALSTRING_free), ((UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UNIVERSALSTRING_free), ((UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?) -> Void).self)
+    // ASN1_UNIVERSALSTRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UNIVERSALSTRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UNIVERSALSTRING_it), (() -> OpaquePointer?).self)
+    // ASN1_UNIVERSALSTRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UNIVERSALSTRING_new), (() -> UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UNIVERSALSTRING_new), (() -> UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?).self)
+    // ASN1_UNIVERSALSTRING_to_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UNIVERSALSTRING_to_string), ((UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UNIVERSALSTRING_to_string), ((UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures3() {
+    // ASN1_UTCTIME_adj
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_adj), ((UnsafeMutablePointer<ASN1_UTCTIME>?, time_t, Int32, Int) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_adj), ((UnsafeMutablePointer<ASN1_UTCTIME>?, time_t, Int32, Int) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    // ASN1_UTCTIME_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_check), ((UnsafePointer<ASN1_UTCTIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_check), ((UnsafePointer<ASN1_UTCTIME>?) -> Int32).self)
+    // ASN1_UTCTIME_cmp_time_t
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_cmp_time_t), ((UnsafePointer<ASN1_UTCTIME>?, time_t) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_cmp_time_t), ((UnsafePointer<ASN1_UTCTIME>?, time_t) -> Int32).self)
+    // ASN1_UTCTIME_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_dup), ((UnsafePointer<ASN1_UTCTIME>?) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_dup), ((UnsafePointer<ASN1_UTCTIME>?) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    // ASN1_UTCTIME_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_free), ((UnsafeMutablePointer<ASN1_UTCTIME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_free), ((UnsafeMutablePointer<ASN1_UTCTIME>?) -> Void).self)
+    // ASN1_UTCTIME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_it), (() -> OpaquePointer?).self)
+    // ASN1_UTCTIME_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_new), (() -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_new), (() -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    // ASN1_UTCTIME_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_print), ((BIOPointer?, UnsafePointer<ASN1_UTCTIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_print), ((OpaquePointer?, UnsafePointer<ASN1_UTCTIME>?) -> Int32).self)
+    // ASN1_UTCTIME_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_set), ((UnsafeMutablePointer<ASN1_UTCTIME>?, time_t) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_set), ((UnsafeMutablePointer<ASN1_UTCTIME>?, time_t) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    // ASN1_UTCTIME_set_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_set_string), ((UnsafeMutablePointer<ASN1_UTCTIME>?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTCTIME_set_string), ((UnsafeMutablePointer<ASN1_UTCTIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTCTIME_set_string), ((UnsafeMutablePointer<ASN1_UTCTIME>?, UnsafePointer<CChar>?) -> Int32).self)
+    // ASN1_UTF8STRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTF8STRING_free), ((UnsafeMutablePointer<ASN1_UTF8STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTF8STRING_free), ((UnsafeMutablePointer<ASN1_UTF8STRING>?) -> Void).self)
+    // ASN1_UTF8STRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTF8STRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTF8STRING_it), (() -> OpaquePointer?).self)
+    // ASN1_UTF8STRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_UTF8STRING_new), (() -> UnsafeMutablePointer<ASN1_UTF8STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_UTF8STRING_new), (() -> UnsafeMutablePointer<ASN1_UTF8STRING>?).self)
+    // ASN1_VISIBLESTRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_VISIBLESTRING_free), ((UnsafeMutablePointer<ASN1_VISIBLESTRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_VISIBLESTRING_free), ((UnsafeMutablePointer<ASN1_VISIBLESTRING>?) -> Void).self)
+    // ASN1_VISIBLESTRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_VISIBLESTRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_VISIBLESTRING_it), (() -> OpaquePointer?).self)
+    // ASN1_VISIBLESTRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_VISIBLESTRING_new), (() -> UnsafeMutablePointer<ASN1_VISIBLESTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_VISIBLESTRING_new), (() -> UnsafeMutablePointer<ASN1_VISIBLESTRING>?).self)
+    // ASN1_add_oid_module
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_add_oid_module), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_add_oid_module), (() -> Void).self)
+    // ASN1_add_stable_module
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_add_stable_module), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_add_stable_module), (() -> Void).self)
+    // ASN1_bn_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_bn_print), ((BIOPointer?, String?, BIGNUMPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_bn_print), ((BIOPointer?, UnsafePointer<CChar>?, BIGNUMPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_bn_print), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // ASN1_buf_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_buf_print), ((BIOPointer?, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_buf_print), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
+    // ASN1_check_infinite_end
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_check_infinite_end), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_check_infinite_end), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, Int) -> Int32).self)
+    // ASN1_const_check_infinite_end
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_const_check_infinite_end), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_const_check_infinite_end), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> Int32).self)
+    // ASN1_d2i_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_d2i_bio), (((@convention(c) () -> UnsafeMutableRawPointer?)?, (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, BIOPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_d2i_bio), (((@convention(c) () -> UnsafeMutableRawPointer?)?, (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, OpaquePointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_d2i_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_d2i_fp), (((@convention(c) () -> UnsafeMutableRawPointer?)?, (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_d2i_fp), (((@convention(c) () -> UnsafeMutableRawPointer?)?, (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_dup), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafeRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_dup), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafeRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_generate_nconf
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_generate_nconf), ((String?, UnsafeMutablePointer<CONF>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_generate_nconf), ((UnsafePointer<CChar>?, UnsafeMutablePointer<CONF>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_generate_nconf), ((UnsafePointer<CChar>?, UnsafeMutablePointer<CONF>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    // ASN1_generate_v3
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_generate_v3), ((String?, UnsafeMutablePointer<X509V3_CTX>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_generate_v3), ((UnsafePointer<CChar>?, UnsafeMutablePointer<X509V3_CTX>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_generate_v3), ((UnsafePointer<CChar>?, UnsafeMutablePointer<X509V3_CTX>?) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    // ASN1_get_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_get_object), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_get_object), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
+    // ASN1_i2d_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_i2d_bio), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, BIOPointer?, UnsafeRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_i2d_bio), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, OpaquePointer?, UnsafeRawPointer?) -> Int32).self)
+    // ASN1_i2d_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_i2d_fp), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, UnsafeMutablePointer<FILE>?, UnsafeRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_i2d_fp), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, UnsafeMutablePointer<FILE>?, UnsafeRawPointer?) -> Int32).self)
+    // ASN1_item_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, ASN1ItemPointer?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_d2i), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?) -> OpaquePointer?).self)
+    // ASN1_item_d2i_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_bio), ((ASN1ItemPointer?, BIOPointer?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_d2i_bio), ((OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_item_d2i_bio_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_bio_ex), ((ASN1ItemPointer?, BIOPointer?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_bio_ex), ((ASN1ItemPointer?, BIOPointer?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_d2i_bio_ex), ((OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_item_d2i_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, ASN1ItemPointer?, OSSLLibContextPointer?, String?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, ASN1ItemPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_d2i_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // ASN1_item_d2i_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_fp), ((ASN1ItemPointer?, UnsafeMutablePointer<FILE>?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_d2i_fp), ((OpaquePointer?, UnsafeMutablePointer<FILE>?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_item_d2i_fp_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_fp_ex), ((ASN1ItemPointer?, UnsafeMutablePointer<FILE>?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_d2i_fp_ex), ((ASN1ItemPointer?, UnsafeMutablePointer<FILE>?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_d2i_fp_ex), ((OpaquePointer?, UnsafeMutablePointer<FILE>?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_item_digest
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_digest), ((ASN1ItemPointer?, EVPMDPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_digest), ((OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // ASN1_item_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_dup), ((ASN1ItemPointer?, UnsafeRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_dup), ((OpaquePointer?, UnsafeRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_item_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_free), ((ASN1ValuePointer?, ASN1ItemPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_free), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // ASN1_item_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_i2d), ((ASN1ValuePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, ASN1ItemPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_i2d), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, OpaquePointer?) -> Int32).self)
+    // ASN1_item_i2d_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_i2d_bio), ((ASN1ItemPointer?, BIOPointer?, UnsafeRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_i2d_bio), ((OpaquePointer?, OpaquePointer?, UnsafeRawPointer?) -> Int32).self)
+    // ASN1_item_i2d_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_i2d_fp), ((ASN1ItemPointer?, UnsafeMutablePointer<FILE>?, UnsafeRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_i2d_fp), ((OpaquePointer?, UnsafeMutablePointer<FILE>?, UnsafeRawPointer?) -> Int32).self)
+    // ASN1_item_i2d_mem_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_i2d_mem_bio), ((ASN1ItemPointer?, ASN1ValuePointer?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_i2d_mem_bio), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // ASN1_item_ndef_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_ndef_i2d), ((ASN1ValuePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, ASN1ItemPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_ndef_i2d), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, OpaquePointer?) -> Int32).self)
+    // ASN1_item_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_new), ((ASN1ItemPointer?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_new), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ASN1_item_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_new_ex), ((ASN1ItemPointer?, OSSLLibContextPointer?, String?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_new_ex), ((ASN1ItemPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_new_ex), ((OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // ASN1_item_pack
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_pack), ((UnsafeMutableRawPointer?, ASN1ItemPointer?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_pack), ((UnsafeMutableRawPointer?, OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // ASN1_item_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_print), ((BIOPointer?, ASN1ValuePointer?, Int32, ASN1ItemPointer?, ASN1PrintContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_print), ((OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // ASN1_item_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_sign), ((ASN1ItemPointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, EVPPKeyPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_sign), ((OpaquePointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // ASN1_item_sign_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_sign_ctx), ((ASN1ItemPointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_sign_ctx), ((OpaquePointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, OpaquePointer?) -> Int32).self)
+    // ASN1_item_sign_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_sign_ex), ((ASN1ItemPointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, UnsafePointer<ASN1_OCTET_STRING>?, EVPPKeyPointer?, EVPMDPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_sign_ex), ((ASN1ItemPointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, UnsafePointer<ASN1_OCTET_STRING>?, EVPPKeyPointer?, EVPMDPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_sign_ex), ((OpaquePointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, UnsafePointer<ASN1_OCTET_STRING>?, OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // ASN1_item_unpack
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_unpack), ((UnsafePointer<ASN1_STRING>?, ASN1ItemPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_unpack), ((UnsafePointer<ASN1_STRING>?, OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // ASN1_item_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_verify), ((ASN1ItemPointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_verify), ((OpaquePointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, OpaquePointer?) -> Int32).self)
+    // ASN1_item_verify_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_verify_ctx), ((ASN1ItemPointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_verify_ctx), ((OpaquePointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, OpaquePointer?) -> Int32).self)
+    // ASN1_item_verify_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_verify_ex), ((ASN1ItemPointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, UnsafePointer<ASN1_OCTET_STRING>?, EVPPKeyPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_item_verify_ex), ((ASN1ItemPointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, UnsafePointer<ASN1_OCTET_STRING>?, EVPPKeyPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_item_verify_ex), ((OpaquePointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, UnsafeRawPointer?, UnsafePointer<ASN1_OCTET_STRING>?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // ASN1_mbstring_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_mbstring_copy), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafePointer<UInt8>?, Int32, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_mbstring_copy), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafePointer<UInt8>?, Int32, Int32, UInt) -> Int32).self)
+    // ASN1_mbstring_ncopy
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_mbstring_ncopy), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafePointer<UInt8>?, Int32, Int32, UInt, Int, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_mbstring_ncopy), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafePointer<UInt8>?, Int32, Int32, UInt, Int, Int) -> Int32).self)
+    // ASN1_object_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_object_size), ((Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_object_size), ((Int32, Int32, Int32) -> Int32).self)
+    // ASN1_parse
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_parse), ((BIOPointer?, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_parse), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
+    // ASN1_parse_dump
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_parse_dump), ((BIOPointer?, UnsafePointer<UInt8>?, Int, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_parse_dump), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, Int32, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures4() {
+    // ASN1_put_eoc
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_put_eoc), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_put_eoc), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // ASN1_put_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_put_object), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, Int32, Int32, Int32, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_put_object), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, Int32, Int32, Int32, Int32) -> Void).self)
+    // ASN1_str2mask
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_str2mask), ((String?, UnsafeMutablePointer<UInt>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_str2mask), ((UnsafePointer<CChar>?, UnsafeMutablePointer<UInt>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_str2mask), ((UnsafePointer<CChar>?, UnsafeMutablePointer<UInt>?) -> Int32).self)
+    // ASN1_tag2bit
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_tag2bit), ((Int32) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_tag2bit), ((Int32) -> UInt).self)
+    // ASN1_tag2str
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASN1_tag2str), ((Int32) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASN1_tag2str), ((Int32) -> UnsafePointer<CChar>?).self)
+    // ASRange_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASRange_free), ((UnsafeMutablePointer<ASRange>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ASRange_free), ((UnsafeMutablePointer<ASRange>?) -> Void).self)
+    // ASRange_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASRange_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASRange_it), (() -> OpaquePointer?).self)
+    // ASRange_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ASRange_new), (() -> UnsafeMutablePointer<ASRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ASRange_new), (() -> UnsafeMutablePointer<ASRange>?).self)
+    // AUTHORITY_INFO_ACCESS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.AUTHORITY_INFO_ACCESS_free), ((AuthorityInfoAccessPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.AUTHORITY_INFO_ACCESS_free), ((OpaquePointer?) -> Void).self)
+    // AUTHORITY_INFO_ACCESS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.AUTHORITY_INFO_ACCESS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.AUTHORITY_INFO_ACCESS_it), (() -> OpaquePointer?).self)
+    // AUTHORITY_INFO_ACCESS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.AUTHORITY_INFO_ACCESS_new), (() -> AuthorityInfoAccessPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.AUTHORITY_INFO_ACCESS_new), (() -> OpaquePointer?).self)
+    // AUTHORITY_KEYID_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.AUTHORITY_KEYID_free), ((UnsafeMutablePointer<AUTHORITY_KEYID>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.AUTHORITY_KEYID_free), ((UnsafeMutablePointer<AUTHORITY_KEYID>?) -> Void).self)
+    // AUTHORITY_KEYID_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.AUTHORITY_KEYID_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.AUTHORITY_KEYID_it), (() -> OpaquePointer?).self)
+    // AUTHORITY_KEYID_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.AUTHORITY_KEYID_new), (() -> UnsafeMutablePointer<AUTHORITY_KEYID>?).self)
+    fliSameType(fliTypeOf(COpenSSL.AUTHORITY_KEYID_new), (() -> UnsafeMutablePointer<AUTHORITY_KEYID>?).self)
+    // BASIC_CONSTRAINTS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BASIC_CONSTRAINTS_free), ((UnsafeMutablePointer<BASIC_CONSTRAINTS>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BASIC_CONSTRAINTS_free), ((UnsafeMutablePointer<BASIC_CONSTRAINTS>?) -> Void).self)
+    // BASIC_CONSTRAINTS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.BASIC_CONSTRAINTS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BASIC_CONSTRAINTS_it), (() -> OpaquePointer?).self)
+    // BASIC_CONSTRAINTS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BASIC_CONSTRAINTS_new), (() -> UnsafeMutablePointer<BASIC_CONSTRAINTS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BASIC_CONSTRAINTS_new), (() -> UnsafeMutablePointer<BASIC_CONSTRAINTS>?).self)
+    // BIO_ADDRINFO_address
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDRINFO_address), ((BIOAddrInfoPointer?) -> BIOAddrPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDRINFO_address), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BIO_ADDRINFO_family
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDRINFO_family), ((BIOAddrInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDRINFO_family), ((OpaquePointer?) -> Int32).self)
+    // BIO_ADDRINFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDRINFO_free), ((BIOAddrInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDRINFO_free), ((OpaquePointer?) -> Void).self)
+    // BIO_ADDRINFO_next
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDRINFO_next), ((BIOAddrInfoPointer?) -> BIOAddrInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDRINFO_next), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BIO_ADDRINFO_protocol
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDRINFO_protocol), ((BIOAddrInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDRINFO_protocol), ((OpaquePointer?) -> Int32).self)
+    // BIO_ADDRINFO_socktype
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDRINFO_socktype), ((BIOAddrInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDRINFO_socktype), ((OpaquePointer?) -> Int32).self)
+    // BIO_ADDR_clear
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_clear), ((BIOAddrPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_clear), ((OpaquePointer?) -> Void).self)
+    // BIO_ADDR_family
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_family), ((BIOAddrPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_family), ((OpaquePointer?) -> Int32).self)
+    // BIO_ADDR_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_free), ((BIOAddrPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_free), ((OpaquePointer?) -> Void).self)
+    // BIO_ADDR_hostname_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_hostname_string), ((BIOAddrPointer?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_hostname_string), ((OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    // BIO_ADDR_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_new), (() -> BIOAddrPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_new), (() -> OpaquePointer?).self)
+    // BIO_ADDR_path_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_path_string), ((BIOAddrPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_path_string), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // BIO_ADDR_rawaddress
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_rawaddress), ((BIOAddrPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_rawaddress), ((OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // BIO_ADDR_rawmake
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_rawmake), ((BIOAddrPointer?, Int32, UnsafeRawPointer?, Int, UInt16) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_rawmake), ((OpaquePointer?, Int32, UnsafeRawPointer?, Int, UInt16) -> Int32).self)
+    // BIO_ADDR_rawport
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_rawport), ((BIOAddrPointer?) -> UInt16).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_rawport), ((OpaquePointer?) -> UInt16).self)
+    // BIO_ADDR_service_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ADDR_service_string), ((BIOAddrPointer?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ADDR_service_string), ((OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    // BIO_accept_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_accept_ex), ((Int32, BIOAddrPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_accept_ex), ((Int32, OpaquePointer?, Int32) -> Int32).self)
+    // BIO_asn1_get_prefix
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_asn1_get_prefix), ((BIOPointer?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_asn1_get_prefix), ((OpaquePointer?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?) -> Int32).self)
+    // BIO_asn1_get_suffix
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_asn1_get_suffix), ((BIOPointer?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_asn1_get_suffix), ((OpaquePointer?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?>?) -> Int32).self)
+    // BIO_asn1_set_prefix
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_asn1_set_prefix), ((BIOPointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_asn1_set_prefix), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?) -> Int32).self)
+    // BIO_asn1_set_suffix
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_asn1_set_suffix), ((BIOPointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_asn1_set_suffix), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?) -> Int32).self)
+    // BIO_bind
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_bind), ((Int32, BIOAddrPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_bind), ((Int32, OpaquePointer?, Int32) -> Int32).self)
+    // BIO_callback_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_callback_ctrl), ((BIOPointer?, Int32, (@convention(c) (OpaquePointer?, Int32, Int32) -> Int32)?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_callback_ctrl), ((OpaquePointer?, Int32, (@convention(c) (OpaquePointer?, Int32, Int32) -> Int32)?) -> Int).self)
     // BIO_clear_flags
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_clear_flags), ((BIOPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_clear_flags), ((OpaquePointer?, Int32) -> Void).self)
+    // BIO_closesocket
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_closesocket), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_closesocket), ((Int32) -> Int32).self)
+    // BIO_connect
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_connect), ((Int32, BIOAddrPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_connect), ((Int32, OpaquePointer?, Int32) -> Int32).self)
+    // BIO_copy_next_retry
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_copy_next_retry), ((BIOPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_copy_next_retry), ((OpaquePointer?) -> Void).self)
     // BIO_ctrl
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_ctrl), ((BIOPointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_ctrl), ((OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int).self)
@@ -35,30 +914,122 @@ func signatures0() {
     // BIO_ctrl_pending
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_ctrl_pending), ((BIOPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_ctrl_pending), ((OpaquePointer?) -> Int).self)
+    // BIO_ctrl_reset_read_request
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_ctrl_reset_read_request), ((BIOPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_ctrl_reset_read_request), ((OpaquePointer?) -> Int32).self)
     // BIO_ctrl_wpending
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_ctrl_wpending), ((BIOPointer?) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_ctrl_wpending), ((OpaquePointer?) -> Int).self)
+    // BIO_debug_callback_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_debug_callback_ex), ((BIOPointer?, Int32, String?, Int, Int32, Int, Int32, UnsafeMutablePointer<Int>?) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_debug_callback_ex), ((BIOPointer?, Int32, UnsafePointer<CChar>?, Int, Int32, Int, Int32, UnsafeMutablePointer<Int>?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_debug_callback_ex), ((OpaquePointer?, Int32, UnsafePointer<CChar>?, Int, Int32, Int, Int32, UnsafeMutablePointer<Int>?) -> Int).self)
+    // BIO_dgram_non_fatal_error
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_dgram_non_fatal_error), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_dgram_non_fatal_error), ((Int32) -> Int32).self)
+    // BIO_do_connect_retry
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_do_connect_retry), ((BIOPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_do_connect_retry), ((OpaquePointer?, Int32, Int32) -> Int32).self)
     // BIO_dump
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_dump), ((BIOPointer?, UnsafeRawPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_dump), ((OpaquePointer?, UnsafeRawPointer?, Int32) -> Int32).self)
+    // BIO_dump_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_dump_cb), (((@convention(c) (UnsafeRawPointer?, Int, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, UnsafeRawPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_dump_cb), (((@convention(c) (UnsafeRawPointer?, Int, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, UnsafeRawPointer?, Int32) -> Int32).self)
+    // BIO_dump_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_dump_fp), ((UnsafeMutablePointer<FILE>?, UnsafeRawPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_dump_fp), ((UnsafeMutablePointer<FILE>?, UnsafeRawPointer?, Int32) -> Int32).self)
+    // BIO_dump_indent
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_dump_indent), ((BIOPointer?, UnsafeRawPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_dump_indent), ((OpaquePointer?, UnsafeRawPointer?, Int32, Int32) -> Int32).self)
+    // BIO_dump_indent_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_dump_indent_cb), (((@convention(c) (UnsafeRawPointer?, Int, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, UnsafeRawPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_dump_indent_cb), (((@convention(c) (UnsafeRawPointer?, Int, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, UnsafeRawPointer?, Int32, Int32) -> Int32).self)
+    // BIO_dump_indent_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_dump_indent_fp), ((UnsafeMutablePointer<FILE>?, UnsafeRawPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_dump_indent_fp), ((UnsafeMutablePointer<FILE>?, UnsafeRawPointer?, Int32, Int32) -> Int32).self)
+    // BIO_dup_chain
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_dup_chain), ((BIOPointer?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_dup_chain), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures5() {
+    // BIO_f_asn1
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_asn1), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_asn1), (() -> OpaquePointer?).self)
+    // BIO_f_base64
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_base64), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_base64), (() -> OpaquePointer?).self)
+    // BIO_f_buffer
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_buffer), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_buffer), (() -> OpaquePointer?).self)
+    // BIO_f_cipher
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_cipher), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_cipher), (() -> OpaquePointer?).self)
+    // BIO_f_linebuffer
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_linebuffer), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_linebuffer), (() -> OpaquePointer?).self)
+    // BIO_f_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_md), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_md), (() -> OpaquePointer?).self)
+    // BIO_f_nbio_test
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_nbio_test), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_nbio_test), (() -> OpaquePointer?).self)
+    // BIO_f_null
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_null), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_null), (() -> OpaquePointer?).self)
+    // BIO_f_prefix
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_prefix), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_prefix), (() -> OpaquePointer?).self)
+    // BIO_f_readbuffer
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_readbuffer), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_readbuffer), (() -> OpaquePointer?).self)
+    // BIO_f_reliable
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_f_reliable), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_f_reliable), (() -> OpaquePointer?).self)
     // BIO_f_ssl
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_f_ssl), (() -> BIOMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_f_ssl), (() -> OpaquePointer?).self)
+    // BIO_fd_non_fatal_error
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_fd_non_fatal_error), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_fd_non_fatal_error), ((Int32) -> Int32).self)
+    // BIO_fd_should_retry
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_fd_should_retry), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_fd_should_retry), ((Int32) -> Int32).self)
+    // BIO_find_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_find_type), ((BIOPointer?, Int32) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_find_type), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
     // BIO_free
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_free), ((BIOPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_free), ((OpaquePointer?) -> Int32).self)
     // BIO_free_all
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_free_all), ((BIOPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_free_all), ((OpaquePointer?) -> Void).self)
+    // BIO_get_callback_arg
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_get_callback_arg), ((BIOPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_get_callback_arg), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // BIO_get_callback_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_get_callback_ex), ((BIOPointer?) -> BIO_callback_fn_ex?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_get_callback_ex), ((OpaquePointer?) -> BIO_callback_fn_ex?).self)
     // BIO_get_data
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_get_data), ((BIOPointer?) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_get_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // BIO_get_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_get_ex_data), ((BIOPointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_get_ex_data), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
     // BIO_get_init
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_get_init), ((BIOPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_get_init), ((OpaquePointer?) -> Int32).self)
+    // BIO_get_line
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_get_line), ((BIOPointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_get_line), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
     // BIO_get_new_index
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_get_new_index), (() -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_get_new_index), (() -> Int32).self)
+    // BIO_get_retry_BIO
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_get_retry_BIO), ((BIOPointer?, UnsafeMutablePointer<Int32>?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_get_retry_BIO), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?).self)
     // BIO_get_retry_reason
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_get_retry_reason), ((BIOPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_get_retry_reason), ((OpaquePointer?) -> Int32).self)
@@ -68,15 +1039,66 @@ func signatures0() {
     // BIO_gets
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_gets), ((BIOPointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_gets), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    // BIO_hex_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_hex_string), ((BIOPointer?, Int32, Int32, UnsafeRawPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_hex_string), ((OpaquePointer?, Int32, Int32, UnsafeRawPointer?, Int32) -> Int32).self)
+    // BIO_indent
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_indent), ((BIOPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_indent), ((OpaquePointer?, Int32, Int32) -> Int32).self)
     // BIO_int_ctrl
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_int_ctrl), ((BIOPointer?, Int32, Int, Int32) -> Int).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_int_ctrl), ((OpaquePointer?, Int32, Int, Int32) -> Int).self)
+    // BIO_listen
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_listen), ((Int32, BIOAddrPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_listen), ((Int32, OpaquePointer?, Int32) -> Int32).self)
+    // BIO_lookup
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_lookup), ((String?, String?, BIO_lookup_type, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_lookup), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, BIO_lookup_type, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_lookup), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, BIO_lookup_type, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // BIO_lookup_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_lookup_ex), ((String?, String?, Int32, Int32, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_lookup_ex), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32, Int32, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_lookup_ex), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32, Int32, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
     // BIO_meth_free
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_free), ((BIOMethodPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_meth_free), ((OpaquePointer?) -> Void).self)
+    // BIO_meth_get_callback_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_callback_ctrl), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, Int32, (@convention(c) (OpaquePointer?, Int32, Int32) -> Int32)?) -> Int)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_callback_ctrl), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, Int32, (@convention(c) (OpaquePointer?, Int32, Int32) -> Int32)?) -> Int)?).self)
+    // BIO_meth_get_create
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_create), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_create), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    // BIO_meth_get_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_ctrl), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_ctrl), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int)?).self)
+    // BIO_meth_get_destroy
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_destroy), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_destroy), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    // BIO_meth_get_gets
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_gets), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_gets), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32)?).self)
+    // BIO_meth_get_puts
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_puts), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_puts), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Int32)?).self)
+    // BIO_meth_get_read
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_read), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_read), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32)?).self)
+    // BIO_meth_get_read_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_read_ex), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_read_ex), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?).self)
+    // BIO_meth_get_write
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_write), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_write), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32)?).self)
+    // BIO_meth_get_write_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_get_write_ex), ((BIOMethodPointer?) -> (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_get_write_ex), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?).self)
     // BIO_meth_new
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_new), ((Int32, String?) -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_new), ((Int32, UnsafePointer<CChar>?) -> BIOMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_meth_new), ((Int32, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // BIO_meth_set_callback_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_meth_set_callback_ctrl), ((BIOMethodPointer?, (@convention(c) (OpaquePointer?, Int32, (@convention(c) (OpaquePointer?, Int32, Int32) -> Int32)?) -> Int)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_meth_set_callback_ctrl), ((OpaquePointer?, (@convention(c) (OpaquePointer?, Int32, (@convention(c) (OpaquePointer?, Int32, Int32) -> Int32)?) -> Int)?) -> Int32).self)
     // BIO_meth_set_create
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_set_create), ((BIOMethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_meth_set_create), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
@@ -104,24 +1126,55 @@ func signatures0() {
     // BIO_meth_set_write_ex
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_meth_set_write_ex), ((BIOMethodPointer?, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_meth_set_write_ex), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32)?) -> Int32).self)
+    // BIO_method_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_method_name), ((BIOPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_method_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
     // BIO_method_type
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_method_type), ((BIOPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_method_type), ((OpaquePointer?) -> Int32).self)
     // BIO_new
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new), ((BIOMethodPointer?) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_new), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BIO_new_NDEF
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_NDEF), ((BIOPointer?, ASN1ValuePointer?, ASN1ItemPointer?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_new_NDEF), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures6() {
+    // BIO_new_accept
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_accept), ((String?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_accept), ((UnsafePointer<CChar>?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_new_accept), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // BIO_new_bio_pair
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_bio_pair), ((Int, Int) -> (ok: Int32, bio1: BIOPointer?, bio2: BIOPointer?)).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_new_bio_pair), ((UnsafeMutablePointer<OpaquePointer?>?, Int, UnsafeMutablePointer<OpaquePointer?>?, Int) -> Int32).self)
     // BIO_new_buffer_ssl_connect
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_buffer_ssl_connect), ((SSLContextPointer?) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_new_buffer_ssl_connect), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BIO_new_connect
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_connect), ((String?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_connect), ((UnsafePointer<CChar>?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_new_connect), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // BIO_new_dgram
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_dgram), ((Int32, Int32) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_new_dgram), ((Int32, Int32) -> OpaquePointer?).self)
+    // BIO_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_ex), ((OSSLLibContextPointer?, BIOMethodPointer?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_new_ex), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
     // BIO_new_fd
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_fd), ((Int32, Int32) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_new_fd), ((Int32, Int32) -> OpaquePointer?).self)
     // BIO_new_file
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_file), ((String?, String?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_file), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_new_file), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // BIO_new_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_fp), ((UnsafeMutablePointer<FILE>?, Int32) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_new_fp), ((UnsafeMutablePointer<FILE>?, Int32) -> OpaquePointer?).self)
+    // BIO_new_from_core_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_new_from_core_bio), ((OSSLLibContextPointer?, OSSLCoreBIOPointer?) -> BIOPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_new_from_core_bio), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
     // BIO_new_mem_buf
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_new_mem_buf), ((UnsafeRawPointer?, Int32) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_new_mem_buf), ((UnsafeRawPointer?, Int32) -> OpaquePointer?).self)
@@ -137,6 +1190,28 @@ func signatures0() {
     // BIO_next
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_next), ((BIOPointer?) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_next), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BIO_nread
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_nread), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_nread), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, Int32) -> Int32).self)
+    // BIO_nread0
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_nread0), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_nread0), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    // BIO_number_read
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_number_read), ((BIOPointer?) -> UInt64).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_number_read), ((OpaquePointer?) -> UInt64).self)
+    // BIO_number_written
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_number_written), ((BIOPointer?) -> UInt64).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_number_written), ((OpaquePointer?) -> UInt64).self)
+    // BIO_nwrite
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_nwrite), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_nwrite), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, Int32) -> Int32).self)
+    // BIO_nwrite0
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_nwrite0), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_nwrite0), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    // BIO_parse_hostserv
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_parse_hostserv), ((String?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, BIO_hostserv_priorities) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_parse_hostserv), ((UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, BIO_hostserv_priorities) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_parse_hostserv), ((UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, BIO_hostserv_priorities) -> Int32).self)
     // BIO_pop
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_pop), ((BIOPointer?) -> BIOPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_pop), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -148,6 +1223,7 @@ func signatures0() {
     fliSameType(fliTypeOf(COpenSSL.BIO_push), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
     // BIO_puts
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_puts), ((BIOPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.BIO_puts), ((BIOPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_puts), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // BIO_read
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_read), ((BIOPointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
@@ -155,9 +1231,30 @@ func signatures0() {
     // BIO_read_ex
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_read_ex), ((BIOPointer?, UnsafeMutableRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_read_ex), ((OpaquePointer?, UnsafeMutableRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // BIO_s_accept
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_s_accept), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_s_accept), (() -> OpaquePointer?).self)
+    // BIO_s_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_s_bio), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_s_bio), (() -> OpaquePointer?).self)
+    // BIO_s_connect
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_s_connect), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_s_connect), (() -> OpaquePointer?).self)
+    // BIO_s_core
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_s_core), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_s_core), (() -> OpaquePointer?).self)
+    // BIO_s_datagram
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_s_datagram), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_s_datagram), (() -> OpaquePointer?).self)
     // BIO_s_fd
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_s_fd), (() -> BIOMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_s_fd), (() -> OpaquePointer?).self)
+    // BIO_s_file
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_s_file), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_s_file), (() -> OpaquePointer?).self)
+    // BIO_s_log
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_s_log), (() -> BIOMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_s_log), (() -> OpaquePointer?).self)
     // BIO_s_mem
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_s_mem), (() -> BIOMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_s_mem), (() -> OpaquePointer?).self)
@@ -170,21 +1267,70 @@ func signatures0() {
     // BIO_s_socket
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_s_socket), (() -> BIOMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_s_socket), (() -> OpaquePointer?).self)
+    // BIO_set_callback_arg
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_set_callback_arg), ((BIOPointer?, UnsafeMutablePointer<CChar>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_set_callback_arg), ((OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Void).self)
+    // BIO_set_callback_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_set_callback_ex), ((BIOPointer?, BIO_callback_fn_ex?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_set_callback_ex), ((OpaquePointer?, BIO_callback_fn_ex?) -> Void).self)
+    // BIO_set_cipher
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_set_cipher), ((BIOPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_set_cipher), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
     // BIO_set_data
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_set_data), ((BIOPointer?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_set_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // BIO_set_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_set_ex_data), ((BIOPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
     // BIO_set_flags
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_set_flags), ((BIOPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_set_flags), ((OpaquePointer?, Int32) -> Void).self)
     // BIO_set_init
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_set_init), ((BIOPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_set_init), ((OpaquePointer?, Int32) -> Void).self)
+    // BIO_set_next
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_set_next), ((BIOPointer?, BIOPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_set_next), ((OpaquePointer?, OpaquePointer?) -> Void).self)
     // BIO_set_retry_reason
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_set_retry_reason), ((BIOPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_set_retry_reason), ((OpaquePointer?, Int32) -> Void).self)
     // BIO_set_shutdown
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_set_shutdown), ((BIOPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_set_shutdown), ((OpaquePointer?, Int32) -> Void).self)
+    // BIO_set_tcp_ndelay
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_set_tcp_ndelay), ((Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_set_tcp_ndelay), ((Int32, Int32) -> Int32).self)
+    // BIO_sock_error
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_sock_error), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_sock_error), ((Int32) -> Int32).self)
+    // BIO_sock_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_sock_info), ((Int32, BIO_sock_info_type, UnsafeMutablePointer<BIO_sock_info_u>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_sock_info), ((Int32, BIO_sock_info_type, UnsafeMutablePointer<BIO_sock_info_u>?) -> Int32).self)
+    // BIO_sock_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_sock_init), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_sock_init), (() -> Int32).self)
+    // BIO_sock_non_fatal_error
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_sock_non_fatal_error), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_sock_non_fatal_error), ((Int32) -> Int32).self)
+    // BIO_sock_should_retry
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_sock_should_retry), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_sock_should_retry), ((Int32) -> Int32).self)
+    // BIO_socket
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_socket), ((Int32, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_socket), ((Int32, Int32, Int32, Int32) -> Int32).self)
+    // BIO_socket_ioctl
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_socket_ioctl), ((Int32, Int, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_socket_ioctl), ((Int32, Int, UnsafeMutableRawPointer?) -> Int32).self)
+    // BIO_socket_nbio
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_socket_nbio), ((Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_socket_nbio), ((Int32, Int32) -> Int32).self)
+    // BIO_socket_wait
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_socket_wait), ((Int32, Int32, time_t) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_socket_wait), ((Int32, Int32, time_t) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures7() {
     // BIO_ssl_copy_session_id
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_ssl_copy_session_id), ((BIOPointer?, BIOPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_ssl_copy_session_id), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -194,34 +1340,766 @@ func signatures0() {
     // BIO_test_flags
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_test_flags), ((BIOPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_test_flags), ((OpaquePointer?, Int32) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures1() {
     // BIO_up_ref
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_up_ref), ((BIOPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_up_ref), ((OpaquePointer?) -> Int32).self)
     // BIO_vfree
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_vfree), ((BIOPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_vfree), ((OpaquePointer?) -> Void).self)
+    // BIO_vprintf
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_vprintf), ((BIOPointer?, String?, CVaListPointer) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_vprintf), ((BIOPointer?, UnsafePointer<CChar>?, CVaListPointer) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_vprintf), ((OpaquePointer?, UnsafePointer<CChar>?, CVaListPointer) -> Int32).self)
+    // BIO_vsnprintf
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_vsnprintf), ((UnsafeMutablePointer<CChar>?, Int, String?, CVaListPointer) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_vsnprintf), ((UnsafeMutablePointer<CChar>?, Int, UnsafePointer<CChar>?, CVaListPointer) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_vsnprintf), ((UnsafeMutablePointer<CChar>?, Int, UnsafePointer<CChar>?, CVaListPointer) -> Int32).self)
+    // BIO_wait
+    fliSameType(fliTypeOf(OpenSSLCrypto.BIO_wait), ((BIOPointer?, time_t, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BIO_wait), ((OpaquePointer?, time_t, UInt32) -> Int32).self)
     // BIO_write
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_write), ((BIOPointer?, UnsafeRawPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_write), ((OpaquePointer?, UnsafeRawPointer?, Int32) -> Int32).self)
     // BIO_write_ex
     fliSameType(fliTypeOf(OpenSSLFLI.BIO_write_ex), ((BIOPointer?, UnsafeRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.BIO_write_ex), ((OpaquePointer?, UnsafeRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // BN_BLINDING_convert
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_convert), ((BIGNUMPointer?, BNBlindingPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_convert), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_BLINDING_convert_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_convert_ex), ((BIGNUMPointer?, BIGNUMPointer?, BNBlindingPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_convert_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_BLINDING_create_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_create_param), ((BNBlindingPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?, (@convention(c) (OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32)?, BNMontContextPointer?) -> BNBlindingPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_create_param), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, (@convention(c) (OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32)?, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_BLINDING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_free), ((BNBlindingPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_free), ((OpaquePointer?) -> Void).self)
+    // BN_BLINDING_get_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_get_flags), ((BNBlindingPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_get_flags), ((OpaquePointer?) -> UInt).self)
+    // BN_BLINDING_invert
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_invert), ((BIGNUMPointer?, BNBlindingPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_invert), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_BLINDING_invert_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_invert_ex), ((BIGNUMPointer?, BIGNUMPointer?, BNBlindingPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_invert_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_BLINDING_is_current_thread
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_is_current_thread), ((BNBlindingPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_is_current_thread), ((OpaquePointer?) -> Int32).self)
+    // BN_BLINDING_lock
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_lock), ((BNBlindingPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_lock), ((OpaquePointer?) -> Int32).self)
+    // BN_BLINDING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_new), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> BNBlindingPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_new), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_BLINDING_set_current_thread
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_set_current_thread), ((BNBlindingPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_set_current_thread), ((OpaquePointer?) -> Void).self)
+    // BN_BLINDING_set_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_set_flags), ((BNBlindingPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_set_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // BN_BLINDING_unlock
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_unlock), ((BNBlindingPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_unlock), ((OpaquePointer?) -> Int32).self)
+    // BN_BLINDING_update
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_BLINDING_update), ((BNBlindingPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_BLINDING_update), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_CTX_end
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_end), ((BNContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_end), ((OpaquePointer?) -> Void).self)
+    // BN_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_free), ((BNContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_free), ((OpaquePointer?) -> Void).self)
+    // BN_CTX_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_get), ((BNContextPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_get), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_new), (() -> BNContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_new), (() -> OpaquePointer?).self)
+    // BN_CTX_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_new_ex), ((OSSLLibContextPointer?) -> BNContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_new_ex), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_CTX_secure_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_secure_new), (() -> BNContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_secure_new), (() -> OpaquePointer?).self)
+    // BN_CTX_secure_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_secure_new_ex), ((OSSLLibContextPointer?) -> BNContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_secure_new_ex), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_CTX_start
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_CTX_start), ((BNContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_CTX_start), ((OpaquePointer?) -> Void).self)
+    // BN_GENCB_call
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GENCB_call), ((BNGenCallbackPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GENCB_call), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // BN_GENCB_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GENCB_free), ((BNGenCallbackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GENCB_free), ((OpaquePointer?) -> Void).self)
+    // BN_GENCB_get_arg
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GENCB_get_arg), ((BNGenCallbackPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GENCB_get_arg), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // BN_GENCB_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GENCB_new), (() -> BNGenCallbackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GENCB_new), (() -> OpaquePointer?).self)
+    // BN_GENCB_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GENCB_set), ((BNGenCallbackPointer?, (@convention(c) (Int32, Int32, OpaquePointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GENCB_set), ((OpaquePointer?, (@convention(c) (Int32, Int32, OpaquePointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
+    // BN_GENCB_set_old
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GENCB_set_old), ((BNGenCallbackPointer?, (@convention(c) (Int32, Int32, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GENCB_set_old), ((OpaquePointer?, (@convention(c) (Int32, Int32, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // BN_GF2m_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_add), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_add), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_arr2poly
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_arr2poly), ((UnsafePointer<Int32>?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_arr2poly), ((UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_arr), ((BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_arr), ((OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?) -> Int32).self)
+    // BN_GF2m_mod_div
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_div), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_div), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_div_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_div_arr), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_div_arr), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_exp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_exp), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_exp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_exp_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_exp_arr), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_exp_arr), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_inv
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_inv), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_inv), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_inv_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_inv_arr), ((BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_inv_arr), ((OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_mul
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_mul), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_mul), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_mul_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_mul_arr), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_mul_arr), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_solve_quad
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_solve_quad), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_solve_quad), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_solve_quad_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_solve_quad_arr), ((BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_solve_quad_arr), ((OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_sqr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_sqr), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_sqr), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_sqr_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_sqr_arr), ((BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_sqr_arr), ((OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_sqrt
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_sqrt), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_sqrt), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_mod_sqrt_arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_mod_sqrt_arr), ((BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<Int32>?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_mod_sqrt_arr), ((OpaquePointer?, OpaquePointer?, UnsafePointer<Int32>?, OpaquePointer?) -> Int32).self)
+    // BN_GF2m_poly2arr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_GF2m_poly2arr), ((BIGNUMPointer?, UnsafeMutablePointer<Int32>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_GF2m_poly2arr), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, Int32) -> Int32).self)
+    // BN_MONT_CTX_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_MONT_CTX_copy), ((BNMontContextPointer?, BNMontContextPointer?) -> BNMontContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_MONT_CTX_copy), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_MONT_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_MONT_CTX_free), ((BNMontContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_MONT_CTX_free), ((OpaquePointer?) -> Void).self)
+    // BN_MONT_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_MONT_CTX_new), (() -> BNMontContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_MONT_CTX_new), (() -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures8() {
+    // BN_MONT_CTX_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_MONT_CTX_set), ((BNMontContextPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_MONT_CTX_set), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_MONT_CTX_set_locked
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_MONT_CTX_set_locked), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutableRawPointer?, BIGNUMPointer?, BNContextPointer?) -> BNMontContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_MONT_CTX_set_locked), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutableRawPointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_RECP_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_RECP_CTX_free), ((BNRecpContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_RECP_CTX_free), ((OpaquePointer?) -> Void).self)
+    // BN_RECP_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_RECP_CTX_new), (() -> BNRecpContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_RECP_CTX_new), (() -> OpaquePointer?).self)
+    // BN_RECP_CTX_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_RECP_CTX_set), ((BNRecpContextPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_RECP_CTX_set), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_abs_is_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_abs_is_word), ((BIGNUMPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_abs_is_word), ((OpaquePointer?, UInt) -> Int32).self)
+    // BN_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_add), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_add), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_add_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_add_word), ((BIGNUMPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_add_word), ((OpaquePointer?, UInt) -> Int32).self)
+    // BN_asc2bn
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_asc2bn), ((UnsafeMutablePointer<OpaquePointer?>?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_asc2bn), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_asc2bn), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?) -> Int32).self)
+    // BN_bin2bn
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bin2bn), ((UnsafePointer<UInt8>?, Int32, BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bin2bn), ((UnsafePointer<UInt8>?, Int32, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_bn2bin
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bn2bin), ((BIGNUMPointer?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bn2bin), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    // BN_bn2binpad
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bn2binpad), ((BIGNUMPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bn2binpad), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // BN_bn2dec
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bn2dec), ((BIGNUMPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bn2dec), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // BN_bn2hex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bn2hex), ((BIGNUMPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bn2hex), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // BN_bn2lebinpad
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bn2lebinpad), ((BIGNUMPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bn2lebinpad), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // BN_bn2mpi
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bn2mpi), ((BIGNUMPointer?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bn2mpi), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    // BN_bn2nativepad
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bn2nativepad), ((BIGNUMPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bn2nativepad), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // BN_bntest_rand
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_bntest_rand), ((BIGNUMPointer?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_bntest_rand), ((OpaquePointer?, Int32, Int32, Int32) -> Int32).self)
+    // BN_check_prime
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_check_prime), ((BIGNUMPointer?, BNContextPointer?, BNGenCallbackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_check_prime), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_clear
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_clear), ((BIGNUMPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_clear), ((OpaquePointer?) -> Void).self)
+    // BN_clear_bit
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_clear_bit), ((BIGNUMPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_clear_bit), ((OpaquePointer?, Int32) -> Int32).self)
+    // BN_clear_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_clear_free), ((BIGNUMPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_clear_free), ((OpaquePointer?) -> Void).self)
+    // BN_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_cmp), ((BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_consttime_swap
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_consttime_swap), ((UInt, BIGNUMPointer?, BIGNUMPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_consttime_swap), ((UInt, OpaquePointer?, OpaquePointer?, Int32) -> Void).self)
+    // BN_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_copy), ((BIGNUMPointer?, BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_copy), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_dec2bn
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_dec2bn), ((UnsafeMutablePointer<OpaquePointer?>?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_dec2bn), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_dec2bn), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?) -> Int32).self)
+    // BN_div
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_div), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_div), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_div_recp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_div_recp), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNRecpContextPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_div_recp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_div_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_div_word), ((BIGNUMPointer?, UInt) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_div_word), ((OpaquePointer?, UInt) -> UInt).self)
+    // BN_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_dup), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_exp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_exp), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_exp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_free), ((BIGNUMPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_free), ((OpaquePointer?) -> Void).self)
+    // BN_from_montgomery
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_from_montgomery), ((BIGNUMPointer?, BIGNUMPointer?, BNMontContextPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_from_montgomery), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_gcd
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_gcd), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_gcd), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_generate_dsa_nonce
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_generate_dsa_nonce), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, UnsafePointer<UInt8>?, Int, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_generate_dsa_nonce), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int, OpaquePointer?) -> Int32).self)
+    // BN_generate_prime_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_generate_prime_ex), ((BIGNUMPointer?, Int32, Int32, BIGNUMPointer?, BIGNUMPointer?, BNGenCallbackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_generate_prime_ex), ((OpaquePointer?, Int32, Int32, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_generate_prime_ex2
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_generate_prime_ex2), ((BIGNUMPointer?, Int32, Int32, BIGNUMPointer?, BIGNUMPointer?, BNGenCallbackPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_generate_prime_ex2), ((OpaquePointer?, Int32, Int32, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_get0_nist_prime_192
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get0_nist_prime_192), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get0_nist_prime_192), (() -> OpaquePointer?).self)
+    // BN_get0_nist_prime_224
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get0_nist_prime_224), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get0_nist_prime_224), (() -> OpaquePointer?).self)
+    // BN_get0_nist_prime_256
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get0_nist_prime_256), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get0_nist_prime_256), (() -> OpaquePointer?).self)
+    // BN_get0_nist_prime_384
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get0_nist_prime_384), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get0_nist_prime_384), (() -> OpaquePointer?).self)
+    // BN_get0_nist_prime_521
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get0_nist_prime_521), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get0_nist_prime_521), (() -> OpaquePointer?).self)
+    // BN_get_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_flags), ((BIGNUMPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_flags), ((OpaquePointer?, Int32) -> Int32).self)
+    // BN_get_rfc2409_prime_1024
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc2409_prime_1024), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc2409_prime_1024), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_rfc2409_prime_768
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc2409_prime_768), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc2409_prime_768), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_rfc3526_prime_1536
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc3526_prime_1536), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc3526_prime_1536), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_rfc3526_prime_2048
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc3526_prime_2048), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc3526_prime_2048), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_rfc3526_prime_3072
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc3526_prime_3072), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc3526_prime_3072), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_rfc3526_prime_4096
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc3526_prime_4096), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc3526_prime_4096), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_rfc3526_prime_6144
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc3526_prime_6144), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc3526_prime_6144), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_rfc3526_prime_8192
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_rfc3526_prime_8192), ((BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_rfc3526_prime_8192), ((OpaquePointer?) -> OpaquePointer?).self)
+    // BN_get_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_get_word), ((BIGNUMPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_get_word), ((OpaquePointer?) -> UInt).self)
+    // BN_hex2bn
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_hex2bn), ((UnsafeMutablePointer<OpaquePointer?>?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_hex2bn), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_hex2bn), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?) -> Int32).self)
+    // BN_is_bit_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_is_bit_set), ((BIGNUMPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_is_bit_set), ((OpaquePointer?, Int32) -> Int32).self)
+    // BN_is_negative
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_is_negative), ((BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_is_negative), ((OpaquePointer?) -> Int32).self)
+    // BN_is_odd
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_is_odd), ((BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_is_odd), ((OpaquePointer?) -> Int32).self)
+    // BN_is_one
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_is_one), ((BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_is_one), ((OpaquePointer?) -> Int32).self)
+    // BN_is_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_is_word), ((BIGNUMPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_is_word), ((OpaquePointer?, UInt) -> Int32).self)
+    // BN_is_zero
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_is_zero), ((BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_is_zero), ((OpaquePointer?) -> Int32).self)
+    // BN_kronecker
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_kronecker), ((BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_kronecker), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures9() {
+    // BN_lebin2bn
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_lebin2bn), ((UnsafePointer<UInt8>?, Int32, BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_lebin2bn), ((UnsafePointer<UInt8>?, Int32, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_lshift
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_lshift), ((BIGNUMPointer?, BIGNUMPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_lshift), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // BN_lshift1
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_lshift1), ((BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_lshift1), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mask_bits
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mask_bits), ((BIGNUMPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mask_bits), ((OpaquePointer?, Int32) -> Int32).self)
+    // BN_mod_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_add), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_add), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_add_quick
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_add_quick), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_add_quick), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp2_mont
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp2_mont), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?, BNMontContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp2_mont), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp_mont
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp_mont), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?, BNMontContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp_mont), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp_mont_consttime
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp_mont_consttime), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?, BNMontContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp_mont_consttime), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp_mont_consttime_x2
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp_mont_consttime_x2), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNMontContextPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNMontContextPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp_mont_consttime_x2), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp_mont_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp_mont_word), ((BIGNUMPointer?, UInt, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?, BNMontContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp_mont_word), ((OpaquePointer?, UInt, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp_recp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp_recp), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp_recp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_exp_simple
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_exp_simple), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_exp_simple), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_inverse
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_inverse), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_inverse), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_mod_lshift
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_lshift), ((BIGNUMPointer?, BIGNUMPointer?, Int32, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_lshift), ((OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_lshift1
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_lshift1), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_lshift1), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_lshift1_quick
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_lshift1_quick), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_lshift1_quick), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_lshift_quick
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_lshift_quick), ((BIGNUMPointer?, BIGNUMPointer?, Int32, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_lshift_quick), ((OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // BN_mod_mul
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_mul), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_mul), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_mul_montgomery
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_mul_montgomery), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNMontContextPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_mul_montgomery), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_mul_reciprocal
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_mul_reciprocal), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNRecpContextPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_mul_reciprocal), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_sqr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_sqr), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_sqr), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_sqrt
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_sqrt), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_sqrt), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_mod_sub
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_sub), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_sub), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_sub_quick
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_sub_quick), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_sub_quick), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mod_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mod_word), ((BIGNUMPointer?, UInt) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mod_word), ((OpaquePointer?, UInt) -> UInt).self)
+    // BN_mpi2bn
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mpi2bn), ((UnsafePointer<UInt8>?, Int32, BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mpi2bn), ((UnsafePointer<UInt8>?, Int32, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_mul
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mul), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mul), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_mul_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_mul_word), ((BIGNUMPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_mul_word), ((OpaquePointer?, UInt) -> Int32).self)
+    // BN_native2bn
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_native2bn), ((UnsafePointer<UInt8>?, Int32, BIGNUMPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_native2bn), ((UnsafePointer<UInt8>?, Int32, OpaquePointer?) -> OpaquePointer?).self)
+    // BN_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_new), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_new), (() -> OpaquePointer?).self)
+    // BN_nist_mod_192
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_nist_mod_192), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_nist_mod_192), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_nist_mod_224
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_nist_mod_224), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_nist_mod_224), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_nist_mod_256
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_nist_mod_256), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_nist_mod_256), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_nist_mod_384
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_nist_mod_384), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_nist_mod_384), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_nist_mod_521
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_nist_mod_521), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_nist_mod_521), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_nist_mod_func
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_nist_mod_func), ((BIGNUMPointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_nist_mod_func), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32)?).self)
+    // BN_nnmod
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_nnmod), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_nnmod), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_num_bits
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_num_bits), ((BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_num_bits), ((OpaquePointer?) -> Int32).self)
+    // BN_num_bits_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_num_bits_word), ((UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_num_bits_word), ((UInt) -> Int32).self)
+    // BN_options
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_options), (() -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_options), (() -> UnsafeMutablePointer<CChar>?).self)
+    // BN_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_print), ((BIOPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_print), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_print_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_print_fp), ((UnsafeMutablePointer<FILE>?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_print_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // BN_priv_rand
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_priv_rand), ((BIGNUMPointer?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_priv_rand), ((OpaquePointer?, Int32, Int32, Int32) -> Int32).self)
+    // BN_priv_rand_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_priv_rand_ex), ((BIGNUMPointer?, Int32, Int32, Int32, UInt32, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_priv_rand_ex), ((OpaquePointer?, Int32, Int32, Int32, UInt32, OpaquePointer?) -> Int32).self)
+    // BN_priv_rand_range
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_priv_rand_range), ((BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_priv_rand_range), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_priv_rand_range_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_priv_rand_range_ex), ((BIGNUMPointer?, BIGNUMPointer?, UInt32, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_priv_rand_range_ex), ((OpaquePointer?, OpaquePointer?, UInt32, OpaquePointer?) -> Int32).self)
+    // BN_rand
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_rand), ((BIGNUMPointer?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_rand), ((OpaquePointer?, Int32, Int32, Int32) -> Int32).self)
+    // BN_rand_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_rand_ex), ((BIGNUMPointer?, Int32, Int32, Int32, UInt32, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_rand_ex), ((OpaquePointer?, Int32, Int32, Int32, UInt32, OpaquePointer?) -> Int32).self)
+    // BN_rand_range
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_rand_range), ((BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_rand_range), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_rand_range_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_rand_range_ex), ((BIGNUMPointer?, BIGNUMPointer?, UInt32, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_rand_range_ex), ((OpaquePointer?, OpaquePointer?, UInt32, OpaquePointer?) -> Int32).self)
+    // BN_reciprocal
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_reciprocal), ((BIGNUMPointer?, BIGNUMPointer?, Int32, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_reciprocal), ((OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // BN_rshift
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_rshift), ((BIGNUMPointer?, BIGNUMPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_rshift), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // BN_rshift1
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_rshift1), ((BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_rshift1), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_secure_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_secure_new), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_secure_new), (() -> OpaquePointer?).self)
+    // BN_security_bits
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_security_bits), ((Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_security_bits), ((Int32, Int32) -> Int32).self)
+    // BN_set_bit
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_set_bit), ((BIGNUMPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_set_bit), ((OpaquePointer?, Int32) -> Int32).self)
+    // BN_set_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_set_flags), ((BIGNUMPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_set_flags), ((OpaquePointer?, Int32) -> Void).self)
+    // BN_set_negative
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_set_negative), ((BIGNUMPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_set_negative), ((OpaquePointer?, Int32) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures10() {
+    // BN_set_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_set_word), ((BIGNUMPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_set_word), ((OpaquePointer?, UInt) -> Int32).self)
+    // BN_sqr
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_sqr), ((BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_sqr), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_sub
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_sub), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_sub), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_sub_word
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_sub_word), ((BIGNUMPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_sub_word), ((OpaquePointer?, UInt) -> Int32).self)
+    // BN_swap
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_swap), ((BIGNUMPointer?, BIGNUMPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_swap), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // BN_to_ASN1_ENUMERATED
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_to_ASN1_ENUMERATED), ((BIGNUMPointer?, UnsafeMutablePointer<ASN1_ENUMERATED>?) -> UnsafeMutablePointer<ASN1_ENUMERATED>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_to_ASN1_ENUMERATED), ((OpaquePointer?, UnsafeMutablePointer<ASN1_ENUMERATED>?) -> UnsafeMutablePointer<ASN1_ENUMERATED>?).self)
+    // BN_to_ASN1_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_to_ASN1_INTEGER), ((BIGNUMPointer?, UnsafeMutablePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_to_ASN1_INTEGER), ((OpaquePointer?, UnsafeMutablePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    // BN_to_montgomery
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_to_montgomery), ((BIGNUMPointer?, BIGNUMPointer?, BNMontContextPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_to_montgomery), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_uadd
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_uadd), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_uadd), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_ucmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_ucmp), ((BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_ucmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_usub
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_usub), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_usub), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // BN_value_one
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_value_one), (() -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_value_one), (() -> OpaquePointer?).self)
+    // BN_with_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_with_flags), ((BIGNUMPointer?, BIGNUMPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_with_flags), ((OpaquePointer?, OpaquePointer?, Int32) -> Void).self)
+    // BN_zero_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.BN_zero_ex), ((BIGNUMPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.BN_zero_ex), ((OpaquePointer?) -> Void).self)
+    // CERTIFICATEPOLICIES_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.CERTIFICATEPOLICIES_free), ((CertificatePoliciesPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CERTIFICATEPOLICIES_free), ((OpaquePointer?) -> Void).self)
+    // CERTIFICATEPOLICIES_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.CERTIFICATEPOLICIES_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CERTIFICATEPOLICIES_it), (() -> OpaquePointer?).self)
+    // CERTIFICATEPOLICIES_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.CERTIFICATEPOLICIES_new), (() -> CertificatePoliciesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CERTIFICATEPOLICIES_new), (() -> OpaquePointer?).self)
+    // CRL_DIST_POINTS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRL_DIST_POINTS_free), ((CRLDistPointsPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CRL_DIST_POINTS_free), ((OpaquePointer?) -> Void).self)
+    // CRL_DIST_POINTS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRL_DIST_POINTS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRL_DIST_POINTS_it), (() -> OpaquePointer?).self)
+    // CRL_DIST_POINTS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRL_DIST_POINTS_new), (() -> CRLDistPointsPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRL_DIST_POINTS_new), (() -> OpaquePointer?).self)
+    // CRYPTO_THREAD_cleanup_local
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_cleanup_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_cleanup_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?) -> Int32).self)
+    // CRYPTO_THREAD_compare_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_compare_id), ((CRYPTO_THREAD_ID, CRYPTO_THREAD_ID) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_compare_id), ((CRYPTO_THREAD_ID, CRYPTO_THREAD_ID) -> Int32).self)
+    // CRYPTO_THREAD_get_current_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_get_current_id), (() -> CRYPTO_THREAD_ID).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_get_current_id), (() -> CRYPTO_THREAD_ID).self)
+    // CRYPTO_THREAD_get_local
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_get_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_get_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?) -> UnsafeMutableRawPointer?).self)
+    // CRYPTO_THREAD_init_local
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_init_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?, (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_init_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?, (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) -> Int32).self)
+    // CRYPTO_THREAD_lock_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_lock_free), ((UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_lock_free), ((UnsafeMutableRawPointer?) -> Void).self)
+    // CRYPTO_THREAD_lock_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_lock_new), (() -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_lock_new), (() -> UnsafeMutableRawPointer?).self)
+    // CRYPTO_THREAD_read_lock
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_read_lock), ((UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_read_lock), ((UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_THREAD_run_once
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_run_once), ((UnsafeMutablePointer<CRYPTO_ONCE>?, (@convention(c) () -> Void)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_run_once), ((UnsafeMutablePointer<CRYPTO_ONCE>?, (@convention(c) () -> Void)?) -> Int32).self)
+    // CRYPTO_THREAD_set_local
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_set_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_set_local), ((UnsafeMutablePointer<CRYPTO_THREAD_LOCAL>?, UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_THREAD_unlock
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_unlock), ((UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_unlock), ((UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_THREAD_write_lock
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_THREAD_write_lock), ((UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_THREAD_write_lock), ((UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_alloc_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_alloc_ex_data), ((Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_alloc_ex_data), ((Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32) -> Int32).self)
+    // CRYPTO_atomic_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_atomic_add), ((UnsafeMutablePointer<Int32>?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_atomic_add), ((UnsafeMutablePointer<Int32>?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_atomic_load
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_atomic_load), ((UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<UInt64>?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_atomic_load), ((UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<UInt64>?, UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_atomic_or
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_atomic_or), ((UnsafeMutablePointer<UInt64>?, UInt64, UnsafeMutablePointer<UInt64>?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_atomic_or), ((UnsafeMutablePointer<UInt64>?, UInt64, UnsafeMutablePointer<UInt64>?, UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_clear_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_clear_free), ((UnsafeMutableRawPointer?, Int, String?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_clear_free), ((UnsafeMutableRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_clear_free), ((UnsafeMutableRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> Void).self)
+    // CRYPTO_clear_realloc
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_clear_realloc), ((UnsafeMutableRawPointer?, Int, Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_clear_realloc), ((UnsafeMutableRawPointer?, Int, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_clear_realloc), ((UnsafeMutableRawPointer?, Int, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    // CRYPTO_dup_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_dup_ex_data), ((Int32, UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_dup_ex_data), ((Int32, UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?) -> Int32).self)
     // CRYPTO_free
     fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_free), ((UnsafeMutableRawPointer?, String?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_free), ((UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.CRYPTO_free), ((UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int32) -> Void).self)
+    // CRYPTO_free_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_free_ex_data), ((Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_free_ex_data), ((Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?) -> Void).self)
     // CRYPTO_free_ex_index
     fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_free_ex_index), ((Int32, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.CRYPTO_free_ex_index), ((Int32, Int32) -> Int32).self)
+    // CRYPTO_get_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_get_ex_data), ((UnsafePointer<CRYPTO_EX_DATA>?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_get_ex_data), ((UnsafePointer<CRYPTO_EX_DATA>?, Int32) -> UnsafeMutableRawPointer?).self)
     // CRYPTO_get_ex_new_index
     fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_get_ex_new_index), ((Int32, Int, UnsafeMutableRawPointer?, (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?, (@convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?, (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.CRYPTO_get_ex_new_index), ((Int32, Int, UnsafeMutableRawPointer?, (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?, (@convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?, (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?) -> Int32).self)
+    // CRYPTO_get_mem_functions
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_get_mem_functions), ((UnsafeMutablePointer<CRYPTO_malloc_fn?>?, UnsafeMutablePointer<CRYPTO_realloc_fn?>?, UnsafeMutablePointer<CRYPTO_free_fn?>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_get_mem_functions), ((UnsafeMutablePointer<CRYPTO_malloc_fn?>?, UnsafeMutablePointer<CRYPTO_realloc_fn?>?, UnsafeMutablePointer<CRYPTO_free_fn?>?) -> Void).self)
     // CRYPTO_malloc
     fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_malloc), ((Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.CRYPTO_malloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.CRYPTO_malloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    // CRYPTO_memcmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_memcmp), ((UnsafeRawPointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_memcmp), ((UnsafeRawPointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    // CRYPTO_memdup
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_memdup), ((UnsafeRawPointer?, Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_memdup), ((UnsafeRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_memdup), ((UnsafeRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    // CRYPTO_new_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_new_ex_data), ((Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_new_ex_data), ((Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?) -> Int32).self)
+    // CRYPTO_realloc
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_realloc), ((UnsafeMutableRawPointer?, Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_realloc), ((UnsafeMutableRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_realloc), ((UnsafeMutableRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    // CRYPTO_secure_actual_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_actual_size), ((UnsafeMutableRawPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_actual_size), ((UnsafeMutableRawPointer?) -> Int).self)
+    // CRYPTO_secure_allocated
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_allocated), ((UnsafeRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_allocated), ((UnsafeRawPointer?) -> Int32).self)
+    // CRYPTO_secure_clear_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_clear_free), ((UnsafeMutableRawPointer?, Int, String?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_clear_free), ((UnsafeMutableRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_clear_free), ((UnsafeMutableRawPointer?, Int, UnsafePointer<CChar>?, Int32) -> Void).self)
+    // CRYPTO_secure_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_free), ((UnsafeMutableRawPointer?, String?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_free), ((UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_free), ((UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int32) -> Void).self)
+    // CRYPTO_secure_malloc
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_malloc), ((Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_malloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_malloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    // CRYPTO_secure_malloc_done
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_malloc_done), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_malloc_done), (() -> Int32).self)
+    // CRYPTO_secure_malloc_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_malloc_init), ((Int, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_malloc_init), ((Int, Int) -> Int32).self)
+    // CRYPTO_secure_malloc_initialized
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_malloc_initialized), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_malloc_initialized), (() -> Int32).self)
+    // CRYPTO_secure_used
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_used), (() -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_used), (() -> Int).self)
+    // CRYPTO_secure_zalloc
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_zalloc), ((Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_secure_zalloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_secure_zalloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures11() {
+    // CRYPTO_set_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_set_ex_data), ((UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_set_ex_data), ((UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // CRYPTO_set_mem_functions
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_set_mem_functions), ((CRYPTO_malloc_fn?, CRYPTO_realloc_fn?, CRYPTO_free_fn?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_set_mem_functions), ((CRYPTO_malloc_fn?, CRYPTO_realloc_fn?, CRYPTO_free_fn?) -> Int32).self)
+    // CRYPTO_strdup
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_strdup), ((String?, String?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_strdup), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_strdup), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    // CRYPTO_strndup
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_strndup), ((String?, Int, String?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_strndup), ((UnsafePointer<CChar>?, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_strndup), ((UnsafePointer<CChar>?, Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    // CRYPTO_zalloc
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_zalloc), ((Int, String?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.CRYPTO_zalloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.CRYPTO_zalloc), ((Int, UnsafePointer<CChar>?, Int32) -> UnsafeMutableRawPointer?).self)
     // DH_bits
     fliSameType(fliTypeOf(OpenSSLFLI.DH_bits), ((DHPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.DH_bits), ((OpaquePointer?) -> Int32).self)
@@ -234,6 +2112,45 @@ func signatures1() {
     // DH_up_ref
     fliSameType(fliTypeOf(OpenSSLFLI.DH_up_ref), ((DHPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.DH_up_ref), ((OpaquePointer?) -> Int32).self)
+    // DIRECTORYSTRING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIRECTORYSTRING_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.DIRECTORYSTRING_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    // DIRECTORYSTRING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIRECTORYSTRING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.DIRECTORYSTRING_it), (() -> OpaquePointer?).self)
+    // DIRECTORYSTRING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIRECTORYSTRING_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.DIRECTORYSTRING_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // DISPLAYTEXT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.DISPLAYTEXT_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.DISPLAYTEXT_free), ((UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    // DISPLAYTEXT_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.DISPLAYTEXT_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.DISPLAYTEXT_it), (() -> OpaquePointer?).self)
+    // DISPLAYTEXT_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.DISPLAYTEXT_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.DISPLAYTEXT_new), (() -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // DIST_POINT_NAME_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIST_POINT_NAME_free), ((UnsafeMutablePointer<DIST_POINT_NAME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.DIST_POINT_NAME_free), ((UnsafeMutablePointer<DIST_POINT_NAME>?) -> Void).self)
+    // DIST_POINT_NAME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIST_POINT_NAME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.DIST_POINT_NAME_it), (() -> OpaquePointer?).self)
+    // DIST_POINT_NAME_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIST_POINT_NAME_new), (() -> UnsafeMutablePointer<DIST_POINT_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.DIST_POINT_NAME_new), (() -> UnsafeMutablePointer<DIST_POINT_NAME>?).self)
+    // DIST_POINT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIST_POINT_free), ((UnsafeMutablePointer<DIST_POINT>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.DIST_POINT_free), ((UnsafeMutablePointer<DIST_POINT>?) -> Void).self)
+    // DIST_POINT_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIST_POINT_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.DIST_POINT_it), (() -> OpaquePointer?).self)
+    // DIST_POINT_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIST_POINT_new), (() -> UnsafeMutablePointer<DIST_POINT>?).self)
+    fliSameType(fliTypeOf(COpenSSL.DIST_POINT_new), (() -> UnsafeMutablePointer<DIST_POINT>?).self)
+    // DIST_POINT_set_dpname
+    fliSameType(fliTypeOf(OpenSSLCrypto.DIST_POINT_set_dpname), ((UnsafeMutablePointer<DIST_POINT_NAME>?, X509NamePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.DIST_POINT_set_dpname), ((UnsafeMutablePointer<DIST_POINT_NAME>?, OpaquePointer?) -> Int32).self)
     // DTLS_client_method
     fliSameType(fliTypeOf(OpenSSLFLI.DTLS_client_method), (() -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.DTLS_client_method), (() -> OpaquePointer?).self)
@@ -282,12 +2199,284 @@ func signatures1() {
     // DTLSv1_server_method
     fliSameType(fliTypeOf(OpenSSLFLI.DTLSv1_server_method), (() -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.DTLSv1_server_method), (() -> OpaquePointer?).self)
+    // ECDSA_SIG_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECDSA_SIG_free), ((ECDSASIGPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ECDSA_SIG_free), ((OpaquePointer?) -> Void).self)
+    // ECDSA_SIG_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECDSA_SIG_get0), ((ECDSASIGPointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ECDSA_SIG_get0), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
+    // ECDSA_SIG_get0_r
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECDSA_SIG_get0_r), ((ECDSASIGPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ECDSA_SIG_get0_r), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ECDSA_SIG_get0_s
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECDSA_SIG_get0_s), ((ECDSASIGPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ECDSA_SIG_get0_s), ((OpaquePointer?) -> OpaquePointer?).self)
+    // ECDSA_SIG_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECDSA_SIG_new), (() -> ECDSASIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ECDSA_SIG_new), (() -> OpaquePointer?).self)
+    // ECDSA_SIG_set0
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECDSA_SIG_set0), ((ECDSASIGPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ECDSA_SIG_set0), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // ECPARAMETERS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECPARAMETERS_free), ((ECParametersPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ECPARAMETERS_free), ((OpaquePointer?) -> Void).self)
+    // ECPARAMETERS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECPARAMETERS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ECPARAMETERS_it), (() -> OpaquePointer?).self)
+    // ECPARAMETERS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECPARAMETERS_new), (() -> ECParametersPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ECPARAMETERS_new), (() -> OpaquePointer?).self)
+    // ECPKPARAMETERS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECPKPARAMETERS_free), ((ECPKParametersPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ECPKPARAMETERS_free), ((OpaquePointer?) -> Void).self)
+    // ECPKPARAMETERS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECPKPARAMETERS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ECPKPARAMETERS_it), (() -> OpaquePointer?).self)
+    // ECPKPARAMETERS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ECPKPARAMETERS_new), (() -> ECPKParametersPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ECPKPARAMETERS_new), (() -> OpaquePointer?).self)
+    // EC_GROUP_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_check), ((ECGroupPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_check), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_check_discriminant
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_check_discriminant), ((ECGroupPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_check_discriminant), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_check_named_curve
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_check_named_curve), ((ECGroupPointer?, Int32, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_check_named_curve), ((OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_cmp), ((ECGroupPointer?, ECGroupPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_cmp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_copy), ((ECGroupPointer?, ECGroupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_copy), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_dup), ((ECGroupPointer?) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_free), ((ECGroupPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_free), ((OpaquePointer?) -> Void).self)
+    // EC_GROUP_get0_cofactor
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get0_cofactor), ((ECGroupPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get0_cofactor), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_get0_field
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get0_field), ((ECGroupPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get0_field), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_get0_generator
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get0_generator), ((ECGroupPointer?) -> ECPointPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get0_generator), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures12() {
+    // EC_GROUP_get0_order
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get0_order), ((ECGroupPointer?) -> BIGNUMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get0_order), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_get0_seed
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get0_seed), ((ECGroupPointer?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get0_seed), ((OpaquePointer?) -> UnsafeMutablePointer<UInt8>?).self)
+    // EC_GROUP_get_asn1_flag
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_asn1_flag), ((ECGroupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_asn1_flag), ((OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_basis_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_basis_type), ((ECGroupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_basis_type), ((OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_cofactor
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_cofactor), ((ECGroupPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_cofactor), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_curve
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_curve), ((ECGroupPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_curve), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_curve_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_curve_name), ((ECGroupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_curve_name), ((OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_degree
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_degree), ((ECGroupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_degree), ((OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_ecparameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_ecparameters), ((ECGroupPointer?, ECParametersPointer?) -> ECParametersPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_ecparameters), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_get_ecpkparameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_ecpkparameters), ((ECGroupPointer?, ECPKParametersPointer?) -> ECPKParametersPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_ecpkparameters), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_get_field_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_field_type), ((ECGroupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_field_type), ((OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_mont_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_mont_data), ((ECGroupPointer?) -> BNMontContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_mont_data), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_get_order
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_order), ((ECGroupPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_order), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_get_pentanomial_basis
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_pentanomial_basis), ((ECGroupPointer?, UnsafeMutablePointer<UInt32>?, UnsafeMutablePointer<UInt32>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_pentanomial_basis), ((OpaquePointer?, UnsafeMutablePointer<UInt32>?, UnsafeMutablePointer<UInt32>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // EC_GROUP_get_point_conversion_form
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_point_conversion_form), ((ECGroupPointer?) -> point_conversion_form_t).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_point_conversion_form), ((OpaquePointer?) -> point_conversion_form_t).self)
+    // EC_GROUP_get_seed_len
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_seed_len), ((ECGroupPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_seed_len), ((OpaquePointer?) -> Int).self)
+    // EC_GROUP_get_trinomial_basis
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_get_trinomial_basis), ((ECGroupPointer?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_get_trinomial_basis), ((OpaquePointer?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // EC_GROUP_new_by_curve_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_by_curve_name), ((Int32) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_new_by_curve_name), ((Int32) -> OpaquePointer?).self)
+    // EC_GROUP_new_by_curve_name_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_by_curve_name_ex), ((OSSLLibContextPointer?, String?, Int32) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_by_curve_name_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, Int32) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_new_by_curve_name_ex), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> OpaquePointer?).self)
+    // EC_GROUP_new_curve_GF2m
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_curve_GF2m), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_new_curve_GF2m), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_new_curve_GFp
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_curve_GFp), ((BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_new_curve_GFp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_new_from_ecparameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_from_ecparameters), ((ECParametersPointer?) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_new_from_ecparameters), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_new_from_ecpkparameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_from_ecpkparameters), ((ECPKParametersPointer?) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_new_from_ecpkparameters), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_GROUP_new_from_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_from_params), ((UnsafePointer<OSSL_PARAM>?, OSSLLibContextPointer?, String?) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_new_from_params), ((UnsafePointer<OSSL_PARAM>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_new_from_params), ((UnsafePointer<OSSL_PARAM>?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EC_GROUP_order_bits
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_order_bits), ((ECGroupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_order_bits), ((OpaquePointer?) -> Int32).self)
+    // EC_GROUP_set_asn1_flag
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_set_asn1_flag), ((ECGroupPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_set_asn1_flag), ((OpaquePointer?, Int32) -> Void).self)
+    // EC_GROUP_set_curve
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_set_curve), ((ECGroupPointer?, BIGNUMPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_set_curve), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_set_curve_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_set_curve_name), ((ECGroupPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_set_curve_name), ((OpaquePointer?, Int32) -> Void).self)
+    // EC_GROUP_set_generator
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_set_generator), ((ECGroupPointer?, ECPointPointer?, BIGNUMPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_set_generator), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_GROUP_set_point_conversion_form
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_set_point_conversion_form), ((ECGroupPointer?, point_conversion_form_t) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_set_point_conversion_form), ((OpaquePointer?, point_conversion_form_t) -> Void).self)
+    // EC_GROUP_set_seed
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_GROUP_set_seed), ((ECGroupPointer?, UnsafePointer<UInt8>?, Int) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_GROUP_set_seed), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int).self)
+    // EC_POINT_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_add), ((ECGroupPointer?, ECPointPointer?, ECPointPointer?, ECPointPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_add), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_clear_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_clear_free), ((ECPointPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_clear_free), ((OpaquePointer?) -> Void).self)
+    // EC_POINT_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_cmp), ((ECGroupPointer?, ECPointPointer?, ECPointPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_cmp), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_copy), ((ECPointPointer?, ECPointPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_copy), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_dbl
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_dbl), ((ECGroupPointer?, ECPointPointer?, ECPointPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_dbl), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_dup), ((ECPointPointer?, ECGroupPointer?) -> ECPointPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_dup), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EC_POINT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_free), ((ECPointPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_free), ((OpaquePointer?) -> Void).self)
+    // EC_POINT_get_affine_coordinates
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_get_affine_coordinates), ((ECGroupPointer?, ECPointPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_get_affine_coordinates), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_hex2point
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_hex2point), ((ECGroupPointer?, String?, ECPointPointer?, BNContextPointer?) -> ECPointPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_hex2point), ((ECGroupPointer?, UnsafePointer<CChar>?, ECPointPointer?, BNContextPointer?) -> ECPointPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_hex2point), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EC_POINT_invert
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_invert), ((ECGroupPointer?, ECPointPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_invert), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_is_at_infinity
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_is_at_infinity), ((ECGroupPointer?, ECPointPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_is_at_infinity), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_is_on_curve
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_is_on_curve), ((ECGroupPointer?, ECPointPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_is_on_curve), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_mul
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_mul), ((ECGroupPointer?, ECPointPointer?, BIGNUMPointer?, ECPointPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_mul), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_new), ((ECGroupPointer?) -> ECPointPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_new), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EC_POINT_oct2point
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_oct2point), ((ECGroupPointer?, ECPointPointer?, UnsafePointer<UInt8>?, Int, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_oct2point), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int, OpaquePointer?) -> Int32).self)
+    // EC_POINT_point2buf
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_point2buf), ((ECGroupPointer?, ECPointPointer?, point_conversion_form_t, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, BNContextPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_point2buf), ((OpaquePointer?, OpaquePointer?, point_conversion_form_t, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, OpaquePointer?) -> Int).self)
+    // EC_POINT_point2hex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_point2hex), ((ECGroupPointer?, ECPointPointer?, point_conversion_form_t, BNContextPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_point2hex), ((OpaquePointer?, OpaquePointer?, point_conversion_form_t, OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // EC_POINT_point2oct
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_point2oct), ((ECGroupPointer?, ECPointPointer?, point_conversion_form_t, UnsafeMutablePointer<UInt8>?, Int, BNContextPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_point2oct), ((OpaquePointer?, OpaquePointer?, point_conversion_form_t, UnsafeMutablePointer<UInt8>?, Int, OpaquePointer?) -> Int).self)
+    // EC_POINT_set_affine_coordinates
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_set_affine_coordinates), ((ECGroupPointer?, ECPointPointer?, BIGNUMPointer?, BIGNUMPointer?, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_set_affine_coordinates), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_POINT_set_compressed_coordinates
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_set_compressed_coordinates), ((ECGroupPointer?, ECPointPointer?, BIGNUMPointer?, Int32, BNContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_set_compressed_coordinates), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EC_POINT_set_to_infinity
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_POINT_set_to_infinity), ((ECGroupPointer?, ECPointPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_POINT_set_to_infinity), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EC_curve_nid2nist
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_curve_nid2nist), ((Int32) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_curve_nid2nist), ((Int32) -> UnsafePointer<CChar>?).self)
+    // EC_curve_nist2nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_curve_nist2nid), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_curve_nist2nid), ((UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_curve_nist2nid), ((UnsafePointer<CChar>?) -> Int32).self)
+    // EC_get_builtin_curves
+    fliSameType(fliTypeOf(OpenSSLCrypto.EC_get_builtin_curves), ((UnsafeMutablePointer<EC_builtin_curve>?, Int) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EC_get_builtin_curves), ((UnsafeMutablePointer<EC_builtin_curve>?, Int) -> Int).self)
+    // EDIPARTYNAME_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EDIPARTYNAME_free), ((UnsafeMutablePointer<EDIPARTYNAME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EDIPARTYNAME_free), ((UnsafeMutablePointer<EDIPARTYNAME>?) -> Void).self)
+    // EDIPARTYNAME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.EDIPARTYNAME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EDIPARTYNAME_it), (() -> OpaquePointer?).self)
+    // EDIPARTYNAME_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EDIPARTYNAME_new), (() -> UnsafeMutablePointer<EDIPARTYNAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EDIPARTYNAME_new), (() -> UnsafeMutablePointer<EDIPARTYNAME>?).self)
+    // ERR_COMMON_ERROR
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_COMMON_ERROR), ((UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_COMMON_ERROR), ((UInt) -> Int32).self)
+    // ERR_FATAL_ERROR
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_FATAL_ERROR), ((UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_FATAL_ERROR), ((UInt) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures13() {
     // ERR_GET_LIB
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_GET_LIB), ((UInt) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_GET_LIB), ((UInt) -> Int32).self)
     // ERR_GET_REASON
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_GET_REASON), ((UInt) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_GET_REASON), ((UInt) -> Int32).self)
+    // ERR_GET_RFLAGS
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_GET_RFLAGS), ((UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_GET_RFLAGS), ((UInt) -> Int32).self)
+    // ERR_add_error_mem_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_add_error_mem_bio), ((String?, BIOPointer?) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_add_error_mem_bio), ((UnsafePointer<CChar>?, BIOPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_add_error_mem_bio), ((UnsafePointer<CChar>?, OpaquePointer?) -> Void).self)
+    // ERR_add_error_txt
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_add_error_txt), ((String?, String?) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_add_error_txt), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_add_error_txt), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void).self)
+    // ERR_add_error_vdata
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_add_error_vdata), ((Int32, CVaListPointer) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_add_error_vdata), ((Int32, CVaListPointer) -> Void).self)
     // ERR_clear_error
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_clear_error), (() -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_clear_error), (() -> Void).self)
@@ -306,12 +2495,21 @@ func signatures1() {
     // ERR_get_error_all
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_get_error_all), (() -> (code: UInt, file: UnsafePointer<CChar>?, line: Int32, func: UnsafePointer<CChar>?, data: UnsafePointer<CChar>?, flags: Int32)).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_get_error_all), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    // ERR_get_next_error_library
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_get_next_error_library), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_get_next_error_library), (() -> Int32).self)
     // ERR_lib_error_string
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_lib_error_string), ((UInt) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_lib_error_string), ((UInt) -> UnsafePointer<CChar>?).self)
     // ERR_load_SSL_strings
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_load_SSL_strings), (() -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_load_SSL_strings), (() -> Int32).self)
+    // ERR_load_strings
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_load_strings), ((Int32, UnsafeMutablePointer<ERR_STRING_DATA>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_load_strings), ((Int32, UnsafeMutablePointer<ERR_STRING_DATA>?) -> Int32).self)
+    // ERR_load_strings_const
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_load_strings_const), ((UnsafePointer<ERR_STRING_DATA>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_load_strings_const), ((UnsafePointer<ERR_STRING_DATA>?) -> Int32).self)
     // ERR_new
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_new), (() -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_new), (() -> Void).self)
@@ -321,12 +2519,30 @@ func signatures1() {
     // ERR_peek_error_all
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_peek_error_all), (() -> (code: UInt, file: UnsafePointer<CChar>?, line: Int32, func: UnsafePointer<CChar>?, data: UnsafePointer<CChar>?, flags: Int32)).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_peek_error_all), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    // ERR_peek_error_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_peek_error_data), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_peek_error_data), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    // ERR_peek_error_func
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_peek_error_func), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_peek_error_func), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UInt).self)
+    // ERR_peek_error_line
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_peek_error_line), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_peek_error_line), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
     // ERR_peek_last_error
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_peek_last_error), (() -> UInt).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_peek_last_error), (() -> UInt).self)
     // ERR_peek_last_error_all
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_peek_last_error_all), (() -> (code: UInt, file: UnsafePointer<CChar>?, line: Int32, func: UnsafePointer<CChar>?, data: UnsafePointer<CChar>?, flags: Int32)).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_peek_last_error_all), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    // ERR_peek_last_error_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_peek_last_error_data), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_peek_last_error_data), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    // ERR_peek_last_error_func
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_peek_last_error_func), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_peek_last_error_func), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UInt).self)
+    // ERR_peek_last_error_line
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_peek_last_error_line), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_peek_last_error_line), ((UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
     // ERR_pop_to_mark
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_pop_to_mark), (() -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_pop_to_mark), (() -> Int32).self)
@@ -336,106 +2552,3083 @@ func signatures1() {
     // ERR_print_errors_cb
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_print_errors_cb), (((@convention(c) (UnsafePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_print_errors_cb), (((@convention(c) (UnsafePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
+    // ERR_print_errors_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_print_errors_fp), ((UnsafeMutablePointer<FILE>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_print_errors_fp), ((UnsafeMutablePointer<FILE>?) -> Void).self)
     // ERR_reason_error_string
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_reason_error_string), ((UInt) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_reason_error_string), ((UInt) -> UnsafePointer<CChar>?).self)
     // ERR_set_debug
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_set_debug), ((String?, Int32, String?) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.ERR_set_debug), ((UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_set_debug), ((UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void).self)
+    // ERR_set_error_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_set_error_data), ((UnsafeMutablePointer<CChar>?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_set_error_data), ((UnsafeMutablePointer<CChar>?, Int32) -> Void).self)
     // ERR_set_mark
     fliSameType(fliTypeOf(OpenSSLFLI.ERR_set_mark), (() -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.ERR_set_mark), (() -> Int32).self)
+    // ERR_unload_strings
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_unload_strings), ((Int32, UnsafeMutablePointer<ERR_STRING_DATA>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_unload_strings), ((Int32, UnsafeMutablePointer<ERR_STRING_DATA>?) -> Int32).self)
+    // ERR_vset_error
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_vset_error), ((Int32, Int32, String?, CVaListPointer) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.ERR_vset_error), ((Int32, Int32, UnsafePointer<CChar>?, CVaListPointer) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ERR_vset_error), ((Int32, Int32, UnsafePointer<CChar>?, CVaListPointer) -> Void).self)
+    // EVP_ASYM_CIPHER_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_ASYM_CIPHER_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPAsymCipherPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPAsymCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_ASYM_CIPHER_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_free), ((EVPAsymCipherPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_free), ((OpaquePointer?) -> Void).self)
+    // EVP_ASYM_CIPHER_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_get0_description), ((EVPAsymCipherPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_ASYM_CIPHER_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_get0_name), ((EVPAsymCipherPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_ASYM_CIPHER_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_get0_provider), ((EVPAsymCipherPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_ASYM_CIPHER_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_gettable_ctx_params), ((EVPAsymCipherPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_ASYM_CIPHER_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_is_a), ((EVPAsymCipherPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_is_a), ((EVPAsymCipherPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_ASYM_CIPHER_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_names_do_all), ((EVPAsymCipherPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_ASYM_CIPHER_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_settable_ctx_params), ((EVPAsymCipherPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_ASYM_CIPHER_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ASYM_CIPHER_up_ref), ((EVPAsymCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ASYM_CIPHER_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_BytesToKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_BytesToKey), ((EVPCipherPointer?, EVPMDPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32, Int32, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_BytesToKey), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32, Int32, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    // EVP_CIPHER_CTX_cipher
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_cipher), ((EVPCipherContextPointer?) -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_cipher), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_CIPHER_CTX_clear_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_clear_flags), ((EVPCipherContextPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_clear_flags), ((OpaquePointer?, Int32) -> Void).self)
+    // EVP_CIPHER_CTX_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_copy), ((EVPCipherContextPointer?, EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_copy), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_ctrl), ((EVPCipherContextPointer?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_ctrl), ((OpaquePointer?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_free), ((EVPCipherContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_free), ((OpaquePointer?) -> Void).self)
+    // EVP_CIPHER_CTX_get0_cipher
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get0_cipher), ((EVPCipherContextPointer?) -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get0_cipher), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_CIPHER_CTX_get1_cipher
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get1_cipher), ((EVPCipherContextPointer?) -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get1_cipher), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_CIPHER_CTX_get_app_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_app_data), ((EVPCipherContextPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_app_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // EVP_CIPHER_CTX_get_block_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_block_size), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_block_size), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_get_cipher_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_cipher_data), ((EVPCipherContextPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_cipher_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures14() {
+    // EVP_CIPHER_CTX_get_iv_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_iv_length), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_iv_length), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_get_key_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_key_length), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_key_length), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_get_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_nid), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_nid), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_get_num
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_num), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_num), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_get_original_iv
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_original_iv), ((EVPCipherContextPointer?, UnsafeMutableRawPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_original_iv), ((OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Int32).self)
+    // EVP_CIPHER_CTX_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_params), ((EVPCipherContextPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_CIPHER_CTX_get_tag_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_tag_length), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_tag_length), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_get_updated_iv
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_get_updated_iv), ((EVPCipherContextPointer?, UnsafeMutableRawPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_get_updated_iv), ((OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Int32).self)
+    // EVP_CIPHER_CTX_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_gettable_params), ((EVPCipherContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_CIPHER_CTX_is_encrypting
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_is_encrypting), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_is_encrypting), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_new), (() -> EVPCipherContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_new), (() -> OpaquePointer?).self)
+    // EVP_CIPHER_CTX_rand_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_rand_key), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_rand_key), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    // EVP_CIPHER_CTX_reset
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_reset), ((EVPCipherContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_reset), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_CTX_set_app_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_set_app_data), ((EVPCipherContextPointer?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_set_app_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_CIPHER_CTX_set_cipher_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_set_cipher_data), ((EVPCipherContextPointer?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_set_cipher_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // EVP_CIPHER_CTX_set_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_set_flags), ((EVPCipherContextPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_set_flags), ((OpaquePointer?, Int32) -> Void).self)
+    // EVP_CIPHER_CTX_set_key_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_set_key_length), ((EVPCipherContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_set_key_length), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_CIPHER_CTX_set_num
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_set_num), ((EVPCipherContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_set_num), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_CIPHER_CTX_set_padding
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_set_padding), ((EVPCipherContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_set_padding), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_CIPHER_CTX_set_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_set_params), ((EVPCipherContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_set_params), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_CIPHER_CTX_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_settable_params), ((EVPCipherContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_CIPHER_CTX_test_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_CTX_test_flags), ((EVPCipherContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_CTX_test_flags), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_CIPHER_asn1_to_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_asn1_to_param), ((EVPCipherContextPointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_asn1_to_param), ((OpaquePointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    // EVP_CIPHER_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_do_all), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_do_all), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_CIPHER_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_CIPHER_do_all_sorted
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_do_all_sorted), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_do_all_sorted), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_CIPHER_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_CIPHER_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_free), ((EVPCipherPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_free), ((OpaquePointer?) -> Void).self)
+    // EVP_CIPHER_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get0_description), ((EVPCipherPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_CIPHER_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get0_name), ((EVPCipherPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_CIPHER_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get0_provider), ((EVPCipherPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_CIPHER_get_asn1_iv
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_asn1_iv), ((EVPCipherContextPointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_asn1_iv), ((OpaquePointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    // EVP_CIPHER_get_block_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_block_size), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_block_size), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_get_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_flags), ((EVPCipherPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_flags), ((OpaquePointer?) -> UInt).self)
+    // EVP_CIPHER_get_iv_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_iv_length), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_iv_length), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_get_key_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_key_length), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_key_length), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_get_mode
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_mode), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_mode), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_get_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_nid), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_nid), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_params), ((EVPCipherPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_CIPHER_get_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_get_type), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_get_type), ((OpaquePointer?) -> Int32).self)
+    // EVP_CIPHER_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_gettable_ctx_params), ((EVPCipherPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_CIPHER_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_gettable_params), ((EVPCipherPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_CIPHER_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_is_a), ((EVPCipherPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_is_a), ((EVPCipherPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_CIPHER_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_names_do_all), ((EVPCipherPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_CIPHER_param_to_asn1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_param_to_asn1), ((EVPCipherContextPointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_param_to_asn1), ((OpaquePointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    // EVP_CIPHER_set_asn1_iv
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_set_asn1_iv), ((EVPCipherContextPointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_set_asn1_iv), ((OpaquePointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    // EVP_CIPHER_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_settable_ctx_params), ((EVPCipherPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_CIPHER_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CIPHER_up_ref), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CIPHER_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_Cipher
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_Cipher), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_Cipher), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
+    // EVP_CipherFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CipherFinal), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CipherFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_CipherFinal_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CipherFinal_ex), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CipherFinal_ex), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_CipherInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CipherInit), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CipherInit), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_CipherInit_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CipherInit_ex), ((EVPCipherContextPointer?, EVPCipherPointer?, ENGINEPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CipherInit_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_CipherInit_ex2
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CipherInit_ex2), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CipherInit_ex2), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int32, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_CipherUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_CipherUpdate), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_CipherUpdate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_DecodeBlock
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecodeBlock), ((UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecodeBlock), ((UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_DecodeFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecodeFinal), ((EVPEncodeContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecodeFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_DecodeInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecodeInit), ((EVPEncodeContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecodeInit), ((OpaquePointer?) -> Void).self)
+    // EVP_DecodeUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecodeUpdate), ((EVPEncodeContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecodeUpdate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_DecryptFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecryptFinal), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecryptFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures15() {
+    // EVP_DecryptFinal_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecryptFinal_ex), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecryptFinal_ex), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_DecryptInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecryptInit), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecryptInit), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    // EVP_DecryptInit_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecryptInit_ex), ((EVPCipherContextPointer?, EVPCipherPointer?, ENGINEPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecryptInit_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    // EVP_DecryptInit_ex2
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecryptInit_ex2), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecryptInit_ex2), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_DecryptUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DecryptUpdate), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DecryptUpdate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
     // EVP_Digest
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_Digest), ((UnsafeRawPointer?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, EVPMDPointer?, ENGINEPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_Digest), ((UnsafeRawPointer?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_DigestFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestFinal), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // EVP_DigestFinalXOF
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestFinalXOF), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestFinalXOF), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_DigestFinal_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestFinal_ex), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestFinal_ex), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // EVP_DigestInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestInit), ((EVPMDContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestInit), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_DigestInit_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestInit_ex), ((EVPMDContextPointer?, EVPMDPointer?, ENGINEPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestInit_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_DigestInit_ex2
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestInit_ex2), ((EVPMDContextPointer?, EVPMDPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestInit_ex2), ((OpaquePointer?, OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_DigestSign
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestSign), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestSign), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_DigestSignFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestSignFinal), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestSignFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_DigestSignInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestSignInit), ((EVPMDContextPointer?, UnsafeMutablePointer<OpaquePointer?>?, EVPMDPointer?, ENGINEPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestSignInit), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_DigestSignInit_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestSignInit_ex), ((EVPMDContextPointer?, UnsafeMutablePointer<OpaquePointer?>?, String?, OSSLLibContextPointer?, String?, EVPPKeyPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestSignInit_ex), ((EVPMDContextPointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, OSSLLibContextPointer?, UnsafePointer<CChar>?, EVPPKeyPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestSignInit_ex), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_DigestSignUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestSignUpdate), ((EVPMDContextPointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestSignUpdate), ((OpaquePointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    // EVP_DigestUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestUpdate), ((EVPMDContextPointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestUpdate), ((OpaquePointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    // EVP_DigestVerify
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestVerify), ((EVPMDContextPointer?, UnsafePointer<UInt8>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestVerify), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_DigestVerifyFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestVerifyFinal), ((EVPMDContextPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestVerifyFinal), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_DigestVerifyInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestVerifyInit), ((EVPMDContextPointer?, UnsafeMutablePointer<OpaquePointer?>?, EVPMDPointer?, ENGINEPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestVerifyInit), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_DigestVerifyInit_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestVerifyInit_ex), ((EVPMDContextPointer?, UnsafeMutablePointer<OpaquePointer?>?, String?, OSSLLibContextPointer?, String?, EVPPKeyPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestVerifyInit_ex), ((EVPMDContextPointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, OSSLLibContextPointer?, UnsafePointer<CChar>?, EVPPKeyPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestVerifyInit_ex), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_DigestVerifyUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_DigestVerifyUpdate), ((EVPMDContextPointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_DigestVerifyUpdate), ((OpaquePointer?, UnsafeRawPointer?, Int) -> Int32).self)
+    // EVP_ENCODE_CTX_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ENCODE_CTX_copy), ((EVPEncodeContextPointer?, EVPEncodeContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ENCODE_CTX_copy), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_ENCODE_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ENCODE_CTX_free), ((EVPEncodeContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ENCODE_CTX_free), ((OpaquePointer?) -> Void).self)
+    // EVP_ENCODE_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ENCODE_CTX_new), (() -> EVPEncodeContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ENCODE_CTX_new), (() -> OpaquePointer?).self)
+    // EVP_ENCODE_CTX_num
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ENCODE_CTX_num), ((EVPEncodeContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ENCODE_CTX_num), ((OpaquePointer?) -> Int32).self)
+    // EVP_EncodeBlock
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncodeBlock), ((UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncodeBlock), ((UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_EncodeFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncodeFinal), ((EVPEncodeContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncodeFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Void).self)
+    // EVP_EncodeInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncodeInit), ((EVPEncodeContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncodeInit), ((OpaquePointer?) -> Void).self)
+    // EVP_EncodeUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncodeUpdate), ((EVPEncodeContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncodeUpdate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_EncryptFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncryptFinal), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncryptFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_EncryptFinal_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncryptFinal_ex), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncryptFinal_ex), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_EncryptInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncryptInit), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncryptInit), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    // EVP_EncryptInit_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncryptInit_ex), ((EVPCipherContextPointer?, EVPCipherPointer?, ENGINEPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncryptInit_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?) -> Int32).self)
+    // EVP_EncryptInit_ex2
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncryptInit_ex2), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncryptInit_ex2), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_EncryptUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_EncryptUpdate), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_EncryptUpdate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_KDF_CTX_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_dup), ((EVPKDFContextPointer?) -> EVPKDFContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_KDF_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_free), ((EVPKDFContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_free), ((OpaquePointer?) -> Void).self)
+    // EVP_KDF_CTX_get_kdf_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_get_kdf_size), ((EVPKDFContextPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_get_kdf_size), ((OpaquePointer?) -> Int).self)
+    // EVP_KDF_CTX_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_get_params), ((EVPKDFContextPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_KDF_CTX_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_gettable_params), ((EVPKDFContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KDF_CTX_kdf
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_kdf), ((EVPKDFContextPointer?) -> EVPKDFPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_kdf), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_KDF_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_new), ((EVPKDFPointer?) -> EVPKDFContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_new), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_KDF_CTX_reset
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_reset), ((EVPKDFContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_reset), ((OpaquePointer?) -> Void).self)
+    // EVP_KDF_CTX_set_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_set_params), ((EVPKDFContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_set_params), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_KDF_CTX_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_CTX_settable_params), ((EVPKDFContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_CTX_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KDF_derive
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_derive), ((EVPKDFContextPointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_derive), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_KDF_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_KDF_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPKDFPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPKDFPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_KDF_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_free), ((EVPKDFPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_free), ((OpaquePointer?) -> Void).self)
+    // EVP_KDF_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_get0_description), ((EVPKDFPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KDF_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_get0_name), ((EVPKDFPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KDF_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_get0_provider), ((EVPKDFPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_KDF_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_get_params), ((EVPKDFPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_KDF_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_gettable_ctx_params), ((EVPKDFPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KDF_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_gettable_params), ((EVPKDFPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KDF_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_is_a), ((EVPKDFPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_is_a), ((EVPKDFPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_KDF_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_names_do_all), ((EVPKDFPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_KDF_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_settable_ctx_params), ((EVPKDFPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures16() {
+    // EVP_KDF_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KDF_up_ref), ((EVPKDFPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KDF_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_KEM_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_KEM_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPKEMPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPKEMPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_KEM_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_free), ((EVPKEMPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_free), ((OpaquePointer?) -> Void).self)
+    // EVP_KEM_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_get0_description), ((EVPKEMPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KEM_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_get0_name), ((EVPKEMPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KEM_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_get0_provider), ((EVPKEMPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_KEM_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_gettable_ctx_params), ((EVPKEMPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KEM_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_is_a), ((EVPKEMPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_is_a), ((EVPKEMPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_KEM_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_names_do_all), ((EVPKEMPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_KEM_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_settable_ctx_params), ((EVPKEMPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KEM_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEM_up_ref), ((EVPKEMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEM_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_KEYEXCH_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_KEYEXCH_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPKeyExchangePointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPKeyExchangePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_KEYEXCH_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_free), ((EVPKeyExchangePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_free), ((OpaquePointer?) -> Void).self)
+    // EVP_KEYEXCH_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_get0_description), ((EVPKeyExchangePointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KEYEXCH_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_get0_name), ((EVPKeyExchangePointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KEYEXCH_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_get0_provider), ((EVPKeyExchangePointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_KEYEXCH_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_gettable_ctx_params), ((EVPKeyExchangePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KEYEXCH_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_is_a), ((EVPKeyExchangePointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_is_a), ((EVPKeyExchangePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_KEYEXCH_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_names_do_all), ((EVPKeyExchangePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_KEYEXCH_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_settable_ctx_params), ((EVPKeyExchangePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KEYEXCH_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYEXCH_up_ref), ((EVPKeyExchangePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYEXCH_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_KEYMGMT_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_KEYMGMT_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPKeyManagementPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPKeyManagementPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_KEYMGMT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_free), ((EVPKeyManagementPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_free), ((OpaquePointer?) -> Void).self)
+    // EVP_KEYMGMT_gen_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_gen_settable_params), ((EVPKeyManagementPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_gen_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KEYMGMT_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_get0_description), ((EVPKeyManagementPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KEYMGMT_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_get0_name), ((EVPKeyManagementPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_KEYMGMT_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_get0_provider), ((EVPKeyManagementPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_KEYMGMT_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_gettable_params), ((EVPKeyManagementPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KEYMGMT_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_is_a), ((EVPKeyManagementPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_is_a), ((EVPKeyManagementPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_KEYMGMT_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_names_do_all), ((EVPKeyManagementPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_KEYMGMT_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_settable_params), ((EVPKeyManagementPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_KEYMGMT_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_KEYMGMT_up_ref), ((EVPKeyManagementPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_KEYMGMT_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_MAC_CTX_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_dup), ((EVPMACContextPointer?) -> EVPMACContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MAC_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_free), ((EVPMACContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_free), ((OpaquePointer?) -> Void).self)
+    // EVP_MAC_CTX_get0_mac
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_get0_mac), ((EVPMACContextPointer?) -> EVPMACPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_get0_mac), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MAC_CTX_get_block_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_get_block_size), ((EVPMACContextPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_get_block_size), ((OpaquePointer?) -> Int).self)
+    // EVP_MAC_CTX_get_mac_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_get_mac_size), ((EVPMACContextPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_get_mac_size), ((OpaquePointer?) -> Int).self)
+    // EVP_MAC_CTX_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_get_params), ((EVPMACContextPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_MAC_CTX_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_gettable_params), ((EVPMACContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MAC_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_new), ((EVPMACPointer?) -> EVPMACContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_new), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MAC_CTX_set_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_set_params), ((EVPMACContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_set_params), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_MAC_CTX_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_CTX_settable_params), ((EVPMACContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_CTX_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MAC_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_MAC_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPMACPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPMACPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_MAC_final
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_final), ((EVPMACContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_final), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, Int) -> Int32).self)
+    // EVP_MAC_finalXOF
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_finalXOF), ((EVPMACContextPointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_finalXOF), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_MAC_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_free), ((EVPMACPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_free), ((OpaquePointer?) -> Void).self)
+    // EVP_MAC_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_get0_description), ((EVPMACPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_MAC_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_get0_name), ((EVPMACPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_MAC_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_get0_provider), ((EVPMACPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MAC_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_get_params), ((EVPMACPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_MAC_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_gettable_ctx_params), ((EVPMACPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MAC_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_gettable_params), ((EVPMACPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MAC_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_init), ((EVPMACContextPointer?, UnsafePointer<UInt8>?, Int, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_init), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_MAC_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_is_a), ((EVPMACPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_is_a), ((EVPMACPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_MAC_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_names_do_all), ((EVPMACPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_MAC_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_settable_ctx_params), ((EVPMACPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures17() {
+    // EVP_MAC_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_up_ref), ((EVPMACPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_MAC_update
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MAC_update), ((EVPMACContextPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MAC_update), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_MD_CTX_clear_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_clear_flags), ((EVPMDContextPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_clear_flags), ((OpaquePointer?, Int32) -> Void).self)
+    // EVP_MD_CTX_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_copy), ((EVPMDContextPointer?, EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_copy), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_MD_CTX_copy_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_copy_ex), ((EVPMDContextPointer?, EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_copy_ex), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_MD_CTX_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_ctrl), ((EVPMDContextPointer?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_ctrl), ((OpaquePointer?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_MD_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_free), ((EVPMDContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_free), ((OpaquePointer?) -> Void).self)
+    // EVP_MD_CTX_get0_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_get0_md), ((EVPMDContextPointer?) -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_get0_md), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MD_CTX_get0_md_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_get0_md_data), ((EVPMDContextPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_get0_md_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // EVP_MD_CTX_get1_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_get1_md), ((EVPMDContextPointer?) -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_get1_md), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MD_CTX_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_get_params), ((EVPMDContextPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_MD_CTX_get_pkey_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_get_pkey_ctx), ((EVPMDContextPointer?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_get_pkey_ctx), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MD_CTX_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_gettable_params), ((EVPMDContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MD_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_new), (() -> EVPMDContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_new), (() -> OpaquePointer?).self)
+    // EVP_MD_CTX_reset
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_reset), ((EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_reset), ((OpaquePointer?) -> Int32).self)
+    // EVP_MD_CTX_set_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_set_flags), ((EVPMDContextPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_set_flags), ((OpaquePointer?, Int32) -> Void).self)
+    // EVP_MD_CTX_set_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_set_params), ((EVPMDContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_set_params), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_MD_CTX_set_pkey_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_set_pkey_ctx), ((EVPMDContextPointer?, EVPPKeyContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_set_pkey_ctx), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // EVP_MD_CTX_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_settable_params), ((EVPMDContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MD_CTX_test_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_CTX_test_flags), ((EVPMDContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_CTX_test_flags), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_MD_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_do_all), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_do_all), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_MD_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_MD_do_all_sorted
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_do_all_sorted), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_do_all_sorted), (((@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
     // EVP_MD_fetch
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_MD_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_MD_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPMDPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_MD_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // EVP_MD_free
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_MD_free), ((EVPMDPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_MD_free), ((OpaquePointer?) -> Void).self)
+    // EVP_MD_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get0_description), ((EVPMDPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_MD_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get0_name), ((EVPMDPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_MD_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get0_provider), ((EVPMDPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_MD_get_block_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get_block_size), ((EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get_block_size), ((OpaquePointer?) -> Int32).self)
+    // EVP_MD_get_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get_flags), ((EVPMDPointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get_flags), ((OpaquePointer?) -> UInt).self)
+    // EVP_MD_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get_params), ((EVPMDPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_MD_get_pkey_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get_pkey_type), ((EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get_pkey_type), ((OpaquePointer?) -> Int32).self)
     // EVP_MD_get_size
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_MD_get_size), ((EVPMDPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_MD_get_size), ((OpaquePointer?) -> Int32).self)
-    // EVP_PKEY_CTX_free
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_free), ((EVPPKeyContextPointer?) -> Void).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_free), ((OpaquePointer?) -> Void).self)
-    // EVP_PKEY_CTX_new_from_name
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_new_from_name), ((OSSLLibContextPointer?, String?, String?) -> EVPPKeyContextPointer?).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_new_from_name), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
-    // EVP_PKEY_CTX_set_group_name
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_set_group_name), ((EVPPKeyContextPointer?, String?) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_group_name), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
-    // EVP_PKEY_eq
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_eq), ((EVPPKeyPointer?, EVPPKeyPointer?) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_eq), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
-    // EVP_PKEY_free
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_free), ((EVPPKeyPointer?) -> Void).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_free), ((OpaquePointer?) -> Void).self)
-    // EVP_PKEY_generate
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_generate), ((EVPPKeyContextPointer?) -> (ok: Int32, ppkey: EVPPKeyPointer?)).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_generate), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
-    // EVP_PKEY_get0_type_name
-    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get0_type_name), ((EVPPKeyPointer?) -> String?).self)
-    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get0_type_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_MD_get_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_get_type), ((EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_get_type), ((OpaquePointer?) -> Int32).self)
+    // EVP_MD_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_gettable_ctx_params), ((EVPMDPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MD_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_gettable_params), ((EVPMDPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MD_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_is_a), ((EVPMDPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_is_a), ((EVPMDPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_MD_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_names_do_all), ((EVPMDPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_MD_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_settable_ctx_params), ((EVPMDPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_MD_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_MD_up_ref), ((EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_MD_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_OpenFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_OpenFinal), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_OpenFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_OpenInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_OpenInit), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, UnsafePointer<UInt8>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_OpenInit), ((OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafePointer<UInt8>?, OpaquePointer?) -> Int32).self)
+    // EVP_PBE_CipherInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_CipherInit), ((ASN1ObjectPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_CipherInit), ((ASN1ObjectPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_CipherInit), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PBE_CipherInit_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_CipherInit_ex), ((ASN1ObjectPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherContextPointer?, Int32, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_CipherInit_ex), ((ASN1ObjectPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherContextPointer?, Int32, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_CipherInit_ex), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PBE_alg_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_alg_add), ((Int32, EVPCipherPointer?, EVPMDPointer?, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_alg_add), ((Int32, OpaquePointer?, OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?) -> Int32).self)
+    // EVP_PBE_alg_add_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_alg_add_type), ((Int32, Int32, Int32, Int32, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_alg_add_type), ((Int32, Int32, Int32, Int32, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?) -> Int32).self)
+    // EVP_PBE_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_cleanup), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_cleanup), (() -> Void).self)
+    // EVP_PBE_find
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_find), ((Int32, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_find), ((Int32, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?>?) -> Int32).self)
+    // EVP_PBE_find_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_find_ex), ((Int32, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32)?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_find_ex), ((Int32, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32)?>?, UnsafeMutablePointer<(@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32)?>?) -> Int32).self)
+    // EVP_PBE_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_get), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_get), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, Int) -> Int32).self)
+    // EVP_PBE_scrypt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_scrypt), ((String?, Int, UnsafePointer<UInt8>?, Int, UInt64, UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_scrypt), ((UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, UInt64, UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_scrypt), ((UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, UInt64, UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PBE_scrypt_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_scrypt_ex), ((String?, Int, UnsafePointer<UInt8>?, Int, UInt64, UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt8>?, Int, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PBE_scrypt_ex), ((UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, UInt64, UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt8>?, Int, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PBE_scrypt_ex), ((UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, UInt64, UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt8>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKCS82PKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKCS82PKEY), ((PKCS8PrivKeyInfoPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKCS82PKEY), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKCS82PKEY_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKCS82PKEY_ex), ((PKCS8PrivKeyInfoPointer?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKCS82PKEY_ex), ((PKCS8PrivKeyInfoPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKCS82PKEY_ex), ((OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_PKEY2PKCS8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY2PKCS8), ((EVPPKeyPointer?) -> PKCS8PrivKeyInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY2PKCS8), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_add1_hkdf_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_add1_hkdf_info), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_add1_hkdf_info), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_add1_tls1_prf_seed
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_add1_tls1_prf_seed), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_add1_tls1_prf_seed), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_ctrl), ((EVPPKeyContextPointer?, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_ctrl), ((OpaquePointer?, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_PKEY_CTX_ctrl_str
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_ctrl_str), ((EVPPKeyContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_ctrl_str), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_ctrl_str), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_ctrl_uint64
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_ctrl_uint64), ((EVPPKeyContextPointer?, Int32, Int32, Int32, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_ctrl_uint64), ((OpaquePointer?, Int32, Int32, Int32, UInt64) -> Int32).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures2() {
+func signatures18() {
+    // EVP_PKEY_CTX_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_dup), ((EVPPKeyContextPointer?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_free
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_free), ((EVPPKeyContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_free), ((OpaquePointer?) -> Void).self)
+    // EVP_PKEY_CTX_get0_libctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get0_libctx), ((EVPPKeyContextPointer?) -> OSSLLibContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get0_libctx), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_get0_peerkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get0_peerkey), ((EVPPKeyContextPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get0_peerkey), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_get0_pkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get0_pkey), ((EVPPKeyContextPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get0_pkey), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_get0_propq
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get0_propq), ((EVPPKeyContextPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get0_propq), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_PKEY_CTX_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get0_provider), ((EVPPKeyContextPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_get0_rsa_oaep_label
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get0_rsa_oaep_label), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get0_rsa_oaep_label), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // EVP_PKEY_CTX_get1_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get1_id), ((EVPPKeyContextPointer?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get1_id), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_PKEY_CTX_get1_id_len
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get1_id_len), ((EVPPKeyContextPointer?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get1_id_len), ((OpaquePointer?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_app_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_app_data), ((EVPPKeyContextPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_app_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // EVP_PKEY_CTX_get_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_cb), ((EVPPKeyContextPointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_cb), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    // EVP_PKEY_CTX_get_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_data), ((EVPPKeyContextPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // EVP_PKEY_CTX_get_ecdh_cofactor_mode
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_ecdh_cofactor_mode), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_ecdh_cofactor_mode), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_get_ecdh_kdf_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_ecdh_kdf_md), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_ecdh_kdf_md), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_ecdh_kdf_outlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_ecdh_kdf_outlen), ((EVPPKeyContextPointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_ecdh_kdf_outlen), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_ecdh_kdf_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_ecdh_kdf_type), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_ecdh_kdf_type), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_get_group_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_group_name), ((EVPPKeyContextPointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_group_name), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    // EVP_PKEY_CTX_get_keygen_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_keygen_info), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_keygen_info), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_get_operation
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_operation), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_operation), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_params), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_rsa_mgf1_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_rsa_mgf1_md), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_rsa_mgf1_md), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_rsa_mgf1_md_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_rsa_mgf1_md_name), ((EVPPKeyContextPointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_rsa_mgf1_md_name), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    // EVP_PKEY_CTX_get_rsa_oaep_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_rsa_oaep_md), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_rsa_oaep_md), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_rsa_oaep_md_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_rsa_oaep_md_name), ((EVPPKeyContextPointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_rsa_oaep_md_name), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    // EVP_PKEY_CTX_get_rsa_padding
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_rsa_padding), ((EVPPKeyContextPointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_rsa_padding), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_rsa_pss_saltlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_rsa_pss_saltlen), ((EVPPKeyContextPointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_rsa_pss_saltlen), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_PKEY_CTX_get_signature_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_get_signature_md), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_get_signature_md), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // EVP_PKEY_CTX_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_gettable_params), ((EVPPKeyContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_PKEY_CTX_hex2ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_hex2ctrl), ((EVPPKeyContextPointer?, Int32, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_hex2ctrl), ((EVPPKeyContextPointer?, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_hex2ctrl), ((OpaquePointer?, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_is_a), ((EVPPKeyContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_is_a), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_md), ((EVPPKeyContextPointer?, Int32, Int32, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_md), ((EVPPKeyContextPointer?, Int32, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_md), ((OpaquePointer?, Int32, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_new), ((EVPPKeyPointer?, ENGINEPointer?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_new), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_new_from_name
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_new_from_name), ((OSSLLibContextPointer?, String?, String?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_new_from_name), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_new_from_name), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_new_from_pkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_new_from_pkey), ((OSSLLibContextPointer?, EVPPKeyPointer?, String?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_new_from_pkey), ((OSSLLibContextPointer?, EVPPKeyPointer?, UnsafePointer<CChar>?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_new_from_pkey), ((OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_new_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_new_id), ((Int32, ENGINEPointer?) -> EVPPKeyContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_new_id), ((Int32, OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_CTX_set0_ecdh_kdf_ukm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set0_ecdh_kdf_ukm), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set0_ecdh_kdf_ukm), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set0_keygen_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set0_keygen_info), ((EVPPKeyContextPointer?, UnsafeMutablePointer<Int32>?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set0_keygen_info), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, Int32) -> Void).self)
+    // EVP_PKEY_CTX_set0_rsa_oaep_label
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set0_rsa_oaep_label), ((EVPPKeyContextPointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set0_rsa_oaep_label), ((OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set1_hkdf_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_hkdf_key), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set1_hkdf_key), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set1_hkdf_salt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_hkdf_salt), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set1_hkdf_salt), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set1_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_id), ((EVPPKeyContextPointer?, UnsafeRawPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set1_id), ((OpaquePointer?, UnsafeRawPointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set1_pbe_pass
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_pbe_pass), ((EVPPKeyContextPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_pbe_pass), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set1_pbe_pass), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set1_rsa_keygen_pubexp
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_rsa_keygen_pubexp), ((EVPPKeyContextPointer?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set1_rsa_keygen_pubexp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set1_scrypt_salt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_scrypt_salt), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set1_scrypt_salt), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set1_tls1_prf_secret
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set1_tls1_prf_secret), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set1_tls1_prf_secret), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_app_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_app_data), ((EVPPKeyContextPointer?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_app_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_PKEY_CTX_set_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_cb), ((EVPPKeyContextPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_cb), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_CTX_set_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_data), ((EVPPKeyContextPointer?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_PKEY_CTX_set_ec_param_enc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_ec_param_enc), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_ec_param_enc), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_ec_paramgen_curve_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_ec_paramgen_curve_nid), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_ec_paramgen_curve_nid), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_ecdh_cofactor_mode
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_ecdh_cofactor_mode), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_ecdh_cofactor_mode), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_ecdh_kdf_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_ecdh_kdf_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_ecdh_kdf_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set_ecdh_kdf_outlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_ecdh_kdf_outlen), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_ecdh_kdf_outlen), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_ecdh_kdf_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_ecdh_kdf_type), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_ecdh_kdf_type), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_group_name
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_set_group_name), ((EVPPKeyContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_CTX_set_group_name), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_group_name), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_set_hkdf_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_hkdf_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_hkdf_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set_hkdf_mode
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_hkdf_mode), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_hkdf_mode), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_kem_op
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_kem_op), ((EVPPKeyContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_kem_op), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_kem_op), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_set_mac_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_mac_key), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_mac_key), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures19() {
+    // EVP_PKEY_CTX_set_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_params), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_params), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_keygen_bits
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_keygen_bits), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_keygen_bits), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_keygen_primes
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_keygen_primes), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_keygen_primes), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_mgf1_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_mgf1_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_mgf1_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_mgf1_md_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_mgf1_md_name), ((EVPPKeyContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_mgf1_md_name), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_mgf1_md_name), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_oaep_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_oaep_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_oaep_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_oaep_md_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_oaep_md_name), ((EVPPKeyContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_oaep_md_name), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_oaep_md_name), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_padding
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_padding), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_padding), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_pss_keygen_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_keygen_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_pss_keygen_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_pss_keygen_md_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_keygen_md_name), ((EVPPKeyContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_keygen_md_name), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_pss_keygen_md_name), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name), ((EVPPKeyContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name), ((EVPPKeyContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_rsa_pss_saltlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_rsa_pss_saltlen), ((EVPPKeyContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_rsa_pss_saltlen), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_CTX_set_scrypt_N
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_scrypt_N), ((EVPPKeyContextPointer?, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_scrypt_N), ((OpaquePointer?, UInt64) -> Int32).self)
+    // EVP_PKEY_CTX_set_scrypt_maxmem_bytes
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_scrypt_maxmem_bytes), ((EVPPKeyContextPointer?, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_scrypt_maxmem_bytes), ((OpaquePointer?, UInt64) -> Int32).self)
+    // EVP_PKEY_CTX_set_scrypt_p
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_scrypt_p), ((EVPPKeyContextPointer?, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_scrypt_p), ((OpaquePointer?, UInt64) -> Int32).self)
+    // EVP_PKEY_CTX_set_scrypt_r
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_scrypt_r), ((EVPPKeyContextPointer?, UInt64) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_scrypt_r), ((OpaquePointer?, UInt64) -> Int32).self)
+    // EVP_PKEY_CTX_set_signature_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_signature_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_signature_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_set_tls1_prf_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_set_tls1_prf_md), ((EVPPKeyContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_set_tls1_prf_md), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_CTX_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_settable_params), ((EVPPKeyContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_PKEY_CTX_str2ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_str2ctrl), ((EVPPKeyContextPointer?, Int32, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_CTX_str2ctrl), ((EVPPKeyContextPointer?, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_CTX_str2ctrl), ((OpaquePointer?, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_add1_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_add1_attr), ((EVPPKeyPointer?, X509AttributePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_add1_attr), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_add1_attr_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_add1_attr_by_NID), ((EVPPKeyPointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_add1_attr_by_NID), ((OpaquePointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_add1_attr_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_add1_attr_by_OBJ), ((EVPPKeyPointer?, ASN1ObjectPointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_add1_attr_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_add1_attr_by_txt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_add1_attr_by_txt), ((EVPPKeyPointer?, String?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_add1_attr_by_txt), ((EVPPKeyPointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_add1_attr_by_txt), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // EVP_PKEY_asn1_add0
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_add0), ((EVPPKEYASN1MethodPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_add0), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_asn1_add_alias
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_add_alias), ((Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_add_alias), ((Int32, Int32) -> Int32).self)
+    // EVP_PKEY_asn1_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_copy), ((EVPPKEYASN1MethodPointer?, EVPPKEYASN1MethodPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_copy), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // EVP_PKEY_asn1_find
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_find), ((UnsafeMutablePointer<OpaquePointer?>?, Int32) -> EVPPKEYASN1MethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_find), ((UnsafeMutablePointer<OpaquePointer?>?, Int32) -> OpaquePointer?).self)
+    // EVP_PKEY_asn1_find_str
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_find_str), ((UnsafeMutablePointer<OpaquePointer?>?, String?, Int32) -> EVPPKEYASN1MethodPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_find_str), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32) -> EVPPKEYASN1MethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_find_str), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32) -> OpaquePointer?).self)
+    // EVP_PKEY_asn1_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_free), ((EVPPKEYASN1MethodPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_free), ((OpaquePointer?) -> Void).self)
+    // EVP_PKEY_asn1_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_get0), ((Int32) -> EVPPKEYASN1MethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_get0), ((Int32) -> OpaquePointer?).self)
+    // EVP_PKEY_asn1_get0_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_get0_info), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, EVPPKEYASN1MethodPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_get0_info), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<UnsafePointer<CChar>?>?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_asn1_get_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_get_count), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_get_count), (() -> Int32).self)
+    // EVP_PKEY_asn1_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_new), ((Int32, Int32, String?, String?) -> EVPPKEYASN1MethodPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_new), ((Int32, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPPKEYASN1MethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_new), ((Int32, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_PKEY_asn1_set_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_check), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_check), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_ctrl), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_ctrl), ((OpaquePointer?, (@convention(c) (OpaquePointer?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_free), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?) -> Void)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_free), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Void)?) -> Void).self)
+    // EVP_PKEY_asn1_set_get_priv_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_get_priv_key), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_get_priv_key), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_get_pub_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_get_pub_key), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_get_pub_key), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_item
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_item), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_item), ((OpaquePointer?, (@convention(c) (OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_BIT_STRING>?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<X509_ALGOR>?, UnsafeMutablePointer<ASN1_BIT_STRING>?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_param), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int32) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_param), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int32) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_param_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_param_check), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_param_check), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_private
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_private), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_private), ((OpaquePointer?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_public
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_public), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_public), ((OpaquePointer?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_public_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_public_check), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_public_check), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_security_bits
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_security_bits), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_security_bits), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_set_priv_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_set_priv_key), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_set_priv_key), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_set_pub_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_set_pub_key), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_set_pub_key), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32)?) -> Void).self)
+    // EVP_PKEY_asn1_set_siginf
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_asn1_set_siginf), ((EVPPKEYASN1MethodPointer?, (@convention(c) (OpaquePointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_STRING>?) -> Int32)?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_asn1_set_siginf), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_STRING>?) -> Int32)?) -> Void).self)
+    // EVP_PKEY_can_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_can_sign), ((EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_can_sign), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_check), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_check), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_copy_parameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_copy_parameters), ((EVPPKeyPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_copy_parameters), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_decapsulate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_decapsulate), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_decapsulate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_decapsulate_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_decapsulate_init), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_decapsulate_init), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_decrypt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_decrypt), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_decrypt), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_decrypt_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_decrypt_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_decrypt_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_decrypt_init_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_decrypt_init_ex), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_decrypt_init_ex), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_delete_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_delete_attr), ((EVPPKeyPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_delete_attr), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures20() {
+    // EVP_PKEY_derive
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_derive), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_derive), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_PKEY_derive_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_derive_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_derive_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_derive_init_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_derive_init_ex), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_derive_init_ex), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_derive_set_peer
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_derive_set_peer), ((EVPPKeyContextPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_derive_set_peer), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_derive_set_peer_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_derive_set_peer_ex), ((EVPPKeyContextPointer?, EVPPKeyPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_derive_set_peer_ex), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_digestsign_supports_digest
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_digestsign_supports_digest), ((EVPPKeyPointer?, OSSLLibContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_digestsign_supports_digest), ((EVPPKeyPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_digestsign_supports_digest), ((OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_dup), ((EVPPKeyPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_encapsulate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_encapsulate), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_encapsulate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_PKEY_encapsulate_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_encapsulate_init), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_encapsulate_init), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_encrypt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_encrypt), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_encrypt), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_encrypt_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_encrypt_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_encrypt_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_encrypt_init_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_encrypt_init_ex), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_encrypt_init_ex), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_eq
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_eq), ((EVPPKeyPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_eq), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_export
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_export), ((EVPPKeyPointer?, Int32, (@convention(c) (UnsafePointer<OSSL_PARAM>?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_export), ((OpaquePointer?, Int32, (@convention(c) (UnsafePointer<OSSL_PARAM>?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_PKEY_free
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_free), ((EVPPKeyPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_free), ((OpaquePointer?) -> Void).self)
+    // EVP_PKEY_fromdata
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_fromdata), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OpaquePointer?>?, Int32, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_fromdata), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, Int32, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_fromdata_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_fromdata_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_fromdata_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_fromdata_settable
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_fromdata_settable), ((EVPPKeyContextPointer?, Int32) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_fromdata_settable), ((OpaquePointer?, Int32) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_PKEY_generate
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_generate), ((EVPPKeyContextPointer?) -> (ok: Int32, ppkey: EVPPKeyPointer?)).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_generate), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // EVP_PKEY_get0_asn1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get0_asn1), ((EVPPKeyPointer?) -> EVPPKEYASN1MethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get0_asn1), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get0_description), ((EVPPKeyPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_PKEY_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get0_provider), ((EVPPKeyPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_PKEY_get0_type_name
+    fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get0_type_name), ((EVPPKeyPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get0_type_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_PKEY_get1_encoded_public_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get1_encoded_public_key), ((EVPPKeyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get1_encoded_public_key), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int).self)
+    // EVP_PKEY_get_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_attr), ((EVPPKeyPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_attr), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // EVP_PKEY_get_attr_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_attr_by_NID), ((EVPPKeyPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_attr_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // EVP_PKEY_get_attr_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_attr_by_OBJ), ((EVPPKeyPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_attr_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_get_attr_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_attr_count), ((EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_attr_count), ((OpaquePointer?) -> Int32).self)
     // EVP_PKEY_get_base_id
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get_base_id), ((EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_base_id), ((OpaquePointer?) -> Int32).self)
     // EVP_PKEY_get_bits
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get_bits), ((EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_bits), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_get_bn_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_bn_param), ((EVPPKeyPointer?, String?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_bn_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_bn_param), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // EVP_PKEY_get_default_digest_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_default_digest_name), ((EVPPKeyPointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_default_digest_name), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int32).self)
+    // EVP_PKEY_get_default_digest_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_default_digest_nid), ((EVPPKeyPointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_default_digest_nid), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_PKEY_get_ec_point_conv_form
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_ec_point_conv_form), ((EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_ec_point_conv_form), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_get_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_ex_data), ((EVPPKeyPointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_ex_data), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    // EVP_PKEY_get_field_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_field_type), ((EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_field_type), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_get_group_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_group_name), ((EVPPKeyPointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_group_name), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
     // EVP_PKEY_get_id
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get_id), ((EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_id), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_get_int_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_int_param), ((EVPPKeyPointer?, String?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_int_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_int_param), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_PKEY_get_octet_string_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_octet_string_param), ((EVPPKeyPointer?, String?, UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_octet_string_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_octet_string_param), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_PKEY_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_params), ((EVPPKeyPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_get_raw_private_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_raw_private_key), ((EVPPKeyPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_raw_private_key), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_PKEY_get_raw_public_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_raw_public_key), ((EVPPKeyPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_raw_public_key), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     // EVP_PKEY_get_security_bits
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_get_security_bits), ((EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_security_bits), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_get_size
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_size), ((EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_size), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_get_size_t_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_size_t_param), ((EVPPKeyPointer?, String?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_size_t_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_size_t_param), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_PKEY_get_utf8_string_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_utf8_string_param), ((EVPPKeyPointer?, String?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_get_utf8_string_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_get_utf8_string_param), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_PKEY_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_gettable_params), ((EVPPKeyPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_PKEY_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_is_a), ((EVPPKeyPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_is_a), ((EVPPKeyPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_keygen
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_keygen), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_keygen), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
     // EVP_PKEY_keygen_init
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_keygen_init), ((EVPPKeyContextPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_keygen_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_missing_parameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_missing_parameters), ((EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_missing_parameters), ((OpaquePointer?) -> Int32).self)
     // EVP_PKEY_new
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_new), (() -> EVPPKeyPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_new), (() -> OpaquePointer?).self)
+    // EVP_PKEY_new_mac_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_new_mac_key), ((Int32, ENGINEPointer?, UnsafePointer<UInt8>?, Int32) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_new_mac_key), ((Int32, OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // EVP_PKEY_new_raw_private_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_new_raw_private_key), ((Int32, ENGINEPointer?, UnsafePointer<UInt8>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_new_raw_private_key), ((Int32, OpaquePointer?, UnsafePointer<UInt8>?, Int) -> OpaquePointer?).self)
+    // EVP_PKEY_new_raw_private_key_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_new_raw_private_key_ex), ((OSSLLibContextPointer?, String?, String?, UnsafePointer<UInt8>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_new_raw_private_key_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_new_raw_private_key_ex), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> OpaquePointer?).self)
+    // EVP_PKEY_new_raw_public_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_new_raw_public_key), ((Int32, ENGINEPointer?, UnsafePointer<UInt8>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_new_raw_public_key), ((Int32, OpaquePointer?, UnsafePointer<UInt8>?, Int) -> OpaquePointer?).self)
+    // EVP_PKEY_new_raw_public_key_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_new_raw_public_key_ex), ((OSSLLibContextPointer?, String?, String?, UnsafePointer<UInt8>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_new_raw_public_key_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_new_raw_public_key_ex), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> OpaquePointer?).self)
+    // EVP_PKEY_pairwise_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_pairwise_check), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_pairwise_check), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_param_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_param_check), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_param_check), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures21() {
+    // EVP_PKEY_param_check_quick
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_param_check_quick), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_param_check_quick), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_parameters_eq
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_parameters_eq), ((EVPPKeyPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_parameters_eq), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_paramgen
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_paramgen), ((EVPPKeyContextPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_paramgen), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // EVP_PKEY_paramgen_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_paramgen_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_paramgen_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_print_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_print_params), ((BIOPointer?, EVPPKeyPointer?, Int32, ASN1PrintContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_print_params), ((OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_print_params_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_print_params_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, Int32, ASN1PrintContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_print_params_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_print_private
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_print_private), ((BIOPointer?, EVPPKeyPointer?, Int32, ASN1PrintContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_print_private), ((OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_print_private_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_print_private_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, Int32, ASN1PrintContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_print_private_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_print_public
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_print_public), ((BIOPointer?, EVPPKeyPointer?, Int32, ASN1PrintContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_print_public), ((OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_print_public_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_print_public_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, Int32, ASN1PrintContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_print_public_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_private_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_private_check), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_private_check), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_public_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_public_check), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_public_check), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_public_check_quick
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_public_check_quick), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_public_check_quick), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_save_parameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_save_parameters), ((EVPPKeyPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_save_parameters), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_set1_encoded_public_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set1_encoded_public_key), ((EVPPKeyPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set1_encoded_public_key), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_set_bn_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_bn_param), ((EVPPKeyPointer?, String?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_bn_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, BIGNUMPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_bn_param), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_set_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_ex_data), ((EVPPKeyPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_PKEY_set_int_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_int_param), ((EVPPKeyPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_int_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_int_param), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // EVP_PKEY_set_octet_string_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_octet_string_param), ((EVPPKeyPointer?, String?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_octet_string_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_octet_string_param), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_set_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_params), ((EVPPKeyPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_set_size_t_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_size_t_param), ((EVPPKeyPointer?, String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_size_t_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_size_t_param), ((OpaquePointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
+    // EVP_PKEY_set_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_type), ((EVPPKeyPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_type), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_PKEY_set_type_by_keymgmt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_type_by_keymgmt), ((EVPPKeyPointer?, EVPKeyManagementPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_type_by_keymgmt), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_set_type_str
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_type_str), ((EVPPKeyPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_type_str), ((EVPPKeyPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_type_str), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // EVP_PKEY_set_utf8_string_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_utf8_string_param), ((EVPPKeyPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_set_utf8_string_param), ((EVPPKeyPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_set_utf8_string_param), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_PKEY_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_settable_params), ((EVPPKeyPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_PKEY_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_sign), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_sign), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_sign_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_sign_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_sign_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_sign_init_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_sign_init_ex), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_sign_init_ex), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_todata
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_todata), ((EVPPKeyPointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<OSSL_PARAM>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_todata), ((OpaquePointer?, Int32, UnsafeMutablePointer<UnsafeMutablePointer<OSSL_PARAM>?>?) -> Int32).self)
+    // EVP_PKEY_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_type), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_type), ((Int32) -> Int32).self)
+    // EVP_PKEY_type_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_type_names_do_all), ((EVPPKeyPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_type_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
     // EVP_PKEY_up_ref
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_PKEY_up_ref), ((EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_verify), ((EVPPKeyContextPointer?, UnsafePointer<UInt8>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_verify), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_verify_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_verify_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_verify_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_verify_init_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_verify_init_ex), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_verify_init_ex), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_PKEY_verify_recover
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_verify_recover), ((EVPPKeyContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_verify_recover), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_PKEY_verify_recover_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_verify_recover_init), ((EVPPKeyContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_verify_recover_init), ((OpaquePointer?) -> Int32).self)
+    // EVP_PKEY_verify_recover_init_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_PKEY_verify_recover_init_ex), ((EVPPKeyContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_PKEY_verify_recover_init_ex), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_Q_digest
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_Q_digest), ((OSSLLibContextPointer?, String?, String?, UnsafeRawPointer?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_Q_digest), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeRawPointer?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_Q_digest), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeRawPointer?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // EVP_Q_mac
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_Q_mac), ((OSSLLibContextPointer?, String?, String?, String?, UnsafePointer<OSSL_PARAM>?, UnsafeRawPointer?, Int, UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_Q_mac), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<OSSL_PARAM>?, UnsafeRawPointer?, Int, UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_Q_mac), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<OSSL_PARAM>?, UnsafeRawPointer?, Int, UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>?).self)
+    // EVP_RAND_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_CTX_free), ((EVPRANDContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_CTX_free), ((OpaquePointer?) -> Void).self)
+    // EVP_RAND_CTX_get0_rand
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_CTX_get0_rand), ((EVPRANDContextPointer?) -> EVPRANDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_CTX_get0_rand), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_RAND_CTX_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_CTX_get_params), ((EVPRANDContextPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_CTX_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_RAND_CTX_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_CTX_gettable_params), ((EVPRANDContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_CTX_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_RAND_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_CTX_new), ((EVPRANDPointer?, EVPRANDContextPointer?) -> EVPRANDContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_CTX_new), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_RAND_CTX_set_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_CTX_set_params), ((EVPRANDContextPointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_CTX_set_params), ((OpaquePointer?, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_RAND_CTX_settable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_CTX_settable_params), ((EVPRANDContextPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_CTX_settable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_RAND_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_RAND_enable_locking
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_enable_locking), ((EVPRANDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_enable_locking), ((OpaquePointer?) -> Int32).self)
+    // EVP_RAND_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPRANDPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPRANDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_RAND_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_free), ((EVPRANDPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_free), ((OpaquePointer?) -> Void).self)
+    // EVP_RAND_generate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_generate), ((EVPRANDContextPointer?, UnsafeMutablePointer<UInt8>?, Int, UInt32, Int32, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_generate), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UInt32, Int32, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_RAND_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_get0_description), ((EVPRANDPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_RAND_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_get0_name), ((EVPRANDPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_RAND_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_get0_provider), ((EVPRANDPointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_RAND_get_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_get_params), ((EVPRANDPointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_get_params), ((OpaquePointer?, UnsafeMutablePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_RAND_get_state
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_get_state), ((EVPRANDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_get_state), ((OpaquePointer?) -> Int32).self)
+    // EVP_RAND_get_strength
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_get_strength), ((EVPRANDContextPointer?) -> UInt32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_get_strength), ((OpaquePointer?) -> UInt32).self)
+    // EVP_RAND_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_gettable_ctx_params), ((EVPRANDPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures22() {
+    // EVP_RAND_gettable_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_gettable_params), ((EVPRANDPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_gettable_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_RAND_instantiate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_instantiate), ((EVPRANDContextPointer?, UInt32, Int32, UnsafePointer<UInt8>?, Int, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_instantiate), ((OpaquePointer?, UInt32, Int32, UnsafePointer<UInt8>?, Int, UnsafePointer<OSSL_PARAM>?) -> Int32).self)
+    // EVP_RAND_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_is_a), ((EVPRANDPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_is_a), ((EVPRANDPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_RAND_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_names_do_all), ((EVPRANDPointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_RAND_nonce
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_nonce), ((EVPRANDContextPointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_nonce), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_RAND_reseed
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_reseed), ((EVPRANDContextPointer?, Int32, UnsafePointer<UInt8>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_reseed), ((OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // EVP_RAND_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_settable_ctx_params), ((EVPRANDPointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_RAND_uninstantiate
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_uninstantiate), ((EVPRANDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_uninstantiate), ((OpaquePointer?) -> Int32).self)
+    // EVP_RAND_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_up_ref), ((EVPRANDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_RAND_verify_zeroization
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_RAND_verify_zeroization), ((EVPRANDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_RAND_verify_zeroization), ((OpaquePointer?) -> Int32).self)
+    // EVP_SIGNATURE_do_all_provided
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_do_all_provided), ((OSSLLibContextPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_do_all_provided), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // EVP_SIGNATURE_fetch
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_fetch), ((OSSLLibContextPointer?, String?, String?) -> EVPSignaturePointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_fetch), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> EVPSignaturePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_fetch), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_SIGNATURE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_free), ((EVPSignaturePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_free), ((OpaquePointer?) -> Void).self)
+    // EVP_SIGNATURE_get0_description
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_get0_description), ((EVPSignaturePointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_get0_description), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_SIGNATURE_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_get0_name), ((EVPSignaturePointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // EVP_SIGNATURE_get0_provider
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_get0_provider), ((EVPSignaturePointer?) -> OSSLProviderPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_get0_provider), ((OpaquePointer?) -> OpaquePointer?).self)
+    // EVP_SIGNATURE_gettable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_gettable_ctx_params), ((EVPSignaturePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_gettable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_SIGNATURE_is_a
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_is_a), ((EVPSignaturePointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_is_a), ((EVPSignaturePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_is_a), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_SIGNATURE_names_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_names_do_all), ((EVPSignaturePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_names_do_all), ((OpaquePointer?, (@convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // EVP_SIGNATURE_settable_ctx_params
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_settable_ctx_params), ((EVPSignaturePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_settable_ctx_params), ((OpaquePointer?) -> UnsafePointer<OSSL_PARAM>?).self)
+    // EVP_SIGNATURE_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SIGNATURE_up_ref), ((EVPSignaturePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SIGNATURE_up_ref), ((OpaquePointer?) -> Int32).self)
+    // EVP_SealFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SealFinal), ((EVPCipherContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SealFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // EVP_SealInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SealInit), ((EVPCipherContextPointer?, EVPCipherPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<OpaquePointer?>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SealInit), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<OpaquePointer?>?, Int32) -> Int32).self)
+    // EVP_SignFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SignFinal), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SignFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, OpaquePointer?) -> Int32).self)
+    // EVP_SignFinal_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SignFinal_ex), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, EVPPKeyPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_SignFinal_ex), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, EVPPKeyPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_SignFinal_ex), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_VerifyFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_VerifyFinal), ((EVPMDContextPointer?, UnsafePointer<UInt8>?, UInt32, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_VerifyFinal), ((OpaquePointer?, UnsafePointer<UInt8>?, UInt32, OpaquePointer?) -> Int32).self)
+    // EVP_VerifyFinal_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_VerifyFinal_ex), ((EVPMDContextPointer?, UnsafePointer<UInt8>?, UInt32, EVPPKeyPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_VerifyFinal_ex), ((EVPMDContextPointer?, UnsafePointer<UInt8>?, UInt32, EVPPKeyPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_VerifyFinal_ex), ((OpaquePointer?, UnsafePointer<UInt8>?, UInt32, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_add_alg_module
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_add_alg_module), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_add_alg_module), (() -> Void).self)
+    // EVP_add_cipher
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_add_cipher), ((EVPCipherPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_add_cipher), ((OpaquePointer?) -> Int32).self)
+    // EVP_add_digest
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_add_digest), ((EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_add_digest), ((OpaquePointer?) -> Int32).self)
+    // EVP_aes_128_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_cbc), (() -> OpaquePointer?).self)
+    // EVP_aes_128_cbc_hmac_sha1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_cbc_hmac_sha1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_cbc_hmac_sha1), (() -> OpaquePointer?).self)
+    // EVP_aes_128_cbc_hmac_sha256
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_cbc_hmac_sha256), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_cbc_hmac_sha256), (() -> OpaquePointer?).self)
+    // EVP_aes_128_ccm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_ccm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_ccm), (() -> OpaquePointer?).self)
+    // EVP_aes_128_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_cfb1), (() -> OpaquePointer?).self)
+    // EVP_aes_128_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_cfb128), (() -> OpaquePointer?).self)
+    // EVP_aes_128_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_cfb8), (() -> OpaquePointer?).self)
+    // EVP_aes_128_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_ctr), (() -> OpaquePointer?).self)
+    // EVP_aes_128_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_ecb), (() -> OpaquePointer?).self)
+    // EVP_aes_128_gcm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_gcm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_gcm), (() -> OpaquePointer?).self)
+    // EVP_aes_128_ocb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_ocb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_ocb), (() -> OpaquePointer?).self)
+    // EVP_aes_128_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_ofb), (() -> OpaquePointer?).self)
+    // EVP_aes_128_wrap
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_wrap), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_wrap), (() -> OpaquePointer?).self)
+    // EVP_aes_128_wrap_pad
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_wrap_pad), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_wrap_pad), (() -> OpaquePointer?).self)
+    // EVP_aes_128_xts
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_128_xts), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_128_xts), (() -> OpaquePointer?).self)
+    // EVP_aes_192_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_cbc), (() -> OpaquePointer?).self)
+    // EVP_aes_192_ccm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_ccm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_ccm), (() -> OpaquePointer?).self)
+    // EVP_aes_192_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_cfb1), (() -> OpaquePointer?).self)
+    // EVP_aes_192_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_cfb128), (() -> OpaquePointer?).self)
+    // EVP_aes_192_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_cfb8), (() -> OpaquePointer?).self)
+    // EVP_aes_192_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_ctr), (() -> OpaquePointer?).self)
+    // EVP_aes_192_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_ecb), (() -> OpaquePointer?).self)
+    // EVP_aes_192_gcm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_gcm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_gcm), (() -> OpaquePointer?).self)
+    // EVP_aes_192_ocb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_ocb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_ocb), (() -> OpaquePointer?).self)
+    // EVP_aes_192_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_ofb), (() -> OpaquePointer?).self)
+    // EVP_aes_192_wrap
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_wrap), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_wrap), (() -> OpaquePointer?).self)
+    // EVP_aes_192_wrap_pad
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_192_wrap_pad), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_192_wrap_pad), (() -> OpaquePointer?).self)
+    // EVP_aes_256_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_cbc), (() -> OpaquePointer?).self)
+    // EVP_aes_256_cbc_hmac_sha1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_cbc_hmac_sha1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_cbc_hmac_sha1), (() -> OpaquePointer?).self)
+    // EVP_aes_256_cbc_hmac_sha256
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_cbc_hmac_sha256), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_cbc_hmac_sha256), (() -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures23() {
+    // EVP_aes_256_ccm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_ccm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_ccm), (() -> OpaquePointer?).self)
+    // EVP_aes_256_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_cfb1), (() -> OpaquePointer?).self)
+    // EVP_aes_256_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_cfb128), (() -> OpaquePointer?).self)
+    // EVP_aes_256_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_cfb8), (() -> OpaquePointer?).self)
+    // EVP_aes_256_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_ctr), (() -> OpaquePointer?).self)
+    // EVP_aes_256_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_ecb), (() -> OpaquePointer?).self)
+    // EVP_aes_256_gcm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_gcm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_gcm), (() -> OpaquePointer?).self)
+    // EVP_aes_256_ocb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_ocb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_ocb), (() -> OpaquePointer?).self)
+    // EVP_aes_256_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_ofb), (() -> OpaquePointer?).self)
+    // EVP_aes_256_wrap
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_wrap), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_wrap), (() -> OpaquePointer?).self)
+    // EVP_aes_256_wrap_pad
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_wrap_pad), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_wrap_pad), (() -> OpaquePointer?).self)
+    // EVP_aes_256_xts
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aes_256_xts), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aes_256_xts), (() -> OpaquePointer?).self)
+    // EVP_aria_128_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_cbc), (() -> OpaquePointer?).self)
+    // EVP_aria_128_ccm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_ccm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_ccm), (() -> OpaquePointer?).self)
+    // EVP_aria_128_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_cfb1), (() -> OpaquePointer?).self)
+    // EVP_aria_128_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_cfb128), (() -> OpaquePointer?).self)
+    // EVP_aria_128_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_cfb8), (() -> OpaquePointer?).self)
+    // EVP_aria_128_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_ctr), (() -> OpaquePointer?).self)
+    // EVP_aria_128_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_ecb), (() -> OpaquePointer?).self)
+    // EVP_aria_128_gcm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_gcm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_gcm), (() -> OpaquePointer?).self)
+    // EVP_aria_128_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_128_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_128_ofb), (() -> OpaquePointer?).self)
+    // EVP_aria_192_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_cbc), (() -> OpaquePointer?).self)
+    // EVP_aria_192_ccm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_ccm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_ccm), (() -> OpaquePointer?).self)
+    // EVP_aria_192_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_cfb1), (() -> OpaquePointer?).self)
+    // EVP_aria_192_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_cfb128), (() -> OpaquePointer?).self)
+    // EVP_aria_192_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_cfb8), (() -> OpaquePointer?).self)
+    // EVP_aria_192_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_ctr), (() -> OpaquePointer?).self)
+    // EVP_aria_192_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_ecb), (() -> OpaquePointer?).self)
+    // EVP_aria_192_gcm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_gcm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_gcm), (() -> OpaquePointer?).self)
+    // EVP_aria_192_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_192_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_192_ofb), (() -> OpaquePointer?).self)
+    // EVP_aria_256_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_cbc), (() -> OpaquePointer?).self)
+    // EVP_aria_256_ccm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_ccm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_ccm), (() -> OpaquePointer?).self)
+    // EVP_aria_256_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_cfb1), (() -> OpaquePointer?).self)
+    // EVP_aria_256_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_cfb128), (() -> OpaquePointer?).self)
+    // EVP_aria_256_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_cfb8), (() -> OpaquePointer?).self)
+    // EVP_aria_256_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_ctr), (() -> OpaquePointer?).self)
+    // EVP_aria_256_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_ecb), (() -> OpaquePointer?).self)
+    // EVP_aria_256_gcm
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_gcm), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_gcm), (() -> OpaquePointer?).self)
+    // EVP_aria_256_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_aria_256_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_aria_256_ofb), (() -> OpaquePointer?).self)
+    // EVP_bf_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_bf_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_bf_cbc), (() -> OpaquePointer?).self)
+    // EVP_bf_cfb64
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_bf_cfb64), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_bf_cfb64), (() -> OpaquePointer?).self)
+    // EVP_bf_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_bf_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_bf_ecb), (() -> OpaquePointer?).self)
+    // EVP_bf_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_bf_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_bf_ofb), (() -> OpaquePointer?).self)
+    // EVP_blake2b512
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_blake2b512), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_blake2b512), (() -> OpaquePointer?).self)
+    // EVP_blake2s256
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_blake2s256), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_blake2s256), (() -> OpaquePointer?).self)
+    // EVP_camellia_128_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_128_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_128_cbc), (() -> OpaquePointer?).self)
+    // EVP_camellia_128_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_128_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_128_cfb1), (() -> OpaquePointer?).self)
+    // EVP_camellia_128_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_128_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_128_cfb128), (() -> OpaquePointer?).self)
+    // EVP_camellia_128_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_128_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_128_cfb8), (() -> OpaquePointer?).self)
+    // EVP_camellia_128_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_128_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_128_ctr), (() -> OpaquePointer?).self)
+    // EVP_camellia_128_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_128_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_128_ecb), (() -> OpaquePointer?).self)
+    // EVP_camellia_128_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_128_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_128_ofb), (() -> OpaquePointer?).self)
+    // EVP_camellia_192_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_192_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_192_cbc), (() -> OpaquePointer?).self)
+    // EVP_camellia_192_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_192_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_192_cfb1), (() -> OpaquePointer?).self)
+    // EVP_camellia_192_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_192_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_192_cfb128), (() -> OpaquePointer?).self)
+    // EVP_camellia_192_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_192_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_192_cfb8), (() -> OpaquePointer?).self)
+    // EVP_camellia_192_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_192_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_192_ctr), (() -> OpaquePointer?).self)
+    // EVP_camellia_192_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_192_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_192_ecb), (() -> OpaquePointer?).self)
+    // EVP_camellia_192_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_192_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_192_ofb), (() -> OpaquePointer?).self)
+    // EVP_camellia_256_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_256_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_256_cbc), (() -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures24() {
+    // EVP_camellia_256_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_256_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_256_cfb1), (() -> OpaquePointer?).self)
+    // EVP_camellia_256_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_256_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_256_cfb128), (() -> OpaquePointer?).self)
+    // EVP_camellia_256_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_256_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_256_cfb8), (() -> OpaquePointer?).self)
+    // EVP_camellia_256_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_256_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_256_ctr), (() -> OpaquePointer?).self)
+    // EVP_camellia_256_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_256_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_256_ecb), (() -> OpaquePointer?).self)
+    // EVP_camellia_256_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_camellia_256_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_camellia_256_ofb), (() -> OpaquePointer?).self)
+    // EVP_cast5_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_cast5_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_cast5_cbc), (() -> OpaquePointer?).self)
+    // EVP_cast5_cfb64
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_cast5_cfb64), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_cast5_cfb64), (() -> OpaquePointer?).self)
+    // EVP_cast5_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_cast5_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_cast5_ecb), (() -> OpaquePointer?).self)
+    // EVP_cast5_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_cast5_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_cast5_ofb), (() -> OpaquePointer?).self)
+    // EVP_chacha20
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_chacha20), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_chacha20), (() -> OpaquePointer?).self)
+    // EVP_chacha20_poly1305
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_chacha20_poly1305), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_chacha20_poly1305), (() -> OpaquePointer?).self)
+    // EVP_default_properties_enable_fips
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_default_properties_enable_fips), ((OSSLLibContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_default_properties_enable_fips), ((OpaquePointer?, Int32) -> Int32).self)
+    // EVP_default_properties_is_fips_enabled
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_default_properties_is_fips_enabled), ((OSSLLibContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_default_properties_is_fips_enabled), ((OpaquePointer?) -> Int32).self)
+    // EVP_des_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_cbc), (() -> OpaquePointer?).self)
+    // EVP_des_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_cfb1), (() -> OpaquePointer?).self)
+    // EVP_des_cfb64
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_cfb64), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_cfb64), (() -> OpaquePointer?).self)
+    // EVP_des_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_cfb8), (() -> OpaquePointer?).self)
+    // EVP_des_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ecb), (() -> OpaquePointer?).self)
+    // EVP_des_ede
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede), (() -> OpaquePointer?).self)
+    // EVP_des_ede3
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3), (() -> OpaquePointer?).self)
+    // EVP_des_ede3_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3_cbc), (() -> OpaquePointer?).self)
+    // EVP_des_ede3_cfb1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3_cfb1), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3_cfb1), (() -> OpaquePointer?).self)
+    // EVP_des_ede3_cfb64
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3_cfb64), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3_cfb64), (() -> OpaquePointer?).self)
+    // EVP_des_ede3_cfb8
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3_cfb8), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3_cfb8), (() -> OpaquePointer?).self)
+    // EVP_des_ede3_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3_ecb), (() -> OpaquePointer?).self)
+    // EVP_des_ede3_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3_ofb), (() -> OpaquePointer?).self)
+    // EVP_des_ede3_wrap
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede3_wrap), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede3_wrap), (() -> OpaquePointer?).self)
+    // EVP_des_ede_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede_cbc), (() -> OpaquePointer?).self)
+    // EVP_des_ede_cfb64
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede_cfb64), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede_cfb64), (() -> OpaquePointer?).self)
+    // EVP_des_ede_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede_ecb), (() -> OpaquePointer?).self)
+    // EVP_des_ede_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ede_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ede_ofb), (() -> OpaquePointer?).self)
+    // EVP_des_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_des_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_des_ofb), (() -> OpaquePointer?).self)
+    // EVP_desx_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_desx_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_desx_cbc), (() -> OpaquePointer?).self)
+    // EVP_enc_null
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_enc_null), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_enc_null), (() -> OpaquePointer?).self)
+    // EVP_get_cipherbyname
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_get_cipherbyname), ((String?) -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_get_cipherbyname), ((UnsafePointer<CChar>?) -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_get_cipherbyname), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_get_digestbyname
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_get_digestbyname), ((String?) -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_get_digestbyname), ((UnsafePointer<CChar>?) -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_get_digestbyname), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // EVP_get_pw_prompt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_get_pw_prompt), (() -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_get_pw_prompt), (() -> UnsafeMutablePointer<CChar>?).self)
+    // EVP_md4
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_md4), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_md4), (() -> OpaquePointer?).self)
+    // EVP_md5
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_md5), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_md5), (() -> OpaquePointer?).self)
+    // EVP_md5_sha1
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_md5_sha1), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_md5_sha1), (() -> OpaquePointer?).self)
+    // EVP_md_null
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_md_null), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_md_null), (() -> OpaquePointer?).self)
+    // EVP_rc2_40_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc2_40_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc2_40_cbc), (() -> OpaquePointer?).self)
+    // EVP_rc2_64_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc2_64_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc2_64_cbc), (() -> OpaquePointer?).self)
+    // EVP_rc2_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc2_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc2_cbc), (() -> OpaquePointer?).self)
+    // EVP_rc2_cfb64
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc2_cfb64), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc2_cfb64), (() -> OpaquePointer?).self)
+    // EVP_rc2_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc2_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc2_ecb), (() -> OpaquePointer?).self)
+    // EVP_rc2_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc2_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc2_ofb), (() -> OpaquePointer?).self)
+    // EVP_rc4
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc4), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc4), (() -> OpaquePointer?).self)
+    // EVP_rc4_40
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc4_40), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc4_40), (() -> OpaquePointer?).self)
+    // EVP_rc4_hmac_md5
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_rc4_hmac_md5), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_rc4_hmac_md5), (() -> OpaquePointer?).self)
+    // EVP_read_pw_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_read_pw_string), ((UnsafeMutablePointer<CChar>?, Int32, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_read_pw_string), ((UnsafeMutablePointer<CChar>?, Int32, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_read_pw_string), ((UnsafeMutablePointer<CChar>?, Int32, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // EVP_read_pw_string_min
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_read_pw_string_min), ((UnsafeMutablePointer<CChar>?, Int32, Int32, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_read_pw_string_min), ((UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_read_pw_string_min), ((UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // EVP_ripemd160
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_ripemd160), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_ripemd160), (() -> OpaquePointer?).self)
+    // EVP_seed_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_seed_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_seed_cbc), (() -> OpaquePointer?).self)
+    // EVP_seed_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_seed_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_seed_cfb128), (() -> OpaquePointer?).self)
+    // EVP_seed_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_seed_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_seed_ecb), (() -> OpaquePointer?).self)
+    // EVP_seed_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_seed_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_seed_ofb), (() -> OpaquePointer?).self)
+    // EVP_set_default_properties
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_set_default_properties), ((OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_set_default_properties), ((OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_set_default_properties), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // EVP_set_pw_prompt
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_set_pw_prompt), ((String?) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_set_pw_prompt), ((UnsafePointer<CChar>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_set_pw_prompt), ((UnsafePointer<CChar>?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures25() {
     // EVP_sha1
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_sha1), (() -> EVPMDPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_sha1), (() -> OpaquePointer?).self)
+    // EVP_sha224
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sha224), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sha224), (() -> OpaquePointer?).self)
     // EVP_sha256
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_sha256), (() -> EVPMDPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_sha256), (() -> OpaquePointer?).self)
     // EVP_sha384
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_sha384), (() -> EVPMDPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_sha384), (() -> OpaquePointer?).self)
+    // EVP_sha3_224
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sha3_224), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sha3_224), (() -> OpaquePointer?).self)
+    // EVP_sha3_256
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sha3_256), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sha3_256), (() -> OpaquePointer?).self)
+    // EVP_sha3_384
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sha3_384), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sha3_384), (() -> OpaquePointer?).self)
+    // EVP_sha3_512
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sha3_512), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sha3_512), (() -> OpaquePointer?).self)
     // EVP_sha512
     fliSameType(fliTypeOf(OpenSSLFLI.EVP_sha512), (() -> EVPMDPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.EVP_sha512), (() -> OpaquePointer?).self)
+    // EVP_sha512_224
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sha512_224), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sha512_224), (() -> OpaquePointer?).self)
+    // EVP_sha512_256
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sha512_256), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sha512_256), (() -> OpaquePointer?).self)
+    // EVP_shake128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_shake128), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_shake128), (() -> OpaquePointer?).self)
+    // EVP_shake256
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_shake256), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_shake256), (() -> OpaquePointer?).self)
+    // EVP_sm3
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sm3), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sm3), (() -> OpaquePointer?).self)
+    // EVP_sm4_cbc
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sm4_cbc), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sm4_cbc), (() -> OpaquePointer?).self)
+    // EVP_sm4_cfb128
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sm4_cfb128), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sm4_cfb128), (() -> OpaquePointer?).self)
+    // EVP_sm4_ctr
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sm4_ctr), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sm4_ctr), (() -> OpaquePointer?).self)
+    // EVP_sm4_ecb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sm4_ecb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sm4_ecb), (() -> OpaquePointer?).self)
+    // EVP_sm4_ofb
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_sm4_ofb), (() -> EVPCipherPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_sm4_ofb), (() -> OpaquePointer?).self)
+    // EVP_whirlpool
+    fliSameType(fliTypeOf(OpenSSLCrypto.EVP_whirlpool), (() -> EVPMDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EVP_whirlpool), (() -> OpaquePointer?).self)
+    // EXTENDED_KEY_USAGE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.EXTENDED_KEY_USAGE_free), ((ExtendedKeyUsagePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.EXTENDED_KEY_USAGE_free), ((OpaquePointer?) -> Void).self)
+    // EXTENDED_KEY_USAGE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.EXTENDED_KEY_USAGE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EXTENDED_KEY_USAGE_it), (() -> OpaquePointer?).self)
+    // EXTENDED_KEY_USAGE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.EXTENDED_KEY_USAGE_new), (() -> ExtendedKeyUsagePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.EXTENDED_KEY_USAGE_new), (() -> OpaquePointer?).self)
+    // GENERAL_NAMES_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAMES_free), ((GeneralNamesPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAMES_free), ((OpaquePointer?) -> Void).self)
+    // GENERAL_NAMES_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAMES_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAMES_it), (() -> OpaquePointer?).self)
+    // GENERAL_NAMES_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAMES_new), (() -> GeneralNamesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAMES_new), (() -> OpaquePointer?).self)
+    // GENERAL_NAME_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_cmp), ((UnsafeMutablePointer<GENERAL_NAME>?, UnsafeMutablePointer<GENERAL_NAME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_cmp), ((UnsafeMutablePointer<GENERAL_NAME>?, UnsafeMutablePointer<GENERAL_NAME>?) -> Int32).self)
+    // GENERAL_NAME_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_dup), ((UnsafePointer<GENERAL_NAME>?) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_dup), ((UnsafePointer<GENERAL_NAME>?) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    // GENERAL_NAME_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_free), ((UnsafeMutablePointer<GENERAL_NAME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_free), ((UnsafeMutablePointer<GENERAL_NAME>?) -> Void).self)
+    // GENERAL_NAME_get0_otherName
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_get0_otherName), ((UnsafePointer<GENERAL_NAME>?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TYPE>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_get0_otherName), ((UnsafePointer<GENERAL_NAME>?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TYPE>?>?) -> Int32).self)
+    // GENERAL_NAME_get0_value
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_get0_value), ((UnsafePointer<GENERAL_NAME>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_get0_value), ((UnsafePointer<GENERAL_NAME>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // GENERAL_NAME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_it), (() -> OpaquePointer?).self)
+    // GENERAL_NAME_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_new), (() -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_new), (() -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    // GENERAL_NAME_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_print), ((BIOPointer?, UnsafeMutablePointer<GENERAL_NAME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_print), ((OpaquePointer?, UnsafeMutablePointer<GENERAL_NAME>?) -> Int32).self)
+    // GENERAL_NAME_set0_othername
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_set0_othername), ((UnsafeMutablePointer<GENERAL_NAME>?, ASN1ObjectPointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_set0_othername), ((UnsafeMutablePointer<GENERAL_NAME>?, OpaquePointer?, UnsafeMutablePointer<ASN1_TYPE>?) -> Int32).self)
+    // GENERAL_NAME_set0_value
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_NAME_set0_value), ((UnsafeMutablePointer<GENERAL_NAME>?, Int32, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_NAME_set0_value), ((UnsafeMutablePointer<GENERAL_NAME>?, Int32, UnsafeMutableRawPointer?) -> Void).self)
+    // GENERAL_SUBTREE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_SUBTREE_free), ((UnsafeMutablePointer<GENERAL_SUBTREE>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_SUBTREE_free), ((UnsafeMutablePointer<GENERAL_SUBTREE>?) -> Void).self)
+    // GENERAL_SUBTREE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_SUBTREE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_SUBTREE_it), (() -> OpaquePointer?).self)
+    // GENERAL_SUBTREE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.GENERAL_SUBTREE_new), (() -> UnsafeMutablePointer<GENERAL_SUBTREE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.GENERAL_SUBTREE_new), (() -> UnsafeMutablePointer<GENERAL_SUBTREE>?).self)
+    // HMAC
+    fliSameType(fliTypeOf(OpenSSLCrypto.HMAC), ((EVPMDPointer?, UnsafeRawPointer?, Int32, UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.HMAC), ((OpaquePointer?, UnsafeRawPointer?, Int32, UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> UnsafeMutablePointer<UInt8>?).self)
+    // IPAddressChoice_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressChoice_free), ((UnsafeMutablePointer<IPAddressChoice>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressChoice_free), ((UnsafeMutablePointer<IPAddressChoice>?) -> Void).self)
+    // IPAddressChoice_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressChoice_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressChoice_it), (() -> OpaquePointer?).self)
+    // IPAddressChoice_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressChoice_new), (() -> UnsafeMutablePointer<IPAddressChoice>?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressChoice_new), (() -> UnsafeMutablePointer<IPAddressChoice>?).self)
+    // IPAddressFamily_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressFamily_free), ((UnsafeMutablePointer<IPAddressFamily>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressFamily_free), ((UnsafeMutablePointer<IPAddressFamily>?) -> Void).self)
+    // IPAddressFamily_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressFamily_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressFamily_it), (() -> OpaquePointer?).self)
+    // IPAddressFamily_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressFamily_new), (() -> UnsafeMutablePointer<IPAddressFamily>?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressFamily_new), (() -> UnsafeMutablePointer<IPAddressFamily>?).self)
+    // IPAddressOrRange_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressOrRange_free), ((UnsafeMutablePointer<IPAddressOrRange>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressOrRange_free), ((UnsafeMutablePointer<IPAddressOrRange>?) -> Void).self)
+    // IPAddressOrRange_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressOrRange_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressOrRange_it), (() -> OpaquePointer?).self)
+    // IPAddressOrRange_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressOrRange_new), (() -> UnsafeMutablePointer<IPAddressOrRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressOrRange_new), (() -> UnsafeMutablePointer<IPAddressOrRange>?).self)
+    // IPAddressRange_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressRange_free), ((UnsafeMutablePointer<IPAddressRange>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressRange_free), ((UnsafeMutablePointer<IPAddressRange>?) -> Void).self)
+    // IPAddressRange_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressRange_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressRange_it), (() -> OpaquePointer?).self)
+    // IPAddressRange_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.IPAddressRange_new), (() -> UnsafeMutablePointer<IPAddressRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.IPAddressRange_new), (() -> UnsafeMutablePointer<IPAddressRange>?).self)
+    // ISSUER_SIGN_TOOL_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ISSUER_SIGN_TOOL_free), ((UnsafeMutablePointer<ISSUER_SIGN_TOOL>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ISSUER_SIGN_TOOL_free), ((UnsafeMutablePointer<ISSUER_SIGN_TOOL>?) -> Void).self)
+    // ISSUER_SIGN_TOOL_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ISSUER_SIGN_TOOL_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ISSUER_SIGN_TOOL_it), (() -> OpaquePointer?).self)
+    // ISSUER_SIGN_TOOL_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ISSUER_SIGN_TOOL_new), (() -> UnsafeMutablePointer<ISSUER_SIGN_TOOL>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ISSUER_SIGN_TOOL_new), (() -> UnsafeMutablePointer<ISSUER_SIGN_TOOL>?).self)
+    // ISSUING_DIST_POINT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.ISSUING_DIST_POINT_free), ((UnsafeMutablePointer<ISSUING_DIST_POINT>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.ISSUING_DIST_POINT_free), ((UnsafeMutablePointer<ISSUING_DIST_POINT>?) -> Void).self)
+    // ISSUING_DIST_POINT_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.ISSUING_DIST_POINT_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.ISSUING_DIST_POINT_it), (() -> OpaquePointer?).self)
+    // ISSUING_DIST_POINT_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.ISSUING_DIST_POINT_new), (() -> UnsafeMutablePointer<ISSUING_DIST_POINT>?).self)
+    fliSameType(fliTypeOf(COpenSSL.ISSUING_DIST_POINT_new), (() -> UnsafeMutablePointer<ISSUING_DIST_POINT>?).self)
+    // NAME_CONSTRAINTS_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAME_CONSTRAINTS_check), ((X509Pointer?, UnsafeMutablePointer<NAME_CONSTRAINTS>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.NAME_CONSTRAINTS_check), ((OpaquePointer?, UnsafeMutablePointer<NAME_CONSTRAINTS>?) -> Int32).self)
+    // NAME_CONSTRAINTS_check_CN
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAME_CONSTRAINTS_check_CN), ((X509Pointer?, UnsafeMutablePointer<NAME_CONSTRAINTS>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.NAME_CONSTRAINTS_check_CN), ((OpaquePointer?, UnsafeMutablePointer<NAME_CONSTRAINTS>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures26() {
+    // NAME_CONSTRAINTS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAME_CONSTRAINTS_free), ((UnsafeMutablePointer<NAME_CONSTRAINTS>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NAME_CONSTRAINTS_free), ((UnsafeMutablePointer<NAME_CONSTRAINTS>?) -> Void).self)
+    // NAME_CONSTRAINTS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAME_CONSTRAINTS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NAME_CONSTRAINTS_it), (() -> OpaquePointer?).self)
+    // NAME_CONSTRAINTS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAME_CONSTRAINTS_new), (() -> UnsafeMutablePointer<NAME_CONSTRAINTS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NAME_CONSTRAINTS_new), (() -> UnsafeMutablePointer<NAME_CONSTRAINTS>?).self)
+    // NAMING_AUTHORITY_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_free), ((NamingAuthorityPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_free), ((OpaquePointer?) -> Void).self)
+    // NAMING_AUTHORITY_get0_authorityId
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_get0_authorityId), ((NamingAuthorityPointer?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_get0_authorityId), ((OpaquePointer?) -> OpaquePointer?).self)
+    // NAMING_AUTHORITY_get0_authorityText
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_get0_authorityText), ((NamingAuthorityPointer?) -> UnsafePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_get0_authorityText), ((OpaquePointer?) -> UnsafePointer<ASN1_STRING>?).self)
+    // NAMING_AUTHORITY_get0_authorityURL
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_get0_authorityURL), ((NamingAuthorityPointer?) -> UnsafePointer<ASN1_IA5STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_get0_authorityURL), ((OpaquePointer?) -> UnsafePointer<ASN1_IA5STRING>?).self)
+    // NAMING_AUTHORITY_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_it), (() -> OpaquePointer?).self)
+    // NAMING_AUTHORITY_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_new), (() -> NamingAuthorityPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_new), (() -> OpaquePointer?).self)
+    // NAMING_AUTHORITY_set0_authorityId
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_set0_authorityId), ((NamingAuthorityPointer?, ASN1ObjectPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_set0_authorityId), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // NAMING_AUTHORITY_set0_authorityText
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_set0_authorityText), ((NamingAuthorityPointer?, UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_set0_authorityText), ((OpaquePointer?, UnsafeMutablePointer<ASN1_STRING>?) -> Void).self)
+    // NAMING_AUTHORITY_set0_authorityURL
+    fliSameType(fliTypeOf(OpenSSLCrypto.NAMING_AUTHORITY_set0_authorityURL), ((NamingAuthorityPointer?, UnsafeMutablePointer<ASN1_IA5STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NAMING_AUTHORITY_set0_authorityURL), ((OpaquePointer?, UnsafeMutablePointer<ASN1_IA5STRING>?) -> Void).self)
+    // NETSCAPE_CERT_SEQUENCE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_CERT_SEQUENCE_free), ((UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_CERT_SEQUENCE_free), ((UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?) -> Void).self)
+    // NETSCAPE_CERT_SEQUENCE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_CERT_SEQUENCE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_CERT_SEQUENCE_it), (() -> OpaquePointer?).self)
+    // NETSCAPE_CERT_SEQUENCE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_CERT_SEQUENCE_new), (() -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_CERT_SEQUENCE_new), (() -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    // NETSCAPE_SPKAC_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKAC_free), ((UnsafeMutablePointer<NETSCAPE_SPKAC>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKAC_free), ((UnsafeMutablePointer<NETSCAPE_SPKAC>?) -> Void).self)
+    // NETSCAPE_SPKAC_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKAC_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKAC_it), (() -> OpaquePointer?).self)
+    // NETSCAPE_SPKAC_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKAC_new), (() -> UnsafeMutablePointer<NETSCAPE_SPKAC>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKAC_new), (() -> UnsafeMutablePointer<NETSCAPE_SPKAC>?).self)
+    // NETSCAPE_SPKI_b64_decode
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_b64_decode), ((String?, Int32) -> UnsafeMutablePointer<NETSCAPE_SPKI>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_b64_decode), ((UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<NETSCAPE_SPKI>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_b64_decode), ((UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<NETSCAPE_SPKI>?).self)
+    // NETSCAPE_SPKI_b64_encode
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_b64_encode), ((UnsafeMutablePointer<NETSCAPE_SPKI>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_b64_encode), ((UnsafeMutablePointer<NETSCAPE_SPKI>?) -> UnsafeMutablePointer<CChar>?).self)
+    // NETSCAPE_SPKI_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_free), ((UnsafeMutablePointer<NETSCAPE_SPKI>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_free), ((UnsafeMutablePointer<NETSCAPE_SPKI>?) -> Void).self)
+    // NETSCAPE_SPKI_get_pubkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_get_pubkey), ((UnsafeMutablePointer<NETSCAPE_SPKI>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_get_pubkey), ((UnsafeMutablePointer<NETSCAPE_SPKI>?) -> OpaquePointer?).self)
+    // NETSCAPE_SPKI_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_it), (() -> OpaquePointer?).self)
+    // NETSCAPE_SPKI_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_new), (() -> UnsafeMutablePointer<NETSCAPE_SPKI>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_new), (() -> UnsafeMutablePointer<NETSCAPE_SPKI>?).self)
+    // NETSCAPE_SPKI_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_print), ((BIOPointer?, UnsafeMutablePointer<NETSCAPE_SPKI>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_print), ((OpaquePointer?, UnsafeMutablePointer<NETSCAPE_SPKI>?) -> Int32).self)
+    // NETSCAPE_SPKI_set_pubkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_set_pubkey), ((UnsafeMutablePointer<NETSCAPE_SPKI>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_set_pubkey), ((UnsafeMutablePointer<NETSCAPE_SPKI>?, OpaquePointer?) -> Int32).self)
+    // NETSCAPE_SPKI_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_sign), ((UnsafeMutablePointer<NETSCAPE_SPKI>?, EVPPKeyPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_sign), ((UnsafeMutablePointer<NETSCAPE_SPKI>?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // NETSCAPE_SPKI_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.NETSCAPE_SPKI_verify), ((UnsafeMutablePointer<NETSCAPE_SPKI>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.NETSCAPE_SPKI_verify), ((UnsafeMutablePointer<NETSCAPE_SPKI>?, OpaquePointer?) -> Int32).self)
+    // NOTICEREF_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.NOTICEREF_free), ((UnsafeMutablePointer<NOTICEREF>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.NOTICEREF_free), ((UnsafeMutablePointer<NOTICEREF>?) -> Void).self)
+    // NOTICEREF_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.NOTICEREF_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.NOTICEREF_it), (() -> OpaquePointer?).self)
+    // NOTICEREF_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.NOTICEREF_new), (() -> UnsafeMutablePointer<NOTICEREF>?).self)
+    fliSameType(fliTypeOf(COpenSSL.NOTICEREF_new), (() -> UnsafeMutablePointer<NOTICEREF>?).self)
+    // OBJ_NAME_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_add), ((String?, Int32, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_add), ((UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_add), ((UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Int32).self)
+    // OBJ_NAME_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_cleanup), ((Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_cleanup), ((Int32) -> Void).self)
+    // OBJ_NAME_do_all
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_do_all), ((Int32, (@convention(c) (UnsafePointer<OBJ_NAME>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_do_all), ((Int32, (@convention(c) (UnsafePointer<OBJ_NAME>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // OBJ_NAME_do_all_sorted
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_do_all_sorted), ((Int32, (@convention(c) (UnsafePointer<OBJ_NAME>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_do_all_sorted), ((Int32, (@convention(c) (UnsafePointer<OBJ_NAME>?, UnsafeMutableRawPointer?) -> Void)?, UnsafeMutableRawPointer?) -> Void).self)
+    // OBJ_NAME_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_get), ((String?, Int32) -> String?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_get), ((UnsafePointer<CChar>?, Int32) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_get), ((UnsafePointer<CChar>?, Int32) -> UnsafePointer<CChar>?).self)
+    // OBJ_NAME_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_init), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_init), (() -> Int32).self)
+    // OBJ_NAME_new_index
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_new_index), (((@convention(c) (UnsafePointer<CChar>?) -> UInt)?, (@convention(c) (UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32)?, (@convention(c) (UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_new_index), (((@convention(c) (UnsafePointer<CChar>?) -> UInt)?, (@convention(c) (UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32)?, (@convention(c) (UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void)?) -> Int32).self)
+    // OBJ_NAME_remove
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_remove), ((String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_NAME_remove), ((UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_NAME_remove), ((UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // OBJ_add_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_add_object), ((ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_add_object), ((OpaquePointer?) -> Int32).self)
+    // OBJ_add_sigid
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_add_sigid), ((Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_add_sigid), ((Int32, Int32, Int32) -> Int32).self)
+    // OBJ_bsearch_
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_bsearch_), ((UnsafeRawPointer?, UnsafeRawPointer?, Int32, Int32, (@convention(c) (UnsafeRawPointer?, UnsafeRawPointer?) -> Int32)?) -> UnsafeRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_bsearch_), ((UnsafeRawPointer?, UnsafeRawPointer?, Int32, Int32, (@convention(c) (UnsafeRawPointer?, UnsafeRawPointer?) -> Int32)?) -> UnsafeRawPointer?).self)
+    // OBJ_bsearch_ex_
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_bsearch_ex_), ((UnsafeRawPointer?, UnsafeRawPointer?, Int32, Int32, (@convention(c) (UnsafeRawPointer?, UnsafeRawPointer?) -> Int32)?, Int32) -> UnsafeRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_bsearch_ex_), ((UnsafeRawPointer?, UnsafeRawPointer?, Int32, Int32, (@convention(c) (UnsafeRawPointer?, UnsafeRawPointer?) -> Int32)?, Int32) -> UnsafeRawPointer?).self)
+    // OBJ_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_cmp), ((ASN1ObjectPointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OBJ_create
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_create), ((String?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_create), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_create), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // OBJ_create_objects
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_create_objects), ((BIOPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_create_objects), ((OpaquePointer?) -> Int32).self)
+    // OBJ_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_dup), ((ASN1ObjectPointer?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // OBJ_find_sigid_algs
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_find_sigid_algs), ((Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_find_sigid_algs), ((Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // OBJ_find_sigid_by_algs
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_find_sigid_by_algs), ((UnsafeMutablePointer<Int32>?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_find_sigid_by_algs), ((UnsafeMutablePointer<Int32>?, Int32, Int32) -> Int32).self)
+    // OBJ_get0_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_get0_data), ((ASN1ObjectPointer?) -> UnsafePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_get0_data), ((OpaquePointer?) -> UnsafePointer<UInt8>?).self)
+    // OBJ_length
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_length), ((ASN1ObjectPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_length), ((OpaquePointer?) -> Int).self)
+    // OBJ_ln2nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_ln2nid), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_ln2nid), ((UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_ln2nid), ((UnsafePointer<CChar>?) -> Int32).self)
+    // OBJ_new_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_new_nid), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_new_nid), ((Int32) -> Int32).self)
     // OBJ_nid2ln
     fliSameType(fliTypeOf(OpenSSLFLI.OBJ_nid2ln), ((Int32) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.OBJ_nid2ln), ((Int32) -> UnsafePointer<CChar>?).self)
+    // OBJ_nid2obj
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_nid2obj), ((Int32) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_nid2obj), ((Int32) -> OpaquePointer?).self)
     // OBJ_nid2sn
     fliSameType(fliTypeOf(OpenSSLFLI.OBJ_nid2sn), ((Int32) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.OBJ_nid2sn), ((Int32) -> UnsafePointer<CChar>?).self)
+    // OBJ_obj2nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_obj2nid), ((ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_obj2nid), ((OpaquePointer?) -> Int32).self)
+    // OBJ_obj2txt
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_obj2txt), ((UnsafeMutablePointer<CChar>?, Int32, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_obj2txt), ((UnsafeMutablePointer<CChar>?, Int32, OpaquePointer?, Int32) -> Int32).self)
+    // OBJ_sigid_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_sigid_free), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_sigid_free), (() -> Void).self)
     // OBJ_sn2nid
     fliSameType(fliTypeOf(OpenSSLFLI.OBJ_sn2nid), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.OBJ_sn2nid), ((UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.OBJ_sn2nid), ((UnsafePointer<CChar>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures27() {
     // OBJ_txt2nid
     fliSameType(fliTypeOf(OpenSSLFLI.OBJ_txt2nid), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.OBJ_txt2nid), ((UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.OBJ_txt2nid), ((UnsafePointer<CChar>?) -> Int32).self)
+    // OBJ_txt2obj
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_txt2obj), ((String?, Int32) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OBJ_txt2obj), ((UnsafePointer<CChar>?, Int32) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OBJ_txt2obj), ((UnsafePointer<CChar>?, Int32) -> OpaquePointer?).self)
+    // OCSP_BASICRESP_add1_ext_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_add1_ext_i2d), ((OCSPBasicResponsePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_add1_ext_i2d), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // OCSP_BASICRESP_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_add_ext), ((OCSPBasicResponsePointer?, X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_add_ext), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_BASICRESP_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_delete_ext), ((OCSPBasicResponsePointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_BASICRESP_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_free), ((OCSPBasicResponsePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_BASICRESP_get1_ext_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_get1_ext_d2i), ((OCSPBasicResponsePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_get1_ext_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // OCSP_BASICRESP_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_get_ext), ((OCSPBasicResponsePointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_BASICRESP_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_get_ext_by_NID), ((OCSPBasicResponsePointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_BASICRESP_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_get_ext_by_OBJ), ((OCSPBasicResponsePointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_BASICRESP_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_get_ext_by_critical), ((OCSPBasicResponsePointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_BASICRESP_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_get_ext_count), ((OCSPBasicResponsePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_get_ext_count), ((OpaquePointer?) -> Int32).self)
+    // OCSP_BASICRESP_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_it), (() -> OpaquePointer?).self)
+    // OCSP_BASICRESP_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_BASICRESP_new), (() -> OCSPBasicResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_BASICRESP_new), (() -> OpaquePointer?).self)
+    // OCSP_CERTID_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CERTID_dup), ((OCSPCERTIDPointer?) -> OCSPCERTIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CERTID_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_CERTID_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CERTID_free), ((OCSPCERTIDPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CERTID_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_CERTID_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CERTID_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CERTID_it), (() -> OpaquePointer?).self)
+    // OCSP_CERTID_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CERTID_new), (() -> OCSPCERTIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CERTID_new), (() -> OpaquePointer?).self)
+    // OCSP_CERTSTATUS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CERTSTATUS_free), ((OCSPCertStatusPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CERTSTATUS_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_CERTSTATUS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CERTSTATUS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CERTSTATUS_it), (() -> OpaquePointer?).self)
+    // OCSP_CERTSTATUS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CERTSTATUS_new), (() -> OCSPCertStatusPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CERTSTATUS_new), (() -> OpaquePointer?).self)
+    // OCSP_CRLID_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CRLID_free), ((OCSPCRLIDPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CRLID_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_CRLID_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CRLID_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CRLID_it), (() -> OpaquePointer?).self)
+    // OCSP_CRLID_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_CRLID_new), (() -> OCSPCRLIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_CRLID_new), (() -> OpaquePointer?).self)
+    // OCSP_ONEREQ_add1_ext_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_add1_ext_i2d), ((OCSPOneRequestPointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_add1_ext_i2d), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // OCSP_ONEREQ_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_add_ext), ((OCSPOneRequestPointer?, X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_add_ext), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_ONEREQ_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_delete_ext), ((OCSPOneRequestPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_ONEREQ_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_free), ((OCSPOneRequestPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_ONEREQ_get1_ext_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_get1_ext_d2i), ((OCSPOneRequestPointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_get1_ext_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // OCSP_ONEREQ_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_get_ext), ((OCSPOneRequestPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_ONEREQ_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_get_ext_by_NID), ((OCSPOneRequestPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_ONEREQ_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_get_ext_by_OBJ), ((OCSPOneRequestPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_ONEREQ_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_get_ext_by_critical), ((OCSPOneRequestPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_ONEREQ_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_get_ext_count), ((OCSPOneRequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_get_ext_count), ((OpaquePointer?) -> Int32).self)
+    // OCSP_ONEREQ_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_it), (() -> OpaquePointer?).self)
+    // OCSP_ONEREQ_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_ONEREQ_new), (() -> OCSPOneRequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_ONEREQ_new), (() -> OpaquePointer?).self)
+    // OCSP_REQINFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQINFO_free), ((OCSPRequestInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQINFO_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_REQINFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQINFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQINFO_it), (() -> OpaquePointer?).self)
+    // OCSP_REQINFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQINFO_new), (() -> OCSPRequestInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQINFO_new), (() -> OpaquePointer?).self)
+    // OCSP_REQUEST_add1_ext_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_add1_ext_i2d), ((OCSPRequestPointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_add1_ext_i2d), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // OCSP_REQUEST_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_add_ext), ((OCSPRequestPointer?, X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_add_ext), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_REQUEST_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_delete_ext), ((OCSPRequestPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_REQUEST_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_free), ((OCSPRequestPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_REQUEST_get1_ext_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_get1_ext_d2i), ((OCSPRequestPointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_get1_ext_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // OCSP_REQUEST_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_get_ext), ((OCSPRequestPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_REQUEST_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_get_ext_by_NID), ((OCSPRequestPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_REQUEST_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_get_ext_by_OBJ), ((OCSPRequestPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_REQUEST_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_get_ext_by_critical), ((OCSPRequestPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_REQUEST_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_get_ext_count), ((OCSPRequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_get_ext_count), ((OpaquePointer?) -> Int32).self)
+    // OCSP_REQUEST_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_it), (() -> OpaquePointer?).self)
+    // OCSP_REQUEST_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_new), (() -> OCSPRequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_new), (() -> OpaquePointer?).self)
+    // OCSP_REQUEST_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REQUEST_print), ((BIOPointer?, OCSPRequestPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REQUEST_print), ((OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // OCSP_RESPBYTES_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPBYTES_free), ((OCSPResponseBytesPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPBYTES_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_RESPBYTES_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPBYTES_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPBYTES_it), (() -> OpaquePointer?).self)
+    // OCSP_RESPBYTES_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPBYTES_new), (() -> OCSPResponseBytesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPBYTES_new), (() -> OpaquePointer?).self)
+    // OCSP_RESPDATA_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPDATA_free), ((OCSPResponseDataPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPDATA_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_RESPDATA_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPDATA_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPDATA_it), (() -> OpaquePointer?).self)
+    // OCSP_RESPDATA_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPDATA_new), (() -> OCSPResponseDataPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPDATA_new), (() -> OpaquePointer?).self)
+    // OCSP_RESPID_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_free), ((OCSPResponderIDPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_RESPID_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_it), (() -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures28() {
+    // OCSP_RESPID_match
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_match), ((OCSPResponderIDPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_match), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_RESPID_match_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_match_ex), ((OCSPResponderIDPointer?, X509Pointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_match_ex), ((OCSPResponderIDPointer?, X509Pointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_match_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // OCSP_RESPID_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_new), (() -> OCSPResponderIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_new), (() -> OpaquePointer?).self)
+    // OCSP_RESPID_set_by_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_set_by_key), ((OCSPResponderIDPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_set_by_key), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_RESPID_set_by_key_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_set_by_key_ex), ((OCSPResponderIDPointer?, X509Pointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_set_by_key_ex), ((OCSPResponderIDPointer?, X509Pointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_set_by_key_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // OCSP_RESPID_set_by_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPID_set_by_name), ((OCSPResponderIDPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPID_set_by_name), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_RESPONSE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPONSE_free), ((OCSPResponsePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPONSE_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_RESPONSE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPONSE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPONSE_it), (() -> OpaquePointer?).self)
+    // OCSP_RESPONSE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPONSE_new), (() -> OCSPResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPONSE_new), (() -> OpaquePointer?).self)
+    // OCSP_RESPONSE_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_RESPONSE_print), ((BIOPointer?, OCSPResponsePointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_RESPONSE_print), ((OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // OCSP_REVOKEDINFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REVOKEDINFO_free), ((OCSPRevokedInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REVOKEDINFO_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_REVOKEDINFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REVOKEDINFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REVOKEDINFO_it), (() -> OpaquePointer?).self)
+    // OCSP_REVOKEDINFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_REVOKEDINFO_new), (() -> OCSPRevokedInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_REVOKEDINFO_new), (() -> OpaquePointer?).self)
+    // OCSP_SERVICELOC_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SERVICELOC_free), ((OCSPServiceLocatorPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SERVICELOC_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_SERVICELOC_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SERVICELOC_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SERVICELOC_it), (() -> OpaquePointer?).self)
+    // OCSP_SERVICELOC_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SERVICELOC_new), (() -> OCSPServiceLocatorPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SERVICELOC_new), (() -> OpaquePointer?).self)
+    // OCSP_SIGNATURE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SIGNATURE_free), ((OCSPSignaturePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SIGNATURE_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_SIGNATURE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SIGNATURE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SIGNATURE_it), (() -> OpaquePointer?).self)
+    // OCSP_SIGNATURE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SIGNATURE_new), (() -> OCSPSignaturePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SIGNATURE_new), (() -> OpaquePointer?).self)
+    // OCSP_SINGLERESP_add1_ext_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_add1_ext_i2d), ((OCSPSingleResponsePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_add1_ext_i2d), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // OCSP_SINGLERESP_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_add_ext), ((OCSPSingleResponsePointer?, X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_add_ext), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_SINGLERESP_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_delete_ext), ((OCSPSingleResponsePointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_SINGLERESP_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_free), ((OCSPSingleResponsePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_free), ((OpaquePointer?) -> Void).self)
+    // OCSP_SINGLERESP_get0_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_get0_id), ((OCSPSingleResponsePointer?) -> OCSPCERTIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_get0_id), ((OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_SINGLERESP_get1_ext_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_get1_ext_d2i), ((OCSPSingleResponsePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_get1_ext_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // OCSP_SINGLERESP_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_get_ext), ((OCSPSingleResponsePointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_SINGLERESP_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_get_ext_by_NID), ((OCSPSingleResponsePointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_SINGLERESP_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_get_ext_by_OBJ), ((OCSPSingleResponsePointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_SINGLERESP_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_get_ext_by_critical), ((OCSPSingleResponsePointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // OCSP_SINGLERESP_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_get_ext_count), ((OCSPSingleResponsePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_get_ext_count), ((OpaquePointer?) -> Int32).self)
+    // OCSP_SINGLERESP_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_it), (() -> OpaquePointer?).self)
+    // OCSP_SINGLERESP_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_SINGLERESP_new), (() -> OCSPSingleResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_SINGLERESP_new), (() -> OpaquePointer?).self)
+    // OCSP_accept_responses_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_accept_responses_new), ((UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_accept_responses_new), ((UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> OpaquePointer?).self)
+    // OCSP_archive_cutoff_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_archive_cutoff_new), ((UnsafeMutablePointer<CChar>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_archive_cutoff_new), ((UnsafeMutablePointer<CChar>?) -> OpaquePointer?).self)
+    // OCSP_basic_add1_cert
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_basic_add1_cert), ((OCSPBasicResponsePointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_basic_add1_cert), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_basic_add1_nonce
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_basic_add1_nonce), ((OCSPBasicResponsePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_basic_add1_nonce), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // OCSP_basic_add1_status
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_basic_add1_status), ((OCSPBasicResponsePointer?, OCSPCERTIDPointer?, Int32, Int32, UnsafeMutablePointer<ASN1_TIME>?, UnsafeMutablePointer<ASN1_TIME>?, UnsafeMutablePointer<ASN1_TIME>?) -> OCSPSingleResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_basic_add1_status), ((OpaquePointer?, OpaquePointer?, Int32, Int32, UnsafeMutablePointer<ASN1_TIME>?, UnsafeMutablePointer<ASN1_TIME>?, UnsafeMutablePointer<ASN1_TIME>?) -> OpaquePointer?).self)
+    // OCSP_basic_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_basic_sign), ((OCSPBasicResponsePointer?, X509Pointer?, EVPPKeyPointer?, EVPMDPointer?, X509StackPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_basic_sign), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // OCSP_basic_sign_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_basic_sign_ctx), ((OCSPBasicResponsePointer?, X509Pointer?, EVPMDContextPointer?, X509StackPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_basic_sign_ctx), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // OCSP_basic_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_basic_verify), ((OCSPBasicResponsePointer?, X509StackPointer?, X509StorePointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_basic_verify), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // OCSP_cert_id_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_cert_id_new), ((EVPMDPointer?, X509NamePointer?, UnsafePointer<ASN1_BIT_STRING>?, UnsafePointer<ASN1_INTEGER>?) -> OCSPCERTIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_cert_id_new), ((OpaquePointer?, OpaquePointer?, UnsafePointer<ASN1_BIT_STRING>?, UnsafePointer<ASN1_INTEGER>?) -> OpaquePointer?).self)
+    // OCSP_cert_status_str
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_cert_status_str), ((Int) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_cert_status_str), ((Int) -> UnsafePointer<CChar>?).self)
+    // OCSP_cert_to_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_cert_to_id), ((EVPMDPointer?, X509Pointer?, X509Pointer?) -> OCSPCERTIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_cert_to_id), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_check_nonce
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_check_nonce), ((OCSPRequestPointer?, OCSPBasicResponsePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_check_nonce), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_check_validity
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_check_validity), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, Int, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_check_validity), ((UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, Int, Int) -> Int32).self)
+    // OCSP_copy_nonce
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_copy_nonce), ((OCSPBasicResponsePointer?, OCSPRequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_copy_nonce), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_crlID_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_crlID_new), ((String?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<CChar>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_crlID_new), ((UnsafePointer<CChar>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<CChar>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_crlID_new), ((UnsafePointer<CChar>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<CChar>?) -> OpaquePointer?).self)
+    // OCSP_crl_reason_str
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_crl_reason_str), ((Int) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_crl_reason_str), ((Int) -> UnsafePointer<CChar>?).self)
+    // OCSP_id_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_id_cmp), ((OCSPCERTIDPointer?, OCSPCERTIDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_id_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_id_get0_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_id_get0_info), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?, OCSPCERTIDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_id_get0_info), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?, OpaquePointer?) -> Int32).self)
+    // OCSP_id_issuer_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_id_issuer_cmp), ((OCSPCERTIDPointer?, OCSPCERTIDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_id_issuer_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_onereq_get0_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_onereq_get0_id), ((OCSPOneRequestPointer?) -> OCSPCERTIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_onereq_get0_id), ((OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_request_add0_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_add0_id), ((OCSPRequestPointer?, OCSPCERTIDPointer?) -> OCSPOneRequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_add0_id), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_request_add1_cert
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_add1_cert), ((OCSPRequestPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_add1_cert), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_request_add1_nonce
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_add1_nonce), ((OCSPRequestPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_add1_nonce), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // OCSP_request_is_signed
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_is_signed), ((OCSPRequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_is_signed), ((OpaquePointer?) -> Int32).self)
+    // OCSP_request_onereq_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_onereq_count), ((OCSPRequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_onereq_count), ((OpaquePointer?) -> Int32).self)
+    // OCSP_request_onereq_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_onereq_get0), ((OCSPRequestPointer?, Int32) -> OCSPOneRequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_onereq_get0), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_request_set1_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_set1_name), ((OCSPRequestPointer?, X509NamePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_set1_name), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // OCSP_request_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_sign), ((OCSPRequestPointer?, X509Pointer?, EVPPKeyPointer?, EVPMDPointer?, X509StackPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_sign), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures29() {
+    // OCSP_request_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_request_verify), ((OCSPRequestPointer?, X509StackPointer?, X509StorePointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_request_verify), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // OCSP_resp_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_count), ((OCSPBasicResponsePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_count), ((OpaquePointer?) -> Int32).self)
+    // OCSP_resp_find
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_find), ((OCSPBasicResponsePointer?, OCSPCERTIDPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_find), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // OCSP_resp_find_status
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_find_status), ((OCSPBasicResponsePointer?, OCSPCERTIDPointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_find_status), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?) -> Int32).self)
+    // OCSP_resp_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0), ((OCSPBasicResponsePointer?, Int32) -> OCSPSingleResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_resp_get0_certs
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0_certs), ((OCSPBasicResponsePointer?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0_certs), ((OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_resp_get0_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0_id), ((OCSPBasicResponsePointer?, UnsafeMutablePointer<UnsafePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0_id), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // OCSP_resp_get0_produced_at
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0_produced_at), ((OCSPBasicResponsePointer?) -> UnsafePointer<ASN1_GENERALIZEDTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0_produced_at), ((OpaquePointer?) -> UnsafePointer<ASN1_GENERALIZEDTIME>?).self)
+    // OCSP_resp_get0_respdata
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0_respdata), ((OCSPBasicResponsePointer?) -> OCSPResponseDataPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0_respdata), ((OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_resp_get0_signature
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0_signature), ((OCSPBasicResponsePointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0_signature), ((OpaquePointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    // OCSP_resp_get0_signer
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0_signer), ((OCSPBasicResponsePointer?, UnsafeMutablePointer<OpaquePointer?>?, X509StackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0_signer), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?) -> Int32).self)
+    // OCSP_resp_get0_tbs_sigalg
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get0_tbs_sigalg), ((OCSPBasicResponsePointer?) -> UnsafePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get0_tbs_sigalg), ((OpaquePointer?) -> UnsafePointer<X509_ALGOR>?).self)
+    // OCSP_resp_get1_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_resp_get1_id), ((OCSPBasicResponsePointer?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_resp_get1_id), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // OCSP_response_create
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_response_create), ((Int32, OCSPBasicResponsePointer?) -> OCSPResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_response_create), ((Int32, OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_response_get1_basic
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_response_get1_basic), ((OCSPResponsePointer?) -> OCSPBasicResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_response_get1_basic), ((OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_response_status
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_response_status), ((OCSPResponsePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_response_status), ((OpaquePointer?) -> Int32).self)
+    // OCSP_response_status_str
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_response_status_str), ((Int) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_response_status_str), ((Int) -> UnsafePointer<CChar>?).self)
+    // OCSP_sendreq_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_sendreq_bio), ((BIOPointer?, String?, OCSPRequestPointer?) -> OCSPResponsePointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_sendreq_bio), ((BIOPointer?, UnsafePointer<CChar>?, OCSPRequestPointer?) -> OCSPResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_sendreq_bio), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?) -> OpaquePointer?).self)
+    // OCSP_sendreq_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_sendreq_new), ((BIOPointer?, String?, OCSPRequestPointer?, Int32) -> OSSLHTTPRequestContextPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_sendreq_new), ((BIOPointer?, UnsafePointer<CChar>?, OCSPRequestPointer?, Int32) -> OSSLHTTPRequestContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_sendreq_new), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // OCSP_single_get0_status
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_single_get0_status), ((OCSPSingleResponsePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_single_get0_status), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?) -> Int32).self)
+    // OCSP_url_svcloc_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OCSP_url_svcloc_new), ((X509NamePointer?, UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OCSP_url_svcloc_new), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> OpaquePointer?).self)
+    // OPENSSL_INIT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_INIT_free), ((OpenSSLInitSettingsPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_INIT_free), ((OpaquePointer?) -> Void).self)
+    // OPENSSL_INIT_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_INIT_new), (() -> OpenSSLInitSettingsPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_INIT_new), (() -> OpaquePointer?).self)
+    // OPENSSL_INIT_set_config_appname
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_INIT_set_config_appname), ((OpenSSLInitSettingsPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_INIT_set_config_appname), ((OpenSSLInitSettingsPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_INIT_set_config_appname), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // OPENSSL_INIT_set_config_file_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_INIT_set_config_file_flags), ((OpenSSLInitSettingsPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_INIT_set_config_file_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // OPENSSL_INIT_set_config_filename
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_INIT_set_config_filename), ((OpenSSLInitSettingsPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_INIT_set_config_filename), ((OpenSSLInitSettingsPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_INIT_set_config_filename), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // OPENSSL_atexit
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_atexit), (((@convention(c) () -> Void)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_atexit), (((@convention(c) () -> Void)?) -> Int32).self)
+    // OPENSSL_buf2hexstr
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_buf2hexstr), ((UnsafePointer<UInt8>?, Int) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_buf2hexstr), ((UnsafePointer<UInt8>?, Int) -> UnsafeMutablePointer<CChar>?).self)
+    // OPENSSL_buf2hexstr_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_buf2hexstr_ex), ((UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int, CChar) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_buf2hexstr_ex), ((UnsafeMutablePointer<CChar>?, Int, UnsafeMutablePointer<Int>?, UnsafePointer<UInt8>?, Int, CChar) -> Int32).self)
     // OPENSSL_cipher_name
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_cipher_name), ((String?) -> String?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_cipher_name), ((UnsafePointer<CChar>?) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_cipher_name), ((UnsafePointer<CChar>?) -> UnsafePointer<CChar>?).self)
     // OPENSSL_cleanse
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_cleanse), ((UnsafeMutableRawPointer?, Int) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_cleanse), ((UnsafeMutableRawPointer?, Int) -> Void).self)
+    // OPENSSL_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_cleanup), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_cleanup), (() -> Void).self)
+    // OPENSSL_die
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_die), ((String?, String?, Int32) -> Never).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_die), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32) -> Never).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_die), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32) -> Never).self)
+    // OPENSSL_gmtime
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_gmtime), ((UnsafePointer<time_t>?, UnsafeMutablePointer<tm>?) -> UnsafeMutablePointer<tm>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_gmtime), ((UnsafePointer<time_t>?, UnsafeMutablePointer<tm>?) -> UnsafeMutablePointer<tm>?).self)
+    // OPENSSL_gmtime_adj
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_gmtime_adj), ((UnsafeMutablePointer<tm>?, Int32, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_gmtime_adj), ((UnsafeMutablePointer<tm>?, Int32, Int) -> Int32).self)
+    // OPENSSL_gmtime_diff
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_gmtime_diff), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafePointer<tm>?, UnsafePointer<tm>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_gmtime_diff), ((UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafePointer<tm>?, UnsafePointer<tm>?) -> Int32).self)
+    // OPENSSL_hexchar2int
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_hexchar2int), ((UInt8) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_hexchar2int), ((UInt8) -> Int32).self)
+    // OPENSSL_hexstr2buf
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_hexstr2buf), ((String?, UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_hexstr2buf), ((UnsafePointer<CChar>?, UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_hexstr2buf), ((UnsafePointer<CChar>?, UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>?).self)
+    // OPENSSL_hexstr2buf_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_hexstr2buf_ex), ((UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?, String?, CChar) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_hexstr2buf_ex), ((UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?, UnsafePointer<CChar>?, CChar) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_hexstr2buf_ex), ((UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<Int>?, UnsafePointer<CChar>?, CChar) -> Int32).self)
+    // OPENSSL_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_info), ((Int32) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_info), ((Int32) -> UnsafePointer<CChar>?).self)
+    // OPENSSL_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_init), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_init), (() -> Void).self)
+    // OPENSSL_init_crypto
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_init_crypto), ((UInt64, OpenSSLInitSettingsPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_init_crypto), ((UInt64, OpaquePointer?) -> Int32).self)
     // OPENSSL_init_ssl
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_init_ssl), ((UInt64, OpenSSLInitSettingsPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_init_ssl), ((UInt64, OpaquePointer?) -> Int32).self)
+    // OPENSSL_isservice
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_isservice), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_isservice), (() -> Int32).self)
+    // OPENSSL_issetugid
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_issetugid), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_issetugid), (() -> Int32).self)
     // OPENSSL_sk_free
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_sk_free), ((OpenSSLStackPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_sk_free), ((OpaquePointer?) -> Void).self)
@@ -454,21 +5647,94 @@ func signatures2() {
     // OPENSSL_sk_value
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_sk_value), ((OpenSSLStackPointer?, Int32) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_sk_value), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    // OPENSSL_strcasecmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strcasecmp), ((String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strcasecmp), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_strcasecmp), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // OPENSSL_strlcat
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strlcat), ((UnsafeMutablePointer<CChar>?, String?, Int) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strlcat), ((UnsafeMutablePointer<CChar>?, UnsafePointer<CChar>?, Int) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_strlcat), ((UnsafeMutablePointer<CChar>?, UnsafePointer<CChar>?, Int) -> Int).self)
+    // OPENSSL_strlcpy
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strlcpy), ((UnsafeMutablePointer<CChar>?, String?, Int) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strlcpy), ((UnsafeMutablePointer<CChar>?, UnsafePointer<CChar>?, Int) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_strlcpy), ((UnsafeMutablePointer<CChar>?, UnsafePointer<CChar>?, Int) -> Int).self)
+    // OPENSSL_strncasecmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strncasecmp), ((String?, String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strncasecmp), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_strncasecmp), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int) -> Int32).self)
+    // OPENSSL_strnlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strnlen), ((String?, Int) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_strnlen), ((UnsafePointer<CChar>?, Int) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_strnlen), ((UnsafePointer<CChar>?, Int) -> Int).self)
+    // OPENSSL_thread_stop
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_thread_stop), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_thread_stop), (() -> Void).self)
+    // OPENSSL_thread_stop_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_thread_stop_ex), ((OSSLLibContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_thread_stop_ex), ((OpaquePointer?) -> Void).self)
+    // OPENSSL_version_build_metadata
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_version_build_metadata), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_version_build_metadata), (() -> UnsafePointer<CChar>?).self)
     // OPENSSL_version_major
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_version_major), (() -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_version_major), (() -> UInt32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures30() {
     // OPENSSL_version_minor
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_version_minor), (() -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_version_minor), (() -> UInt32).self)
     // OPENSSL_version_patch
     fliSameType(fliTypeOf(OpenSSLFLI.OPENSSL_version_patch), (() -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.OPENSSL_version_patch), (() -> UInt32).self)
+    // OPENSSL_version_pre_release
+    fliSameType(fliTypeOf(OpenSSLCrypto.OPENSSL_version_pre_release), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OPENSSL_version_pre_release), (() -> UnsafePointer<CChar>?).self)
+    // OSSL_EC_curve_nid2name
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_EC_curve_nid2name), ((Int32) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_EC_curve_nid2name), ((Int32) -> UnsafePointer<CChar>?).self)
+    // OSSL_LIB_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_free), ((OSSLLibContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_LIB_CTX_free), ((OpaquePointer?) -> Void).self)
+    // OSSL_LIB_CTX_get0_global_default
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_get0_global_default), (() -> OSSLLibContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_LIB_CTX_get0_global_default), (() -> OpaquePointer?).self)
+    // OSSL_LIB_CTX_load_config
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_load_config), ((OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_load_config), ((OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_LIB_CTX_load_config), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // OSSL_LIB_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_new), (() -> OSSLLibContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_LIB_CTX_new), (() -> OpaquePointer?).self)
+    // OSSL_LIB_CTX_new_child
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_new_child), ((OSSLCoreHandlePointer?, UnsafePointer<OSSL_DISPATCH>?) -> OSSLLibContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_LIB_CTX_new_child), ((OpaquePointer?, UnsafePointer<OSSL_DISPATCH>?) -> OpaquePointer?).self)
+    // OSSL_LIB_CTX_new_from_dispatch
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_new_from_dispatch), ((OSSLCoreHandlePointer?, UnsafePointer<OSSL_DISPATCH>?) -> OSSLLibContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_LIB_CTX_new_from_dispatch), ((OpaquePointer?, UnsafePointer<OSSL_DISPATCH>?) -> OpaquePointer?).self)
+    // OSSL_LIB_CTX_set0_default
+    fliSameType(fliTypeOf(OpenSSLCrypto.OSSL_LIB_CTX_set0_default), ((OSSLLibContextPointer?) -> OSSLLibContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OSSL_LIB_CTX_set0_default), ((OpaquePointer?) -> OpaquePointer?).self)
     // OSSL_default_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.OSSL_default_cipher_list), (() -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.OSSL_default_cipher_list), (() -> UnsafePointer<CChar>?).self)
     // OSSL_default_ciphersuites
     fliSameType(fliTypeOf(OpenSSLFLI.OSSL_default_ciphersuites), (() -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.OSSL_default_ciphersuites), (() -> UnsafePointer<CChar>?).self)
+    // OTHERNAME_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.OTHERNAME_cmp), ((UnsafeMutablePointer<OTHERNAME>?, UnsafeMutablePointer<OTHERNAME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.OTHERNAME_cmp), ((UnsafeMutablePointer<OTHERNAME>?, UnsafeMutablePointer<OTHERNAME>?) -> Int32).self)
+    // OTHERNAME_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.OTHERNAME_free), ((UnsafeMutablePointer<OTHERNAME>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.OTHERNAME_free), ((UnsafeMutablePointer<OTHERNAME>?) -> Void).self)
+    // OTHERNAME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.OTHERNAME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.OTHERNAME_it), (() -> OpaquePointer?).self)
+    // OTHERNAME_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.OTHERNAME_new), (() -> UnsafeMutablePointer<OTHERNAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.OTHERNAME_new), (() -> UnsafeMutablePointer<OTHERNAME>?).self)
     // OpenSSL_add_ssl_algorithms
     fliSameType(fliTypeOf(OpenSSLFLI.OpenSSL_add_ssl_algorithms), (() -> Int32).self)
     fliSameType(fli_sig_OpenSSL_add_ssl_algorithms.self, (@convention(c) () -> Void).self)
@@ -478,24 +5744,189 @@ func signatures2() {
     // OpenSSL_version_num
     fliSameType(fliTypeOf(OpenSSLFLI.OpenSSL_version_num), (() -> UInt).self)
     fliSameType(fliTypeOf(COpenSSL.OpenSSL_version_num), (() -> UInt).self)
+    // PBE2PARAM_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBE2PARAM_free), ((UnsafeMutablePointer<PBE2PARAM>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PBE2PARAM_free), ((UnsafeMutablePointer<PBE2PARAM>?) -> Void).self)
+    // PBE2PARAM_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBE2PARAM_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PBE2PARAM_it), (() -> OpaquePointer?).self)
+    // PBE2PARAM_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBE2PARAM_new), (() -> UnsafeMutablePointer<PBE2PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PBE2PARAM_new), (() -> UnsafeMutablePointer<PBE2PARAM>?).self)
+    // PBEPARAM_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBEPARAM_free), ((UnsafeMutablePointer<PBEPARAM>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PBEPARAM_free), ((UnsafeMutablePointer<PBEPARAM>?) -> Void).self)
+    // PBEPARAM_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBEPARAM_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PBEPARAM_it), (() -> OpaquePointer?).self)
+    // PBEPARAM_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBEPARAM_new), (() -> UnsafeMutablePointer<PBEPARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PBEPARAM_new), (() -> UnsafeMutablePointer<PBEPARAM>?).self)
+    // PBKDF2PARAM_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBKDF2PARAM_free), ((UnsafeMutablePointer<PBKDF2PARAM>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PBKDF2PARAM_free), ((UnsafeMutablePointer<PBKDF2PARAM>?) -> Void).self)
+    // PBKDF2PARAM_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBKDF2PARAM_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PBKDF2PARAM_it), (() -> OpaquePointer?).self)
+    // PBKDF2PARAM_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PBKDF2PARAM_new), (() -> UnsafeMutablePointer<PBKDF2PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PBKDF2PARAM_new), (() -> UnsafeMutablePointer<PBKDF2PARAM>?).self)
+    // PEM_ASN1_read
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_read), (((@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, String?, UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_read), (((@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafePointer<CChar>?, UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_ASN1_read), (((@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafePointer<CChar>?, UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // PEM_ASN1_read_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_read_bio), (((@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, String?, BIOPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_read_bio), (((@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafePointer<CChar>?, BIOPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_ASN1_read_bio), (((@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, UnsafePointer<CChar>?, OpaquePointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // PEM_ASN1_write
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_write), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, String?, UnsafeMutablePointer<FILE>?, UnsafeRawPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_write), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, UnsafePointer<CChar>?, UnsafeMutablePointer<FILE>?, UnsafeRawPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_ASN1_write), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, UnsafePointer<CChar>?, UnsafeMutablePointer<FILE>?, UnsafeRawPointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_ASN1_write_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_write_bio), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, String?, BIOPointer?, UnsafeRawPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_ASN1_write_bio), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, UnsafePointer<CChar>?, BIOPointer?, UnsafeRawPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_ASN1_write_bio), (((@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, UnsafePointer<CChar>?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_SignFinal
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_SignFinal), ((EVPMDContextPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_SignFinal), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?, OpaquePointer?) -> Int32).self)
+    // PEM_SignInit
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_SignInit), ((EVPMDContextPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_SignInit), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PEM_SignUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_SignUpdate), ((EVPMDContextPointer?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_SignUpdate), ((OpaquePointer?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
+    // PEM_X509_INFO_read
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_X509_INFO_read), ((UnsafeMutablePointer<FILE>?, X509InfoStackPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509InfoStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_X509_INFO_read), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
     // PEM_X509_INFO_read_bio
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_X509_INFO_read_bio), ((BIOPointer?, X509InfoStackPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509InfoStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_X509_INFO_read_bio), ((OpaquePointer?, OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_X509_INFO_read_bio_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_X509_INFO_read_bio_ex), ((BIOPointer?, X509InfoStackPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> X509InfoStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_X509_INFO_read_bio_ex), ((BIOPointer?, X509InfoStackPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509InfoStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_X509_INFO_read_bio_ex), ((OpaquePointer?, OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // PEM_X509_INFO_read_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_X509_INFO_read_ex), ((UnsafeMutablePointer<FILE>?, X509InfoStackPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> X509InfoStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_X509_INFO_read_ex), ((UnsafeMutablePointer<FILE>?, X509InfoStackPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509InfoStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_X509_INFO_read_ex), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // PEM_X509_INFO_write_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_X509_INFO_write_bio), ((BIOPointer?, UnsafePointer<X509_INFO>?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_X509_INFO_write_bio), ((OpaquePointer?, UnsafePointer<X509_INFO>?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_bytes_read_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_bytes_read_bio), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, String?, BIOPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_bytes_read_bio), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafePointer<CChar>?, BIOPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_bytes_read_bio), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafePointer<CChar>?, OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_bytes_read_bio_secmem
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_bytes_read_bio_secmem), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, String?, BIOPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_bytes_read_bio_secmem), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafePointer<CChar>?, BIOPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_bytes_read_bio_secmem), ((UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafePointer<CChar>?, OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_def_callback
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_def_callback), ((UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_def_callback), ((UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_dek_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_dek_info), ((UnsafeMutablePointer<CChar>?, String?, Int32, String?) -> Void).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_dek_info), ((UnsafeMutablePointer<CChar>?, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_dek_info), ((UnsafeMutablePointer<CChar>?, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?) -> Void).self)
+    // PEM_do_header
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_do_header), ((UnsafeMutablePointer<EVP_CIPHER_INFO>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_do_header), ((UnsafeMutablePointer<EVP_CIPHER_INFO>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_get_EVP_CIPHER_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_get_EVP_CIPHER_INFO), ((UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<EVP_CIPHER_INFO>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_get_EVP_CIPHER_INFO), ((UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<EVP_CIPHER_INFO>?) -> Int32).self)
+    // PEM_proc_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_proc_type), ((UnsafeMutablePointer<CChar>?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_proc_type), ((UnsafeMutablePointer<CChar>?, Int32) -> Void).self)
+    // PEM_read
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // PEM_read_NETSCAPE_CERT_SEQUENCE
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_NETSCAPE_CERT_SEQUENCE), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_NETSCAPE_CERT_SEQUENCE), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    // PEM_read_PKCS7
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PKCS7), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutablePointer<PKCS7>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<PKCS7>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_PKCS7), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<UnsafeMutablePointer<PKCS7>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<PKCS7>?).self)
+    // PEM_read_PKCS8
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PKCS8), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509SIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_PKCS8), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_PKCS8_PRIV_KEY_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PKCS8_PRIV_KEY_INFO), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> PKCS8PrivKeyInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_PKCS8_PRIV_KEY_INFO), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PUBKEY), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_PUBKEY), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_PUBKEY_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PUBKEY_ex), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PUBKEY_ex), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_PUBKEY_ex), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // PEM_read_PrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PrivateKey), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_PrivateKey), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_PrivateKey_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PrivateKey_ex), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_PrivateKey_ex), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_PrivateKey_ex), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // PEM_read_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_read_SSL_SESSION), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_read_SSL_SESSION), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_X509
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_X509), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_X509), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_X509_AUX
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_X509_AUX), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_X509_AUX), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures31() {
+    // PEM_read_X509_CRL
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_X509_CRL), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_X509_CRL), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_X509_PUBKEY), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_X509_PUBKEY), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_X509_REQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_X509_REQ), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_X509_REQ), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     // PEM_read_bio_DHparams
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_read_bio_DHparams), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> DHPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_DHparams), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio_NETSCAPE_CERT_SEQUENCE
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_NETSCAPE_CERT_SEQUENCE), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_NETSCAPE_CERT_SEQUENCE), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    // PEM_read_bio_PKCS7
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_PKCS7), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<PKCS7>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<PKCS7>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_PKCS7), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<PKCS7>?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> UnsafeMutablePointer<PKCS7>?).self)
+    // PEM_read_bio_PKCS8
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_PKCS8), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509SIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_PKCS8), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio_PKCS8_PRIV_KEY_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_PKCS8_PRIV_KEY_INFO), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> PKCS8PrivKeyInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_PKCS8_PRIV_KEY_INFO), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
     // PEM_read_bio_PUBKEY
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_read_bio_PUBKEY), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> EVPPKeyPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_PUBKEY), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio_PUBKEY_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_PUBKEY_ex), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_PUBKEY_ex), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_PUBKEY_ex), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // PEM_read_bio_Parameters
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_read_bio_Parameters), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> EVPPKeyPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_Parameters), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // PEM_read_bio_Parameters_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_Parameters_ex), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_Parameters_ex), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_Parameters_ex), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // PEM_read_bio_PrivateKey
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_read_bio_PrivateKey), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> EVPPKeyPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_PrivateKey), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio_PrivateKey_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_PrivateKey_ex), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_PrivateKey_ex), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_PrivateKey_ex), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // PEM_read_bio_RSAPrivateKey
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_read_bio_RSAPrivateKey), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> RSAPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_RSAPrivateKey), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
@@ -511,35 +5942,375 @@ func signatures2() {
     // PEM_read_bio_X509_CRL
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_read_bio_X509_CRL), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509CRLPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_X509_CRL), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_X509_PUBKEY), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_X509_PUBKEY), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio_X509_REQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_X509_REQ), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_X509_REQ), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // PEM_read_bio_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_read_bio_ex), ((BIOPointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_read_bio_ex), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?, UInt32) -> Int32).self)
+    // PEM_write
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write), ((UnsafeMutablePointer<FILE>?, String?, String?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write), ((UnsafeMutablePointer<FILE>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write), ((UnsafeMutablePointer<FILE>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // PEM_write_NETSCAPE_CERT_SEQUENCE
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_NETSCAPE_CERT_SEQUENCE), ((UnsafeMutablePointer<FILE>?, UnsafePointer<NETSCAPE_CERT_SEQUENCE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_NETSCAPE_CERT_SEQUENCE), ((UnsafeMutablePointer<FILE>?, UnsafePointer<NETSCAPE_CERT_SEQUENCE>?) -> Int32).self)
+    // PEM_write_PKCS7
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PKCS7), ((UnsafeMutablePointer<FILE>?, UnsafePointer<PKCS7>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PKCS7), ((UnsafeMutablePointer<FILE>?, UnsafePointer<PKCS7>?) -> Int32).self)
+    // PEM_write_PKCS8
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PKCS8), ((UnsafeMutablePointer<FILE>?, X509SIGPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PKCS8), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_PKCS8PrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PKCS8PrivateKey), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, EVPCipherPointer?, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PKCS8PrivateKey), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PKCS8PrivateKey), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_write_PKCS8PrivateKey_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PKCS8PrivateKey_nid), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, Int32, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PKCS8PrivateKey_nid), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PKCS8PrivateKey_nid), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_write_PKCS8_PRIV_KEY_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PKCS8_PRIV_KEY_INFO), ((UnsafeMutablePointer<FILE>?, PKCS8PrivKeyInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PKCS8_PRIV_KEY_INFO), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PUBKEY), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PUBKEY), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_PUBKEY_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PUBKEY_ex), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PUBKEY_ex), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PUBKEY_ex), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // PEM_write_PrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PrivateKey), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PrivateKey), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_write_PrivateKey_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PrivateKey_ex), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_PrivateKey_ex), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_PrivateKey_ex), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // PEM_write_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_write_SSL_SESSION), ((UnsafeMutablePointer<FILE>?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_write_SSL_SESSION), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_X509
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_X509), ((UnsafeMutablePointer<FILE>?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_X509), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_X509_AUX
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_X509_AUX), ((UnsafeMutablePointer<FILE>?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_X509_AUX), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_X509_CRL
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_X509_CRL), ((UnsafeMutablePointer<FILE>?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_X509_CRL), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_X509_PUBKEY), ((UnsafeMutablePointer<FILE>?, X509PubKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_X509_PUBKEY), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_X509_REQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_X509_REQ), ((UnsafeMutablePointer<FILE>?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_X509_REQ), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_X509_REQ_NEW
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_X509_REQ_NEW), ((UnsafeMutablePointer<FILE>?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_X509_REQ_NEW), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio), ((BIOPointer?, String?, String?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio), ((BIOPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    // PEM_write_bio_ASN1_stream
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_ASN1_stream), ((BIOPointer?, ASN1ValuePointer?, BIOPointer?, Int32, String?, ASN1ItemPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_ASN1_stream), ((BIOPointer?, ASN1ValuePointer?, BIOPointer?, Int32, UnsafePointer<CChar>?, ASN1ItemPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_ASN1_stream), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio_NETSCAPE_CERT_SEQUENCE
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_NETSCAPE_CERT_SEQUENCE), ((BIOPointer?, UnsafePointer<NETSCAPE_CERT_SEQUENCE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_NETSCAPE_CERT_SEQUENCE), ((OpaquePointer?, UnsafePointer<NETSCAPE_CERT_SEQUENCE>?) -> Int32).self)
+    // PEM_write_bio_PKCS7
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PKCS7), ((BIOPointer?, UnsafePointer<PKCS7>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PKCS7), ((OpaquePointer?, UnsafePointer<PKCS7>?) -> Int32).self)
+    // PEM_write_bio_PKCS8
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PKCS8), ((BIOPointer?, X509SIGPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PKCS8), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio_PKCS8PrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PKCS8PrivateKey), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PKCS8PrivateKey), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PKCS8PrivateKey), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_write_bio_PKCS8PrivateKey_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PKCS8PrivateKey_nid), ((BIOPointer?, EVPPKeyPointer?, Int32, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PKCS8PrivateKey_nid), ((BIOPointer?, EVPPKeyPointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PKCS8PrivateKey_nid), ((OpaquePointer?, OpaquePointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_write_bio_PKCS8_PRIV_KEY_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PKCS8_PRIV_KEY_INFO), ((BIOPointer?, PKCS8PrivKeyInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PKCS8_PRIV_KEY_INFO), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // PEM_write_bio_PUBKEY
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_write_bio_PUBKEY), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PUBKEY), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio_PUBKEY_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PUBKEY_ex), ((BIOPointer?, EVPPKeyPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PUBKEY_ex), ((BIOPointer?, EVPPKeyPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PUBKEY_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // PEM_write_bio_Parameters
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_write_bio_Parameters), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_Parameters), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // PEM_write_bio_PrivateKey
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_write_bio_PrivateKey), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PrivateKey), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // PEM_write_bio_PrivateKey_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PrivateKey_ex), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PrivateKey_ex), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PrivateKey_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // PEM_write_bio_PrivateKey_traditional
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_PrivateKey_traditional), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_PrivateKey_traditional), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<UInt8>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
     // PEM_write_bio_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_write_bio_SSL_SESSION), ((BIOPointer?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_SSL_SESSION), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // PEM_write_bio_X509
     fliSameType(fliTypeOf(OpenSSLFLI.PEM_write_bio_X509), ((BIOPointer?, X509Pointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_X509), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio_X509_AUX
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_X509_AUX), ((BIOPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_X509_AUX), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio_X509_CRL
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_X509_CRL), ((BIOPointer?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_X509_CRL), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_X509_PUBKEY), ((BIOPointer?, X509PubKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_X509_PUBKEY), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures32() {
+    // PEM_write_bio_X509_REQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_X509_REQ), ((BIOPointer?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_X509_REQ), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PEM_write_bio_X509_REQ_NEW
+    fliSameType(fliTypeOf(OpenSSLCrypto.PEM_write_bio_X509_REQ_NEW), ((BIOPointer?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PEM_write_bio_X509_REQ_NEW), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PKCS5_PBE_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBE_add), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_PBE_add), (() -> Void).self)
+    // PKCS5_PBE_keyivgen
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBE_keyivgen), ((EVPCipherContextPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBE_keyivgen), ((EVPCipherContextPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_PBE_keyivgen), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // PKCS5_PBE_keyivgen_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBE_keyivgen_ex), ((EVPCipherContextPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBE_keyivgen_ex), ((EVPCipherContextPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_PBE_keyivgen_ex), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // PKCS5_PBKDF2_HMAC
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBKDF2_HMAC), ((String?, Int32, UnsafePointer<UInt8>?, Int32, Int32, EVPMDPointer?, Int32, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBKDF2_HMAC), ((UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, EVPMDPointer?, Int32, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_PBKDF2_HMAC), ((UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, OpaquePointer?, Int32, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    // PKCS5_PBKDF2_HMAC_SHA1
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBKDF2_HMAC_SHA1), ((String?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_PBKDF2_HMAC_SHA1), ((UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_PBKDF2_HMAC_SHA1), ((UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    // PKCS5_pbe2_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe2_set), ((EVPCipherPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe2_set), ((OpaquePointer?, Int32, UnsafeMutablePointer<UInt8>?, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_pbe2_set_iv
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe2_set_iv), ((EVPCipherPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt8>?, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe2_set_iv), ((OpaquePointer?, Int32, UnsafeMutablePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt8>?, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_pbe2_set_iv_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe2_set_iv_ex), ((EVPCipherPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt8>?, Int32, OSSLLibContextPointer?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe2_set_iv_ex), ((OpaquePointer?, Int32, UnsafeMutablePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt8>?, Int32, OpaquePointer?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_pbe2_set_scrypt
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe2_set_scrypt), ((EVPCipherPointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt8>?, UInt64, UInt64, UInt64) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe2_set_scrypt), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt8>?, UInt64, UInt64, UInt64) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_pbe_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe_set), ((Int32, Int32, UnsafePointer<UInt8>?, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe_set), ((Int32, Int32, UnsafePointer<UInt8>?, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_pbe_set0_algor
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe_set0_algor), ((UnsafeMutablePointer<X509_ALGOR>?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe_set0_algor), ((UnsafeMutablePointer<X509_ALGOR>?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // PKCS5_pbe_set0_algor_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe_set0_algor_ex), ((UnsafeMutablePointer<X509_ALGOR>?, Int32, Int32, UnsafePointer<UInt8>?, Int32, OSSLLibContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe_set0_algor_ex), ((UnsafeMutablePointer<X509_ALGOR>?, Int32, Int32, UnsafePointer<UInt8>?, Int32, OpaquePointer?) -> Int32).self)
+    // PKCS5_pbe_set_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbe_set_ex), ((Int32, Int32, UnsafePointer<UInt8>?, Int32, OSSLLibContextPointer?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbe_set_ex), ((Int32, Int32, UnsafePointer<UInt8>?, Int32, OpaquePointer?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_pbkdf2_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbkdf2_set), ((Int32, UnsafeMutablePointer<UInt8>?, Int32, Int32, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbkdf2_set), ((Int32, UnsafeMutablePointer<UInt8>?, Int32, Int32, Int32) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_pbkdf2_set_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_pbkdf2_set_ex), ((Int32, UnsafeMutablePointer<UInt8>?, Int32, Int32, Int32, OSSLLibContextPointer?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_pbkdf2_set_ex), ((Int32, UnsafeMutablePointer<UInt8>?, Int32, Int32, Int32, OpaquePointer?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // PKCS5_v2_PBE_keyivgen
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_PBE_keyivgen), ((EVPCipherContextPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_PBE_keyivgen), ((EVPCipherContextPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_v2_PBE_keyivgen), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // PKCS5_v2_PBE_keyivgen_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_PBE_keyivgen_ex), ((EVPCipherContextPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_PBE_keyivgen_ex), ((EVPCipherContextPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_v2_PBE_keyivgen_ex), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // PKCS5_v2_scrypt_keyivgen
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_scrypt_keyivgen), ((EVPCipherContextPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_scrypt_keyivgen), ((EVPCipherContextPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_v2_scrypt_keyivgen), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // PKCS5_v2_scrypt_keyivgen_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_scrypt_keyivgen_ex), ((EVPCipherContextPointer?, String?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS5_v2_scrypt_keyivgen_ex), ((EVPCipherContextPointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, EVPCipherPointer?, EVPMDPointer?, Int32, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS5_v2_scrypt_keyivgen_ex), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<ASN1_TYPE>?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // PKCS8_PRIV_KEY_INFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_PRIV_KEY_INFO_free), ((PKCS8PrivKeyInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_PRIV_KEY_INFO_free), ((OpaquePointer?) -> Void).self)
+    // PKCS8_PRIV_KEY_INFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_PRIV_KEY_INFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_PRIV_KEY_INFO_it), (() -> OpaquePointer?).self)
+    // PKCS8_PRIV_KEY_INFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_PRIV_KEY_INFO_new), (() -> PKCS8PrivKeyInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_PRIV_KEY_INFO_new), (() -> OpaquePointer?).self)
+    // PKCS8_pkey_add1_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_pkey_add1_attr), ((PKCS8PrivKeyInfoPointer?, X509AttributePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_pkey_add1_attr), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // PKCS8_pkey_add1_attr_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_pkey_add1_attr_by_NID), ((PKCS8PrivKeyInfoPointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_pkey_add1_attr_by_NID), ((OpaquePointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // PKCS8_pkey_add1_attr_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_pkey_add1_attr_by_OBJ), ((PKCS8PrivKeyInfoPointer?, ASN1ObjectPointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_pkey_add1_attr_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // PKCS8_pkey_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_pkey_get0), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?, PKCS8PrivKeyInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_pkey_get0), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?, OpaquePointer?) -> Int32).self)
+    // PKCS8_pkey_get0_attrs
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_pkey_get0_attrs), ((PKCS8PrivKeyInfoPointer?) -> X509AttributeStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_pkey_get0_attrs), ((OpaquePointer?) -> OpaquePointer?).self)
+    // PKCS8_pkey_set0
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKCS8_pkey_set0), ((PKCS8PrivKeyInfoPointer?, ASN1ObjectPointer?, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.PKCS8_pkey_set0), ((OpaquePointer?, OpaquePointer?, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // PKEY_USAGE_PERIOD_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKEY_USAGE_PERIOD_free), ((UnsafeMutablePointer<PKEY_USAGE_PERIOD>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PKEY_USAGE_PERIOD_free), ((UnsafeMutablePointer<PKEY_USAGE_PERIOD>?) -> Void).self)
+    // PKEY_USAGE_PERIOD_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKEY_USAGE_PERIOD_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKEY_USAGE_PERIOD_it), (() -> OpaquePointer?).self)
+    // PKEY_USAGE_PERIOD_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PKEY_USAGE_PERIOD_new), (() -> UnsafeMutablePointer<PKEY_USAGE_PERIOD>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PKEY_USAGE_PERIOD_new), (() -> UnsafeMutablePointer<PKEY_USAGE_PERIOD>?).self)
+    // POLICYINFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICYINFO_free), ((UnsafeMutablePointer<POLICYINFO>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICYINFO_free), ((UnsafeMutablePointer<POLICYINFO>?) -> Void).self)
+    // POLICYINFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICYINFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICYINFO_it), (() -> OpaquePointer?).self)
+    // POLICYINFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICYINFO_new), (() -> UnsafeMutablePointer<POLICYINFO>?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICYINFO_new), (() -> UnsafeMutablePointer<POLICYINFO>?).self)
+    // POLICYQUALINFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICYQUALINFO_free), ((UnsafeMutablePointer<POLICYQUALINFO>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICYQUALINFO_free), ((UnsafeMutablePointer<POLICYQUALINFO>?) -> Void).self)
+    // POLICYQUALINFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICYQUALINFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICYQUALINFO_it), (() -> OpaquePointer?).self)
+    // POLICYQUALINFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICYQUALINFO_new), (() -> UnsafeMutablePointer<POLICYQUALINFO>?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICYQUALINFO_new), (() -> UnsafeMutablePointer<POLICYQUALINFO>?).self)
+    // POLICY_CONSTRAINTS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICY_CONSTRAINTS_free), ((UnsafeMutablePointer<POLICY_CONSTRAINTS>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICY_CONSTRAINTS_free), ((UnsafeMutablePointer<POLICY_CONSTRAINTS>?) -> Void).self)
+    // POLICY_CONSTRAINTS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICY_CONSTRAINTS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICY_CONSTRAINTS_it), (() -> OpaquePointer?).self)
+    // POLICY_CONSTRAINTS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICY_CONSTRAINTS_new), (() -> UnsafeMutablePointer<POLICY_CONSTRAINTS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICY_CONSTRAINTS_new), (() -> UnsafeMutablePointer<POLICY_CONSTRAINTS>?).self)
+    // POLICY_MAPPINGS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICY_MAPPINGS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICY_MAPPINGS_it), (() -> OpaquePointer?).self)
+    // POLICY_MAPPING_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICY_MAPPING_free), ((UnsafeMutablePointer<POLICY_MAPPING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICY_MAPPING_free), ((UnsafeMutablePointer<POLICY_MAPPING>?) -> Void).self)
+    // POLICY_MAPPING_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICY_MAPPING_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICY_MAPPING_it), (() -> OpaquePointer?).self)
+    // POLICY_MAPPING_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.POLICY_MAPPING_new), (() -> UnsafeMutablePointer<POLICY_MAPPING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.POLICY_MAPPING_new), (() -> UnsafeMutablePointer<POLICY_MAPPING>?).self)
+    // PROFESSION_INFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_free), ((ProfessionInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_free), ((OpaquePointer?) -> Void).self)
+    // PROFESSION_INFO_get0_addProfessionInfo
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_get0_addProfessionInfo), ((ProfessionInfoPointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_get0_addProfessionInfo), ((OpaquePointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    // PROFESSION_INFO_get0_namingAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_get0_namingAuthority), ((ProfessionInfoPointer?) -> NamingAuthorityPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_get0_namingAuthority), ((OpaquePointer?) -> OpaquePointer?).self)
+    // PROFESSION_INFO_get0_professionItems
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_get0_professionItems), ((ProfessionInfoPointer?) -> ASN1StringStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_get0_professionItems), ((OpaquePointer?) -> OpaquePointer?).self)
+    // PROFESSION_INFO_get0_professionOIDs
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_get0_professionOIDs), ((ProfessionInfoPointer?) -> ASN1ObjectStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_get0_professionOIDs), ((OpaquePointer?) -> OpaquePointer?).self)
+    // PROFESSION_INFO_get0_registrationNumber
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_get0_registrationNumber), ((ProfessionInfoPointer?) -> UnsafePointer<ASN1_PRINTABLESTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_get0_registrationNumber), ((OpaquePointer?) -> UnsafePointer<ASN1_PRINTABLESTRING>?).self)
+    // PROFESSION_INFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_it), (() -> OpaquePointer?).self)
+    // PROFESSION_INFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_new), (() -> ProfessionInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_new), (() -> OpaquePointer?).self)
+    // PROFESSION_INFO_set0_addProfessionInfo
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_set0_addProfessionInfo), ((ProfessionInfoPointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_set0_addProfessionInfo), ((OpaquePointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    // PROFESSION_INFO_set0_namingAuthority
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_set0_namingAuthority), ((ProfessionInfoPointer?, NamingAuthorityPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_set0_namingAuthority), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // PROFESSION_INFO_set0_professionItems
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_set0_professionItems), ((ProfessionInfoPointer?, ASN1StringStackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_set0_professionItems), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // PROFESSION_INFO_set0_professionOIDs
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_set0_professionOIDs), ((ProfessionInfoPointer?, ASN1ObjectStackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_set0_professionOIDs), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // PROFESSION_INFO_set0_registrationNumber
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROFESSION_INFO_set0_registrationNumber), ((ProfessionInfoPointer?, UnsafeMutablePointer<ASN1_PRINTABLESTRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROFESSION_INFO_set0_registrationNumber), ((OpaquePointer?, UnsafeMutablePointer<ASN1_PRINTABLESTRING>?) -> Void).self)
+    // PROXY_CERT_INFO_EXTENSION_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROXY_CERT_INFO_EXTENSION_free), ((UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROXY_CERT_INFO_EXTENSION_free), ((UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures33() {
+    // PROXY_CERT_INFO_EXTENSION_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROXY_CERT_INFO_EXTENSION_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROXY_CERT_INFO_EXTENSION_it), (() -> OpaquePointer?).self)
+    // PROXY_CERT_INFO_EXTENSION_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROXY_CERT_INFO_EXTENSION_new), (() -> UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROXY_CERT_INFO_EXTENSION_new), (() -> UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?).self)
+    // PROXY_POLICY_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROXY_POLICY_free), ((UnsafeMutablePointer<PROXY_POLICY>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.PROXY_POLICY_free), ((UnsafeMutablePointer<PROXY_POLICY>?) -> Void).self)
+    // PROXY_POLICY_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROXY_POLICY_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROXY_POLICY_it), (() -> OpaquePointer?).self)
+    // PROXY_POLICY_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.PROXY_POLICY_new), (() -> UnsafeMutablePointer<PROXY_POLICY>?).self)
+    fliSameType(fliTypeOf(COpenSSL.PROXY_POLICY_new), (() -> UnsafeMutablePointer<PROXY_POLICY>?).self)
     // RAND_add
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_add), ((UnsafeRawPointer?, Int32, Double) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_add), ((UnsafeRawPointer?, Int32, Double) -> Void).self)
     // RAND_bytes
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_bytes), ((UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_bytes), ((UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // RAND_bytes_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_bytes_ex), ((OSSLLibContextPointer?, UnsafeMutablePointer<UInt8>?, Int, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_bytes_ex), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UInt32) -> Int32).self)
     // RAND_file_name
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_file_name), ((UnsafeMutablePointer<CChar>?, Int) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_file_name), ((UnsafeMutablePointer<CChar>?, Int) -> UnsafePointer<CChar>?).self)
+    // RAND_get0_primary
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_get0_primary), ((OSSLLibContextPointer?) -> EVPRANDContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_get0_primary), ((OpaquePointer?) -> OpaquePointer?).self)
+    // RAND_get0_private
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_get0_private), ((OSSLLibContextPointer?) -> EVPRANDContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_get0_private), ((OpaquePointer?) -> OpaquePointer?).self)
+    // RAND_get0_public
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_get0_public), ((OSSLLibContextPointer?) -> EVPRANDContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_get0_public), ((OpaquePointer?) -> OpaquePointer?).self)
+    // RAND_keep_random_devices_open
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_keep_random_devices_open), ((Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_keep_random_devices_open), ((Int32) -> Void).self)
     // RAND_load_file
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_load_file), ((String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.RAND_load_file), ((UnsafePointer<CChar>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_load_file), ((UnsafePointer<CChar>?, Int) -> Int32).self)
     // RAND_poll
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_poll), (() -> Int32).self)
@@ -547,25 +6318,86 @@ func signatures2() {
     // RAND_priv_bytes
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_priv_bytes), ((UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_priv_bytes), ((UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // RAND_priv_bytes_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_priv_bytes_ex), ((OSSLLibContextPointer?, UnsafeMutablePointer<UInt8>?, Int, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_priv_bytes_ex), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UInt32) -> Int32).self)
     // RAND_seed
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_seed), ((UnsafeRawPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_seed), ((UnsafeRawPointer?, Int32) -> Void).self)
+    // RAND_set_DRBG_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_set_DRBG_type), ((OSSLLibContextPointer?, String?, String?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_set_DRBG_type), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_set_DRBG_type), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // RAND_set_seed_source_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_set_seed_source_type), ((OSSLLibContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.RAND_set_seed_source_type), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.RAND_set_seed_source_type), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     // RAND_status
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_status), (() -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_status), (() -> Int32).self)
     // RAND_write_file
     fliSameType(fliTypeOf(OpenSSLFLI.RAND_write_file), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.RAND_write_file), ((UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.RAND_write_file), ((UnsafePointer<CChar>?) -> Int32).self)
+    // RSA_OAEP_PARAMS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_OAEP_PARAMS_free), ((UnsafeMutablePointer<RSA_OAEP_PARAMS>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_OAEP_PARAMS_free), ((UnsafeMutablePointer<RSA_OAEP_PARAMS>?) -> Void).self)
+    // RSA_OAEP_PARAMS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_OAEP_PARAMS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_OAEP_PARAMS_it), (() -> OpaquePointer?).self)
+    // RSA_OAEP_PARAMS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_OAEP_PARAMS_new), (() -> UnsafeMutablePointer<RSA_OAEP_PARAMS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_OAEP_PARAMS_new), (() -> UnsafeMutablePointer<RSA_OAEP_PARAMS>?).self)
+    // RSA_PSS_PARAMS_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_PSS_PARAMS_dup), ((UnsafePointer<RSA_PSS_PARAMS>?) -> UnsafeMutablePointer<RSA_PSS_PARAMS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_PSS_PARAMS_dup), ((UnsafePointer<RSA_PSS_PARAMS>?) -> UnsafeMutablePointer<RSA_PSS_PARAMS>?).self)
+    // RSA_PSS_PARAMS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_PSS_PARAMS_free), ((UnsafeMutablePointer<RSA_PSS_PARAMS>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_PSS_PARAMS_free), ((UnsafeMutablePointer<RSA_PSS_PARAMS>?) -> Void).self)
+    // RSA_PSS_PARAMS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_PSS_PARAMS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_PSS_PARAMS_it), (() -> OpaquePointer?).self)
+    // RSA_PSS_PARAMS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_PSS_PARAMS_new), (() -> UnsafeMutablePointer<RSA_PSS_PARAMS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_PSS_PARAMS_new), (() -> UnsafeMutablePointer<RSA_PSS_PARAMS>?).self)
     // RSA_free
     fliSameType(fliTypeOf(OpenSSLFLI.RSA_free), ((RSAPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.RSA_free), ((OpaquePointer?) -> Void).self)
+    // RSA_pkey_ctx_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.RSA_pkey_ctx_ctrl), ((EVPPKeyContextPointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.RSA_pkey_ctx_ctrl), ((OpaquePointer?, Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // SCRYPT_PARAMS_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.SCRYPT_PARAMS_free), ((UnsafeMutablePointer<SCRYPT_PARAMS>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.SCRYPT_PARAMS_free), ((UnsafeMutablePointer<SCRYPT_PARAMS>?) -> Void).self)
+    // SCRYPT_PARAMS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.SCRYPT_PARAMS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SCRYPT_PARAMS_it), (() -> OpaquePointer?).self)
+    // SCRYPT_PARAMS_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.SCRYPT_PARAMS_new), (() -> UnsafeMutablePointer<SCRYPT_PARAMS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SCRYPT_PARAMS_new), (() -> UnsafeMutablePointer<SCRYPT_PARAMS>?).self)
+    // SMIME_crlf_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_crlf_copy), ((BIOPointer?, BIOPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SMIME_crlf_copy), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // SMIME_read_ASN1
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_read_ASN1), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, ASN1ItemPointer?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SMIME_read_ASN1), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?) -> OpaquePointer?).self)
+    // SMIME_read_ASN1_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_read_ASN1_ex), ((BIOPointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?, ASN1ItemPointer?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, String?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_read_ASN1_ex), ((BIOPointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?, ASN1ItemPointer?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> ASN1ValuePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SMIME_read_ASN1_ex), ((OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // SMIME_text
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_text), ((BIOPointer?, BIOPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SMIME_text), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // SMIME_write_ASN1
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_write_ASN1), ((BIOPointer?, ASN1ValuePointer?, BIOPointer?, Int32, Int32, Int32, X509AlgorStackPointer?, ASN1ItemPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SMIME_write_ASN1), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // SMIME_write_ASN1_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_write_ASN1_ex), ((BIOPointer?, ASN1ValuePointer?, BIOPointer?, Int32, Int32, Int32, X509AlgorStackPointer?, ASN1ItemPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.SMIME_write_ASN1_ex), ((BIOPointer?, ASN1ValuePointer?, BIOPointer?, Int32, Int32, Int32, X509AlgorStackPointer?, ASN1ItemPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SMIME_write_ASN1_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, Int32, Int32, OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SRP_Calc_A_param
     fliSameType(fliTypeOf(OpenSSLFLI.SRP_Calc_A_param), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SRP_Calc_A_param), ((OpaquePointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures3() {
     // SSL_CIPHER_description
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CIPHER_description), ((SSLCipherPointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CIPHER_description), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
@@ -611,6 +6443,8 @@ func signatures3() {
     // SSL_COMP_add_compression_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_add_compression_method), ((Int32, COMPMethodPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_COMP_add_compression_method), ((Int32, OpaquePointer?) -> Int32).self)
+    // SSL_COMP_free_compression_methods
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_free_compression_methods), (() -> Void).self)
     // SSL_COMP_get0_name
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_get0_name), ((SSLCompPointer?) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_COMP_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
@@ -620,6 +6454,10 @@ func signatures3() {
     // SSL_COMP_get_id
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_get_id), ((SSLCompPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_COMP_get_id), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures34() {
     // SSL_COMP_get_name
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_COMP_get_name), ((COMPMethodPointer?) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_COMP_get_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
@@ -640,6 +6478,7 @@ func signatures3() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_CTX_new), (() -> OpaquePointer?).self)
     // SSL_CONF_CTX_set1_prefix
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_CTX_set1_prefix), ((SSLConfContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_CTX_set1_prefix), ((SSLConfContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_CTX_set1_prefix), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CONF_CTX_set_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_CTX_set_flags), ((SSLConfContextPointer?, UInt32) -> UInt32).self)
@@ -652,12 +6491,14 @@ func signatures3() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_CTX_set_ssl_ctx), ((OpaquePointer?, OpaquePointer?) -> Void).self)
     // SSL_CONF_cmd
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd), ((SSLConfContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd), ((SSLConfContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_cmd), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CONF_cmd_argv
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd_argv), ((SSLConfContextPointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_cmd_argv), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32).self)
     // SSL_CONF_cmd_value_type
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd_value_type), ((SSLConfContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CONF_cmd_value_type), ((SSLConfContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CONF_cmd_value_type), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_SRP_CTX_free
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_SRP_CTX_free), ((SSLContextPointer?) -> Int32).self)
@@ -721,6 +6562,7 @@ func signatures3() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_compress_certs), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_CTX_config
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_config), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_config), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_config), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_ct_is_enabled
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_ct_is_enabled), ((SSLContextPointer?) -> Int32).self)
@@ -746,10 +6588,6 @@ func signatures3() {
     // SSL_CTX_flush_sessions
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions), ((SSLContextPointer?, Int) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions), ((OpaquePointer?, Int) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures4() {
     // SSL_CTX_flush_sessions_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_flush_sessions_ex), ((SSLContextPointer?, time_t) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_flush_sessions_ex), ((OpaquePointer?, time_t) -> Void).self)
@@ -804,6 +6642,10 @@ func signatures4() {
     // SSL_CTX_get_client_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get_client_CA_list), ((SSLContextPointer?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get_client_CA_list), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures35() {
     // SSL_CTX_get_client_cert_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_get_client_cert_cb), ((SSLContextPointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_get_client_cert_cb), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32)?).self)
@@ -911,15 +6753,19 @@ func signatures4() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_has_client_custom_ext), ((OpaquePointer?, UInt32) -> Int32).self)
     // SSL_CTX_load_verify_dir
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_dir), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_dir), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_dir), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_load_verify_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_load_verify_locations
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_locations), ((SSLContextPointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_locations), ((SSLContextPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_locations), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_load_verify_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_store), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_load_verify_store), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_load_verify_store), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_need_tmp_RSA
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_need_tmp_RSA), ((SSLContextPointer) -> Int32).self)
@@ -928,11 +6774,8 @@ func signatures4() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_new), ((OpaquePointer?) -> OpaquePointer?).self)
     // SSL_CTX_new_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new_ex), ((OSSLLibContextPointer?, String?, SSLMethodPointer?) -> SSLContextPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_new_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?, SSLMethodPointer?) -> SSLContextPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?) -> OpaquePointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures5() {
     // SSL_CTX_remove_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_remove_session), ((SSLContextPointer?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_remove_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -987,6 +6830,10 @@ func signatures5() {
     // SSL_CTX_sess_set_cache_size
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_sess_set_cache_size), ((SSLContextPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_sess_set_cache_size.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures36() {
     // SSL_CTX_sess_set_get_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_sess_set_get_cb), ((SSLContextPointer?, (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<Int32>?) -> OpaquePointer?)?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_sess_set_get_cb), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<Int32>?) -> OpaquePointer?)?) -> Void).self)
@@ -1046,6 +6893,7 @@ func signatures5() {
     fliSameType(fli_sig_SSL_CTX_set1_client_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_CTX_set1_client_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_client_sigalgs_list), ((SSLContextPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_client_sigalgs_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_client_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_CTX_set1_compressed_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_compressed_cert), ((SSLContextPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
@@ -1055,6 +6903,7 @@ func signatures5() {
     fliSameType(fli_sig_SSL_CTX_set1_groups.self, (@convention(c) (OpaquePointer?, UnsafePointer<Int32>?, Int) -> Void).self)
     // SSL_CTX_set1_groups_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_groups_list), ((SSLContextPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_groups_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_groups_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_CTX_set1_param
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_param), ((SSLContextPointer?, X509VerifyParamPointer?) -> Int32).self)
@@ -1067,6 +6916,7 @@ func signatures5() {
     fliSameType(fli_sig_SSL_CTX_set1_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_CTX_set1_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_sigalgs_list), ((SSLContextPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_sigalgs_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set1_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_CTX_set1_verify_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set1_verify_cert_store), ((SSLContextPointer?, X509StorePointer?) -> Int).self)
@@ -1109,14 +6959,12 @@ func signatures5() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_cert_verify_callback), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
     // SSL_CTX_set_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_cipher_list), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_cipher_list), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_cipher_list), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_ciphersuites
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ciphersuites), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ciphersuites), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ciphersuites), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures6() {
     // SSL_CTX_set_client_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_client_CA_list), ((SSLContextPointer?, X509NameStackPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_client_CA_list), ((OpaquePointer?, OpaquePointer?) -> Void).self)
@@ -1140,6 +6988,7 @@ func signatures6() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ct_validation_callback), ((OpaquePointer?, ssl_ct_validation_cb?, UnsafeMutableRawPointer?) -> Int32).self)
     // SSL_CTX_set_ctlog_list_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ctlog_list_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ctlog_list_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ctlog_list_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_current_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_current_cert), ((SSLContextPointer?, Int) -> Int).self)
@@ -1171,12 +7020,19 @@ func signatures6() {
     // SSL_CTX_set_default_verify_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_default_verify_store), ((SSLContextPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_default_verify_store), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures37() {
     // SSL_CTX_set_dh_auto
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_dh_auto), ((SSLContextPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_dh_auto.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
     // SSL_CTX_set_domain_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_domain_flags), ((SSLContextPointer?, UInt64) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_domain_flags), ((OpaquePointer?, UInt64) -> Int32).self)
+    // SSL_CTX_set_ecdh_auto
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ecdh_auto), ((SSLContextPointer?, Int32) -> Bool).self)
+    fliSameType(fli_sig_SSL_CTX_set_ecdh_auto.self, (@convention(c) (OpaquePointer?, Int32) -> Void).self)
     // SSL_CTX_set_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_ex_data), ((SSLContextPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
@@ -1295,10 +7151,6 @@ func signatures6() {
     // SSL_CTX_set_srp_password
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_password), ((SSLContextPointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_password), ((OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures7() {
     // SSL_CTX_set_srp_strength
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_srp_strength), ((SSLContextPointer?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_srp_strength), ((OpaquePointer?, Int32) -> Int32).self)
@@ -1350,8 +7202,13 @@ func signatures7() {
     // SSL_CTX_set_tlsext_ticket_keys
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_ticket_keys), ((SSLContextPointer?, UnsafeMutableRawPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_CTX_set_tlsext_ticket_keys.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures38() {
     // SSL_CTX_set_tlsext_use_srtp
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_use_srtp), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tlsext_use_srtp), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_set_tlsext_use_srtp), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_set_tmp_dh
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_set_tmp_dh), ((SSLContextPointer?, DHPointer?) -> Int).self)
@@ -1386,6 +7243,7 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_PrivateKey_ASN1), ((Int32, OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_use_PrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_PrivateKey_file), ((SSLContextPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_PrivateKey_file), ((SSLContextPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_PrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_CTX_use_RSAPrivateKey
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_RSAPrivateKey), ((SSLContextPointer?, RSAPointer?) -> Int32).self)
@@ -1395,6 +7253,7 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_RSAPrivateKey_ASN1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_use_RSAPrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_RSAPrivateKey_file), ((SSLContextPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_RSAPrivateKey_file), ((SSLContextPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_RSAPrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_CTX_use_cert_and_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_cert_and_key), ((SSLContextPointer?, X509Pointer?, EVPPKeyPointer?, X509StackPointer?, Int32) -> Int32).self)
@@ -1407,12 +7266,15 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_certificate_ASN1), ((OpaquePointer?, Int32, UnsafePointer<UInt8>?) -> Int32).self)
     // SSL_CTX_use_certificate_chain_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_chain_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_chain_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_certificate_chain_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_use_certificate_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_file), ((SSLContextPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_certificate_file), ((SSLContextPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_certificate_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_CTX_use_psk_identity_hint
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_psk_identity_hint), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_psk_identity_hint), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_psk_identity_hint), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_CTX_use_serverinfo
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_serverinfo), ((SSLContextPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
@@ -1422,7 +7284,11 @@ func signatures7() {
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_serverinfo_ex), ((OpaquePointer?, UInt32, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_CTX_use_serverinfo_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_serverinfo_file), ((SSLContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_CTX_use_serverinfo_file), ((SSLContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_CTX_use_serverinfo_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // SSL_OP_BIT
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_OP_BIT), ((UInt64) -> UInt64).self)
+    fliSameType(fli_sig_SSL_OP_BIT.self, (@convention(c) (UInt64) -> Void).self)
     // SSL_SESSION_dup
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_dup), ((SSLSessionPointer?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_dup), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -1477,10 +7343,6 @@ func signatures7() {
     // SSL_SESSION_get_max_fragment_length
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_max_fragment_length), ((SSLSessionPointer?) -> UInt8).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_max_fragment_length), ((OpaquePointer?) -> UInt8).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures8() {
     // SSL_SESSION_get_protocol_version
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_get_protocol_version), ((SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_get_protocol_version), ((OpaquePointer?) -> Int32).self)
@@ -1519,6 +7381,7 @@ func signatures8() {
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_alpn_selected), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_SESSION_set1_hostname
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_hostname), ((SSLSessionPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_hostname), ((SSLSessionPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_hostname), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_SESSION_set1_id
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_id), ((SSLSessionPointer?, UnsafePointer<UInt8>?, UInt32) -> Int32).self)
@@ -1529,6 +7392,10 @@ func signatures8() {
     // SSL_SESSION_set1_master_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_master_key), ((SSLSessionPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_master_key), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures39() {
     // SSL_SESSION_set1_ticket_appdata
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_SESSION_set1_ticket_appdata), ((SSLSessionPointer?, UnsafeRawPointer?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_SESSION_set1_ticket_appdata), ((OpaquePointer?, UnsafeRawPointer?, Int) -> Int32).self)
@@ -1582,6 +7449,7 @@ func signatures8() {
     fliSameType(fli_sig_SSL_add1_chain_cert.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
     // SSL_add1_host
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add1_host), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add1_host), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add1_host), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_add1_to_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add1_to_CA_list), ((SSLPointer?, X509Pointer?) -> Int32).self)
@@ -1591,18 +7459,21 @@ func signatures8() {
     fliSameType(fliTypeOf(COpenSSL.SSL_add_client_CA), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // SSL_add_dir_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_dir_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_dir_cert_subjects_to_stack), ((X509NameStackPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_dir_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_add_expected_rpk
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_expected_rpk), ((SSLPointer?, EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_expected_rpk), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // SSL_add_file_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_file_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_file_cert_subjects_to_stack), ((X509NameStackPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_file_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_add_ssl_module
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_ssl_module), (() -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_ssl_module), (() -> Void).self)
     // SSL_add_store_cert_subjects_to_stack
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_store_cert_subjects_to_stack), ((X509NameStackPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_add_store_cert_subjects_to_stack), ((X509NameStackPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_add_store_cert_subjects_to_stack), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_alert_desc_string
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_alert_desc_string), ((Int32) -> String?).self)
@@ -1661,10 +7532,6 @@ func signatures8() {
     // SSL_client_hello_get0_ciphers
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_ciphers), ((SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_ciphers), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures9() {
     // SSL_client_hello_get0_compression_methods
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_client_hello_get0_compression_methods), ((SSLPointer?) -> (length: Int, out: UnsafePointer<UInt8>?)).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_client_hello_get0_compression_methods), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?) -> Int).self)
@@ -1697,6 +7564,7 @@ func signatures9() {
     fliSameType(fliTypeOf(COpenSSL.SSL_compress_certs), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_config
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_config), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_config), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_config), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_connect
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_connect), ((SSLPointer?) -> Int32).self)
@@ -1713,8 +7581,13 @@ func signatures9() {
     // SSL_dane_clear_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_dane_clear_flags), ((SSLPointer?, UInt) -> UInt).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_dane_clear_flags), ((OpaquePointer?, UInt) -> UInt).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures40() {
     // SSL_dane_enable
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_dane_enable), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_dane_enable), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_dane_enable), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_dane_set_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_dane_set_flags), ((SSLPointer?, UInt) -> UInt).self)
@@ -1736,9 +7609,11 @@ func signatures9() {
     fliSameType(fliTypeOf(COpenSSL.SSL_enable_ct), ((OpaquePointer?, Int32) -> Int32).self)
     // SSL_export_keying_material
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, String?, Int, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_export_keying_material), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int, Int32) -> Int32).self)
     // SSL_export_keying_material_early
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material_early), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, String?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_export_keying_material_early), ((SSLPointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_export_keying_material_early), ((OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<CChar>?, Int, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_extension_supported
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_extension_supported), ((UInt32) -> Int32).self)
@@ -1843,10 +7718,6 @@ func signatures9() {
     // SSL_get1_peer_certificate
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_peer_certificate), ((SSLPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_peer_certificate), ((OpaquePointer?) -> OpaquePointer?).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures10() {
     // SSL_get1_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get1_session), ((SSLPointer?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get1_session), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -1880,9 +7751,25 @@ func signatures10() {
     // SSL_get_changed_async_fds
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_changed_async_fds), ((SSLPointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_changed_async_fds), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // SSL_get_cipher
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher), ((SSLPointer?) -> String?).self)
+    fliSameType(fli_sig_SSL_get_cipher.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_get_cipher_bits
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_bits), ((SSLPointer?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fli_sig_SSL_get_cipher_bits.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?) -> Void).self)
     // SSL_get_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_list), ((SSLPointer?, Int32) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_cipher_list), ((OpaquePointer?, Int32) -> UnsafePointer<CChar>?).self)
+    // SSL_get_cipher_name
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_name), ((SSLPointer?) -> String?).self)
+    fliSameType(fli_sig_SSL_get_cipher_name.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // SSL_get_cipher_version
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_cipher_version), ((SSLPointer?) -> String?).self)
+    fliSameType(fli_sig_SSL_get_cipher_version.self, (@convention(c) (OpaquePointer?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures41() {
     // SSL_get_ciphers
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_ciphers), ((SSLPointer?) -> SSLCipherStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_ciphers), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2026,10 +7913,6 @@ func signatures10() {
     // SSL_get_recv_max_early_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_recv_max_early_data), ((SSLPointer?) -> UInt32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_recv_max_early_data), ((OpaquePointer?) -> UInt32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures11() {
     // SSL_get_rfd
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_rfd), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_rfd), ((OpaquePointer?) -> Int32).self)
@@ -2066,6 +7949,10 @@ func signatures11() {
     // SSL_get_shared_group
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_shared_group), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_get_shared_group.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures42() {
     // SSL_get_shared_sigalgs
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_get_shared_sigalgs), ((SSLPointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_get_shared_sigalgs), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
@@ -2177,9 +8064,15 @@ func signatures11() {
     // SSL_has_pending
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_has_pending), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_has_pending), ((OpaquePointer?) -> Int32).self)
+    // SSL_in_accept_init
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_accept_init), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_in_accept_init.self, (@convention(c) (OpaquePointer?) -> Void).self)
     // SSL_in_before
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_before), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_in_before), ((OpaquePointer?) -> Int32).self)
+    // SSL_in_connect_init
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_connect_init), ((SSLPointer?) -> Bool).self)
+    fliSameType(fli_sig_SSL_in_connect_init.self, (@convention(c) (OpaquePointer?) -> Void).self)
     // SSL_in_init
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_in_init), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_in_init), ((OpaquePointer?) -> Int32).self)
@@ -2210,10 +8103,6 @@ func signatures11() {
     // SSL_is_stream_local
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_stream_local), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_stream_local), ((OpaquePointer?) -> Int32).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures12() {
     // SSL_is_tls
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_is_tls), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_is_tls), ((OpaquePointer?) -> Int32).self)
@@ -2228,9 +8117,11 @@ func signatures12() {
     fliSameType(fliTypeOf(COpenSSL.SSL_listen), ((OpaquePointer?) -> Int32).self)
     // SSL_load_client_CA_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file), ((String?) -> X509NameStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file), ((UnsafePointer<CChar>?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_load_client_CA_file), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // SSL_load_client_CA_file_ex
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file_ex), ((String?, OSSLLibContextPointer?, String?) -> X509NameStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_client_CA_file_ex), ((UnsafePointer<CChar>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509NameStackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_load_client_CA_file_ex), ((UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
     // SSL_load_error_strings
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_load_error_strings), (() -> Int32).self)
@@ -2243,6 +8134,10 @@ func signatures12() {
     // SSL_net_write_desired
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_net_write_desired), ((SSLPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_net_write_desired), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures43() {
     // SSL_new
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_new), ((SSLContextPointer?) -> SSLPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_new), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2356,6 +8251,7 @@ func signatures12() {
     fliSameType(fli_sig_SSL_set1_client_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_set1_client_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_client_sigalgs_list), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_client_sigalgs_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_client_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_set1_compressed_cert
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_compressed_cert), ((SSLPointer?, Int32, UnsafeMutablePointer<UInt8>?, Int, Int) -> Int32).self)
@@ -2365,9 +8261,11 @@ func signatures12() {
     fliSameType(fli_sig_SSL_set1_groups.self, (@convention(c) (OpaquePointer?, UnsafePointer<Int32>?, Int) -> Void).self)
     // SSL_set1_groups_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_groups_list), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_groups_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_groups_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_set1_host
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_host), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_host), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set1_host), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set1_initial_peer_addr
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_initial_peer_addr), ((SSLPointer?, BIOAddrPointer?) -> Int32).self)
@@ -2383,6 +8281,7 @@ func signatures12() {
     fliSameType(fli_sig_SSL_set1_sigalgs.self, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int) -> Void).self)
     // SSL_set1_sigalgs_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_sigalgs_list), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_sigalgs_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set1_sigalgs_list.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_set1_verify_cert_store
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set1_verify_cert_store), ((SSLPointer?, X509StorePointer?) -> Int).self)
@@ -2393,10 +8292,6 @@ func signatures12() {
     // SSL_set_accept_state
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_accept_state), ((SSLPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_accept_state), ((OpaquePointer?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures13() {
     // SSL_set_allow_early_data_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_allow_early_data_cb), ((SSLPointer?, SSL_allow_early_data_cb_fn?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_allow_early_data_cb), ((OpaquePointer?, SSL_allow_early_data_cb_fn?, UnsafeMutableRawPointer?) -> Void).self)
@@ -2427,14 +8322,20 @@ func signatures13() {
     // SSL_set_cert_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cert_cb), ((SSLPointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_cert_cb), ((OpaquePointer?, (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Void).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures44() {
     // SSL_set_cert_flags
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cert_flags), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set_cert_flags.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
     // SSL_set_cipher_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cipher_list), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_cipher_list), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_cipher_list), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_ciphersuites
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ciphersuites), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ciphersuites), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_ciphersuites), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_client_CA_list
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_client_CA_list), ((SSLPointer?, X509NameStackPointer?) -> Void).self)
@@ -2466,6 +8367,9 @@ func signatures13() {
     // SSL_set_dh_auto
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_dh_auto), ((SSLPointer?, Int) -> Int).self)
     fliSameType(fli_sig_SSL_set_dh_auto.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
+    // SSL_set_ecdh_auto
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ecdh_auto), ((SSLPointer?, Int32) -> Bool).self)
+    fliSameType(fli_sig_SSL_set_ecdh_auto.self, (@convention(c) (OpaquePointer?, Int32) -> Void).self)
     // SSL_set_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ex_data), ((SSLPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
@@ -2577,10 +8481,6 @@ func signatures13() {
     // SSL_set_security_level
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_security_level), ((SSLPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_security_level), ((OpaquePointer?, Int32) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures14() {
     // SSL_set_session
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_session), ((SSLPointer?, SSLSessionPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_session), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -2607,7 +8507,12 @@ func signatures14() {
     fliSameType(fliTypeOf(COpenSSL.SSL_set_srp_server_param), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32).self)
     // SSL_set_srp_server_param_pw
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_srp_server_param_pw), ((SSLPointer?, String?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_srp_server_param_pw), ((SSLPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_srp_server_param_pw), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures45() {
     // SSL_set_ssl_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_ssl_method), ((SSLPointer?, SSLMethodPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_ssl_method), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -2625,6 +8530,7 @@ func signatures14() {
     fliSameType(fli_sig_SSL_set_tlsext_debug_callback.self, (@convention(c) (OpaquePointer?, (@convention(c) () -> Void)?) -> Void).self)
     // SSL_set_tlsext_host_name
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_host_name), ((SSLPointer?, String) -> Int).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_host_name), ((SSLPointer?, UnsafePointer<CChar>?) -> Int).self)
     fliSameType(fli_sig_SSL_set_tlsext_host_name.self, (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void).self)
     // SSL_set_tlsext_max_fragment_length
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_max_fragment_length), ((SSLPointer?, UInt8) -> Int32).self)
@@ -2643,6 +8549,7 @@ func signatures14() {
     fliSameType(fli_sig_SSL_set_tlsext_status_type.self, (@convention(c) (OpaquePointer?, Int) -> Void).self)
     // SSL_set_tlsext_use_srtp
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_use_srtp), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tlsext_use_srtp), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_set_tlsext_use_srtp), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_set_tmp_dh
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_set_tmp_dh), ((SSLPointer?, DHPointer?) -> Int).self)
@@ -2710,6 +8617,7 @@ func signatures14() {
     fliSameType(fliTypeOf(COpenSSL.SSL_use_PrivateKey_ASN1), ((Int32, OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_use_PrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_PrivateKey_file), ((SSLPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_PrivateKey_file), ((SSLPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_PrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_use_RSAPrivateKey
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_RSAPrivateKey), ((SSLPointer?, RSAPointer?) -> Int32).self)
@@ -2719,6 +8627,7 @@ func signatures14() {
     fliSameType(fliTypeOf(COpenSSL.SSL_use_RSAPrivateKey_ASN1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // SSL_use_RSAPrivateKey_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_RSAPrivateKey_file), ((SSLPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_RSAPrivateKey_file), ((SSLPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_RSAPrivateKey_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_use_cert_and_key
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_cert_and_key), ((SSLPointer?, X509Pointer?, EVPPKeyPointer?, X509StackPointer?, Int32) -> Int32).self)
@@ -2731,12 +8640,15 @@ func signatures14() {
     fliSameType(fliTypeOf(COpenSSL.SSL_use_certificate_ASN1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
     // SSL_use_certificate_chain_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_chain_file), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_chain_file), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_certificate_chain_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_use_certificate_file
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_file), ((SSLPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_certificate_file), ((SSLPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_certificate_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
     // SSL_use_psk_identity_hint
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_psk_identity_hint), ((SSLPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.SSL_use_psk_identity_hint), ((SSLPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_use_psk_identity_hint), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // SSL_verify_client_post_handshake
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_verify_client_post_handshake), ((SSLPointer?) -> Int32).self)
@@ -2759,10 +8671,6 @@ func signatures14() {
     // SSL_want_client_hello_cb
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_client_hello_cb), ((SSLPointer?) -> Bool).self)
     fliSameType(fli_sig_SSL_want_client_hello_cb.self, (@convention(c) (OpaquePointer?) -> Void).self)
-}
-
-@available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures15() {
     // SSL_want_nothing
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_want_nothing), ((SSLPointer?) -> Bool).self)
     fliSameType(fli_sig_SSL_want_nothing.self, (@convention(c) (OpaquePointer?) -> Void).self)
@@ -2790,6 +8698,10 @@ func signatures15() {
     // SSL_write_ex2
     fliSameType(fliTypeOf(OpenSSLFLI.SSL_write_ex2), ((SSLPointer?, UnsafeRawPointer?, Int, UInt64, UnsafeMutablePointer<Int>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.SSL_write_ex2), ((OpaquePointer?, UnsafeRawPointer?, Int, UInt64, UnsafeMutablePointer<Int>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures46() {
     // SSLeay_add_ssl_algorithms
     fliSameType(fliTypeOf(OpenSSLFLI.SSLeay_add_ssl_algorithms), (() -> Int32).self)
     fliSameType(fli_sig_SSLeay_add_ssl_algorithms.self, (@convention(c) () -> Void).self)
@@ -2799,6 +8711,58 @@ func signatures15() {
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_method), (() -> SSLMethodPointer?).self)
     // SSLv23_server_method
     fliSameType(fliTypeOf(OpenSSLFLI.SSLv23_server_method), (() -> SSLMethodPointer?).self)
+    // SXNETID_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNETID_free), ((UnsafeMutablePointer<SXNETID>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNETID_free), ((UnsafeMutablePointer<SXNETID>?) -> Void).self)
+    // SXNETID_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNETID_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNETID_it), (() -> OpaquePointer?).self)
+    // SXNETID_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNETID_new), (() -> UnsafeMutablePointer<SXNETID>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNETID_new), (() -> UnsafeMutablePointer<SXNETID>?).self)
+    // SXNET_add_id_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_add_id_INTEGER), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UnsafeMutablePointer<ASN1_INTEGER>?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_add_id_INTEGER), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UnsafeMutablePointer<ASN1_INTEGER>?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_add_id_INTEGER), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UnsafeMutablePointer<ASN1_INTEGER>?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // SXNET_add_id_asc
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_add_id_asc), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, String?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_add_id_asc), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_add_id_asc), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // SXNET_add_id_ulong
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_add_id_ulong), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UInt, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_add_id_ulong), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UInt, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_add_id_ulong), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UInt, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // SXNET_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_free), ((UnsafeMutablePointer<SXNET>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_free), ((UnsafeMutablePointer<SXNET>?) -> Void).self)
+    // SXNET_get_id_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_get_id_INTEGER), ((UnsafeMutablePointer<SXNET>?, UnsafeMutablePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_get_id_INTEGER), ((UnsafeMutablePointer<SXNET>?, UnsafeMutablePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // SXNET_get_id_asc
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_get_id_asc), ((UnsafeMutablePointer<SXNET>?, String?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_get_id_asc), ((UnsafeMutablePointer<SXNET>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_get_id_asc), ((UnsafeMutablePointer<SXNET>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // SXNET_get_id_ulong
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_get_id_ulong), ((UnsafeMutablePointer<SXNET>?, UInt) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_get_id_ulong), ((UnsafeMutablePointer<SXNET>?, UInt) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // SXNET_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_it), (() -> OpaquePointer?).self)
+    // SXNET_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.SXNET_new), (() -> UnsafeMutablePointer<SXNET>?).self)
+    fliSameType(fliTypeOf(COpenSSL.SXNET_new), (() -> UnsafeMutablePointer<SXNET>?).self)
+    // TLS1_get_client_version
+    fliSameType(fliTypeOf(OpenSSLFLI.TLS1_get_client_version), ((SSLPointer?) -> Int32).self)
+    fliSameType(fli_sig_TLS1_get_client_version.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // TLS1_get_version
+    fliSameType(fliTypeOf(OpenSSLFLI.TLS1_get_version), ((SSLPointer?) -> Int32).self)
+    fliSameType(fli_sig_TLS1_get_version.self, (@convention(c) (OpaquePointer?) -> Void).self)
+    // TLS_FEATURE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.TLS_FEATURE_free), ((TLSFeaturePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.TLS_FEATURE_free), ((OpaquePointer?) -> Void).self)
+    // TLS_FEATURE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.TLS_FEATURE_new), (() -> TLSFeaturePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.TLS_FEATURE_new), (() -> OpaquePointer?).self)
     // TLS_client_method
     fliSameType(fliTypeOf(OpenSSLFLI.TLS_client_method), (() -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.TLS_client_method), (() -> OpaquePointer?).self)
@@ -2835,9 +8799,651 @@ func signatures15() {
     // TLSv1_server_method
     fliSameType(fliTypeOf(OpenSSLFLI.TLSv1_server_method), (() -> SSLMethodPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.TLSv1_server_method), (() -> OpaquePointer?).self)
+    // USERNOTICE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.USERNOTICE_free), ((UnsafeMutablePointer<USERNOTICE>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.USERNOTICE_free), ((UnsafeMutablePointer<USERNOTICE>?) -> Void).self)
+    // USERNOTICE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.USERNOTICE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.USERNOTICE_it), (() -> OpaquePointer?).self)
+    // USERNOTICE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.USERNOTICE_new), (() -> UnsafeMutablePointer<USERNOTICE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.USERNOTICE_new), (() -> UnsafeMutablePointer<USERNOTICE>?).self)
+    // UTF8_getc
+    fliSameType(fliTypeOf(OpenSSLCrypto.UTF8_getc), ((UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.UTF8_getc), ((UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<UInt>?) -> Int32).self)
+    // UTF8_putc
+    fliSameType(fliTypeOf(OpenSSLCrypto.UTF8_putc), ((UnsafeMutablePointer<UInt8>?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.UTF8_putc), ((UnsafeMutablePointer<UInt8>?, Int32, UInt) -> Int32).self)
+    // X509V3_EXT_CRL_add_conf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_CRL_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, String?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_CRL_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_CRL_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // X509V3_EXT_CRL_add_nconf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_CRL_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, String?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_CRL_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_CRL_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // X509V3_EXT_REQ_add_conf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_REQ_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, String?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_REQ_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_REQ_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // X509V3_EXT_REQ_add_nconf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_REQ_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, String?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_REQ_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_REQ_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // X509V3_EXT_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_add), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?) -> Int32).self)
+    // X509V3_EXT_add_alias
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_alias), ((Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_add_alias), ((Int32, Int32) -> Int32).self)
+    // X509V3_EXT_add_conf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, String?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_add_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // X509V3_EXT_add_list
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_list), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_add_list), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?) -> Int32).self)
+    // X509V3_EXT_add_nconf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, String?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_add_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, OpaquePointer?) -> Int32).self)
+    // X509V3_EXT_add_nconf_sk
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_nconf_sk), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, String?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_add_nconf_sk), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_add_nconf_sk), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // X509V3_EXT_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_cleanup), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_cleanup), (() -> Void).self)
+    // X509V3_EXT_conf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, String?, String?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_conf), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509V3_EXT_conf_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_conf_nid), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, String?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_conf_nid), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, UnsafePointer<CChar>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_conf_nid), ((UnsafeMutablePointer<lhash_st_CONF_VALUE>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509V3_EXT_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_d2i), ((X509ExtensionPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_d2i), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // X509V3_EXT_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_get), ((X509ExtensionPointer?) -> UnsafePointer<X509V3_EXT_METHOD>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_get), ((OpaquePointer?) -> UnsafePointer<X509V3_EXT_METHOD>?).self)
+    // X509V3_EXT_get_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_get_nid), ((Int32) -> UnsafePointer<X509V3_EXT_METHOD>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_get_nid), ((Int32) -> UnsafePointer<X509V3_EXT_METHOD>?).self)
+    // X509V3_EXT_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_i2d), ((Int32, Int32, UnsafeMutableRawPointer?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_i2d), ((Int32, Int32, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // X509V3_EXT_nconf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, String?, String?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_nconf), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509V3_EXT_nconf_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_nconf_nid), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, String?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_nconf_nid), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, UnsafePointer<CChar>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_nconf_nid), ((UnsafeMutablePointer<CONF>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509V3_EXT_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_print), ((BIOPointer?, X509ExtensionPointer?, UInt, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_print), ((OpaquePointer?, OpaquePointer?, UInt, Int32) -> Int32).self)
+    // X509V3_EXT_print_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_print_fp), ((UnsafeMutablePointer<FILE>?, X509ExtensionPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_print_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509V3_EXT_val_prn
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_EXT_val_prn), ((BIOPointer?, ConfValueStackPointer?, Int32, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_EXT_val_prn), ((OpaquePointer?, OpaquePointer?, Int32, Int32) -> Void).self)
+    // X509V3_NAME_from_section
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_NAME_from_section), ((X509NamePointer?, ConfValueStackPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_NAME_from_section), ((OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures47() {
+    // X509V3_add1_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add1_i2d), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_add1_i2d), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // X509V3_add_standard_extensions
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_standard_extensions), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_add_standard_extensions), (() -> Int32).self)
+    // X509V3_add_value
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value), ((String?, String?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_add_value), ((UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // X509V3_add_value_bool
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_bool), ((String?, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_bool), ((UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_add_value_bool), ((UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // X509V3_add_value_bool_nf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_bool_nf), ((String?, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_bool_nf), ((UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_add_value_bool_nf), ((UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // X509V3_add_value_int
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_int), ((String?, UnsafePointer<ASN1_INTEGER>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_int), ((UnsafePointer<CChar>?, UnsafePointer<ASN1_INTEGER>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_add_value_int), ((UnsafePointer<CChar>?, UnsafePointer<ASN1_INTEGER>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // X509V3_add_value_uchar
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_uchar), ((String?, UnsafePointer<UInt8>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_add_value_uchar), ((UnsafePointer<CChar>?, UnsafePointer<UInt8>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_add_value_uchar), ((UnsafePointer<CChar>?, UnsafePointer<UInt8>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+    // X509V3_conf_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_conf_free), ((UnsafeMutablePointer<CONF_VALUE>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_conf_free), ((UnsafeMutablePointer<CONF_VALUE>?) -> Void).self)
+    // X509V3_extensions_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_extensions_print), ((BIOPointer?, String?, X509ExtensionStackPointer?, UInt, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_extensions_print), ((BIOPointer?, UnsafePointer<CChar>?, X509ExtensionStackPointer?, UInt, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_extensions_print), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, UInt, Int32) -> Int32).self)
+    // X509V3_get_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_get_d2i), ((X509ExtensionStackPointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_get_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // X509V3_get_section
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_get_section), ((UnsafeMutablePointer<X509V3_CTX>?, String?) -> ConfValueStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_get_section), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> ConfValueStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_get_section), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509V3_get_string
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_get_string), ((UnsafeMutablePointer<X509V3_CTX>?, String?, String?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_get_string), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_get_string), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>?).self)
+    // X509V3_get_value_bool
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_get_value_bool), ((UnsafePointer<CONF_VALUE>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_get_value_bool), ((UnsafePointer<CONF_VALUE>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+    // X509V3_get_value_int
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_get_value_int), ((UnsafePointer<CONF_VALUE>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_get_value_int), ((UnsafePointer<CONF_VALUE>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?) -> Int32).self)
+    // X509V3_parse_list
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_parse_list), ((String?) -> ConfValueStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_parse_list), ((UnsafePointer<CChar>?) -> ConfValueStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_parse_list), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509V3_section_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_section_free), ((UnsafeMutablePointer<X509V3_CTX>?, ConfValueStackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_section_free), ((UnsafeMutablePointer<X509V3_CTX>?, OpaquePointer?) -> Void).self)
+    // X509V3_set_conf_lhash
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_set_conf_lhash), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<lhash_st_CONF_VALUE>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_set_conf_lhash), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<lhash_st_CONF_VALUE>?) -> Void).self)
+    // X509V3_set_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_set_ctx), ((UnsafeMutablePointer<X509V3_CTX>?, X509Pointer?, X509Pointer?, X509RequestPointer?, X509CRLPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_set_ctx), ((UnsafeMutablePointer<X509V3_CTX>?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32) -> Void).self)
+    // X509V3_set_issuer_pkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_set_issuer_pkey), ((UnsafeMutablePointer<X509V3_CTX>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_set_issuer_pkey), ((UnsafeMutablePointer<X509V3_CTX>?, OpaquePointer?) -> Int32).self)
+    // X509V3_set_nconf
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_set_nconf), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CONF>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_set_nconf), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CONF>?) -> Void).self)
+    // X509V3_string_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509V3_string_free), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CChar>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509V3_string_free), ((UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CChar>?) -> Void).self)
+    // X509_ALGORS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGORS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGORS_it), (() -> OpaquePointer?).self)
+    // X509_ALGOR_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_cmp), ((UnsafePointer<X509_ALGOR>?, UnsafePointer<X509_ALGOR>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_cmp), ((UnsafePointer<X509_ALGOR>?, UnsafePointer<X509_ALGOR>?) -> Int32).self)
+    // X509_ALGOR_copy
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_copy), ((UnsafeMutablePointer<X509_ALGOR>?, UnsafePointer<X509_ALGOR>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_copy), ((UnsafeMutablePointer<X509_ALGOR>?, UnsafePointer<X509_ALGOR>?) -> Int32).self)
+    // X509_ALGOR_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_dup), ((UnsafePointer<X509_ALGOR>?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_dup), ((UnsafePointer<X509_ALGOR>?) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // X509_ALGOR_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_free), ((UnsafeMutablePointer<X509_ALGOR>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_free), ((UnsafeMutablePointer<X509_ALGOR>?) -> Void).self)
+    // X509_ALGOR_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_get0), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeRawPointer?>?, UnsafePointer<X509_ALGOR>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_get0), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeRawPointer?>?, UnsafePointer<X509_ALGOR>?) -> Void).self)
+    // X509_ALGOR_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_it), (() -> OpaquePointer?).self)
+    // X509_ALGOR_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_new), (() -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_new), (() -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // X509_ALGOR_set0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_set0), ((UnsafeMutablePointer<X509_ALGOR>?, ASN1ObjectPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_set0), ((UnsafeMutablePointer<X509_ALGOR>?, OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // X509_ALGOR_set_md
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ALGOR_set_md), ((UnsafeMutablePointer<X509_ALGOR>?, EVPMDPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ALGOR_set_md), ((UnsafeMutablePointer<X509_ALGOR>?, OpaquePointer?) -> Void).self)
+    // X509_ATTRIBUTE_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_count), ((X509AttributePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_count), ((OpaquePointer?) -> Int32).self)
+    // X509_ATTRIBUTE_create
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_create), ((Int32, Int32, UnsafeMutableRawPointer?) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_create), ((Int32, Int32, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_create_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_create_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafeRawPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_create_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafeRawPointer?, Int32) -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_create_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_create_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, ASN1ObjectPointer?, Int32, UnsafeRawPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_create_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, Int32, UnsafeRawPointer?, Int32) -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_create_by_txt
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_create_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, String?, Int32, UnsafePointer<UInt8>?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_create_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_create_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_dup), ((X509AttributePointer?) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_free), ((X509AttributePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_free), ((OpaquePointer?) -> Void).self)
+    // X509_ATTRIBUTE_get0_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_get0_data), ((X509AttributePointer?, Int32, Int32, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_get0_data), ((OpaquePointer?, Int32, Int32, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?).self)
+    // X509_ATTRIBUTE_get0_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_get0_object), ((X509AttributePointer?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_get0_object), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_get0_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_get0_type), ((X509AttributePointer?, Int32) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_get0_type), ((OpaquePointer?, Int32) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    // X509_ATTRIBUTE_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_it), (() -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_new), (() -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_new), (() -> OpaquePointer?).self)
+    // X509_ATTRIBUTE_set1_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_set1_data), ((X509AttributePointer?, Int32, UnsafeRawPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_set1_data), ((OpaquePointer?, Int32, UnsafeRawPointer?, Int32) -> Int32).self)
+    // X509_ATTRIBUTE_set1_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ATTRIBUTE_set1_object), ((X509AttributePointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ATTRIBUTE_set1_object), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CERT_AUX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CERT_AUX_free), ((X509CertAuxPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CERT_AUX_free), ((OpaquePointer?) -> Void).self)
+    // X509_CERT_AUX_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CERT_AUX_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CERT_AUX_it), (() -> OpaquePointer?).self)
+    // X509_CERT_AUX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CERT_AUX_new), (() -> X509CertAuxPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CERT_AUX_new), (() -> OpaquePointer?).self)
+    // X509_CINF_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CINF_free), ((X509CertInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CINF_free), ((OpaquePointer?) -> Void).self)
+    // X509_CINF_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CINF_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CINF_it), (() -> OpaquePointer?).self)
+    // X509_CINF_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CINF_new), (() -> X509CertInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CINF_new), (() -> OpaquePointer?).self)
+    // X509_CRL_INFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_INFO_free), ((X509CRLInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_INFO_free), ((OpaquePointer?) -> Void).self)
+    // X509_CRL_INFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_INFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_INFO_it), (() -> OpaquePointer?).self)
+    // X509_CRL_INFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_INFO_new), (() -> X509CRLInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_INFO_new), (() -> OpaquePointer?).self)
+    // X509_CRL_METHOD_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_METHOD_free), ((X509CRLMethodPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_METHOD_free), ((OpaquePointer?) -> Void).self)
+    // X509_CRL_METHOD_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_METHOD_new), (((@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<ASN1_INTEGER>?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?) -> X509CRLMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_METHOD_new), (((@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<ASN1_INTEGER>?, OpaquePointer?) -> Int32)?, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?) -> OpaquePointer?).self)
+    // X509_CRL_add0_revoked
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_add0_revoked), ((X509CRLPointer?, X509RevokedPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_add0_revoked), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_add1_ext_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_add1_ext_i2d), ((X509CRLPointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_add1_ext_i2d), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // X509_CRL_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_add_ext), ((X509CRLPointer?, X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_add_ext), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_CRL_check_suiteb
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_check_suiteb), ((X509CRLPointer?, EVPPKeyPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_check_suiteb), ((OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures48() {
+    // X509_CRL_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_cmp), ((X509CRLPointer?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_delete_ext), ((X509CRLPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_CRL_diff
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_diff), ((X509CRLPointer?, X509CRLPointer?, EVPPKeyPointer?, EVPMDPointer?, UInt32) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_diff), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, UInt32) -> OpaquePointer?).self)
+    // X509_CRL_digest
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_digest), ((X509CRLPointer?, EVPMDPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_digest), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // X509_CRL_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_dup), ((X509CRLPointer?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_CRL_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_free), ((X509CRLPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_free), ((OpaquePointer?) -> Void).self)
+    // X509_CRL_get0_by_cert
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get0_by_cert), ((X509CRLPointer?, UnsafeMutablePointer<OpaquePointer?>?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get0_by_cert), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_get0_by_serial
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get0_by_serial), ((X509CRLPointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get0_by_serial), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    // X509_CRL_get0_extensions
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get0_extensions), ((X509CRLPointer?) -> X509ExtensionStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get0_extensions), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_CRL_get0_lastUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get0_lastUpdate), ((X509CRLPointer?) -> UnsafePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get0_lastUpdate), ((OpaquePointer?) -> UnsafePointer<ASN1_TIME>?).self)
+    // X509_CRL_get0_nextUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get0_nextUpdate), ((X509CRLPointer?) -> UnsafePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get0_nextUpdate), ((OpaquePointer?) -> UnsafePointer<ASN1_TIME>?).self)
+    // X509_CRL_get0_signature
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get0_signature), ((X509CRLPointer?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get0_signature), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?) -> Void).self)
+    // X509_CRL_get_REVOKED
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_REVOKED), ((X509CRLPointer?) -> X509RevokedStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_REVOKED), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_CRL_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_ext), ((X509CRLPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_CRL_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_ext_by_NID), ((X509CRLPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_CRL_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_ext_by_OBJ), ((X509CRLPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_CRL_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_ext_by_critical), ((X509CRLPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_CRL_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_ext_count), ((X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_ext_count), ((OpaquePointer?) -> Int32).self)
+    // X509_CRL_get_ext_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_ext_d2i), ((X509CRLPointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_ext_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // X509_CRL_get_issuer
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_issuer), ((X509CRLPointer?) -> X509NamePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_issuer), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_CRL_get_meth_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_meth_data), ((X509CRLPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_meth_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // X509_CRL_get_signature_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_signature_nid), ((X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_signature_nid), ((OpaquePointer?) -> Int32).self)
+    // X509_CRL_get_version
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_get_version), ((X509CRLPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_get_version), ((OpaquePointer?) -> Int).self)
+    // X509_CRL_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_it), (() -> OpaquePointer?).self)
+    // X509_CRL_load_http
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_load_http), ((String?, BIOPointer?, BIOPointer?, Int32) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_load_http), ((UnsafePointer<CChar>?, BIOPointer?, BIOPointer?, Int32) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_load_http), ((UnsafePointer<CChar>?, OpaquePointer?, OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_CRL_match
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_match), ((X509CRLPointer?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_match), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_new), (() -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_new), (() -> OpaquePointer?).self)
+    // X509_CRL_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_new_ex), ((OSSLLibContextPointer?, String?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_new_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_CRL_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_print), ((BIOPointer?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_print), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_print_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_print_ex), ((BIOPointer?, X509CRLPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_print_ex), ((OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // X509_CRL_print_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_print_fp), ((UnsafeMutablePointer<FILE>?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_print_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_set1_lastUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_set1_lastUpdate), ((X509CRLPointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_set1_lastUpdate), ((OpaquePointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // X509_CRL_set1_nextUpdate
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_set1_nextUpdate), ((X509CRLPointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_set1_nextUpdate), ((OpaquePointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // X509_CRL_set_default_method
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_set_default_method), ((X509CRLMethodPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_set_default_method), ((OpaquePointer?) -> Void).self)
+    // X509_CRL_set_issuer_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_set_issuer_name), ((X509CRLPointer?, X509NamePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_set_issuer_name), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_set_meth_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_set_meth_data), ((X509CRLPointer?, UnsafeMutableRawPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_set_meth_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Void).self)
+    // X509_CRL_set_version
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_set_version), ((X509CRLPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_set_version), ((OpaquePointer?, Int) -> Int32).self)
+    // X509_CRL_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_sign), ((X509CRLPointer?, EVPPKeyPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_sign), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_sign_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_sign_ctx), ((X509CRLPointer?, EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_sign_ctx), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_CRL_sort
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_sort), ((X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_sort), ((OpaquePointer?) -> Int32).self)
+    // X509_CRL_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_up_ref), ((X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_up_ref), ((OpaquePointer?) -> Int32).self)
+    // X509_CRL_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_CRL_verify), ((X509CRLPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_CRL_verify), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_EXTENSIONS_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSIONS_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSIONS_it), (() -> OpaquePointer?).self)
+    // X509_EXTENSION_create_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_create_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_create_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> OpaquePointer?).self)
+    // X509_EXTENSION_create_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_create_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, ASN1ObjectPointer?, Int32, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_create_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, Int32, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> OpaquePointer?).self)
+    // X509_EXTENSION_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_dup), ((X509ExtensionPointer?) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_EXTENSION_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_free), ((X509ExtensionPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_free), ((OpaquePointer?) -> Void).self)
+    // X509_EXTENSION_get_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_get_critical), ((X509ExtensionPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_get_critical), ((OpaquePointer?) -> Int32).self)
+    // X509_EXTENSION_get_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_get_data), ((X509ExtensionPointer?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_get_data), ((OpaquePointer?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // X509_EXTENSION_get_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_get_object), ((X509ExtensionPointer?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_get_object), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_EXTENSION_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_it), (() -> OpaquePointer?).self)
+    // X509_EXTENSION_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_new), (() -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_new), (() -> OpaquePointer?).self)
+    // X509_EXTENSION_set_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_set_critical), ((X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_set_critical), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_EXTENSION_set_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_set_data), ((X509ExtensionPointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_set_data), ((OpaquePointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Int32).self)
+    // X509_EXTENSION_set_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_EXTENSION_set_object), ((X509ExtensionPointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_EXTENSION_set_object), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_INFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_INFO_free), ((UnsafeMutablePointer<X509_INFO>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_INFO_free), ((UnsafeMutablePointer<X509_INFO>?) -> Void).self)
+    // X509_INFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_INFO_new), (() -> UnsafeMutablePointer<X509_INFO>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_INFO_new), (() -> UnsafeMutablePointer<X509_INFO>?).self)
+    // X509_LOOKUP_by_alias
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_by_alias), ((X509LookupPointer?, X509_LOOKUP_TYPE, String?, Int32, X509ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_by_alias), ((X509LookupPointer?, X509_LOOKUP_TYPE, UnsafePointer<CChar>?, Int32, X509ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_by_alias), ((OpaquePointer?, X509_LOOKUP_TYPE, UnsafePointer<CChar>?, Int32, OpaquePointer?) -> Int32).self)
+    // X509_LOOKUP_by_fingerprint
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_by_fingerprint), ((X509LookupPointer?, X509_LOOKUP_TYPE, UnsafePointer<UInt8>?, Int32, X509ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_by_fingerprint), ((OpaquePointer?, X509_LOOKUP_TYPE, UnsafePointer<UInt8>?, Int32, OpaquePointer?) -> Int32).self)
+    // X509_LOOKUP_by_issuer_serial
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_by_issuer_serial), ((X509LookupPointer?, X509_LOOKUP_TYPE, X509NamePointer?, UnsafePointer<ASN1_INTEGER>?, X509ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_by_issuer_serial), ((OpaquePointer?, X509_LOOKUP_TYPE, OpaquePointer?, UnsafePointer<ASN1_INTEGER>?, OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures49() {
+    // X509_LOOKUP_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_by_subject), ((X509LookupPointer?, X509_LOOKUP_TYPE, X509NamePointer?, X509ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_by_subject), ((OpaquePointer?, X509_LOOKUP_TYPE, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_LOOKUP_by_subject_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_by_subject_ex), ((X509LookupPointer?, X509_LOOKUP_TYPE, X509NamePointer?, X509ObjectPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_by_subject_ex), ((X509LookupPointer?, X509_LOOKUP_TYPE, X509NamePointer?, X509ObjectPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_by_subject_ex), ((OpaquePointer?, X509_LOOKUP_TYPE, OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_LOOKUP_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_ctrl), ((X509LookupPointer?, Int32, String?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_ctrl), ((X509LookupPointer?, Int32, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_ctrl), ((OpaquePointer?, Int32, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    // X509_LOOKUP_ctrl_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_ctrl_ex), ((X509LookupPointer?, Int32, String?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_ctrl_ex), ((X509LookupPointer?, Int32, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_ctrl_ex), ((OpaquePointer?, Int32, UnsafePointer<CChar>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_LOOKUP_file
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_file), (() -> X509LookupMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_file), (() -> OpaquePointer?).self)
+    // X509_LOOKUP_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_free), ((X509LookupPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_free), ((OpaquePointer?) -> Void).self)
+    // X509_LOOKUP_get_method_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_get_method_data), ((X509LookupPointer?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_get_method_data), ((OpaquePointer?) -> UnsafeMutableRawPointer?).self)
+    // X509_LOOKUP_get_store
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_get_store), ((X509LookupPointer?) -> X509StorePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_get_store), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_LOOKUP_hash_dir
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_hash_dir), (() -> X509LookupMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_hash_dir), (() -> OpaquePointer?).self)
+    // X509_LOOKUP_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_init), ((X509LookupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_init), ((OpaquePointer?) -> Int32).self)
+    // X509_LOOKUP_meth_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_free), ((X509LookupMethodPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_free), ((OpaquePointer?) -> Void).self)
+    // X509_LOOKUP_meth_get_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_ctrl), ((X509LookupMethodPointer?) -> X509_LOOKUP_ctrl_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_ctrl), ((OpaquePointer?) -> X509_LOOKUP_ctrl_fn?).self)
+    // X509_LOOKUP_meth_get_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_free), ((X509LookupMethodPointer?) -> (@convention(c) (OpaquePointer?) -> Void)?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_free), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?) -> Void)?).self)
+    // X509_LOOKUP_meth_get_get_by_alias
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_get_by_alias), ((X509LookupMethodPointer?) -> X509_LOOKUP_get_by_alias_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_get_by_alias), ((OpaquePointer?) -> X509_LOOKUP_get_by_alias_fn?).self)
+    // X509_LOOKUP_meth_get_get_by_fingerprint
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_get_by_fingerprint), ((X509LookupMethodPointer?) -> X509_LOOKUP_get_by_fingerprint_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_get_by_fingerprint), ((OpaquePointer?) -> X509_LOOKUP_get_by_fingerprint_fn?).self)
+    // X509_LOOKUP_meth_get_get_by_issuer_serial
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_get_by_issuer_serial), ((X509LookupMethodPointer?) -> X509_LOOKUP_get_by_issuer_serial_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_get_by_issuer_serial), ((OpaquePointer?) -> X509_LOOKUP_get_by_issuer_serial_fn?).self)
+    // X509_LOOKUP_meth_get_get_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_get_by_subject), ((X509LookupMethodPointer?) -> X509_LOOKUP_get_by_subject_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_get_by_subject), ((OpaquePointer?) -> X509_LOOKUP_get_by_subject_fn?).self)
+    // X509_LOOKUP_meth_get_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_init), ((X509LookupMethodPointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_init), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    // X509_LOOKUP_meth_get_new_item
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_new_item), ((X509LookupMethodPointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_new_item), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    // X509_LOOKUP_meth_get_shutdown
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_get_shutdown), ((X509LookupMethodPointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_get_shutdown), ((OpaquePointer?) -> (@convention(c) (OpaquePointer?) -> Int32)?).self)
+    // X509_LOOKUP_meth_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_new), ((String?) -> X509LookupMethodPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_new), ((UnsafePointer<CChar>?) -> X509LookupMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_new), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_LOOKUP_meth_set_ctrl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_ctrl), ((X509LookupMethodPointer?, X509_LOOKUP_ctrl_fn?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_ctrl), ((OpaquePointer?, X509_LOOKUP_ctrl_fn?) -> Int32).self)
+    // X509_LOOKUP_meth_set_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_free), ((X509LookupMethodPointer?, (@convention(c) (OpaquePointer?) -> Void)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_free), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Void)?) -> Int32).self)
+    // X509_LOOKUP_meth_set_get_by_alias
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_get_by_alias), ((X509LookupMethodPointer?, X509_LOOKUP_get_by_alias_fn?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_get_by_alias), ((OpaquePointer?, X509_LOOKUP_get_by_alias_fn?) -> Int32).self)
+    // X509_LOOKUP_meth_set_get_by_fingerprint
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_get_by_fingerprint), ((X509LookupMethodPointer?, X509_LOOKUP_get_by_fingerprint_fn?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_get_by_fingerprint), ((OpaquePointer?, X509_LOOKUP_get_by_fingerprint_fn?) -> Int32).self)
+    // X509_LOOKUP_meth_set_get_by_issuer_serial
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_get_by_issuer_serial), ((X509LookupMethodPointer?, X509_LOOKUP_get_by_issuer_serial_fn?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_get_by_issuer_serial), ((OpaquePointer?, X509_LOOKUP_get_by_issuer_serial_fn?) -> Int32).self)
+    // X509_LOOKUP_meth_set_get_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_get_by_subject), ((X509LookupMethodPointer?, X509_LOOKUP_get_by_subject_fn?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_get_by_subject), ((OpaquePointer?, X509_LOOKUP_get_by_subject_fn?) -> Int32).self)
+    // X509_LOOKUP_meth_set_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_init), ((X509LookupMethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_init), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
+    // X509_LOOKUP_meth_set_new_item
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_new_item), ((X509LookupMethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_new_item), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
+    // X509_LOOKUP_meth_set_shutdown
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_meth_set_shutdown), ((X509LookupMethodPointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_meth_set_shutdown), ((OpaquePointer?, (@convention(c) (OpaquePointer?) -> Int32)?) -> Int32).self)
+    // X509_LOOKUP_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_new), ((X509LookupMethodPointer?) -> X509LookupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_new), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_LOOKUP_set_method_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_set_method_data), ((X509LookupPointer?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_set_method_data), ((OpaquePointer?, UnsafeMutableRawPointer?) -> Int32).self)
+    // X509_LOOKUP_shutdown
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_shutdown), ((X509LookupPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_shutdown), ((OpaquePointer?) -> Int32).self)
+    // X509_LOOKUP_store
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_LOOKUP_store), (() -> X509LookupMethodPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_LOOKUP_store), (() -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_create_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_create_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_create_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_create_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_create_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, ASN1ObjectPointer?, Int32, UnsafePointer<UInt8>?, Int32) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_create_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_create_by_txt
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_create_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, String?, Int32, UnsafePointer<UInt8>?, Int32) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_create_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_create_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_dup), ((X509NameEntryPointer?) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_free), ((X509NameEntryPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_free), ((OpaquePointer?) -> Void).self)
+    // X509_NAME_ENTRY_get_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_get_data), ((X509NameEntryPointer?) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_get_data), ((OpaquePointer?) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // X509_NAME_ENTRY_get_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_get_object), ((X509NameEntryPointer?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_get_object), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_it), (() -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_new), (() -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_new), (() -> OpaquePointer?).self)
+    // X509_NAME_ENTRY_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_set), ((X509NameEntryPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_set), ((OpaquePointer?) -> Int32).self)
+    // X509_NAME_ENTRY_set_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_set_data), ((X509NameEntryPointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_set_data), ((OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // X509_NAME_ENTRY_set_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_ENTRY_set_object), ((X509NameEntryPointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_ENTRY_set_object), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_NAME_add_entry
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_add_entry), ((X509NamePointer?, X509NameEntryPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_add_entry), ((OpaquePointer?, OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_NAME_add_entry_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_add_entry_by_NID), ((X509NamePointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_add_entry_by_NID), ((OpaquePointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
+    // X509_NAME_add_entry_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_add_entry_by_OBJ), ((X509NamePointer?, ASN1ObjectPointer?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_add_entry_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
     // X509_NAME_add_entry_by_txt
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_add_entry_by_txt), ((X509NamePointer?, String?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_add_entry_by_txt), ((X509NamePointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_add_entry_by_txt), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32, Int32, Int32) -> Int32).self)
+    // X509_NAME_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_cmp), ((X509NamePointer?, X509NamePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_NAME_delete_entry
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_delete_entry), ((X509NamePointer?, Int32) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_delete_entry), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_NAME_digest
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_digest), ((X509NamePointer?, EVPMDPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_digest), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
     // X509_NAME_dup
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_dup), ((X509NamePointer?) -> X509NamePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_dup), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2847,24 +9453,463 @@ func signatures15() {
     // X509_NAME_free
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_free), ((X509NamePointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_free), ((OpaquePointer?) -> Void).self)
+    // X509_NAME_get0_der
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_get0_der), ((X509NamePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_get0_der), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32).self)
+    // X509_NAME_get_entry
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_get_entry), ((X509NamePointer?, Int32) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_get_entry), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_NAME_get_index_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_get_index_by_NID), ((X509NamePointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_get_index_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_NAME_get_index_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_get_index_by_OBJ), ((X509NamePointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_get_index_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures50() {
     // X509_NAME_get_text_by_NID
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_get_text_by_NID), ((X509NamePointer?, Int32, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_get_text_by_NID), ((OpaquePointer?, Int32, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    // X509_NAME_get_text_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_get_text_by_OBJ), ((X509NamePointer?, ASN1ObjectPointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_get_text_by_OBJ), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    // X509_NAME_hash_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_hash_ex), ((X509NamePointer?, OSSLLibContextPointer?, String?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_hash_ex), ((X509NamePointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_hash_ex), ((OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int32>?) -> UInt).self)
+    // X509_NAME_hash_old
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_hash_old), ((X509NamePointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_hash_old), ((OpaquePointer?) -> UInt).self)
+    // X509_NAME_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_it), (() -> OpaquePointer?).self)
     // X509_NAME_new
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_new), (() -> X509NamePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_new), (() -> OpaquePointer?).self)
     // X509_NAME_oneline
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_oneline), ((X509NamePointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_oneline), ((OpaquePointer?, UnsafeMutablePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_NAME_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_print), ((BIOPointer?, X509NamePointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_print), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
     // X509_NAME_print_ex
     fliSameType(fliTypeOf(OpenSSLFLI.X509_NAME_print_ex), ((BIOPointer?, X509NamePointer?, Int32, UInt) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_NAME_print_ex), ((OpaquePointer?, OpaquePointer?, Int32, UInt) -> Int32).self)
+    // X509_NAME_print_ex_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_print_ex_fp), ((UnsafeMutablePointer<FILE>?, X509NamePointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_print_ex_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, Int32, UInt) -> Int32).self)
+    // X509_NAME_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_NAME_set), ((UnsafeMutablePointer<OpaquePointer?>?, X509NamePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_NAME_set), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?) -> Int32).self)
+    // X509_OBJECT_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_free), ((X509ObjectPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_free), ((OpaquePointer?) -> Void).self)
+    // X509_OBJECT_get0_X509
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_get0_X509), ((X509ObjectPointer?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_get0_X509), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_OBJECT_get0_X509_CRL
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_get0_X509_CRL), ((X509ObjectPointer?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_get0_X509_CRL), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_OBJECT_get_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_get_type), ((X509ObjectPointer?) -> X509_LOOKUP_TYPE).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_get_type), ((OpaquePointer?) -> X509_LOOKUP_TYPE).self)
+    // X509_OBJECT_idx_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_idx_by_subject), ((X509ObjectStackPointer?, X509_LOOKUP_TYPE, X509NamePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_idx_by_subject), ((OpaquePointer?, X509_LOOKUP_TYPE, OpaquePointer?) -> Int32).self)
+    // X509_OBJECT_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_new), (() -> X509ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_new), (() -> OpaquePointer?).self)
+    // X509_OBJECT_retrieve_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_retrieve_by_subject), ((X509ObjectStackPointer?, X509_LOOKUP_TYPE, X509NamePointer?) -> X509ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_retrieve_by_subject), ((OpaquePointer?, X509_LOOKUP_TYPE, OpaquePointer?) -> OpaquePointer?).self)
+    // X509_OBJECT_retrieve_match
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_retrieve_match), ((X509ObjectStackPointer?, X509ObjectPointer?) -> X509ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_retrieve_match), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // X509_OBJECT_set1_X509
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_set1_X509), ((X509ObjectPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_set1_X509), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_OBJECT_set1_X509_CRL
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_set1_X509_CRL), ((X509ObjectPointer?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_set1_X509_CRL), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_OBJECT_up_ref_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_OBJECT_up_ref_count), ((X509ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_OBJECT_up_ref_count), ((OpaquePointer?) -> Int32).self)
+    // X509_PKEY_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PKEY_free), ((UnsafeMutablePointer<X509_PKEY>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PKEY_free), ((UnsafeMutablePointer<X509_PKEY>?) -> Void).self)
+    // X509_PKEY_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PKEY_new), (() -> UnsafeMutablePointer<X509_PKEY>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PKEY_new), (() -> UnsafeMutablePointer<X509_PKEY>?).self)
+    // X509_POLICY_NODE_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_POLICY_NODE_print), ((BIOPointer?, X509PolicyNodePointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_POLICY_NODE_print), ((OpaquePointer?, OpaquePointer?, Int32) -> Void).self)
+    // X509_PUBKEY_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_dup), ((X509PubKeyPointer?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_PUBKEY_eq
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_eq), ((X509PubKeyPointer?, X509PubKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_eq), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_PUBKEY_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_free), ((X509PubKeyPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_free), ((OpaquePointer?) -> Void).self)
+    // X509_PUBKEY_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_get), ((X509PubKeyPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_get), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_PUBKEY_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_get0), ((X509PubKeyPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_get0), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_PUBKEY_get0_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_get0_param), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<X509_ALGOR>?>?, X509PubKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_get0_param), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<X509_ALGOR>?>?, OpaquePointer?) -> Int32).self)
+    // X509_PUBKEY_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_it), (() -> OpaquePointer?).self)
+    // X509_PUBKEY_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_new), (() -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_new), (() -> OpaquePointer?).self)
+    // X509_PUBKEY_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_new_ex), ((OSSLLibContextPointer?, String?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_new_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_PUBKEY_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_set), ((UnsafeMutablePointer<OpaquePointer?>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_set), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?) -> Int32).self)
+    // X509_PUBKEY_set0_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PUBKEY_set0_param), ((X509PubKeyPointer?, ASN1ObjectPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PUBKEY_set0_param), ((OpaquePointer?, OpaquePointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // X509_PURPOSE_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_add), ((Int32, Int32, Int32, (@convention(c) (UnsafePointer<X509_PURPOSE>?, OpaquePointer?, Int32) -> Int32)?, String?, String?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_add), ((Int32, Int32, Int32, (@convention(c) (UnsafePointer<X509_PURPOSE>?, OpaquePointer?, Int32) -> Int32)?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_add), ((Int32, Int32, Int32, (@convention(c) (UnsafePointer<X509_PURPOSE>?, OpaquePointer?, Int32) -> Int32)?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Int32).self)
+    // X509_PURPOSE_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_cleanup), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_cleanup), (() -> Void).self)
+    // X509_PURPOSE_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get0), ((Int32) -> UnsafeMutablePointer<X509_PURPOSE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get0), ((Int32) -> UnsafeMutablePointer<X509_PURPOSE>?).self)
+    // X509_PURPOSE_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get0_name), ((UnsafePointer<X509_PURPOSE>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get0_name), ((UnsafePointer<X509_PURPOSE>?) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_PURPOSE_get0_sname
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get0_sname), ((UnsafePointer<X509_PURPOSE>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get0_sname), ((UnsafePointer<X509_PURPOSE>?) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_PURPOSE_get_by_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get_by_id), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get_by_id), ((Int32) -> Int32).self)
+    // X509_PURPOSE_get_by_sname
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get_by_sname), ((String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get_by_sname), ((UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get_by_sname), ((UnsafePointer<CChar>?) -> Int32).self)
+    // X509_PURPOSE_get_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get_count), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get_count), (() -> Int32).self)
+    // X509_PURPOSE_get_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get_id), ((UnsafePointer<X509_PURPOSE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get_id), ((UnsafePointer<X509_PURPOSE>?) -> Int32).self)
+    // X509_PURPOSE_get_trust
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_get_trust), ((UnsafePointer<X509_PURPOSE>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_get_trust), ((UnsafePointer<X509_PURPOSE>?) -> Int32).self)
+    // X509_PURPOSE_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_PURPOSE_set), ((UnsafeMutablePointer<Int32>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_PURPOSE_set), ((UnsafeMutablePointer<Int32>?, Int32) -> Int32).self)
+    // X509_REQ_INFO_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_INFO_free), ((X509RequestInfoPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_INFO_free), ((OpaquePointer?) -> Void).self)
+    // X509_REQ_INFO_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_INFO_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_INFO_it), (() -> OpaquePointer?).self)
+    // X509_REQ_INFO_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_INFO_new), (() -> X509RequestInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_INFO_new), (() -> OpaquePointer?).self)
+    // X509_REQ_add1_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_add1_attr), ((X509RequestPointer?, X509AttributePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_add1_attr), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_add1_attr_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_add1_attr_by_NID), ((X509RequestPointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_add1_attr_by_NID), ((OpaquePointer?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // X509_REQ_add1_attr_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_add1_attr_by_OBJ), ((X509RequestPointer?, ASN1ObjectPointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_add1_attr_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // X509_REQ_add1_attr_by_txt
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_add1_attr_by_txt), ((X509RequestPointer?, String?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_add1_attr_by_txt), ((X509RequestPointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_add1_attr_by_txt), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // X509_REQ_add_extensions
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_add_extensions), ((X509RequestPointer?, X509ExtensionStackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_add_extensions), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_add_extensions_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_add_extensions_nid), ((X509RequestPointer?, X509ExtensionStackPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_add_extensions_nid), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_REQ_check_private_key
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_check_private_key), ((X509RequestPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_check_private_key), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_delete_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_delete_attr), ((X509RequestPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_delete_attr), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_REQ_digest
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_digest), ((X509RequestPointer?, EVPMDPointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_digest), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // X509_REQ_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_dup), ((X509RequestPointer?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures51() {
+    // X509_REQ_extension_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_extension_nid), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_extension_nid), ((Int32) -> Int32).self)
+    // X509_REQ_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_free), ((X509RequestPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_free), ((OpaquePointer?) -> Void).self)
+    // X509_REQ_get0_distinguishing_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get0_distinguishing_id), ((X509RequestPointer?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get0_distinguishing_id), ((OpaquePointer?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // X509_REQ_get0_pubkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get0_pubkey), ((X509RequestPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get0_pubkey), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REQ_get0_signature
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get0_signature), ((X509RequestPointer?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get0_signature), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?) -> Void).self)
+    // X509_REQ_get1_email
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get1_email), ((X509RequestPointer?) -> OpenSSLStringStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get1_email), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REQ_get_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_X509_PUBKEY), ((X509RequestPointer?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_X509_PUBKEY), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REQ_get_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_attr), ((X509RequestPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_attr), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_REQ_get_attr_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_attr_by_NID), ((X509RequestPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_attr_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_REQ_get_attr_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_attr_by_OBJ), ((X509RequestPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_attr_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_REQ_get_attr_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_attr_count), ((X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_attr_count), ((OpaquePointer?) -> Int32).self)
+    // X509_REQ_get_extension_nids
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_extension_nids), (() -> UnsafeMutablePointer<Int32>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_extension_nids), (() -> UnsafeMutablePointer<Int32>?).self)
+    // X509_REQ_get_extensions
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_extensions), ((X509RequestPointer?) -> X509ExtensionStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_extensions), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REQ_get_pubkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_pubkey), ((X509RequestPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_pubkey), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REQ_get_signature_nid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_signature_nid), ((X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_signature_nid), ((OpaquePointer?) -> Int32).self)
+    // X509_REQ_get_subject_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_subject_name), ((X509RequestPointer?) -> X509NamePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_subject_name), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REQ_get_version
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_get_version), ((X509RequestPointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_get_version), ((OpaquePointer?) -> Int).self)
+    // X509_REQ_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_it), (() -> OpaquePointer?).self)
+    // X509_REQ_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_new), (() -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_new), (() -> OpaquePointer?).self)
+    // X509_REQ_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_new_ex), ((OSSLLibContextPointer?, String?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_new_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_REQ_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_print), ((BIOPointer?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_print), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_print_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_print_ex), ((BIOPointer?, X509RequestPointer?, UInt, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_print_ex), ((OpaquePointer?, OpaquePointer?, UInt, UInt) -> Int32).self)
+    // X509_REQ_print_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_print_fp), ((UnsafeMutablePointer<FILE>?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_print_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_set0_distinguishing_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_set0_distinguishing_id), ((X509RequestPointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_set0_distinguishing_id), ((OpaquePointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    // X509_REQ_set0_signature
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_set0_signature), ((X509RequestPointer?, UnsafeMutablePointer<ASN1_BIT_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_set0_signature), ((OpaquePointer?, UnsafeMutablePointer<ASN1_BIT_STRING>?) -> Void).self)
+    // X509_REQ_set1_signature_algo
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_set1_signature_algo), ((X509RequestPointer?, UnsafeMutablePointer<X509_ALGOR>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_set1_signature_algo), ((OpaquePointer?, UnsafeMutablePointer<X509_ALGOR>?) -> Int32).self)
+    // X509_REQ_set_extension_nids
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_set_extension_nids), ((UnsafeMutablePointer<Int32>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_set_extension_nids), ((UnsafeMutablePointer<Int32>?) -> Void).self)
+    // X509_REQ_set_pubkey
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_set_pubkey), ((X509RequestPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_set_pubkey), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_set_subject_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_set_subject_name), ((X509RequestPointer?, X509NamePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_set_subject_name), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_set_version
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_set_version), ((X509RequestPointer?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_set_version), ((OpaquePointer?, Int) -> Int32).self)
+    // X509_REQ_sign
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_sign), ((X509RequestPointer?, EVPPKeyPointer?, EVPMDPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_sign), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_sign_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_sign_ctx), ((X509RequestPointer?, EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_sign_ctx), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_to_X509
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_to_X509), ((X509RequestPointer?, Int32, EVPPKeyPointer?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_to_X509), ((OpaquePointer?, Int32, OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REQ_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_verify), ((X509RequestPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_verify), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_REQ_verify_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_verify_ex), ((X509RequestPointer?, EVPPKeyPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REQ_verify_ex), ((X509RequestPointer?, EVPPKeyPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REQ_verify_ex), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_REVOKED_add1_ext_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_add1_ext_i2d), ((X509RevokedPointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_add1_ext_i2d), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // X509_REVOKED_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_add_ext), ((X509RevokedPointer?, X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_add_ext), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_REVOKED_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_delete_ext), ((X509RevokedPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_REVOKED_dup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_dup), ((X509RevokedPointer?) -> X509RevokedPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REVOKED_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_free), ((X509RevokedPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_free), ((OpaquePointer?) -> Void).self)
+    // X509_REVOKED_get0_extensions
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get0_extensions), ((X509RevokedPointer?) -> X509ExtensionStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get0_extensions), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_REVOKED_get0_revocationDate
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get0_revocationDate), ((X509RevokedPointer?) -> UnsafePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get0_revocationDate), ((OpaquePointer?) -> UnsafePointer<ASN1_TIME>?).self)
+    // X509_REVOKED_get0_serialNumber
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get0_serialNumber), ((X509RevokedPointer?) -> UnsafePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get0_serialNumber), ((OpaquePointer?) -> UnsafePointer<ASN1_INTEGER>?).self)
+    // X509_REVOKED_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get_ext), ((X509RevokedPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_REVOKED_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get_ext_by_NID), ((X509RevokedPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_REVOKED_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get_ext_by_OBJ), ((X509RevokedPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_REVOKED_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get_ext_by_critical), ((X509RevokedPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_REVOKED_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get_ext_count), ((X509RevokedPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get_ext_count), ((OpaquePointer?) -> Int32).self)
+    // X509_REVOKED_get_ext_d2i
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_get_ext_d2i), ((X509RevokedPointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_get_ext_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // X509_REVOKED_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_it), (() -> OpaquePointer?).self)
+    // X509_REVOKED_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_new), (() -> X509RevokedPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_new), (() -> OpaquePointer?).self)
+    // X509_REVOKED_set_revocationDate
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_set_revocationDate), ((X509RevokedPointer?, UnsafeMutablePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_set_revocationDate), ((OpaquePointer?, UnsafeMutablePointer<ASN1_TIME>?) -> Int32).self)
+    // X509_REVOKED_set_serialNumber
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_REVOKED_set_serialNumber), ((X509RevokedPointer?, UnsafeMutablePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_REVOKED_set_serialNumber), ((OpaquePointer?, UnsafeMutablePointer<ASN1_INTEGER>?) -> Int32).self)
+    // X509_SIG_INFO_get
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_SIG_INFO_get), ((X509SIGInfoPointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_SIG_INFO_get), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // X509_SIG_INFO_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_SIG_INFO_set), ((X509SIGInfoPointer?, Int32, Int32, Int32, UInt32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_SIG_INFO_set), ((OpaquePointer?, Int32, Int32, Int32, UInt32) -> Void).self)
+    // X509_SIG_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_SIG_free), ((X509SIGPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_SIG_free), ((OpaquePointer?) -> Void).self)
+    // X509_SIG_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_SIG_get0), ((X509SIGPointer?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?, UnsafeMutablePointer<UnsafePointer<ASN1_OCTET_STRING>?>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_SIG_get0), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?, UnsafeMutablePointer<UnsafePointer<ASN1_OCTET_STRING>?>?) -> Void).self)
+    // X509_SIG_getm
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_SIG_getm), ((X509SIGPointer?, UnsafeMutablePointer<UnsafeMutablePointer<X509_ALGOR>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_SIG_getm), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<X509_ALGOR>?>?, UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?) -> Void).self)
+    // X509_SIG_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_SIG_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_SIG_it), (() -> OpaquePointer?).self)
+    // X509_SIG_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_SIG_new), (() -> X509SIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_SIG_new), (() -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures52() {
+    // X509_STORE_CTX_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_cleanup), ((X509StoreContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_cleanup), ((OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_free), ((X509StoreContextPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_free), ((OpaquePointer?) -> Void).self)
     // X509_STORE_CTX_get0_cert
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_CTX_get0_cert), ((X509StoreContextPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_cert), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_chain
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_chain), ((X509StoreContextPointer?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_chain), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_current_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_current_crl), ((X509StoreContextPointer?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_current_crl), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_current_issuer
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_current_issuer), ((X509StoreContextPointer?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_current_issuer), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_param), ((X509StoreContextPointer?) -> X509VerifyParamPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_param), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_parent_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_parent_ctx), ((X509StoreContextPointer?) -> X509StoreContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_parent_ctx), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_policy_tree
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_policy_tree), ((X509StoreContextPointer?) -> X509PolicyTreePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_policy_tree), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_store
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_store), ((X509StoreContextPointer?) -> X509StorePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_store), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get0_untrusted
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get0_untrusted), ((X509StoreContextPointer?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get0_untrusted), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get1_certs
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get1_certs), ((X509StoreContextPointer?, X509NamePointer?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get1_certs), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
     // X509_STORE_CTX_get1_chain
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_CTX_get1_chain), ((X509StoreContextPointer?) -> X509StackPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get1_chain), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get1_crls
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get1_crls), ((X509StoreContextPointer?, X509NamePointer?) -> X509CRLStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get1_crls), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get1_issuer
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get1_issuer), ((UnsafeMutablePointer<OpaquePointer?>?, X509StoreContextPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get1_issuer), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_STORE_CTX_get_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_by_subject), ((X509StoreContextPointer?, X509_LOOKUP_TYPE, X509NamePointer?, X509ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_by_subject), ((OpaquePointer?, X509_LOOKUP_TYPE, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_STORE_CTX_get_cert_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_cert_crl), ((X509StoreContextPointer?) -> X509_STORE_CTX_cert_crl_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_cert_crl), ((OpaquePointer?) -> X509_STORE_CTX_cert_crl_fn?).self)
+    // X509_STORE_CTX_get_check_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_check_crl), ((X509StoreContextPointer?) -> X509_STORE_CTX_check_crl_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_check_crl), ((OpaquePointer?) -> X509_STORE_CTX_check_crl_fn?).self)
+    // X509_STORE_CTX_get_check_issued
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_check_issued), ((X509StoreContextPointer?) -> X509_STORE_CTX_check_issued_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_check_issued), ((OpaquePointer?) -> X509_STORE_CTX_check_issued_fn?).self)
+    // X509_STORE_CTX_get_check_policy
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_check_policy), ((X509StoreContextPointer?) -> X509_STORE_CTX_check_policy_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_check_policy), ((OpaquePointer?) -> X509_STORE_CTX_check_policy_fn?).self)
+    // X509_STORE_CTX_get_check_revocation
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_check_revocation), ((X509StoreContextPointer?) -> X509_STORE_CTX_check_revocation_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_check_revocation), ((OpaquePointer?) -> X509_STORE_CTX_check_revocation_fn?).self)
+    // X509_STORE_CTX_get_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_cleanup), ((X509StoreContextPointer?) -> X509_STORE_CTX_cleanup_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_cleanup), ((OpaquePointer?) -> X509_STORE_CTX_cleanup_fn?).self)
     // X509_STORE_CTX_get_current_cert
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_CTX_get_current_cert), ((X509StoreContextPointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_current_cert), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2877,45 +9922,415 @@ func signatures15() {
     // X509_STORE_CTX_get_ex_data
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_CTX_get_ex_data), ((X509StoreContextPointer?, Int32) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_ex_data), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    // X509_STORE_CTX_get_explicit_policy
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_explicit_policy), ((X509StoreContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_explicit_policy), ((OpaquePointer?) -> Int32).self)
+    // X509_STORE_CTX_get_get_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_get_crl), ((X509StoreContextPointer?) -> X509_STORE_CTX_get_crl_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_get_crl), ((OpaquePointer?) -> X509_STORE_CTX_get_crl_fn?).self)
+    // X509_STORE_CTX_get_get_issuer
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_get_issuer), ((X509StoreContextPointer?) -> X509_STORE_CTX_get_issuer_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_get_issuer), ((OpaquePointer?) -> X509_STORE_CTX_get_issuer_fn?).self)
+    // X509_STORE_CTX_get_lookup_certs
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_lookup_certs), ((X509StoreContextPointer?) -> X509_STORE_CTX_lookup_certs_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_lookup_certs), ((OpaquePointer?) -> X509_STORE_CTX_lookup_certs_fn?).self)
+    // X509_STORE_CTX_get_lookup_crls
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_lookup_crls), ((X509StoreContextPointer?) -> X509_STORE_CTX_lookup_crls_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_lookup_crls), ((OpaquePointer?) -> X509_STORE_CTX_lookup_crls_fn?).self)
+    // X509_STORE_CTX_get_num_untrusted
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_num_untrusted), ((X509StoreContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_num_untrusted), ((OpaquePointer?) -> Int32).self)
+    // X509_STORE_CTX_get_obj_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_obj_by_subject), ((X509StoreContextPointer?, X509_LOOKUP_TYPE, X509NamePointer?) -> X509ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_obj_by_subject), ((OpaquePointer?, X509_LOOKUP_TYPE, OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_get_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_verify), ((X509StoreContextPointer?) -> X509_STORE_CTX_verify_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_verify), ((OpaquePointer?) -> X509_STORE_CTX_verify_fn?).self)
+    // X509_STORE_CTX_get_verify_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_get_verify_cb), ((X509StoreContextPointer?) -> X509_STORE_CTX_verify_cb?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_get_verify_cb), ((OpaquePointer?) -> X509_STORE_CTX_verify_cb?).self)
+    // X509_STORE_CTX_init
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_init), ((X509StoreContextPointer?, X509StorePointer?, X509Pointer?, X509StackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_init), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_STORE_CTX_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_new), (() -> X509StoreContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_new), (() -> OpaquePointer?).self)
+    // X509_STORE_CTX_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_new_ex), ((OSSLLibContextPointer?, String?) -> X509StoreContextPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_new_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509StoreContextPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_STORE_CTX_print_verify_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_print_verify_cb), ((Int32, X509StoreContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_print_verify_cb), ((Int32, OpaquePointer?) -> Int32).self)
+    // X509_STORE_CTX_purpose_inherit
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_purpose_inherit), ((X509StoreContextPointer?, Int32, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_purpose_inherit), ((OpaquePointer?, Int32, Int32, Int32) -> Int32).self)
+    // X509_STORE_CTX_set0_crls
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set0_crls), ((X509StoreContextPointer?, X509CRLStackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set0_crls), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set0_dane
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set0_dane), ((X509StoreContextPointer?, SSLDANEPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set0_dane), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set0_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set0_param), ((X509StoreContextPointer?, X509VerifyParamPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set0_param), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set0_trusted_stack
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set0_trusted_stack), ((X509StoreContextPointer?, X509StackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set0_trusted_stack), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set0_untrusted
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set0_untrusted), ((X509StoreContextPointer?, X509StackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set0_untrusted), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set0_verified_chain
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set0_verified_chain), ((X509StoreContextPointer?, X509StackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set0_verified_chain), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set_cert
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_cert), ((X509StoreContextPointer?, X509Pointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_cert), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set_current_cert
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_current_cert), ((X509StoreContextPointer?, X509Pointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_current_cert), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_STORE_CTX_set_default
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_default), ((X509StoreContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_default), ((X509StoreContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_default), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_STORE_CTX_set_depth
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_depth), ((X509StoreContextPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_depth), ((OpaquePointer?, Int32) -> Void).self)
     // X509_STORE_CTX_set_error
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_CTX_set_error), ((X509StoreContextPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_error), ((OpaquePointer?, Int32) -> Void).self)
+    // X509_STORE_CTX_set_error_depth
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_error_depth), ((X509StoreContextPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_error_depth), ((OpaquePointer?, Int32) -> Void).self)
+    // X509_STORE_CTX_set_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_ex_data), ((X509StoreContextPointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // X509_STORE_CTX_set_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_flags), ((X509StoreContextPointer?, UInt) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_flags), ((OpaquePointer?, UInt) -> Void).self)
+    // X509_STORE_CTX_set_purpose
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_purpose), ((X509StoreContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_purpose), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_STORE_CTX_set_time
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_time), ((X509StoreContextPointer?, UInt, time_t) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_time), ((OpaquePointer?, UInt, time_t) -> Void).self)
+    // X509_STORE_CTX_set_trust
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_trust), ((X509StoreContextPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_trust), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_STORE_CTX_set_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_verify), ((X509StoreContextPointer?, X509_STORE_CTX_verify_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_verify), ((OpaquePointer?, X509_STORE_CTX_verify_fn?) -> Void).self)
+    // X509_STORE_CTX_set_verify_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_set_verify_cb), ((X509StoreContextPointer?, X509_STORE_CTX_verify_cb?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_set_verify_cb), ((OpaquePointer?, X509_STORE_CTX_verify_cb?) -> Void).self)
+    // X509_STORE_CTX_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_CTX_verify), ((X509StoreContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_CTX_verify), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures53() {
     // X509_STORE_add_cert
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_add_cert), ((X509StorePointer?, X509Pointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_add_cert), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_STORE_add_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_add_crl), ((X509StorePointer?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_add_crl), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_STORE_add_lookup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_add_lookup), ((X509StorePointer?, X509LookupMethodPointer?) -> X509LookupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_add_lookup), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
     // X509_STORE_free
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_free), ((X509StorePointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_free), ((OpaquePointer?) -> Void).self)
+    // X509_STORE_get0_objects
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get0_objects), ((X509StorePointer?) -> X509ObjectStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get0_objects), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_get0_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get0_param), ((X509StorePointer?) -> X509VerifyParamPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get0_param), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_get1_all_certs
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get1_all_certs), ((X509StorePointer?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get1_all_certs), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_STORE_get_cert_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_cert_crl), ((X509StorePointer?) -> X509_STORE_CTX_cert_crl_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_cert_crl), ((OpaquePointer?) -> X509_STORE_CTX_cert_crl_fn?).self)
+    // X509_STORE_get_check_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_check_crl), ((X509StorePointer?) -> X509_STORE_CTX_check_crl_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_check_crl), ((OpaquePointer?) -> X509_STORE_CTX_check_crl_fn?).self)
+    // X509_STORE_get_check_issued
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_check_issued), ((X509StorePointer?) -> X509_STORE_CTX_check_issued_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_check_issued), ((OpaquePointer?) -> X509_STORE_CTX_check_issued_fn?).self)
+    // X509_STORE_get_check_policy
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_check_policy), ((X509StorePointer?) -> X509_STORE_CTX_check_policy_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_check_policy), ((OpaquePointer?) -> X509_STORE_CTX_check_policy_fn?).self)
+    // X509_STORE_get_check_revocation
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_check_revocation), ((X509StorePointer?) -> X509_STORE_CTX_check_revocation_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_check_revocation), ((OpaquePointer?) -> X509_STORE_CTX_check_revocation_fn?).self)
+    // X509_STORE_get_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_cleanup), ((X509StorePointer?) -> X509_STORE_CTX_cleanup_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_cleanup), ((OpaquePointer?) -> X509_STORE_CTX_cleanup_fn?).self)
+    // X509_STORE_get_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_ex_data), ((X509StorePointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_ex_data), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    // X509_STORE_get_get_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_get_crl), ((X509StorePointer?) -> X509_STORE_CTX_get_crl_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_get_crl), ((OpaquePointer?) -> X509_STORE_CTX_get_crl_fn?).self)
+    // X509_STORE_get_get_issuer
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_get_issuer), ((X509StorePointer?) -> X509_STORE_CTX_get_issuer_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_get_issuer), ((OpaquePointer?) -> X509_STORE_CTX_get_issuer_fn?).self)
+    // X509_STORE_get_lookup_certs
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_lookup_certs), ((X509StorePointer?) -> X509_STORE_CTX_lookup_certs_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_lookup_certs), ((OpaquePointer?) -> X509_STORE_CTX_lookup_certs_fn?).self)
+    // X509_STORE_get_lookup_crls
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_lookup_crls), ((X509StorePointer?) -> X509_STORE_CTX_lookup_crls_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_lookup_crls), ((OpaquePointer?) -> X509_STORE_CTX_lookup_crls_fn?).self)
+    // X509_STORE_get_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_verify), ((X509StorePointer?) -> X509_STORE_CTX_verify_fn?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_verify), ((OpaquePointer?) -> X509_STORE_CTX_verify_fn?).self)
+    // X509_STORE_get_verify_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_get_verify_cb), ((X509StorePointer?) -> X509_STORE_CTX_verify_cb?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_get_verify_cb), ((OpaquePointer?) -> X509_STORE_CTX_verify_cb?).self)
     // X509_STORE_load_file
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_file), ((X509StorePointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_file), ((X509StorePointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_file), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_STORE_load_file_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_file_ex), ((X509StorePointer?, String?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_file_ex), ((X509StorePointer?, UnsafePointer<CChar>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_file_ex), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // X509_STORE_load_locations
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_locations), ((X509StorePointer?, String?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_locations), ((X509StorePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_locations), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_STORE_load_locations_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_locations_ex), ((X509StorePointer?, String?, String?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_locations_ex), ((X509StorePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_locations_ex), ((OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
     // X509_STORE_load_path
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_path), ((X509StorePointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_load_path), ((X509StorePointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_path), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_STORE_load_store
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_store), ((X509StorePointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_store), ((X509StorePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_store), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_STORE_load_store_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_store_ex), ((X509StorePointer?, String?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_load_store_ex), ((X509StorePointer?, UnsafePointer<CChar>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_load_store_ex), ((OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_STORE_lock
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_lock), ((X509StorePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_lock), ((OpaquePointer?) -> Int32).self)
     // X509_STORE_new
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_new), (() -> X509StorePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_new), (() -> OpaquePointer?).self)
+    // X509_STORE_set1_param
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set1_param), ((X509StorePointer?, X509VerifyParamPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set1_param), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_STORE_set_cert_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_cert_crl), ((X509StorePointer?, X509_STORE_CTX_cert_crl_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_cert_crl), ((OpaquePointer?, X509_STORE_CTX_cert_crl_fn?) -> Void).self)
+    // X509_STORE_set_check_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_check_crl), ((X509StorePointer?, X509_STORE_CTX_check_crl_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_check_crl), ((OpaquePointer?, X509_STORE_CTX_check_crl_fn?) -> Void).self)
+    // X509_STORE_set_check_issued
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_check_issued), ((X509StorePointer?, X509_STORE_CTX_check_issued_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_check_issued), ((OpaquePointer?, X509_STORE_CTX_check_issued_fn?) -> Void).self)
+    // X509_STORE_set_check_policy
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_check_policy), ((X509StorePointer?, X509_STORE_CTX_check_policy_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_check_policy), ((OpaquePointer?, X509_STORE_CTX_check_policy_fn?) -> Void).self)
+    // X509_STORE_set_check_revocation
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_check_revocation), ((X509StorePointer?, X509_STORE_CTX_check_revocation_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_check_revocation), ((OpaquePointer?, X509_STORE_CTX_check_revocation_fn?) -> Void).self)
+    // X509_STORE_set_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_cleanup), ((X509StorePointer?, X509_STORE_CTX_cleanup_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_cleanup), ((OpaquePointer?, X509_STORE_CTX_cleanup_fn?) -> Void).self)
     // X509_STORE_set_default_paths
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_set_default_paths), ((X509StorePointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_default_paths), ((OpaquePointer?) -> Int32).self)
+    // X509_STORE_set_default_paths_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_default_paths_ex), ((X509StorePointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_default_paths_ex), ((X509StorePointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_default_paths_ex), ((OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_STORE_set_depth
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_depth), ((X509StorePointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_depth), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_STORE_set_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_ex_data), ((X509StorePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // X509_STORE_set_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_flags), ((X509StorePointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_flags), ((OpaquePointer?, UInt) -> Int32).self)
+    // X509_STORE_set_get_crl
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_get_crl), ((X509StorePointer?, X509_STORE_CTX_get_crl_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_get_crl), ((OpaquePointer?, X509_STORE_CTX_get_crl_fn?) -> Void).self)
+    // X509_STORE_set_get_issuer
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_get_issuer), ((X509StorePointer?, X509_STORE_CTX_get_issuer_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_get_issuer), ((OpaquePointer?, X509_STORE_CTX_get_issuer_fn?) -> Void).self)
+    // X509_STORE_set_lookup_certs
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_lookup_certs), ((X509StorePointer?, X509_STORE_CTX_lookup_certs_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_lookup_certs), ((OpaquePointer?, X509_STORE_CTX_lookup_certs_fn?) -> Void).self)
+    // X509_STORE_set_lookup_crls
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_lookup_crls), ((X509StorePointer?, X509_STORE_CTX_lookup_crls_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_lookup_crls), ((OpaquePointer?, X509_STORE_CTX_lookup_crls_fn?) -> Void).self)
+    // X509_STORE_set_purpose
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_purpose), ((X509StorePointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_purpose), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_STORE_set_trust
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_trust), ((X509StorePointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_trust), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_STORE_set_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_verify), ((X509StorePointer?, X509_STORE_CTX_verify_fn?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_verify), ((OpaquePointer?, X509_STORE_CTX_verify_fn?) -> Void).self)
+    // X509_STORE_set_verify_cb
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_set_verify_cb), ((X509StorePointer?, X509_STORE_CTX_verify_cb?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_set_verify_cb), ((OpaquePointer?, X509_STORE_CTX_verify_cb?) -> Void).self)
+    // X509_STORE_unlock
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_STORE_unlock), ((X509StorePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_STORE_unlock), ((OpaquePointer?) -> Int32).self)
     // X509_STORE_up_ref
     fliSameType(fliTypeOf(OpenSSLFLI.X509_STORE_up_ref), ((X509StorePointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_STORE_up_ref), ((OpaquePointer?) -> Int32).self)
+    // X509_TRUST_add
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_add), ((Int32, Int32, (@convention(c) (UnsafeMutablePointer<X509_TRUST>?, OpaquePointer?, Int32) -> Int32)?, String?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_add), ((Int32, Int32, (@convention(c) (UnsafeMutablePointer<X509_TRUST>?, OpaquePointer?, Int32) -> Int32)?, UnsafePointer<CChar>?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_add), ((Int32, Int32, (@convention(c) (UnsafeMutablePointer<X509_TRUST>?, OpaquePointer?, Int32) -> Int32)?, UnsafePointer<CChar>?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    // X509_TRUST_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_cleanup), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_cleanup), (() -> Void).self)
+    // X509_TRUST_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_get0), ((Int32) -> UnsafeMutablePointer<X509_TRUST>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_get0), ((Int32) -> UnsafeMutablePointer<X509_TRUST>?).self)
+    // X509_TRUST_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_get0_name), ((UnsafePointer<X509_TRUST>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_get0_name), ((UnsafePointer<X509_TRUST>?) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_TRUST_get_by_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_get_by_id), ((Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_get_by_id), ((Int32) -> Int32).self)
+    // X509_TRUST_get_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_get_count), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_get_count), (() -> Int32).self)
+    // X509_TRUST_get_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_get_flags), ((UnsafePointer<X509_TRUST>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_get_flags), ((UnsafePointer<X509_TRUST>?) -> Int32).self)
+    // X509_TRUST_get_trust
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_get_trust), ((UnsafePointer<X509_TRUST>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_get_trust), ((UnsafePointer<X509_TRUST>?) -> Int32).self)
+    // X509_TRUST_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_set), ((UnsafeMutablePointer<Int32>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_set), ((UnsafeMutablePointer<Int32>?, Int32) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures54() {
+    // X509_TRUST_set_default
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_TRUST_set_default), (((@convention(c) (Int32, OpaquePointer?, Int32) -> Int32)?) -> (@convention(c) (Int32, OpaquePointer?, Int32) -> Int32)?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_TRUST_set_default), (((@convention(c) (Int32, OpaquePointer?, Int32) -> Int32)?) -> (@convention(c) (Int32, OpaquePointer?, Int32) -> Int32)?).self)
+    // X509_VAL_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VAL_free), ((UnsafeMutablePointer<X509_VAL>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VAL_free), ((UnsafeMutablePointer<X509_VAL>?) -> Void).self)
+    // X509_VAL_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VAL_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VAL_it), (() -> OpaquePointer?).self)
+    // X509_VAL_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VAL_new), (() -> UnsafeMutablePointer<X509_VAL>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VAL_new), (() -> UnsafeMutablePointer<X509_VAL>?).self)
+    // X509_VERIFY_PARAM_add0_policy
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_add0_policy), ((X509VerifyParamPointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_add0_policy), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_VERIFY_PARAM_add0_table
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_add0_table), ((X509VerifyParamPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_add0_table), ((OpaquePointer?) -> Int32).self)
     // X509_VERIFY_PARAM_add1_host
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_add1_host), ((X509VerifyParamPointer?, String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_add1_host), ((X509VerifyParamPointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_add1_host), ((OpaquePointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
+    // X509_VERIFY_PARAM_clear_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_clear_flags), ((X509VerifyParamPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_clear_flags), ((OpaquePointer?, UInt) -> Int32).self)
+    // X509_VERIFY_PARAM_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_free), ((X509VerifyParamPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_free), ((OpaquePointer?) -> Void).self)
+    // X509_VERIFY_PARAM_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get0), ((Int32) -> X509VerifyParamPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get0), ((Int32) -> OpaquePointer?).self)
+    // X509_VERIFY_PARAM_get0_email
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get0_email), ((X509VerifyParamPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get0_email), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_VERIFY_PARAM_get0_host
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get0_host), ((X509VerifyParamPointer?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get0_host), ((OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_VERIFY_PARAM_get0_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get0_name), ((X509VerifyParamPointer?) -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get0_name), ((OpaquePointer?) -> UnsafePointer<CChar>?).self)
+    // X509_VERIFY_PARAM_get0_peername
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get0_peername), ((X509VerifyParamPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get0_peername), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_VERIFY_PARAM_get1_ip_asc
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get1_ip_asc), ((X509VerifyParamPointer?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get1_ip_asc), ((OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self)
+    // X509_VERIFY_PARAM_get_auth_level
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get_auth_level), ((X509VerifyParamPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_auth_level), ((OpaquePointer?) -> Int32).self)
+    // X509_VERIFY_PARAM_get_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get_count), (() -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_count), (() -> Int32).self)
+    // X509_VERIFY_PARAM_get_depth
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get_depth), ((X509VerifyParamPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_depth), ((OpaquePointer?) -> Int32).self)
     // X509_VERIFY_PARAM_get_flags
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_get_flags), ((X509VerifyParamPointer?) -> UInt).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_flags), ((OpaquePointer?) -> UInt).self)
+    // X509_VERIFY_PARAM_get_hostflags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get_hostflags), ((X509VerifyParamPointer?) -> UInt32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_hostflags), ((OpaquePointer?) -> UInt32).self)
+    // X509_VERIFY_PARAM_get_inh_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get_inh_flags), ((X509VerifyParamPointer?) -> UInt32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_inh_flags), ((OpaquePointer?) -> UInt32).self)
+    // X509_VERIFY_PARAM_get_time
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_get_time), ((X509VerifyParamPointer?) -> time_t).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_get_time), ((OpaquePointer?) -> time_t).self)
+    // X509_VERIFY_PARAM_inherit
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_inherit), ((X509VerifyParamPointer?, X509VerifyParamPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_inherit), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_VERIFY_PARAM_lookup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_lookup), ((String?) -> X509VerifyParamPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_lookup), ((UnsafePointer<CChar>?) -> X509VerifyParamPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_lookup), ((UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_VERIFY_PARAM_move_peername
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_move_peername), ((X509VerifyParamPointer?, X509VerifyParamPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_move_peername), ((OpaquePointer?, OpaquePointer?) -> Void).self)
+    // X509_VERIFY_PARAM_new
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_new), (() -> X509VerifyParamPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_new), (() -> OpaquePointer?).self)
+    // X509_VERIFY_PARAM_set1
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set1), ((X509VerifyParamPointer?, X509VerifyParamPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_VERIFY_PARAM_set1_email
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set1_email), ((X509VerifyParamPointer?, String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set1_email), ((X509VerifyParamPointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_email), ((OpaquePointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
     // X509_VERIFY_PARAM_set1_host
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_host), ((X509VerifyParamPointer?, String?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_host), ((X509VerifyParamPointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_host), ((OpaquePointer?, UnsafePointer<CChar>?, Int) -> Int32).self)
+    // X509_VERIFY_PARAM_set1_ip
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set1_ip), ((X509VerifyParamPointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_ip), ((OpaquePointer?, UnsafePointer<UInt8>?, Int) -> Int32).self)
     // X509_VERIFY_PARAM_set1_ip_asc
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_ip_asc), ((X509VerifyParamPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set1_ip_asc), ((X509VerifyParamPointer?, UnsafePointer<CChar>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_ip_asc), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_VERIFY_PARAM_set1_name
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set1_name), ((X509VerifyParamPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set1_name), ((X509VerifyParamPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_name), ((OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_VERIFY_PARAM_set1_policies
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set1_policies), ((X509VerifyParamPointer?, ASN1ObjectStackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set1_policies), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_VERIFY_PARAM_set_auth_level
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set_auth_level), ((X509VerifyParamPointer?, Int32) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_auth_level), ((OpaquePointer?, Int32) -> Void).self)
     // X509_VERIFY_PARAM_set_depth
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set_depth), ((X509VerifyParamPointer?, Int32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_depth), ((OpaquePointer?, Int32) -> Void).self)
@@ -2925,37 +10340,146 @@ func signatures15() {
     // X509_VERIFY_PARAM_set_hostflags
     fliSameType(fliTypeOf(OpenSSLFLI.X509_VERIFY_PARAM_set_hostflags), ((X509VerifyParamPointer?, UInt32) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_hostflags), ((OpaquePointer?, UInt32) -> Void).self)
+    // X509_VERIFY_PARAM_set_inh_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set_inh_flags), ((X509VerifyParamPointer?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_inh_flags), ((OpaquePointer?, UInt32) -> Int32).self)
+    // X509_VERIFY_PARAM_set_purpose
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set_purpose), ((X509VerifyParamPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_purpose), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_VERIFY_PARAM_set_time
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set_time), ((X509VerifyParamPointer?, time_t) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_time), ((OpaquePointer?, time_t) -> Void).self)
+    // X509_VERIFY_PARAM_set_trust
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_set_trust), ((X509VerifyParamPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_set_trust), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_VERIFY_PARAM_table_cleanup
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_VERIFY_PARAM_table_cleanup), (() -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_VERIFY_PARAM_table_cleanup), (() -> Void).self)
+    // X509_add1_ext_i2d
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_add1_ext_i2d), ((X509Pointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_add1_ext_i2d), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int32, UInt) -> Int32).self)
+    // X509_add1_reject_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_add1_reject_object), ((X509Pointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_add1_reject_object), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_add1_trust_object
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_add1_trust_object), ((X509Pointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_add1_trust_object), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_add_cert
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_add_cert), ((X509StackPointer?, X509Pointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_add_cert), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_add_certs
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_add_certs), ((X509StackPointer?, X509StackPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_add_certs), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_add_ext), ((X509Pointer?, X509ExtensionPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_add_ext), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_alias_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_alias_get0), ((X509Pointer?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_alias_get0), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<UInt8>?).self)
+    // X509_alias_set1
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_alias_set1), ((X509Pointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_alias_set1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // X509_aux_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_aux_print), ((BIOPointer?, X509Pointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_aux_print), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_build_chain
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_build_chain), ((X509Pointer?, X509StackPointer?, X509StorePointer?, Int32, OSSLLibContextPointer?, String?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_build_chain), ((X509Pointer?, X509StackPointer?, X509StorePointer?, Int32, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_build_chain), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_chain_check_suiteb
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_chain_check_suiteb), ((UnsafeMutablePointer<Int32>?, X509Pointer?, X509StackPointer?, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_chain_check_suiteb), ((UnsafeMutablePointer<Int32>?, OpaquePointer?, OpaquePointer?, UInt) -> Int32).self)
+    // X509_chain_up_ref
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_chain_up_ref), ((X509StackPointer?) -> X509StackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_chain_up_ref), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_check_akid
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_check_akid), ((X509Pointer?, UnsafePointer<AUTHORITY_KEYID>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_check_akid), ((OpaquePointer?, UnsafePointer<AUTHORITY_KEYID>?) -> Int32).self)
+    // X509_check_ca
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_check_ca), ((X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_check_ca), ((OpaquePointer?) -> Int32).self)
     // X509_check_email
     fliSameType(fliTypeOf(OpenSSLFLI.X509_check_email), ((X509Pointer?, String?, Int, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_email), ((X509Pointer?, UnsafePointer<CChar>?, Int, UInt32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_check_email), ((OpaquePointer?, UnsafePointer<CChar>?, Int, UInt32) -> Int32).self)
     // X509_check_host
     fliSameType(fliTypeOf(OpenSSLFLI.X509_check_host), ((X509Pointer?, String?, Int, UInt32, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_host), ((X509Pointer?, UnsafePointer<CChar>?, Int, UInt32, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_check_host), ((OpaquePointer?, UnsafePointer<CChar>?, Int, UInt32, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32).self)
+    // X509_check_ip
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_check_ip), ((X509Pointer?, UnsafePointer<UInt8>?, Int, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_check_ip), ((OpaquePointer?, UnsafePointer<UInt8>?, Int, UInt32) -> Int32).self)
     // X509_check_ip_asc
     fliSameType(fliTypeOf(OpenSSLFLI.X509_check_ip_asc), ((X509Pointer?, String?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_ip_asc), ((X509Pointer?, UnsafePointer<CChar>?, UInt32) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_check_ip_asc), ((OpaquePointer?, UnsafePointer<CChar>?, UInt32) -> Int32).self)
-    // X509_check_private_key
-    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_private_key), ((X509Pointer?, EVPPKeyPointer?) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.X509_check_private_key), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
-    // X509_cmp
-    fliSameType(fliTypeOf(OpenSSLFLI.X509_cmp), ((X509Pointer?, X509Pointer?) -> Int32).self)
-    fliSameType(fliTypeOf(COpenSSL.X509_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures16() {
+func signatures55() {
+    // X509_check_issued
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_check_issued), ((X509Pointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_check_issued), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_check_private_key
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_check_private_key), ((X509Pointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_check_private_key), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_check_purpose
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_check_purpose), ((X509Pointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_check_purpose), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_check_trust
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_check_trust), ((X509Pointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_check_trust), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_cmp
+    fliSameType(fliTypeOf(OpenSSLFLI.X509_cmp), ((X509Pointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // X509_cmp_current_time
     fliSameType(fliTypeOf(OpenSSLFLI.X509_cmp_current_time), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_cmp_current_time), ((UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // X509_cmp_time
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_cmp_time), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<time_t>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_cmp_time), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<time_t>?) -> Int32).self)
+    // X509_cmp_timeframe
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_cmp_timeframe), ((X509VerifyParamPointer?, UnsafePointer<ASN1_TIME>?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_cmp_timeframe), ((OpaquePointer?, UnsafePointer<ASN1_TIME>?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // X509_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_delete_ext), ((X509Pointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
     // X509_digest
     fliSameType(fliTypeOf(OpenSSLFLI.X509_digest), ((X509Pointer?, EVPMDPointer?) -> (ok: Int32, md: [UInt8])).self)
     fliSameType(fliTypeOf(COpenSSL.X509_digest), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // X509_digest_sig
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_digest_sig), ((X509Pointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_digest_sig), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
     // X509_dup
     fliSameType(fliTypeOf(OpenSSLFLI.X509_dup), ((X509Pointer?) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_dup), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_email_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_email_free), ((OpenSSLStringStackPointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_email_free), ((OpaquePointer?) -> Void).self)
+    // X509_find_by_issuer_and_serial
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_find_by_issuer_and_serial), ((X509StackPointer?, X509NamePointer?, UnsafePointer<ASN1_INTEGER>?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_find_by_issuer_and_serial), ((OpaquePointer?, OpaquePointer?, UnsafePointer<ASN1_INTEGER>?) -> OpaquePointer?).self)
+    // X509_find_by_subject
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_find_by_subject), ((X509StackPointer?, X509NamePointer?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_find_by_subject), ((OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
     // X509_free
     fliSameType(fliTypeOf(OpenSSLFLI.X509_free), ((X509Pointer?) -> Void).self)
     fliSameType(fliTypeOf(COpenSSL.X509_free), ((OpaquePointer?) -> Void).self)
+    // X509_get0_authority_issuer
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_authority_issuer), ((X509Pointer?) -> GeneralNamesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_authority_issuer), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get0_authority_key_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_authority_key_id), ((X509Pointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_authority_key_id), ((OpaquePointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    // X509_get0_authority_serial
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_authority_serial), ((X509Pointer?) -> UnsafePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_authority_serial), ((OpaquePointer?) -> UnsafePointer<ASN1_INTEGER>?).self)
+    // X509_get0_distinguishing_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_distinguishing_id), ((X509Pointer?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_distinguishing_id), ((OpaquePointer?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // X509_get0_extensions
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_extensions), ((X509Pointer?) -> X509ExtensionStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_extensions), ((OpaquePointer?) -> OpaquePointer?).self)
     // X509_get0_notAfter
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get0_notAfter), ((X509Pointer?) -> UnsafePointer<ASN1_TIME>?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get0_notAfter), ((OpaquePointer?) -> UnsafePointer<ASN1_TIME>?).self)
@@ -2965,21 +10489,118 @@ func signatures16() {
     // X509_get0_pubkey
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get0_pubkey), ((X509Pointer?) -> EVPPKeyPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get0_pubkey), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get0_pubkey_bitstr
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_pubkey_bitstr), ((X509Pointer?) -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_pubkey_bitstr), ((OpaquePointer?) -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    // X509_get0_reject_objects
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_reject_objects), ((X509Pointer?) -> ASN1ObjectStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_reject_objects), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get0_serialNumber
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_serialNumber), ((X509Pointer?) -> UnsafePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_serialNumber), ((OpaquePointer?) -> UnsafePointer<ASN1_INTEGER>?).self)
+    // X509_get0_signature
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_signature), ((UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?, X509Pointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_signature), ((UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<X509_ALGOR>?>?, OpaquePointer?) -> Void).self)
+    // X509_get0_subject_key_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_subject_key_id), ((X509Pointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_subject_key_id), ((OpaquePointer?) -> UnsafePointer<ASN1_OCTET_STRING>?).self)
+    // X509_get0_tbs_sigalg
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_tbs_sigalg), ((X509Pointer?) -> UnsafePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_tbs_sigalg), ((OpaquePointer?) -> UnsafePointer<X509_ALGOR>?).self)
+    // X509_get0_trust_objects
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_trust_objects), ((X509Pointer?) -> ASN1ObjectStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_trust_objects), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get0_uids
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get0_uids), ((X509Pointer?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get0_uids), ((OpaquePointer?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<ASN1_BIT_STRING>?>?) -> Void).self)
+    // X509_get1_email
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get1_email), ((X509Pointer?) -> OpenSSLStringStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get1_email), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get1_ocsp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get1_ocsp), ((X509Pointer?) -> OpenSSLStringStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get1_ocsp), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_X509_PUBKEY), ((X509Pointer?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_X509_PUBKEY), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get_default_cert_area
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_default_cert_area), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_default_cert_area), (() -> UnsafePointer<CChar>?).self)
+    // X509_get_default_cert_dir
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_default_cert_dir), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_default_cert_dir), (() -> UnsafePointer<CChar>?).self)
+    // X509_get_default_cert_dir_env
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_default_cert_dir_env), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_default_cert_dir_env), (() -> UnsafePointer<CChar>?).self)
+    // X509_get_default_cert_file
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_default_cert_file), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_default_cert_file), (() -> UnsafePointer<CChar>?).self)
+    // X509_get_default_cert_file_env
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_default_cert_file_env), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_default_cert_file_env), (() -> UnsafePointer<CChar>?).self)
+    // X509_get_default_private_dir
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_default_private_dir), (() -> String?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_default_private_dir), (() -> UnsafePointer<CChar>?).self)
+    // X509_get_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_ex_data), ((X509Pointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_ex_data), ((OpaquePointer?, Int32) -> UnsafeMutableRawPointer?).self)
+    // X509_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_ext), ((X509Pointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_ext_by_NID), ((X509Pointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_ext_by_OBJ), ((X509Pointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_ext_by_critical), ((X509Pointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_ext_count), ((X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_ext_count), ((OpaquePointer?) -> Int32).self)
     // X509_get_ext_d2i
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_ext_d2i), ((X509Pointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_ext_d2i), ((OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?).self)
+    // X509_get_extended_key_usage
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_extended_key_usage), ((X509Pointer?) -> UInt32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_extended_key_usage), ((OpaquePointer?) -> UInt32).self)
+    // X509_get_extension_flags
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_extension_flags), ((X509Pointer?) -> UInt32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_extension_flags), ((OpaquePointer?) -> UInt32).self)
     // X509_get_issuer_name
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_issuer_name), ((X509Pointer?) -> X509NamePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_issuer_name), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get_key_usage
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_key_usage), ((X509Pointer?) -> UInt32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_key_usage), ((OpaquePointer?) -> UInt32).self)
+    // X509_get_pathlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_pathlen), ((X509Pointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_pathlen), ((OpaquePointer?) -> Int).self)
+    // X509_get_proxy_pathlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_proxy_pathlen), ((X509Pointer?) -> Int).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_proxy_pathlen), ((OpaquePointer?) -> Int).self)
     // X509_get_pubkey
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_pubkey), ((X509Pointer?) -> EVPPKeyPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_pubkey), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_get_pubkey_parameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_pubkey_parameters), ((EVPPKeyPointer?, X509StackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_pubkey_parameters), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // X509_get_serialNumber
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_serialNumber), ((X509Pointer?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_serialNumber), ((OpaquePointer?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    // X509_get_signature_info
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_signature_info), ((X509Pointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_signature_info), ((OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
     // X509_get_signature_nid
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_signature_nid), ((X509Pointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_signature_nid), ((OpaquePointer?) -> Int32).self)
+    // X509_get_signature_type
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_get_signature_type), ((X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_get_signature_type), ((OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures56() {
     // X509_get_subject_name
     fliSameType(fliTypeOf(OpenSSLFLI.X509_get_subject_name), ((X509Pointer?) -> X509NamePointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_get_subject_name), ((OpaquePointer?) -> OpaquePointer?).self)
@@ -2995,21 +10616,145 @@ func signatures16() {
     // X509_gmtime_adj
     fliSameType(fliTypeOf(OpenSSLFLI.X509_gmtime_adj), ((UnsafeMutablePointer<ASN1_TIME>?, Int) -> UnsafeMutablePointer<ASN1_TIME>?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_gmtime_adj), ((UnsafeMutablePointer<ASN1_TIME>?, Int) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    // X509_issuer_and_serial_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_issuer_and_serial_cmp), ((X509Pointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_issuer_and_serial_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_issuer_and_serial_hash
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_issuer_and_serial_hash), ((X509Pointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_issuer_and_serial_hash), ((OpaquePointer?) -> UInt).self)
+    // X509_issuer_name_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_issuer_name_cmp), ((X509Pointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_issuer_name_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_issuer_name_hash
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_issuer_name_hash), ((X509Pointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_issuer_name_hash), ((OpaquePointer?) -> UInt).self)
+    // X509_issuer_name_hash_old
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_issuer_name_hash_old), ((X509Pointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_issuer_name_hash_old), ((OpaquePointer?) -> UInt).self)
+    // X509_it
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_it), (() -> ASN1ItemPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_it), (() -> OpaquePointer?).self)
+    // X509_keyid_get0
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_keyid_get0), ((X509Pointer?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<UInt8>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_keyid_get0), ((OpaquePointer?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<UInt8>?).self)
+    // X509_keyid_set1
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_keyid_set1), ((X509Pointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_keyid_set1), ((OpaquePointer?, UnsafePointer<UInt8>?, Int32) -> Int32).self)
+    // X509_load_cert_crl_file
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_crl_file), ((X509LookupPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_crl_file), ((X509LookupPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_load_cert_crl_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // X509_load_cert_crl_file_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_crl_file_ex), ((X509LookupPointer?, String?, Int32, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_crl_file_ex), ((X509LookupPointer?, UnsafePointer<CChar>?, Int32, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_load_cert_crl_file_ex), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_load_cert_file
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_file), ((X509LookupPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_file), ((X509LookupPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_load_cert_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // X509_load_cert_file_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_file_ex), ((X509LookupPointer?, String?, Int32, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_cert_file_ex), ((X509LookupPointer?, UnsafePointer<CChar>?, Int32, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_load_cert_file_ex), ((OpaquePointer?, UnsafePointer<CChar>?, Int32, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // X509_load_crl_file
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_crl_file), ((X509LookupPointer?, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_crl_file), ((X509LookupPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_load_crl_file), ((OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // X509_load_http
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_http), ((String?, BIOPointer?, BIOPointer?, Int32) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_load_http), ((UnsafePointer<CChar>?, BIOPointer?, BIOPointer?, Int32) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_load_http), ((UnsafePointer<CChar>?, OpaquePointer?, OpaquePointer?, Int32) -> OpaquePointer?).self)
     // X509_new
     fliSameType(fliTypeOf(OpenSSLFLI.X509_new), (() -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_new), (() -> OpaquePointer?).self)
+    // X509_new_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_new_ex), ((OSSLLibContextPointer?, String?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_new_ex), ((OSSLLibContextPointer?, UnsafePointer<CChar>?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_new_ex), ((OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // X509_ocspid_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_ocspid_print), ((BIOPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_ocspid_print), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_policy_check
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_check), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?, X509StackPointer?, ASN1ObjectStackPointer?, UInt32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_check), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?, OpaquePointer?, OpaquePointer?, UInt32) -> Int32).self)
+    // X509_policy_level_get0_node
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_level_get0_node), ((X509PolicyLevelPointer?, Int32) -> X509PolicyNodePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_level_get0_node), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_policy_level_node_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_level_node_count), ((X509PolicyLevelPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_level_node_count), ((OpaquePointer?) -> Int32).self)
+    // X509_policy_node_get0_parent
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_node_get0_parent), ((X509PolicyNodePointer?) -> X509PolicyNodePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_node_get0_parent), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_policy_node_get0_policy
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_node_get0_policy), ((X509PolicyNodePointer?) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_node_get0_policy), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_policy_node_get0_qualifiers
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_node_get0_qualifiers), ((X509PolicyNodePointer?) -> PolicyQualInfoStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_node_get0_qualifiers), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_policy_tree_free
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_tree_free), ((X509PolicyTreePointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_tree_free), ((OpaquePointer?) -> Void).self)
+    // X509_policy_tree_get0_level
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_tree_get0_level), ((X509PolicyTreePointer?, Int32) -> X509PolicyLevelPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_tree_get0_level), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509_policy_tree_get0_policies
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_tree_get0_policies), ((X509PolicyTreePointer?) -> X509PolicyNodeStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_tree_get0_policies), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_policy_tree_get0_user_policies
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_tree_get0_user_policies), ((X509PolicyTreePointer?) -> X509PolicyNodeStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_tree_get0_user_policies), ((OpaquePointer?) -> OpaquePointer?).self)
+    // X509_policy_tree_level_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_policy_tree_level_count), ((X509PolicyTreePointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_policy_tree_level_count), ((OpaquePointer?) -> Int32).self)
+    // X509_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_print), ((BIOPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_print), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // X509_print_ex
     fliSameType(fliTypeOf(OpenSSLFLI.X509_print_ex), ((BIOPointer?, X509Pointer?, UInt, UInt) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_print_ex), ((OpaquePointer?, OpaquePointer?, UInt, UInt) -> Int32).self)
+    // X509_print_ex_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_print_ex_fp), ((UnsafeMutablePointer<FILE>?, X509Pointer?, UInt, UInt) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_print_ex_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, UInt, UInt) -> Int32).self)
+    // X509_print_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_print_fp), ((UnsafeMutablePointer<FILE>?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_print_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
     // X509_pubkey_digest
     fliSameType(fliTypeOf(OpenSSLFLI.X509_pubkey_digest), ((X509Pointer?, EVPMDPointer?) -> (ok: Int32, md: [UInt8])).self)
     fliSameType(fliTypeOf(COpenSSL.X509_pubkey_digest), ((OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt32>?) -> Int32).self)
+    // X509_reject_clear
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_reject_clear), ((X509Pointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_reject_clear), ((OpaquePointer?) -> Void).self)
+    // X509_self_signed
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_self_signed), ((X509Pointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_self_signed), ((OpaquePointer?, Int32) -> Int32).self)
+    // X509_set0_distinguishing_id
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_set0_distinguishing_id), ((X509Pointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_set0_distinguishing_id), ((OpaquePointer?, UnsafeMutablePointer<ASN1_OCTET_STRING>?) -> Void).self)
+    // X509_set1_notAfter
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_set1_notAfter), ((X509Pointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_set1_notAfter), ((OpaquePointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // X509_set1_notBefore
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_set1_notBefore), ((X509Pointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_set1_notBefore), ((OpaquePointer?, UnsafePointer<ASN1_TIME>?) -> Int32).self)
+    // X509_set_ex_data
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_set_ex_data), ((X509Pointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_set_ex_data), ((OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Int32).self)
     // X509_set_issuer_name
     fliSameType(fliTypeOf(OpenSSLFLI.X509_set_issuer_name), ((X509Pointer?, X509NamePointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_set_issuer_name), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_set_proxy_flag
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_set_proxy_flag), ((X509Pointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_set_proxy_flag), ((OpaquePointer?) -> Void).self)
+    // X509_set_proxy_pathlen
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_set_proxy_pathlen), ((X509Pointer?, Int) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_set_proxy_pathlen), ((OpaquePointer?, Int) -> Void).self)
     // X509_set_pubkey
     fliSameType(fliTypeOf(OpenSSLFLI.X509_set_pubkey), ((X509Pointer?, EVPPKeyPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_set_pubkey), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_set_serialNumber
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_set_serialNumber), ((X509Pointer?, UnsafeMutablePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_set_serialNumber), ((OpaquePointer?, UnsafeMutablePointer<ASN1_INTEGER>?) -> Int32).self)
     // X509_set_subject_name
     fliSameType(fliTypeOf(OpenSSLFLI.X509_set_subject_name), ((X509Pointer?, X509NamePointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_set_subject_name), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
@@ -3019,30 +10764,1199 @@ func signatures16() {
     // X509_sign
     fliSameType(fliTypeOf(OpenSSLFLI.X509_sign), ((X509Pointer?, EVPPKeyPointer?, EVPMDPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_sign), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_sign_ctx
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_sign_ctx), ((X509Pointer?, EVPMDContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_sign_ctx), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_signature_dump
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_signature_dump), ((BIOPointer?, UnsafePointer<ASN1_STRING>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_signature_dump), ((OpaquePointer?, UnsafePointer<ASN1_STRING>?, Int32) -> Int32).self)
+    // X509_signature_print
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_signature_print), ((BIOPointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_signature_print), ((OpaquePointer?, UnsafePointer<X509_ALGOR>?, UnsafePointer<ASN1_STRING>?) -> Int32).self)
+    // X509_subject_name_cmp
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_subject_name_cmp), ((X509Pointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_subject_name_cmp), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509_subject_name_hash
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_subject_name_hash), ((X509Pointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_subject_name_hash), ((OpaquePointer?) -> UInt).self)
+    // X509_subject_name_hash_old
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_subject_name_hash_old), ((X509Pointer?) -> UInt).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_subject_name_hash_old), ((OpaquePointer?) -> UInt).self)
+    // X509_supported_extension
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_supported_extension), ((X509ExtensionPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_supported_extension), ((OpaquePointer?) -> Int32).self)
+    // X509_time_adj
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_time_adj), ((UnsafeMutablePointer<ASN1_TIME>?, Int, UnsafeMutablePointer<time_t>?) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_time_adj), ((UnsafeMutablePointer<ASN1_TIME>?, Int, UnsafeMutablePointer<time_t>?) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures57() {
+    // X509_time_adj_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_time_adj_ex), ((UnsafeMutablePointer<ASN1_TIME>?, Int32, Int, UnsafeMutablePointer<time_t>?) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_time_adj_ex), ((UnsafeMutablePointer<ASN1_TIME>?, Int32, Int, UnsafeMutablePointer<time_t>?) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    // X509_to_X509_REQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_to_X509_REQ), ((X509Pointer?, EVPPKeyPointer?, EVPMDPointer?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_to_X509_REQ), ((OpaquePointer?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // X509_trust_clear
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_trust_clear), ((X509Pointer?) -> Void).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_trust_clear), ((OpaquePointer?) -> Void).self)
+    // X509_trusted
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_trusted), ((X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_trusted), ((OpaquePointer?) -> Int32).self)
     // X509_up_ref
     fliSameType(fliTypeOf(OpenSSLFLI.X509_up_ref), ((X509Pointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_up_ref), ((OpaquePointer?) -> Int32).self)
+    // X509_verify
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509_verify), ((X509Pointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509_verify), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
     // X509_verify_cert
     fliSameType(fliTypeOf(OpenSSLFLI.X509_verify_cert), ((X509StoreContextPointer?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.X509_verify_cert), ((OpaquePointer?) -> Int32).self)
     // X509_verify_cert_error_string
     fliSameType(fliTypeOf(OpenSSLFLI.X509_verify_cert_error_string), ((Int) -> String?).self)
     fliSameType(fliTypeOf(COpenSSL.X509_verify_cert_error_string), ((Int) -> UnsafePointer<CChar>?).self)
+    // X509at_add1_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_add1_attr), ((UnsafeMutablePointer<OpaquePointer?>?, X509AttributePointer?) -> X509AttributeStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_add1_attr), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?) -> OpaquePointer?).self)
+    // X509at_add1_attr_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_add1_attr_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> X509AttributeStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_add1_attr_by_NID), ((UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // X509at_add1_attr_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_add1_attr_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, ASN1ObjectPointer?, Int32, UnsafePointer<UInt8>?, Int32) -> X509AttributeStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_add1_attr_by_OBJ), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, Int32, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // X509at_add1_attr_by_txt
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_add1_attr_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, String?, Int32, UnsafePointer<UInt8>?, Int32) -> X509AttributeStackPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_add1_attr_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> X509AttributeStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_add1_attr_by_txt), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, Int32, UnsafePointer<UInt8>?, Int32) -> OpaquePointer?).self)
+    // X509at_delete_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_delete_attr), ((X509AttributeStackPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_delete_attr), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509at_get0_data_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_get0_data_by_OBJ), ((X509AttributeStackPointer?, ASN1ObjectPointer?, Int32, Int32) -> UnsafeMutableRawPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_get0_data_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32, Int32) -> UnsafeMutableRawPointer?).self)
+    // X509at_get_attr
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_get_attr), ((X509AttributeStackPointer?, Int32) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_get_attr), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509at_get_attr_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_get_attr_by_NID), ((X509AttributeStackPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_get_attr_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509at_get_attr_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_get_attr_by_OBJ), ((X509AttributeStackPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_get_attr_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509at_get_attr_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509at_get_attr_count), ((X509AttributeStackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509at_get_attr_count), ((OpaquePointer?) -> Int32).self)
+    // X509v3_add_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_add_ext), ((UnsafeMutablePointer<OpaquePointer?>?, X509ExtensionPointer?, Int32) -> X509ExtensionStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_add_ext), ((UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509v3_addr_add_inherit
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_add_inherit), ((IPAddressBlocksPointer?, UInt32, UnsafePointer<UInt32>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_add_inherit), ((OpaquePointer?, UInt32, UnsafePointer<UInt32>?) -> Int32).self)
+    // X509v3_addr_add_prefix
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_add_prefix), ((IPAddressBlocksPointer?, UInt32, UnsafePointer<UInt32>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_add_prefix), ((OpaquePointer?, UInt32, UnsafePointer<UInt32>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // X509v3_addr_add_range
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_add_range), ((IPAddressBlocksPointer?, UInt32, UnsafePointer<UInt32>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_add_range), ((OpaquePointer?, UInt32, UnsafePointer<UInt32>?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?) -> Int32).self)
+    // X509v3_addr_canonize
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_canonize), ((IPAddressBlocksPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_canonize), ((OpaquePointer?) -> Int32).self)
+    // X509v3_addr_get_afi
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_get_afi), ((UnsafePointer<IPAddressFamily>?) -> UInt32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_get_afi), ((UnsafePointer<IPAddressFamily>?) -> UInt32).self)
+    // X509v3_addr_get_range
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_get_range), ((UnsafeMutablePointer<IPAddressOrRange>?, UInt32, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_get_range), ((UnsafeMutablePointer<IPAddressOrRange>?, UInt32, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, Int32) -> Int32).self)
+    // X509v3_addr_inherits
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_inherits), ((IPAddressBlocksPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_inherits), ((OpaquePointer?) -> Int32).self)
+    // X509v3_addr_is_canonical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_is_canonical), ((IPAddressBlocksPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_is_canonical), ((OpaquePointer?) -> Int32).self)
+    // X509v3_addr_subset
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_subset), ((IPAddressBlocksPointer?, IPAddressBlocksPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_subset), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // X509v3_addr_validate_path
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_validate_path), ((X509StoreContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_validate_path), ((OpaquePointer?) -> Int32).self)
+    // X509v3_addr_validate_resource_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_addr_validate_resource_set), ((X509StackPointer?, IPAddressBlocksPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_addr_validate_resource_set), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509v3_asid_add_id_or_range
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_add_id_or_range), ((UnsafeMutablePointer<ASIdentifiers>?, Int32, UnsafeMutablePointer<ASN1_INTEGER>?, UnsafeMutablePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_add_id_or_range), ((UnsafeMutablePointer<ASIdentifiers>?, Int32, UnsafeMutablePointer<ASN1_INTEGER>?, UnsafeMutablePointer<ASN1_INTEGER>?) -> Int32).self)
+    // X509v3_asid_add_inherit
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_add_inherit), ((UnsafeMutablePointer<ASIdentifiers>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_add_inherit), ((UnsafeMutablePointer<ASIdentifiers>?, Int32) -> Int32).self)
+    // X509v3_asid_canonize
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_canonize), ((UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_canonize), ((UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    // X509v3_asid_inherits
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_inherits), ((UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_inherits), ((UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    // X509v3_asid_is_canonical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_is_canonical), ((UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_is_canonical), ((UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    // X509v3_asid_subset
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_subset), ((UnsafeMutablePointer<ASIdentifiers>?, UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_subset), ((UnsafeMutablePointer<ASIdentifiers>?, UnsafeMutablePointer<ASIdentifiers>?) -> Int32).self)
+    // X509v3_asid_validate_path
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_validate_path), ((X509StoreContextPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_validate_path), ((OpaquePointer?) -> Int32).self)
+    // X509v3_asid_validate_resource_set
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_asid_validate_resource_set), ((X509StackPointer?, UnsafeMutablePointer<ASIdentifiers>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_asid_validate_resource_set), ((OpaquePointer?, UnsafeMutablePointer<ASIdentifiers>?, Int32) -> Int32).self)
+    // X509v3_delete_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_delete_ext), ((X509ExtensionStackPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_delete_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509v3_get_ext
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_get_ext), ((X509ExtensionStackPointer?, Int32) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_get_ext), ((OpaquePointer?, Int32) -> OpaquePointer?).self)
+    // X509v3_get_ext_by_NID
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_get_ext_by_NID), ((X509ExtensionStackPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_get_ext_by_NID), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509v3_get_ext_by_OBJ
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_get_ext_by_OBJ), ((X509ExtensionStackPointer?, ASN1ObjectPointer?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_get_ext_by_OBJ), ((OpaquePointer?, OpaquePointer?, Int32) -> Int32).self)
+    // X509v3_get_ext_by_critical
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_get_ext_by_critical), ((X509ExtensionStackPointer?, Int32, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_get_ext_by_critical), ((OpaquePointer?, Int32, Int32) -> Int32).self)
+    // X509v3_get_ext_count
+    fliSameType(fliTypeOf(OpenSSLCrypto.X509v3_get_ext_count), ((X509ExtensionStackPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.X509v3_get_ext_count), ((OpaquePointer?) -> Int32).self)
+    // a2d_ASN1_OBJECT
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2d_ASN1_OBJECT), ((UnsafeMutablePointer<UInt8>?, Int32, String?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2d_ASN1_OBJECT), ((UnsafeMutablePointer<UInt8>?, Int32, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.a2d_ASN1_OBJECT), ((UnsafeMutablePointer<UInt8>?, Int32, UnsafePointer<CChar>?, Int32) -> Int32).self)
+    // a2i_ASN1_ENUMERATED
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_ASN1_ENUMERATED), ((BIOPointer?, UnsafeMutablePointer<ASN1_ENUMERATED>?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.a2i_ASN1_ENUMERATED), ((OpaquePointer?, UnsafeMutablePointer<ASN1_ENUMERATED>?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    // a2i_ASN1_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_ASN1_INTEGER), ((BIOPointer?, UnsafeMutablePointer<ASN1_INTEGER>?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.a2i_ASN1_INTEGER), ((OpaquePointer?, UnsafeMutablePointer<ASN1_INTEGER>?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    // a2i_ASN1_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_ASN1_STRING), ((BIOPointer?, UnsafeMutablePointer<ASN1_STRING>?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.a2i_ASN1_STRING), ((OpaquePointer?, UnsafeMutablePointer<ASN1_STRING>?, UnsafeMutablePointer<CChar>?, Int32) -> Int32).self)
+    // a2i_GENERAL_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_GENERAL_NAME), ((UnsafeMutablePointer<GENERAL_NAME>?, UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, String?, Int32) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_GENERAL_NAME), ((UnsafeMutablePointer<GENERAL_NAME>?, UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.a2i_GENERAL_NAME), ((UnsafeMutablePointer<GENERAL_NAME>?, UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, Int32, UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    // a2i_IPADDRESS
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_IPADDRESS), ((String?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_IPADDRESS), ((UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.a2i_IPADDRESS), ((UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // a2i_IPADDRESS_NC
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_IPADDRESS_NC), ((String?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.a2i_IPADDRESS_NC), ((UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.a2i_IPADDRESS_NC), ((UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // b2i_PVK_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.b2i_PVK_bio), ((BIOPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.b2i_PVK_bio), ((OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // b2i_PVK_bio_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.b2i_PVK_bio_ex), ((BIOPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.b2i_PVK_bio_ex), ((BIOPointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.b2i_PVK_bio_ex), ((OpaquePointer?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // b2i_PrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.b2i_PrivateKey), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.b2i_PrivateKey), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // b2i_PrivateKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.b2i_PrivateKey_bio), ((BIOPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.b2i_PrivateKey_bio), ((OpaquePointer?) -> OpaquePointer?).self)
+    // b2i_PublicKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.b2i_PublicKey), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.b2i_PublicKey), ((UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // b2i_PublicKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.b2i_PublicKey_bio), ((BIOPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.b2i_PublicKey_bio), ((OpaquePointer?) -> OpaquePointer?).self)
+    // d2i_ACCESS_DESCRIPTION
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ACCESS_DESCRIPTION), ((UnsafeMutablePointer<UnsafeMutablePointer<ACCESS_DESCRIPTION>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ACCESS_DESCRIPTION>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ACCESS_DESCRIPTION), ((UnsafeMutablePointer<UnsafeMutablePointer<ACCESS_DESCRIPTION>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ACCESS_DESCRIPTION>?).self)
+    // d2i_ADMISSIONS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ADMISSIONS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> AdmissionsPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ADMISSIONS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_ADMISSION_SYNTAX
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ADMISSION_SYNTAX), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> AdmissionSyntaxPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ADMISSION_SYNTAX), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures58() {
+    // d2i_ASIdOrRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASIdOrRange), ((UnsafeMutablePointer<UnsafeMutablePointer<ASIdOrRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASIdOrRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASIdOrRange), ((UnsafeMutablePointer<UnsafeMutablePointer<ASIdOrRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASIdOrRange>?).self)
+    // d2i_ASIdentifierChoice
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASIdentifierChoice), ((UnsafeMutablePointer<UnsafeMutablePointer<ASIdentifierChoice>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASIdentifierChoice>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASIdentifierChoice), ((UnsafeMutablePointer<UnsafeMutablePointer<ASIdentifierChoice>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASIdentifierChoice>?).self)
+    // d2i_ASIdentifiers
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASIdentifiers), ((UnsafeMutablePointer<UnsafeMutablePointer<ASIdentifiers>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASIdentifiers>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASIdentifiers), ((UnsafeMutablePointer<UnsafeMutablePointer<ASIdentifiers>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASIdentifiers>?).self)
+    // d2i_ASN1_BIT_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_BIT_STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_BIT_STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_BIT_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    // d2i_ASN1_BMPSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_BMPSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_BMPSTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_BMPSTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_BMPSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_BMPSTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_BMPSTRING>?).self)
+    // d2i_ASN1_ENUMERATED
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_ENUMERATED), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_ENUMERATED>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_ENUMERATED>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_ENUMERATED), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_ENUMERATED>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_ENUMERATED>?).self)
+    // d2i_ASN1_GENERALIZEDTIME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_GENERALIZEDTIME), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_GENERALIZEDTIME), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?).self)
+    // d2i_ASN1_GENERALSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_GENERALSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALSTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_GENERALSTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_GENERALSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_GENERALSTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_GENERALSTRING>?).self)
+    // d2i_ASN1_IA5STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_IA5STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_IA5STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_IA5STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_IA5STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_IA5STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_IA5STRING>?).self)
+    // d2i_ASN1_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_INTEGER), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_INTEGER), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    // d2i_ASN1_NULL
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_NULL), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_NULL>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_NULL>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_NULL), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_NULL>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_NULL>?).self)
+    // d2i_ASN1_OBJECT
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_OBJECT), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> ASN1ObjectPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_OBJECT), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_ASN1_OCTET_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_OCTET_STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_OCTET_STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_OCTET_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // d2i_ASN1_PRINTABLE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_PRINTABLE), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_PRINTABLE), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // d2i_ASN1_PRINTABLESTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_PRINTABLESTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_PRINTABLESTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_PRINTABLESTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_PRINTABLESTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_PRINTABLESTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_PRINTABLESTRING>?).self)
+    // d2i_ASN1_SEQUENCE_ANY
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_SEQUENCE_ANY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> ASN1SequenceAnyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_SEQUENCE_ANY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_ASN1_SET_ANY
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_SET_ANY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> ASN1SequenceAnyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_SET_ANY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_ASN1_T61STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_T61STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_T61STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_T61STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_T61STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_T61STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_T61STRING>?).self)
+    // d2i_ASN1_TIME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_TIME), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TIME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_TIME), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TIME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_TIME>?).self)
+    // d2i_ASN1_TYPE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_TYPE), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TYPE>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_TYPE), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_TYPE>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_TYPE>?).self)
+    // d2i_ASN1_UINTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_UINTEGER), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_UINTEGER), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_INTEGER>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    // d2i_ASN1_UNIVERSALSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_UNIVERSALSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_UNIVERSALSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_UNIVERSALSTRING>?).self)
+    // d2i_ASN1_UTCTIME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_UTCTIME), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_UTCTIME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_UTCTIME), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_UTCTIME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_UTCTIME>?).self)
+    // d2i_ASN1_UTF8STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_UTF8STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_UTF8STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_UTF8STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_UTF8STRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_UTF8STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_UTF8STRING>?).self)
+    // d2i_ASN1_VISIBLESTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASN1_VISIBLESTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_VISIBLESTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_VISIBLESTRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASN1_VISIBLESTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_VISIBLESTRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_VISIBLESTRING>?).self)
+    // d2i_ASRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ASRange), ((UnsafeMutablePointer<UnsafeMutablePointer<ASRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ASRange), ((UnsafeMutablePointer<UnsafeMutablePointer<ASRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASRange>?).self)
+    // d2i_AUTHORITY_INFO_ACCESS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_AUTHORITY_INFO_ACCESS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> AuthorityInfoAccessPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_AUTHORITY_INFO_ACCESS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_AUTHORITY_KEYID
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_AUTHORITY_KEYID), ((UnsafeMutablePointer<UnsafeMutablePointer<AUTHORITY_KEYID>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<AUTHORITY_KEYID>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_AUTHORITY_KEYID), ((UnsafeMutablePointer<UnsafeMutablePointer<AUTHORITY_KEYID>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<AUTHORITY_KEYID>?).self)
+    // d2i_AutoPrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_AutoPrivateKey), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_AutoPrivateKey), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_AutoPrivateKey_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_AutoPrivateKey_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_AutoPrivateKey_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_AutoPrivateKey_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // d2i_BASIC_CONSTRAINTS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_BASIC_CONSTRAINTS), ((UnsafeMutablePointer<UnsafeMutablePointer<BASIC_CONSTRAINTS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<BASIC_CONSTRAINTS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_BASIC_CONSTRAINTS), ((UnsafeMutablePointer<UnsafeMutablePointer<BASIC_CONSTRAINTS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<BASIC_CONSTRAINTS>?).self)
+    // d2i_CERTIFICATEPOLICIES
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_CERTIFICATEPOLICIES), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> CertificatePoliciesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_CERTIFICATEPOLICIES), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_CRL_DIST_POINTS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_CRL_DIST_POINTS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> CRLDistPointsPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_CRL_DIST_POINTS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_DIRECTORYSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_DIRECTORYSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_DIRECTORYSTRING), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // d2i_DISPLAYTEXT
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_DISPLAYTEXT), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_DISPLAYTEXT), ((UnsafeMutablePointer<UnsafeMutablePointer<ASN1_STRING>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ASN1_STRING>?).self)
+    // d2i_DIST_POINT
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_DIST_POINT), ((UnsafeMutablePointer<UnsafeMutablePointer<DIST_POINT>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<DIST_POINT>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_DIST_POINT), ((UnsafeMutablePointer<UnsafeMutablePointer<DIST_POINT>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<DIST_POINT>?).self)
+    // d2i_DIST_POINT_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_DIST_POINT_NAME), ((UnsafeMutablePointer<UnsafeMutablePointer<DIST_POINT_NAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<DIST_POINT_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_DIST_POINT_NAME), ((UnsafeMutablePointer<UnsafeMutablePointer<DIST_POINT_NAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<DIST_POINT_NAME>?).self)
+    // d2i_ECDSA_SIG
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ECDSA_SIG), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> ECDSASIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ECDSA_SIG), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_ECPKParameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ECPKParameters), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> ECGroupPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ECPKParameters), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_EDIPARTYNAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_EDIPARTYNAME), ((UnsafeMutablePointer<UnsafeMutablePointer<EDIPARTYNAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<EDIPARTYNAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_EDIPARTYNAME), ((UnsafeMutablePointer<UnsafeMutablePointer<EDIPARTYNAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<EDIPARTYNAME>?).self)
+    // d2i_EXTENDED_KEY_USAGE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_EXTENDED_KEY_USAGE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> ExtendedKeyUsagePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_EXTENDED_KEY_USAGE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_GENERAL_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_GENERAL_NAME), ((UnsafeMutablePointer<UnsafeMutablePointer<GENERAL_NAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_GENERAL_NAME), ((UnsafeMutablePointer<UnsafeMutablePointer<GENERAL_NAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    // d2i_GENERAL_NAMES
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_GENERAL_NAMES), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> GeneralNamesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_GENERAL_NAMES), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_IPAddressChoice
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_IPAddressChoice), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressChoice>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressChoice>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_IPAddressChoice), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressChoice>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressChoice>?).self)
+    // d2i_IPAddressFamily
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_IPAddressFamily), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressFamily>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressFamily>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_IPAddressFamily), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressFamily>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressFamily>?).self)
+    // d2i_IPAddressOrRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_IPAddressOrRange), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressOrRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressOrRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_IPAddressOrRange), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressOrRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressOrRange>?).self)
+    // d2i_IPAddressRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_IPAddressRange), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressRange>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_IPAddressRange), ((UnsafeMutablePointer<UnsafeMutablePointer<IPAddressRange>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<IPAddressRange>?).self)
+    // d2i_ISSUER_SIGN_TOOL
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ISSUER_SIGN_TOOL), ((UnsafeMutablePointer<UnsafeMutablePointer<ISSUER_SIGN_TOOL>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ISSUER_SIGN_TOOL>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ISSUER_SIGN_TOOL), ((UnsafeMutablePointer<UnsafeMutablePointer<ISSUER_SIGN_TOOL>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ISSUER_SIGN_TOOL>?).self)
+    // d2i_ISSUING_DIST_POINT
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_ISSUING_DIST_POINT), ((UnsafeMutablePointer<UnsafeMutablePointer<ISSUING_DIST_POINT>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ISSUING_DIST_POINT>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_ISSUING_DIST_POINT), ((UnsafeMutablePointer<UnsafeMutablePointer<ISSUING_DIST_POINT>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<ISSUING_DIST_POINT>?).self)
+    // d2i_KeyParams
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_KeyParams), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_KeyParams), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_KeyParams_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_KeyParams_bio), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, BIOPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_KeyParams_bio), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?) -> OpaquePointer?).self)
+    // d2i_NAMING_AUTHORITY
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_NAMING_AUTHORITY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> NamingAuthorityPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_NAMING_AUTHORITY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_NETSCAPE_CERT_SEQUENCE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_NETSCAPE_CERT_SEQUENCE), ((UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_NETSCAPE_CERT_SEQUENCE), ((UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NETSCAPE_CERT_SEQUENCE>?).self)
+    // d2i_NETSCAPE_SPKAC
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_NETSCAPE_SPKAC), ((UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_SPKAC>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NETSCAPE_SPKAC>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_NETSCAPE_SPKAC), ((UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_SPKAC>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NETSCAPE_SPKAC>?).self)
+    // d2i_NETSCAPE_SPKI
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_NETSCAPE_SPKI), ((UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_SPKI>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NETSCAPE_SPKI>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_NETSCAPE_SPKI), ((UnsafeMutablePointer<UnsafeMutablePointer<NETSCAPE_SPKI>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NETSCAPE_SPKI>?).self)
+    // d2i_NOTICEREF
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_NOTICEREF), ((UnsafeMutablePointer<UnsafeMutablePointer<NOTICEREF>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NOTICEREF>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_NOTICEREF), ((UnsafeMutablePointer<UnsafeMutablePointer<NOTICEREF>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<NOTICEREF>?).self)
+    // d2i_OCSP_BASICRESP
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_BASICRESP), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPBasicResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_BASICRESP), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_CERTID
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_CERTID), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPCERTIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_CERTID), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_CERTSTATUS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_CERTSTATUS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPCertStatusPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_CERTSTATUS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_CRLID
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_CRLID), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPCRLIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_CRLID), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures59() {
+    // d2i_OCSP_ONEREQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_ONEREQ), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPOneRequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_ONEREQ), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_REQINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_REQINFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPRequestInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_REQINFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_REQUEST
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_REQUEST), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPRequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_REQUEST), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_RESPBYTES
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_RESPBYTES), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPResponseBytesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_RESPBYTES), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_RESPDATA
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_RESPDATA), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPResponseDataPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_RESPDATA), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_RESPID
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_RESPID), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPResponderIDPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_RESPID), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_RESPONSE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_RESPONSE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_RESPONSE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_REVOKEDINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_REVOKEDINFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPRevokedInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_REVOKEDINFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_SERVICELOC
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_SERVICELOC), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPServiceLocatorPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_SERVICELOC), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_SIGNATURE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_SIGNATURE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPSignaturePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_SIGNATURE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OCSP_SINGLERESP
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OCSP_SINGLERESP), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OCSPSingleResponsePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OCSP_SINGLERESP), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_OTHERNAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_OTHERNAME), ((UnsafeMutablePointer<UnsafeMutablePointer<OTHERNAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<OTHERNAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_OTHERNAME), ((UnsafeMutablePointer<UnsafeMutablePointer<OTHERNAME>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<OTHERNAME>?).self)
+    // d2i_PBE2PARAM
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PBE2PARAM), ((UnsafeMutablePointer<UnsafeMutablePointer<PBE2PARAM>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PBE2PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PBE2PARAM), ((UnsafeMutablePointer<UnsafeMutablePointer<PBE2PARAM>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PBE2PARAM>?).self)
+    // d2i_PBEPARAM
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PBEPARAM), ((UnsafeMutablePointer<UnsafeMutablePointer<PBEPARAM>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PBEPARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PBEPARAM), ((UnsafeMutablePointer<UnsafeMutablePointer<PBEPARAM>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PBEPARAM>?).self)
+    // d2i_PBKDF2PARAM
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PBKDF2PARAM), ((UnsafeMutablePointer<UnsafeMutablePointer<PBKDF2PARAM>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PBKDF2PARAM>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PBKDF2PARAM), ((UnsafeMutablePointer<UnsafeMutablePointer<PBKDF2PARAM>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PBKDF2PARAM>?).self)
+    // d2i_PKCS8PrivateKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKCS8PrivateKey_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKCS8PrivateKey_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // d2i_PKCS8PrivateKey_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKCS8PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKCS8PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> OpaquePointer?).self)
+    // d2i_PKCS8_PRIV_KEY_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKCS8_PRIV_KEY_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> PKCS8PrivKeyInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKCS8_PRIV_KEY_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_PKCS8_PRIV_KEY_INFO_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKCS8_PRIV_KEY_INFO_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> PKCS8PrivKeyInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKCS8_PRIV_KEY_INFO_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PKCS8_PRIV_KEY_INFO_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKCS8_PRIV_KEY_INFO_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> PKCS8PrivKeyInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKCS8_PRIV_KEY_INFO_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PKCS8_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKCS8_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> X509SIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKCS8_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PKCS8_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKCS8_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> X509SIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKCS8_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PKEY_USAGE_PERIOD
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PKEY_USAGE_PERIOD), ((UnsafeMutablePointer<UnsafeMutablePointer<PKEY_USAGE_PERIOD>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PKEY_USAGE_PERIOD>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PKEY_USAGE_PERIOD), ((UnsafeMutablePointer<UnsafeMutablePointer<PKEY_USAGE_PERIOD>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PKEY_USAGE_PERIOD>?).self)
+    // d2i_POLICYINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_POLICYINFO), ((UnsafeMutablePointer<UnsafeMutablePointer<POLICYINFO>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<POLICYINFO>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_POLICYINFO), ((UnsafeMutablePointer<UnsafeMutablePointer<POLICYINFO>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<POLICYINFO>?).self)
+    // d2i_POLICYQUALINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_POLICYQUALINFO), ((UnsafeMutablePointer<UnsafeMutablePointer<POLICYQUALINFO>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<POLICYQUALINFO>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_POLICYQUALINFO), ((UnsafeMutablePointer<UnsafeMutablePointer<POLICYQUALINFO>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<POLICYQUALINFO>?).self)
+    // d2i_PROFESSION_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PROFESSION_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> ProfessionInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PROFESSION_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_PROXY_CERT_INFO_EXTENSION
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PROXY_CERT_INFO_EXTENSION), ((UnsafeMutablePointer<UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PROXY_CERT_INFO_EXTENSION), ((UnsafeMutablePointer<UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PROXY_CERT_INFO_EXTENSION>?).self)
+    // d2i_PROXY_POLICY
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PROXY_POLICY), ((UnsafeMutablePointer<UnsafeMutablePointer<PROXY_POLICY>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PROXY_POLICY>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PROXY_POLICY), ((UnsafeMutablePointer<UnsafeMutablePointer<PROXY_POLICY>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<PROXY_POLICY>?).self)
+    // d2i_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PUBKEY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PUBKEY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_PUBKEY_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PUBKEY_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PUBKEY_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PUBKEY_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PUBKEY_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PUBKEY_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PUBKEY_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // d2i_PUBKEY_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PrivateKey), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_PrivateKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PrivateKey_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PrivateKey_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_ex), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_ex), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PrivateKey_ex), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // d2i_PrivateKey_ex_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_ex_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_ex_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PrivateKey_ex_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // d2i_PrivateKey_ex_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_ex_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, String?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_ex_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PrivateKey_ex_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // d2i_PrivateKey_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_PublicKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_PublicKey), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> EVPPKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_PublicKey), ((Int32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_RSA_OAEP_PARAMS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_RSA_OAEP_PARAMS), ((UnsafeMutablePointer<UnsafeMutablePointer<RSA_OAEP_PARAMS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<RSA_OAEP_PARAMS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_RSA_OAEP_PARAMS), ((UnsafeMutablePointer<UnsafeMutablePointer<RSA_OAEP_PARAMS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<RSA_OAEP_PARAMS>?).self)
+    // d2i_RSA_PSS_PARAMS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_RSA_PSS_PARAMS), ((UnsafeMutablePointer<UnsafeMutablePointer<RSA_PSS_PARAMS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<RSA_PSS_PARAMS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_RSA_PSS_PARAMS), ((UnsafeMutablePointer<UnsafeMutablePointer<RSA_PSS_PARAMS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<RSA_PSS_PARAMS>?).self)
+    // d2i_SCRYPT_PARAMS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_SCRYPT_PARAMS), ((UnsafeMutablePointer<UnsafeMutablePointer<SCRYPT_PARAMS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<SCRYPT_PARAMS>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_SCRYPT_PARAMS), ((UnsafeMutablePointer<UnsafeMutablePointer<SCRYPT_PARAMS>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<SCRYPT_PARAMS>?).self)
     // d2i_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_SSL_SESSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_SSL_SESSION_bio
+    fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> SSLSessionPointer?).self)
+    fliSameType(fli_sig_d2i_SSL_SESSION_bio.self, (@convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Void).self)
     // d2i_SSL_SESSION_ex
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, String?) -> SSLSessionPointer?).self)
+    fliSameType(fliTypeOf(OpenSSLFLI.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> SSLSessionPointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_SSL_SESSION_ex), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int, OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self)
+    // d2i_SXNET
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_SXNET), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<SXNET>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_SXNET), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<SXNET>?).self)
+    // d2i_SXNETID
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_SXNETID), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNETID>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<SXNETID>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_SXNETID), ((UnsafeMutablePointer<UnsafeMutablePointer<SXNETID>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<SXNETID>?).self)
+    // d2i_USERNOTICE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_USERNOTICE), ((UnsafeMutablePointer<UnsafeMutablePointer<USERNOTICE>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<USERNOTICE>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_USERNOTICE), ((UnsafeMutablePointer<UnsafeMutablePointer<USERNOTICE>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<USERNOTICE>?).self)
     // d2i_X509
     fliSameType(fliTypeOf(OpenSSLFLI.d2i_X509), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509Pointer?).self)
     fliSameType(fliTypeOf(COpenSSL.d2i_X509), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_ALGOR
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_ALGOR), ((UnsafeMutablePointer<UnsafeMutablePointer<X509_ALGOR>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_ALGOR), ((UnsafeMutablePointer<UnsafeMutablePointer<X509_ALGOR>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<X509_ALGOR>?).self)
+    // d2i_X509_ALGORS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_ALGORS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509AlgorithmsPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_ALGORS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_ATTRIBUTE
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_ATTRIBUTE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509AttributePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_ATTRIBUTE), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_AUX
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_AUX), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_AUX), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_CERT_AUX
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_CERT_AUX), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509CertAuxPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_CERT_AUX), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_CINF
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_CINF), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509CertInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_CINF), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_CRL
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_CRL), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_CRL), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_CRL_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_CRL_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509CRLInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_CRL_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_CRL_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_CRL_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_CRL_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_X509_CRL_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_CRL_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> X509CRLPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_CRL_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_X509_EXTENSION
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_EXTENSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509ExtensionPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_EXTENSION), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures60() {
+    // d2i_X509_EXTENSIONS
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_EXTENSIONS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509ExtensionsPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_EXTENSIONS), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_NAME), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509NamePointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_NAME), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_NAME_ENTRY
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_NAME_ENTRY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509NameEntryPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_NAME_ENTRY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_PUBKEY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_PUBKEY), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_PUBKEY_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_PUBKEY_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_PUBKEY_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_X509_PUBKEY_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> X509PubKeyPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_X509_REQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_REQ), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_REQ), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_REQ_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_REQ_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509RequestInfoPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_REQ_INFO), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_REQ_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_REQ_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_REQ_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_X509_REQ_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_REQ_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> X509RequestPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_REQ_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_X509_REVOKED
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_REVOKED), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509RevokedPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_REVOKED), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_SIG
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_SIG), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> X509SIGPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_SIG), ((UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer?).self)
+    // d2i_X509_VAL
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_VAL), ((UnsafeMutablePointer<UnsafeMutablePointer<X509_VAL>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<X509_VAL>?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_VAL), ((UnsafeMutablePointer<UnsafeMutablePointer<X509_VAL>?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutablePointer<X509_VAL>?).self)
+    // d2i_X509_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_bio), ((BIOPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_bio), ((OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // d2i_X509_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.d2i_X509_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> X509Pointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.d2i_X509_fp), ((UnsafeMutablePointer<FILE>?, UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer?).self)
+    // i2a_ACCESS_DESCRIPTION
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2a_ACCESS_DESCRIPTION), ((BIOPointer?, UnsafePointer<ACCESS_DESCRIPTION>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2a_ACCESS_DESCRIPTION), ((OpaquePointer?, UnsafePointer<ACCESS_DESCRIPTION>?) -> Int32).self)
+    // i2a_ASN1_ENUMERATED
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2a_ASN1_ENUMERATED), ((BIOPointer?, UnsafePointer<ASN1_ENUMERATED>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2a_ASN1_ENUMERATED), ((OpaquePointer?, UnsafePointer<ASN1_ENUMERATED>?) -> Int32).self)
+    // i2a_ASN1_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2a_ASN1_INTEGER), ((BIOPointer?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2a_ASN1_INTEGER), ((OpaquePointer?, UnsafePointer<ASN1_INTEGER>?) -> Int32).self)
+    // i2a_ASN1_OBJECT
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2a_ASN1_OBJECT), ((BIOPointer?, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2a_ASN1_OBJECT), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2a_ASN1_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2a_ASN1_STRING), ((BIOPointer?, UnsafePointer<ASN1_STRING>?, Int32) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2a_ASN1_STRING), ((OpaquePointer?, UnsafePointer<ASN1_STRING>?, Int32) -> Int32).self)
+    // i2b_PVK_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2b_PVK_bio), ((BIOPointer?, EVPPKeyPointer?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2b_PVK_bio), ((OpaquePointer?, OpaquePointer?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // i2b_PVK_bio_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2b_PVK_bio_ex), ((BIOPointer?, EVPPKeyPointer?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, String?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2b_PVK_bio_ex), ((BIOPointer?, EVPPKeyPointer?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OSSLLibContextPointer?, UnsafePointer<CChar>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2b_PVK_bio_ex), ((OpaquePointer?, OpaquePointer?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?) -> Int32).self)
+    // i2b_PrivateKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2b_PrivateKey_bio), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2b_PrivateKey_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2b_PublicKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2b_PublicKey_bio), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2b_PublicKey_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_ACCESS_DESCRIPTION
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ACCESS_DESCRIPTION), ((UnsafePointer<ACCESS_DESCRIPTION>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ACCESS_DESCRIPTION), ((UnsafePointer<ACCESS_DESCRIPTION>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ADMISSIONS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ADMISSIONS), ((AdmissionsPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ADMISSIONS), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ADMISSION_SYNTAX
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ADMISSION_SYNTAX), ((AdmissionSyntaxPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ADMISSION_SYNTAX), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASIdOrRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASIdOrRange), ((UnsafePointer<ASIdOrRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASIdOrRange), ((UnsafePointer<ASIdOrRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASIdentifierChoice
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASIdentifierChoice), ((UnsafePointer<ASIdentifierChoice>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASIdentifierChoice), ((UnsafePointer<ASIdentifierChoice>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASIdentifiers
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASIdentifiers), ((UnsafePointer<ASIdentifiers>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASIdentifiers), ((UnsafePointer<ASIdentifiers>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_BIT_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_BIT_STRING), ((UnsafePointer<ASN1_BIT_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_BIT_STRING), ((UnsafePointer<ASN1_BIT_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_BMPSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_BMPSTRING), ((UnsafePointer<ASN1_BMPSTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_BMPSTRING), ((UnsafePointer<ASN1_BMPSTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_ENUMERATED
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_ENUMERATED), ((UnsafePointer<ASN1_ENUMERATED>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_ENUMERATED), ((UnsafePointer<ASN1_ENUMERATED>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_GENERALIZEDTIME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_GENERALIZEDTIME), ((UnsafePointer<ASN1_GENERALIZEDTIME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_GENERALIZEDTIME), ((UnsafePointer<ASN1_GENERALIZEDTIME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_GENERALSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_GENERALSTRING), ((UnsafePointer<ASN1_GENERALSTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_GENERALSTRING), ((UnsafePointer<ASN1_GENERALSTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_IA5STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_IA5STRING), ((UnsafePointer<ASN1_IA5STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_IA5STRING), ((UnsafePointer<ASN1_IA5STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_INTEGER), ((UnsafePointer<ASN1_INTEGER>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_INTEGER), ((UnsafePointer<ASN1_INTEGER>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_NULL
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_NULL), ((UnsafePointer<ASN1_NULL>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_NULL), ((UnsafePointer<ASN1_NULL>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_OBJECT
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_OBJECT), ((ASN1ObjectPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_OBJECT), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_OCTET_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_OCTET_STRING), ((UnsafePointer<ASN1_OCTET_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_OCTET_STRING), ((UnsafePointer<ASN1_OCTET_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_PRINTABLE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_PRINTABLE), ((UnsafePointer<ASN1_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_PRINTABLE), ((UnsafePointer<ASN1_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_PRINTABLESTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_PRINTABLESTRING), ((UnsafePointer<ASN1_PRINTABLESTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_PRINTABLESTRING), ((UnsafePointer<ASN1_PRINTABLESTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_SEQUENCE_ANY
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_SEQUENCE_ANY), ((ASN1SequenceAnyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_SEQUENCE_ANY), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_SET_ANY
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_SET_ANY), ((ASN1SequenceAnyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_SET_ANY), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_T61STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_T61STRING), ((UnsafePointer<ASN1_T61STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_T61STRING), ((UnsafePointer<ASN1_T61STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_TIME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_TIME), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_TIME), ((UnsafePointer<ASN1_TIME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_TYPE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_TYPE), ((UnsafePointer<ASN1_TYPE>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_TYPE), ((UnsafePointer<ASN1_TYPE>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_UNIVERSALSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_UNIVERSALSTRING), ((UnsafePointer<ASN1_UNIVERSALSTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_UNIVERSALSTRING), ((UnsafePointer<ASN1_UNIVERSALSTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_UTCTIME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_UTCTIME), ((UnsafePointer<ASN1_UTCTIME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_UTCTIME), ((UnsafePointer<ASN1_UTCTIME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_UTF8STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_UTF8STRING), ((UnsafePointer<ASN1_UTF8STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_UTF8STRING), ((UnsafePointer<ASN1_UTF8STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_VISIBLESTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_VISIBLESTRING), ((UnsafePointer<ASN1_VISIBLESTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_VISIBLESTRING), ((UnsafePointer<ASN1_VISIBLESTRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ASN1_bio_stream
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASN1_bio_stream), ((BIOPointer?, ASN1ValuePointer?, BIOPointer?, Int32, ASN1ItemPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASN1_bio_stream), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, OpaquePointer?) -> Int32).self)
+    // i2d_ASRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ASRange), ((UnsafePointer<ASRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ASRange), ((UnsafePointer<ASRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_AUTHORITY_INFO_ACCESS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_AUTHORITY_INFO_ACCESS), ((AuthorityInfoAccessPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_AUTHORITY_INFO_ACCESS), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_AUTHORITY_KEYID
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_AUTHORITY_KEYID), ((UnsafePointer<AUTHORITY_KEYID>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_AUTHORITY_KEYID), ((UnsafePointer<AUTHORITY_KEYID>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_BASIC_CONSTRAINTS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_BASIC_CONSTRAINTS), ((UnsafePointer<BASIC_CONSTRAINTS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_BASIC_CONSTRAINTS), ((UnsafePointer<BASIC_CONSTRAINTS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_CERTIFICATEPOLICIES
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_CERTIFICATEPOLICIES), ((CertificatePoliciesPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_CERTIFICATEPOLICIES), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_CRL_DIST_POINTS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_CRL_DIST_POINTS), ((CRLDistPointsPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_CRL_DIST_POINTS), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_DIRECTORYSTRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_DIRECTORYSTRING), ((UnsafePointer<ASN1_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_DIRECTORYSTRING), ((UnsafePointer<ASN1_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_DISPLAYTEXT
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_DISPLAYTEXT), ((UnsafePointer<ASN1_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_DISPLAYTEXT), ((UnsafePointer<ASN1_STRING>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures61() {
+    // i2d_DIST_POINT
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_DIST_POINT), ((UnsafePointer<DIST_POINT>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_DIST_POINT), ((UnsafePointer<DIST_POINT>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_DIST_POINT_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_DIST_POINT_NAME), ((UnsafePointer<DIST_POINT_NAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_DIST_POINT_NAME), ((UnsafePointer<DIST_POINT_NAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ECDSA_SIG
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ECDSA_SIG), ((ECDSASIGPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ECDSA_SIG), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ECPKParameters
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ECPKParameters), ((ECGroupPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ECPKParameters), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_EDIPARTYNAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_EDIPARTYNAME), ((UnsafePointer<EDIPARTYNAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_EDIPARTYNAME), ((UnsafePointer<EDIPARTYNAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_EXTENDED_KEY_USAGE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_EXTENDED_KEY_USAGE), ((ExtendedKeyUsagePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_EXTENDED_KEY_USAGE), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_GENERAL_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_GENERAL_NAME), ((UnsafePointer<GENERAL_NAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_GENERAL_NAME), ((UnsafePointer<GENERAL_NAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_GENERAL_NAMES
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_GENERAL_NAMES), ((GeneralNamesPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_GENERAL_NAMES), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_IPAddressChoice
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_IPAddressChoice), ((UnsafePointer<IPAddressChoice>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_IPAddressChoice), ((UnsafePointer<IPAddressChoice>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_IPAddressFamily
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_IPAddressFamily), ((UnsafePointer<IPAddressFamily>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_IPAddressFamily), ((UnsafePointer<IPAddressFamily>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_IPAddressOrRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_IPAddressOrRange), ((UnsafePointer<IPAddressOrRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_IPAddressOrRange), ((UnsafePointer<IPAddressOrRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_IPAddressRange
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_IPAddressRange), ((UnsafePointer<IPAddressRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_IPAddressRange), ((UnsafePointer<IPAddressRange>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ISSUER_SIGN_TOOL
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ISSUER_SIGN_TOOL), ((UnsafePointer<ISSUER_SIGN_TOOL>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ISSUER_SIGN_TOOL), ((UnsafePointer<ISSUER_SIGN_TOOL>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_ISSUING_DIST_POINT
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_ISSUING_DIST_POINT), ((UnsafePointer<ISSUING_DIST_POINT>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_ISSUING_DIST_POINT), ((UnsafePointer<ISSUING_DIST_POINT>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_KeyParams
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_KeyParams), ((EVPPKeyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_KeyParams), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_KeyParams_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_KeyParams_bio), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_KeyParams_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_NAMING_AUTHORITY
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_NAMING_AUTHORITY), ((NamingAuthorityPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_NAMING_AUTHORITY), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_NETSCAPE_CERT_SEQUENCE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_NETSCAPE_CERT_SEQUENCE), ((UnsafePointer<NETSCAPE_CERT_SEQUENCE>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_NETSCAPE_CERT_SEQUENCE), ((UnsafePointer<NETSCAPE_CERT_SEQUENCE>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_NETSCAPE_SPKAC
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_NETSCAPE_SPKAC), ((UnsafePointer<NETSCAPE_SPKAC>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_NETSCAPE_SPKAC), ((UnsafePointer<NETSCAPE_SPKAC>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_NETSCAPE_SPKI
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_NETSCAPE_SPKI), ((UnsafePointer<NETSCAPE_SPKI>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_NETSCAPE_SPKI), ((UnsafePointer<NETSCAPE_SPKI>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_NOTICEREF
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_NOTICEREF), ((UnsafePointer<NOTICEREF>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_NOTICEREF), ((UnsafePointer<NOTICEREF>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_BASICRESP
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_BASICRESP), ((OCSPBasicResponsePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_BASICRESP), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_CERTID
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_CERTID), ((OCSPCERTIDPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_CERTID), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_CERTSTATUS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_CERTSTATUS), ((OCSPCertStatusPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_CERTSTATUS), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_CRLID
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_CRLID), ((OCSPCRLIDPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_CRLID), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_ONEREQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_ONEREQ), ((OCSPOneRequestPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_ONEREQ), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_REQINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_REQINFO), ((OCSPRequestInfoPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_REQINFO), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_REQUEST
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_REQUEST), ((OCSPRequestPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_REQUEST), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_RESPBYTES
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_RESPBYTES), ((OCSPResponseBytesPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_RESPBYTES), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_RESPDATA
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_RESPDATA), ((OCSPResponseDataPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_RESPDATA), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_RESPID
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_RESPID), ((OCSPResponderIDPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_RESPID), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_RESPONSE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_RESPONSE), ((OCSPResponsePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_RESPONSE), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_REVOKEDINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_REVOKEDINFO), ((OCSPRevokedInfoPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_REVOKEDINFO), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_SERVICELOC
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_SERVICELOC), ((OCSPServiceLocatorPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_SERVICELOC), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_SIGNATURE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_SIGNATURE), ((OCSPSignaturePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_SIGNATURE), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OCSP_SINGLERESP
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OCSP_SINGLERESP), ((OCSPSingleResponsePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OCSP_SINGLERESP), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_OTHERNAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_OTHERNAME), ((UnsafePointer<OTHERNAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_OTHERNAME), ((UnsafePointer<OTHERNAME>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PBE2PARAM
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PBE2PARAM), ((UnsafePointer<PBE2PARAM>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PBE2PARAM), ((UnsafePointer<PBE2PARAM>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PBEPARAM
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PBEPARAM), ((UnsafePointer<PBEPARAM>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PBEPARAM), ((UnsafePointer<PBEPARAM>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PBKDF2PARAM
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PBKDF2PARAM), ((UnsafePointer<PBKDF2PARAM>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PBKDF2PARAM), ((UnsafePointer<PBKDF2PARAM>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PKCS8PrivateKeyInfo_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKeyInfo_bio), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8PrivateKeyInfo_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_PKCS8PrivateKeyInfo_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKeyInfo_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8PrivateKeyInfo_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_PKCS8PrivateKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_bio), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_bio), ((BIOPointer?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8PrivateKey_bio), ((OpaquePointer?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // i2d_PKCS8PrivateKey_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, EVPCipherPointer?, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, EVPCipherPointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // i2d_PKCS8PrivateKey_nid_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_nid_bio), ((BIOPointer?, EVPPKeyPointer?, Int32, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_nid_bio), ((BIOPointer?, EVPPKeyPointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8PrivateKey_nid_bio), ((OpaquePointer?, OpaquePointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // i2d_PKCS8PrivateKey_nid_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_nid_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, Int32, String?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8PrivateKey_nid_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8PrivateKey_nid_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?, Int32, UnsafePointer<CChar>?, Int32, (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, UnsafeMutableRawPointer?) -> Int32).self)
+    // i2d_PKCS8_PRIV_KEY_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8_PRIV_KEY_INFO), ((PKCS8PrivKeyInfoPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8_PRIV_KEY_INFO), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PKCS8_PRIV_KEY_INFO_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8_PRIV_KEY_INFO_bio), ((BIOPointer?, PKCS8PrivKeyInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8_PRIV_KEY_INFO_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_PKCS8_PRIV_KEY_INFO_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8_PRIV_KEY_INFO_fp), ((UnsafeMutablePointer<FILE>?, PKCS8PrivKeyInfoPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8_PRIV_KEY_INFO_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_PKCS8_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8_bio), ((BIOPointer?, X509SIGPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_PKCS8_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKCS8_fp), ((UnsafeMutablePointer<FILE>?, X509SIGPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKCS8_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_PKEY_USAGE_PERIOD
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PKEY_USAGE_PERIOD), ((UnsafePointer<PKEY_USAGE_PERIOD>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PKEY_USAGE_PERIOD), ((UnsafePointer<PKEY_USAGE_PERIOD>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_POLICYINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_POLICYINFO), ((UnsafePointer<POLICYINFO>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_POLICYINFO), ((UnsafePointer<POLICYINFO>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_POLICYQUALINFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_POLICYQUALINFO), ((UnsafePointer<POLICYQUALINFO>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_POLICYQUALINFO), ((UnsafePointer<POLICYQUALINFO>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PROFESSION_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PROFESSION_INFO), ((ProfessionInfoPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PROFESSION_INFO), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PROXY_CERT_INFO_EXTENSION
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PROXY_CERT_INFO_EXTENSION), ((UnsafePointer<PROXY_CERT_INFO_EXTENSION>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PROXY_CERT_INFO_EXTENSION), ((UnsafePointer<PROXY_CERT_INFO_EXTENSION>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PROXY_POLICY
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PROXY_POLICY), ((UnsafePointer<PROXY_POLICY>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PROXY_POLICY), ((UnsafePointer<PROXY_POLICY>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PUBKEY), ((EVPPKeyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PUBKEY), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PUBKEY_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PUBKEY_bio), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PUBKEY_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_PUBKEY_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures62() {
+    // i2d_PrivateKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PrivateKey), ((EVPPKeyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PrivateKey), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_PrivateKey_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PrivateKey_bio), ((BIOPointer?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PrivateKey_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_PrivateKey_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, EVPPKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PrivateKey_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_PublicKey
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_PublicKey), ((EVPPKeyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_PublicKey), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_RSA_OAEP_PARAMS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_RSA_OAEP_PARAMS), ((UnsafePointer<RSA_OAEP_PARAMS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_RSA_OAEP_PARAMS), ((UnsafePointer<RSA_OAEP_PARAMS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_RSA_PSS_PARAMS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_RSA_PSS_PARAMS), ((UnsafePointer<RSA_PSS_PARAMS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_RSA_PSS_PARAMS), ((UnsafePointer<RSA_PSS_PARAMS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_SCRYPT_PARAMS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_SCRYPT_PARAMS), ((UnsafePointer<SCRYPT_PARAMS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_SCRYPT_PARAMS), ((UnsafePointer<SCRYPT_PARAMS>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
     // i2d_SSL_SESSION
     fliSameType(fliTypeOf(OpenSSLFLI.i2d_SSL_SESSION), ((SSLSessionPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.i2d_SSL_SESSION), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_SSL_SESSION_bio
+    fliSameType(fliTypeOf(OpenSSLFLI.i2d_SSL_SESSION_bio), ((BIOPointer?, SSLSessionPointer?) -> Int32).self)
+    fliSameType(fli_sig_i2d_SSL_SESSION_bio.self, (@convention(c) (OpaquePointer?, OpaquePointer?) -> Void).self)
+    // i2d_SXNET
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_SXNET), ((UnsafePointer<SXNET>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_SXNET), ((UnsafePointer<SXNET>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_SXNETID
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_SXNETID), ((UnsafePointer<SXNETID>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_SXNETID), ((UnsafePointer<SXNETID>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_USERNOTICE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_USERNOTICE), ((UnsafePointer<USERNOTICE>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_USERNOTICE), ((UnsafePointer<USERNOTICE>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
     // i2d_X509
     fliSameType(fliTypeOf(OpenSSLFLI.i2d_X509), ((X509Pointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
     fliSameType(fliTypeOf(COpenSSL.i2d_X509), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_ALGOR
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_ALGOR), ((UnsafePointer<X509_ALGOR>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_ALGOR), ((UnsafePointer<X509_ALGOR>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_ALGORS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_ALGORS), ((X509AlgorithmsPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_ALGORS), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_ATTRIBUTE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_ATTRIBUTE), ((X509AttributePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_ATTRIBUTE), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_AUX
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_AUX), ((X509Pointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_AUX), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_CERT_AUX
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_CERT_AUX), ((X509CertAuxPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_CERT_AUX), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_CINF
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_CINF), ((X509CertInfoPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_CINF), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_CRL
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_CRL), ((X509CRLPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_CRL), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_CRL_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_CRL_INFO), ((X509CRLInfoPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_CRL_INFO), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_CRL_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_CRL_bio), ((BIOPointer?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_CRL_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_X509_CRL_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_CRL_fp), ((UnsafeMutablePointer<FILE>?, X509CRLPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_CRL_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_X509_EXTENSION
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_EXTENSION), ((X509ExtensionPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_EXTENSION), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_EXTENSIONS
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_EXTENSIONS), ((X509ExtensionsPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_EXTENSIONS), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_NAME), ((X509NamePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_NAME), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_NAME_ENTRY
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_NAME_ENTRY), ((X509NameEntryPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_NAME_ENTRY), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_PUBKEY
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_PUBKEY), ((X509PubKeyPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_PUBKEY), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_PUBKEY_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_PUBKEY_bio), ((BIOPointer?, X509PubKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_PUBKEY_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_X509_PUBKEY_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, X509PubKeyPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_PUBKEY_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_X509_REQ
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_REQ), ((X509RequestPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_REQ), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_REQ_INFO
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_REQ_INFO), ((X509RequestInfoPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_REQ_INFO), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_REQ_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_REQ_bio), ((BIOPointer?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_REQ_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_X509_REQ_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_REQ_fp), ((UnsafeMutablePointer<FILE>?, X509RequestPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_REQ_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_X509_REVOKED
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_REVOKED), ((X509RevokedPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_REVOKED), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_SIG
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_SIG), ((X509SIGPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_SIG), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_VAL
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_VAL), ((UnsafePointer<X509_VAL>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_VAL), ((UnsafePointer<X509_VAL>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_X509_bio
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_bio), ((BIOPointer?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_bio), ((OpaquePointer?, OpaquePointer?) -> Int32).self)
+    // i2d_X509_fp
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_X509_fp), ((UnsafeMutablePointer<FILE>?, X509Pointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_X509_fp), ((UnsafeMutablePointer<FILE>?, OpaquePointer?) -> Int32).self)
+    // i2d_re_X509_CRL_tbs
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_re_X509_CRL_tbs), ((X509CRLPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_re_X509_CRL_tbs), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_re_X509_REQ_tbs
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_re_X509_REQ_tbs), ((X509RequestPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_re_X509_REQ_tbs), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2d_re_X509_tbs
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2d_re_X509_tbs), ((X509Pointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2d_re_X509_tbs), ((OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self)
+    // i2s_ASN1_ENUMERATED
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2s_ASN1_ENUMERATED), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_ENUMERATED>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2s_ASN1_ENUMERATED), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_ENUMERATED>?) -> UnsafeMutablePointer<CChar>?).self)
+    // i2s_ASN1_ENUMERATED_TABLE
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2s_ASN1_ENUMERATED_TABLE), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_ENUMERATED>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2s_ASN1_ENUMERATED_TABLE), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_ENUMERATED>?) -> UnsafeMutablePointer<CChar>?).self)
+    // i2s_ASN1_IA5STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2s_ASN1_IA5STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<ASN1_IA5STRING>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2s_ASN1_IA5STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<ASN1_IA5STRING>?) -> UnsafeMutablePointer<CChar>?).self)
+    // i2s_ASN1_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2s_ASN1_INTEGER), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2s_ASN1_INTEGER), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_INTEGER>?) -> UnsafeMutablePointer<CChar>?).self)
+    // i2s_ASN1_OCTET_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2s_ASN1_OCTET_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_OCTET_STRING>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2s_ASN1_OCTET_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<ASN1_OCTET_STRING>?) -> UnsafeMutablePointer<CChar>?).self)
+    // i2s_ASN1_UTF8STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2s_ASN1_UTF8STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<ASN1_UTF8STRING>?) -> UnsafeMutablePointer<CChar>?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2s_ASN1_UTF8STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<ASN1_UTF8STRING>?) -> UnsafeMutablePointer<CChar>?).self)
+    // i2t_ASN1_OBJECT
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2t_ASN1_OBJECT), ((UnsafeMutablePointer<CChar>?, Int32, ASN1ObjectPointer?) -> Int32).self)
+    fliSameType(fliTypeOf(COpenSSL.i2t_ASN1_OBJECT), ((UnsafeMutablePointer<CChar>?, Int32, OpaquePointer?) -> Int32).self)
+    // i2v_ASN1_BIT_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2v_ASN1_BIT_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, ConfValueStackPointer?) -> ConfValueStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2v_ASN1_BIT_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<ASN1_BIT_STRING>?, OpaquePointer?) -> OpaquePointer?).self)
+    // i2v_GENERAL_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2v_GENERAL_NAME), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<GENERAL_NAME>?, ConfValueStackPointer?) -> ConfValueStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2v_GENERAL_NAME), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<GENERAL_NAME>?, OpaquePointer?) -> OpaquePointer?).self)
+    // i2v_GENERAL_NAMES
+    fliSameType(fliTypeOf(OpenSSLCrypto.i2v_GENERAL_NAMES), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, GeneralNamesPointer?, ConfValueStackPointer?) -> ConfValueStackPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.i2v_GENERAL_NAMES), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, OpaquePointer?, OpaquePointer?) -> OpaquePointer?).self)
+    // s2i_ASN1_IA5STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_IA5STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, String?) -> UnsafeMutablePointer<ASN1_IA5STRING>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_IA5STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_IA5STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.s2i_ASN1_IA5STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_IA5STRING>?).self)
+    // s2i_ASN1_INTEGER
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_INTEGER), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, String?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_INTEGER), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    fliSameType(fliTypeOf(COpenSSL.s2i_ASN1_INTEGER), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_INTEGER>?).self)
+    // s2i_ASN1_OCTET_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_OCTET_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, String?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_OCTET_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.s2i_ASN1_OCTET_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>?).self)
+    // s2i_ASN1_UTF8STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_UTF8STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, String?) -> UnsafeMutablePointer<ASN1_UTF8STRING>?).self)
+    fliSameType(fliTypeOf(OpenSSLCrypto.s2i_ASN1_UTF8STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_UTF8STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.s2i_ASN1_UTF8STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_UTF8STRING>?).self)
+    // sk_ADMISSIONS_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ADMISSIONS_free), ((AdmissionsStackPointer?) -> Void).self)
+    // sk_ADMISSIONS_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ADMISSIONS_new_null), (() -> AdmissionsStackPointer?).self)
+    // sk_ADMISSIONS_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ADMISSIONS_num), ((AdmissionsStackPointer?) -> Int32).self)
+    // sk_ADMISSIONS_pop
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ADMISSIONS_pop), ((AdmissionsStackPointer?) -> AdmissionsPointer?).self)
+}
+
+@available(*, deprecated, message: "references deprecated wrappers on purpose")
+func signatures63() {
+    // sk_ADMISSIONS_push
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ADMISSIONS_push), ((AdmissionsStackPointer?, AdmissionsPointer?) -> Int32).self)
+    // sk_ADMISSIONS_shift
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ADMISSIONS_shift), ((AdmissionsStackPointer?) -> AdmissionsPointer?).self)
+    // sk_ADMISSIONS_value
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ADMISSIONS_value), ((AdmissionsStackPointer?, Int32) -> AdmissionsPointer?).self)
+    // sk_ASN1_OBJECT_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_OBJECT_free), ((ASN1ObjectStackPointer?) -> Void).self)
+    // sk_ASN1_OBJECT_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_OBJECT_new_null), (() -> ASN1ObjectStackPointer?).self)
+    // sk_ASN1_OBJECT_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_OBJECT_num), ((ASN1ObjectStackPointer?) -> Int32).self)
+    // sk_ASN1_OBJECT_pop
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_OBJECT_pop), ((ASN1ObjectStackPointer?) -> ASN1ObjectPointer?).self)
+    // sk_ASN1_OBJECT_push
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_OBJECT_push), ((ASN1ObjectStackPointer?, ASN1ObjectPointer?) -> Int32).self)
+    // sk_ASN1_OBJECT_shift
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_OBJECT_shift), ((ASN1ObjectStackPointer?) -> ASN1ObjectPointer?).self)
+    // sk_ASN1_OBJECT_value
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_OBJECT_value), ((ASN1ObjectStackPointer?, Int32) -> ASN1ObjectPointer?).self)
+    // sk_ASN1_STRING_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_STRING_free), ((ASN1StringStackPointer?) -> Void).self)
+    // sk_ASN1_STRING_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_STRING_new_null), (() -> ASN1StringStackPointer?).self)
+    // sk_ASN1_STRING_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_ASN1_STRING_num), ((ASN1StringStackPointer?) -> Int32).self)
+    // sk_CONF_VALUE_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_CONF_VALUE_free), ((ConfValueStackPointer?) -> Void).self)
+    // sk_CONF_VALUE_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_CONF_VALUE_new_null), (() -> ConfValueStackPointer?).self)
+    // sk_CONF_VALUE_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_CONF_VALUE_num), ((ConfValueStackPointer?) -> Int32).self)
+    // sk_OPENSSL_STRING_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_OPENSSL_STRING_free), ((OpenSSLStringStackPointer?) -> Void).self)
+    // sk_OPENSSL_STRING_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_OPENSSL_STRING_new_null), (() -> OpenSSLStringStackPointer?).self)
+    // sk_OPENSSL_STRING_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_OPENSSL_STRING_num), ((OpenSSLStringStackPointer?) -> Int32).self)
+    // sk_POLICYQUALINFO_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_POLICYQUALINFO_free), ((PolicyQualInfoStackPointer?) -> Void).self)
+    // sk_POLICYQUALINFO_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_POLICYQUALINFO_new_null), (() -> PolicyQualInfoStackPointer?).self)
+    // sk_POLICYQUALINFO_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_POLICYQUALINFO_num), ((PolicyQualInfoStackPointer?) -> Int32).self)
     // sk_SCT_free
     fliSameType(fliTypeOf(OpenSSLFLI.sk_SCT_free), ((SCTStackPointer?) -> Void).self)
     // sk_SCT_new_null
@@ -3091,18 +12005,38 @@ func signatures16() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_SSL_COMP_shift), ((SSLCompStackPointer?) -> SSLCompPointer?).self)
     // sk_SSL_COMP_value
     fliSameType(fliTypeOf(OpenSSLFLI.sk_SSL_COMP_value), ((SSLCompStackPointer?, Int32) -> SSLCompPointer?).self)
+    // sk_X509_ALGOR_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ALGOR_free), ((X509AlgorStackPointer?) -> Void).self)
+    // sk_X509_ALGOR_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ALGOR_new_null), (() -> X509AlgorStackPointer?).self)
+    // sk_X509_ALGOR_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ALGOR_num), ((X509AlgorStackPointer?) -> Int32).self)
+    // sk_X509_ATTRIBUTE_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ATTRIBUTE_free), ((X509AttributeStackPointer?) -> Void).self)
+    // sk_X509_ATTRIBUTE_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ATTRIBUTE_new_null), (() -> X509AttributeStackPointer?).self)
+    // sk_X509_ATTRIBUTE_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ATTRIBUTE_num), ((X509AttributeStackPointer?) -> Int32).self)
+    // sk_X509_ATTRIBUTE_pop
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ATTRIBUTE_pop), ((X509AttributeStackPointer?) -> X509AttributePointer?).self)
+    // sk_X509_ATTRIBUTE_push
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ATTRIBUTE_push), ((X509AttributeStackPointer?, X509AttributePointer?) -> Int32).self)
+    // sk_X509_ATTRIBUTE_shift
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ATTRIBUTE_shift), ((X509AttributeStackPointer?) -> X509AttributePointer?).self)
+    // sk_X509_ATTRIBUTE_value
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_ATTRIBUTE_value), ((X509AttributeStackPointer?, Int32) -> X509AttributePointer?).self)
     // sk_X509_CRL_free
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_free), ((X509CRLStackPointer?) -> Void).self)
     // sk_X509_CRL_new_null
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_new_null), (() -> X509CRLStackPointer?).self)
     // sk_X509_CRL_num
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_num), ((X509CRLStackPointer?) -> Int32).self)
+    // sk_X509_CRL_pop
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_pop), ((X509CRLStackPointer?) -> X509CRLPointer?).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")
-func signatures17() {
-    // sk_X509_CRL_pop
-    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_pop), ((X509CRLStackPointer?) -> X509CRLPointer?).self)
+func signatures64() {
     // sk_X509_CRL_push
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_CRL_push), ((X509CRLStackPointer?, X509CRLPointer?) -> Int32).self)
     // sk_X509_CRL_shift
@@ -3151,6 +12085,48 @@ func signatures17() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_NAME_shift), ((X509NameStackPointer?) -> X509NamePointer?).self)
     // sk_X509_NAME_value
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_NAME_value), ((X509NameStackPointer?, Int32) -> X509NamePointer?).self)
+    // sk_X509_OBJECT_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_OBJECT_free), ((X509ObjectStackPointer?) -> Void).self)
+    // sk_X509_OBJECT_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_OBJECT_new_null), (() -> X509ObjectStackPointer?).self)
+    // sk_X509_OBJECT_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_OBJECT_num), ((X509ObjectStackPointer?) -> Int32).self)
+    // sk_X509_OBJECT_pop
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_OBJECT_pop), ((X509ObjectStackPointer?) -> X509ObjectPointer?).self)
+    // sk_X509_OBJECT_push
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_OBJECT_push), ((X509ObjectStackPointer?, X509ObjectPointer?) -> Int32).self)
+    // sk_X509_OBJECT_shift
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_OBJECT_shift), ((X509ObjectStackPointer?) -> X509ObjectPointer?).self)
+    // sk_X509_OBJECT_value
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_OBJECT_value), ((X509ObjectStackPointer?, Int32) -> X509ObjectPointer?).self)
+    // sk_X509_POLICY_NODE_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_POLICY_NODE_free), ((X509PolicyNodeStackPointer?) -> Void).self)
+    // sk_X509_POLICY_NODE_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_POLICY_NODE_new_null), (() -> X509PolicyNodeStackPointer?).self)
+    // sk_X509_POLICY_NODE_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_POLICY_NODE_num), ((X509PolicyNodeStackPointer?) -> Int32).self)
+    // sk_X509_POLICY_NODE_pop
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_POLICY_NODE_pop), ((X509PolicyNodeStackPointer?) -> X509PolicyNodePointer?).self)
+    // sk_X509_POLICY_NODE_push
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_POLICY_NODE_push), ((X509PolicyNodeStackPointer?, X509PolicyNodePointer?) -> Int32).self)
+    // sk_X509_POLICY_NODE_shift
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_POLICY_NODE_shift), ((X509PolicyNodeStackPointer?) -> X509PolicyNodePointer?).self)
+    // sk_X509_POLICY_NODE_value
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_POLICY_NODE_value), ((X509PolicyNodeStackPointer?, Int32) -> X509PolicyNodePointer?).self)
+    // sk_X509_REVOKED_free
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_REVOKED_free), ((X509RevokedStackPointer?) -> Void).self)
+    // sk_X509_REVOKED_new_null
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_REVOKED_new_null), (() -> X509RevokedStackPointer?).self)
+    // sk_X509_REVOKED_num
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_REVOKED_num), ((X509RevokedStackPointer?) -> Int32).self)
+    // sk_X509_REVOKED_pop
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_REVOKED_pop), ((X509RevokedStackPointer?) -> X509RevokedPointer?).self)
+    // sk_X509_REVOKED_push
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_REVOKED_push), ((X509RevokedStackPointer?, X509RevokedPointer?) -> Int32).self)
+    // sk_X509_REVOKED_shift
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_REVOKED_shift), ((X509RevokedStackPointer?) -> X509RevokedPointer?).self)
+    // sk_X509_REVOKED_value
+    fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_REVOKED_value), ((X509RevokedStackPointer?, Int32) -> X509RevokedPointer?).self)
     // sk_X509_free
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_free), ((X509StackPointer?) -> Void).self)
     // sk_X509_new_null
@@ -3165,6 +12141,18 @@ func signatures17() {
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_shift), ((X509StackPointer?) -> X509Pointer?).self)
     // sk_X509_value
     fliSameType(fliTypeOf(OpenSSLFLI.sk_X509_value), ((X509StackPointer?, Int32) -> X509Pointer?).self)
+    // v2i_ASN1_BIT_STRING
+    fliSameType(fliTypeOf(OpenSSLCrypto.v2i_ASN1_BIT_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, ConfValueStackPointer?) -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    fliSameType(fliTypeOf(COpenSSL.v2i_ASN1_BIT_STRING), ((UnsafeMutablePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, OpaquePointer?) -> UnsafeMutablePointer<ASN1_BIT_STRING>?).self)
+    // v2i_GENERAL_NAME
+    fliSameType(fliTypeOf(OpenSSLCrypto.v2i_GENERAL_NAME), ((UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CONF_VALUE>?) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.v2i_GENERAL_NAME), ((UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CONF_VALUE>?) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    // v2i_GENERAL_NAMES
+    fliSameType(fliTypeOf(OpenSSLCrypto.v2i_GENERAL_NAMES), ((UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, ConfValueStackPointer?) -> GeneralNamesPointer?).self)
+    fliSameType(fliTypeOf(COpenSSL.v2i_GENERAL_NAMES), ((UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, OpaquePointer?) -> OpaquePointer?).self)
+    // v2i_GENERAL_NAME_ex
+    fliSameType(fliTypeOf(OpenSSLCrypto.v2i_GENERAL_NAME_ex), ((UnsafeMutablePointer<GENERAL_NAME>?, UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CONF_VALUE>?, Int32) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
+    fliSameType(fliTypeOf(COpenSSL.v2i_GENERAL_NAME_ex), ((UnsafeMutablePointer<GENERAL_NAME>?, UnsafePointer<X509V3_EXT_METHOD>?, UnsafeMutablePointer<X509V3_CTX>?, UnsafeMutablePointer<CONF_VALUE>?, Int32) -> UnsafeMutablePointer<GENERAL_NAME>?).self)
 }
 
 @available(*, deprecated, message: "references deprecated wrappers on purpose")

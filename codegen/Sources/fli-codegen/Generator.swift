@@ -40,8 +40,13 @@ struct Generator {
         return m.isEmpty ? "deprecated in OpenSSL 3.0" : "\(m)"
     }
 
+    /// The module of the wrappers being made (OpenSSLCrypto while wrapping the crypto headers).
+    var currentModule = "OpenSSLFLI"
+
     mutating func add(_ w: Wrapper) {
         guard byName[w.name] == nil else { return }
+        var w = w
+        w.module = currentModule
         wrappers.append(w); byName[w.name] = w
     }
 
@@ -213,15 +218,50 @@ struct Generator {
         if f.deprecated != nil, spec.replacements[f.name] == nil { missingReplacement.append(f.name) }
         if let dep { attrs += "@available(*, deprecated, message: \"\(dep)\")\n" }
         let resultDecl = resultType == "Void" ? "" : " -> \(resultType)"
-        let code = docLines(doc) + attrs +
-            "public func \(f.name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" +
-            body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
-        let check = "_Static_assert(__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type)), \"\(f.name)\");\n"
+        let bodyText = body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        var code = docLines(doc) + attrs + (params.contains { $0.swiftType == "String?" } ? "@_disfavoredOverload\n" : "") +
+            "public func \(f.name)(\(params.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" + bodyText
+        // The pointer form: the same call with each `const char *` taken as the pointer C takes.
+        let pointerParams = params.map { $0.swiftType == "String?" ? WParam(name: $0.name, swiftType: "UnsafePointer<CChar>?", cType: $0.cType) : $0 }
+        let hasPointerForm = params.contains { $0.swiftType == "String?" }
+        if hasPointerForm {
+            code += "\n" + docLines(["`\(cPrototype(f))`", "", pointerFormDoc(f.name)]) + attrs +
+                "public func \(f.name)(\(pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultDecl) {\n" + bodyText
+        }
+        // clang prints a va_list parameter as its decayed `struct __va_list_tag *`; spelled va_list, it adjusts alike.
+        let exact = "__builtin_types_compatible_p(__typeof__(\(f.name)), \(f.type.replacingOccurrences(of: "struct __va_list_tag *", with: "va_list")))"
+        // A later release may make opaque pointer parameters const (OpenSSL 3.5's X509_REQ_get0_pubkey):
+        // Swift imports both as OpaquePointer, so the wrapper is the same; the check accepts each such
+        // combination (up to three such parameters).
+        let cParams = f.params.map { $0.type.trimmingCharacters(in: .whitespaces) }
+        let handleIndices = cParams.indices.filter { i in
+            let t = cParams[i]
+            guard !t.hasPrefix("const "), t.hasSuffix(" *"), let pt = pointee(t), !pt.contains("*") else { return false }
+            return spec.handle(forC: pt) != nil
+        }
+        var alternatives: [String] = []
+        if !handleIndices.isEmpty, handleIndices.count <= 3, !f.variadic, !f.type.contains("__va_list_tag"), !f.returnType.contains("("),
+           !cParams.contains(where: { $0.contains("(") || $0.contains("[") }) {
+            for mask in 1..<(1 << handleIndices.count) {
+                var ps = cParams
+                for (bit, i) in handleIndices.enumerated() where mask & (1 << bit) != 0 { ps[i] = "const " + ps[i] }
+                alternatives.append(" || __builtin_types_compatible_p(__typeof__(\(f.name)), \(f.returnType) (\(ps.joined(separator: ", "))))")
+            }
+        }
+        let check = "_Static_assert(" + exact + alternatives.joined() + ", \"\(f.name)\");\n"
         var w = Wrapper(name: f.name, header: f.header, kind: .function, params: params, result: resultType,
                         code: code, deprecated: dep != nil, check: check)
         // The C result as the wrapper sees it: the first tuple element when out-parameters are returned.
         w.importView = (view, importedType(convertedResultType))
+        if hasPointerForm { w.pointerFormType = "(" + pointerParams.map(\.swiftType).joined(separator: ", ") + ") -> " + resultType }
         add(w)
+    }
+
+    /// The doc line of a wrapper's pointer form.
+    func pointerFormDoc(_ name: String) -> String {
+        "The pointer form of ``\(name)``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing " +
+        "is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, " +
+        "NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call."
     }
 
     // MARK: function-like macros
@@ -305,18 +345,43 @@ struct Generator {
             return
         }
 
-        // The macro must expand to one call of a wrapped function.
+        // The typed ASN.1 BIO macros (d2i_SSL_SESSION_bio …).
+        do {
+            if try wrapASN1BIOMacro(m, header: header, define: define, attrs: attrs, deprecated: dep != nil) { return }
+        } catch let e as ExprError {
+            skipped.append((m.name, header, e.reason)); return
+        } catch { skipped.append((m.name, header, "\(error)")); return }
+
+        // The macro must expand to one call of a wrapped function, or else to an expression over calls.
         var tokens = macros.expand(m.tokens)
         while tokens.first == .punct("("), let (_, end) = MacroTable.collectArgs(tokens, from: 0), end == tokens.count - 1 {
             tokens = Array(tokens[1..<end])
         }
+        let expression = tokens
+        func expressionOr(_ reason: String) {
+            guard m.params != nil else { skipped.append((m.name, header, reason)); return }
+            do {
+                try wrapExpressionMacro(m, header: header, tokens: expression, define: define, attrs: attrs, deprecated: dep != nil)
+            } catch let e as ExprError {
+                skipped.append((m.name, header, "\(reason); as an expression: \(e.reason)"))
+            } catch { skipped.append((m.name, header, "\(reason); \(error)")) }
+        }
         // An object-like alias: `#define A B` where B is a wrapped function.
         if m.params == nil {
             guard tokens.count == 1, case .ident(let target) = tokens[0], let t = byName[target] else { return }
-            let code = docLines(["`\(define)`", "", "An alias macro in `<openssl/\(header)>`: calls ``\(target)``."]) + attrs +
-                "public func \(m.name)\(t.signature.replacingOccurrences(of: "-> ", with: "-> ")) {\n    OpenSSLFLI.\(target)(\(t.params.map(\.name).joined(separator: ", ")))\n}\n"
+            let hasPointerForm = t.pointerFormType != nil
+            let forward = " {\n    OpenSSLFLI.\(target)(\(t.params.map(\.name).joined(separator: ", ")))\n}\n"
+            var code = docLines(["`\(define)`", "", "An alias macro in `<openssl/\(header)>`: calls ``\(target)``."]) + attrs +
+                (hasPointerForm ? "@_disfavoredOverload\n" : "") + "public func \(m.name)\(t.signature)" + forward
+            let pointerParams = t.params.map { $0.swiftType == "String?" ? WParam(name: $0.name, swiftType: "UnsafePointer<CChar>?", cType: $0.cType) : $0 }
+            if hasPointerForm {
+                code += "\n" + docLines(["`\(define)`", "", pointerFormDoc(m.name)]) + attrs + "public func \(m.name)(" +
+                    pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ") + ")" + (t.result == "Void" ? "" : " -> \(t.result)") + forward
+            }
             let check = "#ifndef \(m.name)\n#error \"\(m.name) is no longer a macro\"\n#endif\n"
-            add(Wrapper(name: m.name, header: header, kind: .alias, params: t.params, result: t.result, code: code, deprecated: dep != nil, check: check))
+            var w = Wrapper(name: m.name, header: header, kind: .alias, params: t.params, result: t.result, code: code, deprecated: dep != nil, check: check)
+            w.pointerFormType = t.pointerFormType
+            add(w)
             return
         }
         // `(CALL) > 0` and the like: the call's result compared with a number gives a Bool.
@@ -341,10 +406,10 @@ struct Generator {
         }
         guard case .ident(let callee)? = tokens.first, tokens.count >= 3, tokens[1] == .punct("("),
               let (callArgs, end) = MacroTable.collectArgs(tokens, from: 1), end == tokens.count - 1 else {
-            skipped.append((m.name, header, "expands to an expression, not a single call (`\(m.body.prefix(60))`)")); return
+            expressionOr("expands to an expression, not a single call (`\(m.body.prefix(60))`)"); return
         }
         guard let target = byName[callee], let cTarget = ast.functions[callee] else {
-            skipped.append((m.name, header, "expands to a call of \(callee), which is not wrapped")); return
+            expressionOr("expands to a call of \(callee), which is not wrapped"); return
         }
         if let cc = comparedConstant {
             guard let e = constantExpression(cc.name, to: target.result) else {
@@ -353,7 +418,7 @@ struct Generator {
             comparison = "\(cc.op) \(e)"
         }
         guard callArgs.count == target.params.count else {
-            skipped.append((m.name, header, "passes \(callArgs.count) arguments to \(callee)")); return
+            expressionOr("passes \(callArgs.count) arguments to \(callee)"); return
         }
         let overrides = spec.macroArgs[m.name] ?? [:]
         var paramTypes: [String: (swift: String, c: String)] = [:]
@@ -361,6 +426,8 @@ struct Generator {
         var wraps: [(String) -> String] = []
         var prelude: [String] = []
         var outs: [(label: String, type: String, expr: String)] = []
+        /// The pointer form's argument where it differs (a `String` passed as the pointer it is).
+        var pointerExprs: [Int: String] = [:]
         for (k, argTokens) in callArgs.enumerated() {
             let to = target.params[k].swiftType
             switch classifyArgument(argTokens, params: params) {
@@ -393,6 +460,9 @@ struct Generator {
                 }
                 exprs.append(conv.expr)
                 if let w = conv.wrap { wraps.append(w) }
+                if from == "String" && to == "UnsafeMutableRawPointer?" {
+                    pointerExprs[exprs.count - 1] = "UnsafeMutableRawPointer(mutating: \(name))"
+                }
             case .constant(let c):
                 guard let e = constantExpression(c, to: to) else {
                     skipped.append((m.name, header, "constant \(c) is not available to Swift as \(to)")); return
@@ -411,7 +481,7 @@ struct Generator {
                     exprs.append(converted.map { $0! }.joined(separator: " | "))
                     continue
                 }
-                skipped.append((m.name, header, "argument `\(text)` of \(callee) is not a parameter or a constant")); return
+                expressionOr("argument `\(text)` of \(callee) is not a parameter or a constant"); return
             }
         }
         let unused = params.filter { paramTypes[$0] == nil }
@@ -420,27 +490,39 @@ struct Generator {
             guard let t = paramTypes[p], !t.swift.isEmpty else { return nil }
             return WParam(name: safeName(p, index: i), swiftType: t.swift, cType: t.c)
         }
-        var call = "OpenSSLFLI.\(callee)(\(exprs.joined(separator: ", ")))"
-        for w in wraps.reversed() { call = w(call) }
-        var resultType = target.result
-        if let comparison {
-            call = "(\(call) \(comparison))"
-            resultType = "Bool"
+        let hasPointerForm = wParams.contains { $0.swiftType == "String" || $0.swiftType == "String?" }
+        func bodyLines(pointerForm: Bool) -> (lines: [String], resultType: String) {
+            let args = exprs.enumerated().map { pointerForm ? (pointerExprs[$0.offset] ?? $0.element) : $0.element }
+            var call = "OpenSSLFLI.\(callee)(\(args.joined(separator: ", ")))"
+            if !pointerForm { for w in wraps.reversed() { call = w(call) } }
+            var resultType = target.result
+            if let comparison {
+                call = "(\(call) \(comparison))"
+                resultType = "Bool"
+            }
+            var body = prelude
+            if outs.isEmpty {
+                body.append((resultType == "Void" ? "" : "return ") + call)
+            } else {
+                body.append("let __result = \(call)")
+                body.append("return (result: __result, \(outs.map { "\($0.label): \($0.expr)" }.joined(separator: ", ")))")
+                resultType = "(result: \(resultType), \(outs.map { "\($0.label): \($0.type)" }.joined(separator: ", ")))"
+            }
+            return (body, resultType)
         }
-        var body = prelude
-        if outs.isEmpty {
-            body.append((resultType == "Void" ? "" : "return ") + call)
-        } else {
-            body.append("let __result = \(call)")
-            body.append("return (result: __result, \(outs.map { "\($0.label): \($0.expr)" }.joined(separator: ", ")))")
-            resultType = "(result: \(resultType), \(outs.map { "\($0.label): \($0.type)" }.joined(separator: ", ")))"
-        }
+        let (body, resultType) = bodyLines(pointerForm: false)
         let doc = ["`\(define)`", "",
                    "A function-like macro in `<openssl/\(header)>`, generated as a function that makes the same " +
                    "``\(callee)`` call; see `man \(m.name)`." + (outs.isEmpty ? "" : " Out-parameters are returned in the result.")]
-        let code = docLines(doc) + attrs +
+        var code = docLines(doc) + attrs + (hasPointerForm ? "@_disfavoredOverload\n" : "") +
             "public func \(m.name)(\(wParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultType == "Void" ? "" : " -> \(resultType)") {\n" +
             body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        let pointerParams = wParams.map { $0.swiftType == "String" || $0.swiftType == "String?" ? WParam(name: $0.name, swiftType: "UnsafePointer<CChar>?", cType: $0.cType) : $0 }
+        if hasPointerForm {
+            code += "\n" + docLines(["`\(define)`", "", pointerFormDoc(m.name)]) + attrs +
+                "public func \(m.name)(\(pointerParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultType == "Void" ? "" : " -> \(resultType)") {\n" +
+                bodyLines(pointerForm: true).lines.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"
+        }
         // The header check: the macro exists and accepts arguments of the C types the wrapper stands for.
         let cParams = params.enumerated().map { (i, p) in cDeclaration(paramTypes[p]!.c, "a\(i)") }
         let macroView = params.map { p -> String in
@@ -454,6 +536,7 @@ struct Generator {
         var w = Wrapper(name: m.name, header: header, kind: .macro, params: wParams, result: resultType, code: code, deprecated: dep != nil, check: check)
         w.importView = (macroView, "Void")
         w.macroCTypes = params.map { paramTypes[$0]!.c }
+        if hasPointerForm { w.pointerFormType = "(" + pointerParams.map(\.swiftType).joined(separator: ", ") + ") -> " + resultType }
         add(w)
     }
 

@@ -21,6 +21,10 @@ struct Spec {
     var headers: [String] = []
     /// Headers whose importable constants are re-exported (clients need not import COpenSSL).
     var constantHeaders: [String] = []
+    /// Headers whose function coverage the generator prints (libcrypto's, for issue 17's target).
+    var coverageHeaders: [String] = []
+    /// libcrypto headers whose non-deprecated functions are wrapped wholesale into OpenSSLCrypto.
+    var cryptoHeaders: [String] = []
     var functions: [(name: String, header: String)] = []
     var handles: [Handle] = []
     var stacks: [Stack] = []
@@ -50,6 +54,10 @@ struct Spec {
             case "header":
                 guard words.count == 2 else { throw fail("expected: header NAME.h") }
                 spec.headers.append(words[1])
+            case "crypto":
+                spec.cryptoHeaders += words.dropFirst()
+            case "coverage":
+                spec.coverageHeaders += words.dropFirst()
             case "constants":
                 guard words.count >= 2 else { throw fail("expected: constants HEADER.h…") }
                 spec.constantHeaders += words.dropFirst()

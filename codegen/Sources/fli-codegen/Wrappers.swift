@@ -27,6 +27,11 @@ struct Wrapper {
     /// For a macro: the C parameter types the spec and the callee give it, in order (the signature check
     /// declares a C function type from them, and Swift imports that).
     var macroCTypes: [String]? = nil
+    /// The Swift function type of the wrapper's pointer form (every `const char *` parameter an
+    /// `UnsafePointer<CChar>?`), when it has one.
+    var pointerFormType: String? = nil
+    /// The Swift module the wrapper is emitted in: OpenSSLFLI, or OpenSSLCrypto for libcrypto's wholesale headers.
+    var module: String = "OpenSSLFLI"
     /// The Swift function type of the wrapper.
     var functionType: String {
         "(" + params.map(\.swiftType).joined(separator: ", ") + ") -> " + (result.isEmpty ? "Void" : result)

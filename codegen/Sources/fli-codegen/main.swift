@@ -160,6 +160,16 @@ do {
         gen.fallbacks[a.name] = a.c
         gen.wrapFunction(a.c)
     }
+    // libcrypto's wholesale headers: every non-deprecated function not named by a `function` line, into
+    // the OpenSSLCrypto module (its own module, so that OpenSSLFLI's build time stays what it was).
+    let namedFunctions = Set(spec.functions.map(\.name))
+    gen.currentModule = "OpenSSLCrypto"
+    for f in ast.functions.values.filter({ spec.cryptoHeaders.contains($0.header) }).sorted(by: { $0.name < $1.name }) {
+        if f.name.hasPrefix("ossl_check_") || namedFunctions.contains(f.name) || f.deprecated != nil { continue }
+        declared += 1
+        gen.wrapFunction(f)
+    }
+    gen.currentModule = "OpenSSLFLI"
     for (name, header) in spec.functions {
         guard let f = ast.functions[name] else { throw GeneratorError("spec names function \(name), which the headers do not declare") }
         guard f.header == header else { throw GeneratorError("spec says \(name) is in \(header), but it is declared in \(f.header)") }
@@ -210,7 +220,9 @@ do {
     let files = gen.emit(lispRows: lispRows)
     var stale: [String] = []
     let generatedDir = root + "/Sources/OpenSSLFLI/Generated"
+    let cryptoDir = root + "/Sources/OpenSSLCrypto/Generated"
     let existing = Set(((try? FileManager.default.contentsOfDirectory(atPath: generatedDir)) ?? []).map { "Sources/OpenSSLFLI/Generated/" + $0 })
+        .union(((try? FileManager.default.contentsOfDirectory(atPath: cryptoDir)) ?? []).map { "Sources/OpenSSLCrypto/Generated/" + $0 })
     for (path, text) in files.sorted(by: { $0.key < $1.key }) {
         let full = root + "/" + path
         let current = try? String(contentsOfFile: full, encoding: .utf8)
@@ -235,6 +247,26 @@ do {
     log("fli-codegen: constants generated \(gen.constants.count); LispWorks names resolved \(lispRows.count) / \(spec.lispNames.count)")
     log("fli-codegen: skipped \(gen.skipped.count):")
     for s in gen.skipped { log("  \(s.name) (\(s.header)): \(s.reason)") }
+    // Coverage of the libcrypto headers a TLS application uses: non-deprecated functions declared there,
+    // wrapped, skipped with a reason, and not (yet) named in spec.txt.
+    if !spec.coverageHeaders.isEmpty {
+        let skippedNames = Set(gen.skipped.map(\.name))
+        var rows: [String] = []
+        var total = (declared: 0, wrapped: 0, skipped: 0)
+        for h in spec.coverageHeaders {
+            let fs = ast.functions.values.filter { $0.header == h && $0.deprecated == nil && !$0.name.hasPrefix("ossl_check_") }
+            let wrapped = fs.filter { gen.byName[$0.name]?.kind == .function }.count
+            let skipped = fs.filter { skippedNames.contains($0.name) }.count
+            total.declared += fs.count; total.wrapped += wrapped; total.skipped += skipped
+            rows.append("| \(h) | \(fs.count) | \(wrapped) | \(skipped) | \(fs.count - wrapped - skipped) |")
+        }
+        let percent = total.declared == 0 ? 0 : Double(total.wrapped) * 100 / Double(total.declared)
+        rows.append("| total | \(total.declared) | \(total.wrapped) (\(String(format: "%.1f", percent)) %) | \(total.skipped) | \(total.declared - total.wrapped - total.skipped) |")
+        log("fli-codegen: libcrypto coverage (non-deprecated functions; OpenSSL \(headerVersion) headers):")
+        log("| header | declared | wrapped | skipped (reason above) | not wrapped |")
+        log("|---|---|---|---|---|")
+        for r in rows { log(r) }
+    }
     if !gen.missingReplacement.isEmpty {
         log("fli-codegen: deprecated without a replacement named in spec.txt: \(gen.missingReplacement.joined(separator: ", "))")
     }
