@@ -77,7 +77,7 @@ let package = Package(
         ]),
         // Every Swift snippet of README.md and the DocC articles, compiled (copies kept fresh by a test).
         .testTarget(name: "ReadmeSnippetTests", dependencies: [
-            "OpenSSLFLI", "OpenSSLStreams", "OpenSSLSeeds", "OpenSSLNIO",
+            "OpenSSLFLI", "OpenSSLCrypto", "OpenSSLStreams", "OpenSSLSeeds", "OpenSSLNIO",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Runs the sslcat and fli-bench-c executables as processes.

@@ -80,7 +80,7 @@ public func ASN1_BIT_STRING_num_asc(_ name: String?, _ tbl: UnsafeMutablePointer
 
 /// `int ASN1_BIT_STRING_num_asc(const char *name, BIT_STRING_BITNAME *tbl)`
 ///
-/// The pointer form of ``ASN1_BIT_STRING_num_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_BIT_STRING_num_asc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_BIT_STRING_num_asc(_ name: UnsafePointer<CChar>?, _ tbl: UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32 {
     return COpenSSL.ASN1_BIT_STRING_num_asc(name, tbl)
@@ -107,7 +107,7 @@ public func ASN1_BIT_STRING_set_asc(_ bs: UnsafeMutablePointer<ASN1_BIT_STRING>?
 
 /// `int ASN1_BIT_STRING_set_asc(ASN1_BIT_STRING *bs, const char *name, int value, BIT_STRING_BITNAME *tbl)`
 ///
-/// The pointer form of ``ASN1_BIT_STRING_set_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_BIT_STRING_set_asc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_BIT_STRING_set_asc(_ bs: UnsafeMutablePointer<ASN1_BIT_STRING>?, _ name: UnsafePointer<CChar>?, _ value: Int32, _ tbl: UnsafeMutablePointer<BIT_STRING_BITNAME>?) -> Int32 {
     return COpenSSL.ASN1_BIT_STRING_set_asc(bs, name, value, tbl)
@@ -305,7 +305,7 @@ public func ASN1_GENERALIZEDTIME_set_string(_ s: UnsafeMutablePointer<ASN1_GENER
 
 /// `int ASN1_GENERALIZEDTIME_set_string(ASN1_GENERALIZEDTIME *s, const char *str)`
 ///
-/// The pointer form of ``ASN1_GENERALIZEDTIME_set_string``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_GENERALIZEDTIME_set_string`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_GENERALIZEDTIME_set_string(_ s: UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.ASN1_GENERALIZEDTIME_set_string(s, str)
@@ -485,7 +485,7 @@ public func ASN1_ITEM_lookup(_ name: String?) -> ASN1ItemPointer? {
 
 /// `const ASN1_ITEM *ASN1_ITEM_lookup(const char *name)`
 ///
-/// The pointer form of ``ASN1_ITEM_lookup``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_ITEM_lookup`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_ITEM_lookup(_ name: UnsafePointer<CChar>?) -> ASN1ItemPointer? {
     return ASN1ItemPointer(COpenSSL.ASN1_ITEM_lookup(name) as OpaquePointer?)
@@ -530,7 +530,7 @@ public func ASN1_OBJECT_create(_ nid: Int32, _ data: UnsafeMutablePointer<UInt8>
 
 /// `ASN1_OBJECT *ASN1_OBJECT_create(int nid, unsigned char *data, int len, const char *sn, const char *ln)`
 ///
-/// The pointer form of ``ASN1_OBJECT_create``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_OBJECT_create`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_OBJECT_create(_ nid: Int32, _ data: UnsafeMutablePointer<UInt8>?, _ len: Int32, _ sn: UnsafePointer<CChar>?, _ ln: UnsafePointer<CChar>?) -> ASN1ObjectPointer? {
     return ASN1ObjectPointer(COpenSSL.ASN1_OBJECT_create(nid, data, len, sn, ln) as OpaquePointer?)
@@ -1061,7 +1061,7 @@ public func ASN1_STRING_set_default_mask_asc(_ p: String?) -> Int32 {
 
 /// `int ASN1_STRING_set_default_mask_asc(const char *p)`
 ///
-/// The pointer form of ``ASN1_STRING_set_default_mask_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_STRING_set_default_mask_asc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_STRING_set_default_mask_asc(_ p: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.ASN1_STRING_set_default_mask_asc(p)
@@ -1241,7 +1241,7 @@ public func ASN1_TIME_set_string(_ s: UnsafeMutablePointer<ASN1_TIME>?, _ str: S
 
 /// `int ASN1_TIME_set_string(ASN1_TIME *s, const char *str)`
 ///
-/// The pointer form of ``ASN1_TIME_set_string``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_TIME_set_string`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_TIME_set_string(_ s: UnsafeMutablePointer<ASN1_TIME>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.ASN1_TIME_set_string(s, str)
@@ -1259,7 +1259,7 @@ public func ASN1_TIME_set_string_X509(_ s: UnsafeMutablePointer<ASN1_TIME>?, _ s
 
 /// `int ASN1_TIME_set_string_X509(ASN1_TIME *s, const char *str)`
 ///
-/// The pointer form of ``ASN1_TIME_set_string_X509``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_TIME_set_string_X509`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_TIME_set_string_X509(_ s: UnsafeMutablePointer<ASN1_TIME>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.ASN1_TIME_set_string_X509(s, str)
@@ -1520,7 +1520,7 @@ public func ASN1_UTCTIME_set_string(_ s: UnsafeMutablePointer<ASN1_UTCTIME>?, _ 
 
 /// `int ASN1_UTCTIME_set_string(ASN1_UTCTIME *s, const char *str)`
 ///
-/// The pointer form of ``ASN1_UTCTIME_set_string``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_UTCTIME_set_string`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_UTCTIME_set_string(_ s: UnsafeMutablePointer<ASN1_UTCTIME>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.ASN1_UTCTIME_set_string(s, str)
@@ -1610,7 +1610,7 @@ public func ASN1_bn_print(_ bp: BIOPointer?, _ number: String?, _ num: BIGNUMPoi
 
 /// `int ASN1_bn_print(BIO *bp, const char *number, const BIGNUM *num, unsigned char *buf, int off)`
 ///
-/// The pointer form of ``ASN1_bn_print``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_bn_print`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_bn_print(_ bp: BIOPointer?, _ number: UnsafePointer<CChar>?, _ num: BIGNUMPointer?, _ buf: UnsafeMutablePointer<UInt8>?, _ off: Int32) -> Int32 {
     return COpenSSL.ASN1_bn_print(bp?.rawValue, number, num?.rawValue, buf, off)
@@ -1682,7 +1682,7 @@ public func ASN1_generate_nconf(_ str: String?, _ nconf: UnsafeMutablePointer<CO
 
 /// `ASN1_TYPE *ASN1_generate_nconf(const char *str, CONF *nconf)`
 ///
-/// The pointer form of ``ASN1_generate_nconf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_generate_nconf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_generate_nconf(_ str: UnsafePointer<CChar>?, _ nconf: UnsafeMutablePointer<CONF>?) -> UnsafeMutablePointer<ASN1_TYPE>? {
     return COpenSSL.ASN1_generate_nconf(str, nconf)
@@ -1700,7 +1700,7 @@ public func ASN1_generate_v3(_ str: String?, _ cnf: UnsafeMutablePointer<X509V3_
 
 /// `ASN1_TYPE *ASN1_generate_v3(const char *str, X509V3_CTX *cnf)`
 ///
-/// The pointer form of ``ASN1_generate_v3``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_generate_v3`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_generate_v3(_ str: UnsafePointer<CChar>?, _ cnf: UnsafeMutablePointer<X509V3_CTX>?) -> UnsafeMutablePointer<ASN1_TYPE>? {
     return COpenSSL.ASN1_generate_v3(str, cnf)
@@ -1763,7 +1763,7 @@ public func ASN1_item_d2i_bio_ex(_ it: ASN1ItemPointer?, _ in_: BIOPointer?, _ p
 
 /// `void *ASN1_item_d2i_bio_ex(const ASN1_ITEM *it, BIO *in, void *pval, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``ASN1_item_d2i_bio_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_item_d2i_bio_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_item_d2i_bio_ex(_ it: ASN1ItemPointer?, _ in_: BIOPointer?, _ pval: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer? {
     return COpenSSL.ASN1_item_d2i_bio_ex(it?.rawValue, in_?.rawValue, pval, libctx?.rawValue, propq)
@@ -1781,7 +1781,7 @@ public func ASN1_item_d2i_ex(_ val: UnsafeMutablePointer<OpaquePointer?>?, _ in_
 
 /// `ASN1_VALUE *ASN1_item_d2i_ex(ASN1_VALUE **val, const unsigned char **in, long len, const ASN1_ITEM *it, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``ASN1_item_d2i_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_item_d2i_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_item_d2i_ex(_ val: UnsafeMutablePointer<OpaquePointer?>?, _ in_: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ len: Int, _ it: ASN1ItemPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> ASN1ValuePointer? {
     return ASN1ValuePointer(COpenSSL.ASN1_item_d2i_ex(val, in_, len, it?.rawValue, libctx?.rawValue, propq) as OpaquePointer?)
@@ -1808,7 +1808,7 @@ public func ASN1_item_d2i_fp_ex(_ it: ASN1ItemPointer?, _ in_: UnsafeMutablePoin
 
 /// `void *ASN1_item_d2i_fp_ex(const ASN1_ITEM *it, FILE *in, void *x, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``ASN1_item_d2i_fp_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_item_d2i_fp_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_item_d2i_fp_ex(_ it: ASN1ItemPointer?, _ in_: UnsafeMutablePointer<FILE>?, _ x: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer? {
     return COpenSSL.ASN1_item_d2i_fp_ex(it?.rawValue, in_, x, libctx?.rawValue, propq)
@@ -1898,7 +1898,7 @@ public func ASN1_item_new_ex(_ it: ASN1ItemPointer?, _ libctx: OSSLLibContextPoi
 
 /// `ASN1_VALUE *ASN1_item_new_ex(const ASN1_ITEM *it, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``ASN1_item_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_item_new_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_item_new_ex(_ it: ASN1ItemPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> ASN1ValuePointer? {
     return ASN1ValuePointer(COpenSSL.ASN1_item_new_ex(it?.rawValue, libctx?.rawValue, propq) as OpaquePointer?)
@@ -1934,7 +1934,7 @@ public func ASN1_item_sign_ex(_ it: ASN1ItemPointer?, _ algor1: UnsafeMutablePoi
 
 /// `int ASN1_item_sign_ex(const ASN1_ITEM *it, X509_ALGOR *algor1, X509_ALGOR *algor2, ASN1_BIT_STRING *signature, const void *data, const ASN1_OCTET_STRING *id, EVP_PKEY *pkey, const EVP_MD *md, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``ASN1_item_sign_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_item_sign_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_item_sign_ex(_ it: ASN1ItemPointer?, _ algor1: UnsafeMutablePointer<X509_ALGOR>?, _ algor2: UnsafeMutablePointer<X509_ALGOR>?, _ signature: UnsafeMutablePointer<ASN1_BIT_STRING>?, _ data: UnsafeRawPointer?, _ id: UnsafePointer<ASN1_OCTET_STRING>?, _ pkey: EVPPKeyPointer?, _ md: EVPMDPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.ASN1_item_sign_ex(it?.rawValue, algor1, algor2, signature, data, id, pkey?.rawValue, md?.rawValue, libctx?.rawValue, propq)
@@ -1961,7 +1961,7 @@ public func ASN1_item_verify_ex(_ it: ASN1ItemPointer?, _ alg: UnsafePointer<X50
 
 /// `int ASN1_item_verify_ex(const ASN1_ITEM *it, const X509_ALGOR *alg, const ASN1_BIT_STRING *signature, const void *data, const ASN1_OCTET_STRING *id, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``ASN1_item_verify_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_item_verify_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_item_verify_ex(_ it: ASN1ItemPointer?, _ alg: UnsafePointer<X509_ALGOR>?, _ signature: UnsafePointer<ASN1_BIT_STRING>?, _ data: UnsafeRawPointer?, _ id: UnsafePointer<ASN1_OCTET_STRING>?, _ pkey: EVPPKeyPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.ASN1_item_verify_ex(it?.rawValue, alg, signature, data, id, pkey?.rawValue, libctx?.rawValue, propq)
@@ -2042,7 +2042,7 @@ public func ASN1_str2mask(_ str: String?, _ pmask: UnsafeMutablePointer<UInt>?) 
 
 /// `int ASN1_str2mask(const char *str, unsigned long *pmask)`
 ///
-/// The pointer form of ``ASN1_str2mask``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ASN1_str2mask`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ASN1_str2mask(_ str: UnsafePointer<CChar>?, _ pmask: UnsafeMutablePointer<UInt>?) -> Int32 {
     return COpenSSL.ASN1_str2mask(str, pmask)
@@ -2168,7 +2168,7 @@ public func PEM_write_bio_ASN1_stream(_ out: BIOPointer?, _ val: ASN1ValuePointe
 
 /// `int PEM_write_bio_ASN1_stream(BIO *out, ASN1_VALUE *val, BIO *in, int flags, const char *hdr, const ASN1_ITEM *it)`
 ///
-/// The pointer form of ``PEM_write_bio_ASN1_stream``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_bio_ASN1_stream`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_bio_ASN1_stream(_ out: BIOPointer?, _ val: ASN1ValuePointer?, _ in_: BIOPointer?, _ flags: Int32, _ hdr: UnsafePointer<CChar>?, _ it: ASN1ItemPointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_ASN1_stream(out?.rawValue, val?.rawValue, in_?.rawValue, flags, hdr, it?.rawValue)
@@ -2204,7 +2204,7 @@ public func SMIME_read_ASN1_ex(_ bio: BIOPointer?, _ flags: Int32, _ bcont: Unsa
 
 /// `ASN1_VALUE *SMIME_read_ASN1_ex(BIO *bio, int flags, BIO **bcont, const ASN1_ITEM *it, ASN1_VALUE **x, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``SMIME_read_ASN1_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SMIME_read_ASN1_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SMIME_read_ASN1_ex(_ bio: BIOPointer?, _ flags: Int32, _ bcont: UnsafeMutablePointer<OpaquePointer?>?, _ it: ASN1ItemPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> ASN1ValuePointer? {
     return ASN1ValuePointer(COpenSSL.SMIME_read_ASN1_ex(bio?.rawValue, flags, bcont, it?.rawValue, x, libctx?.rawValue, propq) as OpaquePointer?)
@@ -2240,7 +2240,7 @@ public func SMIME_write_ASN1_ex(_ bio: BIOPointer?, _ val: ASN1ValuePointer?, _ 
 
 /// `int SMIME_write_ASN1_ex(BIO *bio, ASN1_VALUE *val, BIO *data, int flags, int ctype_nid, int econt_nid, struct stack_st_X509_ALGOR *mdalgs, const ASN1_ITEM *it, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``SMIME_write_ASN1_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SMIME_write_ASN1_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SMIME_write_ASN1_ex(_ bio: BIOPointer?, _ val: ASN1ValuePointer?, _ data: BIOPointer?, _ flags: Int32, _ ctype_nid: Int32, _ econt_nid: Int32, _ mdalgs: X509AlgorStackPointer?, _ it: ASN1ItemPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SMIME_write_ASN1_ex(bio?.rawValue, val?.rawValue, data?.rawValue, flags, ctype_nid, econt_nid, mdalgs?.rawValue, it?.rawValue, libctx?.rawValue, propq)
@@ -2276,7 +2276,7 @@ public func a2d_ASN1_OBJECT(_ out: UnsafeMutablePointer<UInt8>?, _ olen: Int32, 
 
 /// `int a2d_ASN1_OBJECT(unsigned char *out, int olen, const char *buf, int num)`
 ///
-/// The pointer form of ``a2d_ASN1_OBJECT``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `a2d_ASN1_OBJECT`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func a2d_ASN1_OBJECT(_ out: UnsafeMutablePointer<UInt8>?, _ olen: Int32, _ buf: UnsafePointer<CChar>?, _ num: Int32) -> Int32 {
     return COpenSSL.a2d_ASN1_OBJECT(out, olen, buf, num)

@@ -260,7 +260,7 @@ public func BIO_debug_callback_ex(_ bio: BIOPointer?, _ oper: Int32, _ argp: Str
 
 /// `long BIO_debug_callback_ex(BIO *bio, int oper, const char *argp, size_t len, int argi, long argl, int ret, size_t *processed)`
 ///
-/// The pointer form of ``BIO_debug_callback_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_debug_callback_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_debug_callback_ex(_ bio: BIOPointer?, _ oper: Int32, _ argp: UnsafePointer<CChar>?, _ len: Int, _ argi: Int32, _ argl: Int, _ ret: Int32, _ processed: UnsafeMutablePointer<Int>?) -> Int {
     return COpenSSL.BIO_debug_callback_ex(bio?.rawValue, oper, argp, len, argi, argl, ret, processed)
@@ -503,7 +503,7 @@ public func BIO_lookup(_ host: String?, _ service: String?, _ lookup_type: BIO_l
 
 /// `int BIO_lookup(const char *host, const char *service, enum BIO_lookup_type lookup_type, int family, int socktype, BIO_ADDRINFO **res)`
 ///
-/// The pointer form of ``BIO_lookup``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_lookup`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_lookup(_ host: UnsafePointer<CChar>?, _ service: UnsafePointer<CChar>?, _ lookup_type: BIO_lookup_type, _ family: Int32, _ socktype: Int32, _ res: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.BIO_lookup(host, service, lookup_type, family, socktype, res)
@@ -521,7 +521,7 @@ public func BIO_lookup_ex(_ host: String?, _ service: String?, _ lookup_type: In
 
 /// `int BIO_lookup_ex(const char *host, const char *service, int lookup_type, int family, int socktype, int protocol, BIO_ADDRINFO **res)`
 ///
-/// The pointer form of ``BIO_lookup_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_lookup_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_lookup_ex(_ host: UnsafePointer<CChar>?, _ service: UnsafePointer<CChar>?, _ lookup_type: Int32, _ family: Int32, _ socktype: Int32, _ protocol_: Int32, _ res: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.BIO_lookup_ex(host, service, lookup_type, family, socktype, protocol_, res)
@@ -647,7 +647,7 @@ public func BIO_new_accept(_ host_port: String?) -> BIOPointer? {
 
 /// `BIO *BIO_new_accept(const char *host_port)`
 ///
-/// The pointer form of ``BIO_new_accept``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_new_accept`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_new_accept(_ host_port: UnsafePointer<CChar>?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_accept(host_port) as OpaquePointer?)
@@ -665,7 +665,7 @@ public func BIO_new_connect(_ host_port: String?) -> BIOPointer? {
 
 /// `BIO *BIO_new_connect(const char *host_port)`
 ///
-/// The pointer form of ``BIO_new_connect``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_new_connect`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_new_connect(_ host_port: UnsafePointer<CChar>?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_connect(host_port) as OpaquePointer?)
@@ -773,7 +773,7 @@ public func BIO_parse_hostserv(_ hostserv: String?, _ host: UnsafeMutablePointer
 
 /// `int BIO_parse_hostserv(const char *hostserv, char **host, char **service, enum BIO_hostserv_priorities hostserv_prio)`
 ///
-/// The pointer form of ``BIO_parse_hostserv``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_parse_hostserv`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_parse_hostserv(_ hostserv: UnsafePointer<CChar>?, _ host: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ service: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ hostserv_prio: BIO_hostserv_priorities) -> Int32 {
     return COpenSSL.BIO_parse_hostserv(hostserv, host, service, hostserv_prio)
@@ -980,7 +980,7 @@ public func BIO_vprintf(_ bio: BIOPointer?, _ format: String?, _ args: CVaListPo
 
 /// `int BIO_vprintf(BIO *bio, const char *format, struct __va_list_tag *args)`
 ///
-/// The pointer form of ``BIO_vprintf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_vprintf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_vprintf(_ bio: BIOPointer?, _ format: UnsafePointer<CChar>?, _ args: CVaListPointer) -> Int32 {
     return COpenSSL.BIO_vprintf(bio?.rawValue, format, args)
@@ -998,7 +998,7 @@ public func BIO_vsnprintf(_ buf: UnsafeMutablePointer<CChar>?, _ n: Int, _ forma
 
 /// `int BIO_vsnprintf(char *buf, size_t n, const char *format, struct __va_list_tag *args)`
 ///
-/// The pointer form of ``BIO_vsnprintf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_vsnprintf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_vsnprintf(_ buf: UnsafeMutablePointer<CChar>?, _ n: Int, _ format: UnsafePointer<CChar>?, _ args: CVaListPointer) -> Int32 {
     return COpenSSL.BIO_vsnprintf(buf, n, format, args)

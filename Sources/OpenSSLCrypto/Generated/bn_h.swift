@@ -539,7 +539,7 @@ public func BN_asc2bn(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ str: String?
 
 /// `int BN_asc2bn(BIGNUM **a, const char *str)`
 ///
-/// The pointer form of ``BN_asc2bn``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BN_asc2bn`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BN_asc2bn(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.BN_asc2bn(a, str)
@@ -701,7 +701,7 @@ public func BN_dec2bn(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ str: String?
 
 /// `int BN_dec2bn(BIGNUM **a, const char *str)`
 ///
-/// The pointer form of ``BN_dec2bn``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BN_dec2bn`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BN_dec2bn(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.BN_dec2bn(a, str)
@@ -953,7 +953,7 @@ public func BN_hex2bn(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ str: String?
 
 /// `int BN_hex2bn(BIGNUM **a, const char *str)`
 ///
-/// The pointer form of ``BN_hex2bn``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BN_hex2bn`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BN_hex2bn(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.BN_hex2bn(a, str)

@@ -161,7 +161,7 @@ public func CRYPTO_clear_free(_ ptr: UnsafeMutableRawPointer?, _ num: Int, _ fil
 
 /// `void CRYPTO_clear_free(void *ptr, size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_clear_free``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_clear_free`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_clear_free(_ ptr: UnsafeMutableRawPointer?, _ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) {
     COpenSSL.CRYPTO_clear_free(ptr, num, file, line)
@@ -179,7 +179,7 @@ public func CRYPTO_clear_realloc(_ addr: UnsafeMutableRawPointer?, _ old_num: In
 
 /// `void *CRYPTO_clear_realloc(void *addr, size_t old_num, size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_clear_realloc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_clear_realloc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_clear_realloc(_ addr: UnsafeMutableRawPointer?, _ old_num: Int, _ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_clear_realloc(addr, old_num, num, file, line)
@@ -242,7 +242,7 @@ public func CRYPTO_memdup(_ str: UnsafeRawPointer?, _ siz: Int, _ file: String?,
 
 /// `void *CRYPTO_memdup(const void *str, size_t siz, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_memdup``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_memdup`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_memdup(_ str: UnsafeRawPointer?, _ siz: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_memdup(str, siz, file, line)
@@ -269,7 +269,7 @@ public func CRYPTO_realloc(_ addr: UnsafeMutableRawPointer?, _ num: Int, _ file:
 
 /// `void *CRYPTO_realloc(void *addr, size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_realloc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_realloc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_realloc(_ addr: UnsafeMutableRawPointer?, _ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_realloc(addr, num, file, line)
@@ -305,7 +305,7 @@ public func CRYPTO_secure_clear_free(_ ptr: UnsafeMutableRawPointer?, _ num: Int
 
 /// `void CRYPTO_secure_clear_free(void *ptr, size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_secure_clear_free``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_secure_clear_free`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_secure_clear_free(_ ptr: UnsafeMutableRawPointer?, _ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) {
     COpenSSL.CRYPTO_secure_clear_free(ptr, num, file, line)
@@ -323,7 +323,7 @@ public func CRYPTO_secure_free(_ ptr: UnsafeMutableRawPointer?, _ file: String?,
 
 /// `void CRYPTO_secure_free(void *ptr, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_secure_free``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_secure_free`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_secure_free(_ ptr: UnsafeMutableRawPointer?, _ file: UnsafePointer<CChar>?, _ line: Int32) {
     COpenSSL.CRYPTO_secure_free(ptr, file, line)
@@ -341,7 +341,7 @@ public func CRYPTO_secure_malloc(_ num: Int, _ file: String?, _ line: Int32) -> 
 
 /// `void *CRYPTO_secure_malloc(size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_secure_malloc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_secure_malloc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_secure_malloc(_ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_secure_malloc(num, file, line)
@@ -395,7 +395,7 @@ public func CRYPTO_secure_zalloc(_ num: Int, _ file: String?, _ line: Int32) -> 
 
 /// `void *CRYPTO_secure_zalloc(size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_secure_zalloc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_secure_zalloc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_secure_zalloc(_ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_secure_zalloc(num, file, line)
@@ -431,7 +431,7 @@ public func CRYPTO_strdup(_ str: String?, _ file: String?, _ line: Int32) -> Uns
 
 /// `char *CRYPTO_strdup(const char *str, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_strdup``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_strdup`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_strdup(_ str: UnsafePointer<CChar>?, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutablePointer<CChar>? {
     return COpenSSL.CRYPTO_strdup(str, file, line)
@@ -449,7 +449,7 @@ public func CRYPTO_strndup(_ str: String?, _ s: Int, _ file: String?, _ line: In
 
 /// `char *CRYPTO_strndup(const char *str, size_t s, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_strndup``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_strndup`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_strndup(_ str: UnsafePointer<CChar>?, _ s: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutablePointer<CChar>? {
     return COpenSSL.CRYPTO_strndup(str, s, file, line)
@@ -467,7 +467,7 @@ public func CRYPTO_zalloc(_ num: Int, _ file: String?, _ line: Int32) -> UnsafeM
 
 /// `void *CRYPTO_zalloc(size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_zalloc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_zalloc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_zalloc(_ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_zalloc(num, file, line)
@@ -503,7 +503,7 @@ public func OPENSSL_INIT_set_config_appname(_ settings: OpenSSLInitSettingsPoint
 
 /// `int OPENSSL_INIT_set_config_appname(OPENSSL_INIT_SETTINGS *settings, const char *config_appname)`
 ///
-/// The pointer form of ``OPENSSL_INIT_set_config_appname``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_INIT_set_config_appname`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_INIT_set_config_appname(_ settings: OpenSSLInitSettingsPointer?, _ config_appname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OPENSSL_INIT_set_config_appname(settings?.rawValue, config_appname)
@@ -530,7 +530,7 @@ public func OPENSSL_INIT_set_config_filename(_ settings: OpenSSLInitSettingsPoin
 
 /// `int OPENSSL_INIT_set_config_filename(OPENSSL_INIT_SETTINGS *settings, const char *config_filename)`
 ///
-/// The pointer form of ``OPENSSL_INIT_set_config_filename``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_INIT_set_config_filename`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_INIT_set_config_filename(_ settings: OpenSSLInitSettingsPointer?, _ config_filename: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OPENSSL_INIT_set_config_filename(settings?.rawValue, config_filename)
@@ -584,7 +584,7 @@ public func OPENSSL_die(_ assertion: String?, _ file: String?, _ line: Int32) ->
 
 /// `void OPENSSL_die(const char *assertion, const char *file, int line)`
 ///
-/// The pointer form of ``OPENSSL_die``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_die`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_die(_ assertion: UnsafePointer<CChar>?, _ file: UnsafePointer<CChar>?, _ line: Int32) -> Never {
     return COpenSSL.OPENSSL_die(assertion, file, line)
@@ -638,7 +638,7 @@ public func OPENSSL_hexstr2buf(_ str: String?, _ buflen: UnsafeMutablePointer<In
 
 /// `unsigned char *OPENSSL_hexstr2buf(const char *str, long *buflen)`
 ///
-/// The pointer form of ``OPENSSL_hexstr2buf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_hexstr2buf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_hexstr2buf(_ str: UnsafePointer<CChar>?, _ buflen: UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>? {
     return COpenSSL.OPENSSL_hexstr2buf(str, buflen)
@@ -656,7 +656,7 @@ public func OPENSSL_hexstr2buf_ex(_ buf: UnsafeMutablePointer<UInt8>?, _ buf_n: 
 
 /// `int OPENSSL_hexstr2buf_ex(unsigned char *buf, size_t buf_n, size_t *buflen, const char *str, const char sep)`
 ///
-/// The pointer form of ``OPENSSL_hexstr2buf_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_hexstr2buf_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_hexstr2buf_ex(_ buf: UnsafeMutablePointer<UInt8>?, _ buf_n: Int, _ buflen: UnsafeMutablePointer<Int>?, _ str: UnsafePointer<CChar>?, _ sep: CChar) -> Int32 {
     return COpenSSL.OPENSSL_hexstr2buf_ex(buf, buf_n, buflen, str, sep)
@@ -719,7 +719,7 @@ public func OPENSSL_strcasecmp(_ s1: String?, _ s2: String?) -> Int32 {
 
 /// `int OPENSSL_strcasecmp(const char *s1, const char *s2)`
 ///
-/// The pointer form of ``OPENSSL_strcasecmp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_strcasecmp`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_strcasecmp(_ s1: UnsafePointer<CChar>?, _ s2: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OPENSSL_strcasecmp(s1, s2)
@@ -737,7 +737,7 @@ public func OPENSSL_strlcat(_ dst: UnsafeMutablePointer<CChar>?, _ src: String?,
 
 /// `size_t OPENSSL_strlcat(char *dst, const char *src, size_t siz)`
 ///
-/// The pointer form of ``OPENSSL_strlcat``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_strlcat`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_strlcat(_ dst: UnsafeMutablePointer<CChar>?, _ src: UnsafePointer<CChar>?, _ siz: Int) -> Int {
     return COpenSSL.OPENSSL_strlcat(dst, src, siz)
@@ -755,7 +755,7 @@ public func OPENSSL_strlcpy(_ dst: UnsafeMutablePointer<CChar>?, _ src: String?,
 
 /// `size_t OPENSSL_strlcpy(char *dst, const char *src, size_t siz)`
 ///
-/// The pointer form of ``OPENSSL_strlcpy``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_strlcpy`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_strlcpy(_ dst: UnsafeMutablePointer<CChar>?, _ src: UnsafePointer<CChar>?, _ siz: Int) -> Int {
     return COpenSSL.OPENSSL_strlcpy(dst, src, siz)
@@ -773,7 +773,7 @@ public func OPENSSL_strncasecmp(_ s1: String?, _ s2: String?, _ n: Int) -> Int32
 
 /// `int OPENSSL_strncasecmp(const char *s1, const char *s2, size_t n)`
 ///
-/// The pointer form of ``OPENSSL_strncasecmp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_strncasecmp`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_strncasecmp(_ s1: UnsafePointer<CChar>?, _ s2: UnsafePointer<CChar>?, _ n: Int) -> Int32 {
     return COpenSSL.OPENSSL_strncasecmp(s1, s2, n)
@@ -791,7 +791,7 @@ public func OPENSSL_strnlen(_ str: String?, _ maxlen: Int) -> Int {
 
 /// `size_t OPENSSL_strnlen(const char *str, size_t maxlen)`
 ///
-/// The pointer form of ``OPENSSL_strnlen``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_strnlen`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_strnlen(_ str: UnsafePointer<CChar>?, _ maxlen: Int) -> Int {
     return COpenSSL.OPENSSL_strnlen(str, maxlen)
@@ -863,7 +863,7 @@ public func OSSL_LIB_CTX_load_config(_ ctx: OSSLLibContextPointer?, _ config_fil
 
 /// `int OSSL_LIB_CTX_load_config(OSSL_LIB_CTX *ctx, const char *config_file)`
 ///
-/// The pointer form of ``OSSL_LIB_CTX_load_config``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OSSL_LIB_CTX_load_config`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OSSL_LIB_CTX_load_config(_ ctx: OSSLLibContextPointer?, _ config_file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OSSL_LIB_CTX_load_config(ctx?.rawValue, config_file)

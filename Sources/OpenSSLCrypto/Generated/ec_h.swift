@@ -377,7 +377,7 @@ public func EC_GROUP_new_by_curve_name_ex(_ libctx: OSSLLibContextPointer?, _ pr
 
 /// `EC_GROUP *EC_GROUP_new_by_curve_name_ex(OSSL_LIB_CTX *libctx, const char *propq, int nid)`
 ///
-/// The pointer form of ``EC_GROUP_new_by_curve_name_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EC_GROUP_new_by_curve_name_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EC_GROUP_new_by_curve_name_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?, _ nid: Int32) -> ECGroupPointer? {
     return ECGroupPointer(COpenSSL.EC_GROUP_new_by_curve_name_ex(libctx?.rawValue, propq, nid) as OpaquePointer?)
@@ -431,7 +431,7 @@ public func EC_GROUP_new_from_params(_ params: UnsafePointer<OSSL_PARAM>?, _ lib
 
 /// `EC_GROUP *EC_GROUP_new_from_params(const OSSL_PARAM *params, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``EC_GROUP_new_from_params``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EC_GROUP_new_from_params`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EC_GROUP_new_from_params(_ params: UnsafePointer<OSSL_PARAM>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> ECGroupPointer? {
     return ECGroupPointer(COpenSSL.EC_GROUP_new_from_params(params, libctx?.rawValue, propq) as OpaquePointer?)
@@ -584,7 +584,7 @@ public func EC_POINT_hex2point(_ arg0: ECGroupPointer?, _ arg1: String?, _ arg2:
 
 /// `EC_POINT *EC_POINT_hex2point(const EC_GROUP *, const char *, EC_POINT *, BN_CTX *)`
 ///
-/// The pointer form of ``EC_POINT_hex2point``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EC_POINT_hex2point`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EC_POINT_hex2point(_ arg0: ECGroupPointer?, _ arg1: UnsafePointer<CChar>?, _ arg2: ECPointPointer?, _ arg3: BNContextPointer?) -> ECPointPointer? {
     return ECPointPointer(COpenSSL.EC_POINT_hex2point(arg0?.rawValue, arg1, arg2?.rawValue, arg3?.rawValue) as OpaquePointer?)
@@ -719,7 +719,7 @@ public func EC_curve_nist2nid(_ name: String?) -> Int32 {
 
 /// `int EC_curve_nist2nid(const char *name)`
 ///
-/// The pointer form of ``EC_curve_nist2nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EC_curve_nist2nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EC_curve_nist2nid(_ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EC_curve_nist2nid(name)

@@ -44,7 +44,7 @@ public func ERR_add_error_mem_bio(_ sep: String?, _ bio: BIOPointer?) {
 
 /// `void ERR_add_error_mem_bio(const char *sep, BIO *bio)`
 ///
-/// The pointer form of ``ERR_add_error_mem_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ERR_add_error_mem_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ERR_add_error_mem_bio(_ sep: UnsafePointer<CChar>?, _ bio: BIOPointer?) {
     COpenSSL.ERR_add_error_mem_bio(sep, bio?.rawValue)
@@ -62,7 +62,7 @@ public func ERR_add_error_txt(_ sepr: String?, _ txt: String?) {
 
 /// `void ERR_add_error_txt(const char *sepr, const char *txt)`
 ///
-/// The pointer form of ``ERR_add_error_txt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ERR_add_error_txt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ERR_add_error_txt(_ sepr: UnsafePointer<CChar>?, _ txt: UnsafePointer<CChar>?) {
     COpenSSL.ERR_add_error_txt(sepr, txt)
@@ -197,7 +197,7 @@ public func ERR_vset_error(_ lib: Int32, _ reason: Int32, _ fmt: String?, _ args
 
 /// `void ERR_vset_error(int lib, int reason, const char *fmt, struct __va_list_tag *args)`
 ///
-/// The pointer form of ``ERR_vset_error``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ERR_vset_error`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ERR_vset_error(_ lib: Int32, _ reason: Int32, _ fmt: UnsafePointer<CChar>?, _ args: CVaListPointer) {
     COpenSSL.ERR_vset_error(lib, reason, fmt, args)

@@ -71,7 +71,7 @@ public func EVP_ASYM_CIPHER_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: St
 
 /// `EVP_ASYM_CIPHER *EVP_ASYM_CIPHER_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_ASYM_CIPHER_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_ASYM_CIPHER_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_ASYM_CIPHER_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPAsymCipherPointer? {
     return EVPAsymCipherPointer(COpenSSL.EVP_ASYM_CIPHER_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -134,7 +134,7 @@ public func EVP_ASYM_CIPHER_is_a(_ cipher: EVPAsymCipherPointer?, _ name: String
 
 /// `int EVP_ASYM_CIPHER_is_a(const EVP_ASYM_CIPHER *cipher, const char *name)`
 ///
-/// The pointer form of ``EVP_ASYM_CIPHER_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_ASYM_CIPHER_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_ASYM_CIPHER_is_a(_ cipher: EVPAsymCipherPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_ASYM_CIPHER_is_a(cipher?.rawValue, name)
@@ -512,7 +512,7 @@ public func EVP_CIPHER_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String?
 
 /// `EVP_CIPHER *EVP_CIPHER_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_CIPHER_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_CIPHER_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_CIPHER_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPCipherPointer? {
     return EVPCipherPointer(COpenSSL.EVP_CIPHER_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -665,7 +665,7 @@ public func EVP_CIPHER_is_a(_ cipher: EVPCipherPointer?, _ name: String?) -> Int
 
 /// `int EVP_CIPHER_is_a(const EVP_CIPHER *cipher, const char *name)`
 ///
-/// The pointer form of ``EVP_CIPHER_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_CIPHER_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_CIPHER_is_a(_ cipher: EVPCipherPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_CIPHER_is_a(cipher?.rawValue, name)
@@ -962,7 +962,7 @@ public func EVP_DigestSignInit_ex(_ ctx: EVPMDContextPointer?, _ pctx: UnsafeMut
 
 /// `int EVP_DigestSignInit_ex(EVP_MD_CTX *ctx, EVP_PKEY_CTX **pctx, const char *mdname, OSSL_LIB_CTX *libctx, const char *props, EVP_PKEY *pkey, const OSSL_PARAM *params)`
 ///
-/// The pointer form of ``EVP_DigestSignInit_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_DigestSignInit_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_DigestSignInit_ex(_ ctx: EVPMDContextPointer?, _ pctx: UnsafeMutablePointer<OpaquePointer?>?, _ mdname: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ props: UnsafePointer<CChar>?, _ pkey: EVPPKeyPointer?, _ params: UnsafePointer<OSSL_PARAM>?) -> Int32 {
     return COpenSSL.EVP_DigestSignInit_ex(ctx?.rawValue, pctx, mdname, libctx?.rawValue, props, pkey?.rawValue, params)
@@ -1025,7 +1025,7 @@ public func EVP_DigestVerifyInit_ex(_ ctx: EVPMDContextPointer?, _ pctx: UnsafeM
 
 /// `int EVP_DigestVerifyInit_ex(EVP_MD_CTX *ctx, EVP_PKEY_CTX **pctx, const char *mdname, OSSL_LIB_CTX *libctx, const char *props, EVP_PKEY *pkey, const OSSL_PARAM *params)`
 ///
-/// The pointer form of ``EVP_DigestVerifyInit_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_DigestVerifyInit_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_DigestVerifyInit_ex(_ ctx: EVPMDContextPointer?, _ pctx: UnsafeMutablePointer<OpaquePointer?>?, _ mdname: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ props: UnsafePointer<CChar>?, _ pkey: EVPPKeyPointer?, _ params: UnsafePointer<OSSL_PARAM>?) -> Int32 {
     return COpenSSL.EVP_DigestVerifyInit_ex(ctx?.rawValue, pctx, mdname, libctx?.rawValue, props, pkey?.rawValue, params)
@@ -1187,7 +1187,7 @@ public func EVP_KEM_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String?, _
 
 /// `EVP_KEM *EVP_KEM_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_KEM_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KEM_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KEM_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPKEMPointer? {
     return EVPKEMPointer(COpenSSL.EVP_KEM_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -1250,7 +1250,7 @@ public func EVP_KEM_is_a(_ wrap: EVPKEMPointer?, _ name: String?) -> Int32 {
 
 /// `int EVP_KEM_is_a(const EVP_KEM *wrap, const char *name)`
 ///
-/// The pointer form of ``EVP_KEM_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KEM_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KEM_is_a(_ wrap: EVPKEMPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_KEM_is_a(wrap?.rawValue, name)
@@ -1304,7 +1304,7 @@ public func EVP_KEYEXCH_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String
 
 /// `EVP_KEYEXCH *EVP_KEYEXCH_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_KEYEXCH_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KEYEXCH_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KEYEXCH_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPKeyExchangePointer? {
     return EVPKeyExchangePointer(COpenSSL.EVP_KEYEXCH_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -1367,7 +1367,7 @@ public func EVP_KEYEXCH_is_a(_ keyexch: EVPKeyExchangePointer?, _ name: String?)
 
 /// `int EVP_KEYEXCH_is_a(const EVP_KEYEXCH *keyexch, const char *name)`
 ///
-/// The pointer form of ``EVP_KEYEXCH_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KEYEXCH_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KEYEXCH_is_a(_ keyexch: EVPKeyExchangePointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_KEYEXCH_is_a(keyexch?.rawValue, name)
@@ -1421,7 +1421,7 @@ public func EVP_KEYMGMT_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String
 
 /// `EVP_KEYMGMT *EVP_KEYMGMT_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_KEYMGMT_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KEYMGMT_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KEYMGMT_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPKeyManagementPointer? {
     return EVPKeyManagementPointer(COpenSSL.EVP_KEYMGMT_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -1493,7 +1493,7 @@ public func EVP_KEYMGMT_is_a(_ keymgmt: EVPKeyManagementPointer?, _ name: String
 
 /// `int EVP_KEYMGMT_is_a(const EVP_KEYMGMT *keymgmt, const char *name)`
 ///
-/// The pointer form of ``EVP_KEYMGMT_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KEYMGMT_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KEYMGMT_is_a(_ keymgmt: EVPKeyManagementPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_KEYMGMT_is_a(keymgmt?.rawValue, name)
@@ -1637,7 +1637,7 @@ public func EVP_MAC_fetch(_ libctx: OSSLLibContextPointer?, _ algorithm: String?
 
 /// `EVP_MAC *EVP_MAC_fetch(OSSL_LIB_CTX *libctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_MAC_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_MAC_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_MAC_fetch(_ libctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPMACPointer? {
     return EVPMACPointer(COpenSSL.EVP_MAC_fetch(libctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -1745,7 +1745,7 @@ public func EVP_MAC_is_a(_ mac: EVPMACPointer?, _ name: String?) -> Int32 {
 
 /// `int EVP_MAC_is_a(const EVP_MAC *mac, const char *name)`
 ///
-/// The pointer form of ``EVP_MAC_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_MAC_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_MAC_is_a(_ mac: EVPMACPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_MAC_is_a(mac?.rawValue, name)
@@ -2078,7 +2078,7 @@ public func EVP_MD_is_a(_ md: EVPMDPointer?, _ name: String?) -> Int32 {
 
 /// `int EVP_MD_is_a(const EVP_MD *md, const char *name)`
 ///
-/// The pointer form of ``EVP_MD_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_MD_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_MD_is_a(_ md: EVPMDPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_MD_is_a(md?.rawValue, name)
@@ -2141,7 +2141,7 @@ public func EVP_PBE_CipherInit(_ pbe_obj: ASN1ObjectPointer?, _ pass: String?, _
 
 /// `int EVP_PBE_CipherInit(ASN1_OBJECT *pbe_obj, const char *pass, int passlen, ASN1_TYPE *param, EVP_CIPHER_CTX *ctx, int en_de)`
 ///
-/// The pointer form of ``EVP_PBE_CipherInit``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PBE_CipherInit`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PBE_CipherInit(_ pbe_obj: ASN1ObjectPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ ctx: EVPCipherContextPointer?, _ en_de: Int32) -> Int32 {
     return COpenSSL.EVP_PBE_CipherInit(pbe_obj?.rawValue, pass, passlen, param, ctx?.rawValue, en_de)
@@ -2159,7 +2159,7 @@ public func EVP_PBE_CipherInit_ex(_ pbe_obj: ASN1ObjectPointer?, _ pass: String?
 
 /// `int EVP_PBE_CipherInit_ex(ASN1_OBJECT *pbe_obj, const char *pass, int passlen, ASN1_TYPE *param, EVP_CIPHER_CTX *ctx, int en_de, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``EVP_PBE_CipherInit_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PBE_CipherInit_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PBE_CipherInit_ex(_ pbe_obj: ASN1ObjectPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ ctx: EVPCipherContextPointer?, _ en_de: Int32, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PBE_CipherInit_ex(pbe_obj?.rawValue, pass, passlen, param, ctx?.rawValue, en_de, libctx?.rawValue, propq)
@@ -2231,7 +2231,7 @@ public func EVP_PBE_scrypt(_ pass: String?, _ passlen: Int, _ salt: UnsafePointe
 
 /// `int EVP_PBE_scrypt(const char *pass, size_t passlen, const unsigned char *salt, size_t saltlen, uint64_t N, uint64_t r, uint64_t p, uint64_t maxmem, unsigned char *key, size_t keylen)`
 ///
-/// The pointer form of ``EVP_PBE_scrypt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PBE_scrypt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PBE_scrypt(_ pass: UnsafePointer<CChar>?, _ passlen: Int, _ salt: UnsafePointer<UInt8>?, _ saltlen: Int, _ N: UInt64, _ r: UInt64, _ p: UInt64, _ maxmem: UInt64, _ key: UnsafeMutablePointer<UInt8>?, _ keylen: Int) -> Int32 {
     return COpenSSL.EVP_PBE_scrypt(pass, passlen, salt, saltlen, N, r, p, maxmem, key, keylen)
@@ -2249,7 +2249,7 @@ public func EVP_PBE_scrypt_ex(_ pass: String?, _ passlen: Int, _ salt: UnsafePoi
 
 /// `int EVP_PBE_scrypt_ex(const char *pass, size_t passlen, const unsigned char *salt, size_t saltlen, uint64_t N, uint64_t r, uint64_t p, uint64_t maxmem, unsigned char *key, size_t keylen, OSSL_LIB_CTX *ctx, const char *propq)`
 ///
-/// The pointer form of ``EVP_PBE_scrypt_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PBE_scrypt_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PBE_scrypt_ex(_ pass: UnsafePointer<CChar>?, _ passlen: Int, _ salt: UnsafePointer<UInt8>?, _ saltlen: Int, _ N: UInt64, _ r: UInt64, _ p: UInt64, _ maxmem: UInt64, _ key: UnsafeMutablePointer<UInt8>?, _ keylen: Int, _ ctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PBE_scrypt_ex(pass, passlen, salt, saltlen, N, r, p, maxmem, key, keylen, ctx?.rawValue, propq)
@@ -2276,7 +2276,7 @@ public func EVP_PKEY_CTX_ctrl_str(_ ctx: EVPPKeyContextPointer?, _ type: String?
 
 /// `int EVP_PKEY_CTX_ctrl_str(EVP_PKEY_CTX *ctx, const char *type, const char *value)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_ctrl_str``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_ctrl_str`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_ctrl_str(_ ctx: EVPPKeyContextPointer?, _ type: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_ctrl_str(ctx?.rawValue, type, value)
@@ -2456,7 +2456,7 @@ public func EVP_PKEY_CTX_hex2ctrl(_ ctx: EVPPKeyContextPointer?, _ cmd: Int32, _
 
 /// `int EVP_PKEY_CTX_hex2ctrl(EVP_PKEY_CTX *ctx, int cmd, const char *hex)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_hex2ctrl``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_hex2ctrl`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_hex2ctrl(_ ctx: EVPPKeyContextPointer?, _ cmd: Int32, _ hex: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_hex2ctrl(ctx?.rawValue, cmd, hex)
@@ -2474,7 +2474,7 @@ public func EVP_PKEY_CTX_is_a(_ ctx: EVPPKeyContextPointer?, _ keytype: String?)
 
 /// `int EVP_PKEY_CTX_is_a(EVP_PKEY_CTX *ctx, const char *keytype)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_is_a(_ ctx: EVPPKeyContextPointer?, _ keytype: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_is_a(ctx?.rawValue, keytype)
@@ -2492,7 +2492,7 @@ public func EVP_PKEY_CTX_md(_ ctx: EVPPKeyContextPointer?, _ optype: Int32, _ cm
 
 /// `int EVP_PKEY_CTX_md(EVP_PKEY_CTX *ctx, int optype, int cmd, const char *md)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_md``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_md`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_md(_ ctx: EVPPKeyContextPointer?, _ optype: Int32, _ cmd: Int32, _ md: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_md(ctx?.rawValue, optype, cmd, md)
@@ -2519,7 +2519,7 @@ public func EVP_PKEY_CTX_new_from_pkey(_ libctx: OSSLLibContextPointer?, _ pkey:
 
 /// `EVP_PKEY_CTX *EVP_PKEY_CTX_new_from_pkey(OSSL_LIB_CTX *libctx, EVP_PKEY *pkey, const char *propquery)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_new_from_pkey``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_new_from_pkey`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_new_from_pkey(_ libctx: OSSLLibContextPointer?, _ pkey: EVPPKeyPointer?, _ propquery: UnsafePointer<CChar>?) -> EVPPKeyContextPointer? {
     return EVPPKeyContextPointer(COpenSSL.EVP_PKEY_CTX_new_from_pkey(libctx?.rawValue, pkey?.rawValue, propquery) as OpaquePointer?)
@@ -2591,7 +2591,7 @@ public func EVP_PKEY_CTX_set_kem_op(_ ctx: EVPPKeyContextPointer?, _ op: String?
 
 /// `int EVP_PKEY_CTX_set_kem_op(EVP_PKEY_CTX *ctx, const char *op)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_set_kem_op``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_set_kem_op`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_set_kem_op(_ ctx: EVPPKeyContextPointer?, _ op: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_kem_op(ctx?.rawValue, op)
@@ -2645,7 +2645,7 @@ public func EVP_PKEY_CTX_str2ctrl(_ ctx: EVPPKeyContextPointer?, _ cmd: Int32, _
 
 /// `int EVP_PKEY_CTX_str2ctrl(EVP_PKEY_CTX *ctx, int cmd, const char *str)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_str2ctrl``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_str2ctrl`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_str2ctrl(_ ctx: EVPPKeyContextPointer?, _ cmd: Int32, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_str2ctrl(ctx?.rawValue, cmd, str)
@@ -2699,7 +2699,7 @@ public func EVP_PKEY_asn1_find_str(_ pe: UnsafeMutablePointer<OpaquePointer?>?, 
 
 /// `const EVP_PKEY_ASN1_METHOD *EVP_PKEY_asn1_find_str(ENGINE **pe, const char *str, int len)`
 ///
-/// The pointer form of ``EVP_PKEY_asn1_find_str``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_asn1_find_str`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_asn1_find_str(_ pe: UnsafeMutablePointer<OpaquePointer?>?, _ str: UnsafePointer<CChar>?, _ len: Int32) -> EVPPKEYASN1MethodPointer? {
     return EVPPKEYASN1MethodPointer(COpenSSL.EVP_PKEY_asn1_find_str(pe, str, len) as OpaquePointer?)
@@ -2753,7 +2753,7 @@ public func EVP_PKEY_asn1_new(_ id: Int32, _ flags: Int32, _ pem_str: String?, _
 
 /// `EVP_PKEY_ASN1_METHOD *EVP_PKEY_asn1_new(int id, int flags, const char *pem_str, const char *info)`
 ///
-/// The pointer form of ``EVP_PKEY_asn1_new``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_asn1_new`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_asn1_new(_ id: Int32, _ flags: Int32, _ pem_str: UnsafePointer<CChar>?, _ info: UnsafePointer<CChar>?) -> EVPPKEYASN1MethodPointer? {
     return EVPPKEYASN1MethodPointer(COpenSSL.EVP_PKEY_asn1_new(id, flags, pem_str, info) as OpaquePointer?)
@@ -3023,7 +3023,7 @@ public func EVP_PKEY_digestsign_supports_digest(_ pkey: EVPPKeyPointer?, _ libct
 
 /// `int EVP_PKEY_digestsign_supports_digest(EVP_PKEY *pkey, OSSL_LIB_CTX *libctx, const char *name, const char *propq)`
 ///
-/// The pointer form of ``EVP_PKEY_digestsign_supports_digest``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_digestsign_supports_digest`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_digestsign_supports_digest(_ pkey: EVPPKeyPointer?, _ libctx: OSSLLibContextPointer?, _ name: UnsafePointer<CChar>?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_digestsign_supports_digest(pkey?.rawValue, libctx?.rawValue, name, propq)
@@ -3167,7 +3167,7 @@ public func EVP_PKEY_get_bn_param(_ pkey: EVPPKeyPointer?, _ key_name: String?, 
 
 /// `int EVP_PKEY_get_bn_param(const EVP_PKEY *pkey, const char *key_name, BIGNUM **bn)`
 ///
-/// The pointer form of ``EVP_PKEY_get_bn_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_get_bn_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_get_bn_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ bn: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_bn_param(pkey?.rawValue, key_name, bn)
@@ -3239,7 +3239,7 @@ public func EVP_PKEY_get_int_param(_ pkey: EVPPKeyPointer?, _ key_name: String?,
 
 /// `int EVP_PKEY_get_int_param(const EVP_PKEY *pkey, const char *key_name, int *out)`
 ///
-/// The pointer form of ``EVP_PKEY_get_int_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_get_int_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_get_int_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_int_param(pkey?.rawValue, key_name, out)
@@ -3257,7 +3257,7 @@ public func EVP_PKEY_get_octet_string_param(_ pkey: EVPPKeyPointer?, _ key_name:
 
 /// `int EVP_PKEY_get_octet_string_param(const EVP_PKEY *pkey, const char *key_name, unsigned char *buf, size_t max_buf_sz, size_t *out_sz)`
 ///
-/// The pointer form of ``EVP_PKEY_get_octet_string_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_get_octet_string_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_get_octet_string_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ buf: UnsafeMutablePointer<UInt8>?, _ max_buf_sz: Int, _ out_sz: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_octet_string_param(pkey?.rawValue, key_name, buf, max_buf_sz, out_sz)
@@ -3311,7 +3311,7 @@ public func EVP_PKEY_get_size_t_param(_ pkey: EVPPKeyPointer?, _ key_name: Strin
 
 /// `int EVP_PKEY_get_size_t_param(const EVP_PKEY *pkey, const char *key_name, size_t *out)`
 ///
-/// The pointer form of ``EVP_PKEY_get_size_t_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_get_size_t_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_get_size_t_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_size_t_param(pkey?.rawValue, key_name, out)
@@ -3329,7 +3329,7 @@ public func EVP_PKEY_get_utf8_string_param(_ pkey: EVPPKeyPointer?, _ key_name: 
 
 /// `int EVP_PKEY_get_utf8_string_param(const EVP_PKEY *pkey, const char *key_name, char *str, size_t max_buf_sz, size_t *out_sz)`
 ///
-/// The pointer form of ``EVP_PKEY_get_utf8_string_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_get_utf8_string_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_get_utf8_string_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ str: UnsafeMutablePointer<CChar>?, _ max_buf_sz: Int, _ out_sz: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.EVP_PKEY_get_utf8_string_param(pkey?.rawValue, key_name, str, max_buf_sz, out_sz)
@@ -3356,7 +3356,7 @@ public func EVP_PKEY_is_a(_ pkey: EVPPKeyPointer?, _ name: String?) -> Int32 {
 
 /// `int EVP_PKEY_is_a(const EVP_PKEY *pkey, const char *name)`
 ///
-/// The pointer form of ``EVP_PKEY_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_is_a(_ pkey: EVPPKeyPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_is_a(pkey?.rawValue, name)
@@ -3410,7 +3410,7 @@ public func EVP_PKEY_new_raw_private_key_ex(_ libctx: OSSLLibContextPointer?, _ 
 
 /// `EVP_PKEY *EVP_PKEY_new_raw_private_key_ex(OSSL_LIB_CTX *libctx, const char *keytype, const char *propq, const unsigned char *priv, size_t len)`
 ///
-/// The pointer form of ``EVP_PKEY_new_raw_private_key_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_new_raw_private_key_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_new_raw_private_key_ex(_ libctx: OSSLLibContextPointer?, _ keytype: UnsafePointer<CChar>?, _ propq: UnsafePointer<CChar>?, _ priv: UnsafePointer<UInt8>?, _ len: Int) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.EVP_PKEY_new_raw_private_key_ex(libctx?.rawValue, keytype, propq, priv, len) as OpaquePointer?)
@@ -3437,7 +3437,7 @@ public func EVP_PKEY_new_raw_public_key_ex(_ libctx: OSSLLibContextPointer?, _ k
 
 /// `EVP_PKEY *EVP_PKEY_new_raw_public_key_ex(OSSL_LIB_CTX *libctx, const char *keytype, const char *propq, const unsigned char *pub, size_t len)`
 ///
-/// The pointer form of ``EVP_PKEY_new_raw_public_key_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_new_raw_public_key_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_new_raw_public_key_ex(_ libctx: OSSLLibContextPointer?, _ keytype: UnsafePointer<CChar>?, _ propq: UnsafePointer<CChar>?, _ pub: UnsafePointer<UInt8>?, _ len: Int) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.EVP_PKEY_new_raw_public_key_ex(libctx?.rawValue, keytype, propq, pub, len) as OpaquePointer?)
@@ -3608,7 +3608,7 @@ public func EVP_PKEY_set_bn_param(_ pkey: EVPPKeyPointer?, _ key_name: String?, 
 
 /// `int EVP_PKEY_set_bn_param(EVP_PKEY *pkey, const char *key_name, const BIGNUM *bn)`
 ///
-/// The pointer form of ``EVP_PKEY_set_bn_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_set_bn_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_set_bn_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ bn: BIGNUMPointer?) -> Int32 {
     return COpenSSL.EVP_PKEY_set_bn_param(pkey?.rawValue, key_name, bn?.rawValue)
@@ -3635,7 +3635,7 @@ public func EVP_PKEY_set_int_param(_ pkey: EVPPKeyPointer?, _ key_name: String?,
 
 /// `int EVP_PKEY_set_int_param(EVP_PKEY *pkey, const char *key_name, int in)`
 ///
-/// The pointer form of ``EVP_PKEY_set_int_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_set_int_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_set_int_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ in_: Int32) -> Int32 {
     return COpenSSL.EVP_PKEY_set_int_param(pkey?.rawValue, key_name, in_)
@@ -3653,7 +3653,7 @@ public func EVP_PKEY_set_octet_string_param(_ pkey: EVPPKeyPointer?, _ key_name:
 
 /// `int EVP_PKEY_set_octet_string_param(EVP_PKEY *pkey, const char *key_name, const unsigned char *buf, size_t bsize)`
 ///
-/// The pointer form of ``EVP_PKEY_set_octet_string_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_set_octet_string_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_set_octet_string_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ buf: UnsafePointer<UInt8>?, _ bsize: Int) -> Int32 {
     return COpenSSL.EVP_PKEY_set_octet_string_param(pkey?.rawValue, key_name, buf, bsize)
@@ -3680,7 +3680,7 @@ public func EVP_PKEY_set_size_t_param(_ pkey: EVPPKeyPointer?, _ key_name: Strin
 
 /// `int EVP_PKEY_set_size_t_param(EVP_PKEY *pkey, const char *key_name, size_t in)`
 ///
-/// The pointer form of ``EVP_PKEY_set_size_t_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_set_size_t_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_set_size_t_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ in_: Int) -> Int32 {
     return COpenSSL.EVP_PKEY_set_size_t_param(pkey?.rawValue, key_name, in_)
@@ -3716,7 +3716,7 @@ public func EVP_PKEY_set_type_str(_ pkey: EVPPKeyPointer?, _ str: String?, _ len
 
 /// `int EVP_PKEY_set_type_str(EVP_PKEY *pkey, const char *str, int len)`
 ///
-/// The pointer form of ``EVP_PKEY_set_type_str``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_set_type_str`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_set_type_str(_ pkey: EVPPKeyPointer?, _ str: UnsafePointer<CChar>?, _ len: Int32) -> Int32 {
     return COpenSSL.EVP_PKEY_set_type_str(pkey?.rawValue, str, len)
@@ -3734,7 +3734,7 @@ public func EVP_PKEY_set_utf8_string_param(_ pkey: EVPPKeyPointer?, _ key_name: 
 
 /// `int EVP_PKEY_set_utf8_string_param(EVP_PKEY *pkey, const char *key_name, const char *str)`
 ///
-/// The pointer form of ``EVP_PKEY_set_utf8_string_param``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_set_utf8_string_param`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_set_utf8_string_param(_ pkey: EVPPKeyPointer?, _ key_name: UnsafePointer<CChar>?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_set_utf8_string_param(pkey?.rawValue, key_name, str)
@@ -3869,7 +3869,7 @@ public func EVP_Q_digest(_ libctx: OSSLLibContextPointer?, _ name: String?, _ pr
 
 /// `int EVP_Q_digest(OSSL_LIB_CTX *libctx, const char *name, const char *propq, const void *data, size_t datalen, unsigned char *md, size_t *mdlen)`
 ///
-/// The pointer form of ``EVP_Q_digest``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_Q_digest`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_Q_digest(_ libctx: OSSLLibContextPointer?, _ name: UnsafePointer<CChar>?, _ propq: UnsafePointer<CChar>?, _ data: UnsafeRawPointer?, _ datalen: Int, _ md: UnsafeMutablePointer<UInt8>?, _ mdlen: UnsafeMutablePointer<Int>?) -> Int32 {
     return COpenSSL.EVP_Q_digest(libctx?.rawValue, name, propq, data, datalen, md, mdlen)
@@ -3887,7 +3887,7 @@ public func EVP_Q_mac(_ libctx: OSSLLibContextPointer?, _ name: String?, _ propq
 
 /// `unsigned char *EVP_Q_mac(OSSL_LIB_CTX *libctx, const char *name, const char *propq, const char *subalg, const OSSL_PARAM *params, const void *key, size_t keylen, const unsigned char *data, size_t datalen, unsigned char *out, size_t outsize, size_t *outlen)`
 ///
-/// The pointer form of ``EVP_Q_mac``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_Q_mac`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_Q_mac(_ libctx: OSSLLibContextPointer?, _ name: UnsafePointer<CChar>?, _ propq: UnsafePointer<CChar>?, _ subalg: UnsafePointer<CChar>?, _ params: UnsafePointer<OSSL_PARAM>?, _ key: UnsafeRawPointer?, _ keylen: Int, _ data: UnsafePointer<UInt8>?, _ datalen: Int, _ out: UnsafeMutablePointer<UInt8>?, _ outsize: Int, _ outlen: UnsafeMutablePointer<Int>?) -> UnsafeMutablePointer<UInt8>? {
     return COpenSSL.EVP_Q_mac(libctx?.rawValue, name, propq, subalg, params, key, keylen, data, datalen, out, outsize, outlen)
@@ -3986,7 +3986,7 @@ public func EVP_RAND_fetch(_ libctx: OSSLLibContextPointer?, _ algorithm: String
 
 /// `EVP_RAND *EVP_RAND_fetch(OSSL_LIB_CTX *libctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_RAND_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_RAND_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_RAND_fetch(_ libctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPRANDPointer? {
     return EVPRANDPointer(COpenSSL.EVP_RAND_fetch(libctx?.rawValue, algorithm, properties) as OpaquePointer?)

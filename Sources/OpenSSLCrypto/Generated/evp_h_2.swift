@@ -89,7 +89,7 @@ public func EVP_RAND_is_a(_ rand: EVPRANDPointer?, _ name: String?) -> Int32 {
 
 /// `int EVP_RAND_is_a(const EVP_RAND *rand, const char *name)`
 ///
-/// The pointer form of ``EVP_RAND_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_RAND_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_RAND_is_a(_ rand: EVPRANDPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_RAND_is_a(rand?.rawValue, name)
@@ -179,7 +179,7 @@ public func EVP_SIGNATURE_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: Stri
 
 /// `EVP_SIGNATURE *EVP_SIGNATURE_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_SIGNATURE_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_SIGNATURE_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_SIGNATURE_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPSignaturePointer? {
     return EVPSignaturePointer(COpenSSL.EVP_SIGNATURE_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -242,7 +242,7 @@ public func EVP_SIGNATURE_is_a(_ signature: EVPSignaturePointer?, _ name: String
 
 /// `int EVP_SIGNATURE_is_a(const EVP_SIGNATURE *signature, const char *name)`
 ///
-/// The pointer form of ``EVP_SIGNATURE_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_SIGNATURE_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_SIGNATURE_is_a(_ signature: EVPSignaturePointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_SIGNATURE_is_a(signature?.rawValue, name)
@@ -314,7 +314,7 @@ public func EVP_SignFinal_ex(_ ctx: EVPMDContextPointer?, _ md: UnsafeMutablePoi
 
 /// `int EVP_SignFinal_ex(EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``EVP_SignFinal_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_SignFinal_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_SignFinal_ex(_ ctx: EVPMDContextPointer?, _ md: UnsafeMutablePointer<UInt8>?, _ s: UnsafeMutablePointer<UInt32>?, _ pkey: EVPPKeyPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_SignFinal_ex(ctx?.rawValue, md, s, pkey?.rawValue, libctx?.rawValue, propq)
@@ -341,7 +341,7 @@ public func EVP_VerifyFinal_ex(_ ctx: EVPMDContextPointer?, _ sigbuf: UnsafePoin
 
 /// `int EVP_VerifyFinal_ex(EVP_MD_CTX *ctx, const unsigned char *sigbuf, unsigned int siglen, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``EVP_VerifyFinal_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_VerifyFinal_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_VerifyFinal_ex(_ ctx: EVPMDContextPointer?, _ sigbuf: UnsafePointer<UInt8>?, _ siglen: UInt32, _ pkey: EVPPKeyPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_VerifyFinal_ex(ctx?.rawValue, sigbuf, siglen, pkey?.rawValue, libctx?.rawValue, propq)
@@ -1511,7 +1511,7 @@ public func EVP_get_cipherbyname(_ name: String?) -> EVPCipherPointer? {
 
 /// `const EVP_CIPHER *EVP_get_cipherbyname(const char *name)`
 ///
-/// The pointer form of ``EVP_get_cipherbyname``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_get_cipherbyname`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_get_cipherbyname(_ name: UnsafePointer<CChar>?) -> EVPCipherPointer? {
     return EVPCipherPointer(COpenSSL.EVP_get_cipherbyname(name) as OpaquePointer?)
@@ -1529,7 +1529,7 @@ public func EVP_get_digestbyname(_ name: String?) -> EVPMDPointer? {
 
 /// `const EVP_MD *EVP_get_digestbyname(const char *name)`
 ///
-/// The pointer form of ``EVP_get_digestbyname``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_get_digestbyname`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_get_digestbyname(_ name: UnsafePointer<CChar>?) -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_get_digestbyname(name) as OpaquePointer?)
@@ -1673,7 +1673,7 @@ public func EVP_read_pw_string(_ buf: UnsafeMutablePointer<CChar>?, _ length: In
 
 /// `int EVP_read_pw_string(char *buf, int length, const char *prompt, int verify)`
 ///
-/// The pointer form of ``EVP_read_pw_string``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_read_pw_string`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_read_pw_string(_ buf: UnsafeMutablePointer<CChar>?, _ length: Int32, _ prompt: UnsafePointer<CChar>?, _ verify: Int32) -> Int32 {
     return COpenSSL.EVP_read_pw_string(buf, length, prompt, verify)
@@ -1691,7 +1691,7 @@ public func EVP_read_pw_string_min(_ buf: UnsafeMutablePointer<CChar>?, _ minlen
 
 /// `int EVP_read_pw_string_min(char *buf, int minlen, int maxlen, const char *prompt, int verify)`
 ///
-/// The pointer form of ``EVP_read_pw_string_min``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_read_pw_string_min`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_read_pw_string_min(_ buf: UnsafeMutablePointer<CChar>?, _ minlen: Int32, _ maxlen: Int32, _ prompt: UnsafePointer<CChar>?, _ verify: Int32) -> Int32 {
     return COpenSSL.EVP_read_pw_string_min(buf, minlen, maxlen, prompt, verify)
@@ -1754,7 +1754,7 @@ public func EVP_set_default_properties(_ libctx: OSSLLibContextPointer?, _ propq
 
 /// `int EVP_set_default_properties(OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``EVP_set_default_properties``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_set_default_properties`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_set_default_properties(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_set_default_properties(libctx?.rawValue, propq)
@@ -1772,7 +1772,7 @@ public func EVP_set_pw_prompt(_ prompt: String?) {
 
 /// `void EVP_set_pw_prompt(const char *prompt)`
 ///
-/// The pointer form of ``EVP_set_pw_prompt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_set_pw_prompt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_set_pw_prompt(_ prompt: UnsafePointer<CChar>?) {
     COpenSSL.EVP_set_pw_prompt(prompt)
@@ -1943,7 +1943,7 @@ public func PKCS5_PBE_keyivgen(_ ctx: EVPCipherContextPointer?, _ pass: String?,
 
 /// `int PKCS5_PBE_keyivgen(EVP_CIPHER_CTX *ctx, const char *pass, int passlen, ASN1_TYPE *param, const EVP_CIPHER *cipher, const EVP_MD *md, int en_de)`
 ///
-/// The pointer form of ``PKCS5_PBE_keyivgen``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_PBE_keyivgen`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_PBE_keyivgen(_ ctx: EVPCipherContextPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ cipher: EVPCipherPointer?, _ md: EVPMDPointer?, _ en_de: Int32) -> Int32 {
     return COpenSSL.PKCS5_PBE_keyivgen(ctx?.rawValue, pass, passlen, param, cipher?.rawValue, md?.rawValue, en_de)
@@ -1961,7 +1961,7 @@ public func PKCS5_PBE_keyivgen_ex(_ cctx: EVPCipherContextPointer?, _ pass: Stri
 
 /// `int PKCS5_PBE_keyivgen_ex(EVP_CIPHER_CTX *cctx, const char *pass, int passlen, ASN1_TYPE *param, const EVP_CIPHER *cipher, const EVP_MD *md, int en_de, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PKCS5_PBE_keyivgen_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_PBE_keyivgen_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_PBE_keyivgen_ex(_ cctx: EVPCipherContextPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ cipher: EVPCipherPointer?, _ md: EVPMDPointer?, _ en_de: Int32, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.PKCS5_PBE_keyivgen_ex(cctx?.rawValue, pass, passlen, param, cipher?.rawValue, md?.rawValue, en_de, libctx?.rawValue, propq)
@@ -1979,7 +1979,7 @@ public func PKCS5_PBKDF2_HMAC(_ pass: String?, _ passlen: Int32, _ salt: UnsafeP
 
 /// `int PKCS5_PBKDF2_HMAC(const char *pass, int passlen, const unsigned char *salt, int saltlen, int iter, const EVP_MD *digest, int keylen, unsigned char *out)`
 ///
-/// The pointer form of ``PKCS5_PBKDF2_HMAC``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_PBKDF2_HMAC`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_PBKDF2_HMAC(_ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ salt: UnsafePointer<UInt8>?, _ saltlen: Int32, _ iter: Int32, _ digest: EVPMDPointer?, _ keylen: Int32, _ out: UnsafeMutablePointer<UInt8>?) -> Int32 {
     return COpenSSL.PKCS5_PBKDF2_HMAC(pass, passlen, salt, saltlen, iter, digest?.rawValue, keylen, out)
@@ -1997,7 +1997,7 @@ public func PKCS5_PBKDF2_HMAC_SHA1(_ pass: String?, _ passlen: Int32, _ salt: Un
 
 /// `int PKCS5_PBKDF2_HMAC_SHA1(const char *pass, int passlen, const unsigned char *salt, int saltlen, int iter, int keylen, unsigned char *out)`
 ///
-/// The pointer form of ``PKCS5_PBKDF2_HMAC_SHA1``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_PBKDF2_HMAC_SHA1`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_PBKDF2_HMAC_SHA1(_ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ salt: UnsafePointer<UInt8>?, _ saltlen: Int32, _ iter: Int32, _ keylen: Int32, _ out: UnsafeMutablePointer<UInt8>?) -> Int32 {
     return COpenSSL.PKCS5_PBKDF2_HMAC_SHA1(pass, passlen, salt, saltlen, iter, keylen, out)
@@ -2015,7 +2015,7 @@ public func PKCS5_v2_PBE_keyivgen(_ ctx: EVPCipherContextPointer?, _ pass: Strin
 
 /// `int PKCS5_v2_PBE_keyivgen(EVP_CIPHER_CTX *ctx, const char *pass, int passlen, ASN1_TYPE *param, const EVP_CIPHER *cipher, const EVP_MD *md, int en_de)`
 ///
-/// The pointer form of ``PKCS5_v2_PBE_keyivgen``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_v2_PBE_keyivgen`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_v2_PBE_keyivgen(_ ctx: EVPCipherContextPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ cipher: EVPCipherPointer?, _ md: EVPMDPointer?, _ en_de: Int32) -> Int32 {
     return COpenSSL.PKCS5_v2_PBE_keyivgen(ctx?.rawValue, pass, passlen, param, cipher?.rawValue, md?.rawValue, en_de)
@@ -2033,7 +2033,7 @@ public func PKCS5_v2_PBE_keyivgen_ex(_ ctx: EVPCipherContextPointer?, _ pass: St
 
 /// `int PKCS5_v2_PBE_keyivgen_ex(EVP_CIPHER_CTX *ctx, const char *pass, int passlen, ASN1_TYPE *param, const EVP_CIPHER *cipher, const EVP_MD *md, int en_de, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PKCS5_v2_PBE_keyivgen_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_v2_PBE_keyivgen_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_v2_PBE_keyivgen_ex(_ ctx: EVPCipherContextPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ cipher: EVPCipherPointer?, _ md: EVPMDPointer?, _ en_de: Int32, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.PKCS5_v2_PBE_keyivgen_ex(ctx?.rawValue, pass, passlen, param, cipher?.rawValue, md?.rawValue, en_de, libctx?.rawValue, propq)
@@ -2051,7 +2051,7 @@ public func PKCS5_v2_scrypt_keyivgen(_ ctx: EVPCipherContextPointer?, _ pass: St
 
 /// `int PKCS5_v2_scrypt_keyivgen(EVP_CIPHER_CTX *ctx, const char *pass, int passlen, ASN1_TYPE *param, const EVP_CIPHER *c, const EVP_MD *md, int en_de)`
 ///
-/// The pointer form of ``PKCS5_v2_scrypt_keyivgen``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_v2_scrypt_keyivgen`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_v2_scrypt_keyivgen(_ ctx: EVPCipherContextPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ c: EVPCipherPointer?, _ md: EVPMDPointer?, _ en_de: Int32) -> Int32 {
     return COpenSSL.PKCS5_v2_scrypt_keyivgen(ctx?.rawValue, pass, passlen, param, c?.rawValue, md?.rawValue, en_de)
@@ -2069,7 +2069,7 @@ public func PKCS5_v2_scrypt_keyivgen_ex(_ ctx: EVPCipherContextPointer?, _ pass:
 
 /// `int PKCS5_v2_scrypt_keyivgen_ex(EVP_CIPHER_CTX *ctx, const char *pass, int passlen, ASN1_TYPE *param, const EVP_CIPHER *c, const EVP_MD *md, int en_de, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PKCS5_v2_scrypt_keyivgen_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PKCS5_v2_scrypt_keyivgen_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PKCS5_v2_scrypt_keyivgen_ex(_ ctx: EVPCipherContextPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32, _ param: UnsafeMutablePointer<ASN1_TYPE>?, _ c: EVPCipherPointer?, _ md: EVPMDPointer?, _ en_de: Int32, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.PKCS5_v2_scrypt_keyivgen_ex(ctx?.rawValue, pass, passlen, param, c?.rawValue, md?.rawValue, en_de, libctx?.rawValue, propq)
@@ -2096,7 +2096,7 @@ public func d2i_AutoPrivateKey_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ 
 
 /// `EVP_PKEY *d2i_AutoPrivateKey_ex(EVP_PKEY **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``d2i_AutoPrivateKey_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `d2i_AutoPrivateKey_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func d2i_AutoPrivateKey_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.d2i_AutoPrivateKey_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)
@@ -2141,7 +2141,7 @@ public func d2i_PrivateKey_ex(_ type: Int32, _ a: UnsafeMutablePointer<OpaquePoi
 
 /// `EVP_PKEY *d2i_PrivateKey_ex(int type, EVP_PKEY **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``d2i_PrivateKey_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `d2i_PrivateKey_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func d2i_PrivateKey_ex(_ type: Int32, _ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.d2i_PrivateKey_ex(type, a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)

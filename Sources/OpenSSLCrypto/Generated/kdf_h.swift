@@ -125,7 +125,7 @@ public func EVP_KDF_fetch(_ libctx: OSSLLibContextPointer?, _ algorithm: String?
 
 /// `EVP_KDF *EVP_KDF_fetch(OSSL_LIB_CTX *libctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_KDF_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KDF_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KDF_fetch(_ libctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPKDFPointer? {
     return EVPKDFPointer(COpenSSL.EVP_KDF_fetch(libctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -206,7 +206,7 @@ public func EVP_KDF_is_a(_ kdf: EVPKDFPointer?, _ name: String?) -> Int32 {
 
 /// `int EVP_KDF_is_a(const EVP_KDF *kdf, const char *name)`
 ///
-/// The pointer form of ``EVP_KDF_is_a``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_KDF_is_a`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_KDF_is_a(_ kdf: EVPKDFPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_KDF_is_a(kdf?.rawValue, name)
@@ -287,7 +287,7 @@ public func EVP_PKEY_CTX_set1_pbe_pass(_ ctx: EVPPKeyContextPointer?, _ pass: St
 
 /// `int EVP_PKEY_CTX_set1_pbe_pass(EVP_PKEY_CTX *ctx, const char *pass, int passlen)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_set1_pbe_pass``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_set1_pbe_pass`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_set1_pbe_pass(_ ctx: EVPPKeyContextPointer?, _ pass: UnsafePointer<CChar>?, _ passlen: Int32) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set1_pbe_pass(ctx?.rawValue, pass, passlen)

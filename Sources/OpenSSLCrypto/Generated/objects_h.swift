@@ -17,7 +17,7 @@ public func OBJ_NAME_add(_ name: String?, _ type: Int32, _ data: String?) -> Int
 
 /// `int OBJ_NAME_add(const char *name, int type, const char *data)`
 ///
-/// The pointer form of ``OBJ_NAME_add``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_NAME_add`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_NAME_add(_ name: UnsafePointer<CChar>?, _ type: Int32, _ data: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OBJ_NAME_add(name, type, data)
@@ -62,7 +62,7 @@ public func OBJ_NAME_get(_ name: String?, _ type: Int32) -> String? {
 
 /// `const char *OBJ_NAME_get(const char *name, int type)`
 ///
-/// The pointer form of ``OBJ_NAME_get``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_NAME_get`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_NAME_get(_ name: UnsafePointer<CChar>?, _ type: Int32) -> String? {
     return COpenSSL.OBJ_NAME_get(name, type).map { String(cString: $0) }
@@ -98,7 +98,7 @@ public func OBJ_NAME_remove(_ name: String?, _ type: Int32) -> Int32 {
 
 /// `int OBJ_NAME_remove(const char *name, int type)`
 ///
-/// The pointer form of ``OBJ_NAME_remove``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_NAME_remove`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_NAME_remove(_ name: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.OBJ_NAME_remove(name, type)
@@ -161,7 +161,7 @@ public func OBJ_create(_ oid: String?, _ sn: String?, _ ln: String?) -> Int32 {
 
 /// `int OBJ_create(const char *oid, const char *sn, const char *ln)`
 ///
-/// The pointer form of ``OBJ_create``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_create`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_create(_ oid: UnsafePointer<CChar>?, _ sn: UnsafePointer<CChar>?, _ ln: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OBJ_create(oid, sn, ln)
@@ -233,7 +233,7 @@ public func OBJ_ln2nid(_ s: String?) -> Int32 {
 
 /// `int OBJ_ln2nid(const char *s)`
 ///
-/// The pointer form of ``OBJ_ln2nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_ln2nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_ln2nid(_ s: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OBJ_ln2nid(s)
@@ -296,7 +296,7 @@ public func OBJ_txt2obj(_ s: String?, _ no_name: Int32) -> ASN1ObjectPointer? {
 
 /// `ASN1_OBJECT *OBJ_txt2obj(const char *s, int no_name)`
 ///
-/// The pointer form of ``OBJ_txt2obj``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_txt2obj`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_txt2obj(_ s: UnsafePointer<CChar>?, _ no_name: Int32) -> ASN1ObjectPointer? {
     return ASN1ObjectPointer(COpenSSL.OBJ_txt2obj(s, no_name) as OpaquePointer?)

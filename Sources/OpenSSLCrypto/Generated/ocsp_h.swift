@@ -548,7 +548,7 @@ public func OCSP_RESPID_match_ex(_ respid: OCSPResponderIDPointer?, _ cert: X509
 
 /// `int OCSP_RESPID_match_ex(OCSP_RESPID *respid, X509 *cert, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``OCSP_RESPID_match_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OCSP_RESPID_match_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OCSP_RESPID_match_ex(_ respid: OCSPResponderIDPointer?, _ cert: X509Pointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OCSP_RESPID_match_ex(respid?.rawValue, cert?.rawValue, libctx?.rawValue, propq)
@@ -584,7 +584,7 @@ public func OCSP_RESPID_set_by_key_ex(_ respid: OCSPResponderIDPointer?, _ cert:
 
 /// `int OCSP_RESPID_set_by_key_ex(OCSP_RESPID *respid, X509 *cert, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``OCSP_RESPID_set_by_key_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OCSP_RESPID_set_by_key_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OCSP_RESPID_set_by_key_ex(_ respid: OCSPResponderIDPointer?, _ cert: X509Pointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OCSP_RESPID_set_by_key_ex(respid?.rawValue, cert?.rawValue, libctx?.rawValue, propq)
@@ -971,7 +971,7 @@ public func OCSP_crlID_new(_ url: String?, _ n: UnsafeMutablePointer<Int>?, _ ti
 
 /// `X509_EXTENSION *OCSP_crlID_new(const char *url, long *n, char *tim)`
 ///
-/// The pointer form of ``OCSP_crlID_new``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OCSP_crlID_new`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OCSP_crlID_new(_ url: UnsafePointer<CChar>?, _ n: UnsafeMutablePointer<Int>?, _ tim: UnsafeMutablePointer<CChar>?) -> X509ExtensionPointer? {
     return X509ExtensionPointer(COpenSSL.OCSP_crlID_new(url, n, tim) as OpaquePointer?)
@@ -1259,7 +1259,7 @@ public func OCSP_sendreq_bio(_ b: BIOPointer?, _ path: String?, _ req: OCSPReque
 
 /// `OCSP_RESPONSE *OCSP_sendreq_bio(BIO *b, const char *path, OCSP_REQUEST *req)`
 ///
-/// The pointer form of ``OCSP_sendreq_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OCSP_sendreq_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OCSP_sendreq_bio(_ b: BIOPointer?, _ path: UnsafePointer<CChar>?, _ req: OCSPRequestPointer?) -> OCSPResponsePointer? {
     return OCSPResponsePointer(COpenSSL.OCSP_sendreq_bio(b?.rawValue, path, req?.rawValue) as OpaquePointer?)
@@ -1277,7 +1277,7 @@ public func OCSP_sendreq_new(_ io: BIOPointer?, _ path: String?, _ req: OCSPRequ
 
 /// `OSSL_HTTP_REQ_CTX *OCSP_sendreq_new(BIO *io, const char *path, const OCSP_REQUEST *req, int buf_size)`
 ///
-/// The pointer form of ``OCSP_sendreq_new``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OCSP_sendreq_new`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OCSP_sendreq_new(_ io: BIOPointer?, _ path: UnsafePointer<CChar>?, _ req: OCSPRequestPointer?, _ buf_size: Int32) -> OSSLHTTPRequestContextPointer? {
     return OSSLHTTPRequestContextPointer(COpenSSL.OCSP_sendreq_new(io?.rawValue, path, req?.rawValue, buf_size) as OpaquePointer?)

@@ -17,7 +17,7 @@ public func PEM_ASN1_read(_ d2i: (@convention(c) (UnsafeMutablePointer<UnsafeMut
 
 /// `void *PEM_ASN1_read(d2i_of_void *d2i, const char *name, FILE *fp, void **x, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_ASN1_read``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_ASN1_read`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_ASN1_read(_ d2i: (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, _ name: UnsafePointer<CChar>?, _ fp: UnsafeMutablePointer<FILE>?, _ x: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.PEM_ASN1_read(d2i, name, fp, x, cb, u)
@@ -35,7 +35,7 @@ public func PEM_ASN1_read_bio(_ d2i: (@convention(c) (UnsafeMutablePointer<Unsaf
 
 /// `void *PEM_ASN1_read_bio(d2i_of_void *d2i, const char *name, BIO *bp, void **x, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_ASN1_read_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_ASN1_read_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_ASN1_read_bio(_ d2i: (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?)?, _ name: UnsafePointer<CChar>?, _ bp: BIOPointer?, _ x: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
     return COpenSSL.PEM_ASN1_read_bio(d2i, name, bp?.rawValue, x, cb, u)
@@ -53,7 +53,7 @@ public func PEM_ASN1_write(_ i2d: (@convention(c) (UnsafeRawPointer?, UnsafeMuta
 
 /// `int PEM_ASN1_write(i2d_of_void *i2d, const char *name, FILE *fp, const void *x, const EVP_CIPHER *enc, const unsigned char *kstr, int klen, pem_password_cb *callback, void *u)`
 ///
-/// The pointer form of ``PEM_ASN1_write``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_ASN1_write`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_ASN1_write(_ i2d: (@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, _ name: UnsafePointer<CChar>?, _ fp: UnsafeMutablePointer<FILE>?, _ x: UnsafeRawPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<UInt8>?, _ klen: Int32, _ callback: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_ASN1_write(i2d, name, fp, x, enc?.rawValue, kstr, klen, callback, u)
@@ -71,7 +71,7 @@ public func PEM_ASN1_write_bio(_ i2d: (@convention(c) (UnsafeRawPointer?, Unsafe
 
 /// `int PEM_ASN1_write_bio(i2d_of_void *i2d, const char *name, BIO *bp, const void *x, const EVP_CIPHER *enc, const unsigned char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_ASN1_write_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_ASN1_write_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_ASN1_write_bio(_ i2d: (@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32)?, _ name: UnsafePointer<CChar>?, _ bp: BIOPointer?, _ x: UnsafeRawPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<UInt8>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_ASN1_write_bio(i2d, name, bp?.rawValue, x, enc?.rawValue, kstr, klen, cb, u)
@@ -125,7 +125,7 @@ public func PEM_X509_INFO_read_bio_ex(_ bp: BIOPointer?, _ sk: X509InfoStackPoin
 
 /// `struct stack_st_X509_INFO *PEM_X509_INFO_read_bio_ex(BIO *bp, struct stack_st_X509_INFO *sk, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_X509_INFO_read_bio_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_X509_INFO_read_bio_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_X509_INFO_read_bio_ex(_ bp: BIOPointer?, _ sk: X509InfoStackPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509InfoStackPointer? {
     return X509InfoStackPointer(COpenSSL.PEM_X509_INFO_read_bio_ex(bp?.rawValue, sk?.rawValue, cb, u, libctx?.rawValue, propq) as OpaquePointer?)
@@ -143,7 +143,7 @@ public func PEM_X509_INFO_read_ex(_ fp: UnsafeMutablePointer<FILE>?, _ sk: X509I
 
 /// `struct stack_st_X509_INFO *PEM_X509_INFO_read_ex(FILE *fp, struct stack_st_X509_INFO *sk, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_X509_INFO_read_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_X509_INFO_read_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_X509_INFO_read_ex(_ fp: UnsafeMutablePointer<FILE>?, _ sk: X509InfoStackPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509InfoStackPointer? {
     return X509InfoStackPointer(COpenSSL.PEM_X509_INFO_read_ex(fp, sk?.rawValue, cb, u, libctx?.rawValue, propq) as OpaquePointer?)
@@ -170,7 +170,7 @@ public func PEM_bytes_read_bio(_ pdata: UnsafeMutablePointer<UnsafeMutablePointe
 
 /// `int PEM_bytes_read_bio(unsigned char **pdata, long *plen, char **pnm, const char *name, BIO *bp, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_bytes_read_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_bytes_read_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_bytes_read_bio(_ pdata: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ plen: UnsafeMutablePointer<Int>?, _ pnm: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ name: UnsafePointer<CChar>?, _ bp: BIOPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_bytes_read_bio(pdata, plen, pnm, name, bp?.rawValue, cb, u)
@@ -188,7 +188,7 @@ public func PEM_bytes_read_bio_secmem(_ pdata: UnsafeMutablePointer<UnsafeMutabl
 
 /// `int PEM_bytes_read_bio_secmem(unsigned char **pdata, long *plen, char **pnm, const char *name, BIO *bp, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_bytes_read_bio_secmem``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_bytes_read_bio_secmem`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_bytes_read_bio_secmem(_ pdata: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ plen: UnsafeMutablePointer<Int>?, _ pnm: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ name: UnsafePointer<CChar>?, _ bp: BIOPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_bytes_read_bio_secmem(pdata, plen, pnm, name, bp?.rawValue, cb, u)
@@ -215,7 +215,7 @@ public func PEM_dek_info(_ buf: UnsafeMutablePointer<CChar>?, _ type: String?, _
 
 /// `void PEM_dek_info(char *buf, const char *type, int len, const char *str)`
 ///
-/// The pointer form of ``PEM_dek_info``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_dek_info`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_dek_info(_ buf: UnsafeMutablePointer<CChar>?, _ type: UnsafePointer<CChar>?, _ len: Int32, _ str: UnsafePointer<CChar>?) {
     COpenSSL.PEM_dek_info(buf, type, len, str)
@@ -314,7 +314,7 @@ public func PEM_read_PUBKEY_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: UnsafeMu
 
 /// `EVP_PKEY *PEM_read_PUBKEY_ex(FILE *out, EVP_PKEY **x, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_read_PUBKEY_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_read_PUBKEY_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_read_PUBKEY_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_PUBKEY_ex(out, x, cb, u, libctx?.rawValue, propq) as OpaquePointer?)
@@ -341,7 +341,7 @@ public func PEM_read_PrivateKey_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: Unsa
 
 /// `EVP_PKEY *PEM_read_PrivateKey_ex(FILE *out, EVP_PKEY **x, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_read_PrivateKey_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_read_PrivateKey_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_read_PrivateKey_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_PrivateKey_ex(out, x, cb, u, libctx?.rawValue, propq) as OpaquePointer?)
@@ -449,7 +449,7 @@ public func PEM_read_bio_PUBKEY_ex(_ out: BIOPointer?, _ x: UnsafeMutablePointer
 
 /// `EVP_PKEY *PEM_read_bio_PUBKEY_ex(BIO *out, EVP_PKEY **x, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_read_bio_PUBKEY_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_read_bio_PUBKEY_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_read_bio_PUBKEY_ex(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_bio_PUBKEY_ex(out?.rawValue, x, cb, u, libctx?.rawValue, propq) as OpaquePointer?)
@@ -467,7 +467,7 @@ public func PEM_read_bio_Parameters_ex(_ bp: BIOPointer?, _ x: UnsafeMutablePoin
 
 /// `EVP_PKEY *PEM_read_bio_Parameters_ex(BIO *bp, EVP_PKEY **x, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_read_bio_Parameters_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_read_bio_Parameters_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_read_bio_Parameters_ex(_ bp: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_bio_Parameters_ex(bp?.rawValue, x, libctx?.rawValue, propq) as OpaquePointer?)
@@ -485,7 +485,7 @@ public func PEM_read_bio_PrivateKey_ex(_ out: BIOPointer?, _ x: UnsafeMutablePoi
 
 /// `EVP_PKEY *PEM_read_bio_PrivateKey_ex(BIO *out, EVP_PKEY **x, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_read_bio_PrivateKey_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_read_bio_PrivateKey_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_read_bio_PrivateKey_ex(_ out: BIOPointer?, _ x: UnsafeMutablePointer<OpaquePointer?>?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.PEM_read_bio_PrivateKey_ex(out?.rawValue, x, cb, u, libctx?.rawValue, propq) as OpaquePointer?)
@@ -530,7 +530,7 @@ public func PEM_write(_ fp: UnsafeMutablePointer<FILE>?, _ name: String?, _ hdr:
 
 /// `int PEM_write(FILE *fp, const char *name, const char *hdr, const unsigned char *data, long len)`
 ///
-/// The pointer form of ``PEM_write``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write(_ fp: UnsafeMutablePointer<FILE>?, _ name: UnsafePointer<CChar>?, _ hdr: UnsafePointer<CChar>?, _ data: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
     return COpenSSL.PEM_write(fp, name, hdr, data, len)
@@ -575,7 +575,7 @@ public func PEM_write_PKCS8PrivateKey(_ fp: UnsafeMutablePointer<FILE>?, _ x: EV
 
 /// `int PEM_write_PKCS8PrivateKey(FILE *fp, const EVP_PKEY *x, const EVP_CIPHER *enc, const char *kstr, int klen, pem_password_cb *cd, void *u)`
 ///
-/// The pointer form of ``PEM_write_PKCS8PrivateKey``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_PKCS8PrivateKey`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_PKCS8PrivateKey(_ fp: UnsafeMutablePointer<FILE>?, _ x: EVPPKeyPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cd: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_write_PKCS8PrivateKey(fp, x?.rawValue, enc?.rawValue, kstr, klen, cd, u)
@@ -593,7 +593,7 @@ public func PEM_write_PKCS8PrivateKey_nid(_ fp: UnsafeMutablePointer<FILE>?, _ x
 
 /// `int PEM_write_PKCS8PrivateKey_nid(FILE *fp, const EVP_PKEY *x, int nid, const char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_write_PKCS8PrivateKey_nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_PKCS8PrivateKey_nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_PKCS8PrivateKey_nid(_ fp: UnsafeMutablePointer<FILE>?, _ x: EVPPKeyPointer?, _ nid: Int32, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_write_PKCS8PrivateKey_nid(fp, x?.rawValue, nid, kstr, klen, cb, u)
@@ -629,7 +629,7 @@ public func PEM_write_PUBKEY_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: EVPPKey
 
 /// `int PEM_write_PUBKEY_ex(FILE *out, const EVP_PKEY *x, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_write_PUBKEY_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_PUBKEY_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_PUBKEY_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: EVPPKeyPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.PEM_write_PUBKEY_ex(out, x?.rawValue, libctx?.rawValue, propq)
@@ -656,7 +656,7 @@ public func PEM_write_PrivateKey_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: EVP
 
 /// `int PEM_write_PrivateKey_ex(FILE *out, const EVP_PKEY *x, const EVP_CIPHER *enc, const unsigned char *kstr, int klen, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_write_PrivateKey_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_PrivateKey_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_PrivateKey_ex(_ out: UnsafeMutablePointer<FILE>?, _ x: EVPPKeyPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<UInt8>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.PEM_write_PrivateKey_ex(out, x?.rawValue, enc?.rawValue, kstr, klen, cb, u, libctx?.rawValue, propq)
@@ -728,7 +728,7 @@ public func PEM_write_bio(_ bp: BIOPointer?, _ name: String?, _ hdr: String?, _ 
 
 /// `int PEM_write_bio(BIO *bp, const char *name, const char *hdr, const unsigned char *data, long len)`
 ///
-/// The pointer form of ``PEM_write_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_bio(_ bp: BIOPointer?, _ name: UnsafePointer<CChar>?, _ hdr: UnsafePointer<CChar>?, _ data: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
     return COpenSSL.PEM_write_bio(bp?.rawValue, name, hdr, data, len)
@@ -773,7 +773,7 @@ public func PEM_write_bio_PKCS8PrivateKey(_ arg0: BIOPointer?, _ arg1: EVPPKeyPo
 
 /// `int PEM_write_bio_PKCS8PrivateKey(BIO *, const EVP_PKEY *, const EVP_CIPHER *, const char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_write_bio_PKCS8PrivateKey``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_bio_PKCS8PrivateKey`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_bio_PKCS8PrivateKey(_ arg0: BIOPointer?, _ arg1: EVPPKeyPointer?, _ arg2: EVPCipherPointer?, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_PKCS8PrivateKey(arg0?.rawValue, arg1?.rawValue, arg2?.rawValue, kstr, klen, cb, u)
@@ -791,7 +791,7 @@ public func PEM_write_bio_PKCS8PrivateKey_nid(_ bp: BIOPointer?, _ x: EVPPKeyPoi
 
 /// `int PEM_write_bio_PKCS8PrivateKey_nid(BIO *bp, const EVP_PKEY *x, int nid, const char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``PEM_write_bio_PKCS8PrivateKey_nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_bio_PKCS8PrivateKey_nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_bio_PKCS8PrivateKey_nid(_ bp: BIOPointer?, _ x: EVPPKeyPointer?, _ nid: Int32, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.PEM_write_bio_PKCS8PrivateKey_nid(bp?.rawValue, x?.rawValue, nid, kstr, klen, cb, u)
@@ -818,7 +818,7 @@ public func PEM_write_bio_PUBKEY_ex(_ out: BIOPointer?, _ x: EVPPKeyPointer?, _ 
 
 /// `int PEM_write_bio_PUBKEY_ex(BIO *out, const EVP_PKEY *x, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_write_bio_PUBKEY_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_bio_PUBKEY_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_bio_PUBKEY_ex(_ out: BIOPointer?, _ x: EVPPKeyPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.PEM_write_bio_PUBKEY_ex(out?.rawValue, x?.rawValue, libctx?.rawValue, propq)
@@ -836,7 +836,7 @@ public func PEM_write_bio_PrivateKey_ex(_ out: BIOPointer?, _ x: EVPPKeyPointer?
 
 /// `int PEM_write_bio_PrivateKey_ex(BIO *out, const EVP_PKEY *x, const EVP_CIPHER *enc, const unsigned char *kstr, int klen, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``PEM_write_bio_PrivateKey_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `PEM_write_bio_PrivateKey_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func PEM_write_bio_PrivateKey_ex(_ out: BIOPointer?, _ x: EVPPKeyPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<UInt8>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.PEM_write_bio_PrivateKey_ex(out?.rawValue, x?.rawValue, enc?.rawValue, kstr, klen, cb, u, libctx?.rawValue, propq)
@@ -917,7 +917,7 @@ public func b2i_PVK_bio_ex(_ in_: BIOPointer?, _ cb: (@convention(c) (UnsafeMuta
 
 /// `EVP_PKEY *b2i_PVK_bio_ex(BIO *in, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``b2i_PVK_bio_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `b2i_PVK_bio_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func b2i_PVK_bio_ex(_ in_: BIOPointer?, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.b2i_PVK_bio_ex(in_?.rawValue, cb, u, libctx?.rawValue, propq) as OpaquePointer?)
@@ -998,7 +998,7 @@ public func i2b_PVK_bio_ex(_ out: BIOPointer?, _ pk: EVPPKeyPointer?, _ enclevel
 
 /// `int i2b_PVK_bio_ex(BIO *out, const EVP_PKEY *pk, int enclevel, pem_password_cb *cb, void *u, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``i2b_PVK_bio_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `i2b_PVK_bio_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func i2b_PVK_bio_ex(_ out: BIOPointer?, _ pk: EVPPKeyPointer?, _ enclevel: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.i2b_PVK_bio_ex(out?.rawValue, pk?.rawValue, enclevel, cb, u, libctx?.rawValue, propq)
@@ -1034,7 +1034,7 @@ public func i2d_PKCS8PrivateKey_bio(_ bp: BIOPointer?, _ x: EVPPKeyPointer?, _ e
 
 /// `int i2d_PKCS8PrivateKey_bio(BIO *bp, const EVP_PKEY *x, const EVP_CIPHER *enc, const char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``i2d_PKCS8PrivateKey_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `i2d_PKCS8PrivateKey_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func i2d_PKCS8PrivateKey_bio(_ bp: BIOPointer?, _ x: EVPPKeyPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.i2d_PKCS8PrivateKey_bio(bp?.rawValue, x?.rawValue, enc?.rawValue, kstr, klen, cb, u)
@@ -1052,7 +1052,7 @@ public func i2d_PKCS8PrivateKey_fp(_ fp: UnsafeMutablePointer<FILE>?, _ x: EVPPK
 
 /// `int i2d_PKCS8PrivateKey_fp(FILE *fp, const EVP_PKEY *x, const EVP_CIPHER *enc, const char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``i2d_PKCS8PrivateKey_fp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `i2d_PKCS8PrivateKey_fp`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func i2d_PKCS8PrivateKey_fp(_ fp: UnsafeMutablePointer<FILE>?, _ x: EVPPKeyPointer?, _ enc: EVPCipherPointer?, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.i2d_PKCS8PrivateKey_fp(fp, x?.rawValue, enc?.rawValue, kstr, klen, cb, u)
@@ -1070,7 +1070,7 @@ public func i2d_PKCS8PrivateKey_nid_bio(_ bp: BIOPointer?, _ x: EVPPKeyPointer?,
 
 /// `int i2d_PKCS8PrivateKey_nid_bio(BIO *bp, const EVP_PKEY *x, int nid, const char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``i2d_PKCS8PrivateKey_nid_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `i2d_PKCS8PrivateKey_nid_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func i2d_PKCS8PrivateKey_nid_bio(_ bp: BIOPointer?, _ x: EVPPKeyPointer?, _ nid: Int32, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.i2d_PKCS8PrivateKey_nid_bio(bp?.rawValue, x?.rawValue, nid, kstr, klen, cb, u)
@@ -1088,7 +1088,7 @@ public func i2d_PKCS8PrivateKey_nid_fp(_ fp: UnsafeMutablePointer<FILE>?, _ x: E
 
 /// `int i2d_PKCS8PrivateKey_nid_fp(FILE *fp, const EVP_PKEY *x, int nid, const char *kstr, int klen, pem_password_cb *cb, void *u)`
 ///
-/// The pointer form of ``i2d_PKCS8PrivateKey_nid_fp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `i2d_PKCS8PrivateKey_nid_fp`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func i2d_PKCS8PrivateKey_nid_fp(_ fp: UnsafeMutablePointer<FILE>?, _ x: EVPPKeyPointer?, _ nid: Int32, _ kstr: UnsafePointer<CChar>?, _ klen: Int32, _ cb: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)?, _ u: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.i2d_PKCS8PrivateKey_nid_fp(fp, x?.rawValue, nid, kstr, klen, cb, u)

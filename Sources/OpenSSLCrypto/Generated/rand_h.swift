@@ -71,7 +71,7 @@ public func RAND_set_DRBG_type(_ ctx: OSSLLibContextPointer?, _ drbg: String?, _
 
 /// `int RAND_set_DRBG_type(OSSL_LIB_CTX *ctx, const char *drbg, const char *propq, const char *cipher, const char *digest)`
 ///
-/// The pointer form of ``RAND_set_DRBG_type``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `RAND_set_DRBG_type`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func RAND_set_DRBG_type(_ ctx: OSSLLibContextPointer?, _ drbg: UnsafePointer<CChar>?, _ propq: UnsafePointer<CChar>?, _ cipher: UnsafePointer<CChar>?, _ digest: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.RAND_set_DRBG_type(ctx?.rawValue, drbg, propq, cipher, digest)
@@ -89,7 +89,7 @@ public func RAND_set_seed_source_type(_ ctx: OSSLLibContextPointer?, _ seed: Str
 
 /// `int RAND_set_seed_source_type(OSSL_LIB_CTX *ctx, const char *seed, const char *propq)`
 ///
-/// The pointer form of ``RAND_set_seed_source_type``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `RAND_set_seed_source_type`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func RAND_set_seed_source_type(_ ctx: OSSLLibContextPointer?, _ seed: UnsafePointer<CChar>?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.RAND_set_seed_source_type(ctx?.rawValue, seed, propq)

@@ -125,7 +125,7 @@ public func EVP_PKEY_CTX_set_rsa_mgf1_md_name(_ ctx: EVPPKeyContextPointer?, _ m
 
 /// `int EVP_PKEY_CTX_set_rsa_mgf1_md_name(EVP_PKEY_CTX *ctx, const char *mdname, const char *mdprops)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_set_rsa_mgf1_md_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_set_rsa_mgf1_md_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_set_rsa_mgf1_md_name(_ ctx: EVPPKeyContextPointer?, _ mdname: UnsafePointer<CChar>?, _ mdprops: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_rsa_mgf1_md_name(ctx?.rawValue, mdname, mdprops)
@@ -152,7 +152,7 @@ public func EVP_PKEY_CTX_set_rsa_oaep_md_name(_ ctx: EVPPKeyContextPointer?, _ m
 
 /// `int EVP_PKEY_CTX_set_rsa_oaep_md_name(EVP_PKEY_CTX *ctx, const char *mdname, const char *mdprops)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_set_rsa_oaep_md_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_set_rsa_oaep_md_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_set_rsa_oaep_md_name(_ ctx: EVPPKeyContextPointer?, _ mdname: UnsafePointer<CChar>?, _ mdprops: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_rsa_oaep_md_name(ctx?.rawValue, mdname, mdprops)
@@ -188,7 +188,7 @@ public func EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(_ ctx: EVPPKeyContextPointer
 
 /// `int EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(EVP_PKEY_CTX *ctx, const char *mdname, const char *mdprops)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_set_rsa_pss_keygen_md_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_set_rsa_pss_keygen_md_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(_ ctx: EVPPKeyContextPointer?, _ mdname: UnsafePointer<CChar>?, _ mdprops: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(ctx?.rawValue, mdname, mdprops)
@@ -215,7 +215,7 @@ public func EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name(_ ctx: EVPPKeyContextPo
 
 /// `int EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name(EVP_PKEY_CTX *ctx, const char *mdname)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name(_ ctx: EVPPKeyContextPointer?, _ mdname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name(ctx?.rawValue, mdname)

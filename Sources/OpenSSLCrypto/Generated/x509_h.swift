@@ -71,7 +71,7 @@ public func EVP_PKCS82PKEY_ex(_ p8: PKCS8PrivKeyInfoPointer?, _ libctx: OSSLLibC
 
 /// `EVP_PKEY *EVP_PKCS82PKEY_ex(const PKCS8_PRIV_KEY_INFO *p8, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``EVP_PKCS82PKEY_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKCS82PKEY_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKCS82PKEY_ex(_ p8: PKCS8PrivKeyInfoPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.EVP_PKCS82PKEY_ex(p8?.rawValue, libctx?.rawValue, propq) as OpaquePointer?)
@@ -125,7 +125,7 @@ public func EVP_PKEY_add1_attr_by_txt(_ key: EVPPKeyPointer?, _ attrname: String
 
 /// `int EVP_PKEY_add1_attr_by_txt(EVP_PKEY *key, const char *attrname, int type, const unsigned char *bytes, int len)`
 ///
-/// The pointer form of ``EVP_PKEY_add1_attr_by_txt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_add1_attr_by_txt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_add1_attr_by_txt(_ key: EVPPKeyPointer?, _ attrname: UnsafePointer<CChar>?, _ type: Int32, _ bytes: UnsafePointer<UInt8>?, _ len: Int32) -> Int32 {
     return COpenSSL.EVP_PKEY_add1_attr_by_txt(key?.rawValue, attrname, type, bytes, len)
@@ -242,7 +242,7 @@ public func NETSCAPE_SPKI_b64_decode(_ str: String?, _ len: Int32) -> UnsafeMuta
 
 /// `NETSCAPE_SPKI *NETSCAPE_SPKI_b64_decode(const char *str, int len)`
 ///
-/// The pointer form of ``NETSCAPE_SPKI_b64_decode``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `NETSCAPE_SPKI_b64_decode`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func NETSCAPE_SPKI_b64_decode(_ str: UnsafePointer<CChar>?, _ len: Int32) -> UnsafeMutablePointer<NETSCAPE_SPKI>? {
     return COpenSSL.NETSCAPE_SPKI_b64_decode(str, len)
@@ -746,7 +746,7 @@ public func X509_ATTRIBUTE_create_by_txt(_ attr: UnsafeMutablePointer<OpaquePoin
 
 /// `X509_ATTRIBUTE *X509_ATTRIBUTE_create_by_txt(X509_ATTRIBUTE **attr, const char *atrname, int type, const unsigned char *bytes, int len)`
 ///
-/// The pointer form of ``X509_ATTRIBUTE_create_by_txt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_ATTRIBUTE_create_by_txt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_ATTRIBUTE_create_by_txt(_ attr: UnsafeMutablePointer<OpaquePointer?>?, _ atrname: UnsafePointer<CChar>?, _ type: Int32, _ bytes: UnsafePointer<UInt8>?, _ len: Int32) -> X509AttributePointer? {
     return X509AttributePointer(COpenSSL.X509_ATTRIBUTE_create_by_txt(attr, atrname, type, bytes, len) as OpaquePointer?)
@@ -1196,7 +1196,7 @@ public func X509_CRL_load_http(_ url: String?, _ bio: BIOPointer?, _ rbio: BIOPo
 
 /// `X509_CRL *X509_CRL_load_http(const char *url, BIO *bio, BIO *rbio, int timeout)`
 ///
-/// The pointer form of ``X509_CRL_load_http``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_CRL_load_http`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_CRL_load_http(_ url: UnsafePointer<CChar>?, _ bio: BIOPointer?, _ rbio: BIOPointer?, _ timeout: Int32) -> X509CRLPointer? {
     return X509CRLPointer(COpenSSL.X509_CRL_load_http(url, bio?.rawValue, rbio?.rawValue, timeout) as OpaquePointer?)
@@ -1232,7 +1232,7 @@ public func X509_CRL_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?) 
 
 /// `X509_CRL *X509_CRL_new_ex(OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_CRL_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_CRL_new_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_CRL_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509CRLPointer? {
     return X509CRLPointer(COpenSSL.X509_CRL_new_ex(libctx?.rawValue, propq) as OpaquePointer?)
@@ -1529,7 +1529,7 @@ public func X509_NAME_ENTRY_create_by_txt(_ ne: UnsafeMutablePointer<OpaquePoint
 
 /// `X509_NAME_ENTRY *X509_NAME_ENTRY_create_by_txt(X509_NAME_ENTRY **ne, const char *field, int type, const unsigned char *bytes, int len)`
 ///
-/// The pointer form of ``X509_NAME_ENTRY_create_by_txt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_NAME_ENTRY_create_by_txt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_NAME_ENTRY_create_by_txt(_ ne: UnsafeMutablePointer<OpaquePointer?>?, _ field: UnsafePointer<CChar>?, _ type: Int32, _ bytes: UnsafePointer<UInt8>?, _ len: Int32) -> X509NameEntryPointer? {
     return X509NameEntryPointer(COpenSSL.X509_NAME_ENTRY_create_by_txt(ne, field, type, bytes, len) as OpaquePointer?)
@@ -1727,7 +1727,7 @@ public func X509_NAME_hash_ex(_ x: X509NamePointer?, _ libctx: OSSLLibContextPoi
 
 /// `unsigned long X509_NAME_hash_ex(const X509_NAME *x, OSSL_LIB_CTX *libctx, const char *propq, int *ok)`
 ///
-/// The pointer form of ``X509_NAME_hash_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_NAME_hash_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_NAME_hash_ex(_ x: X509NamePointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?, _ ok: UnsafeMutablePointer<Int32>?) -> UInt {
     return COpenSSL.X509_NAME_hash_ex(x?.rawValue, libctx?.rawValue, propq, ok)
@@ -1880,7 +1880,7 @@ public func X509_PUBKEY_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String
 
 /// `X509_PUBKEY *X509_PUBKEY_new_ex(OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_PUBKEY_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_PUBKEY_new_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_PUBKEY_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509PubKeyPointer? {
     return X509PubKeyPointer(COpenSSL.X509_PUBKEY_new_ex(libctx?.rawValue, propq) as OpaquePointer?)
@@ -1970,7 +1970,7 @@ public func X509_REQ_add1_attr_by_txt(_ req: X509RequestPointer?, _ attrname: St
 
 /// `int X509_REQ_add1_attr_by_txt(X509_REQ *req, const char *attrname, int type, const unsigned char *bytes, int len)`
 ///
-/// The pointer form of ``X509_REQ_add1_attr_by_txt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_REQ_add1_attr_by_txt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_REQ_add1_attr_by_txt(_ req: X509RequestPointer?, _ attrname: UnsafePointer<CChar>?, _ type: Int32, _ bytes: UnsafePointer<UInt8>?, _ len: Int32) -> Int32 {
     return COpenSSL.X509_REQ_add1_attr_by_txt(req?.rawValue, attrname, type, bytes, len)
@@ -2204,7 +2204,7 @@ public func X509_REQ_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?) 
 
 /// `X509_REQ *X509_REQ_new_ex(OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_REQ_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_REQ_new_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_REQ_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509RequestPointer? {
     return X509RequestPointer(COpenSSL.X509_REQ_new_ex(libctx?.rawValue, propq) as OpaquePointer?)
@@ -2348,7 +2348,7 @@ public func X509_REQ_verify_ex(_ a: X509RequestPointer?, _ r: EVPPKeyPointer?, _
 
 /// `int X509_REQ_verify_ex(X509_REQ *a, EVP_PKEY *r, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_REQ_verify_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_REQ_verify_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_REQ_verify_ex(_ a: X509RequestPointer?, _ r: EVPPKeyPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_REQ_verify_ex(a?.rawValue, r?.rawValue, libctx?.rawValue, propq)
@@ -3041,7 +3041,7 @@ public func X509_load_http(_ url: String?, _ bio: BIOPointer?, _ rbio: BIOPointe
 
 /// `X509 *X509_load_http(const char *url, BIO *bio, BIO *rbio, int timeout)`
 ///
-/// The pointer form of ``X509_load_http``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_load_http`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_load_http(_ url: UnsafePointer<CChar>?, _ bio: BIOPointer?, _ rbio: BIOPointer?, _ timeout: Int32) -> X509Pointer? {
     return X509Pointer(COpenSSL.X509_load_http(url, bio?.rawValue, rbio?.rawValue, timeout) as OpaquePointer?)
@@ -3059,7 +3059,7 @@ public func X509_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?) -> X
 
 /// `X509 *X509_new_ex(OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_new_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509Pointer? {
     return X509Pointer(COpenSSL.X509_new_ex(libctx?.rawValue, propq) as OpaquePointer?)
@@ -3284,7 +3284,7 @@ public func X509at_add1_attr_by_txt(_ x: UnsafeMutablePointer<OpaquePointer?>?, 
 
 /// `struct stack_st_X509_ATTRIBUTE *X509at_add1_attr_by_txt(struct stack_st_X509_ATTRIBUTE **x, const char *attrname, int type, const unsigned char *bytes, int len)`
 ///
-/// The pointer form of ``X509at_add1_attr_by_txt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509at_add1_attr_by_txt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509at_add1_attr_by_txt(_ x: UnsafeMutablePointer<OpaquePointer?>?, _ attrname: UnsafePointer<CChar>?, _ type: Int32, _ bytes: UnsafePointer<UInt8>?, _ len: Int32) -> X509AttributeStackPointer? {
     return X509AttributeStackPointer(COpenSSL.X509at_add1_attr_by_txt(x, attrname, type, bytes, len) as OpaquePointer?)
@@ -3536,7 +3536,7 @@ public func d2i_PUBKEY_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: Unsa
 
 /// `EVP_PKEY *d2i_PUBKEY_ex(EVP_PKEY **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``d2i_PUBKEY_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `d2i_PUBKEY_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func d2i_PUBKEY_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.d2i_PUBKEY_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)
@@ -3572,7 +3572,7 @@ public func d2i_PrivateKey_ex_bio(_ bp: BIOPointer?, _ a: UnsafeMutablePointer<O
 
 /// `EVP_PKEY *d2i_PrivateKey_ex_bio(BIO *bp, EVP_PKEY **a, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``d2i_PrivateKey_ex_bio``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `d2i_PrivateKey_ex_bio`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func d2i_PrivateKey_ex_bio(_ bp: BIOPointer?, _ a: UnsafeMutablePointer<OpaquePointer?>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.d2i_PrivateKey_ex_bio(bp?.rawValue, a, libctx?.rawValue, propq) as OpaquePointer?)
@@ -3590,7 +3590,7 @@ public func d2i_PrivateKey_ex_fp(_ fp: UnsafeMutablePointer<FILE>?, _ a: UnsafeM
 
 /// `EVP_PKEY *d2i_PrivateKey_ex_fp(FILE *fp, EVP_PKEY **a, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``d2i_PrivateKey_ex_fp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `d2i_PrivateKey_ex_fp`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func d2i_PrivateKey_ex_fp(_ fp: UnsafeMutablePointer<FILE>?, _ a: UnsafeMutablePointer<OpaquePointer?>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> EVPPKeyPointer? {
     return EVPPKeyPointer(COpenSSL.d2i_PrivateKey_ex_fp(fp, a, libctx?.rawValue, propq) as OpaquePointer?)

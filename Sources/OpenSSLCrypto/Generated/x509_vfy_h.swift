@@ -17,7 +17,7 @@ public func X509_LOOKUP_by_alias(_ ctx: X509LookupPointer?, _ type: X509_LOOKUP_
 
 /// `int X509_LOOKUP_by_alias(X509_LOOKUP *ctx, X509_LOOKUP_TYPE type, const char *str, int len, X509_OBJECT *ret)`
 ///
-/// The pointer form of ``X509_LOOKUP_by_alias``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_LOOKUP_by_alias`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_LOOKUP_by_alias(_ ctx: X509LookupPointer?, _ type: X509_LOOKUP_TYPE, _ str: UnsafePointer<CChar>?, _ len: Int32, _ ret: X509ObjectPointer?) -> Int32 {
     return COpenSSL.X509_LOOKUP_by_alias(ctx?.rawValue, type, str, len, ret?.rawValue)
@@ -62,7 +62,7 @@ public func X509_LOOKUP_by_subject_ex(_ ctx: X509LookupPointer?, _ type: X509_LO
 
 /// `int X509_LOOKUP_by_subject_ex(X509_LOOKUP *ctx, X509_LOOKUP_TYPE type, const X509_NAME *name, X509_OBJECT *ret, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_LOOKUP_by_subject_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_LOOKUP_by_subject_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_LOOKUP_by_subject_ex(_ ctx: X509LookupPointer?, _ type: X509_LOOKUP_TYPE, _ name: X509NamePointer?, _ ret: X509ObjectPointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_LOOKUP_by_subject_ex(ctx?.rawValue, type, name?.rawValue, ret?.rawValue, libctx?.rawValue, propq)
@@ -80,7 +80,7 @@ public func X509_LOOKUP_ctrl(_ ctx: X509LookupPointer?, _ cmd: Int32, _ argc: St
 
 /// `int X509_LOOKUP_ctrl(X509_LOOKUP *ctx, int cmd, const char *argc, long argl, char **ret)`
 ///
-/// The pointer form of ``X509_LOOKUP_ctrl``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_LOOKUP_ctrl`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_LOOKUP_ctrl(_ ctx: X509LookupPointer?, _ cmd: Int32, _ argc: UnsafePointer<CChar>?, _ argl: Int, _ ret: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     return COpenSSL.X509_LOOKUP_ctrl(ctx?.rawValue, cmd, argc, argl, ret)
@@ -98,7 +98,7 @@ public func X509_LOOKUP_ctrl_ex(_ ctx: X509LookupPointer?, _ cmd: Int32, _ argc:
 
 /// `int X509_LOOKUP_ctrl_ex(X509_LOOKUP *ctx, int cmd, const char *argc, long argl, char **ret, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_LOOKUP_ctrl_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_LOOKUP_ctrl_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_LOOKUP_ctrl_ex(_ ctx: X509LookupPointer?, _ cmd: Int32, _ argc: UnsafePointer<CChar>?, _ argl: Int, _ ret: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_LOOKUP_ctrl_ex(ctx?.rawValue, cmd, argc, argl, ret, libctx?.rawValue, propq)
@@ -260,7 +260,7 @@ public func X509_LOOKUP_meth_new(_ name: String?) -> X509LookupMethodPointer? {
 
 /// `X509_LOOKUP_METHOD *X509_LOOKUP_meth_new(const char *name)`
 ///
-/// The pointer form of ``X509_LOOKUP_meth_new``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_LOOKUP_meth_new`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_LOOKUP_meth_new(_ name: UnsafePointer<CChar>?) -> X509LookupMethodPointer? {
     return X509LookupMethodPointer(COpenSSL.X509_LOOKUP_meth_new(name) as OpaquePointer?)
@@ -773,7 +773,7 @@ public func X509_STORE_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: Str
 
 /// `X509_STORE_CTX *X509_STORE_CTX_new_ex(OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_STORE_CTX_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_CTX_new_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509StoreContextPointer? {
     return X509StoreContextPointer(COpenSSL.X509_STORE_CTX_new_ex(libctx?.rawValue, propq) as OpaquePointer?)
@@ -881,7 +881,7 @@ public func X509_STORE_CTX_set_default(_ ctx: X509StoreContextPointer?, _ name: 
 
 /// `int X509_STORE_CTX_set_default(X509_STORE_CTX *ctx, const char *name)`
 ///
-/// The pointer form of ``X509_STORE_CTX_set_default``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_CTX_set_default`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_CTX_set_default(_ ctx: X509StoreContextPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_CTX_set_default(ctx?.rawValue, name)
@@ -1151,7 +1151,7 @@ public func X509_STORE_load_file_ex(_ ctx: X509StorePointer?, _ file: String?, _
 
 /// `int X509_STORE_load_file_ex(X509_STORE *ctx, const char *file, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_STORE_load_file_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_load_file_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_load_file_ex(_ ctx: X509StorePointer?, _ file: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_file_ex(ctx?.rawValue, file, libctx?.rawValue, propq)
@@ -1169,7 +1169,7 @@ public func X509_STORE_load_locations_ex(_ ctx: X509StorePointer?, _ file: Strin
 
 /// `int X509_STORE_load_locations_ex(X509_STORE *ctx, const char *file, const char *dir, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_STORE_load_locations_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_load_locations_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_load_locations_ex(_ ctx: X509StorePointer?, _ file: UnsafePointer<CChar>?, _ dir: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_locations_ex(ctx?.rawValue, file, dir, libctx?.rawValue, propq)
@@ -1187,7 +1187,7 @@ public func X509_STORE_load_store(_ ctx: X509StorePointer?, _ store: String?) ->
 
 /// `int X509_STORE_load_store(X509_STORE *ctx, const char *store)`
 ///
-/// The pointer form of ``X509_STORE_load_store``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_load_store`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_load_store(_ ctx: X509StorePointer?, _ store: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_store(ctx?.rawValue, store)
@@ -1205,7 +1205,7 @@ public func X509_STORE_load_store_ex(_ ctx: X509StorePointer?, _ store: String?,
 
 /// `int X509_STORE_load_store_ex(X509_STORE *ctx, const char *store, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_STORE_load_store_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_load_store_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_load_store_ex(_ ctx: X509StorePointer?, _ store: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_store_ex(ctx?.rawValue, store, libctx?.rawValue, propq)
@@ -1295,7 +1295,7 @@ public func X509_STORE_set_default_paths_ex(_ ctx: X509StorePointer?, _ libctx: 
 
 /// `int X509_STORE_set_default_paths_ex(X509_STORE *ctx, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_STORE_set_default_paths_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_set_default_paths_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_set_default_paths_ex(_ ctx: X509StorePointer?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_set_default_paths_ex(ctx?.rawValue, libctx?.rawValue, propq)
@@ -1421,7 +1421,7 @@ public func X509_TRUST_add(_ id: Int32, _ flags: Int32, _ ck: (@convention(c) (U
 
 /// `int X509_TRUST_add(int id, int flags, int (*ck)(X509_TRUST *, X509 *, int), const char *name, int arg1, void *arg2)`
 ///
-/// The pointer form of ``X509_TRUST_add``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_TRUST_add`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_TRUST_add(_ id: Int32, _ flags: Int32, _ ck: (@convention(c) (UnsafeMutablePointer<X509_TRUST>?, OpaquePointer?, Int32) -> Int32)?, _ name: UnsafePointer<CChar>?, _ arg1: Int32, _ arg2: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.X509_TRUST_add(id, flags, ck, name, arg1, arg2)
@@ -1673,7 +1673,7 @@ public func X509_VERIFY_PARAM_lookup(_ name: String?) -> X509VerifyParamPointer?
 
 /// `const X509_VERIFY_PARAM *X509_VERIFY_PARAM_lookup(const char *name)`
 ///
-/// The pointer form of ``X509_VERIFY_PARAM_lookup``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_VERIFY_PARAM_lookup`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_VERIFY_PARAM_lookup(_ name: UnsafePointer<CChar>?) -> X509VerifyParamPointer? {
     return X509VerifyParamPointer(COpenSSL.X509_VERIFY_PARAM_lookup(name) as OpaquePointer?)
@@ -1718,7 +1718,7 @@ public func X509_VERIFY_PARAM_set1_email(_ param: X509VerifyParamPointer?, _ ema
 
 /// `int X509_VERIFY_PARAM_set1_email(X509_VERIFY_PARAM *param, const char *email, size_t emaillen)`
 ///
-/// The pointer form of ``X509_VERIFY_PARAM_set1_email``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_VERIFY_PARAM_set1_email`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_VERIFY_PARAM_set1_email(_ param: X509VerifyParamPointer?, _ email: UnsafePointer<CChar>?, _ emaillen: Int) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_email(param?.rawValue, email, emaillen)
@@ -1745,7 +1745,7 @@ public func X509_VERIFY_PARAM_set1_name(_ param: X509VerifyParamPointer?, _ name
 
 /// `int X509_VERIFY_PARAM_set1_name(X509_VERIFY_PARAM *param, const char *name)`
 ///
-/// The pointer form of ``X509_VERIFY_PARAM_set1_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_VERIFY_PARAM_set1_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_VERIFY_PARAM_set1_name(_ param: X509VerifyParamPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_name(param?.rawValue, name)
@@ -1844,7 +1844,7 @@ public func X509_build_chain(_ target: X509Pointer?, _ certs: X509StackPointer?,
 
 /// `struct stack_st_X509 *X509_build_chain(X509 *target, struct stack_st_X509 *certs, X509_STORE *store, int with_self_signed, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_build_chain``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_build_chain`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_build_chain(_ target: X509Pointer?, _ certs: X509StackPointer?, _ store: X509StorePointer?, _ with_self_signed: Int32, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509StackPointer? {
     return X509StackPointer(COpenSSL.X509_build_chain(target?.rawValue, certs?.rawValue, store?.rawValue, with_self_signed, libctx?.rawValue, propq) as OpaquePointer?)
@@ -1889,7 +1889,7 @@ public func X509_load_cert_crl_file(_ ctx: X509LookupPointer?, _ file: String?, 
 
 /// `int X509_load_cert_crl_file(X509_LOOKUP *ctx, const char *file, int type)`
 ///
-/// The pointer form of ``X509_load_cert_crl_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_load_cert_crl_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_load_cert_crl_file(_ ctx: X509LookupPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.X509_load_cert_crl_file(ctx?.rawValue, file, type)
@@ -1907,7 +1907,7 @@ public func X509_load_cert_crl_file_ex(_ ctx: X509LookupPointer?, _ file: String
 
 /// `int X509_load_cert_crl_file_ex(X509_LOOKUP *ctx, const char *file, int type, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_load_cert_crl_file_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_load_cert_crl_file_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_load_cert_crl_file_ex(_ ctx: X509LookupPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_load_cert_crl_file_ex(ctx?.rawValue, file, type, libctx?.rawValue, propq)
@@ -1925,7 +1925,7 @@ public func X509_load_cert_file(_ ctx: X509LookupPointer?, _ file: String?, _ ty
 
 /// `int X509_load_cert_file(X509_LOOKUP *ctx, const char *file, int type)`
 ///
-/// The pointer form of ``X509_load_cert_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_load_cert_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_load_cert_file(_ ctx: X509LookupPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.X509_load_cert_file(ctx?.rawValue, file, type)
@@ -1943,7 +1943,7 @@ public func X509_load_cert_file_ex(_ ctx: X509LookupPointer?, _ file: String?, _
 
 /// `int X509_load_cert_file_ex(X509_LOOKUP *ctx, const char *file, int type, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``X509_load_cert_file_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_load_cert_file_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_load_cert_file_ex(_ ctx: X509LookupPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_load_cert_file_ex(ctx?.rawValue, file, type, libctx?.rawValue, propq)
@@ -1961,7 +1961,7 @@ public func X509_load_crl_file(_ ctx: X509LookupPointer?, _ file: String?, _ typ
 
 /// `int X509_load_crl_file(X509_LOOKUP *ctx, const char *file, int type)`
 ///
-/// The pointer form of ``X509_load_crl_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_load_crl_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_load_crl_file(_ ctx: X509LookupPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.X509_load_crl_file(ctx?.rawValue, file, type)

@@ -1385,7 +1385,7 @@ public func SXNET_add_id_INTEGER(_ psx: UnsafeMutablePointer<UnsafeMutablePointe
 
 /// `int SXNET_add_id_INTEGER(SXNET **psx, ASN1_INTEGER *izone, const char *user, int userlen)`
 ///
-/// The pointer form of ``SXNET_add_id_INTEGER``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SXNET_add_id_INTEGER`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SXNET_add_id_INTEGER(_ psx: UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, _ izone: UnsafeMutablePointer<ASN1_INTEGER>?, _ user: UnsafePointer<CChar>?, _ userlen: Int32) -> Int32 {
     return COpenSSL.SXNET_add_id_INTEGER(psx, izone, user, userlen)
@@ -1403,7 +1403,7 @@ public func SXNET_add_id_asc(_ psx: UnsafeMutablePointer<UnsafeMutablePointer<SX
 
 /// `int SXNET_add_id_asc(SXNET **psx, const char *zone, const char *user, int userlen)`
 ///
-/// The pointer form of ``SXNET_add_id_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SXNET_add_id_asc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SXNET_add_id_asc(_ psx: UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, _ zone: UnsafePointer<CChar>?, _ user: UnsafePointer<CChar>?, _ userlen: Int32) -> Int32 {
     return COpenSSL.SXNET_add_id_asc(psx, zone, user, userlen)
@@ -1421,7 +1421,7 @@ public func SXNET_add_id_ulong(_ psx: UnsafeMutablePointer<UnsafeMutablePointer<
 
 /// `int SXNET_add_id_ulong(SXNET **psx, unsigned long lzone, const char *user, int userlen)`
 ///
-/// The pointer form of ``SXNET_add_id_ulong``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SXNET_add_id_ulong`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SXNET_add_id_ulong(_ psx: UnsafeMutablePointer<UnsafeMutablePointer<SXNET>?>?, _ lzone: UInt, _ user: UnsafePointer<CChar>?, _ userlen: Int32) -> Int32 {
     return COpenSSL.SXNET_add_id_ulong(psx, lzone, user, userlen)
@@ -1457,7 +1457,7 @@ public func SXNET_get_id_asc(_ sx: UnsafeMutablePointer<SXNET>?, _ zone: String?
 
 /// `ASN1_OCTET_STRING *SXNET_get_id_asc(SXNET *sx, const char *zone)`
 ///
-/// The pointer form of ``SXNET_get_id_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SXNET_get_id_asc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SXNET_get_id_asc(_ sx: UnsafeMutablePointer<SXNET>?, _ zone: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>? {
     return COpenSSL.SXNET_get_id_asc(sx, zone)
@@ -1547,7 +1547,7 @@ public func X509V3_EXT_CRL_add_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_V
 
 /// `int X509V3_EXT_CRL_add_conf(struct lhash_st_CONF_VALUE *conf, X509V3_CTX *ctx, const char *section, X509_CRL *crl)`
 ///
-/// The pointer form of ``X509V3_EXT_CRL_add_conf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_CRL_add_conf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_CRL_add_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?, _ crl: X509CRLPointer?) -> Int32 {
     return COpenSSL.X509V3_EXT_CRL_add_conf(conf, ctx, section, crl?.rawValue)
@@ -1565,7 +1565,7 @@ public func X509V3_EXT_CRL_add_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx:
 
 /// `int X509V3_EXT_CRL_add_nconf(CONF *conf, X509V3_CTX *ctx, const char *section, X509_CRL *crl)`
 ///
-/// The pointer form of ``X509V3_EXT_CRL_add_nconf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_CRL_add_nconf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_CRL_add_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?, _ crl: X509CRLPointer?) -> Int32 {
     return COpenSSL.X509V3_EXT_CRL_add_nconf(conf, ctx, section, crl?.rawValue)
@@ -1583,7 +1583,7 @@ public func X509V3_EXT_REQ_add_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_V
 
 /// `int X509V3_EXT_REQ_add_conf(struct lhash_st_CONF_VALUE *conf, X509V3_CTX *ctx, const char *section, X509_REQ *req)`
 ///
-/// The pointer form of ``X509V3_EXT_REQ_add_conf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_REQ_add_conf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_REQ_add_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?, _ req: X509RequestPointer?) -> Int32 {
     return COpenSSL.X509V3_EXT_REQ_add_conf(conf, ctx, section, req?.rawValue)
@@ -1601,7 +1601,7 @@ public func X509V3_EXT_REQ_add_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx:
 
 /// `int X509V3_EXT_REQ_add_nconf(CONF *conf, X509V3_CTX *ctx, const char *section, X509_REQ *req)`
 ///
-/// The pointer form of ``X509V3_EXT_REQ_add_nconf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_REQ_add_nconf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_REQ_add_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?, _ req: X509RequestPointer?) -> Int32 {
     return COpenSSL.X509V3_EXT_REQ_add_nconf(conf, ctx, section, req?.rawValue)
@@ -1637,7 +1637,7 @@ public func X509V3_EXT_add_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE
 
 /// `int X509V3_EXT_add_conf(struct lhash_st_CONF_VALUE *conf, X509V3_CTX *ctx, const char *section, X509 *cert)`
 ///
-/// The pointer form of ``X509V3_EXT_add_conf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_add_conf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_add_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?, _ cert: X509Pointer?) -> Int32 {
     return COpenSSL.X509V3_EXT_add_conf(conf, ctx, section, cert?.rawValue)
@@ -1664,7 +1664,7 @@ public func X509V3_EXT_add_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: Uns
 
 /// `int X509V3_EXT_add_nconf(CONF *conf, X509V3_CTX *ctx, const char *section, X509 *cert)`
 ///
-/// The pointer form of ``X509V3_EXT_add_nconf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_add_nconf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_add_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?, _ cert: X509Pointer?) -> Int32 {
     return COpenSSL.X509V3_EXT_add_nconf(conf, ctx, section, cert?.rawValue)
@@ -1682,7 +1682,7 @@ public func X509V3_EXT_add_nconf_sk(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: 
 
 /// `int X509V3_EXT_add_nconf_sk(CONF *conf, X509V3_CTX *ctx, const char *section, struct stack_st_X509_EXTENSION **sk)`
 ///
-/// The pointer form of ``X509V3_EXT_add_nconf_sk``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_add_nconf_sk`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_add_nconf_sk(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?, _ sk: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.X509V3_EXT_add_nconf_sk(conf, ctx, section, sk)
@@ -1709,7 +1709,7 @@ public func X509V3_EXT_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE>?, 
 
 /// `X509_EXTENSION *X509V3_EXT_conf(struct lhash_st_CONF_VALUE *conf, X509V3_CTX *ctx, const char *name, const char *value)`
 ///
-/// The pointer form of ``X509V3_EXT_conf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_conf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_conf(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ name: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> X509ExtensionPointer? {
     return X509ExtensionPointer(COpenSSL.X509V3_EXT_conf(conf, ctx, name, value) as OpaquePointer?)
@@ -1727,7 +1727,7 @@ public func X509V3_EXT_conf_nid(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE
 
 /// `X509_EXTENSION *X509V3_EXT_conf_nid(struct lhash_st_CONF_VALUE *conf, X509V3_CTX *ctx, int ext_nid, const char *value)`
 ///
-/// The pointer form of ``X509V3_EXT_conf_nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_conf_nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_conf_nid(_ conf: UnsafeMutablePointer<lhash_st_CONF_VALUE>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ ext_nid: Int32, _ value: UnsafePointer<CChar>?) -> X509ExtensionPointer? {
     return X509ExtensionPointer(COpenSSL.X509V3_EXT_conf_nid(conf, ctx, ext_nid, value) as OpaquePointer?)
@@ -1781,7 +1781,7 @@ public func X509V3_EXT_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: UnsafeM
 
 /// `X509_EXTENSION *X509V3_EXT_nconf(CONF *conf, X509V3_CTX *ctx, const char *name, const char *value)`
 ///
-/// The pointer form of ``X509V3_EXT_nconf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_nconf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_nconf(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ name: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> X509ExtensionPointer? {
     return X509ExtensionPointer(COpenSSL.X509V3_EXT_nconf(conf, ctx, name, value) as OpaquePointer?)
@@ -1799,7 +1799,7 @@ public func X509V3_EXT_nconf_nid(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: Uns
 
 /// `X509_EXTENSION *X509V3_EXT_nconf_nid(CONF *conf, X509V3_CTX *ctx, int ext_nid, const char *value)`
 ///
-/// The pointer form of ``X509V3_EXT_nconf_nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_EXT_nconf_nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_EXT_nconf_nid(_ conf: UnsafeMutablePointer<CONF>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ ext_nid: Int32, _ value: UnsafePointer<CChar>?) -> X509ExtensionPointer? {
     return X509ExtensionPointer(COpenSSL.X509V3_EXT_nconf_nid(conf, ctx, ext_nid, value) as OpaquePointer?)
@@ -1871,7 +1871,7 @@ public func X509V3_add_value(_ name: String?, _ value: String?, _ extlist: Unsaf
 
 /// `int X509V3_add_value(const char *name, const char *value, struct stack_st_CONF_VALUE **extlist)`
 ///
-/// The pointer form of ``X509V3_add_value``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_add_value`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_add_value(_ name: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?, _ extlist: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.X509V3_add_value(name, value, extlist)
@@ -1889,7 +1889,7 @@ public func X509V3_add_value_bool(_ name: String?, _ asn1_bool: Int32, _ extlist
 
 /// `int X509V3_add_value_bool(const char *name, int asn1_bool, struct stack_st_CONF_VALUE **extlist)`
 ///
-/// The pointer form of ``X509V3_add_value_bool``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_add_value_bool`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_add_value_bool(_ name: UnsafePointer<CChar>?, _ asn1_bool: Int32, _ extlist: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.X509V3_add_value_bool(name, asn1_bool, extlist)
@@ -1907,7 +1907,7 @@ public func X509V3_add_value_bool_nf(_ name: String?, _ asn1_bool: Int32, _ extl
 
 /// `int X509V3_add_value_bool_nf(const char *name, int asn1_bool, struct stack_st_CONF_VALUE **extlist)`
 ///
-/// The pointer form of ``X509V3_add_value_bool_nf``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_add_value_bool_nf`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_add_value_bool_nf(_ name: UnsafePointer<CChar>?, _ asn1_bool: Int32, _ extlist: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.X509V3_add_value_bool_nf(name, asn1_bool, extlist)
@@ -1925,7 +1925,7 @@ public func X509V3_add_value_int(_ name: String?, _ aint: UnsafePointer<ASN1_INT
 
 /// `int X509V3_add_value_int(const char *name, const ASN1_INTEGER *aint, struct stack_st_CONF_VALUE **extlist)`
 ///
-/// The pointer form of ``X509V3_add_value_int``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_add_value_int`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_add_value_int(_ name: UnsafePointer<CChar>?, _ aint: UnsafePointer<ASN1_INTEGER>?, _ extlist: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.X509V3_add_value_int(name, aint, extlist)
@@ -1943,7 +1943,7 @@ public func X509V3_add_value_uchar(_ name: String?, _ value: UnsafePointer<UInt8
 
 /// `int X509V3_add_value_uchar(const char *name, const unsigned char *value, struct stack_st_CONF_VALUE **extlist)`
 ///
-/// The pointer form of ``X509V3_add_value_uchar``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_add_value_uchar`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_add_value_uchar(_ name: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?, _ extlist: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     return COpenSSL.X509V3_add_value_uchar(name, value, extlist)
@@ -1970,7 +1970,7 @@ public func X509V3_extensions_print(_ out: BIOPointer?, _ title: String?, _ exts
 
 /// `int X509V3_extensions_print(BIO *out, const char *title, const struct stack_st_X509_EXTENSION *exts, unsigned long flag, int indent)`
 ///
-/// The pointer form of ``X509V3_extensions_print``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_extensions_print`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_extensions_print(_ out: BIOPointer?, _ title: UnsafePointer<CChar>?, _ exts: X509ExtensionStackPointer?, _ flag: UInt, _ indent: Int32) -> Int32 {
     return COpenSSL.X509V3_extensions_print(out?.rawValue, title, exts?.rawValue, flag, indent)
@@ -1997,7 +1997,7 @@ public func X509V3_get_section(_ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ secti
 
 /// `struct stack_st_CONF_VALUE *X509V3_get_section(X509V3_CTX *ctx, const char *section)`
 ///
-/// The pointer form of ``X509V3_get_section``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_get_section`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_get_section(_ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ section: UnsafePointer<CChar>?) -> ConfValueStackPointer? {
     return ConfValueStackPointer(COpenSSL.X509V3_get_section(ctx, section) as OpaquePointer?)
@@ -2015,7 +2015,7 @@ public func X509V3_get_string(_ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ name: 
 
 /// `char *X509V3_get_string(X509V3_CTX *ctx, const char *name, const char *section)`
 ///
-/// The pointer form of ``X509V3_get_string``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_get_string`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_get_string(_ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ name: UnsafePointer<CChar>?, _ section: UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {
     return COpenSSL.X509V3_get_string(ctx, name, section)
@@ -2051,7 +2051,7 @@ public func X509V3_parse_list(_ line: String?) -> ConfValueStackPointer? {
 
 /// `struct stack_st_CONF_VALUE *X509V3_parse_list(const char *line)`
 ///
-/// The pointer form of ``X509V3_parse_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509V3_parse_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509V3_parse_list(_ line: UnsafePointer<CChar>?) -> ConfValueStackPointer? {
     return ConfValueStackPointer(COpenSSL.X509V3_parse_list(line) as OpaquePointer?)
@@ -2132,7 +2132,7 @@ public func X509_PURPOSE_add(_ id: Int32, _ trust: Int32, _ flags: Int32, _ ck: 
 
 /// `int X509_PURPOSE_add(int id, int trust, int flags, int (*ck)(const X509_PURPOSE *, const X509 *, int), const char *name, const char *sname, void *arg)`
 ///
-/// The pointer form of ``X509_PURPOSE_add``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_PURPOSE_add`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_PURPOSE_add(_ id: Int32, _ trust: Int32, _ flags: Int32, _ ck: (@convention(c) (UnsafePointer<X509_PURPOSE>?, OpaquePointer?, Int32) -> Int32)?, _ name: UnsafePointer<CChar>?, _ sname: UnsafePointer<CChar>?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return COpenSSL.X509_PURPOSE_add(id, trust, flags, ck, name, sname, arg)
@@ -2195,7 +2195,7 @@ public func X509_PURPOSE_get_by_sname(_ sname: String?) -> Int32 {
 
 /// `int X509_PURPOSE_get_by_sname(const char *sname)`
 ///
-/// The pointer form of ``X509_PURPOSE_get_by_sname``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_PURPOSE_get_by_sname`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_PURPOSE_get_by_sname(_ sname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_PURPOSE_get_by_sname(sname)
@@ -2600,7 +2600,7 @@ public func a2i_GENERAL_NAME(_ out: UnsafeMutablePointer<GENERAL_NAME>?, _ metho
 
 /// `GENERAL_NAME *a2i_GENERAL_NAME(GENERAL_NAME *out, const X509V3_EXT_METHOD *method, X509V3_CTX *ctx, int gen_type, const char *value, int is_nc)`
 ///
-/// The pointer form of ``a2i_GENERAL_NAME``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `a2i_GENERAL_NAME`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func a2i_GENERAL_NAME(_ out: UnsafeMutablePointer<GENERAL_NAME>?, _ method: UnsafePointer<X509V3_EXT_METHOD>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ gen_type: Int32, _ value: UnsafePointer<CChar>?, _ is_nc: Int32) -> UnsafeMutablePointer<GENERAL_NAME>? {
     return COpenSSL.a2i_GENERAL_NAME(out, method, ctx, gen_type, value, is_nc)
@@ -2618,7 +2618,7 @@ public func a2i_IPADDRESS(_ ipasc: String?) -> UnsafeMutablePointer<ASN1_OCTET_S
 
 /// `ASN1_OCTET_STRING *a2i_IPADDRESS(const char *ipasc)`
 ///
-/// The pointer form of ``a2i_IPADDRESS``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `a2i_IPADDRESS`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func a2i_IPADDRESS(_ ipasc: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>? {
     return COpenSSL.a2i_IPADDRESS(ipasc)
@@ -2636,7 +2636,7 @@ public func a2i_IPADDRESS_NC(_ ipasc: String?) -> UnsafeMutablePointer<ASN1_OCTE
 
 /// `ASN1_OCTET_STRING *a2i_IPADDRESS_NC(const char *ipasc)`
 ///
-/// The pointer form of ``a2i_IPADDRESS_NC``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `a2i_IPADDRESS_NC`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func a2i_IPADDRESS_NC(_ ipasc: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>? {
     return COpenSSL.a2i_IPADDRESS_NC(ipasc)
@@ -3392,7 +3392,7 @@ public func s2i_ASN1_IA5STRING(_ method: UnsafeMutablePointer<X509V3_EXT_METHOD>
 
 /// `ASN1_IA5STRING *s2i_ASN1_IA5STRING(X509V3_EXT_METHOD *method, X509V3_CTX *ctx, const char *str)`
 ///
-/// The pointer form of ``s2i_ASN1_IA5STRING``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `s2i_ASN1_IA5STRING`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func s2i_ASN1_IA5STRING(_ method: UnsafeMutablePointer<X509V3_EXT_METHOD>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ str: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_IA5STRING>? {
     return COpenSSL.s2i_ASN1_IA5STRING(method, ctx, str)
@@ -3410,7 +3410,7 @@ public func s2i_ASN1_INTEGER(_ meth: UnsafeMutablePointer<X509V3_EXT_METHOD>?, _
 
 /// `ASN1_INTEGER *s2i_ASN1_INTEGER(X509V3_EXT_METHOD *meth, const char *value)`
 ///
-/// The pointer form of ``s2i_ASN1_INTEGER``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `s2i_ASN1_INTEGER`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func s2i_ASN1_INTEGER(_ meth: UnsafeMutablePointer<X509V3_EXT_METHOD>?, _ value: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_INTEGER>? {
     return COpenSSL.s2i_ASN1_INTEGER(meth, value)
@@ -3428,7 +3428,7 @@ public func s2i_ASN1_OCTET_STRING(_ method: UnsafeMutablePointer<X509V3_EXT_METH
 
 /// `ASN1_OCTET_STRING *s2i_ASN1_OCTET_STRING(X509V3_EXT_METHOD *method, X509V3_CTX *ctx, const char *str)`
 ///
-/// The pointer form of ``s2i_ASN1_OCTET_STRING``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `s2i_ASN1_OCTET_STRING`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func s2i_ASN1_OCTET_STRING(_ method: UnsafeMutablePointer<X509V3_EXT_METHOD>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ str: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_OCTET_STRING>? {
     return COpenSSL.s2i_ASN1_OCTET_STRING(method, ctx, str)
@@ -3446,7 +3446,7 @@ public func s2i_ASN1_UTF8STRING(_ method: UnsafeMutablePointer<X509V3_EXT_METHOD
 
 /// `ASN1_UTF8STRING *s2i_ASN1_UTF8STRING(X509V3_EXT_METHOD *method, X509V3_CTX *ctx, const char *str)`
 ///
-/// The pointer form of ``s2i_ASN1_UTF8STRING``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `s2i_ASN1_UTF8STRING`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func s2i_ASN1_UTF8STRING(_ method: UnsafeMutablePointer<X509V3_EXT_METHOD>?, _ ctx: UnsafeMutablePointer<X509V3_CTX>?, _ str: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ASN1_UTF8STRING>? {
     return COpenSSL.s2i_ASN1_UTF8STRING(method, ctx, str)

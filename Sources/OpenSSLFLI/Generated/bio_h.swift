@@ -169,7 +169,7 @@ public func BIO_meth_new(_ type: Int32, _ name: String?) -> BIOMethodPointer? {
 
 /// `BIO_METHOD *BIO_meth_new(int type, const char *name)`
 ///
-/// The pointer form of ``BIO_meth_new``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_meth_new`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_meth_new(_ type: Int32, _ name: UnsafePointer<CChar>?) -> BIOMethodPointer? {
     return BIOMethodPointer(COpenSSL.BIO_meth_new(type, name) as OpaquePointer?)
@@ -308,7 +308,7 @@ public func BIO_new_file(_ filename: String?, _ mode: String?) -> BIOPointer? {
 
 /// `BIO *BIO_new_file(const char *filename, const char *mode)`
 ///
-/// The pointer form of ``BIO_new_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_new_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_new_file(_ filename: UnsafePointer<CChar>?, _ mode: UnsafePointer<CChar>?) -> BIOPointer? {
     return BIOPointer(COpenSSL.BIO_new_file(filename, mode) as OpaquePointer?)
@@ -380,7 +380,7 @@ public func BIO_puts(_ bp: BIOPointer?, _ buf: String?) -> Int32 {
 
 /// `int BIO_puts(BIO *bp, const char *buf)`
 ///
-/// The pointer form of ``BIO_puts``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `BIO_puts`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func BIO_puts(_ bp: BIOPointer?, _ buf: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.BIO_puts(bp?.rawValue, buf)

@@ -16,7 +16,7 @@ public func CRYPTO_free(_ ptr: UnsafeMutableRawPointer?, _ file: String?, _ line
 
 /// `void CRYPTO_free(void *ptr, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_free``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_free`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_free(_ ptr: UnsafeMutableRawPointer?, _ file: UnsafePointer<CChar>?, _ line: Int32) {
     COpenSSL.CRYPTO_free(ptr, file, line)
@@ -52,7 +52,7 @@ public func CRYPTO_malloc(_ num: Int, _ file: String?, _ line: Int32) -> UnsafeM
 
 /// `void *CRYPTO_malloc(size_t num, const char *file, int line)`
 ///
-/// The pointer form of ``CRYPTO_malloc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `CRYPTO_malloc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func CRYPTO_malloc(_ num: Int, _ file: UnsafePointer<CChar>?, _ line: Int32) -> UnsafeMutableRawPointer? {
     return COpenSSL.CRYPTO_malloc(num, file, line)

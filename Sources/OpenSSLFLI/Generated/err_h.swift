@@ -199,7 +199,7 @@ public func ERR_set_debug(_ file: String?, _ line: Int32, _ func_: String?) {
 
 /// `void ERR_set_debug(const char *file, int line, const char *func)`
 ///
-/// The pointer form of ``ERR_set_debug``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `ERR_set_debug`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func ERR_set_debug(_ file: UnsafePointer<CChar>?, _ line: Int32, _ func_: UnsafePointer<CChar>?) {
     COpenSSL.ERR_set_debug(file, line, func_)

@@ -25,7 +25,7 @@ public func EVP_MD_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: String?, _ 
 
 /// `EVP_MD *EVP_MD_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties)`
 ///
-/// The pointer form of ``EVP_MD_fetch``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_MD_fetch`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_MD_fetch(_ ctx: OSSLLibContextPointer?, _ algorithm: UnsafePointer<CChar>?, _ properties: UnsafePointer<CChar>?) -> EVPMDPointer? {
     return EVPMDPointer(COpenSSL.EVP_MD_fetch(ctx?.rawValue, algorithm, properties) as OpaquePointer?)
@@ -70,7 +70,7 @@ public func EVP_PKEY_CTX_new_from_name(_ libctx: OSSLLibContextPointer?, _ name:
 
 /// `EVP_PKEY_CTX *EVP_PKEY_CTX_new_from_name(OSSL_LIB_CTX *libctx, const char *name, const char *propquery)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_new_from_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_new_from_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_new_from_name(_ libctx: OSSLLibContextPointer?, _ name: UnsafePointer<CChar>?, _ propquery: UnsafePointer<CChar>?) -> EVPPKeyContextPointer? {
     return EVPPKeyContextPointer(COpenSSL.EVP_PKEY_CTX_new_from_name(libctx?.rawValue, name, propquery) as OpaquePointer?)
@@ -88,7 +88,7 @@ public func EVP_PKEY_CTX_set_group_name(_ ctx: EVPPKeyContextPointer?, _ name: S
 
 /// `int EVP_PKEY_CTX_set_group_name(EVP_PKEY_CTX *ctx, const char *name)`
 ///
-/// The pointer form of ``EVP_PKEY_CTX_set_group_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `EVP_PKEY_CTX_set_group_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func EVP_PKEY_CTX_set_group_name(_ ctx: EVPPKeyContextPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.EVP_PKEY_CTX_set_group_name(ctx?.rawValue, name)

@@ -34,7 +34,7 @@ public func OBJ_sn2nid(_ s: String?) -> Int32 {
 
 /// `int OBJ_sn2nid(const char *s)`
 ///
-/// The pointer form of ``OBJ_sn2nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_sn2nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_sn2nid(_ s: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OBJ_sn2nid(s)
@@ -52,7 +52,7 @@ public func OBJ_txt2nid(_ s: String?) -> Int32 {
 
 /// `int OBJ_txt2nid(const char *s)`
 ///
-/// The pointer form of ``OBJ_txt2nid``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OBJ_txt2nid`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OBJ_txt2nid(_ s: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.OBJ_txt2nid(s)

@@ -43,7 +43,7 @@ public func RAND_load_file(_ file: String?, _ max_bytes: Int) -> Int32 {
 
 /// `int RAND_load_file(const char *file, long max_bytes)`
 ///
-/// The pointer form of ``RAND_load_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `RAND_load_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func RAND_load_file(_ file: UnsafePointer<CChar>?, _ max_bytes: Int) -> Int32 {
     return COpenSSL.RAND_load_file(file, max_bytes)
@@ -97,7 +97,7 @@ public func RAND_write_file(_ file: String?) -> Int32 {
 
 /// `int RAND_write_file(const char *file)`
 ///
-/// The pointer form of ``RAND_write_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `RAND_write_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func RAND_write_file(_ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.RAND_write_file(file)

@@ -16,7 +16,7 @@ public func SSL_CTX_set_tlsext_use_srtp(_ ctx: SSLContextPointer?, _ profiles: S
 
 /// `int SSL_CTX_set_tlsext_use_srtp(SSL_CTX *ctx, const char *profiles)`
 ///
-/// The pointer form of ``SSL_CTX_set_tlsext_use_srtp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_set_tlsext_use_srtp`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_set_tlsext_use_srtp(_ ctx: SSLContextPointer?, _ profiles: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_tlsext_use_srtp(ctx?.rawValue, profiles)
@@ -52,7 +52,7 @@ public func SSL_set_tlsext_use_srtp(_ ssl: SSLPointer?, _ profiles: String?) -> 
 
 /// `int SSL_set_tlsext_use_srtp(SSL *ssl, const char *profiles)`
 ///
-/// The pointer form of ``SSL_set_tlsext_use_srtp``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set_tlsext_use_srtp`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set_tlsext_use_srtp(_ ssl: SSLPointer?, _ profiles: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_tlsext_use_srtp(ssl?.rawValue, profiles)

@@ -78,7 +78,7 @@ public func DTLS_get_data_mtu(_ s: SSLPointer?) -> Int {
 
 /// `#define DTLS_get_link_min_mtu(ssl) SSL_ctrl((ssl), DTLS_CTRL_GET_LINK_MIN_MTU, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man DTLS_get_link_min_mtu`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man DTLS_get_link_min_mtu`.
 @inlinable
 public func DTLS_get_link_min_mtu(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.DTLS_CTRL_GET_LINK_MIN_MTU, 0, nil)
@@ -104,7 +104,7 @@ public func DTLS_server_method() -> SSLMethodPointer? {
 
 /// `#define DTLS_set_link_mtu(ssl, mtu) SSL_ctrl((ssl), DTLS_CTRL_SET_LINK_MTU, (mtu), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man DTLS_set_link_mtu`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man DTLS_set_link_mtu`.
 @inlinable
 public func DTLS_set_link_mtu(_ ssl: SSLPointer?, _ mtu: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.DTLS_CTRL_SET_LINK_MTU, mtu, nil)
@@ -161,7 +161,7 @@ public func DTLSv1_client_method() -> SSLMethodPointer? {
 
 /// `#define DTLSv1_get_timeout(ssl, arg) SSL_ctrl(ssl, DTLS_CTRL_GET_TIMEOUT, 0, (void *)(arg))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man DTLSv1_get_timeout`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man DTLSv1_get_timeout`. Out-parameters are returned in the result.
 @inlinable
 public func DTLSv1_get_timeout(_ ssl: SSLPointer?) -> (result: Int, arg: timeval) {
     var __arg = timeval()
@@ -171,7 +171,7 @@ public func DTLSv1_get_timeout(_ ssl: SSLPointer?) -> (result: Int, arg: timeval
 
 /// `#define DTLSv1_handle_timeout(ssl) SSL_ctrl(ssl, DTLS_CTRL_HANDLE_TIMEOUT, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man DTLSv1_handle_timeout`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man DTLSv1_handle_timeout`.
 @inlinable
 public func DTLSv1_handle_timeout(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.DTLS_CTRL_HANDLE_TIMEOUT, 0, nil)
@@ -218,7 +218,7 @@ public func OPENSSL_cipher_name(_ rfc_name: String?) -> String? {
 
 /// `const char *OPENSSL_cipher_name(const char *rfc_name)`
 ///
-/// The pointer form of ``OPENSSL_cipher_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `OPENSSL_cipher_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func OPENSSL_cipher_name(_ rfc_name: UnsafePointer<CChar>?) -> String? {
     return COpenSSL.OPENSSL_cipher_name(rfc_name).map { String(cString: $0) }
@@ -253,7 +253,7 @@ public func OSSL_default_ciphersuites() -> String? {
 
 /// `#define OpenSSL_add_ssl_algorithms() SSL_library_init()`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``OPENSSL_init_ssl`` call; see `man OpenSSL_add_ssl_algorithms`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `OPENSSL_init_ssl` call; see `man OpenSSL_add_ssl_algorithms`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: initialisation is automatic; use OPENSSL_init_ssl, or ensureSSL() in Swift.")
 public func OpenSSL_add_ssl_algorithms() -> Int32 {
@@ -545,7 +545,7 @@ public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: Stri
 
 /// `int SSL_CONF_CTX_set1_prefix(SSL_CONF_CTX *cctx, const char *pre)`
 ///
-/// The pointer form of ``SSL_CONF_CTX_set1_prefix``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CONF_CTX_set1_prefix`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CONF_CTX_set1_prefix(_ cctx: SSLConfContextPointer?, _ pre: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_CTX_set1_prefix(cctx?.rawValue, pre)
@@ -590,7 +590,7 @@ public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: String?, _ value
 
 /// `int SSL_CONF_cmd(SSL_CONF_CTX *cctx, const char *cmd, const char *value)`
 ///
-/// The pointer form of ``SSL_CONF_cmd``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CONF_cmd`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CONF_cmd(_ cctx: SSLConfContextPointer?, _ cmd: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd(cctx?.rawValue, cmd, value)
@@ -617,7 +617,7 @@ public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: Strin
 
 /// `int SSL_CONF_cmd_value_type(SSL_CONF_CTX *cctx, const char *cmd)`
 ///
-/// The pointer form of ``SSL_CONF_cmd_value_type``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CONF_cmd_value_type`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CONF_cmd_value_type(_ cctx: SSLConfContextPointer?, _ cmd: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CONF_cmd_value_type(cctx?.rawValue, cmd)
@@ -645,7 +645,7 @@ public func SSL_CTX_SRP_CTX_init(_ ctx: SSLContextPointer?) -> Int32 {
 
 /// `#define SSL_CTX_add0_chain_cert(ctx, x509) SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 0, (char *)(x509))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_add0_chain_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_add0_chain_cert`.
 @inlinable
 public func SSL_CTX_add0_chain_cert(_ ctx: SSLContextPointer?, _ x509: X509Pointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CHAIN_CERT, 0, x509.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -653,7 +653,7 @@ public func SSL_CTX_add0_chain_cert(_ ctx: SSLContextPointer?, _ x509: X509Point
 
 /// `#define SSL_CTX_add1_chain_cert(ctx, x509) SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 1, (char *)(x509))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_add1_chain_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_add1_chain_cert`.
 @inlinable
 public func SSL_CTX_add1_chain_cert(_ ctx: SSLContextPointer?, _ x509: X509Pointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CHAIN_CERT, 1, x509.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -697,7 +697,7 @@ public func SSL_CTX_add_custom_ext(_ ctx: SSLContextPointer?, _ ext_type: UInt32
 
 /// `#define SSL_CTX_add_extra_chain_cert(ctx, x509) SSL_CTX_ctrl(ctx, SSL_CTRL_EXTRA_CHAIN_CERT, 0, (char *)(x509))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_add_extra_chain_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_add_extra_chain_cert`.
 @inlinable
 public func SSL_CTX_add_extra_chain_cert(_ ctx: SSLContextPointer?, _ x509: X509Pointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_EXTRA_CHAIN_CERT, 0, x509.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -723,7 +723,7 @@ public func SSL_CTX_add_session(_ ctx: SSLContextPointer?, _ session: SSLSession
 
 /// `#define SSL_CTX_build_cert_chain(ctx, flags) SSL_CTX_ctrl(ctx, SSL_CTRL_BUILD_CERT_CHAIN, flags, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_build_cert_chain`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_build_cert_chain`.
 @inlinable
 public func SSL_CTX_build_cert_chain(_ ctx: SSLContextPointer?, _ flags: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_BUILD_CERT_CHAIN, flags, nil)
@@ -749,7 +749,7 @@ public func SSL_CTX_check_private_key(_ ctx: SSLContextPointer?) -> Int32 {
 
 /// `#define SSL_CTX_clear_cert_flags(ctx, op) SSL_CTX_ctrl((ctx), SSL_CTRL_CLEAR_CERT_FLAGS, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_clear_cert_flags`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_clear_cert_flags`.
 @inlinable
 public func SSL_CTX_clear_cert_flags(_ ctx: SSLContextPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CLEAR_CERT_FLAGS, op, nil)
@@ -757,7 +757,7 @@ public func SSL_CTX_clear_cert_flags(_ ctx: SSLContextPointer?, _ op: Int) -> In
 
 /// `#define SSL_CTX_clear_chain_certs(ctx) SSL_CTX_set0_chain(ctx, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_clear_chain_certs`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_clear_chain_certs`.
 @inlinable
 public func SSL_CTX_clear_chain_certs(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CHAIN, 0, nil)
@@ -765,7 +765,7 @@ public func SSL_CTX_clear_chain_certs(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_clear_extra_chain_certs(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_clear_extra_chain_certs`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_clear_extra_chain_certs`.
 @inlinable
 public func SSL_CTX_clear_extra_chain_certs(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS, 0, nil)
@@ -773,7 +773,7 @@ public func SSL_CTX_clear_extra_chain_certs(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_clear_mode(ctx, op) SSL_CTX_ctrl((ctx), SSL_CTRL_CLEAR_MODE, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_clear_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_clear_mode`.
 @inlinable
 public func SSL_CTX_clear_mode(_ ctx: SSLContextPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CLEAR_MODE, op, nil)
@@ -809,7 +809,7 @@ public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: String?) -> Int32 
 
 /// `int SSL_CTX_config(SSL_CTX *ctx, const char *name)`
 ///
-/// The pointer form of ``SSL_CTX_config``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_config`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_config(_ ctx: SSLContextPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_config(ctx?.rawValue, name)
@@ -925,7 +925,7 @@ public func SSL_CTX_get0_certificate(_ ctx: SSLContextPointer?) -> X509Pointer? 
 
 /// `#define SSL_CTX_get0_chain_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_CHAIN_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get0_chain_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get0_chain_cert_store`.
 @inlinable
 public func SSL_CTX_get0_chain_cert_store(_ ctx: SSLContextPointer?, _ st: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_CHAIN_CERT_STORE, 0, st)
@@ -933,7 +933,7 @@ public func SSL_CTX_get0_chain_cert_store(_ ctx: SSLContextPointer?, _ st: Unsaf
 
 /// `#define SSL_CTX_get0_chain_certs(ctx, px509) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_CHAIN_CERTS, 0, px509)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get0_chain_certs`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get0_chain_certs`. Out-parameters are returned in the result.
 @inlinable
 public func SSL_CTX_get0_chain_certs(_ ctx: SSLContextPointer?) -> (result: Int, px509: X509StackPointer?) {
     var __px509: OpaquePointer? = nil
@@ -997,7 +997,7 @@ public func SSL_CTX_get0_server_cert_type(_ s: SSLContextPointer?, _ t: UnsafeMu
 
 /// `#define SSL_CTX_get0_verify_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_VERIFY_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get0_verify_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get0_verify_cert_store`.
 @inlinable
 public func SSL_CTX_get0_verify_cert_store(_ ctx: SSLContextPointer?, _ st: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_VERIFY_CERT_STORE, 0, st)
@@ -1014,7 +1014,7 @@ public func SSL_CTX_get1_compressed_cert(_ ctx: SSLContextPointer?, _ alg: Int32
 
 /// `#define SSL_CTX_get_app_data(ctx) (SSL_CTX_get_ex_data(ctx, 0))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_get_ex_data`` call; see `man SSL_CTX_get_app_data`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_get_ex_data` call; see `man SSL_CTX_get_app_data`.
 @inlinable
 public func SSL_CTX_get_app_data(_ ctx: SSLContextPointer?) -> UnsafeMutableRawPointer? {
     return OpenSSLFLI.SSL_CTX_get_ex_data(ctx, 0)
@@ -1076,7 +1076,7 @@ public func SSL_CTX_get_default_passwd_cb_userdata(_ ctx: SSLContextPointer?) ->
 
 /// `#define SSL_CTX_get_default_read_ahead(ctx) SSL_CTX_get_read_ahead(ctx)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_default_read_ahead`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_default_read_ahead`.
 @inlinable
 public func SSL_CTX_get_default_read_ahead(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_READ_AHEAD, 0, nil)
@@ -1102,7 +1102,7 @@ public func SSL_CTX_get_ex_data(_ ssl: SSLContextPointer?, _ idx: Int32) -> Unsa
 
 /// `#define SSL_CTX_get_ex_new_index(l, p, newf, dupf, freef) CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, l, p, newf, dupf, freef)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``CRYPTO_get_ex_new_index`` call; see `man SSL_CTX_get_ex_new_index`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `CRYPTO_get_ex_new_index` call; see `man SSL_CTX_get_ex_new_index`.
 @inlinable
 public func SSL_CTX_get_ex_new_index(_ l: Int, _ p: UnsafeMutableRawPointer?, _ newf: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?, _ dupf: (@convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?, _ freef: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
     return OpenSSLFLI.CRYPTO_get_ex_new_index(COpenSSL.CRYPTO_EX_INDEX_SSL_CTX, l, p, newf, dupf, freef)
@@ -1110,7 +1110,7 @@ public func SSL_CTX_get_ex_new_index(_ l: Int, _ p: UnsafeMutableRawPointer?, _ 
 
 /// `#define SSL_CTX_get_extra_chain_certs(ctx, px509) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_EXTRA_CHAIN_CERTS, 0, px509)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_extra_chain_certs`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_extra_chain_certs`. Out-parameters are returned in the result.
 @inlinable
 public func SSL_CTX_get_extra_chain_certs(_ ctx: SSLContextPointer?) -> (result: Int, px509: X509StackPointer?) {
     var __px509: OpaquePointer? = nil
@@ -1120,7 +1120,7 @@ public func SSL_CTX_get_extra_chain_certs(_ ctx: SSLContextPointer?) -> (result:
 
 /// `#define SSL_CTX_get_extra_chain_certs_only(ctx, px509) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_EXTRA_CHAIN_CERTS, 1, px509)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_extra_chain_certs_only`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_extra_chain_certs_only`. Out-parameters are returned in the result.
 @inlinable
 public func SSL_CTX_get_extra_chain_certs_only(_ ctx: SSLContextPointer?) -> (result: Int, px509: X509StackPointer?) {
     var __px509: OpaquePointer? = nil
@@ -1148,7 +1148,7 @@ public func SSL_CTX_get_keylog_callback(_ ctx: SSLContextPointer?) -> SSL_CTX_ke
 
 /// `#define SSL_CTX_get_max_cert_list(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_MAX_CERT_LIST, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_max_cert_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_max_cert_list`.
 @inlinable
 public func SSL_CTX_get_max_cert_list(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_MAX_CERT_LIST, 0, nil)
@@ -1165,7 +1165,7 @@ public func SSL_CTX_get_max_early_data(_ ctx: SSLContextPointer?) -> UInt32 {
 
 /// `#define SSL_CTX_get_max_proto_version(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_MAX_PROTO_VERSION, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_max_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_max_proto_version`.
 @inlinable
 public func SSL_CTX_get_max_proto_version(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_MAX_PROTO_VERSION, 0, nil)
@@ -1173,7 +1173,7 @@ public func SSL_CTX_get_max_proto_version(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_get_min_proto_version(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_MIN_PROTO_VERSION, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_min_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_min_proto_version`.
 @inlinable
 public func SSL_CTX_get_min_proto_version(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_MIN_PROTO_VERSION, 0, nil)
@@ -1181,7 +1181,7 @@ public func SSL_CTX_get_min_proto_version(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_get_mode(ctx) SSL_CTX_ctrl((ctx), SSL_CTRL_MODE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_mode`.
 @inlinable
 public func SSL_CTX_get_mode(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_MODE, 0, nil)
@@ -1216,7 +1216,7 @@ public func SSL_CTX_get_quiet_shutdown(_ ctx: SSLContextPointer?) -> Int32 {
 
 /// `#define SSL_CTX_get_read_ahead(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_READ_AHEAD, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_read_ahead`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_read_ahead`.
 @inlinable
 public func SSL_CTX_get_read_ahead(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_READ_AHEAD, 0, nil)
@@ -1260,7 +1260,7 @@ public func SSL_CTX_get_security_level(_ ctx: SSLContextPointer?) -> Int32 {
 
 /// `#define SSL_CTX_get_session_cache_mode(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_SESS_CACHE_MODE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_session_cache_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_session_cache_mode`.
 @inlinable
 public func SSL_CTX_get_session_cache_mode(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_SESS_CACHE_MODE, 0, nil)
@@ -1332,7 +1332,7 @@ public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: String?
 
 /// `int SSL_CTX_load_verify_dir(SSL_CTX *ctx, const char *CApath)`
 ///
-/// The pointer form of ``SSL_CTX_load_verify_dir``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_load_verify_dir`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_load_verify_dir(_ ctx: SSLContextPointer?, _ CApath: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_dir(ctx?.rawValue, CApath)
@@ -1350,7 +1350,7 @@ public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: String
 
 /// `int SSL_CTX_load_verify_file(SSL_CTX *ctx, const char *CAfile)`
 ///
-/// The pointer form of ``SSL_CTX_load_verify_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_load_verify_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_load_verify_file(_ ctx: SSLContextPointer?, _ CAfile: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_file(ctx?.rawValue, CAfile)
@@ -1368,7 +1368,7 @@ public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: S
 
 /// `int SSL_CTX_load_verify_locations(SSL_CTX *ctx, const char *CAfile, const char *CApath)`
 ///
-/// The pointer form of ``SSL_CTX_load_verify_locations``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_load_verify_locations`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_load_verify_locations(_ ctx: SSLContextPointer?, _ CAfile: UnsafePointer<CChar>?, _ CApath: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_locations(ctx?.rawValue, CAfile, CApath)
@@ -1386,7 +1386,7 @@ public func SSL_CTX_load_verify_store(_ ctx: SSLContextPointer?, _ CAstore: Stri
 
 /// `int SSL_CTX_load_verify_store(SSL_CTX *ctx, const char *CAstore)`
 ///
-/// The pointer form of ``SSL_CTX_load_verify_store``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_load_verify_store`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_load_verify_store(_ ctx: SSLContextPointer?, _ CAstore: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_load_verify_store(ctx?.rawValue, CAstore)
@@ -1422,7 +1422,7 @@ public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: String?, _
 
 /// `SSL_CTX *SSL_CTX_new_ex(OSSL_LIB_CTX *libctx, const char *propq, const SSL_METHOD *meth)`
 ///
-/// The pointer form of ``SSL_CTX_new_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_new_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_new_ex(_ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?, _ meth: SSLMethodPointer?) -> SSLContextPointer? {
     return SSLContextPointer(COpenSSL.SSL_CTX_new_ex(libctx?.rawValue, propq, meth?.rawValue) as OpaquePointer?)
@@ -1439,7 +1439,7 @@ public func SSL_CTX_remove_session(_ ctx: SSLContextPointer?, _ session: SSLSess
 
 /// `#define SSL_CTX_select_current_cert(ctx, x509) SSL_CTX_ctrl(ctx, SSL_CTRL_SELECT_CURRENT_CERT, 0, (char *)(x509))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_select_current_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_select_current_cert`.
 @inlinable
 public func SSL_CTX_select_current_cert(_ ctx: SSLContextPointer?, _ x509: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SELECT_CURRENT_CERT, 0, x509)
@@ -1447,7 +1447,7 @@ public func SSL_CTX_select_current_cert(_ ctx: SSLContextPointer?, _ x509: Unsaf
 
 /// `#define SSL_CTX_sess_accept(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_ACCEPT, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_accept`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_accept`.
 @inlinable
 public func SSL_CTX_sess_accept(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_ACCEPT, 0, nil)
@@ -1455,7 +1455,7 @@ public func SSL_CTX_sess_accept(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_accept_good(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_ACCEPT_GOOD, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_accept_good`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_accept_good`.
 @inlinable
 public func SSL_CTX_sess_accept_good(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_ACCEPT_GOOD, 0, nil)
@@ -1463,7 +1463,7 @@ public func SSL_CTX_sess_accept_good(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_accept_renegotiate(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_ACCEPT_RENEGOTIATE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_accept_renegotiate`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_accept_renegotiate`.
 @inlinable
 public func SSL_CTX_sess_accept_renegotiate(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_ACCEPT_RENEGOTIATE, 0, nil)
@@ -1471,7 +1471,7 @@ public func SSL_CTX_sess_accept_renegotiate(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_cache_full(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_CACHE_FULL, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_cache_full`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_cache_full`.
 @inlinable
 public func SSL_CTX_sess_cache_full(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_CACHE_FULL, 0, nil)
@@ -1479,7 +1479,7 @@ public func SSL_CTX_sess_cache_full(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_cb_hits(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_CB_HIT, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_cb_hits`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_cb_hits`.
 @inlinable
 public func SSL_CTX_sess_cb_hits(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_CB_HIT, 0, nil)
@@ -1487,7 +1487,7 @@ public func SSL_CTX_sess_cb_hits(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_connect(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_CONNECT, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_connect`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_connect`.
 @inlinable
 public func SSL_CTX_sess_connect(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_CONNECT, 0, nil)
@@ -1495,7 +1495,7 @@ public func SSL_CTX_sess_connect(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_connect_good(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_CONNECT_GOOD, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_connect_good`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_connect_good`.
 @inlinable
 public func SSL_CTX_sess_connect_good(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_CONNECT_GOOD, 0, nil)
@@ -1503,7 +1503,7 @@ public func SSL_CTX_sess_connect_good(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_connect_renegotiate(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_CONNECT_RENEGOTIATE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_connect_renegotiate`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_connect_renegotiate`.
 @inlinable
 public func SSL_CTX_sess_connect_renegotiate(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_CONNECT_RENEGOTIATE, 0, nil)
@@ -1511,7 +1511,7 @@ public func SSL_CTX_sess_connect_renegotiate(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_get_cache_size(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_SESS_CACHE_SIZE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_get_cache_size`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_get_cache_size`.
 @inlinable
 public func SSL_CTX_sess_get_cache_size(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_SESS_CACHE_SIZE, 0, nil)
@@ -1546,7 +1546,7 @@ public func SSL_CTX_sess_get_remove_cb(_ ctx: SSLContextPointer?) -> (@conventio
 
 /// `#define SSL_CTX_sess_hits(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_HIT, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_hits`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_hits`.
 @inlinable
 public func SSL_CTX_sess_hits(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_HIT, 0, nil)
@@ -1554,7 +1554,7 @@ public func SSL_CTX_sess_hits(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_misses(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_MISSES, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_misses`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_misses`.
 @inlinable
 public func SSL_CTX_sess_misses(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_MISSES, 0, nil)
@@ -1562,7 +1562,7 @@ public func SSL_CTX_sess_misses(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_number(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_NUMBER, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_number`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_number`.
 @inlinable
 public func SSL_CTX_sess_number(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_NUMBER, 0, nil)
@@ -1570,7 +1570,7 @@ public func SSL_CTX_sess_number(_ ctx: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_sess_set_cache_size(ctx, t) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_SIZE, t, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_set_cache_size`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_set_cache_size`.
 @inlinable
 public func SSL_CTX_sess_set_cache_size(_ ctx: SSLContextPointer?, _ t: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SESS_CACHE_SIZE, t, nil)
@@ -1605,7 +1605,7 @@ public func SSL_CTX_sess_set_remove_cb(_ ctx: SSLContextPointer?, _ remove_sessi
 
 /// `#define SSL_CTX_sess_timeouts(ctx) SSL_CTX_ctrl(ctx, SSL_CTRL_SESS_TIMEOUTS, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_sess_timeouts`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_sess_timeouts`.
 @inlinable
 public func SSL_CTX_sess_timeouts(_ ctx: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SESS_TIMEOUTS, 0, nil)
@@ -1631,7 +1631,7 @@ public func SSL_CTX_set0_CA_list(_ ctx: SSLContextPointer?, _ name_list: X509Nam
 
 /// `#define SSL_CTX_set0_chain(ctx, sk) SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN, 0, (char *)(sk))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set0_chain`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set0_chain`.
 @inlinable
 public func SSL_CTX_set0_chain(_ ctx: SSLContextPointer?, _ sk: X509StackPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CHAIN, 0, sk.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -1639,7 +1639,7 @@ public func SSL_CTX_set0_chain(_ ctx: SSLContextPointer?, _ sk: X509StackPointer
 
 /// `#define SSL_CTX_set0_chain_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CHAIN_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set0_chain_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set0_chain_cert_store`.
 @inlinable
 public func SSL_CTX_set0_chain_cert_store(_ ctx: SSLContextPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CHAIN_CERT_STORE, 0, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -1674,7 +1674,7 @@ public func SSL_CTX_set0_tmp_dh_pkey(_ ctx: SSLContextPointer?, _ dhpkey: EVPPKe
 
 /// `#define SSL_CTX_set0_verify_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_VERIFY_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set0_verify_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set0_verify_cert_store`.
 @inlinable
 public func SSL_CTX_set0_verify_cert_store(_ ctx: SSLContextPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_VERIFY_CERT_STORE, 0, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -1700,7 +1700,7 @@ public func SSL_CTX_set1_cert_store(_ arg0: SSLContextPointer?, _ arg1: X509Stor
 
 /// `#define SSL_CTX_set1_chain(ctx, sk) SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN, 1, (char *)(sk))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_chain`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_chain`.
 @inlinable
 public func SSL_CTX_set1_chain(_ ctx: SSLContextPointer?, _ sk: X509StackPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CHAIN, 1, sk.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -1708,7 +1708,7 @@ public func SSL_CTX_set1_chain(_ ctx: SSLContextPointer?, _ sk: X509StackPointer
 
 /// `#define SSL_CTX_set1_chain_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CHAIN_CERT_STORE, 1, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_chain_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_chain_cert_store`.
 @inlinable
 public func SSL_CTX_set1_chain_cert_store(_ ctx: SSLContextPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CHAIN_CERT_STORE, 1, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -1725,7 +1725,7 @@ public func SSL_CTX_set1_client_cert_type(_ ctx: SSLContextPointer?, _ val: Unsa
 
 /// `#define SSL_CTX_set1_client_certificate_types(ctx, clist, clistlen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CLIENT_CERT_TYPES, clistlen, (char *)(clist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_client_certificate_types`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_client_certificate_types`.
 @inlinable
 public func SSL_CTX_set1_client_certificate_types(_ ctx: SSLContextPointer?, _ clist: UnsafeMutableRawPointer?, _ clistlen: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_CERT_TYPES, clistlen, clist)
@@ -1733,7 +1733,7 @@ public func SSL_CTX_set1_client_certificate_types(_ ctx: SSLContextPointer?, _ c
 
 /// `#define SSL_CTX_set1_client_sigalgs(ctx, slist, slistlen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CLIENT_SIGALGS, slistlen, (int *)(slist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_client_sigalgs`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_client_sigalgs`.
 @inlinable
 public func SSL_CTX_set1_client_sigalgs(_ ctx: SSLContextPointer?, _ slist: UnsafeMutableRawPointer?, _ slistlen: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS, slistlen, slist)
@@ -1741,7 +1741,7 @@ public func SSL_CTX_set1_client_sigalgs(_ ctx: SSLContextPointer?, _ slist: Unsa
 
 /// `#define SSL_CTX_set1_client_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(s))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_client_sigalgs_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_client_sigalgs_list`.
 @inlinable
 @_disfavoredOverload
 public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
@@ -1750,7 +1750,7 @@ public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: Str
 
 /// `#define SSL_CTX_set1_client_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(s))`
 ///
-/// The pointer form of ``SSL_CTX_set1_client_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_set1_client_sigalgs_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_set1_client_sigalgs_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
@@ -1767,7 +1767,7 @@ public func SSL_CTX_set1_compressed_cert(_ ctx: SSLContextPointer?, _ algorithm:
 
 /// `#define SSL_CTX_set1_groups(ctx, glist, glistlen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS, glistlen, (int *)(glist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_groups`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_groups`.
 @inlinable
 public func SSL_CTX_set1_groups(_ ctx: SSLContextPointer?, _ glist: UnsafePointer<Int32>?, _ glistlen: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_GROUPS, glistlen, UnsafeMutableRawPointer(mutating: glist))
@@ -1775,7 +1775,7 @@ public func SSL_CTX_set1_groups(_ ctx: SSLContextPointer?, _ glist: UnsafePointe
 
 /// `#define SSL_CTX_set1_groups_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(s))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_groups_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_groups_list`.
 @inlinable
 @_disfavoredOverload
 public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
@@ -1784,7 +1784,7 @@ public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: String) -> 
 
 /// `#define SSL_CTX_set1_groups_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(s))`
 ///
-/// The pointer form of ``SSL_CTX_set1_groups_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_set1_groups_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_set1_groups_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
@@ -1810,7 +1810,7 @@ public func SSL_CTX_set1_server_cert_type(_ ctx: SSLContextPointer?, _ val: Unsa
 
 /// `#define SSL_CTX_set1_sigalgs(ctx, slist, slistlen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SIGALGS, slistlen, (int *)(slist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_sigalgs`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_sigalgs`.
 @inlinable
 public func SSL_CTX_set1_sigalgs(_ ctx: SSLContextPointer?, _ slist: UnsafeMutableRawPointer?, _ slistlen: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SIGALGS, slistlen, slist)
@@ -1818,7 +1818,7 @@ public func SSL_CTX_set1_sigalgs(_ ctx: SSLContextPointer?, _ slist: UnsafeMutab
 
 /// `#define SSL_CTX_set1_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(s))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_sigalgs_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_sigalgs_list`.
 @inlinable
 @_disfavoredOverload
 public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: String) -> Int {
@@ -1827,7 +1827,7 @@ public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: String) ->
 
 /// `#define SSL_CTX_set1_sigalgs_list(ctx, s) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(s))`
 ///
-/// The pointer form of ``SSL_CTX_set1_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_set1_sigalgs_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: UnsafePointer<CChar>?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: s))
@@ -1835,7 +1835,7 @@ public func SSL_CTX_set1_sigalgs_list(_ ctx: SSLContextPointer?, _ s: UnsafePoin
 
 /// `#define SSL_CTX_set1_verify_cert_store(ctx, st) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_VERIFY_CERT_STORE, 1, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set1_verify_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set1_verify_cert_store`.
 @inlinable
 public func SSL_CTX_set1_verify_cert_store(_ ctx: SSLContextPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_VERIFY_CERT_STORE, 1, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -1870,7 +1870,7 @@ public func SSL_CTX_set_alpn_select_cb(_ ctx: SSLContextPointer?, _ cb: SSL_CTX_
 
 /// `#define SSL_CTX_set_app_data(ctx, arg) (SSL_CTX_set_ex_data(ctx, 0, (char *)(arg)))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_set_ex_data`` call; see `man SSL_CTX_set_app_data`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_set_ex_data` call; see `man SSL_CTX_set_app_data`.
 @inlinable
 public func SSL_CTX_set_app_data(_ ctx: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return OpenSSLFLI.SSL_CTX_set_ex_data(ctx, 0, arg)
@@ -1923,7 +1923,7 @@ public func SSL_CTX_set_cert_cb(_ c: SSLContextPointer?, _ cb: (@convention(c) (
 
 /// `#define SSL_CTX_set_cert_flags(ctx, op) SSL_CTX_ctrl((ctx), SSL_CTRL_CERT_FLAGS, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_cert_flags`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_cert_flags`.
 @inlinable
 public func SSL_CTX_set_cert_flags(_ ctx: SSLContextPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_CERT_FLAGS, op, nil)
@@ -1959,7 +1959,7 @@ public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: String?) 
 
 /// `int SSL_CTX_set_cipher_list(SSL_CTX *, const char *str)`
 ///
-/// The pointer form of ``SSL_CTX_set_cipher_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_set_cipher_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_set_cipher_list(_ arg0: SSLContextPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_cipher_list(arg0?.rawValue, str)
@@ -1977,7 +1977,7 @@ public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: String?) 
 
 /// `int SSL_CTX_set_ciphersuites(SSL_CTX *ctx, const char *str)`
 ///
-/// The pointer form of ``SSL_CTX_set_ciphersuites``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_set_ciphersuites`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_set_ciphersuites(_ ctx: SSLContextPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ciphersuites(ctx?.rawValue, str)
@@ -2058,7 +2058,7 @@ public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: Strin
 
 /// `int SSL_CTX_set_ctlog_list_file(SSL_CTX *ctx, const char *path)`
 ///
-/// The pointer form of ``SSL_CTX_set_ctlog_list_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_set_ctlog_list_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_set_ctlog_list_file(ctx?.rawValue, path)
@@ -2066,7 +2066,7 @@ public func SSL_CTX_set_ctlog_list_file(_ ctx: SSLContextPointer?, _ path: Unsaf
 
 /// `#define SSL_CTX_set_current_cert(ctx, op) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_CURRENT_CERT, op, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_current_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_current_cert`.
 @inlinable
 public func SSL_CTX_set_current_cert(_ ctx: SSLContextPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_CURRENT_CERT, op, nil)
@@ -2101,7 +2101,7 @@ public func SSL_CTX_set_default_passwd_cb_userdata(_ ctx: SSLContextPointer?, _ 
 
 /// `#define SSL_CTX_set_default_read_ahead(ctx, m) SSL_CTX_set_read_ahead(ctx, m)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_default_read_ahead`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_default_read_ahead`.
 @inlinable
 public func SSL_CTX_set_default_read_ahead(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_READ_AHEAD, m, nil)
@@ -2154,7 +2154,7 @@ public func SSL_CTX_set_default_verify_store(_ ctx: SSLContextPointer?) -> Int32
 
 /// `#define SSL_CTX_set_dh_auto(ctx, onoff) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_DH_AUTO, onoff, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_dh_auto`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_dh_auto`.
 @inlinable
 public func SSL_CTX_set_dh_auto(_ ctx: SSLContextPointer?, _ onoff: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_DH_AUTO, onoff, nil)
@@ -2216,7 +2216,7 @@ public func SSL_CTX_set_keylog_callback(_ ctx: SSLContextPointer?, _ cb: SSL_CTX
 
 /// `#define SSL_CTX_set_max_cert_list(ctx, m) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_CERT_LIST, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_max_cert_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_max_cert_list`.
 @inlinable
 public func SSL_CTX_set_max_cert_list(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_MAX_CERT_LIST, m, nil)
@@ -2233,7 +2233,7 @@ public func SSL_CTX_set_max_early_data(_ ctx: SSLContextPointer?, _ max_early_da
 
 /// `#define SSL_CTX_set_max_pipelines(ctx, m) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_PIPELINES, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_max_pipelines`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_max_pipelines`.
 @inlinable
 public func SSL_CTX_set_max_pipelines(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_MAX_PIPELINES, m, nil)
@@ -2241,7 +2241,7 @@ public func SSL_CTX_set_max_pipelines(_ ctx: SSLContextPointer?, _ m: Int) -> In
 
 /// `#define SSL_CTX_set_max_proto_version(ctx, version) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_PROTO_VERSION, version, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_max_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_max_proto_version`.
 @inlinable
 public func SSL_CTX_set_max_proto_version(_ ctx: SSLContextPointer?, _ version: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_MAX_PROTO_VERSION, version, nil)
@@ -2249,7 +2249,7 @@ public func SSL_CTX_set_max_proto_version(_ ctx: SSLContextPointer?, _ version: 
 
 /// `#define SSL_CTX_set_max_send_fragment(ctx, m) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_SEND_FRAGMENT, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_max_send_fragment`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_max_send_fragment`.
 @inlinable
 public func SSL_CTX_set_max_send_fragment(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_MAX_SEND_FRAGMENT, m, nil)
@@ -2257,7 +2257,7 @@ public func SSL_CTX_set_max_send_fragment(_ ctx: SSLContextPointer?, _ m: Int) -
 
 /// `#define SSL_CTX_set_min_proto_version(ctx, version) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, version, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_min_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_min_proto_version`.
 @inlinable
 public func SSL_CTX_set_min_proto_version(_ ctx: SSLContextPointer?, _ version: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_MIN_PROTO_VERSION, version, nil)
@@ -2265,7 +2265,7 @@ public func SSL_CTX_set_min_proto_version(_ ctx: SSLContextPointer?, _ version: 
 
 /// `#define SSL_CTX_set_mode(ctx, op) SSL_CTX_ctrl((ctx), SSL_CTRL_MODE, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_mode`.
 @inlinable
 public func SSL_CTX_set_mode(_ ctx: SSLContextPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_MODE, op, nil)
@@ -2282,7 +2282,7 @@ public func SSL_CTX_set_msg_callback(_ ctx: SSLContextPointer?, _ cb: (@conventi
 
 /// `#define SSL_CTX_set_msg_callback_arg(ctx, arg) SSL_CTX_ctrl((ctx), SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, (arg))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_msg_callback_arg`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_msg_callback_arg`.
 @inlinable
 public func SSL_CTX_set_msg_callback_arg(_ ctx: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, arg)
@@ -2317,7 +2317,7 @@ public func SSL_CTX_set_not_resumable_session_callback(_ ctx: SSLContextPointer?
 
 /// `#define SSL_CTX_set_npn_advertised_cb SSL_CTX_set_next_protos_advertised_cb`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``SSL_CTX_set_next_protos_advertised_cb``.
+/// An alias macro in `<openssl/ssl.h>`: calls `SSL_CTX_set_next_protos_advertised_cb`.
 @inlinable
 public func SSL_CTX_set_npn_advertised_cb(_ s: SSLContextPointer?, _ cb: SSL_CTX_npn_advertised_cb_func?, _ arg: UnsafeMutableRawPointer?) {
     OpenSSLFLI.SSL_CTX_set_next_protos_advertised_cb(s, cb, arg)
@@ -2325,7 +2325,7 @@ public func SSL_CTX_set_npn_advertised_cb(_ s: SSLContextPointer?, _ cb: SSL_CTX
 
 /// `#define SSL_CTX_set_npn_select_cb SSL_CTX_set_next_proto_select_cb`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``SSL_CTX_set_next_proto_select_cb``.
+/// An alias macro in `<openssl/ssl.h>`: calls `SSL_CTX_set_next_proto_select_cb`.
 @inlinable
 public func SSL_CTX_set_npn_select_cb(_ s: SSLContextPointer?, _ cb: SSL_CTX_npn_select_cb_func?, _ arg: UnsafeMutableRawPointer?) {
     OpenSSLFLI.SSL_CTX_set_next_proto_select_cb(s, cb, arg)
@@ -2414,7 +2414,7 @@ public func SSL_CTX_set_quiet_shutdown(_ ctx: SSLContextPointer?, _ mode: Int32)
 
 /// `#define SSL_CTX_set_read_ahead(ctx, m) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_READ_AHEAD, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_read_ahead`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_read_ahead`.
 @inlinable
 public func SSL_CTX_set_read_ahead(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_READ_AHEAD, m, nil)
@@ -2467,7 +2467,7 @@ public func SSL_CTX_set_security_level(_ ctx: SSLContextPointer?, _ level: Int32
 
 /// `#define SSL_CTX_set_session_cache_mode(ctx, m) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_MODE, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_session_cache_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_session_cache_mode`.
 @inlinable
 public func SSL_CTX_set_session_cache_mode(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SESS_CACHE_MODE, m, nil)
@@ -2493,7 +2493,7 @@ public func SSL_CTX_set_session_ticket_cb(_ ctx: SSLContextPointer?, _ gen_cb: S
 
 /// `#define SSL_CTX_set_split_send_fragment(ctx, m) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SPLIT_SEND_FRAGMENT, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_split_send_fragment`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_split_send_fragment`.
 @inlinable
 public func SSL_CTX_set_split_send_fragment(_ ctx: SSLContextPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_SPLIT_SEND_FRAGMENT, m, nil)
@@ -2608,7 +2608,7 @@ public func SSL_CTX_set_timeout(_ ctx: SSLContextPointer?, _ t: Int) -> Int {
 
 /// `#define SSL_CTX_set_tmp_dh(ctx, dh) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_TMP_DH, 0, (char *)(dh))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_tmp_dh`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_tmp_dh`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_set0_tmp_dh_pkey (or SSL_CTX_set_dh_auto).")
 public func SSL_CTX_set_tmp_dh(_ ctx: SSLContextPointer?, _ dh: DHPointer?) -> Int {
@@ -2627,7 +2627,7 @@ public func SSL_CTX_set_tmp_dh_callback(_ ctx: SSLContextPointer?, _ dh: (@conve
 
 /// `#define SSL_CTX_set_tmp_ecdh(ctx, ecdh) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_TMP_ECDH, 0, (char *)(ecdh))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_tmp_ecdh`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_tmp_ecdh`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_set1_groups or SSL_CTX_set1_groups_list.")
 public func SSL_CTX_set_tmp_ecdh(_ ctx: SSLContextPointer?, _ ecdh: UnsafeMutableRawPointer?) -> Int {
@@ -2717,7 +2717,7 @@ public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: Strin
 
 /// `int SSL_CTX_use_PrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
 ///
-/// The pointer form of ``SSL_CTX_use_PrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_use_PrivateKey_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_use_PrivateKey_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_PrivateKey_file(ctx?.rawValue, file, type)
@@ -2756,7 +2756,7 @@ public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: St
 
 /// `int SSL_CTX_use_RSAPrivateKey_file(SSL_CTX *ctx, const char *file, int type)`
 ///
-/// The pointer form of ``SSL_CTX_use_RSAPrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_use_RSAPrivateKey_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_use_PrivateKey_file.")
 public func SSL_CTX_use_RSAPrivateKey_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
@@ -2802,7 +2802,7 @@ public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file
 
 /// `int SSL_CTX_use_certificate_chain_file(SSL_CTX *ctx, const char *file)`
 ///
-/// The pointer form of ``SSL_CTX_use_certificate_chain_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_use_certificate_chain_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_use_certificate_chain_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_chain_file(ctx?.rawValue, file)
@@ -2820,7 +2820,7 @@ public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: Stri
 
 /// `int SSL_CTX_use_certificate_file(SSL_CTX *ctx, const char *file, int type)`
 ///
-/// The pointer form of ``SSL_CTX_use_certificate_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_use_certificate_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_use_certificate_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_CTX_use_certificate_file(ctx?.rawValue, file, type)
@@ -2838,7 +2838,7 @@ public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_
 
 /// `int SSL_CTX_use_psk_identity_hint(SSL_CTX *ctx, const char *identity_hint)`
 ///
-/// The pointer form of ``SSL_CTX_use_psk_identity_hint``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_use_psk_identity_hint`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_use_psk_identity_hint(_ ctx: SSLContextPointer?, _ identity_hint: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_psk_identity_hint(ctx?.rawValue, identity_hint)
@@ -2874,7 +2874,7 @@ public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: Strin
 
 /// `int SSL_CTX_use_serverinfo_file(SSL_CTX *ctx, const char *file)`
 ///
-/// The pointer form of ``SSL_CTX_use_serverinfo_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_CTX_use_serverinfo_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_CTX_use_serverinfo_file(_ ctx: SSLContextPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_CTX_use_serverinfo_file(ctx?.rawValue, file)
@@ -2991,7 +2991,7 @@ public func SSL_SESSION_get0_ticket_appdata(_ ss: SSLSessionPointer?, _ data: Un
 
 /// `#define SSL_SESSION_get_app_data(s) (SSL_SESSION_get_ex_data(s, 0))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_SESSION_get_ex_data`` call; see `man SSL_SESSION_get_app_data`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_SESSION_get_ex_data` call; see `man SSL_SESSION_get_app_data`.
 @inlinable
 public func SSL_SESSION_get_app_data(_ s: SSLSessionPointer?) -> UnsafeMutableRawPointer? {
     return OpenSSLFLI.SSL_SESSION_get_ex_data(s, 0)
@@ -3017,7 +3017,7 @@ public func SSL_SESSION_get_ex_data(_ ss: SSLSessionPointer?, _ idx: Int32) -> U
 
 /// `#define SSL_SESSION_get_ex_new_index(l, p, newf, dupf, freef) CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_SESSION, l, p, newf, dupf, freef)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``CRYPTO_get_ex_new_index`` call; see `man SSL_SESSION_get_ex_new_index`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `CRYPTO_get_ex_new_index` call; see `man SSL_SESSION_get_ex_new_index`.
 @inlinable
 public func SSL_SESSION_get_ex_new_index(_ l: Int, _ p: UnsafeMutableRawPointer?, _ newf: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?, _ dupf: (@convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?, _ freef: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
     return OpenSSLFLI.CRYPTO_get_ex_new_index(COpenSSL.CRYPTO_EX_INDEX_SSL_SESSION, l, p, newf, dupf, freef)
@@ -3182,7 +3182,7 @@ public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: Strin
 
 /// `int SSL_SESSION_set1_hostname(SSL_SESSION *s, const char *hostname)`
 ///
-/// The pointer form of ``SSL_SESSION_set1_hostname``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_SESSION_set1_hostname`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_SESSION_set1_hostname(_ s: SSLSessionPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_SESSION_set1_hostname(s?.rawValue, hostname)
@@ -3226,7 +3226,7 @@ public func SSL_SESSION_set1_ticket_appdata(_ ss: SSLSessionPointer?, _ data: Un
 
 /// `#define SSL_SESSION_set_app_data(s, a) (SSL_SESSION_set_ex_data(s, 0, (char *)(a)))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_SESSION_set_ex_data`` call; see `man SSL_SESSION_set_app_data`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_SESSION_set_ex_data` call; see `man SSL_SESSION_set_app_data`.
 @inlinable
 public func SSL_SESSION_set_app_data(_ s: SSLSessionPointer?, _ a: UnsafeMutableRawPointer?) -> Int32 {
     return OpenSSLFLI.SSL_SESSION_set_ex_data(s, 0, a)
@@ -3353,7 +3353,7 @@ public func SSL_accept_stream(_ s: SSLPointer?, _ flags: UInt64) -> SSLPointer? 
 
 /// `#define SSL_add0_chain_cert(s, x509) SSL_ctrl(s, SSL_CTRL_CHAIN_CERT, 0, (char *)(x509))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_add0_chain_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_add0_chain_cert`.
 @inlinable
 public func SSL_add0_chain_cert(_ s: SSLPointer?, _ x509: X509Pointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_CHAIN_CERT, 0, x509.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -3361,7 +3361,7 @@ public func SSL_add0_chain_cert(_ s: SSLPointer?, _ x509: X509Pointer?) -> Int {
 
 /// `#define SSL_add1_chain_cert(s, x509) SSL_ctrl(s, SSL_CTRL_CHAIN_CERT, 1, (char *)(x509))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_add1_chain_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_add1_chain_cert`.
 @inlinable
 public func SSL_add1_chain_cert(_ s: SSLPointer?, _ x509: X509Pointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_CHAIN_CERT, 1, x509.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -3379,7 +3379,7 @@ public func SSL_add1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
 
 /// `int SSL_add1_host(SSL *s, const char *hostname)`
 ///
-/// The pointer form of ``SSL_add1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_add1_host`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_add1_host(_ s: SSLPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add1_host(s?.rawValue, hostname)
@@ -3415,7 +3415,7 @@ public func SSL_add_dir_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?
 
 /// `int SSL_add_dir_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *dir)`
 ///
-/// The pointer form of ``SSL_add_dir_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_add_dir_cert_subjects_to_stack`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_add_dir_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ dir: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_dir_cert_subjects_to_stack(stackCAs?.rawValue, dir)
@@ -3442,7 +3442,7 @@ public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer
 
 /// `int SSL_add_file_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *file)`
 ///
-/// The pointer form of ``SSL_add_file_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_add_file_cert_subjects_to_stack`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_add_file_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_file_cert_subjects_to_stack(stackCAs?.rawValue, file)
@@ -3469,7 +3469,7 @@ public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointe
 
 /// `int SSL_add_store_cert_subjects_to_stack(struct stack_st_X509_NAME *stackCAs, const char *uri)`
 ///
-/// The pointer form of ``SSL_add_store_cert_subjects_to_stack``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_add_store_cert_subjects_to_stack`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_add_store_cert_subjects_to_stack(_ stackCAs: X509NameStackPointer?, _ uri: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_add_store_cert_subjects_to_stack(stackCAs?.rawValue, uri)
@@ -3522,7 +3522,7 @@ public func SSL_alloc_buffers(_ ssl: SSLPointer?) -> Int32 {
 
 /// `#define SSL_build_cert_chain(s, flags) SSL_ctrl(s, SSL_CTRL_BUILD_CERT_CHAIN, flags, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_build_cert_chain`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_build_cert_chain`.
 @inlinable
 public func SSL_build_cert_chain(_ s: SSLPointer?, _ flags: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_BUILD_CERT_CHAIN, flags, nil)
@@ -3539,7 +3539,7 @@ public func SSL_bytes_to_cipher_list(_ s: SSLPointer?, _ bytes: UnsafePointer<UI
 
 /// `#define SSL_cache_hit(s) SSL_session_reused(s)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_session_reused`` call; see `man SSL_cache_hit`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_session_reused` call; see `man SSL_cache_hit`.
 @inlinable
 @available(*, deprecated, message: "Deprecated: use SSL_session_reused.")
 public func SSL_cache_hit(_ s: SSLPointer?) -> Int32 {
@@ -3584,7 +3584,7 @@ public func SSL_clear(_ s: SSLPointer?) -> Int32 {
 
 /// `#define SSL_clear_cert_flags(s, op) SSL_ctrl((s), SSL_CTRL_CLEAR_CERT_FLAGS, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_clear_cert_flags`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_clear_cert_flags`.
 @inlinable
 public func SSL_clear_cert_flags(_ s: SSLPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_CLEAR_CERT_FLAGS, op, nil)
@@ -3592,7 +3592,7 @@ public func SSL_clear_cert_flags(_ s: SSLPointer?, _ op: Int) -> Int {
 
 /// `#define SSL_clear_chain_certs(s) SSL_set0_chain(s, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_clear_chain_certs`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_clear_chain_certs`.
 @inlinable
 public func SSL_clear_chain_certs(_ s: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_CHAIN, 0, nil)
@@ -3600,7 +3600,7 @@ public func SSL_clear_chain_certs(_ s: SSLPointer?) -> Int {
 
 /// `#define SSL_clear_mode(ssl, op) SSL_ctrl((ssl), SSL_CTRL_CLEAR_MODE, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_clear_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_clear_mode`.
 @inlinable
 public func SSL_clear_mode(_ ssl: SSLPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_CLEAR_MODE, op, nil)
@@ -3608,7 +3608,7 @@ public func SSL_clear_mode(_ ssl: SSLPointer?, _ op: Int) -> Int {
 
 /// `#define SSL_clear_num_renegotiations(ssl) SSL_ctrl((ssl), SSL_CTRL_CLEAR_NUM_RENEGOTIATIONS, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_clear_num_renegotiations`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_clear_num_renegotiations`.
 @inlinable
 public func SSL_clear_num_renegotiations(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_CLEAR_NUM_RENEGOTIATIONS, 0, nil)
@@ -3754,7 +3754,7 @@ public func SSL_config(_ s: SSLPointer?, _ name: String?) -> Int32 {
 
 /// `int SSL_config(SSL *s, const char *name)`
 ///
-/// The pointer form of ``SSL_config``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_config`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_config(_ s: SSLPointer?, _ name: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_config(s?.rawValue, name)
@@ -3817,7 +3817,7 @@ public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: String?) -> Int32 {
 
 /// `int SSL_dane_enable(SSL *s, const char *basedomain)`
 ///
-/// The pointer form of ``SSL_dane_enable``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_dane_enable`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_dane_enable(_ s: SSLPointer?, _ basedomain: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_dane_enable(s?.rawValue, basedomain)
@@ -3928,7 +3928,7 @@ public func SSL_get0_alpn_selected(_ ssl: SSLPointer?) -> (data: UnsafePointer<U
 
 /// `#define SSL_get0_certificate_types(s, clist) SSL_ctrl(s, SSL_CTRL_GET_CLIENT_CERT_TYPES, 0, (char *)(clist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get0_certificate_types`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get0_certificate_types`.
 @inlinable
 public func SSL_get0_certificate_types(_ s: SSLPointer?, _ clist: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_CLIENT_CERT_TYPES, 0, clist)
@@ -3936,7 +3936,7 @@ public func SSL_get0_certificate_types(_ s: SSLPointer?, _ clist: UnsafeMutableR
 
 /// `#define SSL_get0_chain_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_GET_CHAIN_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get0_chain_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get0_chain_cert_store`.
 @inlinable
 public func SSL_get0_chain_cert_store(_ s: SSLPointer?, _ st: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_CHAIN_CERT_STORE, 0, st)
@@ -3944,7 +3944,7 @@ public func SSL_get0_chain_cert_store(_ s: SSLPointer?, _ st: UnsafeMutableRawPo
 
 /// `#define SSL_get0_chain_certs(s, px509) SSL_ctrl(s, SSL_CTRL_GET_CHAIN_CERTS, 0, px509)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get0_chain_certs`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get0_chain_certs`. Out-parameters are returned in the result.
 @inlinable
 public func SSL_get0_chain_certs(_ s: SSLPointer?) -> (result: Int, px509: X509StackPointer?) {
     var __px509: OpaquePointer? = nil
@@ -4019,7 +4019,7 @@ public func SSL_get0_domain(_ s: SSLPointer?) -> SSLPointer? {
 
 /// `#define SSL_get0_ec_point_formats(s, plst) SSL_ctrl(s, SSL_CTRL_GET_EC_POINT_FORMATS, 0, plst)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get0_ec_point_formats`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get0_ec_point_formats`.
 @inlinable
 public func SSL_get0_ec_point_formats(_ s: SSLPointer?, _ plst: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_EC_POINT_FORMATS, 0, plst)
@@ -4058,7 +4058,7 @@ public func SSL_get0_next_proto_negotiated(_ s: SSLPointer?) -> (data: UnsafePoi
 
 /// `#define SSL_get0_npn_negotiated SSL_get0_next_proto_negotiated`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``SSL_get0_next_proto_negotiated``.
+/// An alias macro in `<openssl/ssl.h>`: calls `SSL_get0_next_proto_negotiated`.
 @inlinable
 public func SSL_get0_npn_negotiated(_ s: SSLPointer?) -> (data: UnsafePointer<UInt8>?, len: UInt32) {
     OpenSSLFLI.SSL_get0_next_proto_negotiated(s)
@@ -4120,7 +4120,7 @@ public func SSL_get0_peername(_ s: SSLPointer?) -> String? {
 
 /// `#define SSL_get0_raw_cipherlist(s, plst) SSL_ctrl(s, SSL_CTRL_GET_RAW_CIPHERLIST, 0, plst)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get0_raw_cipherlist`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get0_raw_cipherlist`.
 @inlinable
 public func SSL_get0_raw_cipherlist(_ s: SSLPointer?, _ plst: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_RAW_CIPHERLIST, 0, plst)
@@ -4146,7 +4146,7 @@ public func SSL_get0_server_cert_type(_ s: SSLPointer?, _ t: UnsafeMutablePointe
 
 /// `#define SSL_get0_session SSL_get_session`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``SSL_get_session``.
+/// An alias macro in `<openssl/ssl.h>`: calls `SSL_get_session`.
 @inlinable
 public func SSL_get0_session(_ ssl: SSLPointer?) -> SSLSessionPointer? {
     OpenSSLFLI.SSL_get_session(ssl)
@@ -4163,7 +4163,7 @@ public func SSL_get0_verified_chain(_ s: SSLPointer?) -> X509StackPointer? {
 
 /// `#define SSL_get0_verify_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_GET_VERIFY_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get0_verify_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get0_verify_cert_store`.
 @inlinable
 public func SSL_get0_verify_cert_store(_ s: SSLPointer?, _ st: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_VERIFY_CERT_STORE, 0, st)
@@ -4180,7 +4180,7 @@ public func SSL_get1_compressed_cert(_ ssl: SSLPointer?, _ alg: Int32, _ data: U
 
 /// `#define SSL_get1_groups(s, glist) SSL_ctrl(s, SSL_CTRL_GET_GROUPS, 0, (int *)(glist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get1_groups`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get1_groups`.
 @inlinable
 public func SSL_get1_groups(_ s: SSLPointer?, _ glist: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_GROUPS, 0, glist)
@@ -4251,7 +4251,7 @@ public func SSL_get_all_async_fds(_ s: SSLPointer?, _ fds: UnsafeMutablePointer<
 
 /// `#define SSL_get_app_data(s) (SSL_get_ex_data(s, 0))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_get_ex_data`` call; see `man SSL_get_app_data`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_get_ex_data` call; see `man SSL_get_app_data`.
 @inlinable
 public func SSL_get_app_data(_ s: SSLPointer?) -> UnsafeMutableRawPointer? {
     return OpenSSLFLI.SSL_get_ex_data(s, 0)
@@ -4295,7 +4295,7 @@ public func SSL_get_changed_async_fds(_ s: SSLPointer?, _ addfd: UnsafeMutablePo
 
 /// `#define SSL_get_cipher(s) SSL_CIPHER_get_name(SSL_get_current_cipher(s))`
 ///
-/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher`. It calls ``SSL_CIPHER_get_name``, ``SSL_get_current_cipher``.
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher`. It calls `SSL_CIPHER_get_name`, `SSL_get_current_cipher`.
 @inlinable
 public func SSL_get_cipher(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_CIPHER_get_name(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
@@ -4303,7 +4303,7 @@ public func SSL_get_cipher(_ s: SSLPointer?) -> String? {
 
 /// `#define SSL_get_cipher_bits(s, np) SSL_CIPHER_get_bits(SSL_get_current_cipher(s), np)`
 ///
-/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_bits`. It calls ``SSL_CIPHER_get_bits``, ``SSL_get_current_cipher``.
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_bits`. It calls `SSL_CIPHER_get_bits`, `SSL_get_current_cipher`.
 @inlinable
 public func SSL_get_cipher_bits(_ s: SSLPointer?, _ np: UnsafeMutablePointer<Int32>?) -> Int32 {
     return COpenSSL.SSL_CIPHER_get_bits(COpenSSL.SSL_get_current_cipher(s?.rawValue), np)
@@ -4320,7 +4320,7 @@ public func SSL_get_cipher_list(_ s: SSLPointer?, _ n: Int32) -> String? {
 
 /// `#define SSL_get_cipher_name(s) SSL_CIPHER_get_name(SSL_get_current_cipher(s))`
 ///
-/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_name`. It calls ``SSL_CIPHER_get_name``, ``SSL_get_current_cipher``.
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_name`. It calls `SSL_CIPHER_get_name`, `SSL_get_current_cipher`.
 @inlinable
 public func SSL_get_cipher_name(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_CIPHER_get_name(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
@@ -4328,7 +4328,7 @@ public func SSL_get_cipher_name(_ s: SSLPointer?) -> String? {
 
 /// `#define SSL_get_cipher_version(s) SSL_CIPHER_get_version(SSL_get_current_cipher(s))`
 ///
-/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_version`. It calls ``SSL_CIPHER_get_version``, ``SSL_get_current_cipher``.
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_get_cipher_version`. It calls `SSL_CIPHER_get_version`, `SSL_get_current_cipher`.
 @inlinable
 public func SSL_get_cipher_version(_ s: SSLPointer?) -> String? {
     return COpenSSL.SSL_CIPHER_get_version(COpenSSL.SSL_get_current_cipher(s?.rawValue)).map { String(cString: $0) }
@@ -4480,7 +4480,7 @@ public func SSL_get_ex_data_X509_STORE_CTX_idx() -> Int32 {
 
 /// `#define SSL_get_ex_new_index(l, p, newf, dupf, freef) CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, l, p, newf, dupf, freef)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``CRYPTO_get_ex_new_index`` call; see `man SSL_get_ex_new_index`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `CRYPTO_get_ex_new_index` call; see `man SSL_get_ex_new_index`.
 @inlinable
 public func SSL_get_ex_new_index(_ l: Int, _ p: UnsafeMutableRawPointer?, _ newf: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?, _ dupf: (@convention(c) (UnsafeMutablePointer<CRYPTO_EX_DATA>?, UnsafePointer<CRYPTO_EX_DATA>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, Int, UnsafeMutableRawPointer?) -> Int32)?, _ freef: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CRYPTO_EX_DATA>?, Int32, Int, UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
     return OpenSSLFLI.CRYPTO_get_ex_new_index(COpenSSL.CRYPTO_EX_INDEX_SSL, l, p, newf, dupf, freef)
@@ -4488,7 +4488,7 @@ public func SSL_get_ex_new_index(_ l: Int, _ p: UnsafeMutableRawPointer?, _ newf
 
 /// `#define SSL_get_extms_support(s) SSL_ctrl((s), SSL_CTRL_GET_EXTMS_SUPPORT, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_extms_support`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_extms_support`.
 @inlinable
 public func SSL_get_extms_support(_ s: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_EXTMS_SUPPORT, 0, nil)
@@ -4541,7 +4541,7 @@ public func SSL_get_key_update_type(_ s: SSLPointer?) -> Int32 {
 
 /// `#define SSL_get_max_cert_list(ssl) SSL_ctrl(ssl, SSL_CTRL_GET_MAX_CERT_LIST, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_max_cert_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_max_cert_list`.
 @inlinable
 public func SSL_get_max_cert_list(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_MAX_CERT_LIST, 0, nil)
@@ -4558,7 +4558,7 @@ public func SSL_get_max_early_data(_ s: SSLPointer?) -> UInt32 {
 
 /// `#define SSL_get_max_proto_version(s) SSL_ctrl(s, SSL_CTRL_GET_MAX_PROTO_VERSION, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_max_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_max_proto_version`.
 @inlinable
 public func SSL_get_max_proto_version(_ s: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_MAX_PROTO_VERSION, 0, nil)
@@ -4566,7 +4566,7 @@ public func SSL_get_max_proto_version(_ s: SSLPointer?) -> Int {
 
 /// `#define SSL_get_min_proto_version(s) SSL_ctrl(s, SSL_CTRL_GET_MIN_PROTO_VERSION, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_min_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_min_proto_version`.
 @inlinable
 public func SSL_get_min_proto_version(_ s: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_MIN_PROTO_VERSION, 0, nil)
@@ -4574,7 +4574,7 @@ public func SSL_get_min_proto_version(_ s: SSLPointer?) -> Int {
 
 /// `#define SSL_get_mode(ssl) SSL_ctrl((ssl), SSL_CTRL_MODE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_mode`.
 @inlinable
 public func SSL_get_mode(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_MODE, 0, nil)
@@ -4591,7 +4591,7 @@ public func SSL_get_negotiated_client_cert_type(_ s: SSLPointer?) -> Int32 {
 
 /// `#define SSL_get_negotiated_group(s) SSL_ctrl(s, SSL_CTRL_GET_NEGOTIATED_GROUP, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_negotiated_group`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_negotiated_group`.
 @inlinable
 public func SSL_get_negotiated_group(_ s: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_NEGOTIATED_GROUP, 0, nil)
@@ -4635,7 +4635,7 @@ public func SSL_get_peer_cert_chain(_ s: SSLPointer?) -> X509StackPointer? {
 
 /// `#define SSL_get_peer_certificate SSL_get1_peer_certificate`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``SSL_get1_peer_certificate``.
+/// An alias macro in `<openssl/ssl.h>`: calls `SSL_get1_peer_certificate`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_get1_peer_certificate (same behaviour, clearer name) or SSL_get0_peer_certificate.")
 public func SSL_get_peer_certificate(_ s: SSLPointer?) -> X509Pointer? {
@@ -4653,7 +4653,7 @@ public func SSL_get_peer_finished(_ s: SSLPointer?, _ buf: UnsafeMutableRawPoint
 
 /// `#define SSL_get_peer_signature_nid(s, pn) SSL_ctrl(s, SSL_CTRL_GET_PEER_SIGNATURE_NID, 0, pn)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_peer_signature_nid`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_peer_signature_nid`.
 @inlinable
 public func SSL_get_peer_signature_nid(_ s: SSLPointer?, _ pn: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_PEER_SIGNATURE_NID, 0, pn)
@@ -4661,7 +4661,7 @@ public func SSL_get_peer_signature_nid(_ s: SSLPointer?, _ pn: UnsafeMutableRawP
 
 /// `#define SSL_get_peer_tmp_key(s, pk) SSL_ctrl(s, SSL_CTRL_GET_PEER_TMP_KEY, 0, pk)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_peer_tmp_key`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_peer_tmp_key`. Out-parameters are returned in the result.
 @inlinable
 public func SSL_get_peer_tmp_key(_ s: SSLPointer?) -> (result: Int, pk: EVPPKeyPointer?) {
     var __pk: OpaquePointer? = nil
@@ -4761,7 +4761,7 @@ public func SSL_get_rfd(_ s: SSLPointer?) -> Int32 {
 
 /// `#define SSL_get_secure_renegotiation_support(ssl) SSL_ctrl((ssl), SSL_CTRL_GET_RI_SUPPORT, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_secure_renegotiation_support`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_secure_renegotiation_support`.
 @inlinable
 public func SSL_get_secure_renegotiation_support(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_RI_SUPPORT, 0, nil)
@@ -4796,7 +4796,7 @@ public func SSL_get_server_random(_ ssl: SSLPointer?, _ out: UnsafeMutablePointe
 
 /// `#define SSL_get_server_tmp_key(s, pk) SSL_get_peer_tmp_key(s, pk)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_server_tmp_key`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_server_tmp_key`. Out-parameters are returned in the result.
 @inlinable
 public func SSL_get_server_tmp_key(_ s: SSLPointer?) -> (result: Int, pk: EVPPKeyPointer?) {
     var __pk: OpaquePointer? = nil
@@ -4824,7 +4824,7 @@ public func SSL_get_shared_ciphers(_ s: SSLPointer?, _ buf: UnsafeMutablePointer
 
 /// `#define SSL_get_shared_group(s, n) SSL_ctrl(s, SSL_CTRL_GET_SHARED_GROUP, n, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_shared_group`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_shared_group`.
 @inlinable
 public func SSL_get_shared_group(_ s: SSLPointer?, _ n: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_SHARED_GROUP, n, nil)
@@ -4841,7 +4841,7 @@ public func SSL_get_shutdown(_ ssl: SSLPointer?) -> Int32 {
 
 /// `#define SSL_get_signature_nid(s, pn) SSL_ctrl(s, SSL_CTRL_GET_SIGNATURE_NID, 0, pn)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_signature_nid`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_signature_nid`.
 @inlinable
 public func SSL_get_signature_nid(_ s: SSLPointer?, _ pn: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_GET_SIGNATURE_NID, 0, pn)
@@ -4961,7 +4961,7 @@ public func SSL_get_stream_write_state(_ ssl: SSLPointer?) -> Int32 {
 
 /// `#define SSL_get_time(a) SSL_SESSION_get_time(a)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_SESSION_get_time`` call; see `man SSL_get_time`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_SESSION_get_time` call; see `man SSL_get_time`.
 @inlinable
 public func SSL_get_time(_ a: SSLSessionPointer?) -> Int {
     return OpenSSLFLI.SSL_SESSION_get_time(a)
@@ -4969,7 +4969,7 @@ public func SSL_get_time(_ a: SSLSessionPointer?) -> Int {
 
 /// `#define SSL_get_timeout(a) SSL_SESSION_get_timeout(a)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_SESSION_get_timeout`` call; see `man SSL_get_timeout`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_SESSION_get_timeout` call; see `man SSL_get_timeout`.
 @inlinable
 public func SSL_get_timeout(_ a: SSLSessionPointer?) -> Int {
     return OpenSSLFLI.SSL_SESSION_get_timeout(a)
@@ -4977,7 +4977,7 @@ public func SSL_get_timeout(_ a: SSLSessionPointer?) -> Int {
 
 /// `#define SSL_get_tmp_key(s, pk) SSL_ctrl(s, SSL_CTRL_GET_TMP_KEY, 0, pk)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_tmp_key`. Out-parameters are returned in the result.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_tmp_key`. Out-parameters are returned in the result.
 @inlinable
 public func SSL_get_tmp_key(_ s: SSLPointer?) -> (result: Int, pk: EVPPKeyPointer?) {
     var __pk: OpaquePointer? = nil
@@ -5095,7 +5095,7 @@ public func SSL_has_pending(_ s: SSLPointer?) -> Int32 {
 
 /// `#define SSL_in_accept_init(a) (SSL_in_init(a) && SSL_is_server(a))`
 ///
-/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_accept_init`. It calls ``SSL_in_init``, ``SSL_is_server``. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_accept_init`. It calls `SSL_in_init`, `SSL_is_server`. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
 @inlinable
 public func SSL_in_accept_init(_ a: SSLPointer?) -> Bool {
     return ((COpenSSL.SSL_in_init(a?.rawValue) != 0) && (COpenSSL.SSL_is_server(a?.rawValue) != 0))
@@ -5112,7 +5112,7 @@ public func SSL_in_before(_ s: SSLPointer?) -> Int32 {
 
 /// `#define SSL_in_connect_init(a) (SSL_in_init(a) && !SSL_is_server(a))`
 ///
-/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_connect_init`. It calls ``SSL_in_init``, ``SSL_is_server``. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
+/// An expression macro in `<openssl/ssl.h>`, generated as a function that evaluates the same expression; see `man SSL_in_connect_init`. It calls `SSL_in_init`, `SSL_is_server`. A C comparison or logical operator (an `int` 0 or 1) is a `Bool` here.
 @inlinable
 public func SSL_in_connect_init(_ a: SSLPointer?) -> Bool {
     return ((COpenSSL.SSL_in_init(a?.rawValue) != 0) && !(COpenSSL.SSL_is_server(a?.rawValue) != 0))
@@ -5228,7 +5228,7 @@ public func SSL_key_update(_ s: SSLPointer?, _ updatetype: Int32) -> Int32 {
 
 /// `#define SSL_library_init() OPENSSL_init_ssl(0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``OPENSSL_init_ssl`` call; see `man SSL_library_init`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `OPENSSL_init_ssl` call; see `man SSL_library_init`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: initialisation is automatic; use OPENSSL_init_ssl, or ensureSSL() in Swift.")
 public func SSL_library_init() -> Int32 {
@@ -5256,7 +5256,7 @@ public func SSL_load_client_CA_file(_ file: String?) -> X509NameStackPointer? {
 
 /// `struct stack_st_X509_NAME *SSL_load_client_CA_file(const char *file)`
 ///
-/// The pointer form of ``SSL_load_client_CA_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_load_client_CA_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_load_client_CA_file(_ file: UnsafePointer<CChar>?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file(file) as OpaquePointer?)
@@ -5274,7 +5274,7 @@ public func SSL_load_client_CA_file_ex(_ file: String?, _ libctx: OSSLLibContext
 
 /// `struct stack_st_X509_NAME *SSL_load_client_CA_file_ex(const char *file, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``SSL_load_client_CA_file_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_load_client_CA_file_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_load_client_CA_file_ex(_ file: UnsafePointer<CChar>?, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> X509NameStackPointer? {
     return X509NameStackPointer(COpenSSL.SSL_load_client_CA_file_ex(file, libctx?.rawValue, propq) as OpaquePointer?)
@@ -5282,7 +5282,7 @@ public func SSL_load_client_CA_file_ex(_ file: UnsafePointer<CChar>?, _ libctx: 
 
 /// `#define SSL_load_error_strings() OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``OPENSSL_init_ssl`` call; see `man SSL_load_error_strings`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `OPENSSL_init_ssl` call; see `man SSL_load_error_strings`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: use OPENSSL_init_ssl with OPENSSL_INIT_LOAD_SSL_STRINGS, or ensureSSL() in Swift.")
 public func SSL_load_error_strings() -> Int32 {
@@ -5381,7 +5381,7 @@ public func SSL_new_stream(_ s: SSLPointer?, _ flags: UInt64) -> SSLPointer? {
 
 /// `#define SSL_num_renegotiations(ssl) SSL_ctrl((ssl), SSL_CTRL_GET_NUM_RENEGOTIATIONS, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_num_renegotiations`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_num_renegotiations`.
 @inlinable
 public func SSL_num_renegotiations(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_NUM_RENEGOTIATIONS, 0, nil)
@@ -5488,7 +5488,7 @@ public func SSL_rstate_string_long(_ s: SSLPointer?) -> String? {
 
 /// `#define SSL_select_current_cert(s, x509) SSL_ctrl(s, SSL_CTRL_SELECT_CURRENT_CERT, 0, (char *)(x509))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_select_current_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_select_current_cert`.
 @inlinable
 public func SSL_select_current_cert(_ s: SSLPointer?, _ x509: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SELECT_CURRENT_CERT, 0, x509)
@@ -5532,7 +5532,7 @@ public func SSL_set0_CA_list(_ s: SSLPointer?, _ name_list: X509NameStackPointer
 
 /// `#define SSL_set0_chain(s, sk) SSL_ctrl(s, SSL_CTRL_CHAIN, 0, (char *)(sk))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set0_chain`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set0_chain`.
 @inlinable
 public func SSL_set0_chain(_ s: SSLPointer?, _ sk: X509StackPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_CHAIN, 0, sk.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -5540,7 +5540,7 @@ public func SSL_set0_chain(_ s: SSLPointer?, _ sk: X509StackPointer?) -> Int {
 
 /// `#define SSL_set0_chain_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_SET_CHAIN_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set0_chain_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set0_chain_cert_store`.
 @inlinable
 public func SSL_set0_chain_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CHAIN_CERT_STORE, 0, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -5575,7 +5575,7 @@ public func SSL_set0_tmp_dh_pkey(_ s: SSLPointer?, _ dhpkey: EVPPKeyPointer?) ->
 
 /// `#define SSL_set0_verify_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_SET_VERIFY_CERT_STORE, 0, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set0_verify_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set0_verify_cert_store`.
 @inlinable
 public func SSL_set0_verify_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_VERIFY_CERT_STORE, 0, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -5601,7 +5601,7 @@ public func SSL_set1_cert_comp_preference(_ ssl: SSLPointer?, _ algs: UnsafeMuta
 
 /// `#define SSL_set1_chain(s, sk) SSL_ctrl(s, SSL_CTRL_CHAIN, 1, (char *)(sk))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_chain`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_chain`.
 @inlinable
 public func SSL_set1_chain(_ s: SSLPointer?, _ sk: X509StackPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_CHAIN, 1, sk.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -5609,7 +5609,7 @@ public func SSL_set1_chain(_ s: SSLPointer?, _ sk: X509StackPointer?) -> Int {
 
 /// `#define SSL_set1_chain_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_SET_CHAIN_CERT_STORE, 1, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_chain_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_chain_cert_store`.
 @inlinable
 public func SSL_set1_chain_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CHAIN_CERT_STORE, 1, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -5626,7 +5626,7 @@ public func SSL_set1_client_cert_type(_ s: SSLPointer?, _ val: UnsafePointer<UIn
 
 /// `#define SSL_set1_client_certificate_types(s, clist, clistlen) SSL_ctrl(s, SSL_CTRL_SET_CLIENT_CERT_TYPES, clistlen, (char *)(clist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_client_certificate_types`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_client_certificate_types`.
 @inlinable
 public func SSL_set1_client_certificate_types(_ s: SSLPointer?, _ clist: UnsafeMutableRawPointer?, _ clistlen: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_CERT_TYPES, clistlen, clist)
@@ -5634,7 +5634,7 @@ public func SSL_set1_client_certificate_types(_ s: SSLPointer?, _ clist: UnsafeM
 
 /// `#define SSL_set1_client_sigalgs(s, slist, slistlen) SSL_ctrl(s, SSL_CTRL_SET_CLIENT_SIGALGS, slistlen, (int *)(slist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_client_sigalgs`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_client_sigalgs`.
 @inlinable
 public func SSL_set1_client_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawPointer?, _ slistlen: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS, slistlen, slist)
@@ -5642,7 +5642,7 @@ public func SSL_set1_client_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawP
 
 /// `#define SSL_set1_client_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(str))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_client_sigalgs_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_client_sigalgs_list`.
 @inlinable
 @_disfavoredOverload
 public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int {
@@ -5651,7 +5651,7 @@ public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int
 
 /// `#define SSL_set1_client_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, (char *)(str))`
 ///
-/// The pointer form of ``SSL_set1_client_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set1_client_sigalgs_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set1_client_sigalgs_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CLIENT_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
@@ -5668,7 +5668,7 @@ public func SSL_set1_compressed_cert(_ ssl: SSLPointer?, _ algorithm: Int32, _ c
 
 /// `#define SSL_set1_groups(s, glist, glistlen) SSL_ctrl(s, SSL_CTRL_SET_GROUPS, glistlen, (char *)(glist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_groups`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_groups`.
 @inlinable
 public func SSL_set1_groups(_ s: SSLPointer?, _ glist: UnsafePointer<Int32>?, _ glistlen: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_GROUPS, glistlen, UnsafeMutableRawPointer(mutating: glist))
@@ -5676,7 +5676,7 @@ public func SSL_set1_groups(_ s: SSLPointer?, _ glist: UnsafePointer<Int32>?, _ 
 
 /// `#define SSL_set1_groups_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(str))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_groups_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_groups_list`.
 @inlinable
 @_disfavoredOverload
 public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: String) -> Int {
@@ -5685,7 +5685,7 @@ public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: String) -> Int {
 
 /// `#define SSL_set1_groups_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_GROUPS_LIST, 0, (char *)(str))`
 ///
-/// The pointer form of ``SSL_set1_groups_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set1_groups_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set1_groups_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_GROUPS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
@@ -5703,7 +5703,7 @@ public func SSL_set1_host(_ s: SSLPointer?, _ hostname: String?) -> Int32 {
 
 /// `int SSL_set1_host(SSL *s, const char *hostname)`
 ///
-/// The pointer form of ``SSL_set1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set1_host`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set1_host(_ s: SSLPointer?, _ hostname: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set1_host(s?.rawValue, hostname)
@@ -5738,7 +5738,7 @@ public func SSL_set1_server_cert_type(_ s: SSLPointer?, _ val: UnsafePointer<UIn
 
 /// `#define SSL_set1_sigalgs(s, slist, slistlen) SSL_ctrl(s, SSL_CTRL_SET_SIGALGS, slistlen, (int *)(slist))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_sigalgs`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_sigalgs`.
 @inlinable
 public func SSL_set1_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawPointer?, _ slistlen: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_SIGALGS, slistlen, slist)
@@ -5746,7 +5746,7 @@ public func SSL_set1_sigalgs(_ s: SSLPointer?, _ slist: UnsafeMutableRawPointer?
 
 /// `#define SSL_set1_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(str))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_sigalgs_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_sigalgs_list`.
 @inlinable
 @_disfavoredOverload
 public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int {
@@ -5755,7 +5755,7 @@ public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: String) -> Int {
 
 /// `#define SSL_set1_sigalgs_list(s, str) SSL_ctrl(s, SSL_CTRL_SET_SIGALGS_LIST, 0, (char *)(str))`
 ///
-/// The pointer form of ``SSL_set1_sigalgs_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set1_sigalgs_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: str))
@@ -5763,7 +5763,7 @@ public func SSL_set1_sigalgs_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?
 
 /// `#define SSL_set1_verify_cert_store(s, st) SSL_ctrl(s, SSL_CTRL_SET_VERIFY_CERT_STORE, 1, (char *)(st))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set1_verify_cert_store`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set1_verify_cert_store`.
 @inlinable
 public func SSL_set1_verify_cert_store(_ s: SSLPointer?, _ st: X509StorePointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_VERIFY_CERT_STORE, 1, st.map { UnsafeMutableRawPointer($0.rawValue) })
@@ -5807,7 +5807,7 @@ public func SSL_set_alpn_protos(_ ssl: SSLPointer?, _ protos: UnsafePointer<UInt
 
 /// `#define SSL_set_app_data(s, arg) (SSL_set_ex_data(s, 0, (char *)(arg)))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_set_ex_data`` call; see `man SSL_set_app_data`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_set_ex_data` call; see `man SSL_set_app_data`.
 @inlinable
 public func SSL_set_app_data(_ s: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     return OpenSSLFLI.SSL_set_ex_data(s, 0, arg)
@@ -5878,7 +5878,7 @@ public func SSL_set_cert_cb(_ s: SSLPointer?, _ cb: (@convention(c) (OpaquePoint
 
 /// `#define SSL_set_cert_flags(s, op) SSL_ctrl((s), SSL_CTRL_CERT_FLAGS, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_cert_flags`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_cert_flags`.
 @inlinable
 public func SSL_set_cert_flags(_ s: SSLPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_CERT_FLAGS, op, nil)
@@ -5896,7 +5896,7 @@ public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: String?) -> Int32 {
 
 /// `int SSL_set_cipher_list(SSL *s, const char *str)`
 ///
-/// The pointer form of ``SSL_set_cipher_list``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set_cipher_list`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set_cipher_list(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_cipher_list(s?.rawValue, str)
@@ -5914,7 +5914,7 @@ public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: String?) -> Int32 {
 
 /// `int SSL_set_ciphersuites(SSL *s, const char *str)`
 ///
-/// The pointer form of ``SSL_set_ciphersuites``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set_ciphersuites`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set_ciphersuites(_ s: SSLPointer?, _ str: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_set_ciphersuites(s?.rawValue, str)
@@ -5949,7 +5949,7 @@ public func SSL_set_ct_validation_callback(_ s: SSLPointer?, _ callback: ssl_ct_
 
 /// `#define SSL_set_current_cert(s, op) SSL_ctrl(s, SSL_CTRL_SET_CURRENT_CERT, op, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_current_cert`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_current_cert`.
 @inlinable
 public func SSL_set_current_cert(_ s: SSLPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_CURRENT_CERT, op, nil)
@@ -6003,7 +6003,7 @@ public func SSL_set_default_stream_mode(_ s: SSLPointer?, _ mode: UInt32) -> Int
 
 /// `#define SSL_set_dh_auto(s, onoff) SSL_ctrl(s, SSL_CTRL_SET_DH_AUTO, onoff, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_dh_auto`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_dh_auto`.
 @inlinable
 public func SSL_set_dh_auto(_ s: SSLPointer?, _ onoff: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_DH_AUTO, onoff, nil)
@@ -6074,7 +6074,7 @@ public func SSL_set_info_callback(_ ssl: SSLPointer?, _ cb: (@convention(c) (Opa
 
 /// `#define SSL_set_max_cert_list(ssl, m) SSL_ctrl(ssl, SSL_CTRL_SET_MAX_CERT_LIST, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_max_cert_list`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_max_cert_list`.
 @inlinable
 public func SSL_set_max_cert_list(_ ssl: SSLPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_MAX_CERT_LIST, m, nil)
@@ -6091,7 +6091,7 @@ public func SSL_set_max_early_data(_ s: SSLPointer?, _ max_early_data: UInt32) -
 
 /// `#define SSL_set_max_pipelines(ssl, m) SSL_ctrl(ssl, SSL_CTRL_SET_MAX_PIPELINES, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_max_pipelines`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_max_pipelines`.
 @inlinable
 public func SSL_set_max_pipelines(_ ssl: SSLPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_MAX_PIPELINES, m, nil)
@@ -6099,7 +6099,7 @@ public func SSL_set_max_pipelines(_ ssl: SSLPointer?, _ m: Int) -> Int {
 
 /// `#define SSL_set_max_proto_version(s, version) SSL_ctrl(s, SSL_CTRL_SET_MAX_PROTO_VERSION, version, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_max_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_max_proto_version`.
 @inlinable
 public func SSL_set_max_proto_version(_ s: SSLPointer?, _ version: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_MAX_PROTO_VERSION, version, nil)
@@ -6107,7 +6107,7 @@ public func SSL_set_max_proto_version(_ s: SSLPointer?, _ version: Int) -> Int {
 
 /// `#define SSL_set_max_send_fragment(ssl, m) SSL_ctrl(ssl, SSL_CTRL_SET_MAX_SEND_FRAGMENT, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_max_send_fragment`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_max_send_fragment`.
 @inlinable
 public func SSL_set_max_send_fragment(_ ssl: SSLPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_MAX_SEND_FRAGMENT, m, nil)
@@ -6115,7 +6115,7 @@ public func SSL_set_max_send_fragment(_ ssl: SSLPointer?, _ m: Int) -> Int {
 
 /// `#define SSL_set_min_proto_version(s, version) SSL_ctrl(s, SSL_CTRL_SET_MIN_PROTO_VERSION, version, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_min_proto_version`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_min_proto_version`.
 @inlinable
 public func SSL_set_min_proto_version(_ s: SSLPointer?, _ version: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_MIN_PROTO_VERSION, version, nil)
@@ -6123,7 +6123,7 @@ public func SSL_set_min_proto_version(_ s: SSLPointer?, _ version: Int) -> Int {
 
 /// `#define SSL_set_mode(ssl, op) SSL_ctrl((ssl), SSL_CTRL_MODE, (op), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_mode`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_mode`.
 @inlinable
 public func SSL_set_mode(_ ssl: SSLPointer?, _ op: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_MODE, op, nil)
@@ -6140,7 +6140,7 @@ public func SSL_set_msg_callback(_ ssl: SSLPointer?, _ cb: (@convention(c) (Int3
 
 /// `#define SSL_set_msg_callback_arg(ssl, arg) SSL_ctrl((ssl), SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, (arg))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_msg_callback_arg`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_msg_callback_arg`.
 @inlinable
 public func SSL_set_msg_callback_arg(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, arg)
@@ -6148,7 +6148,7 @@ public func SSL_set_msg_callback_arg(_ ssl: SSLPointer?, _ arg: UnsafeMutableRaw
 
 /// `#define SSL_set_mtu(ssl, mtu) SSL_ctrl((ssl), SSL_CTRL_SET_MTU, (mtu), NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_mtu`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_mtu`.
 @inlinable
 public func SSL_set_mtu(_ ssl: SSLPointer?, _ mtu: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_MTU, mtu, nil)
@@ -6309,7 +6309,7 @@ public func SSL_set_recv_max_early_data(_ s: SSLPointer?, _ recv_max_early_data:
 
 /// `#define SSL_set_retry_verify(ssl) (SSL_ctrl(ssl, SSL_CTRL_SET_RETRY_VERIFY, 0, NULL) > 0)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_retry_verify`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_retry_verify`.
 @inlinable
 public func SSL_set_retry_verify(_ ssl: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_RETRY_VERIFY, 0, nil) > 0)
@@ -6398,7 +6398,7 @@ public func SSL_set_shutdown(_ ssl: SSLPointer?, _ mode: Int32) {
 
 /// `#define SSL_set_split_send_fragment(ssl, m) SSL_ctrl(ssl, SSL_CTRL_SET_SPLIT_SEND_FRAGMENT, m, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_split_send_fragment`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_split_send_fragment`.
 @inlinable
 public func SSL_set_split_send_fragment(_ ssl: SSLPointer?, _ m: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_SPLIT_SEND_FRAGMENT, m, nil)
@@ -6427,7 +6427,7 @@ public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: String?, _ pas
 
 /// `int SSL_set_srp_server_param_pw(SSL *s, const char *user, const char *pass, const char *grp)`
 ///
-/// The pointer form of ``SSL_set_srp_server_param_pw``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set_srp_server_param_pw`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0 with all of SRP: use TLS 1.3 PSK or certificates instead.")
 public func SSL_set_srp_server_param_pw(_ s: SSLPointer?, _ user: UnsafePointer<CChar>?, _ pass: UnsafePointer<CChar>?, _ grp: UnsafePointer<CChar>?) -> Int32 {
@@ -6445,7 +6445,7 @@ public func SSL_set_ssl_method(_ s: SSLPointer?, _ method: SSLMethodPointer?) ->
 
 /// `#define SSL_set_time(a, b) SSL_SESSION_set_time((a), (b))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_SESSION_set_time`` call; see `man SSL_set_time`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_SESSION_set_time` call; see `man SSL_set_time`.
 @inlinable
 public func SSL_set_time(_ a: SSLSessionPointer?, _ b: Int) -> Int {
     return OpenSSLFLI.SSL_SESSION_set_time(a, b)
@@ -6453,7 +6453,7 @@ public func SSL_set_time(_ a: SSLSessionPointer?, _ b: Int) -> Int {
 
 /// `#define SSL_set_timeout(a, b) SSL_SESSION_set_timeout((a), (b))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_SESSION_set_timeout`` call; see `man SSL_set_timeout`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_SESSION_set_timeout` call; see `man SSL_set_timeout`.
 @inlinable
 public func SSL_set_timeout(_ a: SSLSessionPointer?, _ b: Int) -> Int {
     return OpenSSLFLI.SSL_SESSION_set_timeout(a, b)
@@ -6461,7 +6461,7 @@ public func SSL_set_timeout(_ a: SSLSessionPointer?, _ b: Int) -> Int {
 
 /// `#define SSL_set_tmp_dh(ssl, dh) SSL_ctrl(ssl, SSL_CTRL_SET_TMP_DH, 0, (char *)(dh))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tmp_dh`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tmp_dh`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_set0_tmp_dh_pkey (or SSL_set_dh_auto).")
 public func SSL_set_tmp_dh(_ ssl: SSLPointer?, _ dh: DHPointer?) -> Int {
@@ -6480,7 +6480,7 @@ public func SSL_set_tmp_dh_callback(_ ssl: SSLPointer?, _ dh: (@convention(c) (O
 
 /// `#define SSL_set_tmp_ecdh(ssl, ecdh) SSL_ctrl(ssl, SSL_CTRL_SET_TMP_ECDH, 0, (char *)(ecdh))`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tmp_ecdh`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tmp_ecdh`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_set1_groups or SSL_set1_groups_list.")
 public func SSL_set_tmp_ecdh(_ ssl: SSLPointer?, _ ecdh: UnsafeMutableRawPointer?) -> Int {
@@ -6615,7 +6615,7 @@ public func SSL_stream_conclude(_ ssl: SSLPointer?, _ flags: UInt64) -> Int32 {
 
 /// `#define SSL_total_renegotiations(ssl) SSL_ctrl((ssl), SSL_CTRL_GET_TOTAL_RENEGOTIATIONS, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_total_renegotiations`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_total_renegotiations`.
 @inlinable
 public func SSL_total_renegotiations(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TOTAL_RENEGOTIATIONS, 0, nil)
@@ -6669,7 +6669,7 @@ public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ type:
 
 /// `int SSL_use_PrivateKey_file(SSL *ssl, const char *file, int type)`
 ///
-/// The pointer form of ``SSL_use_PrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_use_PrivateKey_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_use_PrivateKey_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_PrivateKey_file(ssl?.rawValue, file, type)
@@ -6708,7 +6708,7 @@ public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: String?, _ ty
 
 /// `int SSL_use_RSAPrivateKey_file(SSL *ssl, const char *file, int type)`
 ///
-/// The pointer form of ``SSL_use_RSAPrivateKey_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_use_RSAPrivateKey_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_use_PrivateKey_file.")
 public func SSL_use_RSAPrivateKey_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
@@ -6754,7 +6754,7 @@ public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: String?) 
 
 /// `int SSL_use_certificate_chain_file(SSL *ssl, const char *file)`
 ///
-/// The pointer form of ``SSL_use_certificate_chain_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_use_certificate_chain_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_use_certificate_chain_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_use_certificate_chain_file(ssl?.rawValue, file)
@@ -6772,7 +6772,7 @@ public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: String?, _ type
 
 /// `int SSL_use_certificate_file(SSL *ssl, const char *file, int type)`
 ///
-/// The pointer form of ``SSL_use_certificate_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_use_certificate_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_use_certificate_file(_ ssl: SSLPointer?, _ file: UnsafePointer<CChar>?, _ type: Int32) -> Int32 {
     return COpenSSL.SSL_use_certificate_file(ssl?.rawValue, file, type)
@@ -6790,7 +6790,7 @@ public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: String?
 
 /// `int SSL_use_psk_identity_hint(SSL *s, const char *identity_hint)`
 ///
-/// The pointer form of ``SSL_use_psk_identity_hint``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_use_psk_identity_hint`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_use_psk_identity_hint(_ s: SSLPointer?, _ identity_hint: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.SSL_use_psk_identity_hint(s?.rawValue, identity_hint)
@@ -6834,7 +6834,7 @@ public func SSL_want(_ s: SSLPointer?) -> Int32 {
 
 /// `#define SSL_want_async(s) (SSL_want(s) == SSL_ASYNC_PAUSED)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_async`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_async`.
 @inlinable
 public func SSL_want_async(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_ASYNC_PAUSED)
@@ -6842,7 +6842,7 @@ public func SSL_want_async(_ s: SSLPointer?) -> Bool {
 
 /// `#define SSL_want_async_job(s) (SSL_want(s) == SSL_ASYNC_NO_JOBS)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_async_job`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_async_job`.
 @inlinable
 public func SSL_want_async_job(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_ASYNC_NO_JOBS)
@@ -6850,7 +6850,7 @@ public func SSL_want_async_job(_ s: SSLPointer?) -> Bool {
 
 /// `#define SSL_want_client_hello_cb(s) (SSL_want(s) == SSL_CLIENT_HELLO_CB)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_client_hello_cb`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_client_hello_cb`.
 @inlinable
 public func SSL_want_client_hello_cb(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_CLIENT_HELLO_CB)
@@ -6858,7 +6858,7 @@ public func SSL_want_client_hello_cb(_ s: SSLPointer?) -> Bool {
 
 /// `#define SSL_want_nothing(s) (SSL_want(s) == SSL_NOTHING)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_nothing`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_nothing`.
 @inlinable
 public func SSL_want_nothing(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_NOTHING)
@@ -6866,7 +6866,7 @@ public func SSL_want_nothing(_ s: SSLPointer?) -> Bool {
 
 /// `#define SSL_want_read(s) (SSL_want(s) == SSL_READING)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_read`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_read`.
 @inlinable
 public func SSL_want_read(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_READING)
@@ -6874,7 +6874,7 @@ public func SSL_want_read(_ s: SSLPointer?) -> Bool {
 
 /// `#define SSL_want_retry_verify(s) (SSL_want(s) == SSL_RETRY_VERIFY)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_retry_verify`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_retry_verify`.
 @inlinable
 public func SSL_want_retry_verify(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_RETRY_VERIFY)
@@ -6882,7 +6882,7 @@ public func SSL_want_retry_verify(_ s: SSLPointer?) -> Bool {
 
 /// `#define SSL_want_write(s) (SSL_want(s) == SSL_WRITING)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_write`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_write`.
 @inlinable
 public func SSL_want_write(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_WRITING)
@@ -6890,7 +6890,7 @@ public func SSL_want_write(_ s: SSLPointer?) -> Bool {
 
 /// `#define SSL_want_x509_lookup(s) (SSL_want(s) == SSL_X509_LOOKUP)`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``SSL_want`` call; see `man SSL_want_x509_lookup`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `SSL_want` call; see `man SSL_want_x509_lookup`.
 @inlinable
 public func SSL_want_x509_lookup(_ s: SSLPointer?) -> Bool {
     return (OpenSSLFLI.SSL_want(s) == COpenSSL.SSL_X509_LOOKUP)
@@ -6934,7 +6934,7 @@ public func SSL_write_ex2(_ s: SSLPointer?, _ buf: UnsafeRawPointer?, _ num: Int
 
 /// `#define SSLeay_add_ssl_algorithms() SSL_library_init()`
 ///
-/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same ``OPENSSL_init_ssl`` call; see `man SSLeay_add_ssl_algorithms`.
+/// A function-like macro in `<openssl/ssl.h>`, generated as a function that makes the same `OPENSSL_init_ssl` call; see `man SSLeay_add_ssl_algorithms`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 1.1.0: initialisation is automatic; use OPENSSL_init_ssl, or ensureSSL() in Swift.")
 public func SSLeay_add_ssl_algorithms() -> Int32 {
@@ -6943,7 +6943,7 @@ public func SSLeay_add_ssl_algorithms() -> Int32 {
 
 /// `#define SSLv23_client_method TLS_client_method`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``TLS_client_method``.
+/// An alias macro in `<openssl/ssl.h>`: calls `TLS_client_method`.
 @inlinable
 public func SSLv23_client_method() -> SSLMethodPointer? {
     OpenSSLFLI.TLS_client_method()
@@ -6951,7 +6951,7 @@ public func SSLv23_client_method() -> SSLMethodPointer? {
 
 /// `#define SSLv23_method TLS_method`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``TLS_method``.
+/// An alias macro in `<openssl/ssl.h>`: calls `TLS_method`.
 @inlinable
 public func SSLv23_method() -> SSLMethodPointer? {
     OpenSSLFLI.TLS_method()
@@ -6959,7 +6959,7 @@ public func SSLv23_method() -> SSLMethodPointer? {
 
 /// `#define SSLv23_server_method TLS_server_method`
 ///
-/// An alias macro in `<openssl/ssl.h>`: calls ``TLS_server_method``.
+/// An alias macro in `<openssl/ssl.h>`: calls `TLS_server_method`.
 @inlinable
 public func SSLv23_server_method() -> SSLMethodPointer? {
     OpenSSLFLI.TLS_server_method()
@@ -7113,7 +7113,7 @@ public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp:
 
 /// `SSL_SESSION *d2i_SSL_SESSION_ex(SSL_SESSION **a, const unsigned char **pp, long length, OSSL_LIB_CTX *libctx, const char *propq)`
 ///
-/// The pointer form of ``d2i_SSL_SESSION_ex``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `d2i_SSL_SESSION_ex`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func d2i_SSL_SESSION_ex(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ length: Int, _ libctx: OSSLLibContextPointer?, _ propq: UnsafePointer<CChar>?) -> SSLSessionPointer? {
     return SSLSessionPointer(COpenSSL.d2i_SSL_SESSION_ex(a, pp, length, libctx?.rawValue, propq) as OpaquePointer?)

@@ -6,7 +6,7 @@ import COpenSSL
 
 /// `#define SSL_CTX_get_tlsext_status_arg(ssl, arg) SSL_CTX_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_tlsext_status_arg`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_tlsext_status_arg`.
 @inlinable
 public func SSL_CTX_get_tlsext_status_arg(_ ssl: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG, 0, arg)
@@ -14,7 +14,7 @@ public func SSL_CTX_get_tlsext_status_arg(_ ssl: SSLContextPointer?, _ arg: Unsa
 
 /// `#define SSL_CTX_get_tlsext_status_cb(ssl, cb) SSL_CTX_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB, 0, (void *)cb)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_tlsext_status_cb`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_tlsext_status_cb`.
 @inlinable
 public func SSL_CTX_get_tlsext_status_cb(_ ssl: SSLContextPointer?, _ cb: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB, 0, cb)
@@ -22,7 +22,7 @@ public func SSL_CTX_get_tlsext_status_cb(_ ssl: SSLContextPointer?, _ cb: Unsafe
 
 /// `#define SSL_CTX_get_tlsext_status_type(ssl) SSL_CTX_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_TYPE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_tlsext_status_type`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_tlsext_status_type`.
 @inlinable
 public func SSL_CTX_get_tlsext_status_type(_ ssl: SSLContextPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TLSEXT_STATUS_REQ_TYPE, 0, nil)
@@ -30,7 +30,7 @@ public func SSL_CTX_get_tlsext_status_type(_ ssl: SSLContextPointer?) -> Int {
 
 /// `#define SSL_CTX_get_tlsext_ticket_keys(ctx, keys, keylen) SSL_CTX_ctrl(ctx, SSL_CTRL_GET_TLSEXT_TICKET_KEYS, keylen, keys)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_get_tlsext_ticket_keys`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_get_tlsext_ticket_keys`.
 @inlinable
 public func SSL_CTX_get_tlsext_ticket_keys(_ ctx: SSLContextPointer?, _ keys: UnsafeMutableRawPointer?, _ keylen: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_GET_TLSEXT_TICKET_KEYS, keylen, keys)
@@ -47,7 +47,7 @@ public func SSL_CTX_set_tlsext_max_fragment_length(_ ctx: SSLContextPointer?, _ 
 
 /// `#define SSL_CTX_set_tlsext_servername_arg(ctx, arg) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_tlsext_servername_arg`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_tlsext_servername_arg`.
 @inlinable
 public func SSL_CTX_set_tlsext_servername_arg(_ ctx: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, arg)
@@ -55,7 +55,7 @@ public func SSL_CTX_set_tlsext_servername_arg(_ ctx: SSLContextPointer?, _ arg: 
 
 /// `#define SSL_CTX_set_tlsext_servername_callback(ctx, cb) SSL_CTX_callback_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, (void (*)(void))cb)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_callback_ctrl`` call; see `man SSL_CTX_set_tlsext_servername_callback`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_callback_ctrl` call; see `man SSL_CTX_set_tlsext_servername_callback`.
 @inlinable
 public func SSL_CTX_set_tlsext_servername_callback(_ ctx: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32)?) -> Int {
     return OpenSSLFLI.SSL_CTX_callback_ctrl(ctx, COpenSSL.SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, unsafeBitCast(cb, to: (@convention(c) () -> Void)?.self))
@@ -63,7 +63,7 @@ public func SSL_CTX_set_tlsext_servername_callback(_ ctx: SSLContextPointer?, _ 
 
 /// `#define SSL_CTX_set_tlsext_status_arg(ssl, arg) SSL_CTX_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB_ARG, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_tlsext_status_arg`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_tlsext_status_arg`.
 @inlinable
 public func SSL_CTX_set_tlsext_status_arg(_ ssl: SSLContextPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB_ARG, 0, arg)
@@ -71,7 +71,7 @@ public func SSL_CTX_set_tlsext_status_arg(_ ssl: SSLContextPointer?, _ arg: Unsa
 
 /// `#define SSL_CTX_set_tlsext_status_cb(ssl, cb) SSL_CTX_callback_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB, (void (*)(void))cb)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_callback_ctrl`` call; see `man SSL_CTX_set_tlsext_status_cb`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_callback_ctrl` call; see `man SSL_CTX_set_tlsext_status_cb`.
 @inlinable
 public func SSL_CTX_set_tlsext_status_cb(_ ssl: SSLContextPointer?, _ cb: (@convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32)?) -> Int {
     return OpenSSLFLI.SSL_CTX_callback_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB, unsafeBitCast(cb, to: (@convention(c) () -> Void)?.self))
@@ -79,7 +79,7 @@ public func SSL_CTX_set_tlsext_status_cb(_ ssl: SSLContextPointer?, _ cb: (@conv
 
 /// `#define SSL_CTX_set_tlsext_status_type(ssl, type) SSL_CTX_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, type, NULL)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_tlsext_status_type`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_tlsext_status_type`.
 @inlinable
 public func SSL_CTX_set_tlsext_status_type(_ ssl: SSLContextPointer?, _ type: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, type, nil)
@@ -87,7 +87,7 @@ public func SSL_CTX_set_tlsext_status_type(_ ssl: SSLContextPointer?, _ type: In
 
 /// `#define SSL_CTX_set_tlsext_ticket_key_cb(ssl, cb) SSL_CTX_callback_ctrl(ssl, SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB, (void (*)(void))cb)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_callback_ctrl`` call; see `man SSL_CTX_set_tlsext_ticket_key_cb`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_callback_ctrl` call; see `man SSL_CTX_set_tlsext_ticket_key_cb`.
 @inlinable
 @available(*, deprecated, message: "Deprecated in OpenSSL 3.0: use SSL_CTX_set_tlsext_ticket_key_evp_cb.")
 public func SSL_CTX_set_tlsext_ticket_key_cb(_ ssl: SSLContextPointer?, _ cb: (@convention(c) () -> Void)?) -> Int {
@@ -105,7 +105,7 @@ public func SSL_CTX_set_tlsext_ticket_key_evp_cb(_ ctx: SSLContextPointer?, _ fp
 
 /// `#define SSL_CTX_set_tlsext_ticket_keys(ctx, keys, keylen) SSL_CTX_ctrl(ctx, SSL_CTRL_SET_TLSEXT_TICKET_KEYS, keylen, keys)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_CTX_ctrl`` call; see `man SSL_CTX_set_tlsext_ticket_keys`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_CTX_ctrl` call; see `man SSL_CTX_set_tlsext_ticket_keys`.
 @inlinable
 public func SSL_CTX_set_tlsext_ticket_keys(_ ctx: SSLContextPointer?, _ keys: UnsafeMutableRawPointer?, _ keylen: Int) -> Int {
     return OpenSSLFLI.SSL_CTX_ctrl(ctx, COpenSSL.SSL_CTRL_SET_TLSEXT_TICKET_KEYS, keylen, keys)
@@ -132,7 +132,7 @@ public func SSL_export_keying_material(_ s: SSLPointer?, _ out: UnsafeMutablePoi
 
 /// `int SSL_export_keying_material(SSL *s, unsigned char *out, size_t olen, const char *label, size_t llen, const unsigned char *context, size_t contextlen, int use_context)`
 ///
-/// The pointer form of ``SSL_export_keying_material``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_export_keying_material`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_export_keying_material(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: UnsafePointer<CChar>?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int, _ use_context: Int32) -> Int32 {
     return COpenSSL.SSL_export_keying_material(s?.rawValue, out, olen, label, llen, context, contextlen, use_context)
@@ -150,7 +150,7 @@ public func SSL_export_keying_material_early(_ s: SSLPointer?, _ out: UnsafeMuta
 
 /// `int SSL_export_keying_material_early(SSL *s, unsigned char *out, size_t olen, const char *label, size_t llen, const unsigned char *context, size_t contextlen)`
 ///
-/// The pointer form of ``SSL_export_keying_material_early``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_export_keying_material_early`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_export_keying_material_early(_ s: SSLPointer?, _ out: UnsafeMutablePointer<UInt8>?, _ olen: Int, _ label: UnsafePointer<CChar>?, _ llen: Int, _ context: UnsafePointer<UInt8>?, _ contextlen: Int) -> Int32 {
     return COpenSSL.SSL_export_keying_material_early(s?.rawValue, out, olen, label, llen, context, contextlen)
@@ -221,7 +221,7 @@ public func SSL_get_signature_type_nid(_ s: SSLPointer?, _ pnid: UnsafeMutablePo
 
 /// `#define SSL_get_tlsext_status_exts(ssl, arg) SSL_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_EXTS, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_tlsext_status_exts`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_tlsext_status_exts`.
 @inlinable
 public func SSL_get_tlsext_status_exts(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TLSEXT_STATUS_REQ_EXTS, 0, arg)
@@ -229,7 +229,7 @@ public func SSL_get_tlsext_status_exts(_ ssl: SSLPointer?, _ arg: UnsafeMutableR
 
 /// `#define SSL_get_tlsext_status_ids(ssl, arg) SSL_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_IDS, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_tlsext_status_ids`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_tlsext_status_ids`.
 @inlinable
 public func SSL_get_tlsext_status_ids(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TLSEXT_STATUS_REQ_IDS, 0, arg)
@@ -237,7 +237,7 @@ public func SSL_get_tlsext_status_ids(_ ssl: SSLPointer?, _ arg: UnsafeMutableRa
 
 /// `#define SSL_get_tlsext_status_ocsp_resp(ssl, arg) SSL_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_tlsext_status_ocsp_resp`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_tlsext_status_ocsp_resp`.
 @inlinable
 public func SSL_get_tlsext_status_ocsp_resp(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP, 0, arg)
@@ -245,7 +245,7 @@ public func SSL_get_tlsext_status_ocsp_resp(_ ssl: SSLPointer?, _ arg: UnsafeMut
 
 /// `#define SSL_get_tlsext_status_type(ssl) SSL_ctrl(ssl, SSL_CTRL_GET_TLSEXT_STATUS_REQ_TYPE, 0, NULL)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_get_tlsext_status_type`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_get_tlsext_status_type`.
 @inlinable
 public func SSL_get_tlsext_status_type(_ ssl: SSLPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_GET_TLSEXT_STATUS_REQ_TYPE, 0, nil)
@@ -253,7 +253,7 @@ public func SSL_get_tlsext_status_type(_ ssl: SSLPointer?) -> Int {
 
 /// `#define SSL_set_tlsext_debug_arg(ssl, arg) SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_DEBUG_ARG, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tlsext_debug_arg`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tlsext_debug_arg`.
 @inlinable
 public func SSL_set_tlsext_debug_arg(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_DEBUG_ARG, 0, arg)
@@ -261,7 +261,7 @@ public func SSL_set_tlsext_debug_arg(_ ssl: SSLPointer?, _ arg: UnsafeMutableRaw
 
 /// `#define SSL_set_tlsext_debug_callback(ssl, cb) SSL_callback_ctrl(ssl, SSL_CTRL_SET_TLSEXT_DEBUG_CB, (void (*)(void))cb)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_callback_ctrl`` call; see `man SSL_set_tlsext_debug_callback`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_callback_ctrl` call; see `man SSL_set_tlsext_debug_callback`.
 @inlinable
 public func SSL_set_tlsext_debug_callback(_ ssl: SSLPointer?, _ cb: (@convention(c) () -> Void)?) -> Int {
     return OpenSSLFLI.SSL_callback_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_DEBUG_CB, cb)
@@ -269,7 +269,7 @@ public func SSL_set_tlsext_debug_callback(_ ssl: SSLPointer?, _ cb: (@convention
 
 /// `#define SSL_set_tlsext_host_name(s, name) SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, (void *)name)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tlsext_host_name`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tlsext_host_name`.
 @inlinable
 @_disfavoredOverload
 public func SSL_set_tlsext_host_name(_ s: SSLPointer?, _ name: String) -> Int {
@@ -278,7 +278,7 @@ public func SSL_set_tlsext_host_name(_ s: SSLPointer?, _ name: String) -> Int {
 
 /// `#define SSL_set_tlsext_host_name(s, name) SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, (void *)name)`
 ///
-/// The pointer form of ``SSL_set_tlsext_host_name``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `SSL_set_tlsext_host_name`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func SSL_set_tlsext_host_name(_ s: SSLPointer?, _ name: UnsafePointer<CChar>?) -> Int {
     return OpenSSLFLI.SSL_ctrl(s, COpenSSL.SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(COpenSSL.TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: name))
@@ -295,7 +295,7 @@ public func SSL_set_tlsext_max_fragment_length(_ ssl: SSLPointer?, _ mode: UInt8
 
 /// `#define SSL_set_tlsext_status_exts(ssl, arg) SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_EXTS, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tlsext_status_exts`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tlsext_status_exts`.
 @inlinable
 public func SSL_set_tlsext_status_exts(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_EXTS, 0, arg)
@@ -303,7 +303,7 @@ public func SSL_set_tlsext_status_exts(_ ssl: SSLPointer?, _ arg: UnsafeMutableR
 
 /// `#define SSL_set_tlsext_status_ids(ssl, arg) SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_IDS, 0, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tlsext_status_ids`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tlsext_status_ids`.
 @inlinable
 public func SSL_set_tlsext_status_ids(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_IDS, 0, arg)
@@ -311,7 +311,7 @@ public func SSL_set_tlsext_status_ids(_ ssl: SSLPointer?, _ arg: UnsafeMutableRa
 
 /// `#define SSL_set_tlsext_status_ocsp_resp(ssl, arg, arglen) SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_OCSP_RESP, arglen, arg)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tlsext_status_ocsp_resp`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tlsext_status_ocsp_resp`.
 @inlinable
 public func SSL_set_tlsext_status_ocsp_resp(_ ssl: SSLPointer?, _ arg: UnsafeMutableRawPointer?, _ arglen: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_OCSP_RESP, arglen, arg)
@@ -319,7 +319,7 @@ public func SSL_set_tlsext_status_ocsp_resp(_ ssl: SSLPointer?, _ arg: UnsafeMut
 
 /// `#define SSL_set_tlsext_status_type(ssl, type) SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, type, NULL)`
 ///
-/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same ``SSL_ctrl`` call; see `man SSL_set_tlsext_status_type`.
+/// A function-like macro in `<openssl/tls1.h>`, generated as a function that makes the same `SSL_ctrl` call; see `man SSL_set_tlsext_status_type`.
 @inlinable
 public func SSL_set_tlsext_status_type(_ ssl: SSLPointer?, _ type: Int) -> Int {
     return OpenSSLFLI.SSL_ctrl(ssl, COpenSSL.SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, type, nil)
@@ -327,7 +327,7 @@ public func SSL_set_tlsext_status_type(_ ssl: SSLPointer?, _ type: Int) -> Int {
 
 /// `#define TLS1_get_client_version(s) ((SSL_client_version(s) >> 8) == TLS1_VERSION_MAJOR ? SSL_client_version(s) : 0)`
 ///
-/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_client_version`. It calls ``SSL_client_version``, ``SSL_client_version``.
+/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_client_version`. It calls `SSL_client_version`, `SSL_client_version`.
 @inlinable
 public func TLS1_get_client_version(_ s: SSLPointer?) -> Int32 {
     return (((COpenSSL.SSL_client_version(s?.rawValue) >> 8) == COpenSSL.TLS1_VERSION_MAJOR) ? COpenSSL.SSL_client_version(s?.rawValue) : 0)
@@ -335,7 +335,7 @@ public func TLS1_get_client_version(_ s: SSLPointer?) -> Int32 {
 
 /// `#define TLS1_get_version(s) ((SSL_version(s) >> 8) == TLS1_VERSION_MAJOR ? SSL_version(s) : 0)`
 ///
-/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_version`. It calls ``SSL_version``, ``SSL_version``.
+/// An expression macro in `<openssl/tls1.h>`, generated as a function that evaluates the same expression; see `man TLS1_get_version`. It calls `SSL_version`, `SSL_version`.
 @inlinable
 public func TLS1_get_version(_ s: SSLPointer?) -> Int32 {
     return (((COpenSSL.SSL_version(s?.rawValue) >> 8) == COpenSSL.TLS1_VERSION_MAJOR) ? COpenSSL.SSL_version(s?.rawValue) : 0)

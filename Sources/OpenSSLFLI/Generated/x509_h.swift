@@ -16,7 +16,7 @@ public func X509_NAME_add_entry_by_txt(_ name: X509NamePointer?, _ field: String
 
 /// `int X509_NAME_add_entry_by_txt(X509_NAME *name, const char *field, int type, const unsigned char *bytes, int len, int loc, int set)`
 ///
-/// The pointer form of ``X509_NAME_add_entry_by_txt``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_NAME_add_entry_by_txt`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_NAME_add_entry_by_txt(_ name: X509NamePointer?, _ field: UnsafePointer<CChar>?, _ type: Int32, _ bytes: UnsafePointer<UInt8>?, _ len: Int32, _ loc: Int32, _ set: Int32) -> Int32 {
     return COpenSSL.X509_NAME_add_entry_by_txt(name?.rawValue, field, type, bytes, len, loc, set)

@@ -97,7 +97,7 @@ public func X509_STORE_load_file(_ ctx: X509StorePointer?, _ file: String?) -> I
 
 /// `int X509_STORE_load_file(X509_STORE *ctx, const char *file)`
 ///
-/// The pointer form of ``X509_STORE_load_file``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_load_file`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_load_file(_ ctx: X509StorePointer?, _ file: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_file(ctx?.rawValue, file)
@@ -115,7 +115,7 @@ public func X509_STORE_load_locations(_ ctx: X509StorePointer?, _ file: String?,
 
 /// `int X509_STORE_load_locations(X509_STORE *ctx, const char *file, const char *dir)`
 ///
-/// The pointer form of ``X509_STORE_load_locations``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_load_locations`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_load_locations(_ ctx: X509StorePointer?, _ file: UnsafePointer<CChar>?, _ dir: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_locations(ctx?.rawValue, file, dir)
@@ -133,7 +133,7 @@ public func X509_STORE_load_path(_ ctx: X509StorePointer?, _ path: String?) -> I
 
 /// `int X509_STORE_load_path(X509_STORE *ctx, const char *path)`
 ///
-/// The pointer form of ``X509_STORE_load_path``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_STORE_load_path`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_STORE_load_path(_ ctx: X509StorePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_STORE_load_path(ctx?.rawValue, path)
@@ -178,7 +178,7 @@ public func X509_VERIFY_PARAM_add1_host(_ param: X509VerifyParamPointer?, _ name
 
 /// `int X509_VERIFY_PARAM_add1_host(X509_VERIFY_PARAM *param, const char *name, size_t namelen)`
 ///
-/// The pointer form of ``X509_VERIFY_PARAM_add1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_VERIFY_PARAM_add1_host`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_VERIFY_PARAM_add1_host(_ param: X509VerifyParamPointer?, _ name: UnsafePointer<CChar>?, _ namelen: Int) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_add1_host(param?.rawValue, name, namelen)
@@ -205,7 +205,7 @@ public func X509_VERIFY_PARAM_set1_host(_ param: X509VerifyParamPointer?, _ name
 
 /// `int X509_VERIFY_PARAM_set1_host(X509_VERIFY_PARAM *param, const char *name, size_t namelen)`
 ///
-/// The pointer form of ``X509_VERIFY_PARAM_set1_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_VERIFY_PARAM_set1_host`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_VERIFY_PARAM_set1_host(_ param: X509VerifyParamPointer?, _ name: UnsafePointer<CChar>?, _ namelen: Int) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_host(param?.rawValue, name, namelen)
@@ -223,7 +223,7 @@ public func X509_VERIFY_PARAM_set1_ip_asc(_ param: X509VerifyParamPointer?, _ ip
 
 /// `int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *param, const char *ipasc)`
 ///
-/// The pointer form of ``X509_VERIFY_PARAM_set1_ip_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_VERIFY_PARAM_set1_ip_asc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_VERIFY_PARAM_set1_ip_asc(_ param: X509VerifyParamPointer?, _ ipasc: UnsafePointer<CChar>?) -> Int32 {
     return COpenSSL.X509_VERIFY_PARAM_set1_ip_asc(param?.rawValue, ipasc)

@@ -16,7 +16,7 @@ public func X509_check_email(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _
 
 /// `int X509_check_email(X509 *x, const char *chk, size_t chklen, unsigned int flags)`
 ///
-/// The pointer form of ``X509_check_email``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_check_email`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_check_email(_ x: X509Pointer?, _ chk: UnsafePointer<CChar>?, _ chklen: Int, _ flags: UInt32) -> Int32 {
     return COpenSSL.X509_check_email(x?.rawValue, chk, chklen, flags)
@@ -34,7 +34,7 @@ public func X509_check_host(_ x: X509Pointer?, _ chk: String?, _ chklen: Int, _ 
 
 /// `int X509_check_host(X509 *x, const char *chk, size_t chklen, unsigned int flags, char **peername)`
 ///
-/// The pointer form of ``X509_check_host``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_check_host`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_check_host(_ x: X509Pointer?, _ chk: UnsafePointer<CChar>?, _ chklen: Int, _ flags: UInt32, _ peername: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     return COpenSSL.X509_check_host(x?.rawValue, chk, chklen, flags, peername)
@@ -52,7 +52,7 @@ public func X509_check_ip_asc(_ x: X509Pointer?, _ ipasc: String?, _ flags: UInt
 
 /// `int X509_check_ip_asc(X509 *x, const char *ipasc, unsigned int flags)`
 ///
-/// The pointer form of ``X509_check_ip_asc``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
+/// The pointer form of `X509_check_ip_asc`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call.
 @inlinable
 public func X509_check_ip_asc(_ x: X509Pointer?, _ ipasc: UnsafePointer<CChar>?, _ flags: UInt32) -> Int32 {
     return COpenSSL.X509_check_ip_asc(x?.rawValue, ipasc, flags)

@@ -1,4 +1,4 @@
-// Generated from README.md, line 227, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 229, by SnippetFreshnessTests. Do not edit.
 import Foundation
 import OpenSSLFLI
 import OpenSSLStreams

@@ -1,4 +1,4 @@
-// Generated from README.md, line 302, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 304, by SnippetFreshnessTests. Do not edit.
 import NIOCore
 import NIOPosix
 import OpenSSLFLI

@@ -245,7 +245,7 @@ extension Generator {
         let calls = Generator.calls(in: tree)
         let callsText = calls.isEmpty
             ? "It calls nothing: the parameters it does not use are kept so that C code ports unchanged."
-            : "It calls " + Array(NSOrderedSet(array: calls)).map { "``\($0)``" }.joined(separator: ", ") + "."
+            : "It calls " + Array(NSOrderedSet(array: calls)).map { "`\($0)`" }.joined(separator: ", ") + "."
         let doc = ["`\(define)`", "",
                    "An expression macro in `<openssl/\(header)>`, generated as a function that evaluates the same " +
                    "expression; see `man \(m.name)`. " + callsText +

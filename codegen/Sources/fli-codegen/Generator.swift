@@ -259,7 +259,7 @@ struct Generator {
 
     /// The doc line of a wrapper's pointer form.
     func pointerFormDoc(_ name: String) -> String {
-        "The pointer form of ``\(name)``: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing " +
+        "The pointer form of `\(name)`: each `const char *` is the `UnsafePointer<CChar>?` C takes, so nothing " +
         "is bridged or allocated. A string literal or `nil` picks this form (a literal is passed as its static, " +
         "NUL-terminated storage); a `String` value picks the `String` form, which bridges it for the call."
     }
@@ -371,7 +371,7 @@ struct Generator {
             guard tokens.count == 1, case .ident(let target) = tokens[0], let t = byName[target] else { return }
             let hasPointerForm = t.pointerFormType != nil
             let forward = " {\n    OpenSSLFLI.\(target)(\(t.params.map(\.name).joined(separator: ", ")))\n}\n"
-            var code = docLines(["`\(define)`", "", "An alias macro in `<openssl/\(header)>`: calls ``\(target)``."]) + attrs +
+            var code = docLines(["`\(define)`", "", "An alias macro in `<openssl/\(header)>`: calls `\(target)`."]) + attrs +
                 (hasPointerForm ? "@_disfavoredOverload\n" : "") + "public func \(m.name)\(t.signature)" + forward
             let pointerParams = t.params.map { $0.swiftType == "String?" ? WParam(name: $0.name, swiftType: "UnsafePointer<CChar>?", cType: $0.cType) : $0 }
             if hasPointerForm {
@@ -513,7 +513,7 @@ struct Generator {
         let (body, resultType) = bodyLines(pointerForm: false)
         let doc = ["`\(define)`", "",
                    "A function-like macro in `<openssl/\(header)>`, generated as a function that makes the same " +
-                   "``\(callee)`` call; see `man \(m.name)`." + (outs.isEmpty ? "" : " Out-parameters are returned in the result.")]
+                   "`\(callee)` call; see `man \(m.name)`." + (outs.isEmpty ? "" : " Out-parameters are returned in the result.")]
         var code = docLines(doc) + attrs + (hasPointerForm ? "@_disfavoredOverload\n" : "") +
             "public func \(m.name)(\(wParams.map { "_ \($0.name): \($0.swiftType)" }.joined(separator: ", ")))\(resultType == "Void" ? "" : " -> \(resultType)") {\n" +
             body.map { "    " + $0 }.joined(separator: "\n") + "\n}\n"

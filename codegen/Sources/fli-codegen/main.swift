@@ -217,7 +217,7 @@ do {
     if !lispErrors.isEmpty { throw GeneratorError("LispWorks names in spec.txt:\n  " + lispErrors.joined(separator: "\n  ")) }
 
     // Emit.
-    let files = gen.emit(lispRows: lispRows)
+    let files = gen.emit(lispRows: lispRows, helpers: try HelperIndex.build(root: root))
     var stale: [String] = []
     let generatedDir = root + "/Sources/OpenSSLFLI/Generated"
     let cryptoDir = root + "/Sources/OpenSSLCrypto/Generated"
