@@ -11,7 +11,8 @@
 #
 # Needs release builds: `swift build -c release --product sslcat --product fli-bench-c` (the
 # streams layer runs in `sslcat bench-worker`) and, for nio / nio-ssl,
-# `swift build -c release --package-path Benchmarks`. Environment: ICOUNT_KEEP=DIR keeps the
+# `swift build -c release --package-path Benchmarks`. Environment: ICOUNT_ONLY=bulk_1k,… measures only
+# those workloads; ICOUNT_KEEP=DIR keeps the
 # callgrind.out files of the larger runs there (for callgrind_annotate: where the instructions go).
 # Under valgrind OpenSSL sees valgrind's CPU (no AVX-512/VAES), so on OpenSSL 3.5 the AES path
 # differs from a native run; the comparison between layers stays fair, as all run the same AES.
@@ -82,6 +83,7 @@ declare -A cvalue
 for spec in "bulk_16k 16384 4 12 batch MiB" "bulk_1k 1024 2 6 each MiB" "bulk_1k_coalesced 1024 2 6 batch MiB" \
             "handshake_full 0 20 60 0 handshake" "handshake_resumed 1 20 60 1 handshake"; do
   read -r name size small large flush unit <<<"$spec"
+  [ -n "${ICOUNT_ONLY:-}" ] && [[ ",$ICOUNT_ONLY," != *",$name,"* ]] && continue
   for layer in $(echo "$layers" | tr , ' '); do
     # swift-nio-ssl's client keeps no session to resume; C has no coalescing of its own (its bulk_1k).
     [ "$layer/$name" = nio-ssl/handshake_resumed ] && continue

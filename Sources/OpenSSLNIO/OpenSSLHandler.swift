@@ -787,10 +787,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func sendCloseNotify(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard !sentCloseNotify else { promise?.succeed(); return }
         sentCloseNotify = true
-        COpenSSL.ERR_clear_error()
+        clearOpenSSLErrors()
         _ = machine.shutdown()  // close_notify into the outbound buffer (nothing after a failure)
         _ = CallbackRegistry.takePendingError()
-        COpenSSL.ERR_clear_error()
+        clearOpenSSLErrors()
         writeOutbound(context: context, flush: true, promise: promise)
     }
 
