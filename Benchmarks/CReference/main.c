@@ -4,9 +4,17 @@
  * otherwise; the client verifies the server's certificate and host name as the Swift side does.
  * Client and server run in one process, on two threads, over loopback TCP.
  *
- *   fli-bench-c CA CERT KEY bulk WRITE_SIZE TOTAL_BYTES   -> "bulk WRITE_SIZE SECONDS BYTES"
+ *   fli-bench-c CA CERT KEY bulk WRITE_SIZE TOTAL_BYTES   -> "bulk WRITE_SIZE SECONDS BYTES WIRE_BYTES"
+ *   fli-bench-c CA CERT KEY concurrent CONNECTIONS WRITE_SIZE TOTAL_BYTES
+ *                                                         -> "concurrent CONNECTIONS SECONDS BYTES"
  *   fli-bench-c CA CERT KEY handshake COUNT RESUME(0|1)   -> "handshake COUNT SECONDS REUSED"
  *   fli-bench-c CA CERT KEY memory CONNECTIONS            -> "memory CONNECTIONS BYTES_PER_CONNECTION"
+ *
+ * WIRE_BYTES is what the server read from its socket (BIO_number_read: records with their headers and
+ * tags, and the client's handshake messages), from which `sslcat bench` checks one record per write.
+ * concurrent: CONNECTIONS clients (a thread each) connect and handshake; then all at once each sends
+ * TOTAL_BYTES / CONNECTIONS in WRITE_SIZE writes to its own server thread; SECONDS runs from the start
+ * to the last server's last byte.
  *
  * Both sides speak TLS 1.3 with TLS_AES_128_GCM_SHA256; the server reads with 16 KiB buffers.
  */
@@ -111,6 +119,7 @@ static SSL *server_ssl(int fd) {
 /* ---- bulk ---- */
 static long long bulk_total;
 static double bulk_end;
+static unsigned long long bulk_wire;
 
 static void *bulk_server(void *arg) {
     (void)arg;
@@ -124,6 +133,7 @@ static void *bulk_server(void *arg) {
         got += n;
     }
     bulk_end = now();
+    bulk_wire = BIO_number_read(SSL_get_rbio(ssl));
     SSL_write(ssl, "k", 1);
     SSL_shutdown(ssl);
     SSL_free(ssl);
@@ -149,11 +159,95 @@ static void bulk(int write_size, long long total) {
     char ack;
     if (SSL_read(ssl, &ack, 1) != 1) die("SSL_read ack");
     pthread_join(t, NULL);
-    printf("bulk %d %.6f %lld\n", write_size, bulk_end - start, total);
+    printf("bulk %d %.6f %lld %llu\n", write_size, bulk_end - start, total, bulk_wire);
     SSL_shutdown(ssl);
     SSL_free(ssl);
     close(fd);
     free(buf);
+}
+
+/* ---- concurrent connections ---- */
+static int cc_count, cc_write_size;
+static long long cc_each;
+static pthread_barrier_t cc_ready;
+static pthread_mutex_t cc_lock = PTHREAD_MUTEX_INITIALIZER;
+static double cc_start, cc_end;
+
+static void *cc_server_connection(void *arg) {
+    int fd = (int)(long)arg;
+    SSL *ssl = server_ssl(fd);
+    char buf[16384];
+    long long got = 0;
+    while (got < cc_each) {
+        int n = SSL_read(ssl, buf, sizeof buf);
+        if (n <= 0) die("SSL_read");
+        got += n;
+    }
+    double t = now();
+    pthread_mutex_lock(&cc_lock);
+    if (t > cc_end) cc_end = t;
+    pthread_mutex_unlock(&cc_lock);
+    if (SSL_write(ssl, "k", 1) != 1) die("SSL_write");
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    close(fd);
+    return NULL;
+}
+
+static void *cc_server(void *arg) {
+    pthread_t *threads = arg;
+    for (int i = 0; i < cc_count; i++) {
+        int fd = accept_one();
+        if (pthread_create(&threads[i], NULL, cc_server_connection, (void *)(long)fd) != 0) die("pthread_create");
+    }
+    return NULL;
+}
+
+static void *cc_client(void *arg) {
+    (void)arg;
+    int fd = connect_loopback();
+    SSL *ssl = client_ssl(fd, NULL);
+    char *buf = malloc(cc_write_size);
+    for (int i = 0; i < cc_write_size; i++) buf[i] = (char)(i * 7);
+    /* All connected and handshaken: the main thread takes the start time, then all write at once. */
+    pthread_barrier_wait(&cc_ready);
+    pthread_barrier_wait(&cc_ready);
+    long long sent = 0;
+    while (sent < cc_each) {
+        int n = (int)(cc_each - sent < cc_write_size ? cc_each - sent : cc_write_size);
+        if (SSL_write(ssl, buf, n) != n) die("SSL_write");
+        sent += n;
+    }
+    char ack;
+    if (SSL_read(ssl, &ack, 1) != 1) die("SSL_read ack");
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+static void concurrent(int count, int write_size, long long total) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    cc_count = count; cc_write_size = write_size; cc_each = total / count;
+    pthread_t *servers = calloc(count, sizeof *servers), *clients = calloc(count, sizeof *clients), acceptor;
+    pthread_barrier_init(&cc_ready, NULL, count + 1);
+    pthread_create(&acceptor, NULL, cc_server, servers);
+    for (int i = 0; i < count; i++)
+        if (pthread_create(&clients[i], NULL, cc_client, NULL) != 0) die("pthread_create");
+    pthread_barrier_wait(&cc_ready);
+    cc_start = now();
+    pthread_barrier_wait(&cc_ready);
+    for (int i = 0; i < count; i++) pthread_join(clients[i], NULL);
+    pthread_join(acceptor, NULL);
+    for (int i = 0; i < count; i++) pthread_join(servers[i], NULL);
+    printf("concurrent %d %.6f %lld\n", count, cc_end - cc_start, cc_each * count);
+    pthread_barrier_destroy(&cc_ready);
+    free(servers);
+    free(clients);
 }
 
 /* ---- handshakes ---- */
@@ -273,7 +367,8 @@ static void memory(int count) {
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: fli-bench-c CA CERT KEY bulk WRITE_SIZE TOTAL | handshake COUNT RESUME | memory CONNECTIONS\n");
+        fprintf(stderr, "usage: fli-bench-c CA CERT KEY bulk WRITE_SIZE TOTAL | handshake COUNT RESUME | memory CONNECTIONS"
+                        " | concurrent CONNECTIONS WRITE_SIZE TOTAL\n");
         return 64;
     }
     ca_file = argv[1]; cert_file = argv[2]; key_file = argv[3];
@@ -282,6 +377,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[4], "bulk") == 0 && argc == 7) bulk(atoi(argv[5]), atoll(argv[6]));
     else if (strcmp(argv[4], "handshake") == 0 && argc == 7) handshakes(atoi(argv[5]), atoi(argv[6]));
     else if (strcmp(argv[4], "memory") == 0 && argc == 6) memory(atoi(argv[5]));
+    else if (strcmp(argv[4], "concurrent") == 0 && argc == 8) concurrent(atoi(argv[5]), atoi(argv[6]), atoll(argv[7]));
     else { fprintf(stderr, "fli-bench-c: unknown mode %s\n", argv[4]); return 64; }
     close(listen_fd);
     SSL_CTX_free(server_ctx);

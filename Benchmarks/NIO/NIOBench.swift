@@ -14,10 +14,13 @@ import OpenSSLNIO
 /// AES-128-GCM first where the CPU has AES instructions), the client verifies the certificate and the
 /// host name "localhost".
 ///
-/// Bulk: after the handshake the client writes `total` bytes in `writeSize` writes, flushing every
-/// 64 KiB and pausing while the channel is not writable; the time runs from the first write to the
-/// server's last byte read. Handshakes: `count` connections one after the other (connect, handshake,
-/// one byte from the server, close); none is resumed.
+/// Bulk: after the handshake, the client writes `total` bytes in `writeSize` writes, flushing each write
+/// (one record per write, as the C reference: the OpenSSL handler's coalescing is off) or every 64 KiB
+/// (coalesced), pausing while the channel is not writable; the time runs from the first write to the
+/// server's last byte read, and the server counts the bytes it received (records and the client's
+/// handshake). Handshakes: `count` connections one after the other (connect, handshake, one byte from
+/// the server, close), resuming the previous one's session when asked (the OpenSSL engine). Memory:
+/// resident bytes per idle connection, both ends in this process. Concurrent: `connections` at once.
 final class NIOBench {
     enum Engine: String {
         case openSSL = "nio"
@@ -44,6 +47,7 @@ final class NIOBench {
                 throw SSLError.fromQueue(call: "SSL_CTX_set_ciphersuites")
             }
         }
+        _ = SSL_CTX_set_session_cache_mode(clientCtx, Int(SSL_SESS_CACHE_CLIENT))
         var server = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem)))
@@ -79,11 +83,16 @@ final class NIOBench {
         }
     }
 
-    private static func clientTLS(_ engine: Engine, _ ctx: SSLContextPointer, _ context: NIOSSLContext) throws -> ChannelHandler {
+    private static func clientTLS(_ engine: Engine, _ ctx: SSLContextPointer, _ context: NIOSSLContext,
+                                  coalesces: Bool = true, session: SSLSessionPointer? = nil) throws -> ChannelHandler {
         switch engine {
         case .openSSL:
             // As the C reference: connected to 127.0.0.1, the certificate checked for (and SNI) "localhost".
-            return try OpenSSLHandler(ctx: .context(ctx), side: .client, hostName: "localhost")
+            let handler = try OpenSSLHandler(ctx: .context(ctx), side: .client, sslConfigure: { ssl in
+                if let session { _ = SSL_set_session(ssl, session) }
+            }, hostName: "localhost")
+            handler.coalescesWrites = coalesces
+            return handler
         case .nioSSL:
             return try NIOSSLClientHandler(context: context, serverHostname: "localhost")
         }
@@ -96,7 +105,7 @@ final class NIOBench {
         return false
     }
 
-    private func listen(_ engine: Engine, _ makeHandler: @escaping @Sendable () -> ChannelHandler) throws -> Channel {
+    private func listen(_ engine: Engine, wire: WireCount? = nil, _ makeHandler: @escaping @Sendable () -> ChannelHandler) throws -> Channel {
         let (ctx, context) = (serverCtx, nioServerContext)
         return try ServerBootstrap(group: serverGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 4096)
@@ -104,6 +113,7 @@ final class NIOBench {
             .childChannelOption(ChannelOptions.recvAllocator, value: NIOBench.receiveAllocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let wire { try channel.pipeline.syncOperations.addHandler(WireCounter(wire)) }
                     try channel.pipeline.syncOperations.addHandler(NIOBench.serverTLS(engine, ctx, context))
                     try channel.pipeline.syncOperations.addHandler(makeHandler())
                 }
@@ -111,14 +121,14 @@ final class NIOBench {
             .bind(host: "127.0.0.1", port: 0).wait()
     }
 
-    private func connect(_ engine: Engine, port: Int, _ handler: ChannelHandler) throws -> Channel {
+    private func connect(_ engine: Engine, port: Int, coalesces: Bool = true, _ handler: ChannelHandler) throws -> Channel {
         let (ctx, context) = (clientCtx, nioClientContext)
         let app = LoopBox(handler)
         return try ClientBootstrap(group: clientGroup)
             .channelOption(ChannelOptions.recvAllocator, value: NIOBench.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(NIOBench.clientTLS(engine, ctx, context))
+                    try channel.pipeline.syncOperations.addHandler(NIOBench.clientTLS(engine, ctx, context, coalesces: coalesces))
                     try channel.pipeline.syncOperations.addHandler(app.value)
                 }
             }
@@ -126,6 +136,21 @@ final class NIOBench {
     }
 
     // MARK: Bulk
+
+    /// The ciphertext bytes a server channel received (used on its event loop only).
+    final class WireCount: @unchecked Sendable { var bytes = 0 }
+
+    /// Counts the bytes that arrive from the socket, below the TLS handler.
+    final class WireCounter: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        let count: WireCount
+        init(_ count: WireCount) { self.count = count }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            count.bytes += unwrapInboundIn(data).readableBytes
+            context.fireChannelRead(data)
+        }
+    }
 
     /// Counts the bytes; when all arrived notes the time and answers with one byte.
     final class Sink: ChannelInboundHandler, @unchecked Sendable {
@@ -165,22 +190,32 @@ final class NIOBench {
         typealias OutboundOut = ByteBuffer
         let total: Int
         let chunk: ByteBuffer
-        let start: EventLoopPromise<Double>
+        let start: EventLoopPromise<Double>?
         let done: EventLoopPromise<Void>
+        let flushEach: Bool
+        /// For a concurrent run: succeeded at the handshake; the writing starts at ``go()``.
+        let ready: EventLoopPromise<Void>?
+        var context: ChannelHandlerContext?
         var sent = 0
         var started = false
         var finished = false
 
-        init(total: Int, writeSize: Int, start: EventLoopPromise<Double>, done: EventLoopPromise<Void>) {
-            self.total = total; self.start = start; self.done = done
+        init(total: Int, writeSize: Int, flushEach: Bool = false, start: EventLoopPromise<Double>?, ready: EventLoopPromise<Void>? = nil,
+             done: EventLoopPromise<Void>) {
+            self.total = total; self.start = start; self.done = done; self.flushEach = flushEach; self.ready = ready
             chunk = ByteBuffer(bytes: (0..<writeSize).map { UInt8(truncatingIfNeeded: $0 &* 7) })
         }
 
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
             if NIOBench.isHandshakeCompleted(event) && !started {
-                started = true
-                start.succeed(now())
-                pump(context: context)
+                if let ready {
+                    self.context = context
+                    ready.succeed(())
+                } else {
+                    started = true
+                    start?.succeed(now())
+                    pump(context: context)
+                }
             }
             context.fireUserInboundEventTriggered(event)
         }
@@ -190,8 +225,15 @@ final class NIOBench {
             context.fireChannelWritabilityChanged()
         }
 
+        /// Starts writing (a concurrent run), on the channel's event loop.
+        func go() {
+            guard let context, !started else { return }
+            started = true
+            pump(context: context)
+        }
+
         private func pump(context: ChannelHandlerContext) {
-            let batch = 64 * 1024
+            let batch = flushEach ? 1 : 64 * 1024
             while sent < total && context.channel.isWritable {
                 var inBatch = 0
                 while sent < total && inBatch < batch {
@@ -212,7 +254,11 @@ final class NIOBench {
         private func finish(_ result: Result<Void, Error>) {
             guard !finished else { return }
             finished = true
-            if !started, case .failure(let error) = result { started = true; start.fail(error) }
+            if !started, case .failure(let error) = result {
+                started = true
+                start?.fail(error)
+                ready?.fail(error)
+            }
             done.completeWith(result)
         }
 
@@ -227,18 +273,105 @@ final class NIOBench {
         }
     }
 
-    /// Seconds to move `total` bytes client → server in `writeSize` writes (first write to last byte read).
-    func bulk(_ engine: Engine, writeSize: Int, total: Int) throws -> Double {
+    /// Seconds to move `total` bytes client → server in `writeSize` writes (first write to last byte
+    /// read), and the bytes the server received. `flushEach`: one flush (one record) per write.
+    func bulk(_ engine: Engine, writeSize: Int, total: Int, flushEach: Bool) throws -> (seconds: Double, wire: Int) {
         let end = serverGroup.next().makePromise(of: Double.self)
-        let server = try listen(engine) { Sink(total: total, end: end) }
+        let wire = WireCount()
+        let server = try listen(engine, wire: wire) { Sink(total: total, end: end) }
         defer { try? server.close().wait() }
         let start = clientGroup.next().makePromise(of: Double.self)
         let done = clientGroup.next().makePromise(of: Void.self)
-        let channel = try connect(engine, port: server.localAddress!.port!,
-                                  Source(total: total, writeSize: writeSize, start: start, done: done))
+        let channel = try connect(engine, port: server.localAddress!.port!, coalesces: !flushEach,
+                                  Source(total: total, writeSize: writeSize, flushEach: flushEach, start: start, done: done))
         defer { try? channel.close().wait() }
         try done.futureResult.wait()
-        return try end.futureResult.wait() - start.futureResult.wait()
+        let seconds = try end.futureResult.wait() - start.futureResult.wait()
+        // The Sink ended on the server's loop; the count is read there.
+        let bytes = try server.eventLoop.submit { wire.bytes }.wait()
+        return (seconds, bytes)
+    }
+
+    /// Seconds for `connections` connections (connected and handshaken first) to move `total` bytes in
+    /// all, `total / connections` each in `writeSize` writes, all at once: from the start to the last
+    /// server's last byte.
+    func concurrent(_ engine: Engine, connections: Int, writeSize: Int, total: Int) throws -> Double {
+        let each = total / connections
+        final class Ends: @unchecked Sendable {
+            let lock = NSLock()
+            var promises: [EventLoopPromise<Double>] = []
+        }
+        let ends = Ends()
+        let serverLoop = serverGroup.next()
+        let server = try listen(engine) {
+            let end = serverLoop.makePromise(of: Double.self)
+            ends.lock.lock(); ends.promises.append(end); ends.lock.unlock()
+            return Sink(total: each, end: end)
+        }
+        defer { try? server.close().wait() }
+        let loop = clientGroup.next()
+        var channels: [Channel] = [], sources: [Source] = [], readies: [EventLoopFuture<Void>] = [], dones: [EventLoopFuture<Void>] = []
+        defer { for channel in channels { try? channel.close().wait() } }
+        for _ in 0..<connections {
+            let ready = loop.makePromise(of: Void.self), done = loop.makePromise(of: Void.self)
+            let source = Source(total: each, writeSize: writeSize, start: nil, ready: ready, done: done)
+            channels.append(try connect(engine, port: server.localAddress!.port!, source))
+            sources.append(source); readies.append(ready.futureResult); dones.append(done.futureResult)
+        }
+        for ready in readies { try ready.wait() }
+        let box = LoopBox(sources)
+        let start = try loop.submit { () -> Double in
+            let t = now()
+            for source in box.value { source.go() }
+            return t
+        }.wait()
+        for done in dones { try done.wait() }
+        ends.lock.lock(); let promises = ends.promises; ends.lock.unlock()
+        var last = 0.0
+        for end in promises { last = max(last, try end.futureResult.wait()) }
+        return last - start
+    }
+
+    // MARK: Memory
+
+    /// After the handshake, sends one byte and stays open.
+    final class IdleGreeter: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if NIOBench.isHandshakeCompleted(event) {
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "k")), promise: nil)
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+    }
+
+    /// Resident bytes per idle TLS connection (handshake done, one byte from the server; both ends in
+    /// this process), over `count` connections, after a warm-up with 16, as the C reference.
+    func memoryPerConnection(_ engine: Engine, count: Int) throws -> Int {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let server = try listen(engine) { IdleGreeter() }
+        defer { try? server.close().wait() }
+        func open(_ n: Int) throws -> [Channel] {
+            var channels: [Channel] = []
+            for _ in 0..<n {
+                let done = clientGroup.next().makePromise(of: Bool.self)
+                let channel = try connect(engine, port: server.localAddress!.port!, Receiver(done: done))
+                channels.append(channel)
+                _ = try done.futureResult.wait()
+            }
+            return channels
+        }
+        for channel in try open(16) { try? channel.close().wait() }
+        let before = residentBytes()
+        let opened = try open(count)
+        let after = residentBytes()
+        for channel in opened { try? channel.close().wait() }
+        return (after - before) / count
     }
 
     // MARK: Handshakes
@@ -257,17 +390,20 @@ final class NIOBench {
         func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
     }
 
-    /// Completes when the server's byte arrived (with whether the session was resumed, for OpenSSL).
+    /// Completes when the server's byte arrived (with whether the session was resumed, for OpenSSL);
+    /// `keep` then receives the session to resume next.
     final class Receiver: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let done: EventLoopPromise<Bool>
+        let keep: ((SSLSessionPointer?) -> Void)?
         var finished = false
-        init(done: EventLoopPromise<Bool>) { self.done = done }
+        init(done: EventLoopPromise<Bool>, keep: ((SSLSessionPointer?) -> Void)? = nil) { self.done = done; self.keep = keep }
         private func finish(_ result: Result<Bool, Error>) {
             if !finished { finished = true; done.completeWith(result) }
         }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let ssl = context.pipeline.syncOperations.openSSLHandler?.ssl
+            if !finished, let keep { keep(ssl.flatMap { SSL_get1_session($0) }) }
             finish(.success(ssl.map { SSL_session_reused($0) == 1 } ?? false))
         }
         func errorCaught(context: ChannelHandlerContext, error: Error) { finish(.failure(error)); context.close(promise: nil) }
@@ -278,9 +414,10 @@ final class NIOBench {
     }
 
     /// Seconds for `count` client connections one after the other (handshake, one byte from the
-    /// server, close), and how many were resumed (the OpenSSL engine; always 0 here). The loop runs on
-    /// the client's event loop, as the C reference's runs on its thread: no hop per connection.
-    func handshakes(_ engine: Engine, count: Int) throws -> (seconds: Double, reused: Int) {
+    /// server, close), and how many were resumed (the OpenSSL engine resumes the previous connection's
+    /// session when `resume`). The loop runs on the client's event loop, as the C reference's runs on
+    /// its thread: no hop per connection.
+    func handshakes(_ engine: Engine, count: Int, resume: Bool) throws -> (seconds: Double, reused: Int) {
         let server = try listen(engine) { Greeter() }
         defer { try? server.close().wait() }
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: server.localAddress!.port!)
@@ -288,7 +425,7 @@ final class NIOBench {
         let (ctx, context) = (clientCtx, nioClientContext)
         let bootstrap = LoopBox(ClientBootstrap(group: loop))
         let finished = loop.makePromise(of: (seconds: Double, reused: Int).self)
-        final class Progress: @unchecked Sendable { var left = 0, reused = 0, start = 0.0 }
+        final class Progress: @unchecked Sendable { var left = 0, reused = 0, start = 0.0; var session: SSLSessionPointer? }
         let progress = Progress()
         progress.left = count + 1  // one more first: the warm-up, as the C reference's first connection
         @Sendable func next() {
@@ -299,11 +436,16 @@ final class NIOBench {
             }
             progress.left -= 1
             let done = loop.makePromise(of: Bool.self)
+            let session = resume ? progress.session : nil
+            let keep: ((SSLSessionPointer?) -> Void)? = resume ? { next in
+                SSL_SESSION_free(progress.session)
+                progress.session = next
+            } : nil
             bootstrap.value
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(NIOBench.clientTLS(engine, ctx, context))
-                        try channel.pipeline.syncOperations.addHandler(Receiver(done: done))
+                        try channel.pipeline.syncOperations.addHandler(NIOBench.clientTLS(engine, ctx, context, session: session))
+                        try channel.pipeline.syncOperations.addHandler(Receiver(done: done, keep: keep))
                     }
                 }
                 .connect(to: address)
@@ -324,6 +466,7 @@ final class NIOBench {
                 }
         }
         loop.execute { next() }
+        defer { SSL_SESSION_free(progress.session) }
         return try finished.futureResult.wait()
     }
 }
@@ -332,4 +475,11 @@ final class NIOBench {
 private struct LoopBox<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// The process's resident memory (`/proc/self/statm`), in bytes.
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
 }

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import Synchronization
 
 /// A password callback: gets the largest length OpenSSL accepts and whether the password is for
 /// encrypting (true) or decrypting; returns the password, or nil to refuse. It may throw: the error is
@@ -52,19 +53,28 @@ public final class CallbackRegistry: @unchecked Sendable {
     public static func storePendingError(_ error: Error) {
         errorLock.lock(); defer { errorLock.unlock() }
         let thread = currentThread
-        if pendingErrors[thread] == nil { pendingErrors[thread] = error }
+        if pendingErrors[thread] == nil {
+            pendingErrors[thread] = error
+            pendingCount.add(1, ordering: .releasing)
+        }
     }
 
     /// Takes the error a callback kept on this thread, if any. Code that drives OpenSSL I/O by hand
     /// (`SSL_do_handshake`, `SSL_read` …) calls this after each call and throws what it returns.
+    /// Without a kept error anywhere (every call that went well) it takes no lock: the count of kept
+    /// errors is read atomically, and an error this thread kept is always counted before it looks.
     public static func takePendingError() -> Error? {
+        if pendingCount.load(ordering: .acquiring) == 0 { return nil }
         errorLock.lock(); defer { errorLock.unlock() }
-        if pendingErrors.isEmpty { return nil }
-        return pendingErrors.removeValue(forKey: currentThread)
+        guard let error = pendingErrors.removeValue(forKey: currentThread) else { return nil }
+        pendingCount.subtract(1, ordering: .releasing)
+        return error
     }
 
     private static let errorLock = NSLock()
     nonisolated(unsafe) private static var pendingErrors: [UInt: Error] = [:]
+    /// How many errors ``pendingErrors`` holds (changed under ``errorLock``).
+    private static let pendingCount = Atomic<Int>(0)
 
     /// A registry holding the same closures (no kept errors), for `SSL_dup`.
     private func copy() -> CallbackRegistry {

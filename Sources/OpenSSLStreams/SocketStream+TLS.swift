@@ -143,6 +143,7 @@ extension SocketStream {
                                                     message: "the TLS handshake did not finish within \(describeSeconds(limit.seconds)) (\(self.peerDescription))")) {
                 tls.machine.handshake()
             }
+            noteWaitForPeer()  // an exchange with the peer: what follows may be the last for a while
         } catch let error as SSLError where error.kind == .handshakeTimeout {
             tls.machine.markFailed()  // a handshake cut off in the middle cannot go on
             throw error
@@ -323,9 +324,10 @@ extension SocketStream {
         let buffers = tls.buffers
         let input = buffers.input
         let space = input.reserveTail(buffers.receiveSize)
-        // Without a deadline (or cancel handle) a blocking recv is one system call; with one, try first,
-        // then poll.
-        let flags = deadline.nanoseconds == nil && cancelHandle == nil ? 0 : Int32(MSG_DONTWAIT)
+        // Try first; when nothing is there (the stream waits for its peer), block in recv without a
+        // deadline or cancel handle, else poll.
+        let blocking = deadline.nanoseconds == nil && cancelHandle == nil
+        var flags = Int32(MSG_DONTWAIT)
         while true {
             let n = recv(fileDescriptor, space.baseAddress, space.count, flags)
             if n > 0 {
@@ -342,6 +344,8 @@ extension SocketStream {
             switch e {
             case EINTR: continue
             case EAGAIN, EWOULDBLOCK:
+                noteWaitForPeer()
+                if blocking { flags = 0; continue }
                 guard try waitForTLS(tls, events: Int16(POLLIN), deadline: deadline, call: call) else { throw timeoutError() }
             default:
                 tls.machine.markFailed()

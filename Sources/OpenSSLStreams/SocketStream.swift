@@ -182,13 +182,23 @@ public final class SocketStream {
         }
     }
 
-    /// Gives back the buffers that hold nothing when an operation that moved little ends, so an idle
-    /// request/response stream holds no buffer memory — OpenSSL's record buffers included
-    /// (`SSL_free_buffers`, which keeps them while they hold data). A bulk operation (`moved` at least
-    /// ``bufferSize``) keeps them for the next one: freeing and remaking 16 KiB+ blocks per record costs
-    /// throughput. Unlike `SSL_MODE_RELEASE_BUFFERS` this never runs inside a handshake.
+    /// Operations ended since a read last had to wait for the peer (found no data on the socket), or
+    /// since a handshake (an exchange with the peer) finished.
+    var operationsSinceWait = Int.max
+    /// A read found the socket empty and waits for the peer: the stream is going idle.
+    func noteWaitForPeer() { operationsSinceWait = 0 }
+
+    /// Gives back the buffers that hold nothing when an operation that moved little ends and the stream
+    /// is going idle — this operation or the one before it waited for the peer (a request/response
+    /// turn, a handshake) — so an idle stream holds no buffer memory, OpenSSL's record buffers included
+    /// (`SSL_free_buffers`, which keeps them while they hold data). Operations that follow each other
+    /// without waiting (bulk transfer, in small writes or large) keep them: freeing and remaking 16 KiB+
+    /// blocks per record costs ~4 k instructions a record. Unlike `SSL_MODE_RELEASE_BUFFERS` this never
+    /// runs inside a handshake.
     func releaseIdleBuffers(moved: Int) {
-        if moved >= bufferSize { return }
+        let sinceWait = operationsSinceWait
+        if sinceWait < Int.max { operationsSinceWait = sinceWait + 1 }
+        if moved >= bufferSize || sinceWait > 1 { return }
         readBuffer.releaseIfEmpty()
         writeBuffer.releaseIfEmpty()
         if let tls {
@@ -316,9 +326,10 @@ public final class SocketStream {
     func plainReceive(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         if plainEOF { return 0 }
         let deadline = Deadline.after(readTimeout)
-        // Without a deadline (or cancel handle) a blocking recv is one system call; with one, try first,
-        // then poll.
-        let flags = deadline.nanoseconds == nil && cancelHandle == nil ? 0 : Int32(MSG_DONTWAIT)
+        // Try first; when nothing is there (the stream waits for its peer), block in recv without a
+        // deadline or cancel handle, else poll.
+        let blocking = deadline.nanoseconds == nil && cancelHandle == nil
+        var flags = Int32(MSG_DONTWAIT)
         while true {
             let n = recv(fileDescriptor, buffer.baseAddress, buffer.count, flags)
             if n > 0 { bytesReceived += n; return n }
@@ -327,6 +338,8 @@ public final class SocketStream {
             switch e {
             case EINTR: continue
             case EAGAIN, EWOULDBLOCK:
+                noteWaitForPeer()
+                if blocking { flags = 0; continue }
                 guard try waitUntilReady(fileDescriptor, events: Int16(POLLIN), deadline: deadline, cancel: cancelHandle, call: "recv") else {
                     throw SocketError(call: "recv", errno: ETIMEDOUT, context: "read timeout of \(describeSeconds(readTimeout)), \(peerDescription)")
                 }

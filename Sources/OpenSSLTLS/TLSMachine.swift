@@ -80,16 +80,17 @@ public final class TLSMachine {
     public func markFailedIfHandshaking() { if !handshakeDone { shutdownState = .failed } }
 
     /// Runs one OpenSSL call with the bookkeeping above. A positive return is ``TLSResult/complete(_:)``.
-    /// - Corresponds: `ERR_clear_error`, `SSL_get_error` (through `SSLError.fromIO(ssl:returnCode:call:)`).
+    /// - Corresponds: `ERR_clear_error` (through `clearOpenSSLErrors()`), `SSL_get_error` (through
+    ///   `SSLError.fromIO(ssl:returnCode:call:)`).
     @inline(__always)
     public func run(_ call: String, _ operation: () -> Int32) -> TLSResult {
         if failed { return .failed(SSLError.usage("the TLS connection failed earlier and cannot be used", call: call)) }
         _ = CallbackRegistry.takePendingError()
-        COpenSSL.ERR_clear_error()
+        clearOpenSSLErrors()
         errno = 0
         let r = operation()
         if let callbackError = CallbackRegistry.takePendingError() {
-            COpenSSL.ERR_clear_error()
+            clearOpenSSLErrors()
             shutdownState = .failed
             return .failed(callbackError)
         }
@@ -162,12 +163,12 @@ public final class TLSMachine {
         case .sent: return .wantRead
         case .open, .received:
             guard handshakeDone || COpenSSL.SSL_is_init_finished(ssl.rawValue) == 1 else { shutdownState = .failed; return .closed }
-            COpenSSL.ERR_clear_error()
+            clearOpenSSLErrors()
             let r = COpenSSL.SSL_shutdown(ssl.rawValue)
             if r < 0 {
                 let code = COpenSSL.SSL_get_error(ssl.rawValue, r)
                 if code == COpenSSL.SSL_ERROR_WANT_WRITE { return .wantWrite }
-                COpenSSL.ERR_clear_error()
+                clearOpenSSLErrors()
                 shutdownState = .failed  // e.g. the transport broke: nothing more can be said
                 return .closed
             }

@@ -18,22 +18,51 @@ struct Bench: ParsableCommand {
     @Option(help: "Also write the results as CSV to this file.")
     var csv: String?
 
-    @Option(help: "Only these benchmarks (comma-separated): bulk_16k, bulk_1k, handshake_full, handshake_resumed, direct_call, memory_per_conn.")
+    @Option(help: "Only these benchmarks (comma-separated): bulk_16k, bulk_1k (one TLS record per flushed 1 KiB write, as C), bulk_1k_coalesced (1 KiB writes flushed every 64 KiB, coalesced into full records by the Swift layers; C as bulk_1k), handshake_full, handshake_resumed, direct_call, memory_per_conn, concurrent_100 (100 connections at once, 16 KiB writes).")
     var only: String?
 
     @Option(help: "Rounds per benchmark and layer, interleaved; medians count (default 5, quick 1).")
     var rounds: Int?
 
-    @Option(help: "Swift layers to measure against C (comma-separated, or all): streams, nio (OpenSSLHandler), nio-ssl (swift-nio-ssl's NIOSSLHandler, same NIO harness). nio and nio-ssl run bulk_16k, bulk_1k and handshake_full, in the benchmarks package (swift build -c release --package-path Benchmarks). Default: streams.")
+    @Option(help: "Swift layers to measure against C (comma-separated, or all): streams, nio (OpenSSLHandler), nio-ssl (swift-nio-ssl's NIOSSLHandler, same NIO harness). nio and nio-ssl run the bulk benchmarks, handshake_full and memory_per_conn (nio also handshake_resumed and concurrent_100), in the benchmarks package (swift build -c release --package-path Benchmarks). Default: streams.")
     var layers: String?
 
     @Option(help: "The NIO harness for --layers nio,nio-ssl (default: Benchmarks/.build/release/fli-bench-nio, then next to sslcat).")
     var nioBench: String?
 
-    static let allNames = ["bulk_16k", "bulk_1k", "handshake_full", "handshake_resumed", "direct_call", "memory_per_conn"]
+    static let allNames = ["bulk_16k", "bulk_1k", "bulk_1k_coalesced", "handshake_full", "handshake_resumed", "direct_call",
+                           "memory_per_conn", "concurrent_100"]
     static let allLayers = ["streams", "nio", "nio-ssl"]
-    /// The benchmarks the NIO layers run.
-    static let nioNames: Set<String> = ["bulk_16k", "bulk_1k", "handshake_full"]
+    /// The benchmarks each NIO layer runs (swift-nio-ssl's client keeps no sessions to resume; the
+    /// concurrent run compares this package's layers with C).
+    static let nioNames: [String: Set<String>] = [
+        "nio": ["bulk_16k", "bulk_1k", "bulk_1k_coalesced", "handshake_full", "handshake_resumed", "memory_per_conn", "concurrent_100"],
+        "nio-ssl": ["bulk_16k", "bulk_1k", "bulk_1k_coalesced", "handshake_full", "memory_per_conn"],
+    ]
+    /// Bytes a TLS 1.3 AES-GCM record adds to its plaintext: a 5-byte header, the content type, a 16-byte tag.
+    static let recordOverhead = 22
+
+    /// Checks, from the bytes the server read from its socket, how many TLS records carried `total`
+    /// bytes sent in `writeSize` writes: `oneRecordPerWrite` asks for exactly one record per write (the
+    /// equal-work rule: as many as C sends), else for fewer than half as many (coalesced). Up to 8 KiB of
+    /// the overhead may be the client's handshake. Returns the record count (the overhead / 22).
+    static func checkRecords(_ who: String, _ name: String, writeSize: Int, total: Int, wire: Int, oneRecordPerWrite: Bool?) throws -> Int {
+        let writes = (total + writeSize - 1) / writeSize
+        let overhead = wire - total
+        let records = overhead / recordOverhead
+        switch oneRecordPerWrite {
+        case true?:
+            guard overhead >= recordOverhead * writes && overhead <= recordOverhead * writes + 8192 else {
+                throw SSLCatFailure("\(name) \(who): \(wire) bytes on the wire for \(total) bytes in \(writes) writes: about \(records) records, not one per write (equal work)")
+            }
+        case false?:
+            guard overhead < recordOverhead * writes / 2 else {
+                throw SSLCatFailure("\(name) \(who): \(wire) bytes on the wire for \(total) bytes in \(writes) writes: about \(records) records, the writes were not coalesced")
+            }
+        case nil: break
+        }
+        return records
+    }
 
     /// The layers asked for, in the order of ``allLayers``.
     var selectedLayers: [String] {
@@ -78,6 +107,7 @@ struct Bench: ParsableCommand {
         let bulk1Total = quick ? 16 * mib : 64 * mib
         let handshakeCount = quick ? 200 : 1000
         let connections = quick ? 300 : 1000
+        let concurrentTotal = quick ? 64 * mib : 256 * mib
 
         // The same certificate for both sides: a CA and a localhost server certificate, made in memory.
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sslcat-bench-\(getpid())").path
@@ -136,7 +166,7 @@ struct Bench: ParsableCommand {
                 switch layer {
                 case "streams": list.append((layer, streamsMeasure))
                 case "nio", "nio-ssl":
-                    guard let nioMeasure, Self.nioNames.contains(name) else { continue }
+                    guard let nioMeasure, Self.nioNames[layer]?.contains(name) == true else { continue }
                     list.append((layer, { try nioMeasure(layer) }))
                 default: break
                 }
@@ -146,13 +176,27 @@ struct Bench: ParsableCommand {
 
         for name in Self.allNames where selected.contains(name) {
             switch name {
-            case "bulk_16k", "bulk_1k":
+            case "bulk_16k", "bulk_1k", "bulk_1k_coalesced":
                 let size = name == "bulk_16k" ? 16 * 1024 : 1024
                 let total = name == "bulk_16k" ? bulk16Total : bulk1Total
+                // C sends one record per SSL_write in every case; the Swift layers too, but for the
+                // coalesced run, where they flush every 64 KiB (and must coalesce: checked).
+                let coalesced = name == "bulk_1k_coalesced"
+                func checked(_ who: String, _ r: (seconds: Double, wire: Int), oneRecordPerWrite: Bool?) throws -> Double {
+                    let records = try Self.checkRecords(who, name, writeSize: size, total: total, wire: r.wire, oneRecordPerWrite: oneRecordPerWrite)
+                    progress("\(name) \(who): \(r.wire) bytes on the wire, about \(records) records for \((total + size - 1) / size) writes")
+                    return Double(total) / 1e6 / r.seconds
+                }
                 try measure(name, unit: "MB/s",
-                            c: { Double(total) / 1e6 / (try reference.bulk(writeSize: size, total: total)) },
-                            layers: swiftLayers(name, streams: { Double(total) / 1e6 / (try streams.bulk(writeSize: size, total: total)) },
-                                                nio: { engine in Double(total) / 1e6 / (try nio!.bulk(engine, writeSize: size, total: total)) }))
+                            c: { try checked("c", try reference.bulk(writeSize: size, total: total), oneRecordPerWrite: true) },
+                            layers: swiftLayers(name, streams: {
+                                try checked("streams", try streams.bulk(writeSize: size, total: total, flushEach: !coalesced),
+                                            oneRecordPerWrite: !coalesced)
+                            }, nio: { engine in
+                                // swift-nio-ssl decides itself whether it coalesces: counted, not required.
+                                try checked(engine, try nio!.bulk(engine, writeSize: size, total: total, flushEach: !coalesced),
+                                            oneRecordPerWrite: coalesced && engine == "nio-ssl" ? nil : !coalesced)
+                            }))
             case "handshake_full", "handshake_resumed":
                 let resume = name == "handshake_resumed"
                 try measure(name, unit: "handshakes/s", c: {
@@ -165,10 +209,19 @@ struct Bench: ParsableCommand {
                     if !resume && r.reused != 0 { throw SSLCatFailure("streams: \(r.reused) full handshakes were resumed") }
                     return Double(handshakeCount) / r.seconds
                 }, nio: { engine in
-                    let r = try nio!.handshakes(engine, count: handshakeCount)
-                    if r.reused != 0 { throw SSLCatFailure("\(engine): \(r.reused) full handshakes were resumed") }
+                    let r = try nio!.handshakes(engine, count: handshakeCount, resume: resume)
+                    if resume && r.reused != handshakeCount { throw SSLCatFailure("\(engine): only \(r.reused) of \(handshakeCount) resumed") }
+                    if !resume && r.reused != 0 { throw SSLCatFailure("\(engine): \(r.reused) full handshakes were resumed") }
                     return Double(handshakeCount) / r.seconds
                 }))
+            case "concurrent_100":
+                try measure(name, unit: "MB/s",
+                            c: { Double(concurrentTotal) / 1e6 / (try reference.concurrent(connections: 100, writeSize: 16 * 1024, total: concurrentTotal)) },
+                            layers: swiftLayers(name, streams: {
+                                Double(concurrentTotal) / 1e6 / (try streams.concurrent(connections: 100, writeSize: 16 * 1024, total: concurrentTotal))
+                            }, nio: { engine in
+                                Double(concurrentTotal) / 1e6 / (try nio!.concurrent(engine, connections: 100, writeSize: 16 * 1024, total: concurrentTotal))
+                            }))
             case "direct_call":
                 guard layers.contains("streams") else { progress("direct_call: measured with the streams layer only; skipped"); continue }
                 let iterations = quick ? 5_000_000 : 20_000_000
@@ -181,7 +234,7 @@ struct Bench: ParsableCommand {
                             c: { Double(try reference.memoryPerConnection(count: connections)) },
                             layers: swiftLayers(name, streams: {
                                 Double(try BenchWorker.memoryPerConnection(count: connections, caFile: caFile, certFile: certFile, keyFile: keyFile))
-                            }))
+                            }, nio: { engine in Double(try nio!.memoryPerConnection(engine, count: connections)) }))
             default: break
             }
         }
@@ -217,6 +270,10 @@ struct BenchWorker: ParsableCommand {
     @Option var memory: Int?
     @Option var handshakes: Int?
     @Flag var resume = false
+    /// With `--total`: one bulk run of this write size (for `Benchmarks/icount.sh`).
+    @Option var bulk: Int?
+    @Option var total: Int?
+    @Flag var flushEach = false
     @Option var ca: String
     @Option var cert: String
     @Option var key: String
@@ -228,6 +285,10 @@ struct BenchWorker: ParsableCommand {
             // For profiling the stream side alone (perf stat / perf record on this process).
             let r = try bench.handshakes(count: handshakes, resume: resume)
             print("handshake \(handshakes) \(r.seconds) \(r.reused)")
+        }
+        if let bulk, let total {
+            let r = try bench.bulk(writeSize: bulk, total: total, flushEach: flushEach)
+            print("bulk \(bulk) \(r.seconds) \(total) \(r.wire)")
         }
     }
 
@@ -276,16 +337,29 @@ struct NIOReference {
         try runChild(path, [caFile, certFile, keyFile] + arguments)
     }
 
-    func bulk(_ engine: String, writeSize: Int, total: Int) throws -> Double {
-        let f = try run(["bulk", String(writeSize), String(total), engine])
-        guard f.count == 4, let seconds = Double(f[2]) else { throw SSLCatFailure("fli-bench-nio bulk: unexpected output \(f)") }
-        return seconds
+    /// Seconds and the server's received bytes; `flushEach` flushes every write, else every 64 KiB.
+    func bulk(_ engine: String, writeSize: Int, total: Int, flushEach: Bool) throws -> (seconds: Double, wire: Int) {
+        let f = try run(["bulk", String(writeSize), String(total), flushEach ? "each" : "batch", engine])
+        guard f.count == 5, let seconds = Double(f[2]), let wire = Int(f[4]) else { throw SSLCatFailure("fli-bench-nio bulk: unexpected output \(f)") }
+        return (seconds, wire)
     }
 
-    func handshakes(_ engine: String, count: Int) throws -> (seconds: Double, reused: Int) {
-        let f = try run(["handshake", String(count), engine])
+    func handshakes(_ engine: String, count: Int, resume: Bool) throws -> (seconds: Double, reused: Int) {
+        let f = try run(["handshake", String(count), resume ? "1" : "0", engine])
         guard f.count == 4, let seconds = Double(f[2]), let reused = Int(f[3]) else { throw SSLCatFailure("fli-bench-nio handshake: unexpected output \(f)") }
         return (seconds, reused)
+    }
+
+    func memoryPerConnection(_ engine: String, count: Int) throws -> Int {
+        let f = try run(["memory", String(count), engine])
+        guard f.count == 3, let bytes = Int(f[2]) else { throw SSLCatFailure("fli-bench-nio memory: unexpected output \(f)") }
+        return bytes
+    }
+
+    func concurrent(_ engine: String, connections: Int, writeSize: Int, total: Int) throws -> Double {
+        let f = try run(["concurrent", String(connections), String(writeSize), String(total), engine])
+        guard f.count == 4, let seconds = Double(f[2]) else { throw SSLCatFailure("fli-bench-nio concurrent: unexpected output \(f)") }
+        return seconds
     }
 }
 
@@ -327,9 +401,16 @@ struct CReference {
         try runChild(path, [caFile, certFile, keyFile] + arguments)
     }
 
-    func bulk(writeSize: Int, total: Int) throws -> Double {
+    /// Seconds and the bytes the server read from its socket.
+    func bulk(writeSize: Int, total: Int) throws -> (seconds: Double, wire: Int) {
         let f = try run(["bulk", String(writeSize), String(total)])
-        guard f.count == 4, let seconds = Double(f[2]) else { throw SSLCatFailure("fli-bench-c bulk: unexpected output \(f)") }
+        guard f.count == 5, let seconds = Double(f[2]), let wire = Int(f[4]) else { throw SSLCatFailure("fli-bench-c bulk: unexpected output \(f)") }
+        return (seconds, wire)
+    }
+
+    func concurrent(connections: Int, writeSize: Int, total: Int) throws -> Double {
+        let f = try run(["concurrent", String(connections), String(writeSize), String(total)])
+        guard f.count == 4, let seconds = Double(f[2]) else { throw SSLCatFailure("fli-bench-c concurrent: unexpected output \(f)") }
         return seconds
     }
 

@@ -59,12 +59,15 @@ final class StreamBench: @unchecked Sendable {
         }, handshakeTimeout: nil, hostName: "localhost")
     }
 
-    /// Seconds to move `total` bytes client → server in `writeSize` writes (first write to last byte read).
-    func bulk(writeSize: Int, total: Int) throws -> Double {
-        final class End: @unchecked Sendable { var time = 0.0 }
+    /// Seconds to move `total` bytes client → server in `writeSize` writes (first write to last byte
+    /// read), and the bytes the server received from its socket (records and the client's handshake).
+    /// `flushEach`: every write is flushed, one TLS record per write as the C reference sends; without it
+    /// the client flushes every 64 KiB, and the stream coalesces writes into full records (bulk_1k_coalesced).
+    func bulk(writeSize: Int, total: Int, flushEach: Bool) throws -> (seconds: Double, wire: Int) {
+        final class End: @unchecked Sendable { var time = 0.0; var wire = 0 }
         let end = End()
         let serverCtx = self.serverCtx
-        return try withServer({ listener in
+        let seconds = try withServer({ listener in
             let s = try listener.accept(sslCtx: .context(serverCtx))
             var buffer = [UInt8](repeating: 0, count: 16 * 1024)
             var got = 0
@@ -76,6 +79,7 @@ final class StreamBench: @unchecked Sendable {
                 }
             }
             end.time = now()
+            end.wire = s.bytesReceived
             try s.write("k"); try s.flush()
             try s.close()
         }, client: { port in
@@ -88,6 +92,7 @@ final class StreamBench: @unchecked Sendable {
                     let n = min(writeSize, total - sent)
                     try c.write(UnsafeRawBufferPointer(rebasing: raw[0..<n]))
                     sent += n
+                    if flushEach || sent % (64 * 1024) == 0 { try c.flush() }
                 }
             }
             try c.flush()
@@ -95,6 +100,83 @@ final class StreamBench: @unchecked Sendable {
             let elapsed = end.time - start
             try c.close()
             return elapsed
+        })
+        return (seconds, end.wire)
+    }
+
+    /// Seconds for `connections` connections (a client and a server thread each, connected and
+    /// handshaken first) to move `total` bytes in all, `total / connections` each in `writeSize`
+    /// writes, all at once: from the start to the last server's last byte. As the C reference.
+    func concurrent(connections: Int, writeSize: Int, total: Int) throws -> Double {
+        let each = total / connections
+        final class Shared: @unchecked Sendable {
+            let lock = NSLock()
+            var end = 0.0
+            var error: Error?
+            func record(_ t: Double) { lock.lock(); if t > end { end = t }; lock.unlock() }
+            func fail(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
+        }
+        let shared = Shared()
+        let serverCtx = self.serverCtx
+        let servers = DispatchGroup()
+        return try withServer({ listener in
+            for _ in 0..<connections {
+                let s = try listener.accept(sslCtx: .context(serverCtx))
+                servers.enter()
+                Thread.detachNewThread {
+                    defer { servers.leave() }
+                    do {
+                        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+                        var got = 0
+                        try buffer.withUnsafeMutableBytes { raw in
+                            while got < each {
+                                let n = try s.read(into: raw)
+                                if n == 0 { throw SSLCatFailure("concurrent: a client closed after \(got) bytes") }
+                                got += n
+                            }
+                        }
+                        shared.record(now())
+                        try s.write("k"); try s.flush()
+                        try s.close()
+                    } catch { shared.fail(error) }
+                }
+            }
+            guard servers.wait(timeout: .now() + 120) == .success else { throw SSLCatFailure("concurrent: the servers did not finish") }
+            if let error = shared.error { throw error }
+        }, client: { port in
+            // Each client connects and handshakes on its own thread, then waits for the start.
+            let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0)
+            let clients = DispatchGroup()
+            for _ in 0..<connections {
+                clients.enter()
+                Thread.detachNewThread {
+                    defer { clients.leave() }
+                    do {
+                        let c = try self.connect(port)
+                        ready.signal()
+                        go.wait()
+                        let chunk = (0..<writeSize).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+                        var sent = 0
+                        try chunk.withUnsafeBytes { raw in
+                            while sent < each {
+                                let n = min(writeSize, each - sent)
+                                try c.write(UnsafeRawBufferPointer(rebasing: raw[0..<n]))
+                                sent += n
+                            }
+                        }
+                        try c.flush()
+                        _ = try c.readExactly(1)
+                        try c.close()
+                    } catch { shared.fail(error); ready.signal() }
+                }
+            }
+            for _ in 0..<connections { ready.wait() }
+            if let error = shared.error { throw error }
+            let start = now()
+            for _ in 0..<connections { go.signal() }
+            guard clients.wait(timeout: .now() + 120) == .success else { throw SSLCatFailure("concurrent: the clients did not finish") }
+            if let error = shared.error { throw error }
+            return shared.end - start
         })
     }
 
