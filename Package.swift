@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "OpenSSLNIO", dependencies: [
             "OpenSSLFLI", "OpenSSLTLS", "COpenSSL",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            // NIOTLS (part of swift-nio): TLSUserEvent, which NIO's ALPN negotiation handlers wait for.
+            .product(name: "NIOTLS", package: "swift-nio"),
         ]),
         // The command-line tool: demo, connect, serve, bench. No NIO: `swift run sslcat` stays a light
         // build; bench runs the NIO layers through Benchmarks/Package.swift's fli-bench-nio.
@@ -67,7 +69,7 @@ let package = Package(
         .testTarget(name: "OpenSSLNIOTests", dependencies: [
             "OpenSSLNIO", "OpenSSLStreams", "OpenSSLFLI", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOTLS", package: "swift-nio"),
         ]),
         // The entry-point conformance matrix (issue 16): every client, server and deadline parameter
         // against the same hostile peers, certificates and deadline values; sslcat runs as a process.

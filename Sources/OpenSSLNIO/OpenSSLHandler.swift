@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import NIOCore
+import NIOTLS
 import OpenSSLFLI
 import OpenSSLTLS
 
@@ -20,7 +21,9 @@ import OpenSSLTLS
 /// The objects are made (and the configure callbacks run) when the handler is made; the handshake
 /// starts as soon as the handler is in the pipeline of an active channel. Its outcome is
 /// ``handshakeFuture(on:)`` / ``waitForHandshake()``; the handler also fires
-/// ``OpenSSLEvent/handshakeCompleted(version:alpn:)`` down the pipeline. Writes made before the
+/// ``OpenSSLEvent/handshakeCompleted(version:alpn:)`` down the pipeline, then NIOTLS's
+/// `TLSUserEvent.handshakeCompleted(negotiatedProtocol:)` (the event NIO's ALPN negotiation handlers,
+/// e.g. NIOHTTP2's `configureHTTP2SecureUpgrade`, wait for). Writes made before the
 /// handshake finished are kept and sent after it. Removing the handler from the pipeline
 /// (`Channel.detachSSL`, or `ChannelPipeline.removeHandler`) is a detach: close_notify both ways, then
 /// the channel carries plaintext.
@@ -160,14 +163,24 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     ///   - onPeerClose: what to do when the peer's close_notify arrives unasked (``PeerCloseAction``).
     /// - Throws: `SSLError` (a refused protocol, OpenSSL failing to make an object) or whatever a
     ///   configure callback threw; then whatever was made is freed.
-    public init(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
-                ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
-                sslConfigure: ((SSLPointer) throws -> Void)? = nil,
-                handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
-                security: TLSConfiguration = .secure, onPeerClose: PeerCloseAction = .automatic) throws {
+    public convenience init(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
+                            ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
+                            sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                            handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
+                            security: TLSConfiguration = .secure, onPeerClose: PeerCloseAction = .automatic) throws {
         let objects = try TLSObjects.make(argument, side: side, configuration: security, ctxConfigure: ctxConfigure,
                                           sslConfigure: sslConfigure, hostName: hostName, identityLater: hostName == nil,
                                           call: "OpenSSLHandler")
+        var madeSSL = true
+        if case .connection = argument { madeSSL = false }
+        try self.init(objects: objects, side: side, handshakeTimeout: handshakeTimeout, hostNameGiven: hostName != nil,
+                      security: security, onPeerClose: onPeerClose, madeSSL: madeSSL)
+    }
+
+    /// Runs `objects` (made by the core's ownership rules) for `side`: installs the handler's BIO and
+    /// sets connect or accept state.
+    init(objects: TLSObjects, side: SSLSide, handshakeTimeout: TimeInterval?, hostNameGiven: Bool,
+         security: TLSConfiguration, onPeerClose: PeerCloseAction, madeSSL: Bool) throws {
         let buffers = CipherBuffers(allocator: ByteBufferAllocator())
         guard ByteBufferBIO.install(buffers, on: objects.ssl.rawValue) else {
             throw SSLError.fromQueue(call: "BIO_new", message: "cannot make the handler's BIO")
@@ -187,8 +200,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.handshakeLimit = try security.handshakeLimit(handshakeTimeout, call: "OpenSSLHandler")
         self.onPeerClose = onPeerClose
         self.security = security
-        self.hostNameGiven = hostName != nil
-        if case .connection = argument { madeSSL = false } else { madeSSL = true }
+        self.hostNameGiven = hostNameGiven
+        self.madeSSL = madeSSL
     }
 
     // MARK: Outcomes
@@ -320,7 +333,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         let lastFlight = buffers.takeOutbound()
         if let lastFlight { context.write(wrapOutboundOut(lastFlight), promise: nil) }
         handshakeOutcome.succeed()
-        context.fireUserInboundEventTriggered(OpenSSLEvent.handshakeCompleted(version: SSL_get_version(ssl), alpn: ssl.alpnSelected))
+        let alpn = ssl.alpnSelected
+        context.fireUserInboundEventTriggered(OpenSSLEvent.handshakeCompleted(version: SSL_get_version(ssl), alpn: alpn))
+        guard failure == nil, !released else { return }
+        // NIO's own TLS event, which NIOTLS's ALPN negotiation handlers (and so NIOHTTP2's
+        // `configureHTTP2SecureUpgrade`) wait for.
+        context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: alpn))
         guard failure == nil, !released else { return }
         if detaching {
             beginDetachShutdown(context: context)

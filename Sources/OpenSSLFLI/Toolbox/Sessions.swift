@@ -120,6 +120,23 @@ extension SSLContextPointer {
         if enabled { _ = SSL_CTX_clear_options(self, SSL_OP_NO_TICKET) } else { _ = SSL_CTX_set_options(self, SSL_OP_NO_TICKET) }
     }
 
+    /// Server: sets the keys stateless session tickets are protected with, instead of the random ones
+    /// each context makes for itself — so that several servers (or a restarted one) resume each other's
+    /// sessions. `keys` is OpenSSL's 80-byte layout: a 16-byte key name, a 32-byte HMAC-SHA256 key and a
+    /// 32-byte AES-256-CBC key. Keep them secret and rotate them: whoever has them can decrypt the
+    /// tickets, and so resume (and, before TLS 1.3's (EC)DHE resumption, read) the sessions.
+    /// - Throws: ``SSLError`` (usage) for a key of another length, or OpenSSL's error.
+    /// - Corresponds: `SSL_CTX_set_tlsext_ticket_keys`.
+    public func setSessionTicketKeys(_ keys: [UInt8]) throws {
+        guard keys.count == 80 else {
+            throw SSLError.usage("session ticket keys are 80 bytes (16 name, 32 HMAC, 32 AES), not \(keys.count)",
+                                 call: "SSL_CTX_set_tlsext_ticket_keys")
+        }
+        var copy = keys
+        let ok = copy.withUnsafeMutableBytes { SSL_CTX_set_tlsext_ticket_keys(self, $0.baseAddress, $0.count) }
+        guard ok == 1 else { throw SSLError.fromQueue(call: "SSL_CTX_set_tlsext_ticket_keys") }
+    }
+
     /// Server: the number of TLS 1.3 tickets sent after a full handshake (`SSL_CTX_set_num_tickets`; 2 by default).
     public var ticketCount: Int {
         get { COpenSSL.SSL_CTX_get_num_tickets(rawValue) }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOTLS
 import OpenSSLFLI
 import OpenSSLNIO
 import OpenSSLStreams
@@ -64,6 +65,9 @@ final class Collector: ChannelInboundHandler, @unchecked Sendable {
         case OpenSSLEvent.closeNotifyReceived: name = "closeNotify"
         case OpenSSLEvent.handshakeCompleted: name = "handshake"
         case ChannelEvent.inputClosed: name = "inputClosed"
+        case is TLSUserEvent:  // fired with OpenSSLEvent.handshakeCompleted, for NIO's ALPN handlers
+            context.fireUserInboundEventTriggered(event)
+            return
         default: name = "\(event)"
         }
         note(name)
