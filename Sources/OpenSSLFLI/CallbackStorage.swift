@@ -129,29 +129,34 @@ public final class CallbackRegistry: @unchecked Sendable {
     }
 
     /// The registry of a context, made on first use.
+    /// - Corresponds: `SSL_CTX_get_ex_data`, `SSL_CTX_set_ex_data`.
     public static func of(_ ctx: SSLContextPointer) -> CallbackRegistry {
         registry(get: { COpenSSL.SSL_CTX_get_ex_data(ctx.rawValue, contextIndex) },
                  set: { COpenSSL.SSL_CTX_set_ex_data(ctx.rawValue, contextIndex, $0) })
     }
 
     /// The registry of a connection, made on first use.
+    /// - Corresponds: `SSL_get_ex_data`, `SSL_set_ex_data`.
     public static func of(_ ssl: SSLPointer) -> CallbackRegistry {
         registry(get: { COpenSSL.SSL_get_ex_data(ssl.rawValue, sslIndex) },
                  set: { COpenSSL.SSL_set_ex_data(ssl.rawValue, sslIndex, $0) })
     }
 
     /// The registry of a context if it has one (none is made).
+    /// - Corresponds: `SSL_CTX_get_ex_data`.
     public static func existing(_ ctx: SSLContextPointer) -> CallbackRegistry? {
         COpenSSL.SSL_CTX_get_ex_data(ctx.rawValue, contextIndex).map { Unmanaged<CallbackRegistry>.fromOpaque($0).takeUnretainedValue() }
     }
 
     /// The registry of a connection if it has one (none is made).
+    /// - Corresponds: `SSL_get_ex_data`.
     public static func existing(_ ssl: SSLPointer) -> CallbackRegistry? {
         COpenSSL.SSL_get_ex_data(ssl.rawValue, sslIndex).map { Unmanaged<CallbackRegistry>.fromOpaque($0).takeUnretainedValue() }
     }
 
     /// The closure a callback of `ssl` should run: the one set on the connection, else on its current
     /// context, else on the context it was made with (when an SNI callback switched contexts).
+    /// - Corresponds: `SSL_get_SSL_CTX`.
     public static func lookup<T>(_ key: CallbackKey<T>, for ssl: SSLPointer) -> T? {
         if let own = existing(ssl) {
             if let closure: T = own.closure(key) { return closure }
@@ -168,6 +173,7 @@ public final class CallbackRegistry: @unchecked Sendable {
     /// Runs a C call that may call back into Swift, then rethrows the error a callback kept on this
     /// thread, if any. When it rethrows, the OpenSSL error queue (which then only holds OpenSSL's
     /// consequences of the refused callback) is cleared.
+    /// - Corresponds: `ERR_clear_error`.
     public func rethrowingCallbackErrors<T>(_ body: () throws -> T) throws -> T {
         _ = takeError()
         let result = try body()

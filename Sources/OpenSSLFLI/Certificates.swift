@@ -12,6 +12,8 @@ public final class PrivateKey: @unchecked Sendable {
     deinit { COpenSSL.EVP_PKEY_free(pointer.rawValue) }
 
     /// A new EC key on a named curve (`EVP_PKEY_keygen` with the group name; "P-256" by default).
+    /// - Corresponds: `EVP_PKEY_CTX_free`, `EVP_PKEY_CTX_new_from_name`, `EVP_PKEY_CTX_set_group_name`,
+    ///   `EVP_PKEY_generate`, `EVP_PKEY_keygen_init`.
     public static func generateEC(curve: String = "P-256") throws -> PrivateKey {
         try ensureSSL()
         guard let pctx = COpenSSL.EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else {
@@ -30,6 +32,7 @@ public final class PrivateKey: @unchecked Sendable {
     }
 
     /// Reads a PEM private key (unencrypted, or with `passphrase`).
+    /// - Corresponds: `PEM_read_bio_PrivateKey`.
     public init(pem: String, passphrase: String? = nil) throws {
         try ensureSSL()
         if let passphrase, passphrase.utf8.contains(0) {
@@ -57,6 +60,7 @@ public final class PrivateKey: @unchecked Sendable {
     }
 
     /// The key as unencrypted PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----").
+    /// - Corresponds: `PEM_write_bio_PrivateKey`.
     public func pem() throws -> String {
         try memoryBIOText(call: "PEM_write_bio_PrivateKey") { bio in
             COpenSSL.PEM_write_bio_PrivateKey(bio, pointer.rawValue, nil, nil, 0, nil, nil)
@@ -73,6 +77,7 @@ public final class Certificate: @unchecked Sendable {
     public init(taking pointer: X509Pointer) { self.pointer = pointer }
 
     /// Keeps a certificate OpenSSL owns (takes a reference with `X509_up_ref`).
+    /// - Corresponds: `X509_up_ref`.
     public init(retaining pointer: X509Pointer) {
         COpenSSL.X509_up_ref(pointer.rawValue)
         self.pointer = pointer
@@ -81,6 +86,7 @@ public final class Certificate: @unchecked Sendable {
     deinit { COpenSSL.X509_free(pointer.rawValue) }
 
     /// Reads the first certificate of a PEM text.
+    /// - Corresponds: `PEM_read_bio_X509`.
     public init(pem: String) throws {
         try ensureSSL()
         // An encrypted block is refused at once (OpenSSL's default would prompt on the terminal).
@@ -90,16 +96,20 @@ public final class Certificate: @unchecked Sendable {
     }
 
     /// The certificate as PEM ("-----BEGIN CERTIFICATE-----").
+    /// - Corresponds: `PEM_write_bio_X509`.
     public func pem() throws -> String {
         try memoryBIOText(call: "PEM_write_bio_X509") { COpenSSL.PEM_write_bio_X509($0, pointer.rawValue) }
     }
 
     /// The subject in OpenSSL's one-line form, RFC 2253 style ("CN=localhost,O=…").
+    /// - Corresponds: `X509_get_subject_name`.
     public var subject: String { nameText(COpenSSL.X509_get_subject_name(pointer.rawValue)) }
     /// The issuer, same form.
+    /// - Corresponds: `X509_get_issuer_name`.
     public var issuer: String { nameText(COpenSSL.X509_get_issuer_name(pointer.rawValue)) }
 
     /// The SHA-256 fingerprint, as colon-separated upper-case hex.
+    /// - Corresponds: `EVP_sha256`, `X509_digest`.
     public var fingerprintSHA256: String {
         var digest = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
@@ -166,6 +176,10 @@ public struct CertificateProfile: Sendable, Hashable {
 /// Makes an X.509 v3 certificate for `key`, signed with SHA-256 by `issuer` (certificate and key), or
 /// self-signed when `issuer` is nil. All in memory, with direct calls (`X509_new`, `X509_set_pubkey`,
 /// `X509V3_EXT_conf_nid`, `X509_sign` …): no `openssl` command is needed.
+/// - Corresponds: `ASN1_INTEGER_set`, `EVP_sha256`, `X509V3_EXT_conf_nid`, `X509V3_set_ctx`, `X509_EXTENSION_free`,
+///   `X509_NAME_add_entry_by_txt`, `X509_add_ext`, `X509_free`, `X509_get_serialNumber`, `X509_get_subject_name`,
+///   `X509_getm_notAfter`, `X509_getm_notBefore`, `X509_gmtime_adj`, `X509_new`, `X509_set_issuer_name`,
+///   `X509_set_pubkey`, `X509_set_version`, `X509_sign`.
 public func makeCertificate(_ profile: CertificateProfile, key: PrivateKey,
                             issuer: (certificate: Certificate, key: PrivateKey)? = nil) throws -> Certificate {
     try ensureSSL()
@@ -219,6 +233,7 @@ public func makeCertificate(_ profile: CertificateProfile, key: PrivateKey,
 
 /// Uses an in-memory certificate and key as a context's identity (`SSL_CTX_use_certificate`,
 /// `SSL_CTX_use_PrivateKey`, `SSL_CTX_check_private_key`), with `chain` sent after the certificate.
+/// - Corresponds: `SSL_CTX_check_private_key`, `SSL_CTX_ctrl`, `SSL_CTX_use_PrivateKey`, `SSL_CTX_use_certificate`.
 public func useIdentity(_ ctx: SSLContextPointer, certificate: Certificate, key: PrivateKey, chain: [Certificate] = []) throws {
     guard COpenSSL.SSL_CTX_use_certificate(ctx.rawValue, certificate.pointer.rawValue) == 1 else {
         throw SSLError.fromQueue(call: "SSL_CTX_use_certificate")
@@ -238,6 +253,7 @@ public func useIdentity(_ ctx: SSLContextPointer, certificate: Certificate, key:
 }
 
 /// Trusts an in-memory certificate (adds it to the context's `X509_STORE`).
+/// - Corresponds: `SSL_CTX_get_cert_store`, `X509_STORE_add_cert`.
 public func addTrustedCertificate(_ ctx: SSLContextPointer, _ certificate: Certificate) throws {
     guard let store = COpenSSL.SSL_CTX_get_cert_store(ctx.rawValue),
           COpenSSL.X509_STORE_add_cert(store, certificate.pointer.rawValue) == 1 else {

@@ -37,6 +37,7 @@ public struct SSLContextMode: OptionSet, Sendable, Hashable {
 /// Sets (and first clears) mode flags of a context and returns the mode in force afterwards
 /// (`SSL_CTX_clear_mode` then `SSL_CTX_set_mode`, i.e. `SSL_CTX_ctrl` with `SSL_CTRL_CLEAR_MODE` and
 /// `SSL_CTRL_MODE`). Connections made afterwards start with this mode.
+/// - Corresponds: `SSL_CTX_ctrl`.
 @discardableResult
 public func setSSLCtxMode(_ ctx: SSLContextPointer, mode: SSLContextMode, clear: SSLContextMode = []) -> SSLContextMode {
     if !clear.isEmpty { _ = COpenSSL.SSL_CTX_ctrl(ctx.rawValue, SSL_CTRL_CLEAR_MODE, clear.rawValue, nil) }
@@ -44,12 +45,14 @@ public func setSSLCtxMode(_ ctx: SSLContextPointer, mode: SSLContextMode, clear:
 }
 
 /// The mode of a context (`SSL_CTX_get_mode`).
+/// - Corresponds: `SSL_CTX_ctrl`.
 public func getSSLCtxMode(_ ctx: SSLContextPointer) -> SSLContextMode {
     SSLContextMode(rawValue: COpenSSL.SSL_CTX_ctrl(ctx.rawValue, SSL_CTRL_MODE, 0, nil))
 }
 
 /// Sets (and first clears) mode flags of one connection and returns its mode afterwards
 /// (`SSL_clear_mode` then `SSL_set_mode`).
+/// - Corresponds: `SSL_ctrl`.
 @discardableResult
 public func setSSLMode(_ ssl: SSLPointer, mode: SSLContextMode, clear: SSLContextMode = []) -> SSLContextMode {
     if !clear.isEmpty { _ = COpenSSL.SSL_ctrl(ssl.rawValue, SSL_CTRL_CLEAR_MODE, clear.rawValue, nil) }
@@ -57,6 +60,7 @@ public func setSSLMode(_ ssl: SSLPointer, mode: SSLContextMode, clear: SSLContex
 }
 
 /// The mode of one connection (`SSL_get_mode`).
+/// - Corresponds: `SSL_ctrl`.
 public func getSSLMode(_ ssl: SSLPointer) -> SSLContextMode {
     SSLContextMode(rawValue: COpenSSL.SSL_ctrl(ssl.rawValue, SSL_CTRL_MODE, 0, nil))
 }

@@ -54,6 +54,7 @@ public struct SSLContextOptions: OptionSet, Sendable, Hashable {
 
 /// Sets (and clears) options of a context (LispWorks' `set-ssl-ctx-options`) and returns the options in
 /// force afterwards.
+/// - Corresponds: `SSL_CTX_clear_options`, `SSL_CTX_set_options`.
 @discardableResult
 public func setSSLCtxOptions(_ ctx: SSLContextPointer, options: SSLContextOptions, clear: SSLContextOptions = []) -> SSLContextOptions {
     if !clear.isEmpty { _ = SSL_CTX_clear_options(ctx, clear.rawValue) }

@@ -46,6 +46,9 @@ public enum SSLSide: Sendable, Hashable {
 /// Makes an `SSL_CTX` (LispWorks' `make-ssl-ctx`). Free it with ``destroySSLCtx(_:)``.
 ///
 /// Goes through ``ensureSSL(alreadyDone:libraryPath:)`` first. `.v2` and `.v3` throw: OpenSSL 3 has neither.
+/// - Corresponds: `DTLS_client_method`, `DTLS_method`, `DTLS_server_method`, `SSL_CTX_free`, `SSL_CTX_new`,
+///   `SSL_CTX_set_max_proto_version`, `SSL_CTX_set_min_proto_version`, `TLS_client_method`, `TLS_method`,
+///   `TLS_server_method`.
 public func makeSSLCtx(protocol proto: SSLProtocol = .default, side: SSLSide = .both) throws -> SSLContextPointer {
     try ensureSSL()
     let method: OpaquePointer?
@@ -74,15 +77,18 @@ public func makeSSLCtx(protocol proto: SSLProtocol = .default, side: SSLSide = .
 
 /// Frees an `SSL_CTX` made by ``makeSSLCtx(protocol:side:)`` (`SSL_CTX_free`; closures kept for it are
 /// released).
+/// - Corresponds: `SSL_CTX_free`.
 public func destroySSLCtx(_ ctx: SSLContextPointer) { COpenSSL.SSL_CTX_free(ctx.rawValue) }
 
 /// Makes an `SSL` for a context (`SSL_new`). Free it with ``destroySSL(_:)``.
+/// - Corresponds: `SSL_new`.
 public func sslNew(_ ctx: SSLContextPointer) throws -> SSLPointer {
     guard let raw = COpenSSL.SSL_new(ctx.rawValue) else { throw SSLError.fromQueue(call: "SSL_new") }
     return SSLPointer(raw)
 }
 
 /// Frees an `SSL` (`SSL_free`; also frees the BIOs attached to it).
+/// - Corresponds: `SSL_free`.
 public func destroySSL(_ ssl: SSLPointer) { COpenSSL.SSL_free(ssl.rawValue) }
 
 /// An owned `SSL_CTX` (rust-openssl's `SslContext`, swift-nio-ssl's `NIOSSLContext`): made here and

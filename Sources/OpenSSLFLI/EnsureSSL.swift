@@ -14,6 +14,7 @@ public struct OpenSSLVersion: Sendable, CustomStringConvertible {
 }
 
 /// The running library's version.
+/// - Corresponds: `OPENSSL_version_major`, `OPENSSL_version_minor`, `OPENSSL_version_patch`.
 public var openSSLVersion: OpenSSLVersion {
     OpenSSLVersion(number: COpenSSL.OpenSSL_version_num(),
                    major: COpenSSL.OPENSSL_version_major(), minor: COpenSSL.OPENSSL_version_minor(),
@@ -99,6 +100,7 @@ private let initState = InitState()
 /// `libraryPath` (LispWorks' `:library-path`): a libssl/libcrypto file or their directory that the caller
 /// expects; when it is not what the process loaded (see ``loadedOpenSSL``) the call throws, saying how to
 /// select another library (PKG_CONFIG_PATH at build time, an rpath or LD_LIBRARY_PATH at run time).
+/// - Corresponds: `OPENSSL_init_ssl`.
 public func ensureSSL(alreadyDone: Bool = false, libraryPath: String? = nil) throws {
     if let libraryPath { try checkLibraryPath(libraryPath) }
     initState.lock.lock()
@@ -120,6 +122,7 @@ public func ensureSSL(alreadyDone: Bool = false, libraryPath: String? = nil) thr
 
 /// Makes sure the random generator is seeded (LispWorks' `do-rand-seed`): polls the system's entropy
 /// source if `RAND_status` says it is not, and throws if it still is not.
+/// - Corresponds: `RAND_poll`, `RAND_status`.
 public func doRandSeed() throws {
     if COpenSSL.RAND_status() == 1 { return }
     _ = COpenSSL.RAND_poll()

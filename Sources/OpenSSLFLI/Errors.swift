@@ -95,6 +95,7 @@ public struct OpenSSLErrorEntry: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Takes every entry off this thread's OpenSSL error queue, oldest first.
+/// - Corresponds: `ERR_error_string_n`, `ERR_get_error_all`, `ERR_lib_error_string`, `ERR_reason_error_string`.
 public func drainOpenSSLErrors() -> [OpenSSLErrorEntry] {
     var entries: [OpenSSLErrorEntry] = []
     for _ in 0..<256 {  // bounded: the queue holds at most 16 entries
@@ -198,6 +199,7 @@ public struct SSLError: SocketErrorFamily {
     public var reasons: [String] { queue.compactMap(\.reason) }
 
     /// The text of ``verifyResult`` (`X509_verify_cert_error_string`).
+    /// - Corresponds: `X509_verify_cert_error_string`.
     public var verifyResultText: String? {
         verifyResult.flatMap { COpenSSL.X509_verify_cert_error_string($0).map { String(cString: $0) } }
     }
@@ -235,6 +237,8 @@ public struct SSLError: SocketErrorFamily {
     /// The error of a failed `SSL_*` I/O call (`SSL_do_handshake`, `SSL_read`, `SSL_write`, `SSL_shutdown`):
     /// `SSL_get_error` decides the status and the condition kind. Call it right after the failing call,
     /// on the same thread, before anything else touches the error queue or `errno`.
+    /// - Corresponds: `SSL_get_error`, `SSL_get_verify_result`, `SSL_is_init_finished`,
+    ///   `X509_verify_cert_error_string`.
     public static func fromIO(ssl: SSLPointer, returnCode: Int32, call: String) -> SSLError {
         let savedErrno = Glibc.errno
         let status = SSLStatus(code: COpenSSL.SSL_get_error(ssl.rawValue, returnCode))

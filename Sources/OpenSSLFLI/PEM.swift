@@ -15,6 +15,7 @@ public enum PEMObject {
     case x509CRL(X509CRLPointer)
 
     /// Frees the object with the matching `*_free` call.
+    /// - Corresponds: `EVP_PKEY_free`, `X509_CRL_free`, `X509_free`.
     public func free() {
         switch self {
         case .x509(let x): COpenSSL.X509_free(x.rawValue)
@@ -135,6 +136,7 @@ extension PEMObject {
 // MARK: loading into a context, with typed errors
 
 /// Loads a certificate chain (leaf first) into a context: `SSL_CTX_use_certificate_chain_file`.
+/// - Corresponds: `SSL_CTX_use_certificate_chain_file`.
 public func useCertificateChainFile(_ ctx: SSLContextPointer, file: String) throws {
     try checkReadablePath(file, call: "SSL_CTX_use_certificate_chain_file")
     clearOpenSSLErrors()
@@ -144,6 +146,7 @@ public func useCertificateChainFile(_ ctx: SSLContextPointer, file: String) thro
 
 /// Loads a private key into a context: `SSL_CTX_use_PrivateKey_file`. An encrypted key asks the
 /// password callback (``setSSLCtxPasswordCallback(_:callback:password:)``); its error is rethrown.
+/// - Corresponds: `SSL_CTX_use_PrivateKey_file`.
 public func usePrivateKeyFile(_ ctx: SSLContextPointer, file: String, type: SSLFileType = .pem) throws {
     try checkReadablePath(file, call: "SSL_CTX_use_PrivateKey_file")
     clearOpenSSLErrors()
@@ -163,6 +166,7 @@ func withoutTerminalPrompt<T>(_ ctx: SSLContextPointer, _ body: () throws -> T) 
 }
 
 /// Checks that the context's private key matches its certificate: `SSL_CTX_check_private_key`.
+/// - Corresponds: `SSL_CTX_check_private_key`.
 public func checkPrivateKey(_ ctx: SSLContextPointer) throws {
     clearOpenSSLErrors()
     let r = SSL_CTX_check_private_key(ctx)
@@ -172,6 +176,7 @@ public func checkPrivateKey(_ ctx: SSLContextPointer) throws {
 }
 
 /// Loads trusted CA certificates from a file and/or a hashed directory: `SSL_CTX_load_verify_locations`.
+/// - Corresponds: `SSL_CTX_load_verify_locations`.
 public func loadVerifyLocations(_ ctx: SSLContextPointer, file: String? = nil, directory: String? = nil) throws {
     guard file != nil || directory != nil else {
         throw SSLError.usage("give a CA file, a CA directory or both", call: "SSL_CTX_load_verify_locations")
@@ -198,6 +203,7 @@ private let dhCache = DHCache()
 /// for the same path returns the cached object unless `force` is true (then the file is read again and
 /// the cache entry replaced). The cache owns the result: do not free it; hand it to
 /// ``setSSLCtxDH(_:dh:filename:func:filenameList:auto:)``, which takes its own reference.
+/// - Corresponds: `EVP_PKEY_free`, `EVP_PKEY_is_a`.
 public func readDHParams(file: String, force: Bool = false) throws -> EVPPKeyPointer {
     dhCache.lock.lock()
     defer { dhCache.lock.unlock() }
@@ -218,6 +224,8 @@ public func readDHParams(file: String, force: Bool = false) throws -> EVPPKeyPoi
 /// `SSL_CTX_set0_tmp_dh_pkey`: from `dh`, else from `func`'s result, else from `filename`, else from the
 /// first readable file of `filenameList`; with none of them and `auto` true, `SSL_CTX_set_dh_auto`
 /// lets OpenSSL pick parameters matching the certificate's strength.
+/// - Corresponds: `EVP_PKEY_free`, `EVP_PKEY_up_ref`, `SSL_CTX_ctrl`, `SSL_CTX_set0_tmp_dh_pkey`,
+///   `SSL_CTX_set_dh_auto`.
 public func setSSLCtxDH(_ ctx: SSLContextPointer, dh: EVPPKeyPointer? = nil, filename: String? = nil,
                         func producer: (() throws -> EVPPKeyPointer?)? = nil, filenameList: [String]? = nil,
                         auto: Bool = true) throws {

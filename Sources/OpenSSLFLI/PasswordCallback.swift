@@ -6,6 +6,7 @@ import COpenSSL
 /// The closure is kept in the context's ex_data and released when the context is freed or the callback
 /// replaced. An error the callback throws is rethrown by the helper whose C call asked for the password
 /// (``usePrivateKeyFile(_:file:type:)`` …).
+/// - Corresponds: `SSL_CTX_set_default_passwd_cb`, `SSL_CTX_set_default_passwd_cb_userdata`.
 public func setSSLCtxPasswordCallback(_ ctx: SSLContextPointer, callback: SSLPasswordCallback? = nil, password: String? = nil) throws {
     if callback != nil && password != nil {
         throw SSLError.usage("give either a callback or a password, not both", call: "setSSLCtxPasswordCallback")

@@ -7,7 +7,7 @@ import OpenSSLTLS
 /// value, and the ``OpenSSLHandler``s that run them — what a server framework (Hummingbird, Vapor, a
 /// plain `ServerBootstrap`) holds in place of swift-nio-ssl's `NIOSSLContext`.
 ///
-/// The context is made as a protocol symbol makes one (``SSLContextArgument``): the configuration's
+/// The context is made as a protocol symbol makes one (`SSLContextArgument`): the configuration's
 /// context settings (trust, certificate chain and key, server verification), then its `ctxConfigure`,
 /// then the `ctxConfigure` given here — the place for what is set once per server (OCSP stapling,
 /// session-ticket keys, a key-log file, ALPN selection, ciphers). Each ``makeHandler(sslConfigure:onPeerClose:)``
@@ -28,13 +28,13 @@ public final class OpenSSLServerContext: @unchecked Sendable {
 
     /// Makes the server's context.
     /// - Parameters:
-    ///   - configuration: the one configuration value (``TLSConfiguration``): usually
-    ///     ``TLSConfiguration/server(certificateChainFile:privateKeyFile:)`` with changes.
-    ///   - protocol: the protocol symbol (``SSLProtocol/default``: TLS 1.2 or 1.3).
+    ///   - configuration: the one configuration value (`TLSConfiguration`): usually
+    ///     `TLSConfiguration.server(certificateChainFile:privateKeyFile:)` with changes.
+    ///   - proto: (`protocol:`) the protocol symbol (`SSLProtocol.default`: TLS 1.2 or 1.3).
     ///   - ctxConfigure: runs once, right after the configuration's own `ctxConfigure`.
-    /// - Throws: ``SSLError`` (a file that does not load, a key that does not match, a refused protocol)
+    /// - Throws: `SSLError` (a file that does not load, a key that does not match, a refused protocol)
     ///   or what a configure hook threw; nothing is kept then.
-    /// - Corresponds: `SSL_CTX_new`, `SSL_CTX_up_ref`, and those of ``TLSConfiguration``'s context settings.
+    /// - Corresponds: `SSL_CTX_new`, `SSL_CTX_up_ref`, and those of `TLSConfiguration`'s context settings.
     public init(configuration: TLSConfiguration, protocol proto: SSLProtocol = .default,
                 ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil) throws {
         let holder = try TLSContextHolder.make(.protocol(proto), side: .server, configuration: configuration,
@@ -49,7 +49,7 @@ public final class OpenSSLServerContext: @unchecked Sendable {
     /// - Parameters:
     ///   - sslConfigure: runs right after the `SSL` was made, after the configuration's own.
     ///   - onPeerClose: what to do when the client's close_notify arrives unasked.
-    /// - Corresponds: `SSL_new`, `SSL_set_accept_state`, and those of ``TLSConfiguration``'s connection settings.
+    /// - Corresponds: `SSL_new`, `SSL_set_accept_state`, and those of `TLSConfiguration`'s connection settings.
     public func makeHandler(sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                             onPeerClose: PeerCloseAction = .automatic) throws -> OpenSSLHandler {
         let objects = try TLSObjects.make(on: holder, side: .server, configuration: configuration, sslConfigure: sslConfigure,

@@ -57,6 +57,7 @@ extension SSLContextHolder {
 
     /// Loads the private key — `ssl-load-private-key!`: PEM, or DER with `asn1`; with `rsa` the key
     /// must be an RSA key.
+    /// - Corresponds: `EVP_PKEY_get_base_id`, `SSL_CTX_get0_privatekey`.
     public func loadPrivateKey(_ path: String, rsa: Bool = false, asn1: Bool = false) throws {
         try usePrivateKeyFile(sslContext, file: path, type: asn1 ? .asn1 : .pem)
         if rsa {
@@ -89,6 +90,7 @@ extension SSLContextHolder {
 
     /// Sends the subjects of the certificates in a PEM file as the CAs a client certificate should come
     /// from — `ssl-load-suggested-certificate-authorities!` (`SSL_load_client_CA_file`).
+    /// - Corresponds: `SSL_CTX_set_client_CA_list`, `SSL_load_client_CA_file`.
     public func loadSuggestedCertificateAuthorities(_ path: String) throws {
         try ensureSSL()
         guard FileManager.default.isReadableFile(atPath: path) else {
@@ -296,6 +298,8 @@ public func sslClose(_ listener: SSLListener) { listener.close() }
 // MARK: SHA-1
 
 /// The SHA-1 digest of everything `input` gives until its end (Racket's `sha1-bytes`).
+/// - Corresponds: `EVP_DigestFinal_ex`, `EVP_DigestInit_ex`, `EVP_DigestUpdate`, `EVP_MD_CTX_free`,
+///   `EVP_MD_CTX_new`, `EVP_sha1`.
 public func sha1Bytes(_ input: ByteReadable) throws -> [UInt8] {
     try ensureSSL()
     guard let md = COpenSSL.EVP_MD_CTX_new() else { throw SSLError.fromQueue(call: "EVP_MD_CTX_new") }

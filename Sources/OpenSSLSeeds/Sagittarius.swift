@@ -50,6 +50,7 @@ public final class TLSSocket: @unchecked Sendable {
     public var name: String? { stream.localAddress }
 
     /// What was negotiated (`tls-socket-info`).
+    /// - Corresponds: `SSL_CIPHER_get_bits`, `SSL_get_current_cipher`.
     public var info: TLSSocketInfo {
         guard let ssl = stream.ssl else { return TLSSocketInfo(version: nil, cipher: nil, cipherBits: 0, peerSubject: nil, serverName: nil) }
         let bits = COpenSSL.SSL_get_current_cipher(ssl.rawValue).map { COpenSSL.SSL_CIPHER_get_bits($0, nil) } ?? 0

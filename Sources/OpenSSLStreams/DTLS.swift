@@ -38,6 +38,7 @@ public final class DTLSSocket: @unchecked Sendable {
     deinit { closeQuietly() }
 
     /// The largest datagram ``send(_:)`` takes (`DTLS_get_data_mtu`: the MTU less headers and expansion).
+    /// - Corresponds: `DTLS_get_data_mtu`.
     public var maximumDatagramSize: Int { DTLS_get_data_mtu(ssl) }
 
     /// Runs the handshake (and its retransmissions) within a total of `timeout` seconds (nil:
@@ -195,6 +196,7 @@ private func setNonBlocking(_ fd: Int32) { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GE
 /// Arguments and ownership are those of `attachSSL` (`SSLContextArgument`; `.protocol(.dtls)` by
 /// default: DTLS 1.2 with the secure defaults — the server is verified and its name checked).
 /// `mtu` sets the link MTU (default: the path MTU OpenSSL finds).
+/// - Corresponds: `BIO_ADDR_free`, `SSL_set_bio`, `SSL_set_connect_state`.
 public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .protocol(.dtls),
                      ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil, sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                      handshakeTimeout: TimeInterval? = nil, hostName: String? = nil, security: TLSConfiguration = .secure,
@@ -452,6 +454,7 @@ public final class DTLSListener: @unchecked Sendable {
 ///
 /// `sslCtx` is a protocol symbol (a context is made with `ctxConfigure`, which must load the server's
 /// certificate and key) or the caller's context; the cookie exchange is set up on it.
+/// - Corresponds: `SSL_CTX_set_cookie_generate_cb`, `SSL_CTX_set_cookie_verify_cb`.
 public func listenDTLS(port: Int = 0, host: String = "127.0.0.1", sslCtx: SSLContextArgument = .protocol(.dtls),
                        ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil, sslConfigure: ((SSLPointer) throws -> Void)? = nil,
                        security: TLSConfiguration = .secure, mtu: Int? = nil) throws -> DTLSListener {

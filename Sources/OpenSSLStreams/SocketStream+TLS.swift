@@ -70,6 +70,7 @@ extension SocketStream {
     /// it made is freed and the stream is left without TLS; the error is thrown: `SSLError` for TLS
     /// (kind `.handshakeTimeout`, `.verificationFailure` naming the verify result, `.failure` …), or the
     /// error a configure callback threw. Attaching to a stream that already has TLS is an error.
+    /// - Corresponds: `SSL_set_accept_state`, `SSL_set_bio`, `SSL_set_connect_state`.
     public func attachSSL(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
                           ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                           sslConfigure: ((SSLPointer) throws -> Void)? = nil,

@@ -122,6 +122,7 @@ public final class SocketStream {
     /// True when a read can make progress without waiting for the socket: plaintext is buffered, or
     /// (with TLS) received records wait in the stream or in OpenSSL. Use it with `poll` on
     /// ``fileDescriptor``: the socket may be quiet while data waits here.
+    /// - Corresponds: `SSL_pending`.
     public var hasBufferedInput: Bool {
         if !readBuffer.isEmpty { return true }
         guard let tls else { return false }

@@ -112,6 +112,7 @@ public final class TLSEngine {
     // MARK: TLS
 
     /// Whether the handshake is finished.
+    /// - Corresponds: `SSL_is_init_finished`.
     public var isHandshakeDone: Bool { COpenSSL.SSL_is_init_finished(ssl.rawValue) == 1 }
 
     /// Advances the handshake: true when it is finished, false when it needs more input (send the

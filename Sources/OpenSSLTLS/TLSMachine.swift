@@ -121,6 +121,7 @@ public final class TLSMachine {
     // MARK: Operations
 
     /// Advances the handshake (`SSL_do_handshake`).
+    /// - Corresponds: `SSL_do_handshake`, `SSL_is_init_finished`.
     public func handshake() -> TLSResult {
         if handshakeDone { return .complete(0) }
         if COpenSSL.SSL_is_init_finished(ssl.rawValue) == 1 { handshakeDone = true; return .complete(0) }
@@ -130,6 +131,7 @@ public final class TLSMachine {
     }
 
     /// Reads plaintext (`SSL_read`); ``TLSResult/closed`` at the peer's close_notify (and after it).
+    /// - Corresponds: `SSL_read`.
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> TLSResult {
         if peerClosed { return .closed }
         guard buffer.count > 0 else { return .complete(0) }
@@ -137,6 +139,7 @@ public final class TLSMachine {
     }
 
     /// Peeks at plaintext without consuming it (`SSL_peek`), as ``read(into:)``.
+    /// - Corresponds: `SSL_peek`.
     public func peek(into buffer: UnsafeMutableRawBufferPointer) -> TLSResult {
         if peerClosed { return .closed }
         guard buffer.count > 0 else { return .complete(0) }
@@ -144,6 +147,7 @@ public final class TLSMachine {
     }
 
     /// Encrypts at most 1 GiB of `bytes` (`SSL_write`): the bytes taken.
+    /// - Corresponds: `SSL_write`.
     public func write(_ bytes: UnsafeRawBufferPointer) -> TLSResult {
         guard bytes.count > 0 else { return .complete(0) }
         let chunk = Int32(min(bytes.count, 1 << 30))
@@ -157,6 +161,7 @@ public final class TLSMachine {
     /// - sent: ``TLSResult/wantRead`` until the peer's arrives;
     /// - closed, or a connection that failed or never finished its handshake: ``TLSResult/closed``, and
     ///   nothing is sent (no close_notify after a fatal alert).
+    /// - Corresponds: `SSL_get_error`, `SSL_is_init_finished`, `SSL_shutdown`.
     public func shutdown() -> TLSResult {
         switch shutdownState {
         case .closed, .failed: return .closed

@@ -3,6 +3,7 @@ import Foundation
 
 extension Certificate {
     /// Reads a DER certificate (`d2i_X509`).
+    /// - Corresponds: `d2i_X509`.
     public convenience init(der: [UInt8]) throws {
         try ensureSSL()
         let x509: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
@@ -36,6 +37,7 @@ extension Certificate {
     }
 
     /// The certificate in DER form (`i2d_X509`).
+    /// - Corresponds: `i2d_X509`.
     public func der() throws -> [UInt8] {
         let length = COpenSSL.i2d_X509(pointer.rawValue, nil)
         guard length > 0 else { throw SSLError.fromQueue(call: "i2d_X509") }
@@ -48,6 +50,7 @@ extension Certificate {
     }
 
     /// The subjectAltName entries, as "DNS:name", "IP:address", "email:…" or "URI:…".
+    /// - Corresponds: `GENERAL_NAMES_free`, `OPENSSL_sk_num`, `OPENSSL_sk_value`, `X509_get_ext_d2i`.
     public var subjectAlternativeNames: [String] {
         guard let names = COpenSSL.X509_get_ext_d2i(pointer.rawValue, NID_subject_alt_name, nil, nil) else { return [] }
         let stack = OpaquePointer(names)
@@ -79,11 +82,14 @@ extension Certificate {
     public var ipAddresses: [String] { subjectAlternativeNames.filter { $0.hasPrefix("IP:") }.map { String($0.dropFirst(3)) } }
 
     /// The start of the validity period.
+    /// - Corresponds: `X509_get0_notBefore`.
     public var notBefore: Date? { date(COpenSSL.X509_get0_notBefore(pointer.rawValue)) }
     /// The end of the validity period.
+    /// - Corresponds: `X509_get0_notAfter`.
     public var notAfter: Date? { date(COpenSSL.X509_get0_notAfter(pointer.rawValue)) }
 
     /// The serial number, as upper-case hex.
+    /// - Corresponds: `ASN1_INTEGER_to_BN`, `BN_bn2hex`, `BN_free`, `CRYPTO_free`, `X509_get0_serialNumber`.
     public var serialNumber: String {
         guard let serial = COpenSSL.X509_get0_serialNumber(pointer.rawValue),
               let bn = COpenSSL.ASN1_INTEGER_to_BN(serial, nil) else { return "" }
@@ -94,6 +100,7 @@ extension Certificate {
     }
 
     /// The SHA-1 fingerprint, as colon-separated upper-case hex (what older tools print).
+    /// - Corresponds: `EVP_sha1`, `X509_digest`.
     public var fingerprintSHA1: String {
         var digest = [UInt8](repeating: 0, count: 20)
         var length: UInt32 = 0
@@ -102,12 +109,14 @@ extension Certificate {
     }
 
     /// Whether `key` is the private key of this certificate (`X509_check_private_key`).
+    /// - Corresponds: `ERR_clear_error`, `X509_check_private_key`.
     public func matches(_ key: PrivateKey) -> Bool {
         defer { COpenSSL.ERR_clear_error() }
         return COpenSSL.X509_check_private_key(pointer.rawValue, key.pointer.rawValue) == 1
     }
 
     /// Whether the certificate is for `host` (a DNS name, or an IP address), by its subjectAltName.
+    /// - Corresponds: `X509_check_host`, `X509_check_ip_asc`.
     public func isValid(forHost host: String) -> Bool {
         var v4 = in_addr(), v6 = in6_addr()
         if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 {
@@ -135,6 +144,7 @@ private func asn1Bytes(_ string: UnsafeMutablePointer<asn1_string_st>?) -> [UInt
 
 extension PrivateKey {
     /// Reads a DER private key (PKCS#8 or the traditional form; `d2i_AutoPrivateKey`).
+    /// - Corresponds: `d2i_AutoPrivateKey`.
     public convenience init(der: [UInt8]) throws {
         try ensureSSL()
         let key: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
@@ -146,6 +156,7 @@ extension PrivateKey {
     }
 
     /// The key in DER form (PKCS#8, `i2d_PKCS8PrivateKey_bio`).
+    /// - Corresponds: `BIO_ctrl`, `BIO_free`, `BIO_new`, `BIO_s_mem`, `i2d_PKCS8PrivateKey_bio`.
     public func der() throws -> [UInt8] {
         guard let bio = COpenSSL.BIO_new(COpenSSL.BIO_s_mem()) else { throw SSLError.fromQueue(call: "BIO_new") }
         defer { COpenSSL.BIO_free(bio) }
@@ -159,6 +170,7 @@ extension PrivateKey {
     }
 
     /// The key as PEM encrypted with AES-256-CBC under `passphrase` ("-----BEGIN ENCRYPTED PRIVATE KEY-----").
+    /// - Corresponds: `EVP_aes_256_cbc`, `PEM_write_bio_PKCS8PrivateKey`.
     public func pem(passphrase: String) throws -> String {
         guard !passphrase.isEmpty else { throw SSLError.usage("the passphrase is empty", call: "PEM_write_bio_PKCS8PrivateKey") }
         return try memoryBIOText(call: "PEM_write_bio_PKCS8PrivateKey") { bio in
@@ -168,6 +180,8 @@ extension PrivateKey {
     }
 
     /// A new RSA key (`EVP_RSA_gen`); 2048 bits or more for Debian's default security level.
+    /// - Corresponds: `EVP_PKEY_CTX_free`, `EVP_PKEY_CTX_new_from_name`, `EVP_PKEY_CTX_set_rsa_keygen_bits`,
+    ///   `EVP_PKEY_generate`, `EVP_PKEY_keygen_init`.
     public static func generateRSA(bits: UInt32 = 2048) throws -> PrivateKey {
         try ensureSSL()
         guard bits >= 1024 else { throw SSLError.usage("an RSA key has at least 1024 bits", call: "EVP_RSA_gen") }
@@ -193,6 +207,7 @@ public final class CertificateRevocationList: @unchecked Sendable {
     deinit { COpenSSL.X509_CRL_free(pointer.rawValue) }
 
     /// Reads a PEM CRL ("-----BEGIN X509 CRL-----").
+    /// - Corresponds: `PEM_read_bio_X509_CRL`.
     public init(pem: String) throws {
         try ensureSSL()
         let crl = try withMemoryBIO(pem) { COpenSSL.PEM_read_bio_X509_CRL($0, nil, refusePassword, nil) }
@@ -201,11 +216,14 @@ public final class CertificateRevocationList: @unchecked Sendable {
     }
 
     /// The CRL as PEM.
+    /// - Corresponds: `PEM_write_bio_X509_CRL`.
     public func pem() throws -> String {
         try memoryBIOText(call: "PEM_write_bio_X509_CRL") { COpenSSL.PEM_write_bio_X509_CRL($0, pointer.rawValue) }
     }
 
     /// The serial numbers it revokes, as upper-case hex.
+    /// - Corresponds: `ASN1_INTEGER_to_BN`, `BN_bn2hex`, `BN_free`, `CRYPTO_free`, `OPENSSL_sk_num`,
+    ///   `OPENSSL_sk_value`, `X509_CRL_get_REVOKED`, `X509_REVOKED_get0_serialNumber`.
     public var revokedSerialNumbers: [String] {
         guard let stack = COpenSSL.X509_CRL_get_REVOKED(pointer.rawValue) else { return [] }
         return (0..<max(COpenSSL.OPENSSL_sk_num(stack), 0)).compactMap { i in
@@ -220,6 +238,11 @@ public final class CertificateRevocationList: @unchecked Sendable {
     }
 
     /// Makes a CRL signed by `issuer`, revoking the given certificates, valid from now for `validity` seconds.
+    /// - Corresponds: `ASN1_STRING_free`, `ASN1_TIME_adj`, `EVP_sha256`, `X509_CRL_add0_revoked`, `X509_CRL_new`,
+    ///   `X509_CRL_set1_lastUpdate`, `X509_CRL_set1_nextUpdate`, `X509_CRL_set_issuer_name`, `X509_CRL_set_version`,
+    ///   `X509_CRL_sign`, `X509_CRL_sort`, `X509_REVOKED_free`, `X509_REVOKED_new`,
+    ///   `X509_REVOKED_set_revocationDate`, `X509_REVOKED_set_serialNumber`, `X509_get_serialNumber`,
+    ///   `X509_get_subject_name`.
     public static func make(issuer: (certificate: Certificate, key: PrivateKey), revoking revoked: [Certificate],
                             validity: Int = 7 * 86_400) throws -> CertificateRevocationList {
         try ensureSSL()

@@ -58,6 +58,7 @@ extension SSLContextPointer {
     /// Client: asks servers for a stapled OCSP response (`SSL_CTX_set_tlsext_status_type`) and, with a
     /// callback, checks it during the handshake. The response is readable afterwards with
     /// ``SSLPointer/ocspResponse``.
+    /// - Corresponds: `SSL_CTX_set_tlsext_status_type`.
     public func requestOCSPStatus(_ callback: SSLOCSPResponseCallback? = nil) throws {
         guard SSL_CTX_set_tlsext_status_type(self, Int(TLSEXT_STATUSTYPE_ocsp)) == 1 else {
             throw SSLError.fromQueue(call: "SSL_CTX_set_tlsext_status_type")
@@ -76,6 +77,7 @@ extension SSLContextPointer {
 
 extension SSLPointer {
     /// Client: asks the server of this connection for a stapled OCSP response.
+    /// - Corresponds: `SSL_set_tlsext_status_type`.
     public func requestOCSPStatus() throws {
         guard SSL_set_tlsext_status_type(self, Int(TLSEXT_STATUSTYPE_ocsp)) == 1 else {
             throw SSLError.fromQueue(call: "SSL_set_tlsext_status_type")
@@ -83,6 +85,7 @@ extension SSLPointer {
     }
 
     /// Client: the DER OCSP response the server stapled, if any (`SSL_get_tlsext_status_ocsp_resp`).
+    /// - Corresponds: `SSL_get_tlsext_status_ocsp_resp`.
     public var ocspResponse: [UInt8]? {
         var data: UnsafeMutablePointer<UInt8>?
         let length = SSL_get_tlsext_status_ocsp_resp(self, &data)
@@ -243,6 +246,7 @@ extension SSLContextPointer {
     /// Client: sets (or with nil removes) the PSK callback, for TLS 1.3 external PSKs
     /// (`SSL_CTX_set_psk_use_session_callback`) and TLS 1.2 PSK cipher suites
     /// (`SSL_CTX_set_psk_client_callback`). With PSK only, no certificate is needed on either side.
+    /// - Corresponds: `SSL_CTX_set_psk_client_callback`, `SSL_CTX_set_psk_use_session_callback`.
     public func setPSKClientCallback(_ callback: SSLPSKClientCallback?) {
         CallbackRegistry.of(self).setClosure(.pskClient, callback)
         COpenSSL.SSL_CTX_set_psk_use_session_callback(rawValue, callback == nil ? nil : pskUseSessionTrampoline)
@@ -251,6 +255,7 @@ extension SSLContextPointer {
 
     /// Server: sets (or with nil removes) the PSK lookup, for TLS 1.3 (`SSL_CTX_set_psk_find_session_callback`,
     /// the key used with `tls13Cipher`) and TLS 1.2 (`SSL_CTX_set_psk_server_callback`).
+    /// - Corresponds: `SSL_CTX_set_psk_find_session_callback`, `SSL_CTX_set_psk_server_callback`.
     public func setPSKServerCallback(tls13Cipher: String = "TLS_AES_128_GCM_SHA256", _ callback: SSLPSKServerCallback?) {
         let registry = CallbackRegistry.of(self)
         registry.setClosure(.pskServer, callback)
@@ -260,6 +265,7 @@ extension SSLContextPointer {
     }
 
     /// Server, TLS 1.2: the identity hint sent to clients (`SSL_CTX_use_psk_identity_hint`).
+    /// - Corresponds: `SSL_CTX_use_psk_identity_hint`.
     public func setPSKIdentityHint(_ hint: String) throws {
         guard COpenSSL.SSL_CTX_use_psk_identity_hint(rawValue, hint) == 1 else {
             throw SSLError.fromQueue(call: "SSL_CTX_use_psk_identity_hint")

@@ -20,6 +20,7 @@ private let keylogTrampoline: @convention(c) (OpaquePointer?, UnsafePointer<CCha
 extension SSLContextPointer {
     /// Sets (or with nil removes) the key log callback (`SSL_CTX_set_keylog_callback`). Off unless set
     /// here: nothing in this package turns it on from an environment variable.
+    /// - Corresponds: `SSL_CTX_set_keylog_callback`.
     public func setKeylogCallback(_ callback: SSLKeylogCallback?) {
         CallbackRegistry.of(self).setClosure(.keylog, callback)
         SSL_CTX_set_keylog_callback(self, callback == nil ? nil : keylogTrampoline)
@@ -59,8 +60,10 @@ public struct SSLInfoEvent: Sendable, Hashable, CustomStringConvertible {
     public var isLoop: Bool { whereFlags & SSL_CB_LOOP != 0 }
     public var isExit: Bool { whereFlags & SSL_CB_EXIT != 0 }
     /// For an alert: "fatal" or "warning".
+    /// - Corresponds: `SSL_alert_type_string_long`.
     public var alertType: String? { isAlert ? COpenSSL.SSL_alert_type_string_long(value).map { String(cString: $0) } : nil }
     /// For an alert: its description ("handshake failure", "close notify" …).
+    /// - Corresponds: `SSL_alert_desc_string_long`.
     public var alertDescription: String? { isAlert ? COpenSSL.SSL_alert_desc_string_long(value).map { String(cString: $0) } : nil }
 
     public var description: String {
@@ -82,6 +85,7 @@ private let infoTrampoline: @convention(c) (OpaquePointer?, Int32, Int32) -> Voi
 
 extension SSLContextPointer {
     /// Sets (or with nil removes) the info callback of the context's connections (`SSL_CTX_set_info_callback`).
+    /// - Corresponds: `SSL_CTX_set_info_callback`.
     public func setInfoCallback(_ callback: SSLInfoCallback?) {
         CallbackRegistry.of(self).setClosure(.info, callback)
         COpenSSL.SSL_CTX_set_info_callback(rawValue, callback == nil ? nil : infoTrampoline)
@@ -90,6 +94,7 @@ extension SSLContextPointer {
 
 extension SSLPointer {
     /// Sets (or with nil removes) the info callback of this connection (`SSL_set_info_callback`).
+    /// - Corresponds: `SSL_set_info_callback`.
     public func setInfoCallback(_ callback: SSLInfoCallback?) {
         CallbackRegistry.of(self).setClosure(.info, callback)
         COpenSSL.SSL_set_info_callback(rawValue, callback == nil ? nil : infoTrampoline)
@@ -126,6 +131,7 @@ private let messageTrampoline: @convention(c) (Int32, Int32, Int32, UnsafeRawPoi
 
 extension SSLContextPointer {
     /// Sets (or with nil removes) the message callback (`SSL_CTX_set_msg_callback`).
+    /// - Corresponds: `SSL_CTX_set_msg_callback`.
     public func setMessageCallback(_ callback: SSLMessageCallback?) {
         CallbackRegistry.of(self).setClosure(.message, callback)
         COpenSSL.SSL_CTX_set_msg_callback(rawValue, callback == nil ? nil : messageTrampoline)
@@ -137,6 +143,7 @@ extension SSLContextPointer {
 extension SSLPointer {
     /// Keying material derived from the connection's secrets (RFC 5705 / RFC 8446 §7.5,
     /// `SSL_export_keying_material`): both ends get the same bytes for the same label and context.
+    /// - Corresponds: `SSL_export_keying_material`.
     public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, length: Int) throws -> [UInt8] {
         guard length > 0 else { throw SSLError.usage("the length must be positive", call: "SSL_export_keying_material") }
         var output = [UInt8](repeating: 0, count: length)

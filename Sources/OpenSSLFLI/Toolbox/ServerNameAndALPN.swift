@@ -43,6 +43,7 @@ extension SSLContextPointer {
     /// After a switch (`SSL_set_SSL_CTX`) the connection uses the new context's certificate and key, and
     /// OpenSSL reads most context callbacks (ALPN, key log, status) from the new context: set them there
     /// too. The connection keeps its own callbacks and the verify settings it was made with.
+    /// - Corresponds: `SSL_CTX_set_tlsext_servername_callback`.
     public func setServerNameCallback(_ callback: SSLServerNameCallback?) {
         CallbackRegistry.of(self).setClosure(.serverName, callback)
         _ = SSL_CTX_set_tlsext_servername_callback(self, callback == nil ? nil : serverNameTrampoline)
@@ -52,6 +53,7 @@ extension SSLContextPointer {
 extension SSLPointer {
     /// Client: the server name to send (SNI, `SSL_set_tlsext_host_name`). Does not check the
     /// certificate against it: see ``setExpectedHost(_:)``.
+    /// - Corresponds: `SSL_set_tlsext_host_name`.
     public func setServerName(_ name: String) throws {
         guard !name.isEmpty else { throw SSLError.usage("the server name is empty", call: "SSL_set_tlsext_host_name") }
         guard !name.utf8.contains(0) else { throw SSLError.usage("the server name contains a NUL byte", call: "SSL_set_tlsext_host_name") }
@@ -61,6 +63,7 @@ extension SSLPointer {
     }
 
     /// The server name: on a server, what the client asked for; on a client, what it sends.
+    /// - Corresponds: `SSL_get_servername`.
     public var serverName: String? {
         COpenSSL.SSL_get_servername(rawValue, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }
     }
@@ -139,6 +142,7 @@ private let alpnSelectTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableP
 
 extension SSLContextPointer {
     /// Client: the protocols to offer by ALPN, most preferred first (`SSL_CTX_set_alpn_protos`).
+    /// - Corresponds: `SSL_CTX_set_alpn_protos`.
     public func setALPNProtocols(_ protocols: [String]) throws {
         let wire = try alpnWireFormat(protocols)
         // SSL_CTX_set_alpn_protos returns 0 on success.
@@ -148,6 +152,7 @@ extension SSLContextPointer {
     }
 
     /// Server: sets (or with nil removes) the ALPN select callback (`SSL_CTX_set_alpn_select_cb`).
+    /// - Corresponds: `SSL_CTX_set_alpn_select_cb`.
     public func setALPNSelectCallback(_ callback: SSLALPNSelectCallback?) {
         CallbackRegistry.of(self).setClosure(.alpnSelect, callback)
         COpenSSL.SSL_CTX_set_alpn_select_cb(rawValue, callback == nil ? nil : alpnSelectTrampoline, nil)
@@ -169,6 +174,7 @@ extension SSLContextPointer {
 
 extension SSLPointer {
     /// Client: the protocols to offer by ALPN for this connection (`SSL_set_alpn_protos`).
+    /// - Corresponds: `SSL_set_alpn_protos`.
     public func setALPNProtocols(_ protocols: [String]) throws {
         let wire = try alpnWireFormat(protocols, call: "SSL_set_alpn_protos")
         guard COpenSSL.SSL_set_alpn_protos(rawValue, wire, UInt32(wire.count)) == 0 else {
@@ -177,6 +183,7 @@ extension SSLPointer {
     }
 
     /// The protocol ALPN settled on (`SSL_get0_alpn_selected`), nil when none.
+    /// - Corresponds: `SSL_get0_alpn_selected`.
     public var alpnSelected: String? {
         let (data, length) = SSL_get0_alpn_selected(self)
         guard let data, length > 0 else { return nil }

@@ -10,12 +10,14 @@ public final class SSLSession: @unchecked Sendable {
     public init(taking pointer: SSLSessionPointer) { self.pointer = pointer }
 
     /// Keeps a session OpenSSL owns (takes a reference with `SSL_SESSION_up_ref`).
+    /// - Corresponds: `SSL_SESSION_up_ref`.
     public init(retaining pointer: SSLSessionPointer) {
         COpenSSL.SSL_SESSION_up_ref(pointer.rawValue)
         self.pointer = pointer
     }
 
     /// Reads a session saved with ``der()`` (`d2i_SSL_SESSION`).
+    /// - Corresponds: `d2i_SSL_SESSION`.
     public init(der: [UInt8]) throws {
         try ensureSSL()
         let session: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
@@ -30,6 +32,7 @@ public final class SSLSession: @unchecked Sendable {
 
     /// The session in DER form (`i2d_SSL_SESSION`), to keep it beyond this process. It holds the
     /// session's secret: store it as a secret.
+    /// - Corresponds: `i2d_SSL_SESSION`.
     public func der() throws -> [UInt8] {
         let length = COpenSSL.i2d_SSL_SESSION(pointer.rawValue, nil)
         guard length > 0 else { throw SSLError.fromQueue(call: "i2d_SSL_SESSION") }
@@ -43,14 +46,19 @@ public final class SSLSession: @unchecked Sendable {
     }
 
     /// Whether the session can resume a connection (`SSL_SESSION_is_resumable`).
+    /// - Corresponds: `SSL_SESSION_is_resumable`.
     public var isResumable: Bool { COpenSSL.SSL_SESSION_is_resumable(pointer.rawValue) == 1 }
     /// The protocol version (`TLS1_3_VERSION` …).
+    /// - Corresponds: `SSL_SESSION_get_protocol_version`.
     public var protocolVersion: Int32 { COpenSSL.SSL_SESSION_get_protocol_version(pointer.rawValue) }
     /// The session's lifetime in seconds.
+    /// - Corresponds: `SSL_SESSION_get_timeout`.
     public var timeout: Int { COpenSSL.SSL_SESSION_get_timeout(pointer.rawValue) }
     /// Whether the server gave a ticket for it.
+    /// - Corresponds: `SSL_SESSION_has_ticket`.
     public var hasTicket: Bool { COpenSSL.SSL_SESSION_has_ticket(pointer.rawValue) == 1 }
     /// The session ID (empty for TLS 1.3 ticket sessions on some servers).
+    /// - Corresponds: `SSL_SESSION_get_id`.
     public var id: [UInt8] {
         var length: UInt32 = 0
         guard let bytes = COpenSSL.SSL_SESSION_get_id(pointer.rawValue, &length) else { return [] }
@@ -94,28 +102,34 @@ private let newSessionTrampoline: @convention(c) (OpaquePointer?, OpaquePointer?
 
 extension SSLContextPointer {
     /// Sets the session cache mode (`SSL_CTX_set_session_cache_mode`) and returns the previous one.
+    /// - Corresponds: `SSL_CTX_set_session_cache_mode`.
     @discardableResult
     public func setSessionCacheMode(_ mode: SSLSessionCacheMode) -> SSLSessionCacheMode {
         SSLSessionCacheMode(rawValue: SSL_CTX_set_session_cache_mode(self, mode.rawValue))
     }
 
     /// The session cache mode.
+    /// - Corresponds: `SSL_CTX_get_session_cache_mode`.
     public var sessionCacheMode: SSLSessionCacheMode { SSLSessionCacheMode(rawValue: SSL_CTX_get_session_cache_mode(self)) }
 
     /// How many sessions the internal cache keeps (`SSL_CTX_sess_set_cache_size`; 0 = no limit).
+    /// - Corresponds: `SSL_CTX_sess_get_cache_size`, `SSL_CTX_sess_set_cache_size`.
     public var sessionCacheSize: Int {
         get { SSL_CTX_sess_get_cache_size(self) }
         nonmutating set { _ = SSL_CTX_sess_set_cache_size(self, newValue) }
     }
 
     /// The number of sessions in the internal cache now (`SSL_CTX_sess_number`).
+    /// - Corresponds: `SSL_CTX_sess_number`.
     public var sessionCount: Int { SSL_CTX_sess_number(self) }
 
     /// The number of resumed handshakes (`SSL_CTX_sess_hits`).
+    /// - Corresponds: `SSL_CTX_sess_hits`.
     public var sessionHits: Int { SSL_CTX_sess_hits(self) }
 
     /// Server: turns stateless session tickets on (the default) or off (`SSL_OP_NO_TICKET`; TLS 1.3
     /// then uses stateful, single-use tickets from the cache).
+    /// - Corresponds: `SSL_CTX_clear_options`, `SSL_CTX_set_options`.
     public func setSessionTickets(enabled: Bool) {
         if enabled { _ = SSL_CTX_clear_options(self, SSL_OP_NO_TICKET) } else { _ = SSL_CTX_set_options(self, SSL_OP_NO_TICKET) }
     }
@@ -138,6 +152,7 @@ extension SSLContextPointer {
     }
 
     /// Server: the number of TLS 1.3 tickets sent after a full handshake (`SSL_CTX_set_num_tickets`; 2 by default).
+    /// - Corresponds: `SSL_CTX_get_num_tickets`, `SSL_CTX_set_num_tickets`.
     public var ticketCount: Int {
         get { COpenSSL.SSL_CTX_get_num_tickets(rawValue) }
         nonmutating set { _ = COpenSSL.SSL_CTX_set_num_tickets(rawValue, newValue) }
@@ -145,6 +160,7 @@ extension SSLContextPointer {
 
     /// Server: the session ID context (`SSL_CTX_set_session_id_context`): sessions only resume within
     /// the same context. Needed for resumption when client certificates are verified.
+    /// - Corresponds: `SSL_CTX_set_session_id_context`.
     public func setSessionIDContext(_ id: String) throws {
         let bytes = Array(id.utf8)
         guard bytes.count <= Int(SSL_MAX_SID_CTX_LENGTH) else {
@@ -157,6 +173,7 @@ extension SSLContextPointer {
 
     /// Sets (or with nil removes) the new-session callback (`SSL_CTX_sess_set_new_cb`). A client sees
     /// sessions only when the cache mode includes ``SSLSessionCacheMode/client``.
+    /// - Corresponds: `SSL_CTX_sess_set_new_cb`.
     public func setNewSessionCallback(_ callback: SSLNewSessionCallback?) {
         CallbackRegistry.of(self).setClosure(.newSession, callback)
         COpenSSL.SSL_CTX_sess_set_new_cb(rawValue, callback == nil ? nil : newSessionTrampoline)
@@ -166,9 +183,11 @@ extension SSLContextPointer {
 extension SSLPointer {
     /// The session of this connection (`SSL_get1_session`), to resume a later one; nil before the
     /// handshake. In TLS 1.3 the resumable session arrives after the handshake, with the first read.
+    /// - Corresponds: `SSL_get1_session`.
     public var session: SSLSession? { COpenSSL.SSL_get1_session(rawValue).map { SSLSession(taking: SSLSessionPointer($0)) } }
 
     /// Client: offers a session to resume (`SSL_set_session`); call before the handshake.
+    /// - Corresponds: `SSL_set_session`.
     public func setSession(_ session: SSLSession) throws {
         guard COpenSSL.SSL_set_session(rawValue, session.pointer.rawValue) == 1 else {
             throw SSLError.fromQueue(call: "SSL_set_session")
@@ -176,6 +195,7 @@ extension SSLPointer {
     }
 
     /// Whether the handshake resumed a session (`SSL_session_reused`).
+    /// - Corresponds: `SSL_session_reused`.
     public var isSessionReused: Bool { COpenSSL.SSL_session_reused(rawValue) == 1 }
 }
 

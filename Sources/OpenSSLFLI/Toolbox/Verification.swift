@@ -64,31 +64,37 @@ public struct X509StoreContext {
     public init(_ pointer: X509StoreContextPointer) { self.pointer = pointer }
 
     /// The depth of the certificate being checked: 0 is the peer's own certificate.
+    /// - Corresponds: `X509_STORE_CTX_get_error_depth`.
     public var depth: Int32 { COpenSSL.X509_STORE_CTX_get_error_depth(pointer.rawValue) }
 
     /// The verification error so far (`X509_V_OK` when none); setting it changes what verification reports.
+    /// - Corresponds: `X509_STORE_CTX_get_error`, `X509_STORE_CTX_set_error`.
     public var error: Int32 {
         get { COpenSSL.X509_STORE_CTX_get_error(pointer.rawValue) }
         nonmutating set { COpenSSL.X509_STORE_CTX_set_error(pointer.rawValue, newValue) }
     }
 
     /// The text of ``error`` ("certificate has expired" …).
+    /// - Corresponds: `X509_verify_cert_error_string`.
     public var errorString: String {
         COpenSSL.X509_verify_cert_error_string(Int(error)).map { String(cString: $0) } ?? "verify error \(error)"
     }
 
     /// The certificate being checked (a new reference).
+    /// - Corresponds: `X509_STORE_CTX_get_current_cert`.
     public var currentCertificate: Certificate? {
         COpenSSL.X509_STORE_CTX_get_current_cert(pointer.rawValue).map { Certificate(retaining: X509Pointer($0)) }
     }
 
     /// The chain built so far, the peer's certificate first.
+    /// - Corresponds: `X509_STORE_CTX_get0_chain`.
     public var chain: [Certificate] {
         guard let stack = COpenSSL.X509_STORE_CTX_get0_chain(pointer.rawValue) else { return [] }
         return certificates(in: stack)
     }
 
     /// The TLS connection being verified.
+    /// - Corresponds: `SSL_get_ex_data_X509_STORE_CTX_idx`, `X509_STORE_CTX_get_ex_data`.
     public var ssl: SSLPointer? {
         SSLPointer(raw: COpenSSL.X509_STORE_CTX_get_ex_data(pointer.rawValue, COpenSSL.SSL_get_ex_data_X509_STORE_CTX_idx()))
     }
@@ -125,6 +131,7 @@ private let verifyTrampoline: @convention(c) (Int32, OpaquePointer?) -> Int32 = 
 
 /// Sets the verification mode of a context (LispWorks' `set-verification-mode`) and, optionally, a
 /// verify callback (nil removes the one set before). `side` decides what `.always` and `.once` mean.
+/// - Corresponds: `SSL_CTX_set_verify`.
 public func setVerificationMode(_ ctx: SSLContextPointer, side: SSLSide, mode: SSLVerificationMode,
                                 callback: SSLVerifyCallback? = nil) {
     CallbackRegistry.of(ctx).setClosure(.verify, callback)
@@ -132,6 +139,7 @@ public func setVerificationMode(_ ctx: SSLContextPointer, side: SSLSide, mode: S
 }
 
 /// Sets the verification mode of one connection, and optionally its own verify callback.
+/// - Corresponds: `SSL_set_verify`.
 public func setVerificationMode(_ ssl: SSLPointer, side: SSLSide, mode: SSLVerificationMode,
                                 callback: SSLVerifyCallback? = nil) {
     CallbackRegistry.of(ssl).setClosure(.verify, callback)
@@ -139,11 +147,13 @@ public func setVerificationMode(_ ssl: SSLPointer, side: SSLSide, mode: SSLVerif
 }
 
 /// The verification flags of a context (LispWorks' `get-verification-mode`).
+/// - Corresponds: `SSL_CTX_get_verify_mode`.
 public func getVerificationMode(_ ctx: SSLContextPointer) -> SSLVerifyFlags {
     SSLVerifyFlags(rawValue: COpenSSL.SSL_CTX_get_verify_mode(ctx.rawValue))
 }
 
 /// The verification flags of a connection.
+/// - Corresponds: `SSL_get_verify_mode`.
 public func getVerificationMode(_ ssl: SSLPointer) -> SSLVerifyFlags {
     SSLVerifyFlags(rawValue: COpenSSL.SSL_get_verify_mode(ssl.rawValue))
 }
@@ -160,6 +170,7 @@ public enum CRLChecking: Sendable, Hashable {
 
 extension SSLContextPointer {
     /// Trusts the system's certificate store (`SSL_CTX_set_default_verify_paths`).
+    /// - Corresponds: `SSL_CTX_set_default_verify_paths`.
     public func trustSystemStore() throws {
         guard COpenSSL.SSL_CTX_set_default_verify_paths(rawValue) == 1 else {
             throw SSLError.fromQueue(call: "SSL_CTX_set_default_verify_paths")
@@ -177,6 +188,7 @@ extension SSLContextPointer {
     }
 
     /// The longest chain accepted below the peer's certificate (`SSL_CTX_set_verify_depth`).
+    /// - Corresponds: `SSL_CTX_get_verify_depth`, `SSL_CTX_set_verify_depth`.
     public var verifyDepth: Int32 {
         get { COpenSSL.SSL_CTX_get_verify_depth(rawValue) }
         nonmutating set { COpenSSL.SSL_CTX_set_verify_depth(rawValue, newValue) }
@@ -185,6 +197,7 @@ extension SSLContextPointer {
     /// Turns checking of certificate revocation lists on or off. CRLs come from the trust store
     /// (``addCRL(_:)``, or CRL PEM blocks in a trusted file or directory); with checking on, a
     /// certificate whose CRL is missing fails ("unable to get certificate CRL").
+    /// - Corresponds: `SSL_CTX_get0_param`, `X509_VERIFY_PARAM_clear_flags`, `X509_VERIFY_PARAM_set_flags`.
     public func setCRLChecking(_ checking: CRLChecking) throws {
         guard let param = COpenSSL.SSL_CTX_get0_param(rawValue) else { throw SSLError.fromQueue(call: "SSL_CTX_get0_param") }
         let both = UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL)
@@ -197,6 +210,7 @@ extension SSLContextPointer {
     }
 
     /// Adds a certificate revocation list to the context's trust store.
+    /// - Corresponds: `SSL_CTX_get_cert_store`, `X509_STORE_add_crl`.
     public func addCRL(_ crl: CertificateRevocationList) throws {
         guard let store = COpenSSL.SSL_CTX_get_cert_store(rawValue),
               COpenSSL.X509_STORE_add_crl(store, crl.pointer.rawValue) == 1 else {
@@ -208,6 +222,7 @@ extension SSLContextPointer {
 extension SSLPointer {
     /// Checks the peer's certificate against a host name, or an IP address when `name` is one
     /// (`SSL_set1_host`, or `X509_VERIFY_PARAM_set1_ip_asc`). Verification must be on.
+    /// - Corresponds: `SSL_get0_param`, `SSL_set1_host`, `X509_VERIFY_PARAM_set1_ip_asc`.
     public func setExpectedHost(_ name: String) throws {
         guard !name.isEmpty else { throw SSLError.usage("the host name is empty", call: "SSL_set1_host") }
         guard !name.utf8.contains(0) else { throw SSLError.usage("the host name contains a NUL byte", call: "SSL_set1_host") }
@@ -222,32 +237,38 @@ extension SSLPointer {
     }
 
     /// The result of verifying the peer (`SSL_get_verify_result`): `X509_V_OK` or an error code.
+    /// - Corresponds: `SSL_get_verify_result`.
     public var verifyResult: Int { COpenSSL.SSL_get_verify_result(rawValue) }
 
     /// The text of ``verifyResult`` ("ok", "certificate has expired" …).
+    /// - Corresponds: `X509_verify_cert_error_string`.
     public var verifyResultText: String {
         COpenSSL.X509_verify_cert_error_string(verifyResult).map { String(cString: $0) } ?? "verify result \(verifyResult)"
     }
 
     /// The peer's certificate (`SSL_get1_peer_certificate`), if it sent one.
+    /// - Corresponds: `SSL_get1_peer_certificate`.
     public var peerCertificate: Certificate? {
         COpenSSL.SSL_get1_peer_certificate(rawValue).map { Certificate(taking: X509Pointer($0)) }
     }
 
     /// The chain the peer sent (`SSL_get_peer_cert_chain`; on a client it starts with the server's
     /// certificate, on a server it does not include the client's).
+    /// - Corresponds: `SSL_get_peer_cert_chain`.
     public var peerCertificateChain: [Certificate] {
         guard let stack = COpenSSL.SSL_get_peer_cert_chain(rawValue) else { return [] }
         return certificates(in: stack)
     }
 
     /// The verified chain, the peer's certificate first and the trust anchor last (`SSL_get0_verified_chain`).
+    /// - Corresponds: `SSL_get0_verified_chain`.
     public var verifiedChain: [Certificate] {
         guard let stack = COpenSSL.SSL_get0_verified_chain(rawValue) else { return [] }
         return certificates(in: stack)
     }
 
     /// The longest chain accepted below the peer's certificate (`SSL_set_verify_depth`).
+    /// - Corresponds: `SSL_get_verify_depth`, `SSL_set_verify_depth`.
     public var verifyDepth: Int32 {
         get { COpenSSL.SSL_get_verify_depth(rawValue) }
         nonmutating set { COpenSSL.SSL_set_verify_depth(rawValue, newValue) }
