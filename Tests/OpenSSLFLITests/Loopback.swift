@@ -19,7 +19,18 @@ extension XCTestCase {
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { close(fd); throw XCTSkip("connect to s_server failed: errno \(errno)") }
+        guard rc == 0 else {
+            let code = errno
+            close(fd)
+            throw LoopbackConnectFailure(port: port, errno: code)
+        }
         return fd
     }
+}
+
+/// The peer the test started did not accept on loopback: a failure of the test, never a skip.
+struct LoopbackConnectFailure: Error, CustomStringConvertible {
+    var port: Int
+    var errno: Int32
+    var description: String { "connect to 127.0.0.1:\(port) failed: \(String(cString: strerror(errno)))" }
 }

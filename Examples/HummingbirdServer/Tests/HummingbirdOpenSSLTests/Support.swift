@@ -54,6 +54,13 @@ struct MissingTool: Error, CustomStringConvertible {
     var description: String { "\(name) is not installed" }
 }
 
+/// An `openssl` command the test needs (making the PKI, the OCSP response) failed: the test fails.
+struct OpenSSLCommandFailure: Error, CustomStringConvertible {
+    var command: String
+    var stderr: String
+    var description: String { "openssl \(command) failed: \(stderr)" }
+}
+
 /// Skips the test when a client program is missing — except in CI (CI=true), where it fails.
 func require(_ tools: String...) throws {
     for tool in tools where (try? locate(tool)) == nil {
@@ -111,7 +118,7 @@ final class PKI: @unchecked Sendable {
     private func openssl(_ arguments: String...) throws -> ProcessOutput {
         let result = try runClient("openssl", arguments, timeout: 30)
         guard result.status == 0 else {
-            throw XCTSkip("openssl \(arguments.joined(separator: " ")) failed: \(result.stderr)")
+            throw OpenSSLCommandFailure(command: arguments.joined(separator: " "), stderr: result.stderr)
         }
         return result
     }
