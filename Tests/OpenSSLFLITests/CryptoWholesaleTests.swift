@@ -50,7 +50,7 @@ final class CryptoWholesaleTests: XCTestCase {
         // ECDSA with the test server's P-256 key; the openssl command verifies with the certificate's key.
         let bio = try XCTUnwrap(BIO_new_file(pki.serverKey, "r"))
         let key = try XCTUnwrap(PEM_read_bio_PrivateKey(bio, nil, nil, nil))
-        BIO_free(bio)
+        _ = BIO_free(bio)
         defer { EVP_PKEY_free(key) }
         let signer = try XCTUnwrap(EVP_MD_CTX_new())
         defer { EVP_MD_CTX_free(signer) }
