@@ -7,7 +7,10 @@ import XCTest
 /// fails when a snippet changed and its copy did not: run
 /// `FLI_UPDATE_SNIPPETS=1 swift test --filter SnippetFreshnessTests` to rewrite the copies, then build.
 ///
-/// A snippet whose first line is `// Package.swift` is a manifest fragment and is not copied.
+/// A snippet whose first line is `// Package.swift` is a manifest fragment and is not copied. A snippet
+/// whose first line is `// Excerpt of PATH` is not copied either: its other lines must appear, verbatim and
+/// in one piece, in that file of the repository (a file another package compiles, such as the
+/// Hummingbird example, which CI builds), so it cannot go stale any more than a copy could.
 final class SnippetFreshnessTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -59,7 +62,62 @@ final class SnippetFreshnessTests: XCTestCase {
         XCTAssertTrue(file.contains("func snippet_Doc_1() async throws {\n    let x = 1\n    print(x)\n}\n"), file)
     }
 
+    /// Every `// Excerpt of PATH` snippet is a contiguous run of lines of PATH.
+    func testEveryExcerptIsVerbatimInItsFile() throws {
+        var excerpts = 0
+        for document in try Self.documents() {
+            for snippet in Self.allSnippets(in: document.text) {
+                guard let path = Self.excerptPath(snippet) else { continue }
+                excerpts += 1
+                let file = try String(contentsOf: Self.root.appendingPathComponent(path), encoding: .utf8)
+                let lines = file.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                let excerpt = Array(snippet.code.dropFirst())
+                XCTAssertFalse(excerpt.isEmpty, "\(document.name), line \(snippet.line): an empty excerpt")
+                let found = lines.count >= excerpt.count && (0...(lines.count - excerpt.count)).contains {
+                    Array(lines[$0..<$0 + excerpt.count]) == excerpt
+                }
+                XCTAssertTrue(found, "\(document.name), line \(snippet.line): the excerpt is not, verbatim, in \(path)")
+            }
+        }
+        XCTAssertGreaterThan(excerpts, 0, "the excerpts were found")
+    }
+
+    /// The excerpt check on a known document: a changed line is not found.
+    func testExcerptMarkerIsRecognised() {
+        let document = """
+            ```swift
+            // Excerpt of Examples/X/main.swift
+            let x = 1
+            ```
+            """
+        let all = Self.allSnippets(in: document)
+        XCTAssertEqual(all.count, 1)
+        XCTAssertEqual(Self.excerptPath(all[0]), "Examples/X/main.swift")
+        XCTAssertEqual(Self.snippets(in: document).count, 0, "an excerpt is not copied")
+    }
+
     struct Snippet { var line: Int; var code: [String] }
+
+    /// The path of an `// Excerpt of PATH` snippet.
+    static func excerptPath(_ snippet: Snippet) -> String? {
+        guard let first = snippet.code.first?.trimmingCharacters(in: .whitespaces), first.hasPrefix("// Excerpt of ") else { return nil }
+        return String(first.dropFirst("// Excerpt of ".count))
+    }
+
+    /// Every ```swift block, excerpts and manifest fragments included.
+    static func allSnippets(in text: String) -> [Snippet] {
+        var result: [Snippet] = []
+        var current: Snippet?
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if var snippet = current {
+                if trimmed == "```" { result.append(snippet); current = nil } else { snippet.code.append(String(line)); current = snippet }
+            } else if trimmed == "```swift" {
+                current = Snippet(line: number + 1, code: [])
+            }
+        }
+        return result
+    }
 
     static func documents() throws -> [(name: String, text: String)] {
         var result = [(name: "README.md", text: try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8))]
@@ -75,24 +133,9 @@ final class SnippetFreshnessTests: XCTestCase {
         return result
     }
 
+    /// The snippets that are copied and compiled: neither manifest fragments nor excerpts.
     static func snippets(in text: String) -> [Snippet] {
-        var result: [Snippet] = []
-        var current: Snippet?
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if var snippet = current {
-                if trimmed == "```" {
-                    if snippet.code.first?.hasPrefix("// Package.swift") != true { result.append(snippet) }
-                    current = nil
-                } else {
-                    snippet.code.append(String(line))
-                    current = snippet
-                }
-            } else if trimmed == "```swift" {
-                current = Snippet(line: number + 1, code: [])
-            }
-        }
-        return result
+        allSnippets(in: text).filter { $0.code.first?.hasPrefix("// Package.swift") != true && excerptPath($0) == nil }
     }
 
     static func compiledForm(_ snippet: Snippet, document: String, index: Int) -> String {

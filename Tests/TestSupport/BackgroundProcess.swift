@@ -19,15 +19,30 @@ public final class BackgroundProcess: @unchecked Sendable {
         process.standardInput = inPipe
         process.standardOutput = outPipe
         process.standardError = errPipe
-        outPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let chunk = handle.availableData
-            self?.append(chunk, toError: false)
-        }
-        errPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let chunk = handle.availableData
-            self?.append(chunk, toError: true)
-        }
         try process.run()
+        // Each pipe is drained by a blocking read(2) loop on a thread of its own, not by
+        // FileHandle.readabilityHandler: tearing a readability source down races libdispatch's epoll
+        // bookkeeping on Linux and has crashed test runs in `_dispatch_event_loop_drain`
+        // (swift-corelibs-libdispatch#949). A blocking read registers nothing with libdispatch; the
+        // child's exit (or terminate()) ends the loop with EOF, and the thread keeps the FileHandle,
+        // which owns the descriptor, alive until then, so the descriptor is closed once, after the last read.
+        startReader(outPipe.fileHandleForReading, toError: false)
+        startReader(errPipe.fileHandleForReading, toError: true)
+    }
+
+    private func startReader(_ handle: FileHandle, toError: Bool) {
+        let thread = Thread { [weak self] in
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard let self else { return }
+                self.append(n > 0 ? Data(chunk[0..<n]) : Data(), toError: toError)
+                if n <= 0 { return }
+            }
+        }
+        thread.name = "BackgroundProcess reader"
+        thread.start()
     }
 
     deinit { terminate() }
@@ -39,9 +54,6 @@ public final class BackgroundProcess: @unchecked Sendable {
         } else if toError { err.append(chunk) } else { out.append(chunk) }
         lock.broadcast()
         lock.unlock()
-        if chunk.isEmpty {
-            (toError ? errPipe : outPipe).fileHandleForReading.readabilityHandler = nil
-        }
     }
 
     /// Everything written to stdout so far.

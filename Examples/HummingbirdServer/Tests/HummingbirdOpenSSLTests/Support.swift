@@ -148,9 +148,11 @@ final class ServerProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: ServerProcess.executable)
         process.arguments = ["--cert", pki.serverCert, "--key", pki.serverKey, "--port", "0"] + arguments
         process.standardOutput = out; process.standardError = err
-        out.fileHandleForReading.readabilityHandler = { [weak self] handle in self?.append(handle.availableData, error: false) }
-        err.fileHandleForReading.readabilityHandler = { [weak self] handle in self?.append(handle.availableData, error: true) }
         try process.run()
+        // Blocking read loops, not FileHandle.readabilityHandler, whose teardown races libdispatch's epoll
+        // bookkeeping on Linux (swift-corelibs-libdispatch#949); EOF at the server's exit ends each loop.
+        startReader(out.fileHandleForReading, error: false)
+        startReader(err.fileHandleForReading, error: true)
         let end = Date().addingTimeInterval(30)
         var found: Int?
         lock.lock()
@@ -171,12 +173,23 @@ final class ServerProcess: @unchecked Sendable {
         port = found
     }
 
+    private func startReader(_ handle: FileHandle, error: Bool) {
+        Thread { [weak self] in
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0, let self else { return }
+                self.append(Data(chunk[0..<n]), error: error)
+            }
+        }.start()
+    }
+
     private func append(_ data: Data, error: Bool) {
         lock.lock()
         if error { errors.append(data) } else { output.append(data) }
         lock.broadcast()
         lock.unlock()
-        if data.isEmpty { (error ? err : out).fileHandleForReading.readabilityHandler = nil }
     }
 
     /// What the server wrote to stderr.
