@@ -80,12 +80,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     public var coalescesWrites = true
 
     /// True once the handshake has finished.
-    public private(set) var isHandshakeDone = false
+    public var isHandshakeDone: Bool { state.isHandshakeDone }
     /// Plaintext written to the handler and not encrypted yet (waiting for a flush, the handshake, or
     /// the channel to become writable): what a writer pacing itself by `channel.isWritable` cannot see.
     public private(set) var pendingWriteBytes = 0
     /// True once the peer's close_notify has arrived.
-    public private(set) var receivedCloseNotify = false
+    public var receivedCloseNotify: Bool { state.receivedCloseNotify }
 
     // MARK: Internals
 
@@ -101,20 +101,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let hostNameGiven: Bool
     private let madeSSL: Bool
 
-    private var started = false
-    private var failure: Error?
-    private var sentCloseNotify = false
-    private var locallyClosed = false
-    private var closing = false
-    private var closePromise: EventLoopPromise<Void>?
-    private(set) var detaching = false
-    private var detachShutdownStarted = false
-    /// The detach's result, completed right after the handler left the pipeline.
-    private var detachResult: Result<Void, Error>?
-    private var removalToken: ChannelHandlerContext.RemovalToken?
-    private var passThrough = false
-    private var released = false
-    private var firedInputClosed = false
+    /// Where the connection is in its life (see `ConnectionState`).
+    private var state = ConnectionState.idle
+    /// True from the moment a detach was asked for (`Channel.detachSSL` asks only once).
+    var detaching: Bool { state.isDetaching }
     private var handshakeTimer: Scheduled<Void>?
     private var shutdownTimer: Scheduled<Void>?
 
@@ -229,14 +219,17 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     public func handlerRemoved(context: ChannelHandlerContext) {
         handshakeTimer?.cancel(); handshakeTimer = nil
         shutdownTimer?.cancel(); shutdownTimer = nil
-        released = true
+        let failure = state.failure
+        let detachWaits = state.detachWaits
+        let closePromise = state.takeClosePromise()
+        state = .released(handshakeDone: state.isHandshakeDone, peerClosed: state.receivedCloseNotify)
         let closed = SSLError(kind: .closed, call: "SSL_do_handshake", message: "SSL connection closed: the handler was removed")
         if !handshakeOutcome.isComplete { handshakeOutcome.fail(failure ?? closed) }
-        if detaching && detachResult == nil && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
+        if detachWaits && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
         failPending(failure ?? ChannelError.ioOnClosedChannel)
         for write in afterDetach { write.promise?.fail(ChannelError.ioOnClosedChannel) }
         afterDetach = []
-        closePromise?.succeed(); closePromise = nil
+        closePromise?.succeed()
         buffers.discardInbound()
         buffers.outbound = buffers.empty
         owner = nil  // frees what was made; takes our BIO off a caller's SSL
@@ -249,10 +242,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func start(context: ChannelHandlerContext) {
-        guard !started, !released else { return }
-        started = true
+        guard case .idle = state else { return }
+        state = .handshaking(detach: nil)
         applyDefaultPeerCheck(context: context)
-        guard failure == nil, !released else { return }
+        guard case .handshaking = state else { return }
         if case .seconds(let timeout) = handshakeLimit {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             handshakeTimer = context.eventLoop.scheduleTask(in: .seconds(clamped: timeout)) {
@@ -261,7 +254,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         }
         doHandshake(context: context)
-        if !isHandshakeDone && failure == nil { context.read() }
+        if case .handshaking = state { context.read() }
     }
 
     /// A client given no host name checks the IP address it is connected to (secure by default), through
@@ -284,7 +277,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func handshakeTimedOut(context: ChannelHandlerContext, seconds: TimeInterval) {
         handshakeTimer = nil
-        guard !isHandshakeDone, failure == nil, !released else { return }
+        guard case .handshaking = state else { return }
         let peer = context.channel.remoteAddress.map { " with \($0)" } ?? ""
         fail(context: context, SSLError(kind: .handshakeTimeout, call: "SSL_do_handshake",
                                         message: "Handshake timed out: the TLS handshake\(peer) did not finish within \(seconds) s"))
@@ -326,7 +319,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func handshakeFinished(context: ChannelHandlerContext) {
-        isHandshakeDone = true
+        // handshaking → active, or → detaching when a detach was asked for meanwhile.
+        if case .handshaking(detach: let token?) = state {
+            state = .detaching(Detach(token: token))
+        } else {
+            state = .active(Halves())
+        }
         handshakeTimer?.cancel(); handshakeTimer = nil
         // The last flight (a client's Finished, a server's tickets) goes out with whatever the
         // application writes first: one flush, one segment.
@@ -335,42 +333,44 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         handshakeOutcome.succeed()
         let alpn = ssl.alpnSelected
         context.fireUserInboundEventTriggered(OpenSSLEvent.handshakeCompleted(version: SSL_get_version(ssl), alpn: alpn))
-        guard failure == nil, !released else { return }
+        guard state.isRunning else { return }
         // NIO's own TLS event, which NIOTLS's ALPN negotiation handlers (and so NIOHTTP2's
         // `configureHTTP2SecureUpgrade`) wait for.
         context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: alpn))
-        guard failure == nil, !released else { return }
-        if detaching {
+        guard state.isRunning else { return }
+        if case .detaching = state {
             beginDetachShutdown(context: context)
         } else {
             encryptFlushed(context: context)
         }
-        if lastFlight != nil && !released { context.flush() }
+        if lastFlight != nil && !state.isReleased { context.flush() }
     }
 
     // MARK: Inbound
 
     /// Takes ciphertext: advances the handshake, decrypts, passes plaintext on.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if passThrough || released { context.fireChannelRead(data); return }
+        if state.passesThrough { context.fireChannelRead(data); return }
         buffers.receive(unwrapInboundIn(data))
         processInbound(context: context)
     }
 
     private func processInbound(context: ChannelHandlerContext) {
-        guard started, failure == nil, !released else {
-            buffers.discardInbound()
-            return
-        }
-        if !isHandshakeDone {
+        switch state {
+        case .handshaking:
             doHandshake(context: context)
-            guard isHandshakeDone, failure == nil, !released else {
+            guard state.hasHalves else {
                 buffers.releaseConsumedInbound()
                 return
             }
+        case .active, .closing, .detaching:
+            break
+        case .idle, .failed, .passThrough, .released:
+            buffers.discardInbound()
+            return
         }
         readPlaintext(context: context)
-        guard failure == nil, !released else { return }
+        guard state.isRunning else { return }
         writeOutbound(context: context, flush: true)
         buffers.releaseConsumedInbound()
         if writeWaitsForRead {
@@ -381,13 +381,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Decrypts everything received so far into as few buffers as possible.
     private func readPlaintext(context: ChannelHandlerContext) {
-        guard !receivedCloseNotify else { return }
+        guard !state.receivedCloseNotify else { return }
         var out = plaintextBuffer(context: context)
         while true {
             if out.writableBytes == 0 {
                 deliver(out, context: context)
-                guard failure == nil, !released, !receivedCloseNotify else { return }
-                        out = plaintextBuffer(context: context)
+                guard state.isRunning, !state.receivedCloseNotify else { return }
+                out = plaintextBuffer(context: context)
             }
             let outcome = out.withUnsafeMutableWritableBytes { space in
                 step("SSL_read") { COpenSSL.SSL_read(ssl.rawValue, space.baseAddress, Int32(clamping: space.count)) }
@@ -400,7 +400,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return
             case .closeNotify:
                 if out.readableBytes > 0 { deliver(out, context: context) }
-                guard failure == nil, !released else { return }
+                guard state.isRunning else { return }
                 peerSentCloseNotify(context: context)
                 return
             case .failed(let error):
@@ -421,16 +421,16 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func deliver(_ plaintext: ByteBuffer, context: ChannelHandlerContext) {
         deliveredPlaintext = true
         userReadPending = false
-        if closing { return }  // the application closed: nothing more is read
+        if state.isClosing { return }  // the application closed: nothing more is read
         context.fireChannelRead(wrapInboundOut(plaintext))
     }
 
     private func peerSentCloseNotify(context: ChannelHandlerContext) {
-        receivedCloseNotify = true
+        state.peerHalf(.closeNotify)
         context.fireUserInboundEventTriggered(OpenSSLEvent.closeNotifyReceived)
-        guard failure == nil, !released else { return }
-        if detaching { finishDetach(context: context); return }
-        if closing { finishClose(context: context); return }
+        guard state.isRunning else { return }
+        if case .detaching = state { finishDetach(context: context); return }
+        if state.isClosing { finishClose(context: context); return }
         var action = onPeerClose
         if action == .automatic {
             let halfClosure = (try? context.channel.syncOptions?.getOption(ChannelOptions.allowRemoteHalfClosure)) ?? false
@@ -438,7 +438,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         switch action {
         case .halfClose:
-            firedInputClosed = true
+            state.peerHalf(.inputClosed)
             context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         case .detach:
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
@@ -450,15 +450,25 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Sends what OpenSSL wrote meanwhile; asks for more input while the handshake, a detach or a close
     /// waits for the peer, or when a read wanted by the next handlers brought no plaintext.
     public func channelReadComplete(context: ChannelHandlerContext) {
-        if passThrough || released { context.fireChannelReadComplete(); return }
+        if state.passesThrough { context.fireChannelReadComplete(); return }
         writeOutbound(context: context, flush: true)
         buffers.releaseConsumedInbound()
         releaseIdleRecordBuffers()
-        let wantsMore = started && failure == nil && (!isHandshakeDone || ((detaching || closing) && !receivedCloseNotify)
-                                                       || (userReadPending && !deliveredPlaintext))
+        let wantsMore: Bool
+        switch state {
+        case .handshaking:
+            wantsMore = true
+        case .closing, .detaching:
+            // They wait for the peer's close_notify.
+            wantsMore = !state.receivedCloseNotify || (userReadPending && !deliveredPlaintext)
+        case .active:
+            wantsMore = userReadPending && !deliveredPlaintext
+        case .idle, .failed, .passThrough, .released:
+            wantsMore = false
+        }
         deliveredPlaintext = false
         context.fireChannelReadComplete()
-        if wantsMore && !released && context.channel.isActive { context.read() }
+        if wantsMore && !state.isReleased && context.channel.isActive { context.read() }
     }
 
     /// Gives OpenSSL's record buffers back (`SSL_free_buffers`, ~34 KiB) when a read burst ended with
@@ -467,7 +477,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// OpenSSL keeps a buffer that still holds data. Never inside a handshake.
     /// - Corresponds: `SSL_free_buffers`.
     private func releaseIdleRecordBuffers() {
-        guard isHandshakeDone, failure == nil, !released, buffers.inboundCount == 0, pending.isEmpty,
+        guard state.hasHalves, buffers.inboundCount == 0, pending.isEmpty,
               buffers.outbound.readableBytes == 0 else { return }
         _ = COpenSSL.SSL_free_buffers(ssl.rawValue)
     }
@@ -477,24 +487,25 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     public func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel(); handshakeTimer = nil
         shutdownTimer?.cancel(); shutdownTimer = nil
-        if passThrough || released { context.fireChannelInactive(); return }
-        if started && !isHandshakeDone && failure == nil {
+        if state.passesThrough { context.fireChannelInactive(); return }
+        if case .handshaking = state {
+            // (A local close during the handshake failed it already: this is the peer's doing.)
             let error = SSLError(kind: .closed, call: "SSL_do_handshake",
-                                 message: locallyClosed ? "SSL connection closed: the channel was closed during the handshake"
-                                                        : "SSL connection closed: the peer closed the connection during the handshake")
-            failure = error
+                                 message: "SSL connection closed: the peer closed the connection during the handshake")
+            enterFailed(error)
             handshakeOutcome.fail(error)
-            if !locallyClosed { context.fireErrorCaught(error) }
-        } else if isHandshakeDone && failure == nil && !receivedCloseNotify && !locallyClosed && !closing && !sentCloseNotify {
+            context.fireErrorCaught(error)
+        } else if state.hasHalves && !state.receivedCloseNotify && !state.isClosing && !state.sentCloseNotify {
             // The transport ended without the peer's close_notify: not a clean end (maybe a truncation).
             let error = unexpectedEOF()
-            failure = error
+            enterFailed(error)
             context.fireErrorCaught(error)
         }
+        let failure = state.failure
         let closed = SSLError(kind: .closed, call: "SSL_shutdown", message: "SSL connection closed")
-        if detaching && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
+        if state.isDetaching && !detachOutcome.isComplete { detachOutcome.fail(failure ?? closed) }
         failPending(failure ?? ChannelError.ioOnClosedChannel)
-        closePromise?.succeed(); closePromise = nil
+        state.takeClosePromise()?.succeed()
         context.fireChannelInactive()
     }
 
@@ -505,27 +516,31 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// A TCP half-close from the peer (`ChannelEvent.inputClosed`) is checked against TLS: after its
     /// close_notify it is passed on once, without it it is an unexpected EOF.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard !passThrough, !released, let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed else {
+        guard !state.passesThrough, let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed else {
             context.fireUserInboundEventTriggered(event)
             return
         }
         // The peer half-closed the TCP connection (the channel allows remote half-closure).
         buffers.inboundEOF = true
-        if !started || failure != nil {
+        switch state {
+        case .idle, .failed, .passThrough, .released:
             context.fireUserInboundEventTriggered(event)
-        } else if !isHandshakeDone {
+        case .handshaking:
             fail(context: context, SSLError(kind: .closed, call: "SSL_do_handshake",
                                             message: "SSL connection closed: the peer closed the connection during the handshake"))
-        } else if receivedCloseNotify {
-            if !firedInputClosed {
-                firedInputClosed = true
-                context.fireUserInboundEventTriggered(event)
-            }
-        } else {
-            // No close_notify: OpenSSL reads the EOF and says so (an unexpected EOF).
-            processInbound(context: context)
-            if failure == nil && !released && !receivedCloseNotify {
-                fail(context: context, unexpectedEOF())
+        case .active, .closing, .detaching:
+            if state.receivedCloseNotify {
+                // Passed on once: the half-closure may have passed it on already.
+                if !state.passedOnInputClosed {
+                    state.peerHalf(.inputClosed)
+                    context.fireUserInboundEventTriggered(event)
+                }
+            } else {
+                // No close_notify: OpenSSL reads the EOF and says so (an unexpected EOF).
+                processInbound(context: context)
+                if state.failure == nil && !state.isReleased && !state.receivedCloseNotify {
+                    fail(context: context, unexpectedEOF())
+                }
             }
         }
     }
@@ -533,15 +548,15 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// A system error under TLS becomes an `SSLError` (kind `.error`, `errno`); it fails a handshake
     /// under way.
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        guard !passThrough, !released, started, let io = error as? IOError else {
+        guard !state.passesThrough, state.isStarted, let io = error as? IOError else {
             context.fireErrorCaught(error)
             return
         }
         // A system error under TLS, as the blocking layer reports it.
         let converted = SSLError(kind: .error, call: isHandshakeDone ? "SSL_read" : "SSL_do_handshake", status: .syscall,
                                  errno: io.errnoCode, message: "\(io)")
-        if !isHandshakeDone && failure == nil {
-            failure = converted
+        if case .handshaking = state {
+            enterFailed(converted)
             handshakeOutcome.fail(converted)
         }
         context.fireErrorCaught(converted)
@@ -551,33 +566,54 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Keeps plaintext to encrypt at the next flush (after the handshake, if it is still running).
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if passThrough { context.write(data, promise: promise); return }
-        if let failure { promise?.fail(failure); return }
-        if released { promise?.fail(ChannelError.ioOnClosedChannel); return }
-        let buffer = unwrapOutboundIn(data)
-        if detaching && sentCloseNotify {
-            afterDetach.append(PendingWrite(buffer: buffer, promise: promise))
-            return
-        }
-        if closing || sentCloseNotify {
+        switch state {
+        case .idle, .handshaking:
+            break
+        case .active(let halves):
+            if halves.sentCloseNotify { promise?.fail(ChannelError.outputClosed); return }
+        case .closing:
             promise?.fail(ChannelError.outputClosed)
             return
+        case .detaching(let detach):
+            if detach.halves.sentCloseNotify {
+                afterDetach.append(PendingWrite(buffer: unwrapOutboundIn(data), promise: promise))
+                return
+            }
+            if detach.close != nil { promise?.fail(ChannelError.outputClosed); return }
+        case .failed(let failure):
+            promise?.fail(failure.error)
+            return
+        case .passThrough:
+            context.write(data, promise: promise)
+            return
+        case .released:
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
         }
+        let buffer = unwrapOutboundIn(data)
         pendingWriteBytes += buffer.readableBytes
         pending.append(PendingWrite(buffer: buffer, promise: promise))
     }
 
     /// Encrypts what was written and passes the ciphertext on, as far as back-pressure allows.
     public func flush(context: ChannelHandlerContext) {
-        if passThrough { context.flush(); return }
-        if detaching && sentCloseNotify { afterDetachFlushed = true; return }
+        switch state {
+        case .passThrough:
+            context.flush()
+            return
+        case .detaching(let detach) where detach.halves.sentCloseNotify:
+            afterDetachFlushed = true
+            return
+        default:
+            break
+        }
         flushedCount = pending.count
         encryptFlushed(context: context)
     }
 
     /// Passes the read on and remembers it was wanted.
     public func read(context: ChannelHandlerContext) {
-        if !passThrough { userReadPending = true }
+        if case .passThrough = state {} else { userReadPending = true }
         context.read()
     }
 
@@ -593,12 +629,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             context.eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.writabilityEventScheduled = false
-                guard !handler.released else { return }
+                guard !handler.state.isReleased else { return }
                 handler.channelWritabilityChanged(context: context)
             }
             return
         }
-        if !passThrough && context.channel.isWritable { encryptFlushed(context: context) }
+        if !state.passesThrough && context.channel.isWritable { encryptFlushed(context: context) }
         context.fireChannelWritabilityChanged()
     }
 
@@ -630,11 +666,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Encrypts the flushed writes and passes the ciphertext on, a chunk at a time while the channel is
     /// writable (all of it when `ignoringBackPressure`).
     private func encryptFlushed(context: ChannelHandlerContext, ignoringBackPressure: Bool = false) {
-        guard !inEncrypt, isHandshakeDone, failure == nil, !released, !sentCloseNotify, flushedCount > 0 else { return }
+        guard !inEncrypt, flushedCount > 0, state.hasHalves, !state.sentCloseNotify else { return }
         inEncrypt = true
         defer { inEncrypt = false }
         var wroteChunk = false
-        while flushedCount > 0 && failure == nil && !released {
+        while flushedCount > 0 && state.failure == nil && !state.isReleased {
             if wroteChunk && !ignoringBackPressure && !context.channel.isWritable { break }
             var promises = Promises()
             var produced = 0
@@ -744,10 +780,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// ``closeTimeout``); during a handshake the handshake fails with `.closed`. `.output`: close_notify,
     /// then the TCP half-close. `.input`: passed on.
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if passThrough || released { context.close(mode: mode, promise: promise); return }
+        if state.passesThrough { context.close(mode: mode, promise: promise); return }
         switch mode {
         case .output:
-            guard isHandshakeDone, failure == nil, !sentCloseNotify else {
+            guard state.hasHalves, !state.sentCloseNotify else {
                 context.close(mode: .output, promise: promise)
                 return
             }
@@ -759,21 +795,18 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             sent.futureResult.whenComplete { _ in bound.value.close(mode: .output, promise: promise) }
         case .all:
-            locallyClosed = true
-            if closing {
-                if let promise {
-                    if let closePromise { closePromise.futureResult.cascade(to: promise) } else { closePromise = promise }
-                }
+            if state.isClosing {
+                if let promise { state.joinClose(promise) }
                 return
             }
-            if started && !isHandshakeDone && failure == nil {
+            if case .handshaking = state {
                 let error = SSLError(kind: .closed, call: "SSL_do_handshake",
                                      message: "SSL connection closed: the channel was closed during the handshake")
-                failure = error
+                enterFailed(error)
                 handshakeOutcome.fail(error)
             }
-            guard isHandshakeDone, failure == nil else {
-                failPending(failure ?? ChannelError.ioOnClosedChannel)
+            guard state.hasHalves else {
+                failPending(state.failure ?? ChannelError.ioOnClosedChannel)
                 context.close(mode: .all, promise: promise)
                 return
             }
@@ -786,12 +819,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Sends what was flushed and close_notify, then closes once the peer's close_notify arrived (or
     /// after ``closeTimeout``). Unflushed writes fail.
     private func startClose(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        closing = true
-        closePromise = promise
+        state.beginClose(promise)
         encryptFlushed(context: context, ignoringBackPressure: true)
         failPending(ChannelError.ioOnClosedChannel)
-        if !sentCloseNotify { sendCloseNotify(context: context, promise: nil) }
-        if receivedCloseNotify || buffers.inboundEOF || !context.channel.isActive {
+        if !state.sentCloseNotify { sendCloseNotify(context: context, promise: nil) }
+        if state.receivedCloseNotify || buffers.inboundEOF || !context.channel.isActive {
             finishClose(context: context)
             return
         }
@@ -805,18 +837,15 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func finishClose(context: ChannelHandlerContext) {
-        guard closing, !released else { return }
+        guard state.isClosing else { return }
         shutdownTimer?.cancel(); shutdownTimer = nil
-        let promise = closePromise
-        closePromise = nil
-        locallyClosed = true
-        context.close(mode: .all, promise: promise)
+        context.close(mode: .all, promise: state.takeClosePromise())
     }
 
     /// `SSL_shutdown`: close_notify into the outbound buffer, passed on and flushed.
     private func sendCloseNotify(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        guard !sentCloseNotify else { promise?.succeed(); return }
-        sentCloseNotify = true
+        guard !state.sentCloseNotify else { promise?.succeed(); return }
+        state.ourCloseNotifySent()
         clearOpenSSLErrors()
         _ = machine.shutdown()  // close_notify into the outbound buffer (nothing after a failure)
         _ = CallbackRegistry.takePendingError()
@@ -831,57 +860,63 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// handler leaves and the channel carries plaintext. Bytes the peer sent after its close_notify are
     /// passed on as plaintext; writes made after the detach began are sent as plaintext after ours.
     public func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if detaching { return }  // a detach is under way already; it leaves with the first token
-        guard !released else {
+        if state.isDetaching { return }  // a detach is under way already; it leaves with the first token
+        switch state {
+        case .released:
             context.leavePipeline(removalToken: removalToken)
-            return
-        }
-        detaching = true
-        self.removalToken = removalToken
-        guard started, failure == nil else {
+        case .idle, .failed:
             // Nothing was said over TLS yet (or it broke): just leave.
-            finishDetach(context: context, error: failure)
-            return
-        }
-        guard context.channel.isActive, !closing else {
-            finishDetach(context: context, error: SSLError(kind: .closed, call: "SSL_shutdown", message: "SSL connection closed"))
-            return
-        }
-        if isHandshakeDone {
-            beginDetachShutdown(context: context)
-        } else {
+            leave(context: context, removalToken: removalToken, error: state.failure)
+        case _ where !context.channel.isActive || state.isClosing:
+            leave(context: context, removalToken: removalToken,
+                  error: SSLError(kind: .closed, call: "SSL_shutdown", message: "SSL connection closed"))
+        case .handshaking:
             // Finish the handshake first (its completion goes on with the detach).
+            state = .handshaking(detach: removalToken)
             context.read()
+        case .active(let halves):
+            state = .detaching(Detach(token: removalToken, halves: halves))
+            beginDetachShutdown(context: context)
+        case .closing, .detaching, .passThrough:
+            break  // closing left above; the others are detaching already
         }
     }
 
     private func beginDetachShutdown(context: ChannelHandlerContext) {
-        guard !detachShutdownStarted else { return }
-        detachShutdownStarted = true
+        guard case .detaching(var detach) = state, !detach.shutdownStarted else { return }
+        detach.shutdownStarted = true
+        state = .detaching(detach)
         flushedCount = pending.count
         encryptFlushed(context: context, ignoringBackPressure: true)
-        guard failure == nil, !released else { return }
+        guard state.isRunning else { return }
         sendCloseNotify(context: context, promise: nil)
-        if receivedCloseNotify { finishDetach(context: context); return }
+        if state.receivedCloseNotify { finishDetach(context: context); return }
         guard case .seconds(let seconds) = detachLimit else { context.read(); return }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         shutdownTimer = context.eventLoop.scheduleTask(in: .seconds(clamped: seconds)) {
             let (handler, context) = bound.value
             handler.shutdownTimer = nil
-            guard !handler.released, handler.detaching else { return }
+            guard case .detaching = handler.state else { return }
             handler.finishDetach(context: context, error: SSLError(kind: .error, call: "SSL_shutdown",
                 message: "the peer did not answer close_notify within \(seconds) s; TLS was detached without it"))
         }
         context.read()
     }
 
-    /// Leaves the pipeline: passes on the plaintext that followed the peer's close_notify and the writes
-    /// made meanwhile, then completes the detach.
+    /// Ends a detach under way (`ConnectionState.detaching`): see `leave`.
     private func finishDetach(context: ChannelHandlerContext, error: Error? = nil) {
         shutdownTimer?.cancel(); shutdownTimer = nil
-        guard let token = removalToken else { return }
-        removalToken = nil
-        passThrough = true
+        guard case .detaching(let detach) = state else { return }
+        leave(context: context, removalToken: detach.token, error: error)
+    }
+
+    /// Leaves the pipeline: passes on the plaintext that followed the peer's close_notify and the writes
+    /// made meanwhile, then completes the detach.
+    private func leave(context: ChannelHandlerContext, removalToken token: ChannelHandlerContext.RemovalToken, error: Error?) {
+        shutdownTimer?.cancel(); shutdownTimer = nil
+        // A close asked for during the detach ends with it (the handler is gone; the channel stays open).
+        let closePromise = state.takeClosePromise()
+        state = .passThrough(handshakeDone: state.isHandshakeDone, peerClosed: state.receivedCloseNotify)
         let leftover = buffers.takeInbound()
         let writes = afterDetach
         afterDetach = []
@@ -896,8 +931,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         // The outcome is completed once the handler is out of the pipeline (its callbacks run at once).
         let result: Result<Void, Error> = error.map { .failure($0) } ?? .success(())
-        detachResult = result
         context.leavePipeline(removalToken: token)
+        closePromise?.succeed()
         detachOutcome.complete(result)
     }
 
@@ -906,21 +941,300 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// A fatal error: the alert OpenSSL queued goes out, everything waiting fails, the error goes down
     /// the pipeline, the channel closes.
     private func fail(context: ChannelHandlerContext, _ error: Error) {
-        guard failure == nil, !released else { return }
-        failure = error
+        guard state.isRunning else { return }
+        enterFailed(error)
         handshakeTimer?.cancel(); handshakeTimer = nil
         shutdownTimer?.cancel(); shutdownTimer = nil
         writeOutbound(context: context, flush: true)
         handshakeOutcome.fail(error)
-        if detaching { detachOutcome.fail(error) }
+        if state.isDetaching { detachOutcome.fail(error) }
         failPending(error)
         for write in afterDetach { write.promise?.fail(error) }
         afterDetach = []
         context.fireErrorCaught(error)
-        locallyClosed = true
-        let promise = closePromise
-        closePromise = nil
-        context.close(mode: .all, promise: promise)
+        context.close(mode: .all, promise: state.takeClosePromise())
+    }
+
+    /// Any state → `ConnectionState.failed`, keeping what later calls still ask about.
+    private func enterFailed(_ error: Error) {
+        state = .failed(Failure(error: error, handshakeDone: state.isHandshakeDone, peerClosed: state.receivedCloseNotify,
+                                detachAsked: state.isDetaching, close: state.closeRequest))
+    }
+}
+
+// MARK: - Connection state
+
+extension OpenSSLHandler {
+    /// Where the connection is in its life: the one place that says so. Each case holds only what
+    /// exists in it. The transitions, all made by the handler's own methods:
+    ///
+    /// - `idle` → `handshaking`: `start` (the channel is active).
+    /// - `handshaking` → `active`: `handshakeFinished`; → `detaching` when a removal came during the handshake.
+    /// - `active` → `closing`: `startClose` (`close(mode: .all)`, or the peer's close_notify with `.close`).
+    /// - `active` → `detaching`: `removeHandler`. A `close(mode: .all)` during a detach waits in it
+    ///   (`Detach.close`) and ends when the handler leaves.
+    /// - `detaching` → `passThrough`: `finishDetach` (the peer's close_notify, or the detach timeout); a
+    ///   removal in `idle`, `failed`, `closing` or on an inactive channel goes there at once (`leave`).
+    /// - `handshaking`, `active`, `closing`, `detaching` → `failed`: `enterFailed` (from `fail`, a close
+    ///   during the handshake, the transport ending, a system error during the handshake).
+    /// - any → `released`: `handlerRemoved`.
+    ///
+    /// `closing` and `failed` stay until the handler is removed with the channel.
+    fileprivate enum ConnectionState {
+        /// In the pipeline, nothing said over TLS: the channel is not active yet. The first state.
+        case idle
+        /// `start` (the channel is active): the handshake runs. `detach`: the removal token of a detach
+        /// asked for meanwhile; `handshakeFinished` goes on to `detaching` with it.
+        case handshaking(detach: ChannelHandlerContext.RemovalToken?)
+        /// The handshake finished (`handshakeFinished`): application data flows, each half until its
+        /// close_notify (the peer's with a half-closure, ours with `close(mode: .output)`).
+        case active(Halves)
+        /// `close(mode: .all)`, or the peer's close_notify with ``PeerCloseAction/close``, after the
+        /// handshake (`startClose`): flushed writes and our close_notify went out; the socket closes when
+        /// the peer's close_notify arrives or after ``OpenSSLHandler/closeTimeout`` (`finishClose`).
+        case closing(CloseRequest, Halves)
+        /// A removal after the handshake (`removeHandler`, or `handshakeFinished` for one asked for during
+        /// it): our close_notify goes out (`beginDetachShutdown`), then the handler waits for the peer's
+        /// (or ``OpenSSLHandler/detachLimit``) and leaves (`finishDetach`).
+        case detaching(Detach)
+        /// A fatal error (`fail`), a close during the handshake, the transport ending during the
+        /// handshake or without close_notify (`channelInactive`), a system error during the handshake
+        /// (`errorCaught`). Nothing more goes over TLS; writes fail with the error.
+        case failed(Failure)
+        /// The detach ended (`leave`): everything passes through as plaintext while the handler leaves.
+        case passThrough(handshakeDone: Bool, peerClosed: Bool)
+        /// Out of the pipeline (`handlerRemoved`): what was made is freed; everything passes through.
+        case released(handshakeDone: Bool, peerClosed: Bool)
+    }
+
+    /// How far the peer's half of TLS closed.
+    fileprivate enum PeerHalf: Comparable {
+        /// The peer may still send application data.
+        case open
+        /// Its close_notify arrived (``OpenSSLEvent/closeNotifyReceived`` was fired).
+        case closeNotify
+        /// … and `ChannelEvent.inputClosed` was passed on (that happens once).
+        case inputClosed
+    }
+
+    /// The two halves of TLS after the handshake.
+    fileprivate struct Halves {
+        var peer = PeerHalf.open
+        /// Our close_notify went out (`SSL_shutdown`): nothing more is encrypted.
+        var sentCloseNotify = false
+    }
+
+    /// A `close(mode: .all)` that waits for the peer's close_notify (or for the detach it came during).
+    fileprivate struct CloseRequest {
+        /// Completed when the channel closed or the handler left; later close calls are cascaded to it.
+        var promise: EventLoopPromise<Void>?
+    }
+
+    /// A detach after the handshake.
+    fileprivate struct Detach {
+        /// Given back to the pipeline when the handler leaves.
+        var token: ChannelHandlerContext.RemovalToken
+        /// `beginDetachShutdown` ran (the flushed writes and our close_notify are on their way).
+        var shutdownStarted = false
+        var halves = Halves()
+        /// A `close(mode: .all)` during the detach: it ends when the handler leaves.
+        var close: CloseRequest?
+    }
+
+    /// What a failed connection still answers for.
+    fileprivate struct Failure {
+        var error: Error
+        /// For ``OpenSSLHandler/isHandshakeDone`` and the call an `IOError` is reported under.
+        var handshakeDone: Bool
+        /// For ``OpenSSLHandler/receivedCloseNotify``.
+        var peerClosed: Bool
+        /// A detach was asked for: its outcome fails with the connection, a second removal waits.
+        var detachAsked: Bool
+        /// The failed connection was closing: later close calls join its promise.
+        var close: CloseRequest?
+    }
+}
+
+extension OpenSSLHandler.ConnectionState {
+    /// `handshaking`, `active`, `closing` or `detaching`: TLS runs.
+    var isRunning: Bool {
+        switch self {
+        case .handshaking, .active, .closing, .detaching: return true
+        case .idle, .failed, .passThrough, .released: return false
+        }
+    }
+
+    /// After the handshake, TLS running (`active`, `closing`, `detaching`).
+    var hasHalves: Bool {
+        switch self {
+        case .active, .closing, .detaching: return true
+        case .idle, .handshaking, .failed, .passThrough, .released: return false
+        }
+    }
+
+    /// The handshake began: every state but `idle`.
+    var isStarted: Bool {
+        if case .idle = self { return false }
+        return true
+    }
+
+    /// Nothing is done with what passes (`passThrough`, `released`).
+    var passesThrough: Bool {
+        switch self {
+        case .passThrough, .released: return true
+        default: return false
+        }
+    }
+
+    var isReleased: Bool {
+        if case .released = self { return true }
+        return false
+    }
+
+    var isHandshakeDone: Bool {
+        switch self {
+        case .idle, .handshaking: return false
+        case .active, .closing, .detaching: return true
+        case .failed(let failure): return failure.handshakeDone
+        case .passThrough(let done, _), .released(let done, _): return done
+        }
+    }
+
+    var failure: Error? {
+        if case .failed(let failure) = self { return failure.error }
+        return nil
+    }
+
+    var halves: OpenSSLHandler.Halves? {
+        switch self {
+        case .active(let halves), .closing(_, let halves): return halves
+        case .detaching(let detach): return detach.halves
+        default: return nil
+        }
+    }
+
+    var receivedCloseNotify: Bool {
+        switch self {
+        case .active(let halves), .closing(_, let halves): return halves.peer != .open
+        case .detaching(let detach): return detach.halves.peer != .open
+        case .failed(let failure): return failure.peerClosed
+        case .passThrough(_, let closed), .released(_, let closed): return closed
+        case .idle, .handshaking: return false
+        }
+    }
+
+    /// `ChannelEvent.inputClosed` was passed on.
+    var passedOnInputClosed: Bool { halves?.peer == .inputClosed }
+
+    var sentCloseNotify: Bool { halves?.sentCloseNotify ?? false }
+
+    /// A detach was asked for (it goes on, or the handler is leaving).
+    var isDetaching: Bool {
+        switch self {
+        case .handshaking(let token): return token != nil
+        case .detaching, .passThrough: return true
+        case .failed(let failure): return failure.detachAsked
+        case .idle, .active, .closing, .released: return false
+        }
+    }
+
+    /// A detach was asked for and the handler has not begun to leave: its outcome is still to come.
+    var detachWaits: Bool {
+        if case .passThrough = self { return false }
+        return isDetaching
+    }
+
+    /// The waiting `close(mode: .all)`, if any.
+    var closeRequest: OpenSSLHandler.CloseRequest? {
+        switch self {
+        case .closing(let request, _): return request
+        case .detaching(let detach): return detach.close
+        case .failed(let failure): return failure.close
+        default: return nil
+        }
+    }
+
+    /// A close was asked for and waits (or waited, when the connection failed meanwhile).
+    var isClosing: Bool { closeRequest != nil }
+
+    /// The peer's half closed this far (never back).
+    mutating func peerHalf(_ peer: OpenSSLHandler.PeerHalf) {
+        switch self {
+        case .active(var halves):
+            halves.peer = max(halves.peer, peer)
+            self = .active(halves)
+        case .closing(let request, var halves):
+            halves.peer = max(halves.peer, peer)
+            self = .closing(request, halves)
+        case .detaching(var detach):
+            detach.halves.peer = max(detach.halves.peer, peer)
+            self = .detaching(detach)
+        default:
+            break
+        }
+    }
+
+    /// Our close_notify went out.
+    mutating func ourCloseNotifySent() {
+        switch self {
+        case .active(var halves):
+            halves.sentCloseNotify = true
+            self = .active(halves)
+        case .closing(let request, var halves):
+            halves.sentCloseNotify = true
+            self = .closing(request, halves)
+        case .detaching(var detach):
+            detach.halves.sentCloseNotify = true
+            self = .detaching(detach)
+        default:
+            break  // a failed connection sends nothing more
+        }
+    }
+
+    /// `active` → `closing`; a detach under way keeps going, with the close waiting for it.
+    mutating func beginClose(_ promise: EventLoopPromise<Void>?) {
+        switch self {
+        case .active(let halves):
+            self = .closing(OpenSSLHandler.CloseRequest(promise: promise), halves)
+        case .detaching(var detach):
+            detach.close = OpenSSLHandler.CloseRequest(promise: promise)
+            self = .detaching(detach)
+        default:
+            break
+        }
+    }
+
+    /// A further `close(mode: .all)` ends with the one that waits.
+    mutating func joinClose(_ promise: EventLoopPromise<Void>) {
+        updateCloseRequest { request in
+            if let waiting = request.promise { waiting.futureResult.cascade(to: promise) } else { request.promise = promise }
+        }
+    }
+
+    /// Takes the waiting close's promise (the close stays asked for).
+    mutating func takeClosePromise() -> EventLoopPromise<Void>? {
+        var taken: EventLoopPromise<Void>?
+        updateCloseRequest { request in
+            taken = request.promise
+            request.promise = nil
+        }
+        return taken
+    }
+
+    private mutating func updateCloseRequest(_ update: (inout OpenSSLHandler.CloseRequest) -> Void) {
+        switch self {
+        case .closing(var request, let halves):
+            update(&request)
+            self = .closing(request, halves)
+        case .detaching(var detach) where detach.close != nil:
+            update(&detach.close!)
+            self = .detaching(detach)
+        case .failed(var failure) where failure.close != nil:
+            update(&failure.close!)
+            self = .failed(failure)
+        default:
+            break
+        }
     }
 }
 
