@@ -828,6 +828,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        // During a detach, the close's limit replaces the detach's.
+        shutdownTimer?.cancel()
         shutdownTimer = context.eventLoop.scheduleTask(in: .seconds(clamped: closeTimeout.isNaN ? 0 : closeTimeout)) {
             let (handler, context) = bound.value
             handler.shutdownTimer = nil
@@ -914,7 +916,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// made meanwhile, then completes the detach.
     private func leave(context: ChannelHandlerContext, removalToken token: ChannelHandlerContext.RemovalToken, error: Error?) {
         shutdownTimer?.cancel(); shutdownTimer = nil
-        // A close asked for during the detach ends with it (the handler is gone; the channel stays open).
+        // A close asked for during the detach waits for it: once the handler is gone, the channel closes.
+        let closeAsked = state.closeRequest != nil
         let closePromise = state.takeClosePromise()
         state = .passThrough(handshakeDone: state.isHandshakeDone, peerClosed: state.receivedCloseNotify)
         let leftover = buffers.takeInbound()
@@ -932,8 +935,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         // The outcome is completed once the handler is out of the pipeline (its callbacks run at once).
         let result: Result<Void, Error> = error.map { .failure($0) } ?? .success(())
         context.leavePipeline(removalToken: token)
-        closePromise?.succeed()
         detachOutcome.complete(result)
+        if closeAsked { context.channel.close(mode: .all, promise: closePromise) }
     }
 
     // MARK: Failure
@@ -972,7 +975,7 @@ extension OpenSSLHandler {
     /// - `handshaking` → `active`: `handshakeFinished`; → `detaching` when a removal came during the handshake.
     /// - `active` → `closing`: `startClose` (`close(mode: .all)`, or the peer's close_notify with `.close`).
     /// - `active` → `detaching`: `removeHandler`. A `close(mode: .all)` during a detach waits in it
-    ///   (`Detach.close`) and ends when the handler leaves.
+    ///   (`Detach.close`): when the handler has left, the channel closes.
     /// - `detaching` → `passThrough`: `finishDetach` (the peer's close_notify, or the detach timeout); a
     ///   removal in `idle`, `failed`, `closing` or on an inactive channel goes there at once (`leave`).
     /// - `handshaking`, `active`, `closing`, `detaching` → `failed`: `enterFailed` (from `fail`, a close
@@ -1037,7 +1040,7 @@ extension OpenSSLHandler {
         /// `beginDetachShutdown` ran (the flushed writes and our close_notify are on their way).
         var shutdownStarted = false
         var halves = Halves()
-        /// A `close(mode: .all)` during the detach: it ends when the handler leaves.
+        /// A `close(mode: .all)` during the detach: the channel closes when the handler has left.
         var close: CloseRequest?
     }
 

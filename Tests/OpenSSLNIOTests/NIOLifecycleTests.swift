@@ -8,7 +8,8 @@ import TestSupport
 import XCTest
 
 /// Lifecycle paths of the handler's state the other tests do not take: a detach asked for during the
-/// handshake, a second close while the first waits for the peer's close_notify. Real loopback peers.
+/// handshake, a second close while the first waits for the peer's close_notify, a close during a
+/// detach. Real loopback peers.
 final class NIOLifecycleTests: XCTestCase {
     var group: MultiThreadedEventLoopGroup!
 
@@ -92,5 +93,32 @@ final class NIOLifecycleTests: XCTestCase {
         XCTAssertFalse(channel.isActive)
         try peer.join()
         XCTAssertTrue(collector.errors.isEmpty, "\(collector.errors)")
+    }
+
+    /// A `close()` asked for while a detach waits for the peer's close_notify: the detach ends cleanly,
+    /// then the channel closes (it does not stay open carrying plaintext), and the peer reads its end.
+    func testCloseDuringADetachClosesTheChannelAfterIt() throws {
+        let serverCtx = try NIOFixtures.serverContext()
+        defer { destroySSLCtx(serverCtx) }
+        let listener = try listen(port: 0, host: "127.0.0.1")
+        defer { listener.close() }
+        let peer = Background("detaching server") {
+            let s = try listener.accept(sslCtx: .context(serverCtx), handshakeTimeout: 10, timeout: 10, readTimeout: 10)
+            defer { try? s.close() }
+            XCTAssertNil(try s.readLine())  // the client's close_notify (its detach)
+            try s.detachSSL()               // answered: the client's detach completes
+            // Then the client closes: the end arrives (a read timeout would throw and fail the join).
+            XCTAssertNil(try s.readLine(), "the end of the plaintext connection")
+        }
+        let channel = try resolve(connectTLSChannel(host: "localhost", port: listener.port, group: group, handshakeTimeout: 10,
+                                                    security: try NIOFixtures.trustTestCA))
+        let detach: EventLoopFuture<Void> = channel.detachSSL(timeout: 10)
+        // Event-loop tasks run in order: the close comes right after the detach began, long before the
+        // peer's close_notify can arrive.
+        let close = try resolve(channel.eventLoop.submit { channel.close() })
+        try resolve(detach, timeout: 10, "the detach")
+        try resolve(close, timeout: 10, "the close")
+        XCTAssertFalse(channel.isActive, "the channel closed after the detach")
+        try peer.join()
     }
 }
