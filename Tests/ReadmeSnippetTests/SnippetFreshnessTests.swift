@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// Every Swift snippet of README.md and of the DocC articles is compiled: each is copied into a file of
+/// Every Swift snippet of README.md, of docs/*.md and of the DocC articles is compiled: each is copied into a file of
 /// this target (`Snippets/`), as the body of an `async throws` function, with its own imports at the top
 /// of its own file, so that it compiles only if it would compile pasted into a `main.swift`. This test
 /// fails when a snippet changed and its copy did not: run
@@ -121,6 +121,10 @@ final class SnippetFreshnessTests: XCTestCase {
 
     static func documents() throws -> [(name: String, text: String)] {
         var result = [(name: "README.md", text: try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8))]
+        let docs = root.appendingPathComponent("docs")
+        for file in try FileManager.default.contentsOfDirectory(atPath: docs.path).sorted() where file.hasSuffix(".md") {
+            result.append((name: "docs/\(file)", text: try String(contentsOf: docs.appendingPathComponent(file), encoding: .utf8)))
+        }
         let sources = root.appendingPathComponent("Sources")
         for module in try FileManager.default.contentsOfDirectory(atPath: sources.path).sorted() {
             let catalog = sources.appendingPathComponent(module).appendingPathComponent("\(module).docc")
@@ -156,6 +160,7 @@ final class SnippetFreshnessTests: XCTestCase {
             for (i, snippet) in snippets(in: document.text).enumerated() {
                 let form = compiledForm(snippet, document: document.name, index: i + 1)
                 let base = document.name.replacingOccurrences(of: ".docc/", with: "-").replacingOccurrences(of: ".md", with: "")
+                    .replacingOccurrences(of: "/", with: "-")
                 files["\(base)-\(i + 1).swift"] = form
             }
         }

@@ -4,7 +4,7 @@ import OpenSSLStreams
 import TestSupport
 import XCTest
 
-/// The s_client-style flags of `connect`, and the README's sslcat table against every `--help`.
+/// The s_client-style flags of `connect`, and the sslcat table of docs/sslcat.md against every `--help`.
 final class FlagTests: XCTestCase {
     override func setUp() {
         super.setUp()
@@ -136,12 +136,12 @@ final class FlagTests: XCTestCase {
         return flags.subtracting(["--help", "--version", "-h"])
     }
 
-    /// The README's sslcat table: command → the flags in its rows' second column.
+    /// The sslcat table of docs/sslcat.md: command → the flags in its rows' second column.
     static func readmeFlags() throws -> [String: Set<String>] {
         var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("README.md").path) { dir.deleteLastPathComponent() }
-        let text = try String(contentsOf: dir.appendingPathComponent("README.md"), encoding: .utf8)
-        let section = try XCTUnwrap(text.components(separatedBy: "\n## sslcat\n").dropFirst().first?.components(separatedBy: "\n## ").first)
+        let text = try String(contentsOf: dir.appendingPathComponent("docs/sslcat.md"), encoding: .utf8)
+        let section = try XCTUnwrap(text.components(separatedBy: "# sslcat\n").dropFirst().first?.components(separatedBy: "\n## ").first)
         var table: [String: Set<String>] = [:]
         var command = ""
         for line in section.split(separator: "\n") where line.hasPrefix("| ") && !line.hasPrefix("|---") {
@@ -160,7 +160,7 @@ final class FlagTests: XCTestCase {
         return table
     }
 
-    /// Every flag of `sslcat --help` and of each subcommand's `--help` is in the README's table, and the
+    /// Every flag of `sslcat --help` and of each subcommand's `--help` is in docs/sslcat.md's table, and the
     /// table lists no flag the tool lacks.
     func testReadmeTableMatchesEveryHelp() throws {
         let readme = try Self.readmeFlags()
@@ -175,9 +175,9 @@ final class FlagTests: XCTestCase {
             let help = try sslcat([name, "--help"])
             XCTAssertEqual(help.status, 0, help.stderr)
             let inHelp = Self.helpFlags(help.stdout), inReadme = readme[name] ?? []
-            XCTAssertEqual(inHelp.subtracting(inReadme).sorted(), [], "sslcat \(name): flags of --help missing from the README's table")
-            XCTAssertEqual(inReadme.subtracting(inHelp).sorted(), [], "sslcat \(name): flags in the README's table that --help lacks")
+            XCTAssertEqual(inHelp.subtracting(inReadme).sorted(), [], "sslcat \(name): flags of --help missing from docs/sslcat.md's table")
+            XCTAssertEqual(inReadme.subtracting(inHelp).sorted(), [], "sslcat \(name): flags in docs/sslcat.md's table that --help lacks")
         }
-        XCTAssertEqual(Set(readme.keys), Set(subcommands + [""]), "the README lists the commands the tool has")
+        XCTAssertEqual(Set(readme.keys), Set(subcommands + [""]), "docs/sslcat.md lists the commands the tool has")
     }
 }

@@ -1,10 +1,10 @@
-// Generated from README.md, line 304, by SnippetFreshnessTests. Do not edit.
+// Generated from docs/NIO.md, line 8, by SnippetFreshnessTests. Do not edit.
 import NIOCore
 import NIOPosix
 import OpenSSLFLI
 import OpenSSLNIO
 
-func snippet_README_4() async throws {
+func snippet_docs_NIO_1() async throws {
 
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 

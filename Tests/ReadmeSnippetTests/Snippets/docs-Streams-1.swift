@@ -1,9 +1,9 @@
-// Generated from README.md, line 229, by SnippetFreshnessTests. Do not edit.
+// Generated from docs/Streams.md, line 80, by SnippetFreshnessTests. Do not edit.
 import Foundation
 import OpenSSLFLI
 import OpenSSLStreams
 
-func snippet_README_3() async throws {
+func snippet_docs_Streams_1() async throws {
 
     let cert = try Certificate(pem: String(contentsOfFile: "server.pem", encoding: .utf8))
     let key = try PrivateKey(pem: String(contentsOfFile: "server.key", encoding: .utf8))
