@@ -37,6 +37,9 @@ struct Spec {
     var replacements: [String: String] = [:]
     var lispNames: [LispNameEntry] = []
     var skip: [String: String] = [:]
+    /// params FUNCTION NAME…: the parameter names to generate, whatever the installed header says (for
+    /// functions whose names changed between 3.x patch releases, so that Generated/ is the same on each).
+    var paramNames: [String: [String]] = [:]
 
     static func load(_ path: String) throws -> Spec {
         let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -119,6 +122,9 @@ struct Spec {
             case "skip":
                 guard words.count >= 3 else { throw fail("expected: skip NAME reason") }
                 spec.skip[words[1]] = rest(2)
+            case "params":
+                guard words.count >= 3 else { throw fail("expected: params FUNCTION NAME…") }
+                spec.paramNames[words[1]] = Array(words.dropFirst(2))
             case "lisp":
                 // lisp lisp-name [= C_NAME] [| note]
                 guard let entry = LispNameEntry.parse(line) else { throw fail("expected: lisp NAME [= C_NAME] [| note]") }

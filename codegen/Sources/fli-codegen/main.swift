@@ -55,7 +55,17 @@ do {
 
     // 1. Function prototypes from clang's AST (deprecation attributes kept).
     let astRun = try run(clang, cflags + ["-x", "c", "-fsyntax-only", "-DFLI_CODEGEN_KEEP_DEPRECATED", "-Xclang", "-ast-dump=json", shim])
-    let ast = try ClangAST(json: Data(astRun.out.utf8))
+    var ast = try ClangAST(json: Data(astRun.out.utf8))
+    // Parameter names pinned by the spec (`params`): patch releases rename some (3.0.19's bn.h says
+    // BN_nnmod(r, m, d), later ones (r, a, m)), and Generated/ must not depend on the patch release.
+    for (name, names) in spec.paramNames.sorted(by: { $0.key < $1.key }) {
+        guard var function = ast.functions[name] else { throw GeneratorError("spec: params \(name): no such function in the headers") }
+        guard function.params.count == names.count else {
+            throw GeneratorError("spec: params \(name): \(names.count) names for \(function.params.count) parameters")
+        }
+        for i in names.indices { function.params[i].name = names[i] }
+        ast.functions[name] = function
+    }
     // 2. Macros, with and without deprecated API.
     let macroDump = try run(clang, cflags + ["-x", "c", "-E", "-dM", "-DFLI_CODEGEN_KEEP_DEPRECATED", shim]).out
     let macros = MacroTable(dump: macroDump)
