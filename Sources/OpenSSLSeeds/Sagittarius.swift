@@ -10,7 +10,7 @@ import OpenSSLTLS
 /// Sagittarius' `certificate-verifier`: gets the depth (0 = the peer's own certificate), the
 /// verification error OpenSSL found so far (nil when none) and the certificate in DER form; returns
 /// whether to accept it. A thrown error fails the handshake and is rethrown.
-public typealias TLSCertificateVerifier = (_ depth: Int, _ previousError: Int32?, _ derCertificate: [UInt8]) throws -> Bool
+public typealias TLSCertificateVerifier = @Sendable (_ depth: Int, _ previousError: Int32?, _ derCertificate: [UInt8]) throws -> Bool
 
 /// Flags of ``TLSSocket/receive(_:flags:)`` and ``TLSSocket/send(_:flags:)``.
 public struct TLSMessageFlags: OptionSet, Sendable, Hashable {

@@ -10,7 +10,7 @@ import OpenSSLTLS
 /// One DTLS association over a connected UDP socket: datagrams in, datagrams out, message boundaries
 /// kept (one record per message). Made by ``openDTLS(host:port:sslCtx:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:mtu:)``
 /// or ``DTLSListener/accept(timeout:handshakeTimeout:cancel:)``. Not thread-safe.
-public final class DTLSSocket: @unchecked Sendable {
+public final class DTLSSocket {
     /// The connected UDP socket.
     public let fileDescriptor: Int32
     /// The `SSL` (for direct calls) and its context.
@@ -149,7 +149,7 @@ public final class DTLSSocket: @unchecked Sendable {
 }
 
 /// The input side of a datagram BIO: UDP has no end of stream, so it is never exhausted.
-final class DatagramInput: CiphertextInput {
+final class DatagramInput: CiphertextInput, Sendable {  // no state: one instance serves every socket
     static let shared = DatagramInput()
     var isExhausted: Bool { false }
 }

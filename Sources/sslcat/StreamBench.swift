@@ -123,7 +123,7 @@ final class StreamBench: @unchecked Sendable {
             for _ in 0..<connections {
                 let s = try listener.accept(sslCtx: .context(serverCtx))
                 servers.enter()
-                Thread.detachNewThread {
+                startThread {  // the stream is this thread's from here
                     defer { servers.leave() }
                     do {
                         var buffer = [UInt8](repeating: 0, count: 16 * 1024)

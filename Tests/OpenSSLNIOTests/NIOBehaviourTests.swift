@@ -504,7 +504,7 @@ final class NIOBehaviourTests: XCTestCase {
         let group = self.group!
         let server = try await acceptTLSChannels(host: "127.0.0.1", port: 0, group: group, ctx: .context(serverCtx), handshakeTimeout: 10)
         let port = server.channel.localAddress!.port!
-        let serverTask = Task { try await Self.echo(server) }
+        let serverTask = Task { try await NIOBehaviourTests.echo(server) }
         defer { server.channel.close(promise: nil); serverTask.cancel() }
 
         var block = [UInt8](repeating: 0, count: 1 << 20)
@@ -556,7 +556,7 @@ final class NIOBehaviourTests: XCTestCase {
         let server = try await acceptTLSChannels(host: "127.0.0.1", port: 0, group: group, ctx: .context(serverCtx),
                                                  handshakeTimeout: 30, sslErrorCallback: { _, error in errors.add(error) })
         let port = server.channel.localAddress!.port!
-        let serverTask = Task { try await Self.echo(server) }
+        let serverTask = Task { try await NIOBehaviourTests.echo(server) }
         defer { server.channel.close(promise: nil); serverTask.cancel() }
         let count = 200
         let answered = try await withDeadline(120, "200 connections") {

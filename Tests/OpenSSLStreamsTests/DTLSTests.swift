@@ -157,7 +157,7 @@ func sha256(_ bytes: [UInt8]) throws -> [UInt8] {
 }
 
 /// A plain UDP socket on 127.0.0.1 for tests.
-final class UDPSocket {
+final class UDPSocket: Sendable {  // immutable: a descriptor and its port
     let fd: Int32
     let port: Int
 

@@ -78,8 +78,8 @@ final class DataIntegrityTests: XCTestCase {
         let server = Background("bulk server") {
             let s = try listener.accept(sslCtx: .context(try Fixtures.serverContextShared), handshakeTimeout: 10,
                                         timeout: 10, readTimeout: 60, writeTimeout: 60)
-            results.serverReceived = try Self.receive(s)
-            results.serverSent = try Self.send(s)
+            results.serverReceived = try DataIntegrityTests.receive(s)
+            results.serverSent = try DataIntegrityTests.send(s)
             XCTAssertEqual(try s.readLine(), "done")
             try s.close()
         }

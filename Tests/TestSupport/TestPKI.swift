@@ -40,7 +40,7 @@ public final class TestPKI: @unchecked Sendable {
     public var otherAddressCert: String { dir + "/other-address.pem" }
 
     private static let lock = NSLock()
-    private static var made: Result<TestPKI, Error>?
+    nonisolated(unsafe) private static var made: Result<TestPKI, Error>?  // only touched under `lock`
 
     /// The shared fixture (made on first use).
     public static var shared: TestPKI {

@@ -90,7 +90,7 @@ public struct SSLSessionCacheMode: OptionSet, Sendable, Hashable {
 
 /// Called when a new session is ready to be kept (a client after the handshake or, in TLS 1.3, for each
 /// ticket the server sends; a server when it made a session). The session is the callback's to keep.
-public typealias SSLNewSessionCallback = (_ ssl: SSLPointer, _ session: SSLSession) -> Void
+public typealias SSLNewSessionCallback = @Sendable (_ ssl: SSLPointer, _ session: SSLSession) -> Void
 
 private let newSessionTrampoline: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32 = { ssl, session in
     guard let ssl = SSLPointer(ssl), let session = SSLSessionPointer(session),

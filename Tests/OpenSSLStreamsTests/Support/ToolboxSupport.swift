@@ -30,6 +30,17 @@ final class Recorder<T>: @unchecked Sendable {
     var values: [T] { lock.lock(); defer { lock.unlock() }; return items }
 }
 
+/// A value that a test changes while callbacks on other threads read it.
+final class Locked<T>: @unchecked Sendable {  // `stored` is only touched under `lock`
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
+
 enum Toolbox {
     /// In-process PKI: a root, an intermediate, a localhost leaf signed by the intermediate, and a leaf
     /// for "other.example" signed by the root.
