@@ -87,7 +87,7 @@ func checkLibraryPath(_ libraryPath: String) throws {
     }
 }
 
-private final class InitState: @unchecked Sendable {
+private final class InitState: @unchecked Sendable {  // `done` is only touched under `lock`
     let lock = NSLock()
     var done = false
 }

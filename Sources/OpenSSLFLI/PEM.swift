@@ -193,7 +193,7 @@ public func loadVerifyLocations(_ ctx: SSLContextPointer, file: String? = nil, d
 
 // MARK: Diffie-Hellman parameters
 
-private final class DHCache: @unchecked Sendable {
+private final class DHCache: @unchecked Sendable {  // `entries` is only touched under `lock`
     let lock = NSLock()
     var entries: [String: EVPPKeyPointer] = [:]
 }

@@ -4,7 +4,7 @@ import OpenSSLFLI
 import OpenSSLTLS
 
 /// Carries a value that is only touched on its channel's event loop across a `@Sendable` boundary.
-struct LoopOnly<Value>: @unchecked Sendable {
+struct LoopOnly<Value>: @unchecked Sendable {  // made and read on the channel's event loop only (each use says so)
     let value: Value
 }
 

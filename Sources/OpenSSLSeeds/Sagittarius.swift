@@ -34,7 +34,9 @@ public struct TLSSocketInfo: Sendable, Hashable {
 }
 
 /// A TLS socket (Sagittarius' `<tls-socket>`): a connected `SocketStream` with TLS attached.
-public final class TLSSocket: @unchecked Sendable {
+///
+/// Not `Sendable`, like its stream: use it from one thread at a time (hand it to another with `startThread`).
+public final class TLSSocket {
     /// The stream underneath (for everything the socket API does not cover).
     public let stream: SocketStream
 
@@ -195,7 +197,7 @@ public func makeClientTLSSocket(host: String, port: Int, handshake: Bool = true,
 public func tlsClientHandshake(_ socket: TLSSocket, timeout: TimeInterval? = 30) throws { try socket.handshake(timeout: timeout) }
 
 /// A listening TLS server socket (Sagittarius' `make-server-tls-socket` result).
-public final class TLSServerSocket: @unchecked Sendable {
+public final class TLSServerSocket: Sendable {
     let listener: TCPListener
     let context: TLSContextHolder
     /// The context every accepted connection uses (owned; freed with the socket).

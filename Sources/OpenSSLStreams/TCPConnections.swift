@@ -65,7 +65,8 @@ public func listen(port: Int = 0, backlog: Int32 = 128, host: String? = nil, reu
 ///
 /// A listener is `Sendable`: its properties never change and its socket is guarded by a lock, so several
 /// threads may accept on it at once, and another thread may ``close()`` it while they wait. Each accepted
-/// ``SocketStream`` is not `Sendable`: hand it to the thread that serves it with ``startThread(_:)``.
+/// ``SocketStream`` is not `Sendable`: hand it to the thread that serves it with
+/// ``startThread(stackSize:_:)``.
 public final class TCPListener: Sendable {
     /// The listening socket.
     public let fileDescriptor: Int32

@@ -261,8 +261,9 @@ final class NIOBehaviourTests: XCTestCase {
                 events.userInboundEventTriggered(context: context, event: event)
                 if case ChannelEvent.inputClosed = event {
                     // The peer is done writing; our side still can.
+                    let bound = NIOLoopBound(context, eventLoop: context.eventLoop)  // the completion runs on this loop
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "got \(count) bytes\n"))).whenComplete { _ in
-                        context.close(promise: nil)
+                        bound.value.close(promise: nil)
                     }
                 }
             }
@@ -424,9 +425,10 @@ final class NIOBehaviourTests: XCTestCase {
         defer { channel.close(promise: nil) }
         try resolve(channel.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 1024, high: 8192)))
         try resolve(channel.setOption(ChannelOptions.socketOption(.so_sndbuf), value: 64 * 1024))
+        let written = pieces
         let (futures, heldBack) = try resolve(channel.eventLoop.submit {
             var futures: [EventLoopFuture<Void>] = []
-            for (i, piece) in pieces.enumerated() {
+            for (i, piece) in written.enumerated() {
                 futures.append(channel.write(ByteBuffer(bytes: piece)))
                 if i % 7 == 0 { channel.flush() }
             }

@@ -2,7 +2,7 @@ import COpenSSL
 import Foundation
 
 /// A TLS session that frees itself (`SSL_SESSION_free`): what a client keeps to resume a connection.
-public final class SSLSession: @unchecked Sendable {
+public final class SSLSession: @unchecked Sendable {  // immutable handle; a session is reference-counted and may be offered on any thread
     /// The session, valid while this object lives. Pass it to direct calls; do not free it.
     public let pointer: SSLSessionPointer
 
@@ -206,7 +206,7 @@ extension SSLPointer {
 /// connection's key and offers the kept session, if any. The least recently used keys are dropped
 /// beyond `capacity`. TLS 1.3 sessions are offered once (tickets are meant for one use); the new
 /// handshake brings new ones.
-public final class ClientSessionCache: @unchecked Sendable {
+public final class ClientSessionCache: @unchecked Sendable {  // `entries` and `order` are only touched under `lock`
     /// How many keys are kept.
     public let capacity: Int
     private let lock = NSLock()
