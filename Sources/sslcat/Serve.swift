@@ -167,7 +167,7 @@ struct Serve: ParsableCommand {
 
 /// Counts the connections being served against `--max-connections`; logs when the limit is reached and
 /// when there is room again.
-final class ConnectionSlots: @unchecked Sendable {
+final class ConnectionSlots: @unchecked Sendable {  // its counts are only touched under `lock`
     let limit: Int
     private let lock = NSLock()
     private var active = 0
@@ -201,7 +201,7 @@ final class ConnectionSlots: @unchecked Sendable {
 }
 
 /// Only one connection at a time is relayed to stdin/stdout.
-final class RelayClaim: @unchecked Sendable {
+final class RelayClaim: @unchecked Sendable {  // `taken` is only touched under `lock`
     static let shared = RelayClaim()
     private let lock = NSLock()
     private var taken = false

@@ -9,7 +9,7 @@ import TestSupport
 
 /// What a deadline row has set up for one cell: the peers to let go (close) when an unlimited wait is
 /// to end, and at the end of the cell.
-final class DeadlineProbe: @unchecked Sendable {
+final class DeadlineProbe: @unchecked Sendable {  // its lists are only touched under `lock`
     let pki: TestPKI
     private let lock = NSLock()
     private var releases: [() -> Void] = []

@@ -74,7 +74,7 @@ final class CallbackStorageTests: XCTestCase {
         let registry = CallbackRegistry.of(ctx)
         registry.storeError(Refused())
         // A separate thread (DispatchQueue.sync may run its block on the calling thread).
-        final class Box: @unchecked Sendable { var error: Error?; var ran = false }
+        final class Box: @unchecked Sendable { var error: Error?; var ran = false }  // written before `done.signal()`, read after the wait
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread { box.error = registry.takeError(); box.ran = true; done.signal() }

@@ -205,7 +205,7 @@ final class NIOBadInputTests: XCTestCase {
         let before = settledCensus
 
         // A protocol symbol: an SSL_CTX and an SSL are made, configured in order, and freed.
-        final class Calls: @unchecked Sendable { var list: [String] = [] }
+        final class Calls: @unchecked Sendable { var list: [String] = [] }  // appended on the channel's loop, read after the future
         let calls = Calls()
         var channel = try plainChannel(to: server.boundPort)
         let made = try resolve(channel.attachSSL(ctx: .tlsV1_3, ctxConfigure: { _ in calls.list.append("ctx") },

@@ -224,7 +224,7 @@ final class NIOBehaviourTests: XCTestCase {
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(LineEcho()) }
         })
         defer { server.close(promise: nil) }
-        final class EarlyWriter: ChannelInboundHandler, @unchecked Sendable {
+        final class EarlyWriter: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             var handshakeWasDone: Bool?
@@ -251,7 +251,7 @@ final class NIOBehaviourTests: XCTestCase {
     func testHalfClosure() throws {
         let serverCtx = try NIOFixtures.serverContext()
         defer { destroySSLCtx(serverCtx) }
-        final class CountThenReply: ChannelInboundHandler, @unchecked Sendable {
+        final class CountThenReply: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             var count = 0
@@ -406,7 +406,7 @@ final class NIOBehaviourTests: XCTestCase {
             XCTAssertEqual(digest.finish(), expectedDigest)
             try s.writeLine("done"); try s.flush()
         }
-        final class Writability: ChannelInboundHandler, @unchecked Sendable {
+        final class Writability: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only (read after the channel closed)
             typealias InboundIn = ByteBuffer
             var changes = 0
             func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -448,7 +448,7 @@ final class NIOBehaviourTests: XCTestCase {
         let serverCtx = try NIOFixtures.serverContext()
         defer { destroySSLCtx(serverCtx) }
         let total = 16 << 20
-        final class Count: ChannelInboundHandler, @unchecked Sendable {
+        final class Count: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only (read after the channel closed)
             typealias InboundIn = ByteBuffer
             let collector = Collector()
             var got = 0
@@ -465,7 +465,7 @@ final class NIOBehaviourTests: XCTestCase {
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(count) }
         })
         defer { server.close(promise: nil) }
-        final class Pump: ChannelInboundHandler, @unchecked Sendable {
+        final class Pump: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             let total: Int

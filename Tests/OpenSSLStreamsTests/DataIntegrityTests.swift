@@ -73,7 +73,7 @@ final class DataIntegrityTests: XCTestCase {
         let pki = try Fixtures.pki
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
-        final class Results: @unchecked Sendable { var serverReceived: [UInt8] = []; var serverSent: [UInt8] = [] }
+        final class Results: @unchecked Sendable { var serverReceived: [UInt8] = []; var serverSent: [UInt8] = [] }  // written by the background thread, read after it was joined
         let results = Results()
         let server = Background("bulk server") {
             let s = try listener.accept(sslCtx: .context(try Fixtures.serverContextShared), handshakeTimeout: 10,

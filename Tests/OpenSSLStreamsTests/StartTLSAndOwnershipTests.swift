@@ -106,7 +106,7 @@ final class StartTLSAndOwnershipTests: XCTestCase {
     // MARK: Ownership and callbacks
 
     /// Keeps a flag that flips when the object it is stored with (in the callback registry) is freed.
-    final class FreeProbe: @unchecked Sendable {
+    final class FreeProbe: @unchecked Sendable {  // `freed` is only touched under `lock`
         private let lock = NSLock()
         private var freed = false
         var isFreed: Bool { lock.lock(); defer { lock.unlock() }; return freed }

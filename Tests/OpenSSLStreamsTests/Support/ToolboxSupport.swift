@@ -17,13 +17,13 @@ struct CallbackRefusal: Error, Equatable {
 }
 
 /// A class to watch closure lifetimes with a weak reference.
-final class LifetimeProbe: @unchecked Sendable {
+final class LifetimeProbe: @unchecked Sendable {  // touched by callbacks that run one at a time, read after they ended
     var touched = 0
     func touch() { touched += 1 }
 }
 
 /// Thread-safe collection of values seen by callbacks.
-final class Recorder<T>: @unchecked Sendable {
+final class Recorder<T>: @unchecked Sendable {  // `items` is only touched under `lock`
     private let lock = NSLock()
     private var items: [T] = []
     func append(_ item: T) { lock.lock(); items.append(item); lock.unlock() }
@@ -88,7 +88,7 @@ enum Toolbox {
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
         let serverContext = server
-        final class Box: @unchecked Sendable { var error: Error? }
+        final class Box: @unchecked Sendable { var error: Error? }  // written by the background thread, read after it was joined
         let box = Box()
         let peer = Background("toolbox server") {
             do {
