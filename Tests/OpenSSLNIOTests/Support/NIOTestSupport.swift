@@ -180,7 +180,7 @@ enum NIOFixtures {
     static var trustTestCA: SSLSecurity { get throws { SSLSecurity.trusting(caFile: try pki.caCert) } }
 
     /// A `ctxConfigure` that loads the test server certificate and key.
-    static func loadServerIdentity() -> (SSLContextPointer) throws -> Void {
+    static func loadServerIdentity() -> @Sendable (SSLContextPointer) throws -> Void {
         { ctx in
             let pki = try TestPKI.shared
             try useCertificateChainFile(ctx, file: pki.serverCert)
