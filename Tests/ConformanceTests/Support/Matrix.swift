@@ -165,7 +165,7 @@ private func describeError(_ error: Error) -> String {
 /// The threads the cells run on, counted so that a matrix can wait for its last ones.
 enum CellThreads {
     private static let condition = NSCondition()
-    nonisolated(unsafe) private static var count = 0
+    nonisolated(unsafe) private static var count = 0  // only touched under `condition`
 
     /// Runs `body` on a new thread, counted while it runs.
     static func start(_ body: @escaping @Sendable () -> Void) {
