@@ -262,3 +262,7 @@ private func readTextFile(_ path: String, call: String) throws -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// One thread at a time, like its stream.
+@available(*, unavailable, message: "a BiglooSocket serves one thread at a time: hand it on with startThread")
+extension BiglooSocket: Sendable {}

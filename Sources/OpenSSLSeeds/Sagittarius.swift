@@ -246,3 +246,7 @@ public func tlsServerSocketAccept(_ server: TLSServerSocket, handshake: Bool = t
         return nil
     }
 }
+
+/// One thread at a time, like its stream.
+@available(*, unavailable, message: "a TLSSocket serves one thread at a time: hand it on with startThread")
+extension TLSSocket: Sendable {}

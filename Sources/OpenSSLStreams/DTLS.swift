@@ -493,3 +493,7 @@ public func listenDTLS(port: Int = 0, host: String = "127.0.0.1", sslCtx: SSLCon
         throw error
     }
 }
+
+/// One thread at a time, like a stream: hand a socket on with ``startThread(stackSize:_:)``.
+@available(*, unavailable, message: "a DTLSSocket serves one thread at a time: hand it on with startThread")
+extension DTLSSocket: Sendable {}
