@@ -85,5 +85,5 @@ let package = Package(
         // Runs the sslcat and fli-bench-c executables as processes.
         .testTarget(name: "SSLCatTests", dependencies: ["sslcat", "fli-bench-c", "OpenSSLStreams", "OpenSSLFLI", "TestSupport"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,7 @@ import Synchronization
 /// A password callback: gets the largest length OpenSSL accepts and whether the password is for
 /// encrypting (true) or decrypting; returns the password, or nil to refuse. It may throw: the error is
 /// kept and rethrown by the Swift call that made OpenSSL ask.
-public typealias SSLPasswordCallback = (_ maxLength: Int, _ encrypting: Bool) throws -> String?
+public typealias SSLPasswordCallback = @Sendable (_ maxLength: Int, _ encrypting: Bool) throws -> String?
 
 /// The Swift closures kept for one `SSL_CTX` (or `SSL`). It lives in the object's ex_data; OpenSSL's
 /// free callback releases it when the object is freed, and replacing a closure releases the old one.
@@ -17,22 +17,24 @@ public typealias SSLPasswordCallback = (_ maxLength: Int, _ encrypting: Bool) th
 ///
 /// `SSL_dup` gives the copy a registry of its own holding the same closures; the two are released
 /// independently.
-public final class CallbackRegistry: @unchecked Sendable {
+public final class CallbackRegistry: @unchecked Sendable {  // `closures` is only touched under `lock`, and holds Sendable values
     private let lock = NSLock()
-    private var closures: [String: Any] = [:]
+    private var closures: [String: any Sendable] = [:]
 
     init() {}
 
     private static var currentThread: UInt { UInt(pthread_self()) }
 
     /// The closure (or value) stored under `key`, if any.
-    public func closure<T>(_ key: CallbackKey<T>) -> T? {
+    public func closure<T: Sendable>(_ key: CallbackKey<T>) -> T? {
         lock.lock(); defer { lock.unlock() }
         return closures[key.name] as? T
     }
 
     /// Stores (or with nil removes) the closure (or value) under `key`; the old one is released.
-    public func setClosure<T>(_ key: CallbackKey<T>, _ closure: T?) {
+    /// The value must be `Sendable`: one context serves connections on many threads, and OpenSSL runs
+    /// the callbacks on whichever thread drives a connection.
+    public func setClosure<T: Sendable>(_ key: CallbackKey<T>, _ closure: T?) {
         lock.lock()
         let old = closures[key.name]
         closures[key.name] = closure
@@ -72,7 +74,7 @@ public final class CallbackRegistry: @unchecked Sendable {
     }
 
     private static let errorLock = NSLock()
-    nonisolated(unsafe) private static var pendingErrors: [UInt: Error] = [:]
+    nonisolated(unsafe) private static var pendingErrors: [UInt: Error] = [:]  // only touched under `errorLock`
     /// How many errors ``pendingErrors`` holds (changed under ``errorLock``).
     private static let pendingCount = Atomic<Int>(0)
 
@@ -157,7 +159,7 @@ public final class CallbackRegistry: @unchecked Sendable {
     /// The closure a callback of `ssl` should run: the one set on the connection, else on its current
     /// context, else on the context it was made with (when an SNI callback switched contexts).
     /// - Corresponds: `SSL_get_SSL_CTX`.
-    public static func lookup<T>(_ key: CallbackKey<T>, for ssl: SSLPointer) -> T? {
+    public static func lookup<T: Sendable>(_ key: CallbackKey<T>, for ssl: SSLPointer) -> T? {
         if let own = existing(ssl) {
             if let closure: T = own.closure(key) { return closure }
             if let context = COpenSSL.SSL_get_SSL_CTX(ssl.rawValue), let registry = existing(SSLContextPointer(context)),

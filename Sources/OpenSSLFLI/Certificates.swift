@@ -2,7 +2,7 @@ import COpenSSL
 import Foundation
 
 /// A private key that frees itself (`EVP_PKEY_free`) — a Swift-owned wrapper over ``EVPPKeyPointer``.
-public final class PrivateKey: @unchecked Sendable {
+public final class PrivateKey: @unchecked Sendable {  // immutable handle; OpenSSL 3 allows concurrent use of an object that nobody changes
     /// The key, valid while this object lives. Pass it to direct calls; do not free it.
     public let pointer: EVPPKeyPointer
 
@@ -69,7 +69,7 @@ public final class PrivateKey: @unchecked Sendable {
 }
 
 /// A certificate that frees itself (`X509_free`) — a Swift-owned wrapper over ``X509Pointer``.
-public final class Certificate: @unchecked Sendable {
+public final class Certificate: @unchecked Sendable {  // immutable handle; OpenSSL 3 allows concurrent use of an object that nobody changes
     /// The certificate, valid while this object lives. Pass it to direct calls; do not free it.
     public let pointer: X509Pointer
 

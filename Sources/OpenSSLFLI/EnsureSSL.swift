@@ -55,10 +55,14 @@ func sharedObjectPath(of address: UnsafeRawPointer) -> String {
 ///
 /// - Corresponds: `dladdr` on `SSL_new` and `OpenSSL_version_num`, `OpenSSL_version`.
 public var loadedOpenSSL: LoadedOpenSSL {
-    let ssl: @convention(c) (OpaquePointer?) -> OpaquePointer? = COpenSSL.SSL_new
-    let crypto: @convention(c) () -> UInt = COpenSSL.OpenSSL_version_num
-    return LoadedOpenSSL(libssl: sharedObjectPath(of: unsafeBitCast(ssl, to: UnsafeRawPointer.self)),
-                         libcrypto: sharedObjectPath(of: unsafeBitCast(crypto, to: UnsafeRawPointer.self)),
+    // The functions' addresses as the dynamic linker resolved them for this process (Swift 6 does not
+    // form a C function pointer from an imported function's name).
+    let process = dlopen(nil, RTLD_NOW)
+    func path(of symbol: String) -> String {
+        guard let process, let address = dlsym(process, symbol) else { return "unknown" }
+        return sharedObjectPath(of: UnsafeRawPointer(address))
+    }
+    return LoadedOpenSSL(libssl: path(of: "SSL_new"), libcrypto: path(of: "OpenSSL_version_num"),
                          version: openSSLVersion, headers: OPENSSL_VERSION_TEXT)
 }
 
@@ -83,7 +87,7 @@ func checkLibraryPath(_ libraryPath: String) throws {
     }
 }
 
-private final class InitState: @unchecked Sendable {
+private final class InitState: @unchecked Sendable {  // `done` is only touched under `lock`
     let lock = NSLock()
     var done = false
 }

@@ -109,7 +109,7 @@ public func drainOpenSSLErrors() -> [OpenSSLErrorEntry] {
             code: code,
             library: COpenSSL.ERR_lib_error_string(code).map { String(cString: $0) },
             reason: COpenSSL.ERR_reason_error_string(code).map { String(cString: $0) },
-            text: String(cString: buffer),
+            text: buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
             file: file.map { String(cString: $0) }, line: line,
             function: function.map { String(cString: $0) },
             data: (flags & ERR_TXT_STRING) != 0 ? data.map { String(cString: $0) } : nil))

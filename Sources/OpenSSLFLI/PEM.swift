@@ -95,7 +95,7 @@ private func pemReadOrThrow(_ kind: PEMKind, file: String, passPhrase: String?, 
     try checkReadablePath(file, call: "BIO_new_file")
     guard let bio = COpenSSL.BIO_new_file(file, "r") else { throw SSLError.fromQueue(call: "BIO_new_file", file: file) }
     defer { COpenSSL.BIO_free(bio) }
-    let source = PEMPasswordSource(passPhrase.map { fixed in { _, _ in fixed } } ?? callback)
+    let source = PEMPasswordSource(passPhrase.map { fixed in { @Sendable _, _ in fixed } } ?? callback)
     let userdata = Unmanaged.passUnretained(source).toOpaque()
     let passwordCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { buffer, size, rwflag, u in
         guard let u else { return -1 }
@@ -193,7 +193,7 @@ public func loadVerifyLocations(_ ctx: SSLContextPointer, file: String? = nil, d
 
 // MARK: Diffie-Hellman parameters
 
-private final class DHCache: @unchecked Sendable {
+private final class DHCache: @unchecked Sendable {  // `entries` is only touched under `lock`
     let lock = NSLock()
     var entries: [String: EVPPKeyPointer] = [:]
 }

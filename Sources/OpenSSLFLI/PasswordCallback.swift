@@ -12,7 +12,7 @@ public func setSSLCtxPasswordCallback(_ ctx: SSLContextPointer, callback: SSLPas
         throw SSLError.usage("give either a callback or a password, not both", call: "setSSLCtxPasswordCallback")
     }
     let registry = CallbackRegistry.of(ctx)
-    let effective: SSLPasswordCallback? = callback ?? password.map { fixed in { _, _ in fixed } }
+    let effective: SSLPasswordCallback? = callback ?? password.map { fixed in { @Sendable _, _ in fixed } }
     registry.setClosure(.password, effective)
     if effective == nil {
         COpenSSL.SSL_CTX_set_default_passwd_cb(ctx.rawValue, nil)

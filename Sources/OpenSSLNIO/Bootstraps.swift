@@ -28,13 +28,12 @@ import OpenSSLTLS
 ///   - channelInitializer: adds the application's handlers (after the TLS handler).
 public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                               ctx argument: SSLContextArgument = .default,
-                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
-                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
                               handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
                               security: TLSConfiguration = .secure, onPeerClose: PeerCloseAction = .automatic,
                               connectTimeout: TimeAmount = .seconds(10),
                               channelInitializer: (@Sendable (Channel) -> EventLoopFuture<Void>)? = nil) -> EventLoopFuture<Channel> {
-    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
     let target: (connect: String, name: String)
     do {
         target = try clientTarget(host: host, hostName: hostName, handshakeTimeout: handshakeTimeout, security: security)
@@ -50,8 +49,8 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
         .connectTimeout(connectTimeout)
         .channelInitializer { channel in
             do {
-                let handler = try OpenSSLHandler(ctx: argument, side: .client, ctxConfigure: callbacks.value.0,
-                                                 sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
+                let handler = try OpenSSLHandler(ctx: argument, side: .client, ctxConfigure: ctxConfigure,
+                                                 sslConfigure: sslConfigure, handshakeTimeout: handshakeTimeout,
                                                  hostName: name, security: security, onPeerClose: onPeerClose)
                 try channel.pipeline.syncOperations.addHandler(handler)
                 slot.handshake = handler.handshakeFuture(on: channel.eventLoop)
@@ -76,22 +75,21 @@ public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
 /// with the returned channel's `inbound` / `outbound` (`executeThenClose`).
 public func connectTLSChannel(host: String, port: Int, group: EventLoopGroup,
                               ctx argument: SSLContextArgument = .default,
-                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
-                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
                               handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
                               security: TLSConfiguration = .secure, onPeerClose: PeerCloseAction = .automatic,
                               connectTimeout: TimeAmount = .seconds(10),
                               configuration: NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration = .init()) async throws
     -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
-    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
     let target = try clientTarget(host: host, hostName: hostName, handshakeTimeout: handshakeTimeout, security: security)
     let name = target.name
     let (channel, handshake) = try await ClientBootstrap(group: group)
         .connectTimeout(connectTimeout)
         .connect(host: target.connect, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
-                let handler = try OpenSSLHandler(ctx: argument, side: .client, ctxConfigure: callbacks.value.0,
-                                                 sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
+                let handler = try OpenSSLHandler(ctx: argument, side: .client, ctxConfigure: ctxConfigure,
+                                                 sslConfigure: sslConfigure, handshakeTimeout: handshakeTimeout,
                                                  hostName: name, security: security, onPeerClose: onPeerClose)
                 try channel.pipeline.syncOperations.addHandler(handler)
                 let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel,
@@ -149,19 +147,18 @@ private func clientTarget(host: String, hostName: String?, handshakeTimeout: Tim
 ///     handler; they see plaintext (writes made before the handshake finished are kept until it has).
 public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
                               ctx argument: SSLContextArgument,
-                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
-                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
                               handshakeTimeout: TimeInterval? = nil, security: TLSConfiguration = .secure,
                               onPeerClose: PeerCloseAction = .automatic, backlog: Int32 = 256,
                               sslErrorCallback: (@Sendable (Channel, Error) -> Void)? = nil,
                               childChannelInitializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Channel> {
-    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
     return ServerBootstrap(group: group, childGroup: childGroup ?? group)
         .serverChannelOption(ChannelOptions.backlog, value: backlog)
         .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
         .childChannelInitializer { channel in
             do {
-                try attachServerTLS(to: channel, argument, callbacks, handshakeTimeout: handshakeTimeout, security: security,
+                try attachServerTLS(to: channel, argument, ctxConfigure, sslConfigure, handshakeTimeout: handshakeTimeout, security: security,
                                     onPeerClose: onPeerClose, sslErrorCallback: sslErrorCallback)
             } catch {
                 sslErrorCallback?(channel, error)
@@ -179,21 +176,20 @@ public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, ch
 /// with the error. See the future-returning `acceptTLSChannels` for the other arguments.
 public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
                               ctx argument: SSLContextArgument,
-                              ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
-                              sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                              ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)? = nil,
+                              sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
                               handshakeTimeout: TimeInterval? = nil, security: TLSConfiguration = .secure,
                               onPeerClose: PeerCloseAction = .automatic, backlog: Int32 = 256,
                               sslErrorCallback: (@Sendable (Channel, Error) -> Void)? = nil,
                               configuration: NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration = .init()) async throws
     -> NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never> {
-    let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
     return try await ServerBootstrap(group: group, childGroup: childGroup ?? group)
         .serverChannelOption(ChannelOptions.backlog, value: backlog)
         .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
         .bind(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
                 do {
-                    try attachServerTLS(to: channel, argument, callbacks, handshakeTimeout: handshakeTimeout, security: security,
+                    try attachServerTLS(to: channel, argument, ctxConfigure, sslConfigure, handshakeTimeout: handshakeTimeout, security: security,
                                         onPeerClose: onPeerClose, sslErrorCallback: sslErrorCallback)
                 } catch {
                     sslErrorCallback?(channel, error)
@@ -206,11 +202,12 @@ public func acceptTLSChannels(host: String, port: Int, group: EventLoopGroup, ch
 
 /// Adds a server-side handler to an accepted channel and reports its handshake failure.
 private func attachServerTLS(to channel: Channel, _ argument: SSLContextArgument,
-                             _ callbacks: LoopOnly<(((SSLContextPointer) throws -> Void)?, ((SSLPointer) throws -> Void)?)>,
+                             _ ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)?,
+                             _ sslConfigure: (@Sendable (SSLPointer) throws -> Void)?,
                              handshakeTimeout: TimeInterval?, security: TLSConfiguration, onPeerClose: PeerCloseAction,
                              sslErrorCallback: (@Sendable (Channel, Error) -> Void)?) throws {
-    let handler = try OpenSSLHandler(ctx: argument, side: .server, ctxConfigure: callbacks.value.0,
-                                     sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
+    let handler = try OpenSSLHandler(ctx: argument, side: .server, ctxConfigure: ctxConfigure,
+                                     sslConfigure: sslConfigure, handshakeTimeout: handshakeTimeout,
                                      security: security, onPeerClose: onPeerClose)
     try channel.pipeline.syncOperations.addHandler(handler)
     if let sslErrorCallback {

@@ -115,7 +115,9 @@ enum ByteBufferBIO {
     }
 
     /// The BIO_METHOD, made once per process.
-    static let method: OpaquePointer = {
+    // nonisolated(unsafe): the pointer is set once (a static's lazy initialisation is thread-safe) and the
+    // method is never changed after it; OpenSSL only reads a BIO_METHOD, from any thread.
+    nonisolated(unsafe) static let method: OpaquePointer = {
         let type = COpenSSL.BIO_get_new_index() | COpenSSL.BIO_TYPE_SOURCE_SINK
         guard let m = COpenSSL.BIO_meth_new(type, "swift-openssl-fli NIO ByteBuffer") else {
             fatalError("BIO_meth_new failed: out of memory while making the NIO BIO method")

@@ -3,11 +3,6 @@ import NIOCore
 import OpenSSLFLI
 import OpenSSLTLS
 
-/// Carries a value that is only touched on its channel's event loop across a `@Sendable` boundary.
-struct LoopOnly<Value>: @unchecked Sendable {
-    let value: Value
-}
-
 extension Channel {
     // MARK: Attach (LispWorks' async-io-state-attach-ssl)
 
@@ -24,19 +19,18 @@ extension Channel {
     /// A client without `hostName` checks the IP address it is connected to. Attaching to a channel that
     /// has TLS already fails with ``SSLError`` (kind `.error`) and makes nothing.
     public func attachSSL(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
-                          ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
-                          sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                          ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)? = nil,
+                          sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
                           security: TLSConfiguration = .secure,
                           onPeerClose: PeerCloseAction = .automatic) -> EventLoopFuture<SSLAttachment> {
-        let callbacks = LoopOnly(value: (ctxConfigure, sslConfigure))
         return eventLoop.flatSubmit {
             do {
                 if self.pipeline.syncOperations.openSSLHandler != nil {
                     throw SSLError.usage("TLS is already attached to this channel (detach it first)", call: "attachSSL")
                 }
-                let handler = try OpenSSLHandler(ctx: argument, side: side, ctxConfigure: callbacks.value.0,
-                                                 sslConfigure: callbacks.value.1, handshakeTimeout: handshakeTimeout,
+                let handler = try OpenSSLHandler(ctx: argument, side: side, ctxConfigure: ctxConfigure,
+                                                 sslConfigure: sslConfigure, handshakeTimeout: handshakeTimeout,
                                                  hostName: hostName, security: security, onPeerClose: onPeerClose)
                 try self.pipeline.syncOperations.addHandler(handler, position: .first)
                 let attachment = handler.attachment
@@ -49,8 +43,8 @@ extension Channel {
 
     /// Attaches TLS and waits for the handshake (see the future-returning `attachSSL`).
     public func attachSSL(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
-                          ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
-                          sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                          ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)? = nil,
+                          sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
                           handshakeTimeout: TimeInterval? = nil, hostName: String? = nil,
                           security: TLSConfiguration = .secure,
                           onPeerClose: PeerCloseAction = .automatic) async throws -> SSLAttachment {

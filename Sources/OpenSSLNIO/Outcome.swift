@@ -3,7 +3,7 @@ import NIOCore
 
 /// A result that arrives once (a handshake's, a detach's), readable from any thread as a future on any
 /// event loop or with `await`, before or after it arrived.
-final class Outcome: @unchecked Sendable {
+final class Outcome: @unchecked Sendable {  // its state is only touched under `lock`
     private let lock = NSLock()
     private var result: Result<Void, Error>?
     private var waiting: [EventLoopPromise<Void>] = []

@@ -17,7 +17,7 @@ import OpenSSLTLS
 ///
 /// Sendable: `SSL_new` on a shared context is thread-safe, so handlers may be made on any event loop.
 /// Change the context (``pointer``) only before connections are accepted.
-public final class OpenSSLServerContext: @unchecked Sendable {
+public final class OpenSSLServerContext: Sendable {
     /// The configuration every connection runs with.
     public let configuration: TLSConfiguration
     /// The shared context (LispWorks' `SSL_CTX` that a server passes to each attach).

@@ -27,7 +27,9 @@ public enum SocketBufferMode: Sendable, Hashable {
 
 /// A socket made by the Bigloo-style functions: a `SocketStream` and its buffer mode. With
 /// `.unbuffered` every `write` is flushed.
-public final class BiglooSocket: @unchecked Sendable {
+///
+/// Not `Sendable`, like its stream: use it from one thread at a time (hand it to another with `startThread`).
+public final class BiglooSocket {
     /// The stream (TLS attached for SSL sockets).
     public let stream: SocketStream
     public let bufferMode: SocketBufferMode
@@ -151,7 +153,7 @@ public func clientSocketUseSSL(_ socket: BiglooSocket, protocol proto: SSLProtoc
 }
 
 /// A TLS server socket (Bigloo's `make-ssl-server-socket` result).
-public final class BiglooSSLServerSocket: @unchecked Sendable {
+public final class BiglooSSLServerSocket: Sendable {
     let listener: TCPListener
     let context: TLSContextHolder
     /// The context every accepted connection uses (owned).
@@ -260,3 +262,7 @@ private func readTextFile(_ path: String, call: String) throws -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// One thread at a time, like its stream.
+@available(*, unavailable, message: "a BiglooSocket serves one thread at a time: hand it on with startThread")
+extension BiglooSocket: Sendable {}

@@ -104,7 +104,7 @@ extension SSLContextHolder {
 }
 
 /// A client context (Racket's `ssl-make-client-context`), freed with the object.
-public final class SSLClientContext: SSLContextHolder, @unchecked Sendable {
+public final class SSLClientContext: SSLContextHolder, Sendable {
     let holder: TLSContextHolder
     public var sslContext: SSLContextPointer { holder.ctx }
     public var sslSide: SSLSide { .client }
@@ -121,7 +121,7 @@ public final class SSLClientContext: SSLContextHolder, @unchecked Sendable {
 }
 
 /// A server context (Racket's `ssl-make-server-context`), freed with the object.
-public final class SSLServerContext: SSLContextHolder, @unchecked Sendable {
+public final class SSLServerContext: SSLContextHolder, Sendable {
     let holder: TLSContextHolder
     public var sslContext: SSLContextPointer { holder.ctx }
     public var sslSide: SSLSide { .server }
@@ -222,7 +222,7 @@ private struct CancelWatch { let end: () -> Void }
 
 /// A TLS listener (Racket's `ssl-listen` result): a listening socket and the server context its
 /// connections use. Context procedures work on it.
-public final class SSLListener: SSLContextHolder, @unchecked Sendable {
+public final class SSLListener: SSLContextHolder, Sendable {
     let listener: TCPListener
     let context: SSLServerContext
     public var sslContext: SSLContextPointer { context.sslContext }

@@ -10,7 +10,7 @@ import OpenSSLTLS
 /// Sagittarius' `certificate-verifier`: gets the depth (0 = the peer's own certificate), the
 /// verification error OpenSSL found so far (nil when none) and the certificate in DER form; returns
 /// whether to accept it. A thrown error fails the handshake and is rethrown.
-public typealias TLSCertificateVerifier = (_ depth: Int, _ previousError: Int32?, _ derCertificate: [UInt8]) throws -> Bool
+public typealias TLSCertificateVerifier = @Sendable (_ depth: Int, _ previousError: Int32?, _ derCertificate: [UInt8]) throws -> Bool
 
 /// Flags of ``TLSSocket/receive(_:flags:)`` and ``TLSSocket/send(_:flags:)``.
 public struct TLSMessageFlags: OptionSet, Sendable, Hashable {
@@ -34,7 +34,9 @@ public struct TLSSocketInfo: Sendable, Hashable {
 }
 
 /// A TLS socket (Sagittarius' `<tls-socket>`): a connected `SocketStream` with TLS attached.
-public final class TLSSocket: @unchecked Sendable {
+///
+/// Not `Sendable`, like its stream: use it from one thread at a time (hand it to another with `startThread`).
+public final class TLSSocket {
     /// The stream underneath (for everything the socket API does not cover).
     public let stream: SocketStream
 
@@ -195,7 +197,7 @@ public func makeClientTLSSocket(host: String, port: Int, handshake: Bool = true,
 public func tlsClientHandshake(_ socket: TLSSocket, timeout: TimeInterval? = 30) throws { try socket.handshake(timeout: timeout) }
 
 /// A listening TLS server socket (Sagittarius' `make-server-tls-socket` result).
-public final class TLSServerSocket: @unchecked Sendable {
+public final class TLSServerSocket: Sendable {
     let listener: TCPListener
     let context: TLSContextHolder
     /// The context every accepted connection uses (owned; freed with the socket).
@@ -244,3 +246,7 @@ public func tlsServerSocketAccept(_ server: TLSServerSocket, handshake: Bool = t
         return nil
     }
 }
+
+/// One thread at a time, like its stream.
+@available(*, unavailable, message: "a TLSSocket serves one thread at a time: hand it on with startThread")
+extension TLSSocket: Sendable {}

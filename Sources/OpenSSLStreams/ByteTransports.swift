@@ -74,7 +74,7 @@ enum DescriptorIO {
 }
 
 /// A file descriptor as a byte transport (a socket, a pipe end, a terminal).
-public final class FileDescriptorTransport: ByteReadable, ByteWritable, @unchecked Sendable {
+public final class FileDescriptorTransport: ByteReadable, ByteWritable, @unchecked Sendable {  // the descriptor is fixed; the close flags are under `lock`
     public let fileDescriptor: Int32
     /// Whether the transport owns the descriptor: closing a direction then shuts it down (sockets), and
     /// closing both (or deinitialising) closes the descriptor.
@@ -149,7 +149,7 @@ extension SocketStream: ByteReadable, ByteWritable {
 
 /// An in-memory, thread-safe, one-way byte channel: what is written is read, in order; a reader waits
 /// until bytes arrive or the writer closes. Two of them make a duplex link between threads.
-public final class MemoryByteChannel: ByteReadable, ByteWritable, @unchecked Sendable {
+public final class MemoryByteChannel: ByteReadable, ByteWritable, @unchecked Sendable {  // its state is only touched under `condition`
     private let condition = NSCondition()
     private var bytes: [UInt8] = []
     private var head = 0

@@ -9,8 +9,9 @@ import OpenSSLTLS
 
 /// One DTLS association over a connected UDP socket: datagrams in, datagrams out, message boundaries
 /// kept (one record per message). Made by ``openDTLS(host:port:sslCtx:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:mtu:)``
-/// or ``DTLSListener/accept(timeout:handshakeTimeout:cancel:)``. Not thread-safe.
-public final class DTLSSocket: @unchecked Sendable {
+/// or ``DTLSListener/accept(timeout:handshakeTimeout:cancel:)``. Not thread-safe, so not `Sendable`: hand it
+/// to the thread that uses it with ``startThread(stackSize:_:)``.
+public final class DTLSSocket {
     /// The connected UDP socket.
     public let fileDescriptor: Int32
     /// The `SSL` (for direct calls) and its context.
@@ -149,7 +150,7 @@ public final class DTLSSocket: @unchecked Sendable {
 }
 
 /// The input side of a datagram BIO: UDP has no end of stream, so it is never exhausted.
-final class DatagramInput: CiphertextInput {
+final class DatagramInput: CiphertextInput, Sendable {  // no state: one instance serves every socket
     static let shared = DatagramInput()
     var isExhausted: Bool { false }
 }
@@ -248,7 +249,7 @@ public func openDTLS(host: String, port: Int, sslCtx: SSLContextArgument = .prot
 /// The stateless cookie of a DTLS server: an HMAC-SHA256 of the client's address under a secret made
 /// per listener, so the server keeps nothing for a ClientHello until it is repeated with the cookie
 /// (which a spoofed source cannot do).
-final class DTLSCookieJar: @unchecked Sendable {
+final class DTLSCookieJar: @unchecked Sendable {  // `secret` never changes; the counts are only touched under `lock`
     let secret: [UInt8]
     private let lock = NSLock()
     private var requests = 0
@@ -309,7 +310,10 @@ private let cookieVerify: @convention(c) (OpaquePointer?, UnsafePointer<UInt8>?,
 }
 
 /// A DTLS server on a UDP port (Bigloo's SSL server socket with 'dtls).
-public final class DTLSListener: @unchecked Sendable {
+///
+/// `Sendable`: its properties never change and its socket is guarded by a lock; each accepted
+/// ``DTLSSocket`` is not (hand it to its thread with ``startThread(stackSize:_:)``).
+public final class DTLSListener: Sendable {
     /// The listening UDP socket.
     public let fileDescriptor: Int32
     public let port: Int
@@ -317,7 +321,7 @@ public final class DTLSListener: @unchecked Sendable {
     let local: RawSocketAddress
     let context: TLSContextHolder
     let configuration: TLSConfiguration
-    let sslConfigure: ((SSLPointer) throws -> Void)?
+    let sslConfigure: (@Sendable (SSLPointer) throws -> Void)?
     let jar: DTLSCookieJar
     let mtu: Int?
     /// Cancelled by ``close()``: ends an accept that waits on another thread.
@@ -333,7 +337,7 @@ public final class DTLSListener: @unchecked Sendable {
     public var cookieCounts: (requests: Int, verified: Int) { jar.counts }
 
     init(fileDescriptor: Int32, local: RawSocketAddress, context: TLSContextHolder, configuration: TLSConfiguration,
-         sslConfigure: ((SSLPointer) throws -> Void)?, jar: DTLSCookieJar, mtu: Int?) {
+         sslConfigure: (@Sendable (SSLPointer) throws -> Void)?, jar: DTLSCookieJar, mtu: Int?) {
         self.fileDescriptor = fileDescriptor; self.local = local; self.context = context; self.configuration = configuration
         self.sslConfigure = sslConfigure; self.jar = jar; self.mtu = mtu
         closing = try? CancelHandle()
@@ -456,7 +460,7 @@ public final class DTLSListener: @unchecked Sendable {
 /// certificate and key) or the caller's context; the cookie exchange is set up on it.
 /// - Corresponds: `SSL_CTX_set_cookie_generate_cb`, `SSL_CTX_set_cookie_verify_cb`.
 public func listenDTLS(port: Int = 0, host: String = "127.0.0.1", sslCtx: SSLContextArgument = .protocol(.dtls),
-                       ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil, sslConfigure: ((SSLPointer) throws -> Void)? = nil,
+                       ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil, sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
                        security: TLSConfiguration = .secure, mtu: Int? = nil) throws -> DTLSListener {
     guard (0...65535).contains(port) else { throw SSLError.usage("port \(port) is out of range 0…65535", call: "listenDTLS") }
     if case .connection = sslCtx { throw SSLError.usage("a DTLS listener needs a context, not one connection", call: "listenDTLS") }
@@ -489,3 +493,7 @@ public func listenDTLS(port: Int = 0, host: String = "127.0.0.1", sslCtx: SSLCon
         throw error
     }
 }
+
+/// One thread at a time, like a stream: hand a socket on with ``startThread(stackSize:_:)``.
+@available(*, unavailable, message: "a DTLSSocket serves one thread at a time: hand it on with startThread")
+extension DTLSSocket: Sendable {}

@@ -32,13 +32,16 @@ func waitUntilReady(_ fd: Int32, events: Int16, deadline: Deadline, cancel: Canc
     }
 }
 
+/// The text of a NUL-terminated C string in `buffer`.
+func cString(_ buffer: [CChar]) -> String { buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
+
 /// "127.0.0.1:443" or "[::1]:443" for a socket address.
 func describeAddress(_ address: UnsafePointer<sockaddr>, length: socklen_t) -> String? {
     var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
     var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
     guard getnameinfo(address, length, &host, socklen_t(host.count), &service, socklen_t(service.count),
                       NI_NUMERICHOST | NI_NUMERICSERV) == 0 else { return nil }
-    let h = String(cString: host), s = String(cString: service)
+    let h = cString(host), s = cString(service)
     return address.pointee.sa_family == sa_family_t(AF_INET6) ? "[\(h)]:\(s)" : "\(h):\(s)"
 }
 
@@ -74,7 +77,7 @@ func formatSocketAddress(_ address: sockaddr_storage, _ length: socklen_t) -> (h
             var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
             guard getnameinfo(sa, length, &host, socklen_t(host.count), &service, socklen_t(service.count),
                               NI_NUMERICHOST | NI_NUMERICSERV) == 0 else { return nil }
-            let h = String(cString: host), port = Int(String(cString: service)) ?? 0
+            let h = cString(host), port = Int(cString(service)) ?? 0
             let text = sa.pointee.sa_family == sa_family_t(AF_INET6) ? "[\(h)]:\(port)" : "\(h):\(port)"
             return (h, port, text)
         }

@@ -544,3 +544,8 @@ final class ExclusiveUse: @unchecked Sendable {  // its state is only touched un
         return true
     }
 }
+
+/// A stream serves one thread at a time, so it is not `Sendable`: hand it to another thread with
+/// ``startThread(stackSize:_:)``, whose closure is `sending`.
+@available(*, unavailable, message: "a SocketStream serves one thread at a time: hand it on with startThread")
+extension SocketStream: Sendable {}

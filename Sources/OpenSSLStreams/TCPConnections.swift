@@ -62,7 +62,12 @@ public func listen(port: Int = 0, backlog: Int32 = 128, host: String? = nil, reu
 }
 
 /// A listening TCP socket that accepts ``SocketStream``s, optionally with TLS attached server side.
-public final class TCPListener {
+///
+/// A listener is `Sendable`: its properties never change and its socket is guarded by a lock, so several
+/// threads may accept on it at once, and another thread may ``close()`` it while they wait. Each accepted
+/// ``SocketStream`` is not `Sendable`: hand it to the thread that serves it with
+/// ``startThread(stackSize:_:)``.
+public final class TCPListener: Sendable {
     /// The listening socket.
     public let fileDescriptor: Int32
     /// The port it listens on (the one picked, when 0 was asked for).
@@ -72,7 +77,7 @@ public final class TCPListener {
     /// True once ``close()`` ran.
     public var isClosed: Bool { gate?.isClosed ?? true }
     /// Closes the descriptor safely while accepts wait on other threads.
-    private var gate: ListenerGate?
+    private let gate: ListenerGate?
 
     init(port: Int, backlog: Int32, host: String?, reuseAddress: Bool) throws {
         var candidates = try host.map { try resolveTCP(host: $0, port: port, passive: true) } ?? []

@@ -9,12 +9,14 @@ import OpenSSLTLS
 /// only move bytes between memory queues; the blocking transport reads and writes run outside it
 /// (under `readLock` / `writeLock`). Ciphertext is sent in the order OpenSSL made it: the sender takes
 /// `writeLock` before it gives up `engineLock`.
+// @unchecked Sendable: OpenSSL runs under `engineLock`, the transports under `readLock` / `writeLock`, the
+// flags under `engineLock`; the rest is fixed at init (`keepAlive` is set before the ports are handed out).
 final class TLSPortCore: @unchecked Sendable {
     let engine: TLSEngine
     let transportIn: ByteReadable
     let transportOut: ByteWritable
     let closeOriginal: Bool
-    let errorHook: ((Error) -> Error)?
+    let errorHook: (@Sendable (Error) -> Error)?
     private let engineLock = NSLock()
     private let readLock = NSLock()
     private let writeLock = NSLock()
@@ -24,7 +26,7 @@ final class TLSPortCore: @unchecked Sendable {
     /// Objects the connection needs alive as long as its ports (the context object it was made from).
     var keepAlive: AnyObject?
 
-    init(engine: TLSEngine, input: ByteReadable, output: ByteWritable, closeOriginal: Bool, errorHook: ((Error) -> Error)?) {
+    init(engine: TLSEngine, input: ByteReadable, output: ByteWritable, closeOriginal: Bool, errorHook: (@Sendable (Error) -> Error)?) {
         self.engine = engine; transportIn = input; transportOut = output
         self.closeOriginal = closeOriginal; self.errorHook = errorHook
     }
@@ -136,7 +138,7 @@ final class TLSPortCore: @unchecked Sendable {
 }
 
 /// The reading half of a TLS connection over a byte transport (or a socket): plaintext in.
-public final class TLSInputPort: ByteReadable, @unchecked Sendable {
+public final class TLSInputPort: ByteReadable, @unchecked Sendable {  // its state is the core's, under the core's locks
     let core: TLSPortCore
 
     /// Keeps `object` alive as long as the ports live (a seed's context object under them).
@@ -165,7 +167,7 @@ public final class TLSInputPort: ByteReadable, @unchecked Sendable {
 }
 
 /// The writing half of a TLS connection over a byte transport (or a socket): plaintext out.
-public final class TLSOutputPort: ByteWritable, @unchecked Sendable {
+public final class TLSOutputPort: ByteWritable, @unchecked Sendable {  // its state is the core's, under the core's locks
     let core: TLSPortCore
     /// Whether ``close(shutdown:)`` sends close_notify (Racket's `#:shutdown-on-close?`).
     public let shutdownOnClose: Bool
@@ -207,12 +209,16 @@ public final class TLSOutputPort: ByteWritable, @unchecked Sendable {
 ///   - handshakeTimeout: seconds the whole handshake may take (nil: `TLSTimeouts.handshake`).
 ///   - errorHook: turns each error before it is thrown (Racket's `#:error/ssl`).
 ///   - handshake: run the handshake now (else at the first read or write).
+///
+/// The two ports are `Sendable`: one thread may read while another writes (OpenSSL runs under a lock;
+/// the transport sees at most one read and one write at a time). Give transports that allow that —
+/// sockets, pipes, ``MemoryByteChannel``; a `SocketStream` refuses a second thread with a usage error.
 public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: SSLSide = .client,
                             context: SSLContextArgument = .default, closeOriginal: Bool = false,
                             shutdownOnClose: Bool = false, hostName: String? = nil, security: TLSConfiguration = .secure,
                             ctxConfigure: ((SSLContextPointer) throws -> Void)? = nil,
                             sslConfigure: ((SSLPointer) throws -> Void)? = nil,
-                            errorHook: ((Error) -> Error)? = nil, handshake: Bool = true,
+                            errorHook: (@Sendable (Error) -> Error)? = nil, handshake: Bool = true,
                             handshakeTimeout: TimeInterval? = nil) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     try makeSSLPorts(input: input, output: output, closeOriginal: closeOriginal, shutdownOnClose: shutdownOnClose,
                      errorHook: errorHook, handshake: handshake,
@@ -228,7 +234,7 @@ public func portsToSSLPorts(input: ByteReadable, output: ByteWritable, mode: SSL
 /// Makes the ports over an engine `makeEngine` makes (the one path of ``portsToSSLPorts(input:output:mode:context:closeOriginal:shutdownOnClose:hostName:security:ctxConfigure:sslConfigure:errorHook:handshake:handshakeTimeout:)``
 /// and the seeds).
 package func makeSSLPorts(input: ByteReadable, output: ByteWritable, closeOriginal: Bool, shutdownOnClose: Bool,
-                  errorHook: ((Error) -> Error)?, handshake: Bool, handshakeLimit: TimeoutValue,
+                  errorHook: (@Sendable (Error) -> Error)?, handshake: Bool, handshakeLimit: TimeoutValue,
                   _ makeEngine: () throws -> TLSEngine) throws -> (input: TLSInputPort, output: TLSOutputPort) {
     let engine: TLSEngine
     do {

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import Synchronization
 import OpenSSLFLI
 
 extension SSLProtocol {
@@ -104,16 +105,19 @@ private func isDatagramMethod(_ method: OpaquePointer) -> Bool {
 
 /// An `SSL_CTX` for connections: made from a protocol symbol (configured, and freed by this holder
 /// unless a ``TLSObjects`` took it over) or the caller's (never freed).
-package final class TLSContextHolder {
+///
+/// `Sendable`: listeners that accept on several threads share one; whether it still owns the context is
+/// an atomic flag, so the context is freed once.
+package final class TLSContextHolder: Sendable {
     package let ctx: SSLContextPointer
     /// The protocol pins one version.
     package let pinned: Bool
     /// DTLS.
     package let datagram: Bool
-    private var owns: Bool
+    private let owns: Atomic<Bool>
 
     private init(ctx: SSLContextPointer, owns: Bool, pinned: Bool, datagram: Bool) {
-        self.ctx = ctx; self.owns = owns; self.pinned = pinned; self.datagram = datagram
+        self.ctx = ctx; self.owns = Atomic(owns); self.pinned = pinned; self.datagram = datagram
     }
 
     /// A protocol symbol makes a context (the configuration's context settings, then its and the entry
@@ -142,15 +146,14 @@ package final class TLSContextHolder {
     }
 
     /// Gives up ownership (to a ``TLSObjects``); true when this holder owned the context.
-    package func disown() -> Bool { defer { owns = false }; return owns }
+    package func disown() -> Bool { owns.exchange(false, ordering: .acquiringAndReleasing) }
 
     /// Whether this holder frees the context.
-    package var ownsContext: Bool { owns }
+    package var ownsContext: Bool { owns.load(ordering: .acquiring) }
 
     /// Frees the context if this holder made it and still owns it.
     package func release() {
-        if owns { COpenSSL.SSL_CTX_free(ctx.rawValue) }
-        owns = false
+        if owns.exchange(false, ordering: .acquiringAndReleasing) { COpenSSL.SSL_CTX_free(ctx.rawValue) }
     }
 
     deinit { release() }

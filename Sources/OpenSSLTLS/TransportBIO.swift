@@ -47,7 +47,9 @@ package enum TransportBIO {
     }
 
     /// The BIO_METHOD, made once per process.
-    static let method: OpaquePointer = {
+    // nonisolated(unsafe): the pointer is set once (a static's lazy initialisation is thread-safe) and the
+    // method is never changed after it; OpenSSL only reads a BIO_METHOD, from any thread.
+    nonisolated(unsafe) static let method: OpaquePointer = {
         let type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK
         guard let m = BIO_meth_new(type, "swift-openssl-fli socket stream") else {
             fatalError("BIO_meth_new failed: out of memory while making the stream BIO method")
@@ -114,8 +116,8 @@ package enum TransportBIO {
 /// Objects the caller passed in are not counted.
 public enum SSLStreamCensus {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var connections = 0
-    nonisolated(unsafe) private static var contexts = 0
+    nonisolated(unsafe) private static var connections = 0  // only touched under `lock`
+    nonisolated(unsafe) private static var contexts = 0  // only touched under `lock`
 
     /// `SSL` objects made by `SocketStream.attachSSL(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:)` not yet freed.
     public static var liveConnections: Int { lock.lock(); defer { lock.unlock() }; return connections }
@@ -132,7 +134,8 @@ public enum SSLStreamCensus {
     }
     private static let sslIndex = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 1, nil, nil, nil, freed)
     private static let ctxIndex = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 2, nil, nil, nil, freed)
-    private static let marker = UnsafeMutableRawPointer(bitPattern: 0x1)
+    /// The ex_data value that marks a counted object (never dereferenced).
+    private static var marker: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: 0x1) }
 
     package static func track(_ ssl: OpaquePointer) {
         guard SSL_set_ex_data(ssl, sslIndex, marker) == 1 else { return }

@@ -26,7 +26,7 @@ extension Serve {
                 try? socket.close()
                 continue
             }
-            startThread {
+            startThread(stackSize: connectionStackSize) {  // the socket is the new thread's from here
                 serveAssociation(socket)
                 slots.release()
             }

@@ -120,7 +120,7 @@ struct Demo: ParsableCommand {
 }
 
 /// The demo's server: a tiny SMTP-like dialogue with STARTTLS and STOPTLS.
-final class DemoServer: @unchecked Sendable {
+final class DemoServer: @unchecked Sendable {  // the vars are written by the server thread, read after it ended
     let listener: TCPListener
     let ctx: SSLContextPointer
     let timeout: Double

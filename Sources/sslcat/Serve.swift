@@ -122,9 +122,8 @@ struct Serve: ParsableCommand {
                 try? stream.close()  // before any TLS: the client sees the connection closed
                 continue
             }
-            let box = StreamBox(stream)
-            startThread {
-                _ = serveConnection(box.stream, ctx: ctx)
+            startThread(stackSize: connectionStackSize) {  // the stream is the new thread's from here
+                _ = serveConnection(stream, ctx: ctx)
                 slots.release()
             }
         }
@@ -168,7 +167,7 @@ struct Serve: ParsableCommand {
 
 /// Counts the connections being served against `--max-connections`; logs when the limit is reached and
 /// when there is room again.
-final class ConnectionSlots: @unchecked Sendable {
+final class ConnectionSlots: @unchecked Sendable {  // its counts are only touched under `lock`
     let limit: Int
     private let lock = NSLock()
     private var active = 0
@@ -202,7 +201,7 @@ final class ConnectionSlots: @unchecked Sendable {
 }
 
 /// Only one connection at a time is relayed to stdin/stdout.
-final class RelayClaim: @unchecked Sendable {
+final class RelayClaim: @unchecked Sendable {  // `taken` is only touched under `lock`
     static let shared = RelayClaim()
     private let lock = NSLock()
     private var taken = false
@@ -210,18 +209,8 @@ final class RelayClaim: @unchecked Sendable {
     func release() { lock.lock(); taken = false; lock.unlock() }
 }
 
-/// Runs `body` in a new thread with a small stack (connections need little).
-func startThread(_ body: @escaping @Sendable () -> Void) {
-    let thread = Thread(block: body)
-    thread.stackSize = 512 * 1024
-    thread.start()
-}
-
-/// Hands a stream to another thread (it is then used there only).
-final class StreamBox: @unchecked Sendable {
-    let stream: SocketStream
-    init(_ stream: SocketStream) { self.stream = stream }
-}
+/// The stack of a connection's thread (connections need little).
+let connectionStackSize = 512 * 1024
 
 /// Echoes what the client sends until it closes or stays quiet for the stream's read timeout.
 func echoLoop(_ stream: SocketStream) {

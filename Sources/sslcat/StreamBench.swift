@@ -6,7 +6,7 @@ import OpenSSLStreams
 /// `SocketStream` (`openTCPStream` + `TCPListener`), in this process. One `SSL_CTX` per side, reused;
 /// TLS 1.3 with TLS_AES_128_GCM_SHA256; the client verifies the certificate and the host name; the
 /// server reads with 16 KiB buffers. No timeouts, as in the C reference (which has none).
-final class StreamBench: @unchecked Sendable {
+final class StreamBench: Sendable {
     let serverCtx: SSLContextPointer
     let clientCtx: SSLContextPointer
 
@@ -64,7 +64,7 @@ final class StreamBench: @unchecked Sendable {
     /// `flushEach`: every write is flushed, one TLS record per write as the C reference sends; without it
     /// the client flushes every 64 KiB, and the stream coalesces writes into full records (bulk_1k_coalesced).
     func bulk(writeSize: Int, total: Int, flushEach: Bool) throws -> (seconds: Double, wire: Int) {
-        final class End: @unchecked Sendable { var time = 0.0; var wire = 0 }
+        final class End: @unchecked Sendable { var time = 0.0; var wire = 0 }  // written by the server thread, read after it ended (joined)
         let end = End()
         let serverCtx = self.serverCtx
         let seconds = try withServer({ listener in
@@ -109,7 +109,7 @@ final class StreamBench: @unchecked Sendable {
     /// writes, all at once: from the start to the last server's last byte. As the C reference.
     func concurrent(connections: Int, writeSize: Int, total: Int) throws -> Double {
         let each = total / connections
-        final class Shared: @unchecked Sendable {
+        final class Shared: @unchecked Sendable {  // its state is only touched under `lock`
             let lock = NSLock()
             var end = 0.0
             var error: Error?
@@ -123,7 +123,7 @@ final class StreamBench: @unchecked Sendable {
             for _ in 0..<connections {
                 let s = try listener.accept(sslCtx: .context(serverCtx))
                 servers.enter()
-                Thread.detachNewThread {
+                startThread {  // the stream is this thread's from here
                     defer { servers.leave() }
                     do {
                         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
@@ -221,7 +221,7 @@ final class StreamBench: @unchecked Sendable {
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         limit.rlim_cur = limit.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        final class Servers: @unchecked Sendable { var streams: [SocketStream] = [] }
+        final class Servers: @unchecked Sendable { var streams: [SocketStream] = [] }  // written by the server thread, read after it ended (joined)
         func open(_ n: Int) throws -> (clients: [SocketStream], servers: Servers) {
             let servers = Servers()
             let serverCtx = self.serverCtx
@@ -257,7 +257,7 @@ final class StreamBench: @unchecked Sendable {
 }
 
 /// An error handed from one thread to another.
-final class ErrorBox: @unchecked Sendable { var error: Error? }
+final class ErrorBox: @unchecked Sendable { var error: Error? }  // written by one thread, read after it ended
 
 func now() -> Double {
     var ts = timespec()

@@ -329,7 +329,7 @@ func pumpHandshake(_ engine: TLSEngine, over stream: SocketStream) throws {
     }
 }
 
-final class ResultSlot<T>: @unchecked Sendable { var result: Result<T, Error>? }
+final class ResultSlot<T>: @unchecked Sendable { var result: Result<T, Error>? }  // written once by the loop, read after the wait
 
 /// Waits for a future (20 s at most; the cell's watchdog is the real bound).
 @discardableResult

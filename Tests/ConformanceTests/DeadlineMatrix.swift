@@ -9,7 +9,7 @@ import TestSupport
 
 /// What a deadline row has set up for one cell: the peers to let go (close) when an unlimited wait is
 /// to end, and at the end of the cell.
-final class DeadlineProbe: @unchecked Sendable {
+final class DeadlineProbe: @unchecked Sendable {  // its lists are only touched under `lock`
     let pki: TestPKI
     private let lock = NSLock()
     private var releases: [() -> Void] = []
@@ -76,7 +76,9 @@ final class DeadlineProbe: @unchecked Sendable {
 struct DeadlineParameter: Sendable {
     let name: String
     let role: DeadlineRole
-    let run: @Sendable (_ seconds: TimeInterval, _ probe: DeadlineProbe) throws -> (@Sendable () throws -> Void)?
+    /// Returns the row's first read, for a deferred handshake: it uses the row's stream, which is not
+    /// `Sendable`, so it is not either (``DeadlineMatrix/runDeadlineCell(_:_:_:_:)`` hands it on).
+    let run: @Sendable (_ seconds: TimeInterval, _ probe: DeadlineProbe) throws -> (() throws -> Void)?
     /// The cells that fail on the current library, with the reason (see ``MatrixCell/knownFailure``).
     var knownFailures: [DeadlineValue: KnownFailure] = [:]
 }
@@ -284,7 +286,9 @@ enum DeadlineMatrix {
                                 _ pki: TestPKI) -> RowProblem {
         let probe = DeadlineProbe(pki: pki)
         defer { probe.finish() }
-        final class Continuation: @unchecked Sendable { var read: (@Sendable () throws -> Void)? }
+        // The row's first read moves from the call's thread to the watchdog's, one after the other: it is
+        // written before the call ends and read only after `call.wait` saw it end.
+        final class Continuation: @unchecked Sendable { var read: (() throws -> Void)? }  // handed on, never shared
         let continuation = Continuation()
         let call = ServeThread { continuation.read = try parameter.run(value.seconds, probe) }
         let prompt = DeadlineModel.prompt
@@ -312,11 +316,11 @@ enum DeadlineMatrix {
                 return "threw after \(format(ended.seconds)) (expected no handshake at attach): \(describe(error))"
             case .success:
                 if ended.seconds > prompt { return "returned only after \(format(ended.seconds)) (expected at once, no handshake)" }
-                guard let read = continuation.read else { return "the row gave no first read to run the deferred handshake" }
+                guard continuation.read != nil else { return "the row gave no first read to run the deferred handshake" }
                 let start = Date()
                 let limit = DeadlineModel.deferredReadTimeout + prompt
                 let readResult = withWatchdog(3 * DeadlineModel.timeScale, "the deferred handshake") {
-                    do { try read(); return "the first read succeeded against a silent peer" } catch {
+                    do { try continuation.read?(); return "the first read succeeded against a silent peer" } catch {
                         return DeadlineModel.isTimeout(error, role: .handshake) ? nil : "the first read threw, not a timeout: \(describe(error))"
                     }
                 }

@@ -26,7 +26,7 @@ enum HostilePeer: String, CaseIterable, Sendable {
 // MARK: Entry points (the rows)
 
 /// A server entry point started for one cell.
-final class ServerUnderTest: @unchecked Sendable {
+final class ServerUnderTest: @unchecked Sendable {  // fixed after init
     let port: Int
     /// The blocking accept-and-handshake call, run on a thread of its own; nil for servers that run by
     /// themselves (event loops, a process).
@@ -57,7 +57,7 @@ func testServerContext(_ pki: TestPKI, datagram: Bool = false) throws -> SSLCont
 }
 
 /// Keeps a context alive for a server's lifetime and frees it once.
-final class ContextHolder: @unchecked Sendable {
+final class ContextHolder: @unchecked Sendable {  // `ctx` is only touched under `lock`
     private let lock = NSLock()
     private var ctx: SSLContextPointer?
     init(_ ctx: SSLContextPointer) { self.ctx = ctx }
@@ -225,13 +225,13 @@ enum ServerMatrix {
     }
 }
 
-final class ListenerBox: @unchecked Sendable {
+final class ListenerBox: Sendable {
     let listener: TCPListener
     init(_ listener: TCPListener) { self.listener = listener }
 }
 
 /// A server's blocking call running on a thread of its own: its result and how long it took.
-final class ServeThread: @unchecked Sendable {
+final class ServeThread: @unchecked Sendable {  // `outcome` is only touched under `condition`
     private let condition = NSCondition()
     private var outcome: (result: Result<Void, Error>, seconds: TimeInterval)?
 

@@ -6,13 +6,24 @@ import OpenSSLFLI
 
 /// The ex_data registry that keeps Swift closures for OpenSSL objects, and the way callback errors
 /// come back to Swift.
+/// How many ``ReleaseToken``s were released (deinit may run on any thread).
+final class ReleaseCount: @unchecked Sendable {  // `count` is only touched under `lock`
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}
+
+/// Counts its own deinit in a ``ReleaseCount``, to see when a closure capturing it is released.
+final class ReleaseToken: Sendable {
+    let count: ReleaseCount
+    init(_ count: ReleaseCount) { self.count = count }
+    deinit { count.add() }
+}
+
 final class CallbackStorageTests: XCTestCase {
     /// Counts its own deinit, to see when a closure capturing it is released.
-    final class Token {
-        let onDeinit: () -> Void
-        init(_ onDeinit: @escaping () -> Void) { self.onDeinit = onDeinit }
-        deinit { onDeinit() }
-    }
+    typealias Token = ReleaseToken
 
     struct Refused: Error, Equatable {}
 
@@ -63,7 +74,7 @@ final class CallbackStorageTests: XCTestCase {
         let registry = CallbackRegistry.of(ctx)
         registry.storeError(Refused())
         // A separate thread (DispatchQueue.sync may run its block on the calling thread).
-        final class Box: @unchecked Sendable { var error: Error?; var ran = false }
+        final class Box: @unchecked Sendable { var error: Error?; var ran = false }  // written before `done.signal()`, read after the wait
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread { box.error = registry.takeError(); box.ran = true; done.signal() }
@@ -79,13 +90,16 @@ final class CallbackStorageTests: XCTestCase {
     func testRegistryCreationIsThreadSafe() throws {
         for _ in 0..<20 {
             let ctx = try makeSSLCtx()
-            let lock = NSLock()
-            var seen = Set<ObjectIdentifier>()
+            final class Seen: @unchecked Sendable {  // `ids` is only touched under `lock`
+                let lock = NSLock()
+                var ids = Set<ObjectIdentifier>()
+            }
+            let seen = Seen()
             DispatchQueue.concurrentPerform(iterations: 8) { _ in
                 let id = ObjectIdentifier(CallbackRegistry.of(ctx))
-                lock.lock(); seen.insert(id); lock.unlock()
+                seen.lock.lock(); seen.ids.insert(id); seen.lock.unlock()
             }
-            XCTAssertEqual(seen.count, 1)
+            XCTAssertEqual(seen.ids.count, 1)
             destroySSLCtx(ctx)
         }
     }
@@ -93,37 +107,37 @@ final class CallbackStorageTests: XCTestCase {
     /// Closures kept for an `SSL` are released when it is freed, and `SSL_dup` (which copies ex_data)
     /// gives the copy its own registry instead of a second owner of the same one.
     func testSSLRegistryIsReleasedAndSurvivesSSLDup() throws {
-        var released = 0
+        let released = ReleaseCount()
         let ctx = try makeSSLCtx()
         defer { destroySSLCtx(ctx) }
         let ssl = try sslNew(ctx)
         do {
-            let token = Token { released += 1 }
-            CallbackRegistry.of(ssl).setClosure(CallbackKey<() -> Void>("test"), { _ = token })
+            let token = Token(released)
+            CallbackRegistry.of(ssl).setClosure(CallbackKey<@Sendable () -> Void>("test"), { _ = token })
         }
         let copy = try XCTUnwrap(SSLPointer(COpenSSL.SSL_dup(ssl.rawValue)))
         XCTAssertNotEqual(copy, ssl, "a fresh SSL is copied, not up-referenced")
         XCTAssertFalse(CallbackRegistry.of(copy) === CallbackRegistry.of(ssl))
-        XCTAssertNotNil(CallbackRegistry.of(copy).closure(CallbackKey<() -> Void>("test")))
+        XCTAssertNotNil(CallbackRegistry.of(copy).closure(CallbackKey<@Sendable () -> Void>("test")))
         destroySSL(ssl)
-        XCTAssertEqual(released, 0, "the copy still holds the closure")
+        XCTAssertEqual(released.value, 0, "the copy still holds the closure")
         destroySSL(copy)
-        XCTAssertEqual(released, 1)
+        XCTAssertEqual(released.value, 1)
     }
 
     /// Replacing a closure in the registry releases the old one at once; removing it too.
     func testReplacingAndRemovingReleases() throws {
-        var released = 0
+        let released = ReleaseCount()
         let ctx = try makeSSLCtx()
         defer { destroySSLCtx(ctx) }
         let registry = CallbackRegistry.of(ctx)
         for _ in 0..<3 {
-            let token = Token { released += 1 }
-            registry.setClosure(CallbackKey<() -> Void>("k"), { _ = token })
+            let token = Token(released)
+            registry.setClosure(CallbackKey<@Sendable () -> Void>("k"), { _ = token })
         }
-        XCTAssertEqual(released, 2)
-        registry.setClosure(CallbackKey<() -> Void>("k"), nil)
-        XCTAssertEqual(released, 3)
+        XCTAssertEqual(released.value, 2)
+        registry.setClosure(CallbackKey<@Sendable () -> Void>("k"), nil)
+        XCTAssertEqual(released.value, 3)
     }
 
     /// `rethrowingCallbackErrors` hands back exactly the error the callback threw, and only once.

@@ -5,12 +5,11 @@ import OpenSSLFLI
 
 final class HelperTests: XCTestCase {
     func testEnsureSSLIsIdempotentAndThreadSafe() throws {
-        let failures = NSLock()
-        var errors: [Error] = []
+        let failures = ReleaseCount()  // counts the threads whose ensureSSL threw
         DispatchQueue.concurrentPerform(iterations: 32) { _ in
-            do { try ensureSSL() } catch { failures.lock(); errors.append(error); failures.unlock() }
+            do { try ensureSSL() } catch { failures.add() }
         }
-        XCTAssertTrue(errors.isEmpty, "\(errors)")
+        XCTAssertEqual(failures.value, 0, "ensureSSL threw on some threads")
         try ensureSSL(alreadyDone: true)
         XCTAssertGreaterThanOrEqual(openSSLVersion.major, 3)
         XCTAssertTrue(openSSLVersion.text.hasPrefix("OpenSSL 3"), openSSLVersion.text)
@@ -52,21 +51,20 @@ final class HelperTests: XCTestCase {
 
     /// Closures live in ex_data: freeing the context releases them, and replacing one releases the old.
     func testCallbackClosuresAreReleased() throws {
-        final class Token { let onDeinit: () -> Void; init(_ f: @escaping () -> Void) { onDeinit = f }; deinit { onDeinit() } }
-        var released = 0
+        let released = ReleaseCount()
         let ctx = try makeSSLCtx()
         do {
-            let token = Token { released += 1 }
+            let token = ReleaseToken(released)
             try setSSLCtxPasswordCallback(ctx, callback: { _, _ in _ = token; return "x" })
         }
-        XCTAssertEqual(released, 0)
+        XCTAssertEqual(released.value, 0)
         do {
-            let token = Token { released += 1 }
+            let token = ReleaseToken(released)
             try setSSLCtxPasswordCallback(ctx, callback: { _, _ in _ = token; return "y" })
         }
-        XCTAssertEqual(released, 1, "replacing the callback releases the old closure")
+        XCTAssertEqual(released.value, 1, "replacing the callback releases the old closure")
         destroySSLCtx(ctx)
-        XCTAssertEqual(released, 2, "freeing the context releases the closure")
+        XCTAssertEqual(released.value, 2, "freeing the context releases the closure")
     }
 
     func testDHParams() throws {

@@ -20,7 +20,7 @@ final class VersionedCallTests: XCTestCase {
             guard e.code != 0 else { break }
             ERR_error_string_n(e.code, &buffer, buffer.count)
             let data = (e.flags & ERR_TXT_STRING) != 0 ? e.data.map { String(cString: $0) } ?? "" : ""
-            lines.append(String(cString: buffer) + (data.isEmpty ? "" : ": " + data))
+            lines.append(buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } + (data.isEmpty ? "" : ": " + data))
         }
         return lines
     }

@@ -13,7 +13,7 @@ import XCTest
 final class ConnectionMoveTests: XCTestCase {
     /// An SMTP-like server on a blocking stream: STARTTLS attaches TLS, DETACH detaches it and sends a
     /// plaintext line right behind its close_notify (the byte that a careless hand-over loses).
-    private func serve(_ listener: TCPListener, _ server: SSLContextPointer) throws {
+    private static func serve(_ listener: TCPListener, _ server: SSLContextPointer) throws {
         let stream = try listener.accept(timeout: 10, readTimeout: 10, writeTimeout: 10)
         defer { try? stream.close() }
         try stream.writeLine("220 ready")
@@ -41,7 +41,7 @@ final class ConnectionMoveTests: XCTestCase {
         defer { destroySSLCtx(server) }
         let listener = try listen(port: 0, host: "127.0.0.1")
         defer { listener.close() }
-        let peer = Background("smtp-like server") { try self.serve(listener, server) }
+        let peer = Background("smtp-like server") { try ConnectionMoveTests.serve(listener, server) }
         let trust = try NIOFixtures.trustTestCA
 
         // Phase 1: blocking, STARTTLS, then detach and hand the socket over.

@@ -107,12 +107,13 @@ final class NIOBadInputTests: XCTestCase {
         defer { channel.close(promise: nil) }
         let first = try resolve(channel.attachSSL(ctx: .default, hostName: "localhost", security: try NIOFixtures.trustTestCA))
         let before = settledCensus
-        var configured = false
-        XCTAssertThrowsError(try resolve(channel.attachSSL(ctx: .default, ctxConfigure: { _ in configured = true }))) { error in
+        final class Flag: @unchecked Sendable { var value = false }  // set on the channel's loop, read after the future
+        let configured = Flag()
+        XCTAssertThrowsError(try resolve(channel.attachSSL(ctx: .default, ctxConfigure: { _ in configured.value = true }))) { error in
             XCTAssertEqual(sslError(error)?.kind, .error)
             XCTAssertTrue("\(error)".contains("already attached"), "\(error)")
         }
-        XCTAssertFalse(configured, "nothing is made when TLS is attached already")
+        XCTAssertFalse(configured.value, "nothing is made when TLS is attached already")
         XCTAssertEqual(census.0, before.0); XCTAssertEqual(census.1, before.1)
         XCTAssertEqual(try resolve(channel.sslAttachment()), first)
         try resolve(channel.send("still fine\n"))
@@ -205,7 +206,7 @@ final class NIOBadInputTests: XCTestCase {
         let before = settledCensus
 
         // A protocol symbol: an SSL_CTX and an SSL are made, configured in order, and freed.
-        final class Calls: @unchecked Sendable { var list: [String] = [] }
+        final class Calls: @unchecked Sendable { var list: [String] = [] }  // appended on the channel's loop, read after the future
         let calls = Calls()
         var channel = try plainChannel(to: server.boundPort)
         let made = try resolve(channel.attachSSL(ctx: .tlsV1_3, ctxConfigure: { _ in calls.list.append("ctx") },

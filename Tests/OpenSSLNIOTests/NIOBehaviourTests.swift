@@ -224,7 +224,7 @@ final class NIOBehaviourTests: XCTestCase {
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(LineEcho()) }
         })
         defer { server.close(promise: nil) }
-        final class EarlyWriter: ChannelInboundHandler, @unchecked Sendable {
+        final class EarlyWriter: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             var handshakeWasDone: Bool?
@@ -251,7 +251,7 @@ final class NIOBehaviourTests: XCTestCase {
     func testHalfClosure() throws {
         let serverCtx = try NIOFixtures.serverContext()
         defer { destroySSLCtx(serverCtx) }
-        final class CountThenReply: ChannelInboundHandler, @unchecked Sendable {
+        final class CountThenReply: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             var count = 0
@@ -261,8 +261,9 @@ final class NIOBehaviourTests: XCTestCase {
                 events.userInboundEventTriggered(context: context, event: event)
                 if case ChannelEvent.inputClosed = event {
                     // The peer is done writing; our side still can.
+                    let bound = NIOLoopBound(context, eventLoop: context.eventLoop)  // the completion runs on this loop
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "got \(count) bytes\n"))).whenComplete { _ in
-                        context.close(promise: nil)
+                        bound.value.close(promise: nil)
                     }
                 }
             }
@@ -405,7 +406,7 @@ final class NIOBehaviourTests: XCTestCase {
             XCTAssertEqual(digest.finish(), expectedDigest)
             try s.writeLine("done"); try s.flush()
         }
-        final class Writability: ChannelInboundHandler, @unchecked Sendable {
+        final class Writability: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only (read after the channel closed)
             typealias InboundIn = ByteBuffer
             var changes = 0
             func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -424,9 +425,10 @@ final class NIOBehaviourTests: XCTestCase {
         defer { channel.close(promise: nil) }
         try resolve(channel.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 1024, high: 8192)))
         try resolve(channel.setOption(ChannelOptions.socketOption(.so_sndbuf), value: 64 * 1024))
+        let written = pieces
         let (futures, heldBack) = try resolve(channel.eventLoop.submit {
             var futures: [EventLoopFuture<Void>] = []
-            for (i, piece) in pieces.enumerated() {
+            for (i, piece) in written.enumerated() {
                 futures.append(channel.write(ByteBuffer(bytes: piece)))
                 if i % 7 == 0 { channel.flush() }
             }
@@ -446,7 +448,7 @@ final class NIOBehaviourTests: XCTestCase {
         let serverCtx = try NIOFixtures.serverContext()
         defer { destroySSLCtx(serverCtx) }
         let total = 16 << 20
-        final class Count: ChannelInboundHandler, @unchecked Sendable {
+        final class Count: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only (read after the channel closed)
             typealias InboundIn = ByteBuffer
             let collector = Collector()
             var got = 0
@@ -463,7 +465,7 @@ final class NIOBehaviourTests: XCTestCase {
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(count) }
         })
         defer { server.close(promise: nil) }
-        final class Pump: ChannelInboundHandler, @unchecked Sendable {
+        final class Pump: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             let total: Int
@@ -504,7 +506,7 @@ final class NIOBehaviourTests: XCTestCase {
         let group = self.group!
         let server = try await acceptTLSChannels(host: "127.0.0.1", port: 0, group: group, ctx: .context(serverCtx), handshakeTimeout: 10)
         let port = server.channel.localAddress!.port!
-        let serverTask = Task { try await Self.echo(server) }
+        let serverTask = Task { try await NIOBehaviourTests.echo(server) }
         defer { server.channel.close(promise: nil); serverTask.cancel() }
 
         var block = [UInt8](repeating: 0, count: 1 << 20)
@@ -556,7 +558,7 @@ final class NIOBehaviourTests: XCTestCase {
         let server = try await acceptTLSChannels(host: "127.0.0.1", port: 0, group: group, ctx: .context(serverCtx),
                                                  handshakeTimeout: 30, sslErrorCallback: { _, error in errors.add(error) })
         let port = server.channel.localAddress!.port!
-        let serverTask = Task { try await Self.echo(server) }
+        let serverTask = Task { try await NIOBehaviourTests.echo(server) }
         defer { server.channel.close(promise: nil); serverTask.cancel() }
         let count = 200
         let answered = try await withDeadline(120, "200 connections") {

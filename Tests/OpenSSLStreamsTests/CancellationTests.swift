@@ -26,7 +26,7 @@ final class CancellationTests: XCTestCase {
         let listener = try Fixtures.loopbackListener()
         let cancel = try CancelHandle()
         assertEndsPromptly(.cancelled, trigger: { cancel.cancel() }) { _ = try listener.accept(timeout: 10, cancel: cancel) }
-        nonisolated(unsafe) let shared = listener
+        let shared = listener
         assertEndsPromptly(.closed, trigger: { shared.close() }) { _ = try listener.accept(timeout: 10) }
         XCTAssertTrue(listener.isClosed)
     }
@@ -41,6 +41,7 @@ final class CancellationTests: XCTestCase {
         }
         // A plaintext read, ended by closing the stream from another thread.
         let stream = try openTCPStream(host: "127.0.0.1", port: silent.port)
+        // Closing from another thread is the one call a stream takes from a second thread (it ends the read).
         nonisolated(unsafe) let shared = stream
         assertEndsPromptly(.closed, trigger: { try? shared.close() }) { _ = try stream.read(maxLength: 10) }
         XCTAssertTrue(stream.isClosed, "closed once the read returned")

@@ -207,7 +207,10 @@ final class CoreDefectTests: XCTestCase {
         let (a, b) = try socketPair()
         defer { try? a.close(); try? b.close() }
         a.readTimeout = 2
-        let reader = Background("blocked reader") { _ = try? a.read(maxLength: 10) }
+        // On purpose against the one-thread rule (SocketStream is not Sendable): the test checks the guard.
+        final class Shared: @unchecked Sendable { let stream: SocketStream; init(_ s: SocketStream) { stream = s } }  // a deliberate misuse
+        let shared = Shared(a)
+        let reader = Background("blocked reader") { _ = try? shared.stream.read(maxLength: 10) }
         usleep(200_000)
         XCTAssertThrowsError(try a.read(maxLength: 10)) { error in
             XCTAssertTrue("\(error)".contains("another thread"), "\(error)")

@@ -157,7 +157,7 @@ func sha256(_ bytes: [UInt8]) throws -> [UInt8] {
 }
 
 /// A plain UDP socket on 127.0.0.1 for tests.
-final class UDPSocket {
+final class UDPSocket: Sendable {  // immutable: a descriptor and its port
     let fd: Int32
     let port: Int
 
@@ -197,8 +197,8 @@ final class UDPSocket {
 
 /// A UDP relay between one client and a server port that drops every `dropEvery`-th datagram (and the
 /// ones numbered in `alsoDrop`, counting from 0) while it runs.
-final class LossyRelay: @unchecked Sendable {
-    final class State: @unchecked Sendable {
+final class LossyRelay: @unchecked Sendable {  // fixed after init; `state` is the relay thread's, its shared flags under `state.lock`
+    final class State: @unchecked Sendable {  // the flags are touched under `lock`; `client` and `count` by the relay thread only
         let lock = NSLock()
         var stopped = false
         var dropping = true

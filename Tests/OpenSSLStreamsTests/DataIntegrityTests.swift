@@ -73,13 +73,13 @@ final class DataIntegrityTests: XCTestCase {
         let pki = try Fixtures.pki
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
-        final class Results: @unchecked Sendable { var serverReceived: [UInt8] = []; var serverSent: [UInt8] = [] }
+        final class Results: @unchecked Sendable { var serverReceived: [UInt8] = []; var serverSent: [UInt8] = [] }  // written by the background thread, read after it was joined
         let results = Results()
         let server = Background("bulk server") {
             let s = try listener.accept(sslCtx: .context(try Fixtures.serverContextShared), handshakeTimeout: 10,
                                         timeout: 10, readTimeout: 60, writeTimeout: 60)
-            results.serverReceived = try Self.receive(s)
-            results.serverSent = try Self.send(s)
+            results.serverReceived = try DataIntegrityTests.receive(s)
+            results.serverSent = try DataIntegrityTests.send(s)
             XCTAssertEqual(try s.readLine(), "done")
             try s.close()
         }

@@ -265,7 +265,7 @@ final class HostileAndCertificateTests: XCTestCase {
         let pki = try Fixtures.pki
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
-        final class Seen: @unchecked Sendable { var names: [String?] = [] }
+        final class Seen: @unchecked Sendable { var names: [String?] = [] }  // written by the background thread, read after it was joined
         let seen = Seen()
         let server = Background("server") {
             for _ in 0..<4 {

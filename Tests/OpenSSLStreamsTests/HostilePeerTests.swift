@@ -11,7 +11,7 @@ final class HostilePeerTests: XCTestCase {
     func clientHello() throws -> [UInt8] {
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
-        final class Box: @unchecked Sendable { var bytes: [UInt8] = [] }
+        final class Box: @unchecked Sendable { var bytes: [UInt8] = [] }  // written by the background thread, read after it was joined
         let box = Box()
         let keep = Background("capture") {
             let stream = try listener.accept(timeout: 10, readTimeout: 5)

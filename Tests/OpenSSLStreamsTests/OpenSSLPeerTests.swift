@@ -133,7 +133,7 @@ final class OpenSSLPeerTests: XCTestCase {
                     if let peerCert = SSL_get1_peer_certificate(ssl) {
                         var buffer = [CChar](repeating: 0, count: 256)
                         _ = X509_NAME_oneline(X509_get_subject_name(peerCert), &buffer, 256)
-                        subject = String(cString: buffer)
+                        subject = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
                         X509_free(peerCert)
                     }
                     try s.writeLine("\(ssl.versionName) got \(line) from \(subject)")

@@ -59,7 +59,7 @@ final class PythonAndCurlPeerTests: XCTestCase {
         defer { destroySSLCtx(serverCtx) }
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
-        final class Seen: @unchecked Sendable { var line: String?; var subject: String? }
+        final class Seen: @unchecked Sendable { var line: String?; var subject: String? }  // written by the background thread, read after it was joined
         let seen = Seen()
         let server = Background("server") {
             let s = try listener.accept(sslCtx: .context(serverCtx), handshakeTimeout: 10, timeout: 20, readTimeout: 10)
@@ -98,7 +98,7 @@ final class PythonAndCurlPeerTests: XCTestCase {
         defer { destroySSLCtx(serverCtx) }
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
-        final class Requests: @unchecked Sendable { var lines: [String] = [] }
+        final class Requests: @unchecked Sendable { var lines: [String] = [] }  // written by the background thread, read after it was joined
         let requests = Requests()
         let body = "hello from swift-openssl-fli\n"
         let server = Background("HTTPS server") {
@@ -179,7 +179,7 @@ final class PythonAndCurlPeerTests: XCTestCase {
         defer { destroySSLCtx(serverCtx) }
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
-        final class Log: @unchecked Sendable { var commands: [String] = []; var version: String? }
+        final class Log: @unchecked Sendable { var commands: [String] = []; var version: String? }  // written by the background thread, read after it was joined
         let log = Log()
         let server = Background("SMTP server") {
             let s = try listener.accept(timeout: 20, readTimeout: 10)

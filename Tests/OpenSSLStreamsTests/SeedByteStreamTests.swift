@@ -26,7 +26,7 @@ final class SeedByteStreamTests: XCTestCase {
         var payload = [UInt8](repeating: 0, count: total)
         for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
         let expected = try sha1Bytes(payload)
-        final class Box: @unchecked Sendable { var digest: [UInt8] = []; var count = 0 }
+        final class Box: @unchecked Sendable { var digest: [UInt8] = []; var count = 0 }  // written by the background thread, read after it was joined
         let box = Box()
         let server = Background("pipe server") {
             let ports = try portsToSSLPorts(input: toServer.fileHandleForReading, output: toClient.fileHandleForWriting, mode: .server,

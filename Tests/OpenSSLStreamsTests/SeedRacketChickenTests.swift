@@ -98,7 +98,7 @@ final class SeedRacketChickenTests: XCTestCase {
         try listener.loadPrivateKey(pki.serverKey)
         let context = try sslMakeClientContext(security: .trusting(caFile: pki.caCert))
         for shutdown in [false, true] {
-            final class Box: @unchecked Sendable { var outcome = "" }
+            final class Box: @unchecked Sendable { var outcome = "" }  // written by the background thread, read after it was joined
             let box = Box()
             let server = Background("accept") {
                 let (input, output) = try sslAccept(listener, timeout: 10)

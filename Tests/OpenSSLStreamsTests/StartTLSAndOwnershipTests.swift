@@ -20,6 +20,17 @@ final class StartTLSAndOwnershipTests: XCTestCase {
         return (client, server)
     }
 
+    /// A connected client stream, with the server end handed to `serve` on a thread of its own (the
+    /// stream is not `Sendable`: it belongs to that thread from the start).
+    func connectedPair(readTimeout: TimeInterval = 10, server name: String,
+                       _ serve: sending @escaping (SocketStream) throws -> Void) throws -> (client: SocketStream, serverSide: Background) {
+        let listener = try Fixtures.loopbackListener()
+        defer { listener.close() }
+        let client = try openTCPStream(host: "127.0.0.1", port: listener.port, connectTimeout: 5, readTimeout: readTimeout)
+        let server = try listener.accept(timeout: 5, readTimeout: readTimeout)
+        return (client, Background(name) { try serve(server) })
+    }
+
     // MARK: STARTTLS both ways
 
     /// Plaintext, attach on both ends, TLS, detach on both ends, plaintext, attach again, TLS, close.
@@ -29,8 +40,7 @@ final class StartTLSAndOwnershipTests: XCTestCase {
         let pki = try Fixtures.pki
         let serverCtx = try Fixtures.serverContext()
         defer { destroySSLCtx(serverCtx) }
-        let (client, server) = try connectedPair()
-        let serverSide = Background("STARTTLS server") {
+        let (client, serverSide) = try connectedPair(server: "STARTTLS server") { server in
             defer { try? server.close() }
             XCTAssertEqual(try server.readLine(), "HELLO")
             try server.writeLine("HI (plain)")
@@ -77,13 +87,12 @@ final class StartTLSAndOwnershipTests: XCTestCase {
     /// Attaching twice is an error; detaching a plain stream does nothing.
     func testAttachTwiceFailsAndDetachOnPlainDoesNothing() throws {
         let pki = try Fixtures.pki
-        let (client, server) = try connectedPair()
-        defer { try? client.close(); try? server.close() }
-        XCTAssertNoThrow(try client.detachSSL())
-        let serverSide = Background("server") {
+        let (client, serverSide) = try connectedPair(server: "server") { server in
             try server.attachSSL(ctx: .default, side: .server, ctxConfigure: Fixtures.loadServerIdentity(), handshakeTimeout: 10)
             try server.handshake(timeout: 10)
         }
+        defer { try? client.close() }
+        XCTAssertNoThrow(try client.detachSSL())
         try client.attachSSL(ctx: .default, handshakeTimeout: 10, hostName: "localhost", security: .trusting(caFile: pki.caCert))
         try serverSide.join()
         let ssl = client.ssl
@@ -97,11 +106,11 @@ final class StartTLSAndOwnershipTests: XCTestCase {
     // MARK: Ownership and callbacks
 
     /// Keeps a flag that flips when the object it is stored with (in the callback registry) is freed.
-    final class FreeProbe: @unchecked Sendable {
+    final class FreeProbe: @unchecked Sendable {  // `freed` is only touched under `lock`
         private let lock = NSLock()
         private var freed = false
         var isFreed: Bool { lock.lock(); defer { lock.unlock() }; return freed }
-        final class Token { let probe: FreeProbe; init(_ p: FreeProbe) { probe = p }
+        final class Token: Sendable { let probe: FreeProbe; init(_ p: FreeProbe) { probe = p }
             deinit { probe.lock.lock(); probe.freed = true; probe.lock.unlock() } }
         func attach(to ssl: SSLPointer) { CallbackRegistry.of(ssl).setClosure(CallbackKey<Token>("free-probe"), Token(self)) }
         func attach(to ctx: SSLContextPointer) { CallbackRegistry.of(ctx).setClosure(CallbackKey<Token>("free-probe"), Token(self)) }
@@ -111,11 +120,10 @@ final class StartTLSAndOwnershipTests: XCTestCase {
     /// with the objects it exposes, and frees both at close.
     func testProtocolSymbolMakesAndFreesBoth() throws {
         let baseConnections = SSLStreamCensus.liveConnections, baseContexts = SSLStreamCensus.liveContexts
-        let (client, server) = try connectedPair()
         var ctxCalls = 0, sslCalls = 0
         var seenCtx: SSLContextPointer?, seenSSL: SSLPointer?
         let ctxProbe = FreeProbe(), sslProbe = FreeProbe()
-        let serverSide = Background("server") {
+        let (client, serverSide) = try connectedPair(server: "server") { server in
             try server.attachSSL(ctx: .context(try Fixtures.serverContextShared), side: .server, handshakeTimeout: 10)
             XCTAssertEqual(try server.readLine(), "ping")
             try server.close()
@@ -208,8 +216,7 @@ final class StartTLSAndOwnershipTests: XCTestCase {
         let probe = FreeProbe()
         probe.attach(to: ssl)
         let baseConnections = SSLStreamCensus.liveConnections
-        let (client, server) = try connectedPair()
-        let serverSide = Background("server") {
+        let (client, serverSide) = try connectedPair(server: "server") { server in
             try server.attachSSL(ctx: .context(try Fixtures.serverContextShared), side: .server, handshakeTimeout: 10)
             XCTAssertEqual(try server.readLine(), "one")
             try server.detachSSL()
@@ -259,8 +266,7 @@ final class StartTLSAndOwnershipTests: XCTestCase {
     /// `handshake(timeout:)` runs it. A client with timeout ≤ 0 defers its handshake to the first I/O.
     func testSideBothAndDeferredClientHandshake() throws {
         let pki = try Fixtures.pki
-        let (client, server) = try connectedPair()
-        let serverSide = Background("server") {
+        let (client, serverSide) = try connectedPair(server: "server") { server in
             try server.attachSSL(ctx: .context(try Fixtures.serverContextShared), side: .both)
             XCTAssertEqual(server.sslSide, .both)
             XCTAssertEqual(COpenSSL.SSL_is_init_finished(server.ssl!.rawValue), 0)
@@ -303,9 +309,8 @@ final class StartTLSAndOwnershipTests: XCTestCase {
         let pki = try Fixtures.pki
         let cycles = 1000
         let baseConnections = SSLStreamCensus.liveConnections, baseContexts = SSLStreamCensus.liveContexts
-        let (client, server) = try connectedPair()
         let serverCtx = try Fixtures.serverContextShared
-        let serverSide = Background("server") {
+        let (client, serverSide) = try connectedPair(server: "server") { server in
             for _ in 0..<cycles {
                 try server.attachSSL(ctx: .context(serverCtx), side: .server, handshakeTimeout: 10)
                 guard try server.readLine() == "x" else { throw StreamTestFailure("unexpected line") }

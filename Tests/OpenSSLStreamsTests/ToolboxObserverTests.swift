@@ -259,18 +259,18 @@ final class ToolboxObserverTests: XCTestCase {
 
         let client = try makeSSLCtx(protocol: .tlsV1_3, side: .client)
         defer { destroySSLCtx(client) }
-        var identity = "fli-client", key = Self.pskKey
-        client.setPSKClientCallback { _, _ in SSLPreSharedKey(identity: identity, key: key) }
+        let identity = Locked("fli-client"), key = Locked(Self.pskKey)
+        client.setPSKClientCallback { _, _ in SSLPreSharedKey(identity: identity.value, key: key.value) }
         let good = try Toolbox.connect(server: server, client: client, clientBody: { stream in
             XCTAssertEqual(stream.ssl?.cipherName?.hasSuffix("_SHA256"), true)
             XCTAssertEqual(stream.ssl?.isSessionReused, true, "an external PSK handshake counts as resumed")
         })
         XCTAssertTrue(good.succeeded, "\(Toolbox.message(good.clientError)) / \(Toolbox.message(good.serverError))")
-        identity = "stranger"
+        identity.value = "stranger"
         XCTAssertNotNil(try Toolbox.connect(server: server, client: client).clientError, "unknown identity, no certificate: refused")
-        identity = "fli-client"; key = Array(repeating: 7, count: 16)
+        identity.value = "fli-client"; key.value = Array(repeating: 7, count: 16)
         XCTAssertNotNil(try Toolbox.connect(server: server, client: client).clientError, "wrong key: refused")
-        identity = "bad"
+        identity.value = "bad"
         let banned = try Toolbox.connect(server: server, client: client)
         XCTAssertEqual(banned.serverError as? CallbackRefusal, CallbackRefusal(reason: "identity banned"), Toolbox.message(banned.serverError))
         client.setPSKClientCallback { _, _ in throw CallbackRefusal(reason: "no key today") }

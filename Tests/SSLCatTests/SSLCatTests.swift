@@ -264,4 +264,4 @@ final class SSLCatTests: XCTestCase {
     }
 }
 
-final class ErrorHolder: @unchecked Sendable { var error: Error? }
+final class ErrorHolder: @unchecked Sendable { var error: Error? }  // written by one thread, read after it was joined

@@ -519,7 +519,7 @@ final class StartTLSServerTests: XCTestCase {
 }
 
 /// The lines a dialogue logged (from the server's thread).
-final class LogLines: @unchecked Sendable {
+final class LogLines: @unchecked Sendable {  // `stored` is only touched under `lock`
     private let lock = NSLock()
     private var stored: [String] = []
     func append(_ line: String) { lock.lock(); stored.append(line); lock.unlock() }

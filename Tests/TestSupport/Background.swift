@@ -1,16 +1,20 @@
 import Foundation
 
 /// Work running on another thread beside a test (usually a peer), joined with a time limit.
-public final class Background: @unchecked Sendable {
+public final class Background: @unchecked Sendable {  // `error` is written by the thread before `group.leave()` and read after the wait
     private let group = DispatchGroup()
     private var error: Error?
     public let name: String
 
-    public init(_ name: String = "background", _ body: @escaping @Sendable () throws -> Void) {
+    /// Starts `body` on a new thread. It is `sending`: what it captures that is not `Sendable` (a stream
+    /// the test made) belongs to that thread from then on — the compiler checks that the test does not
+    /// use it afterwards.
+    public init(_ name: String = "background", _ body: sending @escaping () throws -> Void) {
         self.name = name
         group.enter()
+        let work = SentWork(body)
         Thread.detachNewThread { [self] in
-            do { try body() } catch { self.error = error }
+            do { try work.run() } catch { self.error = error }
             group.leave()
         }
     }
@@ -27,4 +31,11 @@ public final class Background: @unchecked Sendable {
 /// A ``Background`` job that did not end in time.
 public struct BackgroundTimeout: Error, CustomStringConvertible {
     public var description: String
+}
+
+/// A closure that was `sending` (see ``Background/init(_:_:)``).
+final class SentWork: @unchecked Sendable {  // `sending` proved the closure and its captures disconnected: only the new thread runs it
+    private let body: () throws -> Void
+    init(_ body: sending @escaping () throws -> Void) { self.body = body }
+    func run() throws { try body() }
 }

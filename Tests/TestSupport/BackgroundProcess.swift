@@ -3,7 +3,7 @@ import Foundation
 /// A child process that runs beside a test (a real peer: `openssl s_server`, `s_client`, `python3`,
 /// `curl`): its output is collected as it comes, it can be written to, and it is always killed at the
 /// end (``terminate()``, or deinit), so a hung peer cannot hang the test run.
-public final class BackgroundProcess: @unchecked Sendable {
+public final class BackgroundProcess: @unchecked Sendable {  // the process state is only touched under `lock`
     public let command: String
     private let process = Process()
     private let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()

@@ -23,7 +23,7 @@ public func runProcess(_ executable: String, _ arguments: [String], timeout: Tim
     process.standardOutput = outPipe
     process.standardError = errPipe
     process.standardInput = inPipe
-    final class Box: @unchecked Sendable { var out = Data(); var err = Data() }
+    final class Box: @unchecked Sendable { var out = Data(); var err = Data() }  // each field is written by its reader thread, read after both were waited for
     let box = Box()
     let group = DispatchGroup()
     try process.run()

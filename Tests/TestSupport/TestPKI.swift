@@ -5,7 +5,7 @@ import Foundation
 /// key, an encrypted copy of the server key, DER copies, a garbage PEM and DH parameters; a client
 /// certificate; and the bad server certificates (expired, self-signed, wrong host, signed by an
 /// untrusted CA), each with its key. Every file is generated; none is committed.
-public final class TestPKI: @unchecked Sendable {
+public final class TestPKI: Sendable {
     public let dir: String
     public var caCert: String { dir + "/ca.pem" }
     public var caKey: String { dir + "/ca.key" }
@@ -40,7 +40,7 @@ public final class TestPKI: @unchecked Sendable {
     public var otherAddressCert: String { dir + "/other-address.pem" }
 
     private static let lock = NSLock()
-    private static var made: Result<TestPKI, Error>?
+    nonisolated(unsafe) private static var made: Result<TestPKI, Error>?  // only touched under `lock`
 
     /// The shared fixture (made on first use).
     public static var shared: TestPKI {

@@ -6,7 +6,7 @@ import COpenSSL
 /// A typed, non-owning handle for `SSL *`: one TLS connection
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -14,7 +14,7 @@ public struct SSLPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SSL_CTX *`: a TLS context: settings, certificates and the session cache
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -22,7 +22,7 @@ public struct SSLContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SSL_CIPHER *`: a cipher suite description (owned by OpenSSL)
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLCipherPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLCipherPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -30,7 +30,7 @@ public struct SSLCipherPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SSL_SESSION *`: a TLS session, for resumption
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLSessionPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLSessionPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -38,7 +38,7 @@ public struct SSLSessionPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SSL_METHOD *`: a protocol method (TLS_method() …), static in OpenSSL
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLMethodPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLMethodPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -46,7 +46,7 @@ public struct SSLMethodPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SSL_CONF_CTX *`: an SSL_CONF configuration context
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLConfContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLConfContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -54,7 +54,7 @@ public struct SSLConfContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SSL_COMP *`: a compression method entry
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLCompPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLCompPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -62,7 +62,7 @@ public struct SSLCompPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SSL_DANE *`: DANE state
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLDANEPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLDANEPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -70,7 +70,7 @@ public struct SSLDANEPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `COMP_METHOD *`: a compression method
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct COMPMethodPointer: OpenSSLHandle, @unchecked Sendable {
+public struct COMPMethodPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -78,7 +78,7 @@ public struct COMPMethodPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509 *`: a certificate
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509Pointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509Pointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -86,7 +86,7 @@ public struct X509Pointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_STORE *`: a certificate store (trust anchors)
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509StorePointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509StorePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -94,7 +94,7 @@ public struct X509StorePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_STORE_CTX *`: a verification in progress
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509StoreContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509StoreContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -102,7 +102,7 @@ public struct X509StoreContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_NAME *`: a distinguished name
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509NamePointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509NamePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -110,7 +110,7 @@ public struct X509NamePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_VERIFY_PARAM *`: verification parameters
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509VerifyParamPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509VerifyParamPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -118,7 +118,7 @@ public struct X509VerifyParamPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_EXTENSION *`: a certificate extension
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509ExtensionPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509ExtensionPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -126,7 +126,7 @@ public struct X509ExtensionPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_LOOKUP *`: a certificate lookup method instance
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509LookupPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509LookupPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -134,7 +134,7 @@ public struct X509LookupPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_CRL *`: a certificate revocation list
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509CRLPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509CRLPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -142,7 +142,7 @@ public struct X509CRLPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_PUBKEY *`: a public key in certificate form
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509PubKeyPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509PubKeyPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -150,7 +150,7 @@ public struct X509PubKeyPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_PKEY *`: a public or private key
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPPKeyPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPPKeyPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -158,7 +158,7 @@ public struct EVPPKeyPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_PKEY_CTX *`: a key operation context
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPPKeyContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPPKeyContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -166,7 +166,7 @@ public struct EVPPKeyContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_MD *`: a message digest algorithm
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPMDPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPMDPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -174,7 +174,7 @@ public struct EVPMDPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_CIPHER *`: a symmetric cipher algorithm
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPCipherPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPCipherPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -182,7 +182,7 @@ public struct EVPCipherPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_CIPHER_CTX *`: a symmetric cipher context
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPCipherContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPCipherContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -190,7 +190,7 @@ public struct EVPCipherContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_MAC_CTX *`: a MAC context
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPMACContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPMACContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -198,7 +198,7 @@ public struct EVPMACContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `HMAC_CTX *`: an HMAC context (deprecated API)
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct HMACContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct HMACContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -206,7 +206,7 @@ public struct HMACContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BIO *`: an I/O abstraction (socket, memory, pair, custom)
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BIOPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BIOPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -214,7 +214,7 @@ public struct BIOPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BIO_METHOD *`: the functions of a custom BIO type
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BIOMethodPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BIOMethodPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -222,7 +222,7 @@ public struct BIOMethodPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BIO_ADDR *`: a socket address
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BIOAddrPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BIOAddrPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -230,7 +230,7 @@ public struct BIOAddrPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `DH *`: Diffie-Hellman parameters (deprecated API; OpenSSL 3 uses EVP_PKEY)
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct DHPointer: OpenSSLHandle, @unchecked Sendable {
+public struct DHPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -238,7 +238,7 @@ public struct DHPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `RSA *`: an RSA key (deprecated API; OpenSSL 3 uses EVP_PKEY)
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct RSAPointer: OpenSSLHandle, @unchecked Sendable {
+public struct RSAPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -246,7 +246,7 @@ public struct RSAPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ENGINE *`: an engine (deprecated in OpenSSL 3)
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ENGINEPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ENGINEPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -254,7 +254,7 @@ public struct ENGINEPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OSSL_LIB_CTX *`: an OpenSSL library context
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OSSLLibContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OSSLLibContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -262,7 +262,7 @@ public struct OSSLLibContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OSSL_PROVIDER *`: a loaded provider
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OSSLProviderPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OSSLProviderPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -270,7 +270,7 @@ public struct OSSLProviderPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OPENSSL_INIT_SETTINGS *`: settings for OPENSSL_init_ssl
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OpenSSLInitSettingsPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OpenSSLInitSettingsPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -278,7 +278,7 @@ public struct OpenSSLInitSettingsPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BIGNUM *`: an arbitrary-precision integer
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BIGNUMPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BIGNUMPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -286,7 +286,7 @@ public struct BIGNUMPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `CTLOG_STORE *`: a Certificate Transparency log store
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct CTLogStorePointer: OpenSSLHandle, @unchecked Sendable {
+public struct CTLogStorePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -294,7 +294,7 @@ public struct CTLogStorePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `CT_POLICY_EVAL_CTX *`: a CT policy evaluation context
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct CTPolicyEvalContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct CTPolicyEvalContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -302,7 +302,7 @@ public struct CTPolicyEvalContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `SCT *`: a signed certificate timestamp
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SCTPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SCTPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -310,7 +310,7 @@ public struct SCTPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OPENSSL_STACK *`: an untyped stack
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OpenSSLStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OpenSSLStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -318,7 +318,7 @@ public struct OpenSSLStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `lhash_st_SSL_SESSION *`: the session cache hash table
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct SSLSessionHashPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLSessionHashPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -326,7 +326,7 @@ public struct SSLSessionHashPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_INFO *`: a certificate, key and CRL read together from PEM
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509InfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509InfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -334,7 +334,7 @@ public struct X509InfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ADMISSIONS *`: an OpenSSL `ADMISSIONS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct AdmissionsPointer: OpenSSLHandle, @unchecked Sendable {
+public struct AdmissionsPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -342,7 +342,7 @@ public struct AdmissionsPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ADMISSION_SYNTAX *`: an OpenSSL `ADMISSION_SYNTAX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct AdmissionSyntaxPointer: OpenSSLHandle, @unchecked Sendable {
+public struct AdmissionSyntaxPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -350,7 +350,7 @@ public struct AdmissionSyntaxPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ASN1_ITEM *`: an OpenSSL `ASN1_ITEM`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ASN1ItemPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1ItemPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -358,7 +358,7 @@ public struct ASN1ItemPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ASN1_OBJECT *`: an OpenSSL `ASN1_OBJECT`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ASN1ObjectPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1ObjectPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -366,7 +366,7 @@ public struct ASN1ObjectPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ASN1_PCTX *`: an OpenSSL `ASN1_PCTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ASN1PrintContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1PrintContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -374,7 +374,7 @@ public struct ASN1PrintContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ASN1_SCTX *`: an OpenSSL `ASN1_SCTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ASN1ScanContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1ScanContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -382,7 +382,7 @@ public struct ASN1ScanContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ASN1_SEQUENCE_ANY *`: the typed STACK_OF that <openssl> calls `ASN1_SEQUENCE_ANY`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ASN1SequenceAnyPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1SequenceAnyPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -390,7 +390,7 @@ public struct ASN1SequenceAnyPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ASN1_VALUE *`: an OpenSSL `ASN1_VALUE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ASN1ValuePointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1ValuePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -398,7 +398,7 @@ public struct ASN1ValuePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `AUTHORITY_INFO_ACCESS *`: the typed STACK_OF that <openssl> calls `AUTHORITY_INFO_ACCESS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct AuthorityInfoAccessPointer: OpenSSLHandle, @unchecked Sendable {
+public struct AuthorityInfoAccessPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -406,7 +406,7 @@ public struct AuthorityInfoAccessPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BIO_ADDRINFO *`: an OpenSSL `BIO_ADDRINFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BIOAddrInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BIOAddrInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -414,7 +414,7 @@ public struct BIOAddrInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BN_BLINDING *`: an OpenSSL `BN_BLINDING`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BNBlindingPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BNBlindingPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -422,7 +422,7 @@ public struct BNBlindingPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BN_CTX *`: an OpenSSL `BN_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BNContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BNContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -430,7 +430,7 @@ public struct BNContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BN_GENCB *`: an OpenSSL `BN_GENCB`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BNGenCallbackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BNGenCallbackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -438,7 +438,7 @@ public struct BNGenCallbackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BN_MONT_CTX *`: an OpenSSL `BN_MONT_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BNMontContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BNMontContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -446,7 +446,7 @@ public struct BNMontContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `BN_RECP_CTX *`: an OpenSSL `BN_RECP_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct BNRecpContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct BNRecpContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -454,7 +454,7 @@ public struct BNRecpContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `CERTIFICATEPOLICIES *`: the typed STACK_OF that <openssl> calls `CERTIFICATEPOLICIES`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct CertificatePoliciesPointer: OpenSSLHandle, @unchecked Sendable {
+public struct CertificatePoliciesPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -462,7 +462,7 @@ public struct CertificatePoliciesPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `CRL_DIST_POINTS *`: the typed STACK_OF that <openssl> calls `CRL_DIST_POINTS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct CRLDistPointsPointer: OpenSSLHandle, @unchecked Sendable {
+public struct CRLDistPointsPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -470,7 +470,7 @@ public struct CRLDistPointsPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ECDSA_SIG *`: an OpenSSL `ECDSA_SIG`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ECDSASIGPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ECDSASIGPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -478,7 +478,7 @@ public struct ECDSASIGPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ECPARAMETERS *`: an OpenSSL `ECPARAMETERS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ECParametersPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ECParametersPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -486,7 +486,7 @@ public struct ECParametersPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ECPKPARAMETERS *`: an OpenSSL `ECPKPARAMETERS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ECPKParametersPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ECPKParametersPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -494,7 +494,7 @@ public struct ECPKParametersPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EC_GROUP *`: an OpenSSL `EC_GROUP`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ECGroupPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ECGroupPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -502,7 +502,7 @@ public struct ECGroupPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EC_POINT *`: an OpenSSL `EC_POINT`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ECPointPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ECPointPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -510,7 +510,7 @@ public struct ECPointPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_ASYM_CIPHER *`: an OpenSSL `EVP_ASYM_CIPHER`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPAsymCipherPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPAsymCipherPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -518,7 +518,7 @@ public struct EVPAsymCipherPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_ENCODE_CTX *`: an OpenSSL `EVP_ENCODE_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPEncodeContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPEncodeContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -526,7 +526,7 @@ public struct EVPEncodeContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_KDF *`: an OpenSSL `EVP_KDF`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPKDFPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPKDFPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -534,7 +534,7 @@ public struct EVPKDFPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_KDF_CTX *`: an OpenSSL `EVP_KDF_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPKDFContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPKDFContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -542,7 +542,7 @@ public struct EVPKDFContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_KEM *`: an OpenSSL `EVP_KEM`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPKEMPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPKEMPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -550,7 +550,7 @@ public struct EVPKEMPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_KEYEXCH *`: an OpenSSL `EVP_KEYEXCH`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPKeyExchangePointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPKeyExchangePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -558,7 +558,7 @@ public struct EVPKeyExchangePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_KEYMGMT *`: an OpenSSL `EVP_KEYMGMT`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPKeyManagementPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPKeyManagementPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -566,7 +566,7 @@ public struct EVPKeyManagementPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_MAC *`: an OpenSSL `EVP_MAC`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPMACPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPMACPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -574,7 +574,7 @@ public struct EVPMACPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_MD_CTX *`: an OpenSSL `EVP_MD_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPMDContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPMDContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -582,7 +582,7 @@ public struct EVPMDContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_PKEY_ASN1_METHOD *`: an OpenSSL `EVP_PKEY_ASN1_METHOD`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPPKEYASN1MethodPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPPKEYASN1MethodPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -590,7 +590,7 @@ public struct EVPPKEYASN1MethodPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_RAND *`: an OpenSSL `EVP_RAND`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPRANDPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPRANDPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -598,7 +598,7 @@ public struct EVPRANDPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_RAND_CTX *`: an OpenSSL `EVP_RAND_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPRANDContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPRANDContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -606,7 +606,7 @@ public struct EVPRANDContextPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EVP_SIGNATURE *`: an OpenSSL `EVP_SIGNATURE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct EVPSignaturePointer: OpenSSLHandle, @unchecked Sendable {
+public struct EVPSignaturePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -614,7 +614,7 @@ public struct EVPSignaturePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `EXTENDED_KEY_USAGE *`: the typed STACK_OF that <openssl> calls `EXTENDED_KEY_USAGE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ExtendedKeyUsagePointer: OpenSSLHandle, @unchecked Sendable {
+public struct ExtendedKeyUsagePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -622,7 +622,7 @@ public struct ExtendedKeyUsagePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `GENERAL_NAMES *`: the typed STACK_OF that <openssl> calls `GENERAL_NAMES`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct GeneralNamesPointer: OpenSSLHandle, @unchecked Sendable {
+public struct GeneralNamesPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -630,7 +630,7 @@ public struct GeneralNamesPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `IPAddrBlocks *`: the typed STACK_OF that <openssl> calls `IPAddrBlocks`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct IPAddressBlocksPointer: OpenSSLHandle, @unchecked Sendable {
+public struct IPAddressBlocksPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -638,7 +638,7 @@ public struct IPAddressBlocksPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `NAMING_AUTHORITY *`: an OpenSSL `NAMING_AUTHORITY`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct NamingAuthorityPointer: OpenSSLHandle, @unchecked Sendable {
+public struct NamingAuthorityPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -646,7 +646,7 @@ public struct NamingAuthorityPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_BASICRESP *`: an OpenSSL `OCSP_BASICRESP`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPBasicResponsePointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPBasicResponsePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -654,7 +654,7 @@ public struct OCSPBasicResponsePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_CERTID *`: an OpenSSL `OCSP_CERTID`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPCERTIDPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPCERTIDPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -662,7 +662,7 @@ public struct OCSPCERTIDPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_CERTSTATUS *`: an OpenSSL `OCSP_CERTSTATUS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPCertStatusPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPCertStatusPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -670,7 +670,7 @@ public struct OCSPCertStatusPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_CRLID *`: an OpenSSL `OCSP_CRLID`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPCRLIDPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPCRLIDPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -678,7 +678,7 @@ public struct OCSPCRLIDPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_ONEREQ *`: an OpenSSL `OCSP_ONEREQ`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPOneRequestPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPOneRequestPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -686,7 +686,7 @@ public struct OCSPOneRequestPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_REQINFO *`: an OpenSSL `OCSP_REQINFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPRequestInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPRequestInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -694,7 +694,7 @@ public struct OCSPRequestInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_REQUEST *`: an OpenSSL `OCSP_REQUEST`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPRequestPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPRequestPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -702,7 +702,7 @@ public struct OCSPRequestPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_RESPBYTES *`: an OpenSSL `OCSP_RESPBYTES`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPResponseBytesPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPResponseBytesPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -710,7 +710,7 @@ public struct OCSPResponseBytesPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_RESPDATA *`: an OpenSSL `OCSP_RESPDATA`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPResponseDataPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPResponseDataPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -718,7 +718,7 @@ public struct OCSPResponseDataPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_RESPID *`: an OpenSSL `OCSP_RESPID`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPResponderIDPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPResponderIDPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -726,7 +726,7 @@ public struct OCSPResponderIDPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_RESPONSE *`: an OpenSSL `OCSP_RESPONSE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPResponsePointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPResponsePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -734,7 +734,7 @@ public struct OCSPResponsePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_REVOKEDINFO *`: an OpenSSL `OCSP_REVOKEDINFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPRevokedInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPRevokedInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -742,7 +742,7 @@ public struct OCSPRevokedInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_SERVICELOC *`: an OpenSSL `OCSP_SERVICELOC`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPServiceLocatorPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPServiceLocatorPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -750,7 +750,7 @@ public struct OCSPServiceLocatorPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_SIGNATURE *`: an OpenSSL `OCSP_SIGNATURE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPSignaturePointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPSignaturePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -758,7 +758,7 @@ public struct OCSPSignaturePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OCSP_SINGLERESP *`: an OpenSSL `OCSP_SINGLERESP`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OCSPSingleResponsePointer: OpenSSLHandle, @unchecked Sendable {
+public struct OCSPSingleResponsePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -766,7 +766,7 @@ public struct OCSPSingleResponsePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OSSL_CORE_BIO *`: an OpenSSL `OSSL_CORE_BIO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OSSLCoreBIOPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OSSLCoreBIOPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -774,7 +774,7 @@ public struct OSSLCoreBIOPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OSSL_CORE_HANDLE *`: an OpenSSL `OSSL_CORE_HANDLE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OSSLCoreHandlePointer: OpenSSLHandle, @unchecked Sendable {
+public struct OSSLCoreHandlePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -782,7 +782,7 @@ public struct OSSLCoreHandlePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `PKCS8_PRIV_KEY_INFO *`: an OpenSSL `PKCS8_PRIV_KEY_INFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct PKCS8PrivKeyInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct PKCS8PrivKeyInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -790,7 +790,7 @@ public struct PKCS8PrivKeyInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `PROFESSION_INFO *`: an OpenSSL `PROFESSION_INFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ProfessionInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ProfessionInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -798,7 +798,7 @@ public struct ProfessionInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `TLS_FEATURE *`: the typed STACK_OF that <openssl> calls `TLS_FEATURE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct TLSFeaturePointer: OpenSSLHandle, @unchecked Sendable {
+public struct TLSFeaturePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -806,7 +806,7 @@ public struct TLSFeaturePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_ALGORS *`: the typed STACK_OF that <openssl> calls `X509_ALGORS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509AlgorithmsPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509AlgorithmsPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -814,7 +814,7 @@ public struct X509AlgorithmsPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_ATTRIBUTE *`: an OpenSSL `X509_ATTRIBUTE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509AttributePointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509AttributePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -822,7 +822,7 @@ public struct X509AttributePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_CERT_AUX *`: an OpenSSL `X509_CERT_AUX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509CertAuxPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509CertAuxPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -830,7 +830,7 @@ public struct X509CertAuxPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_CINF *`: an OpenSSL `X509_CINF`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509CertInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509CertInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -838,7 +838,7 @@ public struct X509CertInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_CRL_INFO *`: an OpenSSL `X509_CRL_INFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509CRLInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509CRLInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -846,7 +846,7 @@ public struct X509CRLInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_CRL_METHOD *`: an OpenSSL `X509_CRL_METHOD`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509CRLMethodPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509CRLMethodPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -854,7 +854,7 @@ public struct X509CRLMethodPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_EXTENSIONS *`: the typed STACK_OF that <openssl> calls `X509_EXTENSIONS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509ExtensionsPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509ExtensionsPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -862,7 +862,7 @@ public struct X509ExtensionsPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_LOOKUP_METHOD *`: an OpenSSL `X509_LOOKUP_METHOD`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509LookupMethodPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509LookupMethodPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -870,7 +870,7 @@ public struct X509LookupMethodPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_NAME_ENTRY *`: an OpenSSL `X509_NAME_ENTRY`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509NameEntryPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509NameEntryPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -878,7 +878,7 @@ public struct X509NameEntryPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_OBJECT *`: an OpenSSL `X509_OBJECT`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509ObjectPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509ObjectPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -886,7 +886,7 @@ public struct X509ObjectPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_POLICY_LEVEL *`: an OpenSSL `X509_POLICY_LEVEL`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509PolicyLevelPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509PolicyLevelPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -894,7 +894,7 @@ public struct X509PolicyLevelPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_POLICY_NODE *`: an OpenSSL `X509_POLICY_NODE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509PolicyNodePointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509PolicyNodePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -902,7 +902,7 @@ public struct X509PolicyNodePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_POLICY_TREE *`: an OpenSSL `X509_POLICY_TREE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509PolicyTreePointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509PolicyTreePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -910,7 +910,7 @@ public struct X509PolicyTreePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_REQ *`: an OpenSSL `X509_REQ`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509RequestPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509RequestPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -918,7 +918,7 @@ public struct X509RequestPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_REQ_INFO *`: an OpenSSL `X509_REQ_INFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509RequestInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509RequestInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -926,7 +926,7 @@ public struct X509RequestInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_REVOKED *`: an OpenSSL `X509_REVOKED`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509RevokedPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509RevokedPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -934,7 +934,7 @@ public struct X509RevokedPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_SIG *`: an OpenSSL `X509_SIG`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509SIGPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509SIGPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -942,7 +942,7 @@ public struct X509SIGPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `X509_SIG_INFO *`: an OpenSSL `X509_SIG_INFO`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct X509SIGInfoPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509SIGInfoPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -950,7 +950,7 @@ public struct X509SIGInfoPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `ASN1_TEMPLATE *`: an OpenSSL `ASN1_TEMPLATE`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ASN1TemplatePointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1TemplatePointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -958,7 +958,7 @@ public struct ASN1TemplatePointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `OSSL_HTTP_REQ_CTX *`: an OpenSSL `OSSL_HTTP_REQ_CTX`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct OSSLHTTPRequestContextPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OSSLHTTPRequestContextPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -966,7 +966,7 @@ public struct OSSLHTTPRequestContextPointer: OpenSSLHandle, @unchecked Sendable 
 /// A typed, non-owning handle for `PROFESSION_INFOS *`: the typed STACK_OF that <openssl> calls `PROFESSION_INFOS`
 ///
 /// See ``OpenSSLHandle``: it owns nothing and frees nothing.
-public struct ProfessionInfosPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ProfessionInfosPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -974,7 +974,7 @@ public struct ProfessionInfosPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(ASN1_OBJECT) *`.
 ///
 /// Use the generated `sk_ASN1_OBJECT_*` functions on it.
-public struct ASN1ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -982,7 +982,7 @@ public struct ASN1ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(ADMISSIONS) *`.
 ///
 /// Use the generated `sk_ADMISSIONS_*` functions on it.
-public struct AdmissionsStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct AdmissionsStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -990,7 +990,7 @@ public struct AdmissionsStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(ASN1_STRING) *`.
 ///
 /// Use the generated `sk_ASN1_STRING_*` functions on it.
-public struct ASN1StringStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ASN1StringStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -998,7 +998,7 @@ public struct ASN1StringStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(POLICYQUALINFO) *`.
 ///
 /// Use the generated `sk_POLICYQUALINFO_*` functions on it.
-public struct PolicyQualInfoStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct PolicyQualInfoStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1006,7 +1006,7 @@ public struct PolicyQualInfoStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_ALGOR) *`.
 ///
 /// Use the generated `sk_X509_ALGOR_*` functions on it.
-public struct X509AlgorStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509AlgorStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1014,7 +1014,7 @@ public struct X509AlgorStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_POLICY_NODE) *`.
 ///
 /// Use the generated `sk_X509_POLICY_NODE_*` functions on it.
-public struct X509PolicyNodeStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509PolicyNodeStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1022,7 +1022,7 @@ public struct X509PolicyNodeStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(CONF_VALUE) *`.
 ///
 /// Use the generated `sk_CONF_VALUE_*` functions on it.
-public struct ConfValueStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct ConfValueStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1030,7 +1030,7 @@ public struct ConfValueStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(OPENSSL_STRING) *`.
 ///
 /// Use the generated `sk_OPENSSL_STRING_*` functions on it.
-public struct OpenSSLStringStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct OpenSSLStringStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1038,7 +1038,7 @@ public struct OpenSSLStringStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_ATTRIBUTE) *`.
 ///
 /// Use the generated `sk_X509_ATTRIBUTE_*` functions on it.
-public struct X509AttributeStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509AttributeStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1046,7 +1046,7 @@ public struct X509AttributeStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_OBJECT) *`.
 ///
 /// Use the generated `sk_X509_OBJECT_*` functions on it.
-public struct X509ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1054,7 +1054,7 @@ public struct X509ObjectStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_REVOKED) *`.
 ///
 /// Use the generated `sk_X509_REVOKED_*` functions on it.
-public struct X509RevokedStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509RevokedStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1062,7 +1062,7 @@ public struct X509RevokedStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509) *`.
 ///
 /// Use the generated `sk_X509_*` functions on it.
-public struct X509StackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509StackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1070,7 +1070,7 @@ public struct X509StackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_NAME) *`.
 ///
 /// Use the generated `sk_X509_NAME_*` functions on it.
-public struct X509NameStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509NameStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1078,7 +1078,7 @@ public struct X509NameStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(SSL_CIPHER) *`.
 ///
 /// Use the generated `sk_SSL_CIPHER_*` functions on it.
-public struct SSLCipherStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLCipherStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1086,7 +1086,7 @@ public struct SSLCipherStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(SSL_COMP) *`.
 ///
 /// Use the generated `sk_SSL_COMP_*` functions on it.
-public struct SSLCompStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SSLCompStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1094,7 +1094,7 @@ public struct SSLCompStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(SCT) *`.
 ///
 /// Use the generated `sk_SCT_*` functions on it.
-public struct SCTStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SCTStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1102,7 +1102,7 @@ public struct SCTStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_INFO) *`.
 ///
 /// Use the generated `sk_X509_INFO_*` functions on it.
-public struct X509InfoStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509InfoStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1110,7 +1110,7 @@ public struct X509InfoStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_CRL) *`.
 ///
 /// Use the generated `sk_X509_CRL_*` functions on it.
-public struct X509CRLStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509CRLStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1118,7 +1118,7 @@ public struct X509CRLStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(X509_EXTENSION) *`.
 ///
 /// Use the generated `sk_X509_EXTENSION_*` functions on it.
-public struct X509ExtensionStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct X509ExtensionStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }
@@ -1126,7 +1126,7 @@ public struct X509ExtensionStackPointer: OpenSSLHandle, @unchecked Sendable {
 /// A typed, non-owning handle for `STACK_OF(SRTP_PROTECTION_PROFILE) *`.
 ///
 /// Use the generated `sk_SRTP_PROTECTION_PROFILE_*` functions on it.
-public struct SRTPProtectionProfileStackPointer: OpenSSLHandle, @unchecked Sendable {
+public struct SRTPProtectionProfileStackPointer: OpenSSLHandle, @unchecked Sendable {  // an immutable address; OpenSSL's rules say which threads may use the object
     public let rawValue: OpaquePointer
     @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }
 }

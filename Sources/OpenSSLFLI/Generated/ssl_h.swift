@@ -7096,8 +7096,8 @@ public func d2i_SSL_SESSION(_ a: UnsafeMutablePointer<OpaquePointer?>?, _ pp: Un
 /// A typed ASN.1 BIO macro in `<openssl/ssl.h>`, generated as the `ASN1_d2i_bio` call it makes, with `SSL_SESSION_new` and `d2i_SSL_SESSION` as the C function pointers; see `man d2i_SSL_SESSION_bio`.
 @inlinable
 public func d2i_SSL_SESSION_bio(_ bp: BIOPointer?, _ s_id: UnsafeMutablePointer<OpaquePointer?>?) -> SSLSessionPointer? {
-    let __new: @convention(c) () -> OpaquePointer? = COpenSSL.SSL_SESSION_new
-    let __d2i: @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer? = COpenSSL.d2i_SSL_SESSION
+    let __new: @convention(c) () -> OpaquePointer? = { COpenSSL.SSL_SESSION_new() }
+    let __d2i: @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> OpaquePointer? = { COpenSSL.d2i_SSL_SESSION($0, $1, $2) }
     return SSLSessionPointer(raw: COpenSSL.ASN1_d2i_bio(unsafeBitCast(__new, to: (@convention(c) () -> UnsafeMutableRawPointer?).self), unsafeBitCast(__d2i, to: (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, Int) -> UnsafeMutableRawPointer?).self), bp?.rawValue, UnsafeMutableRawPointer(s_id)?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)))
 }
 
@@ -7133,7 +7133,7 @@ public func i2d_SSL_SESSION(_ in_: SSLSessionPointer?, _ pp: UnsafeMutablePointe
 /// A typed ASN.1 BIO macro in `<openssl/ssl.h>`, generated as the `ASN1_i2d_bio` call it makes, with `i2d_SSL_SESSION` as the C function pointers; see `man i2d_SSL_SESSION_bio`.
 @inlinable
 public func i2d_SSL_SESSION_bio(_ bp: BIOPointer?, _ s_id: SSLSessionPointer?) -> Int32 {
-    let __i2d: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 = COpenSSL.i2d_SSL_SESSION
+    let __i2d: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32 = { COpenSSL.i2d_SSL_SESSION($0, $1) }
     return COpenSSL.ASN1_i2d_bio(unsafeBitCast(__i2d, to: (@convention(c) (UnsafeRawPointer?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32).self), bp?.rawValue, s_id.map { UnsafeRawPointer($0.rawValue) })
 }
 

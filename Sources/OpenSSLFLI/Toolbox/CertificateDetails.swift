@@ -68,7 +68,7 @@ extension Certificate {
                 var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
                 if octets.count == 4 || octets.count == 16,
                    inet_ntop(octets.count == 4 ? AF_INET : AF_INET6, octets, &text, socklen_t(text.count)) != nil {
-                    result.append("IP:" + String(cString: text))
+                    result.append("IP:" + text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
                 }
             default: continue
             }
@@ -197,7 +197,7 @@ extension PrivateKey {
 }
 
 /// A certificate revocation list that frees itself (`X509_CRL_free`).
-public final class CertificateRevocationList: @unchecked Sendable {
+public final class CertificateRevocationList: @unchecked Sendable {  // immutable handle; OpenSSL 3 allows concurrent use of an object that nobody changes
     /// The CRL, valid while this object lives.
     public let pointer: X509CRLPointer
 

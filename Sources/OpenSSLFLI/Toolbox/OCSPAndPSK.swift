@@ -5,11 +5,11 @@ import Foundation
 
 /// Server: returns the DER OCSP response to staple for a connection, or nil to staple nothing.
 /// A thrown error fails the handshake and is rethrown by the call that drove it.
-public typealias SSLOCSPResponder = (_ ssl: SSLPointer) throws -> [UInt8]?
+public typealias SSLOCSPResponder = @Sendable (_ ssl: SSLPointer) throws -> [UInt8]?
 
 /// Client: sees the stapled DER OCSP response (nil when the server stapled none) and returns whether
 /// to go on; false or a thrown error fails the handshake.
-public typealias SSLOCSPResponseCallback = (_ ssl: SSLPointer, _ response: [UInt8]?) throws -> Bool
+public typealias SSLOCSPResponseCallback = @Sendable (_ ssl: SSLPointer, _ response: [UInt8]?) throws -> Bool
 
 // One C callback serves both sides (OpenSSL has one slot): the server staples, the client checks.
 private let statusTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _ in
@@ -113,11 +113,11 @@ public struct SSLPreSharedKey: Sendable, Hashable {
 
 /// Client: gets the server's identity hint (TLS 1.2 only, may be nil) and returns the key to use, or
 /// nil for none. A thrown error fails the handshake and is rethrown.
-public typealias SSLPSKClientCallback = (_ ssl: SSLPointer, _ hint: String?) throws -> SSLPreSharedKey?
+public typealias SSLPSKClientCallback = @Sendable (_ ssl: SSLPointer, _ hint: String?) throws -> SSLPreSharedKey?
 
 /// Server: gets the identity the client sent and returns its key, or nil when it is unknown. A thrown
 /// error fails the handshake and is rethrown.
-public typealias SSLPSKServerCallback = (_ ssl: SSLPointer, _ identity: String) throws -> [UInt8]?
+public typealias SSLPSKServerCallback = @Sendable (_ ssl: SSLPointer, _ identity: String) throws -> [UInt8]?
 
 /// The TLS 1.3 cipher suites by name, as their two-byte IDs (for `SSL_CIPHER_find`).
 private let tls13CipherIDs: [String: [UInt8]] = [
@@ -145,7 +145,7 @@ private func makePSKSession(_ ssl: SSLPointer, key: [UInt8], cipherName: String)
 }
 
 /// Keeps the identity bytes OpenSSL points to until the connection is freed.
-final class IdentityBuffer {
+final class IdentityBuffer: @unchecked Sendable {  // immutable: the bytes are written in init and only read after
     let bytes: UnsafeMutablePointer<UInt8>
     let count: Int
     init(_ identity: [UInt8]) {

@@ -9,7 +9,7 @@ import Foundation
 /// Gets each key log line of the NSS format ("CLIENT_RANDOM …", "CLIENT_HANDSHAKE_TRAFFIC_SECRET …"),
 /// without a newline. The lines hold secrets that decrypt the connection: write them only where that
 /// is intended (a debugging `SSLKEYLOGFILE`).
-public typealias SSLKeylogCallback = (_ ssl: SSLPointer, _ line: String) -> Void
+public typealias SSLKeylogCallback = @Sendable (_ ssl: SSLPointer, _ line: String) -> Void
 
 private let keylogTrampoline: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void = { ssl, line in
     guard let ssl = SSLPointer(ssl), let line,
@@ -75,7 +75,7 @@ public struct SSLInfoEvent: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Called for each info event of a connection.
-public typealias SSLInfoCallback = (_ ssl: SSLPointer, _ event: SSLInfoEvent) -> Void
+public typealias SSLInfoCallback = @Sendable (_ ssl: SSLPointer, _ event: SSLInfoEvent) -> Void
 
 private let infoTrampoline: @convention(c) (OpaquePointer?, Int32, Int32) -> Void = { ssl, whereFlags, value in
     guard let ssl = SSLPointer(ssl), let callback: SSLInfoCallback = CallbackRegistry.lookup(.info, for: ssl) else { return }
@@ -120,7 +120,7 @@ public struct SSLProtocolMessage: Sendable, Hashable {
 }
 
 /// Called for each protocol message a connection sends or receives.
-public typealias SSLMessageCallback = (_ ssl: SSLPointer, _ message: SSLProtocolMessage) -> Void
+public typealias SSLMessageCallback = @Sendable (_ ssl: SSLPointer, _ message: SSLProtocolMessage) -> Void
 
 private let messageTrampoline: @convention(c) (Int32, Int32, Int32, UnsafeRawPointer?, Int, OpaquePointer?, UnsafeMutableRawPointer?) -> Void = {
     sent, version, contentType, buffer, length, ssl, _ in

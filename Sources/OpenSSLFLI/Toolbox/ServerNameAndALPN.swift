@@ -6,7 +6,7 @@ import Foundation
 /// A server's SNI callback: sees the name the client asked for (nil when it sent none) and returns the
 /// context to continue with (certificate per name), or nil to keep the current one. A thrown error
 /// refuses the handshake (alert `unrecognized_name`) and is rethrown by the call that drove it.
-public typealias SSLServerNameCallback = (_ ssl: SSLPointer, _ serverName: String?) throws -> SSLContextPointer?
+public typealias SSLServerNameCallback = @Sendable (_ ssl: SSLPointer, _ serverName: String?) throws -> SSLContextPointer?
 
 private let serverNameTrampoline: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
     guard let ssl = SSLPointer(ssl), let callback: SSLServerNameCallback = CallbackRegistry.lookup(.serverName, for: ssl) else {
@@ -74,7 +74,7 @@ extension SSLPointer {
 /// A server's ALPN callback: gets the protocols the client offered, in its order, and returns the one to
 /// use (it must be one of them), or nil to go on without ALPN. A thrown error refuses the handshake
 /// (alert `no_application_protocol`) and is rethrown by the call that drove it.
-public typealias SSLALPNSelectCallback = (_ ssl: SSLPointer, _ offered: [String]) throws -> String?
+public typealias SSLALPNSelectCallback = @Sendable (_ ssl: SSLPointer, _ offered: [String]) throws -> String?
 
 /// The longest ALPN list accepted, in wire bytes. The list travels in one ClientHello extension whose
 /// length field has 16 bits, beside the other extensions; half of that leaves room for them, and is far

@@ -2,7 +2,7 @@ import COpenSSL
 import Foundation
 
 /// A TLS session that frees itself (`SSL_SESSION_free`): what a client keeps to resume a connection.
-public final class SSLSession: @unchecked Sendable {
+public final class SSLSession: @unchecked Sendable {  // immutable handle; a session is reference-counted and may be offered on any thread
     /// The session, valid while this object lives. Pass it to direct calls; do not free it.
     public let pointer: SSLSessionPointer
 
@@ -90,7 +90,7 @@ public struct SSLSessionCacheMode: OptionSet, Sendable, Hashable {
 
 /// Called when a new session is ready to be kept (a client after the handshake or, in TLS 1.3, for each
 /// ticket the server sends; a server when it made a session). The session is the callback's to keep.
-public typealias SSLNewSessionCallback = (_ ssl: SSLPointer, _ session: SSLSession) -> Void
+public typealias SSLNewSessionCallback = @Sendable (_ ssl: SSLPointer, _ session: SSLSession) -> Void
 
 private let newSessionTrampoline: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32 = { ssl, session in
     guard let ssl = SSLPointer(ssl), let session = SSLSessionPointer(session),
@@ -206,7 +206,7 @@ extension SSLPointer {
 /// connection's key and offers the kept session, if any. The least recently used keys are dropped
 /// beyond `capacity`. TLS 1.3 sessions are offered once (tickets are meant for one use); the new
 /// handshake brings new ones.
-public final class ClientSessionCache: @unchecked Sendable {
+public final class ClientSessionCache: @unchecked Sendable {  // `entries` and `order` are only touched under `lock`
     /// How many keys are kept.
     public let capacity: Int
     private let lock = NSLock()

@@ -53,7 +53,7 @@ public enum SSLVerificationMode: Sendable, Hashable {
 /// false to fail the handshake (the verify result is then OpenSSL's error, or
 /// `X509_V_ERR_APPLICATION_VERIFICATION` when there was none); a thrown error fails the handshake and is rethrown by the call that
 /// drove it.
-public typealias SSLVerifyCallback = (_ preverifyOK: Bool, _ store: X509StoreContext) throws -> Bool
+public typealias SSLVerifyCallback = @Sendable (_ preverifyOK: Bool, _ store: X509StoreContext) throws -> Bool
 
 /// The verification in progress that a verify callback is looking at (`X509_STORE_CTX`). Valid only
 /// during the callback.

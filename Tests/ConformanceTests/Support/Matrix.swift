@@ -96,7 +96,7 @@ enum MatrixRunner {
 
     static func runCells(_ cells: [MatrixCell], width: Int, watchdog: TimeInterval) -> [CellReport] {
         let gate = DispatchSemaphore(value: width)
-        final class Reports: @unchecked Sendable {
+        final class Reports: @unchecked Sendable {  // `all` is only touched under `lock`
             let lock = NSLock()
             var all: [CellReport?]
             init(_ count: Int) { all = Array(repeating: nil, count: count) }
@@ -125,7 +125,7 @@ enum MatrixRunner {
 /// Runs `body` on a thread of its own and waits at most `seconds` for it: its problem, or "hung" when
 /// it ran over (the thread is left behind, blocked in the call under test).
 func withWatchdog(_ seconds: TimeInterval, _ what: String, _ body: @escaping @Sendable () -> RowProblem) -> RowProblem {
-    final class Slot: @unchecked Sendable { var problem: RowProblem = nil }
+    final class Slot: @unchecked Sendable { var problem: RowProblem = nil }  // written by the cell's thread before `done.signal()`, read after the wait
     let slot = Slot()
     let done = DispatchSemaphore(value: 0)
     CellThreads.start {
@@ -165,7 +165,7 @@ private func describeError(_ error: Error) -> String {
 /// The threads the cells run on, counted so that a matrix can wait for its last ones.
 enum CellThreads {
     private static let condition = NSCondition()
-    nonisolated(unsafe) private static var count = 0
+    nonisolated(unsafe) private static var count = 0  // only touched under `condition`
 
     /// Runs `body` on a new thread, counted while it runs.
     static func start(_ body: @escaping @Sendable () -> Void) {

@@ -4,7 +4,7 @@ import OpenSSLStreams
 import TestSupport
 
 /// An `openssl s_server` on a free loopback port, serving one certificate; killed when released.
-final class OpenSSLServer: @unchecked Sendable {
+final class OpenSSLServer: @unchecked Sendable {  // fixed after init; the process object locks its own state
     let process: BackgroundProcess
     let port: Int
 
@@ -34,7 +34,7 @@ final class OpenSSLServer: @unchecked Sendable {
 
 /// A plain loopback socket, made and used with the system calls directly (the peer side of a test must
 /// not depend on the library under test).
-final class RawSocket: @unchecked Sendable {
+final class RawSocket: @unchecked Sendable {  // `fd` is only touched under `lock`
     private let lock = NSLock()
     private var fd: Int32
 
@@ -190,7 +190,7 @@ func sslcatListeningPort(_ process: BackgroundProcess, timeout: TimeInterval = 2
 /// A child process whose stdout and stderr go to a temporary file (not a pipe: a pipe's end is
 /// inherited by every child that other threads start meanwhile, so its EOF can come much later than
 /// the process's exit). Killed and its file removed on ``finish()``.
-final class FileOutputProcess: @unchecked Sendable {
+final class FileOutputProcess: @unchecked Sendable {  // fixed after init; finishing runs once (`Once`)
     private let process = Process()
     private let path: String
     private let finishOnce = Once()
@@ -267,7 +267,7 @@ func killAndReap(_ process: BackgroundProcess) {
 }
 
 /// True the first time only (so that a process id is never signalled after its process was reaped).
-final class Once: @unchecked Sendable {
+final class Once: @unchecked Sendable {  // `done` is only touched under `lock`
     private let lock = NSLock()
     private var done = false
 

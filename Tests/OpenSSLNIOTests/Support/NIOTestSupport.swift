@@ -25,7 +25,7 @@ func resolve<T>(_ future: EventLoopFuture<T>, timeout: TimeInterval = 20, _ what
     return try result.get()
 }
 
-final class ResultBox<T>: @unchecked Sendable { var result: Result<T, Error>? }
+final class ResultBox<T>: @unchecked Sendable { var result: Result<T, Error>? }  // written once by the task, read after it was waited for
 
 /// Runs `body` with a time limit; a body that runs over is cancelled and the test fails.
 func withDeadline<T: Sendable>(_ seconds: TimeInterval, _ what: String = "the test",
@@ -45,7 +45,7 @@ func withDeadline<T: Sendable>(_ seconds: TimeInterval, _ what: String = "the te
 }
 
 /// Collects what reaches the end of a pipeline: plaintext, events, errors.
-final class Collector: ChannelInboundHandler, @unchecked Sendable {
+final class Collector: ChannelInboundHandler, @unchecked Sendable {  // its state is only touched under `condition`
     typealias InboundIn = ByteBuffer
 
     private let condition = NSCondition()
@@ -116,7 +116,7 @@ final class Collector: ChannelInboundHandler, @unchecked Sendable {
 }
 
 /// Errors reported from event loops (sslErrorCallback).
-final class ErrorLog: @unchecked Sendable {
+final class ErrorLog: @unchecked Sendable {  // `errors` is only touched under `lock`
     private let lock = NSLock()
     private var errors: [Error] = []
     func add(_ error: Error) { lock.lock(); errors.append(error); lock.unlock() }
@@ -134,7 +134,7 @@ final class ErrorLog: @unchecked Sendable {
 }
 
 /// Writes back what it reads.
-final class Echo: ChannelInboundHandler, @unchecked Sendable {
+final class Echo: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.write(data, promise: nil) }
@@ -142,7 +142,7 @@ final class Echo: ChannelInboundHandler, @unchecked Sendable {
 }
 
 /// Answers each line with "echo: " + line; closes after the line "quit".
-final class LineEcho: ChannelInboundHandler, @unchecked Sendable {
+final class LineEcho: ChannelInboundHandler, @unchecked Sendable {  // used on its channel's event loop only
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private var pending: [UInt8] = []
@@ -180,7 +180,7 @@ enum NIOFixtures {
     static var trustTestCA: SSLSecurity { get throws { SSLSecurity.trusting(caFile: try pki.caCert) } }
 
     /// A `ctxConfigure` that loads the test server certificate and key.
-    static func loadServerIdentity() -> (SSLContextPointer) throws -> Void {
+    static func loadServerIdentity() -> @Sendable (SSLContextPointer) throws -> Void {
         { ctx in
             let pki = try TestPKI.shared
             try useCertificateChainFile(ctx, file: pki.serverCert)

@@ -1,7 +1,7 @@
 import COpenSSL
 
 /// A running SHA-256 (OpenSSL's EVP), for checking what crossed a connection.
-final class SHA256Digest: @unchecked Sendable {
+final class SHA256Digest: @unchecked Sendable {  // updated by one thread at a time (the connection's), read after it ended
     private let context = COpenSSL.EVP_MD_CTX_new()
     private(set) var count = 0
 

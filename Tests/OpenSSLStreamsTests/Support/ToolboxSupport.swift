@@ -17,17 +17,28 @@ struct CallbackRefusal: Error, Equatable {
 }
 
 /// A class to watch closure lifetimes with a weak reference.
-final class LifetimeProbe: @unchecked Sendable {
+final class LifetimeProbe: @unchecked Sendable {  // touched by callbacks that run one at a time, read after they ended
     var touched = 0
     func touch() { touched += 1 }
 }
 
 /// Thread-safe collection of values seen by callbacks.
-final class Recorder<T>: @unchecked Sendable {
+final class Recorder<T>: @unchecked Sendable {  // `items` is only touched under `lock`
     private let lock = NSLock()
     private var items: [T] = []
     func append(_ item: T) { lock.lock(); items.append(item); lock.unlock() }
     var values: [T] { lock.lock(); defer { lock.unlock() }; return items }
+}
+
+/// A value that a test changes while callbacks on other threads read it.
+final class Locked<T>: @unchecked Sendable {  // `stored` is only touched under `lock`
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
 }
 
 enum Toolbox {
@@ -77,7 +88,7 @@ enum Toolbox {
         let listener = try Fixtures.loopbackListener()
         defer { listener.close() }
         let serverContext = server
-        final class Box: @unchecked Sendable { var error: Error? }
+        final class Box: @unchecked Sendable { var error: Error? }  // written by the background thread, read after it was joined
         let box = Box()
         let peer = Background("toolbox server") {
             do {

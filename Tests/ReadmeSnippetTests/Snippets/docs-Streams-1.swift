@@ -1,4 +1,4 @@
-// Generated from docs/Streams.md, line 80, by SnippetFreshnessTests. Do not edit.
+// Generated from docs/Streams.md, line 83, by SnippetFreshnessTests. Do not edit.
 import Foundation
 import OpenSSLFLI
 import OpenSSLStreams

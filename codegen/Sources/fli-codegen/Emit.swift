@@ -94,17 +94,19 @@ extension Generator {
         var files: [String: String] = [:]
 
         // Handles.
+        // Why a handle may be Sendable, on each @unchecked line: it is an immutable address, like an Int.
+        let handleSendableReason = "an immutable address; OpenSSL's rules say which threads may use the object"
         var handles = banner + "\n"
         for h in spec.handles {
             handles += docLines(["A typed, non-owning handle for `\(h.cNames[0]) *`\(h.doc.isEmpty ? "." : ": " + h.doc)",
                                  "", "See ``OpenSSLHandle``: it owns nothing and frees nothing."])
-            handles += "public struct \(h.swiftName): OpenSSLHandle, @unchecked Sendable {\n    public let rawValue: OpaquePointer\n" +
+            handles += "public struct \(h.swiftName): OpenSSLHandle, @unchecked Sendable {  // \(handleSendableReason)\n    public let rawValue: OpaquePointer\n" +
                 "    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }\n}\n\n"
         }
         for s in spec.stacks {
             handles += docLines(["A typed, non-owning handle for `STACK_OF(\(s.element)) *`.",
                                  "", "Use the generated `sk_\(s.element)_*` functions on it."])
-            handles += "public struct \(s.swiftName): OpenSSLHandle, @unchecked Sendable {\n    public let rawValue: OpaquePointer\n" +
+            handles += "public struct \(s.swiftName): OpenSSLHandle, @unchecked Sendable {  // \(handleSendableReason)\n    public let rawValue: OpaquePointer\n" +
                 "    @inlinable public init(_ rawValue: OpaquePointer) { self.rawValue = rawValue }\n}\n\n"
         }
         files["Sources/OpenSSLFLI/Generated/HandleTypes.swift"] = String(handles.dropLast())

@@ -274,6 +274,13 @@ extension Generator {
             guard let sf = swift.functions[f] else { throw ExprError("\(f) is not imported by Swift") }
             return "@convention(c) (\(sf.params.map { cleanSwiftType($0.type) }.joined(separator: ", "))) -> \(cleanSwiftType(sf.result))"
         }
+        // A literal closure that forwards to the C function: Swift 6 forms a C function pointer from a
+        // literal closure or an unqualified name, not from a module-qualified one (`COpenSSL.f`), and the
+        // unqualified name would be this module's wrapper.
+        func cFunctionValue(_ f: String) throws -> String {
+            guard let sf = swift.functions[f] else { throw ExprError("\(f) is not imported by Swift") }
+            return "{ COpenSSL.\(f)(\(sf.params.indices.map { "$\($0)" }.joined(separator: ", "))) }"
+        }
         func target(_ callee: String, _ k: Int) throws -> String {
             guard let sf = swift.functions[callee] else { throw ExprError("\(callee) is not imported by Swift") }
             var t = cleanSwiftType(sf.params[k].type)
@@ -291,8 +298,8 @@ extension Generator {
                        WParam(name: safeName(params[1], index: 1), swiftType: "UnsafeMutablePointer<OpaquePointer?>?", cType: "\(type) **")]
             resultType = "\(h)?"
             code = """
-                let __new: \(try cFunctionType(xnew)) = COpenSSL.\(xnew)
-                let __d2i: \(try cFunctionType(d2i)) = COpenSSL.\(d2i)
+                let __new: \(try cFunctionType(xnew)) = \(try cFunctionValue(xnew))
+                let __d2i: \(try cFunctionType(d2i)) = \(try cFunctionValue(d2i))
                 return \(h)(raw: COpenSSL.ASN1_d2i_bio(unsafeBitCast(__new, to: (\(try target("ASN1_d2i_bio", 0))).self), unsafeBitCast(__d2i, to: (\(try target("ASN1_d2i_bio", 1))).self), \(wParams[0].name)?.rawValue, UnsafeMutableRawPointer(\(wParams[1].name))?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)))
                 """
             cTypes = ["BIO *", "\(type) **"]
@@ -304,7 +311,7 @@ extension Generator {
                        WParam(name: safeName(params[1], index: 1), swiftType: "\(h)?", cType: "const \(type) *")]
             resultType = "Int32"
             code = """
-                let __i2d: \(try cFunctionType(i2d)) = COpenSSL.\(i2d)
+                let __i2d: \(try cFunctionType(i2d)) = \(try cFunctionValue(i2d))
                 return COpenSSL.ASN1_i2d_bio(unsafeBitCast(__i2d, to: (\(try target("ASN1_i2d_bio", 0))).self), \(wParams[0].name)?.rawValue, \(wParams[1].name).map { UnsafeRawPointer($0.rawValue) })
                 """
             cTypes = ["BIO *", "const \(type) *"]
