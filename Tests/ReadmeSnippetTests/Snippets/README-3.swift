@@ -1,5 +1,6 @@
-// Generated from README.md, line 229, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 230, by SnippetFreshnessTests. Do not edit.
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 

@@ -1,6 +1,7 @@
-// Generated from README.md, line 304, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 306, by SnippetFreshnessTests. Do not edit.
 import NIOCore
 import NIOPosix
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLNIO
 
