@@ -1,4 +1,4 @@
-// Generated from README.md, line 18, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 44, by SnippetFreshnessTests. Do not edit.
 import OpenSSLFLI
 
 func snippet_README_1() async throws {

@@ -1,4 +1,4 @@
-// Generated from README.md, line 130, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 162, by SnippetFreshnessTests. Do not edit.
 import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams

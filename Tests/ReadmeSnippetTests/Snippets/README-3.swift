@@ -1,4 +1,4 @@
-// Generated from README.md, line 230, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 262, by SnippetFreshnessTests. Do not edit.
 import Foundation
 import OpenSSL
 import OpenSSLFLI

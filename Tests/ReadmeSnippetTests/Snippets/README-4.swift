@@ -1,4 +1,4 @@
-// Generated from README.md, line 306, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 338, by SnippetFreshnessTests. Do not edit.
 import NIOCore
 import NIOPosix
 import OpenSSL
