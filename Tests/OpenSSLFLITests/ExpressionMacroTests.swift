@@ -61,7 +61,7 @@ final class ExpressionMacroTests: XCTestCase {
         let session = try XCTUnwrap(SSL_get1_session(ssl))
         defer { SSL_SESSION_free(session) }
         let bio = try XCTUnwrap(BIO_new(BIO_s_mem()))
-        defer { BIO_free(bio) }
+        defer { _ = BIO_free(bio) }
         XCTAssertEqual(i2d_SSL_SESSION_bio(bio, session), 1, errors())
         let derLength = Int(i2d_SSL_SESSION(session, nil))
         XCTAssertGreaterThan(derLength, 0)
