@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/swift-openssl-fli-docs}
 scratch=${DOCS_SCRATCH:-.build}
-swift package --scratch-path "$scratch" dump-symbol-graph --minimum-access-level public >/dev/null
+swift package --scratch-path "$scratch" dump-symbol-graph --minimum-access-level public --emit-extension-block-symbols >/dev/null
 graphs="$scratch/$(uname -m)-unknown-linux-gnu/symbolgraph"
 status=0
-for module in OpenSSLFLI OpenSSLCrypto OpenSSLTLS OpenSSLStreams OpenSSLSeeds OpenSSLNIO; do
+for module in OpenSSLFLI OpenSSLCrypto OpenSSL OpenSSLTLS OpenSSLStreams OpenSSLSeeds OpenSSLNIO; do
   dir=$(mktemp -d)
   cp "$graphs/$module.symbols.json" "$dir/"
   cp "$graphs/$module"@*.symbols.json "$dir/" 2>/dev/null || true

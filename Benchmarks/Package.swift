@@ -18,6 +18,7 @@ let package = Package(
             name: "fli-bench-nio",
             dependencies: [
                 .product(name: "OpenSSLFLI", package: "swift-openssl-fli"),
+                .product(name: "OpenSSL", package: "swift-openssl-fli"),
                 .product(name: "OpenSSLNIO", package: "swift-openssl-fli"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),

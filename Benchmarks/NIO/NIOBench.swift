@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLNIO
 

@@ -28,6 +28,7 @@ let package = Package(
             .product(name: "OpenSSLNIO", package: "swift-openssl-fli"),
             .product(name: "OpenSSLTLS", package: "swift-openssl-fli"),
             .product(name: "OpenSSLFLI", package: "swift-openssl-fli"),
+            .product(name: "OpenSSL", package: "swift-openssl-fli"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdHTTP2", package: "hummingbird"),
@@ -39,6 +40,7 @@ let package = Package(
         .executableTarget(name: "HummingbirdOpenSSLServer", dependencies: [
             "HummingbirdOpenSSL",
             .product(name: "OpenSSLFLI", package: "swift-openssl-fli"),
+            .product(name: "OpenSSL", package: "swift-openssl-fli"),
             .product(name: "OpenSSLTLS", package: "swift-openssl-fli"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLTLS
 

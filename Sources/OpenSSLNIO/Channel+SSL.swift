@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLTLS
 
@@ -8,7 +9,7 @@ extension Channel {
 
     /// Attaches TLS to this live channel (LispWorks' `async-io-state-attach-ssl`): adds an
     /// ``OpenSSLHandler`` first in the pipeline and runs the handshake. The future succeeds with what
-    /// the handler runs once the handshake finished, or fails with its error (``SSLError``: kind
+    /// the handler runs once the handshake finished, or fails with its error (`SSLError`: kind
     /// `.handshakeTimeout` — "Handshake timed out" —, `.closed` — "SSL connection closed" —,
     /// `.verificationFailure`, `.failure` …, or the error a configure or verify callback threw); after a
     /// failed handshake the channel is closed.
@@ -17,7 +18,7 @@ extension Channel {
     /// ``OpenSSLHandler/init(ctx:side:ctxConfigure:sslConfigure:handshakeTimeout:hostName:security:onPeerClose:)``);
     /// the objects are made on the channel's event loop (so `ctxConfigure` and `sslConfigure` run there).
     /// A client without `hostName` checks the IP address it is connected to. Attaching to a channel that
-    /// has TLS already fails with ``SSLError`` (kind `.error`) and makes nothing.
+    /// has TLS already fails with `SSLError` (kind `.error`) and makes nothing.
     public func attachSSL(ctx argument: SSLContextArgument = .default, side: SSLSide = .client,
                           ctxConfigure: (@Sendable (SSLContextPointer) throws -> Void)? = nil,
                           sslConfigure: (@Sendable (SSLPointer) throws -> Void)? = nil,
@@ -58,11 +59,11 @@ extension Channel {
     // MARK: Detach (LispWorks' async-io-state-detach-ssl)
 
     /// Takes TLS off this channel (LispWorks' `async-io-state-detach-ssl`): what was written goes out
-    /// encrypted, then close_notify; when the peer's close_notify arrives (within `timeout` seconds in total: ``TimeoutValue``, nil for ``TLSTimeouts/detach``) the
+    /// encrypted, then close_notify; when the peer's close_notify arrives (within `timeout` seconds in total: `TimeoutValue`, nil for `TLSTimeouts.detach`) the
     /// handler leaves the pipeline, frees what it made, and the channel carries plaintext again — ready
     /// to attach again. Plaintext the peer sent right after its close_notify is passed on to the next
     /// handler. When the peer does not answer in time, TLS is taken off all the same and the future
-    /// fails with ``SSLError``. Without TLS attached this does nothing.
+    /// fails with `SSLError`. Without TLS attached this does nothing.
     public func detachSSL(timeout: TimeInterval? = nil) -> EventLoopFuture<Void> {
         let limit: TimeoutValue
         do {

@@ -1,4 +1,5 @@
 import NIOCore
+import OpenSSL
 import OpenSSLFLI
 
 /// What an ``OpenSSLHandler`` runs, as a value that can leave the event loop (LispWorks'

@@ -2,6 +2,7 @@ import COpenSSL
 import Foundation
 import NIOCore
 import NIOTLS
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLTLS
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLTLS
 

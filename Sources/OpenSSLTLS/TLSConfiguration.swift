@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 
 /// What `attachSSL`, `openTCPStream` and `accept` are given as LispWorks' `ssl-ctx` argument, and with

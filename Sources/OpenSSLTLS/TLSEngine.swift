@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 
 /// TLS without a transport: bring your own (Python's `SSLObject` over `MemoryBIO`s, `wrap_bio`).

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 
 /// What one step of the TLS engine came to.

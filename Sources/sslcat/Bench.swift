@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 
 /// `sslcat bench`: the C reference (`fli-bench-c`, OpenSSL used directly from C, run as a child process)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 

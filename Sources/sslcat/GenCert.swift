@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 
 /// `sslcat gen-cert --out DIR`: a CA, a server and a client certificate, made in memory, written as PEM.

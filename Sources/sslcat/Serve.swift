@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 

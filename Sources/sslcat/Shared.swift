@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 
@@ -40,7 +41,7 @@ func alpnProtocols(_ list: String, option: String = "--alpn") throws -> [String]
     let names = list.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
     guard !list.isEmpty else { throw ValidationError("\(option) needs at least one protocol name") }
     do {
-        _ = try OpenSSLFLI.alpnWireFormat(names)
+        _ = try OpenSSL.alpnWireFormat(names)
     } catch {
         throw ValidationError("bad ALPN protocol name in \(option) '\(list)' (each name has 1 to 255 bytes)")
     }

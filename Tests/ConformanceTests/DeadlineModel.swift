@@ -1,4 +1,5 @@
 import Foundation
+import OpenSSLTLS
 import OpenSSLFLI
 import TestSupport
 

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TestSupport
+import OpenSSL
 import OpenSSLFLI
 
 /// Bad input, each case twice: the direct call returns OpenSSL's failure code, and the helper throws a

@@ -2,6 +2,7 @@ import COpenSSL
 import Foundation
 import XCTest
 import TestSupport
+import OpenSSL
 import OpenSSLFLI
 
 /// The ex_data registry that keeps Swift closures for OpenSSL objects, and the way callback errors

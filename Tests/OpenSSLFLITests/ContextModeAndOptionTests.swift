@@ -1,5 +1,6 @@
 import COpenSSL
 import XCTest
+import OpenSSL
 import OpenSSLFLI
 
 /// `SSLContextOptions` and `SSLContextMode` against what OpenSSL itself stores.
@@ -19,7 +20,7 @@ final class ContextModeAndOptionTests: XCTestCase {
         ]
         // The list above is every member: the source declares no other, and none as `[]`.
         let source = try String(contentsOfFile: #filePath.replacingOccurrences(
-            of: "Tests/OpenSSLFLITests/ContextModeAndOptionTests.swift", with: "Sources/OpenSSLFLI/ContextOptions.swift"),
+            of: "Tests/OpenSSLFLITests/ContextModeAndOptionTests.swift", with: "Sources/OpenSSL/ContextOptions.swift"),
             encoding: .utf8)
         let declared = source.split(separator: "\n").filter { $0.contains("public static let ") }
         XCTAssertEqual(declared.count, options.count, "a member of SSLContextOptions is missing from this test")

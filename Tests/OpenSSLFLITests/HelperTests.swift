@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TestSupport
+import OpenSSL
 import OpenSSLFLI
 
 final class HelperTests: XCTestCase {

@@ -1,6 +1,7 @@
 import COpenSSL
 import XCTest
 import TestSupport
+import OpenSSL
 import OpenSSLFLI
 
 /// `SSLError.fromIO` on real failures over in-memory transports: which condition kind it picks.

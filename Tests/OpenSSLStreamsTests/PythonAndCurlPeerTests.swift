@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 import TestSupport

@@ -1,4 +1,5 @@
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 import TestSupport
@@ -54,7 +55,7 @@ final class ToolboxObserverTests: XCTestCase {
         let mode = try FileManager.default.attributesOfItem(atPath: dir + "/explicit.txt")[.posixPermissions] as? Int
         XCTAssertEqual(mode, 0o600)
         client.setKeylogCallback(nil)
-        XCTAssertThrowsError(try client.writeKeylog(toFile: dir + "/no/such/dir/file")) { XCTAssertEqual(($0 as? SocketError)?.errno, ENOENT) }
+        XCTAssertThrowsError(try client.writeKeylog(toFile: dir + "/no/such/dir/file")) { XCTAssertEqual(($0 as? SSLError)?.errno, ENOENT) }
     }
 
     // MARK: Info, message, exporter

@@ -1,4 +1,5 @@
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 import TestSupport

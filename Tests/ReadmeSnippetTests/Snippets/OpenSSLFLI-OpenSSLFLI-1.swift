@@ -1,4 +1,4 @@
-// Generated from OpenSSLFLI.docc/OpenSSLFLI.md, line 17, by SnippetFreshnessTests. Do not edit.
+// Generated from OpenSSLFLI.docc/OpenSSLFLI.md, line 19, by SnippetFreshnessTests. Do not edit.
 import OpenSSLFLI
 
 func snippet_OpenSSLFLI_OpenSSLFLI_1() async throws {

@@ -1,6 +1,7 @@
 // Generated from OpenSSLNIO.docc/TheNIOHandler.md, line 32, by SnippetFreshnessTests. Do not edit.
 import NIOCore
 import NIOPosix
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLNIO
 

@@ -1,4 +1,5 @@
 // Generated from OpenSSLStreams.docc/GettingStarted.md, line 54, by SnippetFreshnessTests. Do not edit.
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 

@@ -1,4 +1,5 @@
 // Generated from README.md, line 87, by SnippetFreshnessTests. Do not edit.
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 

@@ -1,6 +1,7 @@
 // Generated from docs/NIO.md, line 8, by SnippetFreshnessTests. Do not edit.
 import NIOCore
 import NIOPosix
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLNIO
 

@@ -1,5 +1,6 @@
 // Generated from docs/Streams.md, line 83, by SnippetFreshnessTests. Do not edit.
 import Foundation
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 

@@ -3,7 +3,7 @@ import Foundation
 /// The hand-written helpers that name a C call in a `- Corresponds:` doc line, by C name: the "Swift
 /// helper" column of docs/DirectCalls.md. Reads the public modules' sources (not Generated/).
 enum HelperIndex {
-    static let modules = ["OpenSSLFLI", "OpenSSLTLS", "OpenSSLStreams", "OpenSSLSeeds", "OpenSSLNIO"]
+    static let modules = ["OpenSSLFLI", "OpenSSL", "OpenSSLTLS", "OpenSSLStreams", "OpenSSLSeeds", "OpenSSLNIO"]
 
     static func build(root: String) throws -> [String: [String]] {
         var index: [String: Set<String>] = [:]

@@ -1,4 +1,5 @@
 import NIOCore
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLNIO
 

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP2
 import NIOTLS
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLNIO
 

@@ -8,6 +8,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLNIO
 import OpenSSLTLS

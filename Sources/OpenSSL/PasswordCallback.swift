@@ -1,4 +1,5 @@
 import COpenSSL
+import OpenSSLFLI
 
 /// Sets how a context gets the pass phrase of encrypted keys (LispWorks' `set-ssl-ctx-password-callback`):
 /// a fixed `password`, or a `callback` asked each time. Passing neither removes both.

@@ -1,7 +1,11 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.SSL_BUILD_CHAIN_FLAG_NO_ROOT
+import var OpenSSLFLI.SSL_CTRL_GET_CHAIN_CERTS
 
-/// Protocol versions by name, for ``SSLContextPointer/setProtocolVersions(minimum:maximum:)``.
+/// Protocol versions by name, for `SSLContextPointer.setProtocolVersions(minimum:maximum:)`.
 public enum TLSVersion: Int32, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case tls1_0 = 0x0301, tls1_1 = 0x0302, tls1_2 = 0x0303, tls1_3 = 0x0304
 

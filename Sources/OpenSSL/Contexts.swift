@@ -1,4 +1,11 @@
 import COpenSSL
+import OpenSSLFLI
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.DTLS1_2_VERSION
+import var OpenSSLFLI.TLS1_1_VERSION
+import var OpenSSLFLI.TLS1_2_VERSION
+import var OpenSSLFLI.TLS1_3_VERSION
+import var OpenSSLFLI.TLS1_VERSION
 
 /// The protocol a context speaks (LispWorks' ssl-ctx symbols).
 public enum SSLProtocol: Sendable, Hashable, CaseIterable {
@@ -45,7 +52,7 @@ public enum SSLSide: Sendable, Hashable {
 
 /// Makes an `SSL_CTX` (LispWorks' `make-ssl-ctx`). Free it with ``destroySSLCtx(_:)``.
 ///
-/// Goes through ``ensureSSL(alreadyDone:libraryPath:)`` first. `.v2` and `.v3` throw: OpenSSL 3 has neither.
+/// Goes through `ensureSSL(alreadyDone:libraryPath:)` first. `.v2` and `.v3` throw: OpenSSL 3 has neither.
 /// - Corresponds: `DTLS_client_method`, `DTLS_method`, `DTLS_server_method`, `SSL_CTX_free`, `SSL_CTX_new`,
 ///   `SSL_CTX_set_max_proto_version`, `SSL_CTX_set_min_proto_version`, `TLS_client_method`, `TLS_method`,
 ///   `TLS_server_method`.

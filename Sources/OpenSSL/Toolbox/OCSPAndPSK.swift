@@ -1,5 +1,12 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.SSL_TLSEXT_ERR_ALERT_FATAL
+import var OpenSSLFLI.SSL_TLSEXT_ERR_NOACK
+import var OpenSSLFLI.SSL_TLSEXT_ERR_OK
+import var OpenSSLFLI.TLS1_3_VERSION
+import var OpenSSLFLI.TLSEXT_STATUSTYPE_ocsp
 
 // MARK: OCSP stapling
 

@@ -1,6 +1,10 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
 import Synchronization
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.CRYPTO_EX_INDEX_SSL
+import var OpenSSLFLI.CRYPTO_EX_INDEX_SSL_CTX
 
 /// A password callback: gets the largest length OpenSSL accepts and whether the password is for
 /// encrypting (true) or decrypting; returns the password, or nil to refuse. It may throw: the error is

@@ -1,5 +1,15 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import func OpenSSLFLI.ERR_GET_LIB
+import func OpenSSLFLI.ERR_GET_REASON
+import var OpenSSLFLI.BIO_CTRL_INFO
+import var OpenSSLFLI.ERR_LIB_PEM
+import var OpenSSLFLI.GEN_DNS
+import var OpenSSLFLI.GEN_EMAIL
+import var OpenSSLFLI.GEN_IPADD
+import var OpenSSLFLI.GEN_URI
 
 extension Certificate {
     /// Reads a DER certificate (`d2i_X509`).

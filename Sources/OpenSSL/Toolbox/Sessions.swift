@@ -1,5 +1,16 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.SSL_MAX_SID_CTX_LENGTH
+import var OpenSSLFLI.SSL_SESS_CACHE_BOTH
+import var OpenSSLFLI.SSL_SESS_CACHE_CLIENT
+import var OpenSSLFLI.SSL_SESS_CACHE_NO_AUTO_CLEAR
+import var OpenSSLFLI.SSL_SESS_CACHE_NO_INTERNAL
+import var OpenSSLFLI.SSL_SESS_CACHE_NO_INTERNAL_LOOKUP
+import var OpenSSLFLI.SSL_SESS_CACHE_NO_INTERNAL_STORE
+import var OpenSSLFLI.SSL_SESS_CACHE_SERVER
+import var OpenSSLFLI.TLS1_3_VERSION
 
 /// A TLS session that frees itself (`SSL_SESSION_free`): what a client keeps to resume a connection.
 public final class SSLSession: @unchecked Sendable {  // immutable handle; a session is reference-counted and may be offered on any thread
@@ -139,7 +150,7 @@ extension SSLContextPointer {
     /// sessions. `keys` is OpenSSL's 80-byte layout: a 16-byte key name, a 32-byte HMAC-SHA256 key and a
     /// 32-byte AES-256-CBC key. Keep them secret and rotate them: whoever has them can decrypt the
     /// tickets, and so resume (and, before TLS 1.3's (EC)DHE resumption, read) the sessions.
-    /// - Throws: ``SSLError`` (usage) for a key of another length, or OpenSSL's error.
+    /// - Throws: `SSLError` (usage) for a key of another length, or OpenSSL's error.
     /// - Corresponds: `SSL_CTX_set_tlsext_ticket_keys`.
     public func setSessionTicketKeys(_ keys: [UInt8]) throws {
         guard keys.count == 80 else {

@@ -1,5 +1,13 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.SSL_AD_INTERNAL_ERROR
+import var OpenSSLFLI.SSL_AD_UNRECOGNIZED_NAME
+import var OpenSSLFLI.SSL_TLSEXT_ERR_ALERT_FATAL
+import var OpenSSLFLI.SSL_TLSEXT_ERR_NOACK
+import var OpenSSLFLI.SSL_TLSEXT_ERR_OK
+import var OpenSSLFLI.TLSEXT_NAMETYPE_host_name
 
 // MARK: SNI
 

@@ -1,5 +1,8 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.SSL_CTRL_SET_DH_AUTO
 
 /// What ``pemRead(_:file:passPhrase:callback:errorp:)`` reads.
 public enum PEMKind: Sendable, Hashable {

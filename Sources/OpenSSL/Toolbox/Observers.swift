@@ -1,5 +1,15 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.SSL3_RT_HANDSHAKE
+import var OpenSSLFLI.SSL_CB_ALERT
+import var OpenSSLFLI.SSL_CB_EXIT
+import var OpenSSLFLI.SSL_CB_HANDSHAKE_DONE
+import var OpenSSLFLI.SSL_CB_HANDSHAKE_START
+import var OpenSSLFLI.SSL_CB_LOOP
+import var OpenSSLFLI.SSL_CB_READ
+import var OpenSSLFLI.SSL_CB_WRITE
 
 // Callbacks that watch a connection: key log, info, message. They cannot fail a handshake, so their
 // closures do not throw.
@@ -30,7 +40,9 @@ extension SSLContextPointer {
     /// (Wireshark) expect. Only when called: never from the environment.
     public func writeKeylog(toFile path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SocketError(call: "open", errno: errno, context: path) }
+        guard fd >= 0 else {
+            throw SSLError(kind: .error, call: "open", file: path, errno: errno, message: "cannot open the key log file")
+        }
         let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         let lock = NSLock()
         setKeylogCallback { _, line in

@@ -1,4 +1,5 @@
 import COpenSSL
+import OpenSSLFLI
 
 /// LispWorks' `set-ssl-ctx-options` keywords as an option set over `SSL_OP_*`.
 ///

@@ -1,7 +1,12 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.BIO_CTRL_INFO
+import var OpenSSLFLI.MBSTRING_ASC
+import var OpenSSLFLI.SSL_CTRL_CHAIN_CERT
 
-/// A private key that frees itself (`EVP_PKEY_free`) — a Swift-owned wrapper over ``EVPPKeyPointer``.
+/// A private key that frees itself (`EVP_PKEY_free`) — a Swift-owned wrapper over `EVPPKeyPointer`.
 public final class PrivateKey: @unchecked Sendable {  // immutable handle; OpenSSL 3 allows concurrent use of an object that nobody changes
     /// The key, valid while this object lives. Pass it to direct calls; do not free it.
     public let pointer: EVPPKeyPointer
@@ -68,7 +73,7 @@ public final class PrivateKey: @unchecked Sendable {  // immutable handle; OpenS
     }
 }
 
-/// A certificate that frees itself (`X509_free`) — a Swift-owned wrapper over ``X509Pointer``.
+/// A certificate that frees itself (`X509_free`) — a Swift-owned wrapper over `X509Pointer`.
 public final class Certificate: @unchecked Sendable {  // immutable handle; OpenSSL 3 allows concurrent use of an object that nobody changes
     /// The certificate, valid while this object lives. Pass it to direct calls; do not free it.
     public let pointer: X509Pointer

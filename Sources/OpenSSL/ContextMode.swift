@@ -1,4 +1,8 @@
 import COpenSSL
+import OpenSSLFLI
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.SSL_CTRL_CLEAR_MODE
+import var OpenSSLFLI.SSL_CTRL_MODE
 
 /// The `SSL_MODE_*` flags of a context or connection, as an option set (`SSL_CTX_set_mode` and
 /// friends, which are macros over `SSL_CTX_ctrl(ctx, SSL_CTRL_MODE, …)` that Swift cannot import).

@@ -1,5 +1,11 @@
 import COpenSSL
+import OpenSSLFLI
 import Foundation
+// OpenSSLFLI declares these C names again (as COpenSSL does): the scoped imports pick its copy.
+import var OpenSSLFLI.X509_V_ERR_APPLICATION_VERIFICATION
+import var OpenSSLFLI.X509_V_FLAG_CRL_CHECK
+import var OpenSSLFLI.X509_V_FLAG_CRL_CHECK_ALL
+import var OpenSSLFLI.X509_V_OK
 
 /// The `SSL_VERIFY_*` flags of a context or connection, as an option set.
 public struct SSLVerifyFlags: OptionSet, Sendable, Hashable, CustomStringConvertible {

@@ -1,3 +1,5 @@
+import OpenSSLFLI
+
 /// A typed key of a ``CallbackRegistry``: the name it is kept under and the type of what is kept, so
 /// a closure is always read back as the type it was stored with.
 public struct CallbackKey<Value>: Hashable, Sendable {
