@@ -9,14 +9,17 @@ let package = Package(
     dependencies: [.package(name: "swift-openssl-fli", path: ".."), .package(name: "fli-codegen", path: "../codegen")],
     targets: [
         // PEM and DER readers: certificates, keys, CRLs, sessions; ALPN wire-format parsing.
-        .executableTarget(name: "FuzzPEM", dependencies: [.product(name: "OpenSSLFLI", package: "swift-openssl-fli")],
+        .executableTarget(name: "FuzzPEM", dependencies: [.product(name: "OpenSSL", package: "swift-openssl-fli"),
+                                                          .product(name: "OpenSSLFLI", package: "swift-openssl-fli")],
                           swiftSettings: fuzzFlags),
         // A TLS server engine (memory BIOs) fed arbitrary bytes as the client's.
-        .executableTarget(name: "FuzzTLSServer", dependencies: [.product(name: "OpenSSLStreams", package: "swift-openssl-fli"),
+        .executableTarget(name: "FuzzTLSServer", dependencies: [.product(name: "OpenSSL", package: "swift-openssl-fli"),
+                                                                .product(name: "OpenSSLStreams", package: "swift-openssl-fli"),
                                                                 .product(name: "OpenSSLFLI", package: "swift-openssl-fli")],
                           swiftSettings: fuzzFlags),
         // A TLS client engine fed arbitrary bytes as the server's answer to its ClientHello.
-        .executableTarget(name: "FuzzTLSClient", dependencies: [.product(name: "OpenSSLStreams", package: "swift-openssl-fli"),
+        .executableTarget(name: "FuzzTLSClient", dependencies: [.product(name: "OpenSSL", package: "swift-openssl-fli"),
+                                                                .product(name: "OpenSSLStreams", package: "swift-openssl-fli"),
                                                                 .product(name: "OpenSSLFLI", package: "swift-openssl-fli")],
                           swiftSettings: fuzzFlags),
         // The code generator's LispWorks-name resolver and its spec-line parser.

@@ -1,3 +1,4 @@
+import OpenSSL
 import OpenSSLFLI
 
 /// Arbitrary bytes into every reader of the FLI layer: each must return a value or throw, never crash,

@@ -1,3 +1,4 @@
+import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams
 
