@@ -896,6 +896,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if state.receivedCloseNotify { finishDetach(context: context); return }
         guard case .seconds(let seconds) = detachLimit else { context.read(); return }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        shutdownTimer?.cancel()  // a close's timer, when the close came before the detach's shutdown began
         shutdownTimer = context.eventLoop.scheduleTask(in: .seconds(clamped: seconds)) {
             let (handler, context) = bound.value
             handler.shutdownTimer = nil
@@ -918,7 +919,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func leave(context: ChannelHandlerContext, removalToken token: ChannelHandlerContext.RemovalToken, error: Error?) {
         shutdownTimer?.cancel(); shutdownTimer = nil
         // A close asked for during the detach waits for it: once the handler is gone, the channel closes.
-        let closeAsked = state.closeRequest != nil
+        let closeAsked = state.isDetaching && state.closeRequest != nil  // a failed connection closed already
         let closePromise = state.takeClosePromise()
         state = .passThrough(handshakeDone: state.isHandshakeDone, peerClosed: state.receivedCloseNotify)
         let leftover = buffers.takeInbound()

@@ -312,8 +312,10 @@ private let cookieVerify: @convention(c) (OpaquePointer?, UnsafePointer<UInt8>?,
 
 /// A DTLS server on a UDP port (Bigloo's SSL server socket with 'dtls).
 ///
-/// `Sendable`: its properties never change and its socket is guarded by a lock; each accepted
-/// ``DTLSSocket`` is not (hand it to its thread with ``startThread(stackSize:_:)``).
+/// `Sendable`: its properties never change, each `accept` runs its own `SSL` and BIO, the cookie secret
+/// is under a lock, and closing waits for accepts under way, so the descriptor is never closed under one
+/// (accepts on several threads share the port's datagrams). Each accepted ``DTLSSocket`` is not
+/// Sendable: hand it to its thread with ``startThread(stackSize:_:)``.
 public final class DTLSListener: Sendable {
     /// The listening UDP socket.
     public let fileDescriptor: Int32

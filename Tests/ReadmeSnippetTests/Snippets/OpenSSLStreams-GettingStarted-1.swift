@@ -1,4 +1,4 @@
-// Generated from OpenSSLStreams.docc/GettingStarted.md, line 39, by SnippetFreshnessTests. Do not edit.
+// Generated from OpenSSLStreams.docc/GettingStarted.md, line 40, by SnippetFreshnessTests. Do not edit.
 import OpenSSLStreams
 
 func snippet_OpenSSLStreams_GettingStarted_1() async throws {

@@ -1,4 +1,4 @@
-// Generated from OpenSSLStreams.docc/GettingStarted.md, line 54, by SnippetFreshnessTests. Do not edit.
+// Generated from OpenSSLStreams.docc/GettingStarted.md, line 55, by SnippetFreshnessTests. Do not edit.
 import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams

@@ -1,4 +1,4 @@
-// Generated from README.md, line 70, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 71, by SnippetFreshnessTests. Do not edit.
 import OpenSSLFLI
 
 func snippet_README_1() async throws {

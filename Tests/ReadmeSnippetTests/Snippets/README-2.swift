@@ -1,4 +1,4 @@
-// Generated from README.md, line 87, by SnippetFreshnessTests. Do not edit.
+// Generated from README.md, line 88, by SnippetFreshnessTests. Do not edit.
 import OpenSSL
 import OpenSSLFLI
 import OpenSSLStreams

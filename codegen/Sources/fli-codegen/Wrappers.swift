@@ -7,7 +7,7 @@ struct WParam {
     var cType: String       // the C type, for documentation and the header check
 }
 
-/// One generated wrapper: its Swift text and what the README table and the header check need.
+/// One generated wrapper: its Swift text and what the docs/DirectCalls.md table and the header check need.
 struct Wrapper {
     enum Kind { case function, macro, stub, stack, alias }
     var name: String
