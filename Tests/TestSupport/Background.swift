@@ -1,4 +1,5 @@
 import Foundation
+import OpenSSLStreams
 
 /// Work running on another thread beside a test (usually a peer), joined with a time limit.
 public final class Background: @unchecked Sendable {  // `error` is written by the thread before `group.leave()` and read after the wait
@@ -12,9 +13,8 @@ public final class Background: @unchecked Sendable {  // `error` is written by t
     public init(_ name: String = "background", _ body: sending @escaping () throws -> Void) {
         self.name = name
         group.enter()
-        let work = SentWork(body)
-        Thread.detachNewThread { [self] in
-            do { try work.run() } catch { self.error = error }
+        startThread { [self] in
+            do { try body() } catch { self.error = error }
             group.leave()
         }
     }
@@ -31,11 +31,4 @@ public final class Background: @unchecked Sendable {  // `error` is written by t
 /// A ``Background`` job that did not end in time.
 public struct BackgroundTimeout: Error, CustomStringConvertible {
     public var description: String
-}
-
-/// A closure that was `sending` (see ``Background/init(_:_:)``).
-final class SentWork: @unchecked Sendable {  // `sending` proved the closure and its captures disconnected: only the new thread runs it
-    private let body: () throws -> Void
-    init(_ body: sending @escaping () throws -> Void) { self.body = body }
-    func run() throws { try body() }
 }
