@@ -16,13 +16,13 @@ final class CipherBuffers: CiphertextInput {
     /// Ciphertext received from the peer that OpenSSL has not read yet: ``inboundBuffer``'s unread
     /// bytes, from ``inboundCursor``. The buffer is kept (not mutated) while OpenSSL reads through the
     /// cursor, so the BIO's read is a bounds check and a copy.
-    private var inboundBuffer: ByteBuffer
-    private var inboundCursor: UnsafeRawPointer?
-    private(set) var inboundCount = 0
+    @exclusivity(unchecked) private var inboundBuffer: ByteBuffer  // exclusivity(unchecked): its handler's event loop only, never inout
+    @exclusivity(unchecked) private var inboundCursor: UnsafeRawPointer?  // exclusivity(unchecked): its handler's event loop only, never inout
+    @exclusivity(unchecked) private(set) var inboundCount = 0  // exclusivity(unchecked): its handler's event loop only, never inout
     /// Ciphertext OpenSSL has written that is not passed to the channel yet.
-    var outbound: ByteBuffer
+    @exclusivity(unchecked) var outbound: ByteBuffer  // exclusivity(unchecked): its handler's event loop only, never inout
     /// The transport's input ended (the peer half-closed or closed the TCP connection).
-    var inboundEOF = false
+    @exclusivity(unchecked) var inboundEOF = false  // exclusivity(unchecked): its handler's event loop only, never inout
     /// An empty buffer, to let go of a consumed buffer without allocating.
     let empty: ByteBuffer
     let allocator: ByteBufferAllocator
@@ -108,10 +108,12 @@ enum ByteBufferBIO {
     private static let flagsRead: Int32 = 0x01
     private static let flagsShouldRetry: Int32 = 0x08
 
+    /// Runs `body` on the BIO's buffers without retaining them (the BIO holds a reference for as long
+    /// as it lives): OpenSSL calls these callbacks several times a record.
     @inline(__always)
-    private static func buffers(_ bio: OpaquePointer?) -> CipherBuffers? {
-        guard let data = COpenSSL.BIO_get_data(bio) else { return nil }
-        return Unmanaged<CipherBuffers>.fromOpaque(data).takeUnretainedValue()
+    private static func withBuffers<T>(_ bio: OpaquePointer?, _ none: T, _ body: (CipherBuffers) -> T) -> T {
+        guard let data = COpenSSL.BIO_get_data(bio) else { return none }
+        return Unmanaged<CipherBuffers>.fromOpaque(data)._withUnsafeGuaranteedRef(body)
     }
 
     /// The BIO_METHOD, made once per process.
@@ -123,35 +125,39 @@ enum ByteBufferBIO {
             fatalError("BIO_meth_new failed: out of memory while making the NIO BIO method")
         }
         COpenSSL.BIO_meth_set_write(m) { bio, data, length in
-            guard let buffers = ByteBufferBIO.buffers(bio), let data, length > 0 else { return 0 }
-            COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
-            let bytes = UnsafeRawBufferPointer(start: data, count: Int(length))
-            if buffers.outbound.capacity == 0 {
-                // Handshake messages, alerts, small records: one buffer with room for a few more.
-                buffers.outbound = buffers.allocator.buffer(capacity: max(Int(length), 4096))
+            guard let data, length > 0 else { return 0 }
+            return ByteBufferBIO.withBuffers(bio, 0) { buffers in
+                COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
+                let bytes = UnsafeRawBufferPointer(start: data, count: Int(length))
+                if buffers.outbound.capacity == 0 {
+                    // Handshake messages, alerts, small records: one buffer with room for a few more.
+                    buffers.outbound = buffers.allocator.buffer(capacity: max(Int(length), 4096))
+                }
+                buffers.outbound.writeBytes(bytes)
+                return length
             }
-            buffers.outbound.writeBytes(bytes)
-            return length
         }
         COpenSSL.BIO_meth_set_read(m) { bio, data, length in
-            guard let buffers = ByteBufferBIO.buffers(bio), let data, length > 0 else { return 0 }
-            COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
-            let n = buffers.read(into: data, count: Int(length))
-            if n == 0 {
-                if buffers.inboundEOF { return 0 }
-                COpenSSL.BIO_set_flags(bio, ByteBufferBIO.flagsRead | ByteBufferBIO.flagsShouldRetry)
-                return -1
+            guard let data, length > 0 else { return 0 }
+            return ByteBufferBIO.withBuffers(bio, 0) { buffers in
+                COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
+                let n = buffers.read(into: data, count: Int(length))
+                if n == 0 {
+                    if buffers.inboundEOF { return 0 }
+                    COpenSSL.BIO_set_flags(bio, ByteBufferBIO.flagsRead | ByteBufferBIO.flagsShouldRetry)
+                    return -1
+                }
+                return Int32(n)
             }
-            return Int32(n)
         }
         COpenSSL.BIO_meth_set_ctrl(m) { bio, command, _, _ in
-            let buffers = ByteBufferBIO.buffers(bio)
+            // OpenSSL asks ~13 questions a record (kTLS, flush …): answer those that need no buffers first.
             switch command {
             case COpenSSL.BIO_CTRL_FLUSH: return 1
             case COpenSSL.BIO_CTRL_EOF:
-                return (buffers?.inboundEOF ?? true) && (buffers?.inboundCount ?? 0) == 0 ? 1 : 0
-            case COpenSSL.BIO_CTRL_PENDING: return buffers.map { $0.inboundCount } ?? 0
-            case COpenSSL.BIO_CTRL_WPENDING: return buffers.map { $0.outbound.readableBytes } ?? 0
+                return ByteBufferBIO.withBuffers(bio, 1) { $0.inboundEOF && $0.inboundCount == 0 ? 1 : 0 }
+            case COpenSSL.BIO_CTRL_PENDING: return ByteBufferBIO.withBuffers(bio, 0) { $0.inboundCount }
+            case COpenSSL.BIO_CTRL_WPENDING: return ByteBufferBIO.withBuffers(bio, 0) { $0.outbound.readableBytes }
             default: return 0
             }
         }

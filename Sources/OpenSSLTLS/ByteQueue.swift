@@ -8,14 +8,17 @@ import Foundation
 ///
 /// The block is allocated when bytes first arrive and given back by ``releaseIfEmpty()``, so an idle
 /// stream holds no buffer memory.
+///
+/// Not thread-safe: its owner (a stream, an engine) serves one thread at a time, which is why its
+/// position fields skip the runtime's exclusivity check (`@exclusivity(unchecked)`).
 package final class ByteQueue {
-    private var block: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) private var block: UnsafeMutableRawPointer?  // exclusivity(unchecked): one user at a time, never inout
     /// The size of the block, when allocated.
-    package private(set) var capacity = 0
+    @exclusivity(unchecked) package private(set) var capacity = 0  // exclusivity(unchecked): one user at a time, never inout
     /// The size allocated first.
     private let initialCapacity: Int
-    private var head = 0
-    private var tail = 0
+    @exclusivity(unchecked) private var head = 0  // exclusivity(unchecked): one user at a time, never inout
+    @exclusivity(unchecked) private var tail = 0  // exclusivity(unchecked): one user at a time, never inout
 
     package init(capacity: Int) {
         initialCapacity = max(capacity, 64)

@@ -57,9 +57,9 @@ public final class TLSMachine {
     public let ssl: SSLPointer
     let input: CiphertextInput
     /// The handshake has finished.
-    public private(set) var handshakeDone = false
+    @exclusivity(unchecked) public private(set) var handshakeDone = false  // exclusivity(unchecked): one caller at a time (see above)
     /// Where the close stands.
-    public private(set) var shutdownState = TLSShutdownState.open
+    @exclusivity(unchecked) public private(set) var shutdownState = TLSShutdownState.open  // exclusivity(unchecked): one caller at a time
     /// The error of the read that met the peer's close_notify (for reads that cannot end there).
     public private(set) var closeNotify: SSLError?
 

@@ -18,16 +18,16 @@ package final class TransportBuffers: CiphertextInput {
     package let output = ByteQueue(capacity: 8 * 1024)
     /// How much one `recv` asks for: a full record at first, more while the socket keeps filling it
     /// (bulk transfers: many records per system call), back down when it does not.
-    package var receiveSize = TransportBuffers.smallestReceive
+    @exclusivity(unchecked) package var receiveSize = TransportBuffers.smallestReceive  // exclusivity(unchecked): one user at a time (SocketStream.exclusive, the engine's caller)
     /// One maximal TLS record (16 KiB of data + header, padding and tag), rounded up.
     package static let smallestReceive = 17 * 1024
     package static let largestReceive = 256 * 1024
     /// The peer closed its side of the transport (recv returned 0).
-    package var inputEOF = false
+    @exclusivity(unchecked) package var inputEOF = false  // exclusivity(unchecked): one user at a time (SocketStream.exclusive, the engine's caller)
     /// The socket, for sending large records straight from OpenSSL's buffer (-1: never).
-    package var fileDescriptor: Int32 = -1
+    @exclusivity(unchecked) package var fileDescriptor: Int32 = -1  // exclusivity(unchecked): one user at a time (SocketStream.exclusive, the engine's caller)
     /// Bytes sent that way since the stream last counted them.
-    package var directlySent = 0
+    @exclusivity(unchecked) package var directlySent = 0  // exclusivity(unchecked): one user at a time (SocketStream.exclusive, the engine's caller)
 
     /// Records at least this large go to the socket at once when nothing is queued before them (saving a
     /// copy); smaller writes (handshake messages, alerts, small records) are queued and sent together.
@@ -41,9 +41,13 @@ package enum TransportBIO {
     private static let flagsRead: Int32 = 0x01
     private static let flagsShouldRetry: Int32 = 0x08
 
-    private static func buffers(_ bio: OpaquePointer?) -> TransportBuffers? {
-        guard let data = BIO_get_data(bio) else { return nil }
-        return Unmanaged<TransportBuffers>.fromOpaque(data).takeUnretainedValue()
+    /// Runs `body` on the BIO's buffers without retaining them (the BIO holds a reference for as long
+    /// as it lives): OpenSSL calls these callbacks several times a record, and a retain/release pair
+    /// each time showed in the profile.
+    @inline(__always)
+    private static func withBuffers<T>(_ bio: OpaquePointer?, _ none: T, _ body: (TransportBuffers) -> T) -> T {
+        guard let data = BIO_get_data(bio) else { return none }
+        return Unmanaged<TransportBuffers>.fromOpaque(data)._withUnsafeGuaranteedRef(body)
     }
 
     /// The BIO_METHOD, made once per process.
@@ -55,37 +59,41 @@ package enum TransportBIO {
             fatalError("BIO_meth_new failed: out of memory while making the stream BIO method")
         }
         BIO_meth_set_write(m) { bio, data, length in
-            guard let buffers = TransportBIO.buffers(bio), let data, length > 0 else { return 0 }
-            BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
-            var offset = 0
-            if buffers.output.isEmpty && Int(length) >= TransportBuffers.directSendThreshold && buffers.fileDescriptor >= 0 {
-                // What the socket takes now skips the queue; the rest (or a failure, which the stream's
-                // own send then reports with its errno) stays queued.
-                let n = send(buffers.fileDescriptor, data, Int(length), Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-                if n > 0 { offset = n; buffers.directlySent += n }
+            guard let data, length > 0 else { return 0 }
+            return TransportBIO.withBuffers(bio, 0) { buffers in
+                BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
+                var offset = 0
+                if buffers.output.isEmpty && Int(length) >= TransportBuffers.directSendThreshold && buffers.fileDescriptor >= 0 {
+                    // What the socket takes now skips the queue; the rest (or a failure, which the stream's
+                    // own send then reports with its errno) stays queued.
+                    let n = send(buffers.fileDescriptor, data, Int(length), Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                    if n > 0 { offset = n; buffers.directlySent += n }
+                }
+                if offset < Int(length) {
+                    buffers.output.append(UnsafeRawBufferPointer(start: data + offset, count: Int(length) - offset))
+                }
+                return length
             }
-            if offset < Int(length) {
-                buffers.output.append(UnsafeRawBufferPointer(start: data + offset, count: Int(length) - offset))
-            }
-            return length
         }
         BIO_meth_set_read(m) { bio, data, length in
-            guard let buffers = TransportBIO.buffers(bio), let data, length > 0 else { return 0 }
-            BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
-            if buffers.input.isEmpty {
-                if buffers.inputEOF { return 0 }
-                BIO_set_flags(bio, TransportBIO.flagsRead | TransportBIO.flagsShouldRetry)
-                return -1
+            guard let data, length > 0 else { return 0 }
+            return TransportBIO.withBuffers(bio, 0) { buffers in
+                BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
+                if buffers.input.isEmpty {
+                    if buffers.inputEOF { return 0 }
+                    BIO_set_flags(bio, TransportBIO.flagsRead | TransportBIO.flagsShouldRetry)
+                    return -1
+                }
+                return Int32(buffers.input.take(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length))))
             }
-            return Int32(buffers.input.take(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length))))
         }
         BIO_meth_set_ctrl(m) { bio, command, _, _ in
-            let buffers = TransportBIO.buffers(bio)
+            // OpenSSL asks ~13 questions a record (kTLS, flush …): answer those that need no buffers first.
             switch command {
             case BIO_CTRL_FLUSH: return 1
-            case BIO_CTRL_EOF: return (buffers?.inputEOF ?? true) && (buffers?.input.isEmpty ?? true) ? 1 : 0
-            case BIO_CTRL_PENDING: return buffers.map { $0.input.count } ?? 0
-            case BIO_CTRL_WPENDING: return buffers.map { $0.output.count } ?? 0
+            case BIO_CTRL_EOF: return TransportBIO.withBuffers(bio, 1) { $0.inputEOF && $0.input.isEmpty ? 1 : 0 }
+            case BIO_CTRL_PENDING: return TransportBIO.withBuffers(bio, 0) { $0.input.count }
+            case BIO_CTRL_WPENDING: return TransportBIO.withBuffers(bio, 0) { $0.output.count }
             default: return 0
             }
         }

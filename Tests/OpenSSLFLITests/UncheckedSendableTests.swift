@@ -1,8 +1,8 @@
 import Foundation
 import XCTest
 
-/// Every `@unchecked Sendable` and `nonisolated(unsafe)` in the package's sources and tests says why it
-/// is safe, in a `//` comment on its line or on the line above (issue 20: the compiler does not check
+/// Every `@unchecked Sendable`, `nonisolated(unsafe)` and `@exclusivity(unchecked)` in the package's
+/// sources and tests says why it is safe, in a `//` comment on its line or on the line above (issue 20: the compiler does not check
 /// these, so the reason is what a reviewer checks). Generated files count too: the generator writes the
 /// reason of the handle structs.
 final class UncheckedSendableTests: XCTestCase {
@@ -23,7 +23,7 @@ final class UncheckedSendableTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(found, 100, "the scan finds the uses (else it is broken)")
-        XCTAssertEqual(missing, [], "@unchecked Sendable / nonisolated(unsafe) without a reason on its line or the line above")
+        XCTAssertEqual(missing, [], "@unchecked Sendable / nonisolated(unsafe) / @exclusivity(unchecked) without a reason on its line or the line above")
     }
 
     /// The check itself, on text whose answer is known.
@@ -37,11 +37,16 @@ final class UncheckedSendableTests: XCTestCase {
             /// Documentation is not a reason.
             final class F: @unchecked Sendable {}
             let e = "@unchecked Sendable"
+            @exclusivity(unchecked) var g = 0
+            @exclusivity(unchecked) var h = 0  // one thread at a time
             """
         let result = Self.unjustified(in: text)
-        XCTAssertEqual(result.uses, 5)
-        XCTAssertEqual(result.lines, [1, 5, 7])
+        XCTAssertEqual(result.uses, 7)
+        XCTAssertEqual(result.lines, [1, 5, 7, 9])
     }
+
+    /// The markers that switch a compiler check off.
+    static let markers = ["@unchecked Sendable", "nonisolated(unsafe)", "@exclusivity(unchecked)"]
 
     /// The uses in `text` (outside string literals) and the lines of those with no `//` reason.
     static func unjustified(in text: String) -> (uses: Int, lines: [Int]) {
@@ -50,11 +55,9 @@ final class UncheckedSendableTests: XCTestCase {
         var bad: [Int] = []
         for (index, line) in lines.enumerated() {
             let code = line.components(separatedBy: "//").first ?? line
-            guard code.contains("@unchecked Sendable") || code.contains("nonisolated(unsafe)") else { continue }
+            guard let use = Self.markers.compactMap({ code.range(of: $0)?.lowerBound }).min() else { continue }
             // A use inside a string literal is not a declaration.
-            if let quote = code.firstIndex(of: "\""),
-               let use = code.range(of: "@unchecked Sendable")?.lowerBound ?? code.range(of: "nonisolated(unsafe)")?.lowerBound,
-               quote < use { continue }
+            if let quote = code.firstIndex(of: "\""), quote < use { continue }
             uses += 1
             // A `//` comment, not the declaration's `///` documentation.
             let sameLine = line.contains("//")
