@@ -528,8 +528,8 @@ public final class SocketStream {
 /// ``quietTime`` of the last release means the stream is busy, not idle (a reader that outpaces its
 /// writer waits for the peer every few records): it skips the next points, twice as many after each
 /// busy point (up to ``maxSkips``), so that a busy stream does not free and remake its 16 KiB+ blocks
-/// every other record (~1.3 k instructions a record in callgrind); after a quiet spell it releases
-/// again at once.
+/// every other record (~1.3 k instructions a record in callgrind). Once the skips of a busy spell have
+/// run out, a stream gone quiet releases at each point again.
 struct IdleReleasePolicy {
     /// A point sooner than this after the last release is a busy one (2 ms).
     static let quietTime: UInt64 = 2_000_000
