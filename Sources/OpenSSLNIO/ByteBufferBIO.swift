@@ -103,17 +103,9 @@ final class CipherBuffers: CiphertextInput {
 
 /// The BIO method over ``CipherBuffers``.
 enum ByteBufferBIO {
-    // BIO_FLAGS_* (bio.h): READ 0x01, WRITE 0x02, IO_SPECIAL 0x04, RWS = all three, SHOULD_RETRY 0x08.
-    private static let flagsRWS: Int32 = 0x07
-    private static let flagsRead: Int32 = 0x01
-    private static let flagsShouldRetry: Int32 = 0x08
-
-    /// Runs `body` on the BIO's buffers without retaining them (the BIO holds a reference for as long
-    /// as it lives): OpenSSL calls these callbacks several times a record.
     @inline(__always)
     private static func withBuffers<T>(_ bio: OpaquePointer?, _ none: T, _ body: (CipherBuffers) -> T) -> T {
-        guard let data = COpenSSL.BIO_get_data(bio) else { return none }
-        return Unmanaged<CipherBuffers>.fromOpaque(data)._withUnsafeGuaranteedRef(body)
+        BIOSupport.withObject(of: bio, as: CipherBuffers.self, orElse: none, body)
     }
 
     /// The BIO_METHOD, made once per process.
@@ -127,7 +119,7 @@ enum ByteBufferBIO {
         COpenSSL.BIO_meth_set_write(m) { bio, data, length in
             guard let data, length > 0 else { return 0 }
             return ByteBufferBIO.withBuffers(bio, 0) { buffers in
-                COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
+                COpenSSL.BIO_clear_flags(bio, BIOSupport.flagsRWS | BIOSupport.flagsShouldRetry)
                 let bytes = UnsafeRawBufferPointer(start: data, count: Int(length))
                 if buffers.outbound.capacity == 0 {
                     // Handshake messages, alerts, small records: one buffer with room for a few more.
@@ -140,11 +132,11 @@ enum ByteBufferBIO {
         COpenSSL.BIO_meth_set_read(m) { bio, data, length in
             guard let data, length > 0 else { return 0 }
             return ByteBufferBIO.withBuffers(bio, 0) { buffers in
-                COpenSSL.BIO_clear_flags(bio, ByteBufferBIO.flagsRWS | ByteBufferBIO.flagsShouldRetry)
+                COpenSSL.BIO_clear_flags(bio, BIOSupport.flagsRWS | BIOSupport.flagsShouldRetry)
                 let n = buffers.read(into: data, count: Int(length))
                 if n == 0 {
                     if buffers.inboundEOF { return 0 }
-                    COpenSSL.BIO_set_flags(bio, ByteBufferBIO.flagsRead | ByteBufferBIO.flagsShouldRetry)
+                    COpenSSL.BIO_set_flags(bio, BIOSupport.flagsRead | BIOSupport.flagsShouldRetry)
                     return -1
                 }
                 return Int32(n)

@@ -192,11 +192,11 @@ public final class SocketStream {
 
     /// Operations ended since a read last had to wait for the peer (found no data on the socket), or
     /// since a handshake (an exchange with the peer) finished.
-    /// When to give the buffers back at a release point (see ``releaseIdleBuffers(moved:reading:)``).
+    @exclusivity(unchecked) var operationsSinceWait = Int.max  // exclusivity(unchecked): see ``SocketStream/exclusive``
+    /// When a read gives the buffers back at a release point (see ``releaseIdleBuffers(moved:reading:)``).
     @exclusivity(unchecked) var releasePolicy = IdleReleasePolicy()  // exclusivity(unchecked): see ``SocketStream/exclusive``
     /// How many times the stream gave its buffers back (for tests).
     @exclusivity(unchecked) var idleReleases = 0  // exclusivity(unchecked): see ``SocketStream/exclusive``
-    @exclusivity(unchecked) var operationsSinceWait = Int.max  // exclusivity(unchecked): see ``SocketStream/exclusive``
     /// A read found the socket empty and waits for the peer: the stream is going idle.
     func noteWaitForPeer() { operationsSinceWait = 0 }
 
@@ -536,10 +536,10 @@ struct IdleReleasePolicy {
     /// The most points a busy stream skips in a row.
     static let maxSkips = 128
     /// When the buffers were last given back (monotonic nanoseconds; nil: never).
-    private(set) var lastRelease: UInt64?
+    private var lastRelease: UInt64?
     /// Points to skip before the next check, and how many the last busy point set.
-    private(set) var skips = 0
-    private(set) var backoff = 0
+    private var skips = 0
+    private var backoff = 0
 
     /// Called at each release point; `now` is read only when the point is not skipped.
     mutating func shouldRelease(now: () -> UInt64) -> Bool {

@@ -34,20 +34,32 @@ package final class TransportBuffers: CiphertextInput {
     package static let directSendThreshold = 4096
 }
 
+/// What the package's two source/sink BIOs share (the stream's ``TransportBIO`` and the NIO handler's
+/// `ByteBufferBIO`): the retry flags their read and write set, and the way their callbacks reach the
+/// Swift object that `BIO_get_data` holds.
+package enum BIOSupport {
+    // BIO_FLAGS_* (bio.h): READ 0x01, WRITE 0x02, IO_SPECIAL 0x04, RWS = all three, SHOULD_RETRY 0x08.
+    package static let flagsRWS: Int32 = 0x07
+    package static let flagsRead: Int32 = 0x01
+    package static let flagsShouldRetry: Int32 = 0x08
+
+    /// Runs `body` on the object the BIO's data holds, without retaining it (the BIO keeps a reference
+    /// for as long as it lives): OpenSSL calls the callbacks several times a record, and a
+    /// retain/release pair each time showed in the profile. `none` when the BIO holds nothing.
+    /// - Corresponds: `BIO_get_data`.
+    @inlinable @inline(__always)
+    package static func withObject<Object: AnyObject, Result>(of bio: OpaquePointer?, as type: Object.Type, orElse none: Result,
+                                                            _ body: (Object) -> Result) -> Result {
+        guard let data = BIO_get_data(bio) else { return none }
+        return Unmanaged<Object>.fromOpaque(data)._withUnsafeGuaranteedRef(body)
+    }
+}
+
 /// A source/sink BIO over ``TransportBuffers``.
 package enum TransportBIO {
-    // BIO_FLAGS_* (bio.h): READ 0x01, WRITE 0x02, IO_SPECIAL 0x04, RWS = all three, SHOULD_RETRY 0x08.
-    private static let flagsRWS: Int32 = 0x07
-    private static let flagsRead: Int32 = 0x01
-    private static let flagsShouldRetry: Int32 = 0x08
-
-    /// Runs `body` on the BIO's buffers without retaining them (the BIO holds a reference for as long
-    /// as it lives): OpenSSL calls these callbacks several times a record, and a retain/release pair
-    /// each time showed in the profile.
     @inline(__always)
     private static func withBuffers<T>(_ bio: OpaquePointer?, _ none: T, _ body: (TransportBuffers) -> T) -> T {
-        guard let data = BIO_get_data(bio) else { return none }
-        return Unmanaged<TransportBuffers>.fromOpaque(data)._withUnsafeGuaranteedRef(body)
+        BIOSupport.withObject(of: bio, as: TransportBuffers.self, orElse: none, body)
     }
 
     /// The BIO_METHOD, made once per process.
@@ -61,7 +73,7 @@ package enum TransportBIO {
         BIO_meth_set_write(m) { bio, data, length in
             guard let data, length > 0 else { return 0 }
             return TransportBIO.withBuffers(bio, 0) { buffers in
-                BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
+                BIO_clear_flags(bio, BIOSupport.flagsRWS | BIOSupport.flagsShouldRetry)
                 var offset = 0
                 if buffers.output.isEmpty && Int(length) >= TransportBuffers.directSendThreshold && buffers.fileDescriptor >= 0 {
                     // What the socket takes now skips the queue; the rest (or a failure, which the stream's
@@ -78,10 +90,10 @@ package enum TransportBIO {
         BIO_meth_set_read(m) { bio, data, length in
             guard let data, length > 0 else { return 0 }
             return TransportBIO.withBuffers(bio, 0) { buffers in
-                BIO_clear_flags(bio, TransportBIO.flagsRWS | TransportBIO.flagsShouldRetry)
+                BIO_clear_flags(bio, BIOSupport.flagsRWS | BIOSupport.flagsShouldRetry)
                 if buffers.input.isEmpty {
                     if buffers.inputEOF { return 0 }
-                    BIO_set_flags(bio, TransportBIO.flagsRead | TransportBIO.flagsShouldRetry)
+                    BIO_set_flags(bio, BIOSupport.flagsRead | BIOSupport.flagsShouldRetry)
                     return -1
                 }
                 return Int32(buffers.input.take(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length))))

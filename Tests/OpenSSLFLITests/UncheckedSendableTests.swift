@@ -2,8 +2,8 @@ import Foundation
 import XCTest
 
 /// Every `@unchecked Sendable`, `nonisolated(unsafe)` and `@exclusivity(unchecked)` in the package's
-/// sources and tests says why it is safe, in a `//` comment on its line or on the line above (issue 20: the compiler does not check
-/// these, so the reason is what a reviewer checks). Generated files count too: the generator writes the
+/// sources and tests says why it is safe, in a `//` comment on its line or on the line above (issue 20:
+/// the compiler does not check these, so the reason is what a reviewer checks). Generated files count too: the generator writes the
 /// reason of the handle structs.
 final class UncheckedSendableTests: XCTestCase {
     func testEveryUncheckedSendableSaysWhy() throws {
