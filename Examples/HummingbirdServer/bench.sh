@@ -68,7 +68,14 @@ for s in held: s.close()
 PY
 }
 
-declare -A h1 h2 mem
+# The key-exchange group a client with this OpenSSL's defaults gets (python3's ssl uses the same defaults):
+# equal work needs both stacks to agree on it (3.5 offers X25519MLKEM768 first).
+negotiated_group() {
+  echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername localhost 2>/dev/null |
+    sed -nE 's/^Negotiated TLS1\.3 group: (.*)$/\1/p; s/^Server Temp Key: ([^,]*),.*$/\1/p' | head -1
+}
+
+declare -A h1 h2 mem group
 for stack in openssl niossl; do h1[$stack]=0; h2[$stack]=0; mem[$stack]=0; done
 for round in $(seq 1 "$ROUNDS"); do
   for stack in openssl niossl; do
@@ -77,7 +84,8 @@ for round in $(seq 1 "$ROUNDS"); do
     r=$(wrk -t 2 -c "$CONNECTIONS" -d "${DURATION}s" "https://127.0.0.1:$port/" | awk '/^Requests\/sec:/ {print $2}')
     s=$(h2load -n "$H2_REQUESTS" -c "$CONNECTIONS" -m 10 -t 2 "https://127.0.0.1:$port/" | awk '/^finished in/ {print $4}')
     m=$(idle_memory)
-    echo "round $round $stack: http/1.1 $r req/s, h2 $s req/s, $m B/connection"
+    g=$(negotiated_group); group[$stack]=${g:-?}
+    echo "round $round $stack: http/1.1 $r req/s, h2 $s req/s, $m B/connection, group $g"
     # Best of the rounds (the machine is shared: the best figure is the least disturbed one).
     h1[$stack]=$(awk -v a="${h1[$stack]}" -v b="$r" 'BEGIN {print (b > a ? b : a)}')
     h2[$stack]=$(awk -v a="${h2[$stack]}" -v b="$s" 'BEGIN {print (b > a ? b : a)}')
@@ -93,4 +101,6 @@ printf '%-34s %14s %14s %8s\n' "metric" "OpenSSLHandler" "NIOSSL" "ratio"
 awk -v a="${h1[openssl]}" -v b="${h1[niossl]}" -v c="$CONNECTIONS" 'BEGIN {printf "%-34s %14.0f %14.0f %7.2fx\n", "HTTP/1.1 req/s (wrk, " c " conn)", a, b, a / b}'
 awk -v a="${h2[openssl]}" -v b="${h2[niossl]}" -v c="$CONNECTIONS" 'BEGIN {printf "%-34s %14.0f %14.0f %7.2fx\n", "HTTP/2 req/s (h2load, " c " conn)", a, b, a / b}'
 awk -v a="${mem[openssl]}" -v b="${mem[niossl]}" -v n="$IDLE" 'BEGIN {printf "%-34s %14.0f %14.0f %7.2fx\n", "bytes per idle conn (" n ", RSS)", a, b, a / b}'
+printf '%-34s %14s %14s %8s\n' "key exchange (s_client's defaults)" "${group[openssl]}" "${group[niossl]}" \
+  "$([ "${group[openssl]}" = "${group[niossl]}" ] && echo same || echo DIFFER)"
 echo "(ratio = OpenSSLHandler / NIOSSL: above 1 is better for req/s, below 1 is better for memory)"
