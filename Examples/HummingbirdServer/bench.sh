@@ -4,13 +4,18 @@
 #   - HTTP/1.1 requests/s  (wrk, keep-alive, GET /)
 #   - HTTP/2 requests/s    (h2load, GET /, several streams per connection)
 #   - memory per connection (server RSS growth with N idle keep-alive TLS connections, python3 ssl)
-# Prints a table with the ratio OpenSSL ÷ NIOSSL (requests/s: higher is better; memory: lower is better).
+#   - server CPU time per request (user + system, from /proc), HTTP/1.1 and HTTP/2, one connection, one
+#     request at a time: unlike requests/s it does not depend on how the client shares the two cores
+# Prints a table with the ratio OpenSSL ÷ NIOSSL (requests/s: higher is better; memory and CPU: lower is
+# better).
 # Needs: swift, openssl, wrk, h2load (nghttp2-client), python3.
-# Settings: DURATION (wrk seconds, 8), H2_REQUESTS (100000), CONNECTIONS (50), IDLE (500), ROUNDS (2).
+# Settings: DURATION (wrk seconds, 8), H2_REQUESTS (100000), CONNECTIONS (50), IDLE (500), ROUNDS (2),
+#           CPU_REQUESTS (20000).
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="/opt/swift/usr/bin:$PATH"
 DURATION=${DURATION:-8}; H2_REQUESTS=${H2_REQUESTS:-100000}; CONNECTIONS=${CONNECTIONS:-50}; IDLE=${IDLE:-500}; ROUNDS=${ROUNDS:-2}
+CPU_REQUESTS=${CPU_REQUESTS:-20000}
 for tool in openssl wrk h2load python3; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is not installed (apt-get install wrk nghttp2-client python3)"; exit 1; }
 done
@@ -68,6 +73,19 @@ for s in held: s.close()
 PY
 }
 
+# Server CPU time (user + system of all its threads) per request, in microseconds: $CPU_REQUESTS requests
+# on one connection, one at a time (h2load; $1: h1 or h2). Fails if any request fails.
+cpu_us_per_request() {
+  local tick before after finished flag=""
+  [ "$1" = h1 ] && flag="--h1"
+  tick=$(getconf CLK_TCK)
+  before=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+  finished=$(h2load $flag -n "$CPU_REQUESTS" -c 1 -m 1 "https://127.0.0.1:$port/" | awk '/^requests:/ {print $8}')
+  after=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+  [ "$finished" = "$CPU_REQUESTS" ] || { echo "bench.sh: only ${finished:-0} of $CPU_REQUESTS $1 requests succeeded" >&2; exit 1; }
+  awk -v a="$before" -v b="$after" -v t="$tick" -v n="$CPU_REQUESTS" 'BEGIN {printf "%.1f", (b - a) / t / n * 1e6}'
+}
+
 # The key-exchange group a client with this OpenSSL's defaults gets (python3's ssl uses the same defaults):
 # equal work needs both stacks to agree on it (3.5 offers X25519MLKEM768 first).
 negotiated_group() {
@@ -75,8 +93,8 @@ negotiated_group() {
     sed -nE 's/^Negotiated TLS1\.3 group: (.*)$/\1/p; s/^Server Temp Key: ([^,]*),.*$/\1/p' | head -1
 }
 
-declare -A h1 h2 mem group
-for stack in openssl niossl; do h1[$stack]=0; h2[$stack]=0; mem[$stack]=0; done
+declare -A h1 h2 mem group c1 c2
+for stack in openssl niossl; do h1[$stack]=0; h2[$stack]=0; mem[$stack]=0; c1[$stack]=0; c2[$stack]=0; done
 for round in $(seq 1 "$ROUNDS"); do
   for stack in openssl niossl; do
     start_server "$stack"
@@ -85,11 +103,14 @@ for round in $(seq 1 "$ROUNDS"); do
     s=$(h2load -n "$H2_REQUESTS" -c "$CONNECTIONS" -m 10 -t 2 "https://127.0.0.1:$port/" | awk '/^finished in/ {print $4}')
     m=$(idle_memory)
     g=$(negotiated_group); group[$stack]=${g:-?}
-    echo "round $round $stack: http/1.1 $r req/s, h2 $s req/s, $m B/connection, group $g"
+    u1=$(cpu_us_per_request h1); u2=$(cpu_us_per_request h2)
+    echo "round $round $stack: http/1.1 $r req/s, h2 $s req/s, $m B/connection, CPU $u1 / $u2 us/request, group $g"
     # Best of the rounds (the machine is shared: the best figure is the least disturbed one).
     h1[$stack]=$(awk -v a="${h1[$stack]}" -v b="$r" 'BEGIN {print (b > a ? b : a)}')
     h2[$stack]=$(awk -v a="${h2[$stack]}" -v b="$s" 'BEGIN {print (b > a ? b : a)}')
     mem[$stack]=$(awk -v a="${mem[$stack]}" -v b="$m" 'BEGIN {print (a == 0 || b < a ? b : a)}')
+    c1[$stack]=$(awk -v a="${c1[$stack]}" -v b="$u1" 'BEGIN {print (a == 0 || b < a ? b : a)}')
+    c2[$stack]=$(awk -v a="${c2[$stack]}" -v b="$u2" 'BEGIN {print (a == 0 || b < a ? b : a)}')
     stop_server
   done
 done
@@ -101,6 +122,8 @@ printf '%-34s %14s %14s %8s\n' "metric" "OpenSSLHandler" "NIOSSL" "ratio"
 awk -v a="${h1[openssl]}" -v b="${h1[niossl]}" -v c="$CONNECTIONS" 'BEGIN {printf "%-34s %14.0f %14.0f %7.2fx\n", "HTTP/1.1 req/s (wrk, " c " conn)", a, b, a / b}'
 awk -v a="${h2[openssl]}" -v b="${h2[niossl]}" -v c="$CONNECTIONS" 'BEGIN {printf "%-34s %14.0f %14.0f %7.2fx\n", "HTTP/2 req/s (h2load, " c " conn)", a, b, a / b}'
 awk -v a="${mem[openssl]}" -v b="${mem[niossl]}" -v n="$IDLE" 'BEGIN {printf "%-34s %14.0f %14.0f %7.2fx\n", "bytes per idle conn (" n ", RSS)", a, b, a / b}'
+awk -v a="${c1[openssl]}" -v b="${c1[niossl]}" 'BEGIN {printf "%-34s %14.1f %14.1f %7.2fx\n", "server CPU us/request, HTTP/1.1", a, b, a / b}'
+awk -v a="${c2[openssl]}" -v b="${c2[niossl]}" 'BEGIN {printf "%-34s %14.1f %14.1f %7.2fx\n", "server CPU us/request, HTTP/2", a, b, a / b}'
 printf '%-34s %14s %14s %8s\n' "key exchange (s_client's defaults)" "${group[openssl]}" "${group[niossl]}" \
   "$([ "${group[openssl]}" = "${group[niossl]}" ] && echo same || echo DIFFER)"
-echo "(ratio = OpenSSLHandler / NIOSSL: above 1 is better for req/s, below 1 is better for memory)"
+echo "(ratio = OpenSSLHandler / NIOSSL: above 1 is better for req/s, below 1 is better for memory and CPU)"
