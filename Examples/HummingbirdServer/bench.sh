@@ -93,6 +93,10 @@ negotiated_group() {
     sed -nE 's/^Negotiated TLS1\.3 group: (.*)$/\1/p; s/^Server Temp Key: ([^,]*),.*$/\1/p' | head -1
 }
 
+# The better of a round's figure and the best so far (0: none yet).
+higher() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a ? b : a)}'; }
+lower() { awk -v a="$1" -v b="$2" 'BEGIN {print (a == 0 || b < a ? b : a)}'; }
+
 declare -A h1 h2 mem group c1 c2
 for stack in openssl niossl; do h1[$stack]=0; h2[$stack]=0; mem[$stack]=0; c1[$stack]=0; c2[$stack]=0; done
 for round in $(seq 1 "$ROUNDS"); do
@@ -106,11 +110,9 @@ for round in $(seq 1 "$ROUNDS"); do
     u1=$(cpu_us_per_request h1); u2=$(cpu_us_per_request h2)
     echo "round $round $stack: http/1.1 $r req/s, h2 $s req/s, $m B/connection, CPU $u1 / $u2 us/request, group $g"
     # Best of the rounds (the machine is shared: the best figure is the least disturbed one).
-    h1[$stack]=$(awk -v a="${h1[$stack]}" -v b="$r" 'BEGIN {print (b > a ? b : a)}')
-    h2[$stack]=$(awk -v a="${h2[$stack]}" -v b="$s" 'BEGIN {print (b > a ? b : a)}')
-    mem[$stack]=$(awk -v a="${mem[$stack]}" -v b="$m" 'BEGIN {print (a == 0 || b < a ? b : a)}')
-    c1[$stack]=$(awk -v a="${c1[$stack]}" -v b="$u1" 'BEGIN {print (a == 0 || b < a ? b : a)}')
-    c2[$stack]=$(awk -v a="${c2[$stack]}" -v b="$u2" 'BEGIN {print (a == 0 || b < a ? b : a)}')
+    h1[$stack]=$(higher "${h1[$stack]}" "$r"); h2[$stack]=$(higher "${h2[$stack]}" "$s")
+    mem[$stack]=$(lower "${mem[$stack]}" "$m")
+    c1[$stack]=$(lower "${c1[$stack]}" "$u1"); c2[$stack]=$(lower "${c2[$stack]}" "$u2")
     stop_server
   done
 done
