@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instruction counts (valgrind --tool=callgrind) of the C reference and each Swift layer on the
-# workloads of `sslcat bench`, in one run: marginal instructions per MiB of bulk transfer and per
-# handshake. Each workload runs twice, at a small and a larger size, and the difference is divided by
+# workloads of `sslcat bench`, in one run: marginal instructions per MiB of bulk transfer, per
+# handshake and (the NIO layers) per request/response turn on 1 and on 100 connections. Each workload runs twice, at a small and a larger size, and the difference is divided by
 # the difference in work, so that process start, context set-up and the warm-up cancel out. Both ends
 # (client and server thread) are counted, in C as in Swift. Unlike wall-clock figures these do not
 # move with the machine's load.
@@ -59,6 +59,7 @@ command_for() {
     streams/handshake) echo "$sslcat bench-worker --ca ${pki[0]} --cert ${pki[1]} --key ${pki[2]} --handshakes $a $([ "$b" = 1 ] && echo --resume)" ;;
     nio*/bulk) echo "$nio ${pki[*]} bulk $a $b $5 $layer" ;;
     nio*/handshake) echo "$nio ${pki[*]} handshake $a $b $layer" ;;
+    nio*/requests) echo "$nio ${pki[*]} requests $a $b $layer" ;;
   esac
 }
 
@@ -84,15 +85,24 @@ status=0
 printf '%-20s %-8s %16s  %-14s %10s\n' name layer instructions unit ratio_to_c
 declare -A cvalue
 for spec in "bulk_16k 16384 4 12 batch MiB" "bulk_1k 1024 2 6 each MiB" "bulk_1k_coalesced 1024 2 6 batch MiB" \
-            "handshake_full 0 20 60 0 handshake" "handshake_resumed 1 20 60 1 handshake"; do
+            "handshake_full 0 20 60 0 handshake" "handshake_resumed 1 20 60 1 handshake" \
+            "requests_1conn 1 1000 3000 - request" "requests_100conn 100 100 200 - request"; do
   read -r name size small large flush unit <<<"$spec"
   [ -n "${ICOUNT_ONLY:-}" ] && [[ ",$ICOUNT_ONLY," != *",$name,"* ]] && continue
-  for layer in $(echo "$layers" | tr , ' '); do
+  order=$(echo "$layers" | tr , ' ')
+  # No C reference for requests: nio-ssl goes first and is the base of the ratio there.
+  [ "$unit" = request ] && order=$(echo "$order" | tr ' ' '\n' | sort -r | tr '\n' ' ')
+  for layer in $order; do
     # swift-nio-ssl's client keeps no session to resume; C has no coalescing of its own (its bulk_1k).
     [ "$layer/$name" = nio-ssl/handshake_resumed ] && continue
     [ "$layer/$name" = c/bulk_1k_coalesced ] && continue
+    # Request/response turns (an HTTP/1.1 keep-alive exchange, SIZE connections at once): the NIO layers only.
+    [ "$unit" = request ] && [[ "$layer" != nio* ]] && continue
     failed=0
-    if [ "$unit" = MiB ]; then
+    if [ "$unit" = request ]; then
+      v=$(marginal "$layer.$name" $((small * size)) $((large * size)) "$(command_for "$layer" requests "$small" "$size")" \
+                                                                    "$(command_for "$layer" requests "$large" "$size")") || failed=1
+    elif [ "$unit" = MiB ]; then
       v=$(marginal "$layer.$name" "$small" "$large" "$(command_for "$layer" bulk "$size" $((small * mib)) "$flush")" \
                                                   "$(command_for "$layer" bulk "$size" $((large * mib)) "$flush")") || failed=1
     else
@@ -101,10 +111,11 @@ for spec in "bulk_16k 16384 4 12 batch MiB" "bulk_1k 1024 2 6 each MiB" "bulk_1k
     fi
     if [ "$failed" = 1 ]; then printf '%-20s %-8s %16s  %-14s %10s\n' "$name" "$layer" failed "instr/$unit" -; status=1; continue; fi
     base=${cvalue[$name]:-${cvalue[${name%_coalesced}]:-}}
-    [ "$layer" = c ] && { cvalue[$name]=$v; base=$v; }
+    [ "$layer" = c ] || { [ "$unit" = request ] && [ "$layer" = nio-ssl ]; } && { cvalue[$name]=$v; base=$v; }
     ratio=$([ -n "$base" ] && awk -v a="$v" -v b="$base" 'BEGIN { printf "%.3f", a / b }' || echo -)
     printf '%-20s %-8s %16d  %-14s %10s\n' "$name" "$layer" "$v" "instr/$unit" "$ratio"
   done
 done
-echo "(marginal callgrind instructions, both ends counted; lower is better; ratio_to_c < 1 means fewer than C)"
+echo "(marginal callgrind instructions, both ends counted; lower is better; ratio_to_c < 1 means fewer than C;"
+echo " requests_*: instructions per request/response turn, ratio to nio-ssl)"
 exit $status

@@ -333,6 +333,97 @@ final class NIOBench {
         return last - start
     }
 
+    // MARK: Requests
+
+    /// The request and response of the requests workload: the sizes of an HTTP/1.1 `GET /` from wrk
+    /// and of the example server's answer (head and body written apart, flushed once).
+    static let request = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: fli-bench-nio\r\n\r\n")
+    static let responseHead = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                             + "Content-Length: 13\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\n\r\n")
+    static let responseBody = ByteBuffer(string: "Hello, world!")
+
+    /// Answers each whole request on the next tick of its event loop (as an async responder does:
+    /// after the read burst ended), head and body in two writes and one flush.
+    final class Responder: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        var got = 0
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            got += unwrapInboundIn(data).readableBytes
+            let size = NIOBench.request.readableBytes
+            while got >= size {
+                got -= size
+                let bound = LoopBox(context)
+                context.eventLoop.execute {
+                    let context = bound.value
+                    context.write(NIOAny(NIOBench.responseHead), promise: nil)
+                    context.writeAndFlush(NIOAny(NIOBench.responseBody), promise: nil)
+                }
+            }
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+    }
+
+    /// Sends a request after the handshake and again after each whole response, `count` times.
+    final class Requester: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let done: EventLoopPromise<Double>
+        var left: Int
+        var got = 0
+        var start = 0.0
+        var finished = false
+        init(count: Int, done: EventLoopPromise<Double>) { left = count; self.done = done }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if NIOBench.isHandshakeCompleted(event) && start == 0 {
+                start = now()
+                context.writeAndFlush(wrapOutboundOut(NIOBench.request), promise: nil)
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            got += unwrapInboundIn(data).readableBytes
+            let size = NIOBench.responseHead.readableBytes + NIOBench.responseBody.readableBytes
+            guard got >= size, !finished else { return }
+            got -= size
+            left -= 1
+            if left == 0 {
+                finished = true
+                done.succeed(now() - start)
+            } else {
+                context.writeAndFlush(wrapOutboundOut(NIOBench.request), promise: nil)
+            }
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            if !finished { finished = true; done.fail(error) }
+            context.close(promise: nil)
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            if !finished { finished = true; done.fail(SSLCatFailure("requests: the connection closed with \(left) left")) }
+            context.fireChannelInactive()
+        }
+    }
+
+    /// Seconds for `count` request/response exchanges on each of `connections` connections at once,
+    /// one exchange at a time on each (the server answers as an HTTP/1.1 keep-alive server does): the
+    /// per-request cost of the TLS handler, alone or among many connections. The time runs from the
+    /// first handshake's end to the last connection's last response.
+    func requests(_ engine: Engine, count: Int, connections: Int) throws -> Double {
+        let server = try listen(engine) { Responder() }
+        defer { try? server.close().wait() }
+        var channels: [Channel] = [], dones: [EventLoopFuture<Double>] = []
+        defer { for channel in channels { try? channel.close().wait() } }
+        let begin = now()
+        for _ in 0..<connections {
+            let done = clientGroup.next().makePromise(of: Double.self)
+            channels.append(try connect(engine, port: server.localAddress!.port!, Requester(count: count, done: done)))
+            dones.append(done.futureResult)
+        }
+        var longest = 0.0
+        for done in dones { longest = max(longest, try done.wait()) }
+        return connections == 1 ? longest : now() - begin
+    }
+
     // MARK: Memory
 
     /// After the handshake, sends one byte and stays open.

@@ -5,6 +5,7 @@ import OpenSSLFLI
 // fli-bench-nio CA CERT KEY handshake COUNT RESUME(0|1) ENGINE        → "handshake COUNT SECONDS REUSED"
 // fli-bench-nio CA CERT KEY memory CONNECTIONS ENGINE                 → "memory CONNECTIONS BYTES_PER_CONNECTION"
 // fli-bench-nio CA CERT KEY concurrent CONNECTIONS WRITE_SIZE TOTAL ENGINE → "concurrent CONNECTIONS SECONDS BYTES"
+// fli-bench-nio CA CERT KEY requests COUNT CONNECTIONS ENGINE        → "requests COUNT CONNECTIONS SECONDS"
 // ENGINE: nio (OpenSSLHandler) or nio-ssl (swift-nio-ssl's NIOSSLHandler). One measurement per process,
 // run by `sslcat bench` between the C reference's rounds; the same argument order as fli-bench-c.
 
@@ -27,7 +28,7 @@ func fail(_ text: String) -> Never {
 }
 
 let args = CommandLine.arguments
-let usage = "usage: fli-bench-nio CA CERT KEY (bulk WRITE_SIZE TOTAL each|batch | handshake COUNT RESUME | memory CONNECTIONS | concurrent CONNECTIONS WRITE_SIZE TOTAL) nio|nio-ssl"
+let usage = "usage: fli-bench-nio CA CERT KEY (bulk WRITE_SIZE TOTAL each|batch | handshake COUNT RESUME | memory CONNECTIONS | concurrent CONNECTIONS WRITE_SIZE TOTAL | requests COUNT CONNECTIONS) nio|nio-ssl"
 guard args.count >= 7, let engine = NIOBench.Engine(rawValue: args.last!) else { fail(usage) }
 do {
     let bench = try NIOBench(caFile: args[1], certFile: args[2], keyFile: args[3])
@@ -50,6 +51,9 @@ do {
               count > 0, size > 0, total >= count else { fail(usage) }
         let seconds = try bench.concurrent(engine, connections: count, writeSize: size, total: total)
         print("concurrent \(count) \(seconds) \(total / count * count)")
+    case "requests":
+        guard args.count == 8, let count = Int(args[5]), let connections = Int(args[6]), count > 0, connections > 0 else { fail(usage) }
+        print("requests \(count) \(connections) \(try bench.requests(engine, count: count, connections: connections))")
     default:
         fail(usage)
     }
