@@ -145,6 +145,59 @@ final class NIOBehaviourTests: XCTestCase {
         XCTAssertTrue(collector.errors.isEmpty, "\(collector.errors)")
     }
 
+    /// Three records in one segment, read by a client with `SSL_set_read_ahead`: OpenSSL takes the
+    /// whole segment into its own buffer at the first `SSL_read`, so the handler's buffers are empty
+    /// while two records still wait inside OpenSSL. The handler must go on decrypting them (it stops
+    /// only when `SSL_has_pending` says nothing is held), not wait for more input that never comes.
+    func testRecordsReadAheadByOpenSSLAreAllDelivered() throws {
+        let serverCtx = try NIOFixtures.serverContext()
+        defer { destroySSLCtx(serverCtx) }
+        let listener = try listen(port: 0, host: "127.0.0.1")
+        defer { listener.close() }
+        let peer = Background("TLSEngine peer") {
+            let s = try listener.accept(timeout: 10, readTimeout: 10)
+            defer { try? s.close() }
+            let engine = try TLSEngine(ctx: .context(serverCtx), side: .server)
+            func send() throws { let out = engine.takeOutgoing(); if !out.isEmpty { try s.write(out); try s.flush() } }
+            func receive() throws {
+                let bytes = try s.read(maxLength: 65536)
+                if bytes.isEmpty { throw NIOTestFailure("the client closed") }
+                try engine.feed(bytes)
+            }
+            while try !engine.handshake() { try send(); try receive() }
+            try send()
+            var got: [UInt8] = []
+            var scratch = [UInt8](repeating: 0, count: 1024)
+            while !got.contains(UInt8(ascii: "\n")) {
+                if let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) {
+                    got += scratch[..<n]
+                } else {
+                    try send(); try receive()
+                }
+            }
+            // Three SSL_writes, three records, one socket write.
+            for line in ["one\n", "two\n", "three\n"] { _ = try Array(line.utf8).withUnsafeBytes { try engine.write($0) } }
+            try send()
+            // The client's close_notify (read returns 0), answered.
+            while true {
+                guard let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) else { try receive(); continue }
+                if n == 0 { break }
+            }
+            _ = try engine.shutdown()
+            try send()
+        }
+        let collector = Collector()
+        let channel = try NIOFixtures.plainClient(group: group, port: listener.port, collector: collector)
+        defer { channel.close(promise: nil) }
+        _ = try resolve(channel.attachSSL(ctx: .default, sslConfigure: { SSL_set_read_ahead($0, 1) }, handshakeTimeout: 10,
+                                          hostName: "localhost", security: try NIOFixtures.trustTestCA))
+        try resolve(channel.send("go\n"))
+        XCTAssertTrue(collector.waitForText("one\ntwo\nthree\n", timeout: 5), "delivered: \(collector.text.debugDescription)")
+        channel.close(promise: nil)
+        try peer.join()
+        XCTAssertTrue(collector.errors.isEmpty, "\(collector.errors)")
+    }
+
     // MARK: Handshake timeouts and closes
 
     func testHandshakeTimeoutAgainstASilentPeer() throws {
