@@ -72,8 +72,10 @@ let package = Package(
         .testTarget(name: "SignatureTests", dependencies: ["OpenSSLFLI", "OpenSSLCrypto", "FLISignatureTypes", "COpenSSL"],
                     path: "Tests/SignatureCheck/Swift"),
         .testTarget(name: "OpenSSLStreamsTests", dependencies: ["OpenSSLStreams", "OpenSSLSeeds", "OpenSSL", "OpenSSLFLI", "TestSupport"]),
+        // glibc's heap counters, for a test that checks a buffer was given back.
+        .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
         .testTarget(name: "OpenSSLNIOTests", dependencies: [
-            "OpenSSLNIO", "OpenSSLStreams", "OpenSSL", "OpenSSLFLI", "TestSupport",
+            "OpenSSLNIO", "OpenSSLStreams", "OpenSSL", "OpenSSLFLI", "TestSupport", "CHeapProbe",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOTLS", package: "swift-nio"),
         ]),

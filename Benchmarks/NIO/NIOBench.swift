@@ -77,9 +77,17 @@ final class NIOBench {
 
     // MARK: Handlers of either engine
 
+    /// `OpenSSLHandler.bufferReleaseDelay` from NIOBENCH_RELEASE_DELAY_MS (icount.sh stretches it by
+    /// valgrind's slowdown, so that the idle release comes as often per request as in a native run).
+    static let releaseDelay: TimeAmount? = ProcessInfo.processInfo.environment["NIOBENCH_RELEASE_DELAY_MS"]
+        .flatMap { Int64($0) }.map { .milliseconds($0) }
+
     private static func serverTLS(_ engine: Engine, _ ctx: SSLContextPointer, _ context: NIOSSLContext) throws -> ChannelHandler {
         switch engine {
-        case .openSSL: return try OpenSSLHandler(ctx: .context(ctx), side: .server)
+        case .openSSL:
+            let handler = try OpenSSLHandler(ctx: .context(ctx), side: .server)
+            if let releaseDelay { handler.bufferReleaseDelay = releaseDelay }
+            return handler
         case .nioSSL: return NIOSSLServerHandler(context: context)
         }
     }
@@ -93,6 +101,7 @@ final class NIOBench {
                 if let session { _ = SSL_set_session(ssl, session) }
             }, hostName: "localhost")
             handler.coalescesWrites = coalesces
+            if let releaseDelay { handler.bufferReleaseDelay = releaseDelay }
             return handler
         case .nioSSL:
             return try NIOSSLClientHandler(context: context, serverHostname: "localhost")

@@ -39,6 +39,8 @@ import OpenSSLTLS
 /// Back-pressure: flushed writes are encrypted in chunks while the channel is writable and resumed when
 /// it becomes writable again; small writes flushed together are coalesced into full 16 KiB records
 /// (``coalescesWrites``). Received ciphertext is decrypted in one pass per read, into one plaintext buffer.
+/// A connection that stays idle for ``bufferReleaseDelay`` gives OpenSSL's record buffers back, so
+/// many idle keep-alive connections need no `SSL_MODE_RELEASE_BUFFERS`.
 ///
 /// Use the handler on its channel's event loop only (as every NIO handler).
 public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
@@ -79,6 +81,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Coalesce small writes flushed together into full TLS records (fewer records, less per-record
     /// work on both ends). Default true; set false to keep one record per write.
     @exclusivity(unchecked) public var coalescesWrites = true  // exclusivity(unchecked): event-loop only (see `state`)
+    /// How long the connection stays idle (nothing received left to decrypt, nothing written left to
+    /// encrypt) before OpenSSL's record buffers, ~33 KiB, are given back (`SSL_free_buffers`); 100 ms
+    /// by default. Shorter: less memory held by connections that pause; longer: fewer frees and
+    /// re-allocations on a busy connection. Set it before the handler is added.
+    public var bufferReleaseDelay: TimeAmount = .milliseconds(100)
 
     /// True once the handshake has finished.
     public var isHandshakeDone: Bool { state.isHandshakeDone }
@@ -114,6 +121,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     var detaching: Bool { state.isDetaching }
     private var handshakeTimer: Scheduled<Void>?
     private var shutdownTimer: Scheduled<Void>?
+    /// Armed when the connection goes idle: gives OpenSSL's record buffers back if it still is when the
+    /// timer fires (``armIdleRelease(context:)``).
+    private var releaseTimer: Scheduled<Void>?
 
     private struct PendingWrite {
         var buffer: ByteBuffer
@@ -224,8 +234,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Frees what the handler made (LispWorks' rules) and fails whatever still waits.
     public func handlerRemoved(context: ChannelHandlerContext) {
-        handshakeTimer?.cancel(); handshakeTimer = nil
-        shutdownTimer?.cancel(); shutdownTimer = nil
+        cancelTimers()
         let failure = state.failure
         let detachWaits = state.detachWaits
         let closePromise = state.takeClosePromise()
@@ -434,11 +443,17 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         buffers.inboundCount == 0 && !buffers.inboundEOF && COpenSSL.SSL_has_pending(ssl.rawValue) == 0
     }
 
+    /// A buffer for the plaintext of what was received. Plaintext is never longer than the ciphertext it
+    /// comes from, so the bytes received are room enough, unless OpenSSL holds part of a record from an
+    /// earlier read (or plaintext not yet taken: `SSL_has_pending`), which adds up to one record. A small
+    /// request gets a small buffer (glibc's per-thread cache serves blocks up to 1 KiB: the earlier 2 KiB
+    /// minimum cost ~360 instructions more a buffer in malloc and free, callgrind); a plaintext larger
+    /// than the buffer only means one more buffer passed on.
+    /// - Corresponds: `SSL_has_pending`.
     private func plaintextBuffer(context: ChannelHandlerContext) -> ByteBuffer {
-        // Plaintext is never longer than its ciphertext; one more record's worth covers a record begun
-        // in an earlier read.
         let n = buffers.inboundCount
-        return context.channel.allocator.buffer(capacity: n >= 8192 ? n + OpenSSLHandler.recordSize + 512 : max(n + 1024, 2048))
+        let held = COpenSSL.SSL_has_pending(ssl.rawValue) != 0
+        return context.channel.allocator.buffer(capacity: held ? n + OpenSSLHandler.recordSize + 512 : max(n, 64))
     }
 
     private func deliver(_ plaintext: ByteBuffer, context: ChannelHandlerContext) {
@@ -476,7 +491,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if state.passesThrough { context.fireChannelReadComplete(); return }
         writeOutbound(context: context, flush: true)
         buffers.releaseConsumedInbound()
-        releaseIdleRecordBuffers()
+        armIdleRelease(context: context)
         let wantsMore: Bool
         switch state {
         case .handshaking:
@@ -494,26 +509,45 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if wantsMore && !state.isReleased && context.channel.isActive { context.read() }
     }
 
-    /// Gives OpenSSL's record buffers back (`SSL_free_buffers`, ~34 KiB) when a read burst ended with
-    /// every received byte decrypted and nothing left to encrypt: the connection is going idle. Once per
-    /// burst of reads, not per record (`SSL_MODE_RELEASE_BUFFERS` frees and remakes them per record);
-    /// OpenSSL keeps a buffer that still holds data. Never inside a handshake.
+    /// Nothing is in flight: the handshake is over, every received byte was decrypted and everything
+    /// written was encrypted and passed on.
+    private var isIdle: Bool {
+        state.hasHalves && buffers.inboundCount == 0 && pending.isEmpty && buffers.outbound.readableBytes == 0
+    }
+
+    /// Where the connection goes idle (a read burst ended, or a flush passed everything on): arms the
+    /// timer that gives OpenSSL's record buffers back (`SSL_free_buffers`, ~33 KiB; OpenSSL keeps a
+    /// buffer that still holds data) after ``bufferReleaseDelay``, if the connection is idle then too.
     ///
-    /// Called with `SSL_MODE_RELEASE_BUFFERS` too: OpenSSL 3.0 then still keeps a 16 KiB write buffer
-    /// that its handshake code sets up, until the next write (a client that read its session tickets
-    /// holds 16,592 bytes, measured with glibc's `mallinfo2` on 3.0.22).
+    /// Not at once: a keep-alive connection goes idle between each request and its response, and
+    /// freeing the two 16 KiB buffers there and making them again for the next record cost ~4.2 k
+    /// instructions a request/response turn (both ends), 6 % of it (`Benchmarks/icount.sh`'s
+    /// requests_1conn); on OpenSSL 3.0 `SSL_free_buffers` also walks 32 record slots each time. A busy
+    /// connection now gives them back at most once per delay, an idle one within the delay. Nor per
+    /// record, as `SSL_MODE_RELEASE_BUFFERS` does (which, on 3.0, still keeps a 16 KiB write buffer that
+    /// the handshake code makes, until the next write). Never inside a handshake.
     /// - Corresponds: `SSL_free_buffers`.
-    private func releaseIdleRecordBuffers() {
-        guard state.hasHalves, buffers.inboundCount == 0, pending.isEmpty,
-              buffers.outbound.readableBytes == 0 else { return }
-        _ = COpenSSL.SSL_free_buffers(ssl.rawValue)
+    private func armIdleRelease(context: ChannelHandlerContext) {
+        guard releaseTimer == nil, isIdle else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        releaseTimer = context.eventLoop.scheduleTask(in: bufferReleaseDelay) {
+            let handler = bound.value
+            handler.releaseTimer = nil
+            if handler.isIdle { _ = COpenSSL.SSL_free_buffers(handler.ssl.rawValue) }
+        }
+    }
+
+    /// Cancels the handshake, close and idle-release timers.
+    private func cancelTimers() {
+        handshakeTimer?.cancel(); handshakeTimer = nil
+        shutdownTimer?.cancel(); shutdownTimer = nil
+        releaseTimer?.cancel(); releaseTimer = nil
     }
 
     /// Fails a handshake under way (`.closed`), reports an end without close_notify (an unexpected EOF),
     /// fails pending writes.
     public func channelInactive(context: ChannelHandlerContext) {
-        handshakeTimer?.cancel(); handshakeTimer = nil
-        shutdownTimer?.cancel(); shutdownTimer = nil
+        cancelTimers()
         if state.passesThrough { context.fireChannelInactive(); return }
         if case .handshaking = state {
             // (A local close during the handshake failed it already: this is the peer's doing.)
@@ -636,6 +670,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         flushedCount = pending.count
         encryptFlushed(context: context)
+        armIdleRelease(context: context)
     }
 
     /// Passes the read on and remembers it was wanted.
@@ -974,8 +1009,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func fail(context: ChannelHandlerContext, _ error: Error) {
         guard state.isRunning else { return }
         enterFailed(error)
-        handshakeTimer?.cancel(); handshakeTimer = nil
-        shutdownTimer?.cancel(); shutdownTimer = nil
+        cancelTimers()
         writeOutbound(context: context, flush: true)
         handshakeOutcome.fail(error)
         if state.isDetaching { detachOutcome.fail(error) }
