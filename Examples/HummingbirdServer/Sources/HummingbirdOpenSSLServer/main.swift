@@ -33,7 +33,6 @@ struct HummingbirdOpenSSLServer: AsyncParsableCommand {
     @Option(help: "Append TLS secrets to this file, in SSLKEYLOGFILE format (for Wireshark).") var keylog: String?
     @Option(help: "The TLS stack: openssl (OpenSSLHandler) or niossl (HummingbirdTLS, for comparison).") var tls: TLSStack = .openssl
     @Flag(help: "HTTP/1.1 only (no ALPN, no HTTP/2).") var http1Only = false
-    @Flag(help: "Keep OpenSSL's record buffers while a connection is idle (no SSL_MODE_RELEASE_BUFFERS).") var keepBuffers = false
 
     func run() async throws {
         let router = Router(context: ConnectionRequestContext.self)
@@ -85,7 +84,7 @@ struct HummingbirdOpenSSLServer: AsyncParsableCommand {
     /// What swift-nio-ssl cannot do, set once on the shared `SSL_CTX`.
     /// - Corresponds: `SSL_CTX_set_tlsext_status_cb` + `SSL_set_tlsext_status_ocsp_resp` (stapling),
     ///   `SSL_CTX_set_tlsext_ticket_keys`, `SSL_CTX_set_keylog_callback`, `SSL_CTX_set_verify`,
-    ///   `SSL_CTX_set_client_CA_list`, `SSL_CTX_set_session_id_context`, `SSL_CTX_set_mode`.
+    ///   `SSL_CTX_set_client_CA_list`, `SSL_CTX_set_session_id_context`.
     func configureContext(_ ctx: SSLContextPointer) throws {
         if let ocspResponse {
             let der = try [UInt8](Data(contentsOf: URL(fileURLWithPath: ocspResponse)))
@@ -97,9 +96,6 @@ struct HummingbirdOpenSSLServer: AsyncParsableCommand {
             try ctx.setSessionTicketKeys(keys)
         }
         if let keylog { try ctx.writeKeylog(toFile: keylog) }
-        // An idle connection gives its 16 KiB read and write buffers back (what a server with many
-        // keep-alive connections wants; BoringSSL does this by default).
-        if !keepBuffers { _ = SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS) }
         // Resumed sessions must come from this server's context (needed once client certificates are verified).
         try ctx.setSessionIDContext("hummingbird-openssl")
         if let clientCA {
