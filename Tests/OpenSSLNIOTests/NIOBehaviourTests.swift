@@ -101,37 +101,15 @@ final class NIOBehaviourTests: XCTestCase {
         let listener = try listen(port: 0, host: "127.0.0.1")
         defer { listener.close() }
         let peer = Background("TLSEngine peer") {
-            let s = try listener.accept(timeout: 10, readTimeout: 10)
-            defer { try? s.close() }
-            let engine = try TLSEngine(ctx: .context(serverCtx), side: .server)
-            func send() throws { let out = engine.takeOutgoing(); if !out.isEmpty { try s.write(out); try s.flush() } }
-            func receive() throws {
-                let bytes = try s.read(maxLength: 65536)
-                if bytes.isEmpty { throw NIOTestFailure("the client closed") }
-                try engine.feed(bytes)
-            }
-            while try !engine.handshake() { try send(); try receive() }
-            try send()
-            var got: [UInt8] = []
-            var scratch = [UInt8](repeating: 0, count: 1024)
-            while !got.contains(UInt8(ascii: "\n")) {
-                if let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) {
-                    got += scratch[..<n]
-                } else {
-                    try send(); try receive()
-                }
-            }
-            XCTAssertEqual(String(decoding: got, as: UTF8.self), "ping\n")
-            _ = try Array("pong\n".utf8).withUnsafeBytes { try engine.write($0) }
-            XCTAssertFalse(try engine.shutdown())
+            let side = try EngineServer(listener, serverCtx)
+            defer { side.close() }
+            XCTAssertEqual(try side.readLine(), "ping\n")
+            _ = try Array("pong\n".utf8).withUnsafeBytes { try side.engine.write($0) }
+            XCTAssertFalse(try side.engine.shutdown())
             // pong, close_notify and plaintext, in one write.
-            try s.write(engine.takeOutgoing() + Array("PLAIN after close_notify\n".utf8))
-            try s.flush()
-            // The client's close_notify: read returns 0.
-            while true {
-                guard let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) else { try receive(); continue }
-                if n == 0 { break }
-            }
+            try side.socket.write(side.engine.takeOutgoing() + Array("PLAIN after close_notify\n".utf8))
+            try side.socket.flush()
+            try side.awaitCloseNotify()
         }
         let collector = Collector()
         let channel = try NIOFixtures.plainClient(group: group, port: listener.port, collector: collector)
@@ -146,40 +124,19 @@ final class NIOBehaviourTests: XCTestCase {
         XCTAssertTrue(collector.errors.isEmpty, "\(collector.errors)")
     }
 
-    /// A TLS server on `listener`, driven by a `TLSEngine` over the blocking socket: the handshake, one
-    /// line from the client, then `replies`, each its own `SSL_write` (its own record), all sent in one
-    /// socket write; then it waits for the client's close_notify and answers it.
+    /// A TLS server on `listener` (``EngineServer``): the handshake, one line from the client, then
+    /// `replies`, each its own `SSL_write` (its own record), all sent in one socket write; then it waits
+    /// for the client's close_notify and answers it.
     private func enginePeer(_ listener: TCPListener, _ serverCtx: SSLContextPointer, replies: [String]) -> Background {
         Background("TLSEngine peer") {
-            let s = try listener.accept(timeout: 10, readTimeout: 10)
-            defer { try? s.close() }
-            let engine = try TLSEngine(ctx: .context(serverCtx), side: .server)
-            func send() throws { let out = engine.takeOutgoing(); if !out.isEmpty { try s.write(out); try s.flush() } }
-            func receive() throws {
-                let bytes = try s.read(maxLength: 65536)
-                if bytes.isEmpty { throw NIOTestFailure("the client closed") }
-                try engine.feed(bytes)
-            }
-            while try !engine.handshake() { try send(); try receive() }
-            try send()
-            var got: [UInt8] = []
-            var scratch = [UInt8](repeating: 0, count: 1024)
-            while !got.contains(UInt8(ascii: "\n")) {
-                if let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) {
-                    got += scratch[..<n]
-                } else {
-                    try send(); try receive()
-                }
-            }
-            for reply in replies { _ = try Array(reply.utf8).withUnsafeBytes { try engine.write($0) } }
-            try send()
-            // The client's close_notify (read returns 0), answered.
-            while true {
-                guard let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) else { try receive(); continue }
-                if n == 0 { break }
-            }
-            _ = try engine.shutdown()
-            try send()
+            let side = try EngineServer(listener, serverCtx)
+            defer { side.close() }
+            _ = try side.readLine()
+            for reply in replies { _ = try Array(reply.utf8).withUnsafeBytes { try side.engine.write($0) } }
+            try side.send()
+            try side.awaitCloseNotify()
+            _ = try side.engine.shutdown()
+            try side.send()
         }
     }
 
@@ -714,4 +671,48 @@ final class NIOBehaviourTests: XCTestCase {
             }
         }
     }
+}
+
+/// The server end of a test connection: a `TLSEngine` over a blocking socket accepted from a listener,
+/// its handshake done, pumped by hand (what it sends, and when, is the test's to decide).
+private final class EngineServer {
+    let socket: SocketStream
+    let engine: TLSEngine
+    private var scratch = [UInt8](repeating: 0, count: 1024)
+
+    init(_ listener: TCPListener, _ ctx: SSLContextPointer) throws {
+        socket = try listener.accept(timeout: 10, readTimeout: 10)
+        engine = try TLSEngine(ctx: .context(ctx), side: .server)
+        while try !engine.handshake() { try send(); try receive() }
+        try send()
+    }
+
+    /// Sends what the engine queued.
+    func send() throws { let out = engine.takeOutgoing(); if !out.isEmpty { try socket.write(out); try socket.flush() } }
+
+    /// Feeds the engine what the socket has (the client closing is an error).
+    func receive() throws {
+        let bytes = try socket.read(maxLength: 65536)
+        if bytes.isEmpty { throw NIOTestFailure("the client closed") }
+        try engine.feed(bytes)
+    }
+
+    /// Plaintext up to and including the first newline.
+    func readLine() throws -> String {
+        var got: [UInt8] = []
+        while !got.contains(UInt8(ascii: "\n")) {
+            if let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) { got += scratch[..<n] } else { try send(); try receive() }
+        }
+        return String(decoding: got, as: UTF8.self)
+    }
+
+    /// Reads until the client's close_notify (a read of 0).
+    func awaitCloseNotify() throws {
+        while true {
+            guard let n = try scratch.withUnsafeMutableBytes({ try engine.read(into: $0) }) else { try receive(); continue }
+            if n == 0 { return }
+        }
+    }
+
+    func close() { try? socket.close() }
 }
